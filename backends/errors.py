@@ -1,0 +1,86 @@
+"""The one error tree of ipfs-mcp.
+
+Every error the project raises on purpose derives from :class:`IpfsMcpError`, so callers
+(the CLI, the MCP tools) can catch one root and turn it into a clear message. Foreign
+errors (OS, HTTP, libp2p) are translated at the boundary with ``raise ... from exc``.
+
+    IpfsMcpError
+    ├── InvalidInput                (also ValueError)
+    │   ├── InvalidCID
+    │   ├── UnsafePath              a path escapes its root, or an entry name is unsafe
+    │   └── TooLarge                input over a configured cap
+    ├── NotFound                    (also FileNotFoundError)
+    │   ├── BlockNotFound           carries the missing CID and where it looked
+    │   └── PinNotFound
+    ├── IntegrityError              bytes do not hash to their CID
+    ├── BackendUnavailable          a backend cannot serve; says why and how to fix it
+    ├── AllBackendsFailed           every candidate failed; carries each failure
+    └── NetworkError                a peer or the network failed us
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class IpfsMcpError(Exception):
+    """Root of every error that ipfs-mcp raises on purpose."""
+
+
+class InvalidInput(IpfsMcpError, ValueError):
+    """The caller passed something we cannot accept."""
+
+
+class InvalidCID(InvalidInput):
+    """A string or bytes value is not a CID we can use."""
+
+    def __init__(self, value: object, reason: str) -> None:
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid CID {value!r}: {reason}")
+
+
+class UnsafePath(InvalidInput):
+    """A path lies outside the roots it must stay in, or an entry name is unsafe."""
+
+
+class TooLarge(InvalidInput):
+    """Input larger than a configured limit."""
+
+
+class NotFound(IpfsMcpError, FileNotFoundError):
+    """Something asked for does not exist where we looked."""
+
+
+class BlockNotFound(NotFound):
+    """A block is not in the places that were searched."""
+
+    def __init__(self, cid: object, where: str = "the local blockstore") -> None:
+        self.cid = str(cid)
+        self.where = where
+        super().__init__(f"block {cid} not found in {where}")
+
+
+class PinNotFound(NotFound):
+    """Unpinning something that is not pinned."""
+
+
+class IntegrityError(IpfsMcpError):
+    """Bytes do not match the CID they were stored or sent under."""
+
+
+class BackendUnavailable(IpfsMcpError):
+    """A backend cannot be used; the message says why and what to do."""
+
+
+class AllBackendsFailed(IpfsMcpError):
+    """Every candidate (backend, provider) failed; ``errors`` maps each name to its failure."""
+
+    def __init__(self, what: str, errors: Mapping[str, BaseException]) -> None:
+        self.errors = dict(errors)
+        detail = "; ".join(f"{name}: {err}" for name, err in self.errors.items()) or "none tried"
+        super().__init__(f"{what} failed everywhere ({detail})")
+
+
+class NetworkError(IpfsMcpError):
+    """A peer or the network failed (timeouts, refused dials, protocol violations)."""

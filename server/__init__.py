@@ -1,0 +1,1 @@
+"""ipfs_mcp.server."""
