@@ -1,0 +1,169 @@
+"""A flat-file blockstore keyed by multihash, safe to share between processes.
+
+On disk (inside the repo folder)::
+
+    blocks/
+      <XY>/                     shard: the next-to-last two characters of the key
+        <KEY>.data              KEY = base32 (RFC 4648, upper, unpadded) of the multihash,
+                                as Kubo's flatfs names them, e.g. CIQ...XYZ.data
+    tmp/                        partial writes; anything left here after a crash is garbage
+
+Every write goes to a unique temp file in ``tmp/``, is fsynced, then renamed into place, so
+a reader (in this or another process) sees either no block or the whole block, and a kill -9
+never leaves a torn block under a real key. Keying by multihash means a CIDv0 and a CIDv1 of
+the same bytes share one file, as in Kubo.
+
+Every read is rehashed against the CID asked for. A block that fails is moved aside to
+``tmp/`` (so a good copy can be stored again) and reported as an :class:`IntegrityError`;
+corrupt bytes are never returned.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from multiformats import CID, multibase
+
+from .cids import cid_str, identity_data, is_identity, verify_block
+from .errors import BlockNotFound, IntegrityError, IpfsMcpError
+
+
+def _key(multihash: bytes) -> str:
+    return multibase.encode(multihash, "base32upper")[1:]
+
+
+def _multihash_of_key(key: str) -> bytes:
+    return multibase.decode("B" + key)
+
+
+class Blockstore:
+    """Blocks as files; implements the importer's ``BlockSink``."""
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = Path(root)
+        self.blocks_dir = self.root / "blocks"
+        self.tmp_dir = self.root / "tmp"
+        self.fsync = fsync
+        self.blocks_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def path_of(self, multihash: bytes) -> Path:
+        key = _key(multihash)
+        return self.blocks_dir / key[-3:-1] / f"{key}.data"
+
+    # -- reads --------------------------------------------------------------------------
+    def has(self, cid: CID) -> bool:
+        return is_identity(cid) or self.path_of(bytes(cid.digest)).exists()
+
+    def get(self, cid: CID) -> bytes:
+        """The verified bytes of ``cid``.
+
+        Raises:
+            BlockNotFound: not stored here.
+            IntegrityError: the stored bytes are corrupt (they are moved aside first).
+        """
+        if is_identity(cid):
+            return identity_data(cid)
+        path = self.path_of(bytes(cid.digest))
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise BlockNotFound(cid_str(cid), f"the blockstore at {self.root}") from None
+        except OSError as exc:
+            raise IpfsMcpError(f"cannot read block {cid_str(cid)}: {exc.strerror}") from exc
+        try:
+            verify_block(cid, data)
+        except IntegrityError:
+            self._quarantine(path)
+            raise IntegrityError(
+                f"stored block {cid_str(cid)} is corrupt and was set aside; fetch it again"
+            ) from None
+        return data
+
+    def size(self, cid: CID) -> int:
+        """Stored size of a block, without reading it.
+
+        Raises:
+            BlockNotFound: not stored here.
+        """
+        if is_identity(cid):
+            return len(identity_data(cid))
+        try:
+            return self.path_of(bytes(cid.digest)).stat().st_size
+        except FileNotFoundError:
+            raise BlockNotFound(cid_str(cid), f"the blockstore at {self.root}") from None
+
+    def iter_multihashes(self) -> Iterator[tuple[bytes, Path]]:
+        """Every stored block as ``(multihash, path)``; unknown files are skipped."""
+        for shard in sorted(self.blocks_dir.iterdir()) if self.blocks_dir.exists() else []:
+            if not shard.is_dir():
+                continue
+            for entry in sorted(shard.iterdir()):
+                if entry.suffix != ".data":
+                    continue
+                try:
+                    yield _multihash_of_key(entry.stem), entry
+                except (ValueError, KeyError):
+                    continue
+
+    # -- writes -------------------------------------------------------------------------
+    def put(self, cid: CID, data: bytes) -> bool:
+        """Verify and store a block. Returns False when it was already present.
+
+        Raises:
+            IntegrityError: ``data`` does not hash to ``cid``; nothing is written.
+        """
+        verify_block(cid, data)
+        if is_identity(cid):
+            return False
+        return self._write(bytes(cid.digest), data)
+
+    def put_block(self, cid: bytes, data: bytes) -> None:
+        """``BlockSink`` for the importer, which hashed ``data`` itself a moment ago."""
+        # A binary CIDv0 is the bare multihash; a CIDv1 is 0x01, the codec, the multihash.
+        multihash = cid if cid[0] == 0x12 else cid[2:]
+        self._write(multihash, data)
+
+    def _write(self, multihash: bytes, data: bytes) -> bool:
+        final = self.path_of(multihash)
+        if final.exists():
+            return False
+        final.parent.mkdir(exist_ok=True)
+        tmp = self.tmp_dir / f"{final.name}.{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "wb") as out:
+                out.write(data)
+                if self.fsync:
+                    out.flush()
+                    os.fsync(out.fileno())
+            os.replace(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise IpfsMcpError(f"cannot store block in {self.root}: {exc.strerror}") from exc
+        return True
+
+    def delete_path(self, path: Path) -> int:
+        """Remove one block file; returns the bytes freed (0 if it was gone already)."""
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        return size
+
+    def _quarantine(self, path: Path) -> None:
+        try:
+            os.replace(path, self.tmp_dir / f"corrupt-{path.name}.{uuid.uuid4().hex}")
+        except FileNotFoundError:
+            pass
+
+    def clean_tmp(self) -> int:
+        """Remove leftovers of interrupted writes; returns the count removed."""
+        removed = 0
+        for entry in self.tmp_dir.iterdir():
+            entry.unlink(missing_ok=True)
+            removed += 1
+        return removed
