@@ -58,6 +58,7 @@ class ImportOptions:
     max_links: int = DEFAULT_MAX_LINKS
     wrap_with_directory: bool = False
     hidden: bool = False
+    follow_symlinks: bool = False  # ours, not Kubo's: needed for HF snapshots (links to blobs)
     shard_threshold: int = DEFAULT_SHARD_THRESHOLD
 
     def __post_init__(self) -> None:
@@ -134,6 +135,7 @@ class Importer:
         self.options = options or ImportOptions()
         self.progress = progress
         self._pb_prefix = b"" if self.options.cid_version == 0 else b"\x01\x70"
+        self._following: set[Path] = set()
 
     # -- blocks -------------------------------------------------------------------------
     def _put_pb(self, block: bytes) -> bytes:
@@ -257,11 +259,17 @@ class Importer:
             if entry.name.startswith(".") and not self.options.hidden:
                 continue
             child_rel = _join(rel, entry.name)
-            if entry.is_symlink():
+            if entry.is_symlink() and not self.options.follow_symlinks:
                 node = self.add_symlink(os.readlink(entry.path))
                 entries.append(AddedEntry(child_rel, node.cid_obj, 0, "symlink"))
-            elif entry.is_dir():
+            elif entry.is_dir() and not entry.is_symlink():
                 node = self._walk(Path(entry.path), child_rel, entries)
+            elif entry.is_dir():  # a followed symlink to a folder: guard against cycles
+                target = Path(entry.path).resolve()
+                if target in self._following or Path(folder).resolve().is_relative_to(target):
+                    raise InvalidInput(f"symlink cycle at {entry.path}")
+                self._following.add(target)
+                node = self._walk(target, child_rel, entries)
             elif entry.is_file():
                 node = self.add_file(Path(entry.path))
                 total += node.size

@@ -1,0 +1,230 @@
+"""``hf_cache``: the embedded default backend, a complete IPFS repo under ``$HF_HOME/ipfs``.
+
+No daemon and no network of its own: blocks, pins, GC and CARs live in :class:`Repo`. When
+a block is missing locally and a :class:`BlockFetcher` was given (the P2P node), reads fetch
+it from peers; the fetcher verifies and stores every block before it is used.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from multiformats import CID
+
+from . import car, hf_layout
+from .cids import cid_of_block, cid_str, parse_cid
+from .errors import BlockNotFound, InvalidInput
+from .exporter import Entry, Exporter
+from .fetcher import BlockFetcher
+from .importer import Importer, ImportOptions, ImportResult
+from .repo import Repo
+
+_CODECS = {"raw": "raw", "dag-pb": "dag-pb", "dag-cbor": "dag-cbor", "protobuf": "dag-pb",
+           "cbor": "dag-cbor"}
+
+
+def split_path(value: str) -> tuple[CID, str]:
+    """``CID[/path]``, ``/ipfs/CID/path`` or ``ipfs://CID/path`` into the CID and path.
+
+    Raises:
+        InvalidCID: the first segment is not a CID.
+    """
+    text = value.strip()
+    for prefix in ("ipfs://", "/ipfs/"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+            break
+    head, _, rest = text.partition("/")
+    return parse_cid(head), rest.strip("/")
+
+
+@dataclass
+class CacheCounters:
+    hits: int = 0
+    misses: int = 0
+    fetched: int = 0
+
+
+class HFCacheBackend:
+    name = "hf_cache"
+
+    def __init__(self, repo: Repo, *, hub_cache: Path | None = None,
+                 fetcher: BlockFetcher | None = None) -> None:
+        self.repo = repo
+        self.hub_cache = hub_cache
+        self.fetcher = fetcher
+        self.counters = CacheCounters()
+        self._lock = threading.Lock()
+
+    # -- loading with fetch-on-miss -----------------------------------------------------
+    def load(self, cid: CID, *, whole_dag: bool = False) -> bytes:
+        """A verified block; on a local miss, ask the fetcher (the whole DAG under it
+        when reading content, so the transfer runs in parallel rather than block by block).
+
+        Raises:
+            BlockNotFound: not local and no fetcher found it.
+        """
+        try:
+            data = self.repo.blocks.get(cid)
+        except BlockNotFound:
+            with self._lock:
+                self.counters.misses += 1
+            if self.fetcher is None:
+                raise
+            if whole_dag:
+                self.fetcher.fetch_dag(cid)
+                data = self.repo.blocks.get(cid)
+            else:
+                data = self.fetcher.fetch_block(cid)
+            with self._lock:
+                self.counters.fetched += 1
+            return data
+        with self._lock:
+            self.counters.hits += 1
+        return data
+
+    def exporter(self, *, whole_dag: bool = False) -> Exporter:
+        return Exporter(lambda cid: self.load(cid, whole_dag=whole_dag))
+
+    def _resolve(self, value: str) -> CID:
+        cid, path = split_path(value)
+        return self.exporter().resolve(cid, path) if path else cid
+
+    # -- adding -------------------------------------------------------------------------
+    def importer(self, options: ImportOptions | None = None,
+                 progress: Callable[[int], None] | None = None) -> Importer:
+        return Importer(self.repo.blocks, options, progress)
+
+    def add_bytes(self, data: bytes, *, pin: bool = True,
+                  options: ImportOptions | None = None) -> str:
+        with self.repo.writing():
+            node = self.importer(options).add_bytes(data)
+            cid = node.cid_obj
+            if pin:
+                self.repo.pins.add(cid, "recursive", size=node.size)
+        return cid_str(cid)
+
+    def add_stream(self, stream: BinaryIO, *, pin: bool = True, name: str = "",
+                   options: ImportOptions | None = None,
+                   progress: Callable[[int], None] | None = None) -> CID:
+        with self.repo.writing():
+            node = self.importer(options, progress).add_stream(stream)
+            if pin:
+                self.repo.pins.add(node.cid_obj, "recursive", name=name, size=node.size)
+        return node.cid_obj
+
+    def add_path(self, path: str | Path, *, recursive: bool = True, pin: bool = True,
+                 options: ImportOptions | None = None, name: str | None = None,
+                 progress: Callable[[int], None] | None = None) -> ImportResult:
+        with self.repo.writing():
+            result = self.importer(options, progress).add_path(Path(path), recursive=recursive)
+            if pin:
+                self.repo.pins.add(result.root, "recursive", name=name or Path(path).name,
+                                   size=result.size)
+        return result
+
+    def add_hf_model(self, repo_id: str, revision: str | None = None, *, pin: bool = True,
+                     options: ImportOptions | None = None,
+                     progress: Callable[[int], None] | None = None) -> ImportResult:
+        """Add a cached hub snapshot (``models--org--name/snapshots/<rev>``).
+
+        Raises:
+            NotFound: the model is not in the local hub cache.
+        """
+        if self.hub_cache is None:
+            raise InvalidInput("no HuggingFace hub cache configured")
+        snapshot = hf_layout.snapshot_path(self.hub_cache, repo_id, revision)
+        base = options or ImportOptions()
+        follow = ImportOptions(**{**base.__dict__, "follow_symlinks": True, "hidden": True})
+        label = f"{repo_id}@{revision}" if revision else repo_id
+        return self.add_path(snapshot, pin=pin, options=follow, name=label, progress=progress)
+
+    def export_to_hf(self, cid: str, repo_id: str, *, revision: str = "main",
+                     commit: str | None = None) -> hf_layout.HFWriteResult:
+        if self.hub_cache is None:
+            raise InvalidInput("no HuggingFace hub cache configured")
+        root = self._resolve(cid)
+        return hf_layout.write_snapshot(self.exporter(whole_dag=True), root, self.hub_cache,
+                                        repo_id, revision=revision, commit=commit)
+
+    # -- reading ------------------------------------------------------------------------
+    def cat_stream(self, cid: str, *, offset: int = 0, length: int | None = None
+                   ) -> Iterator[bytes]:
+        root = self._resolve(cid)
+        return self.exporter(whole_dag=True).cat(root, offset, length)
+
+    def cat(self, cid: str, *, offset: int = 0, length: int | None = None) -> bytes:
+        return b"".join(self.cat_stream(cid, offset=offset, length=length))
+
+    def stat(self, cid: str) -> Entry:
+        return self.exporter().stat(self._resolve(cid))
+
+    def ls(self, cid: str) -> list[Entry]:
+        return self.exporter().ls(self._resolve(cid))
+
+    def get_to_path(self, cid: str, *, output_path: str | Path,
+                    progress: Callable[[int], None] | None = None) -> Entry:
+        return self.exporter(whole_dag=True).get_to_path(self._resolve(cid), Path(output_path),
+                                                         progress)
+
+    # -- pins ---------------------------------------------------------------------------
+    def pin(self, cid: str, *, recursive: bool = True, name: str = "") -> None:
+        root = self._resolve(cid)
+        self.repo.pin(root, recursive=recursive, name=name,
+                      load=lambda c: self.load(c, whole_dag=recursive))
+
+    def unpin(self, cid: str) -> None:
+        self.repo.unpin(self._resolve(cid))
+
+    # -- blocks -------------------------------------------------------------------------
+    def block_put(self, data: bytes, *, codec: str = "raw") -> str:
+        try:
+            codec_name = _CODECS[codec]
+        except KeyError:
+            raise InvalidInput(f"unsupported codec {codec!r}; use raw, dag-pb or dag-cbor") \
+                from None
+        cid = cid_of_block(data, version=1, codec=codec_name)
+        self.repo.blocks.put(cid, data)
+        return cid_str(cid)
+
+    def block_get(self, cid: str) -> bytes:
+        return self.load(parse_cid(cid))
+
+    # -- CAR ----------------------------------------------------------------------------
+    def dag_export(self, cid: str, out: Path | BinaryIO | None = None) -> bytes | None:
+        """Write the DAG as a CAR v1 to ``out`` (a path or stream), or return its bytes."""
+        root = self._resolve(cid)
+        load = self.exporter(whole_dag=True).load
+        if out is None:
+            buf = io.BytesIO()
+            car.export_dag(buf, root, load)
+            return buf.getvalue()
+        if isinstance(out, (str, Path)):
+            with open(out, "wb") as stream:
+                car.export_dag(stream, root, load)
+        else:
+            car.export_dag(out, root, load)
+        return None
+
+    def dag_import(self, stream: BinaryIO, *, pin_roots: bool = True) -> car.CarImportReport:
+        """Import a CAR, verifying every block, and pin its roots (as ``ipfs dag import``).
+
+        Raises:
+            BlockNotFound: pinning a root whose DAG the CAR did not complete.
+        """
+        with self.repo.writing():
+            roots, blocks = car.read_car(stream)
+            count = size = 0
+            for cid, block in blocks:
+                self.repo.blocks.put(cid, block)
+                count += 1
+                size += len(block)
+            if pin_roots:
+                for root in roots:
+                    self.repo.pin(root, recursive=True)
+        return car.CarImportReport(tuple(roots), count, size)

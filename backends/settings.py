@@ -1,0 +1,72 @@
+"""Backend settings, read from the environment in one place and then frozen.
+
+Environment (the names the old ``ipfs_backend_router`` honoured, plus ours):
+
+============================  ==============================================================
+``IPFS_BACKEND``              force a backend by name (``ipfs_kit``, ``hf_cache``, ``kubo``
+                              or any registered one)
+``ENABLE_IPFS_KIT``           consider ipfs_kit_py at all (default ``1``)
+``IPFS_KIT_DISABLE``          never consider ipfs_kit_py (default ``0``)
+``ENABLE_HF_CACHE``           consider the embedded hf_cache repo (default ``1``)
+``KUBO_CMD``                  the Kubo CLI to run (default ``ipfs``)
+``IPFS_API``                  a Kubo RPC endpoint, URL or multiaddr
+``HF_HOME``                   HuggingFace home; the repo lives in ``$HF_HOME/ipfs``
+``HF_HUB_CACHE``              the hub cache (default ``$HF_HOME/hub``)
+``IPFS_ROUTER_CACHE``         reuse backend instances between calls (default ``1``)
+============================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = env.get(name)
+    if value is None:
+        return default
+    value = value.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    return default
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    hf_home: Path
+    hf_hub_cache: Path
+    backend: str | None = None
+    enable_ipfs_kit: bool = True
+    enable_hf_cache: bool = True
+    kubo_cmd: str = "ipfs"
+    ipfs_api: str | None = None
+    router_cache: bool = True
+
+    @property
+    def repo_path(self) -> Path:
+        return self.hf_home / "ipfs"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BackendSettings:
+        env = os.environ if env is None else env
+        hf_home = Path(env.get("HF_HOME") or Path("~/.cache/huggingface")).expanduser()
+        hub = Path(env.get("HF_HUB_CACHE") or hf_home / "hub").expanduser()
+        return cls(
+            hf_home=hf_home,
+            hf_hub_cache=hub,
+            backend=(env.get("IPFS_BACKEND") or "").strip() or None,
+            enable_ipfs_kit=env_flag(env, "ENABLE_IPFS_KIT", True)
+            and not env_flag(env, "IPFS_KIT_DISABLE", False),
+            enable_hf_cache=env_flag(env, "ENABLE_HF_CACHE", True),
+            kubo_cmd=(env.get("KUBO_CMD") or "ipfs").strip(),
+            ipfs_api=(env.get("IPFS_API") or "").strip() or None,
+            router_cache=env_flag(env, "IPFS_ROUTER_CACHE", True),
+        )
