@@ -51,6 +51,8 @@ def parse_cid(value: str | bytes | CID) -> CID:
             raise InvalidCID(value, "empty string")
         if "/" in text:
             raise InvalidCID(value, "contains a path; pass the path separately")
+        if text.startswith("Qm") and len(text) != 46:
+            raise InvalidCID(value, f"a CIDv0 is 46 base58 characters, this has {len(text)}")
         candidate: str | bytes = text
     elif isinstance(value, (bytes, bytearray, memoryview)):
         candidate = bytes(value)

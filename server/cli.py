@@ -1,0 +1,341 @@
+"""``ipfs-mcp``: the command line, for people and scripts.
+
+``ipfs-mcp serve`` runs the MCP server; the other commands work on the same repo and
+backend the server uses, in the spelling of Kubo's ``ipfs`` CLI. Errors print one line to
+stderr and exit non-zero; a user never sees a traceback. Progress bars appear only on a
+terminal; ``--json`` prints machine-readable output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ipfs_mcp.backends import router
+from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.errors import IpfsMcpError
+from ipfs_mcp.backends.importer import ImportOptions
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=None, default=str))
+
+
+@contextlib.contextmanager
+def _progress(description: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar on a terminal (stderr), nothing otherwise."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                               TransferSpeedColumn)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _tree_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _hf_backend(backend: Any, what: str) -> Any:
+    if not hasattr(backend, "repo"):
+        raise IpfsMcpError(f"`{what}` works on the embedded hf_cache repo; the backend in use "
+                           f"is {backend.name}")
+    return backend
+
+
+# -- commands -------------------------------------------------------------------------------
+def cmd_add(args: argparse.Namespace) -> int:
+    options = ImportOptions.from_chunker(
+        args.chunker, cid_version=args.cid_version, raw_leaves=args.raw_leaves,
+        wrap_with_directory=args.wrap_with_directory, hidden=args.hidden)
+    backend = router.get_backend()
+    results = []
+    for raw_path in args.paths:
+        path = Path(raw_path)
+        if args.hf:
+            _hf_backend(backend, "add --hf")
+            from ipfs_mcp.backends.hf_layout import parse_source
+
+            repo_id, revision = parse_source(raw_path)
+            with _progress(f"adding {raw_path}", None) as progress:
+                result = backend.add_hf_model(repo_id, revision, pin=args.pin, options=options,
+                                              progress=progress)
+        elif hasattr(backend, "repo"):
+            with _progress(f"adding {path.name}", _tree_size(path)) as progress:
+                result = backend.add_path(path, recursive=args.recursive, pin=args.pin,
+                                          options=options, progress=progress)
+        else:
+            result = backend.add_path(path, recursive=args.recursive, pin=args.pin,
+                                      options=options)
+        results.append((raw_path, result))
+    for raw_path, result in results:
+        if args.json:
+            _print_json({"path": raw_path, "cid": cid_str(result.root), "size": result.size,
+                         "entries": [{"path": e.path, "cid": cid_str(e.cid), "size": e.size,
+                                      "kind": e.kind} for e in result.entries]})
+        elif args.quiet:
+            print(cid_str(result.root))
+        else:
+            for entry in result.entries:
+                name = f"{Path(raw_path).name}/{entry.path}" if entry.path else Path(raw_path).name
+                print(f"added {cid_str(entry.cid)} {name}")
+            if not result.entries:
+                print(f"added {cid_str(result.root)} {Path(raw_path).name}")
+    return 0
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    for piece in router.get_backend().cat_stream(args.cid, offset=args.offset,
+                                                 length=args.length):
+        out.write(piece)
+    out.flush()
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    backend = router.get_backend()
+    output = Path(args.output or args.cid.strip("/").split("/")[-1])
+    if hasattr(backend, "repo"):
+        entry = backend.stat(args.cid)
+        with _progress(f"saving {output}", entry.size or None) as progress:
+            entry = backend.get_to_path(args.cid, output_path=output, progress=progress)
+    else:
+        entry = backend.get_to_path(args.cid, output_path=output)
+    if args.json:
+        _print_json({"cid": args.cid, "output": str(output), "kind": entry.kind})
+    else:
+        print(f"Saved {entry.kind} {args.cid} to {output}")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    entries = router.get_backend().ls(args.cid)
+    if args.json:
+        _print_json([{"name": e.name, "cid": cid_str(e.cid), "size": e.size, "kind": e.kind}
+                     for e in entries])
+    else:
+        for e in entries:
+            print(f"{cid_str(e.cid)} {e.size} {e.name}{'/' if e.kind == 'directory' else ''}")
+    return 0
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    backend = router.get_backend()
+    if args.pin_cmd == "add":
+        for cid in args.cids:
+            backend.pin(cid, recursive=args.recursive)
+            print(f"pinned {cid} {'recursively' if args.recursive else 'directly'}")
+    elif args.pin_cmd == "rm":
+        for cid in args.cids:
+            backend.unpin(cid)
+            print(f"unpinned {cid}")
+    else:
+        pins = list(_hf_backend(backend, "pin ls").repo.pins)
+        if args.json:
+            _print_json([{"cid": cid_str(p.cid), "type": p.type, "name": p.name,
+                          "size": p.size} for p in pins])
+        else:
+            for p in pins:
+                print(f"{cid_str(p.cid)} {p.type}{' ' + p.name if p.name else ''}")
+    return 0
+
+
+def cmd_block(args: argparse.Namespace) -> int:
+    backend = router.get_backend()
+    if args.block_cmd == "put":
+        data = Path(args.file).read_bytes() if args.file else sys.stdin.buffer.read()
+        print(backend.block_put(data, codec=args.codec))
+    else:
+        sys.stdout.buffer.write(backend.block_get(args.cid))
+        sys.stdout.buffer.flush()
+    return 0
+
+
+def cmd_dag(args: argparse.Namespace) -> int:
+    backend = router.get_backend()
+    if args.dag_cmd == "export":
+        if args.output:
+            backend.dag_export(args.cid, Path(args.output))
+        else:
+            if sys.stdout.isatty():
+                raise IpfsMcpError("refusing to write a CAR to a terminal; use -o FILE")
+            _hf_backend(backend, "dag export").dag_export(args.cid, sys.stdout.buffer)
+        return 0
+    hf = _hf_backend(backend, "dag import")
+    for name in args.files:
+        with open(name, "rb") as stream:
+            report = hf.dag_import(stream, pin_roots=args.pin_roots)
+        if args.json:
+            _print_json({"file": name, "roots": [cid_str(r) for r in report.roots],
+                         "blocks": report.blocks, "bytes": report.bytes})
+        else:
+            for root in report.roots:
+                print(f"pinned root {cid_str(root)}" if args.pin_roots else cid_str(root))
+            print(f"imported {report.blocks} blocks ({report.bytes} bytes) from {name}")
+    return 0
+
+
+def cmd_repo(args: argparse.Namespace) -> int:
+    repo = _hf_backend(router.get_backend(), f"repo {args.repo_cmd}").repo
+    if args.repo_cmd == "stat":
+        stat = repo.stat()
+        if args.json:
+            _print_json(stat.__dict__)
+        else:
+            print(f"path:      {stat.path}\nblocks:    {stat.blocks}\nsize:      {stat.size}\n"
+                  f"pins:      {stat.pins}\nfree disk: {stat.free_disk}")
+    elif args.repo_cmd == "gc":
+        report = repo.gc()
+        if args.json:
+            _print_json(report.__dict__)
+        else:
+            print(f"removed {report.removed} blocks, freed {report.freed} bytes, "
+                  f"kept {report.kept}")
+            for cid in report.missing:
+                print(f"warning: pinned {cid} is missing blocks", file=sys.stderr)
+    else:
+        report = repo.verify(remove_corrupt=args.remove)
+        if args.json:
+            _print_json({"checked": report.checked, "corrupt": list(report.corrupt),
+                         "removed": report.removed})
+        else:
+            print(f"checked {report.checked} blocks, {len(report.corrupt)} corrupt")
+            for cid in report.corrupt:
+                print(f"corrupt: {cid}{' (removed)' if report.removed else ''}")
+        return 0 if report.ok else 2
+    return 0
+
+
+def cmd_backend(args: argparse.Namespace) -> int:
+    sel = router.selection()
+    if args.json:
+        _print_json(sel.__dict__)
+    else:
+        print(f"backend: {sel.backend} ({sel.reason})")
+        for name, why in sel.skipped.items():
+            print(f"  skipped {name}: {why}")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ipfs-mcp", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def cmd(name: str, func: Callable[[argparse.Namespace], int], help_: str,
+            json_flag: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    try:
+        serve = importlib.import_module("ipfs_mcp.server.serve")
+    except ModuleNotFoundError as exc:  # only while the server module is absent
+        if exc.name != "ipfs_mcp.server.serve":
+            raise
+        serve = None  # type: ignore[assignment]
+    if serve is not None:
+        p = sub.add_parser("serve", help="run the MCP server (stdio by default)")
+        serve.add_arguments(p)
+        p.set_defaults(func=serve.run)
+
+    p = cmd("add", cmd_add, "add files or folders (CIDs identical to `ipfs add`)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("-r", "--recursive", action="store_true", help="add folders recursively")
+    p.add_argument("--cid-version", type=int, default=0, choices=(0, 1))
+    p.add_argument("--raw-leaves", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--chunker", default="size-262144", help="size-N (default size-262144)")
+    p.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("-w", "--wrap-with-directory", action="store_true")
+    p.add_argument("-H", "--hidden", action="store_true", help="include dotfiles")
+    p.add_argument("-Q", "--quiet", action="store_true", help="print only the root CID")
+    p.add_argument("--hf", action="store_true",
+                   help="PATH is a HuggingFace repo id[@revision] from the local hub cache")
+
+    p = cmd("cat", cmd_cat, "write a file's bytes to stdout", json_flag=False)
+    p.add_argument("cid")
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--length", type=int, default=None)
+
+    p = cmd("get", cmd_get, "save a file or folder")
+    p.add_argument("cid")
+    p.add_argument("-o", "--output", help="where to write (default: the CID)")
+
+    p = cmd("ls", cmd_ls, "list a folder")
+    p.add_argument("cid")
+
+    p = cmd("pin", cmd_pin, "manage pins", json_flag=False)
+    pin_sub = p.add_subparsers(dest="pin_cmd", required=True)
+    for name in ("add", "rm"):
+        q = pin_sub.add_parser(name)
+        q.add_argument("cids", nargs="+", metavar="CID")
+        if name == "add":
+            q.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True)
+    pin_sub.add_parser("ls").add_argument("--json", action="store_true")
+
+    p = cmd("block", cmd_block, "raw blocks", json_flag=False)
+    block_sub = p.add_subparsers(dest="block_cmd", required=True)
+    q = block_sub.add_parser("put")
+    q.add_argument("file", nargs="?", help="default: stdin")
+    q.add_argument("--codec", default="raw", choices=("raw", "dag-pb", "dag-cbor"))
+    block_sub.add_parser("get").add_argument("cid")
+
+    p = cmd("dag", cmd_dag, "CAR export and import", json_flag=False)
+    dag_sub = p.add_subparsers(dest="dag_cmd", required=True)
+    q = dag_sub.add_parser("export")
+    q.add_argument("cid")
+    q.add_argument("-o", "--output", help="CAR file (default: stdout)")
+    q = dag_sub.add_parser("import")
+    q.add_argument("files", nargs="+", metavar="CAR")
+    q.add_argument("--pin-roots", action=argparse.BooleanOptionalAction, default=True)
+    q.add_argument("--json", action="store_true")
+
+    p = cmd("repo", cmd_repo, "the embedded repo", json_flag=False)
+    repo_sub = p.add_subparsers(dest="repo_cmd", required=True)
+    for name in ("stat", "gc", "verify"):
+        q = repo_sub.add_parser(name)
+        q.add_argument("--json", action="store_true")
+        if name == "verify":
+            q.add_argument("--remove", action="store_true", help="delete corrupt blocks")
+
+    cmd("backend", cmd_backend, "show the backend in use and why")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except IpfsMcpError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # disk full, permission denied, a closed pipe: one line, no trace
+        if isinstance(exc, BrokenPipeError):
+            return 0
+        print(f"Error: {exc.strerror or exc}"
+              f"{': ' + str(exc.filename) if exc.filename else ''}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

