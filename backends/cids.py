@@ -60,7 +60,7 @@ def parse_cid(value: str | bytes | CID) -> CID:
         raise InvalidCID(value, f"expected str or bytes, got {type(value).__name__}")
     try:
         return CID.decode(candidate)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError) as exc:  # the library raises all four
         raise InvalidCID(value, str(exc).strip("'\"") or type(exc).__name__) from exc
 
 

@@ -15,7 +15,8 @@ errors (OS, HTTP, libp2p) are translated at the boundary with ``raise ... from e
     ├── IntegrityError              bytes do not hash to their CID
     ├── BackendUnavailable          a backend cannot serve; says why and how to fix it
     ├── AllBackendsFailed           every candidate failed; carries each failure
-    └── NetworkError                a peer or the network failed us
+    ├── NetworkError                a peer or the network failed us
+    └── OperationCancelled          the caller cancelled a long operation (it cleaned up)
 """
 
 from __future__ import annotations
@@ -84,3 +85,7 @@ class AllBackendsFailed(IpfsMcpError):
 
 class NetworkError(IpfsMcpError):
     """A peer or the network failed (timeouts, refused dials, protocol violations)."""
+
+
+class OperationCancelled(IpfsMcpError):
+    """A long operation stopped because its caller cancelled it; partial output was removed."""

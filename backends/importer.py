@@ -131,7 +131,7 @@ class Importer:
 
     def __init__(self, sink: BlockSink | None = None, options: ImportOptions | None = None,
                  progress: ProgressFn | None = None) -> None:
-        self.sink = sink or _DiscardSink()
+        self.sink = sink if sink is not None else _DiscardSink()
         self.options = options or ImportOptions()
         self.progress = progress
         self._pb_prefix = b"" if self.options.cid_version == 0 else b"\x01\x70"
@@ -293,7 +293,7 @@ def check_entry_name(name: str) -> None:
 
 
 def _join(parent: str, name: str) -> str:
-    return f"{parent}/{name}" if parent else name
+    return f"{parent}/{name}" if parent and name else parent or name
 
 
 class _Chunks:

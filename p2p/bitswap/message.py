@@ -146,10 +146,6 @@ def encode_message(msg: Message, protocol: str = PROTOCOL_120) -> bytes:
     return bytes(out)
 
 
-def frame(body: bytes) -> bytes:
-    return varint.encode(len(body)) + body
-
-
 # -- decoding ---------------------------------------------------------------------------
 def _cid(raw: bytes | memoryview) -> CID:
     try:

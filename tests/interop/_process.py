@@ -144,20 +144,29 @@ class JsonLineProcess:
     # -- API ----------------------------------------------------------------------------
     def wait_event(self, event: str, timeout: float) -> dict[str, Any]:
         """Wait for the next event named ``event`` (other events are dropped)."""
+        return self.wait_event_any((event,), timeout)
+
+    def wait_event_any(self, events: Sequence[str], timeout: float) -> dict[str, Any]:
+        """Wait for the next event whose name is in ``events`` (others are dropped).
+
+        Raises:
+            InteropTimeout: none came in time.
+            InteropError: the child exited first.
+        """
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise InteropTimeout(f"{self.name}: no {event!r} event within {timeout:.1f} s"
-                                     f"\n--- log tail ---\n{self.log_tail()}")
+                raise InteropTimeout(f"{self.name}: no {'/'.join(events)} event within "
+                                     f"{timeout:.1f} s\n--- log tail ---\n{self.log_tail()}")
             try:
                 msg = self._events.get(timeout=remaining)
             except queue.Empty:
                 continue
             if msg.get("event") == "__exit__":
                 raise self._fail(f"{self.name} exited (code {msg.get('code')}) "
-                                 f"while waiting for {event!r}")
-            if msg.get("event") == event:
+                                 f"while waiting for {'/'.join(events)}")
+            if msg.get("event") in events:
                 return msg
 
     def request(self, op: str, timeout: float, **args: Any) -> Any:

@@ -33,35 +33,14 @@
 import './polyfill.mjs'
 import { parseArgs } from 'node:util'
 import { importer } from 'ipfs-unixfs-importer'
-import { fixedSize } from 'ipfs-unixfs-importer/chunker'
-import { balanced } from 'ipfs-unixfs-importer/layout'
 import { candidates } from './fswalk.mjs'
-
-const KUBO_CHUNK_SIZE = 262144
-const KUBO_MAX_CHILDREN = 174
-const KUBO_SHARD_THRESHOLD = 262144
+import { kuboImporterOptions } from './importopts.mjs'
 
 // Blocks are only hashed, never kept.
 const discard = { put: async (cid) => cid }
 
 export async function importPath (job) {
-  const cidVersion = job.cidVersion ?? 0
-  const rawLeaves = job.rawLeaves ?? (cidVersion === 1)
-  const threshold = job.shardThreshold ?? KUBO_SHARD_THRESHOLD
-  const options = {
-    cidVersion,
-    rawLeaves,
-    leafType: 'file',
-    reduceSingleLeafToSelf: true,
-    wrapWithDirectory: job.wrap ?? false,
-    chunker: fixedSize({ chunkSize: job.chunkSize ?? KUBO_CHUNK_SIZE }),
-    layout: balanced({ maxChildrenPerNode: job.maxChildren ?? KUBO_MAX_CHILDREN }),
-    shardSplitStrategy: 'links-bytes',
-    shardSplitThresholdBytes: job.jsShardCompare ? threshold : threshold - 1,
-    shardFanoutBits: 8,
-    fileImportConcurrency: 1,
-    blockWriteConcurrency: 1
-  }
+  const options = kuboImporterOptions(job)
   const source = candidates(job.path, { hidden: job.hidden ?? false, withPath: true })
   const entries = {}
   let last

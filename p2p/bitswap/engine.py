@@ -1,0 +1,611 @@
+"""Our bitswap engine: serves blocks from a blockstore and asks peers for the blocks we want.
+
+The library's bitswap replies on the requester's stream, which Kubo never reads, so this
+engine follows boxo instead:
+
+- every message we send goes out on a stream *we* opened to that peer (one per peer, kept
+  open, reopened once if it breaks);
+- every stream a peer opens to us is read as a sequence of length-prefixed messages.
+
+Per peer there is one task (:meth:`Bitswap._peer_loop`) that writes everything we owe that
+peer: our wants and cancels, presences, and the blocks it asked for, batched into messages of
+about ``target_message_size``. It reads blocks from the store one batch at a time, so a peer
+that wants a gigabyte never makes us hold more than a batch in memory.
+
+Received blocks are hashed in a worker thread; the CID is *computed* from the bytes, so a
+block is trusted only if that CID is one we want. Anything else is discarded and its sender
+penalised; nothing unverified is ever handed to the blockstore.
+
+The client side is in :mod:`.session`; it uses :meth:`Bitswap.want_record`,
+:meth:`Bitswap.send_wants` and :meth:`Bitswap.cancel`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio
+import trio
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from multiaddr import Multiaddr
+from multiformats import CID
+
+from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, NetworkError
+
+from .._net import NET_ERRORS, FrameReader, frame
+from ..reputation import ProviderReputation
+from .message import (
+    MAX_BLOCK_SIZE,
+    MAX_MESSAGE_SIZE,
+    MAX_WANTLIST,
+    PROTOCOL_120,
+    PROTOCOLS,
+    Message,
+    Payload,
+    Presence,
+    WantEntry,
+    WantType,
+    block_cid,
+    encode_message,
+)
+
+log = logging.getLogger(__name__)
+
+
+class BlockStore(Protocol):
+    """What the engine serves from and stores into (``backends.blockstore.Blockstore``)."""
+
+    def has(self, cid: CID) -> bool: ...
+
+    def get(self, cid: CID) -> bytes: ...
+
+    def put(self, cid: CID, data: bytes) -> bool: ...
+
+
+@dataclass(frozen=True)
+class BitswapConfig:
+    """Limits and timing. The defaults suit a LAN or the public network; tests shorten the
+    timeouts so that a silent peer costs them a fraction of a second."""
+
+    max_message_size: int = MAX_MESSAGE_SIZE
+    max_block_size: int = MAX_BLOCK_SIZE
+    max_wantlist: int = MAX_WANTLIST
+    # Blocks are batched into one message up to about this many bytes (one block at least).
+    target_message_size: int = 1 << 20
+    # A peer that has been asked for a block and sends us nothing at all for this long
+    # loses the want to another peer.
+    want_timeout: float = 10.0
+    # Blocks in flight in one DAG fetch, across all its peers.
+    window: int = 64
+    # Bound on opening a stream to a peer and on writing one message to it.
+    send_timeout: float = 20.0
+    # How long a peer that sent a wrong block is left out of new requests.
+    bad_peer_timeout: float = 60.0
+
+
+@dataclass
+class Ledger:
+    """What we exchanged with one peer (boxo's per-peer ledger)."""
+
+    bytes_sent: int = 0  # block bytes
+    bytes_received: int = 0
+    blocks_sent: int = 0
+    blocks_received: int = 0
+    duplicate_blocks: int = 0
+    bad_blocks: int = 0
+    messages_sent: int = 0
+    messages_received: int = 0
+    wants_received: int = 0
+    haves_sent: int = 0
+    dont_haves_sent: int = 0
+
+
+class _Peer:
+    __slots__ = ("id", "ledger", "protocol", "stream", "their_wants", "serve", "out_wants",
+                 "out_presences", "wake", "running", "connected", "failed", "last_activity",
+                 "bad_until")
+
+    def __init__(self, peer_id: ID) -> None:
+        self.id = peer_id
+        self.ledger = Ledger()
+        self.protocol: str | None = None
+        self.stream: INetStream | None = None
+        # The peer's wantlist (by multihash) and the want-blocks we have and still owe it.
+        self.their_wants: OrderedDict[bytes, WantEntry] = OrderedDict()
+        self.serve: OrderedDict[bytes, WantEntry] = OrderedDict()
+        self.out_wants: dict[bytes, WantEntry] = {}
+        self.out_presences: dict[bytes, tuple[CID, Presence]] = {}
+        self.wake = trio.Event()
+        self.running = False
+        self.connected = False
+        self.failed = False  # we could not reach it, or it disconnected
+        self.last_activity = 0.0
+        self.bad_until = 0.0
+
+    def has_output(self) -> bool:
+        return bool(self.out_wants or self.out_presences or self.serve)
+
+
+class WantRecord:
+    """One block we are waiting for, shared by every session that wants it."""
+
+    __slots__ = ("cid", "asked", "haves", "dont_haves", "block", "done", "_changed", "refs")
+
+    def __init__(self, cid: CID) -> None:
+        self.cid = cid
+        self.asked: dict[str, tuple[float, WantType]] = {}  # peer -> (when, what)
+        self.haves: set[str] = set()
+        self.dont_haves: set[str] = set()
+        self.block: bytes | None = None
+        self.done = trio.Event()
+        self._changed = trio.Event()
+        self.refs = 0
+
+    @property
+    def changed(self) -> trio.Event:
+        """Set at the next change (presence, block, peer failure); grab it, then check."""
+        return self._changed
+
+    def notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+
+class _Notifee(INotifee):
+    """Connection events from the swarm, forwarded to the engine."""
+
+    def __init__(self, engine: Bitswap) -> None:
+        self.engine = engine
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self.engine._on_connected(conn.muxed_conn.peer_id)
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        peer_id = conn.muxed_conn.peer_id
+        if not network.get_connections(peer_id):
+            self.engine._on_disconnected(peer_id)
+
+    async def listen(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        return None
+
+    async def listen_close(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        return None
+
+
+class Bitswap:
+    """The engine. Components come in through the constructor; :meth:`run` serves."""
+
+    def __init__(self, host: IHost, store: BlockStore, *,
+                 reputation: ProviderReputation | None = None,
+                 config: BitswapConfig | None = None) -> None:
+        self.host = host
+        self.store = store
+        self.reputation = reputation or ProviderReputation()
+        self.config = config or BitswapConfig()
+        self._peers: dict[str, _Peer] = {}
+        self._wants: dict[bytes, WantRecord] = {}
+        # Blocks recently received and no longer wanted: a second copy is a duplicate, not
+        # an attack. Bounded so it cannot grow without limit.
+        self._recent: OrderedDict[bytes, None] = OrderedDict()
+        self._nursery: trio.Nursery | None = None
+        self._notifee = _Notifee(self)
+        self.bytes_in = 0  # whole messages, both directions, for bandwidth totals
+        self.bytes_out = 0
+        self.protocol_errors = 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Serve until cancelled. Start it with ``nursery.start(engine.run)``."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for proto in PROTOCOLS:
+                self.host.set_stream_handler(TProtocol(proto), self._handle_stream)
+            self.host.get_network().register_notifee(self._notifee)
+            for peer_id in self.host.get_connected_peers():
+                self._on_connected(peer_id)
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+                for proto in PROTOCOLS:
+                    self.host.remove_stream_handler(TProtocol(proto))
+                self.host.get_network().remove_notifee(self._notifee)
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    for peer in self._peers.values():
+                        await self._drop_stream(peer)
+                for rec in self._wants.values():
+                    rec.notify()
+
+    # -- peers --------------------------------------------------------------------------
+    def _peer(self, peer_id: ID) -> _Peer:
+        key = str(peer_id)
+        peer = self._peers.get(key)
+        if peer is None:
+            peer = self._peers[key] = _Peer(peer_id)
+        return peer
+
+    def _on_connected(self, peer_id: ID) -> None:
+        peer = self._peer(peer_id)
+        peer.connected = True
+        peer.failed = False
+
+    def _on_disconnected(self, peer_id: ID) -> None:
+        peer = self._peers.get(str(peer_id))
+        if peer is None:
+            return
+        peer.connected = False
+        self._peer_failed(peer, "disconnected")
+
+    def _peer_failed(self, peer: _Peer, why: str) -> None:
+        log.debug("bitswap: peer %s failed: %s", peer.id, why)
+        peer.failed = True
+        peer.stream = None
+        peer.serve.clear()
+        peer.their_wants.clear()
+        peer.out_wants.clear()
+        peer.out_presences.clear()
+        peer.wake.set()
+        key = str(peer.id)
+        for rec in self._wants.values():
+            if key in rec.asked:
+                rec.notify()
+
+    def peer_usable(self, peer_id: object) -> bool:
+        peer = self._peers.get(str(peer_id))
+        if peer is None:
+            return True
+        return not peer.failed and peer.bad_until <= trio.current_time()
+
+    def last_activity(self, peer_id: object) -> float:
+        peer = self._peers.get(str(peer_id))
+        return peer.last_activity if peer else 0.0
+
+    def ledger(self, peer_id: object) -> Ledger:
+        peer = self._peers.get(str(peer_id))
+        return peer.ledger if peer else Ledger()
+
+    def ledgers(self) -> dict[str, Ledger]:
+        return {key: peer.ledger for key, peer in self._peers.items()}
+
+    def peer_protocol(self, peer_id: object) -> str | None:
+        peer = self._peers.get(str(peer_id))
+        return peer.protocol if peer else None
+
+    def _wake(self, peer: _Peer) -> None:
+        peer.wake.set()
+        if not peer.running and self._nursery is not None:
+            peer.running = True
+            self._nursery.start_soon(self._peer_loop, peer)
+
+    # -- client side: wants -------------------------------------------------------------
+    def want_record(self, cid: CID) -> WantRecord:
+        """The shared record for ``cid``; call :meth:`release` when done with it."""
+        key = bytes(cid.digest)
+        rec = self._wants.get(key)
+        if rec is None:
+            rec = self._wants[key] = WantRecord(cid)
+        rec.refs += 1
+        return rec
+
+    def release(self, rec: WantRecord) -> None:
+        rec.refs -= 1
+        if rec.refs <= 0:
+            key = bytes(rec.cid.digest)
+            if self._wants.get(key) is rec:
+                del self._wants[key]
+            if not rec.done.is_set():
+                self.cancel(rec, rec.asked)
+
+    def send_wants(self, peer_id: ID, rec: WantRecord, want_type: WantType) -> None:
+        """Queue a want for ``rec`` to ``peer_id``; DONT_HAVE is always requested."""
+        if self._nursery is None:
+            raise NetworkError("the bitswap engine is not running")
+        peer = self._peer(peer_id)
+        peer.failed = False if peer.connected else peer.failed
+        key = bytes(rec.cid.digest)
+        rec.asked[str(peer_id)] = (trio.current_time(), want_type)
+        peer.out_wants[key] = WantEntry(rec.cid, want_type, send_dont_have=True,
+                                        priority=1 if want_type == WantType.HAVE else 2)
+        self._wake(peer)
+
+    def cancel(self, rec: WantRecord, peers: Iterable[str]) -> None:
+        key = bytes(rec.cid.digest)
+        for peer_key in list(peers):
+            peer = self._peers.get(peer_key)
+            if peer is None or peer.failed:
+                continue
+            peer.out_wants[key] = WantEntry(rec.cid, cancel=True)
+            self._wake(peer)
+
+    def mark_bad(self, peer_id: object, why: str) -> None:
+        """Leave a misbehaving peer out of new requests for a while, and penalise it."""
+        peer = self._peers.get(str(peer_id))
+        log.warning("bitswap: peer %s misbehaved: %s", peer_id, why)
+        self.reputation.record_bad_block(peer_id)
+        if peer is not None:
+            peer.ledger.bad_blocks += 1
+            peer.bad_until = trio.current_time() + self.config.bad_peer_timeout
+            key = str(peer.id)
+            for rec in self._wants.values():
+                if key in rec.asked:
+                    rec.notify()
+
+    # -- inbound ------------------------------------------------------------------------
+    async def _handle_stream(self, stream: INetStream) -> None:
+        peer_id = stream.muxed_conn.peer_id
+        peer = self._peer(peer_id)
+        reader = FrameReader(stream, self.config.max_message_size)
+        try:
+            while True:
+                body = await reader.next()
+                if body is None:
+                    break
+                self.bytes_in += len(body)
+                peer.ledger.messages_received += 1
+                peer.last_activity = trio.current_time()
+                from .message import decode_message
+
+                await self._on_message(peer, decode_message(body))
+        except NetworkError as exc:
+            self.protocol_errors += 1
+            log.info("bitswap: dropping stream from %s: %s", peer_id, exc)
+            await _reset(stream)
+        except NET_ERRORS as exc:
+            log.debug("bitswap: inbound stream from %s ended: %r", peer_id, exc)
+            await _reset(stream)
+        else:
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                try:
+                    await stream.close()
+                except NET_ERRORS:
+                    pass
+
+    async def _on_message(self, peer: _Peer, msg: Message) -> None:
+        if msg.full:
+            peer.their_wants.clear()
+            peer.serve.clear()
+        if msg.wants:
+            await self._on_wants(peer, msg.wants)
+        if msg.payloads:
+            await self._on_blocks(peer, msg.payloads)
+        key = str(peer.id)
+        for cid, presence in msg.presences:
+            rec = self._wants.get(bytes(cid.digest))
+            if rec is None:
+                continue
+            if presence == Presence.HAVE:
+                rec.haves.add(key)
+            else:
+                rec.dont_haves.add(key)
+            rec.notify()
+
+    async def _on_wants(self, peer: _Peer, wants: list[WantEntry]) -> None:
+        cancels = [w for w in wants if w.cancel]
+        for want in cancels:
+            mh = bytes(want.cid.digest)
+            peer.their_wants.pop(mh, None)
+            peer.serve.pop(mh, None)
+        fresh = [w for w in wants if not w.cancel]
+        if not fresh:
+            return
+        room = self.config.max_wantlist - len(peer.their_wants)
+        if room < len(fresh):
+            log.info("bitswap: %s wants more than %d blocks; ignoring %d",
+                     peer.id, self.config.max_wantlist, len(fresh) - max(room, 0))
+            fresh = fresh[:max(room, 0)]
+        peer.ledger.wants_received += len(fresh)
+        have = await anyio.to_thread.run_sync(self._has_many, [w.cid for w in fresh])
+        for want, present in zip(fresh, have, strict=True):
+            mh = bytes(want.cid.digest)
+            peer.their_wants[mh] = want
+            if present and want.want_type == WantType.BLOCK:
+                peer.serve[mh] = want
+            elif present:
+                peer.out_presences[mh] = (want.cid, Presence.HAVE)
+                peer.ledger.haves_sent += 1
+            elif want.send_dont_have:
+                peer.out_presences[mh] = (want.cid, Presence.DONT_HAVE)
+                peer.ledger.dont_haves_sent += 1
+        if peer.has_output():
+            self._wake(peer)
+
+    def _has_many(self, cids: list[CID]) -> list[bool]:
+        return [self.store.has(cid) for cid in cids]
+
+    async def _on_blocks(self, peer: _Peer, payloads: list[Payload]) -> None:
+        ok: list[Payload] = []
+        for payload in payloads:
+            if len(payload.data) > self.config.max_block_size:
+                self.mark_bad(peer.id, f"sent a {len(payload.data)}-byte block")
+            else:
+                ok.append(payload)
+        hashed = await anyio.to_thread.run_sync(_hash_all, ok)
+        wanted: list[tuple[WantRecord, CID, bytes]] = []
+        for payload, cid in zip(ok, hashed, strict=True):
+            if cid is None:
+                self.mark_bad(peer.id, "sent a block with an unusable CID prefix")
+                continue
+            mh = bytes(cid.digest)
+            rec = self._wants.get(mh)
+            if rec is not None and not rec.done.is_set():
+                wanted.append((rec, cid, payload.data))
+            elif rec is not None or mh in self._recent:
+                peer.ledger.duplicate_blocks += 1
+            else:
+                # Its hash matches nothing we asked for: a corrupted or unsolicited block.
+                self.mark_bad(peer.id, f"sent a block we did not ask for ({cid_str(cid)})")
+        if not wanted:
+            return
+        # The CIDs were computed from these very bytes, so each block is verified; the
+        # blockstore checks again before it writes.
+        await anyio.to_thread.run_sync(self._put_all, [(c, d) for _, c, d in wanted])
+        now = trio.current_time()
+        key = str(peer.id)
+        for rec, cid, data in wanted:
+            if rec.done.is_set():
+                continue
+            peer.ledger.blocks_received += 1
+            peer.ledger.bytes_received += len(data)
+            asked = rec.asked.get(key)
+            self.reputation.update_provider_stats(
+                key, True, now - asked[0] if asked else None, len(data))
+            rec.block = data
+            rec.done.set()
+            rec.notify()
+            mh = bytes(cid.digest)
+            self._recent[mh] = None
+            if len(self._recent) > 8192:
+                self._recent.popitem(last=False)
+            self.cancel(rec, (p for p in rec.asked if p != key))
+            self._on_new_block(cid)
+
+    def _put_all(self, blocks: list[tuple[CID, bytes]]) -> None:
+        for cid, data in blocks:
+            self.store.put(cid, data)
+
+    def _on_new_block(self, cid: CID) -> None:
+        """A block just arrived: serve it to peers that had asked us for it."""
+        mh = bytes(cid.digest)
+        for peer in self._peers.values():
+            want = peer.their_wants.get(mh)
+            if want is None or peer.failed:
+                continue
+            if want.want_type == WantType.BLOCK:
+                peer.serve[mh] = want
+            else:
+                peer.out_presences[mh] = (want.cid, Presence.HAVE)
+                peer.ledger.haves_sent += 1
+            self._wake(peer)
+
+    # -- outbound -----------------------------------------------------------------------
+    async def _peer_loop(self, peer: _Peer) -> None:
+        """Write everything we owe ``peer``; exits when idle or when the peer is gone."""
+        try:
+            while not peer.failed:
+                if not peer.has_output():
+                    peer.wake = trio.Event()
+                    # Idle peers cost no task: the loop ends and _wake restarts it.
+                    with trio.move_on_after(30):
+                        await peer.wake.wait()
+                    if not peer.has_output():
+                        return
+                msg = Message()
+                msg.wants = list(peer.out_wants.values())
+                peer.out_wants.clear()
+                msg.presences = list(peer.out_presences.values())
+                peer.out_presences.clear()
+                await self._add_blocks(peer, msg)
+                if not msg.empty():
+                    await self._send(peer, msg)
+        finally:
+            peer.running = False
+
+    async def _add_blocks(self, peer: _Peer, msg: Message) -> None:
+        """Move want-blocks from the peer's queue into ``msg``, up to the target size."""
+        batch: list[WantEntry] = []
+        size = 0
+        for mh, want in list(peer.serve.items()):
+            if batch and size >= self.config.target_message_size:
+                break
+            del peer.serve[mh]
+            batch.append(want)
+            size += 262144  # a typical block; the real size is known after reading
+            if len(batch) >= 64:
+                break
+        if not batch:
+            return
+        blocks = await anyio.to_thread.run_sync(self._read_blocks, [w.cid for w in batch])
+        for want, data in zip(batch, blocks, strict=True):
+            mh = bytes(want.cid.digest)
+            if data is None:
+                if want.send_dont_have:
+                    msg.presences.append((want.cid, Presence.DONT_HAVE))
+                    peer.ledger.dont_haves_sent += 1
+                continue
+            if peer.their_wants.get(mh) is want:
+                del peer.their_wants[mh]
+            msg.blocks.append((want.cid, data))
+            peer.ledger.blocks_sent += 1
+            peer.ledger.bytes_sent += len(data)
+
+    def _read_blocks(self, cids: Sequence[CID]) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        budget = self.config.max_message_size - 64 * 1024
+        for cid in cids:
+            try:
+                data = self.store.get(cid)
+            except (BlockNotFound, IntegrityError):
+                out.append(None)
+                continue
+            if len(data) > self.config.max_block_size or len(data) > budget:
+                out.append(None)
+                continue
+            out.append(data)
+        return out
+
+    async def _send(self, peer: _Peer, msg: Message) -> None:
+        for attempt in (1, 2):
+            try:
+                with trio.fail_after(self.config.send_timeout):
+                    if peer.stream is None:
+                        peer.stream = await self.host.new_stream(peer.id, list(PROTOCOLS))
+                        peer.protocol = str(peer.stream.get_protocol() or PROTOCOL_120)
+                    for body in _split(msg, peer.protocol or PROTOCOL_120,
+                                       self.config.max_message_size):
+                        await peer.stream.write(frame(body))
+                        self.bytes_out += len(body)
+                        peer.ledger.messages_sent += 1
+                return
+            except (trio.TooSlowError, *NET_ERRORS) as exc:
+                log.debug("bitswap: send to %s failed (attempt %d): %r", peer.id, attempt, exc)
+                await self._drop_stream(peer)
+        self._peer_failed(peer, "cannot send")
+
+    async def _drop_stream(self, peer: _Peer) -> None:
+        stream, peer.stream = peer.stream, None
+        if stream is not None:
+            await _reset(stream)
+
+
+def _split(msg: Message, protocol: str, cap: int) -> list[bytes]:
+    """Encode ``msg``; if it is over the cap, send its blocks one message each."""
+    body = encode_message(msg, protocol)
+    if len(body) <= cap or len(msg.blocks) <= 1:
+        return [body]
+    head = Message(wants=msg.wants, presences=msg.presences)
+    parts = [encode_message(head, protocol)] if not head.empty() else []
+    parts += [encode_message(Message(blocks=[b]), protocol) for b in msg.blocks]
+    return parts
+
+
+def _hash_all(payloads: list[Payload]) -> list[CID | None]:
+    out: list[CID | None] = []
+    for payload in payloads:
+        try:
+            out.append(block_cid(payload))
+        except NetworkError:
+            out.append(None)
+    return out
+
+
+async def _reset(stream: INetStream) -> None:
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
+        try:
+            await stream.reset()
+        except NET_ERRORS:
+            pass

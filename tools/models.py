@@ -1,0 +1,217 @@
+"""The results of the tools, as pydantic models.
+
+The MCP server publishes each model as the tool's ``outputSchema`` and returns an instance
+as ``structuredContent``, so agents get typed fields instead of prose to parse. Sizes are
+bytes, times are Unix seconds, CIDs are strings in Kubo's spelling (base58btc for v0,
+base32 for v1). Lists that could grow without bound carry ``truncated``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+EntryKind = Literal["file", "directory", "symlink"]
+
+
+class FileEntry(BaseModel):
+    path: str = Field(description="Path inside the added content ('' for the root itself)")
+    cid: str
+    size: int = Field(description="File bytes (0 for folders and symlinks)")
+    kind: EntryKind
+
+
+class StoreResult(BaseModel):
+    source: str = Field(description="What was stored, as given")
+    root_cid: str = Field(description="The CID Kubo would give for the same content and options")
+    total_size: int = Field(description="Sum of the file sizes")
+    file_count: int
+    files: list[FileEntry] = Field(description="Added files and folders (bounded, see truncated)")
+    truncated: bool = Field(False, description="True when files lists only the first entries")
+    pinned: bool
+    announced: bool
+    announce_note: str = Field("", description="Why the content was not announced, if it was not")
+    backend: str = Field(description="The storage backend that holds the content")
+    resource_uri: str = Field(description="ipfs:// URI of the root, readable as an MCP resource")
+
+
+class FetchResult(BaseModel):
+    cid: str = Field(description="The CID (with sub-path) that was asked for")
+    resolved_cid: str = Field(description="The CID the sub-path resolved to")
+    kind: EntryKind
+    size: int = Field(description="Total file size (0 for folders)")
+    delivery: Literal["text", "base64", "resource_link", "file", "hf_cache", "listing"] = Field(
+        description="How the content was delivered: inline text or base64, a resource link "
+                    "for content too large to inline, written to disk, written into the "
+                    "HuggingFace cache, or a folder listing")
+    offset: int = 0
+    length: int = Field(0, description="Bytes returned inline (text/base64), else 0")
+    eof: bool = Field(True, description="Whether the inline bytes reach the end of the file")
+    text: str | None = None
+    base64: str | None = None
+    entries: list[LsEntry] | None = Field(None, description="Folder entries (delivery=listing)")
+    output_path: str | None = None
+    hf_repo_id: str | None = None
+    hf_revision: str | None = None
+    hf_commit: str | None = None
+    hf_snapshot: str | None = None
+    files_written: int | None = None
+    resource_uri: str
+    verified: bool = Field(True, description="Every block was checked against its hash")
+    hint: str = ""
+
+
+class LsEntry(BaseModel):
+    name: str
+    cid: str
+    kind: EntryKind
+    size: int
+
+
+class LsResult(BaseModel):
+    cid: str
+    resolved_cid: str
+    kind: EntryKind
+    entries: list[LsEntry]
+    total: int = Field(description="Number of entries in the folder")
+    truncated: bool = False
+
+
+class AddResult(BaseModel):
+    cid: str
+    kind: EntryKind
+    size: int
+    pinned: bool
+    name: str = ""
+    file_count: int = 1
+    backend: str
+    resource_uri: str
+
+
+class PinResult(BaseModel):
+    cid: str
+    pinned: bool
+    recursive: bool
+    size: int | None = None
+
+
+class UnpinResult(BaseModel):
+    cid: str
+    removed: list[Literal["recursive", "direct"]]
+    note: str = "Blocks stay on disk until repo_gc runs."
+
+
+class PinInfo(BaseModel):
+    cid: str
+    type: Literal["recursive", "direct"]
+    name: str = ""
+    size: int | None = None
+    created: float = 0.0
+
+
+class PinList(BaseModel):
+    pins: list[PinInfo]
+    total: int
+    truncated: bool = False
+
+
+class GCResult(BaseModel):
+    removed_blocks: int
+    freed_bytes: int
+    kept_blocks: int
+    missing_pinned: list[str] = Field(
+        default_factory=list, description="Pinned roots whose blocks are absent (a warning)")
+
+
+class Provider(BaseModel):
+    peer_id: str
+    addrs: list[str]
+    score: float | None = Field(None, description="Reputation in [0, 1], when known")
+    latency_ms: float | None = None
+    last_seen: float | None = None
+    is_self: bool = False
+
+
+class ProvidersResult(BaseModel):
+    cid: str
+    providers: list[Provider]
+    count: int
+
+
+class PeerInfo(BaseModel):
+    peer_id: str
+    addrs: list[str] = Field(default_factory=list)
+    latency_ms: float | None = None
+    blocks_sent: int | None = None
+    blocks_received: int | None = None
+    bytes_sent: int | None = None
+    bytes_received: int | None = None
+    score: float | None = None
+
+
+class NetworkStats(BaseModel):
+    peer_id: str
+    listen_addrs: list[str]
+    role: str
+    peers: list[PeerInfo]
+    routing_table_size: int | None = None
+    bandwidth_in: int | None = Field(None, description="Bytes received since start")
+    bandwidth_out: int | None = Field(None, description="Bytes sent since start")
+    ledger_blocks_sent: int | None = None
+    ledger_blocks_received: int | None = None
+
+
+class CacheCounters(BaseModel):
+    hits: int
+    misses: int
+    fetched: int = Field(description="Blocks fetched from peers after a local miss")
+
+
+class PeerStatsResult(BaseModel):
+    backend: str
+    cache: CacheCounters | None = None
+    network: NetworkStats | None = None
+    network_status: str = Field(description="'running', or why the P2P node is not running")
+
+
+class ConnectResult(BaseModel):
+    peer_id: str
+    addrs: list[str]
+    connected: bool
+
+
+class AnnounceResult(BaseModel):
+    cid: str
+    announced: bool
+    scope: str = Field(description="Where the provider record went")
+
+
+class BackendChoice(BaseModel):
+    backend: str
+    reason: str
+    skipped: dict[str, str]
+
+
+class RepoInfo(BaseModel):
+    path: str
+    blocks: int
+    size: int
+    pins: int
+    free_disk: int
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    backend: BackendChoice
+    repo: RepoInfo | None = None
+    network_status: str
+    peers: int | None = None
+    routing_table_size: int | None = None
+    uptime_s: float
+    cache: CacheCounters | None = None
+    allowed_roots: list[str]
+    recent_errors: list[str]
+
+
+FetchResult.model_rebuild()

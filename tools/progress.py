@@ -1,0 +1,82 @@
+"""Running blocking work (hashing, disk I/O) off the event loop, with progress and cancel.
+
+The backends are synchronous and report bytes through a ``progress(nbytes)`` callback. A
+:class:`Progress` is that callback: in the worker thread it counts bytes, forwards a
+throttled report to the event loop, and raises :class:`OperationCancelled` once the caller
+has been cancelled, so the import or export unwinds through its own cleanup (temp files
+removed, nothing pinned) before the tool call returns.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+
+from ipfs_mcp.backends.errors import OperationCancelled
+
+T = TypeVar("T")
+Reporter = Callable[[float, float | None, str | None], Awaitable[None]]
+
+# Enough reports for a smooth bar, few enough that a fast local add is not slowed down by
+# a round trip to the event loop per 256 KiB chunk.
+_MIN_INTERVAL = 0.1
+
+
+class Progress:
+    def __init__(self, report: Reporter | None = None, total: int | None = None,
+                 message: str = "") -> None:
+        self.report = report
+        self.total = total
+        self.message = message
+        self.done = 0
+        self.stop = threading.Event()
+        self._last = 0.0
+
+    def __call__(self, nbytes: int) -> None:
+        """Called from the worker thread for each chunk handled.
+
+        Raises:
+            OperationCancelled: the tool call was cancelled.
+        """
+        if self.stop.is_set():
+            raise OperationCancelled(f"{self.message or 'operation'} cancelled")
+        self.done += nbytes
+        now = time.monotonic()
+        if self.report is not None and now - self._last >= _MIN_INTERVAL:
+            self._last = now
+            anyio.from_thread.run(self.report, float(self.done),
+                                  None if self.total is None else float(self.total),
+                                  self.message or None)
+
+    def check(self) -> None:
+        """Raise if cancelled; for loops that have no byte count to report."""
+        self(0)
+
+
+async def run_blocking(fn: Callable[[], T], progress: Progress | None = None) -> T:
+    """Run ``fn`` in a worker thread; on cancellation, tell it to stop and wait for it.
+
+    Waiting (rather than abandoning the thread) means a cancelled call has finished its
+    cleanup when this returns. The wait is bounded by how often ``fn`` reports progress.
+    """
+    if progress is None:
+        return await anyio.to_thread.run_sync(fn)
+    stop = progress.stop
+
+    async def watch() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            stop.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        result = await anyio.to_thread.run_sync(fn)
+        tg.cancel_scope.cancel()
+    return result
