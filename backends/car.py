@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import dag_cbor
+from dag_cbor.encoding.err import CBORError
 from multiformats import CID, varint
 
 from .cids import cid_str, verify_block
@@ -110,7 +111,7 @@ def read_car(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
         raise TooLarge(f"CAR header of {first} bytes is over {MAX_HEADER}")
     try:
         header_obj = dag_cbor.decode(_read_exact(stream, first))
-    except (ValueError, TypeError) as exc:
+    except (CBORError, ValueError, TypeError) as exc:
         raise InvalidInput(f"CAR header is not dag-cbor: {exc}") from exc
     if not isinstance(header_obj, dict) or header_obj.get("version") != 1:
         raise InvalidInput("not a CAR v1 header")

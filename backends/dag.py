@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import dag_cbor
+from dag_cbor.encoding.err import CBORError
 from multiformats import CID
 
 from . import dagpb
@@ -29,7 +30,7 @@ def links_of(cid: CID, block: bytes) -> list[CID]:
     if code == _DAG_CBOR:
         try:
             return list(_cbor_links(dag_cbor.decode(block)))
-        except (ValueError, TypeError) as exc:
+        except (CBORError, ValueError, TypeError) as exc:
             raise IntegrityError(f"invalid dag-cbor block {cid}: {exc}") from exc
     raise IntegrityError(f"cannot follow links of codec {cid.codec.name} ({cid})")
 
