@@ -69,7 +69,16 @@ function emit (msg) {
 }
 
 function signalFor (req) {
-  return AbortSignal.timeout(req.timeout_ms ?? 30000)
+  req._signal = AbortSignal.timeout(req.timeout_ms ?? 30000)
+  return req._signal
+}
+
+function describe (err, req) {
+  const text = `${err?.name ?? 'Error'}: ${err?.message ?? err}`
+  if (req._signal?.aborted) {
+    return `TimeoutError: no result within timeout_ms=${req.timeout_ms ?? 30000} (${text})`
+  }
+  return text
 }
 
 async function collect (bytes) {
@@ -272,7 +281,7 @@ async function main () {
     }
     handler(req).then(
       (result) => emit({ id: req.id, ok: true, result: result ?? null }),
-      (err) => emit({ id: req.id, ok: false, error: `${err?.name ?? 'Error'}: ${err?.message ?? err}` })
+      (err) => emit({ id: req.id, ok: false, error: describe(err, req) })
     )
   })
   rl.on('close', () => { stop() })

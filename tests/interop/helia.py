@@ -1,0 +1,278 @@
+"""A real Helia node (helia 7, libp2p 3, Node.js) for tests, in a child process.
+
+The node listens on ``/ip4/127.0.0.1/tcp/0`` only and speaks TCP + noise + yamux +
+identify + bitswap (and, with ``dht=True``, a Kademlia DHT server on
+``/ipfs/kad/1.0.0`` that accepts loopback addresses, plus ping). It has no bootstrap
+peers, mDNS, relay, delegated HTTP routers or gateways: it reaches only the peers a test
+dials, or that dial it. Its peer ids are Ed25519 (``12D3KooW…``).
+
+Example, bitswap in both directions with embedded Kubo::
+
+    with HeliaNode(tmp_path / "helia") as helia, KuboNode(tmp_path / "kubo") as kubo:
+        cid = helia.add(path, cid_version=1)          # Helia serves it over bitswap
+        kubo.connect(helia.dial_addr)
+        assert kubo.fetch(cid, timeout=20) == path.read_bytes()
+
+        kcid = kubo.add(other)                         # and the other way round
+        helia.dial(kubo.dial_addr)
+        assert helia.fetch(kcid, timeout=20) == other.read_bytes()
+
+Requires ``npm ci --prefix tests/interop/js``; :func:`helia_skip_reason` says when that
+is missing. Every call takes a ``timeout`` (seconds): the JS side aborts the operation
+(bitswap want, dial, ...) when it passes and replies with a ``TimeoutError`` message,
+turned here into :class:`~._process.InteropTimeout`; the Python side waits a few seconds
+longer as a backstop. The node stays usable after a timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ._process import InteropError, InteropTimeout, JsonLineProcess
+from .jsenv import JS_DIR, js_skip_reason, node_binary
+
+__all__ = ["HeliaNode", "helia_skip_reason", "InteropError", "InteropTimeout"]
+
+_SCRIPT = JS_DIR / "helia_peer.mjs"
+_MARGIN = 5.0  # the Python-side backstop beyond a JS-side timeout
+
+
+def helia_skip_reason() -> str | None:
+    """Why Helia cannot run here (Node or node_modules missing), or None."""
+    return js_skip_reason()
+
+
+class HeliaNode:
+    """One Helia node in a Node.js child process; use it as a context manager.
+
+    Args:
+        base_dir: a folder for the blockstore and the log (created if missing; a fresh
+            temporary folder if None, removed on close).
+        dht: also run a Kademlia DHT server (``/ipfs/kad/1.0.0``) and ping.
+        persistent: keep blocks in ``blockstore-fs`` under ``base_dir/blocks`` (else in
+            memory).
+        start_timeout: seconds to wait for the node to come up.
+
+    Attributes:
+        peer_id: the node's peer id (``12D3KooW…``).
+        addrs: listen multiaddrs on 127.0.0.1, without ``/p2p/``.
+        dial_addrs: the same with ``/p2p/<peer_id>``; ``dial_addr`` is the first.
+        start_seconds: wall time from spawning ``node`` to "ready" (module loading
+            included).
+        log_path: the node's stderr (set ``DEBUG=libp2p*,helia*`` in the environment, or
+            pass ``env``, for libp2p debug logs there).
+
+    Import options of :meth:`add` / :meth:`add_bytes` follow Kubo's ``ipfs add`` and
+    :class:`ipfs_mcp.backends.importer.ImportOptions`: ``cid_version=0``,
+    ``raw_leaves=None`` (raw when CIDv1), ``chunk_size=262144``, ``max_links=174``
+    (balanced layout), ``wrap=False``, ``hidden=False`` (dotfiles skipped),
+    ``shard_threshold=262144``.
+    """
+
+    def __init__(self, base_dir: Path | str | None = None, *, dht: bool = False,
+                 persistent: bool = True, start_timeout: float = 60.0,
+                 env: dict[str, str] | None = None) -> None:
+        reason = helia_skip_reason()
+        if reason is not None:
+            raise InteropError(reason)
+        node = node_binary()
+        assert node is not None
+        self._own_dir = base_dir is None
+        self.base_dir = Path(tempfile.mkdtemp(prefix="helia-")) if base_dir is None \
+            else Path(base_dir)
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.scratch = self.base_dir / "scratch"
+        self.scratch.mkdir(exist_ok=True)
+        self.log_path = self.base_dir / "helia.log"
+        self._names = itertools.count(1)
+        params = {"dht": dht,
+                  "blockstore": str(self.base_dir / "blocks") if persistent else None}
+        started = time.monotonic()
+        self._proc = JsonLineProcess([node, str(_SCRIPT), json.dumps(params)], name="helia",
+                                     cwd=self.base_dir, log_path=self.log_path, env=env)
+        try:
+            ready = self._proc.wait_event_any(("ready", "failed"), start_timeout)
+            if ready["event"] == "failed":
+                raise InteropError(f"helia failed to start: {ready.get('error')}")
+        except BaseException:
+            self._proc.close(grace=1.0)
+            raise
+        self.start_seconds = time.monotonic() - started
+        self.timings: dict[str, float] = ready.get("timings", {})
+        self.peer_id: str = ready["peer_id"]
+        suffix = f"/p2p/{self.peer_id}"
+        self.dial_addrs = [a if a.endswith(suffix) else a + suffix for a in ready["addrs"]
+                           if a.startswith("/ip4/127.0.0.1/")]
+        if not self.dial_addrs:
+            self._proc.close(grace=1.0)
+            raise InteropError(f"helia has no loopback address: {ready}")
+        self.addrs = [a[: -len(suffix)] for a in self.dial_addrs]
+        self.dial_addr = self.dial_addrs[0]
+        self._closed = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def __enter__(self) -> HeliaNode:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop Helia and end its process (killed if it does not exit in 5 s)."""
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        self._proc.close(grace=5.0)
+        if self._own_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.alive
+
+    def request(self, op: str, timeout: float = 30.0, **args: Any) -> Any:
+        """Send a raw request (ops are listed in ``js/helia_peer.mjs``); network ops get
+        ``timeout_ms`` from ``timeout``.
+
+        Raises:
+            InteropTimeout: the JS side timed out, or no answer came at all.
+            InteropError: any other failure.
+        """
+        try:
+            return self._proc.request(op, timeout + _MARGIN, timeout_ms=int(timeout * 1000),
+                                      **args)
+        except InteropTimeout:
+            raise
+        except InteropError as exc:
+            if "TimeoutError" in str(exc):
+                raise InteropTimeout(str(exc)) from exc
+            raise
+
+    # -- content ------------------------------------------------------------------------
+    @staticmethod
+    def _import_args(cid_version: int, raw_leaves: bool | None, chunk_size: int | None,
+                     max_links: int | None, wrap: bool, hidden: bool,
+                     shard_threshold: int | None) -> dict[str, Any]:
+        args: dict[str, Any] = {"cidVersion": cid_version, "wrap": wrap, "hidden": hidden}
+        if raw_leaves is not None:
+            args["rawLeaves"] = raw_leaves
+        if chunk_size is not None:
+            args["chunkSize"] = chunk_size
+        if max_links is not None:
+            args["maxChildren"] = max_links
+        if shard_threshold is not None:
+            args["shardThreshold"] = shard_threshold
+        return args
+
+    def add(self, path: Path | str, *, cid_version: int = 0, raw_leaves: bool | None = None,
+            chunk_size: int | None = None, max_links: int | None = None, wrap: bool = False,
+            hidden: bool = False, shard_threshold: int | None = None,
+            timeout: float = 120.0) -> str:
+        """Import a file or folder into Helia's blockstore; returns the root CID.
+
+        The blocks are then served over bitswap. Dotfiles are skipped unless ``hidden``.
+        """
+        return self.request("add", timeout, path=str(Path(path).resolve()),
+                            **self._import_args(cid_version, raw_leaves, chunk_size,
+                                                max_links, wrap, hidden, shard_threshold))
+
+    def add_bytes(self, data: bytes, *, cid_version: int = 0, raw_leaves: bool | None = None,
+                  chunk_size: int | None = None, max_links: int | None = None,
+                  timeout: float = 120.0) -> str:
+        """Import ``data`` as one file; returns its CID."""
+        return self.request("add_bytes", timeout, data=base64.b64encode(data).decode(),
+                            **self._import_args(cid_version, raw_leaves, chunk_size,
+                                                max_links, False, False, None))
+
+    def block_put(self, data: bytes, *, codec: str | int = "raw", cid_version: int = 1,
+                  timeout: float = 30.0) -> str:
+        """Store one block (sha2-256); ``codec`` is raw, dag-pb, dag-cbor, dag-json or a
+        multicodec number. Returns its CID."""
+        return self.request("block_put", timeout, data=base64.b64encode(data).decode(),
+                            codec=codec, version=cid_version)
+
+    def block_get(self, cid: str, *, timeout: float = 30.0, offline: bool = False) -> bytes:
+        """One block's bytes: local, else fetched over bitswap (unless ``offline``)."""
+        return base64.b64decode(self.request("block_get", timeout, cid=str(cid),
+                                             offline=offline))
+
+    def has(self, cid: str, *, timeout: float = 10.0) -> bool:
+        """Whether the block is in the local blockstore (never asks peers)."""
+        return bool(self.request("has", timeout, cid=str(cid)))
+
+    def fetch(self, cid: str, *, timeout: float = 30.0) -> bytes:
+        """The bytes of a UnixFS file (or raw block), fetched over bitswap if needed."""
+        dest = self.scratch / f"cat-{next(self._names)}"
+        try:
+            self.request("cat", timeout, cid=str(cid), dest=str(dest))
+            return dest.read_bytes()
+        finally:
+            dest.unlink(missing_ok=True)
+
+    def download(self, cid: str, dest: Path | str, *, timeout: float = 30.0) -> str:
+        """Write a UnixFS file, folder (recursively) or symlink to ``dest``.
+
+        Returns the root's type ("file", "directory", "raw", "symlink").
+        """
+        dest = Path(dest).resolve()
+        return str(self.request("get", timeout, cid=str(cid), dest=str(dest)))
+
+    def pin(self, cid: str, *, timeout: float = 30.0) -> list[str]:
+        """Pin recursively, fetching every block of the DAG; returns the CIDs pinned."""
+        return list(self.request("pin", timeout, cid=str(cid)))
+
+    def unpin(self, cid: str, *, timeout: float = 30.0) -> None:
+        self.request("unpin", timeout, cid=str(cid))
+
+    def pins(self, *, timeout: float = 30.0) -> list[str]:
+        return list(self.request("pins", timeout))
+
+    # -- peers --------------------------------------------------------------------------
+    def dial(self, multiaddr: str, *, timeout: float = 15.0) -> str:
+        """Connect to ``multiaddr`` (ending with ``/p2p/<peer id>``); returns that id."""
+        return str(self.request("dial", timeout, addr=str(multiaddr)))
+
+    connect = dial  # the same name as KuboNode's
+
+    def hangup(self, peer_id: str, *, timeout: float = 10.0) -> None:
+        self.request("hangup", timeout, peer_id=peer_id)
+
+    def peers(self, *, timeout: float = 10.0) -> list[str]:
+        """Peer ids of the connected peers."""
+        return list(self.request("peers", timeout))
+
+    peer_ids = peers  # the same name as KuboNode's
+
+    def connections(self, *, timeout: float = 10.0) -> list[dict[str, str]]:
+        """Open connections as ``{"peer_id", "addr"}`` (remote address)."""
+        return list(self.request("connections", timeout))
+
+    def wait_for_peer(self, peer_id: str, *, timeout: float = 10.0) -> None:
+        """Wait until ``peer_id`` is connected (polls; bounded)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if peer_id in self.peers(timeout=max(0.5, deadline - time.monotonic())):
+                return
+            if time.monotonic() >= deadline:
+                raise InteropTimeout(f"helia: {peer_id} not connected within {timeout:.1f} s")
+            time.sleep(0.05)
+
+    def provide(self, cid: str, *, timeout: float = 30.0) -> None:
+        """Announce ``cid`` on the DHT (``dht=True`` only)."""
+        self.request("provide", timeout, cid=str(cid))
+
+    def find_providers(self, cid: str, *, timeout: float = 30.0, limit: int = 1
+                       ) -> list[dict[str, Any]]:
+        """Up to ``limit`` providers of ``cid`` from the DHT: ``{"peer_id", "addrs"}``."""
+        return list(self.request("find_providers", timeout, cid=str(cid), limit=limit))
+
+    def __repr__(self) -> str:
+        return f"HeliaNode(peer_id={getattr(self, 'peer_id', None)!r}, " \
+               f"addrs={getattr(self, 'addrs', None)!r})"
