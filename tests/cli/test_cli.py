@@ -1,0 +1,84 @@
+"""The `ipfs-mcp` command line, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args: str, stdin: bytes | None = None, ok: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "ipfs_mcp.server.cli", *args], input=stdin,
+                          capture_output=True, timeout=120, env=os.environ.copy())
+    if ok:
+        assert proc.returncode == 0, proc.stderr.decode()
+    return proc
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "d"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_bytes(b"aaa\n")
+    (root / "b.txt").write_bytes(b"bbb\n")
+    (root / "sub" / "big.bin").write_bytes(os.urandom(700_000))
+    return root
+
+
+def test_add_cat_get_ls_like_kubo(tree: Path, tmp_path: Path) -> None:
+    out = run("add", "-r", str(tree)).stdout.decode().splitlines()
+    assert out[-1].startswith("added ") and out[-1].endswith(" d")
+    root = run("add", "-r", "-Q", str(tree)).stdout.decode().strip()
+    assert run("cat", f"{root}/a.txt").stdout == b"aaa\n"
+    big = (tree / "sub" / "big.bin").read_bytes()
+    assert run("cat", f"{root}/sub/big.bin", "--offset", "300000", "--length", "5").stdout == \
+        big[300000:300005]
+    listing = json.loads(run("ls", "--json", root).stdout)
+    assert [(e["name"], e["kind"]) for e in listing] == \
+        [("a.txt", "file"), ("b.txt", "file"), ("sub", "directory")]
+    run("get", root, "-o", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "sub" / "big.bin").read_bytes() == big
+    added = json.loads(run("add", "--json", "--cid-version", "1", str(tree / "a.txt")).stdout)
+    assert added["cid"].startswith("bafkrei")
+
+
+def test_pins_repo_and_backend(tree: Path) -> None:
+    root = run("add", "-rQ", "--no-pin", str(tree)).stdout.decode().strip()
+    assert json.loads(run("pin", "ls", "--json").stdout) == []
+    run("pin", "add", root)
+    pins = json.loads(run("pin", "ls", "--json").stdout)
+    assert [p["cid"] for p in pins] == [root]
+    assert json.loads(run("repo", "gc", "--json").stdout)["removed"] == 0
+    run("pin", "rm", root)
+    assert json.loads(run("repo", "gc", "--json").stdout)["removed"] > 0
+    assert json.loads(run("repo", "stat", "--json").stdout)["blocks"] == 0
+    assert "checked 0 blocks" in run("repo", "verify").stdout.decode()
+    assert json.loads(run("backend", "--json").stdout)["backend"] == "hf_cache"
+
+
+def test_blocks_and_car(tree: Path, tmp_path: Path) -> None:
+    cid = run("block", "put", stdin=b"block bytes").stdout.decode().strip()
+    assert run("block", "get", cid).stdout == b"block bytes"
+    root = run("add", "-rQ", str(tree)).stdout.decode().strip()
+    run("dag", "export", root, "-o", str(tmp_path / "x.car"))
+    report = json.loads(run("dag", "import", "--json", str(tmp_path / "x.car")).stdout)
+    assert report["roots"] == [root] and report["blocks"] == 8
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("cat", "Qmfoo"), "invalid CID"),
+    (("cat", "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"), "not found"),
+    (("add", "/definitely/not/here"), "no such file"),
+    (("get", "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4", "-o", "/proc/x"),
+     "not found"),
+])
+def test_errors_are_one_line_without_traceback(args: tuple[str, ...], message: str) -> None:
+    proc = run(*args, ok=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1
+    assert message in err and "Traceback" not in err
+    assert err.startswith("Error: ")
