@@ -53,6 +53,7 @@ from .message import (
     WantEntry,
     WantType,
     block_cid,
+    decode_message,
     encode_message,
 )
 
@@ -136,7 +137,8 @@ class _Peer:
 class WantRecord:
     """One block we are waiting for, shared by every session that wants it."""
 
-    __slots__ = ("cid", "asked", "haves", "dont_haves", "block", "done", "_changed", "refs")
+    __slots__ = ("cid", "asked", "haves", "dont_haves", "block", "source", "done", "_changed",
+                 "refs")
 
     def __init__(self, cid: CID) -> None:
         self.cid = cid
@@ -144,6 +146,7 @@ class WantRecord:
         self.haves: set[str] = set()
         self.dont_haves: set[str] = set()
         self.block: bytes | None = None
+        self.source: str | None = None  # the peer whose copy we kept
         self.done = trio.Event()
         self._changed = trio.Event()
         self.refs = 0
@@ -358,8 +361,6 @@ class Bitswap:
                 self.bytes_in += len(body)
                 peer.ledger.messages_received += 1
                 peer.last_activity = trio.current_time()
-                from .message import decode_message
-
                 await self._on_message(peer, decode_message(body))
         except NetworkError as exc:
             self.protocol_errors += 1
@@ -465,6 +466,7 @@ class Bitswap:
             self.reputation.update_provider_stats(
                 key, True, now - asked[0] if asked else None, len(data))
             rec.block = data
+            rec.source = key
             rec.done.set()
             rec.notify()
             mh = bytes(cid.digest)

@@ -1,0 +1,98 @@
+"""Node settings: roles and their defaults, listen addresses, discovery, limits.
+
+Safe by default: listen on 127.0.0.1 only, no bootstrap peers, mDNS off. One setting each
+opens the node up: ``listen_addrs=("/ip4/0.0.0.0/tcp/4001",)`` (or ``lan=True``) for a LAN,
+``mdns=True`` for LAN discovery, ``bootstrap=(...)`` for the public network.
+
+Roles (``ROLE_PROFILES``)::
+
+    role     conns low/high  DHT     announce  cache budget (bytes one fetch may pull)
+    master   100 / 400       server  all       unlimited
+    worker    50 / 200       server  roots     16 GiB
+    leecher   10 /  50       client  none       4 GiB
+
+- ``master`` serves everything it holds and announces every block it adds or fetches.
+- ``worker`` (the default) serves the DHT and announces only the roots of what it adds or
+  fetches: peers find the root and fetch the rest from the same provider over bitswap.
+- ``leecher`` takes but does not serve the DHT (client mode) and announces nothing; it still
+  answers bitswap requests for blocks it holds, as every IPFS node does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Literal
+
+from ipfs_mcp.backends.errors import InvalidInput
+
+from .bitswap.engine import BitswapConfig
+
+AnnouncePolicy = Literal["all", "roots", "none"]
+
+
+class Role(str, Enum):
+    MASTER = "master"
+    WORKER = "worker"
+    LEECHER = "leecher"
+
+
+@dataclass(frozen=True)
+class RoleProfile:
+    conn_low: int
+    conn_high: int
+    dht_server: bool
+    announce: AnnouncePolicy
+    cache_budget: int | None  # None: no cap on what one fetch may pull
+
+
+ROLE_PROFILES: dict[Role, RoleProfile] = {
+    Role.MASTER: RoleProfile(100, 400, True, "all", None),
+    Role.WORKER: RoleProfile(50, 200, True, "roots", 16 << 30),
+    Role.LEECHER: RoleProfile(10, 50, False, "none", 4 << 30),
+}
+
+LOCALHOST = "/ip4/127.0.0.1/tcp/0"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    role: Role = Role.WORKER
+    listen_addrs: tuple[str, ...] = (LOCALHOST,)
+    bootstrap: tuple[str, ...] = ()
+    mdns: bool = False
+    enable_mplex: bool = False  # yamux only, unless old peers need mplex
+    # Overrides of the role's profile; None keeps the role's value.
+    dht_server: bool | None = None
+    announce: AnnouncePolicy | None = None
+    cache_budget: int | None = -1  # -1: the role's budget
+    conn_low: int | None = None
+    conn_high: int | None = None
+    bitswap: BitswapConfig = field(default_factory=BitswapConfig)
+    # Bounds on routing work.
+    find_providers_timeout: float = 10.0
+    provide_timeout: float = 30.0
+    max_providers: int = 20
+    # How long the thread bridge (BlockFetcher) waits for one block or one DAG.
+    fetch_block_timeout: float = 60.0
+    fetch_dag_timeout: float = 3600.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "role", Role(self.role))
+        if not self.listen_addrs:
+            raise InvalidInput("a node needs at least one listen address")
+
+    @property
+    def profile(self) -> RoleProfile:
+        base = ROLE_PROFILES[self.role]
+        return RoleProfile(
+            conn_low=base.conn_low if self.conn_low is None else self.conn_low,
+            conn_high=base.conn_high if self.conn_high is None else self.conn_high,
+            dht_server=base.dht_server if self.dht_server is None else self.dht_server,
+            announce=base.announce if self.announce is None else self.announce,
+            cache_budget=base.cache_budget if self.cache_budget == -1 else self.cache_budget,
+        )
+
+    def lan(self) -> NodeConfig:
+        """The same settings, listening on every interface with mDNS on."""
+        return replace(self, listen_addrs=("/ip4/0.0.0.0/tcp/4001",), mdns=True)

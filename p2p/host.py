@@ -1,0 +1,91 @@
+"""Building the py-libp2p host: TCP, noise only, yamux (mplex on request).
+
+py-libp2p accepts ``/plaintext/2.0.0`` (and secio, and TLS) unless told otherwise, so the
+security options are always passed explicitly with noise as the only entry: a peer that
+offers nothing but plaintext fails the security negotiation and is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import multiaddr
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+from ipfs_mcp.backends.errors import InvalidInput
+
+from .config import NodeConfig
+
+
+def parse_multiaddr(text: str | multiaddr.Multiaddr) -> multiaddr.Multiaddr:
+    """Raises: InvalidInput: not a multiaddr."""
+    if isinstance(text, multiaddr.Multiaddr):
+        return text
+    try:
+        return multiaddr.Multiaddr(text)
+    except Exception as exc:  # multiaddr raises several unrelated types for bad input
+        raise InvalidInput(f"not a multiaddr: {text!r} ({exc})") from exc
+
+
+def peer_info_from_addr(addr: str | multiaddr.Multiaddr) -> PeerInfo:
+    """A ``/ip4/.../tcp/.../p2p/<id>`` address as a PeerInfo.
+
+    Raises:
+        InvalidInput: not a multiaddr, or it names no peer (no ``/p2p/`` part).
+    """
+    maddr = parse_multiaddr(addr)
+    try:
+        peer = maddr.value_for_protocol("p2p")
+    except Exception:
+        peer = None
+    if not peer:
+        raise InvalidInput(f"{addr} names no peer: add /p2p/<peer id>")
+    try:
+        peer_id = ID.from_base58(str(peer))
+    except Exception as exc:
+        raise InvalidInput(f"{addr} has an invalid peer id: {exc}") from exc
+    transport = maddr.decapsulate(multiaddr.Multiaddr(f"/p2p/{peer}"))
+    return PeerInfo(peer_id, [transport])
+
+
+def build_host(key_pair: KeyPair, config: NodeConfig) -> IHost:
+    """A host with our security and muxer choices and the role's connection limits."""
+    profile = config.profile
+    muxers: dict[TProtocol, type] = {TProtocol(YAMUX_PROTOCOL_ID): Yamux}
+    if config.enable_mplex:
+        muxers[TProtocol(MPLEX_PROTOCOL_ID)] = Mplex
+    security = {
+        TProtocol(NOISE_PROTOCOL_ID): NoiseTransport(
+            key_pair, noise_privkey=create_x25519_key_pair().private_key),
+    }
+    connections = ConnectionConfig(
+        min_connections=0,  # never dial on our own to reach a floor: nothing unasked-for
+        low_watermark=profile.conn_low,
+        high_watermark=profile.conn_high,
+        max_connections=max(profile.conn_high, 1),
+    )
+    return new_host(
+        key_pair=key_pair,
+        sec_opt=security,  # type: ignore[arg-type]
+        muxer_opt=muxers,  # type: ignore[arg-type]
+        listen_addrs=listen_multiaddrs(config.listen_addrs),
+        enable_mDNS=config.mdns,
+        bootstrap=list(config.bootstrap) or None,
+        connection_config=connections,
+    )
+
+
+def listen_multiaddrs(addrs: Sequence[str]) -> list[multiaddr.Multiaddr]:
+    return [parse_multiaddr(a) for a in addrs]

@@ -1,0 +1,617 @@
+"""The P2P node: a libp2p host, our bitswap engine and Kademlia content routing, together.
+
+::
+
+    P2PNode(host, blockstore, routing, config=..., pinner=...)
+      ├── host        py-libp2p host: TCP, noise only, yamux       (host.build_host)
+      ├── bitswap     our engine, serving from / storing into the blockstore
+      ├── routing     ContentRouting (KadContentRouting on the DHT)
+      └── reputation  ProviderReputation, shared with bitswap sessions
+
+Use it as an async context manager inside the process's one trio loop::
+
+    async with open_node(repo, NodeConfig()) as node:
+        await node.connect_peer("/ip4/127.0.0.1/tcp/4001/p2p/12D3Koo...")
+        report = await node.retrieve_content(cid)
+
+Everything the node starts runs in one nursery that lives for the ``async with`` body: if a
+background task fails, the body is cancelled and the error is raised, never swallowed. On
+exit the host is closed explicitly, which releases its sockets (py-libp2p's ``run`` alone
+leaves one per connection in CLOSE_WAIT).
+
+:meth:`P2PNode.fetcher` hands out the ``BlockFetcher`` that the router calls, from worker
+threads, when a block is not local.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import trio
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.custom_types import TProtocol
+from libp2p.identity.identify.pb.identify_pb2 import Identify as IdentifyMsg
+from libp2p.identity.update import update_peerstore_from_identify
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from multiaddr import Multiaddr
+from multiformats import CID
+
+from ipfs_mcp.backends.cids import cid_str, parse_cid
+from ipfs_mcp.backends.dag import links_of
+from ipfs_mcp.backends.errors import (
+    BackendUnavailable,
+    BlockNotFound,
+    IpfsMcpError,
+    NetworkError,
+)
+
+from ._net import NET_ERRORS, FrameReader
+from .bitswap.engine import Bitswap, BlockStore
+from .bitswap.session import FetchReport, Session
+from .config import NodeConfig
+from .host import build_host, peer_info_from_addr
+from .identity import load_or_create_identity
+from .reputation import ProviderReputation
+from .routing import ContentRouting, KadContentRouting
+
+log = logging.getLogger(__name__)
+
+IDENTIFY_PROTOCOL = "/ipfs/id/1.0.0"
+Pinner = Callable[[CID], object]
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    peer_id: str
+    addrs: tuple[str, ...]
+    score: float
+
+
+@dataclass(frozen=True)
+class PeerStat:
+    peer_id: str
+    addrs: tuple[str, ...]
+    agent: str | None
+    connected: bool
+    bitswap_protocol: str | None
+    latency: float | None  # mean seconds from asking to receiving a block
+    bytes_sent: int
+    bytes_received: int
+    blocks_sent: int
+    blocks_received: int
+    bad_blocks: int
+    reputation: float
+
+
+@dataclass(frozen=True)
+class NodeStats:
+    peer_id: str
+    addrs: tuple[str, ...]
+    role: str
+    dht_mode: str
+    cache_misses: int  # retrievals that needed the network
+    handled: int  # of which succeeded
+    failed: int
+    success_rate: float | None
+    bytes_retrieved: int
+    average_retrieval_time: float | None
+    providers_found: int
+    failed_discoveries: int
+    routing_table_size: int
+    bytes_sent_total: int  # bitswap messages, both directions
+    bytes_received_total: int
+    peers: tuple[PeerStat, ...]
+
+
+class _ConnWatcher(INotifee):
+    """Tells the node about new connections so it can identify them and route through them."""
+
+    def __init__(self, node: P2PNode) -> None:
+        self.node = node
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self.node._on_connected(conn.muxed_conn.peer_id)
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        return None
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def listen(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        return None
+
+    async def listen_close(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        return None
+
+
+class P2PNode:
+    """One IPFS peer. Construct it from parts, or with :func:`open_node` from a repo."""
+
+    def __init__(self, host: IHost, blockstore: BlockStore, routing: ContentRouting, *,
+                 config: NodeConfig | None = None,
+                 reputation: ProviderReputation | None = None,
+                 bitswap: Bitswap | None = None,
+                 pinner: Pinner | None = None) -> None:
+        self.host = host
+        self.blockstore = blockstore
+        self.routing = routing
+        self.config = config or NodeConfig()
+        self.reputation = reputation or ProviderReputation()
+        self.bitswap = bitswap or Bitswap(host, blockstore, reputation=self.reputation,
+                                          config=self.config.bitswap)
+        self.pinner = pinner
+        self._stack: AsyncExitStack | None = None
+        self._nursery: trio.Nursery | None = None
+        self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._watcher = _ConnWatcher(self)
+        self._agents: dict[str, str] = {}
+        self._protocols: dict[str, list[str]] = {}
+        self._identified: dict[str, trio.Event] = {}
+        # stats
+        self._misses = self._handled = self._failed = 0
+        self._bytes_retrieved = 0
+        self._retrieval_time = 0.0
+        self._providers_found = 0
+        self._failed_discoveries = 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def __aenter__(self) -> P2PNode:
+        if self._stack is not None:
+            raise IpfsMcpError("the node is already running")
+        stack = AsyncExitStack()
+        try:
+            listen = [Multiaddr(a) for a in self.config.listen_addrs]
+            await stack.enter_async_context(self.host.run(listen))
+            stack.push_async_callback(self._close_host)
+            await stack.enter_async_context(self.routing.running())
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            # Runs first on exit: stop our tasks before the routing and the host go away.
+            stack.callback(nursery.cancel_scope.cancel)
+            await nursery.start(self.bitswap.run)
+            self.host.get_network().register_notifee(self._watcher)
+            stack.callback(self.host.get_network().remove_notifee, self._watcher)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        self._nursery = nursery
+        self._token = anyio.lowlevel.current_token()
+        log.info("p2p node %s listening on %s (%s, DHT %s)", self.peer_id,
+                 ", ".join(self.addrs), self.config.role.value,
+                 "server" if self.routing.server_mode else "client")
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> bool | None:
+        stack, self._stack = self._stack, None
+        self._nursery = None
+        self._token = None
+        if stack is None:
+            return None
+        return await stack.__aexit__(exc_type, exc, tb)
+
+    async def _close_host(self) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            try:
+                await self.host.close()
+            except NET_ERRORS as exc:
+                log.debug("p2p: closing the host: %r", exc)
+
+    async def run(self, *, task_status: trio.TaskStatus[P2PNode] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Run until cancelled: ``node = await nursery.start(node.run)``."""
+        async with self:
+            task_status.started(self)
+            await trio.sleep_forever()
+
+    @property
+    def running(self) -> bool:
+        return self._stack is not None
+
+    def _require_running(self) -> trio.Nursery:
+        if self._nursery is None:
+            raise BackendUnavailable("the p2p node is not running; start it with `async with`")
+        return self._nursery
+
+    # -- identity and peers -------------------------------------------------------------
+    @property
+    def peer_id(self) -> str:
+        return str(self.host.get_id())
+
+    @property
+    def addrs(self) -> list[str]:
+        """Our listen addresses, each ending in ``/p2p/<our id>``."""
+        return [str(a) for a in self.host.get_addrs()]
+
+    async def connect_peer(self, addr: str | Multiaddr, *, timeout: float = 15.0) -> str:
+        """Dial ``/ip4/.../tcp/.../p2p/<id>`` and wait until it is identified.
+
+        Raises:
+            InvalidInput: not a peer multiaddr.
+            NetworkError: the dial failed or timed out.
+        """
+        self._require_running()
+        info = peer_info_from_addr(addr)
+        await self._connect(info, timeout)
+        return str(info.peer_id)
+
+    async def _connect(self, info: PeerInfo, timeout: float) -> None:
+        try:
+            with trio.fail_after(timeout):
+                known = self._identified.get(str(info.peer_id))
+                was_connected = info.peer_id in self.host.get_connected_peers()
+                await self.host.connect(info)
+                if was_connected and known is not None:
+                    identified = known
+                else:
+                    identified = self._on_connected(info.peer_id)
+                await identified.wait()
+        except trio.TooSlowError as exc:
+            raise NetworkError(f"connecting to {info.peer_id} timed out after {timeout}s"
+                               ) from exc
+        except NET_ERRORS as exc:
+            raise NetworkError(f"cannot connect to {info.peer_id}: {exc}") from exc
+
+    def connected_peers(self) -> list[ID]:
+        return list(self.host.get_connected_peers())
+
+    def _on_connected(self, peer_id: ID) -> trio.Event:
+        """Identify a newly connected peer (once at a time); the event is set when done."""
+        key = str(peer_id)
+        event = self._identified.get(key)
+        if event is not None and not event.is_set():
+            return event
+        event = self._identified[key] = trio.Event()
+        if self._nursery is not None:
+            self._nursery.start_soon(self._identify, peer_id)
+        else:
+            event.set()
+        return event
+
+    async def _identify(self, peer_id: ID) -> None:
+        """Learn the peer's agent and protocols, then add DHT servers to the routing table.
+
+        The host runs identify too, but it keeps neither the agent nor a signal for when
+        it is done; this one does both and gates the routing-table insert on it.
+        """
+        key = str(peer_id)
+        try:
+            with trio.move_on_after(10):
+                stream = await self.host.new_stream(peer_id, [TProtocol(IDENTIFY_PROTOCOL)])
+                msg = IdentifyMsg()
+                reader = FrameReader(stream, 1 << 20)
+                try:
+                    while (body := await reader.next()) is not None:
+                        msg.MergeFromString(body)
+                finally:
+                    with trio.CancelScope(shield=True), trio.move_on_after(1):
+                        try:
+                            await stream.close()
+                        except NET_ERRORS:
+                            pass
+                if msg.agent_version:
+                    self._agents[key] = msg.agent_version
+                self._protocols[key] = list(msg.protocols)
+                await update_peerstore_from_identify(self.host.get_peerstore(), peer_id, msg)
+                await self.routing.add_peer(peer_id, list(msg.protocols))
+        except (NetworkError, *NET_ERRORS) as exc:
+            log.debug("p2p: identify %s failed: %r", peer_id, exc)
+        except Exception as exc:  # a malformed identify message (protobuf DecodeError)
+            log.info("p2p: identify %s: bad message: %r", peer_id, exc)
+        finally:
+            self._identified[key].set()
+
+    # -- content routing ----------------------------------------------------------------
+    async def find_providers(self, cid: CID | str, count: int | None = None,
+                             timeout: float | None = None) -> list[ProviderInfo]:
+        """Providers of ``cid`` from the DHT, best first by reputation.
+
+        Raises:
+            NetworkError: the lookup failed or timed out.
+        """
+        self._require_running()
+        cid = parse_cid(cid)
+        count = count or self.config.max_providers
+        timeout = self.config.find_providers_timeout if timeout is None else timeout
+        try:
+            with trio.fail_after(timeout):
+                found = await self.routing.find_providers(cid, count)
+        except trio.TooSlowError as exc:
+            self._failed_discoveries += 1
+            raise NetworkError(f"finding providers of {cid_str(cid)} timed out after "
+                               f"{timeout}s") from exc
+        except NetworkError:
+            self._failed_discoveries += 1
+            raise
+        if not found:
+            self._failed_discoveries += 1
+        self._providers_found += len(found)
+        for info in found:
+            self.host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
+        ranked = self.reputation.get_optimal_providers([str(i.peer_id) for i in found], count)
+        by_id = {str(i.peer_id): i for i in found}
+        return [ProviderInfo(str(p), tuple(str(a) for a in by_id[str(p)].addrs),
+                             self.reputation.score(p)) for p in ranked]
+
+    find_content = find_providers
+
+    async def get_optimal_providers(self, cid: CID | str, count: int = 5
+                                    ) -> list[ProviderInfo]:
+        """The ``count`` best providers of ``cid`` (DHT providers, ranked by reputation)."""
+        return (await self.find_providers(cid, count=max(count, self.config.max_providers)
+                                          ))[:count]
+
+    def update_provider_stats(self, peer: str | ID, success: bool,
+                              latency: float | None = None, nbytes: int = 0) -> None:
+        self.reputation.update_provider_stats(peer, success, latency, nbytes)
+
+    async def announce_content(self, cid: CID | str, *, recursive: bool | None = None) -> int:
+        """Announce ``cid`` (and, if ``recursive``, every block under it) in the DHT.
+
+        ``recursive`` defaults to the role's policy (``all`` announces every block). The
+        blocks must be local. Returns how many CIDs were announced.
+
+        Raises:
+            BlockNotFound: a block to announce is not local.
+            NetworkError: an announcement failed or timed out.
+        """
+        self._require_running()
+        cid = parse_cid(cid)
+        if recursive is None:
+            recursive = self.config.profile.announce == "all"
+        cids = [cid]
+        if recursive:
+            cids = await anyio.to_thread.run_sync(self._local_dag, cid)
+        elif not await anyio.to_thread.run_sync(self.blockstore.has, cid):
+            raise BlockNotFound(cid_str(cid))
+        announced = 0
+        with trio.fail_after(self.config.provide_timeout * max(1, len(cids) // 50 + 1)):
+            for one in cids:
+                await self.routing.provide(one)
+                announced += 1
+        return announced
+
+    def _local_dag(self, root: CID) -> list[CID]:
+        out: list[CID] = []
+        stack = [root]
+        seen: set[bytes] = set()
+        while stack:
+            cid = stack.pop()
+            if bytes(cid.digest) in seen:
+                continue
+            seen.add(bytes(cid.digest))
+            out.append(cid)
+            if cid.codec.name == "raw":
+                if not self.blockstore.has(cid):
+                    raise BlockNotFound(cid_str(cid))
+                continue
+            stack.extend(links_of(cid, self.blockstore.get(cid)))
+        return out
+
+    # -- retrieval ----------------------------------------------------------------------
+    async def _candidates(self, cid: CID, extra: Iterable[ID] = ()) -> list[ID]:
+        """Peers to ask for ``cid``: DHT providers (dialled in parallel) and connected peers."""
+        peers: dict[str, ID] = {str(p): p for p in extra}
+        providers: list[ProviderInfo] = []
+        try:
+            providers = await self.find_providers(cid)
+        except NetworkError as exc:
+            log.info("p2p: no providers from the DHT for %s: %s", cid_str(cid), exc)
+        connected = {str(p) for p in self.host.get_connected_peers()}
+
+        async def dial(info: ProviderInfo) -> None:
+            peer_id = ID.from_base58(info.peer_id)
+            if info.peer_id not in connected:
+                try:
+                    await self._connect(PeerInfo(peer_id, [Multiaddr(a) for a in info.addrs]),
+                                        timeout=min(10.0, self.config.bitswap.send_timeout))
+                except NetworkError as exc:
+                    self.reputation.update_provider_stats(info.peer_id, False)
+                    log.info("p2p: provider %s unreachable: %s", info.peer_id, exc)
+                    return
+            peers.setdefault(info.peer_id, peer_id)
+
+        async with trio.open_nursery() as nursery:
+            for info in providers[:8]:
+                nursery.start_soon(dial, info)
+        for peer in self.host.get_connected_peers():
+            peers.setdefault(str(peer), peer)
+        ranked = self.reputation.get_optimal_providers(peers.keys())
+        return [peers[str(key)] for key in ranked]
+
+    async def retrieve_block(self, cid: CID | str, *, timeout: float | None = None) -> bytes:
+        """One block, from the blockstore or from peers (then verified and stored).
+
+        Raises:
+            BlockNotFound: no peer had it within ``timeout``.
+        """
+        self._require_running()
+        cid = parse_cid(cid)
+        try:
+            return await anyio.to_thread.run_sync(self.blockstore.get, cid)
+        except BlockNotFound:
+            pass
+        timeout = self.config.fetch_block_timeout if timeout is None else timeout
+        self._misses += 1
+        started = time.monotonic()
+        try:
+            with trio.fail_after(timeout):
+                session = Session(self.bitswap, await self._candidates(cid))
+                data = await session.get(cid)
+        except trio.TooSlowError:
+            self._failed += 1
+            raise BlockNotFound(cid_str(cid), f"the network within {timeout}s") from None
+        except IpfsMcpError:
+            self._failed += 1
+            raise
+        self._handled += 1
+        self._bytes_retrieved += len(data)
+        self._retrieval_time += time.monotonic() - started
+        return data
+
+    async def retrieve_content(self, cid: CID | str, *, pin: bool = False,
+                               timeout: float | None = None,
+                               providers: Iterable[str | ID] = ()) -> FetchReport:
+        """Make the whole DAG under ``cid`` local; announce it per the role; pin if asked.
+
+        Raises:
+            BlockNotFound: some block could not be found; the error names it.
+            TooLarge: the DAG exceeds the role's cache budget.
+        """
+        self._require_running()
+        cid = parse_cid(cid)
+        timeout = self.config.fetch_dag_timeout if timeout is None else timeout
+        extra = [p if isinstance(p, ID) else ID.from_base58(p) for p in providers]
+        started = time.monotonic()
+        try:
+            with trio.fail_after(timeout):
+                local = await anyio.to_thread.run_sync(self.blockstore.has, cid)
+                session = Session(self.bitswap, extra if local else
+                                  await self._candidates(cid, extra))
+                if local:
+                    # The root is here; most likely the rest is too. Peers are only looked
+                    # up if a block turns out to be missing.
+                    session.add_peers(self.host.get_connected_peers())
+                report = await session.fetch_dag(cid, max_bytes=self.config.profile.cache_budget)
+        except trio.TooSlowError:
+            self._misses += 1
+            self._failed += 1
+            raise BlockNotFound(cid_str(cid), f"the network within {timeout}s") from None
+        except IpfsMcpError:
+            self._misses += 1
+            self._failed += 1
+            raise
+        if report.fetched:
+            self._misses += 1
+            self._handled += 1
+            self._bytes_retrieved += report.bytes_fetched
+            self._retrieval_time += time.monotonic() - started
+            if self.config.profile.announce != "none":
+                try:
+                    await self.announce_content(cid)
+                except (NetworkError, trio.TooSlowError) as exc:
+                    log.info("p2p: announcing %s after retrieval failed: %s", cid_str(cid), exc)
+        if pin:
+            if self.pinner is None:
+                raise BackendUnavailable("this node was built without a pin store")
+            await anyio.to_thread.run_sync(self.pinner, cid)
+        return report
+
+    # -- the router's fetcher -----------------------------------------------------------
+    def fetcher(self) -> NodeFetcher:
+        """The ``BlockFetcher`` the router calls from worker threads on a local miss."""
+        return NodeFetcher(self)
+
+    # -- stats --------------------------------------------------------------------------
+    def peer_stats(self, peer_id: str | ID | None = None) -> list[PeerStat]:
+        connected = {str(p) for p in self.host.get_connected_peers()}
+        ledgers = self.bitswap.ledgers()
+        keys = [str(peer_id)] if peer_id is not None else sorted(
+            set(ledgers) | connected | set(self.reputation.known()))
+        store = self.host.get_peerstore()
+        out = []
+        for key in keys:
+            ledger = self.bitswap.ledger(key)
+            record = self.reputation.record(key)
+            try:
+                addrs = tuple(str(a) for a in store.addrs(ID.from_base58(key)))
+            except Exception:  # unknown to the peerstore
+                addrs = ()
+            out.append(PeerStat(
+                peer_id=key, addrs=addrs, agent=self._agents.get(key),
+                connected=key in connected,
+                bitswap_protocol=self.bitswap.peer_protocol(key),
+                latency=record.mean_latency,
+                bytes_sent=ledger.bytes_sent, bytes_received=ledger.bytes_received,
+                blocks_sent=ledger.blocks_sent, blocks_received=ledger.blocks_received,
+                bad_blocks=ledger.bad_blocks, reputation=record.score))
+        return out
+
+    def stats(self) -> NodeStats:
+        return NodeStats(
+            peer_id=self.peer_id,
+            addrs=tuple(self.addrs) if self.running else (),
+            role=self.config.role.value,
+            dht_mode="server" if self.routing.server_mode else "client",
+            cache_misses=self._misses,
+            handled=self._handled,
+            failed=self._failed,
+            success_rate=self._handled / self._misses if self._misses else None,
+            bytes_retrieved=self._bytes_retrieved,
+            average_retrieval_time=(self._retrieval_time / self._handled
+                                    if self._handled else None),
+            providers_found=self._providers_found,
+            failed_discoveries=self._failed_discoveries,
+            routing_table_size=self.routing.routing_table_size(),
+            bytes_sent_total=self.bitswap.bytes_out,
+            bytes_received_total=self.bitswap.bytes_in,
+            peers=tuple(self.peer_stats()),
+        )
+
+
+class NodeFetcher:
+    """``backends.fetcher.BlockFetcher`` over a running node.
+
+    Its methods are called from worker threads (the router runs blocking work in
+    ``anyio.to_thread``) and hop onto the node's trio loop with ``anyio.from_thread``.
+    """
+
+    def __init__(self, node: P2PNode) -> None:
+        self.node = node
+
+    def _call(self, fn: Callable[..., object], *args: object) -> object:
+        token = self.node._token
+        if token is None:
+            raise BackendUnavailable("the p2p node is not running")
+        try:
+            return anyio.from_thread.run(fn, *args, token=token)  # type: ignore[arg-type]
+        except anyio.RunFinishedError as exc:
+            raise BackendUnavailable("the p2p node stopped") from exc
+        except RuntimeError as exc:
+            if isinstance(exc, IpfsMcpError):
+                raise
+            # Calling from the loop's own thread would deadlock; anyio refuses instead.
+            raise BackendUnavailable(f"BlockFetcher must be called from a worker thread: {exc}"
+                                     ) from exc
+
+    def fetch_block(self, cid: CID) -> bytes:
+        """Raises: BlockNotFound: no provider had it within the node's time budget."""
+        data = self._call(self.node.retrieve_block, cid)
+        assert isinstance(data, bytes)
+        return data
+
+    def fetch_dag(self, root: CID) -> None:
+        """Raises: BlockNotFound: some block could not be found; the error names it."""
+        self._call(self.node.retrieve_content, root)
+
+
+@asynccontextmanager
+async def open_node(repo: object, config: NodeConfig | None = None, *,
+                    blockstore: BlockStore | None = None) -> AsyncIterator[P2PNode]:
+    """Build a node for ``repo`` (a ``backends.repo.Repo``) and run it for the block.
+
+    The identity comes from ``repo.path/identity.key``; blocks are served from and stored
+    into ``repo.blocks`` (or ``blockstore``); ``retrieve_content(pin=True)`` pins in the repo.
+    """
+    config = config or NodeConfig()
+    key_pair = load_or_create_identity(Path(repo.path))  # type: ignore[attr-defined]
+    host = build_host(key_pair, config)
+    routing = KadContentRouting.for_host(host, server=config.profile.dht_server)
+    node = P2PNode(host, blockstore or repo.blocks, routing,  # type: ignore[attr-defined]
+                   config=config, pinner=getattr(repo, "pin", None))
+    async with node:
+        yield node

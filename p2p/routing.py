@@ -1,0 +1,122 @@
+"""Content routing: announcing what we hold and finding who holds a CID.
+
+:class:`ContentRouting` is the small interface the node uses; :class:`KadContentRouting` is
+the real implementation on py-libp2p's Kademlia DHT (``/ipfs/kad/1.0.0``, the protocol Kubo
+and Helia speak). Provider records are keyed by the CID's multihash, as in Kubo, so a CIDv0
+and a CIDv1 of the same block share providers. The DHT service itself republishes our
+records (every 22 h) and expires others' (after 48 h).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.tools.anyio_service import background_trio_service
+from multiformats import CID
+
+from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.errors import NetworkError
+
+from ._net import NET_ERRORS
+
+log = logging.getLogger(__name__)
+
+KAD_PROTOCOL = "/ipfs/kad/1.0.0"
+
+
+class ContentRouting(Protocol):
+    def running(self) -> AbstractAsyncContextManager[None]:
+        """Run background work (table refresh, republishing) for the duration."""
+        ...
+
+    async def provide(self, cid: CID) -> bool:
+        """Announce that we hold ``cid``; True if at least the local record was stored.
+
+        Raises:
+            NetworkError: the announcement failed.
+        """
+        ...
+
+    async def find_providers(self, cid: CID, count: int) -> list[PeerInfo]:
+        """Up to ``count`` providers of ``cid`` (never ourselves).
+
+        Raises:
+            NetworkError: the lookup failed.
+        """
+        ...
+
+    async def add_peer(self, peer_id: ID, protocols: list[str]) -> bool:
+        """Tell the router about a connected peer and the protocols it speaks."""
+        ...
+
+    def routing_table_size(self) -> int: ...
+
+    @property
+    def server_mode(self) -> bool: ...
+
+
+class KadContentRouting:
+    """Kademlia, in server or client mode (``dht.mode``)."""
+
+    def __init__(self, dht: KadDHT) -> None:
+        self.dht = dht
+
+    @classmethod
+    def for_host(cls, host: object, *, server: bool) -> KadContentRouting:
+        """A DHT on ``host`` in server (answers queries) or client (only asks) mode."""
+        mode = DHTMode.SERVER if server else DHTMode.CLIENT
+        return cls(KadDHT(host, mode))  # type: ignore[arg-type]
+
+    @property
+    def server_mode(self) -> bool:
+        return self.dht.mode == DHTMode.SERVER
+
+    @asynccontextmanager
+    async def _running(self) -> AsyncIterator[None]:
+        async with background_trio_service(self.dht):
+            yield
+
+    def running(self) -> AbstractAsyncContextManager[None]:
+        return self._running()
+
+    async def provide(self, cid: CID) -> bool:
+        try:
+            return bool(await self.dht.provider_store.provide(bytes(cid.digest)))
+        except NET_ERRORS as exc:
+            raise NetworkError(f"announcing {cid_str(cid)} failed: {exc}") from exc
+
+    async def find_providers(self, cid: CID, count: int) -> list[PeerInfo]:
+        try:
+            found = await self.dht.provider_store.find_providers(bytes(cid.digest), count)
+        except NET_ERRORS as exc:
+            raise NetworkError(f"finding providers of {cid_str(cid)} failed: {exc}") from exc
+        me = self.dht.host.get_id()
+        unique: dict[ID, PeerInfo] = {}
+        for info in found:
+            if info.peer_id == me:
+                continue
+            known = unique.get(info.peer_id)
+            if known is None:
+                unique[info.peer_id] = PeerInfo(info.peer_id, list(info.addrs))
+            else:
+                known.addrs.extend(a for a in info.addrs if a not in known.addrs)
+        return list(unique.values())[:count]
+
+    async def add_peer(self, peer_id: ID, protocols: list[str]) -> bool:
+        # Only DHT servers belong in the routing table; a client would be asked and fail.
+        if KAD_PROTOCOL not in protocols:
+            return False
+        try:
+            return bool(await self.dht.add_peer(peer_id))
+        except NET_ERRORS as exc:
+            log.debug("routing: could not add %s: %r", peer_id, exc)
+            return False
+
+    def routing_table_size(self) -> int:
+        return self.dht.get_routing_table_size()
