@@ -20,9 +20,13 @@ corrupt bytes are never returned.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from multiformats import CID, multibase
@@ -49,6 +53,8 @@ class Blockstore:
         self.fsync = fsync
         self.blocks_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._batch: contextvars.ContextVar[_WriteBatch | None] = contextvars.ContextVar(
+            f"blockstore-batch-{id(self)}", default=None)
 
     def path_of(self, multihash: bytes) -> Path:
         key = _key(multihash)
@@ -125,7 +131,29 @@ class Blockstore:
         """``BlockSink`` for the importer, which hashed ``data`` itself a moment ago."""
         # A binary CIDv0 is the bare multihash; a CIDv1 is 0x01, the codec, the multihash.
         multihash = cid if cid[0] == 0x12 else cid[2:]
-        self._write(multihash, data)
+        batch = self._batch.get()
+        if batch is None:
+            self._write(multihash, data)
+        else:
+            batch.submit(self._write, multihash, data)
+
+    @contextlib.contextmanager
+    def batch(self, workers: int = 4) -> Iterator[None]:
+        """Within this block (in this thread or task), ``put_block`` writes run on a few
+        threads, so fsyncs overlap with hashing; all are durable when the block exits.
+
+        In flight are at most ``2 * workers`` blocks, so memory stays bounded.
+        """
+        if self._batch.get() is not None:
+            yield
+            return
+        batch = _WriteBatch(workers)
+        token = self._batch.set(batch)
+        try:
+            yield
+        finally:
+            self._batch.reset(token)
+            batch.close()
 
     def _write(self, multihash: bytes, data: bytes) -> bool:
         final = self.path_of(multihash)
@@ -167,3 +195,29 @@ class Blockstore:
             entry.unlink(missing_ok=True)
             removed += 1
         return removed
+
+
+class _WriteBatch:
+    """A bounded pool of block writes; the first failure is raised on close."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="block-write")
+        self._slots = threading.BoundedSemaphore(2 * workers)
+        self._errors: list[BaseException] = []
+
+    def submit(self, fn: Callable[[bytes, bytes], bool], multihash: bytes, data: bytes) -> None:
+        if self._errors:
+            raise self._errors[0]
+        self._slots.acquire()
+        future = self._pool.submit(fn, multihash, data)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future[bool]) -> None:
+        self._slots.release()
+        if future.exception() is not None:
+            self._errors.append(future.exception())  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self._errors:
+            raise self._errors[0]

@@ -103,7 +103,8 @@ class HFCacheBackend:
     def add_bytes(self, data: bytes, *, pin: bool = True,
                   options: ImportOptions | None = None) -> str:
         with self.repo.writing():
-            node = self.importer(options).add_bytes(data)
+            with self.repo.blocks.batch():  # every block durable before the pin is written
+                node = self.importer(options).add_bytes(data)
             cid = node.cid_obj
             if pin:
                 self.repo.pins.add(cid, "recursive", size=node.size)
@@ -113,7 +114,8 @@ class HFCacheBackend:
                    options: ImportOptions | None = None,
                    progress: Callable[[int], None] | None = None) -> CID:
         with self.repo.writing():
-            node = self.importer(options, progress).add_stream(stream)
+            with self.repo.blocks.batch():
+                node = self.importer(options, progress).add_stream(stream)
             if pin:
                 self.repo.pins.add(node.cid_obj, "recursive", name=name, size=node.size)
         return node.cid_obj
@@ -122,7 +124,9 @@ class HFCacheBackend:
                  options: ImportOptions | None = None, name: str | None = None,
                  progress: Callable[[int], None] | None = None) -> ImportResult:
         with self.repo.writing():
-            result = self.importer(options, progress).add_path(Path(path), recursive=recursive)
+            with self.repo.blocks.batch():
+                result = self.importer(options, progress).add_path(Path(path),
+                                                                   recursive=recursive)
             if pin:
                 self.repo.pins.add(result.root, "recursive", name=name or Path(path).name,
                                    size=result.size)
