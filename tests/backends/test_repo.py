@@ -157,3 +157,32 @@ def test_kill_9_mid_add_leaves_a_consistent_repo(backend: HFCacheBackend, tmp_pa
     # the same add, done again, completes and matches a fresh import
     again = HFCacheBackend(repo).add_path(big)
     assert again.root == Importer().add_path(big).root
+
+
+def test_two_processes_add_into_one_repo_at_once(backend: HFCacheBackend, tmp_path: Path) -> None:
+    shared = os.urandom(3_000_000)  # both add these blocks: same keys, racing renames
+    files = []
+    for i in range(2):
+        path = tmp_path / f"f{i}.bin"
+        path.write_bytes(shared + os.urandom(1_000_000))
+        files.append(path)
+    script = textwrap.dedent(f"""
+        import sys
+        from ipfs_mcp.backends.repo import Repo
+        from ipfs_mcp.backends.hf_cache import HFCacheBackend
+        from ipfs_mcp.backends.cids import cid_str
+        b = HFCacheBackend(Repo({str(backend.repo.path)!r}))
+        print(cid_str(b.add_path(sys.argv[1]).root))
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(f)], stdout=subprocess.PIPE,
+                              text=True) for f in files]
+    cids = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        cids.append(out.strip())
+    repo = Repo(backend.repo.path)
+    assert repo.verify().ok
+    assert sorted(cid_str(p.cid) for p in repo.pins) == sorted(cids)
+    for cid, path in zip(cids, files, strict=True):
+        assert HFCacheBackend(repo).cat(cid) == path.read_bytes()
