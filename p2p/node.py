@@ -202,7 +202,14 @@ class P2PNode:
         self._token = None
         if stack is None:
             return None
-        return await stack.__aexit__(exc_type, exc, tb)
+        try:
+            return await stack.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # Our nursery wraps whatever the body raised in a group; give the caller their
+            # own exception back unchanged rather than a group of one.
+            if exc is not None and all(leaf is exc for leaf in _leaves(group)):
+                return False
+            raise
 
     async def _close_host(self) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(5):
@@ -561,6 +568,14 @@ class P2PNode:
             bytes_received_total=self.bitswap.bytes_in,
             peers=tuple(self.peer_stats()),
         )
+
+
+def _leaves(group: BaseExceptionGroup) -> Iterable[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
 
 
 class NodeFetcher:
