@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import mmh3
@@ -70,13 +70,3 @@ def build(entries: Sequence[tuple[str, Node]], put: Callable[[bytes], bytes]) ->
         return Node(put(block), len(block) + tsize, 0)
 
     return shard(hashed, 0)
-
-
-def iter_shard_links(links: Sequence[object], fanout: int) -> Iterator[tuple[str | None, object]]:
-    """Split shard link names into (entry name or None for a sub-shard, link)."""
-    width = len(f"{fanout - 1:X}")
-    for link in links:
-        name: str = link.name  # type: ignore[attr-defined]
-        if len(name) < width:
-            raise IntegrityError(f"HAMT: malformed link name {name!r}")
-        yield (name[width:] or None), link
