@@ -6,18 +6,26 @@
 // - symlinks inside a folder become UnixFS symlinks (not followed);
 // - a symlink named as the root is followed, as Kubo does for arguments.
 import { createReadStream } from 'node:fs'
-import { lstat, readdir, readlink, stat } from 'node:fs/promises'
+import { lstat, readdir, readFile, readlink, stat } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
 
 function byteCompare (a, b) {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'))
 }
 
+const STREAM_PIECE = 1024 * 1024
+
 /**
- * Stream a file in large pieces; the importer's chunker re-cuts them exactly.
+ * A file's content for the importer (whose chunker re-cuts it exactly): small files
+ * in one read, big ones streamed in 1 MiB pieces.
  */
-export function fileContent (path) {
-  return createReadStream(path, { highWaterMark: 1024 * 1024 })
+export async function * fileContent (path) {
+  const { size } = await stat(path)
+  if (size <= STREAM_PIECE) {
+    yield await readFile(path)
+    return
+  }
+  yield * createReadStream(path, { highWaterMark: STREAM_PIECE })
 }
 
 /**

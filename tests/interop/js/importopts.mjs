@@ -34,7 +34,8 @@ export function kuboImporterOptions (job = {}) {
     shardSplitStrategy: 'links-bytes',
     shardSplitThresholdBytes: job.jsShardCompare ? threshold : threshold - 1,
     shardFanoutBits: 8,
-    fileImportConcurrency: 1,
-    blockWriteConcurrency: 1
+    // results come back in input order whatever the concurrency
+    fileImportConcurrency: 50,
+    blockWriteConcurrency: 10
   }
 }
