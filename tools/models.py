@@ -93,7 +93,7 @@ class PinResult(BaseModel):
     cid: str
     pinned: bool
     recursive: bool
-    size: int | None = None
+    size: int | None = Field(None, description="Bytes of the blocks the pin holds")
 
 
 class UnpinResult(BaseModel):
@@ -127,9 +127,11 @@ class GCResult(BaseModel):
 class Provider(BaseModel):
     peer_id: str
     addrs: list[str]
-    score: float | None = Field(None, description="Reputation in [0, 1], when known")
-    latency_ms: float | None = None
-    last_seen: float | None = None
+    score: float | None = Field(None, description="Reputation in [0, 1]; 0.3 for a stranger")
+    latency_ms: float | None = Field(None, description="Mean block latency seen from this "
+                                                       "peer, when it has served us")
+    connected: bool = False
+    last_seen: float | None = Field(None, description="Not tracked yet: always null")
     is_self: bool = False
 
 
@@ -142,11 +144,15 @@ class ProvidersResult(BaseModel):
 class PeerInfo(BaseModel):
     peer_id: str
     addrs: list[str] = Field(default_factory=list)
+    agent: str | None = None
+    connected: bool = False
+    bitswap_protocol: str | None = None
     latency_ms: float | None = None
-    blocks_sent: int | None = None
-    blocks_received: int | None = None
-    bytes_sent: int | None = None
-    bytes_received: int | None = None
+    blocks_sent: int = 0
+    blocks_received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    bad_blocks: int = 0
     score: float | None = None
 
 
@@ -154,12 +160,18 @@ class NetworkStats(BaseModel):
     peer_id: str
     listen_addrs: list[str]
     role: str
+    dht_mode: str
+    connected_peers: int
     peers: list[PeerInfo]
-    routing_table_size: int | None = None
-    bandwidth_in: int | None = Field(None, description="Bytes received since start")
-    bandwidth_out: int | None = Field(None, description="Bytes sent since start")
-    ledger_blocks_sent: int | None = None
-    ledger_blocks_received: int | None = None
+    routing_table_size: int
+    bandwidth_in: int = Field(description="Bitswap bytes received since start")
+    bandwidth_out: int = Field(description="Bitswap bytes sent since start")
+    ledger_blocks_sent: int
+    ledger_blocks_received: int
+    network_fetches: int = Field(description="Retrievals that needed the network")
+    network_fetches_ok: int
+    network_fetches_failed: int
+    providers_found: int
 
 
 class CacheCounters(BaseModel):
@@ -184,6 +196,7 @@ class ConnectResult(BaseModel):
 class AnnounceResult(BaseModel):
     cid: str
     announced: bool
+    records: int = Field(description="Provider records published (the root, or every block)")
     scope: str = Field(description="Where the provider record went")
 
 
@@ -206,8 +219,9 @@ class Health(BaseModel):
     backend: BackendChoice
     repo: RepoInfo | None = None
     network_status: str
-    peers: int | None = None
+    peers: int | None = Field(None, description="Connected peers")
     routing_table_size: int | None = None
+    dht_mode: str | None = None
     uptime_s: float
     cache: CacheCounters | None = None
     allowed_roots: list[str]

@@ -75,8 +75,16 @@ async def run_blocking(fn: Callable[[], T], progress: Progress | None = None) ->
         finally:
             stop.set()
 
+    # The error is kept and re-raised outside the task group, so callers see the
+    # project's error itself rather than an ExceptionGroup around it.
+    error: Exception | None = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch)
-        result = await anyio.to_thread.run_sync(fn)
+        try:
+            result = await anyio.to_thread.run_sync(fn)
+        except Exception as exc:
+            error = exc
         tg.cancel_scope.cancel()
+    if error is not None:
+        raise error
     return result

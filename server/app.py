@@ -1,0 +1,528 @@
+"""The MCP server: wires the tools, resources, prompts and completions into ``MCPServer``.
+
+This is the only module that knows MCP. Each tool here is a few lines: get the lifespan
+state from the context, call the plain function in :mod:`ipfs_mcp.tools`, and turn the
+project's errors into tool error results whose text says what to do next. Nothing below
+returns a traceback or a protocol error for a bad argument.
+"""
+
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from importlib import metadata
+from typing import Annotated, Any
+
+from mcp.server.caching import CacheHint
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.resolve import ListRoots, Resolve
+from mcp_types import (
+    CallToolResult,
+    Completion,
+    ListRootsResult,
+    PromptReference,
+    ResourceLink,
+    ResourceTemplateReference,
+    TextContent,
+    ToolAnnotations,
+)
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import Field
+
+from ipfs_mcp.backends.errors import (
+    BackendUnavailable,
+    InvalidCID,
+    IpfsMcpError,
+    NotFound,
+)
+from ipfs_mcp.tools import content, network
+from ipfs_mcp.tools.health import health
+from ipfs_mcp.tools.models import (
+    AddResult,
+    AnnounceResult,
+    ConnectResult,
+    FetchResult,
+    GCResult,
+    LsResult,
+    PeerStatsResult,
+    PinList,
+    PinResult,
+    ProvidersResult,
+    StoreResult,
+    UnpinResult,
+)
+from ipfs_mcp.tools.progress import Progress
+from ipfs_mcp.tools.roots import AllowedRoots, file_uri_to_path
+
+from . import prompts as prompt_texts
+from .config import ServerSettings
+from .state import Runtime, ServerState, lifespan_state
+
+log = logging.getLogger("ipfs_mcp.server")
+
+INSTRUCTIONS = """\
+Content-addressed storage (IPFS) for models, folders and files. Content is named by its CID,
+the same one Kubo gives; fetching verifies every block against it.
+- store_model: add a HuggingFace model from the local cache (org/name[@revision]) or a local
+  folder; returns the root CID. fetch_cid reads it back (small content inline, large content
+  as an ipfs:// resource link), writes it to disk (output_path), or into the HuggingFace cache
+  (into_hf_cache) so transformers loads it offline.
+- Local paths must be inside the allowed roots (see the ipfs-mcp://health resource).
+- find_providers / connect_peer / announce / peer_stats use the P2P node.
+Prompts: share_model, fetch_and_verify, diagnose."""
+
+CID_FIELD = Field(description="A CID (Qm... or bafy...), optionally with a path inside it: "
+                              "CID/dir/file.txt. ipfs://CID and /ipfs/CID work too.")
+
+# A CID never changes what it names, so its content may be cached for long; a day keeps
+# a client from holding an answer about a CID that was later garbage-collected forever.
+CID_CACHE_TTL_MS = 24 * 3600 * 1000
+_MAX_PINS_RESOURCE = 500
+
+
+def _version() -> str:
+    try:
+        return metadata.version("ipfs-mcp")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def actionable(exc: IpfsMcpError) -> str:
+    """The error's message plus what an agent can do about it."""
+    text = str(exc)
+    if isinstance(exc, InvalidCID):
+        return (f"{text}. A CID looks like Qm... (CIDv0) or bafy... (CIDv1); to name a file "
+                "inside a folder, write CID/path/to/file.")
+    if isinstance(exc, NotFound):
+        return (f"{text}. If another node has it, call find_providers, then connect_peer to "
+                "one of them and retry; or store it here first with store_model/add_content.")
+    return text
+
+
+@contextlib.contextmanager
+def tool_errors(state: ServerState, tool: str) -> Iterator[None]:
+    """Turn the project's errors into MCP tool errors (``isError`` results)."""
+    try:
+        yield
+    except IpfsMcpError as exc:
+        message = actionable(exc)
+        state.note_error(tool, message)
+        log.info("tool %s failed: %s", tool, message)
+        raise ToolError(message) from exc
+    except OSError as exc:  # disk full, permission denied: not ours, but the caller's to fix
+        message = f"{exc.strerror or exc} ({exc.filename or 'no file'})"
+        state.note_error(tool, message)
+        raise ToolError(message) from exc
+
+
+def _state(ctx: Context) -> ServerState:
+    return ctx.request_context.lifespan_context  # type: ignore[no-any-return]
+
+
+def _progress(ctx: Context) -> Progress:
+    return Progress(ctx.report_progress)
+
+
+def _roots(state: ServerState, client: ListRootsResult | None) -> AllowedRoots:
+    if client is None:
+        return state.roots
+    extra = [p for p in (file_uri_to_path(str(r.uri)) for r in client.roots) if p is not None]
+    return state.roots.plus(extra)
+
+
+# Resolvers: ask the client for its MCP roots only when a call names a local path and the
+# client declared the roots capability, so other calls never pay the round trip.
+def _wants_roots(ctx: Context, path: str | None) -> ListRoots | None:
+    caps = ctx.client_capabilities
+    if not path or caps is None or caps.roots is None:
+        return None
+    return ListRoots()
+
+
+def _roots_for_source(ctx: Context, source: str) -> ListRoots | None:
+    return _wants_roots(ctx, source)
+
+
+def _roots_for_path(ctx: Context, path: str | None = None) -> ListRoots | None:
+    return _wants_roots(ctx, path)
+
+
+def _roots_for_output(ctx: Context, output_path: str | None = None) -> ListRoots | None:
+    return _wants_roots(ctx, output_path)
+
+
+ClientRoots = ListRootsResult | None
+
+
+def _read_only(open_world: bool = False) -> ToolAnnotations:
+    return ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                           open_world_hint=open_world)
+
+
+def _writes(*, destructive: bool = False, idempotent: bool = True,
+            open_world: bool = False) -> ToolAnnotations:
+    return ToolAnnotations(read_only_hint=False, destructive_hint=destructive,
+                           idempotent_hint=idempotent, open_world_hint=open_world)
+
+
+def build_server(settings: ServerSettings | None = None) -> MCPServer[ServerState]:
+    """A ready-to-run server; nothing starts until a transport enters its lifespan."""
+    settings = settings or ServerSettings.load()
+    runtime = Runtime()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: MCPServer[ServerState]):  # type: ignore[no-untyped-def]
+        async with lifespan_state(settings, runtime) as state:
+            yield state
+
+    mcp: MCPServer[ServerState] = MCPServer(
+        "ipfs-mcp", title="IPFS content storage", version=_version(),
+        description="Real, Kubo-compatible content-addressed storage for agents",
+        instructions=INSTRUCTIONS, lifespan=lifespan, log_level=settings.log_level,  # type: ignore[arg-type]
+        cache_hints={"resources/read": CacheHint(ttl_ms=0, scope="private")},
+    )
+    mcp.middleware.append(_cid_cache_hints)
+    _register_tools(mcp, settings)
+    _register_resources(mcp, runtime)
+    _register_prompts(mcp)
+    _register_completions(mcp, runtime)
+    return mcp
+
+
+async def _cid_cache_hints(ctx: Any, call_next: Any) -> Any:
+    """``ipfs://CID`` reads name immutable content: let clients cache them, and share the
+    cache (the answer is the same for everyone). Other reads (health, pins) stay fresh."""
+    result = await call_next(ctx)
+    if (ctx.method != "resources/read" or ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS
+            or not str((ctx.params or {}).get("uri", "")).startswith("ipfs://")):
+        return result
+    if isinstance(result, dict):
+        return {**result, "ttlMs": CID_CACHE_TTL_MS, "cacheScope": "public"}
+    if hasattr(result, "model_copy") and hasattr(result, "ttl_ms"):
+        return result.model_copy(update={"ttl_ms": CID_CACHE_TTL_MS, "cache_scope": "public"})
+    return result
+
+
+# -- tools ------------------------------------------------------------------------------------
+def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> None:
+    inline_max = settings.inline_max
+    add_max = settings.add_max
+
+    @mcp.tool(title="Store a model or folder", annotations=_writes(open_world=True))
+    async def store_model(
+        ctx: Context,
+        source: Annotated[str, Field(description=(
+            "A HuggingFace repo id from the local HF cache, with an optional revision "
+            "(org/name or org/name@main), or a local file or folder inside the allowed "
+            "roots (absolute, or relative to the first root)"))],
+        pin: Annotated[bool, Field(description="Keep it from garbage collection")] = True,
+        announce: Annotated[bool, Field(description="Tell peers this node provides it")] = True,
+        cid_version: Annotated[int, Field(ge=0, le=1, description="0 (Qm..., Kubo's default) "
+                                                                   "or 1 (bafy...)")] = 0,
+        raw_leaves: Annotated[bool | None, Field(description="Raw leaf blocks; default: "
+                                                             "as Kubo (true for CIDv1)")] = None,
+        client_roots: Annotated[ClientRoots, Resolve(_roots_for_source)] = None,
+    ) -> StoreResult:
+        """Store a model or a folder and get the CID Kubo would give it.
+
+        Returns the root CID, every file with its CID and size, the total size, whether it
+        was pinned and announced, and the backend. Sends progress; cancelling stops it and
+        leaves nothing pinned."""
+        state = _state(ctx)
+        with tool_errors(state, "store_model"):
+            result = await content.store_model(
+                state.backend, source, roots=_roots(state, client_roots), pin=pin,
+                cid_version=cid_version, raw_leaves=raw_leaves, progress=_progress(ctx))
+            if announce:
+                result.announced, result.announce_note = await network.announce_quietly(
+                    await state.running_node(), result.root_cid, role=settings.role,
+                    bootstrap=settings.bootstrap, why=state.slot.status)
+            return result
+
+    @mcp.tool(title="Fetch a CID", annotations=_writes(open_world=True))
+    async def fetch_cid(
+        ctx: Context,
+        cid: Annotated[str, CID_FIELD],
+        output_path: Annotated[str | None, Field(description=(
+            "Write the file or folder here (inside the allowed roots) instead of returning "
+            "it"))] = None,
+        into_hf_cache: Annotated[str | None, Field(description=(
+            "A HuggingFace repo id (org/name): write the folder into the local HF cache so "
+            "huggingface_hub/transformers load it offline"))] = None,
+        hf_revision: Annotated[str, Field(description="Revision name for into_hf_cache")] = "main",
+        offset: Annotated[int, Field(ge=0, description="First byte to return inline")] = 0,
+        length: Annotated[int | None, Field(ge=0, description=(
+            f"Bytes to return inline (at most {inline_max})"))] = None,
+        client_roots: Annotated[ClientRoots, Resolve(_roots_for_output)] = None,
+    ) -> Annotated[CallToolResult, FetchResult]:
+        """Get content by CID, verified block by block; a local miss asks peers.
+
+        Small content comes back inline (text, or base64 for binary, up to the inline cap);
+        larger content comes back as an ipfs:// resource link with its size: read it in
+        pages with offset/length, or write it to disk with output_path. A folder comes back
+        as a listing."""
+        state = _state(ctx)
+        with tool_errors(state, "fetch_cid"):
+            result = await content.fetch_cid(
+                state.backend, cid, roots=_roots(state, client_roots), output_path=output_path,
+                into_hf_cache=into_hf_cache, hf_revision=hf_revision, offset=offset,
+                length=length, max_inline=inline_max, progress=_progress(ctx))
+        return _fetch_result(result)
+
+    @mcp.tool(title="Pin a CID", annotations=_writes(open_world=True))
+    async def pin(
+        ctx: Context,
+        cid: Annotated[str, CID_FIELD],
+        recursive: Annotated[bool, Field(description="Pin the whole DAG (fetching missing "
+                                                     "blocks), not just the root block")] = True,
+    ) -> PinResult:
+        """Keep content from garbage collection; a recursive pin makes sure every block is
+        here first, fetching missing ones from peers."""
+        state = _state(ctx)
+        with tool_errors(state, "pin"):
+            return await content.pin(state.backend, cid, recursive=recursive,
+                                     progress=_progress(ctx))
+
+    @mcp.tool(title="Unpin a CID", annotations=_writes(destructive=True))
+    async def unpin(ctx: Context, cid: Annotated[str, CID_FIELD]) -> UnpinResult:
+        """Remove a pin. The blocks are deleted by the next repo_gc unless another pin
+        still needs them."""
+        state = _state(ctx)
+        with tool_errors(state, "unpin"):
+            return await content.unpin(state.backend, cid)
+
+    @mcp.tool(title="List pins", annotations=_read_only())
+    async def list_pins(
+        ctx: Context,
+        limit: Annotated[int, Field(ge=1, le=1000, description="Most entries to return")] = 100,
+        name_contains: Annotated[str, Field(description="Only pins whose name contains "
+                                                        "this")] = "",
+    ) -> PinList:
+        """Pinned content, newest first, with name, size and pin type."""
+        state = _state(ctx)
+        with tool_errors(state, "list_pins"):
+            return await content.list_pins(state.backend, limit=limit,
+                                           name_contains=name_contains)
+
+    @mcp.tool(title="Find providers", annotations=_read_only(open_world=True))
+    async def find_providers(
+        ctx: Context,
+        cid: Annotated[str, Field(description="The CID to look for (no sub-path)")],
+        count: Annotated[int, Field(ge=1, le=50, description="Most providers")] = 5,
+    ) -> ProvidersResult:
+        """Peers that provide a CID, best first: peer id, addresses, score, latency and
+        when they were last seen. Needs the P2P node."""
+        state = _state(ctx)
+        with tool_errors(state, "find_providers"):
+            return await network.find_providers(await state.running_node(), cid,
+                                                count=count, why=state.slot.status)
+
+    @mcp.tool(title="Peer and cache stats", annotations=_read_only())
+    async def peer_stats(ctx: Context) -> PeerStatsResult:
+        """This node's identity, listen addresses, role, connected peers with per-peer
+        traffic, DHT routing table size, bitswap ledger, bandwidth, cache hit/miss counters
+        and the backend in use."""
+        state = _state(ctx)
+        with tool_errors(state, "peer_stats"):
+            return await network.peer_stats(await state.running_node(), state.backend,
+                                            why=state.slot.status)
+
+    @mcp.tool(title="Add text, bytes or a path", annotations=_writes())
+    async def add_content(
+        ctx: Context,
+        text: Annotated[str | None, Field(description="UTF-8 text to add")] = None,
+        data_base64: Annotated[str | None, Field(description=(
+            f"Bytes to add, base64-encoded (at most {add_max} bytes decoded)"))] = None,
+        path: Annotated[str | None, Field(description="A file or folder inside the allowed "
+                                                      "roots")] = None,
+        name: Annotated[str, Field(description="A label kept with the pin")] = "",
+        pin: Annotated[bool, Field(description="Keep it from garbage collection")] = True,
+        cid_version: Annotated[int, Field(ge=0, le=1)] = 0,
+        raw_leaves: Annotated[bool | None, Field(description="Default: as Kubo")] = None,
+        client_roots: Annotated[ClientRoots, Resolve(_roots_for_path)] = None,
+    ) -> AddResult:
+        """Add small content given inline (text or base64), or a file or folder by path.
+        Pass exactly one of text, data_base64 and path."""
+        state = _state(ctx)
+        with tool_errors(state, "add_content"):
+            return await content.add_content(
+                state.backend, roots=_roots(state, client_roots), text=text,
+                data_base64=data_base64, path=path, name=name, pin=pin,
+                cid_version=cid_version, raw_leaves=raw_leaves, max_inline=add_max,
+                progress=_progress(ctx))
+
+    @mcp.tool(name="ls", title="List a folder CID", annotations=_read_only(open_world=True))
+    async def ls_(
+        ctx: Context,
+        cid: Annotated[str, CID_FIELD],
+        limit: Annotated[int, Field(ge=1, le=10000)] = 1000,
+    ) -> LsResult:
+        """The entries of a folder CID (name, CID, kind, size); for a file, the file."""
+        state = _state(ctx)
+        with tool_errors(state, "ls"):
+            return await content.ls(state.backend, cid, limit=limit)
+
+    @mcp.tool(title="Connect to a peer", annotations=_writes(open_world=True))
+    async def connect_peer(
+        ctx: Context,
+        multiaddr: Annotated[str, Field(description=(
+            "The peer's address ending in its id, e.g. /ip4/10.0.0.5/tcp/4001/p2p/12D3Koo..."))],
+    ) -> ConnectResult:
+        """Dial a peer (noise-encrypted) so its content can be fetched from it."""
+        state = _state(ctx)
+        with tool_errors(state, "connect_peer"):
+            return await network.connect_peer(await state.running_node(), multiaddr,
+                                              why=state.slot.status)
+
+    @mcp.tool(title="Announce a CID", annotations=_writes(open_world=True))
+    async def announce(ctx: Context, cid: Annotated[str, Field(
+            description="The CID to announce (no sub-path)")]) -> AnnounceResult:
+        """Publish that this node provides a CID: to the DHT when the node joined a
+        network, otherwise only to configured peers."""
+        state = _state(ctx)
+        with tool_errors(state, "announce"):
+            return await network.announce(await state.running_node(), cid,
+                                          role=settings.role, bootstrap=settings.bootstrap,
+                                          why=state.slot.status)
+
+    @mcp.tool(title="Garbage-collect the repo", annotations=_writes(destructive=True))
+    async def repo_gc(ctx: Context) -> GCResult:
+        """Delete every block that no pin reaches, and report what was freed."""
+        state = _state(ctx)
+        with tool_errors(state, "repo_gc"):
+            return await content.repo_gc(state.backend)
+
+
+def _fetch_result(result: FetchResult) -> CallToolResult:
+    """The structured result, plus a resource link when the bytes are too big to inline."""
+    data = result.model_dump(mode="json", exclude_none=True)
+    blocks: list[Any] = [TextContent(type="text", text=json.dumps(data))]
+    if result.delivery == "resource_link":
+        blocks.append(ResourceLink(type="resource_link", uri=result.resource_uri,
+                                   name=result.cid, size=result.size,
+                                   description=f"{result.size} bytes, CID {result.resolved_cid}"))
+    return CallToolResult(content=blocks, structured_content=data)
+
+
+# -- resources --------------------------------------------------------------------------------
+def _resource_error(exc: IpfsMcpError) -> ResourceError:
+    return ResourceError(actionable(exc))
+
+
+def _register_resources(mcp: MCPServer[ServerState], runtime: Runtime) -> None:
+    @mcp.resource("ipfs-mcp://pins", name="cached-cids", title="Cached CIDs",
+                  description=f"Pinned roots with name, size and pin type (newest "
+                              f"{_MAX_PINS_RESOURCE})", mime_type="application/json")
+    async def cached_cids() -> str:
+        state = runtime.get()
+        try:
+            pins = await content.list_pins(state.backend, limit=_MAX_PINS_RESOURCE)
+        except IpfsMcpError as exc:
+            raise _resource_error(exc) from exc
+        return pins.model_dump_json()
+
+    @mcp.resource("ipfs-mcp://health", name="node-health", title="Node health",
+                  description="Backend in use and why, repo size and free disk, peers, DHT "
+                              "state, uptime, allowed roots, recent errors",
+                  mime_type="application/json")
+    async def node_health() -> str:
+        state = runtime.get()
+        report = await health(state.backend, state.selection, state.node,
+                              node_status=state.slot.status, uptime_s=state.uptime,
+                              roots=state.roots, recent_errors=list(state.errors))
+        return report.model_dump_json()
+
+    @mcp.resource("ipfs://{cid}", name="ipfs-content", title="IPFS content by CID",
+                  description="The content when it is small UTF-8 text, otherwise JSON "
+                              "metadata (kind, size, folder entries). Immutable: cacheable.")
+    async def ipfs_content(cid: str, ctx: Context) -> str:
+        return await _read_cid(_state(ctx), cid)
+
+    @mcp.resource("ipfs://{cid}/{+path}", name="ipfs-path", title="A path inside a CID",
+                  description="A file or folder inside a folder CID; as ipfs://{cid}")
+    async def ipfs_path(cid: str, path: str, ctx: Context) -> str:
+        return await _read_cid(_state(ctx), f"{cid}/{path}")
+
+
+async def _read_cid(state: ServerState, target: str) -> str:
+    try:
+        result = await content.fetch_cid(state.backend, target, roots=state.roots,
+                                         max_inline=state.settings.inline_max)
+    except IpfsMcpError as exc:
+        raise _resource_error(exc) from exc
+    if result.delivery == "text" and result.eof and result.kind == "file":
+        return result.text or ""
+    meta = result.model_dump(mode="json", exclude_none=True,
+                             exclude={"text", "base64", "offset", "length", "eof"})
+    if result.delivery == "base64":
+        meta["hint"] = "binary content: read it with the fetch_cid tool (base64 or output_path)"
+    return json.dumps(meta)
+
+
+# -- prompts ----------------------------------------------------------------------------------
+def _register_prompts(mcp: MCPServer[ServerState]) -> None:
+    @mcp.prompt(title="Share a model")
+    def share_model(source: Annotated[str, Field(description=(
+            "A cached HuggingFace model (org/name[@revision]) or a local folder"))]) -> str:
+        """Store a model, pin and announce it, and hand out its CID with load instructions."""
+        return prompt_texts.render("share_model", source=source)
+
+    @mcp.prompt(title="Fetch and verify a CID")
+    def fetch_and_verify(
+        cid: Annotated[str, Field(description="The CID to fetch")],
+        output_path: Annotated[str, Field(description="Where to write it (optional)")] = "",
+    ) -> str:
+        """Fetch a CID (locally or from peers), check what arrived, and pin it."""
+        return prompt_texts.render("fetch_and_verify", cid=cid,
+                                   output_path=output_path or "(not given: read it inline "
+                                   "or ask the user for a folder inside the allowed roots)")
+
+    @mcp.prompt(title="Diagnose connectivity or a missing CID")
+    def diagnose(
+        cid: Annotated[str, Field(description="A CID that cannot be fetched (optional)")] = "",
+        peer: Annotated[str, Field(description="A peer multiaddr that should have it "
+                                               "(optional)")] = "",
+    ) -> str:
+        """Work out why a CID cannot be fetched or peers cannot be reached."""
+        return prompt_texts.render("diagnose", cid=cid or "(none given)",
+                                   peer=peer or "(none given)")
+
+
+# -- completions ------------------------------------------------------------------------------
+_CID_ARGUMENTS = {"cid"}
+_MAX_COMPLETIONS = 100
+
+
+def _register_completions(mcp: MCPServer[ServerState], runtime: Runtime) -> None:
+    @mcp.completion()
+    async def complete(ref: Any, argument: Any, context: Any) -> Completion | None:
+        if not isinstance(ref, PromptReference | ResourceTemplateReference):
+            return None
+        state = runtime.state
+        if state is None:
+            return None
+        prefix = argument.value or ""
+        if argument.name in _CID_ARGUMENTS:
+            try:
+                pins = await content.list_pins(state.backend, limit=10_000)
+            except BackendUnavailable:
+                return None
+            values = [p.cid for p in pins.pins if p.cid.startswith(prefix)]
+        elif argument.name == "source":
+            values = [m for m in _cached_models(state) if m.startswith(prefix)]
+        else:
+            return None
+        return Completion(values=values[:_MAX_COMPLETIONS], total=len(values),
+                          has_more=len(values) > _MAX_COMPLETIONS)
+
+
+def _cached_models(state: ServerState) -> list[str]:
+    """org/name of every model in the local hub cache (``models--org--name`` folders)."""
+    hub = state.settings.backend.hf_hub_cache
+    try:
+        names = sorted(p.name for p in hub.iterdir() if p.name.startswith("models--"))
+    except OSError:
+        return []
+    return [n[len("models--"):].replace("--", "/", 1) for n in names]

@@ -1,0 +1,167 @@
+"""Server settings: read once from the environment and the command line, then frozen.
+
+Every option of ``ipfs-mcp serve`` has an environment equivalent, so an MCP client config
+that can only set ``env`` can set everything. A command-line value replaces the
+environment's (lists too).
+
+===========================  =============================  ===================================
+option                       environment                    meaning
+===========================  =============================  ===================================
+``--http HOST:PORT``         ``IPFS_MCP_HTTP``              serve streamable HTTP, not stdio
+(none: a secret)             ``IPFS_MCP_TOKEN``             bearer token; when set, required on
+                                                            every HTTP request, and it must be
+                                                            set to bind beyond loopback
+``--allowed-host HOST``      ``IPFS_MCP_ALLOWED_HOSTS``     extra Host header values accepted
+                                                            over HTTP (DNS-rebinding guard)
+``--allow-root DIR``         ``IPFS_MCP_ALLOW_ROOTS``       folders tools may read and write
+                                                            (``os.pathsep``-separated in env)
+``--role ROLE``              ``IPFS_MCP_ROLE``              P2P role: master, worker (default)
+                                                            or leecher
+``--listen MULTIADDR``       ``IPFS_MCP_LISTEN``            P2P listen addresses (default
+                                                            /ip4/127.0.0.1/tcp/0: this machine)
+``--bootstrap MULTIADDR``    ``IPFS_MCP_BOOTSTRAP``         peers to join a network through
+``--no-p2p``                 ``IPFS_MCP_P2P=0``             do not start the P2P node
+``--inline-max BYTES``       ``IPFS_MCP_INLINE_MAX``        largest content returned inline
+``--add-max BYTES``          ``IPFS_MCP_ADD_MAX``           largest inline add_content payload
+``--max-body BYTES``         ``IPFS_MCP_MAX_BODY``          largest HTTP request body
+``--log-level LEVEL``        ``IPFS_MCP_LOG_LEVEL``         stderr log level (default WARNING)
+===========================  =============================  ===================================
+
+Lists in the environment are separated by commas or whitespace (roots by ``os.pathsep``).
+The backend settings (``HF_HOME``, ``IPFS_BACKEND``...) are :class:`BackendSettings`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ipfs_mcp.backends.errors import InvalidInput
+from ipfs_mcp.backends.settings import BackendSettings, env_flag
+
+DEFAULT_INLINE_MAX = 64 * 1024
+DEFAULT_ADD_MAX = 1024 * 1024
+# Room for the largest inline add (base64 grows it by a third) plus the JSON-RPC envelope,
+# and no more: anything bigger belongs in a file inside an allowed root.
+DEFAULT_MAX_BODY = 2 * 1024 * 1024
+DEFAULT_ROLE = "worker"
+ROLES = ("master", "worker", "leecher")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(v for v in re.split(r"[,\s]+", value or "") if v)
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name}={raw!r} is not a whole number of bytes") from None
+    if value <= 0:
+        raise InvalidInput(f"{name} must be positive")
+    return value
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[v6]:PORT`` or ``:PORT`` (meaning 127.0.0.1).
+
+    Raises:
+        InvalidInput: not in one of those forms.
+    """
+    text = value.strip()
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]*):(\d+)", text)
+    if not match:
+        raise InvalidInput(f"--http {value!r}: expected HOST:PORT, e.g. 127.0.0.1:8000")
+    host = match.group(1) or match.group(3) or "127.0.0.1"
+    port = int(match.group(2) or match.group(4))
+    if not 0 <= port <= 65535:
+        raise InvalidInput(f"--http {value!r}: port out of range")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    backend: BackendSettings = field(default_factory=BackendSettings.from_env)
+    http: tuple[str, int] | None = None
+    token: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    allow_roots: tuple[Path, ...] = ()
+    role: str = DEFAULT_ROLE
+    listen: tuple[str, ...] = ()
+    bootstrap: tuple[str, ...] = ()
+    p2p: bool = True
+    inline_max: int = DEFAULT_INLINE_MAX
+    add_max: int = DEFAULT_ADD_MAX
+    max_body: int = DEFAULT_MAX_BODY
+    log_level: str = "WARNING"
+
+    @property
+    def start_p2p(self) -> bool:
+        return self.p2p
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, *,
+             http: str | None = None, allow_roots: Sequence[str] | None = None,
+             allowed_hosts: Sequence[str] | None = None, role: str | None = None,
+             listen: Sequence[str] | None = None, bootstrap: Sequence[str] | None = None,
+             p2p: bool | None = None, inline_max: int | None = None,
+             add_max: int | None = None, max_body: int | None = None,
+             log_level: str | None = None) -> ServerSettings:
+        """Settings from ``env`` (default ``os.environ``), overridden by given arguments.
+
+        Raises:
+            InvalidInput: a malformed value, or an HTTP bind beyond loopback without a token.
+        """
+        env = os.environ if env is None else env
+        http_value = http if http is not None else (env.get("IPFS_MCP_HTTP") or "").strip()
+        bind = parse_host_port(http_value) if http_value else None
+        token = (env.get("IPFS_MCP_TOKEN") or "").strip() or None
+        roots = (tuple(allow_roots) if allow_roots else
+                 tuple(r for r in (env.get("IPFS_MCP_ALLOW_ROOTS") or "").split(os.pathsep)
+                       if r.strip()))
+        level = (log_level or env.get("IPFS_MCP_LOG_LEVEL") or "WARNING").strip().upper()
+        if level not in LOG_LEVELS:
+            raise InvalidInput(f"log level {level!r}: use one of {', '.join(LOG_LEVELS)}")
+        if p2p is None:
+            p2p = env_flag(env, "IPFS_MCP_P2P", True)
+        role_name = (role or env.get("IPFS_MCP_ROLE") or DEFAULT_ROLE).strip().lower()
+        if role_name not in ROLES:
+            raise InvalidInput(f"role {role_name!r}: use one of {', '.join(ROLES)}")
+        settings = cls(
+            backend=BackendSettings.from_env(env),
+            http=bind,
+            token=token,
+            allowed_hosts=tuple(allowed_hosts) if allowed_hosts else
+            _split(env.get("IPFS_MCP_ALLOWED_HOSTS")),
+            allow_roots=tuple(Path(r).expanduser() for r in roots),
+            role=role_name,
+            listen=tuple(listen) if listen else _split(env.get("IPFS_MCP_LISTEN")),
+            bootstrap=tuple(bootstrap) if bootstrap else _split(env.get("IPFS_MCP_BOOTSTRAP")),
+            p2p=p2p,
+            inline_max=inline_max or _int(env, "IPFS_MCP_INLINE_MAX", DEFAULT_INLINE_MAX),
+            add_max=add_max or _int(env, "IPFS_MCP_ADD_MAX", DEFAULT_ADD_MAX),
+            max_body=max_body or _int(env, "IPFS_MCP_MAX_BODY", DEFAULT_MAX_BODY),
+            log_level=level,
+        )
+        if bind is not None and not is_loopback(bind[0]) and settings.token is None:
+            raise InvalidInput(f"--http {bind[0]}:{bind[1]} binds beyond loopback: set "
+                               "IPFS_MCP_TOKEN to a secret that clients send as "
+                               "'Authorization: Bearer <token>'")
+        return settings

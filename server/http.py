@@ -1,0 +1,100 @@
+"""Streamable HTTP: the SDK's Starlette app behind a bearer-token check, served by hypercorn
+on the trio loop.
+
+- It binds 127.0.0.1 unless told otherwise; binding anything else requires a token
+  (enforced when the settings are loaded).
+- When ``IPFS_MCP_TOKEN`` is set, every request must carry ``Authorization: Bearer
+  <token>``, loopback included. The comparison is constant-time.
+- DNS rebinding: the Host header must be a loopback name, the bind address, or a host the
+  user allowed; browsers' Origin headers must match the same set.
+- The request body limit is :data:`~.config.DEFAULT_MAX_BODY` unless configured.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+import trio
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .config import ServerSettings
+
+log = logging.getLogger("ipfs_mcp.server")
+
+MCP_PATH = "/mcp"
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+class BearerToken:
+    """Refuse HTTP requests without the right bearer token (401, as RFC 6750 says)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = b""
+            for name, value in scope.get("headers", ()):
+                if name == b"authorization":
+                    given = value
+                    break
+            if not hmac.compare_digest(given, self._expected):
+                body = b"missing or wrong bearer token (Authorization: Bearer <token>)"
+                await send({"type": "http.response.start", "status": 401, "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"www-authenticate", b'Bearer realm="ipfs-mcp"'),
+                    (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def transport_security(settings: ServerSettings) -> TransportSecuritySettings:
+    """Accept only Host (and browser Origin) headers naming this server, so a web page
+    whose DNS name was rebound to 127.0.0.1 cannot talk to it."""
+    assert settings.http is not None
+    host, _ = settings.http
+    names = list(_LOOPBACK_HOSTS)
+    if host not in ("0.0.0.0", "::"):  # a wildcard bind has no name of its own
+        names.append(f"[{host}]" if ":" in host else host)
+    names.extend(settings.allowed_hosts)
+    names = list(dict.fromkeys(names))
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[*names, *(f"{n}:*" for n in names)],
+        allowed_origins=[f"{scheme}://{n}{port}" for n in names for scheme in ("http", "https")
+                         for port in ("", ":*")])
+
+
+def asgi_app(server: MCPServer[Any], settings: ServerSettings) -> ASGIApp:
+    app: ASGIApp = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        max_request_body_size=settings.max_body,
+        transport_security=transport_security(settings),
+        host=settings.http[0] if settings.http else "127.0.0.1",
+    )
+    if settings.token:
+        app = BearerToken(app, settings.token)
+    return app
+
+
+async def serve_http(server: MCPServer[Any], settings: ServerSettings,
+                     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+                     ) -> None:
+    """Serve until cancelled; ``task_status`` receives the bound URLs (port 0 resolved)."""
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+
+    assert settings.http is not None
+    host, port = settings.http
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = "-"  # stderr: stdout is never used by this server
+    config.loglevel = settings.log_level
+    await serve(asgi_app(server, settings), config, task_status=task_status)  # type: ignore[arg-type]

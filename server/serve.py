@@ -1,0 +1,136 @@
+"""``ipfs-mcp serve``: run the MCP server over stdio (default) or streamable HTTP.
+
+The CLI (``server/cli.py``) calls :func:`add_arguments` to build the ``serve`` subcommand
+and :func:`run` to execute it; ``python -m ipfs_mcp.server.serve`` does the same without
+the other commands. Options and their environment equivalents are in :mod:`.config`.
+
+On stdio, stdout carries only the protocol: logs, warnings and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import anyio
+
+from ipfs_mcp.backends.errors import IpfsMcpError
+
+from .config import ServerSettings
+
+log = logging.getLogger("ipfs_mcp.server")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``serve`` options to ``parser``."""
+    parser.add_argument("--http", metavar="HOST:PORT",
+                        help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio "
+                             "(env IPFS_MCP_HTTP); binding beyond 127.0.0.1 requires "
+                             "IPFS_MCP_TOKEN")
+    parser.add_argument("--allowed-host", action="append", metavar="HOST", default=None,
+                        help="also accept this Host header over HTTP, e.g. a LAN name "
+                             "(repeatable; env IPFS_MCP_ALLOWED_HOSTS)")
+    parser.add_argument("--role", metavar="ROLE",
+                        help="P2P node role: master, worker or leecher (env IPFS_MCP_ROLE)")
+    parser.add_argument("--listen", action="append", metavar="MULTIADDR", default=None,
+                        help="P2P listen address, e.g. /ip4/0.0.0.0/tcp/4001 (repeatable; "
+                             "env IPFS_MCP_LISTEN)")
+    parser.add_argument("--bootstrap", action="append", metavar="MULTIADDR", default=None,
+                        help="peer to join, ending in /p2p/PEER_ID (repeatable; env "
+                             "IPFS_MCP_BOOTSTRAP)")
+    parser.add_argument("--no-p2p", action="store_true",
+                        help="never start the P2P node (env IPFS_MCP_P2P=0)")
+    parser.add_argument("--allow-root", action="append", metavar="DIR", default=None,
+                        help="a folder tools may read from and write to (repeatable; env "
+                             "IPFS_MCP_ALLOW_ROOTS, separated by the OS path separator)")
+    parser.add_argument("--inline-max", type=_positive, metavar="BYTES",
+                        help="largest content fetch_cid returns inline (env "
+                             "IPFS_MCP_INLINE_MAX, default 65536)")
+    parser.add_argument("--add-max", type=_positive, metavar="BYTES",
+                        help="largest inline add_content payload (env IPFS_MCP_ADD_MAX, "
+                             "default 1048576)")
+    parser.add_argument("--max-body", type=_positive, metavar="BYTES",
+                        help="largest HTTP request body (env IPFS_MCP_MAX_BODY, default "
+                             "2097152)")
+    parser.add_argument("--log-level", metavar="LEVEL",
+                        help="stderr log level: DEBUG, INFO, WARNING (default), ERROR")
+
+
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    """Raises: InvalidInput: a malformed option or environment value."""
+    return ServerSettings.load(
+        http=args.http, allow_roots=args.allow_root, allowed_hosts=args.allowed_host,
+        role=args.role, listen=args.listen, bootstrap=args.bootstrap,
+        p2p=False if args.no_p2p else None, inline_max=args.inline_max,
+        add_max=args.add_max, max_body=args.max_body, log_level=args.log_level)
+
+
+def _configure_logging(level: str) -> None:
+    # stderr only: on stdio, stdout belongs to the protocol.
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("ipfs_mcp").setLevel(level)
+
+
+async def _serve(settings: ServerSettings) -> None:
+    from .app import build_server
+
+    server = build_server(settings)
+    if settings.http is None:
+        await server.run_stdio_async()
+        return
+    from .http import MCP_PATH, serve_http
+
+    async with anyio.create_task_group() as tg:
+        binds = await tg.start(serve_http, server, settings)
+        for url in binds:
+            # A machine-readable first line, so scripts (and tests) can find a port-0 bind.
+            print(f"ipfs-mcp: serving MCP at {url}{MCP_PATH}"
+                  f"{' (bearer token required)' if settings.token else ''}",
+                  file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the server until stdin closes (stdio) or it is interrupted; the exit status."""
+    try:
+        settings = settings_from_args(args)
+    except IpfsMcpError as exc:
+        print(f"ipfs-mcp serve: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    try:
+        anyio.run(_serve, settings, backend="trio")
+    except KeyboardInterrupt:
+        return 130
+    except IpfsMcpError as exc:
+        print(f"ipfs-mcp serve: {exc}", file=sys.stderr)
+        return 1
+    except BaseExceptionGroup as group:
+        errors = group.subgroup(IpfsMcpError)
+        if errors is None:
+            raise
+        print(f"ipfs-mcp serve: {errors.exceptions[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ipfs-mcp serve", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

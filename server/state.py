@@ -1,0 +1,195 @@
+"""The server's lifespan: settings, backend, router selection and P2P node, built once.
+
+Everything a tool needs lives in one :class:`ServerState`, reached through the request
+context (``ctx.request_context.lifespan_context``). Static resources and completions get no
+request context from the SDK, so the lifespan also publishes the state on a
+:class:`Runtime` that the server object holds.
+
+The P2P node starts in the background (importing libp2p alone takes most of a second), so
+the server answers ``initialize`` without waiting for it. Until it is up, the node's place
+is held by a :class:`NodeSlot`: the router gets the slot as its block fetcher, and tools
+that need the node wait for it, bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from multiformats import CID
+
+from ipfs_mcp.backends import router
+from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.errors import BackendUnavailable, BlockNotFound, IpfsMcpError
+from ipfs_mcp.backends.router import RouterDeps, Selection
+from ipfs_mcp.tools.network import P2PNode
+from ipfs_mcp.tools.roots import AllowedRoots
+
+from .config import ServerSettings
+
+log = logging.getLogger("ipfs_mcp.server")
+
+RECENT_ERRORS = 20
+NODE_START_TIMEOUT = 30.0  # seconds a tool (or a cache miss) waits for the node to come up
+
+
+class NodeSlot:
+    """The P2P node as it becomes available, and the router's ``BlockFetcher`` meanwhile.
+
+    ``status`` is "starting", "running", or why there is no node. A fetch from a worker
+    thread waits for the start to finish, then goes to the node or reports the miss with
+    the reason no peer was asked.
+    """
+
+    def __init__(self) -> None:
+        self.node: P2PNode | None = None
+        self.status = "starting"
+        self._settled = threading.Event()  # set once the node is up or will not be
+        self._settled_async = anyio.Event()
+
+    def settle(self, node: P2PNode | None, status: str) -> None:
+        self.node = node
+        self.status = status
+        self._settled.set()
+        self._settled_async.set()
+
+    async def wait(self, timeout: float = NODE_START_TIMEOUT) -> P2PNode | None:
+        with anyio.move_on_after(timeout):
+            await self._settled_async.wait()
+        return self.node
+
+    def _node_for_fetch(self, cid: CID) -> Any:
+        self._settled.wait(NODE_START_TIMEOUT)
+        node = self.node
+        if node is None:
+            raise BlockNotFound(cid_str(cid), f"the local blockstore (no peer was asked: the "
+                                              f"P2P node is {self.status})")
+        return node.fetcher()  # type: ignore[attr-defined]
+
+    def fetch_block(self, cid: CID) -> bytes:
+        """Raises: BlockNotFound: not local and no peer had it (or no node to ask)."""
+        return self._node_for_fetch(cid).fetch_block(cid)  # type: ignore[no-any-return]
+
+    def fetch_dag(self, root: CID) -> None:
+        """Raises: BlockNotFound: some block could not be found anywhere."""
+        self._node_for_fetch(root).fetch_dag(root)
+
+
+@dataclass
+class ServerState:
+    settings: ServerSettings
+    backend: Any
+    selection: Selection
+    roots: AllowedRoots
+    slot: NodeSlot = field(default_factory=NodeSlot)
+    started: float = field(default_factory=time.monotonic)
+    errors: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_ERRORS))
+
+    @property
+    def uptime(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def node(self) -> P2PNode | None:
+        return self.slot.node
+
+    async def running_node(self) -> P2PNode | None:
+        """The node, waiting (bounded) if it is still starting; None if it is not running."""
+        return await self.slot.wait()
+
+    def note_error(self, tool: str, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.errors.append(f"{stamp} {tool}: {message}")
+
+
+class Runtime:
+    """Where the running lifespan publishes its state for handlers without a context."""
+
+    def __init__(self) -> None:
+        self.state: ServerState | None = None
+
+    def get(self) -> ServerState:
+        if self.state is None:
+            raise BackendUnavailable("the server is not running (no lifespan)")
+        return self.state
+
+
+def _node_config(settings: ServerSettings) -> Any:
+    from ipfs_mcp.p2p import NodeConfig
+    from ipfs_mcp.p2p.config import LOCALHOST
+
+    return NodeConfig(role=settings.role, listen_addrs=settings.listen or (LOCALHOST,),
+                      bootstrap=settings.bootstrap)
+
+
+async def run_node(settings: ServerSettings, repo: Any, slot: NodeSlot) -> None:
+    """Run the P2P node until cancelled, publishing it in ``slot``.
+
+    A node the user asked for (``--listen``/``--bootstrap``) that cannot start stops the
+    server with the reason; the default node (127.0.0.1, no network) only logs it.
+
+    Raises:
+        BackendUnavailable: an explicitly configured node failed to start.
+    """
+    if not settings.start_p2p:
+        slot.settle(None, "disabled (--no-p2p or IPFS_MCP_P2P=0)")
+        return
+    try:
+        # Imported in a worker thread: it takes most of a second, and meanwhile the loop
+        # keeps answering (initialize, tools/list, local reads).
+        p2p = await anyio.to_thread.run_sync(__import__, "ipfs_mcp.p2p.node")
+        del p2p
+        from ipfs_mcp.p2p.node import open_node
+
+        config = _node_config(settings)
+        async with open_node(repo, config) as node:
+            slot.settle(node, "running")
+            log.info("P2P node %s on %s", node.peer_id, ", ".join(node.addrs))
+            await anyio.sleep_forever()
+    except (IpfsMcpError, OSError, ImportError, ValueError) as exc:
+        reason = f"failed to start: {exc}"
+        slot.settle(None, reason)
+        if settings.listen or settings.bootstrap:
+            raise BackendUnavailable(f"the P2P node {reason}") from exc
+        log.warning("P2P node %s; serving without it", reason)
+    finally:
+        if slot.node is not None:
+            slot.settle(None, "stopped")
+
+
+@contextlib.asynccontextmanager
+async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = None
+                         ) -> AsyncIterator[ServerState]:
+    """Select the backend (with the node slot as its fetcher), start the node, yield."""
+    slot = NodeSlot()
+    deps = RouterDeps(settings=settings.backend, fetcher=slot)
+    backend = await anyio.to_thread.run_sync(lambda: router.get_backend(deps=deps))
+    selection = router.selection(deps)
+    hub = getattr(backend, "hub_cache", None) or settings.backend.hf_hub_cache
+    roots = AllowedRoots.of([*settings.allow_roots, hub])
+    state = ServerState(settings=settings, backend=backend, selection=selection, roots=roots,
+                        slot=slot)
+    log.info("backend %s (%s); %s", selection.backend, selection.reason, roots.describe())
+    repo = getattr(backend, "repo", None)
+    if repo is None:
+        from ipfs_mcp.backends.repo import Repo
+
+        repo = await anyio.to_thread.run_sync(Repo, settings.backend.repo_path)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_node, settings, repo, slot)
+        if runtime is not None:
+            runtime.state = state
+        try:
+            yield state
+        finally:
+            if runtime is not None and runtime.state is state:
+                runtime.state = None
+            tg.cancel_scope.cancel()

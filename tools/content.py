@@ -1,0 +1,416 @@
+"""Content tools: store, add, fetch, list, pin, unpin and collect garbage.
+
+Plain async functions over a backend (and, for announcing, the P2P node). Blocking work
+runs in a worker thread through :func:`run_blocking`; every error is one of the project's
+(``InvalidCID``, ``NotFound``, ``UnsafePath``, ``TooLarge``, ``BackendUnavailable``...),
+raised, never returned. The server turns them into tool error results.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+from ipfs_mcp.backends import hf_layout
+from ipfs_mcp.backends.cids import cid_str, parse_cid
+from ipfs_mcp.backends.errors import (
+    BackendUnavailable,
+    InvalidInput,
+    NotFound,
+    TooLarge,
+)
+from ipfs_mcp.backends.exporter import Entry
+from ipfs_mcp.backends.hf_cache import split_path
+from ipfs_mcp.backends.importer import ImportOptions
+
+from .models import (
+    AddResult,
+    FetchResult,
+    FileEntry,
+    GCResult,
+    LsEntry,
+    LsResult,
+    PinInfo,
+    PinList,
+    PinResult,
+    StoreResult,
+    UnpinResult,
+)
+from .progress import Progress, run_blocking
+from .roots import AllowedRoots
+
+MAX_LISTED_FILES = 1000  # entries returned by store_model / ls; the rest is summarised
+_PATH_PREFIXES = ("/", "~", "./", "../", ".\\")
+
+
+def _embedded(backend: Any, what: str) -> Any:
+    """The backend, if it is the embedded repo; other backends cannot do ``what``."""
+    if not hasattr(backend, "repo"):
+        raise BackendUnavailable(
+            f"{what} needs the embedded hf_cache backend, but the backend in use is "
+            f"{getattr(backend, 'name', type(backend).__name__)}; unset IPFS_BACKEND or set "
+            "IPFS_BACKEND=hf_cache")
+    return backend
+
+
+def _stat(backend: Any, cid: str) -> Entry:
+    if hasattr(backend, "stat"):
+        return backend.stat(cid)  # type: ignore[no-any-return]
+    entries = backend.ls(cid)
+    if len(entries) == 1 and entries[0].kind != "directory" and not entries[0].name:
+        return entries[0]  # type: ignore[no-any-return]
+    return Entry(parse_cid(split_path(cid)[0]), "directory", 0)
+
+
+def _check_cid(value: str) -> str:
+    """Validate ``CID[/path]`` early, for a clear error before any I/O."""
+    cid, path = split_path(value)
+    return f"{cid_str(cid)}/{path}" if path else cid_str(cid)
+
+
+def _options(cid_version: int, raw_leaves: bool | None) -> ImportOptions:
+    return ImportOptions(cid_version=cid_version, raw_leaves=raw_leaves)
+
+
+def _tree_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for folder, _, files in os.walk(path, followlinks=True):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith(_PATH_PREFIXES) or source in (".", "..") or os.path.isabs(source)
+
+
+# -- store_model / add_content ---------------------------------------------------------------
+async def store_model(backend: Any, source: str, *, roots: AllowedRoots, pin: bool = True,
+                      cid_version: int = 0, raw_leaves: bool | None = None,
+                      progress: Progress | None = None) -> StoreResult:
+    """Add a cached HuggingFace model (``org/name[@revision]``) or a local file or folder.
+
+    The result says ``announced=False``; announcing is the network's part
+    (:func:`ipfs_mcp.tools.network.announce_quietly`), done by the caller.
+
+    Raises:
+        NotFound: neither a cached model nor an existing path.
+        UnsafePath: a local path outside the allowed roots.
+        BackendUnavailable: the backend in use cannot import from the hub cache.
+    """
+    options = _options(cid_version, raw_leaves)
+    source = source.strip()
+    progress = progress or Progress()
+    progress.message = f"storing {source}"
+    hub_cache = getattr(backend, "hub_cache", None)
+
+    def add_local(path: Path) -> Any:
+        progress.total = _tree_size(path)
+        if hasattr(backend, "repo"):
+            return backend.add_path(path, pin=pin, options=options, name=source,
+                                    progress=progress)
+        return backend.add_path(path, pin=pin, options=options)
+
+    def work() -> Any:
+        if _looks_like_path(source):
+            return add_local(roots.check_read(source))
+        try:
+            repo_id, revision = hf_layout.parse_source(source)
+        except InvalidInput:
+            return add_local(roots.check_read(source))
+        hf = _embedded(backend, "storing a model from the HuggingFace cache")
+        try:
+            snapshot = hf_layout.snapshot_path(hub_cache, repo_id, revision)
+        except NotFound:
+            local = roots.roots[0] / source if roots.roots else None
+            if local is not None and local.exists():
+                return add_local(roots.check_read(source))
+            raise
+        progress.total = _tree_size(snapshot)
+        return hf.add_hf_model(repo_id, revision, pin=pin, options=options, progress=progress)
+
+    result = await run_blocking(work, progress)
+    root = cid_str(result.root)
+    entries = [FileEntry(path=e.path, cid=cid_str(e.cid), size=e.size, kind=e.kind)
+               for e in result.entries]
+    files = sum(1 for e in entries if e.kind == "file")
+    return StoreResult(
+        source=source, root_cid=root, total_size=result.size, file_count=files,
+        files=entries[:MAX_LISTED_FILES], truncated=len(entries) > MAX_LISTED_FILES,
+        pinned=pin, announced=False, announce_note="not asked to announce",
+        backend=getattr(backend, "name", "?"), resource_uri=f"ipfs://{root}")
+
+
+async def add_content(backend: Any, *, roots: AllowedRoots, text: str | None = None,
+                      data_base64: str | None = None, path: str | None = None,
+                      name: str = "", pin: bool = True, cid_version: int = 0,
+                      raw_leaves: bool | None = None, max_inline: int,
+                      progress: Progress | None = None) -> AddResult:
+    """Add inline text, inline base64 bytes, or a file/folder inside the allowed roots.
+
+    Raises:
+        InvalidInput: not exactly one of text, data_base64 and path; bad base64.
+        TooLarge: inline content over ``max_inline`` bytes.
+        UnsafePath: a path outside the allowed roots.
+    """
+    given = [v is not None for v in (text, data_base64, path)]
+    if sum(given) != 1:
+        raise InvalidInput("pass exactly one of text, data_base64 or path")
+    options = _options(cid_version, raw_leaves)
+    name_ = getattr(backend, "name", "?")
+    if path is not None:
+        progress = progress or Progress()
+        progress.message = f"adding {path}"
+
+        def add_path() -> Any:
+            real = roots.check_read(path)
+            progress.total = _tree_size(real)
+            if hasattr(backend, "repo"):
+                return backend.add_path(real, pin=pin, options=options,
+                                        name=name or real.name, progress=progress)
+            return backend.add_path(real, pin=pin, options=options)
+
+        result = await run_blocking(add_path, progress)
+        root = cid_str(result.root)
+        root_entry = next((e for e in result.entries if e.path == ""), None)
+        kind = root_entry.kind if root_entry else "file"
+        return AddResult(cid=root, kind=kind, size=result.size, pinned=pin,
+                         name=name or Path(path).name,
+                         file_count=sum(1 for e in result.entries if e.kind == "file"),
+                         backend=name_, resource_uri=f"ipfs://{root}")
+    if text is not None:
+        data = text.encode("utf-8")
+    else:
+        assert data_base64 is not None
+        if len(data_base64) > (max_inline * 4) // 3 + 4:
+            raise TooLarge(_inline_add_too_large(max_inline))
+        try:
+            data = base64.b64decode(data_base64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInput(f"data_base64 is not valid base64: {exc}") from exc
+    if len(data) > max_inline:
+        raise TooLarge(_inline_add_too_large(max_inline, len(data)))
+
+    def add_bytes() -> str:
+        if hasattr(backend, "add_stream"):
+            return cid_str(backend.add_stream(io.BytesIO(data), pin=pin, name=name,
+                                              options=options))
+        return backend.add_bytes(data, pin=pin, options=options)  # type: ignore[no-any-return]
+
+    cid = await run_blocking(add_bytes)
+    return AddResult(cid=cid, kind="file", size=len(data), pinned=pin, name=name,
+                     backend=name_, resource_uri=f"ipfs://{cid}")
+
+
+def _inline_add_too_large(cap: int, size: int | None = None) -> str:
+    what = f"{size} bytes" if size is not None else "the inline data"
+    return (f"{what} is over the inline cap of {cap} bytes; write the content to a file "
+            "inside an allowed root and pass path= instead")
+
+
+# -- fetch_cid / ls --------------------------------------------------------------------------
+def _decode_text(data: bytes) -> tuple[str, int] | None:
+    """UTF-8 text and how many bytes it used, allowing a multi-byte character cut at the end
+    of a page; None for binary content."""
+    if b"\x00" in data:
+        return None
+    for cut in range(0, min(4, len(data) + 1)):
+        try:
+            return data[:len(data) - cut].decode("utf-8"), len(data) - cut
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
+async def fetch_cid(backend: Any, cid: str, *, roots: AllowedRoots,
+                    output_path: str | None = None, into_hf_cache: str | None = None,
+                    hf_revision: str = "main", offset: int = 0, length: int | None = None,
+                    max_inline: int, progress: Progress | None = None) -> FetchResult:
+    """Read, write to disk, or write into the HF cache the content under ``cid[/path]``.
+
+    Raises:
+        InvalidCID: a malformed CID.
+        NotFound: the CID or sub-path is not local and no peer had it.
+        UnsafePath: ``output_path`` outside the allowed roots.
+        TooLarge: ``length`` over the inline cap.
+        InvalidInput: both output_path and into_hf_cache, or negative offset/length.
+    """
+    target = _check_cid(cid)
+    uri = f"ipfs://{target}"
+    if output_path is not None and into_hf_cache is not None:
+        raise InvalidInput("pass output_path or into_hf_cache, not both")
+    if offset < 0 or (length is not None and length < 0):
+        raise InvalidInput("offset and length must not be negative")
+    if length is not None and length > max_inline:
+        raise TooLarge(f"length={length} is over the inline cap of {max_inline} bytes; read "
+                       f"pages of at most {max_inline} bytes with offset/length, or pass "
+                       "output_path to write the content to disk")
+    progress = progress or Progress()
+    progress.message = f"fetching {target}"
+
+    if output_path is not None:
+        def write() -> tuple[Entry, Path]:
+            dest = roots.check_write(output_path)
+            entry = _stat(backend, target)
+            progress.total = entry.size if entry.kind == "file" else None
+            if hasattr(backend, "repo"):
+                return backend.get_to_path(target, output_path=dest, progress=progress), dest
+            return backend.get_to_path(target, output_path=dest), dest
+
+        entry, dest = await run_blocking(write, progress)
+        return FetchResult(cid=target, resolved_cid=entry.cid_str, kind=entry.kind,
+                           size=entry.size, delivery="file", output_path=str(dest),
+                           resource_uri=uri)
+
+    if into_hf_cache is not None:
+        hf = _embedded(backend, "writing into the HuggingFace cache")
+        hf_layout.parse_source(into_hf_cache)
+
+        def export() -> tuple[Entry, Any]:
+            entry = _stat(hf, target)
+            progress.check()
+            return entry, hf.export_to_hf(target, into_hf_cache, revision=hf_revision)
+
+        entry, written = await run_blocking(export, progress)
+        return FetchResult(
+            cid=target, resolved_cid=entry.cid_str, kind=entry.kind, size=entry.size,
+            delivery="hf_cache", hf_repo_id=written.repo_id, hf_revision=written.revision,
+            hf_commit=written.commit, hf_snapshot=str(written.snapshot),
+            files_written=len(written.files), resource_uri=uri,
+            hint=f"load it offline: huggingface_hub.snapshot_download({written.repo_id!r}, "
+                 f"revision={written.revision!r}, local_files_only=True)")
+
+    def read() -> FetchResult:
+        entry = _stat(backend, target)
+        if entry.kind == "directory":
+            listing = backend.ls(target)
+            entries = [LsEntry(name=e.name, cid=e.cid_str, kind=e.kind, size=e.size)
+                       for e in listing[:MAX_LISTED_FILES]]
+            return FetchResult(
+                cid=target, resolved_cid=entry.cid_str, kind="directory", size=0,
+                delivery="listing", entries=entries, resource_uri=uri,
+                hint="a folder: fetch a file inside it as CID/path, or pass output_path")
+        if entry.kind == "symlink":
+            return FetchResult(cid=target, resolved_cid=entry.cid_str, kind="symlink", size=0,
+                               delivery="text", text=entry.target or "", resource_uri=uri,
+                               hint="a symlink; text is its target")
+        start = min(offset, entry.size)
+        want = entry.size - start if length is None else min(length, entry.size - start)
+        if want > max_inline:
+            return FetchResult(
+                cid=target, resolved_cid=entry.cid_str, kind="file", size=entry.size,
+                delivery="resource_link", offset=start, resource_uri=uri, eof=False,
+                hint=f"{want} bytes is over the inline cap of {max_inline}; page with "
+                     f"offset/length (at most {max_inline} bytes each), or pass output_path")
+        data = backend.cat(target, offset=start, length=want)
+        decoded = _decode_text(data)
+        if decoded is not None:
+            text, used = decoded
+            return FetchResult(cid=target, resolved_cid=entry.cid_str, kind="file",
+                               size=entry.size, delivery="text", offset=start, length=used,
+                               eof=start + used >= entry.size, text=text, resource_uri=uri)
+        return FetchResult(cid=target, resolved_cid=entry.cid_str, kind="file",
+                           size=entry.size, delivery="base64", offset=start, length=len(data),
+                           eof=start + len(data) >= entry.size,
+                           base64=base64.b64encode(data).decode("ascii"), resource_uri=uri)
+
+    return await run_blocking(read)
+
+
+async def ls(backend: Any, cid: str, *, limit: int = MAX_LISTED_FILES) -> LsResult:
+    """The entries of a folder (or the file itself).
+
+    Raises:
+        InvalidCID, NotFound.
+    """
+    target = _check_cid(cid)
+
+    def work() -> LsResult:
+        entry = _stat(backend, target)
+        listing = backend.ls(target) if entry.kind == "directory" else [entry]
+        entries = [LsEntry(name=e.name, cid=e.cid_str, kind=e.kind, size=e.size)
+                   for e in listing[:max(limit, 0)]]
+        return LsResult(cid=target, resolved_cid=entry.cid_str, kind=entry.kind,
+                        entries=entries, total=len(listing), truncated=len(listing) > limit)
+
+    return await run_blocking(work)
+
+
+# -- pins and GC -----------------------------------------------------------------------------
+async def pin(backend: Any, cid: str, *, recursive: bool = True,
+              progress: Progress | None = None) -> PinResult:
+    """Pin ``cid[/path]``: a recursive pin first makes sure every block is present,
+    fetching missing ones from peers when the node runs.
+
+    Raises:
+        InvalidCID, NotFound (a block is missing everywhere).
+    """
+    target = _check_cid(cid)
+
+    def work() -> PinResult:
+        backend.pin(target, recursive=recursive)
+        size = None
+        if hasattr(backend, "repo"):
+            found = backend.repo.pins.get(backend.stat(target).cid)
+            size = found.size if found else None
+        return PinResult(cid=target, pinned=True, recursive=recursive, size=size)
+
+    return await run_blocking(work, progress)
+
+
+async def unpin(backend: Any, cid: str) -> UnpinResult:
+    """Remove the pins of ``cid`` (its blocks go at the next ``repo_gc``).
+
+    Raises:
+        InvalidCID, PinNotFound.
+    """
+    parsed = parse_cid(cid)
+
+    def work() -> UnpinResult:
+        if hasattr(backend, "repo"):
+            removed = backend.repo.unpin(parsed)
+        else:
+            backend.unpin(cid_str(parsed))
+            removed = ["recursive"]
+        return UnpinResult(cid=cid_str(parsed), removed=list(removed))
+
+    return await run_blocking(work)
+
+
+async def list_pins(backend: Any, *, limit: int = 200, name_contains: str = "") -> PinList:
+    """Pinned roots, newest first (bounded by ``limit``).
+
+    Raises:
+        BackendUnavailable: the backend in use does not keep its pins in the embedded repo.
+    """
+    hf = _embedded(backend, "listing pins")
+
+    def work() -> PinList:
+        pins = [p for p in hf.repo.pins if name_contains.lower() in p.name.lower()]
+        pins.sort(key=lambda p: p.created, reverse=True)
+        shown = [PinInfo(cid=cid_str(p.cid), type=p.type, name=p.name, size=p.size,
+                         created=p.created) for p in pins[:max(limit, 0)]]
+        return PinList(pins=shown, total=len(pins), truncated=len(pins) > limit)
+
+    return await run_blocking(work)
+
+
+async def repo_gc(backend: Any) -> GCResult:
+    """Delete every block not reachable from a pin.
+
+    Raises:
+        BackendUnavailable: not the embedded repo.
+    """
+    hf = _embedded(backend, "garbage collection")
+    report = await run_blocking(hf.repo.gc)
+    return GCResult(removed_blocks=report.removed, freed_bytes=report.freed,
+                    kept_blocks=report.kept, missing_pinned=list(report.missing))
