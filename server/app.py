@@ -456,8 +456,10 @@ async def _read_cid(state: ServerState, target: str) -> str:
         return result.text or ""
     meta = result.model_dump(mode="json", exclude_none=True,
                              exclude={"text", "base64", "offset", "length", "eof"})
-    if result.delivery == "base64":
-        meta["hint"] = "binary content: read it with the fetch_cid tool (base64 or output_path)"
+    if result.delivery in ("base64", "resource_link"):
+        kind = "binary" if result.delivery == "base64" else "large"
+        meta["hint"] = (f"{kind} content: read it with the fetch_cid tool, in pages with "
+                        "offset/length or to disk with output_path")
     return json.dumps(meta)
 
 

@@ -1,0 +1,138 @@
+"""``ipfs-mcp serve`` as a real subprocess over stdio: initialize, list, call each tool, and
+check that stdout carries nothing but JSON-RPC (logs go to stderr)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+SERVE = [sys.executable, "-m", "ipfs_mcp.server.cli", "serve"]
+TIMEOUT = 60
+
+
+class RawClient:
+    """Line-delimited JSON-RPC over the child's pipes, keeping every stdout line."""
+
+    def __init__(self, proc: Process) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        self.proc = proc
+        self.stdin = proc.stdin
+        self.stdout = BufferedByteReceiveStream(proc.stdout)
+        self.lines: list[bytes] = []
+        self.next_id = 0
+
+    async def send(self, method: str, params: dict[str, Any] | None = None,
+                   notify: bool = False) -> dict[str, Any] | None:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        if notify:
+            await self.stdin.send(json.dumps(message).encode() + b"\n")
+            return None
+        self.next_id += 1
+        message["id"] = self.next_id
+        await self.stdin.send(json.dumps(message).encode() + b"\n")
+        while True:
+            line = await self.stdout.receive_until(b"\n", 16 * 1024 * 1024)
+            self.lines.append(line)
+            reply = json.loads(line)
+            if reply.get("id") == self.next_id:
+                return reply  # type: ignore[no-any-return]
+
+    async def tool(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        reply = await self.send("tools/call", {"name": name, "arguments": args})
+        assert reply is not None and "result" in reply, reply
+        return reply["result"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.trio
+async def test_stdio_end_to_end(work: Path, tmp_path: Path) -> None:
+    (work / "m").mkdir()
+    (work / "m" / "config.json").write_text('{"a": 1}\n')
+    env = {**os.environ, "IPFS_MCP_ALLOW_ROOTS": str(work), "IPFS_MCP_LOG_LEVEL": "INFO"}
+    stderr_path = tmp_path / "stderr.txt"
+    with open(stderr_path, "wb") as stderr, anyio.fail_after(TIMEOUT):
+        async with await anyio.open_process(SERVE, env=env, stderr=stderr) as proc:
+            client = RawClient(proc)
+            init = await client.send("initialize", {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "test", "version": "0"}})
+            assert init is not None
+            assert init["result"]["serverInfo"]["name"] == "ipfs-mcp"
+            await client.send("notifications/initialized", notify=True)
+            listed = await client.send("tools/list", {})
+            assert listed is not None
+            assert len(listed["result"]["tools"]) == 12
+
+            added = await client.tool("add_content", {"text": "hello world"})
+            cid = added["structuredContent"]["cid"]
+            assert cid == "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD"
+            stored = await client.tool("store_model", {"source": str(work / "m")})
+            root = stored["structuredContent"]["root_cid"]
+            got = await client.tool("fetch_cid", {"cid": f"{root}/config.json"})
+            assert got["structuredContent"]["text"] == '{"a": 1}\n'
+            assert (await client.tool("ls", {"cid": root}))["structuredContent"]["total"] == 1
+            assert (await client.tool("pin", {"cid": cid}))["structuredContent"]["pinned"]
+            pins = await client.tool("list_pins", {})
+            assert pins["structuredContent"]["total"] == 2
+            stats = (await client.tool("peer_stats", {}))["structuredContent"]
+            assert stats["network_status"] == "running"  # the default node: 127.0.0.1 only
+            assert stats["network"]["listen_addrs"][0].startswith("/ip4/127.0.0.1/tcp/")
+            announced = await client.tool("announce", {"cid": root})
+            assert announced["structuredContent"]["announced"]
+            assert "own provider store only" in announced["structuredContent"]["scope"]
+            providers = await client.tool("find_providers", {"cid": root})
+            assert providers["structuredContent"]["count"] == 0  # nobody else has it
+            refused = await client.tool("connect_peer", {
+                "multiaddr": "/ip4/127.0.0.1/tcp/9/p2p/"
+                             "12D3KooWLeX3U6LJNU2Yw5dEPzQPLUBHyyf3p65S8GwxUmw8mDbE"})
+            assert refused["isError"] and "cannot connect" in refused["content"][0]["text"]
+            assert (await client.tool("unpin", {"cid": cid}))["structuredContent"]["removed"]
+            gc = await client.tool("repo_gc", {})
+            assert gc["structuredContent"]["removed_blocks"] == 1
+            bad = await client.tool("fetch_cid", {"cid": "not-a-cid"})
+            assert bad["isError"] and "invalid CID" in bad["content"][0]["text"]
+            health = await client.send("resources/read", {"uri": "ipfs-mcp://health"})
+            assert health is not None and "hf_cache" in health["result"]["contents"][0]["text"]
+            await client.stdin.aclose()  # end of input: the server exits cleanly
+            assert await proc.wait() == 0
+            client.lines.extend(line for line in (await _rest(client)).split(b"\n") if line)
+    for line in client.lines:
+        message = json.loads(line)  # every stdout line is protocol ...
+        assert message["jsonrpc"] == "2.0"
+    logs = stderr_path.read_bytes()
+    assert b"backend hf_cache" in logs  # ... and the logs went to stderr
+
+
+async def _rest(client: RawClient) -> bytes:
+    rest = bytearray(client.stdout.buffer)
+    try:
+        while True:
+            rest += await client.stdout.receive()
+    except (anyio.EndOfStream, anyio.ClosedResourceError):
+        pass
+    return bytes(rest)
+
+
+def test_serve_refuses_public_bind_without_token(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "IPFS_MCP_TOKEN"}
+    done = subprocess.run([*SERVE, "--http", "0.0.0.0:0"], env=env, capture_output=True,
+                          timeout=TIMEOUT, check=False)
+    assert done.returncode == 2
+    assert b"IPFS_MCP_TOKEN" in done.stderr and done.stdout == b""
+
+
+def test_serve_help_lists_the_options() -> None:
+    done = subprocess.run([*SERVE, "--help"], capture_output=True, timeout=TIMEOUT, check=False)
+    assert done.returncode == 0
+    for option in (b"--http", b"--role", b"--listen", b"--bootstrap", b"--allow-root"):
+        assert option in done.stdout
