@@ -7,6 +7,7 @@ offers nothing but plaintext fails the security negotiation and is dropped.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Sequence
 
 import multiaddr
@@ -76,7 +77,7 @@ def build_host(key_pair: KeyPair, config: NodeConfig) -> IHost:
         high_watermark=profile.conn_high,
         max_connections=max(profile.conn_high, 1),
     )
-    return new_host(
+    host = new_host(
         key_pair=key_pair,
         sec_opt=security,  # type: ignore[arg-type]
         muxer_opt=muxers,  # type: ignore[arg-type]
@@ -85,7 +86,48 @@ def build_host(key_pair: KeyPair, config: NodeConfig) -> IHost:
         bootstrap=list(config.bootstrap) or None,
         connection_config=connections,
     )
+    _end_inbound_handlers_with_their_connection(host.get_network())
+    return host
 
 
 def listen_multiaddrs(addrs: Sequence[str]) -> list[multiaddr.Multiaddr]:
     return [parse_multiaddr(a) for a in addrs]
+
+
+# -- py-libp2p 0.8.1 workaround -----------------------------------------------------------
+# The swarm keeps the listener's task for every inbound connection alive until the whole
+# swarm stops ("await self.manager.wait_finished()"), and only then releases that
+# connection's slot in its inbound limiter. On a long-running node this is one leaked task
+# per connection ever accepted, and after ``max_connections`` of them every new inbound
+# connection is refused. We end the handler when its own connection closes instead: the
+# wrapped upgrade, when called from the inbound handler (marked by a context variable),
+# waits for the muxed connection to close and then unwinds the handler, whose cleanup
+# closes the already-closed raw connection and releases the slot.
+
+_INBOUND: contextvars.ContextVar[bool] = contextvars.ContextVar("inbound", default=False)
+
+
+class _ConnectionEnded(Exception):
+    """Unwinds an inbound handler whose connection has closed."""
+
+
+def _end_inbound_handlers_with_their_connection(swarm: object) -> None:
+    handle = getattr(swarm, "_handle_inbound_connection", None)
+    upgrade = getattr(swarm, "upgrade_inbound_raw_conn", None)
+    if handle is None or upgrade is None:  # another py-libp2p version: leave it alone
+        return
+
+    async def handle_inbound(read_write_closer: object, maddr: object) -> None:
+        _INBOUND.set(True)  # this task only: trio gives each task its own context
+        await handle(read_write_closer, maddr)
+
+    async def upgrade_inbound(raw_conn: object, maddr: object) -> object:
+        muxed = await upgrade(raw_conn, maddr)
+        closed = getattr(muxed, "event_closed", None)
+        if not _INBOUND.get() or closed is None:
+            return muxed
+        await closed.wait()
+        raise _ConnectionEnded("inbound connection closed")
+
+    swarm._handle_inbound_connection = handle_inbound  # type: ignore[attr-defined]
+    swarm.upgrade_inbound_raw_conn = upgrade_inbound  # type: ignore[attr-defined]

@@ -205,10 +205,13 @@ class P2PNode:
         try:
             return await stack.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
-            # Our nursery wraps whatever the body raised in a group; give the caller their
-            # own exception back unchanged rather than a group of one.
-            if exc is not None and all(leaf is exc for leaf in _leaves(group)):
+            # Our nursery wraps errors in groups. Give the caller the one real error
+            # (theirs, or a background task's) rather than a group of one.
+            real = [leaf for leaf in _leaves(group) if not isinstance(leaf, trio.Cancelled)]
+            if exc is not None and real == [exc]:
                 return False
+            if len(real) == 1:
+                raise real[0] from None
             raise
 
     async def _close_host(self) -> None:

@@ -1,0 +1,135 @@
+"""Lying, silent and vanishing peers cannot corrupt or stall a fetch.
+
+Each faulty peer is a real libp2p peer speaking real bitswap: one of our own nodes with a
+deliberately faulty block source passed in through its constructor, or (for silence) a
+host that accepts bitswap streams and never writes back.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import trio
+
+from ipfs_mcp.backends.exporter import Exporter
+from ipfs_mcp.p2p.reputation import NO_HISTORY_SCORE
+
+from .nodes import CorruptingStore, GatedStore, add_bytes, node_at, repo_at, silent_peer
+
+pytestmark = pytest.mark.anyio
+
+SIZE = 6 * 262144 + 99  # seven leaves and a root
+
+
+def seed_good_record(node: object, peer_id: str) -> None:
+    """Make ``peer_id`` the provider the fetcher prefers, so the fault is really met."""
+    for _ in range(3):
+        node.update_provider_stats(peer_id, True, 0.01, 1_000_000)  # type: ignore[attr-defined]
+
+
+def assert_clean_store(path: Path, root: object, data: bytes, blocks: int) -> None:
+    repo = repo_at(path)
+    assert Exporter(repo.blocks.get).read(root) == data  # type: ignore[arg-type]
+    report = repo.verify()
+    assert report.ok, report.corrupt  # not one unverified byte was stored
+    assert report.checked == blocks  # and nothing but the DAG's blocks
+
+
+async def test_corrupt_peer_is_penalised_and_never_stores(tmp_path: Path) -> None:
+    data = os.urandom(SIZE)
+    root = add_bytes(repo_at(tmp_path / "honest"), data)
+    add_bytes(repo_at(tmp_path / "liar"), data)
+    liar_store = CorruptingStore(tmp_path / "liar", fsync=False)
+    with trio.fail_after(30):
+        async with node_at(tmp_path / "honest") as honest, \
+                node_at(tmp_path / "liar", blockstore=liar_store) as liar, \
+                node_at(tmp_path / "f") as fetcher:
+            await fetcher.connect_peer(liar.addrs[0])
+            await fetcher.connect_peer(honest.addrs[0])
+            seed_good_record(fetcher, liar.peer_id)
+            before = fetcher.reputation.score(liar.peer_id)
+
+            report = await fetcher.retrieve_content(root)
+
+            assert report.fetched == report.blocks == 8
+            assert set(report.by_peer) == {honest.peer_id}
+            after = fetcher.reputation.record(liar.peer_id)
+            assert after.bad_blocks >= 1 and after.score < min(before, NO_HISTORY_SCORE)
+            assert fetcher.reputation.in_backoff(liar.peer_id)
+            stat = fetcher.peer_stats(liar.peer_id)[0]
+            assert stat.bad_blocks >= 1 and stat.blocks_received == 0
+            # The liar is last in line for the next fetch.
+            ranked = fetcher.reputation.get_optimal_providers([liar.peer_id, honest.peer_id])
+            assert ranked == [honest.peer_id, liar.peer_id]
+    assert_clean_store(tmp_path / "f", root, data, 8)
+
+
+async def test_silent_peer_loses_its_wants_to_an_honest_one(tmp_path: Path) -> None:
+    data = os.urandom(SIZE)
+    root = add_bytes(repo_at(tmp_path / "honest"), data)
+    with trio.fail_after(30):
+        async with silent_peer() as silent, node_at(tmp_path / "honest") as honest, \
+                node_at(tmp_path / "f") as fetcher:
+            silent_id = str(silent.get_id())  # type: ignore[attr-defined]
+            await fetcher.connect_peer(str(silent.get_addrs()[0]))  # type: ignore[attr-defined]
+            await fetcher.connect_peer(honest.addrs[0])
+            seed_good_record(fetcher, silent_id)
+            before = fetcher.reputation.score(silent_id)
+
+            started = trio.current_time()
+            report = await fetcher.retrieve_content(root)
+            elapsed = trio.current_time() - started
+
+            assert silent.heard.is_set()  # type: ignore[attr-defined]
+            assert set(report.by_peer) == {honest.peer_id}
+            record = fetcher.reputation.record(silent_id)
+            assert record.failures >= 1 and record.score < before
+            # A silent peer costs about one want timeout (1 s here), not one per block.
+            assert elapsed < 8 * fetcher.config.bitswap.want_timeout
+    assert_clean_store(tmp_path / "f", root, data, 8)
+
+
+async def test_peer_disconnecting_mid_transfer(tmp_path: Path) -> None:
+    data = os.urandom(SIZE)
+    root = add_bytes(repo_at(tmp_path / "honest"), data)
+    add_bytes(repo_at(tmp_path / "quitter"), data)
+    served = trio.Event()
+    gated = GatedStore(tmp_path / "quitter", after=2, served=served)
+    quitter_scope = trio.CancelScope()
+    quitter_gone = trio.Event()
+
+    async def run_quitter(*, task_status: trio.TaskStatus[object]) -> None:
+        with quitter_scope:
+            async with node_at(tmp_path / "quitter", blockstore=gated) as node:
+                task_status.started(node)
+                await trio.sleep_forever()
+        quitter_gone.set()
+
+    with trio.fail_after(30):
+        async with node_at(tmp_path / "honest") as honest, \
+                node_at(tmp_path / "f") as fetcher, trio.open_nursery() as nursery:
+            quitter = await nursery.start(run_quitter)
+            quitter_id = quitter.peer_id  # type: ignore[attr-defined]
+            await fetcher.connect_peer(quitter.addrs[0])  # type: ignore[attr-defined]
+            await fetcher.connect_peer(honest.addrs[0])
+            seed_good_record(fetcher, quitter_id)
+            before = fetcher.reputation.score(quitter_id)
+
+            async def pull_the_plug() -> None:
+                await served.wait()  # the quitter is serving us right now
+                quitter_scope.cancel()
+                gated.release.set()  # let its reader threads finish so it can shut down
+
+            nursery.start_soon(pull_the_plug)
+            report = await fetcher.retrieve_content(root)
+            await quitter_gone.wait()
+
+            assert report.fetched == report.blocks == 8
+            assert report.by_peer.get(honest.peer_id, 0) >= 1
+            assert sum(report.by_peer.values()) == 8
+            record = fetcher.reputation.record(quitter_id)
+            assert record.failures >= 1 and record.score < before
+            assert quitter_id not in {str(p) for p in fetcher.connected_peers()}
+    assert_clean_store(tmp_path / "f", root, data, 8)
