@@ -126,7 +126,6 @@ class JsonLineProcess:
     def log_tail(self, limit: int = 4000) -> str:
         """The end of the child's stderr, for error messages."""
         try:
-            self._log.flush()
             data = self.log_path.read_bytes()
         except OSError:
             return ""

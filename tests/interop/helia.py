@@ -1,8 +1,9 @@
 """A real Helia node (helia 7, libp2p 3, Node.js) for tests, in a child process.
 
 The node listens on ``/ip4/127.0.0.1/tcp/0`` only and speaks TCP + noise + yamux +
-identify + bitswap (and, with ``dht=True``, a Kademlia DHT server on
-``/ipfs/kad/1.0.0`` that accepts loopback addresses, plus ping). It has no bootstrap
+identify + bitswap (and, with ``dht=True``, ping and two Kademlia DHT servers that accept
+loopback addresses: ``/ipfs/kad/1.0.0``, and ``/ipfs/lan/kad/1.0.0`` because Kubo keeps
+peers on 127.0.0.1 only in its LAN DHT). It has no bootstrap
 peers, mDNS, relay, delegated HTTP routers or gateways: it reaches only the peers a test
 dials, or that dial it. Its peer ids are Ed25519 (``12D3KooW…``).
 
@@ -55,7 +56,8 @@ class HeliaNode:
     Args:
         base_dir: a folder for the blockstore and the log (created if missing; a fresh
             temporary folder if None, removed on close).
-        dht: also run a Kademlia DHT server (``/ipfs/kad/1.0.0``) and ping.
+        dht: also run ping and Kademlia DHT servers (``/ipfs/kad/1.0.0`` and
+            ``/ipfs/lan/kad/1.0.0``); enables :meth:`provide` and :meth:`find_providers`.
         persistent: keep blocks in ``blockstore-fs`` under ``base_dir/blocks`` (else in
             memory).
         start_timeout: seconds to wait for the node to come up.

@@ -5,8 +5,9 @@
 //
 // The node listens on /ip4/127.0.0.1/tcp/0 only, with noise, yamux, identify and
 // bitswap; no bootstrap, no mDNS, no relay, no HTTP routers or gateways. With
-// "dht": true it also runs a Kademlia DHT server (/ipfs/kad/1.0.0, private
-// addresses allowed) and ping. Blocks live in blockstore-fs under DIR, or in
+// "dht": true it also runs ping and two Kademlia DHT servers that accept private
+// and loopback addresses: /ipfs/kad/1.0.0 (Amino) and /ipfs/lan/kad/1.0.0 (the
+// LAN DHT, which is the one Kubo uses with peers on 127.0.0.1). Blocks live in blockstore-fs under DIR, or in
 // memory when DIR is null.
 //
 // When ready it prints {"event": "ready", "peer_id": ..., "addrs": [...]} (addrs
@@ -50,6 +51,7 @@ import { withLibp2pLight } from '@helia/libp2p'
 import { unixfs } from '@helia/unixfs'
 import { identify } from '@libp2p/identify'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { peerIdFromCID } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -95,8 +97,16 @@ async function main () {
   const services = { identify: identify() }
   if (params.dht) {
     services.ping = ping()
+    // Amino's protocol (what py-libp2p and a public Kubo speak) ...
     services.dht = kadDHT({
       protocol: '/ipfs/kad/1.0.0',
+      clientMode: false,
+      peerInfoMapper: passthroughMapper
+    })
+    // ... and Kubo's LAN DHT, the only one Kubo uses for peers on loopback/private
+    // addresses (its WAN DHT filters them out of its routing table).
+    services.lanDht = kadDHT({
+      protocol: '/ipfs/lan/kad/1.0.0',
       clientMode: false,
       peerInfoMapper: passthroughMapper
     })
@@ -231,7 +241,10 @@ async function main () {
       for await (const prov of helia.routing.findProviders(CID.parse(req.cid), {
         signal: signalFor(req)
       })) {
-        out.push({ peer_id: prov.id.toString(), addrs: prov.multiaddrs.map(String) })
+        // helia's routing reports a provider's id as a libp2p-key CID or as a PeerId
+        const asCid = CID.asCID(prov.id)
+        const id = asCid != null ? peerIdFromCID(asCid) : prov.id
+        out.push({ peer_id: id.toString(), addrs: prov.multiaddrs.map(String) })
         if (out.length >= limit) break
       }
       return out
