@@ -9,8 +9,8 @@ terminal; ``--json`` prints machine-readable output.
 from __future__ import annotations
 
 import argparse
-import importlib
 import contextlib
+import importlib
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -34,8 +34,7 @@ def _progress(description: str, total: int | None) -> Iterator[Callable[[int], N
         yield None
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                               TransferSpeedColumn)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                   TransferSpeedColumn(), console=Console(stderr=True), transient=True) as bar:
