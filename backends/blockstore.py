@@ -24,6 +24,7 @@ import contextlib
 import contextvars
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +32,7 @@ from pathlib import Path
 
 from multiformats import CID, multibase
 
+from .atomic import atomic_write
 from .cids import cid_str, identity_data, is_identity, verify_block
 from .errors import BlockNotFound, IntegrityError, IpfsMcpError
 
@@ -160,16 +162,9 @@ class Blockstore:
         if final.exists():
             return False
         final.parent.mkdir(exist_ok=True)
-        tmp = self.tmp_dir / f"{final.name}.{uuid.uuid4().hex}"
         try:
-            with open(tmp, "wb") as out:
-                out.write(data)
-                if self.fsync:
-                    out.flush()
-                    os.fsync(out.fileno())
-            os.replace(tmp, final)
+            atomic_write(final, data, tmp_dir=self.tmp_dir, fsync=self.fsync)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise IpfsMcpError(f"cannot store block in {self.root}: {exc.strerror}") from exc
         return True
 
@@ -188,12 +183,21 @@ class Blockstore:
         except FileNotFoundError:
             pass
 
-    def clean_tmp(self) -> int:
-        """Remove leftovers of interrupted writes; returns the count removed."""
+    def clean_tmp(self, stale_after: float = 3600.0) -> int:
+        """Remove leftovers of interrupted writes and set-aside corrupt blocks.
+
+        Only files untouched for ``stale_after`` seconds go: a write that another process
+        (or a fetch outside the repo lock) has in flight right now is left alone.
+        """
         removed = 0
+        cutoff = time.time() - stale_after
         for entry in self.tmp_dir.iterdir():
-            entry.unlink(missing_ok=True)
-            removed += 1
+            try:
+                if entry.name.startswith("corrupt-") or entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
         return removed
 
 

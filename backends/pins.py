@@ -13,9 +13,7 @@ renamed, so pins survive restarts and kill -9, and several processes can pin at 
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Literal
 
 from multiformats import CID
 
+from .atomic import atomic_write
 from .cids import cid_str, parse_cid
 from .errors import IpfsMcpError, PinNotFound
 
@@ -53,15 +52,9 @@ class PinStore:
         pin = Pin(cid, kind, name, size, time.time())
         record = {"cid": cid_str(cid), "type": kind, "name": name, "size": size,
                   "created": pin.created}
-        tmp = self.tmp_dir / f"pin-{uuid.uuid4().hex}"
         try:
-            with open(tmp, "w", encoding="utf-8") as out:
-                json.dump(record, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self._path(cid, kind))
+            atomic_write(self._path(cid, kind), json.dumps(record).encode(), tmp_dir=self.tmp_dir)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise IpfsMcpError(f"cannot write pin for {cid_str(cid)}: {exc.strerror}") from exc
         # A recursive pin covers the root, so a direct pin of it is redundant (as in Kubo).
         if kind == "recursive":

@@ -1,0 +1,30 @@
+"""One way to write a file so readers see all of it or none of it, even after kill -9."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+
+def atomic_write(path: Path, data: bytes, *, tmp_dir: Path | None = None, fsync: bool = True,
+                 mode: int = 0o644) -> None:
+    """Write ``data`` to a unique temp file, fsync it, then rename it over ``path``.
+
+    ``tmp_dir`` must be on the same file system as ``path`` (default: next to it).
+
+    Raises:
+        OSError: as raised by the file system; the temp file is removed first.
+    """
+    tmp = (tmp_dir or path.parent) / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            if fsync:
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
