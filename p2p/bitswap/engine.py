@@ -208,6 +208,7 @@ class Bitswap:
         self.bytes_in = 0  # whole messages, both directions, for bandwidth totals
         self.bytes_out = 0
         self.protocol_errors = 0
+        self._block_slots = trio.Semaphore(4)
 
     # -- lifecycle ----------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -382,8 +383,12 @@ class Bitswap:
             peer.serve.clear()
         if msg.wants:
             await self._on_wants(peer, msg.wants)
-        if msg.payloads:
-            await self._on_blocks(peer, msg.payloads)
+        if msg.payloads and self._nursery is not None:
+            # Hash and store in the background so this stream keeps being read (and the
+            # muxer keeps granting the sender window) meanwhile; the slots bound how many
+            # received messages may wait in memory.
+            await self._block_slots.acquire()
+            self._nursery.start_soon(self._on_blocks_released, peer, msg.payloads)
         key = str(peer.id)
         for cid, presence in msg.presences:
             rec = self._wants.get(bytes(cid.digest))
@@ -427,6 +432,12 @@ class Bitswap:
 
     def _has_many(self, cids: list[CID]) -> list[bool]:
         return [self.store.has(cid) for cid in cids]
+
+    async def _on_blocks_released(self, peer: _Peer, payloads: list[Payload]) -> None:
+        try:
+            await self._on_blocks(peer, payloads)
+        finally:
+            self._block_slots.release()
 
     async def _on_blocks(self, peer: _Peer, payloads: list[Payload]) -> None:
         ok: list[Payload] = []
