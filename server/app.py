@@ -18,7 +18,7 @@ from mcp.server.caching import CacheHint
 from mcp.server.elicitation import AcceptedElicitation
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp.server.mcpserver.resolve import ListRoots, Resolve
+from mcp.server.mcpserver.resolve import Elicit, ListRoots, Resolve
 from mcp_types import (
     CallToolResult,
     Completion,
@@ -30,7 +30,7 @@ from mcp_types import (
     ToolAnnotations,
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from ipfs_mcp.backends.errors import (
     BackendUnavailable,
@@ -153,6 +153,33 @@ async def _roots_for_path(ctx: Context, path: str | None = None) -> ListRoots | 
 
 async def _roots_for_output(ctx: Context, output_path: str | None = None) -> ListRoots | None:
     return _wants_roots(ctx, output_path)
+
+
+class Confirm(BaseModel):
+    confirm: bool = Field(description="Go ahead")
+
+
+# Destructive tools ask the user first when the client can show a question (elicitation);
+# other clients rely on the tools' destructive annotation. Declining aborts the call.
+async def _confirm_gc(ctx: Context) -> Elicit[Confirm] | None:
+    caps = ctx.client_capabilities
+    if caps is None or caps.elicitation is None:
+        return None
+    return Elicit("Garbage-collect the IPFS repo? Every block that no pin holds is deleted "
+                  "from disk (it can be fetched again from peers that have it).", Confirm)
+
+
+async def _confirm_unpin(ctx: Context, cid: str) -> Elicit[Confirm] | None:
+    caps = ctx.client_capabilities
+    if caps is None or caps.elicitation is None:
+        return None
+    return Elicit(f"Unpin {cid}? Its blocks are deleted at the next garbage collection "
+                  "unless another pin holds them.", Confirm)
+
+
+def _confirmed(answer: Confirm | None) -> None:
+    if answer is not None and not answer.confirm:
+        raise ToolError("not confirmed by the user; nothing was changed")
 
 
 # The SDK wraps every resolved value in AcceptedElicitation[Any]. pydantic caches
@@ -294,9 +321,12 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
                                      progress=_progress(ctx))
 
     @mcp.tool(title="Unpin a CID", annotations=_writes(destructive=True))
-    async def unpin(ctx: Context, cid: Annotated[str, CID_FIELD]) -> UnpinResult:
+    async def unpin(ctx: Context, cid: Annotated[str, CID_FIELD],
+                    confirm: Annotated[Confirm | None, Resolve(_confirm_unpin)] = None
+                    ) -> UnpinResult:
         """Remove a pin. The blocks are deleted by the next repo_gc unless another pin
-        still needs them."""
+        still needs them. Clients that support it ask the user to confirm."""
+        _confirmed(confirm)
         state = _state(ctx)
         with tool_errors(state, "unpin"):
             return await content.unpin(state.backend, cid)
@@ -396,8 +426,11 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
                                           why=state.slot.status)
 
     @mcp.tool(title="Garbage-collect the repo", annotations=_writes(destructive=True))
-    async def repo_gc(ctx: Context) -> GCResult:
-        """Delete every block that no pin reaches, and report what was freed."""
+    async def repo_gc(ctx: Context, confirm: Annotated[Confirm | None, Resolve(_confirm_gc)]
+                      = None) -> GCResult:
+        """Delete every block that no pin reaches, and report what was freed. Clients
+        that support it ask the user to confirm."""
+        _confirmed(confirm)
         state = _state(ctx)
         with tool_errors(state, "repo_gc"):
             return await content.repo_gc(state.backend)

@@ -118,12 +118,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"ipfs-mcp serve: {exc}", file=sys.stderr)
         return 1
     except BaseExceptionGroup as group:
-        errors = group.subgroup(IpfsMcpError)
-        if errors is None:
+        error = _first_error(group)
+        if error is None:
             raise
-        print(f"ipfs-mcp serve: {errors.exceptions[0]}", file=sys.stderr)
+        print(f"ipfs-mcp serve: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> IpfsMcpError | None:
+    """The first of our errors inside (nested) task-group exception groups."""
+    for exc in group.exceptions:
+        if isinstance(exc, IpfsMcpError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_error(exc)
+            if found is not None:
+                return found
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

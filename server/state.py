@@ -151,6 +151,8 @@ async def run_node(settings: ServerSettings, repo: Any, slot: NodeSlot) -> None:
 
         config = _node_config(settings)
         async with open_node(repo, config) as node:
+            if not node.addrs:  # py-libp2p logs a failed listen instead of raising it
+                raise BackendUnavailable(f"not listening on any of {', '.join(config.listen_addrs)}")
             slot.settle(node, "running")
             log.info("P2P node %s on %s", node.peer_id, ", ".join(node.addrs))
             await anyio.sleep_forever()

@@ -302,3 +302,53 @@ async def test_prompts_and_completions(settings: ServerSettings, work: Path,
                 PromptReference(type="ref/prompt", name="share_model"),
                 {"name": "source", "value": "ac"})
             assert models_done.completion.values == ["acme/tiny"]
+
+
+async def test_cancelling_store_model_stops_it_and_pins_nothing(
+        settings: ServerSettings, work: Path, mode: str) -> None:
+    folder = work / "big"
+    folder.mkdir()
+    for i in range(8):
+        (folder / f"part{i}.bin").write_bytes(os.urandom(1_000_000))
+    with anyio.fail_after(TIMEOUT):
+        async with Client(build_server(settings), mode=mode) as client:
+            with anyio.CancelScope() as scope:
+                async def on_progress(done: float, total: float | None, _: str | None) -> None:
+                    scope.cancel()  # cancel as soon as the work is under way
+
+                await client.call_tool("store_model", {"source": str(folder)},
+                                       progress_callback=on_progress)
+            assert scope.cancelled_caught
+            # GC takes the repo's exclusive lock, so it runs once the cancelled import has
+            # let go of it; then nothing is pinned and the partial blocks are garbage.
+            gc = await call(client, "repo_gc", {}, models.GCResult)
+            assert gc.kept_blocks == 0
+            assert (await call(client, "list_pins", {}, models.PinList)).total == 0
+            assert await call(client, "add_content", {"text": "still up"}, models.AddResult)
+
+
+async def test_destructive_tools_ask_first_when_the_client_can(settings: ServerSettings,
+                                                              mode: str) -> None:
+    from mcp_types import ElicitResult
+
+    asked: list[str] = []
+    answers = iter(["decline", "accept-no", "accept"])
+
+    async def elicit(_: Any, params: Any) -> ElicitResult:
+        asked.append(params.message)
+        answer = next(answers)
+        if answer == "decline":
+            return ElicitResult(action="decline")
+        return ElicitResult(action="accept", content={"confirm": answer == "accept"})
+
+    with anyio.fail_after(TIMEOUT):
+        async with Client(build_server(settings), mode=mode,
+                          elicitation_callback=elicit) as client:
+            added = await call(client, "add_content", {"text": "precious"}, models.AddResult)
+            assert "declin" in await call_error(client, "unpin", {"cid": added.cid})
+            assert "not confirmed" in await call_error(client, "unpin", {"cid": added.cid})
+            await call(client, "unpin", {"cid": added.cid}, models.UnpinResult)
+            assert len(asked) == 3 and added.cid in asked[0]
+        async with Client(build_server(settings), mode=mode) as client:  # no elicitation
+            gc = await call(client, "repo_gc", {}, models.GCResult)
+            assert gc.removed_blocks == 1
