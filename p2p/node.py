@@ -323,34 +323,61 @@ class P2PNode:
         """Learn the peer's agent and protocols, then add DHT servers to the routing table.
 
         The host runs identify too, but it keeps neither the agent nor a signal for when
-        it is done; this one does both and gates the routing-table insert on it.
+        it is done; this one does both and gates the routing-table insert on it. Peers may
+        allow one identify stream at a time (js-libp2p does), and the host's own may be
+        in flight, so a refused stream is retried a few times before giving up; then the
+        protocols the host's identify left in the peerstore are used, if any.
         """
         key = str(peer_id)
+        msg: IdentifyMsg | None = None
         try:
             with trio.move_on_after(10):
-                stream = await self.host.new_stream(peer_id, [TProtocol(IDENTIFY_PROTOCOL)])
-                msg = IdentifyMsg()
-                reader = FrameReader(stream, 1 << 20)
-                try:
-                    while (body := await reader.next()) is not None:
-                        msg.MergeFromString(body)
-                finally:
-                    with trio.CancelScope(shield=True), trio.move_on_after(1):
-                        try:
-                            await stream.close()
-                        except NET_ERRORS:
-                            pass
+                for delay in (0.05, 0.1, 0.2, 0.4, None):
+                    try:
+                        msg = await self._identify_once(peer_id)
+                        break
+                    except (NetworkError, *NET_ERRORS) as exc:
+                        log.debug("p2p: identify %s failed: %r", peer_id, exc)
+                        if delay is None or not self.host.get_network().get_connections(
+                                peer_id):
+                            break
+                        await trio.sleep(delay)
+            if msg is not None:
                 if msg.agent_version:
                     self._agents[key] = msg.agent_version
-                self._protocols[key] = list(msg.protocols)
+                protocols = list(msg.protocols)
                 await update_peerstore_from_identify(self.host.get_peerstore(), peer_id, msg)
-                await self.routing.add_peer(peer_id, list(msg.protocols))
-        except (NetworkError, *NET_ERRORS) as exc:
-            log.debug("p2p: identify %s failed: %r", peer_id, exc)
+            else:
+                try:
+                    protocols = list(self.host.get_peerstore().get_protocols(peer_id))
+                except Exception:  # the peerstore raises for peers it never saw
+                    protocols = []
+            self._protocols[key] = protocols
+            with trio.move_on_after(10):
+                await self.routing.add_peer(peer_id, protocols)
         except Exception as exc:  # a malformed identify message (protobuf DecodeError)
             log.info("p2p: identify %s: bad message: %r", peer_id, exc)
         finally:
             self._identified[key].set()
+
+    async def _identify_once(self, peer_id: ID) -> IdentifyMsg:
+        stream = await self.host.new_stream(peer_id, [TProtocol(IDENTIFY_PROTOCOL)])
+        msg = IdentifyMsg()
+        reader = FrameReader(stream, 1 << 20)
+        frames = 0
+        try:
+            while (body := await reader.next()) is not None:
+                msg.MergeFromString(body)
+                frames += 1
+            if not frames:  # the peer closed without answering (busy with another identify)
+                raise NetworkError(f"{peer_id} sent an empty identify")
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                try:
+                    await stream.close()
+                except NET_ERRORS:
+                    pass
+        return msg
 
     # -- content routing ----------------------------------------------------------------
     async def find_providers(self, cid: CID | str, count: int | None = None,

@@ -15,9 +15,9 @@ a stranger outranks a peer that has failed and never succeeded.
 Consecutive failures back off exponentially (``BACKOFF_BASE * 2**(n-1)``, capped at
 ``BACKOFF_MAX``); a peer in back-off sorts after every peer that is not. A peer that sends a
 block that does not match what we asked for counts as :data:`BAD_BLOCK_WEIGHT` failures,
-and each such block also halves its score: bytes that fail their hash are evidence of a
-broken or hostile peer, so one lie puts even a peer with a long good record below a
-stranger.
+and each such block also quarters its score (:data:`BAD_BLOCK_FACTOR`): bytes that fail
+their hash are evidence of a broken or hostile peer, and since no score exceeds 1, one lie
+puts even a peer with a perfect record below a stranger.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ NO_HISTORY_SCORE = 0.3
 BACKOFF_BASE = 1.0
 BACKOFF_MAX = 300.0
 BAD_BLOCK_WEIGHT = 3
+BAD_BLOCK_FACTOR = 0.25
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class ProviderReputation:
                if st.latency_n else 0.5)
         tput = st.bytes / st.busy_time if st.busy_time > 0 else None
         tput_factor = tput / (tput + THROUGHPUT_REF) if tput is not None else 0.5
-        return rate * (0.6 + 0.2 * lat + 0.2 * tput_factor) * 0.5 ** st.bad_blocks
+        return rate * (0.6 + 0.2 * lat + 0.2 * tput_factor) * BAD_BLOCK_FACTOR ** st.bad_blocks
 
     def in_backoff(self, peer: object) -> bool:
         st = self._stats.get(str(peer))

@@ -111,12 +111,15 @@ class KadContentRouting:
     async def add_peer(self, peer_id: ID, protocols: list[str]) -> bool:
         # Only DHT servers belong in the routing table; a client would be asked and fail.
         if KAD_PROTOCOL not in protocols:
+            log.debug("routing: %s is not a DHT server (%d protocols)", peer_id, len(protocols))
             return False
         try:
-            return bool(await self.dht.add_peer(peer_id))
+            added = bool(await self.dht.add_peer(peer_id))
         except NET_ERRORS as exc:
             log.debug("routing: could not add %s: %r", peer_id, exc)
             return False
+        log.debug("routing: %s %s", "added" if added else "did not add", peer_id)
+        return added
 
     def routing_table_size(self) -> int:
         return self.dht.get_routing_table_size()
