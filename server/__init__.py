@@ -1,1 +1,9 @@
-"""ipfs_mcp.server."""
+"""ipfs_mcp.server: the MCP server (``MCPServer`` from the official SDK) and ``ipfs-mcp``.
+
+- :mod:`.app`     builds the server: tools, resources, prompts, completions
+- :mod:`.state`   the lifespan: settings, backend, router selection, P2P node
+- :mod:`.config`  settings from the environment and the command line, frozen
+- :mod:`.http`    streamable HTTP on hypercorn: bearer token, DNS-rebinding guard, body limit
+- :mod:`.serve`   ``ipfs-mcp serve`` (stdio or HTTP)
+- :mod:`.cli`     the ``ipfs-mcp`` command line
+"""
