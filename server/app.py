@@ -4,8 +4,11 @@ This is the only module that knows MCP. Each tool here is a few lines: get the l
 state from the context, call the plain function in :mod:`ipfs_mcp.tools`, and turn the
 project's errors into tool error results whose text says what to do next. Nothing below
 returns a traceback or a protocol error for a bad argument.
-"""
 
+(No ``from __future__ import annotations`` here: the SDK reads the tools' signatures at
+registration, and annotations that name local values, such as the inline cap, must be
+evaluated where they are written.)
+"""
 
 import contextlib
 import json
@@ -92,14 +95,14 @@ def _version() -> str:
 
 def actionable(exc: IpfsMcpError) -> str:
     """The error's message plus what an agent can do about it."""
-    text = str(exc)
+    text = str(exc).rstrip(".")
     if isinstance(exc, InvalidCID):
         return (f"{text}. A CID looks like Qm... (CIDv0) or bafy... (CIDv1); to name a file "
                 "inside a folder, write CID/path/to/file.")
     if isinstance(exc, NotFound):
         return (f"{text}. If another node has it, call find_providers, then connect_peer to "
                 "one of them and retry; or store it here first with store_model/add_content.")
-    return text
+    return str(exc)
 
 
 @contextlib.contextmanager
