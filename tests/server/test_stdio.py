@@ -136,3 +136,22 @@ def test_serve_help_lists_the_options() -> None:
     assert done.returncode == 0
     for option in (b"--http", b"--role", b"--listen", b"--bootstrap", b"--allow-root"):
         assert option in done.stdout
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_sdk_client_over_stdio(work: Path, mode: str) -> None:
+    from mcp import Client, StdioServerParameters
+
+    env = {**os.environ, "IPFS_MCP_ALLOW_ROOTS": str(work)}
+    params = StdioServerParameters(command=SERVE[0], args=[*SERVE[1:], "--no-p2p"], env=env)
+    with anyio.fail_after(TIMEOUT):
+        async with Client(params, mode=mode) as client:
+            assert len((await client.list_tools()).tools) == 12
+            added = await client.call_tool("add_content", {"text": "via the SDK"})
+            cid = added.structured_content["cid"]  # type: ignore[index]
+            got = await client.call_tool("fetch_cid", {"cid": cid})
+            assert got.structured_content["text"] == "via the SDK"  # type: ignore[index]
+            stats = await client.call_tool("peer_stats", {})
+            assert stats.structured_content["network_status"].startswith(  # type: ignore[index]
+                "not running: disabled")
