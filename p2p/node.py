@@ -107,6 +107,8 @@ class NodeStats:
     average_retrieval_time: float | None
     providers_found: int
     failed_discoveries: int
+    announced: int  # CIDs announced automatically after retrievals (role policy)
+    failed_announcements: int
     routing_table_size: int
     bytes_sent_total: int  # bitswap messages, both directions
     bytes_received_total: int
@@ -167,6 +169,8 @@ class P2PNode:
         self._retrieval_time = 0.0
         self._providers_found = 0
         self._failed_discoveries = 0
+        self._announced = 0  # CIDs announced in the background after retrievals
+        self._failed_announcements = 0
 
     # -- lifecycle ----------------------------------------------------------------------
     async def __aenter__(self) -> P2PNode:
@@ -466,6 +470,14 @@ class P2PNode:
             stack.extend(links_of(cid, self.blockstore.get(cid)))
         return out
 
+    async def _announce_quietly(self, cid: CID) -> None:
+        """Announce per the role's policy; a failure is logged and counted, not raised."""
+        try:
+            self._announced += await self.announce_content(cid)
+        except (IpfsMcpError, trio.TooSlowError) as exc:
+            self._failed_announcements += 1
+            log.info("p2p: announcing %s after retrieval failed: %s", cid_str(cid), exc)
+
     # -- retrieval ----------------------------------------------------------------------
     async def _candidates(self, cid: CID, extra: Iterable[ID] = ()) -> list[ID]:
         """Peers to ask for ``cid``: DHT providers (dialled in parallel) and connected peers."""
@@ -564,11 +576,10 @@ class P2PNode:
             self._handled += 1
             self._bytes_retrieved += report.bytes_fetched
             self._retrieval_time += time.monotonic() - started
-            if self.config.profile.announce != "none":
-                try:
-                    await self.announce_content(cid)
-                except (NetworkError, trio.TooSlowError) as exc:
-                    log.info("p2p: announcing %s after retrieval failed: %s", cid_str(cid), exc)
+            if self.config.profile.announce != "none" and self._nursery is not None:
+                # In the background: announcing every block of a large DAG ("all") takes
+                # one DHT round per block, and the caller is waiting for the content.
+                self._nursery.start_soon(self._announce_quietly, cid)
         if pin:
             if self.pinner is None:
                 raise BackendUnavailable("this node was built without a pin store")
@@ -620,6 +631,8 @@ class P2PNode:
                                     if self._handled else None),
             providers_found=self._providers_found,
             failed_discoveries=self._failed_discoveries,
+            announced=self._announced,
+            failed_announcements=self._failed_announcements,
             routing_table_size=self.routing.routing_table_size(),
             bytes_sent_total=self.bitswap.bytes_out,
             bytes_received_total=self.bitswap.bytes_in,

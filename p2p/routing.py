@@ -92,10 +92,25 @@ class KadContentRouting:
             raise NetworkError(f"announcing {cid_str(cid)} failed: {exc}") from exc
 
     async def find_providers(self, cid: CID, count: int) -> list[PeerInfo]:
+        key = bytes(cid.digest)
+        store = self.dht.provider_store
+        # py-libp2p answers from its local records alone whenever it has any, so after
+        # one lookup (whose results it caches) it would never ask the network again and
+        # new providers would stay invisible. The local records are set aside during the
+        # network walk, then merged back and returned alongside what the walk found.
+        records = getattr(store, "providers", None)
+        held = records.pop(key, None) if isinstance(records, dict) else None
         try:
-            found = await self.dht.provider_store.find_providers(bytes(cid.digest), count)
+            found = await store.find_providers(key, count)
         except NET_ERRORS as exc:
             raise NetworkError(f"finding providers of {cid_str(cid)} failed: {exc}") from exc
+        finally:
+            if held:
+                merged = records.setdefault(key, {})  # type: ignore[union-attr]
+                for peer, record in held.items():
+                    merged.setdefault(peer, record)
+        if held:
+            found = [*found, *store.get_providers(key)]
         me = self.dht.host.get_id()
         unique: dict[ID, PeerInfo] = {}
         for info in found:

@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 import trio
+import trio.testing
 
 from ipfs_mcp.backends.cids import cid_str
 from ipfs_mcp.backends.dag import walk
@@ -61,6 +62,15 @@ async def test_three_nodes_find_provider_in_dht_and_fetch(tmp_path: Path) -> Non
 
             stats = c.stats()
             assert stats.cache_misses == stats.handled == 2
+            assert stats.announced == 0  # a leecher announces nothing
+
+            # A master that fetches announces every block, in the background.
+            await b.retrieve_content(file_cid)
+            with trio.fail_after(20):
+                while b.stats().announced < 5:
+                    await trio.testing.wait_all_tasks_blocked(0.01)
+            found = await c.find_providers(report.root)
+            assert {p.peer_id for p in found} == {a.peer_id, b.peer_id}
             assert stats.dht_mode == "client" and b.stats().dht_mode == "server"
             a_stat = next(p for p in stats.peers if p.peer_id == a.peer_id)
             assert a_stat.blocks_received == report.blocks + dir_report.blocks
