@@ -21,7 +21,7 @@ Roles (``ROLE_PROFILES``)::
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from ipfs_mcp.backends.errors import InvalidInput
@@ -31,7 +31,7 @@ from .bitswap.engine import BitswapConfig
 AnnouncePolicy = Literal["all", "roots", "none"]
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     MASTER = "master"
     WORKER = "worker"
     LEECHER = "leecher"

@@ -166,7 +166,7 @@ def decode_message(buf: bytes | memoryview) -> Message:
     """
     msg = Message()
     try:
-        for fnum, wire, value in iter_fields(buf):
+        for fnum, _wire, value in iter_fields(buf):
             if isinstance(value, int):
                 if fnum == 5:
                     msg.pending_bytes = value

@@ -13,9 +13,9 @@ from pathlib import Path
 import anyio
 import pytest
 import trio
-
 from interop.helia import HeliaNode, InteropTimeout, helia_skip_reason
 from interop.kubo import KuboNode, kubo_skip_reason
+
 from ipfs_mcp.backends.cids import cid_str, parse_cid
 from ipfs_mcp.backends.exporter import Exporter
 
