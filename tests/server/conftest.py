@@ -8,6 +8,13 @@ from ipfs_mcp.server.config import ServerSettings
 
 
 @pytest.fixture
+def anyio_backend() -> str:
+    # The server, the tools and py-libp2p share one trio loop; anyio's pytest plugin runs
+    # each async test on it.
+    return "trio"
+
+
+@pytest.fixture
 def work(tmp_path: Path) -> Path:
     folder = tmp_path / "work"
     folder.mkdir()

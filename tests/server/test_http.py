@@ -50,7 +50,7 @@ async def running(settings: ServerSettings) -> AsyncIterator[str]:
 # The SDK's HTTP client (httpx2) drops its SSE response iterators without closing them
 # when a legacy session ends; trio reports that as a ResourceWarning. Client-side only.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_token_required_and_accepted(work: Path, mode: str) -> None:
     with anyio.fail_after(TIMEOUT):
         async with running(http_settings(work, TOKEN)) as url:
@@ -74,7 +74,7 @@ async def test_token_required_and_accepted(work: Path, mode: str) -> None:
                 assert bad.is_error
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_body_limit_and_rebinding_guard(work: Path) -> None:
     auth = {**MCP_HEADERS, "authorization": f"Bearer {TOKEN}"}
     with anyio.fail_after(TIMEOUT):
@@ -96,7 +96,7 @@ async def test_body_limit_and_rebinding_guard(work: Path) -> None:
                 assert still.status_code == 200
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_loopback_without_token(work: Path) -> None:
     with anyio.fail_after(TIMEOUT):
         async with running(http_settings(work, None)) as url:

@@ -25,7 +25,7 @@ from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.tools import models
 
-pytestmark = pytest.mark.trio
+pytestmark = pytest.mark.anyio
 
 TOOLS = {"store_model", "fetch_cid", "pin", "unpin", "list_pins", "find_providers",
          "peer_stats", "add_content", "ls", "connect_peer", "announce", "repo_gc"}

@@ -16,7 +16,7 @@ from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.tools import models
 
-pytestmark = pytest.mark.trio
+pytestmark = pytest.mark.anyio
 
 TIMEOUT = 60
 

@@ -54,7 +54,7 @@ class RawClient:
         return reply["result"]  # type: ignore[no-any-return]
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_stdio_end_to_end(work: Path, tmp_path: Path) -> None:
     (work / "m").mkdir()
     (work / "m" / "config.json").write_text('{"a": 1}\n')
@@ -138,7 +138,7 @@ def test_serve_help_lists_the_options() -> None:
         assert option in done.stdout
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_sdk_client_over_stdio(work: Path, mode: str) -> None:
     from mcp import Client, StdioServerParameters

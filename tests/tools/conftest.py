@@ -10,6 +10,13 @@ from ipfs_mcp.tools.roots import AllowedRoots
 
 
 @pytest.fixture
+def anyio_backend() -> str:
+    # The server, the tools and py-libp2p share one trio loop; anyio's pytest plugin runs
+    # each async test on it.
+    return "trio"
+
+
+@pytest.fixture
 def hub(tmp_path: Path) -> Path:
     return tmp_path / "hub"
 

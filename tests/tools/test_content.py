@@ -22,7 +22,7 @@ from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.tools import content
 from ipfs_mcp.tools.roots import AllowedRoots
 
-pytestmark = pytest.mark.trio
+pytestmark = pytest.mark.anyio
 
 HELLO_V0 = "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD"  # `echo -n "hello world" | ipfs add`
 
