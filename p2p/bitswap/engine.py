@@ -9,8 +9,9 @@ engine follows boxo instead:
 
 Per peer there is one task (:meth:`Bitswap._peer_loop`) that writes everything we owe that
 peer: our wants and cancels, presences, and the blocks it asked for, batched into messages of
-about ``target_message_size``. It reads blocks from the store one batch at a time, so a peer
-that wants a gigabyte never makes us hold more than a batch in memory.
+about ``target_message_size``. While there are blocks to serve, a second task
+(:meth:`Bitswap._block_reader`) reads them from the store one batch ahead, so disk and
+network overlap, and a peer that wants a gigabyte never makes us hold more than two batches.
 
 Received blocks are hashed in a worker thread; the CID is *computed* from the bytes, so a
 block is trusted only if that CID is one we want. Anything else is discarded and its sender
@@ -110,8 +111,8 @@ class Ledger:
 
 class _Peer:
     __slots__ = ("id", "ledger", "protocol", "stream", "their_wants", "serve", "out_wants",
-                 "out_presences", "wake", "running", "connected", "failed", "last_activity",
-                 "bad_until")
+                 "out_presences", "wake", "running", "reading", "ready_send", "ready_recv",
+                 "connected", "failed", "last_activity", "bad_until")
 
     def __init__(self, peer_id: ID) -> None:
         self.id = peer_id
@@ -124,14 +125,19 @@ class _Peer:
         self.out_wants: dict[bytes, WantEntry] = {}
         self.out_presences: dict[bytes, tuple[CID, Presence]] = {}
         self.wake = trio.Event()
-        self.running = False
+        self.running = False  # the writer task (_peer_loop) is alive
+        self.reading = False  # the block reader task is alive
+        # Batches of (want, block bytes or None) read and waiting for the writer.
+        self.ready_send, self.ready_recv = trio.open_memory_channel[
+            list[tuple[WantEntry, bytes | None]]](1)
         self.connected = False
         self.failed = False  # we could not reach it, or it disconnected
         self.last_activity = 0.0
         self.bad_until = 0.0
 
     def has_output(self) -> bool:
-        return bool(self.out_wants or self.out_presences or self.serve)
+        return bool(self.out_wants or self.out_presences
+                    or self.ready_recv.statistics().current_buffer_used)
 
 
 class WantRecord:
@@ -263,6 +269,11 @@ class Bitswap:
         peer.their_wants.clear()
         peer.out_wants.clear()
         peer.out_presences.clear()
+        while True:  # free a reader blocked on a full channel; it sees `failed` and ends
+            try:
+                peer.ready_recv.receive_nowait()
+            except trio.WouldBlock:
+                break
         peer.wake.set()
         key = str(peer.id)
         for rec in self._wants.values():
@@ -292,9 +303,14 @@ class Bitswap:
 
     def _wake(self, peer: _Peer) -> None:
         peer.wake.set()
-        if not peer.running and self._nursery is not None:
+        if self._nursery is None:
+            return
+        if not peer.running:
             peer.running = True
             self._nursery.start_soon(self._peer_loop, peer)
+        if peer.serve and not peer.reading:
+            peer.reading = True
+            self._nursery.start_soon(self._block_reader, peer)
 
     # -- client side: wants -------------------------------------------------------------
     def want_record(self, cid: CID) -> WantRecord:
@@ -427,7 +443,7 @@ class Bitswap:
             elif want.send_dont_have:
                 peer.out_presences[mh] = (want.cid, Presence.DONT_HAVE)
                 peer.ledger.dont_haves_sent += 1
-        if peer.has_output():
+        if peer.serve or peer.has_output():
             self._wake(peer)
 
     def _has_many(self, cids: list[CID]) -> list[bool]:
@@ -522,28 +538,48 @@ class Bitswap:
                 peer.out_wants.clear()
                 msg.presences = list(peer.out_presences.values())
                 peer.out_presences.clear()
-                await self._add_blocks(peer, msg)
+                try:
+                    batch = peer.ready_recv.receive_nowait()
+                except trio.WouldBlock:
+                    batch = None
+                if batch is not None:
+                    self._add_blocks(peer, msg, batch)
                 if not msg.empty():
                     await self._send(peer, msg)
         finally:
             peer.running = False
 
-    async def _add_blocks(self, peer: _Peer, msg: Message) -> None:
-        """Move want-blocks from the peer's queue into ``msg``, up to the target size."""
-        batch: list[WantEntry] = []
-        size = 0
-        for mh, want in list(peer.serve.items()):
-            if batch and size >= self.config.target_message_size:
-                break
-            del peer.serve[mh]
-            batch.append(want)
-            size += 262144  # a typical block; the real size is known after reading
-            if len(batch) >= 64:
-                break
-        if not batch:
-            return
-        blocks = await anyio.to_thread.run_sync(self._read_blocks, [w.cid for w in batch])
-        for want, data in zip(batch, blocks, strict=True):
+    async def _block_reader(self, peer: _Peer) -> None:
+        """Read the blocks ``peer`` asked for, one batch ahead of the writer.
+
+        The batch being written and at most one read batch waiting (the channel holds
+        one) bound the memory a peer can make us use, while reading from disk overlaps
+        with writing to the network.
+        """
+        try:
+            while peer.serve and not peer.failed:
+                batch: list[WantEntry] = []
+                size = 0
+                for mh, want in list(peer.serve.items()):
+                    if batch and size >= self.config.target_message_size:
+                        break
+                    del peer.serve[mh]
+                    batch.append(want)
+                    size += 262144  # a typical block; the real size is known once read
+                    if len(batch) >= 64:
+                        break
+                blocks = await anyio.to_thread.run_sync(self._read_blocks,
+                                                        [w.cid for w in batch])
+                if peer.failed:
+                    return
+                await peer.ready_send.send(list(zip(batch, blocks, strict=True)))
+                self._wake(peer)
+        finally:
+            peer.reading = False
+
+    def _add_blocks(self, peer: _Peer, msg: Message,
+                    batch: list[tuple[WantEntry, bytes | None]]) -> None:
+        for want, data in batch:
             mh = bytes(want.cid.digest)
             if data is None:
                 if want.send_dont_have:
