@@ -188,7 +188,12 @@ class P2PNode:
             await nursery.start(self.bitswap.run)
             self.host.get_network().register_notifee(self._watcher)
             stack.callback(self.host.get_network().remove_notifee, self._watcher)
+            self._nursery = nursery
+            # Bootstrap peers may have connected while the host started, before we listened.
+            for peer_id in self.host.get_connected_peers():
+                self._on_connected(peer_id)
         except BaseException:
+            self._nursery = None
             await stack.aclose()
             raise
         self._stack = stack

@@ -140,3 +140,14 @@ async def test_background_failure_is_not_silent(tmp_path: Path) -> None:
 
                 node._require_running().start_soon(explode)
                 await trio.sleep_forever()
+
+
+async def test_bootstrap_peers_are_dialled_and_join_the_routing_table(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with node_at(tmp_path / "a") as seed, \
+                node_at(tmp_path / "b", config(bootstrap=(seed.addrs[0],))) as joiner:
+            # Connected, identified (agent known) and in each other's routing tables.
+            while not (joiner.routing.routing_table_size() and seed.routing.routing_table_size()
+                       and joiner.peer_stats(seed.peer_id)[0].agent):
+                await trio.testing.wait_all_tasks_blocked(0.01)
+            assert [str(p) for p in joiner.connected_peers()] == [seed.peer_id]
