@@ -1,6 +1,33 @@
 """ipfs_mcp.p2p: a libp2p node with our own bitswap and Kademlia content routing.
 
-Imports only ``ipfs_mcp.backends`` (blocks, CIDs, errors). See ``node.py`` for the shape.
+Imports only ``ipfs_mcp.backends`` (blocks, CIDs, errors), never tools or server.
+
+Public API::
+
+    open_node(repo, NodeConfig(...))            async context manager -> P2PNode
+    P2PNode(host, blockstore, routing, *, config, reputation, bitswap, pinner)
+        .peer_id, .addrs, .running
+        await .connect_peer(multiaddr) -> peer id
+        await .find_providers(cid, count=None, timeout=None) -> [ProviderInfo]  (= find_content)
+        await .get_optimal_providers(cid, count=5) -> [ProviderInfo]
+        .update_provider_stats(peer, success, latency=None, nbytes=0)
+        await .announce_content(cid, recursive=None) -> count announced
+        await .retrieve_block(cid, timeout=None) -> bytes
+        await .retrieve_content(cid, pin=False, timeout=None, providers=()) -> FetchReport
+        .fetcher() -> NodeFetcher   (backends.fetcher.BlockFetcher, for worker threads)
+        .stats() -> NodeStats, .peer_stats(peer_id=None) -> [PeerStat]
+        await nursery.start(node.run)            alternative to ``async with``
+    NodeConfig(role=Role.WORKER, listen_addrs=("/ip4/127.0.0.1/tcp/0",), bootstrap=(),
+               mdns=False, enable_mplex=False, bitswap=BitswapConfig(...), ...)
+    ROLE_PROFILES                                 master / worker / leecher defaults
+    Bitswap(host, store, *, reputation, config)  the engine (serving + wants)
+    Session(engine, peers).get(cid) / .fetch_dag(root)
+    KadContentRouting(dht) / .for_host(host, server=...)   ContentRouting on /ipfs/kad/1.0.0
+    ProviderReputation                            scores, back-off, get_optimal_providers
+
+Errors come from ``ipfs_mcp.backends.errors``: BlockNotFound (no peer had it in time),
+NetworkError (dial, lookup or protocol failures), BackendUnavailable (node not running),
+TooLarge (a fetch over the role's cache budget), InvalidInput / InvalidCID.
 """
 
 from .bitswap.engine import Bitswap, BitswapConfig, Ledger
