@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import anyio
 import anyio.from_thread
@@ -67,6 +68,7 @@ from .routing import ContentRouting, KadContentRouting
 log = logging.getLogger(__name__)
 
 IDENTIFY_PROTOCOL = "/ipfs/id/1.0.0"
+T = TypeVar("T")
 Pinner = Callable[[CID], object]
 
 
@@ -484,35 +486,60 @@ class P2PNode:
             log.info("p2p: announcing %s after retrieval failed: %s", cid_str(cid), exc)
 
     # -- retrieval ----------------------------------------------------------------------
-    async def _candidates(self, cid: CID, extra: Iterable[ID] = ()) -> list[ID]:
-        """Peers to ask for ``cid``: DHT providers (dialled in parallel) and connected peers."""
-        peers: dict[str, ID] = {str(p): p for p in extra}
-        providers: list[ProviderInfo] = []
+    def _session(self, extra: Iterable[ID] = ()) -> Session:
+        """A session over the peers we are connected to (and ``extra``)."""
+        return Session(self.bitswap, [*extra, *self.host.get_connected_peers()])
+
+    async def _discover(self, cid: CID, session: Session) -> None:
+        """Look ``cid`` up in the DHT and add the providers to ``session`` as they answer.
+
+        Runs alongside the fetch, as Kubo's sessions do: connected peers are asked at once
+        and need not wait for the lookup, and providers join as soon as they are dialled.
+        """
+        session.begin_discovery()
         try:
-            providers = await self.find_providers(cid)
-        except NetworkError as exc:
-            log.info("p2p: no providers from the DHT for %s: %s", cid_str(cid), exc)
-        connected = {str(p) for p in self.host.get_connected_peers()}
+            try:
+                providers = await self.find_providers(cid)
+            except NetworkError as exc:
+                log.info("p2p: no providers from the DHT for %s: %s", cid_str(cid), exc)
+                return
+            connected = {str(p) for p in self.host.get_connected_peers()}
 
-        async def dial(info: ProviderInfo) -> None:
-            peer_id = ID.from_base58(info.peer_id)
-            if info.peer_id not in connected:
-                try:
-                    await self._connect(PeerInfo(peer_id, [Multiaddr(a) for a in info.addrs]),
-                                        timeout=min(10.0, self.config.bitswap.send_timeout))
-                except NetworkError as exc:
-                    self.reputation.update_provider_stats(info.peer_id, False)
-                    log.info("p2p: provider %s unreachable: %s", info.peer_id, exc)
-                    return
-            peers.setdefault(info.peer_id, peer_id)
+            async def dial(info: ProviderInfo) -> None:
+                peer_id = ID.from_base58(info.peer_id)
+                if info.peer_id not in connected:
+                    try:
+                        await self._connect(
+                            PeerInfo(peer_id, [Multiaddr(a) for a in info.addrs]),
+                            timeout=min(10.0, self.config.bitswap.send_timeout))
+                    except NetworkError as exc:
+                        self.reputation.update_provider_stats(info.peer_id, False)
+                        log.info("p2p: provider %s unreachable: %s", info.peer_id, exc)
+                        return
+                session.add_peers([peer_id])
 
-        async with trio.open_nursery() as nursery:
-            for info in providers[:8]:
-                nursery.start_soon(dial, info)
-        for peer in self.host.get_connected_peers():
-            peers.setdefault(str(peer), peer)
-        ranked = self.reputation.get_optimal_providers(peers.keys())
-        return [peers[str(key)] for key in ranked]
+            async with trio.open_nursery() as nursery:
+                for info in providers[:8]:
+                    nursery.start_soon(dial, info)
+        finally:
+            session.end_discovery()
+
+    async def _with_discovery(self, cid: CID, session: Session,
+                              work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` while :meth:`_discover` feeds ``session``; stop the lookup after."""
+        results: list[T] = []
+
+        async def run() -> None:
+            results.append(await work())
+            nursery.cancel_scope.cancel()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._discover, cid, session)
+                nursery.start_soon(run)
+        except BaseExceptionGroup as group:
+            raise _single_error(group) from None
+        return results[0]
 
     async def retrieve_block(self, cid: CID | str, *, timeout: float | None = None) -> bytes:
         """One block, from the blockstore or from peers (then verified and stored).
@@ -531,8 +558,8 @@ class P2PNode:
         started = time.monotonic()
         try:
             with trio.fail_after(timeout):
-                session = Session(self.bitswap, await self._candidates(cid))
-                data = await session.get(cid)
+                session = self._session()
+                data = await self._with_discovery(cid, session, lambda: session.get(cid))
         except trio.TooSlowError:
             self._failed += 1
             raise BlockNotFound(cid_str(cid), f"the network within {timeout}s") from None
@@ -561,13 +588,14 @@ class P2PNode:
         try:
             with trio.fail_after(timeout):
                 local = await anyio.to_thread.run_sync(self.blockstore.has, cid)
-                session = Session(self.bitswap, extra if local else
-                                  await self._candidates(cid, extra))
+                session = self._session(extra)
+                budget = self.config.profile.cache_budget
                 if local:
-                    # The root is here; most likely the rest is too. Peers are only looked
-                    # up if a block turns out to be missing.
-                    session.add_peers(self.host.get_connected_peers())
-                report = await session.fetch_dag(cid, max_bytes=self.config.profile.cache_budget)
+                    # The root is here, so most likely the rest is too: no DHT lookup.
+                    report = await session.fetch_dag(cid, max_bytes=budget)
+                else:
+                    report = await self._with_discovery(
+                        cid, session, lambda: session.fetch_dag(cid, max_bytes=budget))
         except trio.TooSlowError:
             self._misses += 1
             self._failed += 1
@@ -643,6 +671,12 @@ class P2PNode:
             bytes_received_total=self.bitswap.bytes_in,
             peers=tuple(self.peer_stats()),
         )
+
+
+def _single_error(group: BaseExceptionGroup) -> BaseException:
+    """The one real error in ``group``, or the group itself (cancellations stay grouped)."""
+    real = [leaf for leaf in _leaves(group) if not isinstance(leaf, trio.Cancelled)]
+    return real[0] if len(real) == 1 and len(real) == len(list(_leaves(group))) else group
 
 
 def _leaves(group: BaseExceptionGroup) -> Iterable[BaseException]:

@@ -10,7 +10,10 @@ connected to) and remembers, for this fetch only, who delivered and who did not:
 - a peer that says DONT_HAVE is not asked for that block again; one that stays silent for
   ``want_timeout`` (nothing at all from it, not just nothing for this block) loses the want
   to the next peer, and is dropped from the session if it never delivered;
-- a peer that disconnects, or sends a block we did not ask for, is dropped from the session.
+- a peer that disconnects, or sends a block we did not ask for, is dropped from the session;
+- peers can join while blocks are being fetched (providers found in the DHT while the
+  connected peers are already being asked); until :meth:`Session.end_discovery`, a block no
+  peer has waits for them instead of failing.
 
 :meth:`Session.fetch_dag` walks the DAG with up to ``window`` blocks in flight, reading what
 is already local from the blockstore and fetching the rest.
@@ -61,11 +64,27 @@ class Session:
         self.timeouts: Counter[str] = Counter()
         self.excluded: set[str] = set()
         self.bytes_fetched = 0
+        # While providers are still being looked up, a block no current peer has is not
+        # yet "not found": gets wait for new peers or for the lookup to end.
+        self.discovering = False
+        self._active: set[WantRecord] = set()
         self.add_peers(peers)
 
     def add_peers(self, peers: Iterable[ID]) -> None:
         for peer in peers:
             self._peers.setdefault(str(peer), peer)
+        self._poke()
+
+    def begin_discovery(self) -> None:
+        self.discovering = True
+
+    def end_discovery(self) -> None:
+        self.discovering = False
+        self._poke()
+
+    def _poke(self) -> None:
+        for rec in list(self._active):
+            rec.notify()
 
     @property
     def peers(self) -> list[ID]:
@@ -79,6 +98,7 @@ class Session:
             BlockNotFound: every peer said DONT_HAVE, failed or timed out.
         """
         rec = self.engine.want_record(cid)
+        self._active.add(rec)
         try:
             if rec.done.is_set() and rec.block is not None:
                 return rec.block
@@ -97,6 +117,9 @@ class Session:
                             broadcast_at + self.discovery_wait - trio.current_time()):
                         await rec.changed.wait()
                     continue
+                if choice is None and self.discovering:
+                    await rec.changed.wait()  # a provider may yet turn up
+                    continue
                 if choice is None:
                     raise BlockNotFound(
                         cid_str(cid), f"{len(self._peers)} peer(s) "
@@ -110,6 +133,7 @@ class Session:
             self.bytes_fetched += len(rec.block)
             return rec.block
         finally:
+            self._active.discard(rec)
             self.engine.release(rec)
 
     def _eligible(self, rec: WantRecord, tried: set[str]) -> list[str]:
