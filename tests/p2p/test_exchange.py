@@ -128,3 +128,20 @@ async def test_missing_block_is_block_not_found(tmp_path: Path) -> None:
                 await b.retrieve_content(missing)
             assert "DONT_HAVE" in str(info.value)
             assert b.stats().failed == 1
+
+
+async def test_wants_are_spread_over_several_providers(tmp_path: Path) -> None:
+    data = os.urandom(12 * 262144)
+    root = add_bytes(repo_at(tmp_path / "p1"), data)
+    add_bytes(repo_at(tmp_path / "p2"), data)
+    with trio.fail_after(30):
+        async with node_at(tmp_path / "p1") as p1, node_at(tmp_path / "p2") as p2, \
+                node_at(tmp_path / "f") as fetcher:
+            await fetcher.connect_peer(p1.addrs[0])
+            await fetcher.connect_peer(p2.addrs[0])
+            report = await fetcher.retrieve_content(root)
+            assert set(report.by_peer) == {p1.peer_id, p2.peer_id}
+            assert sum(report.by_peer.values()) == report.fetched == 13
+            for peer in (p1, p2):
+                assert fetcher.reputation.record(peer.peer_id).successes >= 1
+    assert read_file(repo_at(tmp_path / "f").blocks, root) == data
