@@ -8,6 +8,7 @@ for everything else, including less common hash functions when verifying.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 from multiformats import CID
 
@@ -42,6 +43,19 @@ def parse_cid(value: str | bytes | CID) -> CID:
     """
     if isinstance(value, CID):
         return value
+    if isinstance(value, str):
+        return _parse_text(value)
+    return _parse(value)
+
+
+# Parsing and printing cost ~0.15 ms each (pure-Python multibase), and agents and tools
+# repeat the same few CIDs; CIDs are immutable values, so caching them is safe.
+@lru_cache(maxsize=8192)
+def _parse_text(value: str) -> CID:
+    return _parse(value)
+
+
+def _parse(value: str | bytes) -> CID:
     if isinstance(value, str):
         text = value.strip()
         for prefix in ("ipfs://", "/ipfs/"):
@@ -88,6 +102,7 @@ def mh_key(cid: CID) -> bytes:
     return bytes(cid.digest)
 
 
+@lru_cache(maxsize=16384)
 def cid_str(cid: CID) -> str:
     """Canonical text form: base58btc for v0, base32 for v1 (as Kubo prints them)."""
     return str(cid) if cid.version == 0 else cid.encode("base32")

@@ -12,11 +12,8 @@ import base64
 import binascii
 import io
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
-
-from multiformats import CID
 
 from ipfs_mcp.backends import hf_layout
 from ipfs_mcp.backends.cids import cid_str, parse_cid
@@ -60,23 +57,11 @@ def _embedded(backend: Any, what: str) -> Any:
     return backend
 
 
-# Parsing and printing a CID costs ~0.15 ms each (pure-Python multibase); agents repeat
-# the same few CIDs, so both are cached. CIDs are immutable values, so the caches are safe.
-@lru_cache(maxsize=4096)
-def _split(value: str) -> tuple[CID, str]:
-    return split_path(value)
-
-
-@lru_cache(maxsize=16384)
-def _text(cid: CID) -> str:
-    return cid_str(cid)
-
-
 def _stat(backend: Any, cid: str) -> Entry:
     """What ``cid[/path]`` is. On the embedded repo this resolves with one parse and
     reads only the blocks on the path (a miss fetches single blocks, not the whole DAG)."""
     if hasattr(backend, "exporter"):
-        root, path = _split(cid)
+        root, path = split_path(cid)
         exporter = backend.exporter()
         return exporter.stat(exporter.resolve(root, path) if path else root)  # type: ignore[no-any-return]
     if hasattr(backend, "stat"):
@@ -84,7 +69,7 @@ def _stat(backend: Any, cid: str) -> Entry:
     entries = backend.ls(cid)
     if len(entries) == 1 and entries[0].kind != "directory" and not entries[0].name:
         return entries[0]  # type: ignore[no-any-return]
-    return Entry(_split(cid)[0], "directory", 0)
+    return Entry(split_path(cid)[0], "directory", 0)
 
 
 def _read(backend: Any, cid: str, entry: Entry, offset: int, length: int) -> bytes:
@@ -96,8 +81,8 @@ def _read(backend: Any, cid: str, entry: Entry, offset: int, length: int) -> byt
 
 def _check_cid(value: str) -> str:
     """Validate ``CID[/path]`` early, for a clear error before any I/O."""
-    cid, path = _split(value)
-    return f"{_text(cid)}/{path}" if path else _text(cid)
+    cid, path = split_path(value)
+    return f"{cid_str(cid)}/{path}" if path else cid_str(cid)
 
 
 def _options(cid_version: int, raw_leaves: bool | None) -> ImportOptions:
@@ -246,7 +231,7 @@ def _inline_add_too_large(cap: int, size: int | None = None) -> str:
 
 
 # -- fetch_cid / ls --------------------------------------------------------------------------
-def _decode_text(data: bytes) -> tuple[str, int] | None:
+def _decodecid_str(data: bytes) -> tuple[str, int] | None:
     """UTF-8 text and how many bytes it used, allowing a multi-byte character cut at the end
     of a page; None for binary content."""
     if b"\x00" in data:
@@ -295,7 +280,7 @@ async def fetch_cid(backend: Any, cid: str, *, roots: AllowedRoots,
             return backend.get_to_path(target, output_path=dest), dest
 
         entry, dest = await run_blocking(write, progress)
-        return FetchResult(cid=target, resolved_cid=_text(entry.cid), kind=entry.kind,
+        return FetchResult(cid=target, resolved_cid=cid_str(entry.cid), kind=entry.kind,
                            size=entry.size, delivery="file", output_path=str(dest),
                            resource_uri=uri)
 
@@ -310,7 +295,7 @@ async def fetch_cid(backend: Any, cid: str, *, roots: AllowedRoots,
 
         entry, written = await run_blocking(export, progress)
         return FetchResult(
-            cid=target, resolved_cid=_text(entry.cid), kind=entry.kind, size=entry.size,
+            cid=target, resolved_cid=cid_str(entry.cid), kind=entry.kind, size=entry.size,
             delivery="hf_cache", hf_repo_id=written.repo_id, hf_revision=written.revision,
             hf_commit=written.commit, hf_snapshot=str(written.snapshot),
             files_written=len(written.files), resource_uri=uri,
@@ -321,32 +306,32 @@ async def fetch_cid(backend: Any, cid: str, *, roots: AllowedRoots,
         entry = _stat(backend, target)
         if entry.kind == "directory":
             listing = backend.ls(target)
-            entries = [LsEntry(name=e.name, cid=_text(e.cid), kind=e.kind, size=e.size)
+            entries = [LsEntry(name=e.name, cid=cid_str(e.cid), kind=e.kind, size=e.size)
                        for e in listing[:MAX_LISTED_FILES]]
             return FetchResult(
-                cid=target, resolved_cid=_text(entry.cid), kind="directory", size=0,
+                cid=target, resolved_cid=cid_str(entry.cid), kind="directory", size=0,
                 delivery="listing", entries=entries, resource_uri=uri,
                 hint="a folder: fetch a file inside it as CID/path, or pass output_path")
         if entry.kind == "symlink":
-            return FetchResult(cid=target, resolved_cid=_text(entry.cid), kind="symlink", size=0,
+            return FetchResult(cid=target, resolved_cid=cid_str(entry.cid), kind="symlink", size=0,
                                delivery="text", text=entry.target or "", resource_uri=uri,
                                hint="a symlink; text is its target")
         start = min(offset, entry.size)
         want = entry.size - start if length is None else min(length, entry.size - start)
         if want > max_inline:
             return FetchResult(
-                cid=target, resolved_cid=_text(entry.cid), kind="file", size=entry.size,
+                cid=target, resolved_cid=cid_str(entry.cid), kind="file", size=entry.size,
                 delivery="resource_link", offset=start, resource_uri=uri, eof=False,
                 hint=f"{want} bytes is over the inline cap of {max_inline}; page with "
                      f"offset/length (at most {max_inline} bytes each), or pass output_path")
         data = _read(backend, target, entry, start, want)
-        decoded = _decode_text(data)
+        decoded = _decodecid_str(data)
         if decoded is not None:
             text, used = decoded
-            return FetchResult(cid=target, resolved_cid=_text(entry.cid), kind="file",
+            return FetchResult(cid=target, resolved_cid=cid_str(entry.cid), kind="file",
                                size=entry.size, delivery="text", offset=start, length=used,
                                eof=start + used >= entry.size, text=text, resource_uri=uri)
-        return FetchResult(cid=target, resolved_cid=_text(entry.cid), kind="file",
+        return FetchResult(cid=target, resolved_cid=cid_str(entry.cid), kind="file",
                            size=entry.size, delivery="base64", offset=start, length=len(data),
                            eof=start + len(data) >= entry.size,
                            base64=base64.b64encode(data).decode("ascii"), resource_uri=uri)
@@ -365,9 +350,9 @@ async def ls(backend: Any, cid: str, *, limit: int = MAX_LISTED_FILES) -> LsResu
     def work() -> LsResult:
         entry = _stat(backend, target)
         listing = backend.ls(target) if entry.kind == "directory" else [entry]
-        entries = [LsEntry(name=e.name, cid=_text(e.cid), kind=e.kind, size=e.size)
+        entries = [LsEntry(name=e.name, cid=cid_str(e.cid), kind=e.kind, size=e.size)
                    for e in listing[:max(limit, 0)]]
-        return LsResult(cid=target, resolved_cid=_text(entry.cid), kind=entry.kind,
+        return LsResult(cid=target, resolved_cid=cid_str(entry.cid), kind=entry.kind,
                         entries=entries, total=len(listing), truncated=len(listing) > limit)
 
     return await run_blocking(work)
@@ -425,7 +410,7 @@ async def list_pins(backend: Any, *, limit: int = 200, name_contains: str = "") 
     def work() -> PinList:
         pins = [p for p in hf.repo.pins if name_contains.lower() in p.name.lower()]
         pins.sort(key=lambda p: p.created, reverse=True)
-        shown = [PinInfo(cid=_text(p.cid), type=p.type, name=p.name, size=p.size,
+        shown = [PinInfo(cid=cid_str(p.cid), type=p.type, name=p.name, size=p.size,
                          created=p.created) for p in pins[:max(limit, 0)]]
         return PinList(pins=shown, total=len(pins), truncated=len(pins) > limit)
 
