@@ -137,5 +137,9 @@ async def silent_peer() -> AsyncIterator[object]:
 
 
 def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
+    if os.path.isdir("/proc/self/fd"):
+        return len(os.listdir("/proc/self/fd"))
+    import psutil  # macOS and other POSIX systems without /proc
+
+    return psutil.Process().num_fds()
 
