@@ -1,162 +1,449 @@
-"""``kubo``: drive a Kubo node through its CLI (``KUBO_CMD``, default ``ipfs``).
+"""``kubo``: an existing Kubo node, over its HTTP RPC API or its CLI.
 
-CIDs and paths always go after ``--`` so a value can never be read as a flag. Output is
-streamed, not buffered whole, and every block or file that comes back is checked against
-its CID. A missing binary or a node that does not answer is ``BackendUnavailable`` with a
-hint, never a raw ``FileNotFoundError``.
+:func:`make_kubo_backend` picks the transport: ``IPFS_API`` set means the RPC client
+(:mod:`.kubo_rpc`), otherwise the CLI named by ``KUBO_CMD`` (:mod:`.kubo_cli`). Both
+trust the node for nothing they hand back. This module holds what they share:
+
+* :class:`VerifiedReader` turns two node primitives, ``block_get`` (one block; verified
+  here against its CID) and ``cat`` (a raw byte range; untrusted), into verified reads.
+  File bytes stream from the node's ``cat``; every whole leaf is checked by hashing it
+  the way the DAG says it was stored (a raw leaf is its bytes, a dag-pb leaf is the UnixFS
+  leaf encoding our importer writes), and anything that cannot be predicted (partial
+  leaves, other encodings, inline data) is compared with verified blocks. Only the
+  internal nodes of a file are fetched as blocks, so a 256 MiB file costs one ``cat`` and
+  a handful of ``block/get`` calls, and memory stays at about one leaf.
+* :func:`verified_listing` checks a node's ``ls`` answer against the verified directory.
+
+A mismatch anywhere is :class:`IntegrityError`, never a silent substitute.
 """
 
 from __future__ import annotations
 
-import shlex
-import shutil
-import subprocess
-from collections.abc import Iterator
+import hashlib
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
-from .cids import cid_of_block, cid_str, parse_cid, verify_block
-from .errors import BackendUnavailable, BlockNotFound, IntegrityError, IpfsMcpError
-from .exporter import Entry
-from .importer import ImportOptions, ImportResult
+from multiformats import CID
+
+from . import car, dagpb, unixfs
+from .cids import cid_str, verify_block
+from .dag import links_of
+from .errors import IntegrityError, InvalidInput
+from .exporter import Entry, Exporter
+from .hf_cache import split_path
+from .importer import DEFAULT_MAX_LINKS, DEFAULT_SHARD_THRESHOLD, ImportOptions
 from .settings import BackendSettings
+from .unixfs import NodeType
 
-_TIMEOUT = 60.0
-_PROBE_TIMEOUT = 10.0
+__all__ = ["VerifiedReader", "make_kubo_backend", "verified_listing", "check_add_options",
+           "check_car", "CountingCar", "IterReader", "Provider", "KUBO_CODECS"]
+
+_RAW = 0x55
+_DAG_PB = 0x70
+_SHA256 = b"\x12\x20"
+# A dag-pb leaf's Tsize is its block: the chunk plus a few bytes of UnixFS framing. More
+# than this over the chunk means the link points at an internal node, which we fetch and
+# walk instead of predicting (so ``cat`` never holds more than one leaf in memory).
+_LEAF_OVERHEAD = 32
+_MAX_PREDICTED_LEAF = 2 * 1024 * 1024  # peers refuse larger blocks; so do we here
+
+# Names accepted for ``block_put(codec=...)``, as the embedded backend accepts them.
+KUBO_CODECS = {"raw": "raw", "dag-pb": "dag-pb", "dag-cbor": "dag-cbor", "protobuf": "dag-pb",
+               "cbor": "dag-cbor"}
+
+BlockGet = Callable[[CID], bytes]
+RangeCat = Callable[[CID, int, int], Iterator[bytes]]
 
 
-class KuboCLIBackend:
-    name = "kubo"
+def make_kubo_backend(settings: BackendSettings) -> object:
+    """The Kubo backend the settings ask for: RPC when ``IPFS_API`` is set, else the CLI.
 
-    def __init__(self, cmd: list[str]) -> None:
-        self.cmd = cmd
+    Raises:
+        BackendUnavailable: the daemon does not answer, or the CLI is missing (with a hint).
+    """
+    if settings.ipfs_api:
+        from .kubo_rpc import KuboRPCBackend
 
-    @classmethod
-    def connect(cls, command: str) -> KuboCLIBackend:
-        """Find the binary and check that the node answers (``ipfs id``).
+        return KuboRPCBackend.connect(settings.ipfs_api,
+                                      authorization=settings.ipfs_api_authorization,
+                                      timeout=settings.ipfs_api_timeout)
+    from .kubo_cli import KuboCLIBackend
+
+    return KuboCLIBackend.connect(settings.kubo_cmd, timeout=settings.ipfs_api_timeout)
+
+
+def check_add_options(options: ImportOptions | None) -> ImportOptions:
+    """The options, if Kubo's ``add`` can honour them; our CIDs must equal the node's.
+
+    Raises:
+        InvalidInput: an option Kubo's ``add`` has no flag for (it would be ignored, and the
+            node would hand back a CID other than the one asked for).
+    """
+    o = options or ImportOptions()
+    if o.max_links != DEFAULT_MAX_LINKS:
+        raise InvalidInput(f"Kubo's add has no max_links option (it always uses "
+                           f"{DEFAULT_MAX_LINKS}); use the hf_cache backend for max_links="
+                           f"{o.max_links}")
+    if o.shard_threshold != DEFAULT_SHARD_THRESHOLD:
+        raise InvalidInput("Kubo's sharding threshold is node configuration "
+                           "(Internal.UnixFSShardingSizeThreshold), not an add option")
+    return o
+
+
+class _ByteStream:
+    """Exact-size reads from an untrusted chunk iterator (the node's ``cat``)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = bytearray()
+
+    def read_exact(self, n: int, what: str) -> bytes:
+        while len(self._buf) < n:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                raise IntegrityError(f"the node's cat of {what} ended {n - len(self._buf)} "
+                                     "bytes early")
+            self._buf += chunk
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    def check_drained(self, what: str) -> None:
+        extra = len(self._buf)
+        for chunk in self._chunks:
+            extra += len(chunk)
+        if extra:
+            raise IntegrityError(f"the node's cat of {what} sent {extra} bytes more than the "
+                                 "DAG holds")
+
+
+class VerifiedReader:
+    """Verified reads over a node's ``block_get`` and ``cat`` (see the module docstring).
+
+    Args:
+        block_get: fetch one block's bytes from the node (this class verifies them).
+        cat: stream the bytes of a file CID from ``offset``, ``length`` of them (untrusted).
+    """
+
+    def __init__(self, block_get: BlockGet, cat: RangeCat) -> None:
+        self._block_get = block_get
+        self._cat = cat
+
+    def load(self, cid: CID) -> bytes:
+        """One block from the node, checked against its CID.
 
         Raises:
-            BackendUnavailable: no binary, or the node does not answer.
+            IntegrityError: the node sent bytes that do not hash to ``cid``.
         """
-        cmd = shlex.split(command) or ["ipfs"]
-        if shutil.which(cmd[0]) is None:
-            raise BackendUnavailable(f"Kubo CLI {cmd[0]!r} not found on PATH; install Kubo or "
-                                     "set KUBO_CMD to its path")
-        backend = cls(cmd)
-        backend._run(["id", "-f", "<id>"], timeout=_PROBE_TIMEOUT)
-        return backend
-
-    def _run(self, args: list[str], *, data: bytes | None = None,
-             timeout: float = _TIMEOUT) -> bytes:
+        data = self._block_get(cid)
         try:
-            done = subprocess.run([*self.cmd, *args], input=data, capture_output=True,
-                                  timeout=timeout, check=False)
-        except FileNotFoundError as exc:
-            raise BackendUnavailable(f"Kubo CLI {self.cmd[0]!r} disappeared") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise BackendUnavailable(f"`{' '.join(self.cmd)} {args[0]}` timed out after "
-                                     f"{timeout:.0f}s; is the node running?") from exc
-        if done.returncode != 0:
-            message = done.stderr.decode(errors="replace").strip()
-            if "not found" in message or "no link named" in message:
-                raise BlockNotFound(args[-1], f"Kubo ({message})")
-            raise IpfsMcpError(f"`ipfs {args[0]}` failed: {message}")
-        return done.stdout
-
-    def _stream(self, args: list[str]) -> Iterator[bytes]:
-        proc = subprocess.Popen([*self.cmd, *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
-        assert proc.stdout is not None
-        try:
-            while chunk := proc.stdout.read(1 << 20):
-                yield chunk
-            if proc.wait(timeout=_TIMEOUT) != 0:
-                assert proc.stderr is not None
-                raise IpfsMcpError(f"`ipfs {args[0]}` failed: "
-                                   f"{proc.stderr.read().decode(errors='replace').strip()}")
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-    @staticmethod
-    def _add_flags(options: ImportOptions | None, pin: bool) -> list[str]:
-        o = options or ImportOptions()
-        flags = ["-Q", f"--cid-version={o.cid_version}", f"--chunker=size-{o.chunk_size}",
-                 f"--pin={'true' if pin else 'false'}"]
-        if o.raw_leaves is not None:
-            flags.append(f"--raw-leaves={'true' if o.raw_leaves else 'false'}")
-        if o.wrap_with_directory:
-            flags.append("-w")
-        if o.hidden:
-            flags.append("--hidden")
-        return flags
-
-    def add_bytes(self, data: bytes, *, pin: bool = True,
-                  options: ImportOptions | None = None) -> str:
-        out = self._run(["add", *self._add_flags(options, pin)], data=data)
-        return cid_str(parse_cid(out.decode().strip()))
-
-    def add_path(self, path: str | Path, *, recursive: bool = True, pin: bool = True,
-                 options: ImportOptions | None = None) -> ImportResult:
-        flags = self._add_flags(options, pin) + (["-r"] if recursive else [])
-        out = self._run(["add", *flags, "--", str(path)], timeout=3600)
-        return ImportResult(parse_cid(out.decode().split()[-1]), 0)
-
-    def cat_stream(self, cid: str, *, offset: int = 0, length: int | None = None
-                   ) -> Iterator[bytes]:
-        args = ["cat", f"--offset={offset}"]
-        if length is not None:
-            args.append(f"--length={length}")
-        return self._stream([*args, "--", cid])
-
-    def cat(self, cid: str, *, offset: int = 0, length: int | None = None) -> bytes:
-        return b"".join(self.cat_stream(cid, offset=offset, length=length))
-
-    def get_to_path(self, cid: str, *, output_path: str | Path) -> Entry:
-        self._run(["get", "-o", str(output_path), "--", cid], timeout=3600)
-        return Entry(parse_cid(cid.split("/")[0].removeprefix("/ipfs/") or cid), "file", 0)
-
-    def ls(self, cid: str) -> list[Entry]:
-        out = self._run(["ls", "--size=true", "--", cid]).decode()
-        entries = []
-        for line in out.splitlines():
-            parts = line.split(maxsplit=2)
-            if len(parts) == 3:
-                kind = "directory" if parts[2].endswith("/") else "file"
-                entries.append(Entry(parse_cid(parts[0]), kind, int(parts[1]),
-                                     parts[2].rstrip("/")))
-        return entries
-
-    def pin(self, cid: str, *, recursive: bool = True) -> None:
-        self._run(["pin", "add", f"--recursive={'true' if recursive else 'false'}", "--", cid])
-
-    def unpin(self, cid: str) -> None:
-        self._run(["pin", "rm", "--", cid])
-
-    def block_put(self, data: bytes, *, codec: str = "raw") -> str:
-        out = self._run(["block", "put", f"--cid-codec={codec}"], data=data)
-        cid = parse_cid(out.decode().strip())
-        expected = cid_of_block(data, version=1, codec=cid.codec.name)
-        if bytes(cid.digest) != bytes(expected.digest):
-            raise IntegrityError(f"Kubo returned {cid} for a block that hashes to {expected}")
-        return cid_str(cid)
-
-    def block_get(self, cid: str) -> bytes:
-        parsed = parse_cid(cid)
-        data = self._run(["block", "get", "--", cid_str(parsed)])
-        verify_block(parsed, data)
+            verify_block(cid, data)
+        except IntegrityError as exc:
+            raise IntegrityError(f"the node returned a block that does not match its CID "
+                                 f"{cid_str(cid)}") from exc
         return data
 
-    def dag_export(self, cid: str, out: Path | None = None) -> bytes | None:
-        data = b"".join(self._stream(["dag", "export", "--", cid]))
-        if out is None:
-            return data
-        Path(out).write_bytes(data)
+    def exporter(self) -> Exporter:
+        return _StreamingExporter(self)
+
+    def resolve(self, value: str) -> CID:
+        """``CID[/path]`` to the CID it names, walking verified directory blocks.
+
+        Raises:
+            InvalidCID: the first segment is not a CID.
+            NotFound: a path segment does not exist.
+        """
+        cid, path = split_path(value)
+        return self.exporter().resolve(cid, path) if path else cid
+
+    def stat(self, value: str) -> Entry:
+        return self.exporter().stat(self.resolve(value))
+
+    def cat(self, value: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """A file's bytes from ``offset`` (at most ``length``), every byte verified.
+
+        Raises:
+            InvalidInput: a directory or symlink, or a negative offset or length.
+            IntegrityError: the node's bytes or blocks do not match the CID.
+        """
+        if offset < 0 or (length is not None and length < 0):
+            raise InvalidInput("offset and length must not be negative")
+        cid = self.resolve(value)
+        return self.file_pieces(cid, self.load(cid), offset, length)
+
+    def get_to_path(self, value: str, output_path: Path) -> Entry:
+        """Write a file or tree to ``output_path`` (the exporter's path safety applies)."""
+        return self.exporter().get_to_path(self.resolve(value), Path(output_path))
+
+    # -- file content: the node's cat, checked leaf by leaf ----------------------------
+    def file_pieces(self, cid: CID, block: bytes, offset: int, length: int | None = None
+                    ) -> Iterator[bytes]:
+        """The bytes ``[offset, offset + length)`` of the file whose verified root block is
+        ``block``: one ``cat`` of exactly that range, checked as it streams."""
+        node = _file_node(cid, block)
+        if node is None:  # a raw block is the whole file, and it is verified already
+            size = len(block)
+        else:
+            size = _file_size(cid, *node)
+        end = size if length is None else min(size, offset + length)
+        if offset >= end:
+            return
+        if node is None:
+            yield block[offset:end]
+            return
+        links, fs = node
+        if not links:  # inline data only: the verified block holds it all
+            yield (fs.data or b"")[offset:end]
+            return
+        what = cid_str(cid)
+        stream = _ByteStream(self._cat(cid, offset, end - offset))
+        yield from self._walk(cid, links, fs, 0, offset, end, stream, what)
+        stream.check_drained(what)
+
+    def _walk(self, cid: CID, links: tuple[dagpb.PBLink, ...], fs: unixfs.UnixFSData,
+              base: int, start: int, end: int, stream: _ByteStream, what: str
+              ) -> Iterator[bytes]:
+        pos = base
+        data = fs.data or b""
+        if data:
+            lo, hi = max(pos, start), min(pos + len(data), end)
+            if lo < hi:
+                yield _same(stream.read_exact(hi - lo, what), data[lo - pos:hi - pos], cid)
+            pos += len(data)
+        if len(fs.blocksizes) != len(links):
+            raise IntegrityError(f"{cid_str(cid)}: blocksizes do not match its links")
+        for link, size in zip(links, fs.blocksizes, strict=True):
+            lo, hi = max(pos, start), min(pos + size, end)
+            if lo < hi:
+                yield from self._child(link, pos, size, lo, hi, stream, what)
+            pos += size
+            if pos >= end:
+                return
+
+    def _child(self, link: dagpb.PBLink, pos: int, size: int, lo: int, hi: int,
+               stream: _ByteStream, what: str) -> Iterator[bytes]:
+        cid = link.cid
+        whole = lo == pos and hi == pos + size
+        sha = bytes(cid.digest)[:2] == _SHA256
+        if whole and sha and cid.codec.code == _RAW:
+            piece = stream.read_exact(size, what)
+            if hashlib.sha256(piece).digest() != bytes(cid.digest)[2:]:
+                raise IntegrityError(f"the node's cat of {what} returned bytes that do not "
+                                     f"match the raw leaf {cid_str(cid)}")
+            yield piece
+            return
+        if (whole and sha and cid.codec.code == _DAG_PB and size <= _MAX_PREDICTED_LEAF
+                and link.tsize <= size + _LEAF_OVERHEAD):
+            piece = stream.read_exact(size, what)
+            if hashlib.sha256(unixfs.file_leaf(piece)).digest() == bytes(cid.digest)[2:]:
+                yield piece
+                return
+            # Not the leaf encoding we predict (or not a leaf): the verified DAG decides.
+            yield _same(piece, Exporter(self.load).read(cid), cid)
+            return
+        block = self.load(cid)
+        node = _file_node(cid, block)
+        if node is None:
+            yield _same(stream.read_exact(hi - lo, what), block[lo - pos:hi - pos], cid)
+            return
+        links, fs = node
+        if _file_size(cid, links, fs) != size:
+            raise IntegrityError(f"{cid_str(cid)} holds {_file_size(cid, links, fs)} bytes, "
+                                 f"its parent says {size}")
+        yield from self._walk(cid, links, fs, pos, lo, hi, stream, what)
+
+
+class _StreamingExporter(Exporter):
+    """Our exporter (path checks, directories, symlinks) with file bytes from the node's
+    ``cat``, checked by :class:`VerifiedReader` instead of fetched block by block."""
+
+    def __init__(self, reader: VerifiedReader) -> None:
+        self._reader = reader
+        self._last: tuple[bytes, bytes] | None = None
+        super().__init__(self._load)
+
+    def _load(self, cid: CID) -> bytes:
+        # The base class decodes a file's root before asking for its pieces, and the pieces
+        # need the same block: one remembered block saves a round trip per file.
+        key = bytes(cid)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        data = self._reader.load(cid)
+        self._last = (key, data)
+        return data
+
+    def _file_pieces(self, cid: CID, node: object, offset: int) -> Iterator[bytes]:
+        return self._reader.file_pieces(cid, self._load(cid), offset)
+
+
+def _same(untrusted: bytes, verified: bytes, cid: CID) -> bytes:
+    if untrusted != verified:
+        raise IntegrityError(f"the node's cat returned bytes that do not match {cid_str(cid)}")
+    return verified
+
+
+def _file_node(cid: CID, block: bytes
+               ) -> tuple[tuple[dagpb.PBLink, ...], unixfs.UnixFSData] | None:
+    if cid.codec.code == _RAW:
         return None
+    if cid.codec.code != _DAG_PB:
+        raise InvalidInput(f"{cid_str(cid)} is {cid.codec.name}, not UnixFS (dag-pb or raw)")
+    node = dagpb.decode(block)
+    if node.data is None:
+        raise IntegrityError(f"{cid_str(cid)}: dag-pb node without UnixFS data")
+    fs = unixfs.decode(node.data)
+    if fs.type == NodeType.SYMLINK:
+        raise InvalidInput(f"{cid_str(cid)} is a symlink, not a file")
+    if fs.type not in (NodeType.FILE, NodeType.RAW):
+        raise InvalidInput(f"{cid_str(cid)} is a directory, not a file")
+    return node.links, fs
 
 
-def make_kubo_backend(settings: BackendSettings) -> KuboCLIBackend:
-    if settings.ipfs_api:
-        raise BackendUnavailable("the Kubo HTTP RPC client (IPFS_API) is not available in this "
-                                 "version; unset IPFS_API to use the Kubo CLI (KUBO_CMD)")
-    return KuboCLIBackend.connect(settings.kubo_cmd)
+def _file_size(cid: CID, links: tuple[dagpb.PBLink, ...], fs: unixfs.UnixFSData) -> int:
+    counted = len(fs.data or b"") + sum(fs.blocksizes)
+    if fs.filesize is not None and fs.filesize != counted:
+        raise IntegrityError(f"{cid_str(cid)}: filesize {fs.filesize} but its parts hold "
+                             f"{counted} bytes")
+    return counted
+
+
+def verified_listing(reader: VerifiedReader, value: str,
+                     reported: Iterable[tuple[str, CID, str, int, str | None]]) -> list[Entry]:
+    """The node's ``ls`` answer, checked against the verified directory block(s).
+
+    ``reported`` holds ``(name, cid, kind, size, symlink_target)`` as the node said. Names
+    and CIDs must be exactly the directory's links (they are what the CID proves); kinds
+    and sizes are the node's report, as the node read them from those children.
+
+    Raises:
+        IntegrityError: the listing names entries the directory does not hold, or misses some.
+    """
+    root = reader.resolve(value)
+    exporter = reader.exporter()
+    entry = exporter.stat(root)
+    if entry.kind != "directory":
+        return [entry]
+    truth = list(exporter.children(root))
+    said = {name: (cid, kind, size, target) for name, cid, kind, size, target in reported}
+    if len(said) != len(truth) or not all(
+            name in said and _same_block(said[name][0], cid) for name, cid in truth):
+        raise IntegrityError(f"the node's listing of {cid_str(root)} does not match the "
+                             "directory's verified links")
+    out = []
+    for name, cid in truth:
+        _, kind, size, target = said[name]
+        out.append(Entry(cid, kind, 0 if kind == "directory" else size, name, target))
+    return out
+
+
+def _same_block(a: CID, b: CID) -> bool:
+    """Same codec and multihash: a node may print a CIDv0 link as CIDv1, or the reverse."""
+    return a.codec.code == b.codec.code and bytes(a.digest) == bytes(b.digest)
+
+
+def unixfs_kind(type_code: object) -> str:
+    """Kubo's numeric ``Type`` in ``ls`` answers (UnixFS types) as our entry kind."""
+    if type_code in (1, 5, "dir", "directory"):
+        return "directory"
+    if type_code in (4, "symlink"):
+        return "symlink"
+    return "file"
+
+
+def multipart_boundary() -> str:
+    return f"ipfs-mcp-{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A peer that says it provides a CID: its id and the addresses the node knows for it."""
+
+    peer_id: str
+    addrs: tuple[str, ...]
+
+
+class IterReader:
+    """A file-like view of a chunk iterator, copying what is read to ``out`` if given (so
+    what is saved is exactly what was parsed and checked)."""
+
+    def __init__(self, chunks: Iterator[bytes], out: BinaryIO | None = None) -> None:
+        self._chunks = chunks
+        self._out = out
+        self._buf = bytearray()
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buf) < n:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buf += chunk
+        data = bytes(self._buf if n < 0 else self._buf[:n])
+        del self._buf[:len(data)]
+        if self._out is not None:
+            self._out.write(data)
+        return data
+
+
+def check_car(root: CID, stream: Any) -> int:
+    """Read a CAR for ``root``: every block verified (by :func:`car.read_car`), the root
+    declared, and every link inside the DAG present. Returns the number of blocks.
+
+    Raises:
+        IntegrityError: a block is corrupt, the root is wrong, or a linked block is missing.
+    """
+    roots, blocks = car.read_car(stream)
+    if [bytes(r.digest) for r in roots] != [bytes(root.digest)]:
+        raise IntegrityError(f"the CAR for {cid_str(root)} declares roots "
+                             f"{[cid_str(r) for r in roots]}")
+    have: set[bytes] = set()
+    wanted: set[bytes] = {bytes(root.digest)}
+    count = 0
+    for cid, block in blocks:
+        have.add(bytes(cid.digest))
+        wanted.update(bytes(link.digest) for link in links_of(cid, block)
+                      if link.hashfun.code != 0x00)  # identity CIDs carry their own block
+        count += 1
+    missing = wanted - have
+    if missing:
+        raise IntegrityError(f"the CAR for {cid_str(root)} misses {len(missing)} block(s) of "
+                             "its DAG")
+    return count
+
+
+class CountingCar:
+    """Reads a CAR through :func:`car.read_car` (verifying it) while handing out its raw
+    bytes for upload, so what is sent is exactly what was checked; a corrupt block stops
+    the upload with :class:`IntegrityError`."""
+
+    _PIECE = 1 << 20
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._pending = bytearray()
+        self.roots: list[CID] = []
+        self.blocks = 0
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self._pending += data
+        return data
+
+    def _drain(self) -> bytes:
+        data = bytes(self._pending)
+        self._pending.clear()
+        return data
+
+    def pieces(self) -> Iterator[bytes]:
+        roots, blocks = car.read_car(self)  # type: ignore[arg-type]
+        self.roots = list(roots)
+        yield self._drain()
+        for _, block in blocks:
+            self.blocks += 1
+            self.size += len(block)
+            if len(self._pending) >= self._PIECE:
+                yield self._drain()
+        yield self._drain()

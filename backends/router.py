@@ -9,23 +9,39 @@ also takes ``backend=`` (a name or a backend instance). Selection:
 
 A backend is "working" only if its factory built it and its probe passed; nothing hands
 out made-up CIDs. :func:`selection` says which backend is in use and why each other one
-was skipped.
+was skipped; :func:`backend_health` probes every one of them.
+
+Reads (``cat``, ``get_to_path``, ``block_get``, ``ls``) that fail on the selected backend
+(not found, unavailable, corrupt) fall back to the next working backend in preference
+order; the CID proves the answer right wherever it comes from, and the hf_cache backend
+goes on to the P2P node when it has a fetcher. :func:`last_read` says which backend
+answered. ``IPFS_READ_FALLBACK=0`` turns this off. Writes never switch: if the chosen
+backend fails, the write fails and says so.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from .backend import Backend
-from .errors import AllBackendsFailed, BackendUnavailable, InvalidInput
+from .errors import (
+    AllBackendsFailed,
+    BackendUnavailable,
+    InvalidInput,
+    IpfsMcpError,
+    OperationCancelled,
+)
 from .exporter import Entry
 from .fetcher import BlockFetcher
 from .settings import BackendSettings
 
 PREFERENCE = ("ipfs_kit", "hf_cache", "kubo")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,7 @@ class RouterDeps:
 
 
 BackendFactory = Callable[[RouterDeps], Backend]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -174,6 +191,104 @@ def selection(deps: RouterDeps | None = None) -> Selection:
     return _last
 
 
+@dataclass(frozen=True)
+class ReadReport:
+    """Which backend answered a read, and why the ones asked before it did not."""
+
+    operation: str
+    backend: str
+    failed: dict[str, str]
+
+
+@dataclass(frozen=True)
+class BackendHealth:
+    name: str
+    ok: bool
+    detail: str
+
+
+_reads = threading.local()
+
+
+def last_read() -> ReadReport | None:
+    """The report of this thread's last read through the module functions."""
+    return getattr(_reads, "report", None)
+
+
+def _name_of(b: Backend) -> str:
+    return getattr(b, "name", type(b).__name__)
+
+
+def _read(op: str, call: Callable[[Backend], _T], backend: Backend | str | None,
+          deps: RouterDeps | None) -> _T:
+    """Run a read on the selected backend, then on the next working ones if it fails.
+
+    Caller mistakes (invalid CIDs, a folder where a file was wanted) are not retried
+    elsewhere: every backend would refuse them alike.
+    """
+    deps = deps or RouterDeps()
+    first = get_backend(deps=deps, backend=backend)
+    name = _name_of(first)
+    try:
+        result = call(first)
+    except (InvalidInput, OperationCancelled):
+        raise
+    except IpfsMcpError as exc:
+        if not deps.settings.read_fallback:
+            raise
+        failure: BaseException = exc
+    else:
+        _reads.report = ReadReport(op, name, {})
+        return result
+    errors: dict[str, BaseException] = {name: failure}
+    for other in [n for n in known_backends() if n != name]:
+        try:
+            with _state_lock:
+                candidate = _build(other, deps)
+        except (BackendUnavailable, InvalidInput):
+            continue  # not working here: not a candidate (selection() says why)
+        try:
+            result = call(candidate)
+        except (InvalidInput, OperationCancelled):
+            raise
+        except IpfsMcpError as exc:
+            errors[other] = exc
+            continue
+        _reads.report = ReadReport(op, other, {k: str(v) for k, v in errors.items()})
+        log.info("%s answered by %s after %s", op, other,
+                 "; ".join(f"{k}: {v}" for k, v in errors.items()))
+        return result
+    if len(errors) == 1:
+        raise failure
+    raise AllBackendsFailed(op, errors)
+
+
+def _write(op: str, call: Callable[[Backend], _T], backend: Backend | str | None) -> _T:
+    chosen = get_backend(backend=backend)
+    try:
+        return call(chosen)
+    except BackendUnavailable as exc:
+        raise BackendUnavailable(f"{op} failed on {_name_of(chosen)} and was not tried on any "
+                                 f"other backend (writes never switch): {exc}") from exc
+
+
+def backend_health(deps: RouterDeps | None = None) -> list[BackendHealth]:
+    """Every known backend, probed now: works, or why not. Unlike :func:`selection`, this
+    also asks backends that come after the selected one (for the health resource)."""
+    deps = deps or RouterDeps()
+    out = []
+    for name in known_backends():
+        try:
+            with _state_lock:
+                backend = _build(name, deps)
+            check = getattr(backend, "health", None)
+            detail = check() if callable(check) else "built and probed"
+            out.append(BackendHealth(name, True, str(detail)))
+        except (BackendUnavailable, InvalidInput) as exc:
+            out.append(BackendHealth(name, False, str(exc)))
+    return out
+
+
 def reset() -> None:
     """Forget cached instances and the default (tests, or after changing settings)."""
     global _default, _last
@@ -185,44 +300,49 @@ def reset() -> None:
 
 # -- the seed API --------------------------------------------------------------------------
 def add_bytes(data: bytes, *, pin: bool = True, backend: Backend | str | None = None) -> str:
-    return get_backend(backend=backend).add_bytes(data, pin=pin)
+    return _write("add_bytes", lambda b: b.add_bytes(data, pin=pin), backend)
 
 
-def cat(cid: str, *, backend: Backend | str | None = None) -> bytes:
-    return get_backend(backend=backend).cat(cid)
+def cat(cid: str, *, backend: Backend | str | None = None,
+        deps: RouterDeps | None = None) -> bytes:
+    return _read("cat", lambda b: b.cat(cid), backend, deps)
 
 
 def pin(cid: str, *, backend: Backend | str | None = None) -> None:
-    get_backend(backend=backend).pin(cid)
+    _write("pin", lambda b: b.pin(cid), backend)
 
 
 def unpin(cid: str, *, backend: Backend | str | None = None) -> None:
-    get_backend(backend=backend).unpin(cid)
+    _write("unpin", lambda b: b.unpin(cid), backend)
 
 
 def block_put(data: bytes, *, codec: str = "raw", backend: Backend | str | None = None) -> str:
-    return get_backend(backend=backend).block_put(data, codec=codec)
+    return _write("block_put", lambda b: b.block_put(data, codec=codec), backend)
 
 
-def block_get(cid: str, *, backend: Backend | str | None = None) -> bytes:
-    return get_backend(backend=backend).block_get(cid)
+def block_get(cid: str, *, backend: Backend | str | None = None,
+              deps: RouterDeps | None = None) -> bytes:
+    return _read("block_get", lambda b: b.block_get(cid), backend, deps)
 
 
 def add_path(path: str | Path, *, recursive: bool = True, pin: bool = True,
              backend: Backend | str | None = None) -> str:
     from .cids import cid_str
 
-    result = get_backend(backend=backend).add_path(path, recursive=recursive, pin=pin)
+    result = _write("add_path", lambda b: b.add_path(path, recursive=recursive, pin=pin),
+                    backend)
     return cid_str(result.root)
 
 
 def get_to_path(cid: str, *, output_path: str | Path,
-                backend: Backend | str | None = None) -> Entry:
-    return get_backend(backend=backend).get_to_path(cid, output_path=output_path)
+                backend: Backend | str | None = None, deps: RouterDeps | None = None) -> Entry:
+    return _read("get_to_path", lambda b: b.get_to_path(cid, output_path=output_path), backend,
+                 deps)
 
 
-def ls(cid: str, *, backend: Backend | str | None = None) -> list[Entry]:
-    return get_backend(backend=backend).ls(cid)
+def ls(cid: str, *, backend: Backend | str | None = None,
+       deps: RouterDeps | None = None) -> list[Entry]:
+    return _read("ls", lambda b: b.ls(cid), backend, deps)
 
 
 def dag_export(cid: str, *, backend: Backend | str | None = None) -> bytes:

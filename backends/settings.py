@@ -9,7 +9,16 @@ Environment (the names the old ``ipfs_backend_router`` honoured, plus ours):
 ``IPFS_KIT_DISABLE``          never consider ipfs_kit_py (default ``0``)
 ``ENABLE_HF_CACHE``           consider the embedded hf_cache repo (default ``1``)
 ``KUBO_CMD``                  the Kubo CLI to run (default ``ipfs``)
-``IPFS_API``                  a Kubo RPC endpoint, URL or multiaddr
+``IPFS_API``                  a Kubo RPC endpoint, URL (``http://127.0.0.1:5001``) or API
+                              multiaddr (``/ip4/127.0.0.1/tcp/5001``); with
+                              ``IPFS_BACKEND=kubo`` it selects the RPC client over the CLI
+``IPFS_API_AUTHORIZATION``    the ``Authorization`` header value sent to that endpoint, for
+                              Kubo's ``API.Authorizations`` (``Bearer <token>`` or
+                              ``Basic <base64 user:pass>``); never logged
+``IPFS_API_TIMEOUT``          seconds a Kubo request may take (default ``60``); reads that
+                              search the network are cut off at this bound
+``IPFS_READ_FALLBACK``        let reads that miss fall back to the next working backend
+                              (default ``1``); writes never switch backend
 ``HF_HOME``                   HuggingFace home; the repo lives in ``$HF_HOME/ipfs``
 ``HF_HUB_CACHE``              the hub cache (default ``$HF_HOME/hub``)
 ``IPFS_ROUTER_CACHE``         reuse backend instances between calls (default ``1``)
@@ -20,8 +29,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import InvalidInput
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -39,6 +50,20 @@ def env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     return default
 
 
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    value = (env.get(name) or "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number > 0:
+        # Settings are read once at start-up: a typo should stop it, not become a default.
+        raise InvalidInput(f"{name} must be a positive number of seconds, not {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class BackendSettings:
     hf_home: Path
@@ -48,6 +73,10 @@ class BackendSettings:
     enable_hf_cache: bool = True
     kubo_cmd: str = "ipfs"
     ipfs_api: str | None = None
+    # repr=False: the header is a secret and settings objects end up in logs and errors.
+    ipfs_api_authorization: str | None = field(default=None, repr=False)
+    ipfs_api_timeout: float = 60.0
+    read_fallback: bool = True
     router_cache: bool = True
 
     @property
@@ -68,5 +97,8 @@ class BackendSettings:
             enable_hf_cache=env_flag(env, "ENABLE_HF_CACHE", True),
             kubo_cmd=(env.get("KUBO_CMD") or "ipfs").strip(),
             ipfs_api=(env.get("IPFS_API") or "").strip() or None,
+            ipfs_api_authorization=(env.get("IPFS_API_AUTHORIZATION") or "").strip() or None,
+            ipfs_api_timeout=_positive_float(env, "IPFS_API_TIMEOUT", 60.0),
+            read_fallback=env_flag(env, "IPFS_READ_FALLBACK", True),
             router_cache=env_flag(env, "IPFS_ROUTER_CACHE", True),
         )

@@ -1,0 +1,572 @@
+"""``kubo`` through its CLI (``KUBO_CMD``, default ``ipfs``), one subprocess per operation.
+
+* CIDs and paths always go after ``--``, so a value can never be read as a flag.
+* Output streams: ``cat`` and ``dag export`` are read in 1 MiB pieces as the process
+  writes them, and ``add`` of a stream feeds stdin from a thread while stdout is read.
+  Errors go to a temporary file, so a chatty process can never block on a full pipe.
+* Every process has a deadline; past it, it is killed and the call fails.
+* A missing binary is :class:`BackendUnavailable` with a hint, never a raw
+  ``FileNotFoundError``.
+
+What comes back is verified exactly as in the RPC client (:class:`.kubo.VerifiedReader`):
+blocks against their CIDs, ``cat`` output leaf by leaf, listings against the directory.
+
+Dialects. The commands and flags are Kubo's documented ones. Where an older CLI answers
+differently the backend adapts, and only after checking: js-ipfs's ``jsipfs block get``
+prints blocks as UTF-8 text (binary blocks come back corrupt, and fail verification), so
+a block that fails verification is fetched once more through ``dag export`` (binary-safe,
+verified) before the backend gives up; ``block put`` falls back to ``--format`` when
+``--cid-codec`` was ignored; ``routing findprovs`` falls back to ``dht findprovs``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from multiformats import CID
+
+from . import car
+from .cids import cid_of_block, cid_str, parse_cid, verify_block
+from .errors import (
+    BackendUnavailable,
+    BlockNotFound,
+    IntegrityError,
+    InvalidCID,
+    InvalidInput,
+    IpfsMcpError,
+    NotFound,
+    PinNotFound,
+)
+from .exporter import Entry
+from .importer import ImportOptions, ImportResult
+from .kubo import (
+    KUBO_CODECS,
+    CountingCar,
+    IterReader,
+    Provider,
+    VerifiedReader,
+    check_add_options,
+    check_car,
+    verified_listing,
+)
+
+__all__ = ["KuboCLIBackend"]
+
+_PIECE = 1 << 20
+_CAR_CACHE_BYTES = 32 * 1024 * 1024
+_PROBE_TIMEOUT = 30.0  # a CLI on Node needs a few seconds just to load
+_NOT_FOUND_HINTS = ("not found", "could not find", "context deadline exceeded",
+                    "request timed out", "timed out", "no such file")
+_LS_LINE = re.compile(r"(?P<size>\d+|-)\s+(?P<name>.*)$")
+
+
+class KuboCLIBackend:
+    """A Kubo node driven through its CLI (see the module docstring).
+
+    Args:
+        cmd: the command, split (``["ipfs"]``, or ``["node", "cli.js"]``).
+        env: the environment of every process (default: this process's), e.g. with
+            ``IPFS_PATH`` pointing at the node's repo.
+        timeout: seconds one operation may take.
+    """
+
+    name = "kubo"
+
+    def __init__(self, cmd: list[str], *, env: Mapping[str, str] | None = None,
+                 timeout: float = 60.0) -> None:
+        if not cmd:
+            raise InvalidInput("the Kubo CLI command is empty (KUBO_CMD)")
+        self.cmd = list(cmd)
+        self.env = dict(env) if env is not None else None
+        self.timeout = timeout
+        self.reader = VerifiedReader(self._block_get_raw, self._cat_raw)
+        self._car_blocks: dict[bytes, bytes] = {}  # the last DAG read through dag export
+
+    @classmethod
+    def connect(cls, command: str | list[str], *, env: Mapping[str, str] | None = None,
+                timeout: float = 60.0) -> KuboCLIBackend:
+        """Find the binary and check that the node answers (``id``).
+
+        Raises:
+            BackendUnavailable: no binary, or the node does not answer.
+        """
+        cmd = shlex.split(command) if isinstance(command, str) else list(command)
+        cmd = cmd or ["ipfs"]
+        if shutil.which(cmd[0]) is None:
+            raise BackendUnavailable(f"Kubo CLI {cmd[0]!r} not found on PATH; install Kubo "
+                                     "(https://docs.ipfs.tech/install/) or set KUBO_CMD to "
+                                     "its path")
+        backend = cls(cmd, env=env, timeout=timeout)
+        try:
+            backend.id(timeout=max(_PROBE_TIMEOUT, min(timeout, 60.0)))
+        except BackendUnavailable:
+            raise
+        except IpfsMcpError as exc:
+            raise BackendUnavailable(f"`{' '.join(cmd)} id` failed: {exc}; is the node "
+                                     "initialised (`ipfs init`)?") from exc
+        return backend
+
+    def __repr__(self) -> str:
+        return f"KuboCLIBackend({' '.join(self.cmd)!r})"
+
+    # -- processes ----------------------------------------------------------------------
+    def _label(self, args: list[str]) -> str:
+        return f"`{Path(self.cmd[-1]).name} {' '.join(a for a in args if a != '--')}`"
+
+    def _popen(self, args: list[str], stdin: Any, stderr: Any) -> subprocess.Popen[bytes]:
+        try:
+            return subprocess.Popen([*self.cmd, *args], stdin=stdin, stdout=subprocess.PIPE,
+                                    stderr=stderr, env=self.env)
+        except FileNotFoundError as exc:
+            raise BackendUnavailable(f"Kubo CLI {self.cmd[0]!r} is gone; install Kubo or set "
+                                     "KUBO_CMD to its path") from exc
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot run Kubo CLI {self.cmd[0]!r}: {exc}") from exc
+
+    def _failure(self, args: list[str], code: int, message: str,
+                 subject: str | None) -> IpfsMcpError:
+        lowered = message.lower()
+        label = self._label(args)
+        if "not pinned" in lowered:
+            return PinNotFound(f"{subject} is not pinned ({label}: {message})")
+        if "no link named" in lowered or "no such link" in lowered:
+            return NotFound(f"{subject}: {message}")
+        if subject is not None and any(h in lowered for h in _NOT_FOUND_HINTS):
+            return BlockNotFound(subject, f"the Kubo node ({label}: {message})")
+        if any(h in lowered for h in ("connection refused", "cannot connect", "econnrefused",
+                                      "api not running", "no ipfs repo", "repo.lock",
+                                      "someone else has the lock")):
+            return BackendUnavailable(f"{label} cannot reach its node: {message}")
+        return IpfsMcpError(f"{label} failed (exit {code}): {message}")
+
+    def _run(self, args: list[str], *, data: bytes | None = None, subject: str | None = None,
+             timeout: float | None = None) -> bytes:
+        """Run to completion and return stdout (for answers that are small)."""
+        limit = timeout or self.timeout
+        try:
+            done = subprocess.run([*self.cmd, *args], input=data if data is not None else b"",
+                                  capture_output=True, timeout=limit, check=False,
+                                  env=self.env)
+        except FileNotFoundError as exc:
+            raise BackendUnavailable(f"Kubo CLI {self.cmd[0]!r} is gone; install Kubo or set "
+                                     "KUBO_CMD to its path") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise BackendUnavailable(f"{self._label(args)} took longer than {limit:g} s "
+                                     "(IPFS_API_TIMEOUT); is the node running?") from exc
+        if done.returncode != 0:
+            message = done.stderr.decode(errors="replace").strip() or \
+                done.stdout.decode(errors="replace").strip()[-2000:]
+            raise self._failure(args, done.returncode, message, subject)
+        return done.stdout
+
+    def _stream(self, args: list[str], *, stdin: Iterator[bytes] | None = None,
+                subject: str | None = None) -> Iterator[bytes]:
+        """Stream stdout in pieces; feed ``stdin`` from a thread. The process is killed if
+        the deadline passes or the consumer stops early."""
+        deadline = time.monotonic() + self.timeout
+        with tempfile.TemporaryFile() as err:
+            proc = self._popen(args, subprocess.PIPE if stdin is not None else
+                               subprocess.DEVNULL, err)
+            feeder = None
+            feed_error: list[BaseException] = []
+            if stdin is not None:
+                feeder = threading.Thread(target=_feed, args=(proc, stdin, feed_error),
+                                          name="kubo-cli-stdin", daemon=True)
+                feeder.start()
+            timer = threading.Timer(self.timeout, proc.kill)  # bounds blocked reads too
+            timer.daemon = True
+            timer.start()
+            try:
+                assert proc.stdout is not None
+                while piece := proc.stdout.read(_PIECE):
+                    yield piece
+                code = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired as exc:
+                raise BackendUnavailable(f"{self._label(args)} took longer than "
+                                         f"{self.timeout:g} s") from exc
+            finally:
+                timer.cancel()
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait(timeout=10)
+                if feeder is not None:
+                    feeder.join(timeout=10)
+                if proc.stdout is not None:
+                    proc.stdout.close()
+            if feed_error:
+                raise feed_error[0]
+            if code != 0:
+                if time.monotonic() >= deadline:
+                    raise BackendUnavailable(f"{self._label(args)} took longer than "
+                                             f"{self.timeout:g} s and was stopped")
+                err.seek(0)
+                message = err.read()[-4000:].decode(errors="replace").strip()
+                raise self._failure(args, code, message or f"killed (exit {code})", subject)
+
+    def _timeout_flag(self) -> str:
+        # The node's own deadline, slightly inside ours, so it reports "not found" before
+        # we have to kill the process.
+        return f"--timeout={max(1.0, self.timeout - 2):.0f}s"
+
+    # -- node primitives the verified reader builds on ----------------------------------
+    def _block_get_raw(self, cid: CID) -> bytes:
+        key = bytes(cid.digest)
+        cached = self._car_blocks.get(key)
+        if cached is not None:
+            return cached
+        text = cid_str(cid)
+        data = self._run(["block", "get", self._timeout_flag(), "--", text], subject=text)
+        try:
+            verify_block(cid, data)
+        except IntegrityError:
+            # Some CLIs print blocks as text and mangle binary ones (js-ipfs). Ask once more
+            # through dag export, which is binary-safe; what it gives is verified too.
+            return self._block_from_export(cid)
+        return data
+
+    def _block_from_export(self, cid: CID) -> bytes:
+        blocks: dict[bytes, bytes] = {}
+        text = cid_str(cid)
+        roots, found = car.read_car(IterReader(self._stream(
+            ["dag", "export", self._timeout_flag(), "--", text], subject=text)))
+        kept = 0
+        for block_cid, block in found:  # read_car verifies each block
+            # Keep the DAG's structure (and small blocks) for the reads that follow; file
+            # bytes come through cat, so large leaves are not worth the memory.
+            wanted = block_cid == cid or (block_cid.codec.name != "raw"
+                                          and kept + len(block) <= _CAR_CACHE_BYTES)
+            if wanted:
+                blocks[bytes(block_cid.digest)] = block
+                kept += len(block)
+        # Kept for the next reads of this DAG (a file's internal nodes, a folder's children).
+        self._car_blocks = blocks
+        try:
+            return blocks[bytes(cid.digest)]
+        except KeyError:
+            raise IntegrityError(f"`dag export {text}` did not contain {text}") from None
+
+    def _cat_raw(self, cid: CID, offset: int, length: int) -> Iterator[bytes]:
+        text = cid_str(cid)
+        return self._stream(["cat", f"--offset={offset}", f"--length={length}",
+                             self._timeout_flag(), "--", text], subject=text)
+
+    # -- adding -------------------------------------------------------------------------
+    @staticmethod
+    def _add_flags(options: ImportOptions | None, pin: bool) -> list[str]:
+        o = check_add_options(options)
+        return ["-Q", "--progress=false", f"--cid-version={o.cid_version}",
+                f"--raw-leaves={'true' if o.leaves_are_raw else 'false'}",
+                f"--chunker=size-{o.chunk_size}", f"--pin={'true' if pin else 'false'}"]
+
+    def _root_of(self, out: bytes) -> CID:
+        lines = [line.strip() for line in out.decode(errors="replace").splitlines()
+                 if line.strip()]
+        if not lines:
+            raise IpfsMcpError("`add` printed no CID")
+        try:  # -Q prints the root alone; be lenient with extra lines before it
+            return parse_cid(lines[-1].split()[-1] if " " in lines[-1] else lines[-1])
+        except InvalidCID as exc:
+            raise IpfsMcpError(f"`add` printed {lines[-1]!r}, not a CID") from exc
+
+    def add_bytes(self, data: bytes, *, pin: bool = True,
+                  options: ImportOptions | None = None) -> str:
+        """Add one file's bytes (from stdin). ``wrap_with_directory`` does not apply."""
+        return cid_str(self._root_of(self._run(["add", *self._add_flags(options, pin)],
+                                               data=bytes(data))))
+
+    def add_stream(self, stream: BinaryIO, *, pin: bool = True, name: str = "",
+                   options: ImportOptions | None = None) -> CID:
+        """Add one file from a stream, fed to the CLI's stdin in pieces."""
+        out = b"".join(self._stream(["add", *self._add_flags(options, pin)],
+                                    stdin=_pieces(stream)))
+        return self._root_of(out)
+
+    def add_path(self, path: str | Path, *, recursive: bool = True, pin: bool = True,
+                 options: ImportOptions | None = None) -> ImportResult:
+        """``ipfs add [-r] [-H] [-w] -- PATH``; the CLI reads the files itself.
+
+        Raises:
+            NotFound: no such path.
+            InvalidInput: a folder without ``recursive``, ``follow_symlinks`` (the CLI keeps
+                symlinks as symlinks), or an option Kubo cannot honour.
+        """
+        o = check_add_options(options)
+        top = Path(path)
+        if not top.exists():
+            raise NotFound(f"no such file or folder: {top}")
+        if top.is_dir() and not recursive:
+            raise InvalidInput(f"{top} is a folder; add it recursively (-r)")
+        if o.follow_symlinks and top.is_dir():
+            raise InvalidInput("the Kubo CLI adds symlinks as symlinks; use the RPC backend "
+                               "(IPFS_API) to add a folder with its symlinks followed")
+        flags = self._add_flags(o, pin)
+        if top.is_dir():
+            flags.append("-r")
+        if o.hidden:
+            flags.append("--hidden")
+        if o.wrap_with_directory:
+            flags.append("--wrap-with-directory")
+        out = self._run(["add", *flags, "--", str(top)], timeout=max(self.timeout, 3600))
+        return ImportResult(self._root_of(out), _tree_bytes(top, o))
+
+    # -- reading (verified) -------------------------------------------------------------
+    def cat_stream(self, cid: str, *, offset: int = 0, length: int | None = None
+                   ) -> Iterator[bytes]:
+        return self.reader.cat(cid, offset, length)
+
+    def cat(self, cid: str, *, offset: int = 0, length: int | None = None) -> bytes:
+        return b"".join(self.cat_stream(cid, offset=offset, length=length))
+
+    def stat(self, cid: str) -> Entry:
+        return self.reader.stat(cid)
+
+    def get_to_path(self, cid: str, *, output_path: str | Path) -> Entry:
+        """Written by our exporter (path safety, verified bytes), not by ``ipfs get``."""
+        return self.reader.get_to_path(cid, Path(output_path))
+
+    def ls(self, cid: str) -> list[Entry]:
+        """A directory's entries (names and CIDs verified), or the file itself."""
+        root = cid_str(self.reader.resolve(cid))
+        out = self._run(["ls", self._timeout_flag(), "--", root], subject=root)
+        reported = []
+        for line in out.decode(errors="replace").splitlines():
+            entry = _parse_ls_line(line)
+            if entry is not None:
+                reported.append(entry)
+        return verified_listing(self.reader, root, reported)
+
+    def block_get(self, cid: str) -> bytes:
+        return self.reader.load(parse_cid(cid))
+
+    def block_put(self, data: bytes, *, codec: str = "raw") -> str:
+        """Store one block; the CID (v1, sha2-256) is computed here and checked.
+
+        Raises:
+            InvalidInput: an unsupported codec.
+            IntegrityError: the node stored it under another hash.
+        """
+        try:
+            codec_name = KUBO_CODECS[codec]
+        except KeyError:
+            raise InvalidInput(f"unsupported codec {codec!r}; use raw, dag-pb or dag-cbor") \
+                from None
+        expected = cid_of_block(data, version=1, codec=codec_name)
+        try:
+            got = self._block_put(data, [f"--cid-codec={codec_name}", "--mhtype=sha2-256"])
+        except IpfsMcpError as exc:
+            if "cid-codec" not in str(exc):
+                raise
+            got = None  # an older CLI without --cid-codec (js-ipfs)
+        if got is None or got.codec.name != codec_name:
+            got = self._block_put(data, [f"--format={codec_name}", "--mhtype=sha2-256",
+                                         "--version=1"])
+        if bytes(got.digest) != bytes(expected.digest) or got.codec.name != codec_name:
+            raise IntegrityError(f"the Kubo node stored the block as {got}, but it is "
+                                 f"{cid_str(expected)}")
+        return cid_str(expected)
+
+    def _block_put(self, data: bytes, flags: list[str]) -> CID:
+        out = self._run(["block", "put", *flags], data=bytes(data)).decode().strip()
+        try:
+            return parse_cid(out.split()[-1])
+        except (InvalidCID, IndexError) as exc:
+            raise IpfsMcpError(f"`block put` printed {out!r}, not a CID") from exc
+
+    # -- pins ---------------------------------------------------------------------------
+    def pin(self, cid: str, *, recursive: bool = True) -> None:
+        target = cid_str(self.reader.resolve(cid))
+        self._run(["pin", "add", f"--recursive={'true' if recursive else 'false'}",
+                   self._timeout_flag(), "--", target], subject=target)
+
+    def unpin(self, cid: str) -> None:
+        """Raises: PinNotFound: it was not pinned."""
+        target = cid_str(self.reader.resolve(cid))
+        self._run(["pin", "rm", "--", target], subject=target)
+
+    def pins(self, cid: str | None = None, *, type: str = "recursive") -> dict[str, str]:
+        """Pinned CIDs with their pin type; ``cid`` limits the answer to that one.
+
+        Raises:
+            PinNotFound: ``cid`` was given and is not pinned.
+        """
+        args = ["pin", "ls", f"--type={type}"]
+        if cid is not None:
+            args += ["--", cid_str(parse_cid(cid))]
+        out: dict[str, str] = {}
+        for line in self._run(args, subject=cid).decode(errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) >= 2:
+                try:
+                    out[cid_str(parse_cid(parts[0]))] = parts[1]
+                except InvalidCID:
+                    continue
+        return out
+
+    # -- CAR ----------------------------------------------------------------------------
+    def dag_export(self, cid: str, out: Path | BinaryIO | None = None) -> bytes | None:
+        """``ipfs dag export`` streamed through our CAR check (every block verified, the
+        DAG complete), into ``out`` (a path or stream) or returned as bytes."""
+        root = self.reader.resolve(cid)
+        if out is None:
+            buf = io.BytesIO()
+            self._export_into(root, buf)
+            return buf.getvalue()
+        if isinstance(out, str | Path):
+            target = Path(out)
+            part = target.with_name(f".{target.name}.part")
+            try:
+                with open(part, "wb") as stream:
+                    self._export_into(root, stream)
+                os.replace(part, target)
+            finally:
+                part.unlink(missing_ok=True)
+        else:
+            self._export_into(root, out)
+        return None
+
+    def _export_into(self, root: CID, out: BinaryIO) -> None:
+        text = cid_str(root)
+        chunks = self._stream(["dag", "export", self._timeout_flag(), "--", text], subject=text)
+        check_car(root, IterReader(chunks, out))
+
+    def dag_import(self, stream: BinaryIO, *, pin_roots: bool = True) -> car.CarImportReport:
+        """``ipfs dag import`` from stdin, fed with a CAR that is verified as it is sent.
+
+        Raises:
+            IntegrityError: a block does not match its CID (the import stops).
+            BlockNotFound: a root could not be pinned.
+        """
+        counted = CountingCar(stream)
+        flag = f"--pin-roots={'true' if pin_roots else 'false'}"
+        out = b"".join(self._stream(["dag", "import", flag], stdin=counted.pieces()))
+        for line in out.decode(errors="replace").splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 3 and parts[0].lower().startswith("pinned root") \
+                    and parts[2].strip().lower() != "success":
+                raise BlockNotFound(parts[1], f"the Kubo node (pinning the CAR's root: "
+                                              f"{parts[2].strip()})")
+        return car.CarImportReport(tuple(counted.roots), counted.blocks, counted.size)
+
+    # -- node ---------------------------------------------------------------------------
+    def id(self, *, timeout: float | None = None) -> dict[str, Any]:
+        out = self._run(["id"], timeout=timeout)
+        try:
+            info = json.loads(out)
+        except ValueError as exc:
+            raise IpfsMcpError(f"`id` printed {out[:200]!r}, not JSON") from exc
+        if isinstance(info, dict) and "ID" not in info and "id" in info:
+            # js-ipfs prints its core API's camelCase object; Kubo prints the RPC's keys.
+            info = {key[:1].upper() + key[1:]: value for key, value in info.items()}
+            info["ID"] = info.pop("Id")
+        if not isinstance(info, dict) or "ID" not in info:
+            raise IpfsMcpError(f"`id` printed {info!r}")
+        return info
+
+    def health(self) -> str:
+        """One line for the health report; the daemon is asked now.
+
+        Raises:
+            BackendUnavailable: it does not answer.
+        """
+        info = self.id(timeout=min(self.timeout, 30.0))
+        return (f"CLI {' '.join(self.cmd)}: {info.get('AgentVersion', '?')} "
+                f"peer {info['ID']}")
+
+    def swarm_peers(self) -> list[tuple[str, str]]:
+        """Connected peers as ``(peer_id, multiaddr)``."""
+        peers = []
+        for line in self._run(["swarm", "peers"]).decode(errors="replace").splitlines():
+            line = line.strip()
+            if "/p2p/" in line:
+                addr, _, pid = line.rpartition("/p2p/")
+                peers.append((pid, addr))
+        return peers
+
+    def find_providers(self, cid: str, *, limit: int = 20, timeout: float | None = None
+                       ) -> list[Provider]:
+        target = cid_str(parse_cid(cid))
+        seconds = timeout or self.timeout
+        flags = [f"--num-providers={limit}", f"--timeout={seconds:g}s", "--", target]
+        try:
+            out = self._run(["routing", "findprovs", *flags], timeout=seconds + 30)
+        except IpfsMcpError as exc:
+            if not re.search(r"unknown (command|argument)|not a command|routing", str(exc),
+                             re.IGNORECASE):
+                raise
+            out = self._run(["dht", "findprovs", *flags], timeout=seconds + 30)
+        found: dict[str, Provider] = {}
+        for line in out.decode(errors="replace").splitlines():
+            pid = line.strip()
+            if pid and pid not in found and " " not in pid:
+                found[pid] = Provider(pid, ())
+        return list(found.values())[:limit]
+
+
+# -- helpers -----------------------------------------------------------------------------
+def _feed(proc: subprocess.Popen[bytes], pieces: Iterator[bytes],
+          errors: list[BaseException]) -> None:
+    assert proc.stdin is not None
+    try:
+        for piece in pieces:
+            proc.stdin.write(piece)
+    except BrokenPipeError:
+        pass  # the process died; its exit status says why
+    except BaseException as exc:  # e.g. a corrupt CAR: stop the import, report it
+        errors.append(exc)
+        proc.kill()
+    finally:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+
+
+def _pieces(stream: BinaryIO) -> Iterator[bytes]:
+    while piece := stream.read(_PIECE):
+        yield piece
+
+
+def _parse_ls_line(line: str) -> tuple[str, CID, str, int, str | None] | None:
+    """One ``ls`` line: Kubo prints ``CID SIZE NAME``, js-ipfs ``MODE MTIME CID SIZE NAME``;
+    folders end in ``/``. The CID is the first token that parses as one."""
+    tokens = line.split()
+    for i, token in enumerate(tokens):
+        try:
+            cid = parse_cid(token)
+        except InvalidCID:
+            continue
+        rest = line.split(token, 1)[1].strip()
+        match = _LS_LINE.match(rest)
+        if match is None or i + 1 >= len(tokens):
+            return None
+        name = match.group("name")
+        kind = "directory" if name.endswith("/") else "file"
+        size = int(match.group("size")) if match.group("size").isdigit() else 0
+        return name.rstrip("/"), cid, kind, size, None
+    return None
+
+
+def _tree_bytes(top: Path, o: ImportOptions) -> int:
+    if not top.is_dir():
+        return top.stat().st_size
+    total = 0
+    for folder, dirs, files in os.walk(top):
+        if not o.hidden:
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            path = Path(folder) / name
+            if (o.hidden or not name.startswith(".")) and not path.is_symlink():
+                total += path.stat().st_size
+    return total

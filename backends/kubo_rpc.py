@@ -1,0 +1,592 @@
+"""``kubo`` over HTTP: a client for Kubo's RPC API (``/api/v0``), with httpx.
+
+Selected by ``IPFS_BACKEND=kubo`` with ``IPFS_API`` (a URL such as
+``http://127.0.0.1:5001`` or an API multiaddr such as ``/ip4/127.0.0.1/tcp/5001``). An
+``Authorization`` header (``IPFS_API_AUTHORIZATION``) is sent on every request, for Kubo's
+``API.Authorizations``.
+
+What comes back is checked, not trusted: blocks against their CIDs, file bytes leaf by
+leaf (:class:`.kubo.VerifiedReader`), listings against the verified directory, CARs
+block by block. Uploads stream (files are read in 1 MiB pieces as they are sent).
+
+Bounded and honest failure:
+
+* every request has a timeout (``IPFS_API_TIMEOUT``); reads that may search the network
+  also pass Kubo's own ``timeout`` option, so the daemon gives up at the same bound;
+* a connection that cannot be opened is retried once (nothing was sent, so it is safe);
+  requests are never replayed after the daemon may have acted on them;
+* no daemon is :class:`BackendUnavailable` with the URL tried and a hint; a 401/403 says
+  to check the token; a missing block is :class:`BlockNotFound`.
+
+Older daemons speak older dialects of the same API (js-ipfs 0.66 is the one we test
+against, see INTEROP.md). The client writes Kubo's documented requests and adapts only
+where an answer shows the other dialect: ``block/put`` falls back to ``format=`` when the
+daemon ignored ``cid-codec``, and provider lookups fall back from ``routing/findprovs``
+to ``dht/findprovs`` when the first is missing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+import httpx
+from multiformats import CID
+
+from . import car
+from .cids import cid_of_block, cid_str, parse_cid
+from .errors import (
+    BackendUnavailable,
+    BlockNotFound,
+    IntegrityError,
+    InvalidInput,
+    IpfsMcpError,
+    NotFound,
+    PinNotFound,
+)
+from .exporter import Entry
+from .importer import ImportOptions, ImportResult
+from .kubo import (
+    KUBO_CODECS,
+    CountingCar,
+    IterReader,
+    Provider,
+    VerifiedReader,
+    check_add_options,
+    check_car,
+    multipart_boundary,
+    unixfs_kind,
+    verified_listing,
+)
+
+__all__ = ["KuboRPCBackend", "api_url_from"]
+
+DEFAULT_API = "http://127.0.0.1:5001"
+_PIECE = 1 << 20  # upload and download granularity
+_PROBE_TIMEOUT = 5.0
+_NOT_FOUND_HINTS = ("not found", "could not find", "no link named", "context deadline exceeded",
+                    "request timed out", "no such file", "does not exist")
+
+
+def api_url_from(value: str | None) -> str:
+    """``IPFS_API`` as a base URL: a URL is kept, an API multiaddr is translated.
+
+    ``/ip4/127.0.0.1/tcp/5001`` -> ``http://127.0.0.1:5001``; ``/ip6/::1/tcp/5001``,
+    ``/dns4/host/tcp/5001`` and a trailing ``/http`` or ``/https`` are understood too.
+
+    Raises:
+        InvalidInput: neither a http(s) URL nor a TCP multiaddr.
+    """
+    text = (value or DEFAULT_API).strip().rstrip("/")
+    if text.startswith("/"):
+        parts = text.strip("/").split("/")
+        if len(parts) < 4 or parts[0] not in ("ip4", "ip6", "dns", "dns4", "dns6") \
+                or parts[2] != "tcp" or not parts[3].isdigit():
+            raise InvalidInput(f"IPFS_API multiaddr {value!r} is not /ip4|ip6|dns/HOST/tcp/PORT")
+        rest = parts[4:]
+        if rest not in ([], ["http"], ["https"]):
+            raise InvalidInput(f"IPFS_API multiaddr {value!r}: only /http or /https may follow "
+                               "the port")
+        scheme = rest[0] if rest else "http"
+        host = f"[{parts[1]}]" if parts[0] == "ip6" else parts[1]
+        return f"{scheme}://{host}:{parts[3]}"
+    split = urlsplit(text)
+    if split.scheme not in ("http", "https") or not split.netloc:
+        raise InvalidInput(f"IPFS_API {value!r} is not an http(s) URL or an API multiaddr")
+    return text.removesuffix("/api/v0")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.3f}s"
+
+
+class KuboRPCBackend:
+    """A Kubo daemon through its HTTP RPC API (see the module docstring).
+
+    Args:
+        api: base URL or API multiaddr of the daemon.
+        client: the ``httpx.Client`` to use (tests and embedders pass their own); by
+            default one is made with the timeout and a single connect retry.
+        authorization: the ``Authorization`` header value, if the API requires one.
+        timeout: seconds any one request may take.
+    """
+
+    name = "kubo"
+
+    def __init__(self, api: str | None = None, *, client: httpx.Client | None = None,
+                 authorization: str | None = None, timeout: float = 60.0) -> None:
+        self.url = api_url_from(api)
+        self.timeout = timeout
+        self._headers = {"Authorization": authorization} if authorization else {}
+        self._owns_client = client is None
+        self.client = client or httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            transport=httpx.HTTPTransport(retries=1))
+        self.reader = VerifiedReader(self._block_get_raw, self._cat_raw)
+
+    @classmethod
+    def connect(cls, api: str | None = None, *, client: httpx.Client | None = None,
+                authorization: str | None = None, timeout: float = 60.0) -> KuboRPCBackend:
+        """A backend whose daemon answered ``id`` (so the URL and the token work).
+
+        Raises:
+            BackendUnavailable: nothing answers there, or it refused us (with a hint).
+        """
+        backend = cls(api, client=client, authorization=authorization, timeout=timeout)
+        try:
+            backend.id(timeout=min(timeout, _PROBE_TIMEOUT))
+        except BackendUnavailable:
+            backend.close()
+            raise
+        except IpfsMcpError as exc:
+            backend.close()
+            raise BackendUnavailable(f"{backend.url} does not behave like a Kubo RPC API: "
+                                     f"{exc}") from exc
+        return backend
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+    def __repr__(self) -> str:
+        return f"KuboRPCBackend({self.url!r})"  # never the Authorization header
+
+    # -- transport ----------------------------------------------------------------------
+    def _endpoint(self, path: str) -> str:
+        return f"{self.url}/api/v0/{path}"
+
+    def _unavailable(self, what: str, exc: Exception) -> BackendUnavailable:
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return BackendUnavailable(
+                f"no Kubo RPC API answers at {self.url} ({what}: {exc}); start the daemon "
+                "(`ipfs daemon`) or point IPFS_API at its API address")
+        if isinstance(exc, httpx.TimeoutException):
+            return BackendUnavailable(f"Kubo at {self.url} did not answer {what} within "
+                                      f"{self.timeout:g} s (IPFS_API_TIMEOUT)")
+        return BackendUnavailable(f"the connection to Kubo at {self.url} broke during {what}: "
+                                  f"{exc}; is the daemon still running?")
+
+    def _error(self, what: str, response: httpx.Response, subject: str | None) -> IpfsMcpError:
+        """Kubo's error answer (``{"Message": ..., "Code": ..., "Type": "error"}``) mapped."""
+        status = response.status_code
+        try:
+            body = response.read().decode("utf-8", "replace")
+        except httpx.HTTPError:
+            body = ""
+        try:
+            message = str(json.loads(body).get("Message") or body)
+        except (ValueError, AttributeError):
+            message = body.strip() or response.reason_phrase
+        if status in (401, 403):
+            return BackendUnavailable(
+                f"Kubo at {self.url} refused {what} ({status} {message.strip()}); check "
+                "IPFS_API_AUTHORIZATION against the daemon's API.Authorizations")
+        if status in (404, 405):
+            return BackendUnavailable(f"Kubo at {self.url} has no {what} endpoint ({status}); "
+                                      "the daemon is too old or not Kubo")
+        lowered = message.lower()
+        if "not pinned" in lowered:
+            return PinNotFound(f"{subject} is not pinned on Kubo at {self.url}")
+        if subject is not None and any(hint in lowered for hint in _NOT_FOUND_HINTS):
+            if "no link named" in lowered or "no such file" in lowered:
+                return NotFound(f"{subject}: {message}")
+            return BlockNotFound(subject, f"Kubo at {self.url} ({message})")
+        return IpfsMcpError(f"Kubo at {self.url}: {what} failed ({status}): {message}")
+
+    @contextmanager
+    def _stream(self, path: str, params: dict[str, Any] | None = None, *,
+                content: Iterator[bytes] | bytes | None = None, boundary: str | None = None,
+                subject: str | None = None, timeout: float | None = None
+                ) -> Iterator[httpx.Response]:
+        """POST to ``/api/v0/<path>`` and yield the streaming response (200 only)."""
+        headers = dict(self._headers)
+        if boundary is not None:
+            headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+        query = {k: _param(v) for k, v in (params or {}).items() if v is not None}
+        request_timeout = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+        try:
+            with self.client.stream("POST", self._endpoint(path), params=query, content=content,
+                                    headers=headers, timeout=request_timeout) as response:
+                if response.status_code != 200:
+                    raise self._error(path, response, subject)
+                yield response
+        except httpx.HTTPError as exc:  # connect, timeout and protocol errors
+            raise self._unavailable(path, exc) from exc
+
+    def _json(self, path: str, params: dict[str, Any] | None = None, *,
+              subject: str | None = None, timeout: float | None = None,
+              content: Iterator[bytes] | bytes | None = None, boundary: str | None = None
+              ) -> list[dict[str, Any]]:
+        """The answer's JSON objects (Kubo streams some answers as one object per line)."""
+        with self._stream(path, params, subject=subject, timeout=timeout, content=content,
+                          boundary=boundary) as response:
+            out = []
+            for line in response.iter_lines():
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)
+                except ValueError as exc:
+                    raise IpfsMcpError(f"Kubo at {self.url}: {path} sent a line that is not "
+                                       f"JSON: {line[:200]!r}") from exc
+                if isinstance(value, dict) and value.get("Type") == "error" \
+                        and "Message" in value:
+                    # An error after a 200: Kubo's streaming commands report failures in-band.
+                    raise IpfsMcpError(f"Kubo at {self.url}: {path} failed: {value['Message']}")
+                out.append(value)
+            return out
+
+    def _read_params(self, **params: Any) -> dict[str, Any]:
+        # Kubo's own timeout (a global option): the daemon stops searching at our bound.
+        return {**params, "timeout": _duration(self.timeout)}
+
+    # -- node primitives the verified reader builds on ----------------------------------
+    def _block_get_raw(self, cid: CID) -> bytes:
+        # Errors while reading the body surface inside _stream, which maps them.
+        with self._stream("block/get", self._read_params(arg=cid_str(cid)),
+                          subject=cid_str(cid)) as response:
+            return response.read()
+
+    def _cat_raw(self, cid: CID, offset: int, length: int) -> Iterator[bytes]:
+        with self._stream("cat", self._read_params(arg=cid_str(cid), offset=offset,
+                                                   length=length),
+                          subject=cid_str(cid)) as response:
+            yield from response.iter_bytes(_PIECE)
+
+    # -- adding -------------------------------------------------------------------------
+    def _add(self, parts: Iterator[_Part], options: ImportOptions | None, pin: bool,
+             wrap: bool) -> str:
+        o = check_add_options(options)
+        params = {"cid-version": o.cid_version, "raw-leaves": o.leaves_are_raw,
+                  "chunker": f"size-{o.chunk_size}", "pin": pin, "wrap-with-directory": wrap,
+                  "hash": "sha2-256", "progress": False, "quieter": True,
+                  "cid-base": "base32" if o.cid_version == 1 else None}
+        boundary = multipart_boundary()
+        answers = self._json("add", params, content=_multipart(parts, boundary),
+                             boundary=boundary)
+        hashes = [a["Hash"] for a in answers if isinstance(a, dict) and "Hash" in a]
+        if not hashes:
+            raise IpfsMcpError(f"Kubo at {self.url}: add answered without a CID")
+        # quieter: Kubo sends only the root; older daemons send every entry, root last.
+        return cid_str(parse_cid(hashes[-1]))
+
+    def add_bytes(self, data: bytes, *, pin: bool = True,
+                  options: ImportOptions | None = None) -> str:
+        """Add one file's bytes; the CID is the one ``ipfs add`` gives (and our importer).
+
+        ``wrap_with_directory`` is ignored here, as in the embedded backend: bytes have no
+        name to wrap them under.
+        """
+        return self._add(iter([_Part("data", "file", iter([bytes(data)]))]), options, pin,
+                         wrap=False)
+
+    def add_stream(self, stream: BinaryIO, *, pin: bool = True, name: str = "data",
+                   options: ImportOptions | None = None) -> CID:
+        """Add one file from a binary stream, sent in 1 MiB pieces as it is read."""
+        return parse_cid(self._add(iter([_Part(name or "data", "file", _pieces(stream))]),
+                                   options, pin, wrap=False))
+
+    def add_path(self, path: str | Path, *, recursive: bool = True, pin: bool = True,
+                 options: ImportOptions | None = None) -> ImportResult:
+        """Add a file or folder as ``ipfs add [-r]`` does (dotfiles skipped unless
+        ``hidden``; symlinks kept as symlinks unless ``follow_symlinks``).
+
+        Raises:
+            NotFound: no such path.
+            InvalidInput: a folder without ``recursive``, or an option Kubo cannot honour.
+        """
+        o = check_add_options(options)
+        top = Path(path)
+        if not top.exists():
+            raise NotFound(f"no such file or folder: {top}")
+        if top.is_dir() and not recursive:
+            raise InvalidInput(f"{top} is a folder; add it recursively (-r)")
+        name = top.resolve().name if top.name in ("", ".", "..") else top.name
+        sizes: list[int] = []
+        root = self._add(_walk_parts(top, name, o, sizes), o, pin, wrap=o.wrap_with_directory)
+        return ImportResult(parse_cid(root), sum(sizes))
+
+    # -- reading (verified) -------------------------------------------------------------
+    def cat_stream(self, cid: str, *, offset: int = 0, length: int | None = None
+                   ) -> Iterator[bytes]:
+        return self.reader.cat(cid, offset, length)
+
+    def cat(self, cid: str, *, offset: int = 0, length: int | None = None) -> bytes:
+        return b"".join(self.cat_stream(cid, offset=offset, length=length))
+
+    def stat(self, cid: str) -> Entry:
+        return self.reader.stat(cid)
+
+    def get_to_path(self, cid: str, *, output_path: str | Path) -> Entry:
+        return self.reader.get_to_path(cid, Path(output_path))
+
+    def ls(self, cid: str) -> list[Entry]:
+        """A directory's entries (names and CIDs verified), or the file itself."""
+        root = self.reader.resolve(cid)
+        answers = self._json("ls", self._read_params(arg=cid_str(root), size=True,
+                                                    **{"resolve-type": True}),
+                             subject=cid_str(root))
+        reported = []
+        for answer in answers:
+            for obj in answer.get("Objects") or []:
+                for link in obj.get("Links") or []:
+                    reported.append((link.get("Name", ""), parse_cid(link["Hash"]),
+                                     unixfs_kind(link.get("Type")), int(link.get("Size") or 0),
+                                     link.get("Target") or None))
+        return verified_listing(self.reader, cid_str(root), reported)
+
+    def block_get(self, cid: str) -> bytes:
+        return self.reader.load(parse_cid(cid))
+
+    def block_put(self, data: bytes, *, codec: str = "raw") -> str:
+        """Store one block; the CID (v1, sha2-256) is computed here and checked.
+
+        Raises:
+            InvalidInput: an unsupported codec.
+            IntegrityError: the daemon stored it under another hash.
+        """
+        try:
+            codec_name = KUBO_CODECS[codec]
+        except KeyError:
+            raise InvalidInput(f"unsupported codec {codec!r}; use raw, dag-pb or dag-cbor") \
+                from None
+        expected = cid_of_block(data, version=1, codec=codec_name)
+        got = self._block_put(data, {"cid-codec": codec_name, "mhtype": "sha2-256"})
+        if got.codec.name != codec_name:
+            # js-ipfs ignores cid-codec (it predates it) but honours the legacy format=.
+            got = self._block_put(data, {"format": codec_name, "mhtype": "sha2-256"})
+        if bytes(got.digest) != bytes(expected.digest) or got.codec.name != codec_name:
+            raise IntegrityError(f"Kubo at {self.url} stored the block as {got}, but it is "
+                                 f"{cid_str(expected)}")
+        return cid_str(expected)
+
+    def _block_put(self, data: bytes, params: dict[str, Any]) -> CID:
+        boundary = multipart_boundary()
+        answers = self._json("block/put", params, boundary=boundary,
+                             content=_multipart(iter([_Part("data", "file", iter([data]))]),
+                                                boundary))
+        try:
+            return parse_cid(answers[-1]["Key"])
+        except (IndexError, KeyError, TypeError) as exc:
+            raise IpfsMcpError(f"Kubo at {self.url}: block/put answered {answers!r}") from exc
+
+    # -- pins ---------------------------------------------------------------------------
+    def pin(self, cid: str, *, recursive: bool = True) -> None:
+        """Pin (the daemon fetches what it lacks, within the timeout)."""
+        target = cid_str(self.reader.resolve(cid))
+        self._json("pin/add", self._read_params(arg=target, recursive=recursive),
+                   subject=target)
+
+    def unpin(self, cid: str) -> None:
+        """Raises: PinNotFound: it was not pinned (directly or recursively)."""
+        target = cid_str(self.reader.resolve(cid))
+        self._json("pin/rm", {"arg": target, "recursive": True}, subject=target)
+
+    def pins(self, cid: str | None = None, *, type: str = "recursive") -> dict[str, str]:
+        """Pinned CIDs with their pin type (``recursive``, ``direct``, ``indirect``, ``all``).
+
+        Raises:
+            PinNotFound: ``cid`` was given and is not pinned.
+        """
+        params: dict[str, Any] = {"type": type}
+        if cid is not None:
+            params["arg"] = cid_str(parse_cid(cid))
+        out: dict[str, str] = {}
+        for answer in self._json("pin/ls", params, subject=params.get("arg")):
+            keys = answer.get("Keys")
+            if isinstance(keys, dict):  # the classic answer: one object for all pins
+                for key, info in keys.items():
+                    out[cid_str(parse_cid(key))] = str((info or {}).get("Type", ""))
+            elif "Cid" in answer:  # the streamed answer (stream=true)
+                out[cid_str(parse_cid(answer["Cid"]))] = str(answer.get("Type", ""))
+        return out
+
+    # -- CAR ----------------------------------------------------------------------------
+    def dag_export(self, cid: str, out: Path | BinaryIO | None = None) -> bytes | None:
+        """The DAG as a CAR v1, as the daemon wrote it, every block verified and the DAG
+        checked complete. To ``out`` (a path or stream) or returned as bytes.
+
+        Raises:
+            IntegrityError: a block does not match its CID, or the CAR is incomplete.
+        """
+        root = self.reader.resolve(cid)
+        if out is None:
+            buf = io.BytesIO()
+            self._export_into(root, buf)
+            return buf.getvalue()
+        if isinstance(out, str | Path):
+            target = Path(out)
+            part = target.with_name(f".{target.name}.part")
+            try:
+                with open(part, "wb") as stream:
+                    self._export_into(root, stream)
+                os.replace(part, target)
+            finally:
+                part.unlink(missing_ok=True)
+        else:
+            self._export_into(root, out)
+        return None
+
+    def _export_into(self, root: CID, out: BinaryIO) -> None:
+        with self._stream("dag/export", self._read_params(arg=cid_str(root)),
+                          subject=cid_str(root)) as response:
+            check_car(root, IterReader(response.iter_bytes(_PIECE), out))
+
+    def dag_import(self, stream: BinaryIO, *, pin_roots: bool = True) -> car.CarImportReport:
+        """Send a CAR to the daemon, verifying every block on the way (a bad CAR stops the
+        upload), and pin its roots.
+
+        Raises:
+            IntegrityError: a block does not match its CID.
+            BlockNotFound: the daemon could not pin a root (the CAR did not hold its DAG).
+        """
+        counted = CountingCar(stream)
+        boundary = multipart_boundary()
+        answers = self._json("dag/import", {"pin-roots": pin_roots}, boundary=boundary,
+                             content=_multipart(iter([_Part("file", "file", counted.pieces())]),
+                                                boundary))
+        for answer in answers:
+            root = answer.get("Root") or {}
+            if root.get("PinErrorMsg"):
+                cid = (root.get("Cid") or {}).get("/", "?")
+                raise BlockNotFound(cid, f"Kubo at {self.url} (pinning the CAR's root: "
+                                         f"{root['PinErrorMsg']})")
+        return car.CarImportReport(tuple(counted.roots), counted.blocks, counted.size)
+
+    # -- node ---------------------------------------------------------------------------
+    def id(self, *, timeout: float | None = None) -> dict[str, Any]:
+        """The daemon's ``id``: ``ID``, ``Addresses`` (js-ipfs leaves them empty),
+        ``AgentVersion``, ..."""
+        answers = self._json("id", timeout=timeout)
+        if not answers or "ID" not in answers[0]:
+            raise IpfsMcpError(f"Kubo at {self.url}: id answered {answers!r}")
+        return answers[0]
+
+    def health(self) -> str:
+        """One line for the health report; the daemon is asked now.
+
+        Raises:
+            BackendUnavailable: it does not answer.
+        """
+        info = self.id(timeout=min(self.timeout, 30.0))
+        return (f"RPC API at {self.url}: {info.get('AgentVersion', '?')} "
+                f"peer {info['ID']}")
+
+    def swarm_peers(self) -> list[tuple[str, str]]:
+        """Connected peers as ``(peer_id, multiaddr)``."""
+        answers = self._json("swarm/peers")
+        peers = (answers[0].get("Peers") if answers else None) or []
+        return [(str(p.get("Peer", "")), str(p.get("Addr", ""))) for p in peers]
+
+    def find_providers(self, cid: str, *, limit: int = 20, timeout: float | None = None
+                       ) -> list[Provider]:
+        """Peers the daemon's routing says provide ``cid`` (at most ``limit``)."""
+        target = cid_str(parse_cid(cid))
+        seconds = timeout or self.timeout
+        params = {"arg": target, "num-providers": limit, "timeout": _duration(seconds)}
+        try:
+            answers = self._json("routing/findprovs", params, timeout=seconds + 5)
+        except BackendUnavailable as exc:
+            if "no routing/findprovs endpoint" not in str(exc):
+                raise
+            answers = self._json("dht/findprovs", params, timeout=seconds + 5)
+        found: dict[str, Provider] = {}
+        for answer in answers:
+            if answer.get("Type") != 4:  # 4 = Provider in Kubo's routing query events
+                continue
+            for response in answer.get("Responses") or []:
+                pid = str(response.get("ID", ""))
+                if pid and pid not in found:
+                    found[pid] = Provider(pid, tuple(response.get("Addrs") or ()))
+        return list(found.values())[:limit]
+
+
+# -- helpers: parameters, multipart, CAR checking ----------------------------------------
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class _Part:
+    path: str  # the entry's path inside the upload
+    kind: str  # "file" | "directory" | "symlink"
+    body: Iterator[bytes]
+
+
+_CONTENT_TYPES = {"file": "application/octet-stream", "directory": "application/x-directory",
+                  "symlink": "application/symlink"}
+
+
+def _encode_name(path: str) -> str:
+    # Kubo URL-unescapes the part's filename and js-ipfs decodeURIComponent()s it. Escaping
+    # every byte keeps '/' inside one parameter, and keeps one-letter names from falling
+    # through js-ipfs 0.66's filename pattern, which needs at least two characters.
+    return "".join(f"%{b:02X}" for b in path.encode())
+
+
+def _multipart(parts: Iterator[_Part], boundary: str) -> Iterator[bytes]:
+    """A multipart/form-data body produced as it is sent (one file open at a time)."""
+    for part in parts:
+        yield (f"--{boundary}\r\n"
+               f'Content-Disposition: form-data; name="file"; '
+               f'filename="{_encode_name(part.path)}"\r\n'
+               f"Content-Type: {_CONTENT_TYPES[part.kind]}\r\n\r\n").encode()
+        yield from part.body
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
+
+
+def _pieces(stream: BinaryIO) -> Iterator[bytes]:
+    while piece := stream.read(_PIECE):
+        yield piece
+
+
+def _file_body(path: Path, sizes: list[int]) -> Iterator[bytes]:
+    # Opened only when the upload reaches it, so a folder of many files holds one open.
+    with open(path, "rb") as stream:
+        total = 0
+        for piece in _pieces(stream):  # type: ignore[arg-type]
+            total += len(piece)
+            yield piece
+        sizes.append(total)
+
+
+def _walk_parts(top: Path, name: str, o: ImportOptions, sizes: list[int]) -> Iterator[_Part]:
+    """The parts of ``ipfs add -r``: each folder before what it holds, names sorted, dotfiles
+    skipped unless ``hidden``, symlinks sent as symlinks unless ``follow_symlinks``."""
+    if not top.is_dir():  # a file, or a symlink named on the command line (followed)
+        yield _Part(name, "file", _file_body(top, sizes))
+        return
+    following: set[Path] = set()
+
+    def walk(folder: Path, rel: str) -> Iterator[_Part]:
+        yield _Part(rel, "directory", iter(()))
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.name.startswith(".") and not o.hidden:
+                continue
+            child = f"{rel}/{entry.name}"
+            if entry.is_symlink() and not o.follow_symlinks:
+                yield _Part(child, "symlink", iter([os.fsencode(os.readlink(entry.path))]))
+            elif entry.is_dir():
+                target = Path(entry.path).resolve()
+                if entry.is_symlink():  # followed: guard against cycles
+                    if target in following or folder.resolve().is_relative_to(target):
+                        raise InvalidInput(f"symlink cycle at {entry.path}")
+                    following.add(target)
+                yield from walk(target if entry.is_symlink() else Path(entry.path), child)
+            elif stat.S_ISREG(os.stat(entry.path).st_mode):
+                yield _Part(child, "file", _file_body(Path(entry.path), sizes))
+            else:
+                raise InvalidInput(f"cannot add {entry.path}: not a file, folder or symlink")
+
+    yield from walk(top.resolve() if top.is_symlink() else top, name)
