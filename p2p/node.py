@@ -496,11 +496,10 @@ class P2PNode:
         Runs alongside the fetch, as Kubo's sessions do: connected peers are asked at once
         and need not wait for the lookup, and providers join as soon as they are dialled.
         """
-        session.begin_discovery()
         try:
             try:
                 providers = await self.find_providers(cid)
-            except NetworkError as exc:
+            except IpfsMcpError as exc:  # a failed lookup, or the node stopping meanwhile
                 log.info("p2p: no providers from the DHT for %s: %s", cid_str(cid), exc)
                 return
             connected = {str(p) for p in self.host.get_connected_peers()}
@@ -526,20 +525,17 @@ class P2PNode:
 
     async def _with_discovery(self, cid: CID, session: Session,
                               work: Callable[[], Awaitable[T]]) -> T:
-        """Run ``work`` while :meth:`_discover` feeds ``session``; stop the lookup after."""
-        results: list[T] = []
+        """Run ``work`` while :meth:`_discover` feeds ``session``.
 
-        async def run() -> None:
-            results.append(await work())
-            nursery.cancel_scope.cancel()
-
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._discover, cid, session)
-                nursery.start_soon(run)
-        except BaseExceptionGroup as group:
-            raise _single_error(group) from None
-        return results[0]
+        The lookup runs in the node's nursery and is left to finish (it is bounded by
+        ``find_providers_timeout``) rather than cancelled when ``work`` is done:
+        py-libp2p's writes are not cancel-safe, and a DHT request cancelled mid-frame
+        would leave the connection it used unusable.
+        """
+        nursery = self._require_running()
+        session.begin_discovery()
+        nursery.start_soon(self._discover, cid, session)
+        return await work()
 
     async def retrieve_block(self, cid: CID | str, *, timeout: float | None = None) -> bytes:
         """One block, from the blockstore or from peers (then verified and stored).
@@ -671,12 +667,6 @@ class P2PNode:
             bytes_received_total=self.bitswap.bytes_in,
             peers=tuple(self.peer_stats()),
         )
-
-
-def _single_error(group: BaseExceptionGroup) -> BaseException:
-    """The one real error in ``group``, or the group itself (cancellations stay grouped)."""
-    real = [leaf for leaf in _leaves(group) if not isinstance(leaf, trio.Cancelled)]
-    return real[0] if len(real) == 1 and len(real) == len(list(_leaves(group))) else group
 
 
 def _leaves(group: BaseExceptionGroup) -> Iterable[BaseException]:

@@ -184,7 +184,9 @@ class _Notifee(INotifee):
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
         peer_id = conn.muxed_conn.peer_id
-        if not network.get_connections(peer_id):
+        remaining = network.get_connections(peer_id)
+        log.debug("bitswap: a connection to %s closed; %d remain", peer_id, len(remaining))
+        if not remaining:
             self.engine._on_disconnected(peer_id)
 
     async def listen(self, network: INetwork, multiaddr: Multiaddr) -> None:
@@ -610,6 +612,8 @@ class Bitswap:
     async def _send(self, peer: _Peer, msg: Message) -> None:
         for attempt in (1, 2):
             try:
+                # The library bounds each step (stream negotiation, the muxer's window
+                # wait); this outer bound catches a peer that stops reading its socket.
                 with trio.fail_after(self.config.send_timeout):
                     if peer.stream is None:
                         peer.stream = await self.host.new_stream(peer.id, list(PROTOCOLS))
@@ -620,7 +624,18 @@ class Bitswap:
                         self.bytes_out += len(body)
                         peer.ledger.messages_sent += 1
                 return
-            except (trio.TooSlowError, *NET_ERRORS) as exc:
+            except trio.TooSlowError:
+                # Cancelled mid-write, the connection may hold half an encrypted frame:
+                # nothing more can be sent on it, so drop the whole connection.
+                log.info("bitswap: %s stopped reading; disconnecting", peer.id)
+                peer.stream = None
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    try:
+                        await self.host.disconnect(peer.id)
+                    except NET_ERRORS:
+                        pass
+                break
+            except NET_ERRORS as exc:
                 log.debug("bitswap: send to %s failed (attempt %d): %r", peer.id, attempt, exc)
                 await self._drop_stream(peer)
         self._peer_failed(peer, "cannot send")

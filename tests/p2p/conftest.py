@@ -21,4 +21,4 @@ def anyio_backend() -> str:
 @pytest.fixture(autouse=True)
 def _quiet_libp2p() -> None:
     # py-libp2p logs every DHT stream that ends with EOF as an error; that is normal here.
-    logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+    logging.getLogger("libp2p").setLevel(logging.CRITICAL if not __import__("os").environ.get("P2P_DEBUG") else logging.DEBUG)
