@@ -21,6 +21,12 @@ pytestmark = pytest.mark.anyio
 TIMEOUT = 60
 
 
+def ok(result: object) -> dict:
+    """The structured result of a successful call; a tool error fails with its message."""
+    assert not result.is_error, result.content  # type: ignore[attr-defined]
+    return result.structured_content  # type: ignore[attr-defined,no-any-return]
+
+
 def node_settings(home: Path, root: Path) -> ServerSettings:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_CACHE", "IPFS_MCP_P2P")}
     env["HF_HOME"] = str(home)
@@ -42,10 +48,10 @@ async def test_store_on_one_fetch_on_the_other(tmp_path: Path,
         async with Client(build_server(a_settings), mode="auto") as a, \
                 Client(build_server(b_settings), mode="legacy") as b:
             stored = models.StoreResult.model_validate(
-                (await a.call_tool("store_model", {"source": str(model)})).structured_content)
+                ok(await a.call_tool("store_model", {"source": str(model)})))
             assert stored.announced and stored.file_count == 2
             a_stats = models.PeerStatsResult.model_validate(
-                (await a.call_tool("peer_stats", {})).structured_content)
+                ok(await a.call_tool("peer_stats", {})))
             assert a_stats.network is not None and a_stats.network_status == "running"
             a_addr = a_stats.network.listen_addrs[0]
 
@@ -55,19 +61,18 @@ async def test_store_on_one_fetch_on_the_other(tmp_path: Path,
 
             # A announces again now that it knows a DHT peer; B then finds A through the DHT.
             again = models.AnnounceResult.model_validate(
-                (await a.call_tool("announce", {"cid": stored.root_cid})).structured_content)
+                ok(await a.call_tool("announce", {"cid": stored.root_cid})))
             assert again.announced and "1 DHT peer" in again.scope
             found = models.ProvidersResult.model_validate(
-                (await b.call_tool("find_providers", {"cid": stored.root_cid}))
-                .structured_content)
+                ok(await b.call_tool("find_providers", {"cid": stored.root_cid})))
             assert a_stats.network.peer_id in [p.peer_id for p in found.providers]
 
-            config = models.FetchResult.model_validate((await b.call_tool(
-                "fetch_cid", {"cid": f"{stored.root_cid}/config.json"})).structured_content)
+            config = models.FetchResult.model_validate(ok(await b.call_tool(
+                "fetch_cid", {"cid": f"{stored.root_cid}/config.json"})))
             assert config.text == (model / "config.json").read_text()
-            page = models.FetchResult.model_validate((await b.call_tool("fetch_cid", {
+            page = models.FetchResult.model_validate(ok(await b.call_tool("fetch_cid", {
                 "cid": f"{stored.root_cid}/model.safetensors", "offset": 1_000_000,
-                "length": 4096})).structured_content)
+                "length": 4096})))
             assert base64.b64decode(page.base64 or "") == weights[1_000_000:1_004_096]
 
             out = tmp_path / "b-out" / "copy"
@@ -76,13 +81,12 @@ async def test_store_on_one_fetch_on_the_other(tmp_path: Path,
             assert not written.is_error, written.content
             assert (out / "model.safetensors").read_bytes() == weights
 
-            into = models.FetchResult.model_validate((await b.call_tool("fetch_cid", {
-                "cid": stored.root_cid, "into_hf_cache": "acme/tiny-model"}))
-                .structured_content)
+            into = models.FetchResult.model_validate(ok(await b.call_tool("fetch_cid", {
+                "cid": stored.root_cid, "into_hf_cache": "acme/tiny-model"})))
             assert into.delivery == "hf_cache" and into.files_written == 2
 
             b_stats = models.PeerStatsResult.model_validate(
-                (await b.call_tool("peer_stats", {})).structured_content)
+                ok(await b.call_tool("peer_stats", {})))
             assert b_stats.cache is not None and b_stats.cache.misses > 0
             assert b_stats.network is not None and b_stats.network.connected_peers == 1
             assert b_stats.network.ledger_blocks_received > 0
