@@ -72,6 +72,7 @@ __all__ = ["KuboRPCBackend", "api_url_from"]
 DEFAULT_API = "http://127.0.0.1:5001"
 _PIECE = 1 << 20  # upload and download granularity
 _PROBE_TIMEOUT = 5.0
+_MARGIN = 5.0
 _NOT_FOUND_HINTS = ("not found", "could not find", "no link named", "context deadline exceeded",
                     "request timed out", "no such file", "does not exist")
 
@@ -127,8 +128,10 @@ class KuboRPCBackend:
         self.timeout = timeout
         self._headers = {"Authorization": authorization} if authorization else {}
         self._owns_client = client is None
+        # Reads pass `timeout` to the daemon as well; our own bound is a little longer so
+        # that the daemon's "not found" arrives before we would have to cut the request.
         self.client = client or httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            timeout=httpx.Timeout(timeout + _MARGIN, connect=min(timeout, 10.0)),
             transport=httpx.HTTPTransport(retries=1))
         self.reader = VerifiedReader(self._block_get_raw, self._cat_raw)
 
@@ -170,7 +173,7 @@ class KuboRPCBackend:
                 "(`ipfs daemon`) or point IPFS_API at its API address")
         if isinstance(exc, httpx.TimeoutException):
             return BackendUnavailable(f"Kubo at {self.url} did not answer {what} within "
-                                      f"{self.timeout:g} s (IPFS_API_TIMEOUT)")
+                                      f"{self.timeout + _MARGIN:g} s (IPFS_API_TIMEOUT)")
         return BackendUnavailable(f"the connection to Kubo at {self.url} broke during {what}: "
                                   f"{exc}; is the daemon still running?")
 
