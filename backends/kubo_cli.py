@@ -2,8 +2,9 @@
 
 * CIDs and paths always go after ``--``, so a value can never be read as a flag.
 * Output streams: ``cat`` and ``dag export`` are read in 1 MiB pieces as the process
-  writes them, and ``add`` of a stream feeds stdin from a thread while stdout is read.
-  Errors go to a temporary file, so a chatty process can never block on a full pipe.
+  writes them (into a temporary file: see ``_stream_once`` for why not a pipe), and
+  ``add`` of a stream feeds stdin from a thread. Errors go to a temporary file too, so a
+  chatty process can never block on a full pipe.
 * Every process has a deadline; past it, it is killed and the call fails.
 * A missing binary is :class:`BackendUnavailable` with a hint, never a raw
   ``FileNotFoundError``.
@@ -66,6 +67,7 @@ __all__ = ["KuboCLIBackend"]
 
 _PIECE = 1 << 20
 _CAR_CACHE_BYTES = 32 * 1024 * 1024
+_POLL = 0.05  # how long one wait for more output may last (the process exit ends it early)
 _PROBE_TIMEOUT = 30.0  # a CLI on Node needs a few seconds just to load
 _NOT_FOUND_HINTS = ("not found", "could not find", "context deadline exceeded",
                     "request timed out", "timed out", "no such file")
@@ -93,6 +95,9 @@ class KuboCLIBackend:
         self.timeout = timeout
         self.reader = VerifiedReader(self._block_get_raw, self._cat_raw)
         self._car_blocks: dict[bytes, bytes] = {}  # the last DAG read through dag export
+        self._block_get_mangles = False  # set once `block get` is seen to mangle a block
+        # Whether the CLI takes positional arguments after "--": None until seen.
+        self._double_dash: bool | None = None
 
     @classmethod
     def connect(cls, command: str | list[str], *, env: Mapping[str, str] | None = None,
@@ -125,9 +130,10 @@ class KuboCLIBackend:
     def _label(self, args: list[str]) -> str:
         return f"`{Path(self.cmd[-1]).name} {' '.join(a for a in args if a != '--')}`"
 
-    def _popen(self, args: list[str], stdin: Any, stderr: Any) -> subprocess.Popen[bytes]:
+    def _popen(self, args: list[str], stdin: Any, stdout: Any, stderr: Any
+               ) -> subprocess.Popen[bytes]:
         try:
-            return subprocess.Popen([*self.cmd, *args], stdin=stdin, stdout=subprocess.PIPE,
+            return subprocess.Popen([*self.cmd, *args], stdin=stdin, stdout=stdout,
                                     stderr=stderr, env=self.env)
         except FileNotFoundError as exc:
             raise BackendUnavailable(f"Kubo CLI {self.cmd[0]!r} is gone; install Kubo or set "
@@ -146,73 +152,131 @@ class KuboCLIBackend:
         if subject is not None and any(h in lowered for h in _NOT_FOUND_HINTS):
             return BlockNotFound(subject, f"the Kubo node ({label}: {message})")
         if any(h in lowered for h in ("connection refused", "cannot connect", "econnrefused",
+                                      "fetch failed",  # Node's HTTP client, daemon gone
                                       "api not running", "no ipfs repo", "repo.lock",
                                       "someone else has the lock")):
             return BackendUnavailable(f"{label} cannot reach its node: {message}")
         return IpfsMcpError(f"{label} failed (exit {code}): {message}")
 
+    def _argv(self, args: list[str]) -> list[str]:
+        return args if self._double_dash is not False else [a for a in args if a != "--"]
+
+    def _refuses_double_dash(self, args: list[str], message: str) -> bool:
+        """js-ipfs's CLI parser keeps what follows "--" out of the positional arguments,
+        so it fails before doing anything ("Not enough non-option arguments"). Then the
+        command is run again without "--": still safe, because every value we pass there
+        is a parsed CID or an absolute path, and neither can start with "-"."""
+        if self._double_dash is not False and "--" in args \
+                and "non-option arguments" in message:
+            self._double_dash = False
+            return True
+        return False
+
+    def _check_double_dash(self) -> None:
+        """Find out, before a command where a dropped argument would pass silently: an
+        ``add`` without its path reads stdin and adds an empty file."""
+        if self._double_dash is None:
+            # `cid base32` works offline. js-ipfs's, like its `add`, falls back to reading
+            # stdin when the argument after "--" is dropped: it then prints nothing.
+            empty = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
+            try:
+                out = self._run(["cid", "base32", "--", empty])
+            except _RetryWithoutDoubleDash:
+                out = b""
+            if self._double_dash is None:
+                self._double_dash = out.strip().startswith(b"bafy")
+
     def _run(self, args: list[str], *, data: bytes | None = None, subject: str | None = None,
              timeout: float | None = None) -> bytes:
         """Run to completion and return stdout (for answers that are small)."""
-        limit = timeout or self.timeout
         try:
-            done = subprocess.run([*self.cmd, *args], input=data if data is not None else b"",
-                                  capture_output=True, timeout=limit, check=False,
-                                  env=self.env)
-        except FileNotFoundError as exc:
-            raise BackendUnavailable(f"Kubo CLI {self.cmd[0]!r} is gone; install Kubo or set "
-                                     "KUBO_CMD to its path") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise BackendUnavailable(f"{self._label(args)} took longer than {limit:g} s "
-                                     "(IPFS_API_TIMEOUT); is the node running?") from exc
+            return self._run_once(self._argv(args), data, subject, timeout)
+        except _RetryWithoutDoubleDash:
+            return self._run_once(self._argv(args), data, subject, timeout)
+
+    def _run_once(self, args: list[str], data: bytes | None, subject: str | None,
+                  timeout: float | None) -> bytes:
+        limit = timeout or self.timeout
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                done = subprocess.run([*self.cmd, *args],
+                                      input=data if data is not None else b"", stdout=out,
+                                      stderr=err, timeout=limit, check=False, env=self.env)
+            except FileNotFoundError as exc:
+                raise BackendUnavailable(f"Kubo CLI {self.cmd[0]!r} is gone; install Kubo or "
+                                         "set KUBO_CMD to its path") from exc
+            except subprocess.TimeoutExpired as exc:
+                raise BackendUnavailable(f"{self._label(args)} took longer than {limit:g} s "
+                                         "(IPFS_API_TIMEOUT); is the node running?") from exc
+            out.seek(0)
+            stdout = out.read()
+            err.seek(0)
+            stderr = err.read()
         if done.returncode != 0:
-            message = done.stderr.decode(errors="replace").strip() or \
-                done.stdout.decode(errors="replace").strip()[-2000:]
+            message = stderr.decode(errors="replace").strip() or \
+                stdout.decode(errors="replace").strip()[-2000:]
+            if self._refuses_double_dash(args, message):
+                raise _RetryWithoutDoubleDash
             raise self._failure(args, done.returncode, message, subject)
-        return done.stdout
+        return stdout
 
     def _stream(self, args: list[str], *, stdin: Iterator[bytes] | None = None,
                 subject: str | None = None) -> Iterator[bytes]:
         """Stream stdout in pieces; feed ``stdin`` from a thread. The process is killed if
         the deadline passes or the consumer stops early."""
+        try:
+            yield from self._stream_once(self._argv(args), stdin, subject)
+        except _RetryWithoutDoubleDash:  # it printed nothing: safe to start again
+            yield from self._stream_once(self._argv(args), stdin, subject)
+
+    def _stream_once(self, args: list[str], stdin: Iterator[bytes] | None,
+                     subject: str | None) -> Iterator[bytes]:
         deadline = time.monotonic() + self.timeout
-        with tempfile.TemporaryFile() as err:
+        # stdout goes to a file that we read as it grows, not to a pipe: js-ipfs's CLI exits
+        # before a pipe has drained and loses the end of its output, with exit status 0
+        # (seen on cat: 65 KB of 3 MB). Writes to a file are synchronous in Node.
+        with tempfile.NamedTemporaryFile(prefix="kubo-cli-") as out, \
+                open(out.name, "rb") as reading, tempfile.TemporaryFile() as err:
             proc = self._popen(args, subprocess.PIPE if stdin is not None else
-                               subprocess.DEVNULL, err)
+                               subprocess.DEVNULL, out, err)
             feeder = None
             feed_error: list[BaseException] = []
             if stdin is not None:
                 feeder = threading.Thread(target=_feed, args=(proc, stdin, feed_error),
                                           name="kubo-cli-stdin", daemon=True)
                 feeder.start()
-            timer = threading.Timer(self.timeout, proc.kill)  # bounds blocked reads too
-            timer.daemon = True
-            timer.start()
             try:
-                assert proc.stdout is not None
-                while piece := proc.stdout.read(_PIECE):
-                    yield piece
-                code = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired as exc:
-                raise BackendUnavailable(f"{self._label(args)} took longer than "
-                                         f"{self.timeout:g} s") from exc
+                while True:
+                    piece = reading.read(_PIECE)
+                    if piece:
+                        yield piece
+                        continue
+                    if proc.poll() is not None:
+                        if tail := reading.read():  # written between the read and the exit
+                            yield tail
+                        break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise BackendUnavailable(f"{self._label(args)} took longer than "
+                                                 f"{self.timeout:g} s and was stopped")
+                    try:  # wakes at once when the process exits
+                        proc.wait(timeout=min(_POLL, remaining))
+                    except subprocess.TimeoutExpired:
+                        pass
+                code = proc.returncode
             finally:
-                timer.cancel()
                 if proc.poll() is None:
                     proc.kill()
                 proc.wait(timeout=10)
                 if feeder is not None:
                     feeder.join(timeout=10)
-                if proc.stdout is not None:
-                    proc.stdout.close()
             if feed_error:
                 raise feed_error[0]
             if code != 0:
-                if time.monotonic() >= deadline:
-                    raise BackendUnavailable(f"{self._label(args)} took longer than "
-                                             f"{self.timeout:g} s and was stopped")
                 err.seek(0)
                 message = err.read()[-4000:].decode(errors="replace").strip()
+                if self._refuses_double_dash(args, message):
+                    raise _RetryWithoutDoubleDash
                 raise self._failure(args, code, message or f"killed (exit {code})", subject)
 
     def _timeout_flag(self) -> str:
@@ -226,14 +290,19 @@ class KuboCLIBackend:
         cached = self._car_blocks.get(key)
         if cached is not None:
             return cached
+        if self._block_get_mangles:
+            return self._block_from_export(cid)
         text = cid_str(cid)
         data = self._run(["block", "get", self._timeout_flag(), "--", text], subject=text)
         try:
             verify_block(cid, data)
         except IntegrityError:
             # Some CLIs print blocks as text and mangle binary ones (js-ipfs). Ask once more
-            # through dag export, which is binary-safe; what it gives is verified too.
-            return self._block_from_export(cid)
+            # through dag export, which is binary-safe; what it gives is verified too. If
+            # that one is right, the node is fine and its block get is not: skip it from now.
+            block = self._block_from_export(cid)
+            self._block_get_mangles = True
+            return block
         return data
 
     def _block_from_export(self, cid: CID) -> bytes:
@@ -311,6 +380,7 @@ class KuboCLIBackend:
         if o.follow_symlinks and top.is_dir():
             raise InvalidInput("the Kubo CLI adds symlinks as symlinks; use the RPC backend "
                                "(IPFS_API) to add a folder with its symlinks followed")
+        self._check_double_dash()
         flags = self._add_flags(o, pin)
         if top.is_dir():
             flags.append("-r")
@@ -318,7 +388,9 @@ class KuboCLIBackend:
             flags.append("--hidden")
         if o.wrap_with_directory:
             flags.append("--wrap-with-directory")
-        out = self._run(["add", *flags, "--", str(top)], timeout=max(self.timeout, 3600))
+        # Absolute, so it starts with "/" and can never read as a flag, "--" or not.
+        out = self._run(["add", *flags, "--", str(top.absolute())],
+                        timeout=max(self.timeout, 3600))
         return ImportResult(self._root_of(out), _tree_bytes(top, o))
 
     # -- reading (verified) -------------------------------------------------------------
@@ -370,8 +442,7 @@ class KuboCLIBackend:
                 raise
             got = None  # an older CLI without --cid-codec (js-ipfs)
         if got is None or got.codec.name != codec_name:
-            got = self._block_put(data, [f"--format={codec_name}", "--mhtype=sha2-256",
-                                         "--version=1"])
+            got = self._block_put(data, [f"--format={codec_name}", "--mhtype=sha2-256"])
         if bytes(got.digest) != bytes(expected.digest) or got.codec.name != codec_name:
             raise IntegrityError(f"the Kubo node stored the block as {got}, but it is "
                                  f"{cid_str(expected)}")
@@ -515,6 +586,10 @@ class KuboCLIBackend:
 
 
 # -- helpers -----------------------------------------------------------------------------
+class _RetryWithoutDoubleDash(Exception):
+    """Internal: the CLI refused "--" before doing anything; run the command again."""
+
+
 def _feed(proc: subprocess.Popen[bytes], pieces: Iterator[bytes],
           errors: list[BaseException]) -> None:
     assert proc.stdin is not None

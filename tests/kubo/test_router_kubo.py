@@ -1,0 +1,109 @@
+"""The router with Kubo in play: selection from the environment, the seed API over RPC,
+read fallback in both directions (and saying who answered), no silent write fallback."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import pytest
+
+from ipfs_mcp.backends import router
+from ipfs_mcp.backends.car import read_car
+from ipfs_mcp.backends.cids import cid_of_block, cid_str
+from ipfs_mcp.backends.errors import AllBackendsFailed, BlockNotFound
+from ipfs_mcp.backends.kubo_rpc import KuboRPCBackend
+
+from .conftest import Target
+
+
+@pytest.fixture
+def kubo_env(target: Target, monkeypatch: pytest.MonkeyPatch) -> Target:
+    if target.api is None:
+        pytest.skip("no RPC target (IPFS_API)")
+    monkeypatch.setenv("IPFS_API", target.api)
+    if target.authorization:
+        monkeypatch.setenv("IPFS_API_AUTHORIZATION", target.authorization)
+    # Reads of blocks the daemon lacks wait this long before falling back.
+    monkeypatch.setenv("IPFS_API_TIMEOUT", "1.5")
+    router.reset()
+    return target
+
+
+def test_seed_api_over_kubo_rpc(kubo_env: Target, monkeypatch: pytest.MonkeyPatch,
+                                tmp_path: Path) -> None:
+    monkeypatch.setenv("IPFS_BACKEND", "kubo")
+    monkeypatch.setenv("IPFS_API_TIMEOUT", "30")
+    router.reset()
+    sel = router.selection()
+    assert (sel.backend, sel.reason) == ("kubo", "chosen explicitly")
+    assert isinstance(router.get_backend(), KuboRPCBackend)
+    cid = router.add_bytes(b"hello world\n")
+    assert cid == "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
+    assert router.cat(cid) == b"hello world\n"
+    assert router.last_read() == router.ReadReport("cat", "kubo", {})
+    block = router.block_put(b"raw block via the router")
+    assert router.block_get(block) == b"raw block via the router"
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_bytes(b"aaa\n")
+    (tmp_path / "d" / "b.txt").write_bytes(b"bbb\n")
+    root = router.add_path(tmp_path / "d")
+    assert root == "Qmbf84Ab1zsAStesz6Q7CTHJWKhZyMd9KtYPqrxEvFuBsF"
+    assert [e.name for e in router.ls(root)] == ["a.txt", "b.txt"]
+    router.get_to_path(root, output_path=tmp_path / "out")
+    assert (tmp_path / "out" / "b.txt").read_bytes() == b"bbb\n"
+    roots, blocks = read_car(io.BytesIO(router.dag_export(root)))
+    assert [cid_str(r) for r in roots] == [root] and len(list(blocks)) == 3
+    router.unpin(root)
+    router.pin(root)
+
+
+def test_reads_fall_back_from_kubo_to_hf_cache_and_say_who_answered(
+        kubo_env: Target, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IPFS_BACKEND", "kubo")
+    router.reset()
+    data = b"only in the embedded repo " + random.randbytes(32)
+    cid = router.add_bytes(data, backend="hf_cache")
+    assert router.cat(cid) == data
+    report = router.last_read()
+    assert report is not None and report.backend == "hf_cache"
+    assert "kubo" in report.failed and cid in report.failed["kubo"]
+    assert router.get_backend().name == "kubo"  # the selection did not change
+
+
+def test_reads_fall_back_from_hf_cache_to_kubo(kubo_env: Target, tmp_path: Path) -> None:
+    rpc = KuboRPCBackend.connect(kubo_env.api, authorization=kubo_env.authorization)
+    data = random.randbytes(300_000)
+    cid = rpc.add_bytes(data)
+    assert router.selection().backend == "hf_cache"  # first in preference; works
+    assert router.cat(cid) == data
+    report = router.last_read()
+    assert report is not None and report.backend == "kubo" and "hf_cache" in report.failed
+    assert router.ls(cid)[0].size == len(data)
+    assert router.last_read().backend == "kubo"  # type: ignore[union-attr]
+    rpc.close()
+
+
+def test_read_fallback_can_be_turned_off(kubo_env: Target,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IPFS_READ_FALLBACK", "0")
+    router.reset()
+    rpc = KuboRPCBackend.connect(kubo_env.api, authorization=kubo_env.authorization)
+    cid = rpc.add_bytes(b"on the daemon only " + random.randbytes(16))
+    with pytest.raises(BlockNotFound):
+        router.cat(cid)
+    rpc.close()
+
+
+def test_a_read_that_fails_everywhere_names_every_backend(kubo_env: Target) -> None:
+    missing = cid_str(cid_of_block(b"nowhere at all " + random.randbytes(16)))
+    with pytest.raises(AllBackendsFailed) as info:
+        router.block_get(missing)
+    assert {"hf_cache", "kubo"} <= set(info.value.errors)
+
+
+def test_backend_health_probes_each_backend(kubo_env: Target) -> None:
+    health = {h.name: h for h in router.backend_health()}
+    assert health["kubo"].ok and health["hf_cache"].ok
+    assert not health["ipfs_kit"].ok and "ipfs_kit_py" in health["ipfs_kit"].detail
