@@ -95,7 +95,10 @@ class KuboCLIBackend:
         self.timeout = timeout
         self.reader = VerifiedReader(self._block_get_raw, self._cat_raw)
         self._car_blocks: dict[bytes, bytes] = {}  # the last DAG read through dag export
+        # Dialect facts, learnt from answers (see the module docstring) and then remembered.
         self._block_get_mangles = False  # set once `block get` is seen to mangle a block
+        self._legacy_block_put = False
+        self._legacy_findprovs = False
         # Whether the CLI takes positional arguments after "--": None until seen.
         self._double_dash: bool | None = None
 
@@ -435,12 +438,14 @@ class KuboCLIBackend:
             raise InvalidInput(f"unsupported codec {codec!r}; use raw, dag-pb or dag-cbor") \
                 from None
         expected = cid_of_block(data, version=1, codec=codec_name)
-        try:
-            got = self._block_put(data, [f"--cid-codec={codec_name}", "--mhtype=sha2-256"])
-        except IpfsMcpError as exc:
-            if "cid-codec" not in str(exc):
-                raise
-            got = None  # an older CLI without --cid-codec (js-ipfs)
+        got = None
+        if not self._legacy_block_put:
+            try:
+                got = self._block_put(data, [f"--cid-codec={codec_name}", "--mhtype=sha2-256"])
+            except IpfsMcpError as exc:
+                if "cid-codec" not in str(exc):
+                    raise
+                self._legacy_block_put = True  # an older CLI without --cid-codec (js-ipfs)
         if got is None or got.codec.name != codec_name:
             got = self._block_put(data, [f"--format={codec_name}", "--mhtype=sha2-256"])
         if bytes(got.digest) != bytes(expected.digest) or got.codec.name != codec_name:
@@ -570,12 +575,16 @@ class KuboCLIBackend:
         target = cid_str(parse_cid(cid))
         seconds = timeout or self.timeout
         flags = [f"--num-providers={limit}", f"--timeout={seconds:g}s", "--", target]
-        try:
-            out = self._run(["routing", "findprovs", *flags], timeout=seconds + 30)
-        except IpfsMcpError as exc:
-            if not re.search(r"unknown (command|argument)|not a command|routing", str(exc),
-                             re.IGNORECASE):
-                raise
+        out = None
+        if not self._legacy_findprovs:
+            try:
+                out = self._run(["routing", "findprovs", *flags], timeout=seconds + 30)
+            except IpfsMcpError as exc:
+                if not re.search(r"unknown (command|argument)|not a command|routing", str(exc),
+                                 re.IGNORECASE):
+                    raise
+                self._legacy_findprovs = True  # js-ipfs has only `dht findprovs`
+        if out is None:
             out = self._run(["dht", "findprovs", *flags], timeout=seconds + 30)
         found: dict[str, Provider] = {}
         for line in out.decode(errors="replace").splitlines():
