@@ -281,3 +281,17 @@ def test_no_daemon_is_unavailable_with_the_url_and_a_hint() -> None:
     with pytest.raises(BackendUnavailable) as info:
         KuboRPCBackend.connect(url, timeout=3)
     assert url in str(info.value) and "ipfs daemon" in str(info.value)
+
+
+def test_an_injected_client_is_used_and_left_open(target: Target) -> None:
+    import httpx
+
+    if target.api is None:
+        pytest.skip("no RPC target")
+    with httpx.Client(timeout=30) as client:
+        backend = KuboRPCBackend.connect(target.api, client=client,
+                                         authorization=target.authorization)
+        assert backend.client is client
+        assert backend.cat(backend.add_bytes(b"via my client\n")) == b"via my client\n"
+        backend.close()  # the caller's client: not ours to close
+        assert not client.is_closed
