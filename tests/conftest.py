@@ -16,7 +16,8 @@ def isolated_hf_home(tmp_path_factory: pytest.TempPathFactory,
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     for name in ("IPFS_BACKEND", "IPFS_API", "KUBO_CMD", "ENABLE_HF_CACHE", "ENABLE_IPFS_KIT",
-                 "IPFS_KIT_DISABLE", "IPFS_ROUTER_CACHE"):
+                 "IPFS_KIT_DISABLE", "IPFS_ROUTER_CACHE", "IPFS_API_AUTHORIZATION",
+                 "IPFS_API_TIMEOUT", "IPFS_READ_FALLBACK"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     router.reset()
