@@ -475,7 +475,8 @@ def _register_resources(mcp: MCPServer[ServerState], runtime: Runtime) -> None:
         state = runtime.get()
         report = await health(state.backend, state.selection, state.node,
                               node_status=state.slot.status, uptime_s=state.uptime,
-                              roots=state.roots, recent_errors=list(state.errors))
+                              roots=state.roots, recent_errors=list(state.errors),
+                              deps=state.deps)
         return report.model_dump_json()
 
     @mcp.resource("ipfs://{cid}", name="ipfs-content", title="IPFS content by CID",

@@ -90,6 +90,7 @@ class ServerState:
     selection: Selection
     roots: AllowedRoots
     slot: NodeSlot = field(default_factory=NodeSlot)
+    deps: RouterDeps | None = None  # what the backends were built from (health probes)
     started: float = field(default_factory=time.monotonic)
     errors: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_ERRORS))
 
@@ -178,7 +179,7 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
     hub = getattr(backend, "hub_cache", None) or settings.backend.hf_hub_cache
     roots = AllowedRoots.of([*settings.allow_roots, hub])
     state = ServerState(settings=settings, backend=backend, selection=selection, roots=roots,
-                        slot=slot)
+                        slot=slot, deps=deps)
     log.info("backend %s (%s); %s", selection.backend, selection.reason, roots.describe())
     repo = getattr(backend, "repo", None)
     if repo is None:

@@ -6,18 +6,20 @@ from collections.abc import Iterable
 from typing import Any
 
 from ipfs_mcp.backends.errors import IpfsMcpError
-from ipfs_mcp.backends.router import Selection
+from ipfs_mcp.backends.router import RouterDeps, Selection, backend_health
 
-from .models import BackendChoice, Health, RepoInfo
+from .models import BackendChoice, BackendStatus, Health, RepoInfo
 from .network import P2PNode, cache_counters
 from .progress import run_blocking
 from .roots import AllowedRoots
 
 
 async def health(backend: Any, selection: Selection, node: P2PNode | None, *,
-                 node_status: str, uptime_s: float, roots: AllowedRoots, recent_errors: Iterable[str]
-                 ) -> Health:
-    """Backend in use and why, repo size and free disk, peers, DHT state, uptime, errors."""
+                 node_status: str, uptime_s: float, roots: AllowedRoots, recent_errors: Iterable[str],
+                 deps: RouterDeps | None = None) -> Health:
+    """Backend in use and why, every backend's health, repo size and free disk, peers, DHT
+    state, uptime, errors."""
+    probes = await run_blocking(lambda: backend_health(deps)) if deps is not None else []
     repo: RepoInfo | None = None
     problems: list[str] = []
     if hasattr(backend, "repo"):
@@ -39,6 +41,7 @@ async def health(backend: Any, selection: Selection, node: P2PNode | None, *,
         status="degraded" if problems else "ok",
         backend=BackendChoice(backend=selection.backend, reason=selection.reason,
                               skipped=dict(selection.skipped)),
+        backends=[BackendStatus(name=p.name, ok=p.ok, detail=p.detail) for p in probes],
         repo=repo, network_status=status, peers=peers, routing_table_size=routing,
         dht_mode=dht,
         uptime_s=round(uptime_s, 3), cache=cache_counters(backend),

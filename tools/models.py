@@ -214,9 +214,17 @@ class RepoInfo(BaseModel):
     free_disk: int
 
 
+class BackendStatus(BaseModel):
+    name: str
+    ok: bool
+    detail: str = Field(description="What the probe saw, or why the backend cannot be used")
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     backend: BackendChoice
+    backends: list[BackendStatus] = Field(
+        default_factory=list, description="Every known backend, probed now")
     repo: RepoInfo | None = None
     network_status: str
     peers: int | None = Field(None, description="Connected peers")
