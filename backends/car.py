@@ -8,8 +8,11 @@ CID before storing it; a CAR v2 is read through its inner v1 payload.
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 import dag_cbor
@@ -49,6 +52,28 @@ def write_car(out: BinaryIO, roots: list[CID], blocks: Iterator[tuple[CID, bytes
 def export_dag(out: BinaryIO, root: CID, load: Callable[[CID], bytes]) -> int:
     """``ipfs dag export``: the whole DAG under ``root`` in depth-first order."""
     return write_car(out, [root], walk(root, load))
+
+
+def write_export(out: Path | BinaryIO | None, fill: Callable[[BinaryIO], object]
+                 ) -> bytes | None:
+    """Run ``fill(stream)`` into ``out``: a path (written atomically), a stream, or, with
+    None, memory whose bytes are returned. Every backend's ``dag_export`` ends here."""
+    if out is None:
+        buf = io.BytesIO()
+        fill(buf)
+        return buf.getvalue()
+    if isinstance(out, str | Path):
+        target = Path(out)
+        part = target.with_name(f".{target.name}.part")
+        try:
+            with open(part, "wb") as stream:
+                fill(stream)
+            os.replace(part, target)
+        finally:
+            part.unlink(missing_ok=True)
+        return None
+    fill(out)
+    return None
 
 
 def _read_exact(stream: BinaryIO, n: int) -> bytes:

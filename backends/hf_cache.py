@@ -7,7 +7,6 @@ it from peers; the fetcher verifies and stores every block before it is used.
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -204,16 +203,7 @@ class HFCacheBackend:
         """Write the DAG as a CAR v1 to ``out`` (a path or stream), or return its bytes."""
         root = self._resolve(cid)
         load = self.exporter(whole_dag=True).load
-        if out is None:
-            buf = io.BytesIO()
-            car.export_dag(buf, root, load)
-            return buf.getvalue()
-        if isinstance(out, (str, Path)):
-            with open(out, "wb") as stream:
-                car.export_dag(stream, root, load)
-        else:
-            car.export_dag(out, root, load)
-        return None
+        return car.write_export(out, lambda stream: car.export_dag(stream, root, load))
 
     def dag_import(self, stream: BinaryIO, *, pin_roots: bool = True) -> car.CarImportReport:
         """Import a CAR, verifying every block, and pin its roots (as ``ipfs dag import``).

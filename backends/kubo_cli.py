@@ -22,7 +22,6 @@ verified) before the backend gives up; ``block put`` falls back to ``--format`` 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -495,22 +494,7 @@ class KuboCLIBackend:
         """``ipfs dag export`` streamed through our CAR check (every block verified, the
         DAG complete), into ``out`` (a path or stream) or returned as bytes."""
         root = self.reader.resolve(cid)
-        if out is None:
-            buf = io.BytesIO()
-            self._export_into(root, buf)
-            return buf.getvalue()
-        if isinstance(out, str | Path):
-            target = Path(out)
-            part = target.with_name(f".{target.name}.part")
-            try:
-                with open(part, "wb") as stream:
-                    self._export_into(root, stream)
-                os.replace(part, target)
-            finally:
-                part.unlink(missing_ok=True)
-        else:
-            self._export_into(root, out)
-        return None
+        return car.write_export(out, lambda stream: self._export_into(root, stream))
 
     def _export_into(self, root: CID, out: BinaryIO) -> None:
         text = cid_str(root)

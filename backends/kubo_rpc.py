@@ -27,7 +27,6 @@ to ``dht/findprovs`` when the first is missing.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import stat
@@ -421,22 +420,7 @@ class KuboRPCBackend:
             IntegrityError: a block does not match its CID, or the CAR is incomplete.
         """
         root = self.reader.resolve(cid)
-        if out is None:
-            buf = io.BytesIO()
-            self._export_into(root, buf)
-            return buf.getvalue()
-        if isinstance(out, str | Path):
-            target = Path(out)
-            part = target.with_name(f".{target.name}.part")
-            try:
-                with open(part, "wb") as stream:
-                    self._export_into(root, stream)
-                os.replace(part, target)
-            finally:
-                part.unlink(missing_ok=True)
-        else:
-            self._export_into(root, out)
-        return None
+        return car.write_export(out, lambda stream: self._export_into(root, stream))
 
     def _export_into(self, root: CID, out: BinaryIO) -> None:
         with self._stream("dag/export", self._read_params(arg=cid_str(root)),
