@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from multiformats import CID
-from multiformats import multihash as mh
 
 from .blockstore import Blockstore
-from .cids import cid_str
+from .cids import cid_str, verify_block
 from .dag import links_of
 from .errors import BlockNotFound, IntegrityError, IpfsMcpError
 from .pins import Pin, PinStore, PinType
@@ -182,16 +180,14 @@ class Repo:
                 data = path.read_bytes()
             except FileNotFoundError:
                 continue
-            if multihash[:2] == b"\x12\x20":
-                ok = hashlib.sha256(data).digest() == multihash[2:]
-            else:
-                try:
-                    code, _, _ = mh.decode_raw(multihash)
-                    ok = mh.digest(data, code) == multihash
-                except (KeyError, ValueError):
-                    ok = False
+            cid = CID("base32", 1, "raw", multihash)
+            try:
+                verify_block(cid, data)
+                ok = True
+            except IntegrityError:
+                ok = False
             if not ok:
-                corrupt.append(cid_str(CID("base32", 1, "raw", multihash)))
+                corrupt.append(cid_str(cid))
                 if remove_corrupt:
                     self.blocks.delete_path(path)
         return VerifyReport(checked, tuple(corrupt), remove_corrupt and bool(corrupt))

@@ -189,3 +189,13 @@ def test_two_processes_add_into_one_repo_at_once(backend: HFCacheBackend, tmp_pa
     assert sorted(cid_str(p.cid) for p in repo.pins) == sorted(cids)
     for cid, path in zip(cids, files, strict=True):
         assert HFCacheBackend(repo).cat(cid) == path.read_bytes()
+
+
+def test_verify_handles_other_hash_functions(repo: Repo) -> None:
+    from multiformats import CID, multihash
+
+    cid = CID("base32", 1, "raw", multihash.digest(b"abc", "blake2b-256"))
+    repo.blocks.put(cid, b"abc")
+    assert repo.verify().ok and repo.verify().checked == 1
+    repo.blocks.path_of(bytes(cid.digest)).write_bytes(b"abd")
+    assert repo.verify().corrupt == (cid_str(cid),)
