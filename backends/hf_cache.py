@@ -142,8 +142,9 @@ class HFCacheBackend:
         if self.hub_cache is None:
             raise InvalidInput("no HuggingFace hub cache configured")
         snapshot = hf_layout.snapshot_path(self.hub_cache, repo_id, revision)
-        base = options or ImportOptions()
-        follow = ImportOptions(**{**base.__dict__, "follow_symlinks": True, "hidden": True})
+        # Snapshot files are symlinks into blobs/, and dotfiles (.gitattributes) belong to it.
+        follow = dataclasses.replace(options or ImportOptions(), follow_symlinks=True,
+                                     hidden=True)
         label = f"{repo_id}@{revision}" if revision else repo_id
         return self.add_path(snapshot, pin=pin, options=follow, name=label, progress=progress)
 
