@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -143,8 +143,7 @@ class HFCacheBackend:
             raise InvalidInput("no HuggingFace hub cache configured")
         snapshot = hf_layout.snapshot_path(self.hub_cache, repo_id, revision)
         # Snapshot files are symlinks into blobs/, and dotfiles (.gitattributes) belong to it.
-        follow = dataclasses.replace(options or ImportOptions(), follow_symlinks=True,
-                                     hidden=True)
+        follow = replace(options or ImportOptions(), follow_symlinks=True, hidden=True)
         label = f"{repo_id}@{revision}" if revision else repo_id
         return self.add_path(snapshot, pin=pin, options=follow, name=label, progress=progress)
 
