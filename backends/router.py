@@ -290,10 +290,12 @@ def backend_health(deps: RouterDeps | None = None) -> list[BackendHealth]:
 
 
 def reset() -> None:
-    """Forget cached instances and the default (tests, or after changing settings)."""
+    """Back to a fresh process: forget cached instances, the default and custom
+    registrations (tests, or after changing settings)."""
     global _default, _last
     with _state_lock:
         _cache.clear()
+        _registry.clear()
         _default = None
         _last = None
 
