@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from multiformats import CID
 
-from .errors import IntegrityError, InvalidCID
+from .errors import IntegrityError, InvalidCID, InvalidInput
 
 __all__ = [
     "CID",
@@ -31,6 +31,23 @@ DAG_PB = "dag-pb"
 RAW = "raw"
 DAG_CBOR = "dag-cbor"
 _SHA256_PREFIX = b"\x12\x20"  # multihash code 0x12, length 32
+
+
+# Names accepted for ``block_put(codec=...)``: multicodec names plus Kubo's legacy aliases.
+_BLOCK_CODECS = {"raw": RAW, "dag-pb": DAG_PB, "dag-cbor": DAG_CBOR, "protobuf": DAG_PB,
+                 "cbor": DAG_CBOR}
+
+
+def block_codec(name: str) -> str:
+    """The multicodec name for a ``block_put`` codec argument.
+
+    Raises:
+        InvalidInput: a codec we cannot store blocks under.
+    """
+    try:
+        return _BLOCK_CODECS[name]
+    except KeyError:
+        raise InvalidInput(f"unsupported codec {name!r}; use raw, dag-pb or dag-cbor") from None
 
 
 def parse_cid(value: str | bytes | CID) -> CID:

@@ -16,15 +16,12 @@ from typing import BinaryIO
 from multiformats import CID
 
 from . import car, hf_layout
-from .cids import cid_of_block, cid_str, parse_cid
+from .cids import block_codec, cid_of_block, cid_str, parse_cid
 from .errors import BlockNotFound, InvalidInput
 from .exporter import Entry, Exporter
 from .fetcher import BlockFetcher
 from .importer import Importer, ImportOptions, ImportResult
 from .repo import Repo
-
-_CODECS = {"raw": "raw", "dag-pb": "dag-pb", "dag-cbor": "dag-cbor", "protobuf": "dag-pb",
-           "cbor": "dag-cbor"}
 
 
 def split_path(value: str) -> tuple[CID, str]:
@@ -186,11 +183,7 @@ class HFCacheBackend:
 
     # -- blocks -------------------------------------------------------------------------
     def block_put(self, data: bytes, *, codec: str = "raw") -> str:
-        try:
-            codec_name = _CODECS[codec]
-        except KeyError:
-            raise InvalidInput(f"unsupported codec {codec!r}; use raw, dag-pb or dag-cbor") \
-                from None
+        codec_name = block_codec(codec)
         cid = cid_of_block(data, version=1, codec=codec_name)
         self.repo.blocks.put(cid, data)
         return cid_str(cid)

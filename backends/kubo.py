@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 from multiformats import CID
 
 from . import car, dagpb, unixfs
-from .cids import cid_str, verify_block
+from .cids import cid_str, parse_cid, verify_block
 from .dag import links_of
 from .errors import IntegrityError, InvalidInput
 from .exporter import Entry, Exporter
@@ -39,7 +39,7 @@ from .settings import BackendSettings
 from .unixfs import NodeType
 
 __all__ = ["VerifiedReader", "make_kubo_backend", "verified_listing", "check_add_options",
-           "check_car", "CountingCar", "IterReader", "Provider", "KUBO_CODECS"]
+           "check_car", "CountingCar", "IterReader", "Provider", "VerifiedReads"]
 
 _RAW = 0x55
 _DAG_PB = 0x70
@@ -50,9 +50,6 @@ _SHA256 = b"\x12\x20"
 _LEAF_OVERHEAD = 32
 _MAX_PREDICTED_LEAF = 2 * 1024 * 1024  # peers refuse larger blocks; so do we here
 
-# Names accepted for ``block_put(codec=...)``, as the embedded backend accepts them.
-KUBO_CODECS = {"raw": "raw", "dag-pb": "dag-pb", "dag-cbor": "dag-cbor", "protobuf": "dag-pb",
-               "cbor": "dag-cbor"}
 
 BlockGet = Callable[[CID], bytes]
 RangeCat = Callable[[CID, int, int], Iterator[bytes]]
@@ -308,6 +305,44 @@ def _file_size(cid: CID, links: tuple[dagpb.PBLink, ...], fs: unixfs.UnixFSData)
         raise IntegrityError(f"{cid_str(cid)}: filesize {fs.filesize} but its parts hold "
                              f"{counted} bytes")
     return counted
+
+
+class VerifiedReads:
+    """The reads both Kubo backends share: everything goes through ``self.reader`` (a
+    :class:`VerifiedReader`) or ``self._export_into`` (the daemon's CAR, checked), so the
+    RPC and CLI backends differ only in how they reach the daemon."""
+
+    reader: VerifiedReader
+
+    def _export_into(self, root: CID, out: BinaryIO) -> None:
+        raise NotImplementedError
+
+    def cat_stream(self, cid: str, *, offset: int = 0, length: int | None = None
+                   ) -> Iterator[bytes]:
+        return self.reader.cat(cid, offset, length)
+
+    def cat(self, cid: str, *, offset: int = 0, length: int | None = None) -> bytes:
+        return b"".join(self.cat_stream(cid, offset=offset, length=length))
+
+    def stat(self, cid: str) -> Entry:
+        return self.reader.stat(cid)
+
+    def get_to_path(self, cid: str, *, output_path: str | Path) -> Entry:
+        """Written by our exporter (path safety, verified bytes), not by ``ipfs get``."""
+        return self.reader.get_to_path(cid, Path(output_path))
+
+    def block_get(self, cid: str) -> bytes:
+        return self.reader.load(parse_cid(cid))
+
+    def dag_export(self, cid: str, out: Path | BinaryIO | None = None) -> bytes | None:
+        """The DAG as a CAR v1, as the daemon wrote it, every block verified and the DAG
+        checked complete. To ``out`` (a path or stream) or returned as bytes.
+
+        Raises:
+            IntegrityError: a block does not match its CID, or the CAR is incomplete.
+        """
+        root = self.reader.resolve(cid)
+        return car.write_export(out, lambda stream: self._export_into(root, stream))
 
 
 def verified_listing(reader: VerifiedReader, value: str,

@@ -38,7 +38,7 @@ from typing import Any, BinaryIO
 from multiformats import CID
 
 from . import car
-from .cids import cid_of_block, cid_str, parse_cid, verify_block
+from .cids import block_codec, cid_of_block, cid_str, parse_cid, verify_block
 from .errors import (
     BackendUnavailable,
     BlockNotFound,
@@ -52,11 +52,11 @@ from .errors import (
 from .exporter import Entry
 from .importer import ImportOptions, ImportResult
 from .kubo import (
-    KUBO_CODECS,
     CountingCar,
     IterReader,
     Provider,
     VerifiedReader,
+    VerifiedReads,
     check_add_options,
     check_car,
     verified_listing,
@@ -73,7 +73,7 @@ _NOT_FOUND_HINTS = ("not found", "could not find", "context deadline exceeded",
 _LS_LINE = re.compile(r"(?P<size>\d+|-)\s+(?P<name>.*)$")
 
 
-class KuboCLIBackend:
+class KuboCLIBackend(VerifiedReads):
     """A Kubo node driven through its CLI (see the module docstring).
 
     Args:
@@ -396,20 +396,6 @@ class KuboCLIBackend:
         return ImportResult(self._root_of(out), _tree_bytes(top, o))
 
     # -- reading (verified) -------------------------------------------------------------
-    def cat_stream(self, cid: str, *, offset: int = 0, length: int | None = None
-                   ) -> Iterator[bytes]:
-        return self.reader.cat(cid, offset, length)
-
-    def cat(self, cid: str, *, offset: int = 0, length: int | None = None) -> bytes:
-        return b"".join(self.cat_stream(cid, offset=offset, length=length))
-
-    def stat(self, cid: str) -> Entry:
-        return self.reader.stat(cid)
-
-    def get_to_path(self, cid: str, *, output_path: str | Path) -> Entry:
-        """Written by our exporter (path safety, verified bytes), not by ``ipfs get``."""
-        return self.reader.get_to_path(cid, Path(output_path))
-
     def ls(self, cid: str) -> list[Entry]:
         """A directory's entries (names and CIDs verified), or the file itself."""
         root = cid_str(self.reader.resolve(cid))
@@ -421,9 +407,6 @@ class KuboCLIBackend:
                 reported.append(entry)
         return verified_listing(self.reader, root, reported)
 
-    def block_get(self, cid: str) -> bytes:
-        return self.reader.load(parse_cid(cid))
-
     def block_put(self, data: bytes, *, codec: str = "raw") -> str:
         """Store one block; the CID (v1, sha2-256) is computed here and checked.
 
@@ -431,11 +414,7 @@ class KuboCLIBackend:
             InvalidInput: an unsupported codec.
             IntegrityError: the node stored it under another hash.
         """
-        try:
-            codec_name = KUBO_CODECS[codec]
-        except KeyError:
-            raise InvalidInput(f"unsupported codec {codec!r}; use raw, dag-pb or dag-cbor") \
-                from None
+        codec_name = block_codec(codec)
         expected = cid_of_block(data, version=1, codec=codec_name)
         got = None
         if not self._legacy_block_put:
@@ -490,12 +469,6 @@ class KuboCLIBackend:
         return out
 
     # -- CAR ----------------------------------------------------------------------------
-    def dag_export(self, cid: str, out: Path | BinaryIO | None = None) -> bytes | None:
-        """``ipfs dag export`` streamed through our CAR check (every block verified, the
-        DAG complete), into ``out`` (a path or stream) or returned as bytes."""
-        root = self.reader.resolve(cid)
-        return car.write_export(out, lambda stream: self._export_into(root, stream))
-
     def _export_into(self, root: CID, out: BinaryIO) -> None:
         text = cid_str(root)
         chunks = self._stream(["dag", "export", self._timeout_flag(), "--", text], subject=text)

@@ -41,7 +41,7 @@ import httpx
 from multiformats import CID
 
 from . import car
-from .cids import cid_of_block, cid_str, parse_cid
+from .cids import block_codec, cid_of_block, cid_str, parse_cid
 from .errors import (
     BackendUnavailable,
     BlockNotFound,
@@ -54,11 +54,11 @@ from .errors import (
 from .exporter import Entry
 from .importer import ImportOptions, ImportResult
 from .kubo import (
-    KUBO_CODECS,
     CountingCar,
     IterReader,
     Provider,
     VerifiedReader,
+    VerifiedReads,
     check_add_options,
     check_car,
     multipart_boundary,
@@ -108,7 +108,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.3f}s"
 
 
-class KuboRPCBackend:
+class KuboRPCBackend(VerifiedReads):
     """A Kubo daemon through its HTTP RPC API (see the module docstring).
 
     Args:
@@ -317,19 +317,6 @@ class KuboRPCBackend:
         return ImportResult(parse_cid(root), sum(sizes))
 
     # -- reading (verified) -------------------------------------------------------------
-    def cat_stream(self, cid: str, *, offset: int = 0, length: int | None = None
-                   ) -> Iterator[bytes]:
-        return self.reader.cat(cid, offset, length)
-
-    def cat(self, cid: str, *, offset: int = 0, length: int | None = None) -> bytes:
-        return b"".join(self.cat_stream(cid, offset=offset, length=length))
-
-    def stat(self, cid: str) -> Entry:
-        return self.reader.stat(cid)
-
-    def get_to_path(self, cid: str, *, output_path: str | Path) -> Entry:
-        return self.reader.get_to_path(cid, Path(output_path))
-
     def ls(self, cid: str) -> list[Entry]:
         """A directory's entries (names and CIDs verified), or the file itself."""
         root = self.reader.resolve(cid)
@@ -345,9 +332,6 @@ class KuboRPCBackend:
                                      link.get("Target") or None))
         return verified_listing(self.reader, cid_str(root), reported)
 
-    def block_get(self, cid: str) -> bytes:
-        return self.reader.load(parse_cid(cid))
-
     def block_put(self, data: bytes, *, codec: str = "raw") -> str:
         """Store one block; the CID (v1, sha2-256) is computed here and checked.
 
@@ -355,11 +339,7 @@ class KuboRPCBackend:
             InvalidInput: an unsupported codec.
             IntegrityError: the daemon stored it under another hash.
         """
-        try:
-            codec_name = KUBO_CODECS[codec]
-        except KeyError:
-            raise InvalidInput(f"unsupported codec {codec!r}; use raw, dag-pb or dag-cbor") \
-                from None
+        codec_name = block_codec(codec)
         expected = cid_of_block(data, version=1, codec=codec_name)
         got = self._block_put(data, {"cid-codec": codec_name, "mhtype": "sha2-256"})
         if got.codec.name != codec_name:
@@ -412,16 +392,6 @@ class KuboRPCBackend:
         return out
 
     # -- CAR ----------------------------------------------------------------------------
-    def dag_export(self, cid: str, out: Path | BinaryIO | None = None) -> bytes | None:
-        """The DAG as a CAR v1, as the daemon wrote it, every block verified and the DAG
-        checked complete. To ``out`` (a path or stream) or returned as bytes.
-
-        Raises:
-            IntegrityError: a block does not match its CID, or the CAR is incomplete.
-        """
-        root = self.reader.resolve(cid)
-        return car.write_export(out, lambda stream: self._export_into(root, stream))
-
     def _export_into(self, root: CID, out: BinaryIO) -> None:
         with self._stream("dag/export", self._read_params(arg=cid_str(root)),
                           subject=cid_str(root)) as response:
