@@ -23,3 +23,35 @@ def isolated_hf_home(tmp_path_factory: pytest.TempPathFactory,
     router.reset()
     yield home
     router.reset()
+
+
+def _seed_api_round_trip(tmp_path: Path) -> None:
+    """Every seed router function once, on whatever backend is selected, with Kubo's CIDs."""
+    import io
+
+    from ipfs_mcp.backends.car import read_car
+    from ipfs_mcp.backends.cids import cid_str
+
+    cid = router.add_bytes(b"hello world\n")
+    assert cid == "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
+    assert router.cat(cid) == b"hello world\n"
+    block = router.block_put(b"raw block")
+    assert router.block_get(block) == b"raw block"
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_bytes(b"aaa\n")
+    (tmp_path / "d" / "b.txt").write_bytes(b"bbb\n")
+    root = router.add_path(tmp_path / "d")
+    assert root == "Qmbf84Ab1zsAStesz6Q7CTHJWKhZyMd9KtYPqrxEvFuBsF"
+    assert [e.name for e in router.ls(root)] == ["a.txt", "b.txt"]
+    router.get_to_path(root, output_path=tmp_path / "out")
+    assert (tmp_path / "out" / "b.txt").read_bytes() == b"bbb\n"
+    roots, blocks = read_car(io.BytesIO(router.dag_export(root)))
+    assert [cid_str(r) for r in roots] == [root] and len(list(blocks)) == 3
+    router.unpin(root)
+    router.pin(root)
+
+
+@pytest.fixture
+def seed_api_round_trip():  # type: ignore[no-untyped-def]
+    """The seed-API check, shared by the embedded and the Kubo router tests."""
+    return _seed_api_round_trip

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 
 from ipfs_mcp.backends import router
-from ipfs_mcp.backends.car import read_car
-from ipfs_mcp.backends.cids import cid_str
 from ipfs_mcp.backends.errors import AllBackendsFailed, BackendUnavailable, InvalidInput
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.backends.repo import Repo
@@ -22,24 +19,8 @@ def test_default_is_hf_cache_and_says_why_others_were_skipped() -> None:
     assert "hf_cache" in sel.skipped["kubo"]
 
 
-def test_seed_api_round_trip(tmp_path: Path) -> None:
-    cid = router.add_bytes(b"hello world\n")
-    assert cid == "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
-    assert router.cat(cid) == b"hello world\n"
-    block = router.block_put(b"raw block")
-    assert router.block_get(block) == b"raw block"
-    (tmp_path / "d").mkdir()
-    (tmp_path / "d" / "a.txt").write_bytes(b"aaa\n")
-    (tmp_path / "d" / "b.txt").write_bytes(b"bbb\n")
-    root = router.add_path(tmp_path / "d")
-    assert root == "Qmbf84Ab1zsAStesz6Q7CTHJWKhZyMd9KtYPqrxEvFuBsF"
-    assert [e.name for e in router.ls(root)] == ["a.txt", "b.txt"]
-    router.get_to_path(root, output_path=tmp_path / "out")
-    assert (tmp_path / "out" / "b.txt").read_bytes() == b"bbb\n"
-    roots, blocks = read_car(io.BytesIO(router.dag_export(root)))
-    assert [cid_str(r) for r in roots] == [root] and len(list(blocks)) == 3
-    router.unpin(root)
-    router.pin(root)
+def test_seed_api_round_trip(tmp_path: Path, seed_api_round_trip) -> None:  # type: ignore[no-untyped-def]
+    seed_api_round_trip(tmp_path)
 
 
 def test_repo_lives_in_hf_home(isolated_hf_home: Path) -> None:

@@ -3,14 +3,12 @@ read fallback in both directions (and saying who answered), no silent write fall
 
 from __future__ import annotations
 
-import io
 import random
 from pathlib import Path
 
 import pytest
 
 from ipfs_mcp.backends import router
-from ipfs_mcp.backends.car import read_car
 from ipfs_mcp.backends.cids import cid_of_block, cid_str
 from ipfs_mcp.backends.errors import AllBackendsFailed, BlockNotFound
 from ipfs_mcp.backends.kubo_rpc import KuboRPCBackend
@@ -32,31 +30,16 @@ def kubo_env(target: Target, monkeypatch: pytest.MonkeyPatch) -> Target:
 
 
 def test_seed_api_over_kubo_rpc(kubo_env: Target, monkeypatch: pytest.MonkeyPatch,
-                                tmp_path: Path) -> None:
+                                tmp_path: Path, seed_api_round_trip) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("IPFS_BACKEND", "kubo")
     monkeypatch.setenv("IPFS_API_TIMEOUT", "30")
     router.reset()
     sel = router.selection()
     assert (sel.backend, sel.reason) == ("kubo", "chosen explicitly")
     assert isinstance(router.get_backend(), KuboRPCBackend)
-    cid = router.add_bytes(b"hello world\n")
-    assert cid == "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
-    assert router.cat(cid) == b"hello world\n"
+    seed_api_round_trip(tmp_path)
+    assert router.cat("QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o") == b"hello world\n"
     assert router.last_read() == router.ReadReport("cat", "kubo", {})
-    block = router.block_put(b"raw block via the router")
-    assert router.block_get(block) == b"raw block via the router"
-    (tmp_path / "d").mkdir()
-    (tmp_path / "d" / "a.txt").write_bytes(b"aaa\n")
-    (tmp_path / "d" / "b.txt").write_bytes(b"bbb\n")
-    root = router.add_path(tmp_path / "d")
-    assert root == "Qmbf84Ab1zsAStesz6Q7CTHJWKhZyMd9KtYPqrxEvFuBsF"
-    assert [e.name for e in router.ls(root)] == ["a.txt", "b.txt"]
-    router.get_to_path(root, output_path=tmp_path / "out")
-    assert (tmp_path / "out" / "b.txt").read_bytes() == b"bbb\n"
-    roots, blocks = read_car(io.BytesIO(router.dag_export(root)))
-    assert [cid_str(r) for r in roots] == [root] and len(list(blocks)) == 3
-    router.unpin(root)
-    router.pin(root)
 
 
 def test_reads_fall_back_from_kubo_to_hf_cache_and_say_who_answered(
