@@ -226,3 +226,74 @@ class JsonLineProcess:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self._log.close()
+
+
+class ChildNode:
+    """What the Kubo and Helia harnesses share: start a node process, wait for its
+    ``ready`` event, learn its peer id and loopback addresses, and stop it exactly once."""
+
+    name = "node"
+    base_dir: Path
+    log_path: Path
+    _own_dir: bool
+
+    def _start(self, argv: Sequence[str], start_timeout: float, *, cwd: Path,
+               env: dict[str, str] | None = None) -> None:
+        started = time.monotonic()
+        self._proc = JsonLineProcess(argv, name=self.name, cwd=cwd, log_path=self.log_path,
+                                     env=env)
+        try:
+            ready = self._proc.wait_event_any(("ready", "failed"), start_timeout)
+            if ready["event"] == "failed":
+                raise InteropError(f"{self.name} failed to start: {ready.get('error')}\n"
+                                   f"{self._proc.log_tail()}")
+            self.start_seconds = time.monotonic() - started
+            self.timings: dict[str, float] = ready.get("timings", {})
+            self.peer_id: str = ready["peer_id"]
+            suffix = f"/p2p/{self.peer_id}"
+            self.dial_addrs = [a if a.endswith(suffix) else a + suffix for a in ready["addrs"]
+                               if a.startswith("/ip4/127.0.0.1/")]
+            if not self.peer_id or not self.dial_addrs:
+                raise InteropError(f"{self.name} started without a peer id or a loopback "
+                                   f"address: {ready}")
+        except BaseException:
+            self._proc.close(grace=1.0)
+            raise
+        self.addrs = [a[: -len(suffix)] for a in self.dial_addrs]
+        self.dial_addr = self.dial_addrs[0]
+        self._closed = False
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the node and end its process (killed if it does not exit in 5 s); idempotent."""
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        self._proc.close(grace=5.0)
+        if self._own_dir:
+            import shutil
+
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.alive
+
+    def peer_ids(self, *, timeout: float = 10.0) -> list[str]:
+        raise NotImplementedError
+
+    def wait_for_peer(self, peer_id: str, *, timeout: float = 10.0) -> None:
+        """Wait until ``peer_id`` is connected (polls ``peer_ids``; bounded)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if peer_id in self.peer_ids(timeout=max(0.5, deadline - time.monotonic())):
+                return
+            if time.monotonic() >= deadline:
+                raise InteropTimeout(f"{self.name}: {peer_id} not connected within "
+                                     f"{timeout:.1f} s")
+            time.sleep(0.05)

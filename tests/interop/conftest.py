@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from .helia import HeliaNode, helia_skip_reason
 from .jsenv import js_skip_reason
 from .kubo import KuboNode, kubo_skip_reason
+
+N = TypeVar("N", KuboNode, HeliaNode)
 
 _HERE = Path(__file__).resolve().parent
 
@@ -41,15 +43,14 @@ def js_tools() -> None:
         pytest.skip(reason)
 
 
-@pytest.fixture
-def kubo_factory(tmp_path: Path) -> Iterator[Callable[..., KuboNode]]:
-    reason = kubo_skip_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    nodes: list[KuboNode] = []
+def _factory(cls: type[N], skip_reason: str | None, base: Path) -> Iterator[Callable[..., N]]:
+    """Start nodes of one kind on demand; every one is closed when the test ends."""
+    if skip_reason is not None:
+        pytest.skip(skip_reason)
+    nodes: list[N] = []
 
-    def start(**kwargs: Any) -> KuboNode:
-        node = KuboNode(tmp_path / f"kubo-{len(nodes)}", **kwargs)
+    def start(**kwargs: Any) -> N:
+        node = cls(base / f"{cls.name}-{len(nodes)}", **kwargs)  # type: ignore[call-arg]
         nodes.append(node)
         return node
 
@@ -58,25 +59,16 @@ def kubo_factory(tmp_path: Path) -> Iterator[Callable[..., KuboNode]]:
     finally:
         for node in nodes:
             node.close()
+
+
+@pytest.fixture
+def kubo_factory(tmp_path: Path) -> Iterator[Callable[..., KuboNode]]:
+    yield from _factory(KuboNode, kubo_skip_reason(), tmp_path)
 
 
 @pytest.fixture
 def helia_factory(tmp_path: Path) -> Iterator[Callable[..., HeliaNode]]:
-    reason = helia_skip_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    nodes: list[HeliaNode] = []
-
-    def start(**kwargs: Any) -> HeliaNode:
-        node = HeliaNode(tmp_path / f"helia-{len(nodes)}", **kwargs)
-        nodes.append(node)
-        return node
-
-    try:
-        yield start
-    finally:
-        for node in nodes:
-            node.close()
+    yield from _factory(HeliaNode, helia_skip_reason(), tmp_path)
 
 
 @pytest.fixture

@@ -33,13 +33,11 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from ._process import InteropError, InteropTimeout, JsonLineProcess
+from ._process import ChildNode, InteropError, InteropTimeout
 from .jsenv import JS_DIR, js_skip_reason, node_binary
 
 __all__ = ["HeliaNode", "helia_skip_reason", "InteropError", "InteropTimeout"]
@@ -53,7 +51,7 @@ def helia_skip_reason() -> str | None:
     return js_skip_reason()
 
 
-class HeliaNode:
+class HeliaNode(ChildNode):
     """One Helia node in a Node.js child process; use it as a context manager.
 
     Args:
@@ -81,6 +79,8 @@ class HeliaNode:
     ``shard_threshold=262144``.
     """
 
+    name = "helia"
+
     def __init__(self, base_dir: Path | str | None = None, *, dht: bool = False,
                  persistent: bool = True, start_timeout: float = 60.0,
                  env: dict[str, str] | None = None) -> None:
@@ -99,48 +99,8 @@ class HeliaNode:
         self._names = itertools.count(1)
         params = {"dht": dht,
                   "blockstore": str(self.base_dir / "blocks") if persistent else None}
-        started = time.monotonic()
-        self._proc = JsonLineProcess([node, str(_SCRIPT), json.dumps(params)], name="helia",
-                                     cwd=self.base_dir, log_path=self.log_path, env=env)
-        try:
-            ready = self._proc.wait_event_any(("ready", "failed"), start_timeout)
-            if ready["event"] == "failed":
-                raise InteropError(f"helia failed to start: {ready.get('error')}")
-        except BaseException:
-            self._proc.close(grace=1.0)
-            raise
-        self.start_seconds = time.monotonic() - started
-        self.timings: dict[str, float] = ready.get("timings", {})
-        self.peer_id: str = ready["peer_id"]
-        suffix = f"/p2p/{self.peer_id}"
-        self.dial_addrs = [a if a.endswith(suffix) else a + suffix for a in ready["addrs"]
-                           if a.startswith("/ip4/127.0.0.1/")]
-        if not self.dial_addrs:
-            self._proc.close(grace=1.0)
-            raise InteropError(f"helia has no loopback address: {ready}")
-        self.addrs = [a[: -len(suffix)] for a in self.dial_addrs]
-        self.dial_addr = self.dial_addrs[0]
-        self._closed = False
-
-    # -- lifecycle ----------------------------------------------------------------------
-    def __enter__(self) -> HeliaNode:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop Helia and end its process (killed if it does not exit in 5 s)."""
-        if getattr(self, "_closed", True):
-            return
-        self._closed = True
-        self._proc.close(grace=5.0)
-        if self._own_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    @property
-    def alive(self) -> bool:
-        return self._proc.alive
+        self._start([node, str(_SCRIPT), json.dumps(params)], start_timeout,
+                    cwd=self.base_dir, env=env)
 
     def request(self, op: str, timeout: float = 30.0, **args: Any) -> Any:
         """Send a raw request (ops are listed in ``js/helia_peer.mjs``); network ops get
@@ -258,16 +218,6 @@ class HeliaNode:
     def connections(self, *, timeout: float = 10.0) -> list[dict[str, str]]:
         """Open connections as ``{"peer_id", "addr"}`` (remote address)."""
         return list(self.request("connections", timeout))
-
-    def wait_for_peer(self, peer_id: str, *, timeout: float = 10.0) -> None:
-        """Wait until ``peer_id`` is connected (polls; bounded)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if peer_id in self.peers(timeout=max(0.5, deadline - time.monotonic())):
-                return
-            if time.monotonic() >= deadline:
-                raise InteropTimeout(f"helia: {peer_id} not connected within {timeout:.1f} s")
-            time.sleep(0.05)
 
     def provide(self, cid: str, *, timeout: float = 30.0) -> None:
         """Announce ``cid`` on the DHT (``dht=True`` only)."""

@@ -37,11 +37,10 @@ import json
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from ._process import InteropError, InteropTimeout, JsonLineProcess
+from ._process import ChildNode, InteropError, InteropTimeout
 
 __all__ = ["KuboNode", "kubo_available", "kubo_skip_reason", "InteropError", "InteropTimeout"]
 
@@ -62,7 +61,7 @@ def kubo_available() -> bool:
     return kubo_skip_reason() is None
 
 
-class KuboNode:
+class KuboNode(ChildNode):
     """One embedded Kubo node in a child process; use it as a context manager.
 
     Args:
@@ -86,6 +85,8 @@ class KuboNode:
     :class:`~._process.InteropError` when Kubo reports a failure.
     """
 
+    name = "kubo"
+
     def __init__(self, base_dir: Path | str | None = None, *,
                  config: dict[str, Any] | None = None, start_timeout: float = 60.0) -> None:
         reason = kubo_skip_reason()
@@ -101,53 +102,8 @@ class KuboNode:
         self.log_path = self.base_dir / "worker.log"
         self._names = itertools.count(1)
         params = json.dumps({"repo": str(self.repo), "config": config or {}})
-        started = time.monotonic()
-        self._proc = JsonLineProcess([sys.executable, "-u", str(_WORKER), params], name="kubo",
-                                     cwd=self.base_dir, log_path=self.log_path)
-        try:
-            ready = self._wait_ready(start_timeout)
-        except BaseException:
-            self._proc.close(grace=1.0)
-            raise
-        self.start_seconds = time.monotonic() - started
-        self.timings: dict[str, float] = ready.get("timings", {})
-        self.peer_id: str = ready["peer_id"]
-        self.addrs: list[str] = [a for a in ready["addrs"] if a.startswith("/ip4/127.0.0.1/")]
-        if not self.peer_id or not self.addrs:
-            self._proc.close(grace=1.0)
-            raise InteropError(f"kubo started without a peer id or a loopback address: {ready}")
-        self.dial_addrs = [f"{a}/p2p/{self.peer_id}" for a in self.addrs]
-        self.dial_addr = self.dial_addrs[0]
-        self._closed = False
-
-    def _wait_ready(self, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            msg = self._proc.wait_event_any(("ready", "failed"), deadline - time.monotonic())
-            if msg["event"] == "failed":
-                raise InteropError(f"kubo failed to start: {msg.get('error')}\n"
-                                   f"{self._proc.log_tail()}")
-            return msg
-
-    # -- lifecycle ----------------------------------------------------------------------
-    def __enter__(self) -> KuboNode:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop the node and kill its process (idempotent)."""
-        if getattr(self, "_closed", True):
-            return
-        self._closed = True
-        self._proc.close(grace=5.0)
-        if self._own_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    @property
-    def alive(self) -> bool:
-        return self._proc.alive
+        self._start([sys.executable, "-u", str(_WORKER), params], start_timeout,
+                    cwd=self.base_dir)
 
     def request(self, op: str, timeout: float = 30.0, **args: Any) -> Any:
         """Send a raw worker request (see ``kubo_worker.py`` for the ops)."""
@@ -221,16 +177,6 @@ class KuboNode:
 
     def peer_ids(self, *, timeout: float = 10.0) -> list[str]:
         return list(self._proc.request("peer_ids", timeout))
-
-    def wait_for_peer(self, peer_id: str, *, timeout: float = 10.0) -> None:
-        """Wait until ``peer_id`` is connected (polls ``peer_ids``; bounded)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if peer_id in self.peer_ids(timeout=max(0.5, deadline - time.monotonic())):
-                return
-            if time.monotonic() >= deadline:
-                raise InteropTimeout(f"kubo: {peer_id} not connected within {timeout:.1f} s")
-            time.sleep(0.05)
 
     def find_peer(self, peer_id: str, *, seconds: int = 10) -> list[str]:
         """``ipfs routing findpeer``: the peer's addresses, found through the DHT."""
