@@ -9,6 +9,21 @@ import pytest
 from ipfs_mcp.backends import router
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    # The server, the tools and py-libp2p share one trio loop (py-libp2p runs on trio
+    # only); anyio's pytest plugin runs each async test on it.
+    return "trio"
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    """An empty folder for a test's files (often the one allowed root)."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def isolated_hf_home(tmp_path_factory: pytest.TempPathFactory,
                      monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -12,12 +12,6 @@ import logging
 import pytest
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    # py-libp2p runs on trio only; anyio's pytest plugin then runs each test on trio.
-    return "trio"
-
-
 @pytest.fixture(autouse=True)
 def _quiet_libp2p() -> None:
     # py-libp2p logs every DHT stream that ends with EOF as an error; that is normal here.

@@ -10,13 +10,6 @@ from ipfs_mcp.tools.roots import AllowedRoots
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    # The server, the tools and py-libp2p share one trio loop; anyio's pytest plugin runs
-    # each async test on it.
-    return "trio"
-
-
-@pytest.fixture
 def hub(tmp_path: Path) -> Path:
     return tmp_path / "hub"
 
@@ -24,13 +17,6 @@ def hub(tmp_path: Path) -> Path:
 @pytest.fixture
 def backend(tmp_path: Path, hub: Path) -> HFCacheBackend:
     return HFCacheBackend(Repo(tmp_path / "repo", fsync=False), hub_cache=hub)
-
-
-@pytest.fixture
-def work(tmp_path: Path) -> Path:
-    folder = tmp_path / "work"
-    folder.mkdir()
-    return folder
 
 
 @pytest.fixture
