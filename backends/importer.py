@@ -18,6 +18,7 @@ Blocks go to a :class:`BlockSink` as they are made (or nowhere, to only compute 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 from collections.abc import Callable, Iterable
@@ -187,8 +188,6 @@ class Importer:
         return self._file_parent(children)
 
     def add_bytes(self, data: bytes) -> Node:
-        import io
-
         return self.add_stream(io.BytesIO(data))
 
     def add_file(self, path: Path) -> Node:
