@@ -12,6 +12,11 @@ that speaks one JSON object per line:
 Every wait here has a deadline; a request that misses it raises :class:`InteropTimeout`
 (the child keeps running and stays usable). :meth:`JsonLineProcess.close` asks the child
 to stop, waits a bounded time, then kills it; a finalizer kills it too if the owner forgot.
+
+Programs that speak no such protocol (the Go daemons: Kubo 0.43, IPFS Cluster) run as a
+:class:`DaemonProcess`: a ready line awaited with a deadline, SIGTERM then SIGKILL to stop.
+:class:`ChildNode` is the node base both kinds share (identity, addresses, close,
+``wait_for_peer``).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["InteropError", "InteropTimeout", "JsonLineProcess"]
+__all__ = ["ChildNode", "DaemonProcess", "InteropError", "InteropTimeout", "JsonLineProcess"]
 
 
 class InteropError(RuntimeError):
@@ -228,6 +233,91 @@ class JsonLineProcess:
         self._log.close()
 
 
+class DaemonProcess:
+    """A long-running program that is not ours to script (a Go daemon), driven by signals.
+
+    Its stdout and stderr go to ``log_path`` through a reader thread, which sets an event
+    when a line contains ``ready_marker``; :meth:`wait_ready` waits on it with a deadline.
+    :meth:`close` sends SIGTERM (the daemons shut down cleanly on it), waits ``grace``
+    seconds, then kills; a finalizer kills it too if the owner forgot.
+    """
+
+    def __init__(self, argv: Sequence[str], *, name: str, cwd: Path, log_path: Path,
+                 ready_marker: str, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log_path = Path(log_path)
+        self._marker = ready_marker.encode()
+        self._ready = threading.Event()
+        self._exited = threading.Event()
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the reader thread
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     cwd=str(cwd), env=full_env, close_fds=True)
+        self._finalizer = weakref.finalize(self, _kill, self.proc)
+        self._reader = threading.Thread(target=self._read_loop, name=f"{name}-log",
+                                        daemon=True)
+        self._reader.start()
+
+    def _read_loop(self) -> None:
+        assert self.proc.stdout is not None
+        try:
+            for line in self.proc.stdout:
+                self._log.write(line)
+                self._log.flush()
+                if self._marker in line:
+                    self._ready.set()
+        finally:
+            self._log.close()
+            self._exited.set()
+            self._ready.set()  # wake a waiter: it then sees the exit
+
+    def log_tail(self, limit: int = 4000) -> str:
+        try:
+            data = self.log_path.read_bytes()
+        except OSError:
+            return ""
+        return data[-limit:].decode("utf-8", "replace")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait for the ready line.
+
+        Raises:
+            InteropTimeout: it did not come within ``timeout`` s.
+            InteropError: the program exited first.
+        """
+        if not self._ready.wait(timeout):
+            raise InteropTimeout(f"{self.name} was not ready within {timeout:.1f} s\n"
+                                 f"--- log tail ---\n{self.log_tail()}")
+        if self._exited.is_set() or not self.alive:
+            self._exited.wait(5)
+            raise InteropError(f"{self.name} exited (code {self.proc.poll()}) before it was "
+                               f"ready\n--- log tail ---\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """Sudden death (SIGKILL), for tests of what happens when a daemon dies."""
+        _kill(self.proc)
+        self._reader.join(timeout=10)
+
+    def close(self, grace: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` s; reaps the process. Idempotent."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        self._finalizer()  # kills if still running, and reaps
+        self._reader.join(timeout=grace)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
 class ChildNode:
     """What the Kubo and Helia harnesses share: start a node process, wait for its
     ``ready`` event, learn its peer id and loopback addresses, and stop it exactly once."""
@@ -249,16 +339,24 @@ class ChildNode:
                                    f"{self._proc.log_tail()}")
             self.start_seconds = time.monotonic() - started
             self.timings: dict[str, float] = ready.get("timings", {})
-            self.peer_id: str = ready["peer_id"]
-            suffix = f"/p2p/{self.peer_id}"
-            self.dial_addrs = [a if a.endswith(suffix) else a + suffix for a in ready["addrs"]
-                               if a.startswith("/ip4/127.0.0.1/")]
-            if not self.peer_id or not self.dial_addrs:
-                raise InteropError(f"{self.name} started without a peer id or a loopback "
-                                   f"address: {ready}")
+            self._identify(ready["peer_id"], ready["addrs"])
         except BaseException:
             self._proc.close(grace=1.0)
             raise
+
+    def _identify(self, peer_id: str, addrs: Sequence[str]) -> None:
+        """Record a started node's peer id and loopback addresses, and mark it open.
+
+        Raises:
+            InteropError: no peer id, or no /ip4/127.0.0.1 address.
+        """
+        self.peer_id: str = peer_id
+        suffix = f"/p2p/{peer_id}"
+        self.dial_addrs = [a if a.endswith(suffix) else a + suffix for a in addrs
+                           if a.startswith("/ip4/127.0.0.1/")]
+        if not peer_id or not self.dial_addrs:
+            raise InteropError(f"{self.name} started without a peer id or a loopback "
+                               f"address: {peer_id!r} {list(addrs)!r}")
         self.addrs = [a[: -len(suffix)] for a in self.dial_addrs]
         self.dial_addr = self.dial_addrs[0]
         self._closed = False
