@@ -8,11 +8,15 @@ errors (OS, HTTP, libp2p) are translated at the boundary with ``raise ... from e
     ├── InvalidInput                (also ValueError)
     │   ├── InvalidCID
     │   ├── UnsafePath              a path escapes its root, or an entry name is unsafe
-    │   └── TooLarge                input over a configured cap
+    │   ├── TooLarge                input over a configured cap
+    │   │   ├── WriteTooLarge       a write's declared size over the free disk or limit
+    │   │   └── DagTooLarge         a DAG deeper or wider than backends/limits.py allows
+    │   └── TargetExists            a write would replace a file or non-empty folder
     ├── NotFound                    (also FileNotFoundError)
     │   ├── BlockNotFound           carries the missing CID and where it looked
     │   └── PinNotFound
     ├── IntegrityError              bytes do not hash to their CID
+    ├── DiskFull                    the file system filled up mid-write (output removed)
     ├── BackendUnavailable          a backend cannot serve; says why and how to fix it
     ├── AllBackendsFailed           every candidate failed; carries each failure
     ├── NetworkError                a peer or the network failed us
@@ -47,6 +51,26 @@ class UnsafePath(InvalidInput):
 
 class TooLarge(InvalidInput):
     """Input larger than a configured limit."""
+
+
+class WriteTooLarge(TooLarge):
+    """A write refused up front: its declared size is over the free disk or the write limit."""
+
+    def __init__(self, what: str, declared: int, free: int, limit: int) -> None:
+        self.declared = declared
+        self.free = free
+        self.limit = limit
+        super().__init__(f"{what} declares {declared} bytes; the target has {free} bytes free "
+                         f"and the write limit is {limit} bytes (--max-write-bytes / "
+                         "IPFS_MCP_MAX_WRITE); nothing was written")
+
+
+class DagTooLarge(TooLarge):
+    """A DAG is deeper, or a node or folder wider, than any real one (see limits.py)."""
+
+
+class TargetExists(InvalidInput):
+    """The output path is an existing file or non-empty folder, and overwrite was not asked."""
 
 
 class NotFound(IpfsMcpError, FileNotFoundError):
@@ -85,6 +109,10 @@ class AllBackendsFailed(IpfsMcpError):
 
 class NetworkError(IpfsMcpError):
     """A peer or the network failed (timeouts, refused dials, protocol violations)."""
+
+
+class DiskFull(IpfsMcpError):
+    """The file system ran out of space (or quota) mid-write; the partial output was removed."""
 
 
 class OperationCancelled(IpfsMcpError):

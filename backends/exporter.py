@@ -5,13 +5,23 @@ blockstore's ``get`` does, and so does the router's fetch-on-miss loader). Files
 block by block; ``offset`` skips whole subtrees using the UnixFS ``blocksizes``, so memory
 and work stay proportional to what is read, not to the file.
 
-``get_to_path`` never writes outside ``output_path``: every entry name is checked, files are
-written to a temp name and renamed, and symlinks that would point outside are refused.
+``get_to_path`` never writes outside ``output_path``: every entry name is checked and
+symlinks that would point outside are refused. It never replaces an existing file or a
+non-empty folder unless asked (``overwrite``), and the result lands atomically: the whole file
+or tree is written beside the target under a temp name, fsynced, then renamed into place.
+Before the first byte it sums the declared size (UnixFS ``filesize``/``blocksizes``) and
+refuses what the free disk or the write limit cannot hold; while writing it stops at once
+when a DAG turns out to hold more than it declared.
+
+Every walk is iterative and bounded by :mod:`.limits` (depth, links per node, entries per
+folder), so a hostile DAG gets a one-line error, never a ``RecursionError``.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,9 +29,19 @@ from pathlib import Path
 
 from multiformats import CID
 
-from . import dagpb, unixfs
+from . import dagpb, limits, unixfs
 from .cids import cid_str
-from .errors import IntegrityError, InvalidInput, NotFound, UnsafePath
+from .errors import (
+    DagTooLarge,
+    DiskFull,
+    IntegrityError,
+    InvalidInput,
+    IpfsMcpError,
+    NotFound,
+    TargetExists,
+    UnsafePath,
+    WriteTooLarge,
+)
 from .importer import check_entry_name
 from .unixfs import NodeType
 
@@ -58,9 +78,17 @@ def _decode(cid: CID, block: bytes) -> _Decoded:
     if cid.codec.code != _DAG_PB:
         raise InvalidInput(f"{cid_str(cid)} is {cid.codec.name}, not UnixFS (dag-pb or raw)")
     node = dagpb.decode(block)
+    limits.check_links(len(node.links), cid_str(cid))
     if node.data is None:
         raise IntegrityError(f"{cid_str(cid)}: dag-pb node without UnixFS data")
     return _Decoded(node.links, unixfs.decode(node.data))
+
+
+Progress = Callable[[int], None]
+_FILE_KINDS = (NodeType.FILE, NodeType.RAW)
+_DIR_KINDS = (NodeType.DIRECTORY, NodeType.HAMT_SHARD)
+# HAMT fanouts go-unixfs accepts: powers of two up to 1024 (Kubo writes 256).
+_HAMT_FANOUTS = frozenset(1 << n for n in range(1, 11))
 
 
 class Exporter:
@@ -80,12 +108,12 @@ class Exporter:
         if node.fs is None:
             return Entry(cid, "file", len(node.raw or b""), name)
         kind = node.fs.type
-        if kind in (NodeType.FILE, NodeType.RAW):
+        if kind in _FILE_KINDS:
             size = node.fs.filesize
             if size is None:
                 size = len(node.fs.data or b"") + sum(node.fs.blocksizes)
             return Entry(cid, "file", size, name)
-        if kind in (NodeType.DIRECTORY, NodeType.HAMT_SHARD):
+        if kind in _DIR_KINDS:
             return Entry(cid, "directory", 0, name)
         if kind == NodeType.SYMLINK:
             return Entry(cid, "symlink", 0, name, (node.fs.data or b"").decode(errors="replace"))
@@ -96,30 +124,52 @@ class Exporter:
 
         Raises:
             InvalidInput: ``cid`` is not a directory.
+            DagTooLarge: more than ``limits.MAX_DIR_ENTRIES`` entries.
         """
         node = self._node(cid)
-        if node.fs is None or node.fs.type not in (NodeType.DIRECTORY, NodeType.HAMT_SHARD):
+        if node.fs is None or node.fs.type not in _DIR_KINDS:
             raise InvalidInput(f"{cid_str(cid)} is not a directory")
-        yield from self._children(node)
+        yield from self._children(cid, node)
 
-    def _children(self, node: _Decoded) -> Iterator[tuple[str, CID]]:
+    def _children(self, cid: CID, node: _Decoded) -> Iterator[tuple[str, CID]]:
+        """Entries in link order; HAMT shards are walked iteratively, at most as deep as the
+        hash has bits, and the entry count is bounded."""
         assert node.fs is not None
-        if node.fs.type == NodeType.DIRECTORY:
-            for link in node.links:
-                yield link.name, link.cid
-            return
-        fanout = node.fs.fanout or 256
-        width = len(f"{fanout - 1:X}")
-        for link in node.links:
-            if len(link.name) < width:
-                raise IntegrityError(f"HAMT link name {link.name!r} is too short")
-            if len(link.name) == width:  # a sub-shard
-                sub = self._node(link.cid)
-                if sub.fs is None or sub.fs.type != NodeType.HAMT_SHARD:
-                    raise IntegrityError(f"HAMT link {link.name!r} is not a shard")
-                yield from self._children(sub)
+        count = 0
+        # Each frame: the links of one shard still to visit, and that shard's depth.
+        stack: list[tuple[Iterator[dagpb.PBLink], int, _Decoded]] = [(iter(node.links), 0, node)]
+        hamt = node.fs.type == NodeType.HAMT_SHARD
+        while stack:
+            links, depth, shard = stack[-1]
+            link = next(links, None)
+            if link is None:
+                stack.pop()
+                continue
+            if not hamt:
+                name, child = link.name, link.cid
             else:
-                yield link.name[width:], link.cid
+                assert shard.fs is not None
+                fanout = shard.fs.fanout or 256
+                if fanout not in _HAMT_FANOUTS:
+                    raise IntegrityError(f"{cid_str(cid)}: HAMT fanout {fanout} is invalid")
+                width = len(f"{fanout - 1:X}")
+                if len(link.name) < width:
+                    raise IntegrityError(f"HAMT link name {link.name!r} is too short")
+                if len(link.name) == width:  # a sub-shard
+                    # 64 hash bits, log2(fanout) of them a level: deeper is not a real HAMT.
+                    if depth + 1 > 64 // (fanout.bit_length() - 1):
+                        raise IntegrityError(f"{cid_str(cid)}: HAMT deeper than its hash bits")
+                    sub = self._node(link.cid)
+                    if sub.fs is None or sub.fs.type != NodeType.HAMT_SHARD:
+                        raise IntegrityError(f"HAMT link {link.name!r} is not a shard")
+                    stack.append((iter(sub.links), depth + 1, sub))
+                    continue
+                name, child = link.name[width:], link.cid
+            count += 1
+            if count > limits.MAX_DIR_ENTRIES:
+                raise DagTooLarge(f"folder {cid_str(cid)} has more than "
+                                  f"{limits.MAX_DIR_ENTRIES} entries")
+            yield name, child
 
     def ls(self, cid: CID) -> list[Entry]:
         """A directory's entries with their kinds and sizes, or the file itself."""
@@ -127,7 +177,7 @@ class Exporter:
         entry = self._entry(cid, node, "")
         if entry.kind != "directory":
             return [entry]
-        return [self.stat(child, name) for name, child in self._children(node)]
+        return [self.stat(child, name) for name, child in self._children(cid, node)]
 
     def resolve(self, root: CID, path: str) -> CID:
         """Follow ``a/b/c`` from a directory root.
@@ -136,7 +186,9 @@ class Exporter:
             NotFound: a path segment does not exist.
         """
         cid = root
-        for segment in [s for s in path.split("/") if s]:
+        segments = [s for s in path.split("/") if s]
+        limits.check_depth(len(segments), f"path {path!r}")
+        for segment in segments:
             for name, child in self.children(cid):
                 if name == segment:
                     cid = child
@@ -151,6 +203,8 @@ class Exporter:
 
         Raises:
             InvalidInput: ``cid`` is a directory, or offset/length are negative.
+            IntegrityError: the DAG's sizes lie (a leaf longer than its parent says).
+            DagTooLarge: the DAG is deeper than ``limits.MAX_DAG_DEPTH``.
         """
         if offset < 0 or (length is not None and length < 0):
             raise InvalidInput("offset and length must not be negative")
@@ -165,85 +219,304 @@ class Exporter:
                 yield piece
 
     def _file_pieces(self, cid: CID, node: _Decoded, offset: int) -> Iterator[bytes]:
-        if node.fs is None:
-            yield (node.raw or b"")[offset:]
-            return
-        if node.fs.type == NodeType.SYMLINK:
+        """A file's bytes in order, walked depth-first with an explicit stack.
+
+        Every node's sizes are checked before its bytes are used: ``filesize`` must equal its
+        own data plus its ``blocksizes``, and each child must hold exactly the ``blocksize``
+        its parent declares. So the bytes yielded are exactly the root's declared size, and a
+        DAG that lies fails as IntegrityError at the first lie, not after the disk is full.
+        """
+        if node.fs is not None and node.fs.type == NodeType.SYMLINK:
             raise InvalidInput(f"{cid_str(cid)} is a symlink, not a file")
-        if node.fs.type not in (NodeType.FILE, NodeType.RAW):
+        if node.fs is not None and node.fs.type not in _FILE_KINDS:
             raise InvalidInput(f"{cid_str(cid)} is a directory, not a file")
-        data = node.fs.data or b""
-        if offset < len(data):
-            yield data[offset:]
-            offset = 0
-        else:
-            offset -= len(data)
-        if node.links and len(node.fs.blocksizes) != len(node.links):
-            raise IntegrityError(f"{cid_str(cid)}: blocksizes do not match its links")
-        for link, size in zip(node.links, node.fs.blocksizes, strict=False):
-            if offset >= size:
-                offset -= size
+        root = cid
+        # Frames: (cid, its node if already loaded, offset into it, size the parent declared).
+        # Pending siblings wait as one iterator per level, so memory follows the depth.
+        first = (cid, node, offset, None)
+        levels: list[Iterator[tuple[CID, _Decoded | None, int, int | None]]] = [iter((first,))]
+        while levels:
+            frame = next(levels[-1], None)
+            if frame is None:
+                levels.pop()
                 continue
-            child = self._node(link.cid)
-            yield from self._file_pieces(link.cid, child, offset)
-            offset = 0
+            cid, loaded, offset, expected = frame
+            limits.check_depth(len(levels), f"file {cid_str(root)}")
+            node = loaded or self._node(cid)
+            if node.fs is None:  # a raw leaf
+                raw = node.raw or b""
+                if expected is not None and len(raw) != expected:
+                    raise IntegrityError(f"{cid_str(cid)}: leaf holds {len(raw)} bytes, its "
+                                         f"parent declares {expected}")
+                if offset < len(raw):
+                    yield raw[offset:] if offset else raw
+                continue
+            if node.fs.type not in _FILE_KINDS:
+                raise IntegrityError(f"{cid_str(cid)}: a file links to a "
+                                     f"{node.fs.type.name.lower()} node")
+            data = node.fs.data or b""
+            sizes = node.fs.blocksizes
+            if len(sizes) != len(node.links):
+                raise IntegrityError(f"{cid_str(cid)}: {len(sizes)} blocksizes for "
+                                     f"{len(node.links)} links")
+            total = len(data) + sum(sizes)
+            if node.fs.filesize is not None and node.fs.filesize != total:
+                raise IntegrityError(f"{cid_str(cid)}: filesize {node.fs.filesize} is not its "
+                                     f"data plus blocksizes ({total})")
+            if expected is not None and total != expected:
+                raise IntegrityError(f"{cid_str(cid)}: holds {total} bytes, its parent "
+                                     f"declares {expected}")
+            if offset < len(data):
+                yield data[offset:] if offset else data
+                offset = 0
+            else:
+                offset -= len(data)
+            if node.links:
+                levels.append(_child_frames(node.links, sizes, offset))
 
     def read(self, cid: CID, offset: int = 0, length: int | None = None) -> bytes:
         return b"".join(self.cat(cid, offset, length))
 
-    # -- to disk ------------------------------------------------------------------------
-    def get_to_path(self, cid: CID, output_path: Path,
-                    progress: Callable[[int], None] | None = None) -> Entry:
-        """Write a file, symlink or whole directory tree to ``output_path``.
+    # -- sizing -------------------------------------------------------------------------
+    def declared_size(self, cid: CID, *, stop_above: int | None = None) -> int:
+        """The bytes writing ``cid`` would put on disk, as its blocks declare them: a file's
+        ``filesize``, a symlink's target, the sum over a folder's tree.
+
+        Only each entry's root block is read, never file contents. The walk is iterative and
+        bounded (``limits.MAX_TREE_ENTRIES``); it stops early once the sum is over
+        ``stop_above``, since the write is refused anyway.
 
         Raises:
+            DagTooLarge: the tree is deeper or has more entries than the bounds.
+        """
+        total = entries = 0
+        stack: list[tuple[CID, int]] = [(cid, 0)]
+        while stack:
+            current, depth = stack.pop()
+            limits.check_depth(depth, f"folder {cid_str(cid)}")
+            entries += 1
+            if entries > limits.MAX_TREE_ENTRIES:
+                raise DagTooLarge(f"{cid_str(cid)} has more than {limits.MAX_TREE_ENTRIES} "
+                                  "entries in its tree")
+            node = self._node(current)
+            entry = self._entry(current, node, "")
+            if entry.kind == "directory":
+                stack.extend((child, depth + 1) for _, child in self._children(current, node))
+            elif entry.kind == "symlink":
+                total += len((entry.target or "").encode())
+            else:
+                total += entry.size
+            if stop_above is not None and total > stop_above:
+                break
+        return total
+
+    def check_fits(self, cid: CID, output_path: Path, max_bytes: int | None = None) -> int:
+        """Refuse, before anything is written, a DAG whose declared size does not fit at
+        ``output_path``; returns the declared size.
+
+        Raises:
+            WriteTooLarge: over the free disk or the limit (``max_bytes``, else
+                ``limits.DEFAULT_WRITE_SHARE`` of the free space).
+        """
+        output = Path(output_path).absolute()
+        free = limits.free_bytes(output)
+        limit = limits.write_limit(free, max_bytes)
+        declared = self.declared_size(cid, stop_above=min(free, limit))
+        if declared > free or declared > limit:
+            raise WriteTooLarge(cid_str(cid), declared, free, limit)
+        return declared
+
+    # -- to disk ------------------------------------------------------------------------
+    def get_to_path(self, cid: CID, output_path: Path, *, overwrite: bool = False,
+                    max_bytes: int | None = None, progress: Progress | None = None) -> Entry:
+        """Write a file, symlink or whole directory tree to ``output_path``, atomically.
+
+        An existing file (or symlink), or a non-empty folder, is refused unless
+        ``overwrite``; then it is replaced only once the new one is complete. An empty
+        folder is used for a directory. ``max_bytes`` caps the write (default: a share of the
+        free disk, see :mod:`.limits`).
+
+        Raises:
+            TargetExists: ``output_path`` exists and ``overwrite`` is false.
+            WriteTooLarge: the declared size does not fit (nothing was written).
+            IntegrityError: the DAG holds more or other bytes than it declares.
+            DiskFull: the file system filled up mid-write (nothing partial is left).
             UnsafePath: an entry name is unsafe, or a symlink would point outside.
         """
         output = Path(output_path).absolute()
-        return self._write(cid, output, output, progress)
-
-    def _write(self, cid: CID, dest: Path, root: Path,
-               progress: Callable[[int], None] | None) -> Entry:
         node = self._node(cid)
-        entry = self._entry(cid, node, dest.name)
-        if entry.kind == "directory":
-            if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
-                raise UnsafePath(f"{dest} exists and is not a folder")
-            dest.mkdir(parents=True, exist_ok=True)
-            seen: set[str] = set()
-            for name, child in self._children(node):
-                check_entry_name(name)
-                if name in seen:
-                    raise IntegrityError(f"{cid_str(cid)} lists {name!r} twice")
-                seen.add(name)
-                self._write(child, dest / name, root, progress)
-        elif entry.kind == "symlink":
-            target = entry.target or ""
-            resolved = Path(os.path.normpath(dest.parent / target))
-            if os.path.isabs(target) or not _inside(resolved, root):
-                raise UnsafePath(f"symlink {dest.name!r} -> {target!r} points outside {root}")
-            if dest.is_symlink() or dest.exists():
-                dest.unlink()
-            os.symlink(target, dest)
-        else:
-            self._write_file(cid, node, dest, progress)
+        entry = self._entry(cid, node, output.name)
+        _check_target(output, entry.kind, overwrite)
+        declared = self.check_fits(cid, output, max_bytes)
+        budget = _Budget(cid_str(cid), declared, progress)
+        tmp = output.parent / f".{output.name}.{uuid.uuid4().hex}.part"
+        try:
+            try:
+                output.parent.mkdir(parents=True, exist_ok=True)
+                self._write_tree(cid, node, tmp, budget)
+                _fsync_dir(output.parent)
+                _commit(tmp, output, overwrite)
+                _fsync_dir(output.parent)
+            except OSError as exc:
+                raise _translate(exc, output) from exc
+        except BaseException:
+            _remove(tmp)
+            raise
         return entry
 
-    def _write_file(self, cid: CID, node: _Decoded, dest: Path,
-                    progress: Callable[[int], None] | None) -> None:
-        if dest.is_symlink() or dest.is_dir():
-            raise UnsafePath(f"{dest} exists and is not a regular file")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.part"
+    def _write_tree(self, cid: CID, node: _Decoded, root: Path, budget: _Budget) -> None:
+        """Write ``cid`` at ``root`` (a fresh temp path), iteratively."""
+        stack: list[tuple[CID, _Decoded | None, Path, int]] = [(cid, node, root, 0)]
+        entries = 0
+        while stack:
+            current, loaded, dest, depth = stack.pop()
+            limits.check_depth(depth, f"folder {cid_str(cid)}")
+            entries += 1
+            if entries > limits.MAX_TREE_ENTRIES:
+                raise DagTooLarge(f"{cid_str(cid)} has more than {limits.MAX_TREE_ENTRIES} "
+                                  "entries in its tree")
+            current_node = loaded or self._node(current)
+            entry = self._entry(current, current_node, dest.name)
+            if entry.kind == "directory":
+                dest.mkdir()
+                seen: set[str] = set()
+                children: list[tuple[CID, _Decoded | None, Path, int]] = []
+                for name, child in self._children(current, current_node):
+                    check_entry_name(name)
+                    if name in seen:
+                        raise IntegrityError(f"{cid_str(current)} lists {name!r} twice")
+                    seen.add(name)
+                    children.append((child, None, dest / name, depth + 1))
+                stack.extend(reversed(children))
+            elif entry.kind == "symlink":
+                target = entry.target or ""
+                resolved = Path(os.path.normpath(dest.parent / target))
+                if os.path.isabs(target) or not _inside(resolved, root):
+                    raise UnsafePath(f"symlink {dest.name!r} -> {target!r} points outside "
+                                     "the output folder")
+                budget.add(len(target.encode()))
+                os.symlink(target, dest)
+            else:
+                self._write_file(current, current_node, dest, budget)
+
+    def _write_file(self, cid: CID, node: _Decoded, dest: Path, budget: _Budget) -> None:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as out:
+            for piece in self._file_pieces(cid, node, 0):
+                budget.add(len(piece))
+                out.write(piece)
+            out.flush()
+            os.fsync(out.fileno())
+
+
+def _child_frames(links: tuple[dagpb.PBLink, ...], sizes: tuple[int, ...], offset: int
+                  ) -> Iterator[tuple[CID, _Decoded | None, int, int | None]]:
+    """The children a read from ``offset`` needs, skipping whole subtrees before it."""
+    for link, size in zip(links, sizes, strict=True):
+        if offset >= size:
+            offset -= size
+            continue
+        yield link.cid, None, offset, size
+        offset = 0
+
+
+class _Budget:
+    """Counts bytes as they are written; stops the write the moment they pass what the DAG
+    declared (which :meth:`Exporter.check_fits` already held against disk and limit)."""
+
+    def __init__(self, what: str, declared: int, progress: Progress | None) -> None:
+        self.what = what
+        self.declared = declared
+        self.progress = progress
+        self.written = 0
+
+    def add(self, nbytes: int) -> None:
+        self.written += nbytes
+        if self.written > self.declared:
+            raise IntegrityError(f"{self.what} holds more than the {self.declared} bytes it "
+                                 "declares; the write was stopped and removed")
+        if self.progress is not None:
+            self.progress(nbytes)
+
+
+def _check_target(output: Path, kind: str, overwrite: bool) -> None:
+    if not (output.is_symlink() or output.exists()):
+        return
+    if overwrite:
+        return
+    if output.is_dir() and not output.is_symlink():
+        if kind == "directory" and not any(output.iterdir()):
+            return
+        raise TargetExists(f"{output} is an existing folder; pass overwrite to replace it")
+    raise TargetExists(f"{output} already exists; pass overwrite to replace it")
+
+
+def _commit(tmp: Path, output: Path, overwrite: bool) -> None:
+    """Move the finished ``tmp`` to ``output``; the old one goes only once the new is there."""
+    exists = output.is_symlink() or output.exists()
+    if not exists or (output.is_dir() and not output.is_symlink() and not any(output.iterdir())):
+        if tmp.is_dir() and not tmp.is_symlink():
+            try:  # rename(2) takes an empty folder's place and fails on a non-empty one
+                os.rename(tmp, output)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                    raise TargetExists(f"{output} appeared while writing; nothing was "
+                                       "replaced") from exc
+                raise
+            return
+        if not exists:
+            try:  # link(2) never replaces: a file that appeared meanwhile is kept
+                os.link(tmp, output, follow_symlinks=False)
+            except FileExistsError as exc:
+                raise TargetExists(f"{output} appeared while writing; nothing was "
+                                   "replaced") from exc
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                os.rename(tmp, output)  # a file system without hard links
+                return
+            tmp.unlink()
+            return
+    if not overwrite:
+        raise TargetExists(f"{output} already exists; pass overwrite to replace it")
+    new_is_dir = tmp.is_dir() and not tmp.is_symlink()
+    old_is_dir = output.is_dir() and not output.is_symlink()
+    if not new_is_dir and not old_is_dir:
+        os.replace(tmp, output)  # one atomic step for a file over a file or symlink
+        return
+    aside = output.parent / f".{output.name}.{uuid.uuid4().hex}.old"
+    os.rename(output, aside)
+    try:
+        os.rename(tmp, output)
+    except BaseException:
+        os.rename(aside, output)
+        raise
+    _remove(aside)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
         try:
-            with open(tmp, "xb") as out:
-                for piece in self._file_pieces(cid, node, 0):
-                    out.write(piece)
-                    if progress is not None:
-                        progress(len(piece))
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _translate(exc: OSError, output: Path) -> IpfsMcpError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(f"the file system holding {output} is full; the partial output was "
+                        "removed and nothing was written")
+    return IpfsMcpError(f"cannot write {output}: {exc.strerror or exc}")
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -167,10 +167,18 @@ class HFCacheBackend:
     def ls(self, cid: str) -> list[Entry]:
         return self.exporter().ls(self._resolve(cid))
 
-    def get_to_path(self, cid: str, *, output_path: str | Path,
+    def get_to_path(self, cid: str, *, output_path: str | Path, overwrite: bool = False,
+                    max_bytes: int | None = None,
                     progress: Callable[[int], None] | None = None) -> Entry:
-        return self.exporter(whole_dag=True).get_to_path(self._resolve(cid), Path(output_path),
-                                                         progress)
+        """Write atomically to ``output_path``; an existing target needs ``overwrite``.
+
+        The declared size is checked against the disk and ``max_bytes`` block by block,
+        before the whole DAG is fetched, so a DAG bomb costs a few blocks, not the disk.
+        """
+        root = self._resolve(cid)
+        self.exporter().check_fits(root, Path(output_path), max_bytes)
+        return self.exporter(whole_dag=True).get_to_path(
+            root, Path(output_path), overwrite=overwrite, max_bytes=max_bytes, progress=progress)
 
     # -- pins ---------------------------------------------------------------------------
     def pin(self, cid: str, *, recursive: bool = True, name: str = "") -> None:

@@ -171,9 +171,11 @@ class VerifiedReader:
         cid = self.resolve(value)
         return self.file_pieces(cid, self.load(cid), offset, length)
 
-    def get_to_path(self, value: str, output_path: Path) -> Entry:
+    def get_to_path(self, value: str, output_path: Path, *, overwrite: bool = False,
+                    max_bytes: int | None = None) -> Entry:
         """Write a file or tree to ``output_path`` (the exporter's path safety applies)."""
-        return self.exporter().get_to_path(self.resolve(value), Path(output_path))
+        return self.exporter().get_to_path(self.resolve(value), Path(output_path),
+                                           overwrite=overwrite, max_bytes=max_bytes)
 
     # -- file content: the node's cat, checked leaf by leaf ----------------------------
     def file_pieces(self, cid: CID, block: bytes, offset: int, length: int | None = None
@@ -327,9 +329,11 @@ class VerifiedReads:
     def stat(self, cid: str) -> Entry:
         return self.reader.stat(cid)
 
-    def get_to_path(self, cid: str, *, output_path: str | Path) -> Entry:
+    def get_to_path(self, cid: str, *, output_path: str | Path, overwrite: bool = False,
+                    max_bytes: int | None = None) -> Entry:
         """Written by our exporter (path safety, verified bytes), not by ``ipfs get``."""
-        return self.reader.get_to_path(cid, Path(output_path))
+        return self.reader.get_to_path(cid, Path(output_path), overwrite=overwrite,
+                                       max_bytes=max_bytes)
 
     def block_get(self, cid: str) -> bytes:
         return self.reader.load(parse_cid(cid))
