@@ -3,14 +3,20 @@
 py-libp2p accepts ``/plaintext/2.0.0`` (and secio, and TLS) unless told otherwise, so the
 security options are always passed explicitly with noise as the only entry: a peer that
 offers nothing but plaintext fails the security negotiation and is dropped.
+
+Yamux is :class:`FrameAtomicYamux`: py-libp2p's yamux with every frame written whole even
+when the task writing it is cancelled, so that cancelling any network work (a fetch, the
+DHT lookup it started) leaves the connection usable.
 """
 
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections.abc import Sequence
 
 import multiaddr
+import trio
 from libp2p import new_host
 from libp2p.abc import IHost
 from libp2p.crypto.keys import KeyPair
@@ -21,13 +27,21 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.exceptions import MuxedConnUnavailable
 from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from ipfs_mcp.backends.errors import InvalidInput
 
+from ._net import NET_ERRORS
 from .config import NodeConfig
+
+log = logging.getLogger(__name__)
+
+# How long one yamux frame may take to reach the socket once its write has begun. A peer
+# that reads nothing for this long has its connection closed.
+FRAME_WRITE_TIMEOUT = 10.0
 
 
 def parse_multiaddr(text: str | multiaddr.Multiaddr) -> multiaddr.Multiaddr:
@@ -64,7 +78,7 @@ def peer_info_from_addr(addr: str | multiaddr.Multiaddr) -> PeerInfo:
 def build_host(key_pair: KeyPair, config: NodeConfig) -> IHost:
     """A host with our security and muxer choices and the role's connection limits."""
     profile = config.profile
-    muxers: dict[TProtocol, type] = {TProtocol(YAMUX_PROTOCOL_ID): Yamux}
+    muxers: dict[TProtocol, type] = {TProtocol(YAMUX_PROTOCOL_ID): FrameAtomicYamux}
     if config.enable_mplex:
         muxers[TProtocol(MPLEX_PROTOCOL_ID)] = Mplex
     security = {
@@ -92,6 +106,36 @@ def build_host(key_pair: KeyPair, config: NodeConfig) -> IHost:
 
 def listen_multiaddrs(addrs: Sequence[str]) -> list[multiaddr.Multiaddr]:
     return [parse_multiaddr(a) for a in addrs]
+
+
+class FrameAtomicYamux(Yamux):
+    """Yamux whose frames are never cut in half by a cancellation.
+
+    py-libp2p writes one yamux frame as one or more noise messages, each one socket write.
+    If the writing task is cancelled in between, the peer receives half a frame, and every
+    later frame on that connection, whichever stream it belongs to, is read as garbage.
+    Here a frame, once its turn at the write lock has come, is written shielded; the
+    cancellation takes effect right after it. Waiting for the lock stays cancellable, so
+    a cancelled task never starts a frame. A frame that cannot be written within
+    :data:`FRAME_WRITE_TIMEOUT` (the peer stopped reading) closes the connection, which
+    cannot carry another frame anyway.
+    """
+
+    async def _write_frame(self, data: bytes) -> None:
+        async with self._write_lock:
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(FRAME_WRITE_TIMEOUT) as stuck:
+                    await self.secured_conn.write(data)
+                if stuck.cancelled_caught:
+                    log.info("yamux: %s read nothing for %.0fs; closing the connection",
+                             self.peer_id, FRAME_WRITE_TIMEOUT)
+                    with trio.move_on_after(2):
+                        try:
+                            await self.secured_conn.close()
+                        except NET_ERRORS as exc:
+                            log.debug("yamux: closing %s: %r", self.peer_id, exc)
+                    raise MuxedConnUnavailable("the peer stopped reading")
+        await trio.lowlevel.checkpoint()
 
 
 # -- py-libp2p 0.8.1 workaround -----------------------------------------------------------

@@ -12,7 +12,7 @@ Use it as an async context manager inside the process's one trio loop::
 
     async with open_node(repo, NodeConfig()) as node:
         await node.connect_peer("/ip4/127.0.0.1/tcp/4001/p2p/12D3Koo...")
-        report = await node.retrieve_content(cid)
+        report = await node.fetch_dag(cid)
 
 Everything the node starts runs in one nursery that lives for the ``async with`` body: if a
 background task fails, the body is cancelled and the error is raised, never swallowed. On
@@ -21,13 +21,25 @@ leaves one per connection in CLOSE_WAIT).
 
 :meth:`P2PNode.fetcher` hands out the ``BlockFetcher`` that the router calls, from worker
 threads, when a block is not local.
+
+Cancellation. :meth:`P2PNode.fetch_dag` and :meth:`P2PNode.fetch_block` own every task they
+start (the bitswap session, the DHT lookup, the dials to the providers it finds), so when
+the caller's scope is cancelled they return only after all of them have ended. The wants
+still open are withdrawn: the engine's per-peer writer sends the CANCEL entries, so no write
+is ever cut short by the caller's cancellation, and the host's yamux writes each frame whole
+(``host.FrameAtomicYamux``), so a DHT request abandoned halfway leaves its connection
+usable. Blocks already verified stay in the blockstore; the pin, the last step, is not
+taken. From worker threads the same is reached through :class:`NodeFetcher`, whose methods
+take a ``threading.Event`` to cancel with.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from concurrent.futures import CancelledError
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +80,8 @@ from .routing import ContentRouting, KadContentRouting
 log = logging.getLogger(__name__)
 
 IDENTIFY_PROTOCOL = "/ipfs/id/1.0.0"
+# How often a NodeFetcher call waiting in a worker thread looks at its cancel token.
+CANCEL_POLL = 0.05
 T = TypeVar("T")
 Pinner = Callable[[CID], object]
 
@@ -525,20 +539,30 @@ class P2PNode:
 
     async def _with_discovery(self, cid: CID, session: Session,
                               work: Callable[[], Awaitable[T]]) -> T:
-        """Run ``work`` while :meth:`_discover` feeds ``session``.
+        """Run ``work`` while :meth:`_discover` feeds ``session``; end the lookup after.
 
-        The lookup runs in the node's nursery and is left to finish (it is bounded by
-        ``find_providers_timeout``) rather than cancelled when ``work`` is done:
-        py-libp2p's writes are not cancel-safe, and a DHT request cancelled mid-frame
-        would leave the connection it used unusable.
+        The lookup is the caller's task, not the node's: when ``work`` is done, or the
+        caller is cancelled, it is abandoned at once. That is safe because the host's
+        yamux never cuts a frame in half (``host.FrameAtomicYamux``): a DHT request
+        cancelled midway costs its own stream, not the connection.
         """
-        nursery = self._require_running()
-        session.begin_discovery()
-        nursery.start_soon(self._discover, cid, session)
-        return await work()
+        self._require_running()
+        results: list[T] = []
+        try:
+            async with trio.open_nursery() as nursery:
+                session.begin_discovery()
+                nursery.start_soon(self._discover, cid, session)
+                results.append(await work())
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise _single_error(group) from None
+        return results[0]
 
-    async def retrieve_block(self, cid: CID | str, *, timeout: float | None = None) -> bytes:
+    async def fetch_block(self, cid: CID | str, *, timeout: float | None = None) -> bytes:
         """One block, from the blockstore or from peers (then verified and stored).
+
+        Cancel-safe (see the module docstring): cancelled, it withdraws its want and
+        ends its lookup before it returns.
 
         Raises:
             BlockNotFound: no peer had it within ``timeout``.
@@ -567,10 +591,16 @@ class P2PNode:
         self._retrieval_time += time.monotonic() - started
         return data
 
-    async def retrieve_content(self, cid: CID | str, *, pin: bool = False,
-                               timeout: float | None = None,
-                               providers: Iterable[str | ID] = ()) -> FetchReport:
+    retrieve_block = fetch_block
+
+    async def fetch_dag(self, cid: CID | str, *, pin: bool = False,
+                        timeout: float | None = None,
+                        providers: Iterable[str | ID] = ()) -> FetchReport:
         """Make the whole DAG under ``cid`` local; announce it per the role; pin if asked.
+
+        Cancel-safe (see the module docstring): cancelled, it withdraws every open want
+        (CANCEL to the peers asked), ends its lookup and dials, and pins nothing; the
+        blocks it already verified stay in the blockstore.
 
         Raises:
             BlockNotFound: some block could not be found; the error names it.
@@ -614,6 +644,8 @@ class P2PNode:
                 raise BackendUnavailable("this node was built without a pin store")
             await anyio.to_thread.run_sync(self.pinner, cid)
         return report
+
+    retrieve_content = fetch_dag
 
     # -- the router's fetcher -----------------------------------------------------------
     def fetcher(self) -> NodeFetcher:
@@ -669,6 +701,13 @@ class P2PNode:
         )
 
 
+def _single_error(group: BaseExceptionGroup) -> BaseException:
+    """The one real error in ``group``, or the group itself (cancellations stay grouped)."""
+    leaves = list(_leaves(group))
+    real = [leaf for leaf in leaves if not isinstance(leaf, trio.Cancelled)]
+    return real[0] if len(real) == 1 and len(real) == len(leaves) else group
+
+
 def _leaves(group: BaseExceptionGroup) -> Iterable[BaseException]:
     for exc in group.exceptions:
         if isinstance(exc, BaseExceptionGroup):
@@ -678,21 +717,53 @@ def _leaves(group: BaseExceptionGroup) -> Iterable[BaseException]:
 
 
 class NodeFetcher:
-    """``backends.fetcher.BlockFetcher`` over a running node.
+    """``backends.fetcher.BlockFetcher`` over a running node, with a cancel token.
 
     Its methods are called from worker threads (the router runs blocking work in
-    ``anyio.to_thread``) and hop onto the node's trio loop with ``anyio.from_thread``.
+    ``anyio.to_thread``). Each call runs the fetch as a task on the node's trio loop and
+    waits for it. Pass ``cancel``, a ``threading.Event``, to stop it from anywhere: once
+    the event is set, the fetch is cancelled on the loop (within :data:`CANCEL_POLL`
+    seconds), ends its network work as :meth:`P2PNode.fetch_dag` does, and the call
+    raises ``concurrent.futures.CancelledError``, which is deliberately not an
+    ``IpfsMcpError``: nothing may take a cancellation for a failure and try elsewhere.
+    A caller on an event loop sets the event when its own scope is cancelled, e.g.::
+
+        cancel = threading.Event()
+        try:
+            await anyio.to_thread.run_sync(fetcher.fetch_dag, root, cancel,
+                                           abandon_on_cancel=True)
+        except anyio.get_cancelled_exc_class():
+            cancel.set()
+            raise
     """
 
     def __init__(self, node: P2PNode) -> None:
         self.node = node
 
-    def _call(self, fn: Callable[..., object], *args: object) -> object:
+    def _call(self, fn: Callable[[CID], Awaitable[T]], cid: CID,
+              cancel: threading.Event | None) -> T:
         token = self.node._token
         if token is None:
             raise BackendUnavailable("the p2p node is not running")
+        scope = trio.CancelScope()
+        done = threading.Event()
+        box: list[T] = []
+        failure: list[Exception] = []
+
+        async def run() -> None:
+            try:
+                with scope:
+                    box.append(await fn(cid))
+            except Exception as exc:  # handed to the calling thread, never to the node
+                failure.append(exc)
+            finally:
+                done.set()
+
+        def start() -> None:
+            self.node._require_running().start_soon(run)
+
         try:
-            return anyio.from_thread.run(fn, *args, token=token)  # type: ignore[arg-type]
+            anyio.from_thread.run_sync(start, token=token)
         except anyio.RunFinishedError as exc:
             raise BackendUnavailable("the p2p node stopped") from exc
         except RuntimeError as exc:
@@ -701,16 +772,45 @@ class NodeFetcher:
             # Calling from the loop's own thread would deadlock; anyio refuses instead.
             raise BackendUnavailable(f"BlockFetcher must be called from a worker thread: {exc}"
                                      ) from exc
+        if cancel is None:
+            done.wait()
+        else:
+            # Bounded by the fetch itself: its own timeout, or the node stopping.
+            while not done.wait(CANCEL_POLL):
+                if cancel.is_set():
+                    try:
+                        anyio.from_thread.run_sync(scope.cancel, token=token)
+                    except anyio.RunFinishedError:
+                        pass  # the loop is gone, and the fetch with it
+                    done.wait()
+                    break
+        if failure:
+            raise failure[0]
+        if box:
+            return box[0]
+        if scope.cancelled_caught:
+            raise CancelledError(f"fetching {cid_str(cid)} was cancelled")
+        raise BackendUnavailable("the p2p node stopped during the fetch")
 
-    def fetch_block(self, cid: CID) -> bytes:
-        """Raises: BlockNotFound: no provider had it within the node's time budget."""
-        data = self._call(self.node.retrieve_block, cid)
-        assert isinstance(data, bytes)
-        return data
+    def fetch_block(self, cid: CID, cancel: threading.Event | None = None) -> bytes:
+        """One block, verified and stored locally.
 
-    def fetch_dag(self, root: CID) -> None:
-        """Raises: BlockNotFound: some block could not be found; the error names it."""
-        self._call(self.node.retrieve_content, root)
+        Raises:
+            BlockNotFound: no provider had it within the node's time budget.
+            BackendUnavailable: the node is not running, or stopped meanwhile.
+            concurrent.futures.CancelledError: ``cancel`` was set.
+        """
+        return self._call(self.node.fetch_block, cid, cancel)
+
+    def fetch_dag(self, root: CID, cancel: threading.Event | None = None) -> None:
+        """Every block under ``root``, verified and stored locally; nothing is pinned.
+
+        Raises:
+            BlockNotFound: some block could not be found; the error names it.
+            BackendUnavailable: the node is not running, or stopped meanwhile.
+            concurrent.futures.CancelledError: ``cancel`` was set.
+        """
+        self._call(self.node.fetch_dag, root, cancel)
 
 
 @asynccontextmanager

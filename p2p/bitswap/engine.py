@@ -105,6 +105,7 @@ class Ledger:
     messages_sent: int = 0
     messages_received: int = 0
     wants_received: int = 0
+    cancels_received: int = 0  # wants the peer withdrew (CANCEL entries)
     haves_sent: int = 0
     dont_haves_sent: int = 0
 
@@ -208,9 +209,11 @@ class Bitswap:
         self.config = config or BitswapConfig()
         self._peers: dict[str, _Peer] = {}
         self._wants: dict[bytes, WantRecord] = {}
-        # Blocks recently received and no longer wanted: a second copy is a duplicate, not
-        # an attack. Bounded so it cannot grow without limit.
+        # Blocks recently received, or wanted and then cancelled: a copy that arrives now
+        # is a duplicate or a late answer, not an attack. Bounded so it cannot grow
+        # without limit.
         self._recent: OrderedDict[bytes, None] = OrderedDict()
+        self._changed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._notifee = _Notifee(self)
         self.bytes_in = 0  # whole messages, both directions, for bandwidth totals
@@ -299,6 +302,20 @@ class Bitswap:
     def ledgers(self) -> dict[str, Ledger]:
         return {key: peer.ledger for key, peer in self._peers.items()}
 
+    def wantlist(self) -> list[CID]:
+        """The blocks we are asking peers for right now."""
+        return [rec.cid for rec in self._wants.values()]
+
+    def peer_wantlist(self, peer_id: object) -> list[CID]:
+        """The blocks ``peer_id`` is asking us for right now (boxo's ``WantlistForPeer``)."""
+        peer = self._peers.get(str(peer_id))
+        return [want.cid for want in peer.their_wants.values()] if peer else []
+
+    @property
+    def changed(self) -> trio.Event:
+        """Set after the next inbound message has been handled; grab it, then check."""
+        return self._changed
+
     def peer_protocol(self, peer_id: object) -> str | None:
         peer = self._peers.get(str(peer_id))
         return peer.protocol if peer else None
@@ -332,6 +349,13 @@ class Bitswap:
                 del self._wants[key]
             if not rec.done.is_set():
                 self.cancel(rec, rec.asked)
+                self._remember(key)
+
+    def _remember(self, mh: bytes) -> None:
+        self._recent[mh] = None
+        self._recent.move_to_end(mh)
+        if len(self._recent) > 8192:
+            self._recent.popitem(last=False)
 
     def send_wants(self, peer_id: ID, rec: WantRecord, want_type: WantType) -> None:
         """Queue a want for ``rec`` to ``peer_id``; DONT_HAVE is always requested."""
@@ -381,6 +405,8 @@ class Bitswap:
                 peer.ledger.messages_received += 1
                 peer.last_activity = trio.current_time()
                 await self._on_message(peer, decode_message(body))
+                self._changed.set()
+                self._changed = trio.Event()
         except NetworkError as exc:
             self.protocol_errors += 1
             log.info("bitswap: dropping stream from %s: %s", peer_id, exc)
@@ -420,6 +446,7 @@ class Bitswap:
 
     async def _on_wants(self, peer: _Peer, wants: list[WantEntry]) -> None:
         cancels = [w for w in wants if w.cancel]
+        peer.ledger.cancels_received += len(cancels)
         for want in cancels:
             mh = bytes(want.cid.digest)
             peer.their_wants.pop(mh, None)
@@ -498,10 +525,7 @@ class Bitswap:
             rec.source = key
             rec.done.set()
             rec.notify()
-            mh = bytes(cid.digest)
-            self._recent[mh] = None
-            if len(self._recent) > 8192:
-                self._recent.popitem(last=False)
+            self._remember(bytes(cid.digest))
             self.cancel(rec, (p for p in rec.asked if p != key))
             self._on_new_block(cid)
 
@@ -583,12 +607,14 @@ class Bitswap:
                     batch: list[tuple[WantEntry, bytes | None]]) -> None:
         for want, data in batch:
             mh = bytes(want.cid.digest)
+            if mh not in peer.their_wants:
+                continue  # cancelled while it was being read: the peer no longer wants it
             if data is None:
                 if want.send_dont_have:
                     msg.presences.append((want.cid, Presence.DONT_HAVE))
                     peer.ledger.dont_haves_sent += 1
                 continue
-            if peer.their_wants.get(mh) is want:
+            if peer.their_wants[mh] is want:
                 del peer.their_wants[mh]
             msg.blocks.append((want.cid, data))
             peer.ledger.blocks_sent += 1
