@@ -6,6 +6,11 @@ On disk (inside the repo folder)::
       <XY>/                     shard: the next-to-last two characters of the key
         <KEY>.data              KEY = base32 (RFC 4648, upper, unpadded) of the multihash,
                                 as Kubo's flatfs names them, e.g. CIQ...XYZ.data
+    quarantine/
+      <KEY>.<UTC time>-<tag>.data
+                                a block that failed its hash, set aside when it was read or
+                                verified, e.g. CIQ...XYZ.20261201T201805Z-1a2b3c4d.data
+                                (tag: a few random hex digits, so two set-asides never clash)
     tmp/                        partial writes; anything left here after a crash is garbage
 
 Every write goes to a unique temp file in ``tmp/``, is fsynced, then renamed into place, so
@@ -13,9 +18,13 @@ a reader (in this or another process) sees either no block or the whole block, a
 never leaves a torn block under a real key. Keying by multihash means a CIDv0 and a CIDv1 of
 the same bytes share one file, as in Kubo.
 
-Every read is rehashed against the CID asked for. A block that fails is moved aside to
-``tmp/`` (so a good copy can be stored again) and reported as an :class:`IntegrityError`;
-corrupt bytes are never returned.
+Every read is rehashed against the CID asked for. A block that fails is moved (one atomic
+rename) into ``quarantine/`` and reported as an :class:`IntegrityError`; corrupt bytes are
+never returned, and a good copy can be stored again under the real key. Bad blocks stay in
+``quarantine/`` for inspection until :meth:`Blockstore.remove_bad_blocks` deletes them; GC and
+the temp-file cleanup never touch them. Repos written before ``quarantine/`` existed kept
+bad blocks as ``tmp/corrupt-<KEY>.data.<hex>``; those are moved into ``quarantine/`` the first
+time the quarantine is listed or ``tmp/`` is cleaned.
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from multiformats import CID, multibase
@@ -38,7 +49,8 @@ from .cids import cid_str, identity_data, is_identity, verify_block
 from .errors import BlockNotFound, IntegrityError, IpfsMcpError
 
 
-def _key(multihash: bytes) -> str:
+def key_of(multihash: bytes) -> str:
+    """The flatfs key of a multihash: the name of its file without ``.data``."""
     # The stdlib encoder gives the same text as multibase "base32upper" without its prefix
     # (RFC 4648, unpadded) about 40 times faster; every has/get/put goes through here.
     return base64.b32encode(multihash).rstrip(b"=").decode("ascii")
@@ -48,6 +60,34 @@ def _multihash_of_key(key: str) -> bytes:
     return multibase.decode("B" + key)
 
 
+_STAMP = "%Y%m%dT%H%M%SZ"
+_LEGACY_BAD = "corrupt-"  # tmp/corrupt-<KEY>.data.<hex>, the layout before quarantine/
+
+
+@dataclass(frozen=True)
+class BadBlock:
+    """A block that failed its hash and sits in ``quarantine/``."""
+
+    cid: str  # CIDv1 raw of its multihash: the codec it was stored under is not kept
+    multihash: str  # the flatfs key (base32 of the multihash), as in blocks/
+    path: str
+    size: int
+    set_aside_at: float  # Unix seconds
+
+
+def _bad_block_of(path: Path) -> BadBlock | None:
+    """Parse ``<KEY>.<UTC time>-<tag>.data``; None for a file that is not ours."""
+    key, _, rest = path.name.removesuffix(".data").partition(".")
+    stamp = rest.split("-", 1)[0]
+    try:
+        multihash = _multihash_of_key(key)
+        when = datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC).timestamp()
+        size = path.stat().st_size
+    except (ValueError, KeyError, FileNotFoundError):
+        return None
+    return BadBlock(cid_str(CID("base32", 1, "raw", multihash)), key, str(path), size, when)
+
+
 class Blockstore:
     """Blocks as files; implements the importer's ``BlockSink``."""
 
@@ -55,14 +95,16 @@ class Blockstore:
         self.root = Path(root)
         self.blocks_dir = self.root / "blocks"
         self.tmp_dir = self.root / "tmp"
+        self.quarantine_dir = self.root / "quarantine"
         self.fsync = fsync
         self.blocks_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.quarantine_dir.mkdir(exist_ok=True)
         self._batch: contextvars.ContextVar[_WriteBatch | None] = contextvars.ContextVar(
             f"blockstore-batch-{id(self)}", default=None)
 
     def path_of(self, multihash: bytes) -> Path:
-        key = _key(multihash)
+        key = key_of(multihash)
         return self.blocks_dir / key[-3:-1] / f"{key}.data"
 
     # -- reads --------------------------------------------------------------------------
@@ -88,9 +130,10 @@ class Blockstore:
         try:
             verify_block(cid, data)
         except IntegrityError:
-            self._quarantine(path)
+            self.quarantine(path)
             raise IntegrityError(
-                f"stored block {cid_str(cid)} is corrupt and was set aside; fetch it again"
+                f"stored block {cid_str(cid)} is corrupt and was set aside in "
+                f"{self.quarantine_dir}; fetch it again"
             ) from None
         return data
 
@@ -180,23 +223,80 @@ class Blockstore:
             return 0
         return size
 
-    def _quarantine(self, path: Path) -> None:
+    # -- bad blocks -----------------------------------------------------------------------
+    def quarantine(self, path: Path) -> None:
+        """Move a block file that failed its hash from ``blocks/`` into ``quarantine/``.
+
+        Another process may have set the bad file aside and stored a good copy between our
+        read and this rename; the moved file is therefore hashed once more, and a good one is
+        put back, so a repair racing with a reader is never undone.
+        """
+        multihash = _multihash_of_key(path.stem)
+        stamp = datetime.now(UTC).strftime(_STAMP)
+        target = self.quarantine_dir / f"{path.stem}.{stamp}-{uuid.uuid4().hex[:8]}.data"
+        self.quarantine_dir.mkdir(exist_ok=True)
         try:
-            os.replace(path, self.tmp_dir / f"corrupt-{path.name}.{uuid.uuid4().hex}")
+            os.replace(path, target)
         except FileNotFoundError:
-            pass
+            return  # someone else set it aside first
+        try:
+            verify_block(CID("base32", 1, "raw", multihash), target.read_bytes())
+        except IntegrityError:
+            return
+        with contextlib.suppress(FileExistsError):
+            os.link(target, path)  # never over a copy stored meanwhile
+        target.unlink(missing_ok=True)
+
+    def bad_blocks(self) -> list[BadBlock]:
+        """Every block set aside as corrupt, oldest first."""
+        self._adopt_legacy_bad_blocks()
+        found = (_bad_block_of(p) for p in self.quarantine_dir.glob("*.data"))
+        return sorted((b for b in found if b is not None), key=lambda b: (b.set_aside_at, b.path))
+
+    def bad_block_count(self) -> int:
+        """How many blocks are set aside (a directory listing, cheap enough for health)."""
+        self._adopt_legacy_bad_blocks()
+        return sum(1 for _ in self.quarantine_dir.glob("*.data"))
+
+    def remove_bad_blocks(self, blocks: list[BadBlock] | None = None) -> list[BadBlock]:
+        """Delete set-aside blocks (default: all of them); returns those deleted."""
+        removed = []
+        for bad in self.bad_blocks() if blocks is None else blocks:
+            try:
+                Path(bad.path).unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(bad)
+        return removed
+
+    def _adopt_legacy_bad_blocks(self) -> None:
+        """Move ``tmp/corrupt-*`` files, from repos older than ``quarantine/``, into it."""
+        try:
+            legacy = [e for e in self.tmp_dir.iterdir() if e.name.startswith(_LEGACY_BAD)]
+        except FileNotFoundError:
+            return
+        for entry in legacy:
+            key = entry.name.removeprefix(_LEGACY_BAD).split(".", 1)[0]
+            try:
+                # A rename updates ctime, so ctime is when the block was set aside.
+                when = datetime.fromtimestamp(entry.stat().st_ctime, UTC).strftime(_STAMP)
+                os.replace(entry, self.quarantine_dir / f"{key}.{when}-{uuid.uuid4().hex[:8]}.data")
+            except FileNotFoundError:
+                continue
 
     def clean_tmp(self, stale_after: float = 3600.0) -> int:
-        """Remove leftovers of interrupted writes and set-aside corrupt blocks.
+        """Remove leftovers of interrupted writes.
 
         Only files untouched for ``stale_after`` seconds go: a write that another process
-        (or a fetch outside the repo lock) has in flight right now is left alone.
+        (or a fetch outside the repo lock) has in flight right now is left alone. Bad blocks
+        that an older layout kept here are moved into ``quarantine/``, never deleted.
         """
+        self._adopt_legacy_bad_blocks()
         removed = 0
         cutoff = time.time() - stale_after
         for entry in self.tmp_dir.iterdir():
             try:
-                if entry.name.startswith("corrupt-") or entry.stat().st_mtime < cutoff:
+                if entry.stat().st_mtime < cutoff:
                     entry.unlink()
                     removed += 1
             except FileNotFoundError:

@@ -198,7 +198,8 @@ def cmd_repo(args: argparse.Namespace) -> int:
             print(f"path:      {stat.path}\nblocks:    {stat.blocks}\nsize:      {stat.size}\n"
                   f"pins:      {stat.pins}\nfree disk: {stat.free_disk}")
     elif args.repo_cmd == "gc":
-        report = repo.gc()
+        report = repo.gc(on_wait=lambda: print("waiting for an add or pin in progress...",
+                                               file=sys.stderr))
         if args.json:
             _print_json(report.__dict__)
         else:
@@ -207,14 +208,21 @@ def cmd_repo(args: argparse.Namespace) -> int:
             for cid in report.missing:
                 print(f"warning: pinned {cid} is missing blocks", file=sys.stderr)
     else:
-        report = repo.verify(remove_corrupt=args.remove)
+        from dataclasses import asdict
+
+        report = repo.verify(remove_bad_blocks=args.remove_bad_blocks)
         if args.json:
-            _print_json({"checked": report.checked, "corrupt": list(report.corrupt),
-                         "removed": report.removed})
+            _print_json({"ok": report.ok, **asdict(report)})
         else:
-            print(f"checked {report.checked} blocks, {len(report.corrupt)} corrupt")
-            for cid in report.corrupt:
-                print(f"corrupt: {cid}{' (removed)' if report.removed else ''}")
+            for bad in report.removed:
+                print(f"removed bad block {bad.cid} ({bad.path})")
+            for hole in report.missing:
+                print(f"missing: {hole.cid} ({hole.kind}), needed by pin {', '.join(hole.pins)}")
+            for bad in report.corrupt:
+                print(f"corrupt: {bad.cid} set aside at {bad.path}")
+            print(f"checked {report.checked} blocks and {report.pins} pins: "
+                  f"{len(report.missing)} missing, {len(report.corrupt)} corrupt"
+                  f"{'' if report.ok else ' (repo damaged)'}")
         return 0 if report.ok else 2
     return 0
 
@@ -311,7 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
         q = repo_sub.add_parser(name)
         q.add_argument("--json", action="store_true")
         if name == "verify":
-            q.add_argument("--remove", action="store_true", help="delete corrupt blocks")
+            q.description = ("rehash every block and check that every pinned DAG is "
+                             "complete; exit status 2 while a block is missing or corrupt")
+            q.add_argument("--remove-bad-blocks", "--remove", action="store_true",
+                           help="delete the blocks set aside as corrupt (in quarantine/)")
 
     cmd("backend", cmd_backend, "show the backend in use and why")
     return parser

@@ -8,7 +8,7 @@ from typing import Any
 from ipfs_mcp.backends.errors import IpfsMcpError
 from ipfs_mcp.backends.router import RouterDeps, Selection, backend_health
 
-from .models import BackendChoice, BackendStatus, Health, RepoInfo
+from .models import BackendChoice, BackendStatus, Health, RepoInfo, RepoIntegrity
 from .network import P2PNode, cache_counters
 from .progress import run_blocking
 from .roots import AllowedRoots
@@ -25,8 +25,17 @@ async def health(backend: Any, selection: Selection, node: P2PNode | None, *,
     if hasattr(backend, "repo"):
         try:
             st = await run_blocking(backend.repo.stat)
+            state = await run_blocking(backend.repo.integrity)
+            last = state.last_verify
             repo = RepoInfo(path=st.path, blocks=st.blocks, size=st.size, pins=st.pins,
-                            free_disk=st.free_disk)
+                            free_disk=st.free_disk, integrity=RepoIntegrity(
+                                status=state.status, quarantined=state.quarantined,
+                                last_verify_at=last.at if last else None,
+                                last_verify_ok=last.ok if last else None,
+                                missing_blocks=last.missing if last else None,
+                                summary=state.summary))
+            if state.status == "damaged":
+                problems.append(f"repo integrity: {state.summary}")
         except (IpfsMcpError, OSError) as exc:
             problems.append(f"repo stat failed: {exc}")
     peers = routing = None

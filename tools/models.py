@@ -57,6 +57,9 @@ class FetchResult(BaseModel):
     hf_commit: str | None = None
     hf_snapshot: str | None = None
     files_written: int | None = None
+    replaced: str | None = Field(None, description=(
+        "What the write replaced: the existing path (overwrite=true), or the commit the "
+        "revision pointed to before (replace=true)"))
     resource_uri: str
     verified: bool = Field(True, description="Every block was checked against its hash")
     hint: str = ""
@@ -206,12 +209,23 @@ class BackendChoice(BaseModel):
     skipped: dict[str, str]
 
 
+class RepoIntegrity(BaseModel):
+    status: Literal["ok", "damaged", "unverified"] = Field(
+        description="damaged: blocks are set aside as corrupt, or the last verify failed")
+    quarantined: int = Field(description="Blocks set aside as corrupt, counted now")
+    last_verify_at: float | None = Field(None, description="When `repo verify` last finished")
+    last_verify_ok: bool | None = None
+    missing_blocks: int | None = Field(None, description="Blocks pins lacked at the last verify")
+    summary: str
+
+
 class RepoInfo(BaseModel):
     path: str
     blocks: int
     size: int
     pins: int
     free_disk: int
+    integrity: RepoIntegrity | None = None
 
 
 class BackendStatus(BaseModel):

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from ipfs_mcp.backends.cids import cid_of_block, cid_str
 from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, PinNotFound
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.backends.importer import Importer, ImportOptions
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo import GCReport, Repo
 
 
 def test_put_refuses_wrong_bytes_and_writes_nothing(repo: Repo) -> None:
@@ -31,24 +32,28 @@ def test_corrupt_block_is_never_served_and_can_be_restored(repo: Repo) -> None:
     repo.blocks.put(cid, b"precious bytes")
     path = repo.blocks.path_of(bytes(cid.digest))
     path.write_bytes(b"precious bytez")
-    report = repo.verify()
-    assert report.corrupt == (cid_str(cid),)
     with pytest.raises(IntegrityError, match="corrupt"):
         repo.blocks.get(cid)
     # set aside, so the next read is a clean miss and a good copy can be stored again
     with pytest.raises(BlockNotFound):
         repo.blocks.get(cid)
+    assert [b.cid for b in repo.blocks.bad_blocks()] == [cid_str(cid)]
     assert repo.blocks.put(cid, b"precious bytes")
     assert repo.blocks.get(cid) == b"precious bytes"
-    assert repo.verify().ok
+    # the bad copy stays for inspection until it is removed on purpose
+    report = repo.verify()
+    assert not report.ok and [b.cid for b in report.corrupt] == [cid_str(cid)]
+    assert repo.verify(remove_bad_blocks=True).ok
+    assert repo.blocks.get(cid) == b"precious bytes"
 
 
 def test_verify_remove_deletes_corrupt_blocks(repo: Repo) -> None:
     cid = cid_of_block(b"abc")
     repo.blocks.put(cid, b"abc")
     repo.blocks.path_of(bytes(cid.digest)).write_bytes(b"abd")
-    report = repo.verify(remove_corrupt=True)
-    assert report.removed and not repo.blocks.has(cid)
+    report = repo.verify(remove_bad_blocks=True)
+    assert [b.cid for b in report.removed] == [cid_str(cid)] and report.ok
+    assert not repo.blocks.has(cid) and repo.blocks.bad_blocks() == []
 
 
 def test_v0_and_v1_of_the_same_bytes_share_one_block(repo: Repo) -> None:
@@ -100,7 +105,7 @@ def test_gc_waits_for_an_add_in_another_process(backend: HFCacheBackend) -> None
     # GC here must block until then and must not sweep those blocks.
     script = textwrap.dedent(f"""
         import os, sys
-        from ipfs_mcp.backends.repo import Repo
+        from ipfs_mcp.backends.repo import GCReport, Repo
         from ipfs_mcp.backends.importer import Importer
         repo = Repo({str(backend.repo.path)!r})
         with repo.writing():
@@ -113,18 +118,22 @@ def test_gc_waits_for_an_add_in_another_process(backend: HFCacheBackend) -> None
                           stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None and proc.stdin is not None
         cid = proc.stdout.readline().strip()
-        import threading
-
-        result: list[object] = []
-        worker = threading.Thread(target=lambda: result.append(backend.repo.gc()))
+        waiting = threading.Event()
+        result: list[GCReport] = []
+        worker = threading.Thread(
+            target=lambda: result.append(backend.repo.gc(on_wait=waiting.set)))
         worker.start()
-        worker.join(timeout=0.5)
-        assert worker.is_alive(), "GC ran while another process was mid-add"
+        # GC says it is waiting only when the lock is held by someone else; a GC that
+        # did not wait for the add never sets this and the test fails at the deadline.
+        assert waiting.wait(timeout=30), "GC did not wait for the add in flight"
+        assert result == []
         proc.stdin.write("go\n")
         proc.stdin.flush()
-        worker.join(timeout=30)
-        assert not worker.is_alive()
+        worker.join(timeout=60)
+        assert not worker.is_alive(), "GC still blocked after the add released the lock"
         assert proc.wait(timeout=30) == 0
+    assert result[0].removed == 0 and result[0].kept == len(list(
+        backend.repo.blocks.iter_multihashes()))
     assert len(backend.cat(cid)) == 2_000_000
 
 
@@ -132,7 +141,7 @@ def test_kill_9_mid_add_leaves_a_consistent_repo(backend: HFCacheBackend, tmp_pa
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(64 << 20))
     script = textwrap.dedent(f"""
-        from ipfs_mcp.backends.repo import Repo
+        from ipfs_mcp.backends.repo import GCReport, Repo
         from ipfs_mcp.backends.hf_cache import HFCacheBackend
         b = HFCacheBackend(Repo({str(backend.repo.path)!r}))
         def progress(n, seen=[0]):
@@ -171,7 +180,7 @@ def test_two_processes_add_into_one_repo_at_once(backend: HFCacheBackend, tmp_pa
         files.append(path)
     script = textwrap.dedent(f"""
         import sys
-        from ipfs_mcp.backends.repo import Repo
+        from ipfs_mcp.backends.repo import GCReport, Repo
         from ipfs_mcp.backends.hf_cache import HFCacheBackend
         from ipfs_mcp.backends.cids import cid_str
         b = HFCacheBackend(Repo({str(backend.repo.path)!r}))
@@ -198,4 +207,4 @@ def test_verify_handles_other_hash_functions(repo: Repo) -> None:
     repo.blocks.put(cid, b"abc")
     assert repo.verify().ok and repo.verify().checked == 1
     repo.blocks.path_of(bytes(cid.digest)).write_bytes(b"abd")
-    assert repo.verify().corrupt == (cid_str(cid),)
+    assert [b.cid for b in repo.verify().corrupt] == [cid_str(cid)]
