@@ -145,12 +145,16 @@ class HFCacheBackend:
         return self.add_path(snapshot, pin=pin, options=follow, name=label, progress=progress)
 
     def export_to_hf(self, cid: str, repo_id: str, *, revision: str = "main",
-                     commit: str | None = None) -> hf_layout.HFWriteResult:
+                     commit: str | None = None, replace: bool = False,
+                     max_bytes: int | None = None) -> hf_layout.HFWriteResult:
+        """Write a folder DAG into the hub cache (see :func:`hf_layout.write_snapshot`);
+        a revision that already names other content moves only with ``replace``."""
         if self.hub_cache is None:
             raise InvalidInput("no HuggingFace hub cache configured")
         root = self._resolve(cid)
         return hf_layout.write_snapshot(self.exporter(whole_dag=True), root, self.hub_cache,
-                                        repo_id, revision=revision, commit=commit)
+                                        repo_id, revision=revision, commit=commit,
+                                        replace=replace, max_bytes=max_bytes)
 
     # -- reading ------------------------------------------------------------------------
     def cat_stream(self, cid: str, *, offset: int = 0, length: int | None = None

@@ -4,7 +4,8 @@ The hub cache (``$HF_HUB_CACHE``, by default ``$HF_HOME/hub``) stores each repo 
 
     models--<org>--<name>/
       refs/<revision-name>          the commit hash a branch or tag points to
-      blobs/<etag>                  file contents (sha256 for LFS files, git sha1 otherwise)
+      blobs/<etag>                  file contents (the hub: sha256 for LFS files, git sha1
+                                    otherwise; written here: always sha256)
       snapshots/<commit>/<path>     relative symlinks into ../../blobs/<etag>
 
 Adding a model resolves the snapshot with ``huggingface_hub`` itself (offline) and imports
@@ -14,6 +15,7 @@ it following the symlinks. Writing back lays a UnixFS directory out the same way
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -24,12 +26,13 @@ from pathlib import Path
 from multiformats import CID
 
 from .cids import cid_str
-from .errors import InvalidInput, NotFound
+from .errors import DiskFull, IntegrityError, InvalidInput, NotFound, TargetExists, UnsafePath
 from .exporter import Exporter
 from .importer import check_entry_name
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
-_LFS_THRESHOLD = 10 * 1024 * 1024  # files at least this large are LFS on the hub
+_READ_CHUNK = 1 << 20
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 REPO_TYPES = ("model", "dataset", "space")
 
@@ -79,76 +82,205 @@ class HFWriteResult:
     commit: str
     snapshot: Path
     files: tuple[str, ...]
+    replaced: str | None = None  # the commit the revision pointed to before, when moved
 
 
 def commit_for(root: CID) -> str:
-    """A stable 40-hex commit name for a DAG that has no hub commit of its own."""
+    """A stable 40-hex commit name for a DAG that has no hub commit of its own: the same
+    CID always gives the same commit, so fetching it again changes nothing."""
     return hashlib.sha1(bytes(root)).hexdigest()
+
+
+def _check_revision(revision: str) -> None:
+    if ("/" in revision or "\\" in revision or revision in ("", ".", "..")
+            or revision.startswith(".") or "\x00" in revision):
+        raise InvalidInput(f"unsafe revision name {revision!r}")
+
+
+def current_commit(hub_cache: Path, repo_id: str, revision: str = "main",
+                   repo_type: str = "model") -> str | None:
+    """The commit ``refs/<revision>`` of a cached repo points to now, or None.
+
+    Raises:
+        InvalidInput: an invalid repo id or revision name.
+    """
+    parse_source(repo_id)
+    _check_revision(revision)
+    ref = repo_folder(hub_cache, repo_id, repo_type) / "refs" / revision
+    try:
+        return ref.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {ref}: {exc.strerror}") from exc
 
 
 def write_snapshot(exporter: Exporter, root: CID, hub_cache: Path, repo_id: str, *,
                    revision: str = "main", commit: str | None = None,
-                   repo_type: str = "model") -> HFWriteResult:
-    """Write the directory DAG ``root`` into the hub cache as ``repo_id``.
+                   repo_type: str = "model", replace: bool = False,
+                   max_bytes: int | None = None) -> HFWriteResult:
+    """Write the directory DAG ``root`` into the hub cache as ``repo_id`` at ``revision``.
+
+    Nothing that already resolves changes silently: when ``refs/<revision>`` points to
+    another commit the call fails before writing anything, unless ``replace``. Blobs are
+    named by their sha256 and never rewritten (an existing one is verified instead); a
+    file appears in ``snapshots/`` only once its blob is complete and verified; the ref
+    moves last.
 
     Raises:
         InvalidInput: ``root`` is not a directory, or names are unsafe.
+        TargetExists: the revision (or a file of the snapshot) already names other content.
+        IntegrityError: an existing blob does not hash to its name.
+        WriteTooLarge: the declared size does not fit (see ``Exporter.check_fits``).
     """
     parse_source(repo_id)
+    _check_revision(revision)
     commit = commit or commit_for(root)
     if not _COMMIT.match(commit):
         raise InvalidInput(f"commit {commit!r} must be 40 lowercase hex digits")
-    if "/" in revision or revision in ("", ".", ".."):
-        raise InvalidInput(f"unsafe revision name {revision!r}")
-    folder = repo_folder(hub_cache, repo_id, repo_type)
-    blobs = folder / "blobs"
-    snapshot = folder / "snapshots" / commit
-    blobs.mkdir(parents=True, exist_ok=True)
-    snapshot.mkdir(parents=True, exist_ok=True)
-    files: list[str] = []
+    current = current_commit(hub_cache, repo_id, revision, repo_type)
+    if current is not None and current != commit and not replace:
+        raise TargetExists(
+            f"{repo_id}@{revision} already resolves to commit {current}; writing "
+            f"{cid_str(root)} would move it to commit {commit}. Nothing was written. Pass "
+            f"replace=true to move {revision!r}, or choose another revision name")
     if exporter.stat(root).kind != "directory":
         raise InvalidInput(f"{cid_str(root)} is a file; a model needs a folder")
-    _write_tree(exporter, root, snapshot, "", blobs, files)
-    refs = folder / "refs"
-    refs.mkdir(exist_ok=True)
-    tmp = refs / f".{revision}.{uuid.uuid4().hex}"
-    tmp.write_text(commit)
-    os.replace(tmp, refs / revision)
-    return HFWriteResult(repo_id, revision, commit, snapshot, tuple(files))
+    hub = Path(os.path.realpath(hub_cache))
+    hub.mkdir(parents=True, exist_ok=True)
+    folder = repo_folder(hub, repo_id, repo_type)
+    blobs = folder / "blobs"
+    snapshot = folder / "snapshots" / commit
+    exporter.check_fits(root, hub, max_bytes)
+    for part in (folder, blobs, snapshot, folder / "refs"):
+        part.mkdir(parents=True, exist_ok=True)
+        _check_inside(part, hub)
+    files = [(rel, _write_blob(exporter, child, size, blobs))
+             for rel, child, size in _files(exporter, root)]
+    links = _plan_links(files, snapshot, hub, replace)
+    for link, target in links:
+        _place_link(link, target)
+    ref = folder / "refs" / revision
+    if current != commit:
+        tmp = ref.parent / f".{revision}.{uuid.uuid4().hex}"
+        tmp.write_text(commit)
+        os.replace(tmp, ref)
+    return HFWriteResult(repo_id, revision, commit, snapshot, tuple(rel for rel, _ in files),
+                         replaced=current if current not in (None, commit) else None)
 
 
-def _write_tree(exporter: Exporter, cid: CID, snapshot: Path, rel: str, blobs: Path,
-                files: list[str]) -> None:
-    for name, child in exporter.children(cid):
-        check_entry_name(name)
-        child_rel = f"{rel}/{name}" if rel else name
-        entry = exporter.stat(child, name)
-        if entry.kind == "directory":
-            _write_tree(exporter, child, snapshot, child_rel, blobs, files)
-        elif entry.kind == "file":
-            etag = _write_blob(exporter, child, entry.size, blobs)
-            link = snapshot / child_rel
-            link.parent.mkdir(parents=True, exist_ok=True)
-            depth = child_rel.count("/")
-            target = "../" * (depth + 2) + f"blobs/{etag}"
-            if link.is_symlink() or link.exists():
-                link.unlink()
-            os.symlink(target, link)
-            files.append(child_rel)
+def _check_inside(path: Path, hub: Path) -> None:
+    """A folder of the repo must not lead out of the hub cache (a planted symlink)."""
+    real = Path(os.path.realpath(path))
+    if not real.is_relative_to(hub):
+        raise UnsafePath(f"{path} resolves to {real}, outside the hub cache {hub}")
+
+
+def _files(exporter: Exporter, root: CID) -> list[tuple[str, CID, int]]:
+    """Every file of the tree as (relative path, CID, declared size), walked iteratively."""
+    found: list[tuple[str, CID, int]] = []
+    stack: list[tuple[CID, str]] = [(root, "")]
+    while stack:
+        cid, rel = stack.pop()
+        for name, child in exporter.children(cid):
+            check_entry_name(name)
+            child_rel = f"{rel}/{name}" if rel else name
+            entry = exporter.stat(child, name)
+            if entry.kind == "directory":
+                stack.append((child, child_rel))
+            elif entry.kind == "file":
+                found.append((child_rel, child, entry.size))
+    found.sort()
+    return found
+
+
+def _plan_links(files: list[tuple[str, str]], snapshot: Path, hub: Path,
+                replace: bool) -> list[tuple[Path, str]]:
+    """The snapshot symlinks to create, checked before any is: a file already in the
+    snapshot that points to another blob is a conflict unless ``replace``."""
+    plan: list[tuple[Path, str]] = []
+    for rel, etag in files:
+        link = snapshot / rel
+        depth = rel.count("/")
+        target = "../" * (depth + 2) + f"blobs/{etag}"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        _check_inside(link.parent, hub)
+        if link.is_symlink() and os.readlink(link) == target:
+            continue  # already there: a repeated fetch changes nothing
+        if os.path.lexists(link) and not replace:
+            raise TargetExists(f"{link} already exists and names other content; pass "
+                               "replace=true to replace it")
+        if link.is_dir() and not link.is_symlink():
+            raise TargetExists(f"{link} is a folder in the snapshot; a file cannot replace it")
+        plan.append((link, target))
+    return plan
+
+
+def _place_link(link: Path, target: str) -> None:
+    """Create (or replace) a snapshot symlink atomically: a temp link, then a rename."""
+    tmp = link.parent / f".{link.name}.{uuid.uuid4().hex}.incomplete"
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    finally:
+        if os.path.lexists(tmp):
+            tmp.unlink()
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while piece := stream.read(_READ_CHUNK):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def _verify_existing(blob: Path, etag: str) -> None:
+    if blob.is_symlink() or not blob.is_file() or _hash_file(blob) != etag:
+        raise IntegrityError(
+            f"{blob} exists but is not a file whose bytes hash to its name (a corrupt or "
+            "tampered cache file); it was left as it is. Delete it and fetch again")
 
 
 def _write_blob(exporter: Exporter, cid: CID, size: int, blobs: Path) -> str:
+    """Stream a file into ``blobs/<sha256>``: into a temp inside the repo folder first,
+    then verified by reading it back, then linked into place without ever replacing an
+    existing blob (one that is already there is verified instead)."""
     sha256 = hashlib.sha256()
-    sha1 = hashlib.sha1(f"blob {size}\0".encode())
     tmp = blobs / f".{uuid.uuid4().hex}.incomplete"
     try:
+        written = 0
         with open(tmp, "xb") as out:
             for piece in exporter.cat(cid):
+                written += len(piece)
+                if written > size:
+                    raise IntegrityError(f"{cid_str(cid)} holds more than the {size} bytes "
+                                         "it declares; nothing was kept")
                 sha256.update(piece)
-                sha1.update(piece)
                 out.write(piece)
-        etag = sha256.hexdigest() if size >= _LFS_THRESHOLD else sha1.hexdigest()
-        os.replace(tmp, blobs / etag)
+            out.flush()
+            os.fsync(out.fileno())
+        etag = sha256.hexdigest()
+        if _hash_file(tmp) != etag:
+            raise IntegrityError(f"{tmp} changed while it was written; nothing was kept")
+        blob = blobs / etag
+        try:
+            os.link(tmp, blob)  # fails if the blob exists: never replaces one
+        except FileExistsError:
+            _verify_existing(blob, etag)
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            # A file system without hard links: a rename, after looking once more.
+            if os.path.lexists(blob):
+                _verify_existing(blob, etag)
+            else:
+                os.rename(tmp, blob)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+            raise DiskFull(f"the disk holding {blobs} is full; the partial file was "
+                           "removed") from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return etag

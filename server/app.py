@@ -35,12 +35,14 @@ from mcp_types import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field
 
+from ipfs_mcp.backends import hf_layout
 from ipfs_mcp.backends.errors import (
     BackendUnavailable,
     InvalidCID,
     IpfsMcpError,
     NotFound,
 )
+from ipfs_mcp.backends.hf_cache import split_path
 from ipfs_mcp.tools import content, network
 from ipfs_mcp.tools.health import health
 from ipfs_mcp.tools.models import (
@@ -130,10 +132,15 @@ def _progress(ctx: Context) -> Progress:
 
 
 def _roots(state: ServerState, client: ListRootsResult | None) -> AllowedRoots:
+    """The roots of one call: the configured ones plus the client's. Whatever roots the
+    state was built with, the hub cache and the repo are never written through a path,
+    and the repo (it holds the node's key) is not read through one."""
+    backend = state.settings.backend
+    roots = state.roots.protecting([backend.hf_hub_cache], private=[backend.repo_path])
     if client is None:
-        return state.roots
+        return roots
     extra = [p for p in (file_uri_to_path(str(r.uri)) for r in client.roots) if p is not None]
-    return state.roots.plus(extra)
+    return roots.plus(extra)
 
 
 # Resolvers: ask the client for its MCP roots only when a call names a local path and the
@@ -178,6 +185,37 @@ async def _confirm_unpin(ctx: Context, cid: str) -> Elicit[Confirm] | None:
         return None
     return Elicit(f"Unpin {cid}? Its blocks are deleted at the next garbage collection "
                   "unless another pin holds them.", Confirm)
+
+
+async def _confirm_replacing(
+    ctx: Context, cid: str = "", output_path: str | None = None, overwrite: bool = False,
+    into_hf_cache: str | None = None, hf_revision: str = "main", replace: bool = False,
+    client_roots: Annotated[ListRootsResult | None, Resolve(_roots_for_output)] = None,
+) -> Elicit[Confirm] | None:
+    """Ask before fetch_cid replaces something, when it would and the client can ask:
+    ``overwrite`` over an existing path, ``replace`` of a revision that names other content."""
+    caps = ctx.client_capabilities
+    if caps is None or caps.elicitation is None:
+        return None
+    state = _state(ctx)
+    if overwrite and output_path:
+        target = _roots(state, client_roots).would_replace(output_path)
+        if target is not None:
+            return Elicit(f"Replace {target} with the content of {cid}? What is there now "
+                          "is deleted.", Confirm)
+    if replace and into_hf_cache:
+        try:
+            current = hf_layout.current_commit(state.settings.backend.hf_hub_cache,
+                                               hf_layout.parse_source(into_hf_cache)[0],
+                                               hf_revision)
+            root, path = split_path(cid)
+        except IpfsMcpError:
+            return None  # the call itself fails with the clear error
+        if current is not None and (path or current != hf_layout.commit_for(root)):
+            return Elicit(f"Move {into_hf_cache}@{hf_revision} in the HuggingFace cache from "
+                          f"commit {current} to the content of {cid}? Offline loads of "
+                          f"{into_hf_cache} would then get the new files.", Confirm)
+    return None
 
 
 def _confirmed(answer: Confirm | None) -> None:
@@ -279,7 +317,7 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
                     bootstrap=settings.bootstrap, why=state.slot.status)
             return result
 
-    @mcp.tool(title="Fetch a CID", annotations=_writes(open_world=True))
+    @mcp.tool(title="Fetch a CID", annotations=_writes(destructive=True, open_world=True))
     async def fetch_cid(
         ctx: Context,
         cid: Annotated[str, CID_FIELD],
@@ -293,20 +331,33 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
         offset: Annotated[int, Field(ge=0, description="First byte to return inline")] = 0,
         length: Annotated[int | None, Field(ge=0, description=(
             f"Bytes to return inline (at most {inline_max})"))] = None,
+        overwrite: Annotated[bool, Field(description=(
+            "Replace an existing file or non-empty folder at output_path (refused "
+            "otherwise)"))] = False,
+        replace: Annotated[bool, Field(description=(
+            "Let into_hf_cache move hf_revision of a cached repo that already names other "
+            "content (refused otherwise)"))] = False,
         client_roots: Annotated[ClientRoots, Resolve(_roots_for_output)] = None,
+        confirm: Annotated[Confirm | None, Resolve(_confirm_replacing)] = None,
     ) -> Annotated[CallToolResult, FetchResult]:
         """Get content by CID, verified block by block; a local miss asks peers.
 
         Small content comes back inline (text, or base64 for binary, up to the inline cap);
         larger content comes back as an ipfs:// resource link with its size: read it in
         pages with offset/length, or write it to disk with output_path. A folder comes back
-        as a listing."""
+        as a listing.
+
+        Destructive only when asked: overwrite=true replaces what is at output_path, and
+        replace=true moves an existing revision in the HuggingFace cache. Without them an
+        existing target is refused; clients that support it ask the user first."""
+        _confirmed(confirm)
         state = _state(ctx)
         with tool_errors(state, "fetch_cid"):
             result = await content.fetch_cid(
                 state.backend, cid, roots=_roots(state, client_roots), output_path=output_path,
                 into_hf_cache=into_hf_cache, hf_revision=hf_revision, offset=offset,
-                length=length, max_inline=inline_max, progress=_progress(ctx))
+                length=length, max_inline=inline_max, progress=_progress(ctx),
+                overwrite=overwrite, replace=replace)
         return _fetch_result(result)
 
     @mcp.tool(title="Pin a CID", annotations=_writes(open_world=True))

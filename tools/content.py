@@ -247,13 +247,18 @@ def _decodecid_str(data: bytes) -> tuple[str, int] | None:
 async def fetch_cid(backend: Any, cid: str, *, roots: AllowedRoots,
                     output_path: str | None = None, into_hf_cache: str | None = None,
                     hf_revision: str = "main", offset: int = 0, length: int | None = None,
-                    max_inline: int, progress: Progress | None = None) -> FetchResult:
+                    max_inline: int, progress: Progress | None = None,
+                    overwrite: bool = False, replace: bool = False) -> FetchResult:
     """Read, write to disk, or write into the HF cache the content under ``cid[/path]``.
 
     Raises:
         InvalidCID: a malformed CID.
         NotFound: the CID or sub-path is not local and no peer had it.
-        UnsafePath: ``output_path`` outside the allowed roots.
+        UnsafePath: ``output_path`` outside the writable roots or inside a protected folder
+            (the hub cache, the IPFS repo), symlinks followed.
+        TargetExists: ``output_path`` is an existing file or non-empty folder and not
+            ``overwrite``; or ``into_hf_cache`` at ``hf_revision`` names other content and
+            not ``replace``.
         TooLarge: ``length`` over the inline cap.
         InvalidInput: both output_path and into_hf_cache, or negative offset/length.
     """
@@ -271,18 +276,21 @@ async def fetch_cid(backend: Any, cid: str, *, roots: AllowedRoots,
     progress.message = f"fetching {target}"
 
     if output_path is not None:
-        def write() -> tuple[Entry, Path]:
-            dest = roots.check_write(output_path)
+        def write() -> tuple[Entry, Path, Path | None]:
+            dest = roots.check_write(output_path, overwrite=overwrite)
+            replaced = roots.would_replace(dest) if overwrite else None
             entry = _stat(backend, target)
             progress.total = entry.size if entry.kind == "file" else None
             if hasattr(backend, "repo"):
-                return backend.get_to_path(target, output_path=dest, progress=progress), dest
-            return backend.get_to_path(target, output_path=dest), dest
+                return backend.get_to_path(target, output_path=dest, overwrite=overwrite,
+                                           progress=progress), dest, replaced
+            return backend.get_to_path(target, output_path=dest, overwrite=overwrite), dest, \
+                replaced
 
-        entry, dest = await run_blocking(write, progress)
+        entry, dest, replaced = await run_blocking(write, progress)
         return FetchResult(cid=target, resolved_cid=cid_str(entry.cid), kind=entry.kind,
                            size=entry.size, delivery="file", output_path=str(dest),
-                           resource_uri=uri)
+                           replaced=str(replaced) if replaced else None, resource_uri=uri)
 
     if into_hf_cache is not None:
         hf = _embedded(backend, "writing into the HuggingFace cache")
@@ -291,14 +299,15 @@ async def fetch_cid(backend: Any, cid: str, *, roots: AllowedRoots,
         def export() -> tuple[Entry, Any]:
             entry = _stat(hf, target)
             progress.check()
-            return entry, hf.export_to_hf(target, into_hf_cache, revision=hf_revision)
+            return entry, hf.export_to_hf(target, into_hf_cache, revision=hf_revision,
+                                          replace=replace)
 
         entry, written = await run_blocking(export, progress)
         return FetchResult(
             cid=target, resolved_cid=cid_str(entry.cid), kind=entry.kind, size=entry.size,
             delivery="hf_cache", hf_repo_id=written.repo_id, hf_revision=written.revision,
             hf_commit=written.commit, hf_snapshot=str(written.snapshot),
-            files_written=len(written.files), resource_uri=uri,
+            files_written=len(written.files), replaced=written.replaced, resource_uri=uri,
             hint=f"load it offline: huggingface_hub.snapshot_download({written.repo_id!r}, "
                  f"revision={written.revision!r}, local_files_only=True)")
 

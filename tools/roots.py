@@ -1,52 +1,213 @@
 """Allowed roots: the only places tools read local paths from and write them to.
 
-An agent chooses paths, so every path is checked after the file system has resolved it:
-``..`` is refused outright, and symlinks are followed before the check, so a link inside a
-root that points outside counts as outside. The roots are the configured folders, the
-client's MCP roots (``file://`` URIs) and the HuggingFace hub cache.
+An agent chooses paths, and an agent can be steered by text it reads, so every path is
+checked after the file system has resolved it: ``..`` is refused outright, and symlinks are
+followed before the check, so a link inside a root that points outside counts as outside.
+
+There are three kinds of folder:
+
+- **read roots**: tools may read files inside them (the configured folders, the client's
+  MCP roots, the HuggingFace hub cache);
+- **write roots**: tools may write inside them (the configured folders and client roots);
+- **protected folders**: nothing is written inside them through a path argument, even when
+  a write root contains them (the user allowed ``~`` and the hub cache is
+  ``~/.cache/huggingface/hub``). The hub cache is written only by ``into_hf_cache``, which
+  keeps its layout honest; the IPFS repo only by the repo itself. **Private** folders (the
+  repo, which holds the node's private key) are protected and cannot be read either.
+
+A target is inside a protected folder when its resolved path is (symlinks, a symlinked
+parent), when it or an existing ancestor is the same directory by device and inode (a bind
+mount, or a case variant of the name on a case-insensitive file system), or, while the
+protected folder does not exist yet, when the names match ignoring case and Unicode
+normalisation on a file system that ignores them.
 """
 
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from ipfs_mcp.backends.errors import UnsafePath
+from ipfs_mcp.backends.errors import TargetExists, UnsafePath
 
 
-def _real(path: Path) -> Path:
-    return Path(os.path.realpath(path))
+def _real(path: str | Path) -> Path:
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
+def _unique(paths: Iterable[str | Path]) -> tuple[Path, ...]:
+    """Resolved once, duplicates dropped, order kept."""
+    seen: dict[Path, None] = {}
+    for p in paths:
+        seen.setdefault(_real(p), None)
+    return tuple(seen)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if os.path.lexists(candidate):
+            return candidate
+    return Path(path.anchor or "/")
+
+
+def _ignores_case(folder: Path) -> bool:
+    """Whether the file system that holds ``folder`` (existing) matches names ignoring case:
+    probed with the first name on the way up that has a case twin."""
+    for candidate in (folder, *folder.parents):
+        name = candidate.name
+        twin = name.swapcase()
+        if name and twin != name:
+            try:
+                return os.path.samefile(candidate, candidate.parent / twin)
+            except OSError:
+                return False
+    return False
+
+
+def _fold(path: Path) -> tuple[str, ...]:
+    return tuple(unicodedata.normalize("NFD", part).casefold() for part in path.parts)
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or path.is_relative_to(folder)
+
+
+@dataclass(frozen=True)
+class ProtectedFolders:
+    """Folders no path argument may write into (see the module docstring)."""
+
+    folders: tuple[Path, ...] = ()
+
+    @classmethod
+    def of(cls, paths: Iterable[str | Path]) -> ProtectedFolders:
+        return cls(_unique(paths))
+
+    def containing(self, path: str | Path) -> Path | None:
+        """The protected folder that ``path`` (resolved here) lies in, or None."""
+        real = _real(path)
+        by_identity: dict[tuple[int, int], Path] = {}
+        for folder in self.folders:
+            # Resolved again now: the folder may have been created (or replaced by a
+            # symlink) since start-up.
+            folder_real = _real(folder)
+            if _within(real, folder_real):
+                return folder
+            identity = _identity(folder_real)
+            if identity is not None:
+                by_identity[identity] = folder
+            elif _ignores_case(_nearest_existing(folder_real)):
+                folded, target = _fold(folder_real), _fold(real)
+                if target[:len(folded)] == folded:
+                    return folder
+        if by_identity:
+            for ancestor in (real, *real.parents):
+                identity = _identity(ancestor)
+                if identity in by_identity:
+                    return by_identity[identity]
+        return None
+
+    def check(self, path: str | Path, shown: object | None = None) -> Path:
+        """``path`` resolved, after making sure it is not inside a protected folder.
+
+        Raises:
+            UnsafePath: it is, or it resolves into one.
+        """
+        real = _real(path)
+        hit = self.containing(real)
+        if hit is not None:
+            raise UnsafePath(
+                f"{shown if shown is not None else path} resolves to {real}, inside the "
+                f"protected folder {hit} (the HuggingFace hub cache or the IPFS repo): nothing "
+                "is written there through a path. To put a model into the hub cache, fetch "
+                "it with into_hf_cache; to write a file, choose a path in an allowed root "
+                "outside these folders")
+        return real
 
 
 @dataclass(frozen=True)
 class AllowedRoots:
-    roots: tuple[Path, ...]
+    read: tuple[Path, ...] = ()
+    write: tuple[Path, ...] = ()
+    protected: ProtectedFolders = field(default_factory=ProtectedFolders)
+    private: ProtectedFolders = field(default_factory=ProtectedFolders)
 
     @classmethod
-    def of(cls, paths: Iterable[str | Path]) -> AllowedRoots:
-        """Roots from paths; each is resolved once, duplicates dropped, order kept."""
-        seen: dict[Path, None] = {}
-        for p in paths:
-            seen.setdefault(_real(Path(p).expanduser()), None)
-        return cls(tuple(seen))
+    def of(cls, paths: Iterable[str | Path] | None = None, *,
+           read: Iterable[str | Path] = (), write: Iterable[str | Path] = (),
+           protected: Iterable[str | Path] = (),
+           private: Iterable[str | Path] = ()) -> AllowedRoots:
+        """Roots from paths, each resolved once, duplicates dropped, order kept.
+
+        ``paths`` (the older form) are read and write roots both. Write roots are also read
+        roots. ``protected`` folders take no writes, ``private`` ones no reads or writes.
+        """
+        given = list(paths or ())
+        write_roots = _unique([*given, *write])
+        private_folders = ProtectedFolders.of(private)
+        return cls(read=_unique([*given, *write, *read]), write=write_roots,
+                   protected=ProtectedFolders.of([*protected, *private_folders.folders]),
+                   private=private_folders)
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        """Every folder a path may name (the read roots)."""
+        return self.read
 
     def plus(self, paths: Iterable[str | Path]) -> AllowedRoots:
-        return AllowedRoots.of([*self.roots, *paths])
+        """These roots and ``paths`` as read and write roots (an MCP client's roots); the
+        protected and private folders stay as they are."""
+        extra = list(paths)
+        return AllowedRoots(read=_unique([*self.read, *extra]),
+                            write=_unique([*self.write, *extra]),
+                            protected=self.protected, private=self.private)
+
+    @classmethod
+    def for_server(cls, allow: Iterable[str | Path], *, hub_cache: str | Path,
+                   repo: str | Path) -> AllowedRoots:
+        """The server's roots: ``allow`` to read and write, the hub cache to read, nothing
+        written into the hub cache or the repo through a path, nothing read from the repo."""
+        folders = list(allow)
+        return cls.of(read=[*folders, hub_cache], write=folders, protected=[hub_cache],
+                      private=[repo])
+
+    def protecting(self, folders: Iterable[str | Path], *,
+                   private: Iterable[str | Path] = ()) -> AllowedRoots:
+        """These roots with ``folders`` protected (no writes) and ``private`` ones sealed
+        (no reads or writes) as well."""
+        sealed = ProtectedFolders.of([*self.private.folders, *private])
+        return AllowedRoots(read=self.read, write=self.write,
+                            protected=ProtectedFolders.of([*self.protected.folders, *folders,
+                                                           *sealed.folders]),
+                            private=sealed)
 
     def describe(self) -> str:
-        if not self.roots:
+        if not self.read:
             return "no allowed roots are configured"
-        return "allowed roots: " + ", ".join(str(r) for r in self.roots)
+        text = "allowed roots: " + ", ".join(str(r) for r in self.read)
+        if self.write != self.read:
+            text += "; writable: " + (", ".join(str(r) for r in self.write) or "none")
+        if self.protected.folders:
+            text += "; never written through a path: " + ", ".join(
+                str(p) for p in self.protected.folders)
+        return text
 
     def _refuse(self, path: object, why: str) -> UnsafePath:
         return UnsafePath(f"{path} {why}; {self.describe()}. Add a folder with "
                           "`ipfs-mcp serve --allow-root DIR` (or IPFS_MCP_ALLOW_ROOTS), or "
                           "share it as a root from your MCP client")
 
-    def _lexical(self, path: str | Path) -> Path:
+    def _lexical(self, path: str | Path, base: tuple[Path, ...]) -> Path:
         text = os.fspath(path)
         if not text.strip():
             raise UnsafePath("empty path")
@@ -56,13 +217,10 @@ class AllowedRoots:
         if ".." in p.parts:
             raise self._refuse(text, "contains '..'")
         if not p.is_absolute():
-            if not self.roots:
+            if not base:
                 raise self._refuse(text, "is relative and there is no root to resolve it in")
-            p = self.roots[0] / p
+            p = base[0] / p
         return p
-
-    def _inside(self, real: Path) -> bool:
-        return any(real == root or real.is_relative_to(root) for root in self.roots)
 
     def check_read(self, path: str | Path) -> Path:
         """The resolved path of an existing file or folder inside a root.
@@ -70,35 +228,64 @@ class AllowedRoots:
         Relative paths are taken relative to the first root.
 
         Raises:
-            UnsafePath: outside every root (after following symlinks), or uses ``..``.
+            UnsafePath: outside every root (after following symlinks), inside a private
+                folder, or uses ``..``.
         """
-        p = self._lexical(path)
-        real = _real(p)
-        if not self._inside(real):
+        real = _real(self._lexical(path, self.read))
+        if not any(_within(real, root) for root in self.read):
             raise self._refuse(path, f"is outside the allowed roots (it resolves to {real})")
+        hit = self.private.containing(real)
+        if hit is not None:
+            raise UnsafePath(f"{path} resolves to {real}, inside {hit}, the IPFS repo: its "
+                             "files (the node's private key among them) are not readable "
+                             "through a path; use the CIDs it stores")
         return real
 
-    def check_write(self, path: str | Path) -> Path:
-        """A path to write inside a root; it may not exist yet.
+    def check_write(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """A path to write inside a write root; it may not exist yet.
 
-        The deepest existing ancestor is resolved (following symlinks) and the rest is
-        appended, so a symlinked parent that leads out of the roots is caught.
+        Symlinks are followed (also a dangling one, also in a parent), so the result is
+        where the bytes would land. Relative paths are taken relative to the first write
+        root.
 
         Raises:
-            UnsafePath: outside every root, or uses ``..``.
+            UnsafePath: outside every write root, inside a protected folder, or uses ``..``.
+            TargetExists: an existing file or non-empty folder, and ``overwrite`` is false.
         """
-        p = self._lexical(path)
-        tail: list[str] = []
-        base = p
-        while not base.exists() and not base.is_symlink():
-            if base.parent == base:
-                break
-            tail.append(base.name)
-            base = base.parent
-        real = _real(base).joinpath(*reversed(tail))
-        if not self._inside(real):
-            raise self._refuse(path, f"is outside the allowed roots (it resolves to {real})")
+        real = _real(self._lexical(path, self.write))
+        if not any(_within(real, root) for root in self.write):
+            raise self._refuse(path, f"is outside the writable roots (it resolves to {real})")
+        self.protected.check(real, path)
+        if not overwrite and _occupied(real):
+            raise TargetExists(
+                f"{path} already exists ({_what(real)}); nothing was written. Pass "
+                "overwrite=true to replace it, or choose a new path")
         return real
+
+    def would_replace(self, path: str | Path) -> Path | None:
+        """Where a write to ``path`` would replace something, or None when it would not
+        (nothing there yet, or the path is refused anyway)."""
+        try:
+            real = self.check_write(path, overwrite=True)
+        except UnsafePath:
+            return None
+        return real if _occupied(real) else None
+
+
+def _occupied(real: Path) -> bool:
+    """An existing file, symlink or non-empty folder (an empty folder is a fine target)."""
+    if not os.path.lexists(real):
+        return False
+    if real.is_dir():
+        with os.scandir(real) as entries:
+            return next(entries, None) is not None
+    return True
+
+
+def _what(real: Path) -> str:
+    if real.is_dir():
+        return "a folder that is not empty"
+    return "a file"
 
 
 def file_uri_to_path(uri: str) -> Path | None:
