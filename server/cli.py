@@ -21,6 +21,7 @@ from ipfs_mcp.backends import router
 from ipfs_mcp.backends.cids import cid_str
 from ipfs_mcp.backends.errors import IpfsMcpError
 from ipfs_mcp.backends.importer import ImportOptions
+from ipfs_mcp.tools.roots import ProtectedFolders, describe_existing
 
 
 def _print_json(value: Any) -> None:
@@ -105,17 +106,36 @@ def cmd_cat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writable(deps: router.RouterDeps, output: str) -> Path:
+    """Where a command may write ``output``: anywhere the user can, as with Kubo, except
+    inside the hub cache or the repo (only ``into_hf_cache`` and the repo write there).
+
+    Raises:
+        UnsafePath: it is inside, or resolves into, one of them.
+    """
+    protected = ProtectedFolders.of([deps.settings.hf_hub_cache, deps.settings.repo_path])
+    return protected.check(output)
+
+
 def cmd_get(args: argparse.Namespace) -> int:
-    backend = router.get_backend()
+    deps = router.RouterDeps()
+    backend = router.get_backend(deps=deps)
     output = Path(args.output or args.cid.strip("/").split("/")[-1])
+    dest = _writable(deps, str(output))
+    # Kubo's `get -o` replaces what is there; a person asked for it, but is told.
+    replaced = describe_existing(dest)
     if hasattr(backend, "repo"):
         entry = backend.stat(args.cid)
         with _progress(f"saving {output}", entry.size or None) as progress:
-            entry = backend.get_to_path(args.cid, output_path=output, progress=progress)
+            entry = backend.get_to_path(args.cid, output_path=dest, overwrite=True,
+                                        progress=progress)
     else:
-        entry = backend.get_to_path(args.cid, output_path=output)
+        entry = backend.get_to_path(args.cid, output_path=dest, overwrite=True)
+    if replaced:
+        print(f"replaced {replaced} at {dest}", file=sys.stderr)
     if args.json:
-        _print_json({"cid": args.cid, "output": str(output), "kind": entry.kind})
+        _print_json({"cid": args.cid, "output": str(output), "kind": entry.kind,
+                     "replaced": replaced})
     else:
         print(f"Saved {entry.kind} {args.cid} to {output}")
     return 0
@@ -165,10 +185,11 @@ def cmd_block(args: argparse.Namespace) -> int:
 
 
 def cmd_dag(args: argparse.Namespace) -> int:
-    backend = router.get_backend()
+    deps = router.RouterDeps()
+    backend = router.get_backend(deps=deps)
     if args.dag_cmd == "export":
         if args.output:
-            backend.dag_export(args.cid, Path(args.output))
+            backend.dag_export(args.cid, _writable(deps, args.output))
         else:
             if sys.stdout.isatty():
                 raise IpfsMcpError("refusing to write a CAR to a terminal; use -o FILE")

@@ -258,7 +258,7 @@ class AllowedRoots:
         self.protected.check(real, path)
         if not overwrite and _occupied(real):
             raise TargetExists(
-                f"{path} already exists ({_what(real)}); nothing was written. Pass "
+                f"{path} already exists ({describe_existing(real)}); nothing was written. Pass "
                 "overwrite=true to replace it, or choose a new path")
         return real
 
@@ -274,18 +274,22 @@ class AllowedRoots:
 
 def _occupied(real: Path) -> bool:
     """An existing file, symlink or non-empty folder (an empty folder is a fine target)."""
-    if not os.path.lexists(real):
-        return False
-    if real.is_dir():
-        with os.scandir(real) as entries:
-            return next(entries, None) is not None
-    return True
+    return describe_existing(real) is not None
 
 
-def _what(real: Path) -> str:
-    if real.is_dir():
-        return "a folder that is not empty"
-    return "a file"
+def describe_existing(path: str | Path) -> str | None:
+    """What a write to ``path`` would replace ("a file of 12 bytes", "a folder with 3
+    entries"), or None when nothing would be (absent, or an empty folder)."""
+    if not os.path.lexists(path):
+        return None
+    if os.path.isdir(path):
+        with os.scandir(path) as listing:
+            count = sum(1 for _ in listing)
+        return f"a folder with {count} entries" if count else None
+    try:
+        return f"a file of {os.stat(path).st_size} bytes"
+    except OSError:
+        return "a dangling symlink"
 
 
 def file_uri_to_path(uri: str) -> Path | None:
