@@ -3,7 +3,8 @@
 Kubo cannot be built with ``go install github.com/ipfs/kubo/cmd/ipfs@v0.43.1``: Go refuses
 ``pkg@version`` for a module whose go.mod has ``exclude`` or ``replace`` lines. So Kubo is a
 dependency of a tiny main module of ours, ``go/kubo/`` (its go.mod repeats Kubo's excludes,
-its main.go is Kubo's own entry point). Everything else is a plain ``go install pkg@version``.
+its main.go is Kubo's own entry point). Everything else is built as ``go install
+pkg@version`` would build it (:func:`go_install` says why not by ``go install`` itself).
 
 Binaries are cached in an ignored folder, one sub-folder per binary and version::
 
@@ -177,15 +178,26 @@ def kubo_binary() -> Path:
 
 
 def go_install(package: str, version: str, binary: str) -> Path:
-    """``go install package@version`` into the cache; returns the path of ``binary``.
+    """What ``go install package@version`` builds, into the cache; returns ``binary``'s path.
+
+    Not ``go install`` itself: it first asks the module proxy for the module's version list
+    (to check for a deprecation notice) and gives up when the proxy refuses that list,
+    which proxies that serve only pinned versions do. So the package becomes the one
+    ``tool`` of a throwaway main module (``go get -tool package@version``), which selects
+    exactly the versions ``go install`` would (the tool module's own requirements, nothing
+    else), and ``go build`` builds it.
 
     Raises:
         GoMissing: no Go toolchain.
-        GoBuildError: the install failed.
+        GoBuildError: the build failed.
     """
     def build(go: str, out: Path, env: dict[str, str]) -> None:
-        env["GOBIN"] = str(out)
-        _run([go, "install", f"{package}@{version}"], cwd=GOBIN_DIR, env=env)
+        module = out / "module"
+        module.mkdir()
+        _run([go, "mod", "init", "ipfs-mcp.test/tool"], cwd=module, env=env)
+        _run([go, "get", "-tool", f"{package}@{version}"], cwd=module, env=env)
+        _run([go, "build", "-trimpath", "-o", str(out / binary), package], cwd=module, env=env)
+        shutil.rmtree(module)
 
     return _cached(f"{binary}-{version}", binary, build)
 
