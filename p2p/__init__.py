@@ -12,9 +12,12 @@ Public API::
         await .get_optimal_providers(cid, count=5) -> [ProviderInfo]
         .update_provider_stats(peer, success, latency=None, nbytes=0)
         await .announce_content(cid, recursive=None) -> count announced
-        await .retrieve_block(cid, timeout=None) -> bytes
-        await .retrieve_content(cid, pin=False, timeout=None, providers=()) -> FetchReport
+        await .fetch_block(cid, timeout=None) -> bytes             (= retrieve_block)
+        await .fetch_dag(cid, pin=False, timeout=None, providers=()) -> FetchReport
+                                                  (= retrieve_content; both cancel-safe)
         .fetcher() -> NodeFetcher   (backends.fetcher.BlockFetcher, for worker threads)
+            .fetch_block(cid, cancel=None) / .fetch_dag(root, cancel=None)
+                                                  cancel: threading.Event
         .stats() -> NodeStats, .peer_stats(peer_id=None) -> [PeerStat]
         await nursery.start(node.run)            alternative to ``async with``
     NodeConfig(role=Role.WORKER, listen_addrs=("/ip4/127.0.0.1/tcp/0",), bootstrap=(),
