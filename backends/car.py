@@ -22,9 +22,11 @@ from multiformats import CID, varint
 from .cids import cid_str, verify_block
 from .dag import walk
 from .errors import IntegrityError, InvalidInput, TooLarge
+from .limits import MAX_CAR_HEADER, MAX_CAR_ROOTS, MAX_CAR_SECTION
 
-MAX_SECTION = 8 * 1024 * 1024  # larger than any block peers exchange (Kubo caps at 2 MiB)
-MAX_HEADER = 1024 * 1024
+# Kept under their old names for callers; the values and reasons live in limits.py.
+MAX_SECTION = MAX_CAR_SECTION
+MAX_HEADER = MAX_CAR_HEADER
 _V2_PRAGMA = bytes.fromhex("0aa16776657273696f6e02")
 
 
@@ -141,8 +143,11 @@ def read_car(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
     if not isinstance(header_obj, dict) or header_obj.get("version") != 1:
         raise InvalidInput("not a CAR v1 header")
     roots = header_obj.get("roots") or []
-    if not all(isinstance(r, CID) for r in roots):
+    if not isinstance(roots, list) or not all(isinstance(r, CID) for r in roots):
         raise InvalidInput("CAR roots are not CIDs")
+    if len(roots) > MAX_CAR_ROOTS:
+        raise TooLarge(f"CAR header lists {len(roots)} roots, over the bound of "
+                       f"{MAX_CAR_ROOTS}")
     return list(roots), _sections(stream)
 
 

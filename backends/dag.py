@@ -8,8 +8,9 @@ import dag_cbor
 from dag_cbor.encoding.err import CBORError
 from multiformats import CID
 
-from . import dagpb
-from .errors import IntegrityError
+from . import dagpb, limits
+from .cids import cid_str
+from .errors import DagTooLarge, IntegrityError
 
 _DAG_PB = 0x70
 _RAW = 0x55
@@ -36,14 +37,17 @@ def links_of(cid: CID, block: bytes) -> list[CID]:
 
 
 def _cbor_links(value: object) -> Iterator[CID]:
-    if isinstance(value, CID):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _cbor_links(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _cbor_links(item)
+    """Every CID inside a decoded dag-cbor value, in order, without recursion (the decoder
+    bounds nesting, but a deep value must not cost a Python frame per level here)."""
+    stack: list[object] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, CID):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
 
 
 def walk(root: CID, load: Callable[[CID], bytes], *, seen: set[bytes] | None = None
@@ -51,16 +55,31 @@ def walk(root: CID, load: Callable[[CID], bytes], *, seen: set[bytes] | None = N
     """Depth-first, pre-order walk of a DAG (the order of ``ipfs dag export``).
 
     Each block is yielded once, keyed by multihash. ``load`` fetches (and verifies) a block.
-    Iterative, so deep or wide DAGs cannot exhaust the Python stack.
+    Iterative, so deep or wide DAGs cannot exhaust the Python stack, and bounded by
+    :mod:`.limits`: depth, links per node, block size and blocks per walk.
+
+    Raises:
+        DagTooLarge: the DAG exceeds one of those bounds (the error names it).
     """
     seen = set() if seen is None else seen
-    stack = [root]
+    stack: list[tuple[CID, int]] = [(root, 0)]
+    visited = 0
     while stack:
-        cid = stack.pop()
+        cid, depth = stack.pop()
         key = bytes(cid.digest)
         if key in seen:
             continue
         seen.add(key)
+        limits.check_depth(depth, f"DAG {cid_str(root)}")
+        visited += 1
+        if visited > limits.MAX_WALK_BLOCKS:
+            raise DagTooLarge(f"DAG {cid_str(root)} has more than {limits.MAX_WALK_BLOCKS} "
+                              "blocks")
         block = load(cid)
+        if len(block) > limits.MAX_BLOCK_SIZE:
+            raise DagTooLarge(f"block {cid_str(cid)} is {len(block)} bytes, over the bound of "
+                              f"{limits.MAX_BLOCK_SIZE}")
         yield cid, block
-        stack.extend(reversed(links_of(cid, block)))
+        links = links_of(cid, block)
+        limits.check_links(len(links), cid_str(cid))
+        stack.extend((link, depth + 1) for link in reversed(links))

@@ -22,6 +22,9 @@ Environment (the names the old ``ipfs_backend_router`` honoured, plus ours):
 ``HF_HOME``                   HuggingFace home; the repo lives in ``$HF_HOME/ipfs``
 ``HF_HUB_CACHE``              the hub cache (default ``$HF_HOME/hub``)
 ``IPFS_ROUTER_CACHE``         reuse backend instances between calls (default ``1``)
+``IPFS_MCP_MAX_WRITE``        most bytes one write to disk (``get -o``, ``output_path``,
+                              ``into_hf_cache``) may take, e.g. ``20G``; default 90% of the
+                              free space at the target (see ``limits.py``)
 ============================  ==============================================================
 """
 
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InvalidInput
+from .limits import parse_max_write
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -64,6 +68,13 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
     return number
 
 
+def _max_write(env: Mapping[str, str]) -> int | None:
+    try:
+        return parse_max_write(env.get("IPFS_MCP_MAX_WRITE"))
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class BackendSettings:
     hf_home: Path
@@ -78,6 +89,7 @@ class BackendSettings:
     ipfs_api_timeout: float = 60.0
     read_fallback: bool = True
     router_cache: bool = True
+    max_write: int | None = None  # None: limits.DEFAULT_WRITE_SHARE of the free space
 
     @property
     def repo_path(self) -> Path:
@@ -101,4 +113,5 @@ class BackendSettings:
             ipfs_api_timeout=_positive_float(env, "IPFS_API_TIMEOUT", 60.0),
             read_fallback=env_flag(env, "IPFS_READ_FALLBACK", True),
             router_cache=env_flag(env, "IPFS_ROUTER_CACHE", True),
+            max_write=_max_write(env),
         )

@@ -357,7 +357,7 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
                 state.backend, cid, roots=_roots(state, client_roots), output_path=output_path,
                 into_hf_cache=into_hf_cache, hf_revision=hf_revision, offset=offset,
                 length=length, max_inline=inline_max, progress=_progress(ctx),
-                overwrite=overwrite, replace=replace)
+                overwrite=overwrite, replace=replace, max_write=settings.backend.max_write)
         return _fetch_result(result)
 
     @mcp.tool(title="Pin a CID", annotations=_writes(open_world=True))

@@ -124,13 +124,15 @@ def cmd_get(args: argparse.Namespace) -> int:
     dest = _writable(deps, str(output))
     # Kubo's `get -o` replaces what is there; a person asked for it, but is told.
     replaced = describe_existing(dest)
+    max_bytes = args.max_write_bytes or deps.settings.max_write
     if hasattr(backend, "repo"):
         entry = backend.stat(args.cid)
         with _progress(f"saving {output}", entry.size or None) as progress:
             entry = backend.get_to_path(args.cid, output_path=dest, overwrite=True,
-                                        progress=progress)
+                                        max_bytes=max_bytes, progress=progress)
     else:
-        entry = backend.get_to_path(args.cid, output_path=dest, overwrite=True)
+        entry = backend.get_to_path(args.cid, output_path=dest, overwrite=True,
+                                    max_bytes=max_bytes)
     if replaced:
         print(f"replaced {replaced} at {dest}", file=sys.stderr)
     if args.json:
@@ -304,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("get", cmd_get, "save a file or folder")
     p.add_argument("cid")
     p.add_argument("-o", "--output", help="where to write (default: the CID)")
+    p.add_argument("--max-write-bytes", type=int, metavar="BYTES", default=None,
+                   help="refuse content declaring more (env IPFS_MCP_MAX_WRITE; default 90%% "
+                        "of the free space at the target)")
 
     p = cmd("ls", cmd_ls, "list a folder")
     p.add_argument("cid")

@@ -24,6 +24,9 @@ option                       environment                    meaning
 ``--inline-max BYTES``       ``IPFS_MCP_INLINE_MAX``        largest content returned inline
 ``--add-max BYTES``          ``IPFS_MCP_ADD_MAX``           largest inline add_content payload
 ``--max-body BYTES``         ``IPFS_MCP_MAX_BODY``          largest HTTP request body
+``--max-write-bytes BYTES``  ``IPFS_MCP_MAX_WRITE``         most bytes one write to disk may
+                                                            take (default: 90% of the free
+                                                            space at the target)
 ``--log-level LEVEL``        ``IPFS_MCP_LOG_LEVEL``         stderr log level (default WARNING)
 ===========================  =============================  ===================================
 
@@ -37,7 +40,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ipfs_mcp.backends.errors import InvalidInput
@@ -123,7 +126,7 @@ class ServerSettings:
              listen: Sequence[str] | None = None, bootstrap: Sequence[str] | None = None,
              p2p: bool | None = None, inline_max: int | None = None,
              add_max: int | None = None, max_body: int | None = None,
-             log_level: str | None = None) -> ServerSettings:
+             log_level: str | None = None, max_write: int | None = None) -> ServerSettings:
         """Settings from ``env`` (default ``os.environ``), overridden by given arguments.
 
         Raises:
@@ -144,8 +147,11 @@ class ServerSettings:
         role_name = (role or env.get("IPFS_MCP_ROLE") or DEFAULT_ROLE).strip().lower()
         if role_name not in ROLES:
             raise InvalidInput(f"role {role_name!r}: use one of {', '.join(ROLES)}")
+        backend = BackendSettings.from_env(env)
+        if max_write is not None:
+            backend = replace(backend, max_write=max_write)
         settings = cls(
-            backend=BackendSettings.from_env(env),
+            backend=backend,
             http=bind,
             token=token,
             allowed_hosts=tuple(allowed_hosts) if allowed_hosts else

@@ -64,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-body", type=_positive, metavar="BYTES",
                         help="largest HTTP request body (env IPFS_MCP_MAX_BODY, default "
                              "2097152)")
+    parser.add_argument("--max-write-bytes", type=_positive, metavar="BYTES",
+                        help="most bytes one write to disk may take (env IPFS_MCP_MAX_WRITE; "
+                             "default 90%% of the free space at the target)")
     parser.add_argument("--log-level", metavar="LEVEL",
                         help="stderr log level: DEBUG, INFO, WARNING (default), ERROR")
 
@@ -74,7 +77,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         http=args.http, allow_roots=args.allow_root, allowed_hosts=args.allowed_host,
         role=args.role, listen=args.listen, bootstrap=args.bootstrap,
         p2p=False if args.no_p2p else None, inline_max=args.inline_max,
-        add_max=args.add_max, max_body=args.max_body, log_level=args.log_level)
+        add_max=args.add_max, max_body=args.max_body, log_level=args.log_level,
+        max_write=args.max_write_bytes)
 
 
 def _configure_logging(level: str) -> None:

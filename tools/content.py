@@ -248,7 +248,8 @@ async def fetch_cid(backend: Any, cid: str, *, roots: AllowedRoots,
                     output_path: str | None = None, into_hf_cache: str | None = None,
                     hf_revision: str = "main", offset: int = 0, length: int | None = None,
                     max_inline: int, progress: Progress | None = None,
-                    overwrite: bool = False, replace: bool = False) -> FetchResult:
+                    overwrite: bool = False, replace: bool = False,
+                    max_write: int | None = None) -> FetchResult:
     """Read, write to disk, or write into the HF cache the content under ``cid[/path]``.
 
     Raises:
@@ -283,9 +284,9 @@ async def fetch_cid(backend: Any, cid: str, *, roots: AllowedRoots,
             progress.total = entry.size if entry.kind == "file" else None
             if hasattr(backend, "repo"):
                 return backend.get_to_path(target, output_path=dest, overwrite=overwrite,
-                                           progress=progress), dest, replaced
-            return backend.get_to_path(target, output_path=dest, overwrite=overwrite), dest, \
-                replaced
+                                           max_bytes=max_write, progress=progress), dest, replaced
+            return backend.get_to_path(target, output_path=dest, overwrite=overwrite,
+                                       max_bytes=max_write), dest, replaced
 
         entry, dest, replaced = await run_blocking(write, progress)
         return FetchResult(cid=target, resolved_cid=cid_str(entry.cid), kind=entry.kind,
@@ -300,7 +301,7 @@ async def fetch_cid(backend: Any, cid: str, *, roots: AllowedRoots,
             entry = _stat(hf, target)
             progress.check()
             return entry, hf.export_to_hf(target, into_hf_cache, revision=hf_revision,
-                                          replace=replace)
+                                          replace=replace, max_bytes=max_write)
 
         entry, written = await run_blocking(export, progress)
         return FetchResult(
