@@ -1,15 +1,29 @@
 """The UnixFS importer: bytes, files and folders into dag-pb DAGs with Kubo's CIDs.
 
-It reproduces ``ipfs add`` (Kubo 0.22 / boxo) byte for byte:
+It reproduces ``ipfs add`` of Kubo 0.43 (boxo v0.43) byte for byte, under each of its
+import profiles and add options:
 
-* fixed-size chunks (``size-262144`` by default), read with full reads as Kubo does;
-* the *balanced* layout with at most 174 links per node: the first leaf becomes the root,
-  and each time the tree is full it becomes the first child of a new root one level up,
-  whose remaining children are filled depth-first (``fillNodeRec`` in boxo);
-* CIDv0 with dag-pb leaves by default; ``cid_version=1`` implies raw leaves;
-* directories as sorted dag-pb links, switched to a HAMT (fanout 256, murmur3) once the
-  estimated link size (name length + CID length, summed) reaches the sharding threshold;
+* chunks from Kubo's chunkers (:mod:`.chunkers`: ``size-N``, ``rabin``, ``buzhash``;
+  ``size-262144`` by default);
+* the *balanced* layout with at most 174 links per node (``--max-file-links``): the first
+  leaf becomes the root, and each time the tree is full it becomes the first child of a new
+  root one level up, whose remaining children are filled depth-first (``fillNodeRec`` in
+  boxo); or the *trickle* layout (``--trickle``, :mod:`.trickle`);
+* CIDv0 with dag-pb leaves by default; ``cid_version=1`` implies raw leaves unless
+  ``raw_leaves`` says otherwise;
+* directories as sorted dag-pb links, switched to a HAMT (:mod:`.hamt`, fanout 256 or
+  ``--max-hamt-fanout``) when the directory's estimated size is *over* the sharding
+  threshold (256 KiB; Kubo 0.40+ compares with ``>``, Kubo 0.22 with ``>=``) or it has more
+  entries than ``--max-directory-links``. The estimate is boxo's ``SizeEstimationLinks``
+  (name length + CID length, summed: Kubo's default) or ``SizeEstimationBlock`` (the size
+  of the serialized dag-pb block, Tsize varints included: profile ``unixfs-v1-2025``);
 * hidden files are skipped unless asked for, symlinks become UnixFS symlink nodes.
+
+Kubo's import profiles (``ipfs config profile apply``, :data:`PROFILES`) are presets of
+these options: ``unixfs-v0-2015`` (alias ``legacy-cid-v0``) is the defaults with raw leaves
+*explicitly* off, ``unixfs-v1-2025`` is CIDv1, raw leaves, 1 MiB chunks, 1024 links per file
+node and block-based size estimation (IPIP-499). Options given next to a profile override
+it, as Kubo's flags override its config.
 
 Memory is bounded: one chunk plus the link lists of the nodes on the current path.
 Blocks go to a :class:`BlockSink` as they are made (or nowhere, to only compute CIDs).
@@ -21,22 +35,45 @@ import hashlib
 import io
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Literal, Protocol, get_args
 
 from multiformats import CID
 
-from . import hamt, unixfs
+from . import hamt, trickle, unixfs
+from .chunkers import CHUNK_SIZE_LIMIT, Chunker, SizeChunker, parse_chunker
 from .cids import cid_from_bytes
 from .dagpb import encode_link, encode_node
 from .errors import InvalidInput, NotFound, UnsafePath
 
 DEFAULT_CHUNK_SIZE = 262144
-DEFAULT_MAX_LINKS = 174
-DEFAULT_SHARD_THRESHOLD = 262144  # Kubo's Internal.UnixFSShardingSizeThreshold ("256KiB")
-MAX_CHUNK_SIZE = 1024 * 1024  # Kubo refuses larger chunks: peers won't accept such blocks
+DEFAULT_MAX_LINKS = 174  # boxo helpers.DefaultLinksPerBlock
+DEFAULT_SHARD_THRESHOLD = 262144  # Kubo's Import.UnixFSHAMTDirectorySizeThreshold ("256KiB")
+MAX_CHUNK_SIZE = CHUNK_SIZE_LIMIT  # boxo's limit: 2 MiB (the bitswap block cap) - 256
+
+# boxo SizeEstimationMode, as Kubo's Import.UnixFSHAMTDirectorySizeEstimation spells it.
+SizeEstimation = Literal["links", "block", "disabled"]
+SIZE_ESTIMATIONS: tuple[str, ...] = get_args(SizeEstimation)
+
+# Kubo config/profile.go (v0.43): applyUnixFSv02015 and applyUnixFSv12025, in our names.
+# ``raw_leaves`` is explicit in both, so ``--cid-version=1`` under ``unixfs-v0-2015`` keeps
+# dag-pb leaves, exactly as Kubo does once the profile has set Import.UnixFSRawLeaves.
+_V0_2015: dict[str, Any] = {
+    "cid_version": 0, "raw_leaves": False, "chunk_size": 262144, "max_links": 174,
+    "max_directory_links": 0, "max_hamt_fanout": 256, "shard_threshold": 262144,
+    "hamt_size_estimation": "links", "trickle": False,
+}
+PROFILES: dict[str, dict[str, Any]] = {
+    "unixfs-v0-2015": _V0_2015,
+    "legacy-cid-v0": _V0_2015,
+    "unixfs-v1-2025": {
+        "cid_version": 1, "raw_leaves": True, "chunk_size": 1048576, "max_links": 1024,
+        "max_directory_links": 0, "max_hamt_fanout": 256, "shard_threshold": 262144,
+        "hamt_size_estimation": "block", "trickle": False,
+    },
+}
 
 _RAW = 0x55
 _DAG_PB = 0x70
@@ -51,7 +88,13 @@ class BlockSink(Protocol):
 
 @dataclass(frozen=True)
 class ImportOptions:
-    """What ``ipfs add`` calls its flags. ``raw_leaves=None`` means "as Kubo would"."""
+    """What ``ipfs add`` calls its flags (and the few import settings Kubo keeps in its
+    config). ``raw_leaves=None`` means "as Kubo would" (raw with CIDv1).
+
+    ``chunk_size`` is the ``size-N`` chunker; ``chunker`` names any other one (``rabin...``,
+    ``buzhash``); a ``size-N`` given as ``chunker`` is stored as ``chunk_size``, so equal
+    options compare equal. ``max_links`` is ``--max-file-links``.
+    """
 
     cid_version: int = 0
     raw_leaves: bool | None = None
@@ -60,33 +103,111 @@ class ImportOptions:
     wrap_with_directory: bool = False
     hidden: bool = False
     follow_symlinks: bool = False  # ours, not Kubo's: needed for HF snapshots (links to blobs)
-    shard_threshold: int = DEFAULT_SHARD_THRESHOLD
+    shard_threshold: int = DEFAULT_SHARD_THRESHOLD  # 0: never shard (as in Kubo)
+    chunker: str | None = None
+    trickle: bool = False
+    max_directory_links: int = 0  # 0: no limit
+    max_hamt_fanout: int = hamt.FANOUT
+    hamt_size_estimation: SizeEstimation = "links"
 
     def __post_init__(self) -> None:
         if self.cid_version not in (0, 1):
             raise InvalidInput(f"cid_version must be 0 or 1, not {self.cid_version}")
-        if not 1 <= self.chunk_size <= MAX_CHUNK_SIZE:
-            raise InvalidInput(f"chunk_size must be in 1..{MAX_CHUNK_SIZE}, not {self.chunk_size}")
-        if self.max_links < 2:
-            raise InvalidInput("max_links must be at least 2")
+        if self.chunker is not None:
+            parsed = parse_chunker(self.chunker)
+            if isinstance(parsed, SizeChunker):
+                if self.chunk_size not in (DEFAULT_CHUNK_SIZE, parsed.size):
+                    raise InvalidInput(f"chunker {self.chunker!r} contradicts chunk_size="
+                                       f"{self.chunk_size}")
+                object.__setattr__(self, "chunk_size", parsed.size)
+                object.__setattr__(self, "chunker", None)
+            else:
+                object.__setattr__(self, "chunker", parsed.spec)
+        SizeChunker(self.chunk_size)  # validates the size
+        if self.max_links < (1 if self.trickle else 2):
+            # boxo's balanced layout never finishes with one link per node; trickle does.
+            raise InvalidInput("max_links must be at least 2 (1 with trickle)")
+        if self.max_directory_links < 0:
+            raise InvalidInput("max_directory_links must be 0 (no limit) or more")
+        hamt.check_fanout(self.max_hamt_fanout)
+        if self.shard_threshold < 0:
+            raise InvalidInput("shard_threshold must be 0 (never shard) or more")
+        if self.hamt_size_estimation not in SIZE_ESTIMATIONS:
+            raise InvalidInput(f"hamt_size_estimation must be one of {SIZE_ESTIMATIONS}, "
+                               f"not {self.hamt_size_estimation!r}")
 
     @property
     def leaves_are_raw(self) -> bool:
         return self.cid_version == 1 if self.raw_leaves is None else self.raw_leaves
 
+    @property
+    def chunker_spec(self) -> str:
+        """Kubo's ``--chunker`` value for these options."""
+        return self.chunker or f"size-{self.chunk_size}"
+
+    def make_chunker(self) -> Chunker:
+        return parse_chunker(self.chunker_spec)
+
     @classmethod
-    def from_chunker(cls, chunker: str, **kwargs: object) -> ImportOptions:
-        """Parse Kubo's ``--chunker size-N`` spelling.
+    def from_chunker(cls, chunker: str, **kwargs: Any) -> ImportOptions:
+        """Options with Kubo's ``--chunker`` spelling (``default``, ``size-N``, ``rabin...``,
+        ``buzhash``).
 
         Raises:
-            InvalidInput: any other chunker (rabin and buzhash are not supported).
+            InvalidInput: a chunker Kubo does not offer, or bad parameters.
         """
-        if chunker == "default":
-            return cls(**kwargs)  # type: ignore[arg-type]
-        name, _, size = chunker.partition("-")
-        if name != "size" or not size.isdigit():
-            raise InvalidInput(f"unsupported chunker {chunker!r}: use size-N")
-        return cls(chunk_size=int(size), **kwargs)  # type: ignore[arg-type]
+        return cls(chunker=None if chunker == "default" else chunker, **kwargs)
+
+    @classmethod
+    def from_profile(cls, profile: str | None = None, **overrides: Any) -> ImportOptions:
+        """Kubo's import ``profile`` (or Kubo's defaults), then every override that is not
+        ``None``, as Kubo's ``add`` flags override the profile's config.
+
+        Raises:
+            InvalidInput: an unknown profile, or invalid options.
+        """
+        if profile is not None and profile not in PROFILES:
+            raise InvalidInput(f"unknown import profile {profile!r}: one of "
+                               f"{', '.join(PROFILES)}")
+        values = dict(PROFILES[profile]) if profile else {}
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if given.get("chunker") in ("default", ""):
+            given.pop("chunker")
+        if "chunker" in given:
+            values.pop("chunk_size", None)
+        values.update(given)
+        return cls(**values)
+
+    def kubo_add_params(self, *, directory: bool) -> dict[str, str]:
+        """These options as Kubo 0.43's ``add`` arguments (RPC query / CLI ``--name=value``);
+        the ones at Kubo's defaults are left out, so older daemons understand the rest.
+
+        ``directory`` says whether a folder is added (or a file wrapped in one): only then
+        do the sharding settings matter, and those are Kubo node config, not add flags.
+
+        Raises:
+            InvalidInput: a directory import whose sharding settings differ from Kubo's
+                defaults (the node would return other CIDs than ours).
+        """
+        params = {"cid-version": str(self.cid_version),
+                  "raw-leaves": "true" if self.leaves_are_raw else "false",
+                  "chunker": self.chunker_spec}
+        if self.trickle:
+            params["trickle"] = "true"
+        if self.max_links != DEFAULT_MAX_LINKS:
+            params["max-file-links"] = str(self.max_links)
+        if directory and self.max_directory_links:
+            params["max-directory-links"] = str(self.max_directory_links)
+        if directory and self.max_hamt_fanout != hamt.FANOUT:
+            params["max-hamt-fanout"] = str(self.max_hamt_fanout)
+        if directory and self.shard_threshold != DEFAULT_SHARD_THRESHOLD:
+            raise InvalidInput("the sharding threshold is Kubo node config "
+                               "(Import.UnixFSHAMTDirectorySizeThreshold), not an add option")
+        if directory and self.hamt_size_estimation != "links":
+            raise InvalidInput(f"HAMT size estimation {self.hamt_size_estimation!r} is Kubo "
+                               "node config (Import.UnixFSHAMTDirectorySizeEstimation, set by "
+                               "`ipfs config profile apply unixfs-v1-2025`), not an add option")
+        return params
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +257,9 @@ class Importer:
         self.options = options or ImportOptions()
         self.progress = progress
         self._pb_prefix = b"" if self.options.cid_version == 0 else b"\x01\x70"
+        self._chunker = self.options.make_chunker()
+        # boxo types dag-pb leaves File in the balanced layout and Raw in the trickle one.
+        self._leaf_type = unixfs.NodeType.RAW if self.options.trickle else unixfs.NodeType.FILE
         self._following: set[Path] = set()
 
     # -- blocks -------------------------------------------------------------------------
@@ -150,7 +274,7 @@ class Importer:
             cid = b"\x01\x55" + _SHA256 + hashlib.sha256(block).digest()
             self.sink.put_block(cid, block)
         else:
-            block = unixfs.file_leaf(chunk)
+            block = unixfs.file_leaf(chunk, self._leaf_type)
             cid = self._put_pb(block)
         if self.progress is not None:
             self.progress(len(chunk))
@@ -165,26 +289,25 @@ class Importer:
 
     # -- files --------------------------------------------------------------------------
     def add_stream(self, stream: BinaryIO) -> Node:
-        """Import one file from a binary stream, in the balanced layout."""
-        chunks = _Chunks(stream, self.options.chunk_size)
-        first = chunks.next()
-        if first is None:
-            return self._leaf(b"")
-        root = self._leaf(first)
+        """Import one file from a binary stream, in the balanced or trickle layout."""
+        leaves = _Leaves(self._chunker.chunks(stream), self._leaf)
+        if self.options.trickle:
+            return trickle.layout(leaves, self.options.max_links, self._file_parent)
+        if leaves.done():
+            return self._leaf(b"")  # boxo: an empty file is one empty leaf
+        root = leaves.next_leaf()
         depth = 1
-        while not chunks.done():
-            root = self._fill([root], depth, chunks)
+        while not leaves.done():
+            root = self._fill([root], depth, leaves)
             depth += 1
         return root
 
-    def _fill(self, children: list[Node], depth: int, chunks: _Chunks) -> Node:
-        while len(children) < self.options.max_links and not chunks.done():
+    def _fill(self, children: list[Node], depth: int, leaves: _Leaves) -> Node:
+        while len(children) < self.options.max_links and not leaves.done():
             if depth == 1:
-                chunk = chunks.next()
-                assert chunk is not None  # done() was False
-                children.append(self._leaf(chunk))
+                children.append(leaves.next_leaf())
             else:
-                children.append(self._fill([], depth - 1, chunks))
+                children.append(self._fill([], depth - 1, leaves))
         return self._file_parent(children)
 
     def add_bytes(self, data: bytes) -> Node:
@@ -202,18 +325,44 @@ class Importer:
 
     # -- directories --------------------------------------------------------------------
     def add_directory(self, links: Iterable[tuple[str, Node]]) -> Node:
-        """A directory from ``(name, node)`` pairs: plain, or a HAMT past the threshold."""
+        """A directory from ``(name, node)`` pairs: plain, or a HAMT past the threshold.
+
+        Raises:
+            UnsafePath: an entry name that is not a plain name.
+            InvalidInput: more entries than ``max_directory_links`` with sharding off.
+        """
         entries = sorted(links, key=lambda item: item[0])
         for name, _ in entries:
             check_entry_name(name)
-        estimate = 0
-        for name, node in entries:
-            estimate += len(name.encode()) + len(node.cid)
-            if estimate >= self.options.shard_threshold:
-                return hamt.build(entries, self._put_pb)
-        data = unixfs.DIRECTORY_DATA
-        block = encode_node([encode_link(n.cid, name, n.tsize) for name, n in entries], data)
+        block = encode_node([encode_link(n.cid, name, n.tsize) for name, n in entries],
+                            unixfs.DIRECTORY_DATA)
+        if self._shards(entries, len(block)):
+            return hamt.build(entries, self._put_pb, self.options.max_hamt_fanout)
         return Node(self._put_pb(block), len(block) + sum(n.tsize for _, n in entries), 0)
+
+    def _shards(self, entries: list[tuple[str, Node]], block_size: int) -> bool:
+        """boxo ``needsToSwitchToHAMTDir`` for a directory built by adding ``entries``.
+
+        Adding only grows a directory's estimate, so the switch that boxo makes on the way
+        (at the first entry that takes the estimate over the threshold) is the one the final
+        estimate says. The block-based estimate (``linkSerializedSize`` summed, plus the
+        Data field) is, byte for byte, the size of the plain directory's block.
+        """
+        o = self.options
+        too_many = 0 < o.max_directory_links < len(entries)
+        if o.shard_threshold == 0:  # sharding off: boxo's BasicDirectory refuses the entry
+            if too_many:
+                raise InvalidInput(f"{len(entries)} entries exceed max_directory_links="
+                                   f"{o.max_directory_links} and sharding is off")
+            return False
+        if o.hamt_size_estimation == "disabled":
+            return too_many
+        if o.hamt_size_estimation == "block":
+            estimate = block_size
+        else:
+            estimate = sum(len(name.encode()) + len(node.cid) for name, node in entries)
+        # Kubo 0.40+: strictly over the threshold (0.22 switched at it, with >=).
+        return too_many or estimate > o.shard_threshold
 
     def add_path(self, path: Path, *, recursive: bool = True) -> ImportResult:
         """Import a file or (with ``recursive``) a folder, like ``ipfs add [-r] PATH``.
@@ -295,32 +444,20 @@ def _join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent and name else parent or name
 
 
-class _Chunks:
-    """Fixed-size chunks from a stream, with one chunk of look-ahead for ``done()``."""
+class _Leaves:
+    """A file's leaves, made from its chunks one at a time, with one chunk of look-ahead
+    for ``done()`` (boxo's ``DagBuilderHelper``)."""
 
-    def __init__(self, stream: BinaryIO, size: int) -> None:
-        self._stream = stream
-        self._size = size
-        self._next = self._read()
-
-    def _read(self) -> bytes | None:
-        buf = bytearray(self._size)
-        view = memoryview(buf)
-        filled = 0
-        while filled < self._size:
-            n = self._stream.readinto(view[filled:])  # type: ignore[attr-defined]
-            if not n:
-                break
-            filled += n
-        if filled == 0:
-            return None
-        return bytes(view[:filled]) if filled < self._size else bytes(buf)
+    def __init__(self, chunks: Iterator[bytes], make_leaf: Callable[[bytes], Node]) -> None:
+        self._chunks = chunks
+        self._make_leaf = make_leaf
+        self._next = next(chunks, None)
 
     def done(self) -> bool:
         return self._next is None
 
-    def next(self) -> bytes | None:
+    def next_leaf(self) -> Node:
         chunk = self._next
-        if chunk is not None:
-            self._next = self._read()
-        return chunk
+        assert chunk is not None, "next_leaf() after done()"
+        self._next = next(self._chunks, None)
+        return self._make_leaf(chunk)

@@ -55,12 +55,16 @@ def encode(msg: UnixFSData) -> bytes:
     return b"".join(out)
 
 
-def file_leaf(chunk: bytes | memoryview) -> bytes:
-    """The dag-pb block of a UnixFS file leaf, built with a single copy of the chunk."""
+def file_leaf(chunk: bytes | memoryview, node_type: NodeType = NodeType.FILE) -> bytes:
+    """The dag-pb block of a UnixFS file leaf, built with a single copy of the chunk.
+
+    The balanced layout types its leaves ``File``; boxo's trickle layout types them ``Raw``
+    (``FillNodeLayer`` calls ``NewLeafDataNode(ft.TRaw)``), which changes their CIDs.
+    """
     n = len(chunk)
-    if n == 0:
+    if n == 0 and node_type is NodeType.FILE:
         return EMPTY_FILE_BLOCK
-    inner_head = b"\x08\x02\x12" + varint.encode(n)
+    inner_head = bytes((0x08, int(node_type), 0x12)) + varint.encode(n)
     inner_tail = b"\x18" + varint.encode(n)
     inner_len = len(inner_head) + n + len(inner_tail)
     return b"".join((b"\x0a", varint.encode(inner_len), inner_head, chunk, inner_tail))

