@@ -72,6 +72,8 @@ from ._net import NET_ERRORS, FrameReader
 from .bitswap.engine import Bitswap, BlockStore
 from .bitswap.session import FetchReport, Session
 from .config import NodeConfig
+from .discovery import DIAL_TIMEOUT as MDNS_DIAL_TIMEOUT
+from .discovery import MdnsDialer
 from .host import build_host, peer_info_from_addr
 from .identity import load_or_create_identity
 from .reputation import ProviderReputation
@@ -179,6 +181,7 @@ class P2PNode:
         self._agents: dict[str, str] = {}
         self._protocols: dict[str, list[str]] = {}
         self._identified: dict[str, trio.Event] = {}
+        self._peers_changed = trio.Event()  # set (and replaced) whenever a peer is identified
         # stats
         self._misses = self._handled = self._failed = 0
         self._bytes_retrieved = 0
@@ -204,6 +207,11 @@ class P2PNode:
             await nursery.start(self.bitswap.run)
             self.host.get_network().register_notifee(self._watcher)
             stack.callback(self.host.get_network().remove_notifee, self._watcher)
+            if self.config.mdns:
+                stack.enter_context(MdnsDialer(
+                    self.host.get_id(), nursery,
+                    lambda info: self._connect(info, MDNS_DIAL_TIMEOUT),
+                    self.host.get_connected_peers))
             self._nursery = nursery
             # Bootstrap peers may have connected while the host started, before we listened.
             for peer_id in self.host.get_connected_peers():
@@ -328,6 +336,26 @@ class P2PNode:
         raise NetworkError(f"cannot connect to {info.peer_id}: " + ("; ".join(failures)
                                                                      or "no addresses"))
 
+    async def wait_for_peer(self, peer_id: str | None = None, *, timeout: float = 30.0
+                            ) -> str:
+        """Wait until ``peer_id`` (or, if None, any peer) is connected and identified,
+        however it came (our dial, theirs, mDNS, bootstrap); its id.
+
+        Raises:
+            NetworkError: no such peer within ``timeout`` seconds.
+        """
+        self._require_running()
+        with trio.move_on_after(timeout):
+            while True:
+                changed = self._peers_changed
+                for peer in self.host.get_connected_peers():
+                    key = str(peer)
+                    done = self._identified.get(key)
+                    if (peer_id is None or key == peer_id) and done is not None and done.is_set():
+                        return key
+                await changed.wait()
+        raise NetworkError(f"{peer_id or 'no peer'} did not connect within {timeout}s")
+
     def connected_peers(self) -> list[ID]:
         return list(self.host.get_connected_peers())
 
@@ -384,6 +412,8 @@ class P2PNode:
             log.info("p2p: identify %s: bad message: %r", peer_id, exc)
         finally:
             self._identified[key].set()
+            self._peers_changed.set()
+            self._peers_changed = trio.Event()
 
     async def _identify_once(self, peer_id: ID) -> IdentifyMsg:
         stream = await self.host.new_stream(peer_id, [TProtocol(IDENTIFY_PROTOCOL)])
