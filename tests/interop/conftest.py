@@ -9,8 +9,17 @@ Fixtures (each node is closed, and its process killed, at teardown):
   test needs (keyword arguments go to :class:`KuboNode` / :class:`HeliaNode`);
 * ``js_tools``: skips unless Node and ``tests/interop/js/node_modules`` are there.
 
+Kubo 0.43 and IPFS Cluster 1.1.6 (built by :mod:`.gobuild` on first use, then cached):
+
+* ``kubo043_binary`` / ``cluster_binaries`` (session): the binaries;
+* ``kubo043`` (module): one daemon shared by a test module; ``kubo043_factory``: fresh
+  daemons for one test (keyword arguments go to :class:`KuboDaemon`);
+* ``cluster3`` (module): a 3-peer CRDT cluster, each peer with its own Kubo 0.43.
+
 A missing implementation skips the test with the reason and the install command:
-``pip install -e '.[test]'`` for Kubo, ``npm ci --prefix tests/interop/js`` for JS.
+``pip install -e '.[test]'`` for Kubo, ``npm ci --prefix tests/interop/js`` for JS, Go for
+Kubo 0.43 and the cluster (with ``IPFS_MCP_REQUIRE_INTEROP=1`` those skips fail instead).
+Start-up times of the Go daemons are printed at the end of the run (``-s`` not needed).
 """
 
 from __future__ import annotations
@@ -21,9 +30,12 @@ from typing import Any, TypeVar
 
 import pytest
 
+from .cluster import Cluster, cluster_service_binaries
 from .helia import HeliaNode, helia_skip_reason
 from .jsenv import js_skip_reason
 from .kubo import KuboNode, kubo_skip_reason
+from .kubo_daemon import KuboDaemon, kubo_daemon_binary
+from .startup import START_TIMES, record_start
 
 N = TypeVar("N", KuboNode, HeliaNode)
 
@@ -79,3 +91,55 @@ def kubo_node(kubo_factory: Callable[..., KuboNode]) -> KuboNode:
 @pytest.fixture
 def helia_node(helia_factory: Callable[..., HeliaNode]) -> HeliaNode:
     return helia_factory()
+
+
+# -- Kubo 0.43 and IPFS Cluster (Go, built on demand) ---------------------------------------
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if START_TIMES:
+        terminalreporter.write_sep("-", "Go daemon start-up times")
+        for line in START_TIMES:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def kubo043_binary() -> Path:
+    return kubo_daemon_binary()
+
+
+@pytest.fixture(scope="session")
+def cluster_binaries() -> tuple[Path, Path]:
+    return cluster_service_binaries()
+
+
+@pytest.fixture(scope="module")
+def kubo043(kubo043_binary: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[KuboDaemon]:
+    with KuboDaemon(tmp_path_factory.mktemp("kubo043"), binary=kubo043_binary) as daemon:
+        record_start("kubo 0.43 daemon", daemon.start_seconds)
+        yield daemon
+
+
+@pytest.fixture
+def kubo043_factory(kubo043_binary: Path, tmp_path: Path) -> Iterator[Callable[..., KuboDaemon]]:
+    daemons: list[KuboDaemon] = []
+
+    def start(**kwargs: Any) -> KuboDaemon:
+        kwargs.setdefault("binary", kubo043_binary)
+        daemon = KuboDaemon(tmp_path / f"kubo043-{len(daemons)}", **kwargs)
+        daemons.append(daemon)
+        record_start("kubo 0.43 daemon", daemon.start_seconds)
+        return daemon
+
+    try:
+        yield start
+    finally:
+        for daemon in daemons:
+            daemon.close()
+
+
+@pytest.fixture(scope="module")
+def cluster3(kubo043_binary: Path, cluster_binaries: tuple[Path, Path],
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with Cluster(tmp_path_factory.mktemp("cluster3"), peers=3) as cluster:
+        record_start("3-peer cluster (with its 3 Kubo daemons)", cluster.start_seconds)
+        yield cluster
