@@ -1,46 +1,110 @@
-"""The ``Backend`` protocol: the seed router API, as one small interface per backend."""
+"""The ``Backend`` protocol: everything the tools, the CLI and the seed API need of a backend.
+
+One small interface, implemented by every backend module (``hf_cache``, ``kubo_rpc``,
+``kubo_cli``, ``ipfs_kit``) and by the :class:`~ipfs_mcp.backends.router.Router` itself.
+CIDs go in as strings (``CID[/path]`` where a path makes sense), as in the seed API.
+
+Powers that only some backends have are typed attributes that may be None; callers test
+them with ``is None``, never with ``hasattr``:
+
+* ``repo``: the embedded repo (GC, stat, verify, integrity), for the embedded backend;
+* ``counters``: local cache hit/miss counters, where reads can miss and fetch;
+* ``network``: the node this backend *is* (Kubo's own swarm and routing), for backends
+  that run one; the embedded backend leaves it None, and the server pairs it with our own
+  P2P node instead.
+
+Implementations raise the project's errors (``InvalidCID``, ``BlockNotFound``,
+``IntegrityError``, ``BackendUnavailable``, ``Unsupported``...), never a made-up CID, and
+call ``progress(nbytes)`` as bytes are handled; a progress callback may raise
+``OperationCancelled`` to stop the work, which then unwinds through its own cleanup.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 
-from .exporter import Entry
+from .car import CarImportReport
+from .exporter import Entry, Exporter
 from .importer import ImportOptions, ImportResult
+from .pins import Pin
+
+if TYPE_CHECKING:
+    from .hf_cache import CacheCounters
+    from .network import Network
+    from .repo import Repo
+
+ProgressFn = Callable[[int], None]
 
 
 @runtime_checkable
 class Backend(Protocol):
-    """What every backend does. CIDs go in and out as strings, as in the seed API.
-
-    Implementations raise the project's errors: ``InvalidCID``, ``BlockNotFound``,
-    ``IntegrityError``, ``BackendUnavailable``; never a made-up CID.
-    """
+    """What every backend does (see the module docstring for the optional attributes)."""
 
     name: str
+    repo: Repo | None
+    counters: CacheCounters | None
+    network: Network | None
 
-    def add_bytes(self, data: bytes, *, pin: bool = True,
+    # -- adding (every add reports progress and may carry a pin name) ------------------
+    def add_bytes(self, data: bytes, *, pin: bool = True, name: str = "",
                   options: ImportOptions | None = None) -> str: ...
 
+    def add_stream(self, stream: BinaryIO, *, pin: bool = True, name: str = "",
+                   options: ImportOptions | None = None,
+                   progress: ProgressFn | None = None) -> str: ...
+
     def add_path(self, path: str | Path, *, recursive: bool = True, pin: bool = True,
-                 options: ImportOptions | None = None) -> ImportResult: ...
+                 name: str = "", options: ImportOptions | None = None,
+                 progress: ProgressFn | None = None) -> ImportResult: ...
+
+    # -- reading (every byte verified against its CID) -----------------------------------
+    def stat(self, cid: str) -> Entry: ...
+
+    def ls(self, cid: str) -> list[Entry]: ...
 
     def cat(self, cid: str, *, offset: int = 0, length: int | None = None) -> bytes: ...
 
     def cat_stream(self, cid: str, *, offset: int = 0, length: int | None = None
                    ) -> Iterator[bytes]: ...
 
-    def get_to_path(self, cid: str, *, output_path: str | Path) -> Entry: ...
+    def get_to_path(self, cid: str, *, output_path: str | Path, overwrite: bool = False,
+                    max_bytes: int | None = None, progress: ProgressFn | None = None
+                    ) -> Entry:
+        """Write ``cid`` to ``output_path`` atomically; an existing file or non-empty folder
+        needs ``overwrite``; the declared size must fit the disk and ``max_bytes``."""
+        ...
 
-    def ls(self, cid: str) -> list[Entry]: ...
+    def exporter(self, *, whole_dag: bool = False) -> Exporter:
+        """A UnixFS reader over this backend's verified blocks (``whole_dag``: a miss may
+        fetch the whole DAG under the missing block at once, for reads of whole content)."""
+        ...
 
-    def pin(self, cid: str, *, recursive: bool = True) -> None: ...
+    # -- pins ----------------------------------------------------------------------------
+    def pin(self, cid: str, *, recursive: bool = True, name: str = "",
+            progress: ProgressFn | None = None) -> Pin: ...
 
-    def unpin(self, cid: str) -> None: ...
+    def unpin(self, cid: str) -> list[str]: ...
 
+    def pins(self) -> list[Pin]: ...
+
+    # -- blocks and CARs -----------------------------------------------------------------
     def block_put(self, data: bytes, *, codec: str = "raw") -> str: ...
 
     def block_get(self, cid: str) -> bytes: ...
 
-    def dag_export(self, cid: str, out: Path | None = None) -> bytes | None: ...
+    def dag_export(self, cid: str, out: Path | BinaryIO | None = None) -> bytes | None: ...
+
+    def dag_import(self, stream: BinaryIO, *, pin_roots: bool = True) -> CarImportReport: ...
+
+    # -- life ----------------------------------------------------------------------------
+    def health(self) -> str:
+        """One line for the health report, asked now.
+
+        Raises:
+            BackendUnavailable: it does not work right now (the message says why).
+        """
+        ...
+
+    def close(self) -> None: ...

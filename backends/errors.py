@@ -17,9 +17,13 @@ errors (OS, HTTP, libp2p) are translated at the boundary with ``raise ... from e
     │   └── PinNotFound
     ├── IntegrityError              bytes do not hash to their CID
     ├── DiskFull                    the file system filled up mid-write (output removed)
+    ├── Unsupported                 the backend in use lacks this capability (names both)
     ├── BackendUnavailable          a backend cannot serve; says why and how to fix it
+    │   └── DaemonUnreachable       its daemon or API does not answer at the address tried
+    ├── NodeNotRunning              the P2P node is not running (says why, and how to start it)
     ├── AllBackendsFailed           every candidate failed; carries each failure
     ├── NetworkError                a peer or the network failed us
+    │   └── Timeout                 it did not answer within the bound (not "not found")
     └── OperationCancelled          the caller cancelled a long operation (it cleaned up)
 """
 
@@ -98,6 +102,24 @@ class BackendUnavailable(IpfsMcpError):
     """A backend cannot be used; the message says why and what to do."""
 
 
+class Unsupported(IpfsMcpError):
+    """The backend in use cannot do this at all; another backend could."""
+
+    def __init__(self, backend: str, capability: str, why: str = "") -> None:
+        self.backend = backend
+        self.capability = capability
+        detail = f" ({why})" if why else ""
+        super().__init__(f"{capability} is not supported by backend {backend}{detail}")
+
+
+class DaemonUnreachable(BackendUnavailable):
+    """A daemon (Kubo, a cluster) does not answer at the address that was tried."""
+
+
+class NodeNotRunning(IpfsMcpError):
+    """The P2P node is not running, so nothing can be asked of the network."""
+
+
 class AllBackendsFailed(IpfsMcpError):
     """Every candidate (backend, provider) failed; ``errors`` maps each name to its failure."""
 
@@ -109,6 +131,10 @@ class AllBackendsFailed(IpfsMcpError):
 
 class NetworkError(IpfsMcpError):
     """A peer or the network failed (timeouts, refused dials, protocol violations)."""
+
+
+class Timeout(NetworkError):
+    """A peer, daemon or lookup did not answer within its time bound."""
 
 
 class DiskFull(IpfsMcpError):

@@ -8,6 +8,7 @@ against its CID and store it in the local blockstore before returning.
 
 from __future__ import annotations
 
+import threading
 from typing import Protocol, runtime_checkable
 
 from multiformats import CID
@@ -15,15 +16,16 @@ from multiformats import CID
 
 @runtime_checkable
 class BlockFetcher(Protocol):
-    def fetch_block(self, cid: CID) -> bytes:
-        """Get one block from peers, verified and stored locally.
+    def fetch_block(self, cid: CID, cancel: threading.Event | None = None) -> bytes:
+        """Get one block from peers, verified and stored locally. Setting ``cancel`` stops
+        the network work at once (then ``OperationCancelled``).
 
         Raises:
             BlockNotFound: no provider had it within the fetcher's time budget.
         """
         ...
 
-    def fetch_dag(self, root: CID) -> None:
+    def fetch_dag(self, root: CID, cancel: threading.Event | None = None) -> None:
         """Get every block under ``root`` from peers into the local blockstore.
 
         Raises:

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from multiformats import CID
 
 from . import car, hf_layout
+from .cancel import current_cancel
 from .cids import block_codec, cid_of_block, cid_str, parse_cid
 from .errors import BlockNotFound, InvalidInput
 from .exporter import Entry, Exporter
 from .fetcher import BlockFetcher
 from .importer import Importer, ImportOptions, ImportResult
+from .network import Network
+from .pins import Pin
 from .repo import Repo
 
 
@@ -47,7 +50,14 @@ class CacheCounters:
 
 
 class HFCacheBackend:
+    """The embedded repo as a :class:`~ipfs_mcp.backends.backend.Backend`.
+
+    ``network`` is None: this backend has no node of its own; the server runs our P2P node
+    beside it (and hands its fetcher in as ``fetcher``).
+    """
+
     name = "hf_cache"
+    network: Network | None = None
 
     def __init__(self, repo: Repo, *, hub_cache: Path | None = None,
                  fetcher: BlockFetcher | None = None) -> None:
@@ -72,11 +82,12 @@ class HFCacheBackend:
                 self.counters.misses += 1
             if self.fetcher is None:
                 raise
+            cancel = current_cancel()  # the calling tool's, so a cancel stops the network
             if whole_dag:
-                self.fetcher.fetch_dag(cid)
+                self.fetcher.fetch_dag(cid, cancel)
                 data = self.repo.blocks.get(cid)
             else:
-                data = self.fetcher.fetch_block(cid)
+                data = self.fetcher.fetch_block(cid, cancel)
             with self._lock:
                 self.counters.fetched += 1
             return data
@@ -96,28 +107,28 @@ class HFCacheBackend:
                  progress: Callable[[int], None] | None = None) -> Importer:
         return Importer(self.repo.blocks, options, progress)
 
-    def add_bytes(self, data: bytes, *, pin: bool = True,
+    def add_bytes(self, data: bytes, *, pin: bool = True, name: str = "",
                   options: ImportOptions | None = None) -> str:
         with self.repo.writing():
             with self.repo.blocks.batch():  # every block durable before the pin is written
                 node = self.importer(options).add_bytes(data)
             cid = node.cid_obj
             if pin:
-                self.repo.pins.add(cid, "recursive", size=node.size)
+                self.repo.pins.add(cid, "recursive", name=name, size=node.size)
         return cid_str(cid)
 
     def add_stream(self, stream: BinaryIO, *, pin: bool = True, name: str = "",
                    options: ImportOptions | None = None,
-                   progress: Callable[[int], None] | None = None) -> CID:
+                   progress: Callable[[int], None] | None = None) -> str:
         with self.repo.writing():
             with self.repo.blocks.batch():
                 node = self.importer(options, progress).add_stream(stream)
             if pin:
                 self.repo.pins.add(node.cid_obj, "recursive", name=name, size=node.size)
-        return node.cid_obj
+        return cid_str(node.cid_obj)
 
     def add_path(self, path: str | Path, *, recursive: bool = True, pin: bool = True,
-                 options: ImportOptions | None = None, name: str | None = None,
+                 name: str = "", options: ImportOptions | None = None,
                  progress: Callable[[int], None] | None = None) -> ImportResult:
         with self.repo.writing():
             with self.repo.blocks.batch():
@@ -131,30 +142,29 @@ class HFCacheBackend:
     def add_hf_model(self, repo_id: str, revision: str | None = None, *, pin: bool = True,
                      options: ImportOptions | None = None,
                      progress: Callable[[int], None] | None = None) -> ImportResult:
-        """Add a cached hub snapshot (``models--org--name/snapshots/<rev>``).
+        """Add a cached hub snapshot (see :func:`.hub.add_model`).
 
         Raises:
             NotFound: the model is not in the local hub cache.
         """
+        from . import hub
+
         if self.hub_cache is None:
             raise InvalidInput("no HuggingFace hub cache configured")
-        snapshot = hf_layout.snapshot_path(self.hub_cache, repo_id, revision)
-        # Snapshot files are symlinks into blobs/, and dotfiles (.gitattributes) belong to it.
-        follow = replace(options or ImportOptions(), follow_symlinks=True, hidden=True)
-        label = f"{repo_id}@{revision}" if revision else repo_id
-        return self.add_path(snapshot, pin=pin, options=follow, name=label, progress=progress)
+        return hub.add_model(self, self.hub_cache, repo_id, revision, pin=pin,
+                             options=options, progress=progress)
 
     def export_to_hf(self, cid: str, repo_id: str, *, revision: str = "main",
                      commit: str | None = None, replace: bool = False,
                      max_bytes: int | None = None) -> hf_layout.HFWriteResult:
-        """Write a folder DAG into the hub cache (see :func:`hf_layout.write_snapshot`);
+        """Write a folder DAG into the hub cache (see :func:`.hub.export_model`);
         a revision that already names other content moves only with ``replace``."""
+        from . import hub
+
         if self.hub_cache is None:
             raise InvalidInput("no HuggingFace hub cache configured")
-        root = self._resolve(cid)
-        return hf_layout.write_snapshot(self.exporter(whole_dag=True), root, self.hub_cache,
-                                        repo_id, revision=revision, commit=commit,
-                                        replace=replace, max_bytes=max_bytes)
+        return hub.export_model(self, self.hub_cache, cid, repo_id, revision=revision,
+                                commit=commit, replace=replace, max_bytes=max_bytes)
 
     # -- reading ------------------------------------------------------------------------
     def cat_stream(self, cid: str, *, offset: int = 0, length: int | None = None
@@ -185,13 +195,18 @@ class HFCacheBackend:
             root, Path(output_path), overwrite=overwrite, max_bytes=max_bytes, progress=progress)
 
     # -- pins ---------------------------------------------------------------------------
-    def pin(self, cid: str, *, recursive: bool = True, name: str = "") -> None:
-        root = self._resolve(cid)
-        self.repo.pin(root, recursive=recursive, name=name,
-                      load=lambda c: self.load(c, whole_dag=recursive))
+    def pin(self, cid: str, *, recursive: bool = True, name: str = "",
+            progress: Callable[[int], None] | None = None) -> Pin:
+        return self.repo.pin(self._resolve(cid), recursive=recursive, name=name,
+                             load=lambda c: self.load(c, whole_dag=recursive),
+                             progress=progress)
 
-    def unpin(self, cid: str) -> None:
-        self.repo.unpin(self._resolve(cid))
+    def unpin(self, cid: str) -> list[str]:
+        """Raises: PinNotFound: it was not pinned."""
+        return list(self.repo.unpin(self._resolve(cid)))
+
+    def pins(self) -> list[Pin]:
+        return list(self.repo.pins)
 
     # -- blocks -------------------------------------------------------------------------
     def block_put(self, data: bytes, *, codec: str = "raw") -> str:
@@ -209,6 +224,13 @@ class HFCacheBackend:
         root = self._resolve(cid)
         load = self.exporter(whole_dag=True).load
         return car.write_export(out, lambda stream: car.export_dag(stream, root, load))
+
+    def health(self) -> str:
+        stat = self.repo.stat()
+        return f"embedded repo at {stat.path}: {stat.blocks} blocks, {stat.pins} pins"
+
+    def close(self) -> None:
+        """Nothing to release: files are opened per operation."""
 
     def dag_import(self, stream: BinaryIO, *, pin_roots: bool = True) -> car.CarImportReport:
         """Import a CAR, verifying every block, and pin its roots (as ``ipfs dag import``).

@@ -24,14 +24,22 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+from .car import CarImportReport
 from .cids import cid_str, parse_cid
 from .errors import BackendUnavailable, InvalidCID
-from .exporter import Entry
+from .exporter import Entry, Exporter
 from .importer import Importer, ImportOptions, ImportResult
+from .kubo_rpc import KuboRPCBackend
+from .pins import Pin
+
+if TYPE_CHECKING:
+    from .hf_cache import CacheCounters
+    from .network import Network
+    from .repo import Repo
 
 PROBE_PAYLOAD = b"ipfs-mcp backend probe\n"
 _HINT = ("ipfs_kit_py needs a Kubo binary, an initialised repo and a running daemon; or use "
@@ -65,7 +73,7 @@ class IpfsKitBackend:
 
     name = "ipfs_kit"
 
-    def __init__(self, kit: Any, node: Any) -> None:
+    def __init__(self, kit: Any, node: KuboRPCBackend) -> None:
         self.kit = kit
         self.node = node  # a KuboRPCBackend
 
@@ -137,45 +145,77 @@ class IpfsKitBackend:
         return f"ipfs_kit_py over {self.node.health()}"
 
     # -- the Backend protocol, on the node ipfs_kit_py manages --------------------------
-    def add_bytes(self, data: bytes, *, pin: bool = True,
+    @property
+    def repo(self) -> Repo | None:
+        return None
+
+    @property
+    def counters(self) -> CacheCounters | None:
+        return None
+
+    @property
+    def network(self) -> Network | None:
+        return self.node.network  # the Kubo node ipfs_kit_py manages is the node
+
+    def add_bytes(self, data: bytes, *, pin: bool = True, name: str = "",
                   options: ImportOptions | None = None) -> str:
-        return str(self.node.add_bytes(data, pin=pin, options=options))
+        return self.node.add_bytes(data, pin=pin, name=name, options=options)
 
     def add_stream(self, stream: BinaryIO, *, pin: bool = True, name: str = "",
-                   options: ImportOptions | None = None) -> Any:
-        return self.node.add_stream(stream, pin=pin, name=name or "data", options=options)
+                   options: ImportOptions | None = None,
+                   progress: Callable[[int], None] | None = None) -> str:
+        return self.node.add_stream(stream, pin=pin, name=name, options=options,
+                                    progress=progress)
 
     def add_path(self, path: str | Path, *, recursive: bool = True, pin: bool = True,
-                 options: ImportOptions | None = None) -> ImportResult:
-        return self.node.add_path(path, recursive=recursive, pin=pin, options=options)  # type: ignore[no-any-return]
+                 name: str = "", options: ImportOptions | None = None,
+                 progress: Callable[[int], None] | None = None) -> ImportResult:
+        return self.node.add_path(path, recursive=recursive, pin=pin, name=name,
+                                  options=options, progress=progress)
 
     def cat(self, cid: str, *, offset: int = 0, length: int | None = None) -> bytes:
-        return bytes(self.node.cat(cid, offset=offset, length=length))
+        return self.node.cat(cid, offset=offset, length=length)
 
     def cat_stream(self, cid: str, *, offset: int = 0, length: int | None = None
                    ) -> Iterator[bytes]:
-        return self.node.cat_stream(cid, offset=offset, length=length)  # type: ignore[no-any-return]
+        return self.node.cat_stream(cid, offset=offset, length=length)
 
     def stat(self, cid: str) -> Entry:
-        return self.node.stat(cid)  # type: ignore[no-any-return]
+        return self.node.stat(cid)
 
-    def get_to_path(self, cid: str, *, output_path: str | Path) -> Entry:
-        return self.node.get_to_path(cid, output_path=output_path)  # type: ignore[no-any-return]
+    def get_to_path(self, cid: str, *, output_path: str | Path, overwrite: bool = False,
+                    max_bytes: int | None = None,
+                    progress: Callable[[int], None] | None = None) -> Entry:
+        return self.node.get_to_path(cid, output_path=output_path, overwrite=overwrite,
+                                     max_bytes=max_bytes, progress=progress)
+
+    def exporter(self, *, whole_dag: bool = False) -> Exporter:
+        return self.node.exporter(whole_dag=whole_dag)
 
     def ls(self, cid: str) -> list[Entry]:
-        return list(self.node.ls(cid))
+        return self.node.ls(cid)
 
-    def pin(self, cid: str, *, recursive: bool = True) -> None:
-        self.node.pin(cid, recursive=recursive)
+    def pin(self, cid: str, *, recursive: bool = True, name: str = "",
+            progress: Callable[[int], None] | None = None) -> Pin:
+        return self.node.pin(cid, recursive=recursive, name=name, progress=progress)
 
-    def unpin(self, cid: str) -> None:
-        self.node.unpin(cid)
+    def unpin(self, cid: str) -> list[str]:
+        return self.node.unpin(cid)
+
+    def pins(self) -> list[Pin]:
+        return self.node.pins()
 
     def block_put(self, data: bytes, *, codec: str = "raw") -> str:
-        return str(self.node.block_put(data, codec=codec))
+        return self.node.block_put(data, codec=codec)
 
     def block_get(self, cid: str) -> bytes:
-        return bytes(self.node.block_get(cid))
+        return self.node.block_get(cid)
 
-    def dag_export(self, cid: str, out: Path | None = None) -> bytes | None:
-        return self.node.dag_export(cid, out)  # type: ignore[no-any-return]
+    def dag_export(self, cid: str, out: Path | BinaryIO | None = None) -> bytes | None:
+        return self.node.dag_export(cid, out)
+
+    def dag_import(self, stream: BinaryIO, *, pin_roots: bool = True) -> CarImportReport:
+        return self.node.dag_import(stream, pin_roots=pin_roots)
+
+    def close(self) -> None:
+        self.node.close()

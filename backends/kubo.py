@@ -34,7 +34,8 @@ from .dag import links_of
 from .errors import IntegrityError, InvalidInput
 from .exporter import Entry, Exporter
 from .hf_cache import split_path
-from .importer import DEFAULT_MAX_LINKS, DEFAULT_SHARD_THRESHOLD, ImportOptions
+from .importer import DEFAULT_MAX_LINKS, DEFAULT_SHARD_THRESHOLD, AddedEntry, ImportOptions
+from .pins import Pin
 from .settings import BackendSettings
 from .unixfs import NodeType
 
@@ -172,10 +173,12 @@ class VerifiedReader:
         return self.file_pieces(cid, self.load(cid), offset, length)
 
     def get_to_path(self, value: str, output_path: Path, *, overwrite: bool = False,
-                    max_bytes: int | None = None) -> Entry:
+                    max_bytes: int | None = None,
+                    progress: Callable[[int], None] | None = None) -> Entry:
         """Write a file or tree to ``output_path`` (the exporter's path safety applies)."""
         return self.exporter().get_to_path(self.resolve(value), Path(output_path),
-                                           overwrite=overwrite, max_bytes=max_bytes)
+                                           overwrite=overwrite, max_bytes=max_bytes,
+                                           progress=progress)
 
     # -- file content: the node's cat, checked leaf by leaf ----------------------------
     def file_pieces(self, cid: CID, block: bytes, offset: int, length: int | None = None
@@ -330,10 +333,54 @@ class VerifiedReads:
         return self.reader.stat(cid)
 
     def get_to_path(self, cid: str, *, output_path: str | Path, overwrite: bool = False,
-                    max_bytes: int | None = None) -> Entry:
+                    max_bytes: int | None = None,
+                    progress: Callable[[int], None] | None = None) -> Entry:
         """Written by our exporter (path safety, verified bytes), not by ``ipfs get``."""
         return self.reader.get_to_path(cid, Path(output_path), overwrite=overwrite,
-                                       max_bytes=max_bytes)
+                                       max_bytes=max_bytes, progress=progress)
+
+    def exporter(self, *, whole_dag: bool = False) -> Exporter:
+        """Verified UnixFS reads over the daemon's blocks (the daemon fetches what it lacks;
+        ``whole_dag`` changes nothing here)."""
+        return self.reader.exporter()
+
+    # -- pins: the daemon's, with our names and sizes ----------------------------------
+    def _pin_add(self, cid: CID, *, recursive: bool, name: str) -> None:
+        raise NotImplementedError
+
+    def _pin_rm(self, cid: CID) -> None:
+        raise NotImplementedError
+
+    def pin_listing(self) -> list[tuple[str, str, str]]:
+        """``(cid, type, name)`` of every recursive and direct pin, as the daemon lists them."""
+        raise NotImplementedError
+
+    def pin(self, cid: str, *, recursive: bool = True, name: str = "",
+            progress: Callable[[int], None] | None = None) -> Pin:
+        """Pin (the daemon fetches what it lacks, within the timeout). ``progress`` hears
+        nothing until the daemon answers: Kubo's ``pin add`` reports no bytes."""
+        target = self.reader.resolve(cid)
+        self._pin_add(target, recursive=recursive, name=name)
+        entry = self.reader.stat(cid_str(target))
+        size = entry.size if entry.kind == "file" else None
+        return Pin(target, "recursive" if recursive else "direct", name=name, size=size)
+
+    def unpin(self, cid: str) -> list[str]:
+        """Raises: PinNotFound: it was not pinned (directly or recursively)."""
+        target = self.reader.resolve(cid)
+        kinds = [kind for c, kind, _ in self.pin_listing() if c == cid_str(target)]
+        self._pin_rm(target)
+        return kinds or ["recursive"]
+
+    def pins(self) -> list[Pin]:
+        out = []
+        for cid, kind, name in self.pin_listing():
+            if kind in ("recursive", "direct"):
+                out.append(Pin(parse_cid(cid), kind, name=name))  # type: ignore[arg-type]
+        return out
+
+    def close(self) -> None:
+        """Nothing held by default (the RPC backend closes its HTTP pool)."""
 
     def block_get(self, cid: str) -> bytes:
         return self.reader.load(parse_cid(cid))
@@ -347,6 +394,29 @@ class VerifiedReads:
         """
         root = self.reader.resolve(cid)
         return car.write_export(out, lambda stream: self._export_into(root, stream))
+
+
+def added_entries(top: Path, name: str, added: Iterable[tuple[str, CID]]) -> list[AddedEntry]:
+    """The entries of an add, from the daemon's ``added <cid> <name>`` answers, with kind and
+    size read from the local tree that was sent (the daemon reports names and CIDs only)."""
+    out = []
+    base = top.parent
+    for reported, cid in added:
+        rel = reported[len(name):].lstrip("/") if reported == name or reported.startswith(
+            name + "/") else reported
+        local = base / reported if reported.startswith(name) else top / rel
+        if local.is_symlink() and not local.is_dir():
+            kind, size = "symlink", 0
+        elif local.is_dir():
+            kind, size = "directory", 0
+        else:
+            kind = "file"
+            try:
+                size = local.stat().st_size
+            except OSError:
+                size = 0
+        out.append(AddedEntry(rel, cid, size, kind))
+    return out
 
 
 def verified_listing(reader: VerifiedReader, value: str,

@@ -31,9 +31,9 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from multiformats import CID
 
@@ -46,8 +46,10 @@ from .errors import (
     InvalidCID,
     InvalidInput,
     IpfsMcpError,
+    NetworkError,
     NotFound,
     PinNotFound,
+    Timeout,
 )
 from .exporter import Entry
 from .importer import ImportOptions, ImportResult
@@ -57,10 +59,17 @@ from .kubo import (
     Provider,
     VerifiedReader,
     VerifiedReads,
+    added_entries,
     check_add_options,
     check_car,
     verified_listing,
 )
+from .kubo_network import KuboNetwork
+from .network import Network
+
+if TYPE_CHECKING:
+    from .hf_cache import CacheCounters
+    from .repo import Repo
 
 __all__ = ["KuboCLIBackend"]
 
@@ -68,8 +77,9 @@ _PIECE = 1 << 20
 _CAR_CACHE_BYTES = 32 * 1024 * 1024
 _POLL = 0.05  # how long one wait for more output may last (the process exit ends it early)
 _PROBE_TIMEOUT = 30.0  # a CLI on Node needs a few seconds just to load
-_NOT_FOUND_HINTS = ("not found", "could not find", "context deadline exceeded",
-                    "request timed out", "timed out", "no such file")
+_NOT_FOUND_HINTS = ("not found", "could not find", "no such file")
+# The node's own --timeout ran out: it did not find it in time, which is not "absent".
+_TIMEOUT_HINTS = ("context deadline exceeded", "request timed out", "timed out")
 _LS_LINE = re.compile(r"(?P<size>\d+|-)\s+(?P<name>.*)$")
 
 
@@ -84,6 +94,8 @@ class KuboCLIBackend(VerifiedReads):
     """
 
     name = "kubo"
+    repo: Repo | None = None  # the node keeps its own repo; no embedded one
+    counters: CacheCounters | None = None
 
     def __init__(self, cmd: list[str], *, env: Mapping[str, str] | None = None,
                  timeout: float = 60.0) -> None:
@@ -93,6 +105,8 @@ class KuboCLIBackend(VerifiedReads):
         self.env = dict(env) if env is not None else None
         self.timeout = timeout
         self.reader = VerifiedReader(self._block_get_raw, self._cat_raw)
+        # Where Kubo is the backend, Kubo is the node: the network tools speak for it.
+        self.network: Network | None = KuboNetwork(self, f"kubo CLI {' '.join(self.cmd)}")
         self._car_blocks: dict[bytes, bytes] = {}  # the last DAG read through dag export
         # Dialect facts, learnt from answers (see the module docstring) and then remembered.
         self._block_get_mangles = False  # set once `block get` is seen to mangle a block
@@ -151,6 +165,9 @@ class KuboCLIBackend(VerifiedReads):
             return PinNotFound(f"{subject} is not pinned ({label}: {message})")
         if "no link named" in lowered or "no such link" in lowered:
             return NotFound(f"{subject}: {message}")
+        if any(h in lowered for h in _TIMEOUT_HINTS):
+            return Timeout(f"{label} did not finish within {self.timeout:g} s "
+                           f"(IPFS_API_TIMEOUT): {message}")
         if subject is not None and any(h in lowered for h in _NOT_FOUND_HINTS):
             return BlockNotFound(subject, f"the Kubo node ({label}: {message})")
         if any(h in lowered for h in ("connection refused", "cannot connect", "econnrefused",
@@ -208,8 +225,8 @@ class KuboCLIBackend(VerifiedReads):
                 raise BackendUnavailable(f"Kubo CLI {self.cmd[0]!r} is gone; install Kubo or "
                                          "set KUBO_CMD to its path") from exc
             except subprocess.TimeoutExpired as exc:
-                raise BackendUnavailable(f"{self._label(args)} took longer than {limit:g} s "
-                                         "(IPFS_API_TIMEOUT); is the node running?") from exc
+                raise Timeout(f"{self._label(args)} took longer than {limit:g} s "
+                              "(IPFS_API_TIMEOUT); is the node running?") from exc
             out.seek(0)
             stdout = out.read()
             err.seek(0)
@@ -335,37 +352,48 @@ class KuboCLIBackend(VerifiedReads):
 
     # -- adding -------------------------------------------------------------------------
     @staticmethod
-    def _add_flags(options: ImportOptions | None, pin: bool) -> list[str]:
+    def _add_flags(options: ImportOptions | None, pin: bool, name: str = "") -> list[str]:
         o = check_add_options(options)
-        return ["-Q", "--progress=false", f"--cid-version={o.cid_version}",
+        named = [f"--pin-name={name}"] if pin and name else []
+        return [*named, "--progress=false", f"--cid-version={o.cid_version}",
                 f"--raw-leaves={'true' if o.leaves_are_raw else 'false'}",
                 f"--chunker=size-{o.chunk_size}", f"--pin={'true' if pin else 'false'}"]
 
-    def _root_of(self, out: bytes) -> CID:
-        lines = [line.strip() for line in out.decode(errors="replace").splitlines()
-                 if line.strip()]
-        if not lines:
-            raise IpfsMcpError("`add` printed no CID")
-        try:  # -Q prints the root alone; be lenient with extra lines before it
-            return parse_cid(lines[-1].split()[-1] if " " in lines[-1] else lines[-1])
-        except InvalidCID as exc:
-            raise IpfsMcpError(f"`add` printed {lines[-1]!r}, not a CID") from exc
+    @staticmethod
+    def _added(out: bytes) -> list[tuple[str, CID]]:
+        """``added <cid> <name>`` lines, root last, as ``ipfs add`` prints them."""
+        added = []
+        for line in out.decode(errors="replace").splitlines():
+            parts = line.strip().split(" ", 2)
+            if len(parts) >= 2 and parts[0] == "added":
+                try:
+                    added.append((parts[2] if len(parts) == 3 else "", parse_cid(parts[1])))
+                except InvalidCID as exc:
+                    raise IpfsMcpError(f"`add` printed {line!r}, not a CID") from exc
+        if not added:
+            raise IpfsMcpError(f"`add` printed no CID: {out[:200]!r}")
+        return added
 
-    def add_bytes(self, data: bytes, *, pin: bool = True,
+    def _root_of(self, out: bytes) -> CID:
+        return self._added(out)[-1][1]
+
+    def add_bytes(self, data: bytes, *, pin: bool = True, name: str = "",
                   options: ImportOptions | None = None) -> str:
         """Add one file's bytes (from stdin). ``wrap_with_directory`` does not apply."""
-        return cid_str(self._root_of(self._run(["add", *self._add_flags(options, pin)],
+        return cid_str(self._root_of(self._run(["add", *self._add_flags(options, pin, name)],
                                                data=bytes(data))))
 
     def add_stream(self, stream: BinaryIO, *, pin: bool = True, name: str = "",
-                   options: ImportOptions | None = None) -> CID:
+                   options: ImportOptions | None = None,
+                   progress: Callable[[int], None] | None = None) -> str:
         """Add one file from a stream, fed to the CLI's stdin in pieces."""
-        out = b"".join(self._stream(["add", *self._add_flags(options, pin)],
-                                    stdin=_pieces(stream)))
-        return self._root_of(out)
+        out = b"".join(self._stream(["add", *self._add_flags(options, pin, name)],
+                                    stdin=_pieces(stream, progress)))
+        return cid_str(self._root_of(out))
 
     def add_path(self, path: str | Path, *, recursive: bool = True, pin: bool = True,
-                 options: ImportOptions | None = None) -> ImportResult:
+                 name: str = "", options: ImportOptions | None = None,
+                 progress: Callable[[int], None] | None = None) -> ImportResult:
         """``ipfs add [-r] [-H] [-w] -- PATH``; the CLI reads the files itself.
 
         Raises:
@@ -383,7 +411,8 @@ class KuboCLIBackend(VerifiedReads):
             raise InvalidInput("the Kubo CLI adds symlinks as symlinks; use the RPC backend "
                                "(IPFS_API) to add a folder with its symlinks followed")
         self._check_double_dash()
-        flags = self._add_flags(o, pin)
+        label = top.resolve().name if top.name in ("", ".", "..") else top.name
+        flags = self._add_flags(o, pin, name or label)
         if top.is_dir():
             flags.append("-r")
         if o.hidden:
@@ -393,7 +422,11 @@ class KuboCLIBackend(VerifiedReads):
         # Absolute, so it starts with "/" and can never read as a flag, "--" or not.
         out = self._run(["add", *flags, "--", str(top.absolute())],
                         timeout=max(self.timeout, 3600))
-        return ImportResult(self._root_of(out), _tree_bytes(top, o))
+        added = self._added(out)
+        total = _tree_bytes(top, o)
+        if progress is not None:
+            progress(total)  # the CLI reads the files itself and reports nothing until done
+        return ImportResult(added[-1][1], total, added_entries(top, label, added))
 
     # -- reading (verified) -------------------------------------------------------------
     def ls(self, cid: str) -> list[Entry]:
@@ -439,17 +472,69 @@ class KuboCLIBackend(VerifiedReads):
             raise IpfsMcpError(f"`block put` printed {out!r}, not a CID") from exc
 
     # -- pins ---------------------------------------------------------------------------
-    def pin(self, cid: str, *, recursive: bool = True) -> None:
-        target = cid_str(self.reader.resolve(cid))
-        self._run(["pin", "add", f"--recursive={'true' if recursive else 'false'}",
+    def _pin_add(self, cid: CID, *, recursive: bool, name: str) -> None:
+        target = cid_str(cid)
+        named = [f"--name={name}"] if name else []
+        self._run(["pin", "add", f"--recursive={'true' if recursive else 'false'}", *named,
                    self._timeout_flag(), "--", target], subject=target)
 
-    def unpin(self, cid: str) -> None:
-        """Raises: PinNotFound: it was not pinned."""
-        target = cid_str(self.reader.resolve(cid))
+    def _pin_rm(self, cid: CID) -> None:
+        target = cid_str(cid)
         self._run(["pin", "rm", "--", target], subject=target)
 
-    def pins(self, cid: str | None = None, *, type: str = "recursive") -> dict[str, str]:
+    def pin_listing(self) -> list[tuple[str, str, str]]:
+        out = []
+        text = self._run(["pin", "ls", "--type=all", "--names"]).decode(errors="replace")
+        for line in text.splitlines():
+            parts = line.split(None, 2)
+            if len(parts) >= 2:
+                try:
+                    out.append((cid_str(parse_cid(parts[0])), parts[1],
+                                parts[2].strip() if len(parts) == 3 else ""))
+                except InvalidCID:
+                    continue
+        return out
+
+    def swarm_connect(self, multiaddr: str) -> None:
+        """Raises: NetworkError: the node could not connect (its message says why)."""
+        try:
+            self._run(["swarm", "connect", self._timeout_flag(), "--", multiaddr])
+        except BackendUnavailable:
+            raise
+        except IpfsMcpError as exc:
+            raise NetworkError(f"the Kubo node could not connect to {multiaddr}: {exc}"
+                               ) from exc
+
+    def provide(self, cid: str, *, recursive: bool = False) -> int:
+        target = cid_str(parse_cid(cid))
+        flags = ["--recursive"] if recursive else []
+        self._run(["routing", "provide", *flags, self._timeout_flag(), "--", target],
+                  subject=target)
+        return 1
+
+    def stats_bw(self) -> dict[str, Any]:
+        return self._json_of(["stats", "bw", "--enc=json"])
+
+    def bitswap_stat(self) -> dict[str, Any]:
+        return self._json_of(["bitswap", "stat", "--enc=json"])
+
+    def routing_table_size(self) -> int | None:
+        try:
+            info = self._json_of(["stats", "dht", "--enc=json"])
+        except IpfsMcpError:
+            return None
+        return sum(len(b.get("Peers") or []) for b in info.get("Buckets") or [])
+
+    def _json_of(self, args: list[str]) -> dict[str, Any]:
+        out = self._run(args)
+        try:
+            first = out.decode(errors="replace").strip().splitlines()[0]
+            value = json.loads(first)
+        except (ValueError, IndexError) as exc:
+            raise IpfsMcpError(f"`{' '.join(args)}` printed {out[:200]!r}, not JSON") from exc
+        return value if isinstance(value, dict) else {}
+
+    def pin_types(self, cid: str | None = None, *, type: str = "recursive") -> dict[str, str]:
         """Pinned CIDs with their pin type; ``cid`` limits the answer to that one.
 
         Raises:
@@ -574,8 +659,11 @@ def _feed(proc: subprocess.Popen[bytes], pieces: Iterator[bytes],
             pass
 
 
-def _pieces(stream: BinaryIO) -> Iterator[bytes]:
+def _pieces(stream: BinaryIO, progress: Callable[[int], None] | None = None
+            ) -> Iterator[bytes]:
     while piece := stream.read(_PIECE):
+        if progress is not None:
+            progress(len(piece))  # may raise OperationCancelled: the upload stops here
         yield piece
 
 

@@ -30,11 +30,11 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
 import httpx
@@ -45,11 +45,14 @@ from .cids import block_codec, cid_of_block, cid_str, parse_cid
 from .errors import (
     BackendUnavailable,
     BlockNotFound,
+    DaemonUnreachable,
     IntegrityError,
     InvalidInput,
     IpfsMcpError,
+    NetworkError,
     NotFound,
     PinNotFound,
+    Timeout,
 )
 from .exporter import Entry
 from .importer import ImportOptions, ImportResult
@@ -59,12 +62,19 @@ from .kubo import (
     Provider,
     VerifiedReader,
     VerifiedReads,
+    added_entries,
     check_add_options,
     check_car,
     multipart_boundary,
     unixfs_kind,
     verified_listing,
 )
+from .kubo_network import KuboNetwork
+from .network import Network
+
+if TYPE_CHECKING:
+    from .hf_cache import CacheCounters
+    from .repo import Repo
 
 __all__ = ["KuboRPCBackend", "api_url_from"]
 
@@ -72,8 +82,10 @@ DEFAULT_API = "http://127.0.0.1:5001"
 _PIECE = 1 << 20  # upload and download granularity
 _PROBE_TIMEOUT = 5.0
 _MARGIN = 5.0
-_NOT_FOUND_HINTS = ("not found", "could not find", "no link named", "context deadline exceeded",
-                    "request timed out", "no such file", "does not exist")
+_NOT_FOUND_HINTS = ("not found", "could not find", "no link named", "no such file",
+                    "does not exist")
+# Kubo's own --timeout ran out: the daemon did not find it in time, which is not "absent".
+_TIMEOUT_HINTS = ("context deadline exceeded", "request timed out", "timed out")
 
 
 def api_url_from(value: str | None) -> str:
@@ -120,6 +132,8 @@ class KuboRPCBackend(VerifiedReads):
     """
 
     name = "kubo"
+    repo: Repo | None = None  # the daemon keeps its own repo; no embedded one
+    counters: CacheCounters | None = None
 
     def __init__(self, api: str | None = None, *, client: httpx.Client | None = None,
                  authorization: str | None = None, timeout: float = 60.0) -> None:
@@ -133,6 +147,8 @@ class KuboRPCBackend(VerifiedReads):
             timeout=httpx.Timeout(timeout + _MARGIN, connect=min(timeout, 10.0)),
             transport=httpx.HTTPTransport(retries=1))
         self.reader = VerifiedReader(self._block_get_raw, self._cat_raw)
+        # Where Kubo is the backend, Kubo is the node: the network tools speak for it.
+        self.network: Network | None = KuboNetwork(self, f"kubo at {self.url}")
 
     @classmethod
     def connect(cls, api: str | None = None, *, client: httpx.Client | None = None,
@@ -165,14 +181,14 @@ class KuboRPCBackend(VerifiedReads):
     def _endpoint(self, path: str) -> str:
         return f"{self.url}/api/v0/{path}"
 
-    def _unavailable(self, what: str, exc: Exception) -> BackendUnavailable:
+    def _unavailable(self, what: str, exc: Exception) -> IpfsMcpError:
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return BackendUnavailable(
+            return DaemonUnreachable(
                 f"no Kubo RPC API answers at {self.url} ({what}: {exc}); start the daemon "
                 "(`ipfs daemon`) or point IPFS_API at its API address")
         if isinstance(exc, httpx.TimeoutException):
-            return BackendUnavailable(f"Kubo at {self.url} did not answer {what} within "
-                                      f"{self.timeout + _MARGIN:g} s (IPFS_API_TIMEOUT)")
+            return Timeout(f"Kubo at {self.url} did not answer {what} within "
+                           f"{self.timeout + _MARGIN:g} s (IPFS_API_TIMEOUT)")
         return BackendUnavailable(f"the connection to Kubo at {self.url} broke during {what}: "
                                   f"{exc}; is the daemon still running?")
 
@@ -197,6 +213,10 @@ class KuboRPCBackend(VerifiedReads):
         lowered = message.lower()
         if "not pinned" in lowered:
             return PinNotFound(f"{subject} is not pinned on Kubo at {self.url}")
+        if any(hint in lowered for hint in _TIMEOUT_HINTS):
+            return Timeout(f"Kubo at {self.url} did not finish {what}"
+                           f"{' of ' + subject if subject else ''} within {self.timeout:g} s "
+                           f"(IPFS_API_TIMEOUT): {message.strip()}")
         if subject is not None and any(hint in lowered for hint in _NOT_FOUND_HINTS):
             if "no link named" in lowered or "no such file" in lowered:
                 return NotFound(f"{subject}: {message}")
@@ -265,39 +285,45 @@ class KuboRPCBackend(VerifiedReads):
 
     # -- adding -------------------------------------------------------------------------
     def _add(self, parts: Iterator[_Part], options: ImportOptions | None, pin: bool,
-             wrap: bool) -> str:
+             wrap: bool, name: str = "") -> list[tuple[str, CID]]:
         o = check_add_options(options)
         params = {"cid-version": o.cid_version, "raw-leaves": o.leaves_are_raw,
                   "chunker": f"size-{o.chunk_size}", "pin": pin, "wrap-with-directory": wrap,
-                  "hash": "sha2-256", "progress": False, "quieter": True,
+                  "pin-name": name if pin and name else None,
+                  "hash": "sha2-256", "progress": False,
                   "cid-base": "base32" if o.cid_version == 1 else None}
         boundary = multipart_boundary()
         answers = self._json("add", params, content=_multipart(parts, boundary),
                              boundary=boundary)
-        hashes = [a["Hash"] for a in answers if isinstance(a, dict) and "Hash" in a]
-        if not hashes:
+        added = [(str(a.get("Name", "")), parse_cid(a["Hash"])) for a in answers
+                 if isinstance(a, dict) and "Hash" in a]
+        if not added:
             raise IpfsMcpError(f"Kubo at {self.url}: add answered without a CID")
-        # quieter: Kubo sends only the root; older daemons send every entry, root last.
-        return cid_str(parse_cid(hashes[-1]))
+        # Kubo sends every entry it added, the root last.
+        return added
 
-    def add_bytes(self, data: bytes, *, pin: bool = True,
+    def add_bytes(self, data: bytes, *, pin: bool = True, name: str = "",
                   options: ImportOptions | None = None) -> str:
         """Add one file's bytes; the CID is the one ``ipfs add`` gives (and our importer).
 
         ``wrap_with_directory`` is ignored here, as in the embedded backend: bytes have no
         name to wrap them under.
         """
-        return self._add(iter([_Part("data", "file", iter([bytes(data)]))]), options, pin,
-                         wrap=False)
+        added = self._add(iter([_Part("data", "file", iter([bytes(data)]))]), options, pin,
+                          wrap=False, name=name)
+        return cid_str(added[-1][1])
 
-    def add_stream(self, stream: BinaryIO, *, pin: bool = True, name: str = "data",
-                   options: ImportOptions | None = None) -> CID:
+    def add_stream(self, stream: BinaryIO, *, pin: bool = True, name: str = "",
+                   options: ImportOptions | None = None,
+                   progress: Callable[[int], None] | None = None) -> str:
         """Add one file from a binary stream, sent in 1 MiB pieces as it is read."""
-        return parse_cid(self._add(iter([_Part(name or "data", "file", _pieces(stream))]),
-                                   options, pin, wrap=False))
+        added = self._add(iter([_Part(name or "data", "file", _pieces(stream, progress))]),
+                          options, pin, wrap=False, name=name)
+        return cid_str(added[-1][1])
 
     def add_path(self, path: str | Path, *, recursive: bool = True, pin: bool = True,
-                 options: ImportOptions | None = None) -> ImportResult:
+                 name: str = "", options: ImportOptions | None = None,
+                 progress: Callable[[int], None] | None = None) -> ImportResult:
         """Add a file or folder as ``ipfs add [-r]`` does (dotfiles skipped unless
         ``hidden``; symlinks kept as symlinks unless ``follow_symlinks``).
 
@@ -311,10 +337,12 @@ class KuboRPCBackend(VerifiedReads):
             raise NotFound(f"no such file or folder: {top}")
         if top.is_dir() and not recursive:
             raise InvalidInput(f"{top} is a folder; add it recursively (-r)")
-        name = top.resolve().name if top.name in ("", ".", "..") else top.name
+        label = top.resolve().name if top.name in ("", ".", "..") else top.name
         sizes: list[int] = []
-        root = self._add(_walk_parts(top, name, o, sizes), o, pin, wrap=o.wrap_with_directory)
-        return ImportResult(parse_cid(root), sum(sizes))
+        added = self._add(_walk_parts(top, label, o, sizes, progress), o, pin,
+                          wrap=o.wrap_with_directory, name=name or label)
+        entries = added_entries(top, label, added)
+        return ImportResult(added[-1][1], sum(sizes), entries)
 
     # -- reading (verified) -------------------------------------------------------------
     def ls(self, cid: str) -> list[Entry]:
@@ -361,18 +389,27 @@ class KuboRPCBackend(VerifiedReads):
             raise IpfsMcpError(f"Kubo at {self.url}: block/put answered {answers!r}") from exc
 
     # -- pins ---------------------------------------------------------------------------
-    def pin(self, cid: str, *, recursive: bool = True) -> None:
-        """Pin (the daemon fetches what it lacks, within the timeout)."""
-        target = cid_str(self.reader.resolve(cid))
-        self._json("pin/add", self._read_params(arg=target, recursive=recursive),
-                   subject=target)
+    def _pin_add(self, cid: CID, *, recursive: bool, name: str) -> None:
+        target = cid_str(cid)
+        self._json("pin/add", self._read_params(arg=target, recursive=recursive,
+                                                name=name or None), subject=target)
 
-    def unpin(self, cid: str) -> None:
-        """Raises: PinNotFound: it was not pinned (directly or recursively)."""
-        target = cid_str(self.reader.resolve(cid))
+    def _pin_rm(self, cid: CID) -> None:
+        target = cid_str(cid)
         self._json("pin/rm", {"arg": target, "recursive": True}, subject=target)
 
-    def pins(self, cid: str | None = None, *, type: str = "recursive") -> dict[str, str]:
+    def pin_listing(self) -> list[tuple[str, str, str]]:
+        out = []
+        for answer in self._json("pin/ls", {"type": "all", "names": True, "stream": True}):
+            if "Cid" in answer:
+                out.append((cid_str(parse_cid(answer["Cid"])), str(answer.get("Type", "")),
+                            str(answer.get("Name") or "")))
+            for key, info in (answer.get("Keys") or {}).items():  # the classic answer
+                out.append((cid_str(parse_cid(key)), str((info or {}).get("Type", "")),
+                            str((info or {}).get("Name") or "")))
+        return out
+
+    def pin_types(self, cid: str | None = None, *, type: str = "recursive") -> dict[str, str]:
         """Pinned CIDs with their pin type (``recursive``, ``direct``, ``indirect``, ``all``).
 
         Raises:
@@ -443,6 +480,51 @@ class KuboRPCBackend(VerifiedReads):
         peers = (answers[0].get("Peers") if answers else None) or []
         return [(str(p.get("Peer", "")), str(p.get("Addr", ""))) for p in peers]
 
+    def swarm_connect(self, multiaddr: str) -> None:
+        """Dial ``multiaddr`` from the daemon.
+
+        Raises:
+            NetworkError: the daemon could not connect (its message says why).
+        """
+        try:
+            self._json("swarm/connect", {"arg": multiaddr, "timeout": _duration(self.timeout)})
+        except BackendUnavailable:
+            raise
+        except IpfsMcpError as exc:
+            raise NetworkError(f"Kubo at {self.url} could not connect to {multiaddr}: "
+                               f"{exc}") from exc
+
+    def provide(self, cid: str, *, recursive: bool = False) -> int:
+        """Announce ``cid`` (the daemon must hold it) through the daemon's routing; how many
+        provider records it reported sending."""
+        target = cid_str(parse_cid(cid))
+        answers = self._json("routing/provide", {"arg": target, "recursive": recursive,
+                                                 "timeout": _duration(self.timeout)},
+                             subject=target, timeout=self.timeout + _MARGIN)
+        return max(1, sum(1 for a in answers if a.get("Type") in (5, None)))
+
+    def stats_bw(self) -> dict[str, Any]:
+        """``stats/bw``: ``TotalIn``, ``TotalOut``, ``RateIn``, ``RateOut``."""
+        answers = self._json("stats/bw")
+        return answers[0] if answers else {}
+
+    def bitswap_stat(self) -> dict[str, Any]:
+        """``bitswap/stat``: ``BlocksReceived``, ``BlocksSent``, ``DataReceived``, ..."""
+        answers = self._json("bitswap/stat")
+        return answers[0] if answers else {}
+
+    def routing_table_size(self) -> int | None:
+        """Peers in the daemon's DHT routing tables (``stats/dht``), if it reports them."""
+        try:
+            answers = self._json("stats/dht")
+        except IpfsMcpError:
+            return None
+        total = 0
+        for answer in answers:
+            for bucket in answer.get("Buckets") or []:
+                total += len(bucket.get("Peers") or [])
+        return total
+
     def find_providers(self, cid: str, *, limit: int = 20, timeout: float | None = None
                        ) -> list[Provider]:
         """Peers the daemon's routing says provide ``cid`` (at most ``limit``)."""
@@ -503,26 +585,31 @@ def _multipart(parts: Iterator[_Part], boundary: str) -> Iterator[bytes]:
     yield f"--{boundary}--\r\n".encode()
 
 
-def _pieces(stream: BinaryIO) -> Iterator[bytes]:
+def _pieces(stream: BinaryIO, progress: Callable[[int], None] | None = None
+            ) -> Iterator[bytes]:
     while piece := stream.read(_PIECE):
+        if progress is not None:
+            progress(len(piece))  # may raise OperationCancelled: the upload stops here
         yield piece
 
 
-def _file_body(path: Path, sizes: list[int]) -> Iterator[bytes]:
+def _file_body(path: Path, sizes: list[int],
+               progress: Callable[[int], None] | None = None) -> Iterator[bytes]:
     # Opened only when the upload reaches it, so a folder of many files holds one open.
     with open(path, "rb") as stream:
         total = 0
-        for piece in _pieces(stream):  # type: ignore[arg-type]
+        for piece in _pieces(stream, progress):  # type: ignore[arg-type]
             total += len(piece)
             yield piece
         sizes.append(total)
 
 
-def _walk_parts(top: Path, name: str, o: ImportOptions, sizes: list[int]) -> Iterator[_Part]:
+def _walk_parts(top: Path, name: str, o: ImportOptions, sizes: list[int],
+                progress: Callable[[int], None] | None = None) -> Iterator[_Part]:
     """The parts of ``ipfs add -r``: each folder before what it holds, names sorted, dotfiles
     skipped unless ``hidden``, symlinks sent as symlinks unless ``follow_symlinks``."""
     if not top.is_dir():  # a file, or a symlink named on the command line (followed)
-        yield _Part(name, "file", _file_body(top, sizes))
+        yield _Part(name, "file", _file_body(top, sizes, progress))
         return
     following: set[Path] = set()
 
@@ -542,7 +629,7 @@ def _walk_parts(top: Path, name: str, o: ImportOptions, sizes: list[int]) -> Ite
                     following.add(target)
                 yield from walk(target if entry.is_symlink() else Path(entry.path), child)
             elif stat.S_ISREG(os.stat(entry.path).st_mode):
-                yield _Part(child, "file", _file_body(Path(entry.path), sizes))
+                yield _Part(child, "file", _file_body(Path(entry.path), sizes, progress))
             else:
                 raise InvalidInput(f"cannot add {entry.path}: not a file, folder or symlink")
 

@@ -1,34 +1,50 @@
-"""The backend router: the seed ``ipfs_backend_router`` API, made real.
+"""The backend router: one :class:`Router` that the server, the CLI and the seed API share.
 
-Module functions (``add_bytes``, ``cat``, ``pin``, ...) run on the selected backend; each
-also takes ``backend=`` (a name or a backend instance). Selection:
+A Router owns
 
-1. an explicit ``backend=`` argument, else the one set with ``set_default_ipfs_backend``,
-   else ``IPFS_BACKEND``: that backend or a clear error (never a silent switch);
+* a :class:`BackendRegistry`: the backend factories by name (built-in and registered),
+  each built at most once, with what they are built from (:class:`RouterDeps`: settings and
+  the retrieval sources, today the P2P fetcher);
+* the selected **primary** backend, chosen as below, and
+* the other working backends in preference order, asked when a read misses.
+
+It implements the :class:`~ipfs_mcp.backends.backend.Backend` protocol itself, so whoever
+holds a Router holds "the backend", and :meth:`Router.last_read` says which backend (and
+which retrieval source) answered the calling thread's last read.
+
+Selection:
+
+1. an explicit choice (a name or an instance), else ``IPFS_BACKEND``: that backend or a
+   clear error (never a silent switch);
 2. otherwise the first that really works, in the order ipfs_kit, hf_cache, kubo.
 
 A backend is "working" only if its factory built it and its probe passed; nothing hands
-out made-up CIDs. :func:`selection` says which backend is in use and why each other one
-was skipped; :func:`backend_health` probes every one of them.
+out made-up CIDs. Building (which probes) happens outside the registry's lock, under a
+per-name lock, so one slow daemon does not stall selection of another.
 
-Reads (``cat``, ``get_to_path``, ``block_get``, ``ls``) that fail on the selected backend
-(not found, unavailable, corrupt) fall back to the next working backend in preference
-order; the CID proves the answer right wherever it comes from, and the hf_cache backend
-goes on to the P2P node when it has a fetcher. :func:`last_read` says which backend
-answered. ``IPFS_READ_FALLBACK=0`` turns this off. Writes never switch: if the chosen
-backend fails, the write fails and says so.
+Reads that fail on the primary (not found, unavailable, corrupt) fall back to the next
+working backend; the CID proves the answer right wherever it came from. Caller mistakes
+(an invalid CID, a folder where a file was wanted) and cancellations are not retried.
+``IPFS_READ_FALLBACK=0`` turns fallback off. Writes never switch: if the chosen backend
+fails, the write fails and says so. Failures are collected and reported together, as
+Helia's routing does.
+
+The seed module API (``add_bytes``, ``cat``, ..., ``get_backend``, ``set_default_ipfs_backend``,
+``register_ipfs_backend``) is a thin layer over one default Router, built on first use from
+the environment. Beyond that one instance there is no module-level mutable state.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
-from .backend import Backend
+from .backend import Backend, ProgressFn
+from .car import CarImportReport
 from .errors import (
     AllBackendsFailed,
     BackendUnavailable,
@@ -36,24 +52,32 @@ from .errors import (
     IpfsMcpError,
     OperationCancelled,
 )
-from .exporter import Entry
+from .exporter import Entry, Exporter
 from .fetcher import BlockFetcher
+from .importer import ImportOptions, ImportResult
+from .pins import Pin
 from .settings import BackendSettings
+
+if TYPE_CHECKING:
+    from .hf_cache import CacheCounters
+    from .network import Network
+    from .repo import Repo
 
 PREFERENCE = ("ipfs_kit", "hf_cache", "kubo")
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
 class RouterDeps:
-    """What backends are built from: settings and, when a node runs, its fetcher."""
+    """What backends are built from: settings and, when a node runs, the retrieval
+    sources that a local miss may ask (a ``BlockFetcher``)."""
 
     settings: BackendSettings = field(default_factory=BackendSettings.from_env)
     fetcher: BlockFetcher | None = None
 
 
 BackendFactory = Callable[[RouterDeps], Backend]
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -63,6 +87,23 @@ class Selection:
     skipped: dict[str, str]
 
 
+@dataclass(frozen=True)
+class ReadReport:
+    """Which backend answered a read, and why the ones asked before it did not."""
+
+    operation: str
+    backend: str
+    failed: dict[str, str]
+
+
+@dataclass(frozen=True)
+class BackendHealth:
+    name: str
+    ok: bool
+    detail: str
+
+
+# -- built-in factories ----------------------------------------------------------------------
 def _hf_cache_factory(deps: RouterDeps) -> Backend:
     from .hf_cache import HFCacheBackend
     from .repo import Repo
@@ -87,16 +128,392 @@ def _ipfs_kit_factory(deps: RouterDeps) -> Backend:
     return IpfsKitBackend.connect()
 
 
-_BUILTIN: dict[str, BackendFactory] = {
+BUILTIN: dict[str, BackendFactory] = {
     "ipfs_kit": _ipfs_kit_factory,
     "hf_cache": _hf_cache_factory,
     "kubo": _kubo_factory,
 }
-_registry: dict[str, BackendFactory] = {}
-_default: Backend | str | None = None
-_cache: dict[tuple[str, int, BackendSettings], Backend] = {}
-_last: Selection | None = None
-_state_lock = threading.RLock()
+
+
+def _name_of(b: Backend) -> str:
+    return b.name
+
+
+class BackendRegistry:
+    """Backend factories by name, each backend built once per registry (when caching is on).
+
+    Thread-safe: the dictionaries are guarded by one short lock; building (which probes a
+    daemon, maybe for seconds) holds only that name's lock.
+    """
+
+    def __init__(self, deps: RouterDeps, custom: dict[str, BackendFactory] | None = None
+                 ) -> None:
+        self.deps = deps
+        self.custom: dict[str, BackendFactory] = dict(custom or {})
+        self._built: dict[str, Backend] = {}
+        self._lock = threading.Lock()
+        self._name_locks: dict[str, threading.Lock] = {}
+        # Which backend answered each thread's last read, shared by every Router over this
+        # registry (the seed functions' ``backend=`` builds one per call).
+        self.reads = threading.local()
+
+    def register(self, name: str, factory: BackendFactory) -> None:
+        with self._lock:
+            self.custom[name] = factory
+            old = self._built.pop(name, None)
+        if old is not None:
+            old.close()
+
+    def known(self) -> list[str]:
+        with self._lock:
+            return list(BUILTIN) + [n for n in self.custom if n not in BUILTIN]
+
+    def build(self, name: str) -> Backend:
+        """The backend called ``name``, built (and probed) now or reused.
+
+        Raises:
+            InvalidInput: no backend has that name.
+            BackendUnavailable: it does not work here (the message says why).
+        """
+        with self._lock:
+            factory = self.custom.get(name) or BUILTIN.get(name)
+            if factory is None:
+                known = list(BUILTIN) + [n for n in self.custom if n not in BUILTIN]
+                raise InvalidInput(f"unknown backend {name!r}; known: {', '.join(known)}")
+            cached = self._built.get(name) if self.deps.settings.router_cache else None
+            name_lock = self._name_locks.setdefault(name, threading.Lock())
+        if cached is not None:
+            return cached
+        with name_lock:
+            with self._lock:
+                cached = self._built.get(name) if self.deps.settings.router_cache else None
+            if cached is not None:
+                return cached
+            try:
+                backend = factory(self.deps)
+            except BackendUnavailable:
+                raise
+            except ImportError as exc:
+                raise BackendUnavailable(f"{name}: cannot import {exc.name or exc}") from exc
+            if self.deps.settings.router_cache:
+                with self._lock:
+                    self._built[name] = backend
+            return backend
+
+    def built(self) -> list[Backend]:
+        with self._lock:
+            return list(self._built.values())
+
+    def close(self) -> None:
+        """Close every backend built here (httpx pools, child processes)."""
+        with self._lock:
+            backends, self._built = list(self._built.values()), {}
+        for backend in backends:
+            try:
+                backend.close()
+            except IpfsMcpError as exc:
+                log.warning("closing backend %s: %s", backend.name, exc)
+
+
+class Router:
+    """The backend the rest of ipfs-mcp holds (see the module docstring).
+
+    Args:
+        registry: where backends come from (and what they are built with).
+        choice: a backend name or instance to use instead of selecting; None selects from
+            ``IPFS_BACKEND`` or the preference order.
+    """
+
+    def __init__(self, registry: BackendRegistry, choice: Backend | str | None = None
+                 ) -> None:
+        self.registry = registry
+        self._choice = choice
+        self._primary: Backend | None = None
+        self._selection: Selection | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: BackendSettings | None = None, *,
+                      fetcher: BlockFetcher | None = None,
+                      custom: dict[str, BackendFactory] | None = None,
+                      choice: Backend | str | None = None) -> Router:
+        deps = RouterDeps(settings=settings or BackendSettings.from_env(), fetcher=fetcher)
+        return cls(BackendRegistry(deps, custom), choice)
+
+    @property
+    def settings(self) -> BackendSettings:
+        return self.registry.deps.settings
+
+    # -- selection -----------------------------------------------------------------------
+    def choose(self, choice: Backend | str | None) -> None:
+        """Use ``choice`` from now on (None: select again from settings)."""
+        with self._lock:
+            self._choice = choice
+            self._primary = None
+            self._selection = None
+
+    def _select(self) -> tuple[Backend, Selection]:
+        choice = self._choice if self._choice is not None else self.settings.backend
+        if isinstance(choice, str):
+            try:
+                chosen = self.registry.build(choice)
+            except BackendUnavailable as exc:
+                raise BackendUnavailable(f"backend {choice!r} was chosen but is unavailable: "
+                                         f"{exc}") from exc
+            return chosen, Selection(choice, "chosen explicitly", {})
+        if choice is not None:
+            return choice, Selection(_name_of(choice), "set as default", {})
+        skipped: dict[str, str] = {}
+        errors: dict[str, BaseException] = {}
+        for name in PREFERENCE:
+            try:
+                chosen = self.registry.build(name)
+            except BackendUnavailable as exc:
+                skipped[name] = str(exc)
+                errors[name] = exc
+                continue
+            for later in PREFERENCE[PREFERENCE.index(name) + 1:]:
+                skipped[later] = f"not needed: {name} comes first and works"
+            return chosen, Selection(name, "first working backend in preference order",
+                                     skipped)
+        raise AllBackendsFailed("selecting a backend", errors)
+
+    @property
+    def primary(self) -> Backend:
+        """The selected backend (selected now if need be).
+
+        Raises:
+            BackendUnavailable: an explicitly chosen backend does not work (with why).
+            AllBackendsFailed: no backend works; the error names each one's failure.
+        """
+        primary = self._primary
+        if primary is not None:
+            return primary
+        chosen, selection = self._select()  # probes run outside the lock
+        with self._lock:
+            if self._primary is None or not self.settings.router_cache:
+                self._primary, self._selection = chosen, selection
+            return self._primary
+
+    def selection(self) -> Selection:
+        """Which backend is in use and why the others were skipped (selecting if needed)."""
+        self.primary  # noqa: B018 - selects
+        assert self._selection is not None
+        return self._selection
+
+    def backend_for(self, backend: Backend | str | None) -> Backend:
+        """``backend`` by name or instance, or the primary when None."""
+        if backend is None:
+            return self.primary
+        if isinstance(backend, str):
+            return self.registry.build(backend)
+        return backend
+
+    def fallbacks(self) -> Iterator[Backend]:
+        """The other working backends, in preference order, built as they are asked for."""
+        first = self.primary
+        for name in self.registry.known():
+            if name == first.name:
+                continue
+            try:
+                candidate = self.registry.build(name)
+            except (BackendUnavailable, InvalidInput):
+                continue  # not working here: not a candidate (selection() says why)
+            if candidate is not first:
+                yield candidate
+
+    def backend_health(self) -> list[BackendHealth]:
+        """Every known backend, probed now: works, or why not."""
+        out = []
+        for name in self.registry.known():
+            try:
+                backend = self.registry.build(name)
+                out.append(BackendHealth(name, True, backend.health()))
+            except (BackendUnavailable, InvalidInput) as exc:
+                out.append(BackendHealth(name, False, str(exc)))
+        return out
+
+    # -- the optional powers are the primary's -------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.primary.name
+
+    @property
+    def repo(self) -> Repo | None:
+        return self.primary.repo
+
+    @property
+    def counters(self) -> CacheCounters | None:
+        return self.primary.counters
+
+    @property
+    def network(self) -> Network | None:
+        return self.primary.network
+
+    # -- reads with fallback -------------------------------------------------------------
+    def last_read(self) -> ReadReport | None:
+        """The report of this thread's last read through this router."""
+        report: ReadReport | None = getattr(self.registry.reads, "report", None)
+        return report
+
+    def read(self, op: str, call: Callable[[Backend], _T]) -> _T:
+        """Run a read on the primary, then on the next working backends if it fails.
+
+        Raises:
+            the primary's error when nothing else was tried; AllBackendsFailed naming
+            every backend's failure otherwise.
+        """
+        first = self.primary
+        try:
+            result = call(first)
+        except (InvalidInput, OperationCancelled):
+            raise
+        except IpfsMcpError as exc:
+            if not self.settings.read_fallback:
+                raise
+            failure: IpfsMcpError = exc
+        else:
+            self.registry.reads.report = ReadReport(op, first.name, {})
+            return result
+        errors: dict[str, BaseException] = {first.name: failure}
+        for candidate in self.fallbacks():
+            try:
+                result = call(candidate)
+            except (InvalidInput, OperationCancelled):
+                raise
+            except IpfsMcpError as exc:
+                errors[candidate.name] = exc
+                continue
+            self.registry.reads.report = ReadReport(op, candidate.name,
+                                            {k: str(v) for k, v in errors.items()})
+            log.info("%s answered by %s after %s", op, candidate.name,
+                     "; ".join(f"{k}: {v}" for k, v in errors.items()))
+            return result
+        if len(errors) == 1:
+            raise failure
+        raise AllBackendsFailed(op, errors)
+
+    def write(self, op: str, call: Callable[[Backend], _T]) -> _T:
+        chosen = self.primary
+        try:
+            return call(chosen)
+        except BackendUnavailable as exc:
+            raise BackendUnavailable(f"{op} failed on {chosen.name} and was not tried on any "
+                                     f"other backend (writes never switch): {exc}") from exc
+
+    # -- the Backend protocol --------------------------------------------------------------
+    def add_bytes(self, data: bytes, *, pin: bool = True, name: str = "",
+                  options: ImportOptions | None = None) -> str:
+        return self.write("add_bytes", lambda b: b.add_bytes(data, pin=pin, name=name,
+                                                             options=options))
+
+    def add_stream(self, stream: BinaryIO, *, pin: bool = True, name: str = "",
+                   options: ImportOptions | None = None,
+                   progress: ProgressFn | None = None) -> str:
+        return self.write("add_stream", lambda b: b.add_stream(
+            stream, pin=pin, name=name, options=options, progress=progress))
+
+    def add_path(self, path: str | Path, *, recursive: bool = True, pin: bool = True,
+                 name: str = "", options: ImportOptions | None = None,
+                 progress: ProgressFn | None = None) -> ImportResult:
+        return self.write("add_path", lambda b: b.add_path(
+            path, recursive=recursive, pin=pin, name=name, options=options, progress=progress))
+
+    def stat(self, cid: str) -> Entry:
+        return self.read("stat", lambda b: b.stat(cid))
+
+    def ls(self, cid: str) -> list[Entry]:
+        return self.read("ls", lambda b: b.ls(cid))
+
+    def cat(self, cid: str, *, offset: int = 0, length: int | None = None) -> bytes:
+        return self.read("cat", lambda b: b.cat(cid, offset=offset, length=length))
+
+    def cat_stream(self, cid: str, *, offset: int = 0, length: int | None = None
+                   ) -> Iterator[bytes]:
+        """Streamed bytes; fallback applies until the first piece has arrived (after that
+        a failure is the caller's to see: part of the bytes are already out)."""
+        def start(b: Backend) -> tuple[bytes | None, Iterator[bytes]]:
+            pieces = iter(b.cat_stream(cid, offset=offset, length=length))
+            return next(pieces, None), pieces
+
+        head, rest = self.read("cat", start)
+        if head is not None:
+            yield head
+            yield from rest
+
+    def get_to_path(self, cid: str, *, output_path: str | Path, overwrite: bool = False,
+                    max_bytes: int | None = None, progress: ProgressFn | None = None
+                    ) -> Entry:
+        return self.read("get_to_path", lambda b: b.get_to_path(
+            cid, output_path=output_path, overwrite=overwrite, max_bytes=max_bytes,
+            progress=progress))
+
+    def exporter(self, *, whole_dag: bool = False) -> Exporter:
+        """A verified UnixFS reader whose block loads fall back like every other read."""
+        return Exporter(lambda c: self.read(
+            "block_get", lambda b: b.exporter(whole_dag=whole_dag).load(c)))
+
+    def pin(self, cid: str, *, recursive: bool = True, name: str = "",
+            progress: ProgressFn | None = None) -> Pin:
+        return self.write("pin", lambda b: b.pin(cid, recursive=recursive, name=name,
+                                                 progress=progress))
+
+    def unpin(self, cid: str) -> list[str]:
+        return self.write("unpin", lambda b: b.unpin(cid))
+
+    def pins(self) -> list[Pin]:
+        return self.primary.pins()
+
+    def block_put(self, data: bytes, *, codec: str = "raw") -> str:
+        return self.write("block_put", lambda b: b.block_put(data, codec=codec))
+
+    def block_get(self, cid: str) -> bytes:
+        return self.read("block_get", lambda b: b.block_get(cid))
+
+    def dag_export(self, cid: str, out: Path | BinaryIO | None = None) -> bytes | None:
+        return self.read("dag_export", lambda b: b.dag_export(cid, out))
+
+    def dag_import(self, stream: BinaryIO, *, pin_roots: bool = True) -> CarImportReport:
+        return self.write("dag_import", lambda b: b.dag_import(stream, pin_roots=pin_roots))
+
+    def health(self) -> str:
+        return self.primary.health()
+
+    def close(self) -> None:
+        self.registry.close()
+
+
+# -- the seed API: one default Router ---------------------------------------------------------
+class _Default:
+    """The one default Router, built from the environment on first use."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.router: Router | None = None
+        self.custom: dict[str, BackendFactory] = {}
+        self.choice: Backend | str | None = None
+
+    def get(self) -> Router:
+        with self.lock:
+            settings = BackendSettings.from_env()
+            current = self.router
+            # Settings are read once per Router; a changed environment (tests, or a user
+            # who changed it) gets a fresh one, as a new process would.
+            if current is None or current.settings != settings \
+                    or not settings.router_cache:
+                self.router = Router.from_settings(settings, custom=self.custom,
+                                                   choice=self.choice)
+                if current is not None:
+                    current.close()
+            return self.router
+
+
+_default = _Default()
+
+
+def default_router() -> Router:
+    """The Router the seed functions use (built from the environment)."""
+    return _default.get()
 
 
 def register_ipfs_backend(name: str, factory: BackendFactory) -> None:
@@ -107,39 +524,30 @@ def register_ipfs_backend(name: str, factory: BackendFactory) -> None:
     """
     if not name or not name.strip():
         raise ValueError("backend name must not be empty")
-    with _state_lock:
-        _registry[name.strip()] = factory
-        for key in [k for k in _cache if k[0] == name.strip()]:
-            del _cache[key]
+    with _default.lock:
+        _default.custom[name.strip()] = factory
+        current = _default.router
+    if current is not None:
+        current.registry.register(name.strip(), factory)
 
 
 def set_default_ipfs_backend(b: Backend | str | None) -> None:
     """Use ``b`` (an instance or a name) when no ``backend=`` is given; None resets."""
-    global _default
-    with _state_lock:
-        _default = b
+    with _default.lock:
+        _default.choice = b
+        current = _default.router
+    if current is not None:
+        current.choose(b)
+
+
+def custom_backends() -> dict[str, BackendFactory]:
+    """The registered factories, for a Router built elsewhere (the server's)."""
+    with _default.lock:
+        return dict(_default.custom)
 
 
 def known_backends() -> list[str]:
-    return list(_BUILTIN) + [name for name in _registry if name not in _BUILTIN]
-
-
-def _build(name: str, deps: RouterDeps) -> Backend:
-    factory = _registry.get(name) or _BUILTIN.get(name)
-    if factory is None:
-        raise InvalidInput(f"unknown backend {name!r}; known: {', '.join(known_backends())}")
-    key = (name, id(deps.fetcher), deps.settings)
-    if deps.settings.router_cache and key in _cache:
-        return _cache[key]
-    try:
-        backend = factory(deps)
-    except BackendUnavailable:
-        raise
-    except ImportError as exc:
-        raise BackendUnavailable(f"{name}: cannot import {exc.name or exc}") from exc
-    if deps.settings.router_cache:
-        _cache[key] = backend
-    return backend
+    return default_router().registry.known()
 
 
 def get_backend(*, deps: RouterDeps | None = None,
@@ -150,204 +558,104 @@ def get_backend(*, deps: RouterDeps | None = None,
         BackendUnavailable: an explicitly chosen backend does not work (with why).
         AllBackendsFailed: no backend works; the error names each one's failure.
     """
-    global _last
-    deps = deps or RouterDeps()
-    with _state_lock:
-        choice = backend if backend is not None else _default
-        if choice is None:
-            choice = deps.settings.backend
-        if isinstance(choice, str):
-            try:
-                chosen = _build(choice, deps)
-            except BackendUnavailable as exc:
-                raise BackendUnavailable(f"backend {choice!r} was chosen but is unavailable: "
-                                         f"{exc}") from exc
-            _last = Selection(choice, "chosen explicitly", {})
-            return chosen
-        if choice is not None:
-            _last = Selection(getattr(choice, "name", type(choice).__name__), "set as default",
-                              {})
-            return choice
-        skipped: dict[str, str] = {}
-        errors: dict[str, BaseException] = {}
-        for name in PREFERENCE:
-            try:
-                chosen = _build(name, deps)
-            except BackendUnavailable as exc:
-                skipped[name] = str(exc)
-                errors[name] = exc
-                continue
-            for later in PREFERENCE[PREFERENCE.index(name) + 1:]:
-                skipped[later] = f"not needed: {name} comes first and works"
-            _last = Selection(name, "first working backend in preference order", skipped)
-            return chosen
-        raise AllBackendsFailed("selecting a backend", errors)
+    if deps is not None:
+        return Router(BackendRegistry(deps, custom_backends()), backend or _default.choice
+                      ).primary
+    return default_router().backend_for(backend)
 
 
 def selection(deps: RouterDeps | None = None) -> Selection:
     """Which backend is in use and why the others were skipped (selecting if needed)."""
-    get_backend(deps=deps)
-    assert _last is not None
-    return _last
-
-
-@dataclass(frozen=True)
-class ReadReport:
-    """Which backend answered a read, and why the ones asked before it did not."""
-
-    operation: str
-    backend: str
-    failed: dict[str, str]
-
-
-@dataclass(frozen=True)
-class BackendHealth:
-    name: str
-    ok: bool
-    detail: str
-
-
-_reads = threading.local()
-
-
-def last_read() -> ReadReport | None:
-    """The report of this thread's last read through the module functions."""
-    return getattr(_reads, "report", None)
-
-
-def _name_of(b: Backend) -> str:
-    return getattr(b, "name", type(b).__name__)
-
-
-def _read(op: str, call: Callable[[Backend], _T], backend: Backend | str | None,
-          deps: RouterDeps | None) -> _T:
-    """Run a read on the selected backend, then on the next working ones if it fails.
-
-    Caller mistakes (invalid CIDs, a folder where a file was wanted) are not retried
-    elsewhere: every backend would refuse them alike.
-    """
-    deps = deps or RouterDeps()
-    first = get_backend(deps=deps, backend=backend)
-    name = _name_of(first)
-    try:
-        result = call(first)
-    except (InvalidInput, OperationCancelled):
-        raise
-    except IpfsMcpError as exc:
-        if not deps.settings.read_fallback:
-            raise
-        failure: BaseException = exc
-    else:
-        _reads.report = ReadReport(op, name, {})
-        return result
-    errors: dict[str, BaseException] = {name: failure}
-    for other in [n for n in known_backends() if n != name]:
-        try:
-            with _state_lock:
-                candidate = _build(other, deps)
-        except (BackendUnavailable, InvalidInput):
-            continue  # not working here: not a candidate (selection() says why)
-        try:
-            result = call(candidate)
-        except (InvalidInput, OperationCancelled):
-            raise
-        except IpfsMcpError as exc:
-            errors[other] = exc
-            continue
-        _reads.report = ReadReport(op, other, {k: str(v) for k, v in errors.items()})
-        log.info("%s answered by %s after %s", op, other,
-                 "; ".join(f"{k}: {v}" for k, v in errors.items()))
-        return result
-    if len(errors) == 1:
-        raise failure
-    raise AllBackendsFailed(op, errors)
-
-
-def _write(op: str, call: Callable[[Backend], _T], backend: Backend | str | None) -> _T:
-    chosen = get_backend(backend=backend)
-    try:
-        return call(chosen)
-    except BackendUnavailable as exc:
-        raise BackendUnavailable(f"{op} failed on {_name_of(chosen)} and was not tried on any "
-                                 f"other backend (writes never switch): {exc}") from exc
+    if deps is not None:
+        return Router(BackendRegistry(deps, custom_backends()), _default.choice).selection()
+    return default_router().selection()
 
 
 def backend_health(deps: RouterDeps | None = None) -> list[BackendHealth]:
-    """Every known backend, probed now: works, or why not. Unlike :func:`selection`, this
-    also asks backends that come after the selected one (for the health resource)."""
-    deps = deps or RouterDeps()
-    out = []
-    for name in known_backends():
-        try:
-            with _state_lock:
-                backend = _build(name, deps)
-            check = getattr(backend, "health", None)
-            detail = check() if callable(check) else "built and probed"
-            out.append(BackendHealth(name, True, str(detail)))
-        except (BackendUnavailable, InvalidInput) as exc:
-            out.append(BackendHealth(name, False, str(exc)))
-    return out
+    """Every known backend, probed now: works, or why not."""
+    if deps is not None:
+        return Router(BackendRegistry(deps, custom_backends())).backend_health()
+    return default_router().backend_health()
+
+
+def last_read() -> ReadReport | None:
+    """The report of this thread's last read through the seed functions."""
+    return default_router().last_read()
 
 
 def reset() -> None:
-    """Back to a fresh process: forget cached instances, the default and custom
-    registrations (tests, or after changing settings)."""
-    global _default, _last
-    with _state_lock:
-        _cache.clear()
-        _registry.clear()
-        _default = None
-        _last = None
+    """Back to a fresh process: close and forget the default Router, the default choice
+    and custom registrations (tests, or after changing settings)."""
+    with _default.lock:
+        current, _default.router = _default.router, None
+        _default.custom.clear()
+        _default.choice = None
+    if current is not None:
+        current.close()
 
 
-# -- the seed API --------------------------------------------------------------------------
+def _target(backend: Backend | str | None, deps: RouterDeps | None = None) -> Router:
+    """The Router a seed call runs on: the default one, or one over the same registry with
+    another choice (``backend=``), or one built from ``deps``."""
+    if deps is not None:
+        return Router(BackendRegistry(deps, custom_backends()), backend or _default.choice)
+    router = default_router()
+    return router if backend is None else Router(router.registry, backend)
+
+
 def add_bytes(data: bytes, *, pin: bool = True, backend: Backend | str | None = None) -> str:
-    return _write("add_bytes", lambda b: b.add_bytes(data, pin=pin), backend)
+    return _target(backend).add_bytes(data, pin=pin)
 
 
 def cat(cid: str, *, backend: Backend | str | None = None,
         deps: RouterDeps | None = None) -> bytes:
-    return _read("cat", lambda b: b.cat(cid), backend, deps)
+    return _target(backend, deps).cat(cid)
 
 
 def pin(cid: str, *, backend: Backend | str | None = None) -> None:
-    _write("pin", lambda b: b.pin(cid), backend)
+    _target(backend).pin(cid)
 
 
 def unpin(cid: str, *, backend: Backend | str | None = None) -> None:
-    _write("unpin", lambda b: b.unpin(cid), backend)
+    _target(backend).unpin(cid)
 
 
 def block_put(data: bytes, *, codec: str = "raw", backend: Backend | str | None = None) -> str:
-    return _write("block_put", lambda b: b.block_put(data, codec=codec), backend)
+    return _target(backend).block_put(data, codec=codec)
 
 
 def block_get(cid: str, *, backend: Backend | str | None = None,
               deps: RouterDeps | None = None) -> bytes:
-    return _read("block_get", lambda b: b.block_get(cid), backend, deps)
+    return _target(backend, deps).block_get(cid)
 
 
 def add_path(path: str | Path, *, recursive: bool = True, pin: bool = True,
              backend: Backend | str | None = None) -> str:
     from .cids import cid_str
 
-    result = _write("add_path", lambda b: b.add_path(path, recursive=recursive, pin=pin),
-                    backend)
-    return cid_str(result.root)
+    return cid_str(_target(backend).add_path(path, recursive=recursive, pin=pin).root)
 
 
 def get_to_path(cid: str, *, output_path: str | Path,
                 backend: Backend | str | None = None, deps: RouterDeps | None = None) -> Entry:
-    return _read("get_to_path", lambda b: b.get_to_path(cid, output_path=output_path), backend,
-                 deps)
+    return _target(backend, deps).get_to_path(cid, output_path=output_path)
 
 
 def ls(cid: str, *, backend: Backend | str | None = None,
        deps: RouterDeps | None = None) -> list[Entry]:
-    return _read("ls", lambda b: b.ls(cid), backend, deps)
+    return _target(backend, deps).ls(cid)
 
 
 def dag_export(cid: str, *, backend: Backend | str | None = None) -> bytes:
-    data = get_backend(backend=backend).dag_export(cid)
+    data = _target(backend).dag_export(cid)
     assert data is not None
     return data
+
+
+__all__ = [
+    "PREFERENCE", "BUILTIN", "BackendFactory", "BackendHealth", "BackendRegistry", "ReadReport",
+    "Router", "RouterDeps", "Selection", "add_bytes", "add_path", "backend_health", "block_get",
+    "block_put", "cat", "custom_backends", "dag_export", "default_router", "get_backend",
+    "get_to_path", "known_backends", "last_read", "ls", "pin", "reset", "selection",
+    "set_default_ipfs_backend", "unpin", "register_ipfs_backend",
+]

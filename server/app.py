@@ -309,12 +309,13 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
         state = _state(ctx)
         with tool_errors(state, "store_model"):
             result = await content.store_model(
-                state.backend, source, roots=_roots(state, client_roots), pin=pin,
+                state.router, source, roots=_roots(state, client_roots),
+                hub_cache=settings.backend.hf_hub_cache, pin=pin,
                 cid_version=cid_version, raw_leaves=raw_leaves, progress=_progress(ctx))
             if announce:
                 result.announced, result.announce_note = await network.announce_quietly(
-                    await state.running_node(), result.root_cid, role=settings.role,
-                    bootstrap=settings.bootstrap, why=state.slot.status)
+                    state.network, result.root_cid, role=settings.role,
+                    why=state.network_why)
             return result
 
     @mcp.tool(title="Fetch a CID", annotations=_writes(destructive=True, open_world=True))
@@ -354,7 +355,8 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
         state = _state(ctx)
         with tool_errors(state, "fetch_cid"):
             result = await content.fetch_cid(
-                state.backend, cid, roots=_roots(state, client_roots), output_path=output_path,
+                state.router, cid, roots=_roots(state, client_roots),
+                hub_cache=settings.backend.hf_hub_cache, output_path=output_path,
                 into_hf_cache=into_hf_cache, hf_revision=hf_revision, offset=offset,
                 length=length, max_inline=inline_max, progress=_progress(ctx),
                 overwrite=overwrite, replace=replace, max_write=settings.backend.max_write)
@@ -371,7 +373,7 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
         here first, fetching missing ones from peers."""
         state = _state(ctx)
         with tool_errors(state, "pin"):
-            return await content.pin(state.backend, cid, recursive=recursive,
+            return await content.pin(state.router, cid, recursive=recursive,
                                      progress=_progress(ctx))
 
     @mcp.tool(title="Unpin a CID", annotations=_writes(destructive=True))
@@ -383,7 +385,7 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
         _confirmed(confirm)
         state = _state(ctx)
         with tool_errors(state, "unpin"):
-            return await content.unpin(state.backend, cid)
+            return await content.unpin(state.router, cid)
 
     @mcp.tool(title="List pins", annotations=_read_only())
     async def list_pins(
@@ -395,7 +397,7 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
         """Pinned content, newest first, with name, size and pin type."""
         state = _state(ctx)
         with tool_errors(state, "list_pins"):
-            return await content.list_pins(state.backend, limit=limit,
+            return await content.list_pins(state.router, limit=limit,
                                            name_contains=name_contains)
 
     @mcp.tool(title="Find providers", annotations=_read_only(open_world=True))
@@ -408,8 +410,8 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
         when they were last seen. Needs the P2P node."""
         state = _state(ctx)
         with tool_errors(state, "find_providers"):
-            return await network.find_providers(await state.running_node(), cid,
-                                                count=count, why=state.slot.status)
+            return await network.find_providers(state.network, cid, count=count,
+                                                why=state.network_why)
 
     @mcp.tool(title="Peer and cache stats", annotations=_read_only())
     async def peer_stats(ctx: Context) -> PeerStatsResult:
@@ -418,8 +420,7 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
         and the backend in use."""
         state = _state(ctx)
         with tool_errors(state, "peer_stats"):
-            return await network.peer_stats(await state.running_node(), state.backend,
-                                            why=state.slot.status)
+            return await network.peer_stats(state.network, state.router, why=state.network_why)
 
     @mcp.tool(title="Add text, bytes or a path", annotations=_writes())
     async def add_content(
@@ -440,7 +441,7 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
         state = _state(ctx)
         with tool_errors(state, "add_content"):
             return await content.add_content(
-                state.backend, roots=_roots(state, client_roots), text=text,
+                state.router, roots=_roots(state, client_roots), text=text,
                 data_base64=data_base64, path=path, name=name, pin=pin,
                 cid_version=cid_version, raw_leaves=raw_leaves, max_inline=add_max,
                 progress=_progress(ctx))
@@ -454,7 +455,7 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
         """The entries of a folder CID (name, CID, kind, size); for a file, the file."""
         state = _state(ctx)
         with tool_errors(state, "ls"):
-            return await content.ls(state.backend, cid, limit=limit)
+            return await content.ls(state.router, cid, limit=limit)
 
     @mcp.tool(title="Connect to a peer", annotations=_writes(open_world=True))
     async def connect_peer(
@@ -465,8 +466,7 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
         """Dial a peer (noise-encrypted) so its content can be fetched from it."""
         state = _state(ctx)
         with tool_errors(state, "connect_peer"):
-            return await network.connect_peer(await state.running_node(), multiaddr,
-                                              why=state.slot.status)
+            return await network.connect_peer(state.network, multiaddr, why=state.network_why)
 
     @mcp.tool(title="Announce a CID", annotations=_writes(open_world=True))
     async def announce(ctx: Context, cid: Annotated[str, Field(
@@ -475,9 +475,8 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
         network, otherwise only to configured peers."""
         state = _state(ctx)
         with tool_errors(state, "announce"):
-            return await network.announce(await state.running_node(), cid,
-                                          role=settings.role, bootstrap=settings.bootstrap,
-                                          why=state.slot.status)
+            return await network.announce(state.network, cid, role=settings.role,
+                                          why=state.network_why)
 
     @mcp.tool(title="Garbage-collect the repo", annotations=_writes(destructive=True))
     async def repo_gc(ctx: Context, confirm: Annotated[Confirm | None, Resolve(_confirm_gc)]
@@ -487,7 +486,7 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
         _confirmed(confirm)
         state = _state(ctx)
         with tool_errors(state, "repo_gc"):
-            return await content.repo_gc(state.backend)
+            return await content.repo_gc(state.router)
 
 
 def _fetch_result(result: FetchResult) -> CallToolResult:
@@ -513,7 +512,7 @@ def _register_resources(mcp: MCPServer[ServerState], runtime: Runtime) -> None:
     async def cached_cids() -> str:
         state = runtime.get()
         try:
-            pins = await content.list_pins(state.backend, limit=_MAX_PINS_RESOURCE)
+            pins = await content.list_pins(state.router, limit=_MAX_PINS_RESOURCE)
         except IpfsMcpError as exc:
             raise _resource_error(exc) from exc
         return pins.model_dump_json()
@@ -524,10 +523,9 @@ def _register_resources(mcp: MCPServer[ServerState], runtime: Runtime) -> None:
                   mime_type="application/json")
     async def node_health() -> str:
         state = runtime.get()
-        report = await health(state.backend, state.selection, state.node,
-                              node_status=state.slot.status, uptime_s=state.uptime,
-                              roots=state.roots, recent_errors=list(state.errors),
-                              deps=state.deps)
+        report = await health(state.router, state.network, node_status=state.node_status,
+                              uptime_s=state.uptime, roots=state.roots,
+                              recent_errors=list(state.errors))
         return report.model_dump_json()
 
     @mcp.resource("ipfs://{cid}", name="ipfs-content", title="IPFS content by CID",
@@ -544,7 +542,8 @@ def _register_resources(mcp: MCPServer[ServerState], runtime: Runtime) -> None:
 
 async def _read_cid(state: ServerState, target: str) -> str:
     try:
-        result = await content.fetch_cid(state.backend, target, roots=state.roots,
+        result = await content.fetch_cid(state.router, target, roots=state.roots,
+                                         hub_cache=state.settings.backend.hf_hub_cache,
                                          max_inline=state.settings.inline_max)
     except IpfsMcpError as exc:
         raise _resource_error(exc) from exc
@@ -604,7 +603,7 @@ def _register_completions(mcp: MCPServer[ServerState], runtime: Runtime) -> None
         prefix = argument.value or ""
         if argument.name in _CID_ARGUMENTS:
             try:
-                pins = await content.list_pins(state.backend, limit=10_000)
+                pins = await content.list_pins(state.router, limit=10_000)
             except BackendUnavailable:
                 return None
             values = [p.cid for p in pins.pins if p.cid.startswith(prefix)]

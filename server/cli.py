@@ -17,10 +17,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ipfs_mcp.backends import router
+from ipfs_mcp.backends import hub, router
 from ipfs_mcp.backends.cids import cid_str
-from ipfs_mcp.backends.errors import IpfsMcpError
+from ipfs_mcp.backends.errors import IpfsMcpError, Unsupported
 from ipfs_mcp.backends.importer import ImportOptions
+from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.router import Router
+from ipfs_mcp.backends.settings import BackendSettings
 from ipfs_mcp.tools.roots import ProtectedFolders, describe_existing
 
 
@@ -49,11 +52,22 @@ def _tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def _hf_backend(backend: Any, what: str) -> Any:
-    if not hasattr(backend, "repo"):
-        raise IpfsMcpError(f"`{what}` works on the embedded hf_cache repo; the backend in use "
-                           f"is {backend.name}")
-    return backend
+def _router() -> Router:
+    """The Router every command works through: the seed API's default one, built from the
+    environment (the same settings the server reads)."""
+    return router.default_router()
+
+
+def _embedded_repo(backend: Router, what: str) -> Repo:
+    """The embedded repo, for the commands that only it can serve.
+
+    Raises:
+        Unsupported: the backend in use keeps no embedded repo.
+    """
+    repo = backend.repo
+    if repo is None:
+        raise Unsupported(backend.name, f"`{what}`", "it works on the embedded hf_cache repo")
+    return repo
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -61,25 +75,22 @@ def cmd_add(args: argparse.Namespace) -> int:
     options = ImportOptions.from_chunker(
         args.chunker, cid_version=args.cid_version, raw_leaves=args.raw_leaves,
         wrap_with_directory=args.wrap_with_directory, hidden=args.hidden)
-    backend = router.get_backend()
+    backend = _router()
     results = []
     for raw_path in args.paths:
         path = Path(raw_path)
         if args.hf:
-            _hf_backend(backend, "add --hf")
             from ipfs_mcp.backends.hf_layout import parse_source
 
             repo_id, revision = parse_source(raw_path)
             with _progress(f"adding {raw_path}", None) as progress:
-                result = backend.add_hf_model(repo_id, revision, pin=args.pin, options=options,
-                                              progress=progress)
-        elif hasattr(backend, "repo"):
+                result = hub.add_model(backend, backend.settings.hf_hub_cache, repo_id,
+                                       revision, pin=args.pin, options=options,
+                                       progress=progress)
+        else:
             with _progress(f"adding {path.name}", _tree_size(path)) as progress:
                 result = backend.add_path(path, recursive=args.recursive, pin=args.pin,
                                           options=options, progress=progress)
-        else:
-            result = backend.add_path(path, recursive=args.recursive, pin=args.pin,
-                                      options=options)
         results.append((raw_path, result))
     for raw_path, result in results:
         if args.json:
@@ -99,40 +110,34 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_cat(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
-    for piece in router.get_backend().cat_stream(args.cid, offset=args.offset,
-                                                 length=args.length):
+    for piece in _router().cat_stream(args.cid, offset=args.offset, length=args.length):
         out.write(piece)
     out.flush()
     return 0
 
 
-def _writable(deps: router.RouterDeps, output: str) -> Path:
+def _writable(settings: BackendSettings, output: str) -> Path:
     """Where a command may write ``output``: anywhere the user can, as with Kubo, except
     inside the hub cache or the repo (only ``into_hf_cache`` and the repo write there).
 
     Raises:
         UnsafePath: it is inside, or resolves into, one of them.
     """
-    protected = ProtectedFolders.of([deps.settings.hf_hub_cache, deps.settings.repo_path])
+    protected = ProtectedFolders.of([settings.hf_hub_cache, settings.repo_path])
     return protected.check(output)
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    deps = router.RouterDeps()
-    backend = router.get_backend(deps=deps)
+    backend = _router()
     output = Path(args.output or args.cid.strip("/").split("/")[-1])
-    dest = _writable(deps, str(output))
+    dest = _writable(backend.settings, str(output))
     # Kubo's `get -o` replaces what is there; a person asked for it, but is told.
     replaced = describe_existing(dest)
-    max_bytes = args.max_write_bytes or deps.settings.max_write
-    if hasattr(backend, "repo"):
-        entry = backend.stat(args.cid)
-        with _progress(f"saving {output}", entry.size or None) as progress:
-            entry = backend.get_to_path(args.cid, output_path=dest, overwrite=True,
-                                        max_bytes=max_bytes, progress=progress)
-    else:
+    max_bytes = args.max_write_bytes or backend.settings.max_write
+    entry = backend.stat(args.cid)
+    with _progress(f"saving {output}", entry.size or None) as progress:
         entry = backend.get_to_path(args.cid, output_path=dest, overwrite=True,
-                                    max_bytes=max_bytes)
+                                    max_bytes=max_bytes, progress=progress)
     if replaced:
         print(f"replaced {replaced} at {dest}", file=sys.stderr)
     if args.json:
@@ -144,7 +149,7 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    entries = router.get_backend().ls(args.cid)
+    entries = _router().ls(args.cid)
     if args.json:
         _print_json([{"name": e.name, "cid": cid_str(e.cid), "size": e.size, "kind": e.kind}
                      for e in entries])
@@ -155,7 +160,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_pin(args: argparse.Namespace) -> int:
-    backend = router.get_backend()
+    backend = _router()
     if args.pin_cmd == "add":
         for cid in args.cids:
             backend.pin(cid, recursive=args.recursive)
@@ -165,7 +170,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
             backend.unpin(cid)
             print(f"unpinned {cid}")
     else:
-        pins = list(_hf_backend(backend, "pin ls").repo.pins)
+        pins = backend.pins()
         if args.json:
             _print_json([{"cid": cid_str(p.cid), "type": p.type, "name": p.name,
                           "size": p.size} for p in pins])
@@ -176,7 +181,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
 
 
 def cmd_block(args: argparse.Namespace) -> int:
-    backend = router.get_backend()
+    backend = _router()
     if args.block_cmd == "put":
         data = Path(args.file).read_bytes() if args.file else sys.stdin.buffer.read()
         print(backend.block_put(data, codec=args.codec))
@@ -187,20 +192,18 @@ def cmd_block(args: argparse.Namespace) -> int:
 
 
 def cmd_dag(args: argparse.Namespace) -> int:
-    deps = router.RouterDeps()
-    backend = router.get_backend(deps=deps)
+    backend = _router()
     if args.dag_cmd == "export":
         if args.output:
-            backend.dag_export(args.cid, _writable(deps, args.output))
+            backend.dag_export(args.cid, _writable(backend.settings, args.output))
         else:
             if sys.stdout.isatty():
                 raise IpfsMcpError("refusing to write a CAR to a terminal; use -o FILE")
-            _hf_backend(backend, "dag export").dag_export(args.cid, sys.stdout.buffer)
+            backend.dag_export(args.cid, sys.stdout.buffer)
         return 0
-    hf = _hf_backend(backend, "dag import")
     for name in args.files:
         with open(name, "rb") as stream:
-            report = hf.dag_import(stream, pin_roots=args.pin_roots)
+            report = backend.dag_import(stream, pin_roots=args.pin_roots)
         if args.json:
             _print_json({"file": name, "roots": [cid_str(r) for r in report.roots],
                          "blocks": report.blocks, "bytes": report.bytes})
@@ -212,7 +215,7 @@ def cmd_dag(args: argparse.Namespace) -> int:
 
 
 def cmd_repo(args: argparse.Namespace) -> int:
-    repo = _hf_backend(router.get_backend(), f"repo {args.repo_cmd}").repo
+    repo = _embedded_repo(_router(), f"repo {args.repo_cmd}")
     if args.repo_cmd == "stat":
         stat = repo.stat()
         if args.json:
@@ -251,7 +254,7 @@ def cmd_repo(args: argparse.Namespace) -> int:
 
 
 def cmd_backend(args: argparse.Namespace) -> int:
-    sel = router.selection()
+    sel = _router().selection()
     if args.json:
         _print_json(sel.__dict__)
     else:

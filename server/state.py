@@ -1,11 +1,17 @@
-"""The server's lifespan: settings, backend, router selection and P2P node, built once.
+"""The server's lifespan: settings, the Router, and the node, built once.
 
 Everything a tool needs lives in one :class:`ServerState`, reached through the request
 context (``ctx.request_context.lifespan_context``). Static resources and completions get no
 request context from the SDK, so the lifespan also publishes the state on a
 :class:`Runtime` that the server object holds.
 
-The P2P node starts in the background (importing libp2p alone takes most of a second), so
+* ``state.router`` is the :class:`~ipfs_mcp.backends.router.Router`: the selected backend
+  with read fallback to the other working ones; every tool goes through it.
+* ``state.network`` is the node the network tools speak for. Where the backend runs its own
+  node (Kubo), that is the backend's ``network`` and no P2P node of ours starts. Beside
+  the embedded repo it is our py-libp2p node (:class:`~.node_network.NodeNetwork`).
+
+Our P2P node starts in the background (importing libp2p alone takes most of a second), so
 the server answers ``initialize`` without waiting for it. Until it is up, the node's place
 is held by a :class:`NodeSlot`: the router gets the slot as its block fetcher, and tools
 that need the node wait for it, bounded.
@@ -19,21 +25,31 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 from multiformats import CID
 
-from ipfs_mcp.backends import router
 from ipfs_mcp.backends.cids import cid_str
-from ipfs_mcp.backends.errors import BackendUnavailable, BlockNotFound, IpfsMcpError
-from ipfs_mcp.backends.router import RouterDeps, Selection
-from ipfs_mcp.tools.network import P2PNode
+from ipfs_mcp.backends.errors import (
+    BackendUnavailable,
+    BlockNotFound,
+    IpfsMcpError,
+    OperationCancelled,
+)
+from ipfs_mcp.backends.network import Network
+from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.router import Router, Selection, custom_backends
 from ipfs_mcp.tools.roots import AllowedRoots
 
 from .config import ServerSettings
+from .node_network import NodeNetwork
+
+if TYPE_CHECKING:
+    from ipfs_mcp.p2p.node import NodeFetcher, P2PNode
 
 log = logging.getLogger("ipfs_mcp.server")
 
@@ -66,45 +82,53 @@ class NodeSlot:
             await self._settled_async.wait()
         return self.node
 
-    def _node_for_fetch(self, cid: CID) -> Any:
+    def _node_for_fetch(self, cid: CID) -> NodeFetcher:
         self._settled.wait(NODE_START_TIMEOUT)
         node = self.node
         if node is None:
             raise BlockNotFound(cid_str(cid), f"the local blockstore (no peer was asked: the "
                                               f"P2P node is {self.status})")
-        return node.fetcher()  # type: ignore[attr-defined]
+        return node.fetcher()
 
-    def fetch_block(self, cid: CID) -> bytes:
-        """Raises: BlockNotFound: not local and no peer had it (or no node to ask)."""
-        return self._node_for_fetch(cid).fetch_block(cid)  # type: ignore[no-any-return]
+    def fetch_block(self, cid: CID, cancel: threading.Event | None = None) -> bytes:
+        """Raises: BlockNotFound: not local and no peer had it (or no node to ask);
+        OperationCancelled: ``cancel`` was set (the node stopped asking)."""
+        try:
+            return self._node_for_fetch(cid).fetch_block(cid, cancel)
+        except CancelledError as exc:
+            raise OperationCancelled(f"fetching {cid_str(cid)} was cancelled") from exc
 
-    def fetch_dag(self, root: CID) -> None:
-        """Raises: BlockNotFound: some block could not be found anywhere."""
-        self._node_for_fetch(root).fetch_dag(root)
+    def fetch_dag(self, root: CID, cancel: threading.Event | None = None) -> None:
+        """Raises: BlockNotFound: some block could not be found anywhere;
+        OperationCancelled: ``cancel`` was set (the node stopped asking)."""
+        try:
+            self._node_for_fetch(root).fetch_dag(root, cancel)
+        except CancelledError as exc:
+            raise OperationCancelled(f"fetching {cid_str(root)} was cancelled") from exc
 
 
 @dataclass
 class ServerState:
     settings: ServerSettings
-    backend: Any
-    selection: Selection
+    router: Router
     roots: AllowedRoots
+    network: Network | None  # the node the network tools speak for (ours, or Kubo)
+    network_why: str  # why there is no network, when there is none
     slot: NodeSlot = field(default_factory=NodeSlot)
-    deps: RouterDeps | None = None  # what the backends were built from (health probes)
     started: float = field(default_factory=time.monotonic)
     errors: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_ERRORS))
+
+    @property
+    def selection(self) -> Selection:
+        return self.router.selection()
 
     @property
     def uptime(self) -> float:
         return time.monotonic() - self.started
 
     @property
-    def node(self) -> P2PNode | None:
-        return self.slot.node
-
-    async def running_node(self) -> P2PNode | None:
-        """The node, waiting (bounded) if it is still starting; None if it is not running."""
-        return await self.slot.wait()
+    def node_status(self) -> str:
+        return self.network.status() if self.network is not None else self.network_why
 
     def note_error(self, tool: str, message: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -131,7 +155,7 @@ def _node_config(settings: ServerSettings) -> Any:
                       bootstrap=settings.bootstrap)
 
 
-async def run_node(settings: ServerSettings, repo: Any, slot: NodeSlot) -> None:
+async def run_node(settings: ServerSettings, repo: Repo, slot: NodeSlot) -> None:
     """Run the P2P node until cancelled, publishing it in ``slot``.
 
     A node the user asked for (``--listen``/``--bootstrap``) that cannot start stops the
@@ -171,28 +195,42 @@ async def run_node(settings: ServerSettings, repo: Any, slot: NodeSlot) -> None:
 @contextlib.asynccontextmanager
 async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = None
                          ) -> AsyncIterator[ServerState]:
-    """Select the backend (with the node slot as its fetcher), start the node, yield."""
+    """Build the Router (with the node slot as its fetcher), pick the node, start ours if
+    it is the node, yield; on exit stop the node and close every backend."""
     slot = NodeSlot()
-    deps = RouterDeps(settings=settings.backend, fetcher=slot)
-    backend = await anyio.to_thread.run_sync(lambda: router.get_backend(deps=deps))
-    selection = router.selection(deps)
-    hub = getattr(backend, "hub_cache", None) or settings.backend.hf_hub_cache
-    roots = AllowedRoots.of([*settings.allow_roots, hub])
-    state = ServerState(settings=settings, backend=backend, selection=selection, roots=roots,
-                        slot=slot, deps=deps)
+    router = Router.from_settings(settings.backend, fetcher=slot, custom=custom_backends())
+    try:
+        selection = await anyio.to_thread.run_sync(router.selection)
+    except BaseException:
+        router.close()
+        raise
+    roots = AllowedRoots.for_server(settings.allow_roots, hub_cache=settings.backend.hf_hub_cache,
+                                    repo=settings.backend.repo_path)
+    repo = router.repo
+    network: Network | None = router.network
+    why = ""
+    if network is not None:
+        slot.settle(None, f"not started: {network.name} is the node")
+    elif repo is not None:
+        network = NodeNetwork(slot, bootstrap=settings.bootstrap)
+    else:
+        why = (f"backend {selection.backend} has no node of its own and no embedded repo "
+               "for ours to serve")
+        slot.settle(None, why)
+    state = ServerState(settings=settings, router=router, roots=roots, network=network,
+                        network_why=why, slot=slot)
     log.info("backend %s (%s); %s", selection.backend, selection.reason, roots.describe())
-    repo = getattr(backend, "repo", None)
-    if repo is None:
-        from ipfs_mcp.backends.repo import Repo
-
-        repo = await anyio.to_thread.run_sync(Repo, settings.backend.repo_path)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run_node, settings, repo, slot)
-        if runtime is not None:
-            runtime.state = state
-        try:
-            yield state
-        finally:
-            if runtime is not None and runtime.state is state:
-                runtime.state = None
-            tg.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tg:
+            if repo is not None and router.network is None:
+                tg.start_soon(run_node, settings, repo, slot)
+            if runtime is not None:
+                runtime.state = state
+            try:
+                yield state
+            finally:
+                if runtime is not None and runtime.state is state:
+                    runtime.state = None
+                tg.cancel_scope.cancel()
+    finally:
+        await anyio.to_thread.run_sync(router.close)

@@ -1,9 +1,11 @@
 """Content tools: store, add, fetch, list, pin, unpin and collect garbage.
 
-Plain async functions over a backend (and, for announcing, the P2P node). Blocking work
-runs in a worker thread through :func:`run_blocking`; every error is one of the project's
-(``InvalidCID``, ``NotFound``, ``UnsafePath``, ``TooLarge``, ``BackendUnavailable``...),
-raised, never returned. The server turns them into tool error results.
+Plain async functions over a :class:`~ipfs_mcp.backends.backend.Backend` (the server passes
+its Router, so reads fall back and say which backend answered). Blocking work runs in a
+worker thread through :func:`run_blocking`; every error is one of the project's
+(``InvalidCID``, ``NotFound``, ``UnsafePath``, ``TooLarge``, ``Unsupported``...), raised,
+never returned. The server turns them into tool error results. Optional powers (the
+embedded repo's GC) are the backend's typed attributes, tested with ``is None``.
 """
 
 from __future__ import annotations
@@ -13,19 +15,19 @@ import binascii
 import io
 import os
 from pathlib import Path
-from typing import Any
 
-from ipfs_mcp.backends import hf_layout
+from ipfs_mcp.backends import hf_layout, hub
+from ipfs_mcp.backends.backend import Backend
 from ipfs_mcp.backends.cids import cid_str, parse_cid
 from ipfs_mcp.backends.errors import (
-    BackendUnavailable,
     InvalidInput,
     NotFound,
     TooLarge,
+    Unsupported,
 )
 from ipfs_mcp.backends.exporter import Entry
 from ipfs_mcp.backends.hf_cache import split_path
-from ipfs_mcp.backends.importer import ImportOptions
+from ipfs_mcp.backends.importer import ImportOptions, ImportResult
 
 from .models import (
     AddResult,
@@ -47,36 +49,9 @@ MAX_LISTED_FILES = 1000  # entries returned by store_model / ls; the rest is sum
 _PATH_PREFIXES = ("/", "~", "./", "../", ".\\")
 
 
-def _embedded(backend: Any, what: str) -> Any:
-    """The backend, if it is the embedded repo; other backends cannot do ``what``."""
-    if not hasattr(backend, "repo"):
-        raise BackendUnavailable(
-            f"{what} needs the embedded hf_cache backend, but the backend in use is "
-            f"{getattr(backend, 'name', type(backend).__name__)}; unset IPFS_BACKEND or set "
-            "IPFS_BACKEND=hf_cache")
-    return backend
-
-
-def _stat(backend: Any, cid: str) -> Entry:
-    """What ``cid[/path]`` is. On the embedded repo this resolves with one parse and
-    reads only the blocks on the path (a miss fetches single blocks, not the whole DAG)."""
-    if hasattr(backend, "exporter"):
-        root, path = split_path(cid)
-        exporter = backend.exporter()
-        return exporter.stat(exporter.resolve(root, path) if path else root)  # type: ignore[no-any-return]
-    if hasattr(backend, "stat"):
-        return backend.stat(cid)  # type: ignore[no-any-return]
-    entries = backend.ls(cid)
-    if len(entries) == 1 and entries[0].kind != "directory" and not entries[0].name:
-        return entries[0]  # type: ignore[no-any-return]
-    return Entry(split_path(cid)[0], "directory", 0)
-
-
-def _read(backend: Any, cid: str, entry: Entry, offset: int, length: int) -> bytes:
-    if hasattr(backend, "exporter"):
-        # The resolved CID from _stat: no second parse or path walk.
-        return backend.exporter(whole_dag=True).read(entry.cid, offset, length)  # type: ignore[no-any-return]
-    return backend.cat(cid, offset=offset, length=length)  # type: ignore[no-any-return]
+def _read(backend: Backend, entry: Entry, offset: int, length: int) -> bytes:
+    # The CID resolved by the stat: no second parse or path walk.
+    return backend.cat(cid_str(entry.cid), offset=offset, length=length)
 
 
 def _check_cid(value: str) -> str:
@@ -107,8 +82,9 @@ def _looks_like_path(source: str) -> bool:
 
 
 # -- store_model / add_content ---------------------------------------------------------------
-async def store_model(backend: Any, source: str, *, roots: AllowedRoots, pin: bool = True,
-                      cid_version: int = 0, raw_leaves: bool | None = None,
+async def store_model(backend: Backend, source: str, *, roots: AllowedRoots,
+                      hub_cache: Path, pin: bool = True, cid_version: int = 0,
+                      raw_leaves: bool | None = None,
                       progress: Progress | None = None) -> StoreResult:
     """Add a cached HuggingFace model (``org/name[@revision]``) or a local file or folder.
 
@@ -118,29 +94,24 @@ async def store_model(backend: Any, source: str, *, roots: AllowedRoots, pin: bo
     Raises:
         NotFound: neither a cached model nor an existing path.
         UnsafePath: a local path outside the allowed roots.
-        BackendUnavailable: the backend in use cannot import from the hub cache.
     """
     options = _options(cid_version, raw_leaves)
     source = source.strip()
     progress = progress or Progress()
     progress.message = f"storing {source}"
-    hub_cache = getattr(backend, "hub_cache", None)
 
-    def add_local(path: Path) -> Any:
+    def add_local(path: Path) -> ImportResult:
         progress.total = _tree_size(path)
-        if hasattr(backend, "repo"):
-            return backend.add_path(path, pin=pin, options=options, name=source,
-                                    progress=progress)
-        return backend.add_path(path, pin=pin, options=options)
+        return backend.add_path(path, pin=pin, options=options, name=source,
+                                progress=progress)
 
-    def work() -> Any:
+    def work() -> ImportResult:
         if _looks_like_path(source):
             return add_local(roots.check_read(source))
         try:
             repo_id, revision = hf_layout.parse_source(source)
         except InvalidInput:
             return add_local(roots.check_read(source))
-        hf = _embedded(backend, "storing a model from the HuggingFace cache")
         try:
             snapshot = hf_layout.snapshot_path(hub_cache, repo_id, revision)
         except NotFound:
@@ -149,7 +120,8 @@ async def store_model(backend: Any, source: str, *, roots: AllowedRoots, pin: bo
                 return add_local(roots.check_read(source))
             raise
         progress.total = _tree_size(snapshot)
-        return hf.add_hf_model(repo_id, revision, pin=pin, options=options, progress=progress)
+        return hub.add_model(backend, hub_cache, repo_id, revision, pin=pin, options=options,
+                             progress=progress)
 
     result = await run_blocking(work, progress)
     root = cid_str(result.root)
@@ -160,10 +132,10 @@ async def store_model(backend: Any, source: str, *, roots: AllowedRoots, pin: bo
         source=source, root_cid=root, total_size=result.size, file_count=files,
         files=entries[:MAX_LISTED_FILES], truncated=len(entries) > MAX_LISTED_FILES,
         pinned=pin, announced=False, announce_note="not asked to announce",
-        backend=getattr(backend, "name", "?"), resource_uri=f"ipfs://{root}")
+        backend=backend.name, resource_uri=f"ipfs://{root}")
 
 
-async def add_content(backend: Any, *, roots: AllowedRoots, text: str | None = None,
+async def add_content(backend: Backend, *, roots: AllowedRoots, text: str | None = None,
                       data_base64: str | None = None, path: str | None = None,
                       name: str = "", pin: bool = True, cid_version: int = 0,
                       raw_leaves: bool | None = None, max_inline: int,
@@ -179,18 +151,16 @@ async def add_content(backend: Any, *, roots: AllowedRoots, text: str | None = N
     if sum(given) != 1:
         raise InvalidInput("pass exactly one of text, data_base64 or path")
     options = _options(cid_version, raw_leaves)
-    name_ = getattr(backend, "name", "?")
+    name_ = backend.name
     if path is not None:
         progress = progress or Progress()
         progress.message = f"adding {path}"
 
-        def add_path() -> Any:
+        def add_path() -> ImportResult:
             real = roots.check_read(path)
             progress.total = _tree_size(real)
-            if hasattr(backend, "repo"):
-                return backend.add_path(real, pin=pin, options=options,
-                                        name=name or real.name, progress=progress)
-            return backend.add_path(real, pin=pin, options=options)
+            return backend.add_path(real, pin=pin, options=options, name=name or real.name,
+                                    progress=progress)
 
         result = await run_blocking(add_path, progress)
         root = cid_str(result.root)
@@ -214,10 +184,7 @@ async def add_content(backend: Any, *, roots: AllowedRoots, text: str | None = N
         raise TooLarge(_inline_add_too_large(max_inline, len(data)))
 
     def add_bytes() -> str:
-        if hasattr(backend, "add_stream"):
-            return cid_str(backend.add_stream(io.BytesIO(data), pin=pin, name=name,
-                                              options=options))
-        return backend.add_bytes(data, pin=pin, options=options)  # type: ignore[no-any-return]
+        return backend.add_stream(io.BytesIO(data), pin=pin, name=name, options=options)
 
     cid = await run_blocking(add_bytes)
     return AddResult(cid=cid, kind="file", size=len(data), pinned=pin, name=name,
@@ -244,7 +211,7 @@ def _decodecid_str(data: bytes) -> tuple[str, int] | None:
     return None
 
 
-async def fetch_cid(backend: Any, cid: str, *, roots: AllowedRoots,
+async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cache: Path,
                     output_path: str | None = None, into_hf_cache: str | None = None,
                     hf_revision: str = "main", offset: int = 0, length: int | None = None,
                     max_inline: int, progress: Progress | None = None,
@@ -280,13 +247,10 @@ async def fetch_cid(backend: Any, cid: str, *, roots: AllowedRoots,
         def write() -> tuple[Entry, Path, Path | None]:
             dest = roots.check_write(output_path, overwrite=overwrite)
             replaced = roots.would_replace(dest) if overwrite else None
-            entry = _stat(backend, target)
+            entry = backend.stat(target)
             progress.total = entry.size if entry.kind == "file" else None
-            if hasattr(backend, "repo"):
-                return backend.get_to_path(target, output_path=dest, overwrite=overwrite,
-                                           max_bytes=max_write, progress=progress), dest, replaced
             return backend.get_to_path(target, output_path=dest, overwrite=overwrite,
-                                       max_bytes=max_write), dest, replaced
+                                       max_bytes=max_write, progress=progress), dest, replaced
 
         entry, dest, replaced = await run_blocking(write, progress)
         return FetchResult(cid=target, resolved_cid=cid_str(entry.cid), kind=entry.kind,
@@ -294,14 +258,14 @@ async def fetch_cid(backend: Any, cid: str, *, roots: AllowedRoots,
                            replaced=str(replaced) if replaced else None, resource_uri=uri)
 
     if into_hf_cache is not None:
-        hf = _embedded(backend, "writing into the HuggingFace cache")
         hf_layout.parse_source(into_hf_cache)
 
-        def export() -> tuple[Entry, Any]:
-            entry = _stat(hf, target)
+        def export() -> tuple[Entry, hf_layout.HFWriteResult]:
+            entry = backend.stat(target)
             progress.check()
-            return entry, hf.export_to_hf(target, into_hf_cache, revision=hf_revision,
-                                          replace=replace, max_bytes=max_write)
+            return entry, hub.export_model(backend, hub_cache, target, into_hf_cache,
+                                           revision=hf_revision, replace=replace,
+                                           max_bytes=max_write)
 
         entry, written = await run_blocking(export, progress)
         return FetchResult(
@@ -313,9 +277,9 @@ async def fetch_cid(backend: Any, cid: str, *, roots: AllowedRoots,
                  f"revision={written.revision!r}, local_files_only=True)")
 
     def read() -> FetchResult:
-        entry = _stat(backend, target)
+        entry = backend.stat(target)
         if entry.kind == "directory":
-            listing = backend.ls(target)
+            listing = backend.ls(cid_str(entry.cid))
             entries = [LsEntry(name=e.name, cid=cid_str(e.cid), kind=e.kind, size=e.size)
                        for e in listing[:MAX_LISTED_FILES]]
             return FetchResult(
@@ -334,7 +298,7 @@ async def fetch_cid(backend: Any, cid: str, *, roots: AllowedRoots,
                 delivery="resource_link", offset=start, resource_uri=uri, eof=False,
                 hint=f"{want} bytes is over the inline cap of {max_inline}; page with "
                      f"offset/length (at most {max_inline} bytes each), or pass output_path")
-        data = _read(backend, target, entry, start, want)
+        data = _read(backend, entry, start, want)
         decoded = _decodecid_str(data)
         if decoded is not None:
             text, used = decoded
@@ -349,7 +313,7 @@ async def fetch_cid(backend: Any, cid: str, *, roots: AllowedRoots,
     return await run_blocking(read)
 
 
-async def ls(backend: Any, cid: str, *, limit: int = MAX_LISTED_FILES) -> LsResult:
+async def ls(backend: Backend, cid: str, *, limit: int = MAX_LISTED_FILES) -> LsResult:
     """The entries of a folder (or the file itself).
 
     Raises:
@@ -358,8 +322,8 @@ async def ls(backend: Any, cid: str, *, limit: int = MAX_LISTED_FILES) -> LsResu
     target = _check_cid(cid)
 
     def work() -> LsResult:
-        entry = _stat(backend, target)
-        listing = backend.ls(target) if entry.kind == "directory" else [entry]
+        entry = backend.stat(target)
+        listing = backend.ls(cid_str(entry.cid)) if entry.kind == "directory" else [entry]
         entries = [LsEntry(name=e.name, cid=cid_str(e.cid), kind=e.kind, size=e.size)
                    for e in listing[:max(limit, 0)]]
         return LsResult(cid=target, resolved_cid=cid_str(entry.cid), kind=entry.kind,
@@ -369,7 +333,7 @@ async def ls(backend: Any, cid: str, *, limit: int = MAX_LISTED_FILES) -> LsResu
 
 
 # -- pins and GC -----------------------------------------------------------------------------
-async def pin(backend: Any, cid: str, *, recursive: bool = True,
+async def pin(backend: Backend, cid: str, *, recursive: bool = True, name: str = "",
               progress: Progress | None = None) -> PinResult:
     """Pin ``cid[/path]``: a recursive pin first makes sure every block is present,
     fetching missing ones from peers when the node runs.
@@ -380,45 +344,29 @@ async def pin(backend: Any, cid: str, *, recursive: bool = True,
     target = _check_cid(cid)
 
     def work() -> PinResult:
-        backend.pin(target, recursive=recursive)
-        size = None
-        if hasattr(backend, "repo"):
-            found = backend.repo.pins.get(backend.stat(target).cid)
-            size = found.size if found else None
-        return PinResult(cid=target, pinned=True, recursive=recursive, size=size)
+        pinned = backend.pin(target, recursive=recursive, name=name, progress=progress)
+        return PinResult(cid=target, pinned=True, recursive=recursive, size=pinned.size)
 
     return await run_blocking(work, progress)
 
 
-async def unpin(backend: Any, cid: str) -> UnpinResult:
+async def unpin(backend: Backend, cid: str) -> UnpinResult:
     """Remove the pins of ``cid`` (its blocks go at the next ``repo_gc``).
 
     Raises:
         InvalidCID, PinNotFound.
     """
-    parsed = parse_cid(cid)
-
-    def work() -> UnpinResult:
-        if hasattr(backend, "repo"):
-            removed = backend.repo.unpin(parsed)
-        else:
-            backend.unpin(cid_str(parsed))
-            removed = ["recursive"]
-        return UnpinResult(cid=cid_str(parsed), removed=list(removed))
-
-    return await run_blocking(work)
+    parsed = cid_str(parse_cid(cid))
+    removed = await run_blocking(lambda: backend.unpin(parsed))
+    return UnpinResult(cid=parsed, removed=list(removed))
 
 
-async def list_pins(backend: Any, *, limit: int = 200, name_contains: str = "") -> PinList:
-    """Pinned roots, newest first (bounded by ``limit``).
-
-    Raises:
-        BackendUnavailable: the backend in use does not keep its pins in the embedded repo.
-    """
-    hf = _embedded(backend, "listing pins")
+async def list_pins(backend: Backend, *, limit: int = 200, name_contains: str = "") -> PinList:
+    """Pinned roots (recursive and direct), newest first where the backend records when,
+    bounded by ``limit``."""
 
     def work() -> PinList:
-        pins = [p for p in hf.repo.pins if name_contains.lower() in p.name.lower()]
+        pins = [p for p in backend.pins() if name_contains.lower() in p.name.lower()]
         pins.sort(key=lambda p: p.created, reverse=True)
         shown = [PinInfo(cid=cid_str(p.cid), type=p.type, name=p.name, size=p.size,
                          created=p.created) for p in pins[:max(limit, 0)]]
@@ -427,13 +375,16 @@ async def list_pins(backend: Any, *, limit: int = 200, name_contains: str = "") 
     return await run_blocking(work)
 
 
-async def repo_gc(backend: Any) -> GCResult:
+async def repo_gc(backend: Backend) -> GCResult:
     """Delete every block not reachable from a pin.
 
     Raises:
-        BackendUnavailable: not the embedded repo.
+        Unsupported: the backend keeps no embedded repo (Kubo collects its own garbage).
     """
-    hf = _embedded(backend, "garbage collection")
-    report = await run_blocking(hf.repo.gc)
+    repo = backend.repo
+    if repo is None:
+        raise Unsupported(backend.name, "repo_gc", "its node collects its own garbage, e.g. "
+                                                   "`ipfs repo gc` on the Kubo node")
+    report = await run_blocking(repo.gc)
     return GCResult(removed_blocks=report.removed, freed_bytes=report.freed,
                     kept_blocks=report.kept, missing_pinned=list(report.missing))

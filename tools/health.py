@@ -3,29 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from ipfs_mcp.backends.errors import IpfsMcpError
-from ipfs_mcp.backends.router import RouterDeps, Selection, backend_health
+from ipfs_mcp.backends.network import Network
+from ipfs_mcp.backends.router import Router
 
 from .models import BackendChoice, BackendStatus, Health, RepoInfo, RepoIntegrity
-from .network import P2PNode, cache_counters
+from .network import cache_counters
 from .progress import run_blocking
 from .roots import AllowedRoots
 
 
-async def health(backend: Any, selection: Selection, node: P2PNode | None, *,
-                 node_status: str, uptime_s: float, roots: AllowedRoots, recent_errors: Iterable[str],
-                 deps: RouterDeps | None = None) -> Health:
-    """Backend in use and why, every backend's health, repo size and free disk, peers, DHT
-    state, uptime, errors."""
-    probes = await run_blocking(lambda: backend_health(deps)) if deps is not None else []
+async def health(router: Router, node: Network | None, *, node_status: str,
+                 uptime_s: float, roots: AllowedRoots, recent_errors: Iterable[str]) -> Health:
+    """Backend in use and why, every backend's health, repo size, free disk and integrity,
+    the node (ours or Kubo) with its peers and DHT state, uptime, errors."""
+    selection = await run_blocking(router.selection)
+    probes = await run_blocking(router.backend_health)
     repo: RepoInfo | None = None
     problems: list[str] = []
-    if hasattr(backend, "repo"):
+    embedded = router.repo
+    if embedded is not None:
         try:
-            st = await run_blocking(backend.repo.stat)
-            state = await run_blocking(backend.repo.integrity)
+            st = await run_blocking(embedded.stat)
+            state = await run_blocking(embedded.integrity)
             last = state.last_verify
             repo = RepoInfo(path=st.path, blocks=st.blocks, size=st.size, pins=st.pins,
                             free_disk=st.free_disk, integrity=RepoIntegrity(
@@ -39,13 +40,21 @@ async def health(backend: Any, selection: Selection, node: P2PNode | None, *,
         except (IpfsMcpError, OSError) as exc:
             problems.append(f"repo stat failed: {exc}")
     peers = routing = None
-    status = node_status if node is not None else f"not running: {node_status}"
+    running = node is not None and node.status() == "running"
+    if running or node_status == "starting":
+        status = "running" if running else "starting"
+    else:
+        status = f"not running: {node_status}"
     dht = None
-    if node is not None:
-        stats = node.stats()
-        peers = sum(1 for p in stats.peers if p.connected)
-        routing = stats.routing_table_size
-        dht = stats.dht_mode
+    if node is not None and running:
+        try:
+            snap = await node.snapshot()
+        except IpfsMcpError as exc:
+            problems.append(f"{node.name}: {exc}")
+        else:
+            peers = sum(1 for p in snap.peers if p.connected)
+            routing = snap.routing_table_size
+            dht = snap.dht_mode
     return Health(
         status="degraded" if problems else "ok",
         backend=BackendChoice(backend=selection.backend, reason=selection.reason,
@@ -53,6 +62,6 @@ async def health(backend: Any, selection: Selection, node: P2PNode | None, *,
         backends=[BackendStatus(name=p.name, ok=p.ok, detail=p.detail) for p in probes],
         repo=repo, network_status=status, peers=peers, routing_table_size=routing,
         dht_mode=dht,
-        uptime_s=round(uptime_s, 3), cache=cache_counters(backend),
+        uptime_s=round(uptime_s, 3), cache=cache_counters(router),
         allowed_roots=[str(r) for r in roots.roots],
         recent_errors=[*problems, *recent_errors])

@@ -151,30 +151,35 @@ class PeerInfo(BaseModel):
     connected: bool = False
     bitswap_protocol: str | None = None
     latency_ms: float | None = None
-    blocks_sent: int = 0
-    blocks_received: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    bad_blocks: int = 0
+    blocks_sent: int | None = None
+    blocks_received: int | None = None
+    bytes_sent: int | None = None
+    bytes_received: int | None = None
+    bad_blocks: int | None = None
     score: float | None = None
 
 
 class NetworkStats(BaseModel):
+    """What the node reports of itself; a field it does not report is null."""
+
+    node: str = Field(description="Which node answered: our P2P node, or the Kubo daemon "
+                                  "that is the backend")
     peer_id: str
     listen_addrs: list[str]
-    role: str
-    dht_mode: str
+    role: str | None = None
+    dht_mode: str | None = None
     connected_peers: int
     peers: list[PeerInfo]
-    routing_table_size: int
-    bandwidth_in: int = Field(description="Bitswap bytes received since start")
-    bandwidth_out: int = Field(description="Bitswap bytes sent since start")
-    ledger_blocks_sent: int
-    ledger_blocks_received: int
-    network_fetches: int = Field(description="Retrievals that needed the network")
-    network_fetches_ok: int
-    network_fetches_failed: int
-    providers_found: int
+    routing_table_size: int | None = None
+    bandwidth_in: int | None = Field(None, description="Bytes received since start")
+    bandwidth_out: int | None = Field(None, description="Bytes sent since start")
+    ledger_blocks_sent: int | None = None
+    ledger_blocks_received: int | None = None
+    network_fetches: int | None = Field(None, description="Retrievals that needed the "
+                                                          "network")
+    network_fetches_ok: int | None = None
+    network_fetches_failed: int | None = None
+    providers_found: int | None = None
 
 
 class CacheCounters(BaseModel):
@@ -187,7 +192,7 @@ class PeerStatsResult(BaseModel):
     backend: str
     cache: CacheCounters | None = None
     network: NetworkStats | None = None
-    network_status: str = Field(description="'running', or why the P2P node is not running")
+    network_status: str = Field(description="'running', or why the node is not running")
 
 
 class ConnectResult(BaseModel):

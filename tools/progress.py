@@ -18,6 +18,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
+from ipfs_mcp.backends.cancel import cancelling
 from ipfs_mcp.backends.errors import OperationCancelled
 
 T = TypeVar("T")
@@ -66,8 +67,12 @@ async def run_blocking(fn: Callable[[], T], progress: Progress | None = None) ->
     cleanup when this returns. The wait is bounded by how often ``fn`` reports progress.
     """
     if progress is None:
-        return await anyio.to_thread.run_sync(fn)
+        progress = Progress()
     stop = progress.stop
+
+    def call() -> T:
+        with cancelling(stop):  # a network fetch deep inside hears the cancel too
+            return fn()
 
     async def watch() -> None:
         try:
@@ -81,7 +86,7 @@ async def run_blocking(fn: Callable[[], T], progress: Progress | None = None) ->
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch)
         try:
-            result = await anyio.to_thread.run_sync(fn)
+            result = await anyio.to_thread.run_sync(call)
         except Exception as exc:
             error = exc
         tg.cancel_scope.cancel()

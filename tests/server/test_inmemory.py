@@ -198,6 +198,10 @@ async def test_bad_input_gets_clear_errors_and_server_stays_up(
             text = await call_error(client, "store_model", {"source": "acme/not-cached"})
             assert "not in the HuggingFace cache" in text
             text = await call_error(client, "connect_peer", {"multiaddr": "/ip4/1.2.3.4"})
+            assert "has no peer id" in text  # the caller's mistake is named first
+            text = await call_error(client, "connect_peer", {
+                "multiaddr": "/ip4/127.0.0.1/tcp/4001/p2p/"
+                             "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"})
             assert "P2P node is not running" in text
             # Still up and answering.
             assert (await call(client, "list_pins", {}, models.PinList)).total == 1

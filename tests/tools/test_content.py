@@ -10,7 +10,6 @@ import anyio
 import pytest
 
 from ipfs_mcp.backends.errors import (
-    BackendUnavailable,
     InvalidCID,
     InvalidInput,
     NotFound,
@@ -69,9 +68,9 @@ async def test_add_content_inputs(backend: HFCacheBackend, roots: AllowedRoots,
 
 
 async def test_store_folder_then_fetch_everything(backend: HFCacheBackend,
-                                                  roots: AllowedRoots, work: Path) -> None:
+                                                  roots: AllowedRoots, work: Path, hub: Path) -> None:
     model = make_model(work / "tiny-model")
-    stored = await content.store_model(backend, str(model), roots=roots)
+    stored = await content.store_model(backend, str(model), roots=roots, hub_cache=hub)
     assert stored.file_count == 3 and stored.total_size == sum(
         p.stat().st_size for p in model.rglob("*") if p.is_file())
     paths = {f.path: f for f in stored.files}
@@ -79,54 +78,54 @@ async def test_store_folder_then_fetch_everything(backend: HFCacheBackend,
     assert stored.pinned and stored.backend == "hf_cache"
     root = stored.root_cid
 
-    text = await content.fetch_cid(backend, f"{root}/config.json", roots=roots,
+    text = await content.fetch_cid(backend, f"{root}/config.json", roots=roots, hub_cache=hub,
                                    max_inline=1024)
     assert text.delivery == "text" and text.text == (model / "config.json").read_text()
     assert text.resolved_cid == paths["config.json"].cid and text.eof
 
-    big = await content.fetch_cid(backend, f"{root}/model.safetensors", roots=roots,
+    big = await content.fetch_cid(backend, f"{root}/model.safetensors", roots=roots, hub_cache=hub,
                                   max_inline=1024)
     assert big.delivery == "resource_link" and big.size == 700_000 and big.text is None
-    page = await content.fetch_cid(backend, f"ipfs://{root}/model.safetensors", roots=roots,
+    page = await content.fetch_cid(backend, f"ipfs://{root}/model.safetensors", roots=roots, hub_cache=hub,
                                    offset=300_000, length=1000, max_inline=1024)
     blob = (model / "model.safetensors").read_bytes()
     assert page.delivery == "base64" and not page.eof
     assert base64.b64decode(page.base64 or "") == blob[300_000:301_000]
     with pytest.raises(TooLarge, match="inline cap"):
-        await content.fetch_cid(backend, root, roots=roots, length=2048, max_inline=1024)
+        await content.fetch_cid(backend, root, roots=roots, hub_cache=hub, length=2048, max_inline=1024)
 
-    listing = await content.fetch_cid(backend, root, roots=roots, max_inline=1024)
+    listing = await content.fetch_cid(backend, root, roots=roots, hub_cache=hub, max_inline=1024)
     assert listing.delivery == "listing"
     assert {e.name for e in listing.entries or []} == {"config.json", "tokenizer",
                                                         "model.safetensors"}
     ls = await content.ls(backend, f"/ipfs/{root}/tokenizer")
     assert [e.name for e in ls.entries] == ["vocab.txt"] and ls.kind == "directory"
 
-    out = await content.fetch_cid(backend, root, roots=roots, output_path=str(work / "copy"),
+    out = await content.fetch_cid(backend, root, roots=roots, hub_cache=hub, output_path=str(work / "copy"),
                                   max_inline=1024)
     assert out.delivery == "file" and out.output_path == str((work / "copy").resolve())
     assert (work / "copy" / "model.safetensors").read_bytes() == blob
     assert (work / "copy" / "tokenizer" / "vocab.txt").read_text() == "a\nb\nc\n"
 
 
-async def test_fetch_errors(backend: HFCacheBackend, roots: AllowedRoots, work: Path) -> None:
+async def test_fetch_errors(backend: HFCacheBackend, roots: AllowedRoots, work: Path, hub: Path) -> None:
     for bad in ("notacid", "", "Qm123", "bafy!!"):
         with pytest.raises(InvalidCID):
-            await content.fetch_cid(backend, bad, roots=roots, max_inline=10)
+            await content.fetch_cid(backend, bad, roots=roots, hub_cache=hub, max_inline=10)
     missing = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
     with pytest.raises(NotFound, match="not found in the blockstore"):
-        await content.fetch_cid(backend, missing, roots=roots, max_inline=10)
+        await content.fetch_cid(backend, missing, roots=roots, hub_cache=hub, max_inline=10)
     added = await content.add_content(backend, roots=roots, text="x", max_inline=10)
     with pytest.raises(UnsafePath):
-        await content.fetch_cid(backend, added.cid, roots=roots, output_path="/tmp/../etc/x",
+        await content.fetch_cid(backend, added.cid, roots=roots, hub_cache=hub, output_path="/tmp/../etc/x",
                                 max_inline=10)
     with pytest.raises(UnsafePath):
-        await content.fetch_cid(backend, added.cid, roots=roots, output_path="/etc/x",
+        await content.fetch_cid(backend, added.cid, roots=roots, hub_cache=hub, output_path="/etc/x",
                                 max_inline=10)
     with pytest.raises(InvalidInput):
-        await content.fetch_cid(backend, added.cid, roots=roots, offset=-1, max_inline=10)
+        await content.fetch_cid(backend, added.cid, roots=roots, hub_cache=hub, offset=-1, max_inline=10)
     with pytest.raises(InvalidInput, match="not both"):
-        await content.fetch_cid(backend, added.cid, roots=roots, output_path=str(work / "a"),
+        await content.fetch_cid(backend, added.cid, roots=roots, hub_cache=hub, output_path=str(work / "a"),
                                 into_hf_cache="a/b", max_inline=10)
 
 
@@ -136,8 +135,8 @@ async def test_into_hf_cache_loads_offline(backend: HFCacheBackend, roots: Allow
     from huggingface_hub import hf_hub_download, snapshot_download
 
     model = make_model(work / "m")
-    stored = await content.store_model(backend, str(model), roots=roots)
-    result = await content.fetch_cid(backend, stored.root_cid, roots=roots,
+    stored = await content.store_model(backend, str(model), roots=roots, hub_cache=hub)
+    result = await content.fetch_cid(backend, stored.root_cid, roots=roots, hub_cache=hub,
                                      into_hf_cache="acme/tiny", max_inline=10)
     assert result.delivery == "hf_cache" and result.files_written == 3
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -148,13 +147,13 @@ async def test_into_hf_cache_loads_offline(backend: HFCacheBackend, roots: Allow
     assert (Path(snap) / "tokenizer" / "vocab.txt").read_text() == "a\nb\nc\n"
 
     # And back: store_model by repo id finds the same snapshot and gives the same CID.
-    again = await content.store_model(backend, "acme/tiny@main", roots=roots)
+    again = await content.store_model(backend, "acme/tiny@main", roots=roots, hub_cache=hub)
     assert again.root_cid == stored.root_cid
     with pytest.raises(NotFound, match="not in the HuggingFace cache"):
-        await content.store_model(backend, "acme/absent", roots=roots)
+        await content.store_model(backend, "acme/absent", roots=roots, hub_cache=hub)
 
 
-async def test_pins_and_gc(backend: HFCacheBackend, roots: AllowedRoots) -> None:
+async def test_pins_and_gc(backend: HFCacheBackend, roots: AllowedRoots, hub: Path) -> None:
     keep = await content.add_content(backend, roots=roots, text="keep", name="k", max_inline=9)
     drop = await content.add_content(backend, roots=roots, text="drop", name="d", max_inline=9)
     listed = await content.list_pins(backend)
@@ -167,24 +166,14 @@ async def test_pins_and_gc(backend: HFCacheBackend, roots: AllowedRoots) -> None
     gc = await content.repo_gc(backend)
     assert gc.removed_blocks == 1 and gc.kept_blocks == 1
     with pytest.raises(NotFound):
-        await content.fetch_cid(backend, drop.cid, roots=roots, max_inline=10)
+        await content.fetch_cid(backend, drop.cid, roots=roots, hub_cache=hub, max_inline=10)
     pinned = await content.pin(backend, keep.cid, recursive=True)
     assert pinned.pinned and pinned.size is not None and pinned.size >= 4  # block bytes
 
 
-async def test_embedded_only_tools_say_so(roots: AllowedRoots) -> None:
-    class OtherBackend:
-        name = "kubo"
-
-    with pytest.raises(BackendUnavailable, match="kubo"):
-        await content.list_pins(OtherBackend())
-    with pytest.raises(BackendUnavailable, match="hf_cache"):
-        await content.repo_gc(OtherBackend())
-
-
 async def test_progress_then_cancel_leaves_nothing_pinned(backend: HFCacheBackend,
                                                           roots: AllowedRoots,
-                                                          work: Path) -> None:
+                                                          work: Path, hub: Path) -> None:
     from ipfs_mcp.tools.progress import Progress
 
     folder = work / "big"
@@ -198,7 +187,7 @@ async def test_progress_then_cancel_leaves_nothing_pinned(backend: HFCacheBacken
             scope.cancel()  # the client cancels as soon as it sees progress
 
         with anyio.fail_after(30):
-            await content.store_model(backend, str(folder), roots=roots,
+            await content.store_model(backend, str(folder), roots=roots, hub_cache=hub,
                                       progress=Progress(report))
     assert scope.cancelled_caught
     assert reports and reports[0][1] == 2_400_000  # total known up front
@@ -207,7 +196,7 @@ async def test_progress_then_cancel_leaves_nothing_pinned(backend: HFCacheBacken
 
 
 async def test_progress_reports_reach_the_total(backend: HFCacheBackend, roots: AllowedRoots,
-                                                work: Path) -> None:
+                                                work: Path, hub: Path) -> None:
     from ipfs_mcp.tools.progress import Progress
 
     (work / "one.bin").write_bytes(os.urandom(300_000))
@@ -217,6 +206,6 @@ async def test_progress_reports_reach_the_total(backend: HFCacheBackend, roots: 
         seen.append(done)
         assert total == 300_000 and message and "one.bin" in message
 
-    stored = await content.store_model(backend, str(work / "one.bin"), roots=roots,
+    stored = await content.store_model(backend, str(work / "one.bin"), roots=roots, hub_cache=hub,
                                        progress=Progress(report))
     assert stored.file_count == 1 and seen and seen[0] <= 300_000
