@@ -1,0 +1,120 @@
+"""Delegated routing (``/routing/v1``, the http-routing-v1 spec) on the gateway's port.
+
+``GET /routing/v1/providers/{cid}`` and ``GET /routing/v1/peers/{peer-id}`` answer from the
+:class:`~.source.ProviderLookup` handed in: JSON (``{"Providers": [...]}``) or, when the
+client's ``Accept`` asks for it, NDJSON (one record a line). An empty answer is still 200
+(with a short cache lifetime), as the spec asks; a gateway built without a lookup answers
+501. Records use the ``peer`` schema.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+from urllib.parse import unquote
+
+import anyio
+from multiformats import CID, multibase
+
+from ipfs_mcp.backends.cids import parse_cid
+from ipfs_mcp.backends.errors import InvalidInput, IpfsMcpError
+
+from .source import PeerRecord, ProviderLookup, ProviderRecord
+
+Scope = MutableMapping[str, Any]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+NDJSON = "application/x-ndjson"
+MAX_RECORDS = 100
+LOOKUP_TIMEOUT = 30.0
+_LIBP2P_KEY = 0x72
+_BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]{40,128}")
+
+
+def parse_peer_id(text: str) -> str:
+    """A peer id as base58btc text, from base58 or a CIDv1 with the libp2p-key codec.
+
+    Raises:
+        InvalidInput: neither form.
+    """
+    if _BASE58.fullmatch(text):
+        return text
+    try:
+        cid = CID.decode(text)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(f"{text!r} is not a peer id") from exc
+    if cid.codec.code != _LIBP2P_KEY:
+        raise InvalidInput(f"{text!r} is a CID of {cid.codec.name}, not a libp2p-key")
+    return multibase.encode(bytes(cid.digest), "base58btc")[1:]
+
+
+def _record(record: ProviderRecord | PeerRecord) -> dict[str, object]:
+    out: dict[str, object] = {"Schema": "peer", "ID": record.peer_id,
+                              "Addrs": list(record.addrs)}
+    if record.protocols:
+        out["Protocols"] = list(record.protocols)
+    return out
+
+
+class RoutingEndpoints:
+    def __init__(self, lookup: ProviderLookup | None) -> None:
+        self.lookup = lookup
+
+    async def handle(self, scope: Scope, send: Send) -> None:
+        method = scope["method"]
+        path = unquote(scope["path"])
+        accept = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"accept":
+                accept = value.decode("latin-1").lower()
+        if method not in ("GET", "HEAD"):
+            await _json(send, 405, {"error": "only GET is served"}, [(b"allow", b"GET, HEAD")])
+            return
+        match = re.fullmatch(r"/routing/v1/(providers|peers)/([^/]+)", path)
+        if match is None:
+            await _json(send, 404, {"error": "not a /routing/v1 endpoint served here"})
+            return
+        kind, key = match.groups()
+        if self.lookup is None:
+            await _json(send, 501, {"error": "this gateway has no routing to answer from"})
+            return
+        try:
+            records: Sequence[ProviderRecord | PeerRecord]
+            with anyio.fail_after(LOOKUP_TIMEOUT):
+                if kind == "providers":
+                    records = await self.lookup.find_providers(parse_cid(key), MAX_RECORDS)
+                else:
+                    records = await self.lookup.find_peer(parse_peer_id(key))
+        except InvalidInput as exc:
+            await _json(send, 400, {"error": str(exc)})
+            return
+        except TimeoutError:
+            records = []
+        except IpfsMcpError as exc:
+            await _json(send, 500, {"error": str(exc)})
+            return
+        items = [_record(r) for r in records[:MAX_RECORDS]]
+        cache = b"public, max-age=300" if items else b"public, max-age=15"
+        extra = [(b"cache-control", cache), (b"vary", b"Accept")]
+        if NDJSON in accept:
+            body = b"".join(json.dumps(item).encode() + b"\n" for item in items)
+            await _send(send, 200, NDJSON.encode(), body, extra, method == "HEAD")
+            return
+        field = "Providers" if kind == "providers" else "Peers"
+        body = json.dumps({field: items}).encode()
+        await _send(send, 200, b"application/json", body, extra, method == "HEAD")
+
+
+async def _json(send: Send, status: int, obj: object,
+                extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    await _send(send, status, b"application/json", json.dumps(obj).encode(), extra or [], False)
+
+
+async def _send(send: Send, status: int, content_type: bytes, body: bytes,
+                extra: list[tuple[bytes, bytes]], head: bool) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+               (b"access-control-allow-origin", b"*"), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
