@@ -7,15 +7,23 @@ zeroconf's own thread. :class:`MdnsDialer` subscribes to that bus while the node
 hands each discovery to the node's trio loop, which connects to (and identifies) the peer
 as :meth:`P2PNode.connect_peer` would. A process may run several nodes; each dialer
 ignores its own node and peers already connected.
+
+The library announces its listen addresses as they are, so a node listening on
+``/ip4/0.0.0.0/...`` would tell its LAN to dial 0.0.0.0, that is, themselves.
+:func:`announce_interface_addrs` makes it announce each interface's address instead, as
+go-libp2p does; loopback is left out, since no other machine can dial it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
+import ifaddr
 import trio
 from libp2p.discovery.events.peerDiscovery import peerDiscovery
+from libp2p.host.basic_host import BasicHost
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
@@ -80,3 +88,41 @@ class MdnsDialer:
             log.info("p2p: mDNS peer %s unreachable: %s", info.peer_id, exc)
         finally:
             self._dialling.discard(info.peer_id)
+
+
+def interface_ipv4s() -> list[str]:
+    """This machine's IPv4 addresses, loopback and link-local left out."""
+    out: list[str] = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if not isinstance(ip.ip, str):  # IPv6 entries are (address, flow, scope)
+                continue
+            addr = ipaddress.IPv4Address(ip.ip)
+            if not (addr.is_loopback or addr.is_link_local) and ip.ip not in out:
+                out.append(ip.ip)
+    return out
+
+
+def expand_unspecified(addrs: Iterable[str], ips: list[str]) -> list[str]:
+    """``addrs`` with each ``/ip4/0.0.0.0/...`` replaced by one address per ``ips``."""
+    out: list[str] = []
+    for addr in addrs:
+        if addr.startswith("/ip4/0.0.0.0/"):
+            rest = addr[len("/ip4/0.0.0.0"):]
+            out.extend(f"/ip4/{ip}{rest}" for ip in ips)
+        else:
+            out.append(addr)
+    return list(dict.fromkeys(out))
+
+
+def announce_interface_addrs(host: BasicHost) -> None:
+    """Make the host's mDNS service announce interface addresses, not 0.0.0.0."""
+    if host.mDNS is None:
+        return
+    broadcaster = host.mDNS.broadcaster
+    resolve = broadcaster._resolve_host_addrs
+
+    def resolve_expanded() -> list[str]:
+        return expand_unspecified(resolve(), interface_ipv4s())
+
+    broadcaster._resolve_host_addrs = resolve_expanded  # type: ignore[method-assign]

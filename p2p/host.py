@@ -22,6 +22,7 @@ from libp2p.abc import IHost
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.host.basic_host import BasicHost
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
@@ -36,6 +37,7 @@ from ipfs_mcp.backends.errors import InvalidInput
 
 from ._net import NET_ERRORS
 from .config import NodeConfig
+from .discovery import announce_interface_addrs
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,8 @@ def build_host(key_pair: KeyPair, config: NodeConfig) -> IHost:
         connection_config=connections,
     )
     _end_inbound_handlers_with_their_connection(host.get_network())
+    if config.mdns and isinstance(host, BasicHost):
+        announce_interface_addrs(host)
     return host
 
 

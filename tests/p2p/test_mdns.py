@@ -1,10 +1,10 @@
 """Two nodes with mDNS on find each other on a LAN, with no address given, and exchange
 a file.
 
-The LAN is the test's own: a network namespace it creates (and deletes afterwards) with a
-veth pair, one address at each end, and a multicast route, so that nothing is announced on
-the machine's real interfaces. Each node is a process (``mdns_peer.py``) started with
-``ip netns exec``, listening on its own end of the pair. The test needs root and
+The LAN is the test's own: two network namespaces it creates (and deletes afterwards),
+joined by a veth pair with one address and a multicast route at each end, so that nothing
+is announced on the machine's real interfaces. Each node is a process (``mdns_peer.py``)
+started with ``ip netns exec`` in its own namespace. The test needs root and
 ``ip``; it is skipped, saying why, only where a namespace cannot be made.
 """
 
@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from ipfs_mcp.p2p.discovery import expand_unspecified, interface_ipv4s
+
 PEER_SCRIPT = Path(__file__).with_name("mdns_peer.py")
 LAN = ("10.231.0.1", "10.231.0.2")
 DEADLINE = 90.0  # the whole exchange; mDNS announces within a second or two
@@ -34,32 +36,41 @@ def _ip(*args: str, netns: str | None = None) -> subprocess.CompletedProcess[str
 
 
 @pytest.fixture
-def lan() -> Iterator[str]:
-    """A fresh network namespace holding a two-ended LAN; its name."""
+def lan() -> Iterator[tuple[str, str]]:
+    """Two fresh network namespaces joined by a veth pair, a LAN of two machines."""
     if shutil.which("ip") is None:
         pytest.skip("mDNS test: the `ip` tool (iproute2) is not installed")
     if os.geteuid() != 0:
         pytest.skip("mDNS test: creating a network namespace needs root")
-    name = f"ipfsmcp-mdns-{os.getpid()}-{secrets.token_hex(3)}"
-    made = _ip("netns", "add", name)
-    if made.returncode != 0:
-        pytest.skip(f"mDNS test: cannot create a network namespace: {made.stderr.strip()}")
+    tag = f"{os.getpid()}-{secrets.token_hex(3)}"
+    names = (f"ipfsmcp-mdns-a-{tag}", f"ipfsmcp-mdns-b-{tag}")
+    made: list[str] = []
     try:
+        for name in names:
+            done = _ip("netns", "add", name)
+            if done.returncode != 0:
+                pytest.skip("mDNS test: cannot create a network namespace: "
+                            f"{done.stderr.strip()}")
+            made.append(name)
+        a, b = names
         steps = [
-            ("link", "set", "lo", "up"),
-            ("link", "add", "lan0", "type", "veth", "peer", "name", "lan1"),
-            ("addr", "add", f"{LAN[0]}/24", "dev", "lan0"),
-            ("addr", "add", f"{LAN[1]}/24", "dev", "lan1"),
-            ("link", "set", "lan0", "up"),
-            ("link", "set", "lan1", "up"),
-            ("route", "add", "224.0.0.0/4", "dev", "lan0"),
+            (a, ("link", "add", "lan0", "type", "veth", "peer", "name", "lan1")),
+            (a, ("link", "set", "lan1", "netns", b)),
         ]
-        for step in steps:
+        for name, end, ip in ((a, "lan0", LAN[0]), (b, "lan1", LAN[1])):
+            steps += [
+                (name, ("link", "set", "lo", "up")),
+                (name, ("addr", "add", f"{ip}/24", "dev", end)),
+                (name, ("link", "set", end, "up")),
+                (name, ("route", "add", "224.0.0.0/4", "dev", end)),  # mDNS multicast
+            ]
+        for name, step in steps:
             done = _ip(*step, netns=name)
-            assert done.returncode == 0, f"ip {' '.join(step)}: {done.stderr}"
-        yield name
+            assert done.returncode == 0, f"ip {' '.join(step)} in {name}: {done.stderr}"
+        yield a, b
     finally:
-        _ip("netns", "del", name)
+        for name in made:
+            _ip("netns", "del", name)
 
 
 class Peer:
@@ -116,7 +127,7 @@ class Peer:
                 pipe.close()
 
 
-def test_two_nodes_find_each_other_by_mdns_and_exchange_a_file(lan: str,
+def test_two_nodes_find_each_other_by_mdns_and_exchange_a_file(lan: tuple[str, str],
                                                                tmp_path: Path) -> None:
     payload = os.urandom(700_000)  # three leaves and a root
     (tmp_path / "in.bin").write_bytes(payload)
@@ -124,13 +135,15 @@ def test_two_nodes_find_each_other_by_mdns_and_exchange_a_file(lan: str,
     deadline = time.monotonic() + DEADLINE
     peers: list[Peer] = []
     try:
-        adder = Peer(lan, "--repo", str(tmp_path / "a"), "--listen", f"/ip4/{LAN[0]}/tcp/0",
+        # Both listen on every interface of their machine, so each must announce its LAN
+        # address, not 0.0.0.0 (which the other machine would take for itself).
+        adder = Peer(lan[0], "--repo", str(tmp_path / "a"), "--listen", "/ip4/0.0.0.0/tcp/0",
                      "--add", str(tmp_path / "in.bin"))
         peers.append(adder)
         adder_id = adder.expect("ready", deadline)
         cid = adder.expect("added", deadline)
-        fetcher = Peer(lan, "--repo", str(tmp_path / "b"), "--listen",
-                       f"/ip4/{LAN[1]}/tcp/0", "--fetch", cid, "--peer", adder_id,
+        fetcher = Peer(lan[1], "--repo", str(tmp_path / "b"), "--listen",
+                       "/ip4/0.0.0.0/tcp/0", "--fetch", cid, "--peer", adder_id,
                        "--out", str(out))
         peers.append(fetcher)
         fetcher_id = fetcher.expect("ready", deadline)
@@ -143,3 +156,10 @@ def test_two_nodes_find_each_other_by_mdns_and_exchange_a_file(lan: str,
     finally:
         for peer in peers:
             peer.close()
+
+
+def test_unspecified_listen_address_is_announced_per_interface() -> None:
+    addrs = ["/ip4/0.0.0.0/tcp/4001", "/ip4/10.0.0.9/tcp/4002", "/ip4/0.0.0.0/tcp/4001"]
+    assert expand_unspecified(addrs, ["192.168.1.5", "10.0.0.9"]) == [
+        "/ip4/192.168.1.5/tcp/4001", "/ip4/10.0.0.9/tcp/4001", "/ip4/10.0.0.9/tcp/4002"]
+    assert "127.0.0.1" not in interface_ipv4s()
