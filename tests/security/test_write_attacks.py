@@ -68,6 +68,9 @@ async def run_attacks(client: Client, scene: Scene, first_root: Path, *,
     text = await call_error(client, "fetch_cid", {"cid": folder, "into_hf_cache": VICTIM})
     assert VICTIM_COMMIT in text and commit_for(parse_cid(folder)) in text, text
     assert "replace=true" in text
+    # Reading the repo (the node's private key lives there) through a path.
+    text = await call_error(client, "add_content", {"path": str(scene.repo / "identity.key")})
+    assert ("not readable" if parent_allowed else "outside the allowed roots") in text, text
     assert tree_digest(scene.hub) == before
     assert scene.notes.read_bytes() == NOTES
     assert not (scene.repo / "planted").exists()
