@@ -33,6 +33,7 @@ from .cids import cid_str, parse_cid, verify_block
 from .dag import links_of
 from .errors import IntegrityError, InvalidInput
 from .exporter import Entry, Exporter
+from .hamt import FANOUT as DEFAULT_HAMT_FANOUT
 from .hf_cache import split_path
 from .importer import DEFAULT_MAX_LINKS, DEFAULT_SHARD_THRESHOLD, AddedEntry, ImportOptions
 from .pins import Pin
@@ -40,6 +41,7 @@ from .settings import BackendSettings
 from .unixfs import NodeType
 
 __all__ = ["VerifiedReader", "make_kubo_backend", "verified_listing", "check_add_options",
+           "add_flags",
            "check_car", "CountingCar", "IterReader", "Provider", "VerifiedReads"]
 
 _RAW = 0x55
@@ -81,14 +83,28 @@ def check_add_options(options: ImportOptions | None) -> ImportOptions:
             node would hand back a CID other than the one asked for).
     """
     o = options or ImportOptions()
-    if o.max_links != DEFAULT_MAX_LINKS:
-        raise InvalidInput(f"Kubo's add has no max_links option (it always uses "
-                           f"{DEFAULT_MAX_LINKS}); use the hf_cache backend for max_links="
-                           f"{o.max_links}")
-    if o.shard_threshold != DEFAULT_SHARD_THRESHOLD:
-        raise InvalidInput("Kubo's sharding threshold is node configuration "
-                           "(Internal.UnixFSShardingSizeThreshold), not an add option")
+    if o.shard_threshold != DEFAULT_SHARD_THRESHOLD or o.hamt_size_estimation != "links":
+        raise InvalidInput("Kubo's HAMT threshold and size estimation are node configuration "
+                           "(Import.UnixFSHAMTDirectorySizeThreshold and ...SizeEstimation), "
+                           "not add options; use the hf_cache backend for other values")
     return o
+
+
+def add_flags(o: ImportOptions) -> dict[str, str | int | bool]:
+    """Kubo 0.43's ``add`` flags for the import options (``--max-file-links`` and the
+    other layout flags only when they differ from Kubo's defaults)."""
+    flags: dict[str, str | int | bool] = {
+        "cid-version": o.cid_version, "raw-leaves": o.leaves_are_raw,
+        "chunker": o.chunker_spec}
+    if o.trickle:
+        flags["trickle"] = True
+    if o.max_links != DEFAULT_MAX_LINKS:
+        flags["max-file-links"] = o.max_links
+    if o.max_directory_links:
+        flags["max-directory-links"] = o.max_directory_links
+    if o.max_hamt_fanout != DEFAULT_HAMT_FANOUT:
+        flags["max-hamt-fanout"] = o.max_hamt_fanout
+    return flags
 
 
 class _ByteStream:
@@ -361,8 +377,12 @@ class VerifiedReads:
         nothing until the daemon answers: Kubo's ``pin add`` reports no bytes."""
         target = self.reader.resolve(cid)
         self._pin_add(target, recursive=recursive, name=name)
-        entry = self.reader.stat(cid_str(target))
-        size = entry.size if entry.kind == "file" else None
+        block = self.reader.load(target)
+        # The blocks the pin holds, as the verified root declares them (Kubo's
+        # CumulativeSize): the root block plus each link's Tsize.
+        size = len(block)
+        if recursive and target.codec.code == _DAG_PB:
+            size += sum(link.tsize for link in dagpb.decode(block).links)
         return Pin(target, "recursive" if recursive else "direct", name=name, size=size)
 
     def unpin(self, cid: str) -> list[str]:
