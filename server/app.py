@@ -132,15 +132,12 @@ def _progress(ctx: Context) -> Progress:
 
 
 def _roots(state: ServerState, client: ListRootsResult | None) -> AllowedRoots:
-    """The roots of one call: the configured ones plus the client's. Whatever roots the
-    state was built with, the hub cache and the repo are never written through a path,
-    and the repo (it holds the node's key) is not read through one."""
-    backend = state.settings.backend
-    roots = state.roots.protecting([backend.hf_hub_cache], private=[backend.repo_path])
+    """The roots of one call: the configured ones plus the client's, which become read and
+    write roots; the state's protected folders (hub cache, repo) stay protected."""
     if client is None:
-        return roots
+        return state.roots
     extra = [p for p in (file_uri_to_path(str(r.uri)) for r in client.roots) if p is not None]
-    return roots.plus(extra)
+    return state.roots.plus(extra)
 
 
 # Resolvers: ask the client for its MCP roots only when a call names a local path and the
