@@ -326,10 +326,11 @@ class _Request:
         and the client sees a truncated response, as the spec asks."""
         chunk = self.gateway.limits.chunk_bytes
         while True:
-            try:
-                data, done = await anyio.to_thread.run_sync(_gather, pieces, chunk)
-            except IpfsMcpError as exc:
-                log.warning("gateway: %s ended early: %s", what, exc)
+            data, done, error = await anyio.to_thread.run_sync(_gather, pieces, chunk)
+            if error is not None:
+                if data:
+                    await self._body(data, more=True)  # every whole block before the hole
+                log.warning("gateway: %s ended early: %s", what, error)
                 return  # no final empty body: the response stays incomplete
             await self._body(data, more=not done)
             if done:
@@ -447,16 +448,21 @@ class _Request:
         await self._stream(pieces, f"file {self.request.path.text}")
 
 
-def _gather(pieces: Iterator[bytes], target: int) -> tuple[bytes, bool]:
-    """Up to about ``target`` bytes from ``pieces``, and whether it is exhausted."""
+def _gather(pieces: Iterator[bytes], target: int
+            ) -> tuple[bytes, bool, IpfsMcpError | None]:
+    """Up to about ``target`` bytes from ``pieces``, whether it is exhausted, and the error
+    that stopped it early (the bytes before the error are still returned)."""
     out: list[bytes] = []
     size = 0
-    for piece in pieces:
-        out.append(piece)
-        size += len(piece)
-        if size >= target:
-            return b"".join(out), False
-    return b"".join(out), True
+    try:
+        for piece in pieces:
+            out.append(piece)
+            size += len(piece)
+            if size >= target:
+                return b"".join(out), False, None
+    except IpfsMcpError as exc:
+        return b"".join(out), True, exc
+    return b"".join(out), True, None
 
 
 def _car_header(root: CID) -> bytes:
