@@ -14,7 +14,9 @@ option                       environment                    meaning
 ``--allowed-host HOST``      ``IPFS_MCP_ALLOWED_HOSTS``     extra Host header values accepted
                                                             over HTTP (DNS-rebinding guard)
 ``--allow-root DIR``         ``IPFS_MCP_ALLOW_ROOTS``       folders tools may read and write
-                                                            (``os.pathsep``-separated in env)
+                                                            (``os.pathsep``-separated in env);
+                                                            the hub cache and the repo stay
+                                                            unwritable even inside them
 ``--role ROLE``              ``IPFS_MCP_ROLE``              P2P role: master, worker (default)
                                                             or leecher
 ``--listen MULTIADDR``       ``IPFS_MCP_LISTEN``            P2P listen addresses (default
