@@ -25,8 +25,17 @@ from pathlib import Path
 
 from multiformats import CID
 
+from . import limits
 from .cids import cid_str
-from .errors import DiskFull, IntegrityError, InvalidInput, NotFound, TargetExists, UnsafePath
+from .errors import (
+    DagTooLarge,
+    DiskFull,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+    TargetExists,
+    UnsafePath,
+)
 from .exporter import Exporter
 from .importer import check_entry_name
 
@@ -179,15 +188,21 @@ def _check_inside(path: Path, hub: Path) -> None:
 def _files(exporter: Exporter, root: CID) -> list[tuple[str, CID, int]]:
     """Every file of the tree as (relative path, CID, declared size), walked iteratively."""
     found: list[tuple[str, CID, int]] = []
-    stack: list[tuple[CID, str]] = [(root, "")]
+    stack: list[tuple[CID, str, int]] = [(root, "", 0)]
+    entries = 0
     while stack:
-        cid, rel = stack.pop()
+        cid, rel, depth = stack.pop()
+        limits.check_depth(depth, f"folder {cid_str(root)}")
         for name, child in exporter.children(cid):
             check_entry_name(name)
+            entries += 1
+            if entries > limits.MAX_TREE_ENTRIES:
+                raise DagTooLarge(f"{cid_str(root)} has more than {limits.MAX_TREE_ENTRIES} "
+                                  "entries in its tree")
             child_rel = f"{rel}/{name}" if rel else name
             entry = exporter.stat(child, name)
             if entry.kind == "directory":
-                stack.append((child, child_rel))
+                stack.append((child, child_rel, depth + 1))
             elif entry.kind == "file":
                 found.append((child_rel, child, entry.size))
     found.sort()
