@@ -357,6 +357,8 @@ class Exporter:
                 _fsync_dir(output.parent)
                 _commit(tmp, output, overwrite)
                 _fsync_dir(output.parent)
+            except IpfsMcpError:
+                raise  # ours (BlockNotFound is also an OSError): never re-labelled as a disk error
             except OSError as exc:
                 raise _translate(exc, output) from exc
         except BaseException:

@@ -27,6 +27,7 @@ from mcp_types import (
     Completion,
     ListRootsResult,
     PromptReference,
+    ReadResourceResult,
     ResourceLink,
     ResourceTemplateReference,
     TextContent,
@@ -273,7 +274,7 @@ async def _cid_cache_hints(ctx: Any, call_next: Any) -> Any:
         return result
     if isinstance(result, dict):
         return {**result, "ttlMs": CID_CACHE_TTL_MS, "cacheScope": "public"}
-    if hasattr(result, "model_copy") and hasattr(result, "ttl_ms"):
+    if isinstance(result, ReadResourceResult):
         return result.model_copy(update={"ttl_ms": CID_CACHE_TTL_MS, "cache_scope": "public"})
     return result
 
