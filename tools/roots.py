@@ -249,13 +249,17 @@ class AllowedRoots:
         root.
 
         Raises:
-            UnsafePath: outside every write root, inside a protected folder, or uses ``..``.
+            UnsafePath: outside every write root, inside a protected folder, uses ``..``, or
+                is a (non-empty) write root itself.
             TargetExists: an existing file or non-empty folder, and ``overwrite`` is false.
         """
         real = _real(self._lexical(path, self.write))
         if not any(_within(real, root) for root in self.write):
             raise self._refuse(path, f"is outside the writable roots (it resolves to {real})")
         self.protected.check(real, path)
+        if real in self.write and _occupied(real):
+            raise UnsafePath(f"{path} is an allowed root itself; it is never replaced as a "
+                             "whole: write to a path inside it")
         if not overwrite and _occupied(real):
             raise TargetExists(
                 f"{path} already exists ({describe_existing(real)}); nothing was written. Pass "

@@ -53,20 +53,27 @@ def _layout(base: Path) -> dict[str, Path]:
     (victim / "blobs" / ("b" * 64)).write_bytes(b"weights")
     (victim / "refs").mkdir()
     (victim / "refs" / "main").write_text("c" * 40)
-    work = home / "work"
-    work.mkdir()
     outside = base / "outside"
     outside.mkdir()
     (outside / "secret.txt").write_text("secret")
+    places = {"base": base, "home": home, "hf_home": hf_home, "hub": hub, "work": home / "work",
+              "outside": outside, "repo": hf_home / "ipfs"}
+    _make_work(places)
+    return places
+
+
+def _make_work(places: dict[str, Path]) -> None:
+    """The user's project: symlinks into the hub cache, out of the roots, and in a loop."""
+    work, hub = places["work"], places["hub"]
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
     (work / "to-hub").symlink_to(hub)
-    (work / "to-blobs").symlink_to(victim / "blobs")
-    (work / "to-outside").symlink_to(outside)
-    (work / "to-home").symlink_to(home)
+    (work / "to-blobs").symlink_to(hub / "models--v--m" / "blobs")
+    (work / "to-outside").symlink_to(places["outside"])
+    (work / "to-home").symlink_to(places["home"])
     (work / "loop").symlink_to(work)
-    (work / "dangling").symlink_to(victim / "blobs" / "new")
+    (work / "dangling").symlink_to(hub / "models--v--m" / "blobs" / "new")
     (work / "rel-up").symlink_to(Path("..") / ".cache" / "huggingface" / "hub")
-    return {"base": base, "home": home, "hf_home": hf_home, "hub": hub, "work": work,
-            "outside": outside, "repo": hf_home / "ipfs"}
 
 
 def _entries(base: Path) -> set[Path]:
@@ -145,18 +152,22 @@ def test_no_write_lands_outside_the_roots_or_inside_protected_folders(
     if read is not None:
         assert any(_inside(read, r) for r in (allowed, places["hub"])), (text, read)
         assert not _inside(read, places["repo"]), (text, read)
-    new = _entries(base) - before
+    after = _entries(base)
     try:
         for folder, digest in guarded.items():
             assert tree_digest(places[folder]) == digest, (text, folder)
-        for entry in new:
+        # Added, and (overwrite=true) replaced: all of it inside the writable root.
+        for entry in after ^ before:
             assert _inside(entry.parent, allowed), (text, entry)
             for folder in ("hub", "repo"):
-                assert not _inside(entry, places[folder]), (text, entry)
+                assert not _inside(entry.parent, places[folder]), (text, entry)
     finally:
         # Every example starts from the same tree.
-        for entry in sorted(new, key=lambda p: len(p.parts)):
+        for entry in sorted(after - before, key=lambda p: len(p.parts)):
             if entry.is_symlink() or entry.is_file():
                 entry.unlink(missing_ok=True)
             elif entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
+        if before - after:
+            shutil.rmtree(places["work"])
+            _make_work(places)

@@ -113,9 +113,12 @@ async def test_overwrite_true_replaces_the_users_file_and_says_so(scene: Scene,
     with anyio.fail_after(TIMEOUT):
         async with Client(build_server(settings_for(scene, [scene.work])), mode=mode) as client:
             cid, folder = await _seed(client, scene)
-            text = await call_error(client, "fetch_cid", {"cid": folder,
-                                                          "output_path": str(scene.work)})
-            assert "already exists" in text and "folder with" in text
+            text = await call_error(client, "fetch_cid", {
+                "cid": folder, "output_path": str(scene.evil_model)})
+            assert "already exists" in text and "folder with 2 entries" in text
+            text = await call_error(client, "fetch_cid", {
+                "cid": folder, "output_path": str(scene.work), "overwrite": True})
+            assert "allowed root itself" in text and scene.notes.read_bytes() == NOTES
             done = await call(client, "fetch_cid", {"cid": cid, "output_path": str(scene.notes),
                                                     "overwrite": True})
             assert done["replaced"] == str(scene.notes)

@@ -93,6 +93,8 @@ def test_existing_targets_need_overwrite(home: Path) -> None:
     assert roots.would_replace("notes.txt") == (work / "notes.txt").resolve()
     assert roots.would_replace("empty") is None and roots.would_replace("absent") is None
     assert roots.would_replace(home / "hf" / "hub") is None  # refused anyway: nothing to ask
+    with pytest.raises(UnsafePath, match="allowed root itself"):
+        roots.check_write(work, overwrite=True)
     os.symlink(work / "absent", work / "broken")
     assert describe_existing(work / "broken") == "a dangling symlink"
 
