@@ -23,13 +23,16 @@ option                       environment                    meaning
                                                             /ip4/127.0.0.1/tcp/0: this machine)
 ``--bootstrap MULTIADDR``    ``IPFS_MCP_BOOTSTRAP``         peers to join a network through
 ``--no-p2p``                 ``IPFS_MCP_P2P=0``             do not start the P2P node
+``--mdns``                   ``IPFS_MCP_MDNS=1``            find and dial LAN peers by mDNS
+                                                            (default off)
 ``--inline-max BYTES``       ``IPFS_MCP_INLINE_MAX``        largest content returned inline
 ``--add-max BYTES``          ``IPFS_MCP_ADD_MAX``           largest inline add_content payload
 ``--max-body BYTES``         ``IPFS_MCP_MAX_BODY``          largest HTTP request body
 ``--max-write-bytes BYTES``  ``IPFS_MCP_MAX_WRITE``         most bytes one write to disk may
                                                             take (default: 90% of the free
                                                             space at the target)
-``--log-level LEVEL``        ``IPFS_MCP_LOG_LEVEL``         stderr log level (default WARNING)
+``--log-level LEVEL``        ``IPFS_MCP_LOG_LEVEL``         stderr log level (default WARNING);
+                                                            the P2P libraries' logs only at DEBUG
 ===========================  =============================  ===================================
 
 Lists in the environment are separated by commas or whitespace (roots by ``os.pathsep``).
@@ -112,6 +115,7 @@ class ServerSettings:
     listen: tuple[str, ...] = ()
     bootstrap: tuple[str, ...] = ()
     p2p: bool = True
+    mdns: bool = False
     inline_max: int = DEFAULT_INLINE_MAX
     add_max: int = DEFAULT_ADD_MAX
     max_body: int = DEFAULT_MAX_BODY
@@ -126,7 +130,8 @@ class ServerSettings:
              http: str | None = None, allow_roots: Sequence[str] | None = None,
              allowed_hosts: Sequence[str] | None = None, role: str | None = None,
              listen: Sequence[str] | None = None, bootstrap: Sequence[str] | None = None,
-             p2p: bool | None = None, inline_max: int | None = None,
+             p2p: bool | None = None, mdns: bool | None = None,
+             inline_max: int | None = None,
              add_max: int | None = None, max_body: int | None = None,
              log_level: str | None = None, max_write: int | None = None) -> ServerSettings:
         """Settings from ``env`` (default ``os.environ``), overridden by given arguments.
@@ -146,6 +151,8 @@ class ServerSettings:
             raise InvalidInput(f"log level {level!r}: use one of {', '.join(LOG_LEVELS)}")
         if p2p is None:
             p2p = env_flag(env, "IPFS_MCP_P2P", True)
+        if mdns is None:
+            mdns = env_flag(env, "IPFS_MCP_MDNS", False)
         role_name = (role or env.get("IPFS_MCP_ROLE") or DEFAULT_ROLE).strip().lower()
         if role_name not in ROLES:
             raise InvalidInput(f"role {role_name!r}: use one of {', '.join(ROLES)}")
@@ -163,6 +170,7 @@ class ServerSettings:
             listen=tuple(listen) if listen else _split(env.get("IPFS_MCP_LISTEN")),
             bootstrap=tuple(bootstrap) if bootstrap else _split(env.get("IPFS_MCP_BOOTSTRAP")),
             p2p=p2p,
+            mdns=mdns,
             inline_max=inline_max or _int(env, "IPFS_MCP_INLINE_MAX", DEFAULT_INLINE_MAX),
             add_max=add_max or _int(env, "IPFS_MCP_ADD_MAX", DEFAULT_ADD_MAX),
             max_body=max_body or _int(env, "IPFS_MCP_MAX_BODY", DEFAULT_MAX_BODY),

@@ -19,6 +19,7 @@ import anyio
 from ipfs_mcp.backends.errors import IpfsMcpError
 
 from .config import ServerSettings
+from .logs import configure_logging
 
 log = logging.getLogger("ipfs_mcp.server")
 
@@ -52,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "IPFS_MCP_BOOTSTRAP)")
     parser.add_argument("--no-p2p", action="store_true",
                         help="never start the P2P node (env IPFS_MCP_P2P=0)")
+    parser.add_argument("--mdns", action="store_true", default=None,
+                        help="find and dial peers on the LAN by mDNS (env IPFS_MCP_MDNS=1; "
+                             "off by default); pair it with --listen /ip4/0.0.0.0/tcp/4001")
     parser.add_argument("--allow-root", action="append", metavar="DIR", default=None,
                         help="a folder tools may read from and write to (repeatable; env "
                              "IPFS_MCP_ALLOW_ROOTS, separated by the OS path separator)")
@@ -68,7 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="most bytes one write to disk may take (env IPFS_MCP_MAX_WRITE; "
                              "default 90%% of the free space at the target)")
     parser.add_argument("--log-level", metavar="LEVEL",
-                        help="stderr log level: DEBUG, INFO, WARNING (default), ERROR")
+                        help="stderr log level: DEBUG, INFO, WARNING (default), ERROR; "
+                             "the P2P libraries' own logs appear only at DEBUG")
 
 
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
@@ -76,16 +81,9 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     return ServerSettings.load(
         http=args.http, allow_roots=args.allow_root, allowed_hosts=args.allowed_host,
         role=args.role, listen=args.listen, bootstrap=args.bootstrap,
-        p2p=False if args.no_p2p else None, inline_max=args.inline_max,
+        p2p=False if args.no_p2p else None, mdns=args.mdns, inline_max=args.inline_max,
         add_max=args.add_max, max_body=args.max_body, log_level=args.log_level,
         max_write=args.max_write_bytes)
-
-
-def _configure_logging(level: str) -> None:
-    # stderr only: on stdio, stdout belongs to the protocol.
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("ipfs_mcp").setLevel(level)
 
 
 async def _serve(settings: ServerSettings) -> None:
@@ -113,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     except IpfsMcpError as exc:
         print(f"ipfs-mcp serve: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, p2p=settings.start_p2p)
     try:
         anyio.run(_serve, settings, backend="trio")
     except KeyboardInterrupt:
