@@ -39,11 +39,12 @@ from typing import Literal
 
 from multiformats import CID
 
+from . import limits
 from .atomic import atomic_write
 from .blockstore import BadBlock, Blockstore, key_of
 from .cids import cid_str, identity_data, is_identity, verify_block
 from .dag import links_of
-from .errors import BlockNotFound, IntegrityError, IpfsMcpError
+from .errors import BlockNotFound, DagTooLarge, IntegrityError, IpfsMcpError
 from .pins import Pin, PinStore, PinType
 
 REPO_VERSION = "1"
@@ -202,25 +203,36 @@ class Repo:
               ) -> Iterator[int]:
         """Walk a DAG, yielding each new block's size and adding its multihash to ``seen``.
 
-        Raw blocks have no links, so a stored one is checked by presence, not read.
+        Raw blocks have no links, so a stored one is checked by presence, not read. The DAG
+        may come from peers, so the walk keeps :mod:`.limits`' bounds, as ``dag.walk`` does
+        (which would read every raw leaf: bytes a local pin never needs).
 
         Raises:
             BlockNotFound: ``load`` cannot give a block of the DAG.
+            DagTooLarge: the DAG is deeper, wider or larger than any real one.
         """
-        stack = [root]
+        stack = [(root, 0)]
+        visited = 0
         while stack:
-            cid = stack.pop()
+            cid, depth = stack.pop()
             key = bytes(cid.digest)
             if key in seen:
                 continue
             seen.add(key)
+            limits.check_depth(depth, f"DAG {cid_str(root)}")
+            visited += 1
+            if visited > limits.MAX_WALK_BLOCKS:
+                raise DagTooLarge(f"DAG {cid_str(root)} has more than "
+                                  f"{limits.MAX_WALK_BLOCKS} blocks")
             if cid.codec.code == _RAW and self.blocks.has(cid):
                 with contextlib.suppress(BlockNotFound):  # GC cannot run: we hold the lock
                     yield self.blocks.size(cid)
                     continue
             block = load(cid)
             yield len(block)
-            stack.extend(reversed(links_of(cid, block)))
+            links = links_of(cid, block)
+            limits.check_links(len(links), cid_str(cid))
+            stack.extend((link, depth + 1) for link in reversed(links))
 
     def _mark(self, root: CID, live: set[bytes]) -> list[CID]:
         """Add every block of a pinned DAG to ``live``; returns its absent raw leaves.

@@ -208,3 +208,20 @@ def test_verify_handles_other_hash_functions(repo: Repo) -> None:
     assert repo.verify().ok and repo.verify().checked == 1
     repo.blocks.path_of(bytes(cid.digest)).write_bytes(b"abd")
     assert [b.cid for b in repo.verify().corrupt] == [cid_str(cid)]
+
+
+def test_pinning_a_chain_deeper_than_any_real_dag_is_refused(tmp_path: Path) -> None:
+    from ipfs_mcp.backends import dagpb, limits
+    from ipfs_mcp.backends.errors import DagTooLarge
+
+    repo = Repo(tmp_path / "repo", fsync=False)  # thousands of tiny blocks: no fsync each
+    cid = cid_of_block(b"leaf", version=1, codec="raw")
+    repo.blocks.put(cid, b"leaf")
+    for _ in range(limits.MAX_DAG_DEPTH + 1):
+        block = dagpb.encode_node([dagpb.encode_link(bytes(cid), "", 4)], None)
+        cid = cid_of_block(block, version=1, codec="dag-pb")
+        repo.blocks.put(cid, block)
+    with pytest.raises(DagTooLarge, match="levels deep"):
+        repo.pin(cid)
+    assert list(repo.pins) == []
+    assert repo.gc().removed == limits.MAX_DAG_DEPTH + 2  # all of it was garbage
