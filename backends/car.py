@@ -100,6 +100,15 @@ def _read_varint(stream: BinaryIO) -> int | None:
             raise InvalidInput("malformed CAR varint")
 
 
+def _skip(stream: BinaryIO, n: int) -> None:
+    """Read past ``n`` bytes in bounded pieces (a hostile offset must not become one read)."""
+    while n > 0:
+        piece = stream.read(min(n, 1 << 16))
+        if not piece:
+            raise InvalidInput("truncated CAR file (CAR v2 padding)")
+        n -= len(piece)
+
+
 def _split_cid(section: bytes) -> tuple[CID, bytes]:
     try:
         if section[:2] == b"\x12\x20":
@@ -117,23 +126,28 @@ def _split_cid(section: bytes) -> tuple[CID, bytes]:
         raise InvalidInput(f"malformed CID in CAR section: {exc}") from exc
 
 
-def read_car(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
+def read_car(stream: BinaryIO, *, _inner: bool = False
+             ) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
     """Parse a CAR's header and return its roots and a verifying block iterator.
 
     Raises:
         InvalidInput: not a CAR, or truncated.
-        TooLarge: a header or section over the limits.
+        TooLarge: a header or section over the limits, or more than MAX_CAR_ROOTS roots.
         IntegrityError: (from the iterator) a block does not match its CID.
     """
     first = _read_varint(stream)
     if first is None:
         raise InvalidInput("empty CAR file")
     if first == len(_V2_PRAGMA) - 1 and _read_exact(stream, first) == _V2_PRAGMA[1:]:
+        if _inner:  # a v2 payload is a v1; nesting would only be a way to recurse
+            raise InvalidInput("CAR v2 payload is itself a CAR v2")
         header = _read_exact(stream, 40)
         data_offset = int.from_bytes(header[16:24], "little")
         data_size = int.from_bytes(header[24:32], "little")
-        stream.read(data_offset - 51)  # skip padding up to the v1 payload
-        return read_car(_Limited(stream, data_size))
+        if data_offset < len(_V2_PRAGMA) + 40:
+            raise InvalidInput(f"CAR v2 data offset {data_offset} points into its header")
+        _skip(stream, data_offset - len(_V2_PRAGMA) - 40)  # padding up to the v1 payload
+        return read_car(_Limited(stream, data_size), _inner=True)
     if first > MAX_HEADER:
         raise TooLarge(f"CAR header of {first} bytes is over {MAX_HEADER}")
     try:

@@ -14,8 +14,10 @@ from pathlib import Path
 from .errors import DagTooLarge, WriteTooLarge
 
 # -- blocks ---------------------------------------------------------------------------------
-# A libp2p bitswap message is capped at 4 MiB, so no peer can send a larger block, and Kubo
-# refuses to make blocks over 1 MiB without --allow-big-block. Anything bigger is hostile.
+# A bitswap message is capped at 4 MiB, so no peer can send a larger block (our bitswap
+# serves and accepts at most 2 MiB, as boxo does), and Kubo refuses to make blocks over 1 MiB
+# without --allow-big-block. A CAR or daemon may still carry one up to 4 MiB; beyond that
+# a block is hostile.
 MAX_BLOCK_SIZE = 4 * 1024 * 1024
 # A CAR section is one CID (well under 128 bytes for any multihash we verify) plus a block.
 MAX_CAR_SECTION = MAX_BLOCK_SIZE + 128

@@ -94,12 +94,23 @@ def _everything(folder: Path) -> list[Path]:
 @pytest.fixture
 def home(isolated_hf_home: Path) -> HFCacheBackend:
     """The backend on the repo the CLI and the MCP server of this test use."""
-    return HFCacheBackend(Repo(isolated_hf_home / "ipfs"))
+    # fsync off only to build the fixtures fast; the code under test opens its own repo.
+    return HFCacheBackend(Repo(isolated_hf_home / "ipfs", fsync=False))
 
 
 @pytest.fixture(scope="module")
 def bomb() -> tuple[CID, bytes]:
     return bomb_car()
+
+
+@pytest.fixture(scope="module")
+def chain() -> tuple[CID, bytes]:
+    return chain_car(3000)
+
+
+@pytest.fixture(scope="module")
+def too_deep() -> tuple[CID, bytes]:
+    return chain_car(limits.MAX_DAG_DEPTH + 10)
 
 
 # -- the 240 TB claim ---------------------------------------------------------------------
@@ -195,9 +206,9 @@ async def test_mcp_fetch_cid_refuses_the_bomb_and_keeps_serving(
 
 
 # -- the deep chain -----------------------------------------------------------------------
-def test_3000_deep_chain_reads_and_writes_the_right_bytes(home: HFCacheBackend,
-                                                         tmp_path: Path) -> None:
-    root, blob = chain_car(3000)
+def test_3000_deep_chain_reads_and_writes_the_right_bytes(
+        home: HFCacheBackend, tmp_path: Path, chain: tuple[CID, bytes]) -> None:
+    root, blob = chain
     _import(home, blob)
     assert home.cat(cid_str(root)) == PAYLOAD
     assert home.cat(cid_str(root), offset=4, length=6) == PAYLOAD[4:10]
@@ -212,9 +223,9 @@ def test_3000_deep_chain_reads_and_writes_the_right_bytes(home: HFCacheBackend,
     assert home.repo.gc().kept == 3001
 
 
-def test_chain_deeper_than_the_bound_is_a_one_line_error(home: HFCacheBackend,
-                                                        tmp_path: Path) -> None:
-    root, blob = chain_car(limits.MAX_DAG_DEPTH + 10)
+def test_chain_deeper_than_the_bound_is_a_one_line_error(
+        home: HFCacheBackend, tmp_path: Path, too_deep: tuple[CID, bytes]) -> None:
+    root, blob = too_deep
     _import(home, blob)
     with pytest.raises(DagTooLarge, match=f"more than {limits.MAX_DAG_DEPTH} levels deep"):
         home.cat(cid_str(root))
@@ -225,8 +236,10 @@ def test_chain_deeper_than_the_bound_is_a_one_line_error(home: HFCacheBackend,
         home.dag_export(cid_str(root))
 
 
-def test_cli_cat_and_get_of_the_deep_chain(home: HFCacheBackend, tmp_path: Path) -> None:
-    root, blob = chain_car(3000)
+def test_cli_cat_and_get_of_the_deep_chain(home: HFCacheBackend, tmp_path: Path,
+                                            chain: tuple[CID, bytes],
+                                            too_deep: tuple[CID, bytes]) -> None:
+    root, blob = chain
     _import(home, blob)
     cat = run_cli("cat", cid_str(root))
     assert cat.returncode == 0, cat.stderr.decode()
@@ -234,20 +247,21 @@ def test_cli_cat_and_get_of_the_deep_chain(home: HFCacheBackend, tmp_path: Path)
     got = run_cli("get", cid_str(root), "-o", str(tmp_path / "deep.txt"))
     assert got.returncode == 0, got.stderr.decode()
     assert (tmp_path / "deep.txt").read_bytes() == PAYLOAD
-    too_deep, blob = chain_car(limits.MAX_DAG_DEPTH + 10)
+    deep_root, blob = too_deep
     _import(home, blob)
-    failed = run_cli("cat", cid_str(too_deep))
+    failed = run_cli("cat", cid_str(deep_root))
     err = failed.stderr.decode()
     assert failed.returncode != 0 and "levels deep" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
 
 @pytest_anyio
-async def test_mcp_serves_the_deep_chain_and_keeps_serving(home: HFCacheBackend,
-                                                           work: Path) -> None:
-    root, blob = chain_car(3000)
+async def test_mcp_serves_the_deep_chain_and_keeps_serving(
+        home: HFCacheBackend, work: Path, chain: tuple[CID, bytes],
+        too_deep: tuple[CID, bytes]) -> None:
+    root, blob = chain
     _import(home, blob)
-    too_deep, blob = chain_car(limits.MAX_DAG_DEPTH + 10)
+    deep_root, blob = too_deep
     _import(home, blob)
     settings = ServerSettings.load(allow_roots=[str(work)], p2p=False)
     with anyio.fail_after(60):
@@ -256,12 +270,75 @@ async def test_mcp_serves_the_deep_chain_and_keeps_serving(home: HFCacheBackend,
             assert not deep.is_error, deep.content
             assert deep.structured_content is not None
             assert deep.structured_content["text"] == PAYLOAD.decode()
-            bad = await client.call_tool("fetch_cid", {"cid": cid_str(too_deep)})
+            bad = await client.call_tool("fetch_cid", {"cid": cid_str(deep_root)})
             assert bad.is_error
             text = " ".join(getattr(c, "text", "") for c in bad.content)
             assert "levels deep" in text and "Traceback" not in text
             listed = await client.call_tool("ls", {"cid": cid_str(root)})
             assert not listed.is_error, listed.content
+
+
+# -- wide DAGs (the bounds lowered, so a test can reach them with a few blocks) ----------
+def _folder(home: HFCacheBackend, entries: list[tuple[str, CID]]) -> CID:
+    block = encode_node([encode_link(bytes(cid), name, 0) for name, cid in entries],
+                        unixfs.DIRECTORY_DATA)
+    cid = cid_of_block(block, version=1, codec="dag-pb")
+    home.repo.blocks.put(cid, block)
+    return cid
+
+
+def test_folder_wider_than_the_bound_is_refused(home: HFCacheBackend, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "MAX_DIR_ENTRIES", 8)
+    small = CID.decode(home.add_bytes(b"f"))
+    ok = _folder(home, [(f"f{i}", small) for i in range(8)])
+    assert len(home.ls(cid_str(ok))) == 8
+    wide = _folder(home, [(f"f{i}", small) for i in range(9)])
+    with pytest.raises(DagTooLarge, match="more than 8 entries"):
+        home.ls(cid_str(wide))
+    with pytest.raises(DagTooLarge):
+        home.get_to_path(cid_str(wide), output_path=tmp_path / "out")
+    assert _everything(tmp_path) == []
+
+
+def test_folder_fanning_out_through_shared_subfolders_is_bounded(
+        home: HFCacheBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each level links the one below three times: 20 blocks, 3**20 entries to write."""
+    monkeypatch.setattr(limits, "MAX_TREE_ENTRIES", 1000)
+    cid = CID.decode(home.add_bytes(b"tiny"))
+    for level in range(20):
+        cid = _folder(home, [(f"d{level}-{i}", cid) for i in range(3)])
+    with pytest.raises(DagTooLarge, match="more than 1000 entries in its tree"):
+        home.get_to_path(cid_str(cid), output_path=tmp_path / "out")
+    assert _everything(tmp_path) == []
+
+
+def test_node_with_more_links_than_the_bound_is_refused(
+        home: HFCacheBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "MAX_LINKS_PER_NODE", 4)
+    leaf = cid_of_block(b"12345", version=1, codec="raw")
+    root, block = _file_node([(leaf, 5)] * 5)
+    _import(home, _car(root, [(root, block), (leaf, b"12345")]))
+    with pytest.raises(DagTooLarge, match="5 links, over the bound of 4"):
+        home.cat(cid_str(root))
+    with pytest.raises(DagTooLarge):
+        home.dag_export(cid_str(root))
+
+
+def test_hamt_deeper_than_its_hash_bits_is_refused(home: HFCacheBackend) -> None:
+    """A HAMT (fanout 256) has 8 levels at most; a hostile one nests shards forever."""
+    shard_data = unixfs.encode(unixfs.UnixFSData(unixfs.NodeType.HAMT_SHARD, data=b"\x01",
+                                                 hash_type=unixfs.MURMUR3_X64_64, fanout=256))
+    leaf = CID.decode(home.add_bytes(b"x"))
+    block = encode_node([encode_link(bytes(leaf), "00name", 0)], shard_data)
+    cid = cid_of_block(block, version=1, codec="dag-pb")
+    home.repo.blocks.put(cid, block)
+    for _ in range(10):
+        block = encode_node([encode_link(bytes(cid), "00", 0)], shard_data)
+        cid = cid_of_block(block, version=1, codec="dag-pb")
+        home.repo.blocks.put(cid, block)
+    with pytest.raises(IntegrityError, match="HAMT deeper than its hash bits"):
+        home.ls(cid_str(cid))
 
 
 # -- lying sizes --------------------------------------------------------------------------

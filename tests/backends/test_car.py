@@ -56,3 +56,34 @@ def test_oversized_section_is_refused() -> None:
     roots, blocks = car.read_car(io.BytesIO(blob))
     with pytest.raises(TooLarge):
         list(blocks)
+
+
+def _v2(payload: bytes, *, data_offset: int = 51, data_size: int | None = None) -> bytes:
+    """A CAR v2 wrapper: pragma, 40-byte header (characteristics, offset, size, index)."""
+    size = len(payload) if data_size is None else data_size
+    header = bytes(16) + data_offset.to_bytes(8, "little") + size.to_bytes(8, "little") + \
+        bytes(8)
+    return car._V2_PRAGMA + header + payload
+
+
+def test_car_v2_is_read_through_its_payload(backend: HFCacheBackend, tmp_path) -> None:
+    cid = backend.add_bytes(b"inside a v2\n")
+    other = HFCacheBackend(Repo(tmp_path / "other"))
+    other.dag_import(io.BytesIO(_v2(backend.dag_export(cid) or b"")))
+    assert other.cat(cid) == b"inside a v2\n"
+
+
+def test_car_v2_nested_in_a_v2_is_refused_not_recursed(backend: HFCacheBackend) -> None:
+    blob = backend.dag_export(backend.add_bytes(b"x")) or b""
+    nested = blob
+    for _ in range(5000):  # deep enough that recursion would hit the interpreter's limit
+        nested = _v2(nested)
+    with pytest.raises(InvalidInput, match="itself a CAR v2"):
+        car.read_car(io.BytesIO(nested))
+
+
+def test_car_v2_hostile_offset_is_skipped_in_pieces_then_truncated() -> None:
+    with pytest.raises(InvalidInput, match="truncated"):
+        car.read_car(io.BytesIO(_v2(b"", data_offset=1 << 62)))
+    with pytest.raises(InvalidInput, match="into its header"):
+        car.read_car(io.BytesIO(_v2(b"", data_offset=3)))
