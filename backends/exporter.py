@@ -19,6 +19,7 @@ folder), so a hostile DAG gets a one-line error, never a ``RecursionError``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -350,6 +351,7 @@ class Exporter:
         declared = self.check_fits(cid, output, max_bytes)
         budget = _Budget(cid_str(cid), declared, progress)
         tmp = output.parent / f".{output.name}.{uuid.uuid4().hex}.part"
+        created = _missing_parents(output)
         try:
             try:
                 output.parent.mkdir(parents=True, exist_ok=True)
@@ -363,6 +365,9 @@ class Exporter:
                 raise _translate(exc, output) from exc
         except BaseException:
             _remove(tmp)
+            for folder in created:  # deepest first; only the empty ones this call made
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
             raise
         return entry
 
@@ -494,6 +499,16 @@ def _commit(tmp: Path, output: Path, overwrite: bool) -> None:
         os.rename(aside, output)
         raise
     _remove(aside)
+
+
+def _missing_parents(output: Path) -> list[Path]:
+    """The folders above ``output`` that do not exist yet, deepest first."""
+    missing: list[Path] = []
+    folder = output.parent
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def _remove(path: Path) -> None:

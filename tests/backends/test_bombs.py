@@ -357,8 +357,8 @@ def test_leaf_longer_than_its_blocksize_is_an_integrity_error(home: HFCacheBacke
     with pytest.raises(IntegrityError, match="parent declares 10"):
         home.cat(cid_str(root))
     with pytest.raises(IntegrityError):
-        home.get_to_path(cid_str(root), output_path=tmp_path / "f")
-    assert _everything(tmp_path) == []
+        home.get_to_path(cid_str(root), output_path=tmp_path / "new" / "folders" / "f")
+    assert _everything(tmp_path) == []  # not even the folders it would have made
 
 
 def test_blocksizes_not_summing_to_filesize_is_an_integrity_error(home: HFCacheBackend,
