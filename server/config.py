@@ -31,6 +31,12 @@ option                       environment                    meaning
 ``--max-write-bytes BYTES``  ``IPFS_MCP_MAX_WRITE``         most bytes one write to disk may
                                                             take (default: 90% of the free
                                                             space at the target)
+``--gateway HOST:PORT``      ``IPFS_MCP_GATEWAY``           serve a read-only HTTP gateway
+                                                            (trustless + path, /routing/v1)
+``--gateway-recursive``      ``IPFS_MCP_GATEWAY_RECURSIVE`` let it fetch what is not here
+                                                            (default: only local blocks)
+``--gateway-public``         ``IPFS_MCP_GATEWAY_PUBLIC=1``  allow a gateway bind beyond
+                                                            loopback (refused otherwise)
 ``--log-level LEVEL``        ``IPFS_MCP_LOG_LEVEL``         stderr log level (default WARNING);
                                                             the P2P libraries' logs only at DEBUG
 ===========================  =============================  ===================================
@@ -120,6 +126,9 @@ class ServerSettings:
     add_max: int = DEFAULT_ADD_MAX
     max_body: int = DEFAULT_MAX_BODY
     log_level: str = "WARNING"
+    gateway: tuple[str, int] | None = None
+    gateway_recursive: bool = False
+    gateway_public: bool = False
 
     @property
     def start_p2p(self) -> bool:
@@ -133,7 +142,9 @@ class ServerSettings:
              p2p: bool | None = None, mdns: bool | None = None,
              inline_max: int | None = None,
              add_max: int | None = None, max_body: int | None = None,
-             log_level: str | None = None, max_write: int | None = None) -> ServerSettings:
+             log_level: str | None = None, max_write: int | None = None,
+             gateway: str | None = None, gateway_recursive: bool | None = None,
+             gateway_public: bool | None = None) -> ServerSettings:
         """Settings from ``env`` (default ``os.environ``), overridden by given arguments.
 
         Raises:
@@ -153,6 +164,17 @@ class ServerSettings:
             p2p = env_flag(env, "IPFS_MCP_P2P", True)
         if mdns is None:
             mdns = env_flag(env, "IPFS_MCP_MDNS", False)
+        gateway_value = (gateway if gateway is not None else
+                         (env.get("IPFS_MCP_GATEWAY") or "").strip())
+        try:
+            gateway_bind = parse_host_port(gateway_value) if gateway_value else None
+        except InvalidInput:
+            raise InvalidInput(f"--gateway {gateway_value!r}: expected HOST:PORT, e.g. "
+                               "127.0.0.1:8080") from None
+        if gateway_recursive is None:
+            gateway_recursive = env_flag(env, "IPFS_MCP_GATEWAY_RECURSIVE", False)
+        if gateway_public is None:
+            gateway_public = env_flag(env, "IPFS_MCP_GATEWAY_PUBLIC", False)
         role_name = (role or env.get("IPFS_MCP_ROLE") or DEFAULT_ROLE).strip().lower()
         if role_name not in ROLES:
             raise InvalidInput(f"role {role_name!r}: use one of {', '.join(ROLES)}")
@@ -175,7 +197,14 @@ class ServerSettings:
             add_max=add_max or _int(env, "IPFS_MCP_ADD_MAX", DEFAULT_ADD_MAX),
             max_body=max_body or _int(env, "IPFS_MCP_MAX_BODY", DEFAULT_MAX_BODY),
             log_level=level,
+            gateway=gateway_bind,
+            gateway_recursive=gateway_recursive,
+            gateway_public=gateway_public,
         )
+        if gateway_bind is not None and not is_loopback(gateway_bind[0]) and not gateway_public:
+            raise InvalidInput(f"--gateway {gateway_bind[0]}:{gateway_bind[1]} binds beyond "
+                               "loopback: pass --gateway-public (IPFS_MCP_GATEWAY_PUBLIC=1) to "
+                               "serve this node's blocks to the network")
         if bind is not None and not is_loopback(bind[0]) and settings.token is None:
             raise InvalidInput(f"--http {bind[0]}:{bind[1]} binds beyond loopback: set "
                                "IPFS_MCP_TOKEN to a secret that clients send as "

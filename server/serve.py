@@ -71,6 +71,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-write-bytes", type=_positive, metavar="BYTES",
                         help="most bytes one write to disk may take (env IPFS_MCP_MAX_WRITE; "
                              "default 90%% of the free space at the target)")
+    parser.add_argument("--gateway", metavar="HOST:PORT",
+                        help="also serve a read-only HTTP gateway (trustless and path "
+                             "gateway, /routing/v1) at http://HOST:PORT (env "
+                             "IPFS_MCP_GATEWAY); only blocks already here are served")
+    parser.add_argument("--gateway-recursive", action="store_true", default=None,
+                        help="let the gateway fetch content that is not here (env "
+                             "IPFS_MCP_GATEWAY_RECURSIVE=1)")
+    parser.add_argument("--gateway-public", action="store_true", default=None,
+                        help="allow --gateway to bind beyond 127.0.0.1 (env "
+                             "IPFS_MCP_GATEWAY_PUBLIC=1)")
     parser.add_argument("--log-level", metavar="LEVEL",
                         help="stderr log level: DEBUG, INFO, WARNING (default), ERROR; "
                              "the P2P libraries' own logs appear only at DEBUG")
@@ -83,19 +93,25 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         role=args.role, listen=args.listen, bootstrap=args.bootstrap,
         p2p=False if args.no_p2p else None, mdns=args.mdns, inline_max=args.inline_max,
         add_max=args.add_max, max_body=args.max_body, log_level=args.log_level,
-        max_write=args.max_write_bytes)
+        max_write=args.max_write_bytes, gateway=args.gateway,
+        gateway_recursive=args.gateway_recursive, gateway_public=args.gateway_public)
 
 
 async def _serve(settings: ServerSettings) -> None:
     from .app import build_server
 
     server = build_server(settings)
-    if settings.http is None:
-        await server.run_stdio_async()
-        return
-    from .http import MCP_PATH, serve_http
-
     async with anyio.create_task_group() as tg:
+        if settings.gateway is not None:
+            from .gateway.wiring import start_gateway
+
+            await start_gateway(tg, settings)
+        if settings.http is None:
+            await server.run_stdio_async()
+            tg.cancel_scope.cancel()  # stdin closed: the gateway stops with the server
+            return
+        from .http import MCP_PATH, serve_http
+
         binds = await tg.start(serve_http, server, settings)
         for url in binds:
             # A machine-readable first line, so scripts (and tests) can find a port-0 bind.
