@@ -59,6 +59,7 @@ from .kubo import (
     Provider,
     VerifiedReader,
     VerifiedReads,
+    add_flags,
     added_entries,
     check_add_options,
     check_car,
@@ -355,9 +356,9 @@ class KuboCLIBackend(VerifiedReads):
     def _add_flags(options: ImportOptions | None, pin: bool, name: str = "") -> list[str]:
         o = check_add_options(options)
         named = [f"--pin-name={name}"] if pin and name else []
-        return [*named, "--progress=false", f"--cid-version={o.cid_version}",
-                f"--raw-leaves={'true' if o.leaves_are_raw else 'false'}",
-                f"--chunker=size-{o.chunk_size}", f"--pin={'true' if pin else 'false'}"]
+        flags = [f"--{key}={str(value).lower() if isinstance(value, bool) else value}"
+                 for key, value in add_flags(o).items()]
+        return [*named, "--progress=false", *flags, f"--pin={'true' if pin else 'false'}"]
 
     @staticmethod
     def _added(out: bytes) -> list[tuple[str, CID]]:

@@ -62,6 +62,7 @@ from .kubo import (
     Provider,
     VerifiedReader,
     VerifiedReads,
+    add_flags,
     added_entries,
     check_add_options,
     check_car,
@@ -287,11 +288,9 @@ class KuboRPCBackend(VerifiedReads):
     def _add(self, parts: Iterator[_Part], options: ImportOptions | None, pin: bool,
              wrap: bool, name: str = "") -> list[tuple[str, CID]]:
         o = check_add_options(options)
-        params = {"cid-version": o.cid_version, "raw-leaves": o.leaves_are_raw,
-                  "chunker": f"size-{o.chunk_size}", "pin": pin, "wrap-with-directory": wrap,
+        params = {**add_flags(o), "pin": pin, "wrap-with-directory": wrap,
                   "pin-name": name if pin and name else None,
-                  "hash": "sha2-256", "progress": False,
-                  "cid-base": "base32" if o.cid_version == 1 else None}
+                  "hash": "sha2-256", "progress": False}
         boundary = multipart_boundary()
         answers = self._json("add", params, content=_multipart(parts, boundary),
                              boundary=boundary)

@@ -1,6 +1,6 @@
 """Add and cat throughput through the Kubo RPC backend versus our embedded backend.
 
-    python bench/kubo_rpc_throughput.py --size-mib 256             # starts js-ipfs 0.66
+    python bench/kubo_rpc_throughput.py --size-mib 256             # starts Kubo 0.43
     python bench/kubo_rpc_throughput.py --api http://127.0.0.1:5001  # an existing Kubo
 
 Same random file, same run, same CID required from both (CIDv0 defaults, and CIDv1 with
@@ -19,7 +19,6 @@ from pathlib import Path
 
 from _common import MIB, import_test_harness, mbps, random_file, timed
 
-from ipfs_mcp.backends.cids import cid_str
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.backends.importer import ImportOptions
 from ipfs_mcp.backends.kubo_rpc import KuboRPCBackend
@@ -36,7 +35,7 @@ def drain(chunks: object) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=256)
-    parser.add_argument("--api", help="an existing Kubo RPC API (default: start js-ipfs)")
+    parser.add_argument("--api", help="an existing Kubo RPC API (default: start Kubo 0.43)")
     parser.add_argument("--cid-version", type=int, default=0, choices=(0, 1))
     args = parser.parse_args()
     size = args.size_mib * MIB
@@ -50,14 +49,16 @@ def main() -> int:
             api, label = args.api, f"Kubo RPC at {args.api}"
         else:
             import_test_harness()
-            from tests.kubo.jsipfs import JsIpfsDaemon, jsipfs_skip_reason
+            from tests.interop.gobuild import GoBuildError, kubo_binary
+            from tests.interop.kubo_daemon import KuboDaemon
 
-            reason = jsipfs_skip_reason()
-            if reason:
-                print(f"cannot start js-ipfs: {reason}", file=sys.stderr)
+            try:
+                binary = kubo_binary()
+            except GoBuildError as exc:
+                print(f"cannot build Kubo 0.43: {exc}", file=sys.stderr)
                 return 2
-            daemon = JsIpfsDaemon(work / "jsipfs")
-            api, label = daemon.api_url, "js-ipfs 0.66 RPC (127.0.0.1)"
+            daemon = KuboDaemon(work / "kubo", binary=binary)
+            api, label = daemon.api_url, "Kubo 0.43 RPC (127.0.0.1)"
         try:
             rpc = KuboRPCBackend.connect(api, timeout=600)
             embedded = HFCacheBackend(Repo(work / "repo"))
@@ -65,13 +66,13 @@ def main() -> int:
             for name, backend in (("embedded hf_cache", embedded), (label, rpc)):
                 with open(source, "rb") as stream:
                     cid, add_s = timed(lambda b=backend, s=stream: b.add_stream(s, options=options))
-                got, cat_s = timed(lambda b=backend, c=cid: drain(b.cat_stream(cid_str(c))))
+                got, cat_s = timed(lambda b=backend, c=cid: drain(b.cat_stream(c)))
                 assert got == size, f"{name} returned {got} bytes of {size}"
-                rows.append((name, cid_str(cid), mbps(size, add_s), mbps(size, cat_s)))
+                rows.append((name, cid, mbps(size, add_s), mbps(size, cat_s)))
             rpc.close()
         finally:
             if daemon is not None:
-                daemon.stop()
+                daemon.close()
 
     print(f"{args.size_mib} MiB random file, CIDv{args.cid_version}")
     print("| backend | add MB/s | cat MB/s (verified) |")

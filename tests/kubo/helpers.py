@@ -9,9 +9,8 @@ from pathlib import Path
 from ipfs_mcp.backends.cids import cid_str
 from ipfs_mcp.backends.importer import Importer, ImportOptions
 
-# Names that have bitten multipart encoders: one letter (js-ipfs 0.66's filename pattern
-# needs two), spaces, '+' (form decoding turns it into a space), '%', '#', '?', quotes
-# and non-ASCII.
+# Names that have bitten multipart encoders: one letter (some parsers want two), spaces,
+# '+' (form decoding turns it into a space), '%', '#', '?', quotes and non-ASCII.
 AWKWARD_NAMES = ["a", "b c", "x+y", "100%", "#hash", "what?", "it's", "naïve", "日本語",
                  "semi;colon", "eq=ual", "amp&ersand", 'dq"uote']
 

@@ -1,13 +1,15 @@
 """Failure paths: a daemon that dies mid-operation, a wrong token, and bytes that lie.
 
 The one fake in this suite is :class:`FakeDaemon`: a tiny local HTTP server answering a
-few RPC endpoints with blocks and bytes that do not match their CIDs (and, for the token
-test, refusing a wrong ``Authorization`` header as Kubo's ``API.Authorizations`` does).
-The tests that use it say "fake" in their names. Everything else runs a real daemon.
+few RPC endpoints with blocks and bytes that do not match their CIDs (a lying daemon; no
+real Kubo can be made to lie). The tests that use it say "fake" in their names.
+Everything else runs a real Kubo 0.43 daemon, including the token tests
+(``API.Authorizations`` with ``AllowedPaths``).
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import random
@@ -18,6 +20,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from interop.kubo_daemon import KuboDaemon
 
 from ipfs_mcp.backends import router
 from ipfs_mcp.backends.car import write_car
@@ -30,12 +33,11 @@ from ipfs_mcp.backends.kubo_rpc import KuboRPCBackend
 from ipfs_mcp.backends.repo import Repo
 from ipfs_mcp.backends.settings import BackendSettings
 
-from .conftest import EXTERNAL_API, EXTERNAL_AUTH
-from .jsipfs import JsIpfsDaemon
+from .conftest import BASIC_USER, READER_TOKEN
 
 
-# -- a daemon that dies ---------------------------------------------------------------------
-def test_daemon_killed_mid_cat_is_unavailable_not_a_short_read(own_daemon: JsIpfsDaemon
+# -- a daemon that dies (real Kubo, killed) ---------------------------------------------------------------------
+def test_daemon_killed_mid_cat_is_unavailable_not_a_short_read(own_daemon: KuboDaemon
                                                                ) -> None:
     rpc = KuboRPCBackend.connect(own_daemon.api_url, timeout=20)
     data = random.randbytes(24 << 20)
@@ -49,17 +51,17 @@ def test_daemon_killed_mid_cat_is_unavailable_not_a_short_read(own_daemon: JsIpf
             pass
     with pytest.raises(BackendUnavailable, match=own_daemon.api_url):
         rpc.cat(cid)
-    # The CLI finds the daemon's address in the repo and cannot reach it either.
-    cli = KuboCLIBackend(own_daemon.cli_command, env=own_daemon.cli_env, timeout=30)
-    with pytest.raises(BackendUnavailable):
-        cli.block_get(cid)
+    # Kubo's CLI sees the repo unlocked (no daemon) and opens it itself: the same bytes,
+    # verified, with no daemon at all.
+    cli = KuboCLIBackend(own_daemon.cli_command, env=own_daemon.cli_env, timeout=60)
+    assert cli.cat(cid, offset=5 << 20, length=1 << 20) == data[5 << 20:6 << 20]
     rpc.close()
 
 
 class _KillAfter(io.RawIOBase):
     """A file being uploaded; the daemon dies once ``limit`` bytes have been read."""
 
-    def __init__(self, daemon: JsIpfsDaemon, size: int, limit: int) -> None:
+    def __init__(self, daemon: KuboDaemon, size: int, limit: int) -> None:
         self.daemon, self.left, self.limit = daemon, size, limit
         self.sent = 0
 
@@ -76,7 +78,7 @@ class _KillAfter(io.RawIOBase):
 
 
 def test_daemon_killed_mid_add_fails_and_the_write_lands_nowhere_else(
-        own_daemon: JsIpfsDaemon, monkeypatch: pytest.MonkeyPatch) -> None:
+        own_daemon: KuboDaemon, monkeypatch: pytest.MonkeyPatch) -> None:
     rpc = KuboRPCBackend.connect(own_daemon.api_url, timeout=20)
     with pytest.raises(BackendUnavailable):
         rpc.add_stream(_KillAfter(own_daemon, 64 << 20, 4 << 20))  # type: ignore[arg-type]
@@ -100,11 +102,9 @@ class FakeDaemon:
     """A tiny HTTP server on 127.0.0.1 answering ``id``, ``block/get``, ``cat`` and
     ``dag/export`` from a real DAG, with the corruption a test asks for."""
 
-    def __init__(self, blocks: dict[str, bytes], files: dict[str, bytes], *,
-                 token: str | None = None) -> None:
+    def __init__(self, blocks: dict[str, bytes], files: dict[str, bytes]) -> None:
         self.blocks = dict(blocks)
         self.files = dict(files)
-        self.token = token
         self.corrupt_blocks: set[str] = set()
         self.cat_lies = False
         fake = self
@@ -116,9 +116,6 @@ class FakeDaemon:
             def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
                 url = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
-                if fake.token is not None and self.headers.get("Authorization") != fake.token:
-                    self._send(403, b"403 - Forbidden\n", "text/plain")
-                    return
                 op = url.path.removeprefix("/api/v0/")
                 if op == "id":
                     self._send(200, json.dumps({"ID": "fake", "Addresses": []}).encode())
@@ -220,29 +217,25 @@ def test_fake_daemon_cat_bytes_that_do_not_match_the_cid_are_an_integrity_error(
     rpc.close()
 
 
-def test_fake_daemon_wrong_token_is_unavailable_with_a_hint(
-        real_dag: tuple[str, bytes, dict[str, bytes]]) -> None:
-    root, data, blocks = real_dag
-    server = FakeDaemon(blocks, {root: data}, token="Bearer right-token")
-    try:
-        with pytest.raises(BackendUnavailable, match="IPFS_API_AUTHORIZATION") as info:
-            KuboRPCBackend.connect(server.url, authorization="Bearer wrong-token", timeout=5)
-        assert "wrong-token" not in str(info.value)  # secrets stay out of messages
-        with pytest.raises(BackendUnavailable, match="403"):
-            KuboRPCBackend.connect(server.url, timeout=5)
-        rpc = KuboRPCBackend.connect(server.url, authorization="Bearer right-token", timeout=5)
-        assert rpc.cat(root) == data
-        assert "right-token" not in repr(rpc)
-        rpc.close()
-    finally:
-        server.close()
-
-
-@pytest.mark.skipif(not (EXTERNAL_API and EXTERNAL_AUTH),
-                    reason="needs a real Kubo with API.Authorizations (IPFS_API and "
-                           "IPFS_API_AUTHORIZATION); js-ipfs 0.66 has no API authorization")
-def test_wrong_token_against_real_kubo() -> None:
-    assert EXTERNAL_API is not None
+# -- a real daemon with API.Authorizations ---------------------------------------------------
+def test_wrong_token_and_a_path_outside_allowed_paths_against_real_kubo(
+        auth_daemon: KuboDaemon) -> None:
+    url = auth_daemon.api_url
+    data = random.randbytes(5000)
+    cid = auth_daemon.add_bytes(data)  # the harness's admin token may add
+    with pytest.raises(BackendUnavailable, match="IPFS_API_AUTHORIZATION") as info:
+        KuboRPCBackend.connect(url, authorization="Bearer certainly-wrong", timeout=5)
+    assert "certainly-wrong" not in str(info.value)  # secrets stay out of messages
+    with pytest.raises(BackendUnavailable, match="40[13]"):
+        KuboRPCBackend.connect(url, timeout=5)  # no token at all
+    reader = KuboRPCBackend.connect(url, authorization=READER_TOKEN, timeout=5)
+    assert reader.cat(cid) == data  # id, cat and block/get are allowed paths
+    assert "kubo-suite-reader" not in repr(reader)
     with pytest.raises(BackendUnavailable, match="IPFS_API_AUTHORIZATION"):
-        KuboRPCBackend.connect(EXTERNAL_API, authorization="Bearer certainly-wrong", timeout=5)
-    KuboRPCBackend.connect(EXTERNAL_API, authorization=EXTERNAL_AUTH, timeout=5).close()
+        reader.add_bytes(b"add is outside this token's AllowedPaths")
+    with pytest.raises(BackendUnavailable, match="IPFS_API_AUTHORIZATION"):
+        reader.pin(cid)
+    reader.close()
+    user, password = BASIC_USER
+    basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    KuboRPCBackend.connect(url, authorization=basic, timeout=5).close()

@@ -1,4 +1,4 @@
-"""The Kubo RPC backend against a real daemon (js-ipfs 0.66 here, or Kubo: see conftest)."""
+"""The Kubo RPC backend against a real Kubo 0.43 daemon (see conftest)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from interop.kubo_daemon import KuboDaemon
 
 from ipfs_mcp.backends import car, dagpb, unixfs
 from ipfs_mcp.backends.cids import cid_of_block, cid_str, parse_cid
@@ -17,13 +18,14 @@ from ipfs_mcp.backends.errors import (
     InvalidInput,
     NotFound,
     PinNotFound,
+    Timeout,
 )
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.backends.importer import ImportOptions
 from ipfs_mcp.backends.kubo_rpc import KuboRPCBackend, api_url_from
+from ipfs_mcp.backends.pins import Pin
 from ipfs_mcp.backends.repo import Repo
 
-from .conftest import Target
 from .helpers import ours, ours_path, random_tree, same_tree
 
 V1 = ImportOptions(cid_version=1)
@@ -58,16 +60,28 @@ OPTION_SETS = [
     ImportOptions(cid_version=1, raw_leaves=False),
     ImportOptions(chunk_size=1024),  # 174 links fill at 178176 bytes: the fan-out edge
     ImportOptions(cid_version=1, chunk_size=1000),
+    ImportOptions(chunk_size=1024, trickle=True),  # --trickle
+    ImportOptions(cid_version=1, chunk_size=1024, max_links=7),  # --max-file-links
+    ImportOptions(chunk_size=4096, max_links=3, trickle=True),
+    ImportOptions(chunker="rabin-512-2048-8192"),  # --chunker=rabin-MIN-AVG-MAX
+    ImportOptions(cid_version=1, chunker="buzhash"),
+    # unixfs-v1-2025 for files (its block-based HAMT estimation only concerns folders)
+    ImportOptions.from_profile("unixfs-v1-2025", hamt_size_estimation="links"),
 ]
 
 
-@pytest.mark.parametrize("options", OPTION_SETS, ids=lambda o: (
-    f"v{o.cid_version}-raw{o.raw_leaves}-chunk{o.chunk_size}"))
+def _option_id(o: ImportOptions) -> str:
+    layout = f"-trickle{o.max_links}" if o.trickle else f"-links{o.max_links}"
+    return f"v{o.cid_version}-raw{o.raw_leaves}-{o.chunker_spec}{layout}"
+
+
+@pytest.mark.parametrize("options", OPTION_SETS, ids=_option_id)
 def test_random_files_get_the_cids_our_importer_gives(rpc: KuboRPCBackend,
                                                       options: ImportOptions) -> None:
     rng = random.Random(f"files-{options}")
     c = options.chunk_size
-    edges = {0, 1, c - 1, c, c + 1, 174 * c, 174 * c + 1, 2 * c + rng.randrange(c)}
+    fill = options.max_links * c
+    edges = {0, 1, c - 1, c, c + 1, fill, fill + 1, 2 * c + rng.randrange(c), 599_999}
     for size in sorted(s for s in edges if s <= 600_000):
         data = rng.randbytes(size)
         cid = rpc.add_bytes(data, pin=False, options=options)
@@ -78,8 +92,12 @@ def test_random_files_get_the_cids_our_importer_gives(rpc: KuboRPCBackend,
 @pytest.mark.parametrize("options", [ImportOptions(), ImportOptions(cid_version=1),
                                      ImportOptions(hidden=True),
                                      ImportOptions(wrap_with_directory=True),
-                                     ImportOptions(chunk_size=4096, raw_leaves=True)],
-                         ids=["v0", "v1", "hidden", "wrapped", "chunk4096-raw"])
+                                     ImportOptions(chunk_size=4096, raw_leaves=True),
+                                     ImportOptions(max_directory_links=3),
+                                     ImportOptions(cid_version=1, trickle=True, max_links=4,
+                                                   chunk_size=1024)],
+                         ids=["v0", "v1", "hidden", "wrapped", "chunk4096-raw",
+                              "max-directory-links", "trickle"])
 def test_random_trees_get_the_cids_our_importer_gives(rpc: KuboRPCBackend, tmp_path: Path,
                                                       options: ImportOptions) -> None:
     tree = random_tree(tmp_path / "tree", random.Random(f"tree-{options}"))
@@ -87,15 +105,9 @@ def test_random_trees_get_the_cids_our_importer_gives(rpc: KuboRPCBackend, tmp_p
     assert cid_str(result.root) == ours_path(tree, options)
 
 
-def test_symlinks_are_added_as_symlinks(rpc: KuboRPCBackend, target: Target,
-                                        tmp_path: Path) -> None:
+def test_symlinks_are_added_as_symlinks(rpc: KuboRPCBackend, tmp_path: Path) -> None:
     tree = random_tree(tmp_path / "tree", random.Random("links"), files=4, symlinks=True)
     result = rpc.add_path(tree, pin=False)
-    if target.is_jsipfs:
-        # js-ipfs 0.66's add drops application/symlink parts (its multipart handler only
-        # passes files and folders on), so the tree it builds has no links at all.
-        assert "link-to-dir" not in [e.name for e in rpc.ls(cid_str(result.root))]
-        return
     assert cid_str(result.root) == ours_path(tree)
     out = tmp_path / "out"
     rpc.get_to_path(cid_str(result.root), output_path=out)
@@ -103,7 +115,7 @@ def test_symlinks_are_added_as_symlinks(rpc: KuboRPCBackend, target: Target,
     assert (out / "link-to-dir").is_symlink()
 
 
-def test_large_directory_is_sharded_as_kubo_shards_it(rpc: KuboRPCBackend, target: Target,
+def test_large_directory_is_sharded_as_kubo_shards_it(rpc: KuboRPCBackend,
                                                      tmp_path: Path) -> None:
     folder = tmp_path / "big"
     folder.mkdir()
@@ -113,19 +125,22 @@ def test_large_directory_is_sharded_as_kubo_shards_it(rpc: KuboRPCBackend, targe
     root = cid_str(rpc.add_path(folder, pin=False).root)
     node = dagpb.decode(rpc.block_get(root))
     kind = unixfs.decode(node.data or b"").type
-    if target.is_jsipfs:
-        # js-ipfs 0.66 does not shard unless its EXPERIMENTAL.sharding is on (and then by
-        # entry count, past 1000): one flat folder block, another CID. Both are valid
-        # UnixFS; the flat one must read back, verified, like any other.
-        assert kind == unixfs.NodeType.DIRECTORY and len(node.links) == 1200
-        assert root != ours_path(folder)
-    else:
-        assert kind == unixfs.NodeType.HAMT_SHARD
-        assert root == ours_path(folder)
+    assert kind == unixfs.NodeType.HAMT_SHARD
+    assert root == ours_path(folder)
     assert rpc.stat(root).kind == "directory"
     entries = rpc.ls(root)  # names and CIDs checked against the verified HAMT shards
     assert sorted(e.name for e in entries) == sorted(p.name for p in folder.iterdir())
     assert rpc.cat(f"{root}/{pad}-01199") == b"1199\n"
+    narrow = ImportOptions(max_hamt_fanout=16)  # --max-hamt-fanout
+    assert cid_str(rpc.add_path(folder, pin=False, options=narrow).root) == \
+        ours_path(folder, narrow)
+
+
+def test_options_kubo_keeps_in_its_config_are_refused(rpc: KuboRPCBackend) -> None:
+    for options in (ImportOptions(shard_threshold=1000),
+                    ImportOptions.from_profile("unixfs-v1-2025")):  # block-based estimation
+        with pytest.raises(InvalidInput, match="node configuration"):
+            rpc.add_bytes(b"x", options=options)
 
 
 @pytest.mark.parametrize("options", [ImportOptions(chunk_size=1024),
@@ -180,19 +195,34 @@ def test_tree_get_ls_stat_and_paths(rpc: KuboRPCBackend, tmp_path: Path) -> None
         rpc.cat(root)  # a folder
 
 
-def test_pins(rpc: KuboRPCBackend) -> None:
-    cid = rpc.add_bytes(random.randbytes(3000), pin=False)
-    assert cid not in rpc.pins()
-    rpc.pin(cid)
-    assert rpc.pins()[cid] == "recursive"
-    assert rpc.pins(cid) == {cid: "recursive"}
-    rpc.unpin(cid)
-    assert cid not in rpc.pins()
+def _pinned(backend: KuboRPCBackend) -> dict[str, Pin]:
+    return {cid_str(p.cid): p for p in backend.pins()}
+
+
+def test_pins_with_names(rpc: KuboRPCBackend) -> None:
+    data = random.randbytes(3000)
+    cid = rpc.add_bytes(data, pin=False)
+    assert cid not in _pinned(rpc)
+    pin = rpc.pin(cid, name="my model")
+    assert (cid_str(pin.cid), pin.type, pin.name) == (cid, "recursive", "my model")
+    listed = _pinned(rpc)[cid]
+    assert (listed.type, listed.name) == ("recursive", "my model")  # Kubo's pin ls --names
+    assert rpc.pin_types(cid) == {cid: "recursive"}
+    assert rpc.unpin(cid) == ["recursive"]
+    assert cid not in _pinned(rpc)
     with pytest.raises(PinNotFound):
         rpc.unpin(cid)
+    with pytest.raises(PinNotFound):
+        rpc.pin_types(cid)
+    named = rpc.add_bytes(b"pinned by add " + random.randbytes(8), name="from add")
+    assert _pinned(rpc)[named].name == "from add"  # add --pin-name
+    direct = rpc.add_bytes(random.randbytes(100), pin=False)
+    assert rpc.pin(direct, recursive=False).type == "direct"
+    assert _pinned(rpc)[direct].type == "direct"
+    rpc.unpin(direct)
 
 
-def test_blocks(rpc: KuboRPCBackend, target: Target) -> None:
+def test_blocks(rpc: KuboRPCBackend) -> None:
     import dag_cbor
 
     raw = random.randbytes(500)
@@ -208,14 +238,15 @@ def test_blocks(rpc: KuboRPCBackend, target: Target) -> None:
         rpc.block_put(b"x", codec="nonsense")
 
 
-def test_missing_block_is_not_found_within_the_timeout(target: Target) -> None:
-    if target.api is None:
-        pytest.skip("no RPC target")
-    fast = KuboRPCBackend.connect(target.api, authorization=target.authorization, timeout=1.5)
+def test_a_block_kubo_cannot_find_in_time_is_a_timeout_not_not_found(kubo: KuboDaemon) -> None:
+    # Kubo searches the network until its --timeout; running out means "not found in
+    # time", which is not "absent": it must not read as BlockNotFound.
+    fast = KuboRPCBackend.connect(kubo.api_url, timeout=1.5)
     missing = cid_str(cid_of_block(b"never added anywhere " + random.randbytes(16)))
-    with pytest.raises(BlockNotFound) as info:
+    with pytest.raises(Timeout) as info:
         fast.block_get(missing)
-    assert missing in str(info.value)
+    assert not isinstance(info.value, BlockNotFound)
+    assert missing in str(info.value) and "IPFS_API_TIMEOUT" in str(info.value)
     fast.close()
 
 
@@ -238,22 +269,42 @@ def test_dag_export_and_import(rpc: KuboRPCBackend, tmp_path: Path) -> None:
     new_root = local.add_bytes(fresh)
     report = rpc.dag_import(io.BytesIO(local.dag_export(new_root) or b""))
     assert [cid_str(r) for r in report.roots] == [new_root] and report.blocks == 4
-    assert rpc.pins()[new_root] == "recursive"
+    assert _pinned(rpc)[new_root].type == "recursive"
     assert rpc.cat(new_root) == fresh
 
 
-def test_id_peers_and_providers(rpc: KuboRPCBackend, target: Target) -> None:
+def test_id_peers_and_providers(rpc: KuboRPCBackend, kubo: KuboDaemon) -> None:
     info = rpc.id()
-    if target.daemon is not None:
-        assert info["ID"] == target.daemon.peer_id
-        assert info["Addresses"] == []  # js-ipfs's id lists no addresses (INTEROP.md)
-    assert isinstance(rpc.swarm_peers(), list)
+    assert info["ID"] == kubo.peer_id
+    assert kubo.dial_addr.removesuffix(f"/p2p/{kubo.peer_id}") in \
+        [a.removesuffix(f"/p2p/{kubo.peer_id}") for a in info["Addresses"]]
     cid = rpc.add_bytes(b"provided by the daemon itself\n")
     providers = rpc.find_providers(cid, timeout=3)
     assert info["ID"] in [p.peer_id for p in providers]
 
 
-def test_api_address_forms(target: Target) -> None:
+def test_swarm_peers_and_providers_across_two_daemons(rpc: KuboRPCBackend, kubo: KuboDaemon,
+                                                      own_daemon: KuboDaemon) -> None:
+    from ipfs_mcp.backends.kubo_cli import KuboCLIBackend
+
+    cli = KuboCLIBackend.connect(kubo.cli_command, env=kubo.cli_env, timeout=60)
+    assert own_daemon.peer_id not in [pid for pid, _ in rpc.swarm_peers()]
+    own_daemon.connect(kubo.dial_addr)
+    kubo.wait_for_peer(own_daemon.peer_id)
+    for backend in (rpc, cli):
+        peers = dict(backend.swarm_peers())
+        assert peers[own_daemon.peer_id].startswith("/ip4/127.0.0.1/tcp/")
+    # Only the other daemon holds it; the suite's daemon finds it through its LAN DHT.
+    cid = own_daemon.add_bytes(b"provided by the other daemon " + random.randbytes(16))
+    own_daemon.cli("routing", "provide", "--", cid, timeout=60)
+    for backend in (rpc, cli):
+        providers = backend.find_providers(cid, timeout=20)
+        assert own_daemon.peer_id in [p.peer_id for p in providers]
+    found = {p.peer_id: p for p in rpc.find_providers(cid, timeout=20)}
+    assert any(a.startswith("/ip4/127.0.0.1/") for a in found[own_daemon.peer_id].addrs)
+
+
+def test_api_address_forms(kubo: KuboDaemon) -> None:
     assert api_url_from(None) == "http://127.0.0.1:5001"
     assert api_url_from("/ip4/127.0.0.1/tcp/5001") == "http://127.0.0.1:5001"
     assert api_url_from("/ip4/127.0.0.1/tcp/5001/http") == "http://127.0.0.1:5001"
@@ -263,10 +314,9 @@ def test_api_address_forms(target: Target) -> None:
     for bad in ("/ip4/127.0.0.1/udp/5001", "ftp://x", "/unix/tmp/sock", "localhost:5001"):
         with pytest.raises(InvalidInput):
             api_url_from(bad)
-    if target.daemon is not None:  # the daemon's own multiaddr form works end to end
-        backend = KuboRPCBackend.connect(target.daemon.api_multiaddr)
-        assert backend.id()["ID"] == target.daemon.peer_id
-        backend.close()
+    backend = KuboRPCBackend.connect(kubo.api_multiaddr)  # the repo's own api file form
+    assert backend.id()["ID"] == kubo.peer_id
+    backend.close()
 
 
 def _free_port() -> int:
@@ -283,14 +333,11 @@ def test_no_daemon_is_unavailable_with_the_url_and_a_hint() -> None:
     assert url in str(info.value) and "ipfs daemon" in str(info.value)
 
 
-def test_an_injected_client_is_used_and_left_open(target: Target) -> None:
+def test_an_injected_client_is_used_and_left_open(kubo: KuboDaemon) -> None:
     import httpx
 
-    if target.api is None:
-        pytest.skip("no RPC target")
     with httpx.Client(timeout=30) as client:
-        backend = KuboRPCBackend.connect(target.api, client=client,
-                                         authorization=target.authorization)
+        backend = KuboRPCBackend.connect(kubo.api_url, client=client)
         assert backend.client is client
         assert backend.cat(backend.add_bytes(b"via my client\n")) == b"via my client\n"
         backend.close()  # the caller's client: not ours to close

@@ -7,29 +7,24 @@ import random
 from pathlib import Path
 
 import pytest
+from interop.kubo_daemon import KuboDaemon
 
 from ipfs_mcp.backends import router
 from ipfs_mcp.backends.cids import cid_of_block, cid_str
 from ipfs_mcp.backends.errors import AllBackendsFailed, BlockNotFound
 from ipfs_mcp.backends.kubo_rpc import KuboRPCBackend
 
-from .conftest import Target
-
 
 @pytest.fixture
-def kubo_env(target: Target, monkeypatch: pytest.MonkeyPatch) -> Target:
-    if target.api is None:
-        pytest.skip("no RPC target (IPFS_API)")
-    monkeypatch.setenv("IPFS_API", target.api)
-    if target.authorization:
-        monkeypatch.setenv("IPFS_API_AUTHORIZATION", target.authorization)
+def kubo_env(kubo: KuboDaemon, monkeypatch: pytest.MonkeyPatch) -> KuboDaemon:
+    monkeypatch.setenv("IPFS_API", kubo.api_url)
     # Reads of blocks the daemon lacks wait this long before falling back.
     monkeypatch.setenv("IPFS_API_TIMEOUT", "1.5")
     router.reset()
-    return target
+    return kubo
 
 
-def test_seed_api_over_kubo_rpc(kubo_env: Target, monkeypatch: pytest.MonkeyPatch,
+def test_seed_api_over_kubo_rpc(kubo_env: KuboDaemon, monkeypatch: pytest.MonkeyPatch,
                                 tmp_path: Path, seed_api_round_trip) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("IPFS_BACKEND", "kubo")
     monkeypatch.setenv("IPFS_API_TIMEOUT", "30")
@@ -43,7 +38,7 @@ def test_seed_api_over_kubo_rpc(kubo_env: Target, monkeypatch: pytest.MonkeyPatc
 
 
 def test_reads_fall_back_from_kubo_to_hf_cache_and_say_who_answered(
-        kubo_env: Target, monkeypatch: pytest.MonkeyPatch) -> None:
+        kubo_env: KuboDaemon, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IPFS_BACKEND", "kubo")
     router.reset()
     data = b"only in the embedded repo " + random.randbytes(32)
@@ -55,8 +50,8 @@ def test_reads_fall_back_from_kubo_to_hf_cache_and_say_who_answered(
     assert router.get_backend().name == "kubo"  # the selection did not change
 
 
-def test_reads_fall_back_from_hf_cache_to_kubo(kubo_env: Target, tmp_path: Path) -> None:
-    rpc = KuboRPCBackend.connect(kubo_env.api, authorization=kubo_env.authorization)
+def test_reads_fall_back_from_hf_cache_to_kubo(kubo_env: KuboDaemon, tmp_path: Path) -> None:
+    rpc = KuboRPCBackend.connect(kubo_env.api_url)
     data = random.randbytes(300_000)
     cid = rpc.add_bytes(data)
     assert router.selection().backend == "hf_cache"  # first in preference; works
@@ -68,25 +63,25 @@ def test_reads_fall_back_from_hf_cache_to_kubo(kubo_env: Target, tmp_path: Path)
     rpc.close()
 
 
-def test_read_fallback_can_be_turned_off(kubo_env: Target,
+def test_read_fallback_can_be_turned_off(kubo_env: KuboDaemon,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IPFS_READ_FALLBACK", "0")
     router.reset()
-    rpc = KuboRPCBackend.connect(kubo_env.api, authorization=kubo_env.authorization)
+    rpc = KuboRPCBackend.connect(kubo_env.api_url)
     cid = rpc.add_bytes(b"on the daemon only " + random.randbytes(16))
     with pytest.raises(BlockNotFound):
         router.cat(cid)
     rpc.close()
 
 
-def test_a_read_that_fails_everywhere_names_every_backend(kubo_env: Target) -> None:
+def test_a_read_that_fails_everywhere_names_every_backend(kubo_env: KuboDaemon) -> None:
     missing = cid_str(cid_of_block(b"nowhere at all " + random.randbytes(16)))
     with pytest.raises(AllBackendsFailed) as info:
         router.block_get(missing)
     assert {"hf_cache", "kubo"} <= set(info.value.errors)
 
 
-def test_backend_health_probes_each_backend(kubo_env: Target) -> None:
+def test_backend_health_probes_each_backend(kubo_env: KuboDaemon) -> None:
     health = {h.name: h for h in router.backend_health()}
     assert health["kubo"].ok and health["hf_cache"].ok
     assert not health["ipfs_kit"].ok and "ipfs_kit_py" in health["ipfs_kit"].detail
