@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +19,13 @@ from ipfs_mcp.backends.blockstore import Blockstore
 from ipfs_mcp.backends.importer import Importer, ImportOptions
 from ipfs_mcp.backends.repo import Repo
 from ipfs_mcp.p2p import BitswapConfig, NodeConfig, P2PNode, open_node
-from ipfs_mcp.p2p.bitswap.message import PROTOCOLS
+from ipfs_mcp.p2p._net import FrameReader
+from ipfs_mcp.p2p.bitswap.message import (
+    MAX_MESSAGE_SIZE,
+    PROTOCOLS,
+    WantEntry,
+    decode_message,
+)
 from ipfs_mcp.p2p.host import build_host
 
 # Short enough that a silent peer costs about a second; long enough for a loaded CI box.
@@ -111,17 +117,40 @@ class GatedStore(Blockstore):
         return super().get(cid)
 
 
+class WantLog:
+    """Every want entry a peer was sent, in order; ``until`` waits for more to arrive."""
+
+    def __init__(self) -> None:
+        self.entries: list[WantEntry] = []
+        self._changed = trio.Event()
+
+    def add(self, entries: list[WantEntry]) -> None:
+        self.entries.extend(entries)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def until(self, holds: Callable[[list[WantEntry]], bool]) -> None:
+        """Return once ``holds(entries)``; the caller bounds the wait."""
+        while not holds(self.entries):
+            await self._changed.wait()
+
+
 @asynccontextmanager
 async def silent_peer() -> AsyncIterator[object]:
-    """A real libp2p host (noise, yamux) that accepts bitswap streams and never answers."""
+    """A real libp2p host (noise, yamux) that accepts bitswap streams and never answers.
+
+    It keeps what it was asked: ``host.wants``, a :class:`WantLog`.
+    """
     host = build_host(create_new_key_pair(), FAST)
     heard = trio.Event()
+    wants = WantLog()
 
     async def swallow(stream: object) -> None:
         heard.set()
+        reader = FrameReader(stream, MAX_MESSAGE_SIZE)  # type: ignore[arg-type]
         try:
-            while await stream.read(65536):  # type: ignore[attr-defined]
-                pass
+            while (body := await reader.next()) is not None:
+                wants.add(decode_message(body).wants)
         except Exception:  # the stream ends however the other side ends it
             return
 
@@ -130,6 +159,7 @@ async def silent_peer() -> AsyncIterator[object]:
     async with host.run([Multiaddr("/ip4/127.0.0.1/tcp/0")]):
         try:
             host.heard = heard  # type: ignore[attr-defined]
+            host.wants = wants  # type: ignore[attr-defined]
             yield host
         finally:
             with trio.CancelScope(shield=True):

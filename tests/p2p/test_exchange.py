@@ -106,10 +106,9 @@ async def test_fetcher_bridges_worker_threads_to_the_node(tmp_path: Path) -> Non
         async with node_at(tmp_path / "a") as a, node_at(tmp_path / "b") as b:
             root = add_bytes(repo_at(tmp_path / "a"), data)
             await b.connect_peer(a.addrs[0])
-            fetcher = b.fetcher()
             from ipfs_mcp.backends.fetcher import BlockFetcher
 
-            assert isinstance(fetcher, BlockFetcher)
+            fetcher: BlockFetcher = b.fetcher()  # the protocol the router is typed against
             block = await anyio.to_thread.run_sync(fetcher.fetch_block, root)
             assert block == repo_at(tmp_path / "a").blocks.get(root)
             await anyio.to_thread.run_sync(fetcher.fetch_dag, root)
