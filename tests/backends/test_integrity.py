@@ -50,11 +50,13 @@ def blocks_of(repo: Repo, root: str) -> list[tuple[CID, bytes]]:
     return list(walk(parse_cid(root), repo.blocks.get))
 
 
-def flip_a_byte(repo: Repo, cid: CID) -> None:
+def flip_a_byte(repo: Repo, cid: CID) -> bytes:
+    """Damage a stored block in place; returns the bytes now on disk."""
     path = repo.blocks.path_of(bytes(cid.digest))
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
+    return bytes(data)
 
 
 def test_corrupt_pinned_block_is_reported_until_repaired_and_removed(
@@ -62,7 +64,7 @@ def test_corrupt_pinned_block_is_reported_until_repaired_and_removed(
     data = os.urandom(5 * 4096 + 17)
     root = home.add_bytes(data, options=SMALL_CHUNKS)
     leaf = blocks_of(home.repo, root)[2][0]
-    flip_a_byte(home.repo, leaf)
+    damaged = flip_a_byte(home.repo, leaf)
     with pytest.raises(IntegrityError):  # the read that notices it sets it aside
         home.cat(root)
 
@@ -72,8 +74,8 @@ def test_corrupt_pinned_block_is_reported_until_repaired_and_removed(
     [bad] = report["corrupt"]  # type: ignore[misc]
     assert bad["multihash"] in Path(bad["path"]).name
     assert Path(bad["path"]).parent == home.repo.path / "quarantine"
-    assert Path(bad["path"]).read_bytes() != b"" and bad["cid"] == cid_str(
-        leaf.set(codec="raw"))
+    assert Path(bad["path"]).read_bytes() == damaged  # kept as it was found, to inspect
+    assert bad["cid"] == cid_str(leaf) and bad["size"] == len(damaged)
 
     # GC (and the temp cleanup) leave the bad block alone; the pinned DAG keeps its blocks
     before = home.repo.stat().blocks
@@ -191,14 +193,14 @@ def test_a_repo_from_before_the_quarantine_keeps_working(home: HFCacheBackend) -
     root = home.add_bytes(b"pinned and intact")
     cid = parse_cid(home.block_put(b"a block that went bad"))
     path = home.repo.blocks.path_of(bytes(cid.digest))
-    flip_a_byte(home.repo, cid)
+    damaged = flip_a_byte(home.repo, cid)
     legacy = home.repo.blocks.tmp_dir / f"corrupt-{path.name}.0123456789abcdef"
     os.replace(path, legacy)
     reopened = Repo(home.repo.path)  # an existing repo, opened again
     assert reopened.gc().removed == 0
     assert not legacy.exists()
     [bad] = reopened.blocks.bad_blocks()
-    assert bad.cid == cid_str(cid) and Path(bad.path).read_bytes() != b"a block that went bad"
+    assert bad.cid == cid_str(cid) and Path(bad.path).read_bytes() == damaged
     report = reopened.verify()
     assert not report.ok and report.missing == ()
     assert reopened.verify(remove_bad_blocks=True).ok
