@@ -2,7 +2,7 @@
 
 * CIDs and paths always go after ``--``, so a value can never be read as a flag.
 * Output streams: ``cat`` and ``dag export`` are read in 1 MiB pieces as the process
-  writes them (into a temporary file: see ``_stream_once`` for why not a pipe), and
+  writes them (into a temporary file that is read as it grows), and
   ``add`` of a stream feeds stdin from a thread. Errors go to a temporary file too, so a
   chatty process can never block on a full pipe.
 * Every process has a deadline; past it, it is killed and the call fails.
@@ -12,12 +12,8 @@
 What comes back is verified exactly as in the RPC client (:class:`.kubo.VerifiedReader`):
 blocks against their CIDs, ``cat`` output leaf by leaf, listings against the directory.
 
-Dialects. The commands and flags are Kubo's documented ones. Where an older CLI answers
-differently the backend adapts, and only after checking: js-ipfs's ``jsipfs block get``
-prints blocks as UTF-8 text (binary blocks come back corrupt, and fail verification), so
-a block that fails verification is fetched once more through ``dag export`` (binary-safe,
-verified) before the backend gives up; ``block put`` falls back to ``--format`` when
-``--cid-codec`` was ignored; ``routing findprovs`` falls back to ``dht findprovs``.
+The commands and flags are Kubo's (tested against Kubo 0.43); no other CLI dialect is
+guessed at.
 """
 
 from __future__ import annotations
@@ -38,7 +34,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from multiformats import CID
 
 from . import car
-from .cids import block_codec, cid_of_block, cid_str, parse_cid, verify_block
+from .cids import block_codec, cid_of_block, cid_str, parse_cid
 from .errors import (
     BackendUnavailable,
     BlockNotFound,
@@ -75,7 +71,6 @@ if TYPE_CHECKING:
 __all__ = ["KuboCLIBackend"]
 
 _PIECE = 1 << 20
-_CAR_CACHE_BYTES = 32 * 1024 * 1024
 _POLL = 0.05  # how long one wait for more output may last (the process exit ends it early)
 _PROBE_TIMEOUT = 30.0  # a CLI on Node needs a few seconds just to load
 _NOT_FOUND_HINTS = ("not found", "could not find", "no such file")
@@ -108,13 +103,6 @@ class KuboCLIBackend(VerifiedReads):
         self.reader = VerifiedReader(self._block_get_raw, self._cat_raw)
         # Where Kubo is the backend, Kubo is the node: the network tools speak for it.
         self.network: Network | None = KuboNetwork(self, f"kubo CLI {' '.join(self.cmd)}")
-        self._car_blocks: dict[bytes, bytes] = {}  # the last DAG read through dag export
-        # Dialect facts, learnt from answers (see the module docstring) and then remembered.
-        self._block_get_mangles = False  # set once `block get` is seen to mangle a block
-        self._legacy_block_put = False
-        self._legacy_findprovs = False
-        # Whether the CLI takes positional arguments after "--": None until seen.
-        self._double_dash: bool | None = None
 
     @classmethod
     def connect(cls, command: str | list[str], *, env: Mapping[str, str] | None = None,
@@ -172,50 +160,14 @@ class KuboCLIBackend(VerifiedReads):
         if subject is not None and any(h in lowered for h in _NOT_FOUND_HINTS):
             return BlockNotFound(subject, f"the Kubo node ({label}: {message})")
         if any(h in lowered for h in ("connection refused", "cannot connect", "econnrefused",
-                                      "fetch failed",  # Node's HTTP client, daemon gone
                                       "api not running", "no ipfs repo", "repo.lock",
                                       "someone else has the lock")):
             return BackendUnavailable(f"{label} cannot reach its node: {message}")
         return IpfsMcpError(f"{label} failed (exit {code}): {message}")
 
-    def _argv(self, args: list[str]) -> list[str]:
-        return args if self._double_dash is not False else [a for a in args if a != "--"]
-
-    def _refuses_double_dash(self, args: list[str], message: str) -> bool:
-        """js-ipfs's CLI parser keeps what follows "--" out of the positional arguments,
-        so it fails before doing anything ("Not enough non-option arguments"). Then the
-        command is run again without "--": still safe, because every value we pass there
-        is a parsed CID or an absolute path, and neither can start with "-"."""
-        if self._double_dash is not False and "--" in args \
-                and "non-option arguments" in message:
-            self._double_dash = False
-            return True
-        return False
-
-    def _check_double_dash(self) -> None:
-        """Find out, before a command where a dropped argument would pass silently: an
-        ``add`` without its path reads stdin and adds an empty file."""
-        if self._double_dash is None:
-            # `cid base32` works offline. js-ipfs's, like its `add`, falls back to reading
-            # stdin when the argument after "--" is dropped: it then prints nothing.
-            empty = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
-            try:
-                out = self._run(["cid", "base32", "--", empty])
-            except _RetryWithoutDoubleDash:
-                out = b""
-            if self._double_dash is None:
-                self._double_dash = out.strip().startswith(b"bafy")
-
     def _run(self, args: list[str], *, data: bytes | None = None, subject: str | None = None,
              timeout: float | None = None) -> bytes:
         """Run to completion and return stdout (for answers that are small)."""
-        try:
-            return self._run_once(self._argv(args), data, subject, timeout)
-        except _RetryWithoutDoubleDash:
-            return self._run_once(self._argv(args), data, subject, timeout)
-
-    def _run_once(self, args: list[str], data: bytes | None, subject: str | None,
-                  timeout: float | None) -> bytes:
         limit = timeout or self.timeout
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             try:
@@ -235,8 +187,6 @@ class KuboCLIBackend(VerifiedReads):
         if done.returncode != 0:
             message = stderr.decode(errors="replace").strip() or \
                 stdout.decode(errors="replace").strip()[-2000:]
-            if self._refuses_double_dash(args, message):
-                raise _RetryWithoutDoubleDash
             raise self._failure(args, done.returncode, message, subject)
         return stdout
 
@@ -244,17 +194,9 @@ class KuboCLIBackend(VerifiedReads):
                 subject: str | None = None) -> Iterator[bytes]:
         """Stream stdout in pieces; feed ``stdin`` from a thread. The process is killed if
         the deadline passes or the consumer stops early."""
-        try:
-            yield from self._stream_once(self._argv(args), stdin, subject)
-        except _RetryWithoutDoubleDash:  # it printed nothing: safe to start again
-            yield from self._stream_once(self._argv(args), stdin, subject)
-
-    def _stream_once(self, args: list[str], stdin: Iterator[bytes] | None,
-                     subject: str | None) -> Iterator[bytes]:
         deadline = time.monotonic() + self.timeout
-        # stdout goes to a file that we read as it grows, not to a pipe: js-ipfs's CLI exits
-        # before a pipe has drained and loses the end of its output, with exit status 0
-        # (seen on cat: 65 KB of 3 MB). Writes to a file are synchronous in Node.
+        # stdout goes to a file that we read as it grows, so the process never blocks on
+        # a full pipe while the consumer is busy with the previous piece.
         with tempfile.NamedTemporaryFile(prefix="kubo-cli-") as out, \
                 open(out.name, "rb") as reading, tempfile.TemporaryFile() as err:
             proc = self._popen(args, subprocess.PIPE if stdin is not None else
@@ -277,8 +219,8 @@ class KuboCLIBackend(VerifiedReads):
                         break
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        raise BackendUnavailable(f"{self._label(args)} took longer than "
-                                                 f"{self.timeout:g} s and was stopped")
+                        raise Timeout(f"{self._label(args)} took longer than "
+                                      f"{self.timeout:g} s and was stopped (IPFS_API_TIMEOUT)")
                     try:  # wakes at once when the process exits
                         proc.wait(timeout=min(_POLL, remaining))
                     except subprocess.TimeoutExpired:
@@ -295,8 +237,6 @@ class KuboCLIBackend(VerifiedReads):
             if code != 0:
                 err.seek(0)
                 message = err.read()[-4000:].decode(errors="replace").strip()
-                if self._refuses_double_dash(args, message):
-                    raise _RetryWithoutDoubleDash
                 raise self._failure(args, code, message or f"killed (exit {code})", subject)
 
     def _timeout_flag(self) -> str:
@@ -306,45 +246,9 @@ class KuboCLIBackend(VerifiedReads):
 
     # -- node primitives the verified reader builds on ----------------------------------
     def _block_get_raw(self, cid: CID) -> bytes:
-        key = bytes(cid.digest)
-        cached = self._car_blocks.get(key)
-        if cached is not None:
-            return cached
-        if self._block_get_mangles:
-            return self._block_from_export(cid)
+        # Verified by the reader; Kubo's block get is binary-safe.
         text = cid_str(cid)
-        data = self._run(["block", "get", self._timeout_flag(), "--", text], subject=text)
-        try:
-            verify_block(cid, data)
-        except IntegrityError:
-            # Some CLIs print blocks as text and mangle binary ones (js-ipfs). Ask once more
-            # through dag export, which is binary-safe; what it gives is verified too. If
-            # that one is right, the node is fine and its block get is not: skip it from now.
-            block = self._block_from_export(cid)
-            self._block_get_mangles = True
-            return block
-        return data
-
-    def _block_from_export(self, cid: CID) -> bytes:
-        blocks: dict[bytes, bytes] = {}
-        text = cid_str(cid)
-        roots, found = car.read_car(IterReader(self._stream(
-            ["dag", "export", self._timeout_flag(), "--", text], subject=text)))
-        kept = 0
-        for block_cid, block in found:  # read_car verifies each block
-            # Keep the DAG's structure (and small blocks) for the reads that follow; file
-            # bytes come through cat, so large leaves are not worth the memory.
-            wanted = block_cid == cid or (block_cid.codec.name != "raw"
-                                          and kept + len(block) <= _CAR_CACHE_BYTES)
-            if wanted:
-                blocks[bytes(block_cid.digest)] = block
-                kept += len(block)
-        # Kept for the next reads of this DAG (a file's internal nodes, a folder's children).
-        self._car_blocks = blocks
-        try:
-            return blocks[bytes(cid.digest)]
-        except KeyError:
-            raise IntegrityError(f"`dag export {text}` did not contain {text}") from None
+        return self._run(["block", "get", self._timeout_flag(), "--", text], subject=text)
 
     def _cat_raw(self, cid: CID, offset: int, length: int) -> Iterator[bytes]:
         text = cid_str(cid)
@@ -411,7 +315,6 @@ class KuboCLIBackend(VerifiedReads):
         if o.follow_symlinks and top.is_dir():
             raise InvalidInput("the Kubo CLI adds symlinks as symlinks; use the RPC backend "
                                "(IPFS_API) to add a folder with its symlinks followed")
-        self._check_double_dash()
         label = top.resolve().name if top.name in ("", ".", "..") else top.name
         flags = self._add_flags(o, pin, name or label)
         if top.is_dir():
@@ -450,16 +353,7 @@ class KuboCLIBackend(VerifiedReads):
         """
         codec_name = block_codec(codec)
         expected = cid_of_block(data, version=1, codec=codec_name)
-        got = None
-        if not self._legacy_block_put:
-            try:
-                got = self._block_put(data, [f"--cid-codec={codec_name}", "--mhtype=sha2-256"])
-            except IpfsMcpError as exc:
-                if "cid-codec" not in str(exc):
-                    raise
-                self._legacy_block_put = True  # an older CLI without --cid-codec (js-ipfs)
-        if got is None or got.codec.name != codec_name:
-            got = self._block_put(data, [f"--format={codec_name}", "--mhtype=sha2-256"])
+        got = self._block_put(data, [f"--cid-codec={codec_name}", "--mhtype=sha2-256"])
         if bytes(got.digest) != bytes(expected.digest) or got.codec.name != codec_name:
             raise IntegrityError(f"the Kubo node stored the block as {got}, but it is "
                                  f"{cid_str(expected)}")
@@ -585,10 +479,6 @@ class KuboCLIBackend(VerifiedReads):
             info = json.loads(out)
         except ValueError as exc:
             raise IpfsMcpError(f"`id` printed {out[:200]!r}, not JSON") from exc
-        if isinstance(info, dict) and "ID" not in info and "id" in info:
-            # js-ipfs prints its core API's camelCase object; Kubo prints the RPC's keys.
-            info = {key[:1].upper() + key[1:]: value for key, value in info.items()}
-            info["ID"] = info.pop("Id")
         if not isinstance(info, dict) or "ID" not in info:
             raise IpfsMcpError(f"`id` printed {info!r}")
         return info
@@ -618,17 +508,7 @@ class KuboCLIBackend(VerifiedReads):
         target = cid_str(parse_cid(cid))
         seconds = timeout or self.timeout
         flags = [f"--num-providers={limit}", f"--timeout={seconds:g}s", "--", target]
-        out = None
-        if not self._legacy_findprovs:
-            try:
-                out = self._run(["routing", "findprovs", *flags], timeout=seconds + 30)
-            except IpfsMcpError as exc:
-                if not re.search(r"unknown (command|argument)|not a command|routing", str(exc),
-                                 re.IGNORECASE):
-                    raise
-                self._legacy_findprovs = True  # js-ipfs has only `dht findprovs`
-        if out is None:
-            out = self._run(["dht", "findprovs", *flags], timeout=seconds + 30)
+        out = self._run(["routing", "findprovs", *flags], timeout=seconds + 30)
         found: dict[str, Provider] = {}
         for line in out.decode(errors="replace").splitlines():
             pid = line.strip()
@@ -638,10 +518,6 @@ class KuboCLIBackend(VerifiedReads):
 
 
 # -- helpers -----------------------------------------------------------------------------
-class _RetryWithoutDoubleDash(Exception):
-    """Internal: the CLI refused "--" before doing anything; run the command again."""
-
-
 def _feed(proc: subprocess.Popen[bytes], pieces: Iterator[bytes],
           errors: list[BaseException]) -> None:
     assert proc.stdin is not None
@@ -669,8 +545,8 @@ def _pieces(stream: BinaryIO, progress: Callable[[int], None] | None = None
 
 
 def _parse_ls_line(line: str) -> tuple[str, CID, str, int, str | None] | None:
-    """One ``ls`` line: Kubo prints ``CID SIZE NAME``, js-ipfs ``MODE MTIME CID SIZE NAME``;
-    folders end in ``/``. The CID is the first token that parses as one."""
+    """One ``ls`` line: Kubo prints ``CID SIZE NAME``; folders end in ``/`` (and have ``-``
+    or their size as SIZE)."""
     tokens = line.split()
     for i, token in enumerate(tokens):
         try:

@@ -18,11 +18,8 @@ Bounded and honest failure:
 * no daemon is :class:`BackendUnavailable` with the URL tried and a hint; a 401/403 says
   to check the token; a missing block is :class:`BlockNotFound`.
 
-Older daemons speak older dialects of the same API (js-ipfs 0.66 is the one we test
-against, see INTEROP.md). The client writes Kubo's documented requests and adapts only
-where an answer shows the other dialect: ``block/put`` falls back to ``format=`` when the
-daemon ignored ``cid-codec``, and provider lookups fall back from ``routing/findprovs``
-to ``dht/findprovs`` when the first is missing.
+The requests are Kubo's documented ones (tested against Kubo 0.43): ``block/put`` with
+``cid-codec``, provider lookups through ``routing/findprovs``, pins with names.
 """
 
 from __future__ import annotations
@@ -369,9 +366,6 @@ class KuboRPCBackend(VerifiedReads):
         codec_name = block_codec(codec)
         expected = cid_of_block(data, version=1, codec=codec_name)
         got = self._block_put(data, {"cid-codec": codec_name, "mhtype": "sha2-256"})
-        if got.codec.name != codec_name:
-            # js-ipfs ignores cid-codec (it predates it) but honours the legacy format=.
-            got = self._block_put(data, {"format": codec_name, "mhtype": "sha2-256"})
         if bytes(got.digest) != bytes(expected.digest) or got.codec.name != codec_name:
             raise IntegrityError(f"Kubo at {self.url} stored the block as {got}, but it is "
                                  f"{cid_str(expected)}")
@@ -456,8 +450,7 @@ class KuboRPCBackend(VerifiedReads):
 
     # -- node ---------------------------------------------------------------------------
     def id(self, *, timeout: float | None = None) -> dict[str, Any]:
-        """The daemon's ``id``: ``ID``, ``Addresses`` (js-ipfs leaves them empty),
-        ``AgentVersion``, ..."""
+        """The daemon's ``id``: ``ID``, ``Addresses``, ``AgentVersion``, ``Protocols``..."""
         answers = self._json("id", timeout=timeout)
         if not answers or "ID" not in answers[0]:
             raise IpfsMcpError(f"Kubo at {self.url}: id answered {answers!r}")
@@ -530,12 +523,7 @@ class KuboRPCBackend(VerifiedReads):
         target = cid_str(parse_cid(cid))
         seconds = timeout or self.timeout
         params = {"arg": target, "num-providers": limit, "timeout": _duration(seconds)}
-        try:
-            answers = self._json("routing/findprovs", params, timeout=seconds + 5)
-        except BackendUnavailable as exc:
-            if "no routing/findprovs endpoint" not in str(exc):
-                raise
-            answers = self._json("dht/findprovs", params, timeout=seconds + 5)
+        answers = self._json("routing/findprovs", params, timeout=seconds + 5)
         found: dict[str, Provider] = {}
         for answer in answers:
             if answer.get("Type") != 4:  # 4 = Provider in Kubo's routing query events
@@ -566,9 +554,8 @@ _CONTENT_TYPES = {"file": "application/octet-stream", "directory": "application/
 
 
 def _encode_name(path: str) -> str:
-    # Kubo URL-unescapes the part's filename and js-ipfs decodeURIComponent()s it. Escaping
-    # every byte keeps '/' inside one parameter, and keeps one-letter names from falling
-    # through js-ipfs 0.66's filename pattern, which needs at least two characters.
+    # Kubo URL-unescapes the part's filename. Escaping every byte keeps quotes, ';' and
+    # non-ASCII out of the header's own syntax; Kubo gets the path back, '/' and all.
     return "".join(f"%{b:02X}" for b in path.encode())
 
 
