@@ -41,7 +41,6 @@ def test_kubo_node_offline_on_loopback(kubo_node: KuboNode, tmp_path: Path) -> N
     assert kubo_node.addrs and all(a.startswith("/ip4/127.0.0.1/tcp/") for a in kubo_node.addrs)
     assert kubo_node.dial_addr.endswith(f"/p2p/{kubo_node.peer_id}")
     assert kubo_node.peers() == []  # no bootstrap, no mDNS
-    assert kubo_node.start_seconds < 30
     cid = kubo_node.add_bytes(b"hello world\n")
     assert cid == "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
     assert cid in kubo_node.pins()
