@@ -1,0 +1,70 @@
+"""ipfs/gateway-conformance v0.13.2 against the real ``ipfs-mcp serve --gateway``.
+
+The suite's fixtures are imported through our own ``ipfs-mcp dag import``; the server runs
+as a separate process (MCP over HTTP, the gateway beside it, no P2P node). The
+``trustless-gateway`` spec (without IPNS) must pass whole; the path-gateway parts we
+implement (UnixFS, raw, range) are run and must pass too. Counts are printed per spec.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.interop._process import DaemonProcess
+
+from . import conformance
+
+pytestmark = pytest.mark.interop
+
+SPECS = {
+    "trustless-gateway": "trustless-gateway,-trustless-ipns-gateway",
+    # The range cases need path-unixfs-gateway enabled too, so the three run together.
+    "path-gateway(unixfs,raw,range)": "path-unixfs-gateway,path-raw-gateway,path-range-gateway",
+}
+START_TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[tuple[conformance.Suite, str, Path]]:
+    work = tmp_path_factory.mktemp("conformance")
+    suite = conformance.suite(work)
+    fixtures = conformance.extract_fixtures(suite, work / "fixtures")
+    env = {"HF_HOME": str(work / "hf"), "HF_HUB_OFFLINE": "1"}
+    cli = [sys.executable, "-m", "ipfs_mcp.server.cli"]
+    subprocess.run([*cli, "dag", "import", "--no-pin-roots", str(fixtures)], check=True,
+                   capture_output=True, timeout=300, env={**os.environ, **env})
+    server = DaemonProcess([*cli, "serve", "--no-p2p", "--http", "127.0.0.1:0",
+                            "--gateway", "127.0.0.1:0"],
+                           name="ipfs-mcp serve", cwd=work, log_path=work / "serve.log",
+                           ready_marker="serving gateway at", env=env)
+    try:
+        server.wait_ready(START_TIMEOUT)
+        match = re.search(r"serving gateway at (http://127\.0\.0\.1:\d+)/ipfs/",
+                          server.log_tail())
+        assert match, server.log_tail()
+        yield suite, match.group(1), work
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("spec", list(SPECS))
+def test_gateway_conformance(served: tuple[conformance.Suite, str, Path], spec: str) -> None:
+    suite, url, work = served
+    report = conformance.run(suite, url, SPECS[spec], work / f"{spec}.json", work)
+    counts = report.counts
+    print(f"gateway-conformance {conformance.VERSION} {spec}: {counts['pass']} passed, "
+          f"{counts['fail']} failed, {counts['skip']} skipped")
+    for group, group_counts in sorted(report.by_group().items()):
+        print(f"  {group}: " + ", ".join(f"{n} {k}" for k, n in sorted(group_counts.items())))
+    for case, reason in sorted(report.skip_reasons.items()):
+        print(f"  skipped {case}: {reason}")
+    assert counts["pass"] > 0, f"{spec}: no case ran"
+    assert report.failed == [], f"{spec}: failed cases:\n" + "\n".join(report.failed)
