@@ -18,6 +18,10 @@ a reader (in this or another process) sees either no block or the whole block, a
 never leaves a torn block under a real key. Keying by multihash means a CIDv0 and a CIDv1 of
 the same bytes share one file, as in Kubo.
 
+A leaf added with nocopy has no file here: ``get``, ``has`` and ``size`` then consult the
+:class:`~.filestore.Filestore`, which re-reads its bytes from the referenced file (``pread``)
+and rehashes them on every read; a bad reference is never set aside (the file is the user's).
+
 Every read is rehashed against the CID asked for. A block that fails is moved (one atomic
 rename) into ``quarantine/`` and reported as an :class:`IntegrityError`; corrupt bytes are
 never returned, and a good copy can be stored again under the real key. Bad blocks stay in
@@ -47,6 +51,7 @@ from multiformats import CID, multibase
 from .atomic import atomic_write
 from .cids import cid_str, identity_data, is_identity, verify_block
 from .errors import BlockNotFound, IntegrityError, IpfsMcpError
+from .filestore import Filestore
 
 
 def key_of(multihash: bytes) -> str:
@@ -91,8 +96,11 @@ def _bad_block_of(path: Path) -> BadBlock | None:
 class Blockstore:
     """Blocks as files; implements the importer's ``BlockSink``."""
 
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+    def __init__(self, root: Path, *, fsync: bool = True,
+                 filestore: Filestore | None = None) -> None:
         self.root = Path(root)
+        # Leaves kept by reference (nocopy): consulted when no block file exists.
+        self.filestore = filestore
         self.blocks_dir = self.root / "blocks"
         self.tmp_dir = self.root / "tmp"
         self.quarantine_dir = self.root / "quarantine"
@@ -109,7 +117,9 @@ class Blockstore:
 
     # -- reads --------------------------------------------------------------------------
     def has(self, cid: CID) -> bool:
-        return is_identity(cid) or self.path_of(bytes(cid.digest)).exists()
+        if is_identity(cid) or self.path_of(bytes(cid.digest)).exists():
+            return True
+        return self.filestore is not None and self.filestore.has(bytes(cid.digest))
 
     def get(self, cid: CID) -> bytes:
         """The verified bytes of ``cid``.
@@ -124,6 +134,8 @@ class Blockstore:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
+            if self.filestore is not None and self.filestore.has(bytes(cid.digest)):
+                return self.filestore.get(cid)  # re-read with pread and re-hashed
             raise BlockNotFound(cid_str(cid), f"the blockstore at {self.root}") from None
         except OSError as exc:
             raise IpfsMcpError(f"cannot read block {cid_str(cid)}: {exc.strerror}") from exc
@@ -148,6 +160,9 @@ class Blockstore:
         try:
             return self.path_of(bytes(cid.digest)).stat().st_size
         except FileNotFoundError:
+            ref = None if self.filestore is None else self.filestore.ref(bytes(cid.digest))
+            if ref is not None:
+                return ref.size
             raise BlockNotFound(cid_str(cid), f"the blockstore at {self.root}") from None
 
     def iter_multihashes(self) -> Iterator[tuple[bytes, Path]]:
@@ -198,7 +213,11 @@ class Blockstore:
         batch = _WriteBatch(workers)
         token = self._batch.set(batch)
         try:
-            yield
+            if self.filestore is None:
+                yield
+            else:
+                with self.filestore.batch():  # references: one transaction, before the pin
+                    yield
         finally:
             self._batch.reset(token)
             batch.close()

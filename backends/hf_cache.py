@@ -105,7 +105,7 @@ class HFCacheBackend:
     # -- adding -------------------------------------------------------------------------
     def importer(self, options: ImportOptions | None = None,
                  progress: Callable[[int], None] | None = None) -> Importer:
-        return Importer(self.repo.blocks, options, progress)
+        return Importer(self.repo.blocks, options, progress, references=self.repo.filestore)
 
     def add_bytes(self, data: bytes, *, pin: bool = True, name: str = "",
                   options: ImportOptions | None = None) -> str:

@@ -17,7 +17,11 @@ import profiles and add options:
   entries than ``--max-directory-links``. The estimate is boxo's ``SizeEstimationLinks``
   (name length + CID length, summed: Kubo's default) or ``SizeEstimationBlock`` (the size
   of the serialized dag-pb block, Tsize varints included: profile ``unixfs-v1-2025``);
-* hidden files are skipped unless asked for, symlinks become UnixFS symlink nodes.
+* hidden files are skipped unless asked for, symlinks become UnixFS symlink nodes;
+* ``nocopy`` (Kubo's ``--nocopy``, filestore): implies raw leaves (the root stays CIDv0
+  dag-pb unless CIDv1 is asked for), and each leaf of a file read from a path goes to a
+  :class:`ReferenceSink` as ``(file, offset, size)`` instead of its bytes; inner and root
+  nodes still go to the block sink. The CIDs are those of ``--raw-leaves``.
 
 Kubo's import profiles (``ipfs config profile apply``, :data:`PROFILES`) are presets of
 these options: ``unixfs-v0-2015`` (alias ``legacy-cid-v0``) is the defaults with raw leaves
@@ -86,6 +90,12 @@ class BlockSink(Protocol):
     def put_block(self, cid: bytes, data: bytes) -> None: ...
 
 
+class ReferenceSink(Protocol):
+    """Where a nocopy import puts each raw leaf of a file: where its bytes are, not them."""
+
+    def put_reference(self, cid: bytes, path: str, offset: int, size: int) -> None: ...
+
+
 @dataclass(frozen=True)
 class ImportOptions:
     """What ``ipfs add`` calls its flags (and the few import settings Kubo keeps in its
@@ -109,10 +119,13 @@ class ImportOptions:
     max_directory_links: int = 0  # 0: no limit
     max_hamt_fanout: int = hamt.FANOUT
     hamt_size_estimation: SizeEstimation = "links"
+    nocopy: bool = False  # Kubo's --nocopy: leaves kept as references into the files
 
     def __post_init__(self) -> None:
         if self.cid_version not in (0, 1):
             raise InvalidInput(f"cid_version must be 0 or 1, not {self.cid_version}")
+        if self.nocopy and self.raw_leaves is False:  # Kubo's add refuses it the same way
+            raise InvalidInput("nocopy requires raw leaves (raw_leaves=true)")
         if self.chunker is not None:
             parsed = parse_chunker(self.chunker)
             if isinstance(parsed, SizeChunker):
@@ -138,6 +151,8 @@ class ImportOptions:
 
     @property
     def leaves_are_raw(self) -> bool:
+        if self.nocopy:
+            return True
         return self.cid_version == 1 if self.raw_leaves is None else self.raw_leaves
 
     @property
@@ -194,6 +209,8 @@ class ImportOptions:
                   "chunker": self.chunker_spec}
         if self.trickle:
             params["trickle"] = "true"
+        if self.nocopy:
+            params["nocopy"] = "true"
         if self.max_links != DEFAULT_MAX_LINKS:
             params["max-file-links"] = str(self.max_links)
         if directory and self.max_directory_links:
@@ -252,8 +269,12 @@ class Importer:
     """Builds UnixFS DAGs; one instance per set of options and sink."""
 
     def __init__(self, sink: BlockSink | None = None, options: ImportOptions | None = None,
-                 progress: ProgressFn | None = None) -> None:
+                 progress: ProgressFn | None = None,
+                 references: ReferenceSink | None = None) -> None:
         self.sink = sink if sink is not None else _DiscardSink()
+        # nocopy: leaves of files read from a path go here; without it they are blocks.
+        self.references = references if options is not None and options.nocopy else None
+        self._source: list[Any] | None = None  # [resolved path, next offset] of the file
         self.options = options or ImportOptions()
         self.progress = progress
         self._pb_prefix = b"" if self.options.cid_version == 0 else b"\x01\x70"
@@ -272,7 +293,12 @@ class Importer:
         if self.options.leaves_are_raw:
             block = bytes(chunk)
             cid = b"\x01\x55" + _SHA256 + hashlib.sha256(block).digest()
-            self.sink.put_block(cid, block)
+            source = self._source
+            if source is not None and self.references is not None and block:
+                self.references.put_reference(cid, source[0], source[1], len(block))
+                source[1] += len(block)
+            else:
+                self.sink.put_block(cid, block)
         else:
             block = unixfs.file_leaf(chunk, self._leaf_type)
             cid = self._put_pb(block)
@@ -315,7 +341,15 @@ class Importer:
 
     def add_file(self, path: Path) -> Node:
         with open(path, "rb", buffering=0) as stream:
-            return self.add_stream(stream)  # type: ignore[arg-type]
+            if self.references is None:
+                return self.add_stream(stream)  # type: ignore[arg-type]
+            # The reference names the file itself (for a hub snapshot: blobs/<etag>), so a
+            # symlink changed later cannot redirect reads of the leaves.
+            self._source = [os.path.realpath(path), 0]
+            try:
+                return self.add_stream(stream)  # type: ignore[arg-type]
+            finally:
+                self._source = None
 
     def add_symlink(self, target: str) -> Node:
         data = unixfs.encode(unixfs.UnixFSData(unixfs.NodeType.SYMLINK,

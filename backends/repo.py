@@ -11,6 +11,8 @@ On disk, at ``$HF_HOME/ipfs`` (``HF_HOME`` defaults to ``~/.cache/huggingface``)
       quarantine/<KEY>.<UTC time>-<tag>.data
                               blocks that failed their hash, kept for inspection until
                               ``repo verify --remove-bad-blocks`` (see blockstore.py)
+      filestore/refs.sqlite   leaves added with nocopy, kept as (file, offset, size)
+                              references into the user's files (see filestore.py)
       integrity.json          the last verify's summary, for the health report
       tmp/                    atomic-write staging; stale files are cleaned by GC
       identity.key            the libp2p node's Ed25519 key (mode 0600), when a node ran
@@ -45,6 +47,7 @@ from .blockstore import BadBlock, Blockstore, key_of
 from .cids import cid_str, identity_data, is_identity, verify_block
 from .dag import links_of
 from .errors import BlockNotFound, DagTooLarge, IntegrityError, IpfsMcpError
+from .filestore import Filestore, RefCheck, leaf_cid_digest
 from .pins import Pin, PinStore, PinType
 
 REPO_VERSION = "1"
@@ -61,6 +64,7 @@ class RepoStat:
     size: int
     pins: int
     free_disk: int
+    references: int = 0  # leaves kept as references into files (nocopy), not in blocks/
 
 
 @dataclass(frozen=True)
@@ -69,9 +73,12 @@ class GCReport:
     freed: int
     kept: int
     missing: tuple[str, ...] = ()  # pinned raw leaves (or direct pins) absent: a warning
+    references_dropped: int = 0  # unreachable nocopy references dropped (files untouched)
 
 
-HoleKind = Literal["absent", "corrupt", "undecodable"]
+# "changed", "no-file", "error": a leaf kept by reference whose file no longer gives its
+# bytes (Kubo's filestore statuses).
+HoleKind = Literal["absent", "corrupt", "undecodable", "changed", "no-file", "error"]
 
 
 @dataclass(frozen=True)
@@ -95,11 +102,14 @@ class VerifyReport:
     corrupt: tuple[BadBlock, ...] = ()  # set aside in quarantine/ and still there
     removed: tuple[BadBlock, ...] = ()  # bad blocks deleted by remove_bad_blocks
     finished_at: float = 0.0  # Unix seconds
+    references: int = 0  # nocopy references re-read and rehashed (also counted in checked)
+    bad_references: tuple[RefCheck, ...] = ()  # references whose file fails them, kept
+    removed_references: tuple[RefCheck, ...] = ()  # bad references dropped (files untouched)
 
     @property
     def ok(self) -> bool:
-        """True only when every pinned DAG is whole and no bad block remains."""
-        return not self.missing and not self.corrupt
+        """True only when every pinned DAG is whole and no bad block or reference remains."""
+        return not self.missing and not self.corrupt and not self.bad_references
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,7 @@ class LastVerify:
     pins: int
     missing: int
     corrupt: int
+    bad_references: int = 0
 
 
 @dataclass(frozen=True)
@@ -136,7 +147,8 @@ class IntegrityState:
             parts.append("never verified")
         elif not last.ok:
             parts.append(f"last verify found {last.missing} missing and {last.corrupt} "
-                         "corrupt block(s)")
+                         "corrupt block(s)" + (f", {last.bad_references} bad file "
+                                               "reference(s)" if last.bad_references else ""))
         text = "; ".join(parts) or "last verify passed"
         return text + ("; run `ipfs-mcp repo verify`" if self.status == "damaged" else "")
 
@@ -151,7 +163,8 @@ class Repo:
                 atomic_write(version, (REPO_VERSION + "\n").encode(), fsync=fsync)
         except OSError as exc:
             raise IpfsMcpError(f"cannot create repo at {self.path}: {exc.strerror}") from exc
-        self.blocks = Blockstore(self.path, fsync=fsync)
+        self.filestore = Filestore(self.path, fsync=fsync)
+        self.blocks = Blockstore(self.path, fsync=fsync, filestore=self.filestore)
         self.pins = PinStore(self.path, self.blocks.tmp_dir)
         self._lock_path = self.path / "repo.lock"
 
@@ -303,8 +316,9 @@ class Repo:
                 removed += 1
                 if progress is not None:
                     progress(size)
+            dropped = self.filestore.drop_unreachable(live)  # rows only: files stay
             self.blocks.clean_tmp()
-        return GCReport(removed, freed, kept, tuple(dict.fromkeys(missing)))
+        return GCReport(removed, freed, kept, tuple(dict.fromkeys(missing)), dropped)
 
     # -- verify -------------------------------------------------------------------------
     def verify(self, *, remove_bad_blocks: bool = False,
@@ -316,6 +330,10 @@ class Repo:
         ``--remove-bad-blocks``); a pinned DAG that needed one stays broken until its block
         is stored again. Nothing is fetched. ``progress`` hears the bytes of each block
         rehashed. The summary is saved for :meth:`integrity`.
+
+        Leaves kept by reference (nocopy) are re-read from their files and rehashed too; a
+        bad reference (Kubo's ``changed``, ``no-file``, ``error``) is reported with the pins
+        it breaks, and only dropped (never its file) with ``remove_bad_blocks``.
         """
         checked = 0
         for multihash, path in list(self.blocks.iter_multihashes()):
@@ -333,21 +351,38 @@ class Repo:
             if progress is not None:
                 progress(len(data))
         removed = self.blocks.remove_bad_blocks() if remove_bad_blocks else []
+        refs = self.filestore.verify()
+        for ref in refs:
+            if progress is not None:
+                progress(ref.size)
+        bad_refs = [r for r in refs if not r.ok]
+        dropped: list[RefCheck] = []
+        if remove_bad_blocks and bad_refs:
+            self.filestore.remove(leaf_cid_digest(r.cid) for r in bad_refs)
+            dropped, bad_refs = bad_refs, []
+        # A broken reference breaks a pin unless a good block file stands in for it.
+        broken: dict[bytes, HoleKind] = {}
+        for ref in (*bad_refs, *dropped):
+            key = leaf_cid_digest(ref.cid)
+            if not self.blocks.path_of(key).exists() and ref.status != "missing":
+                broken[key] = ref.status  # type: ignore[assignment]
         with self.writing():  # GC waits, so an unpin and sweep cannot pass for a hole
             pins = list(self.pins)
-            holes = self._holes(pins)
+            holes = self._holes(pins, broken)
         bad = self.blocks.bad_blocks()
         bad_keys = {b.multihash for b in bad}
         missing = tuple(
             MissingBlock(cid_str(cid), tuple(names),
                          "corrupt" if kind == "absent" and _key_of(cid) in bad_keys else kind)
             for cid, names, kind in holes)
-        report = VerifyReport(checked, len(pins), missing, tuple(bad), tuple(removed),
-                              time.time())
+        report = VerifyReport(checked + len(refs), len(pins), missing, tuple(bad),
+                              tuple(removed), time.time(), len(refs), tuple(bad_refs),
+                              tuple(dropped))
         self._save_last_verify(report)
         return report
 
-    def _holes(self, pins: Iterable[Pin]) -> list[tuple[CID, list[str], HoleKind]]:
+    def _holes(self, pins: Iterable[Pin], broken: dict[bytes, HoleKind] | None = None
+               ) -> list[tuple[CID, list[str], HoleKind]]:
         """Every block a pin needs and the store lacks, with the pins it breaks, in order.
 
         Each pin is walked on its own, so a block shared by two pins names both. The links
@@ -368,7 +403,7 @@ class Repo:
                 seen.add(key)
                 found = links.get(key)
                 if found is None:
-                    found = self._links_or_hole(cid)
+                    found = self._links_or_hole(cid, broken)
                     if found:
                         links[key] = found
                 if isinstance(found, str):
@@ -377,9 +412,12 @@ class Repo:
                     stack.extend(reversed(found))
         return list(holes.values())
 
-    def _links_or_hole(self, cid: CID) -> tuple[CID, ...] | HoleKind:
+    def _links_or_hole(self, cid: CID, broken: dict[bytes, HoleKind] | None = None
+                       ) -> tuple[CID, ...] | HoleKind:
         if is_identity(cid):
             block = identity_data(cid)
+        elif broken and bytes(cid.digest) in broken:
+            return broken[bytes(cid.digest)]
         elif cid.codec.code == _RAW:
             return () if self.blocks.has(cid) else "absent"
         else:
@@ -402,7 +440,8 @@ class Repo:
     def _save_last_verify(self, report: VerifyReport) -> None:
         record = {"version": 1, "at": report.finished_at, "ok": report.ok,
                   "checked": report.checked, "pins": report.pins,
-                  "missing": len(report.missing), "corrupt": len(report.corrupt)}
+                  "missing": len(report.missing), "corrupt": len(report.corrupt),
+                  "bad_references": len(report.bad_references)}
         try:
             atomic_write(self.path / _INTEGRITY_FILE, json.dumps(record).encode(),
                          tmp_dir=self.blocks.tmp_dir, fsync=self.blocks.fsync)
@@ -415,7 +454,7 @@ class Repo:
             record = json.loads((self.path / _INTEGRITY_FILE).read_text(encoding="utf-8"))
             return LastVerify(float(record["at"]), bool(record["ok"]), int(record["checked"]),
                               int(record["pins"]), int(record["missing"]),
-                              int(record["corrupt"]))
+                              int(record["corrupt"]), int(record.get("bad_references", 0)))
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError):
@@ -430,7 +469,8 @@ class Repo:
             with contextlib.suppress(FileNotFoundError):
                 size += path.stat().st_size
         free = shutil.disk_usage(self.path).free
-        return RepoStat(str(self.path), blocks, size, sum(1 for _ in self.pins), free)
+        return RepoStat(str(self.path), blocks, size, sum(1 for _ in self.pins), free,
+                        self.filestore.count())
 
 
 def _key_of(cid: CID) -> str:
