@@ -162,6 +162,21 @@ def test_folder_of_bombs_is_refused_by_its_sum(home: HFCacheBackend, tmp_path: P
     assert _everything(tmp_path / "tree") == [] and not list(tmp_path.glob(".tree*"))
 
 
+def test_into_hf_cache_refuses_a_folder_holding_the_bomb(isolated_hf_home: Path,
+                                                         bomb: tuple[CID, bytes]) -> None:
+    hub = isolated_hf_home / "hub"
+    backend = HFCacheBackend(Repo(isolated_hf_home / "ipfs", fsync=False), hub_cache=hub)
+    root, blob = bomb
+    _import(backend, blob)
+    block = encode_node([encode_link(bytes(root), "model.safetensors", 0)],
+                        unixfs.DIRECTORY_DATA)
+    folder = cid_of_block(block, version=1, codec="dag-pb")
+    backend.repo.blocks.put(folder, block)
+    with pytest.raises(WriteTooLarge, match=f"declares {BOMB_SIZE} bytes"):
+        backend.export_to_hf(cid_str(folder), "victim/m")
+    assert [p for p in _everything(hub) if p.is_file() or p.is_symlink()] == []
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "ipfs_mcp.server.cli", *args],
                           capture_output=True, timeout=120, env=os.environ.copy())
@@ -203,6 +218,49 @@ async def test_mcp_fetch_cid_refuses_the_bomb_and_keeps_serving(
             assert not again.is_error
             assert again.structured_content is not None
             assert again.structured_content["text"] == "still serving\n"
+
+
+# -- the write limit setting --------------------------------------------------------------
+def test_max_write_setting_parses_sizes_and_refuses_typos() -> None:
+    from ipfs_mcp.backends.errors import InvalidInput
+    from ipfs_mcp.backends.settings import BackendSettings
+
+    home = {"HF_HOME": "/nonexistent-home"}
+    assert BackendSettings.from_env(home).max_write is None
+    assert BackendSettings.from_env({**home, "IPFS_MCP_MAX_WRITE": "20G"}).max_write == 20 << 30
+    assert BackendSettings.from_env({**home, "IPFS_MCP_MAX_WRITE": "1234"}).max_write == 1234
+    with pytest.raises(InvalidInput, match="IPFS_MCP_MAX_WRITE"):
+        BackendSettings.from_env({**home, "IPFS_MCP_MAX_WRITE": "lots"})
+    loaded = ServerSettings.load({**home, "IPFS_MCP_MAX_WRITE": "1G"}, max_write=5)
+    assert loaded.backend.max_write == 5
+
+
+def test_cli_get_honours_max_write_bytes(home: HFCacheBackend, tmp_path: Path) -> None:
+    cid = home.add_bytes(os.urandom(5000))
+    proc = run_cli("get", cid, "-o", str(tmp_path / "f"), "--max-write-bytes", "4999")
+    err = proc.stderr.decode()
+    assert proc.returncode != 0 and "write limit is 4999 bytes" in err, err
+    assert not (tmp_path / "f").exists()
+    env = {**os.environ, "IPFS_MCP_MAX_WRITE": "4999"}
+    proc = subprocess.run([sys.executable, "-m", "ipfs_mcp.server.cli", "get", cid, "-o",
+                           str(tmp_path / "f")], capture_output=True, timeout=120, env=env)
+    assert proc.returncode != 0 and b"write limit is 4999 bytes" in proc.stderr
+    assert run_cli("get", cid, "-o", str(tmp_path / "f")).returncode == 0
+    assert (tmp_path / "f").stat().st_size == 5000
+
+
+@pytest_anyio
+async def test_mcp_server_applies_its_write_limit(home: HFCacheBackend, work: Path) -> None:
+    cid = home.add_bytes(os.urandom(5000))
+    settings = ServerSettings.load(allow_roots=[str(work)], p2p=False, max_write=4999)
+    with anyio.fail_after(60):
+        async with Client(build_server(settings)) as client:
+            result = await client.call_tool(
+                "fetch_cid", {"cid": cid, "output_path": str(work / "f")})
+            assert result.is_error
+            text = " ".join(getattr(c, "text", "") for c in result.content)
+            assert "write limit is 4999 bytes" in text
+    assert _everything(work) == []
 
 
 # -- the deep chain -----------------------------------------------------------------------
