@@ -6,6 +6,7 @@ it knows no backend. By default only blocks already here are served.
 """
 
 from .app import Gateway, GatewayLimits
+from .routing import InMemoryProviders
 from .serve import serve_gateway
 from .source import (
     BlockSource,
@@ -15,5 +16,5 @@ from .source import (
     ProviderRecord,
 )
 
-__all__ = ["BlockSource", "BlockstoreSource", "Gateway", "GatewayLimits", "PeerRecord",
-           "ProviderLookup", "ProviderRecord", "serve_gateway"]
+__all__ = ["BlockSource", "BlockstoreSource", "Gateway", "GatewayLimits", "InMemoryProviders",
+           "PeerRecord", "ProviderLookup", "ProviderRecord", "serve_gateway"]

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import anyio
-from multiformats import CID, multibase
+from multiformats import CID, multibase, multihash
 
 from ipfs_mcp.backends.cids import parse_cid
 from ipfs_mcp.backends.errors import InvalidInput, IpfsMcpError
@@ -30,24 +30,51 @@ NDJSON = "application/x-ndjson"
 MAX_RECORDS = 100
 LOOKUP_TIMEOUT = 30.0
 _LIBP2P_KEY = 0x72
-_BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]{40,128}")
 
 
 def parse_peer_id(text: str) -> str:
-    """A peer id as base58btc text, from base58 or a CIDv1 with the libp2p-key codec.
+    """A peer id as base58btc text, from its legacy base58 form (``Qm...``, ``12D3...``)
+    or a CIDv1 with the libp2p-key codec (``k51...``, ``bafz...``).
 
     Raises:
         InvalidInput: neither form.
     """
-    if _BASE58.fullmatch(text):
-        return text
     try:
+        if text.startswith(("Qm", "1")):  # a bare base58btc multihash
+            digest = multibase.decode("z" + text)
+            multihash.unwrap(digest)  # raises when it is not a multihash
+            return text
         cid = CID.decode(text)
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInput(f"{text!r} is not a peer id") from exc
     if cid.codec.code != _LIBP2P_KEY:
         raise InvalidInput(f"{text!r} is a CID of {cid.codec.name}, not a libp2p-key")
     return multibase.encode(bytes(cid.digest), "base58btc")[1:]
+
+
+class InMemoryProviders:
+    """A real, in-memory :class:`~.source.ProviderLookup`: records put in are answered.
+
+    Useful on its own (a gateway that announces only itself) and as the default in tests;
+    the node's provider store and DHT implement the same protocol.
+    """
+
+    def __init__(self) -> None:
+        self._providers: dict[bytes, list[ProviderRecord]] = {}
+        self._peers: dict[str, PeerRecord] = {}
+
+    def add_provider(self, cid: CID, record: ProviderRecord) -> None:
+        self._providers.setdefault(bytes(cid.digest), []).append(record)
+
+    def add_peer(self, record: PeerRecord) -> None:
+        self._peers[record.peer_id] = record
+
+    async def find_providers(self, cid: CID, limit: int) -> list[ProviderRecord]:
+        return self._providers.get(bytes(cid.digest), [])[:limit]
+
+    async def find_peer(self, peer_id: str) -> list[PeerRecord]:
+        found = self._peers.get(peer_id)
+        return [found] if found else []
 
 
 def _record(record: ProviderRecord | PeerRecord) -> dict[str, object]:
