@@ -1,4 +1,7 @@
-"""Provider reputation: which peers to ask first, and which to leave alone for a while.
+"""Provider reputation: which peers (or gateways) to ask first, and which to leave alone.
+
+One scorer for every retrieval source: bitswap peers (keyed by peer id, in ``p2p``) and
+trustless HTTP gateways (keyed by URL, in :mod:`.trustless_gateway`).
 
 Every exchange with a provider is recorded with :meth:`ProviderReputation.update_provider_stats`
 (success or failure, latency, bytes). The score combines
@@ -103,6 +106,11 @@ class ProviderReputation:
         st.consecutive += weight
         delay = min(BACKOFF_BASE * 2 ** (st.consecutive - 1), BACKOFF_MAX)
         st.backoff_until = self._clock() + delay
+
+    def back_off(self, peer: object, seconds: float) -> None:
+        """Leave ``peer`` aside for at least ``seconds`` (it asked us to: HTTP 429)."""
+        st = self._stats.setdefault(str(peer), _Stats())
+        st.backoff_until = max(st.backoff_until, self._clock() + seconds)
 
     def score(self, peer: object) -> float:
         st = self._stats.get(str(peer))

@@ -57,6 +57,7 @@ from .fetcher import BlockFetcher
 from .importer import ImportOptions, ImportResult
 from .pins import Pin
 from .settings import BackendSettings
+from .sources import RetrievalSources
 
 if TYPE_CHECKING:
     from .hf_cache import CacheCounters
@@ -75,6 +76,9 @@ class RouterDeps:
 
     settings: BackendSettings = field(default_factory=BackendSettings.from_env)
     fetcher: BlockFetcher | None = None
+    # The embedded repo, when the caller already opened it (the server shares it with the
+    # retrieval sources that store into it); otherwise the factory opens it.
+    repo: Repo | None = None
 
 
 BackendFactory = Callable[[RouterDeps], Backend]
@@ -94,6 +98,7 @@ class ReadReport:
     operation: str
     backend: str
     failed: dict[str, str]
+    source: str = "local"  # or the retrieval source that fetched what was missing
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,7 @@ def _hf_cache_factory(deps: RouterDeps) -> Backend:
 
     if not deps.settings.enable_hf_cache:
         raise BackendUnavailable("disabled by ENABLE_HF_CACHE=0")
-    repo = Repo(deps.settings.repo_path)
+    repo = deps.repo or Repo(deps.settings.repo_path)
     return HFCacheBackend(repo, hub_cache=deps.settings.hf_hub_cache, fetcher=deps.fetcher)
 
 
@@ -234,10 +239,11 @@ class Router:
 
     @classmethod
     def from_settings(cls, settings: BackendSettings | None = None, *,
-                      fetcher: BlockFetcher | None = None,
+                      fetcher: BlockFetcher | None = None, repo: Repo | None = None,
                       custom: dict[str, BackendFactory] | None = None,
                       choice: Backend | str | None = None) -> Router:
-        deps = RouterDeps(settings=settings or BackendSettings.from_env(), fetcher=fetcher)
+        deps = RouterDeps(settings=settings or BackendSettings.from_env(), fetcher=fetcher,
+                          repo=repo)
         return cls(BackendRegistry(deps, custom), choice)
 
     @property
@@ -364,6 +370,9 @@ class Router:
             every backend's failure otherwise.
         """
         first = self.primary
+        sources = self.registry.deps.fetcher
+        if isinstance(sources, RetrievalSources):
+            sources.forget()
         try:
             result = call(first)
         except (InvalidInput, OperationCancelled):
@@ -373,7 +382,8 @@ class Router:
                 raise
             failure: IpfsMcpError = exc
         else:
-            self.registry.reads.report = ReadReport(op, first.name, {})
+            fetched = sources.answered_by() if isinstance(sources, RetrievalSources) else None
+            self.registry.reads.report = ReadReport(op, first.name, {}, fetched or "local")
             return result
         errors: dict[str, BaseException] = {first.name: failure}
         for candidate in self.fallbacks():

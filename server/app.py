@@ -297,6 +297,10 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
                                                                    "or 1 (bafy...)")] = 0,
         raw_leaves: Annotated[bool | None, Field(description="Raw leaf blocks; default: "
                                                              "as Kubo (true for CIDv1)")] = None,
+        nocopy: Annotated[bool | None, Field(description=(
+            "Keep the files' leaves as references into them instead of copying (Kubo's "
+            "--nocopy; implies raw leaves). Default: true for models in the HF cache, false "
+            "for other paths"))] = None,
         client_roots: Annotated[ClientRoots, Resolve(_roots_for_source)] = None,
     ) -> StoreResult:
         """Store a model or a folder and get the CID Kubo would give it.
@@ -309,7 +313,8 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
             result = await content.store_model(
                 state.router, source, roots=_roots(state, client_roots),
                 hub_cache=settings.backend.hf_hub_cache, pin=pin,
-                cid_version=cid_version, raw_leaves=raw_leaves, progress=_progress(ctx))
+                cid_version=cid_version, raw_leaves=raw_leaves, nocopy=nocopy,
+                progress=_progress(ctx))
             if announce:
                 result.announced, result.announce_note = await network.announce_quietly(
                     state.network, result.root_cid, role=settings.role,
@@ -432,6 +437,9 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
         pin: Annotated[bool, Field(description="Keep it from garbage collection")] = True,
         cid_version: Annotated[int, Field(ge=0, le=1)] = 0,
         raw_leaves: Annotated[bool | None, Field(description="Default: as Kubo")] = None,
+        nocopy: Annotated[bool, Field(description=(
+            "With path: keep the leaves as references into the files instead of copying "
+            "(Kubo's --nocopy; implies raw leaves)"))] = False,
         client_roots: Annotated[ClientRoots, Resolve(_roots_for_path)] = None,
     ) -> AddResult:
         """Add small content given inline (text or base64), or a file or folder by path.
@@ -442,7 +450,7 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
                 state.router, roots=_roots(state, client_roots), text=text,
                 data_base64=data_base64, path=path, name=name, pin=pin,
                 cid_version=cid_version, raw_leaves=raw_leaves, max_inline=add_max,
-                progress=_progress(ctx))
+                nocopy=nocopy, progress=_progress(ctx))
 
     @mcp.tool(name="ls", title="List a folder CID", annotations=_read_only(open_world=True))
     async def ls_(
@@ -523,7 +531,8 @@ def _register_resources(mcp: MCPServer[ServerState], runtime: Runtime) -> None:
         state = runtime.get()
         report = await health(state.router, state.network, node_status=state.node_status,
                               uptime_s=state.uptime, roots=state.roots,
-                              recent_errors=list(state.errors))
+                              recent_errors=list(state.errors), sources=state.sources,
+                              gateways=state.gateways)
         return report.model_dump_json()
 
     @mcp.resource("ipfs://{cid}", name="ipfs-content", title="IPFS content by CID",

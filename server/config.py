@@ -37,6 +37,8 @@ option                       environment                    meaning
                                                             (default: only local blocks)
 ``--gateway-public``         ``IPFS_MCP_GATEWAY_PUBLIC=1``  allow a gateway bind beyond
                                                             loopback (refused otherwise)
+``--trustless-gateway URL``  ``IPFS_MCP_TRUSTLESS_GATEWAYS`` fetch missing blocks from these
+                                                            HTTP gateways too (each verified)
 ``--log-level LEVEL``        ``IPFS_MCP_LOG_LEVEL``         stderr log level (default WARNING);
                                                             the P2P libraries' logs only at DEBUG
 ===========================  =============================  ===================================
@@ -56,6 +58,7 @@ from pathlib import Path
 
 from ipfs_mcp.backends.errors import InvalidInput
 from ipfs_mcp.backends.settings import BackendSettings, env_flag
+from ipfs_mcp.backends.trustless_gateway import gateway_url
 
 DEFAULT_INLINE_MAX = 64 * 1024
 DEFAULT_ADD_MAX = 1024 * 1024
@@ -129,6 +132,7 @@ class ServerSettings:
     gateway: tuple[str, int] | None = None
     gateway_recursive: bool = False
     gateway_public: bool = False
+    trustless_gateways: tuple[str, ...] = ()  # retrieval sources beside bitswap
 
     @property
     def start_p2p(self) -> bool:
@@ -144,7 +148,8 @@ class ServerSettings:
              add_max: int | None = None, max_body: int | None = None,
              log_level: str | None = None, max_write: int | None = None,
              gateway: str | None = None, gateway_recursive: bool | None = None,
-             gateway_public: bool | None = None) -> ServerSettings:
+             gateway_public: bool | None = None,
+             trustless_gateways: Sequence[str] | None = None) -> ServerSettings:
         """Settings from ``env`` (default ``os.environ``), overridden by given arguments.
 
         Raises:
@@ -200,6 +205,9 @@ class ServerSettings:
             gateway=gateway_bind,
             gateway_recursive=gateway_recursive,
             gateway_public=gateway_public,
+            trustless_gateways=tuple(
+                gateway_url(u) for u in (trustless_gateways if trustless_gateways else
+                                         _split(env.get("IPFS_MCP_TRUSTLESS_GATEWAYS")))),
         )
         if gateway_bind is not None and not is_loopback(gateway_bind[0]) and not gateway_public:
             raise InvalidInput(f"--gateway {gateway_bind[0]}:{gateway_bind[1]} binds beyond "

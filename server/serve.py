@@ -81,6 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gateway-public", action="store_true", default=None,
                         help="allow --gateway to bind beyond 127.0.0.1 (env "
                              "IPFS_MCP_GATEWAY_PUBLIC=1)")
+    parser.add_argument("--trustless-gateway", action="append", metavar="URL", default=None,
+                        help="an HTTP gateway to fetch missing blocks from, beside peers "
+                             "(repeatable; every block is verified; env "
+                             "IPFS_MCP_TRUSTLESS_GATEWAYS)")
     parser.add_argument("--log-level", metavar="LEVEL",
                         help="stderr log level: DEBUG, INFO, WARNING (default), ERROR; "
                              "the P2P libraries' own logs appear only at DEBUG")
@@ -94,7 +98,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         p2p=False if args.no_p2p else None, mdns=args.mdns, inline_max=args.inline_max,
         add_max=args.add_max, max_body=args.max_body, log_level=args.log_level,
         max_write=args.max_write_bytes, gateway=args.gateway,
-        gateway_recursive=args.gateway_recursive, gateway_public=args.gateway_public)
+        gateway_recursive=args.gateway_recursive, gateway_public=args.gateway_public,
+        trustless_gateways=args.trustless_gateway)
 
 
 async def _serve(settings: ServerSettings) -> None:

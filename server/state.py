@@ -43,6 +43,8 @@ from ipfs_mcp.backends.errors import (
 from ipfs_mcp.backends.network import Network
 from ipfs_mcp.backends.repo import Repo
 from ipfs_mcp.backends.router import Router, Selection, custom_backends
+from ipfs_mcp.backends.sources import NamedSource, RetrievalSources
+from ipfs_mcp.backends.trustless_gateway import TrustlessGateways
 from ipfs_mcp.tools.roots import AllowedRoots
 
 from .config import ServerSettings
@@ -115,8 +117,15 @@ class ServerState:
     network: Network | None  # the node the network tools speak for (ours, or Kubo)
     network_why: str  # why there is no network, when there is none
     slot: NodeSlot = field(default_factory=NodeSlot)
+    gateways: TrustlessGateways | None = None  # trustless gateways asked on a miss
     started: float = field(default_factory=time.monotonic)
     errors: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_ERRORS))
+
+    @property
+    def sources(self) -> list[str]:
+        """The retrieval sources a local miss asks (for the health resource)."""
+        fetcher = self.router.registry.deps.fetcher
+        return fetcher.names() if isinstance(fetcher, RetrievalSources) else []
 
     @property
     def selection(self) -> Selection:
@@ -198,7 +207,9 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
     """Build the Router (with the node slot as its fetcher), pick the node, start ours if
     it is the node, yield; on exit stop the node and close every backend."""
     slot = NodeSlot()
-    router = Router.from_settings(settings.backend, fetcher=slot, custom=custom_backends())
+    sources = RetrievalSources()  # filled below once the backend is known
+    router = Router.from_settings(settings.backend, fetcher=sources, custom=custom_backends())
+    gateways: TrustlessGateways | None = None
     try:
         selection = await anyio.to_thread.run_sync(router.selection)
     except BaseException:
@@ -213,12 +224,21 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
         slot.settle(None, f"not started: {network.name} is the node")
     elif repo is not None:
         network = NodeNetwork(slot, bootstrap=settings.bootstrap)
+    if repo is not None and router.network is None:
+        # A miss in the embedded repo asks every source at once: our node's bitswap and the
+        # trustless gateways; each stores what it verified into the repo.
+        if settings.start_p2p:
+            sources.add(NamedSource("p2p", slot))
+        if settings.trustless_gateways:
+            gateways = TrustlessGateways(settings.trustless_gateways, repo.blocks,
+                                         timeout=settings.backend.ipfs_api_timeout)
+            sources.add(NamedSource("trustless-gateway", gateways))
     else:
         why = (f"backend {selection.backend} has no node of its own and no embedded repo "
                "for ours to serve")
         slot.settle(None, why)
     state = ServerState(settings=settings, router=router, roots=roots, network=network,
-                        network_why=why, slot=slot)
+                        network_why=why, slot=slot, gateways=gateways)
     log.info("backend %s (%s); %s", selection.backend, selection.reason, roots.describe())
     try:
         async with anyio.create_task_group() as tg:
@@ -234,3 +254,5 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
                 tg.cancel_scope.cancel()
     finally:
         await anyio.to_thread.run_sync(router.close)
+        if gateways is not None:
+            gateways.close()

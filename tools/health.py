@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ipfs_mcp.backends.errors import IpfsMcpError
 from ipfs_mcp.backends.network import Network
 from ipfs_mcp.backends.router import Router
+from ipfs_mcp.backends.trustless_gateway import TrustlessGateways
 
-from .models import BackendChoice, BackendStatus, Health, RepoInfo, RepoIntegrity
+from .models import BackendChoice, BackendStatus, GatewayStatus, Health, RepoInfo, RepoIntegrity
 from .network import cache_counters
 from .progress import run_blocking
 from .roots import AllowedRoots
 
 
 async def health(router: Router, node: Network | None, *, node_status: str,
-                 uptime_s: float, roots: AllowedRoots, recent_errors: Iterable[str]) -> Health:
+                 uptime_s: float, roots: AllowedRoots, recent_errors: Iterable[str],
+                 sources: Sequence[str] = (),
+                 gateways: TrustlessGateways | None = None) -> Health:
     """Backend in use and why, every backend's health, repo size, free disk and integrity,
     the node (ours or Kubo) with its peers and DHT state, uptime, errors."""
     selection = await run_blocking(router.selection)
@@ -64,4 +67,9 @@ async def health(router: Router, node: Network | None, *, node_status: str,
         dht_mode=dht,
         uptime_s=round(uptime_s, 3), cache=cache_counters(router),
         allowed_roots=[str(r) for r in roots.roots],
+        retrieval_sources=list(sources),
+        gateways=[GatewayStatus(url=g.url, score=round(g.score, 4), successes=g.successes,
+                                failures=g.failures, bad_blocks=g.bad_blocks,
+                                dropped=g.dropped)
+                  for g in (gateways.stats() if gateways is not None else [])],
         recent_errors=[*problems, *recent_errors])

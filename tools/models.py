@@ -34,6 +34,9 @@ class StoreResult(BaseModel):
     announce_note: str = Field("", description="Why the content was not announced, if it was not")
     backend: str = Field(description="The storage backend that holds the content")
     resource_uri: str = Field(description="ipfs:// URI of the root, readable as an MCP resource")
+    nocopy: bool = Field(False, description=(
+        "True: the files' leaves are kept as references into the files (nothing copied; "
+        "reads re-check them); false: the bytes were copied into the repo"))
 
 
 class FetchResult(BaseModel):
@@ -90,6 +93,8 @@ class AddResult(BaseModel):
     file_count: int = 1
     backend: str
     resource_uri: str
+    nocopy: bool = Field(False, description="True: kept as references into the files, "
+                                            "not copied")
 
 
 class PinResult(BaseModel):
@@ -239,6 +244,17 @@ class BackendStatus(BaseModel):
     detail: str = Field(description="What the probe saw, or why the backend cannot be used")
 
 
+class GatewayStatus(BaseModel):
+    """A trustless gateway this node fetches from, as its reputation stands."""
+
+    url: str
+    score: float
+    successes: int
+    failures: int
+    bad_blocks: int = Field(description="Blocks it sent that did not match their CID")
+    dropped: bool = Field(description="Never asked again: it sent wrong bytes")
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     backend: BackendChoice
@@ -252,6 +268,9 @@ class Health(BaseModel):
     uptime_s: float
     cache: CacheCounters | None = None
     allowed_roots: list[str]
+    retrieval_sources: list[str] = Field(
+        default_factory=list, description="Asked together on a local miss")
+    gateways: list[GatewayStatus] = Field(default_factory=list)
     recent_errors: list[str]
 
 

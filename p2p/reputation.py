@@ -1,0 +1,14 @@
+"""Provider reputation for bitswap peers: the one scorer in
+:mod:`ipfs_mcp.backends.reputation`, which trustless gateways share."""
+
+from ipfs_mcp.backends.reputation import (  # noqa: F401
+    BACKOFF_BASE,
+    BACKOFF_MAX,
+    BAD_BLOCK_FACTOR,
+    BAD_BLOCK_WEIGHT,
+    LATENCY_REF,
+    NO_HISTORY_SCORE,
+    THROUGHPUT_REF,
+    ProviderRecord,
+    ProviderReputation,
+)

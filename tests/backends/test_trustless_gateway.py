@@ -1,0 +1,185 @@
+"""Trustless gateways as a retrieval source, over real HTTP on 127.0.0.1.
+
+The gateways here are tiny HTTP servers of the test's own, serving blocks the test chose:
+an honest one, and deliberately lying ones (flipped bytes, oversized answers, 429s); the
+test names say which. A real gateway (ours, Kubo's) is in tests/interop.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from multiformats import CID
+
+from ipfs_mcp.backends.cids import cid_str, parse_cid
+from ipfs_mcp.backends.errors import BlockNotFound, OperationCancelled
+from ipfs_mcp.backends.importer import Importer, ImportOptions
+from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.sources import NamedSource, RetrievalSources
+from ipfs_mcp.backends.trustless_gateway import MAX_GATEWAY_BLOCK, TrustlessGateways
+
+Answer = Callable[[str, bytes], tuple[int, dict[str, str], bytes]]
+
+
+class _Blocks:
+    """A blockstore-shaped dict that only collects blocks (the source DAG)."""
+
+    def __init__(self) -> None:
+        self.blocks: dict[str, bytes] = {}
+
+    def put_block(self, cid: bytes, data: bytes) -> None:
+        self.blocks[cid_str(CID.decode(cid))] = data
+
+
+def make_dag(size: int) -> tuple[CID, dict[str, bytes], bytes]:
+    data = bytes((i * 7 + 3) % 251 for i in range(size))
+    sink = _Blocks()
+    node = Importer(sink, ImportOptions(chunk_size=4096)).add_bytes(data)  # type: ignore[arg-type]
+    return node.cid_obj, sink.blocks, data
+
+
+@pytest.fixture
+def gateway() -> Iterator[Callable[[dict[str, bytes], Answer | None], tuple[str, list[str]]]]:
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(blocks: dict[str, bytes], answer: Answer | None = None
+              ) -> tuple[str, list[str]]:
+        asked: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                path, _, query = self.path.partition("?")
+                cid = path.removeprefix("/ipfs/")
+                asked.append(cid)
+                block = blocks.get(cid)
+                if answer is not None and block is not None:
+                    status, headers, body = answer(cid, block)
+                elif block is None or query != "format=raw":
+                    status, headers, body = 404, {}, b"not here"
+                else:
+                    status, headers, body = 200, {"Content-Type":
+                                                  "application/vnd.ipld.raw"}, block
+                self.send_response(status)
+                for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}", asked
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_fetches_a_dag_from_an_honest_gateway(tmp_path: Path, gateway) -> None:  # type: ignore[no-untyped-def]
+    root, blocks, data = make_dag(50_000)
+    url, asked = gateway(blocks)
+    repo = Repo(tmp_path / "repo", fsync=False)
+    source = TrustlessGateways([url], repo.blocks, timeout=10)
+    source.fetch_dag(root)
+    assert set(asked) == set(blocks)  # every block asked once, nothing else
+    for cid, block in blocks.items():
+        assert repo.blocks.get(parse_cid(cid)) == block
+    source.fetch_dag(root)  # all local now: nothing is asked again
+    assert len(asked) == len(blocks)
+    stat = source.stats()[0]
+    assert stat.successes == len(blocks) and not stat.dropped
+    source.close()
+
+
+def test_lying_gateway_flipping_bytes_is_dropped_and_nothing_wrong_is_stored(
+        tmp_path: Path, gateway) -> None:  # type: ignore[no-untyped-def]
+    root, blocks, _ = make_dag(20_000)
+
+    def flip(cid: str, block: bytes) -> tuple[int, dict[str, str], bytes]:
+        return 200, {}, bytes([block[0] ^ 1]) + block[1:]
+
+    liar, lied_to = gateway(blocks, flip)
+    repo = Repo(tmp_path / "repo", fsync=False)
+    source = TrustlessGateways([liar], repo.blocks, timeout=10)
+    with pytest.raises(BlockNotFound, match="do not match"):
+        source.fetch_block(root)
+    assert not repo.blocks.has(root)
+    stat = source.stats()[0]
+    assert stat.dropped and stat.bad_blocks == 1
+    with pytest.raises(BlockNotFound):  # never asked again
+        source.fetch_dag(root)
+    assert lied_to == [cid_str(root)]
+    assert list(repo.blocks.iter_multihashes()) == []
+
+
+def test_honest_gateway_answers_after_a_liar(tmp_path: Path, gateway) -> None:  # type: ignore[no-untyped-def]
+    root, blocks, _ = make_dag(20_000)
+    liar, _ = gateway(blocks, lambda cid, b: (200, {}, b[::-1]))
+    honest, _ = gateway(blocks)
+    repo = Repo(tmp_path / "repo", fsync=False)
+    source = TrustlessGateways([liar, honest], repo.blocks, timeout=10)
+    source.fetch_dag(root)
+    for cid, block in blocks.items():
+        assert repo.blocks.get(parse_cid(cid)) == block
+    by_url = {s.url: s for s in source.stats()}
+    assert by_url[liar].dropped and not by_url[honest].dropped
+
+
+def test_lying_gateway_sending_an_oversized_block_is_cut_off(tmp_path: Path, gateway) -> None:  # type: ignore[no-untyped-def]
+    root, blocks, _ = make_dag(5000)
+    big, _ = gateway(blocks, lambda cid, b: (200, {}, b"x" * (MAX_GATEWAY_BLOCK + 10)))
+    repo = Repo(tmp_path / "repo", fsync=False)
+    source = TrustlessGateways([big], repo.blocks, timeout=10)
+    with pytest.raises(BlockNotFound, match="more than"):
+        source.fetch_block(root)
+    assert source.stats()[0].dropped
+
+
+def test_rate_limited_gateway_is_set_aside_for_retry_after(tmp_path: Path, gateway) -> None:  # type: ignore[no-untyped-def]
+    root, blocks, _ = make_dag(5000)
+    busy, _ = gateway(blocks, lambda cid, b: (429, {"Retry-After": "30"}, b""))
+    honest, _ = gateway(blocks)
+    repo = Repo(tmp_path / "repo", fsync=False)
+    now = [1000.0]
+    source = TrustlessGateways([busy, honest], repo.blocks, timeout=10, clock=lambda: now[0])
+    source.fetch_block(root)
+    by_url = {s.url: s for s in source.stats()}
+    assert by_url[busy].backoff_until >= 1030.0 and not by_url[busy].dropped
+    # While it backs off, the honest one is asked first.
+    assert source._ranked()[0] == honest
+
+
+def test_cancel_stops_a_dag_fetch(tmp_path: Path, gateway) -> None:  # type: ignore[no-untyped-def]
+    root, blocks, _ = make_dag(100_000)
+    url, asked = gateway(blocks)
+    repo = Repo(tmp_path / "repo", fsync=False)
+    source = TrustlessGateways([url], repo.blocks, timeout=10)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(OperationCancelled):
+        source.fetch_dag(root, cancel)
+    assert len(asked) < len(blocks)
+
+
+def test_sources_race_and_name_every_failure(tmp_path: Path, gateway) -> None:  # type: ignore[no-untyped-def]
+    root, blocks, data = make_dag(10_000)
+    empty, _ = gateway({})
+    honest, _ = gateway(blocks)
+    repo = Repo(tmp_path / "repo", fsync=False)
+    none_here = TrustlessGateways([empty], repo.blocks, timeout=10)
+    has_it = TrustlessGateways([honest], repo.blocks, timeout=10)
+    both = RetrievalSources([NamedSource("empty", none_here), NamedSource("gw", has_it)])
+    both.fetch_dag(root)
+    assert both.answered_by() == "gw"
+    other = parse_cid("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
+    with pytest.raises(BlockNotFound) as info:
+        both.fetch_block(other)
+    assert "empty:" in str(info.value) and "gw:" in str(info.value)
