@@ -117,21 +117,44 @@ class ProtectedFolders:
                     return by_identity[identity]
         return None
 
+    def held_by(self, path: str | Path) -> Path | None:
+        """The protected folder that lies below ``path`` (resolved here), or None. Writing a
+        folder at such a path could create the protected folder's files, and replacing it
+        would delete them, so it is refused like a path inside."""
+        real = _real(path)
+        for folder in self.folders:
+            folder_real = _real(folder)
+            if folder_real != real and folder_real.is_relative_to(real):
+                return folder
+            if _ignores_case(_nearest_existing(folder_real)):
+                folded, target = _fold(folder_real), _fold(real)
+                if len(folded) > len(target) and folded[:len(target)] == target:
+                    return folder
+        return None
+
     def check(self, path: str | Path, shown: object | None = None) -> Path:
-        """``path`` resolved, after making sure it is not inside a protected folder.
+        """``path`` resolved, after making sure it is not inside a protected folder, nor
+        above one.
 
         Raises:
-            UnsafePath: it is, or it resolves into one.
+            UnsafePath: it is, or it resolves into one, or one lies below it.
         """
         real = _real(path)
+        name = shown if shown is not None else path
         hit = self.containing(real)
         if hit is not None:
             raise UnsafePath(
-                f"{shown if shown is not None else path} resolves to {real}, inside the "
-                f"protected folder {hit} (the HuggingFace hub cache or the IPFS repo): nothing "
-                "is written there through a path. To put a model into the hub cache, fetch "
-                "it with into_hf_cache; to write a file, choose a path in an allowed root "
-                "outside these folders")
+                f"{name} resolves to {real}, inside the protected folder {hit} (the "
+                "HuggingFace hub cache or the IPFS repo): nothing is written there through a "
+                "path. To put a model into the hub cache, fetch it with into_hf_cache; to "
+                "write a file, choose a path in an allowed root outside these folders")
+        held = self.held_by(real)
+        if held is not None:
+            raise UnsafePath(
+                f"{name} resolves to {real}, which holds the protected folder {held} (the "
+                "HuggingFace hub cache or the IPFS repo): a write there could replace or "
+                "create files inside it. Choose a path in an allowed root outside these "
+                "folders")
         return real
 
 
@@ -240,6 +263,50 @@ class AllowedRoots:
                              "files (the node's private key among them) are not readable "
                              "through a path; use the CIDs it stores")
         return real
+
+    def check_reference_tree(self, path: str | Path, *, hidden: bool = False,
+                             follow_symlinks: bool = False,
+                             max_entries: int = 1_000_000) -> int:
+        """Check that every file an import of ``path`` reads resolves inside a read root,
+        so it may be kept by reference (nocopy); returns their total size.
+
+        The server's read roots include the hub cache, so a hub snapshot passes while its
+        symlinks point into its ``blobs/``. Dotfiles are skipped unless ``hidden``, and
+        symlinks are checked (and followed) only with ``follow_symlinks``, as the importer
+        reads them.
+
+        Raises:
+            UnsafePath: a file (or the folder a symlink leads to) outside every read root,
+                inside a private folder, or more than ``max_entries`` entries.
+        """
+        top = self.check_read(path)
+        if not top.is_dir():
+            return top.stat().st_size
+        total = entries = 0
+        seen: set[Path] = set()
+        stack = [top]
+        while stack:
+            folder = stack.pop()
+            if folder in seen:
+                continue
+            seen.add(folder)
+            try:
+                listing = list(os.scandir(folder))
+            except OSError as exc:
+                raise UnsafePath(f"cannot list {folder}: {exc.strerror}") from exc
+            for entry in listing:
+                entries += 1
+                if entries > max_entries:
+                    raise UnsafePath(f"{path} has more than {max_entries} entries")
+                if (entry.name.startswith(".") and not hidden) or (
+                        entry.is_symlink() and not follow_symlinks):
+                    continue
+                real = self.check_read(entry.path)  # a symlink that leads out is refused
+                if real.is_dir():
+                    stack.append(real)
+                elif real.is_file():
+                    total += real.stat().st_size
+        return total
 
     def check_write(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """A path to write inside a write root; it may not exist yet.

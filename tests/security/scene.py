@@ -89,6 +89,8 @@ def write_attacks(scene: Scene, cid: str, first_root: Path) -> dict[str, dict[st
                                            "overwrite": True},
         "the IPFS repo": {"cid": cid, "output_path": str(scene.repo / "planted"),
                           "overwrite": True},
+        "a folder that holds the hub cache": {"cid": cid, "output_path": str(scene.hf_home),
+                                              "overwrite": True},
         "the user's file": {"cid": cid, "output_path": str(scene.notes)},
     }
     if ".." not in Path(relative).parts:  # ".." is refused outright, whatever follows

@@ -44,7 +44,8 @@ def test_cli_get_refuses_the_hub_cache_and_the_repo(scene: Scene) -> None:
     before = tree_digest(scene.hub)
     targets = [str(scene.victim_blob), str(scene.victim / "blobs" / ("0" * 64)),
                str(scene.work / "models-link" / "blobs" / ("1" * 64)),
-               str(scene.work / "dangling"), str(scene.repo / "planted")]
+               str(scene.work / "dangling"), str(scene.repo / "planted"),
+               str(scene.hf_home)]  # replacing it would delete the hub cache
     for target in targets:
         proc = cli(scene, "get", cid, "-o", target, ok=False)
         err = proc.stderr.decode()

@@ -42,8 +42,20 @@ def test_a_parent_folder_allowed_still_protects_the_hub_cache_and_the_repo(home:
                    home / "hf" / "ipfs" / "blocks" / "x", home / "hf" / "ipfs"):
         with pytest.raises(UnsafePath, match="protected folder"):
             roots.check_write(target)
+    for above in (home / "hf", "hf"):  # replacing it would delete the hub cache
+        with pytest.raises(UnsafePath, match="holds the protected folder"):
+            roots.check_write(above, overwrite=True)
     assert roots.check_write(home / "hf" / "other") == (home / "hf" / "other").resolve()
     assert roots.check_write(home / "hf" / "hub-notes") == (home / "hf" / "hub-notes").resolve()
+
+
+def test_a_folder_above_a_hub_cache_not_made_yet_is_refused(tmp_path: Path) -> None:
+    """A folder DAG written there could lay out the hub cache before huggingface_hub does."""
+    (tmp_path / "home" / "hf").mkdir(parents=True)
+    roots = AllowedRoots.for_server([tmp_path / "home"], hub_cache=tmp_path / "home" / "hf" / "hub",
+                                    repo=tmp_path / "home" / "hf" / "ipfs")
+    with pytest.raises(UnsafePath, match="holds the protected folder"):
+        roots.check_write(tmp_path / "home" / "hf")
 
 
 def test_the_repo_is_not_readable_through_a_path(home: Path) -> None:
