@@ -265,6 +265,25 @@ class KuboDaemon(ChildNode):
         answer = self.rpc("swarm/peers", timeout=timeout)
         return [str(p.get("Peer")) for p in (answer.get("Peers") or [])]
 
+    def dht_peers(self, *, timeout: float = 10.0) -> dict[str, set[str]]:
+        """The peers in Kubo's routing tables, ``{"wan": {...}, "lan": {...}}``."""
+        tables: dict[str, set[str]] = {}
+        for table in self.rpc("stats/dht", timeout=timeout):
+            tables[table["Name"]] = {peer["ID"] for bucket in table.get("Buckets") or []
+                                     for peer in bucket.get("Peers") or []}
+        return tables
+
+    def wait_for_dht_peer(self, peer_id: str, *, table: str = "lan",
+                          timeout: float = 20.0) -> None:
+        """Wait until ``peer_id`` is in Kubo's ``table`` DHT routing table (Kubo adds a
+        peer only after it answered a query, some time after the connection)."""
+        deadline = time.monotonic() + timeout
+        while peer_id not in self.dht_peers(timeout=timeout).get(table, set()):
+            if time.monotonic() >= deadline:
+                raise InteropTimeout(f"{self.name}: {peer_id} not in its {table} DHT within "
+                                     f"{timeout:.1f} s")
+            time.sleep(0.1)
+
     def find_providers(self, cid: str, *, seconds: float = 10.0, limit: int = 20) -> list[str]:
         """``ipfs routing findprovs`` (Kubo asks its LAN and WAN DHTs): provider peer ids."""
         out = self.cli("routing", "findprovs", f"--num-providers={limit}",
