@@ -29,7 +29,8 @@ from typing import Any
 from urllib.parse import quote
 
 import anyio
-from multiformats import CID
+import dag_cbor
+from multiformats import CID, varint
 
 from ipfs_mcp.backends.cids import cid_str, identity_data, is_identity
 from ipfs_mcp.backends.errors import (
@@ -54,7 +55,15 @@ from .request import (
     parse_range,
     parse_request,
 )
-from .resolve import DAG_PB, RAW, PathNotFound, ResolvedPath, resolve, unixfs_node
+from .resolve import (
+    DAG_PB,
+    RAW,
+    PathNotFound,
+    ResolvedPath,
+    file_size,
+    resolve,
+    unixfs_node,
+)
 from .routing import RoutingEndpoints
 from .source import BlockSource, ProviderLookup
 
@@ -198,7 +207,11 @@ class _Request:
         self.headers = headers
         self.send = send
         self.head = head
-        self.load = _Loader(gateway.local, gateway.remote, gateway.limits.max_fetch_bytes)
+        # Cache-Control: only-if-cached: answer from what is here, never fetch (path-gateway
+        # spec); a miss is then 412, not 404.
+        self.only_if_cached = headers.get("cache-control", "").lower() == "only-if-cached"
+        remote = None if self.only_if_cached else gateway.remote
+        self.load = _Loader(gateway.local, remote, gateway.limits.max_fetch_bytes)
         self.started = False
 
     def _common(self, resolved: ResolvedPath | None) -> list[tuple[bytes, bytes]]:
@@ -211,9 +224,6 @@ class _Request:
 
     async def run(self) -> None:
         try:
-            if self.headers.get("cache-control", "").lower() == "only-if-cached":
-                # Only-if-cached: answer from what is here, never fetch (path-gateway spec).
-                self.load = _Loader(self.gateway.local, None, 0)
             resolved = await anyio.to_thread.run_sync(
                 resolve, self.request.path.root, self.request.path.segments, self.load)
             if self.request.format == "raw":
@@ -225,8 +235,7 @@ class _Request:
         except (BlockNotFound, PathNotFound, NotFound) as exc:
             if self.started:
                 raise
-            status = 412 if self.headers.get("cache-control", "").lower() == \
-                "only-if-cached" else 404
+            status = 412 if self.only_if_cached else 404
             await _plain(self.send, status, f"{exc}\n".encode(), self._common(None))
         except (BadRequest, DagTooLarge, TooLarge) as exc:
             if self.started:
@@ -235,8 +244,9 @@ class _Request:
         except (IntegrityError, InvalidInput) as exc:
             if self.started:
                 raise
-            # A block that is here but malformed, or content this gateway cannot render.
-            status = 502 if isinstance(exc, IntegrityError) else 501
+            # A block here that is corrupt or malformed (a server fault), or content this
+            # gateway does not render (not implemented).
+            status = 500 if isinstance(exc, IntegrityError) else 501
             await _plain(self.send, status, f"{exc}\n".encode(), self._common(None))
 
     async def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
@@ -409,7 +419,7 @@ class _Request:
             await self._not_modified(etag, resolved)
             return
         exporter = Exporter(self.load)
-        size = await anyio.to_thread.run_sync(_file_size, exporter, cid, block)
+        size = file_size(cid, block)
         name = name or (self.request.path.segments[-1] if self.request.path.segments else None)
         ranges = parse_range(self.headers.get("range", ""), size)
         first = ranges[0] if ranges else None
@@ -466,25 +476,17 @@ def _gather(pieces: Iterator[bytes], target: int
 
 
 def _car_header(root: CID) -> bytes:
-    import dag_cbor
-    from multiformats import varint
-
     header = dag_cbor.encode({"roots": [root], "version": 1})
     return varint.encode(len(header)) + header
 
 
 def _car_sections(blocks: Iterator[tuple[CID, bytes]]) -> Iterator[bytes]:
-    from multiformats import varint
-
+    """CAR v1 sections (varint length, CID, block), as backends/car.py writes them, but
+    as pieces for a stream rather than into a file object."""
     for cid, block in blocks:
         cid_bytes = bytes(cid)
         yield varint.encode(len(cid_bytes) + len(block)) + cid_bytes
         yield block
-
-
-def _file_size(exporter: Exporter, cid: CID, block: bytes) -> int:
-    del block  # the exporter reads the root block itself (it is cached by the OS anyway)
-    return exporter.stat(cid).size
 
 
 def _read_head(exporter: Exporter, cid: CID, offset: int, length: int) -> bytes:

@@ -31,7 +31,7 @@ from ipfs_mcp.backends.errors import DagTooLarge, IntegrityError
 from ipfs_mcp.backends.unixfs import NodeType, UnixFSData
 
 from .request import CarOptions
-from .resolve import RAW, Load, ResolvedPath, unixfs_node
+from .resolve import RAW, Load, ResolvedPath, file_size, unixfs_node
 
 Block = tuple[CID, bytes]
 
@@ -140,7 +140,7 @@ def _slot_width(fs: UnixFSData) -> int:
 def _file(root: CID, root_block: bytes, options: CarOptions, load: Load,
           emitter: _Emitter) -> Iterator[Block]:
     """A UnixFS file's blocks depth-first; with entity-bytes only those holding the range."""
-    size = _file_size(root, root_block)
+    size = file_size(root, root_block)
     span: tuple[int, int] | None = (0, size - 1) if size else None
     if options.entity_bytes is not None:
         span = options.entity_bytes.resolve(size)
@@ -164,16 +164,6 @@ def _file(root: CID, root_block: bytes, options: CarOptions, load: Load,
         if emitter.admit(cid):
             yield cid, block
         levels.append(iter(_children(cid, block, start)))
-
-
-def _file_size(cid: CID, block: bytes) -> int:
-    decoded = unixfs_node(cid, block)
-    if decoded is None:
-        return len(block)  # a raw leaf
-    fs = decoded[1]
-    if fs.filesize is not None:
-        return fs.filesize
-    return len(fs.data or b"") + sum(fs.blocksizes)
 
 
 def _children(cid: CID, block: bytes, offset: int) -> list[tuple[CID, int, int]]:

@@ -66,6 +66,17 @@ def unixfs_node(cid: CID, block: bytes) -> tuple[dagpb.PBNode, unixfs.UnixFSData
         return None
 
 
+def file_size(cid: CID, block: bytes) -> int:
+    """A UnixFS file's size as its root block declares it (a raw block is its own bytes)."""
+    decoded = unixfs_node(cid, block)
+    if decoded is None:
+        return len(block)
+    fs = decoded[1]
+    if fs.filesize is not None:
+        return fs.filesize
+    return len(fs.data or b"") + sum(fs.blocksizes)
+
+
 def _hamt_find(cid: CID, node: dagpb.PBNode, fs: unixfs.UnixFSData, name: str, load: Load,
                met: list[tuple[CID, bytes]]) -> CID:
     """The CID of ``name`` in the HAMT rooted at ``cid``; sub-shards loaded go into ``met``."""
