@@ -17,6 +17,12 @@ Environment (the names the old ``ipfs_backend_router`` honoured, plus ours):
                               ``Basic <base64 user:pass>``); never logged
 ``IPFS_API_TIMEOUT``          seconds a Kubo request may take (default ``60``); reads that
                               search the network are cut off at this bound
+``IPFS_CLUSTER_API``          an IPFS Cluster peer's REST API for ``IPFS_BACKEND=cluster``
+                              (default ``http://127.0.0.1:9094``); reads go through
+                              ``IPFS_API`` if set, else that host's IPFS proxy (port 9095)
+``IPFS_CLUSTER_AUTHORIZATION`` the ``Authorization`` header value for that REST API
+                              (``Basic <base64 user:pass>`` or ``Bearer <token>``); never
+                              logged
 ``IPFS_READ_FALLBACK``        let reads that miss fall back to the next working backend
                               (default ``1``); writes never switch backend
 ``HF_HOME``                   HuggingFace home; the repo lives in ``$HF_HOME/ipfs``
@@ -87,6 +93,8 @@ class BackendSettings:
     # repr=False: the header is a secret and settings objects end up in logs and errors.
     ipfs_api_authorization: str | None = field(default=None, repr=False)
     ipfs_api_timeout: float = 60.0
+    ipfs_cluster_api: str = "http://127.0.0.1:9094"
+    ipfs_cluster_authorization: str | None = field(default=None, repr=False)
     read_fallback: bool = True
     router_cache: bool = True
     max_write: int | None = None  # None: limits.DEFAULT_WRITE_SHARE of the free space
@@ -111,6 +119,10 @@ class BackendSettings:
             ipfs_api=(env.get("IPFS_API") or "").strip() or None,
             ipfs_api_authorization=(env.get("IPFS_API_AUTHORIZATION") or "").strip() or None,
             ipfs_api_timeout=_positive_float(env, "IPFS_API_TIMEOUT", 60.0),
+            ipfs_cluster_api=(env.get("IPFS_CLUSTER_API") or "").strip()
+            or "http://127.0.0.1:9094",
+            ipfs_cluster_authorization=(env.get("IPFS_CLUSTER_AUTHORIZATION") or "").strip()
+            or None,
             read_fallback=env_flag(env, "IPFS_READ_FALLBACK", True),
             router_cache=env_flag(env, "IPFS_ROUTER_CACHE", True),
             max_write=_max_write(env),
