@@ -32,7 +32,8 @@ def isolated_hf_home(tmp_path_factory: pytest.TempPathFactory,
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     for name in ("IPFS_BACKEND", "IPFS_API", "KUBO_CMD", "ENABLE_HF_CACHE", "ENABLE_IPFS_KIT",
                  "IPFS_KIT_DISABLE", "IPFS_ROUTER_CACHE", "IPFS_API_AUTHORIZATION",
-                 "IPFS_API_TIMEOUT", "IPFS_READ_FALLBACK"):
+                 "IPFS_API_TIMEOUT", "IPFS_READ_FALLBACK", "IPFS_CLUSTER_API",
+                 "IPFS_CLUSTER_AUTHORIZATION"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     router.reset()
