@@ -141,8 +141,10 @@ class HFCacheBackend:
 
     def add_hf_model(self, repo_id: str, revision: str | None = None, *, pin: bool = True,
                      options: ImportOptions | None = None,
-                     progress: Callable[[int], None] | None = None) -> ImportResult:
-        """Add a cached hub snapshot (see :func:`.hub.add_model`).
+                     progress: Callable[[int], None] | None = None,
+                     nocopy: bool | None = None) -> ImportResult:
+        """Add a cached hub snapshot (see :func:`.hub.add_model`; by reference unless
+        ``nocopy=False``).
 
         Raises:
             NotFound: the model is not in the local hub cache.
@@ -152,7 +154,7 @@ class HFCacheBackend:
         if self.hub_cache is None:
             raise InvalidInput("no HuggingFace hub cache configured")
         return hub.add_model(self, self.hub_cache, repo_id, revision, pin=pin,
-                             options=options, progress=progress)
+                             options=options, progress=progress, nocopy=nocopy)
 
     def export_to_hf(self, cid: str, repo_id: str, *, revision: str = "main",
                      commit: str | None = None, replace: bool = False,

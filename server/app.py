@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Iterator
 from importlib import metadata
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server.caching import CacheHint
 from mcp.server.elicitation import AcceptedElicitation
@@ -82,6 +82,23 @@ Prompts: share_model, fetch_and_verify, diagnose."""
 
 CID_FIELD = Field(description="A CID (Qm... or bafy...), optionally with a path inside it: "
                               "CID/dir/file.txt. ipfs://CID and /ipfs/CID work too.")
+
+# Kubo 0.43's import profile and `ipfs add` layout flags, shared by store_model/add_content;
+# each None means "as the profile (or Kubo's defaults) says".
+ImportProfile = Annotated[Literal["unixfs-v0-2015", "legacy-cid-v0", "unixfs-v1-2025"] | None,
+                          Field(description=(
+                              "Kubo's import profile: unixfs-v1-2025 (CIDv1, raw leaves, 1 MiB "
+                              "chunks, 1024 links, block-based HAMT estimate) or unixfs-v0-2015"
+                              " (= legacy-cid-v0: the defaults). The options below override "
+                              "it"))]
+Chunker = Annotated[str | None, Field(description=(
+    "size-N, rabin, rabin-AVG, rabin-MIN-AVG-MAX or buzhash (default size-262144)"))]
+Trickle = Annotated[bool | None, Field(description="Trickle DAG layout (Kubo's --trickle)")]
+MaxFileLinks = Annotated[int | None, Field(ge=1, description="Links per file node (174)")]
+MaxDirectoryLinks = Annotated[int | None, Field(ge=0, description=(
+    "Shard a folder with more entries than this (0: no limit)"))]
+MaxHamtFanout = Annotated[int | None, Field(ge=8, le=1024, description=(
+    "Links per HAMT shard, a power of two (256)"))]
 
 # A CID never changes what it names, so its content may be cached for long; a day keeps
 # a client from holding an answer about a CID that was later garbage-collected forever.
@@ -293,14 +310,20 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
             "roots (absolute, or relative to the first root)"))],
         pin: Annotated[bool, Field(description="Keep it from garbage collection")] = True,
         announce: Annotated[bool, Field(description="Tell peers this node provides it")] = True,
-        cid_version: Annotated[int, Field(ge=0, le=1, description="0 (Qm..., Kubo's default) "
-                                                                   "or 1 (bafy...)")] = 0,
+        cid_version: Annotated[int | None, Field(ge=0, le=1, description=(
+            "0 (Qm..., Kubo's default) or 1 (bafy...)"))] = None,
         raw_leaves: Annotated[bool | None, Field(description="Raw leaf blocks; default: "
                                                              "as Kubo (true for CIDv1)")] = None,
         nocopy: Annotated[bool | None, Field(description=(
             "Keep the files' leaves as references into them instead of copying (Kubo's "
             "--nocopy; implies raw leaves). Default: true for models in the HF cache, false "
             "for other paths"))] = None,
+        profile: ImportProfile = None,
+        chunker: Chunker = None,
+        trickle: Trickle = None,
+        max_file_links: MaxFileLinks = None,
+        max_directory_links: MaxDirectoryLinks = None,
+        max_hamt_fanout: MaxHamtFanout = None,
         client_roots: Annotated[ClientRoots, Resolve(_roots_for_source)] = None,
     ) -> StoreResult:
         """Store a model or a folder and get the CID Kubo would give it.
@@ -314,7 +337,9 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
                 state.router, source, roots=_roots(state, client_roots),
                 hub_cache=settings.backend.hf_hub_cache, pin=pin,
                 cid_version=cid_version, raw_leaves=raw_leaves, nocopy=nocopy,
-                progress=_progress(ctx))
+                progress=_progress(ctx), profile=profile, chunker=chunker, trickle=trickle,
+                max_file_links=max_file_links, max_directory_links=max_directory_links,
+                max_hamt_fanout=max_hamt_fanout)
             if announce:
                 result.announced, result.announce_note = await network.announce_quietly(
                     state.network, result.root_cid, role=settings.role,
@@ -435,11 +460,17 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
                                                       "roots")] = None,
         name: Annotated[str, Field(description="A label kept with the pin")] = "",
         pin: Annotated[bool, Field(description="Keep it from garbage collection")] = True,
-        cid_version: Annotated[int, Field(ge=0, le=1)] = 0,
+        cid_version: Annotated[int | None, Field(ge=0, le=1, description="Default: 0")] = None,
         raw_leaves: Annotated[bool | None, Field(description="Default: as Kubo")] = None,
         nocopy: Annotated[bool, Field(description=(
             "With path: keep the leaves as references into the files instead of copying "
             "(Kubo's --nocopy; implies raw leaves)"))] = False,
+        profile: ImportProfile = None,
+        chunker: Chunker = None,
+        trickle: Trickle = None,
+        max_file_links: MaxFileLinks = None,
+        max_directory_links: MaxDirectoryLinks = None,
+        max_hamt_fanout: MaxHamtFanout = None,
         client_roots: Annotated[ClientRoots, Resolve(_roots_for_path)] = None,
     ) -> AddResult:
         """Add small content given inline (text or base64), or a file or folder by path.
@@ -450,7 +481,9 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
                 state.router, roots=_roots(state, client_roots), text=text,
                 data_base64=data_base64, path=path, name=name, pin=pin,
                 cid_version=cid_version, raw_leaves=raw_leaves, max_inline=add_max,
-                nocopy=nocopy, progress=_progress(ctx))
+                nocopy=nocopy, progress=_progress(ctx), profile=profile, chunker=chunker,
+                trickle=trickle, max_file_links=max_file_links,
+                max_directory_links=max_directory_links, max_hamt_fanout=max_hamt_fanout)
 
     @mcp.tool(name="ls", title="List a folder CID", annotations=_read_only(open_world=True))
     async def ls_(

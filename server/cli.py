@@ -14,17 +14,19 @@ import importlib
 import json
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ipfs_mcp.backends import hub, router
 from ipfs_mcp.backends.cids import cid_str
-from ipfs_mcp.backends.errors import IpfsMcpError, Unsupported
+from ipfs_mcp.backends.errors import InvalidInput, IpfsMcpError, Unsupported
+from ipfs_mcp.backends.importer import PROFILES as IMPORT_PROFILES
 from ipfs_mcp.backends.importer import ImportOptions
 from ipfs_mcp.backends.repo import Repo
 from ipfs_mcp.backends.router import Router
 from ipfs_mcp.backends.settings import BackendSettings
-from ipfs_mcp.tools.roots import ProtectedFolders, describe_existing
+from ipfs_mcp.tools.roots import AllowedRoots, ProtectedFolders, describe_existing
 
 
 def _print_json(value: Any) -> None:
@@ -71,9 +73,25 @@ def _embedded_repo(backend: Router, what: str) -> Repo:
 
 
 # -- commands -------------------------------------------------------------------------------
+def _check_references(path: Path, hub_cache: Path, hidden: bool) -> None:
+    """A nocopy add refers only to files inside the path named or the hub cache: a symlink
+    that leads out is refused, as in the server's allowed roots.
+
+    Raises:
+        UnsafePath: a file resolves outside both.
+    """
+    real = path.resolve()
+    AllowedRoots.of(read=[real if real.is_dir() else real.parent, hub_cache]
+                    ).check_reference_tree(path, hidden=hidden)
+
+
 def cmd_add(args: argparse.Namespace) -> int:
-    options = ImportOptions.from_chunker(
-        args.chunker, cid_version=args.cid_version, raw_leaves=args.raw_leaves,
+    if args.nocopy and args.copy:
+        raise InvalidInput("--nocopy and --copy contradict each other")
+    options = ImportOptions.from_profile(
+        args.profile, chunker=args.chunker, cid_version=args.cid_version,
+        raw_leaves=args.raw_leaves, trickle=args.trickle, max_links=args.max_file_links,
+        max_directory_links=args.max_directory_links, max_hamt_fanout=args.max_hamt_fanout,
         wrap_with_directory=args.wrap_with_directory, hidden=args.hidden)
     backend = _router()
     results = []
@@ -83,18 +101,26 @@ def cmd_add(args: argparse.Namespace) -> int:
             from ipfs_mcp.backends.hf_layout import parse_source
 
             repo_id, revision = parse_source(raw_path)
+            # From the hub cache: by reference unless --copy (see hub.nocopy_default).
+            nocopy = hub.nocopy_default(backend, False if args.copy else
+                                        (True if args.nocopy else None))
             with _progress(f"adding {raw_path}", None) as progress:
                 result = hub.add_model(backend, backend.settings.hf_hub_cache, repo_id,
                                        revision, pin=args.pin, options=options,
-                                       progress=progress)
+                                       progress=progress, nocopy=nocopy)
         else:
+            nocopy = args.nocopy
+            if nocopy:
+                _check_references(path, backend.settings.hf_hub_cache, args.hidden)
             with _progress(f"adding {path.name}", _tree_size(path)) as progress:
-                result = backend.add_path(path, recursive=args.recursive, pin=args.pin,
-                                          options=options, progress=progress)
-        results.append((raw_path, result))
-    for raw_path, result in results:
+                result = backend.add_path(
+                    path, recursive=args.recursive, pin=args.pin, progress=progress,
+                    options=replace(options, nocopy=True) if nocopy else options)
+        results.append((raw_path, result, nocopy))
+    for raw_path, result, nocopy in results:
         if args.json:
             _print_json({"path": raw_path, "cid": cid_str(result.root), "size": result.size,
+                         "nocopy": nocopy,
                          "entries": [{"path": e.path, "cid": cid_str(e.cid), "size": e.size,
                                       "kind": e.kind} for e in result.entries]})
         elif args.quiet:
@@ -105,6 +131,8 @@ def cmd_add(args: argparse.Namespace) -> int:
                 print(f"added {cid_str(entry.cid)} {name}")
             if not result.entries:
                 print(f"added {cid_str(result.root)} {Path(raw_path).name}")
+            if nocopy:
+                print(f"{raw_path}: kept by reference (nocopy), not copied", file=sys.stderr)
     return 0
 
 
@@ -246,10 +274,45 @@ def cmd_repo(args: argparse.Namespace) -> int:
                 print(f"missing: {hole.cid} ({hole.kind}), needed by pin {', '.join(hole.pins)}")
             for bad in report.corrupt:
                 print(f"corrupt: {bad.cid} set aside at {bad.path}")
+            for ref in report.bad_references:
+                print(f"bad reference: {ref.status} {ref.cid} {ref.path} offset {ref.offset}")
+            for ref in report.removed_references:
+                print(f"dropped reference {ref.cid} ({ref.status}: {ref.path})")
             print(f"checked {report.checked} blocks and {report.pins} pins: "
                   f"{len(report.missing)} missing, {len(report.corrupt)} corrupt"
                   f"{'' if report.ok else ' (repo damaged)'}")
         return 0 if report.ok else 2
+    return 0
+
+
+def cmd_filestore(args: argparse.Namespace) -> int:
+    """Kubo's ``ipfs filestore ls`` / ``verify``: one line per reference."""
+    repo = _embedded_repo(_router(), f"filestore {args.filestore_cmd}")
+    if args.filestore_cmd == "ls":
+        refs = repo.filestore.ls()
+        if args.json:
+            _print_json([{"cid": r.cid, "size": r.size, "path": r.path, "offset": r.offset}
+                         for r in refs])
+        else:
+            for r in refs:
+                print(f"{r.cid} {r.size} {r.path} {r.offset}")
+        return 0
+    results = repo.filestore.verify(remove_bad_blocks=args.remove_bad_blocks)
+    bad = [r for r in results if not r.ok]
+    if args.json:
+        _print_json([{"status": r.status, "cid": r.cid, "size": r.size, "path": r.path,
+                      "offset": r.offset, "detail": r.detail} for r in results])
+    else:
+        for r in results:
+            print(f"{r.status} {r.cid} {r.size} {r.path} {r.offset}")
+    if bad and args.remove_bad_blocks:
+        print(f"removed {len(bad)} bad reference(s); the files were left as they are; run "
+              "`ipfs-mcp repo verify` to see which pins need them", file=sys.stderr)
+        return 0
+    if bad:
+        print(f"{len(bad)} of {len(results)} reference(s) bad; run `ipfs-mcp repo verify` "
+              "to see which pins they break", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -291,15 +354,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("add", cmd_add, "add files or folders (CIDs identical to `ipfs add`)")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("-r", "--recursive", action="store_true", help="add folders recursively")
-    p.add_argument("--cid-version", type=int, default=0, choices=(0, 1))
+    p.add_argument("--profile", choices=tuple(IMPORT_PROFILES), default=None,
+                   help="Kubo's import profile (default: Kubo's defaults, = unixfs-v0-2015 "
+                        "except that CIDv1 brings raw leaves); the flags below override it")
+    p.add_argument("--cid-version", type=int, default=None, choices=(0, 1))
     p.add_argument("--raw-leaves", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--chunker", default="size-262144", help="size-N (default size-262144)")
+    p.add_argument("-s", "--chunker", default=None,
+                   help="size-N, rabin[-AVG | -MIN-AVG-MAX] or buzhash (default size-262144)")
+    p.add_argument("-t", "--trickle", action=argparse.BooleanOptionalAction, default=None,
+                   help="trickle DAG layout instead of balanced")
+    p.add_argument("--max-file-links", type=int, default=None, metavar="N",
+                   help="links per file node (default 174)")
+    p.add_argument("--max-directory-links", type=int, default=None, metavar="N",
+                   help="shard a folder with more entries than this (default: no limit)")
+    p.add_argument("--max-hamt-fanout", type=int, default=None, metavar="N",
+                   help="links per HAMT shard: a power of two, 8..1024 (default 256)")
     p.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("-w", "--wrap-with-directory", action="store_true")
     p.add_argument("-H", "--hidden", action="store_true", help="include dotfiles")
     p.add_argument("-Q", "--quiet", action="store_true", help="print only the root CID")
     p.add_argument("--hf", action="store_true",
                    help="PATH is a HuggingFace repo id[@revision] from the local hub cache")
+    p.add_argument("--nocopy", action="store_true",
+                   help="keep the leaves as references into the files, not copies (implies "
+                        "--raw-leaves); the default for --hf on the embedded repo")
+    p.add_argument("--copy", action="store_true",
+                   help="with --hf: copy the bytes into the repo instead of referencing them")
 
     p = cmd("cat", cmd_cat, "write a file's bytes to stdout", json_flag=False)
     p.add_argument("cid")
@@ -352,6 +432,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "complete; exit status 2 while a block is missing or corrupt")
             q.add_argument("--remove-bad-blocks", "--remove", action="store_true",
                            help="delete the blocks set aside as corrupt (in quarantine/)")
+
+    p = cmd("filestore", cmd_filestore, "leaves kept by reference (nocopy)", json_flag=False)
+    fs_sub = p.add_subparsers(dest="filestore_cmd", required=True)
+    fs_sub.add_parser("ls", help="list every reference: CID size path offset"
+                      ).add_argument("--json", action="store_true")
+    q = fs_sub.add_parser("verify", help="re-read and rehash every reference: status CID size "
+                          "path offset (ok, changed, no-file, error, missing); exit status 2 "
+                          "while any is bad")
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--remove-bad-blocks", action="store_true",
+                   help="drop the bad references (never the files)")
 
     cmd("backend", cmd_backend, "show the backend in use and why")
     return parser

@@ -14,6 +14,7 @@ import base64
 import binascii
 import io
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from ipfs_mcp.backends import hf_layout, hub
@@ -60,8 +61,20 @@ def _check_cid(value: str) -> str:
     return f"{cid_str(cid)}/{path}" if path else cid_str(cid)
 
 
-def _options(cid_version: int, raw_leaves: bool | None) -> ImportOptions:
-    return ImportOptions(cid_version=cid_version, raw_leaves=raw_leaves)
+def _options(cid_version: int | None, raw_leaves: bool | None, profile: str | None = None,
+             chunker: str | None = None, trickle: bool | None = None,
+             max_file_links: int | None = None, max_directory_links: int | None = None,
+             max_hamt_fanout: int | None = None) -> ImportOptions:
+    """Kubo's import ``profile`` (or its defaults) with the given add options over it."""
+    return ImportOptions.from_profile(
+        profile, cid_version=cid_version, raw_leaves=raw_leaves, chunker=chunker,
+        trickle=trickle, max_links=max_file_links, max_directory_links=max_directory_links,
+        max_hamt_fanout=max_hamt_fanout)
+
+
+def _with_nocopy(options: ImportOptions, nocopy: bool) -> ImportOptions:
+    """``options`` with Kubo's ``--nocopy`` (which implies raw leaves)."""
+    return replace(options, nocopy=True) if nocopy else options
 
 
 def _tree_size(path: Path) -> int:
@@ -83,10 +96,18 @@ def _looks_like_path(source: str) -> bool:
 
 # -- store_model / add_content ---------------------------------------------------------------
 async def store_model(backend: Backend, source: str, *, roots: AllowedRoots,
-                      hub_cache: Path, pin: bool = True, cid_version: int = 0,
-                      raw_leaves: bool | None = None,
-                      progress: Progress | None = None) -> StoreResult:
+                      hub_cache: Path, pin: bool = True, cid_version: int | None = None,
+                      raw_leaves: bool | None = None, nocopy: bool | None = None,
+                      progress: Progress | None = None, profile: str | None = None,
+                      chunker: str | None = None, trickle: bool | None = None,
+                      max_file_links: int | None = None, max_directory_links: int | None = None,
+                      max_hamt_fanout: int | None = None) -> StoreResult:
     """Add a cached HuggingFace model (``org/name[@revision]``) or a local file or folder.
+
+    ``nocopy`` keeps the leaves as references into the files instead of copying them; by
+    default it is on for sources in the HF cache (when the embedded repo takes the add)
+    and off for other paths. Referenced files must resolve inside the allowed roots or the
+    hub cache; a symlink that leads out is refused.
 
     The result says ``announced=False``; announcing is the network's part
     (:func:`ipfs_mcp.tools.network.announce_quietly`), done by the caller.
@@ -95,15 +116,23 @@ async def store_model(backend: Backend, source: str, *, roots: AllowedRoots,
         NotFound: neither a cached model nor an existing path.
         UnsafePath: a local path outside the allowed roots.
     """
-    options = _options(cid_version, raw_leaves)
+    options = _options(cid_version, raw_leaves, profile, chunker, trickle, max_file_links,
+                       max_directory_links, max_hamt_fanout)
     source = source.strip()
     progress = progress or Progress()
     progress.message = f"storing {source}"
+    chosen: list[bool] = []  # which it was, for the result
 
     def add_local(path: Path) -> ImportResult:
-        progress.total = _tree_size(path)
-        return backend.add_path(path, pin=pin, options=options, name=source,
-                                progress=progress)
+        in_hub = backend.repo is not None and path.is_relative_to(Path(hub_cache).resolve())
+        by_reference = in_hub if nocopy is None else nocopy
+        chosen.append(by_reference)
+        if by_reference:
+            progress.total = roots.check_reference_tree(path)
+        else:
+            progress.total = _tree_size(path)
+        return backend.add_path(path, pin=pin, options=_with_nocopy(options, by_reference),
+                                name=source, progress=progress)
 
     def work() -> ImportResult:
         if _looks_like_path(source):
@@ -119,9 +148,15 @@ async def store_model(backend: Backend, source: str, *, roots: AllowedRoots,
             if local is not None and local.exists():
                 return add_local(roots.check_read(source))
             raise
-        progress.total = _tree_size(snapshot)
+        by_reference = hub.nocopy_default(backend, nocopy)
+        chosen.append(by_reference)
+        if by_reference:
+            progress.total = roots.check_reference_tree(snapshot, hidden=True,
+                                                        follow_symlinks=True)
+        else:
+            progress.total = _tree_size(snapshot)
         return hub.add_model(backend, hub_cache, repo_id, revision, pin=pin, options=options,
-                             progress=progress)
+                             progress=progress, nocopy=by_reference)
 
     result = await run_blocking(work, progress)
     root = cid_str(result.root)
@@ -132,15 +167,22 @@ async def store_model(backend: Backend, source: str, *, roots: AllowedRoots,
         source=source, root_cid=root, total_size=result.size, file_count=files,
         files=entries[:MAX_LISTED_FILES], truncated=len(entries) > MAX_LISTED_FILES,
         pinned=pin, announced=False, announce_note="not asked to announce",
-        backend=backend.name, resource_uri=f"ipfs://{root}")
+        backend=backend.name, resource_uri=f"ipfs://{root}", nocopy=chosen[-1])
 
 
 async def add_content(backend: Backend, *, roots: AllowedRoots, text: str | None = None,
                       data_base64: str | None = None, path: str | None = None,
-                      name: str = "", pin: bool = True, cid_version: int = 0,
+                      name: str = "", pin: bool = True, cid_version: int | None = None,
                       raw_leaves: bool | None = None, max_inline: int,
-                      progress: Progress | None = None) -> AddResult:
+                      nocopy: bool = False,
+                      progress: Progress | None = None, profile: str | None = None,
+                      chunker: str | None = None, trickle: bool | None = None,
+                      max_file_links: int | None = None, max_directory_links: int | None = None,
+                      max_hamt_fanout: int | None = None) -> AddResult:
     """Add inline text, inline base64 bytes, or a file/folder inside the allowed roots.
+
+    ``nocopy`` (a path only, as Kubo's ``--nocopy``) keeps the file's leaves as references
+    into it instead of copying them; it implies raw leaves.
 
     Raises:
         InvalidInput: not exactly one of text, data_base64 and path; bad base64.
@@ -150,7 +192,11 @@ async def add_content(backend: Backend, *, roots: AllowedRoots, text: str | None
     given = [v is not None for v in (text, data_base64, path)]
     if sum(given) != 1:
         raise InvalidInput("pass exactly one of text, data_base64 or path")
-    options = _options(cid_version, raw_leaves)
+    if nocopy and path is None:
+        raise InvalidInput("nocopy needs a path: inline content has no file to refer to")
+    options = _with_nocopy(_options(cid_version, raw_leaves, profile, chunker, trickle,
+                                    max_file_links, max_directory_links, max_hamt_fanout),
+                           nocopy)
     name_ = backend.name
     if path is not None:
         progress = progress or Progress()
@@ -158,7 +204,8 @@ async def add_content(backend: Backend, *, roots: AllowedRoots, text: str | None
 
         def add_path() -> ImportResult:
             real = roots.check_read(path)
-            progress.total = _tree_size(real)
+            progress.total = (roots.check_reference_tree(real) if nocopy
+                              else _tree_size(real))
             return backend.add_path(real, pin=pin, options=options, name=name or real.name,
                                     progress=progress)
 
@@ -169,7 +216,7 @@ async def add_content(backend: Backend, *, roots: AllowedRoots, text: str | None
         return AddResult(cid=root, kind=kind, size=result.size, pinned=pin,
                          name=name or Path(path).name,
                          file_count=sum(1 for e in result.entries if e.kind == "file"),
-                         backend=name_, resource_uri=f"ipfs://{root}")
+                         backend=name_, resource_uri=f"ipfs://{root}", nocopy=nocopy)
     if text is not None:
         data = text.encode("utf-8")
     else:
