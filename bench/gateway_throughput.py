@@ -1,0 +1,116 @@
+"""Download throughput through our HTTP gateway versus sha256 and Kubo 0.43's gateway.
+
+    python bench/gateway_throughput.py [--size-mib 1024] [--no-kubo]
+
+One random file, one run. Our side is the real server process (``ipfs-mcp serve
+--gateway``) over the embedded repo the file was added to; Kubo's side is a Kubo 0.43
+daemon (tests/interop/kubo_daemon.py) that added the same file (same CID required).
+Each gateway is read twice over loopback with the same httpx client: the deserialized file
+(``GET /ipfs/{cid}``) and the CAR (``?format=car``). Our gateway verifies every block
+against its CID as it reads it from disk. Baseline: hashlib sha256 over the same bytes
+(the floor of any verified read). Nothing is asserted: this prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+from _common import MIB, import_test_harness, mbps, random_file, timed
+
+from ipfs_mcp.backends.hf_cache import HFCacheBackend
+from ipfs_mcp.backends.repo import Repo
+
+READ_CHUNK = 4 * MIB
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(MIB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(client: httpx.Client, url: str) -> int:
+    """Bytes received from ``url`` (read and dropped, so the client costs little)."""
+    total = 0
+    with client.stream("GET", url) as response:
+        response.raise_for_status()
+        for chunk in response.iter_raw(READ_CHUNK):
+            total += len(chunk)
+    return total
+
+
+def measure(client: httpx.Client, base: str, cid: str) -> list[tuple[str, float, int]]:
+    rows = []
+    for label, path in (("file", f"/ipfs/{cid}"), ("CAR", f"/ipfs/{cid}?format=car")):
+        download(client, base + path)  # warm: blocks in the page cache for every contender
+        size, seconds = timed(lambda path=path: download(client, base + path))
+        rows.append((label, seconds, size))
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--no-kubo", action="store_true")
+    args = parser.parse_args()
+    size = args.size_mib * MIB
+    import_test_harness()
+    from tests.interop._process import DaemonProcess
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        data = random_file(tmp / "data.bin", size)
+        sha256_file(data)
+        _, t_sha = timed(lambda: sha256_file(data))
+        home = tmp / "hf"
+        backend = HFCacheBackend(Repo(home / "ipfs", fsync=False))
+        cid = str(backend.add_path(data).root)
+        server = DaemonProcess([sys.executable, "-m", "ipfs_mcp.server.cli", "serve",
+                                "--no-p2p", "--http", "127.0.0.1:0", "--gateway",
+                                "127.0.0.1:0"], name="ipfs-mcp serve", cwd=tmp,
+                               log_path=tmp / "serve.log", ready_marker="serving gateway at",
+                               env={"HF_HOME": str(home)})
+        results: list[tuple[str, str, float, int]] = []
+        with httpx.Client(timeout=600) as client:
+            try:
+                server.wait_ready(60)
+                match = re.search(r"serving gateway at (http://[\d.:]+)/ipfs/",
+                                  server.log_tail())
+                assert match, server.log_tail()
+                results += [("ipfs-mcp", label, t, n)
+                            for label, t, n in measure(client, match.group(1), cid)]
+            finally:
+                server.close()
+            if not args.no_kubo:
+                from tests.interop.gobuild import GoBuildError
+                from tests.interop.kubo_daemon import KuboDaemon
+
+                try:
+                    with KuboDaemon(tmp / "kubo") as kubo:
+                        kubo_cid = kubo.add_path(data)
+                        if kubo_cid != cid:
+                            print(f"CIDs differ: ours {cid}, Kubo {kubo_cid}")
+                            return 1
+                        results += [("Kubo 0.43", label, t, n) for label, t, n in
+                                    measure(client, kubo.gateway_url, cid)]
+                except GoBuildError as exc:
+                    print(f"(Kubo skipped: {exc})")
+    print(f"{args.size_mib} MiB random file, CID {cid}")
+    print(f"{'contender':<28}{'MiB/s':>9}{'x sha256':>10}")
+    print(f"{'hashlib sha256 (baseline)':<28}{mbps(size, t_sha):>9.0f}{1.0:>10.2f}")
+    for who, label, seconds, received in results:
+        print(f"{who + ' gateway, ' + label:<28}{mbps(received, seconds):>9.0f}"
+              f"{t_sha / seconds:>10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
