@@ -212,3 +212,13 @@ async def test_requests_in_flight_are_bounded(backend: HFCacheBackend) -> None:
             while (third := await http.get(f"/ipfs/{cid}?format=raw")).status_code == 429:
                 await anyio.sleep(0.05)  # the aborted download releases its slot shortly
         assert third.status_code == 200
+
+
+async def test_no_header_injection_through_the_path(gateway: Gateway,
+                                                    backend: HFCacheBackend) -> None:
+    cid = backend.add_bytes(TEXT)
+    async with serving(gateway) as http:
+        response = await http.get(f"/ipfs/{cid}/a%0D%0AX-Injected:%20yes")
+    assert response.status_code == 404
+    assert "x-injected" not in response.headers
+    assert response.headers["x-ipfs-path"] == f"/ipfs/{cid}/a%0D%0AX-Injected: yes"
