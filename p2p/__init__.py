@@ -25,7 +25,8 @@ Public API::
     ROLE_PROFILES                                 master / worker / leecher defaults
     Bitswap(host, store, *, reputation, config)  the engine (serving + wants)
     Session(engine, peers).get(cid) / .fetch_dag(root)
-    KadContentRouting(dht) / .for_host(host, server=...)   ContentRouting on /ipfs/kad/1.0.0
+    KadContentRouting(dht) / .for_host(host, server=...)   ContentRouting, Kademlia on
+                                  /ipfs/kad/1.0.0 and Kubo's LAN id /ipfs/lan/kad/1.0.0
     ProviderReputation                            scores, back-off, get_optimal_providers
 
 Errors come from ``ipfs_mcp.backends.errors``: BlockNotFound (no peer had it in time),

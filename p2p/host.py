@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetStream
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
@@ -38,6 +38,7 @@ from ipfs_mcp.backends.errors import InvalidInput
 from ._net import NET_ERRORS
 from .config import NodeConfig
 from .discovery import announce_interface_addrs
+from .routing import KAD_PROTOCOL, KAD_PROTOCOLS
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ def build_host(key_pair: KeyPair, config: NodeConfig) -> IHost:
         connection_config=connections,
     )
     _end_inbound_handlers_with_their_connection(host.get_network())
+    _offer_both_kad_ids(host)
     if config.mdns and isinstance(host, BasicHost):
         announce_interface_addrs(host)
     return host
@@ -140,6 +142,25 @@ class FrameAtomicYamux(Yamux):
                             log.debug("yamux: closing %s: %r", self.peer_id, exc)
                     raise MuxedConnUnavailable("the peer stopped reading")
         await trio.lowlevel.checkpoint()
+
+
+# -- py-libp2p 0.8.1: the LAN DHT id ------------------------------------------------------
+# The library's DHT opens every request stream for "/ipfs/kad/1.0.0" alone. Kubo and Helia
+# answer peers on private and loopback addresses on their LAN DHT only,
+# "/ipfs/lan/kad/1.0.0" (same wire format), so a request to them must offer that id too.
+# Other protocols' streams are left as they are.
+
+def _offer_both_kad_ids(host: IHost) -> None:
+    new_stream = host.new_stream
+    amino_only = [TProtocol(KAD_PROTOCOL)]
+    both = [TProtocol(p) for p in KAD_PROTOCOLS]
+
+    async def new_stream_offering_both(peer_id: ID, protocol_ids: Sequence[TProtocol]
+                                       ) -> INetStream:
+        return await new_stream(peer_id, both if list(protocol_ids) == amino_only
+                                else protocol_ids)
+
+    host.new_stream = new_stream_offering_both  # type: ignore[method-assign]
 
 
 # -- py-libp2p 0.8.1 workaround -----------------------------------------------------------

@@ -1,8 +1,12 @@
 """Content routing: announcing what we hold and finding who holds a CID.
 
 :class:`ContentRouting` is the small interface the node uses; :class:`KadContentRouting` is
-the real implementation on py-libp2p's Kademlia DHT (``/ipfs/kad/1.0.0``, the protocol Kubo
-and Helia speak). Provider records are keyed by the CID's multihash, as in Kubo, so a CIDv0
+the real implementation on py-libp2p's Kademlia DHT, served under both protocol ids Kubo
+uses: ``/ipfs/kad/1.0.0`` (the Amino DHT) and ``/ipfs/lan/kad/1.0.0`` (its LAN DHT: the same
+wire format, and the only one Kubo and Helia speak with peers on private or loopback
+addresses, since their public DHT keeps such peers out). Our node keeps one routing table
+for both: a peer speaking either joins it, our requests offer both ids (Amino first), and
+inbound requests on either are answered alike. Provider records are keyed by the CID's multihash, as in Kubo, so a CIDv0
 and a CIDv1 of the same block share providers. The DHT service itself republishes our
 records (every 22 h) and expires others' (after 48 h).
 """
@@ -14,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
+from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
@@ -28,6 +33,8 @@ from ._net import NET_ERRORS
 log = logging.getLogger(__name__)
 
 KAD_PROTOCOL = "/ipfs/kad/1.0.0"
+LAN_KAD_PROTOCOL = "/ipfs/lan/kad/1.0.0"
+KAD_PROTOCOLS = (KAD_PROTOCOL, LAN_KAD_PROTOCOL)
 
 
 class ContentRouting(Protocol):
@@ -71,7 +78,11 @@ class KadContentRouting:
     def for_host(cls, host: object, *, server: bool) -> KadContentRouting:
         """A DHT on ``host`` in server (answers queries) or client (only asks) mode."""
         mode = DHTMode.SERVER if server else DHTMode.CLIENT
-        return cls(KadDHT(host, mode))  # type: ignore[arg-type]
+        dht = KadDHT(host, mode)  # type: ignore[arg-type]
+        if server:  # the library registers the Amino id only
+            host.set_stream_handler(TProtocol(LAN_KAD_PROTOCOL),  # type: ignore[attr-defined]
+                                    dht.handle_stream)
+        return cls(dht)
 
     @property
     def server_mode(self) -> bool:
@@ -125,11 +136,12 @@ class KadContentRouting:
 
     async def add_peer(self, peer_id: ID, protocols: list[str]) -> bool:
         # Only DHT servers belong in the routing table; a client would be asked and fail.
-        if KAD_PROTOCOL not in protocols:
+        if not any(proto in protocols for proto in KAD_PROTOCOLS):
             log.debug("routing: %s is not a DHT server (%d protocols)", peer_id, len(protocols))
             return False
         try:
-            added = bool(await self.dht.add_peer(peer_id))
+            # The library's own check knows the Amino id only; ours above knows both.
+            added = bool(await self.dht.add_peer(peer_id, skip_server_mode_check=True))
         except NET_ERRORS as exc:
             log.debug("routing: could not add %s: %r", peer_id, exc)
             return False

