@@ -8,6 +8,7 @@ Public API::
     P2PNode(host, blockstore, routing, *, config, reputation, bitswap, pinner)
         .peer_id, .addrs, .running
         await .connect_peer(multiaddr) -> peer id
+        await .wait_for_peer(peer_id=None, timeout=30) -> peer id   (any way it came: mDNS...)
         await .find_providers(cid, count=None, timeout=None) -> [ProviderInfo]  (= find_content)
         await .get_optimal_providers(cid, count=5) -> [ProviderInfo]
         .update_provider_stats(peer, success, latency=None, nbytes=0)
