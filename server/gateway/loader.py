@@ -1,0 +1,54 @@
+"""Per-request block loading and the bounds one gateway enforces."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from multiformats import CID
+
+from ipfs_mcp.backends.cids import identity_data, is_identity
+from ipfs_mcp.backends.errors import BlockNotFound, TooLarge
+
+from .source import BlockSource
+
+
+@dataclass(frozen=True)
+class GatewayLimits:
+    """Bounds one gateway enforces. Values are generous for real clients, small for abuse."""
+
+    max_in_flight: int = 64
+    # --gateway-recursive only: what one request may make this node fetch.
+    max_fetch_bytes: int = 256 * 1024 * 1024
+    # Entries shown in one folder listing (a HAMT can hold millions).
+    max_listing_entries: int = 10_000
+    # Bytes gathered from the worker thread per send: big enough to amortise the hop,
+    # small enough to keep memory per request low.
+    chunk_bytes: int = 1024 * 1024
+
+
+class RequestLoader:
+    """One request's block loader (runs in worker threads): local first, then, only with a
+    remote source, a bounded fetch."""
+
+    def __init__(self, local: BlockSource, remote: BlockSource | None, budget: int) -> None:
+        self._local = local
+        self._remote = remote
+        self._left = budget
+        self._lock = threading.Lock()
+
+    def __call__(self, cid: CID) -> bytes:
+        if is_identity(cid):
+            return identity_data(cid)
+        try:
+            return self._local.get_block(cid)
+        except BlockNotFound:
+            if self._remote is None:
+                raise
+        data = self._remote.get_block(cid)
+        with self._lock:
+            self._left -= len(data)
+            if self._left < 0:
+                raise TooLarge("this request fetched more than the gateway's per-request "
+                               "bound (GatewayLimits.max_fetch_bytes)")
+        return data
