@@ -99,6 +99,11 @@ class ClusterPeer:
             "cluster.peer_watch_interval": "1s",
             # Peers appear to each other through pubsub; gossip every 1 s instead of 10 s.
             "cluster.pubsub.heartbeat_interval": "1s",
+            # The allocator places pins only on peers whose metrics it has; peers send them
+            # every TTL/2, so 30 s (the default) would leave a fresh cluster unusable.
+            "informer.disk.metric_ttl": "2s",
+            "informer.pinqueue.metric_ttl": "2s",
+            "informer.tags.metric_ttl": "2s",
             "ipfs_connector.ipfshttp.node_multiaddress": self.kubo.api_multiaddr,
             "ipfs_connector.ipfshttp.connect_swarms_delay": "1s",
             "api.ipfsproxy.node_multiaddress": self.kubo.api_multiaddr,
@@ -207,6 +212,8 @@ class Cluster:
                 bootstrap = ",".join(p.dial_addr for p in self.peers[:i])
                 peer.start(bootstrap or None, max(1.0, deadline - time.monotonic()))
             self.wait_for_peers(len(self.peers), timeout=max(1.0, deadline - time.monotonic()))
+            self.wait_for_metrics(len(self.peers),
+                                  timeout=max(1.0, deadline - time.monotonic()))
         except BaseException:
             self.close()
             raise
@@ -223,6 +230,22 @@ class Cluster:
             if time.monotonic() >= deadline:
                 raise InteropTimeout(f"cluster peers saw {seen} peers, not {count}, within "
                                      f"{timeout:.1f} s")
+            time.sleep(_POLL)
+
+    def wait_for_metrics(self, count: int, *, timeout: float,
+                         metric: str = "freespace") -> None:
+        """Wait until the first peer holds ``metric`` from ``count`` peers: until then the
+        allocator cannot place a pin with that replication factor."""
+        deadline = time.monotonic() + timeout
+        while True:
+            metrics = self.peers[0].get(f"monitor/metrics/{metric}",
+                                        timeout=max(0.5, deadline - time.monotonic()))
+            peers = {m.get("peer") for m in metrics if isinstance(m, dict) and m.get("valid")}
+            if len(peers) >= count:
+                return
+            if time.monotonic() >= deadline:
+                raise InteropTimeout(f"cluster {metric} metrics from {len(peers)} peers, not "
+                                     f"{count}, within {timeout:.1f} s")
             time.sleep(_POLL)
 
     def __enter__(self) -> Cluster:
