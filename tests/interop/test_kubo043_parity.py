@@ -4,7 +4,13 @@ profile and add option.
 Kubo comes from :func:`.gobuild.kubo_binary` and runs without a daemon: one repo per import
 profile (``ipfs init --profile test[,PROFILE]`` in a temporary ``IPFS_PATH``), then
 ``ipfs --offline add -r --only-hash FLAGS FOLDER`` on a folder that holds a
-whole batch of cases, so one option set costs one Kubo process. Every entry Kubo lists (each
+whole batch of cases, so one option set costs one Kubo process.
+
+With ``--max-directory-links`` or ``--max-hamt-fanout`` the batch is really added
+(``--pin=false``) instead: under ``--only-hash`` Kubo 0.43 makes the folder it was given the
+root of a throw-away MFS built without those two options (``core/coreapi/unixfs.go``:
+``mfs.NewRoot(ctx, md, emptyDirNode, nil, nil)``), so that one folder's CID differs from the
+one its real ``add`` stores; folders inside it are not affected. Every entry Kubo lists (each
 file, folder and symlink) is compared with ours, for the option set taken as Kubo takes it:
 the profile's config first, the flags over it (:meth:`ImportOptions.from_profile`).
 
@@ -84,9 +90,10 @@ class KuboHasher:
 
     def add(self, folder: Path, profile: str | None, overrides: dict[str, Any]) -> dict[str, str]:
         """``{relative path: CID}`` of every entry of ``folder`` ("" is the folder)."""
+        only_hash = not {"max_directory_links", "max_hamt_fanout"} & overrides.keys()
         out = self._run(self._repo(profile), [
-            "--offline", "add", "-r", "--only-hash", "--progress=false",
-            *kubo_flags(overrides), str(folder)])
+            "--offline", "add", "-r", "--only-hash" if only_hash else "--pin=false",
+            "--progress=false", *kubo_flags(overrides), str(folder)])
         entries = {}
         for line in out.splitlines():  # "added CID PATH" (PATH may hold spaces)
             word, cid, name = line.split(" ", 2)
@@ -442,3 +449,78 @@ def test_random_trees(tmp_path: Path, kubo: KuboHasher, rng: random.Random,
         make_tree(parent / f"tree{i}", rng, depth=3, width=6 + 3 * i, dotfiles=True,
                   symlinks=True, max_size=[300_000, 30_000, 3_000][i])
     check(kubo, parent, case.profile, case.overrides, f"random trees ({case.id})")
+
+
+# -- the CLI and the MCP tools pass the options through ---------------------------------------
+# (tool arguments, the same options as our names for Kubo's flags)
+FRONT_END_CASES = [
+    ({"profile": "unixfs-v1-2025"}, "unixfs-v1-2025", {}),
+    ({"profile": "legacy-cid-v0", "cid_version": 1}, "legacy-cid-v0", {"cid_version": 1}),
+    ({"chunker": "rabin-64-256-1024", "trickle": True, "cid_version": 1}, None,
+     {"chunker": "rabin-64-256-1024", "trickle": True, "cid_version": 1}),
+    ({"chunker": "buzhash", "max_file_links": 3}, None, {"chunker": "buzhash", "max_links": 3}),
+    ({"max_directory_links": 2, "max_hamt_fanout": 16, "chunker": "size-1000"}, None,
+     {"max_directory_links": 2, "max_hamt_fanout": 16, "chunker": "size-1000"}),
+]
+
+
+def _front_end_folder(root: Path, rng: random.Random) -> Path:
+    folder = root / "model"
+    for name, size in (("config.json", 300), ("weights.bin", 700_000), ("tokenizer.json", 5000),
+                       ("sub/a", 10), ("sub/b", 20), ("sub/c", 0)):
+        write(folder / name, cdc_data(rng, size))
+    return folder
+
+
+@pytest.mark.anyio
+async def test_mcp_store_model_and_add_content_take_kubo_options(
+        work: Path, kubo: KuboHasher, rng: random.Random) -> None:
+    """``store_model`` and ``add_content`` with a profile, a chunker, trickle and the link
+    limits return the CIDs that Kubo 0.43 gives for the same profile and flags."""
+    import anyio
+    from mcp import Client
+
+    from ipfs_mcp.server.app import build_server
+    from ipfs_mcp.server.config import ServerSettings
+    from ipfs_mcp.tools import models
+
+    folder = _front_end_folder(work, rng)
+    settings = ServerSettings.load(allow_roots=[str(work)], p2p=False, inline_max=4096,
+                                   add_max=64 * 1024)
+    with anyio.fail_after(120):
+        async with Client(build_server(settings)) as client:
+            for args, profile, overrides in FRONT_END_CASES:
+                expected = kubo.add(folder, profile, overrides)
+                stored = await client.call_tool("store_model", {
+                    "source": str(folder), "announce": False, "nocopy": False, **args})
+                assert not stored.is_error, stored.content
+                result = models.StoreResult.model_validate(stored.structured_content)
+                assert result.root_cid == expected[""], (args, SEED)
+                added = await client.call_tool("add_content", {
+                    "path": str(folder / "weights.bin"), **args})
+                assert not added.is_error, added.content
+                add = models.AddResult.model_validate(added.structured_content)
+                assert add.cid == expected["weights.bin"], (args, SEED)
+            refused = await client.call_tool("add_content", {"text": "x", "chunker": "rabin-1"})
+            assert refused.is_error and "rabin" in " ".join(
+                getattr(c, "text", "") for c in refused.content)
+
+
+def test_cli_add_takes_kubo_options(tmp_path: Path, kubo: KuboHasher,
+                                    rng: random.Random) -> None:
+    """``ipfs-mcp add --profile ... --chunker ... --trickle --max-*-links ...`` prints the
+    CIDs Kubo 0.43 prints for the same profile and flags."""
+    import sys
+
+    folder = _front_end_folder(tmp_path, rng)
+    env = dict(os.environ)  # HF_HOME (so the repo) is the test's own, from the root conftest
+    for args, profile, overrides in FRONT_END_CASES:
+        argv = [f"--{key.replace('_', '-')}={value}" for key, value in args.items()
+                if not isinstance(value, bool)]
+        argv += [f"--{key}" for key, value in args.items() if value is True]
+        proc = subprocess.run([sys.executable, "-m", "ipfs_mcp.server.cli", "add", "-r", "-Q",
+                               "--no-pin", *argv, str(folder)], capture_output=True,
+                              timeout=120, env=env, check=False)
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert proc.stdout.decode().split() == [kubo.add(folder, profile, overrides)[""]], (
+            args, SEED)
