@@ -141,6 +141,8 @@ def _cached(key: str, binary: str, build: _Build) -> Path:
     with _build_lock():
         if final.is_file():  # another process built it while we waited
             return final
+        if final.parent.exists():  # a folder without its binary: not ours to trust
+            shutil.rmtree(final.parent)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=GOBIN_DIR))
         try:
             env = dict(os.environ)

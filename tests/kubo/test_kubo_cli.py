@@ -17,7 +17,13 @@ from interop.kubo_daemon import KuboDaemon
 from ipfs_mcp.backends import router
 from ipfs_mcp.backends.car import read_car
 from ipfs_mcp.backends.cids import cid_of_block, cid_str
-from ipfs_mcp.backends.errors import BackendUnavailable, InvalidInput, PinNotFound
+from ipfs_mcp.backends.errors import (
+    BackendUnavailable,
+    BlockNotFound,
+    InvalidInput,
+    PinNotFound,
+    Timeout,
+)
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.backends.importer import ImportOptions
 from ipfs_mcp.backends.kubo_cli import KuboCLIBackend
@@ -97,6 +103,15 @@ def test_cli_refuses_what_kubo_add_cannot_do(cli: KuboCLIBackend, tmp_path: Path
         cli.add_path(tmp_path / "d", options=ImportOptions(follow_symlinks=True))
     with pytest.raises(InvalidInput, match="node configuration"):
         cli.add_bytes(b"x", options=ImportOptions(shard_threshold=10))
+
+
+def test_a_block_the_cli_cannot_find_in_time_is_a_timeout(kubo: KuboDaemon) -> None:
+    fast = KuboCLIBackend.connect(kubo.cli_command, env=kubo.cli_env, timeout=3)
+    missing = cid_str(cid_of_block(b"nowhere to be found " + random.randbytes(16)))
+    with pytest.raises(Timeout) as info:
+        fast.block_get(missing)
+    assert not isinstance(info.value, BlockNotFound)
+    assert "IPFS_API_TIMEOUT" in str(info.value)
 
 
 def test_missing_binary_is_unavailable_with_a_hint(tmp_path: Path) -> None:
