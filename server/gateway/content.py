@@ -19,7 +19,6 @@ from multiformats import CID, varint
 from ipfs_mcp.backends.cids import cid_str
 from ipfs_mcp.backends.errors import (
     BlockNotFound,
-    DagTooLarge,
     IntegrityError,
     InvalidInput,
     IpfsMcpError,
@@ -85,12 +84,12 @@ class ContentRequest:
                 await self._car(resolved)
             else:
                 await self._unixfs(resolved)
-        except (BlockNotFound, PathNotFound, NotFound) as exc:
+        except NotFound as exc:  # a missing block on the path, or a name that is not there
             if self.started:
                 raise
             status = 412 if self.only_if_cached else 404
             await plain(self.send, status, f"{exc}\n".encode(), self._common(None))
-        except (BadRequest, DagTooLarge, TooLarge) as exc:
+        except (BadRequest, TooLarge) as exc:  # TooLarge: also a DAG over the walk bounds
             if self.started:
                 raise
             await plain(self.send, 400, f"{exc}\n".encode(), self._common(None))
