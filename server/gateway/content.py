@@ -256,8 +256,8 @@ class ContentRequest:
             await self._body(b"")
             return
         limit = self.limits.max_listing_entries
-        entries, omitted = await anyio.to_thread.run_sync(_list, exporter, resolved.cid, limit)
-        page = listing.render(path.root_text, path.segments, resolved.cid, entries, omitted)
+        entries, more = await anyio.to_thread.run_sync(_list, exporter, resolved.cid, limit)
+        page = listing.render(path.root_text, path.segments, resolved.cid, entries, more)
         headers = [*self._common(resolved), (b"etag", etag.encode()),
                    (b"cache-control", LISTING_CACHE),
                    (b"content-type", b"text/html; charset=utf-8")]
@@ -345,15 +345,15 @@ def _read_head(exporter: Exporter, cid: CID, offset: int, length: int) -> bytes:
     return exporter.read(cid, offset, length)
 
 
-def _list(exporter: Exporter, cid: CID, limit: int) -> tuple[list[listing.ListedEntry], int]:
+def _list(exporter: Exporter, cid: CID, limit: int) -> tuple[list[listing.ListedEntry], bool]:
+    """Up to ``limit`` entries, and whether there are more (not counted: counting a huge
+    HAMT would load every shard for one request)."""
     entries: list[listing.ListedEntry] = []
-    omitted = 0
     for name, child in exporter.children(cid):
         if len(entries) >= limit:
-            omitted += 1
-            continue
+            return entries, True
         entries.append(listing.ListedEntry(name, child, None))
-    return entries, omitted
+    return entries, False
 
 
 def _content_range(byte_range: ByteRange, size: int) -> tuple[bytes, bytes]:

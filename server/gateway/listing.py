@@ -2,7 +2,7 @@
 are where clients (and gateway-conformance) look for them.
 
 Every name is HTML-escaped and URL-quoted; the page links only inside the same content
-path. The listing is bounded: past ``max_entries`` it says how many it left out.
+path. The listing is bounded: past ``max_listing_entries`` it says it stopped.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _human(size: int | None) -> str:
 
 
 def render(root_text: str, segments: Sequence[str], dir_cid: CID,
-           entries: Sequence[ListedEntry], omitted: int) -> bytes:
+           entries: Sequence[ListedEntry], more: bool) -> bytes:
     """The listing page for ``/ipfs/{root_text}/{segments}``."""
     base = "/ipfs/" + quote(root_text, safe="")
     crumbs = [f'<a href="{base}">{html.escape(root_text)}</a>']
@@ -66,9 +66,9 @@ def render(root_text: str, segments: Sequence[str], dir_cid: CID,
             f'<tr><td></td><td><a href="{link}">{html.escape(entry.name)}</a></td>'
             f'<td><a class="ipfs-hash" translate="no" href="{by_cid}">'
             f"{html.escape(cid_text)}</a></td><td>{_human(entry.size)}</td></tr>")
-    if omitted:
-        rows.append(f"<tr><td></td><td>{omitted} more entries not listed</td><td></td>"
-                    "<td></td></tr>")
+    if more:
+        rows.append(f"<tr><td></td><td>only the first {len(entries)} entries are listed"
+                    "</td><td></td><td></td></tr>")
     title = "/ipfs/" + "/".join((root_text, *segments))
     page = (
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"

@@ -222,3 +222,13 @@ async def test_no_header_injection_through_the_path(gateway: Gateway,
     assert response.status_code == 404
     assert "x-injected" not in response.headers
     assert response.headers["x-ipfs-path"] == f"/ipfs/{cid}/a%0D%0AX-Injected: yes"
+
+
+async def test_folder_listings_are_bounded(backend: HFCacheBackend, tmp_path: Path) -> None:
+    root = folder(backend, tmp_path, {f"f{n}.txt": b"x%d" % n for n in range(8)})
+    gateway = Gateway(BlockstoreSource(backend.repo.blocks),
+                      limits=GatewayLimits(max_listing_entries=5))
+    async with serving(gateway) as http:
+        page = (await http.get(f"/ipfs/{root}/")).text
+    assert page.count('class="ipfs-hash"') == 5
+    assert "only the first 5 entries are listed" in page
