@@ -29,5 +29,4 @@ async def serve_gateway(gateway: Gateway, host: str, port: int, *, log_level: st
     config.loglevel = log_level
     # Request headers are bounded (h11's default is 16 KiB); requests carry no body we read.
     config.h11_max_incomplete_size = 16 * 1024
-    config.keep_alive_timeout = 30
     await serve(gateway, config, task_status=task_status)  # type: ignore[arg-type]
