@@ -295,7 +295,7 @@ def cmd_filestore(args: argparse.Namespace) -> int:
                          for r in refs])
         else:
             for r in refs:
-                print(f"{r.cid} {r.size} {r.path} {r.offset}")
+                print(f"{r.cid} {r.size:6d} {r.path} {r.offset}")  # Kubo's columns
         return 0
     results = repo.filestore.verify(remove_bad_blocks=args.remove_bad_blocks)
     bad = [r for r in results if not r.ok]
@@ -304,7 +304,7 @@ def cmd_filestore(args: argparse.Namespace) -> int:
                       "offset": r.offset, "detail": r.detail} for r in results])
     else:
         for r in results:
-            print(f"{r.status} {r.cid} {r.size} {r.path} {r.offset}")
+            print(f"{r.status:<7} {r.cid} {r.size:6d} {r.path} {r.offset}")
     if bad and args.remove_bad_blocks:
         print(f"removed {len(bad)} bad reference(s); the files were left as they are; run "
               "`ipfs-mcp repo verify` to see which pins need them", file=sys.stderr)
