@@ -68,9 +68,11 @@ class HFCacheBackend:
         self._lock = threading.Lock()
 
     # -- loading with fetch-on-miss -----------------------------------------------------
-    def load(self, cid: CID, *, whole_dag: bool = False) -> bytes:
-        """A verified block; on a local miss, ask the fetcher (the whole DAG under it
-        when reading content, so the transfer runs in parallel rather than block by block).
+    def load(self, cid: CID, *, whole_dag: bool = False, dag_root: CID | None = None
+             ) -> bytes:
+        """A verified block; on a local miss, ask the fetcher: for whole content, the whole
+        DAG under ``dag_root`` (the content being read) or else under the missing block, so
+        the transfer runs many blocks at once rather than block by block.
 
         Raises:
             BlockNotFound: not local and no fetcher found it.
@@ -84,7 +86,7 @@ class HFCacheBackend:
                 raise
             cancel = current_cancel()  # the calling tool's, so a cancel stops the network
             if whole_dag:
-                self.fetcher.fetch_dag(cid, cancel)
+                self.fetcher.fetch_dag(dag_root or cid, cancel)
                 data = self.repo.blocks.get(cid)
             else:
                 data = self.fetcher.fetch_block(cid, cancel)
@@ -95,8 +97,8 @@ class HFCacheBackend:
             self.counters.hits += 1
         return data
 
-    def exporter(self, *, whole_dag: bool = False) -> Exporter:
-        return Exporter(lambda cid: self.load(cid, whole_dag=whole_dag))
+    def exporter(self, *, whole_dag: bool = False, dag_root: CID | None = None) -> Exporter:
+        return Exporter(lambda cid: self.load(cid, whole_dag=whole_dag, dag_root=dag_root))
 
     def _resolve(self, value: str) -> CID:
         cid, path = split_path(value)
@@ -172,7 +174,10 @@ class HFCacheBackend:
     def cat_stream(self, cid: str, *, offset: int = 0, length: int | None = None
                    ) -> Iterator[bytes]:
         root = self._resolve(cid)
-        return self.exporter(whole_dag=True).cat(root, offset, length)
+        # All of it: fetch the DAG under the file at once; a page: only what it touches.
+        whole = offset == 0 and length is None
+        return self.exporter(whole_dag=True, dag_root=root if whole else None).cat(
+            root, offset, length)
 
     def cat(self, cid: str, *, offset: int = 0, length: int | None = None) -> bytes:
         return b"".join(self.cat_stream(cid, offset=offset, length=length))
@@ -193,14 +198,15 @@ class HFCacheBackend:
         """
         root = self._resolve(cid)
         self.exporter().check_fits(root, Path(output_path), max_bytes)
-        return self.exporter(whole_dag=True).get_to_path(
+        return self.exporter(whole_dag=True, dag_root=root).get_to_path(
             root, Path(output_path), overwrite=overwrite, max_bytes=max_bytes, progress=progress)
 
     # -- pins ---------------------------------------------------------------------------
     def pin(self, cid: str, *, recursive: bool = True, name: str = "",
             progress: Callable[[int], None] | None = None) -> Pin:
-        return self.repo.pin(self._resolve(cid), recursive=recursive, name=name,
-                             load=lambda c: self.load(c, whole_dag=recursive),
+        root = self._resolve(cid)
+        return self.repo.pin(root, recursive=recursive, name=name,
+                             load=lambda c: self.load(c, whole_dag=recursive, dag_root=root),
                              progress=progress)
 
     def unpin(self, cid: str) -> list[str]:
@@ -224,7 +230,7 @@ class HFCacheBackend:
     def dag_export(self, cid: str, out: Path | BinaryIO | None = None) -> bytes | None:
         """Write the DAG as a CAR v1 to ``out`` (a path or stream), or return its bytes."""
         root = self._resolve(cid)
-        load = self.exporter(whole_dag=True).load
+        load = self.exporter(whole_dag=True, dag_root=root).load
         return car.write_export(out, lambda stream: car.export_dag(stream, root, load))
 
     def health(self) -> str:

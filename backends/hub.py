@@ -88,7 +88,9 @@ def export_model(backend: Backend, hub_cache: Path, cid: str, repo_id: str, *,
         InvalidInput: not a folder, or unsafe names.
     """
     root, path = split_path(cid)
-    exporter = backend.exporter(whole_dag=True)
-    resolved = exporter.resolve(root, path) if path else root
-    return hf_layout.write_snapshot(exporter, resolved, hub_cache, repo_id, revision=revision,
-                                    commit=commit, replace=replace, max_bytes=max_bytes)
+    sizing = backend.exporter()  # block by block: a DAG bomb costs a few blocks
+    resolved = sizing.resolve(root, path) if path else root
+    sizing.check_fits(resolved, hub_cache, max_bytes)
+    return hf_layout.write_snapshot(backend.exporter(whole_dag=True), resolved, hub_cache,
+                                    repo_id, revision=revision, commit=commit, replace=replace,
+                                    max_bytes=max_bytes)
