@@ -193,39 +193,6 @@ class ImportOptions:
         values.update(given)
         return cls(**values)
 
-    def kubo_add_params(self, *, directory: bool) -> dict[str, str]:
-        """These options as Kubo 0.43's ``add`` arguments (RPC query / CLI ``--name=value``);
-        the ones at Kubo's defaults are left out, so older daemons understand the rest.
-
-        ``directory`` says whether a folder is added (or a file wrapped in one): only then
-        do the sharding settings matter, and those are Kubo node config, not add flags.
-
-        Raises:
-            InvalidInput: a directory import whose sharding settings differ from Kubo's
-                defaults (the node would return other CIDs than ours).
-        """
-        params = {"cid-version": str(self.cid_version),
-                  "raw-leaves": "true" if self.leaves_are_raw else "false",
-                  "chunker": self.chunker_spec}
-        if self.trickle:
-            params["trickle"] = "true"
-        if self.nocopy:
-            params["nocopy"] = "true"
-        if self.max_links != DEFAULT_MAX_LINKS:
-            params["max-file-links"] = str(self.max_links)
-        if directory and self.max_directory_links:
-            params["max-directory-links"] = str(self.max_directory_links)
-        if directory and self.max_hamt_fanout != hamt.FANOUT:
-            params["max-hamt-fanout"] = str(self.max_hamt_fanout)
-        if directory and self.shard_threshold != DEFAULT_SHARD_THRESHOLD:
-            raise InvalidInput("the sharding threshold is Kubo node config "
-                               "(Import.UnixFSHAMTDirectorySizeThreshold), not an add option")
-        if directory and self.hamt_size_estimation != "links":
-            raise InvalidInput(f"HAMT size estimation {self.hamt_size_estimation!r} is Kubo "
-                               "node config (Import.UnixFSHAMTDirectorySizeEstimation, set by "
-                               "`ipfs config profile apply unixfs-v1-2025`), not an add option")
-        return params
-
 
 @dataclass(frozen=True, slots=True)
 class Node:
