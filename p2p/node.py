@@ -22,14 +22,13 @@ leaves one per connection in CLOSE_WAIT).
 :meth:`P2PNode.fetcher` hands out the ``BlockFetcher`` that the router calls, from worker
 threads, when a block is not local.
 
-Cancellation. :meth:`P2PNode.fetch_dag` and :meth:`P2PNode.fetch_block` own every task they
-start (the bitswap session, the DHT lookup, the dials to the providers it finds), so when
-the caller's scope is cancelled they return only after all of them have ended. The wants
+Cancellation. When the caller's scope is cancelled, :meth:`P2PNode.fetch_dag` and
+:meth:`P2PNode.fetch_block` return as soon as their bitswap session has ended. The wants
 still open are withdrawn: the engine's per-peer writer sends the CANCEL entries, so no write
-is ever cut short by the caller's cancellation, and the host's yamux writes each frame whole
-(``host.FrameAtomicYamux``), so a DHT request abandoned halfway leaves its connection
-usable. Blocks already verified stay in the blockstore; the pin, the last step, is not
-taken. From worker threads the same is reached through :class:`NodeFetcher`, whose methods
+is ever cut short by the caller's cancellation (and the host's yamux writes each frame
+whole, ``host.FrameAtomicYamux``). The DHT lookup the fetch started is abandoned: its
+answer is dropped and nobody is dialled for it; it ends at its own bound. Blocks already
+verified stay in the blockstore; the pin, the last step, is not taken. From worker threads the same is reached through :class:`NodeFetcher`, whose methods
 take a ``threading.Event`` to cancel with.
 """
 
@@ -546,6 +545,8 @@ class P2PNode:
             except IpfsMcpError as exc:  # a failed lookup, or the node stopping meanwhile
                 log.info("p2p: no providers from the DHT for %s: %s", cid_str(cid), exc)
                 return
+            if session.closed:
+                return  # the fetch is over (or was cancelled): dial nobody for it
             connected = {str(p) for p in self.host.get_connected_peers()}
 
             async def dial(info: ProviderInfo) -> None:
@@ -569,24 +570,22 @@ class P2PNode:
 
     async def _with_discovery(self, cid: CID, session: Session,
                               work: Callable[[], Awaitable[T]]) -> T:
-        """Run ``work`` while :meth:`_discover` feeds ``session``; end the lookup after.
+        """Run ``work`` while :meth:`_discover` feeds ``session``; abandon the lookup after.
 
-        The lookup is the caller's task, not the node's: when ``work`` is done, or the
-        caller is cancelled, it is abandoned at once. That is safe because the host's
-        yamux never cuts a frame in half (``host.FrameAtomicYamux``): a DHT request
-        cancelled midway costs its own stream, not the connection.
+        The lookup runs in the node's nursery. When ``work`` ends, done or cancelled, the
+        session is closed: the lookup's answer is dropped and no provider is dialled for
+        it, and the lookup itself ends at its own bound (``find_providers_timeout``).
+        It is not cancelled: py-libp2p's DHT, cancelled inside a request, leaves the
+        connection it used unusable for later streams (observed with two nodes fetching
+        one after the other), even with whole frames (``host.FrameAtomicYamux``).
         """
-        self._require_running()
-        results: list[T] = []
+        nursery = self._require_running()
+        session.begin_discovery()
+        nursery.start_soon(self._discover, cid, session)
         try:
-            async with trio.open_nursery() as nursery:
-                session.begin_discovery()
-                nursery.start_soon(self._discover, cid, session)
-                results.append(await work())
-                nursery.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            raise _single_error(group) from None
-        return results[0]
+            return await work()
+        finally:
+            session.close()
 
     async def fetch_block(self, cid: CID | str, *, timeout: float | None = None) -> bytes:
         """One block, from the blockstore or from peers (then verified and stored).
@@ -731,13 +730,6 @@ class P2PNode:
         )
 
 
-def _single_error(group: BaseExceptionGroup) -> BaseException:
-    """The one real error in ``group``, or the group itself (cancellations stay grouped)."""
-    leaves = list(_leaves(group))
-    real = [leaf for leaf in leaves if not isinstance(leaf, trio.Cancelled)]
-    return real[0] if len(real) == 1 and len(real) == len(leaves) else group
-
-
 def _leaves(group: BaseExceptionGroup) -> Iterable[BaseException]:
     for exc in group.exceptions:
         if isinstance(exc, BaseExceptionGroup):
@@ -821,6 +813,21 @@ class NodeFetcher:
         if scope.cancelled_caught:
             raise CancelledError(f"fetching {cid_str(cid)} was cancelled")
         raise BackendUnavailable("the p2p node stopped during the fetch")
+
+    def connect(self, addr: str) -> str:
+        """Dial ``addr`` on the node's loop, from a worker thread; the peer id once
+        connected (a delegated router's bitswap provider, say).
+
+        Raises:
+            NetworkError: the dial failed. BackendUnavailable: the node is not running.
+        """
+        token = self.node._token
+        if token is None:
+            raise BackendUnavailable("the p2p node is not running")
+        try:
+            return anyio.from_thread.run(self.node.connect_peer, addr, token=token)
+        except anyio.RunFinishedError as exc:
+            raise BackendUnavailable("the p2p node stopped") from exc
 
     def fetch_block(self, cid: CID, cancel: threading.Event | None = None) -> bytes:
         """One block, verified and stored locally.

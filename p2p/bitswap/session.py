@@ -67,10 +67,13 @@ class Session:
         # While providers are still being looked up, a block no current peer has is not
         # yet "not found": gets wait for new peers or for the lookup to end.
         self.discovering = False
+        self.closed = False  # the fetch is over: peers found later are not taken
         self._active: set[WantRecord] = set()
         self.add_peers(peers)
 
     def add_peers(self, peers: Iterable[ID]) -> None:
+        if self.closed:
+            return
         for peer in peers:
             self._peers.setdefault(str(peer), peer)
         self._poke()
@@ -81,6 +84,11 @@ class Session:
     def end_discovery(self) -> None:
         self.discovering = False
         self._poke()
+
+    def close(self) -> None:
+        """The fetch using this session is over; a lookup still running is ignored."""
+        self.closed = True
+        self.discovering = False
 
     def _poke(self) -> None:
         for rec in list(self._active):
