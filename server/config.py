@@ -39,6 +39,8 @@ option                       environment                    meaning
                                                             loopback (refused otherwise)
 ``--trustless-gateway URL``  ``IPFS_MCP_TRUSTLESS_GATEWAYS`` fetch missing blocks from these
                                                             HTTP gateways too (each verified)
+``--delegated-router URL``   ``IPFS_MCP_DELEGATED_ROUTERS`` /routing/v1 servers asked for
+                                                            providers beside the DHT
 ``--log-level LEVEL``        ``IPFS_MCP_LOG_LEVEL``         stderr log level (default WARNING);
                                                             the P2P libraries' logs only at DEBUG
 ===========================  =============================  ===================================
@@ -133,6 +135,7 @@ class ServerSettings:
     gateway_recursive: bool = False
     gateway_public: bool = False
     trustless_gateways: tuple[str, ...] = ()  # retrieval sources beside bitswap
+    delegated_routers: tuple[str, ...] = ()  # /routing/v1 servers beside the DHT
 
     @property
     def start_p2p(self) -> bool:
@@ -149,7 +152,8 @@ class ServerSettings:
              log_level: str | None = None, max_write: int | None = None,
              gateway: str | None = None, gateway_recursive: bool | None = None,
              gateway_public: bool | None = None,
-             trustless_gateways: Sequence[str] | None = None) -> ServerSettings:
+             trustless_gateways: Sequence[str] | None = None,
+             delegated_routers: Sequence[str] | None = None) -> ServerSettings:
         """Settings from ``env`` (default ``os.environ``), overridden by given arguments.
 
         Raises:
@@ -208,6 +212,9 @@ class ServerSettings:
             trustless_gateways=tuple(
                 gateway_url(u) for u in (trustless_gateways if trustless_gateways else
                                          _split(env.get("IPFS_MCP_TRUSTLESS_GATEWAYS")))),
+            delegated_routers=tuple(
+                gateway_url(u) for u in (delegated_routers if delegated_routers else
+                                         _split(env.get("IPFS_MCP_DELEGATED_ROUTERS")))),
         )
         if gateway_bind is not None and not is_loopback(gateway_bind[0]) and not gateway_public:
             raise InvalidInput(f"--gateway {gateway_bind[0]}:{gateway_bind[1]} binds beyond "

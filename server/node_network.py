@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
+import anyio.to_thread
 from multiformats import CID
 
-from ipfs_mcp.backends.errors import NodeNotRunning
+from ipfs_mcp.backends.delegated_routing import DelegatedRouting, RoutedProvider
+from ipfs_mcp.backends.errors import IpfsMcpError, NetworkError, NodeNotRunning
 from ipfs_mcp.backends.network import (
     AnnounceReport,
     NetworkSnapshot,
@@ -35,9 +37,11 @@ class NodeHolder(Protocol):
 class NodeNetwork:
     name = "ipfs-mcp p2p node"
 
-    def __init__(self, slot: NodeHolder, *, bootstrap: Sequence[str] = ()) -> None:
+    def __init__(self, slot: NodeHolder, *, bootstrap: Sequence[str] = (),
+                 routing: DelegatedRouting | None = None) -> None:
         self.slot = slot
         self.bootstrap = tuple(bootstrap)
+        self.routing = routing  # delegated routers, asked beside the DHT
 
     def status(self) -> str:
         return self.slot.status
@@ -50,16 +54,39 @@ class NodeNetwork:
         return node
 
     async def find_providers(self, cid: CID, count: int) -> list[ProviderRecord]:
+        """DHT providers merged with the delegated routers' (DHT first); a failure of one
+        side is an error only when the other found nothing either."""
         node = await self._node()
-        found = await node.find_providers(cid, count)
+        dht_error: IpfsMcpError | None = None
+        try:
+            found = await node.find_providers(cid, count)
+        except IpfsMcpError as exc:
+            found, dht_error = [], exc
+        routed: list[RoutedProvider] = []
+        router_errors: dict[str, str] = {}
+        if self.routing is not None:
+            routing = self.routing
+            routed, router_errors = await anyio.to_thread.run_sync(
+                lambda: routing.providers(cid, count), abandon_on_cancel=True)
+        if dht_error is not None and not routed:
+            detail = "; ".join(f"{u}: {e}" for u, e in router_errors.items())
+            raise NetworkError(f"{dht_error}{'; delegated routers: ' + detail if detail else ''}"
+                               ) from dht_error
         stats = {s.peer_id: s for s in node.peer_stats()}
-        out = []
+        out: dict[str, ProviderRecord] = {}
         for info in found[:count]:
             known = stats.get(info.peer_id)
-            out.append(ProviderRecord(info.peer_id, tuple(info.addrs), score=info.score,
-                                      connected=known.connected if known else False,
-                                      latency=known.latency if known else None))
-        return out
+            out[info.peer_id] = ProviderRecord(
+                info.peer_id, tuple(info.addrs), score=info.score,
+                connected=known.connected if known else False,
+                latency=known.latency if known else None)
+        for record in routed:
+            if record.peer_id not in out:
+                known = stats.get(record.peer_id)
+                out[record.peer_id] = ProviderRecord(
+                    record.peer_id, record.addrs, connected=known.connected if known else False,
+                    latency=known.latency if known else None)
+        return list(out.values())[:count]
 
     async def connect(self, multiaddr: str) -> str:
         return await (await self._node()).connect_peer(multiaddr)

@@ -85,6 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an HTTP gateway to fetch missing blocks from, beside peers "
                              "(repeatable; every block is verified; env "
                              "IPFS_MCP_TRUSTLESS_GATEWAYS)")
+    parser.add_argument("--delegated-router", action="append", metavar="URL", default=None,
+                        help="a /routing/v1 server asked for providers beside the DHT "
+                             "(repeatable; env IPFS_MCP_DELEGATED_ROUTERS)")
     parser.add_argument("--log-level", metavar="LEVEL",
                         help="stderr log level: DEBUG, INFO, WARNING (default), ERROR; "
                              "the P2P libraries' own logs appear only at DEBUG")
@@ -99,7 +102,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         add_max=args.add_max, max_body=args.max_body, log_level=args.log_level,
         max_write=args.max_write_bytes, gateway=args.gateway,
         gateway_recursive=args.gateway_recursive, gateway_public=args.gateway_public,
-        trustless_gateways=args.trustless_gateway)
+        trustless_gateways=args.trustless_gateway, delegated_routers=args.delegated_router)
 
 
 async def _serve(settings: ServerSettings) -> None:

@@ -34,6 +34,7 @@ import anyio.to_thread
 from multiformats import CID
 
 from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.delegated_routing import DelegatedRouting, DelegatedSource
 from ipfs_mcp.backends.errors import (
     BackendUnavailable,
     BlockNotFound,
@@ -91,6 +92,17 @@ class NodeSlot:
             raise BlockNotFound(cid_str(cid), f"the local blockstore (no peer was asked: the "
                                               f"P2P node is {self.status})")
         return node.fetcher()
+
+    def connect(self, addr: str) -> str:
+        """Dial ``addr`` from a worker thread (a provider a delegated router named).
+
+        Raises: NetworkError: the dial failed; BackendUnavailable: no node to dial with.
+        """
+        self._settled.wait(NODE_START_TIMEOUT)
+        node = self.node
+        if node is None:
+            raise BackendUnavailable(f"cannot dial {addr}: the P2P node is {self.status}")
+        return node.fetcher().connect(addr)
 
     def fetch_block(self, cid: CID, cancel: threading.Event | None = None) -> bytes:
         """Raises: BlockNotFound: not local and no peer had it (or no node to ask);
@@ -210,6 +222,8 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
     sources = RetrievalSources()  # filled below once the backend is known
     router = Router.from_settings(settings.backend, fetcher=sources, custom=custom_backends())
     gateways: TrustlessGateways | None = None
+    delegated = (DelegatedRouting(settings.delegated_routers)
+                 if settings.delegated_routers else None)
     try:
         selection = await anyio.to_thread.run_sync(router.selection)
     except BaseException:
@@ -223,7 +237,7 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
     if network is not None:
         slot.settle(None, f"not started: {network.name} is the node")
     elif repo is not None:
-        network = NodeNetwork(slot, bootstrap=settings.bootstrap)
+        network = NodeNetwork(slot, bootstrap=settings.bootstrap, routing=delegated)
     if repo is not None and router.network is None:
         # A miss in the embedded repo asks every source at once: our node's bitswap and the
         # trustless gateways; each stores what it verified into the repo.
@@ -233,6 +247,10 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
             gateways = TrustlessGateways(settings.trustless_gateways, repo.blocks,
                                          timeout=settings.backend.ipfs_api_timeout)
             sources.add(NamedSource("trustless-gateway", gateways))
+        if delegated is not None:
+            sources.add(NamedSource("delegated-routing", DelegatedSource(
+                delegated, repo.blocks, node=slot if settings.start_p2p else None,
+                timeout=settings.backend.ipfs_api_timeout)))
     else:
         why = (f"backend {selection.backend} has no node of its own and no embedded repo "
                "for ours to serve")
@@ -256,3 +274,5 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
         await anyio.to_thread.run_sync(router.close)
         if gateways is not None:
             gateways.close()
+        if delegated is not None:
+            delegated.close()
