@@ -173,7 +173,7 @@ def _node_config(settings: ServerSettings) -> Any:
     from ipfs_mcp.p2p.config import LOCALHOST
 
     return NodeConfig(role=settings.role, listen_addrs=settings.listen or (LOCALHOST,),
-                      bootstrap=settings.bootstrap)
+                      bootstrap=settings.bootstrap, mdns=settings.mdns)
 
 
 async def run_node(settings: ServerSettings, repo: Repo, slot: NodeSlot) -> None:

@@ -38,6 +38,7 @@ class Progress:
         self.done = 0
         self.stop = threading.Event()
         self._last = 0.0
+        self.sent = 0  # bytes in the last report sent (so the final one is never skipped)
 
     def __call__(self, nbytes: int) -> None:
         """Called from the worker thread for each chunk handled.
@@ -51,6 +52,7 @@ class Progress:
         now = time.monotonic()
         if self.report is not None and now - self._last >= _MIN_INTERVAL:
             self._last = now
+            self.sent = self.done
             anyio.from_thread.run(self.report, float(self.done),
                                   None if self.total is None else float(self.total),
                                   self.message or None)
@@ -92,4 +94,10 @@ async def run_blocking(fn: Callable[[], T], progress: Progress | None = None) ->
         tg.cancel_scope.cancel()
     if error is not None:
         raise error
+    if progress.report is not None and progress.done != progress.sent:
+        # Reports are throttled: the last bytes always get one, so a client's bar ends full.
+        progress.sent = progress.done
+        await progress.report(float(progress.done),
+                              None if progress.total is None else float(progress.total),
+                              progress.message or None)
     return result

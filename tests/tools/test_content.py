@@ -208,4 +208,5 @@ async def test_progress_reports_reach_the_total(backend: HFCacheBackend, roots: 
 
     stored = await content.store_model(backend, str(work / "one.bin"), roots=roots, hub_cache=hub,
                                        progress=Progress(report))
-    assert stored.file_count == 1 and seen and seen[0] <= 300_000
+    assert stored.file_count == 1
+    assert seen == sorted(seen) and seen[-1] == 300_000  # the bar ends full
