@@ -9,6 +9,7 @@ them with ``is None``, never with ``hasattr``:
 
 * ``repo``: the embedded repo (GC, stat, verify, integrity), for the embedded backend;
 * ``counters``: local cache hit/miss counters, where reads can miss and fetch;
+* ``replication``: pins kept on several machines with a replication factor (the cluster);
 * ``network``: the node this backend *is* (Kubo's own swarm and routing), for backends
   that run one; the embedded backend leaves it None, and the server pairs it with our own
   P2P node instead.
@@ -38,6 +39,20 @@ if TYPE_CHECKING:
 ProgressFn = Callable[[int], None]
 
 
+class Replication(Protocol):
+    """Pins that a backend keeps on several machines (an IPFS Cluster): how many peers
+    must hold it (``replication_min``) and may (``replication_max``)."""
+
+    def pin(self, cid: str, *, recursive: bool = True, name: str = "",
+            progress: ProgressFn | None = None, replication_min: int | None = None,
+            replication_max: int | None = None) -> Pin: ...
+
+    def add_path(self, path: str | Path, *, recursive: bool = True, pin: bool = True,
+                 name: str = "", options: ImportOptions | None = None,
+                 progress: ProgressFn | None = None, replication_min: int | None = None,
+                 replication_max: int | None = None) -> ImportResult: ...
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What every backend does (see the module docstring for the optional attributes)."""
@@ -46,6 +61,7 @@ class Backend(Protocol):
     repo: Repo | None
     counters: CacheCounters | None
     network: Network | None
+    replication: Replication | None
 
     # -- adding (every add reports progress and may carry a pin name) ------------------
     def add_bytes(self, data: bytes, *, pin: bool = True, name: str = "",

@@ -277,6 +277,11 @@ class ClusterBackend:
     repo = None  # the cluster's peers keep their own repos
     counters = None
 
+    @property
+    def replication(self) -> ClusterBackend:
+        """This backend pins with a replication factor (see :meth:`pin`)."""
+        return self
+
     def __init__(self, api: ClusterAPI, kubo: KuboRPCBackend, *, timeout: float = 60.0
                  ) -> None:
         self.api = api

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from multiformats import CID
 
@@ -25,6 +25,9 @@ from .importer import Importer, ImportOptions, ImportResult
 from .network import Network
 from .pins import Pin
 from .repo import Repo
+
+if TYPE_CHECKING:
+    from .backend import Replication
 
 
 def split_path(value: str) -> tuple[CID, str]:
@@ -58,6 +61,7 @@ class HFCacheBackend:
 
     name = "hf_cache"
     network: Network | None = None
+    replication: Replication | None = None  # one machine: no replication factor
 
     def __init__(self, repo: Repo, *, hub_cache: Path | None = None,
                  fetcher: BlockFetcher | None = None) -> None:

@@ -37,6 +37,7 @@ from .kubo_rpc import KuboRPCBackend
 from .pins import Pin
 
 if TYPE_CHECKING:
+    from .backend import Replication
     from .hf_cache import CacheCounters
     from .network import Network
     from .repo import Repo
@@ -151,6 +152,10 @@ class IpfsKitBackend:
 
     @property
     def counters(self) -> CacheCounters | None:
+        return None
+
+    @property
+    def replication(self) -> Replication | None:
         return None
 
     @property

@@ -65,6 +65,7 @@ from .kubo_network import KuboNetwork
 from .network import Network
 
 if TYPE_CHECKING:
+    from .backend import Replication
     from .hf_cache import CacheCounters
     from .repo import Repo
 
@@ -92,6 +93,7 @@ class KuboCLIBackend(VerifiedReads):
     name = "kubo"
     repo: Repo | None = None  # the node keeps its own repo; no embedded one
     counters: CacheCounters | None = None
+    replication: Replication | None = None  # one node: no replication factor
 
     def __init__(self, cmd: list[str], *, env: Mapping[str, str] | None = None,
                  timeout: float = 60.0) -> None:

@@ -71,6 +71,7 @@ from .kubo_network import KuboNetwork
 from .network import Network
 
 if TYPE_CHECKING:
+    from .backend import Replication
     from .hf_cache import CacheCounters
     from .repo import Repo
 
@@ -132,6 +133,7 @@ class KuboRPCBackend(VerifiedReads):
     name = "kubo"
     repo: Repo | None = None  # the daemon keeps its own repo; no embedded one
     counters: CacheCounters | None = None
+    replication: Replication | None = None  # one node: no replication factor
 
     def __init__(self, api: str | None = None, *, client: httpx.Client | None = None,
                  authorization: str | None = None, timeout: float = 60.0) -> None:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
-from .backend import Backend, ProgressFn
+from .backend import Backend, ProgressFn, Replication
 from .car import CarImportReport
 from .errors import (
     AllBackendsFailed,
@@ -133,10 +133,19 @@ def _ipfs_kit_factory(deps: RouterDeps) -> Backend:
     return IpfsKitBackend.connect()
 
 
+def _cluster_factory(deps: RouterDeps) -> Backend:
+    from .cluster import make_cluster_backend
+
+    return make_cluster_backend(deps.settings)
+
+
+# Selection tries PREFERENCE in order; "cluster" is chosen only by name (IPFS_BACKEND=cluster),
+# since a cluster's REST API answering on the default port is no sign the user wants it.
 BUILTIN: dict[str, BackendFactory] = {
     "ipfs_kit": _ipfs_kit_factory,
     "hf_cache": _hf_cache_factory,
     "kubo": _kubo_factory,
+    "cluster": _cluster_factory,
 }
 
 
@@ -355,6 +364,10 @@ class Router:
     @property
     def network(self) -> Network | None:
         return self.primary.network
+
+    @property
+    def replication(self) -> Replication | None:
+        return self.primary.replication
 
     # -- reads with fallback -------------------------------------------------------------
     def last_read(self) -> ReadReport | None:

@@ -80,6 +80,12 @@ the same one Kubo gives; fetching verifies every block against it.
 - find_providers / connect_peer / announce / peer_stats use the P2P node.
 Prompts: share_model, fetch_and_verify, diagnose."""
 
+# Only the cluster backend keeps a pin on several machines; elsewhere a factor is refused.
+ReplicationMin = Annotated[int | None, Field(ge=-1, description=(
+    "Cluster backend only: the fewest cluster peers that must hold the pin (-1: all)"))]
+ReplicationMax = Annotated[int | None, Field(ge=-1, description=(
+    "Cluster backend only: the most cluster peers that may hold the pin (-1: all)"))]
+
 CID_FIELD = Field(description="A CID (Qm... or bafy...), optionally with a path inside it: "
                               "CID/dir/file.txt. ipfs://CID and /ipfs/CID work too.")
 
@@ -324,6 +330,8 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
         max_file_links: MaxFileLinks = None,
         max_directory_links: MaxDirectoryLinks = None,
         max_hamt_fanout: MaxHamtFanout = None,
+        replication_min: ReplicationMin = None,
+        replication_max: ReplicationMax = None,
         client_roots: Annotated[ClientRoots, Resolve(_roots_for_source)] = None,
     ) -> StoreResult:
         """Store a model or a folder and get the CID Kubo would give it.
@@ -339,7 +347,8 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
                 cid_version=cid_version, raw_leaves=raw_leaves, nocopy=nocopy,
                 progress=_progress(ctx), profile=profile, chunker=chunker, trickle=trickle,
                 max_file_links=max_file_links, max_directory_links=max_directory_links,
-                max_hamt_fanout=max_hamt_fanout)
+                max_hamt_fanout=max_hamt_fanout, replication_min=replication_min,
+                replication_max=replication_max)
             if announce:
                 result.announced, result.announce_note = await network.announce_quietly(
                     state.network, result.root_cid, role=settings.role,
@@ -396,13 +405,16 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
         cid: Annotated[str, CID_FIELD],
         recursive: Annotated[bool, Field(description="Pin the whole DAG (fetching missing "
                                                      "blocks), not just the root block")] = True,
+        replication_min: ReplicationMin = None,
+        replication_max: ReplicationMax = None,
     ) -> PinResult:
         """Keep content from garbage collection; a recursive pin makes sure every block is
         here first, fetching missing ones from peers."""
         state = _state(ctx)
         with tool_errors(state, "pin"):
             return await content.pin(state.router, cid, recursive=recursive,
-                                     progress=_progress(ctx))
+                                     progress=_progress(ctx), replication_min=replication_min,
+                                     replication_max=replication_max)
 
     @mcp.tool(title="Unpin a CID", annotations=_writes(destructive=True))
     async def unpin(ctx: Context, cid: Annotated[str, CID_FIELD],

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ipfs_mcp.backends import hf_layout, hub
-from ipfs_mcp.backends.backend import Backend
+from ipfs_mcp.backends.backend import Backend, Replication
 from ipfs_mcp.backends.cids import cid_str, parse_cid
 from ipfs_mcp.backends.errors import (
     InvalidInput,
@@ -101,7 +101,9 @@ async def store_model(backend: Backend, source: str, *, roots: AllowedRoots,
                       progress: Progress | None = None, profile: str | None = None,
                       chunker: str | None = None, trickle: bool | None = None,
                       max_file_links: int | None = None, max_directory_links: int | None = None,
-                      max_hamt_fanout: int | None = None) -> StoreResult:
+                      max_hamt_fanout: int | None = None,
+                      replication_min: int | None = None,
+                      replication_max: int | None = None) -> StoreResult:
     """Add a cached HuggingFace model (``org/name[@revision]``) or a local file or folder.
 
     ``nocopy`` keeps the leaves as references into the files instead of copying them; by
@@ -158,8 +160,14 @@ async def store_model(backend: Backend, source: str, *, roots: AllowedRoots,
         return hub.add_model(backend, hub_cache, repo_id, revision, pin=pin, options=options,
                              progress=progress, nocopy=by_reference)
 
+    replicated = _replication(backend, replication_min, replication_max)
     result = await run_blocking(work, progress)
     root = cid_str(result.root)
+    if replicated is not None and pin:
+        # The factor applies to the stored root; the pin returns once enough peers hold it.
+        await run_blocking(lambda: replicated.pin(
+            root, name=source, replication_min=replication_min,
+            replication_max=replication_max), progress)
     entries = [FileEntry(path=e.path, cid=cid_str(e.cid), size=e.size, kind=e.kind)
                for e in result.entries]
     files = sum(1 for e in entries if e.kind == "file")
@@ -380,17 +388,44 @@ async def ls(backend: Backend, cid: str, *, limit: int = MAX_LISTED_FILES) -> Ls
 
 
 # -- pins and GC -----------------------------------------------------------------------------
-async def pin(backend: Backend, cid: str, *, recursive: bool = True, name: str = "",
-              progress: Progress | None = None) -> PinResult:
-    """Pin ``cid[/path]``: a recursive pin first makes sure every block is present,
-    fetching missing ones from peers when the node runs.
+def _replication(backend: Backend, low: int | None, high: int | None) -> Replication | None:
+    """The backend's replication, when a factor was asked for.
 
     Raises:
-        InvalidCID, NotFound (a block is missing everywhere).
+        Unsupported: a factor for a backend that keeps each pin on one machine.
+        InvalidInput: a minimum above the maximum.
+    """
+    if low is None and high is None:
+        return None
+    if low is not None and high is not None and 0 < high < low:
+        raise InvalidInput(f"replication_min={low} is above replication_max={high}")
+    replication = backend.replication
+    if replication is None:
+        raise Unsupported(backend.name, "a replication factor",
+                          "only the cluster backend (IPFS_BACKEND=cluster) replicates pins")
+    return replication
+
+
+async def pin(backend: Backend, cid: str, *, recursive: bool = True, name: str = "",
+              progress: Progress | None = None, replication_min: int | None = None,
+              replication_max: int | None = None) -> PinResult:
+    """Pin ``cid[/path]``: a recursive pin first makes sure every block is present,
+    fetching missing ones from peers when the node runs. On a cluster, the replication
+    factor says how many peers must (and may) hold it.
+
+    Raises:
+        InvalidCID, NotFound (a block is missing everywhere), Unsupported (a factor on a
+        backend without replication), Timeout (not on enough peers in time).
     """
     target = _check_cid(cid)
+    replicated = _replication(backend, replication_min, replication_max)
 
     def work() -> PinResult:
+        if replicated is not None:
+            pinned = replicated.pin(target, recursive=recursive, name=name, progress=progress,
+                                    replication_min=replication_min,
+                                    replication_max=replication_max)
+            return PinResult(cid=target, pinned=True, recursive=recursive, size=pinned.size)
         pinned = backend.pin(target, recursive=recursive, name=name, progress=progress)
         return PinResult(cid=target, pinned=True, recursive=recursive, size=pinned.size)
 

@@ -168,3 +168,40 @@ class _Stream:
         piece = bytes(self._data[self._pos:self._pos + n])
         self._pos += len(piece)
         return piece
+
+
+@pytest.mark.anyio
+async def test_mcp_store_and_pin_take_a_replication_factor_on_the_cluster(
+        cluster3: Cluster, tmp_path: Path) -> None:
+    import anyio
+    from mcp import Client
+
+    from ipfs_mcp.server.app import build_server
+    from ipfs_mcp.server.config import ServerSettings
+    from ipfs_mcp.tools import models
+
+    peer = cluster3.peers[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IPFS_")}
+    env.update(HF_HOME=str(tmp_path / "home"), IPFS_BACKEND="cluster",
+               IPFS_CLUSTER_API=peer.rest_url, IPFS_API=peer.proxy_url)
+    (tmp_path / "work").mkdir()
+    folder = tmp_path / "work" / "model"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(os.urandom(300_000))
+    settings = ServerSettings.load(env, allow_roots=[str(tmp_path / "work")])
+    with anyio.fail_after(120):
+        async with Client(build_server(settings), mode="auto") as client:
+            stored = await client.call_tool("store_model", {
+                "source": str(folder), "announce": False,
+                "replication_min": 2, "replication_max": 2})
+            assert not stored.is_error, stored.content
+            root = models.StoreResult.model_validate(stored.structured_content).root_cid
+            assert len(ClusterBackend.connect(peer.rest_url, kubo_api=peer.proxy_url)
+                       .pin_status(root)[0].pinned_on()) == 2
+            added = await client.call_tool("add_content", {"text": "everywhere",
+                                                           "pin": False})
+            cid = added.structured_content["cid"]
+            pinned = await client.call_tool("pin", {"cid": cid, "replication_min": 3,
+                                                    "replication_max": 3})
+            assert not pinned.is_error, pinned.content
+            assert all(_kubo_pins(p, cid) for p in cluster3.peers)

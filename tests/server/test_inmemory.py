@@ -248,7 +248,7 @@ async def test_resources(settings: ServerSettings, work: Path, mode: str) -> Non
                 (await client.read_resource("ipfs-mcp://health")).contents[0].text)  # type: ignore[union-attr]
             assert health.status == "ok" and health.backend.backend == "hf_cache"
             probes = {b.name: b for b in health.backends}
-            assert set(probes) == {"ipfs_kit", "hf_cache", "kubo"} and probes["hf_cache"].ok
+            assert set(probes) == {"ipfs_kit", "hf_cache", "kubo", "cluster"} and probes["hf_cache"].ok
             assert not probes["ipfs_kit"].ok and probes["ipfs_kit"].detail
             assert health.repo is not None and health.repo.pins == 1
             assert health.repo.free_disk > 0 and health.uptime_s >= 0

@@ -210,3 +210,14 @@ async def test_progress_reports_reach_the_total(backend: HFCacheBackend, roots: 
                                        progress=Progress(report))
     assert stored.file_count == 1
     assert seen == sorted(seen) and seen[-1] == 300_000  # the bar ends full
+
+
+async def test_a_replication_factor_is_refused_where_nothing_replicates(
+        backend: HFCacheBackend, roots: AllowedRoots) -> None:
+    from ipfs_mcp.backends.errors import Unsupported
+
+    added = await content.add_content(backend, roots=roots, text="one machine", pin=False,
+                                      max_inline=100)
+    with pytest.raises(Unsupported, match="not supported by backend hf_cache"):
+        await content.pin(backend, added.cid, replication_min=2)
+    assert list(backend.repo.pins) == []  # refused before anything was pinned
