@@ -28,6 +28,8 @@ from ipfs_mcp.backends.router import Router
 from ipfs_mcp.backends.settings import BackendSettings
 from ipfs_mcp.tools.roots import AllowedRoots, ProtectedFolders, describe_existing
 
+from . import cli_fetch
+
 
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=None, default=str))
@@ -156,6 +158,8 @@ def _writable(settings: BackendSettings, output: str) -> Path:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
+    if cli_fetch.wanted(args):  # a node of its own (--peer, ...), or into the hub cache
+        return cli_fetch.cmd_get(args)
     backend = _router()
     output = Path(args.output or args.cid.strip("/").split("/")[-1])
     dest = _writable(backend.settings, str(output))
@@ -392,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-write-bytes", type=int, metavar="BYTES", default=None,
                    help="refuse content declaring more (env IPFS_MCP_MAX_WRITE; default 90%% "
                         "of the free space at the target)")
+    cli_fetch.add_arguments(p)
 
     p = cmd("ls", cmd_ls, "list a folder")
     p.add_argument("cid")

@@ -1,0 +1,405 @@
+"""``ipfs-mcp get`` over the network: a node of its own for one run, for people.
+
+``ipfs-mcp get CID -o PATH --peer MULTIADDR`` (or ``--bootstrap``, ``--trustless-gateway``,
+``--delegated-router``) builds the server's own lifespan (:func:`.state.lifespan_state`:
+the Router, its retrieval sources and our P2P node), dials the peers named, and fetches
+through the Router exactly as ``fetch_cid`` does. So the same rules hold:
+
+* every block is verified and stored in the repo as it arrives; blocks already in the repo
+  are not asked for again, so a second run resumes where an interrupted one stopped;
+* ``-o`` writes atomically and, as Kubo's ``get`` does, replaces what is there (and says so);
+  ``--hf org/name[@revision]`` writes a HuggingFace cache snapshot as
+  ``fetch_cid(into_hf_cache=...)`` does;
+* cancelling (Ctrl-C, ``--timeout``) goes through the worker thread's cancel token, so the
+  node withdraws its wants, the partial output is removed, and nothing is pinned.
+
+Progress: on a terminal a rich bar (bytes received, rate, providers; then bytes written);
+with ``--json`` one JSON object per line on stderr, the last one at the content's size, and
+a summary on stdout. The counts come from the node's bitswap ledgers (``Network.snapshot``):
+blocks a trustless gateway served are in the repo but not in those counts.
+
+Failures end with one line on stderr and a non-zero exit status: 1 for an error, 130 for
+an interrupt. Without any network option, ``get`` stays local (:func:`wanted` says which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import anyio
+
+from ipfs_mcp.backends import hf_layout, hub
+from ipfs_mcp.backends.errors import (
+    BlockNotFound,
+    IpfsMcpError,
+    NetworkError,
+    NodeNotRunning,
+    OperationCancelled,
+    Timeout,
+)
+from ipfs_mcp.backends.network import NetworkSnapshot
+from ipfs_mcp.tools.progress import Progress, run_blocking
+from ipfs_mcp.tools.roots import ProtectedFolders, describe_existing
+
+from .logs import configure_logging
+
+if TYPE_CHECKING:
+    from .config import ServerSettings
+    from .state import ServerState
+
+POLL = 0.2  # seconds between looks at the node's ledgers (a bar needs no more)
+CONNECT_TIMEOUT = 15.0  # seconds one --peer / --bootstrap dial may take
+INTERRUPTED = 130  # the shell's status for a run ended by SIGINT
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The network options of ``get`` (and ``--hf``, ``--replace``, ``--timeout``)."""
+    parser.add_argument("--peer", action="append", metavar="MULTIADDR", default=None,
+                        help="fetch from this peer, /ip4/.../tcp/.../p2p/PEER_ID (repeatable); "
+                             "starts a node for this run")
+    parser.add_argument("--bootstrap", action="append", metavar="MULTIADDR", default=None,
+                        help="join the network through this peer (repeatable; env "
+                             "IPFS_MCP_BOOTSTRAP); the fetch starts once one answers")
+    parser.add_argument("--trustless-gateway", action="append", metavar="URL", default=None,
+                        help="also fetch blocks from this trustless HTTP gateway (repeatable; "
+                             "env IPFS_MCP_TRUSTLESS_GATEWAYS)")
+    parser.add_argument("--delegated-router", action="append", metavar="URL", default=None,
+                        help="ask this /routing/v1 server for providers (repeatable; env "
+                             "IPFS_MCP_DELEGATED_ROUTERS)")
+    parser.add_argument("--timeout", type=_seconds, metavar="SECONDS", default=None,
+                        help="give up after this long (default: the node's own bounds)")
+    parser.add_argument("--hf", metavar="ORG/NAME[@REVISION]", default=None,
+                        help="write the folder into the HuggingFace cache as this model "
+                             "(revision default main) instead of -o")
+    parser.add_argument("--replace", action="store_true",
+                        help="with --hf: move the revision even if it names other content")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def network_requested(args: argparse.Namespace) -> bool:
+    return bool(args.peer or args.bootstrap or args.trustless_gateway or args.delegated_router)
+
+
+def wanted(args: argparse.Namespace) -> bool:
+    """Whether this module runs the ``get``: a network option, or ``--hf``."""
+    return network_requested(args) or args.hf is not None
+
+
+# -- progress -----------------------------------------------------------------------------
+@dataclass
+class Transfer:
+    """What the run has done so far, from the node's ledgers and the writer's count."""
+
+    total: int | None
+    started: float = field(default_factory=time.monotonic)
+    blocks: int = 0  # blocks received from peers in this run
+    received: int = 0  # block bytes received
+    providers: tuple[str, ...] = ()  # peers that delivered at least one block
+    peers: int = 0  # connected peers
+    written: int = 0
+    phase: str = "connecting"
+
+    def take(self, snapshot: NetworkSnapshot) -> None:
+        delivered = [p for p in snapshot.peers if p.blocks_received]
+        self.blocks = sum(p.blocks_received or 0 for p in delivered)
+        self.received = sum(p.bytes_received or 0 for p in delivered)
+        self.providers = tuple(p.peer_id for p in delivered)
+        self.peers = sum(1 for p in snapshot.peers if p.connected)
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.received / elapsed if elapsed > 0 else 0.0
+
+    def line(self) -> dict[str, Any]:
+        return {"event": "progress", "phase": self.phase, "written": self.written,
+                "total": self.total, "received": self.received, "blocks": self.blocks,
+                "rate": round(self.rate), "providers": len(self.providers),
+                "peers": self.peers}
+
+
+class Display:
+    """Shows a :class:`Transfer`: JSON lines, a rich bar on a terminal, or nothing."""
+
+    def __init__(self, transfer: Transfer, *, json_lines: bool, label: str,
+                 stream: TextIO = sys.stderr) -> None:
+        self.transfer = transfer
+        self.json_lines = json_lines
+        self.stream = stream
+        self.label = label
+        self._last: dict[str, Any] | None = None
+        self._bar: Any = None
+        self._tasks: tuple[Any, Any] | None = None
+
+    @contextlib.contextmanager
+    def shown(self) -> Iterator[Display]:
+        if self.json_lines or not self.stream.isatty():
+            yield self
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                      TransferSpeedColumn(), TextColumn("{task.fields[providers]}"),
+                      console=Console(file=self.stream), transient=True) as bar:
+            self._bar = bar
+            self._tasks = (bar.add_task(f"fetching {self.label}", total=None, providers=""),
+                           bar.add_task("writing", total=self.transfer.total, providers="",
+                                        visible=False))
+            yield self
+
+    def update(self, *, final: bool = False) -> None:
+        t = self.transfer
+        if self.json_lines:
+            line = t.line()
+            if line != self._last or final:
+                self._last = line
+                print(json.dumps(line), file=self.stream, flush=True)
+        elif self._bar is not None and self._tasks is not None:
+            fetch, write = self._tasks
+            self._bar.update(fetch, completed=t.received,
+                             providers=f"{len(t.providers)} provider(s), {t.peers} peer(s)")
+            if t.written or final:
+                self._bar.update(write, completed=t.written, total=t.total, visible=True)
+
+
+async def _watch(state: ServerState, transfer: Transfer, progress: Progress,
+                 display: Display) -> None:
+    """Refresh the transfer from the node's ledgers until cancelled."""
+    network = state.network
+    while True:
+        if network is not None:
+            with anyio.move_on_after(POLL * 5), contextlib.suppress(IpfsMcpError):
+                transfer.take(await network.snapshot())
+        transfer.written = progress.done
+        display.update()
+        await anyio.sleep(POLL)
+
+
+# -- the run ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Delivered:
+    kind: str
+    size: int
+    where: dict[str, Any]  # output / hf fields for the summary
+    message: str  # the line a person reads on stdout
+
+
+def _settings(args: argparse.Namespace) -> ServerSettings:
+    from .config import ServerSettings
+
+    settings = ServerSettings.load(
+        bootstrap=args.bootstrap, trustless_gateways=args.trustless_gateway,
+        delegated_routers=args.delegated_router, max_write=args.max_write_bytes,
+        p2p=True if (args.peer or args.bootstrap or args.delegated_router) else None)
+    if not network_requested(args):  # --hf alone: the local repo only, as plain `get`
+        settings = replace(settings, p2p=False, bootstrap=(), trustless_gateways=(),
+                           delegated_routers=())
+    return settings
+
+
+async def _connect(state: ServerState, peers: list[str], bootstrap: list[str]) -> None:
+    """Dial every ``--peer`` (each must answer) and the ``--bootstrap`` peers (one must).
+
+    Raises:
+        NetworkError: a peer, or every bootstrap peer, could not be reached (each named).
+        NodeNotRunning: there is no node to dial with.
+    """
+    network = state.network
+    if network is None:
+        raise NodeNotRunning(f"cannot dial peers: {state.network_why}")
+    failures: dict[str, str] = {}
+
+    async def dial(addr: str) -> None:
+        try:
+            with anyio.fail_after(CONNECT_TIMEOUT):
+                await network.connect(addr)
+        except TimeoutError:
+            failures[addr] = f"no answer within {CONNECT_TIMEOUT:g}s"
+        except NetworkError as exc:
+            failures[addr] = str(exc)
+
+    async with anyio.create_task_group() as tg:
+        for addr in dict.fromkeys([*peers, *bootstrap]):
+            tg.start_soon(dial, addr)
+    bad_peers = {a: failures[a] for a in peers if a in failures}
+    if bad_peers:
+        raise NetworkError("; ".join(f"peer {a}: {why}" for a, why in bad_peers.items()))
+    if bootstrap and all(a in failures for a in bootstrap):
+        raise NetworkError("no bootstrap peer answered: " + "; ".join(
+            f"{a}: {failures[a]}" for a in bootstrap))
+
+
+def _deliver(state: ServerState, args: argparse.Namespace, transfer: Transfer,
+             progress: Progress) -> Callable[[], Delivered]:
+    """The blocking work: stat, then write to ``-o`` or into the hub cache."""
+    backend = state.router
+    settings = state.settings.backend
+    max_bytes = args.max_write_bytes or settings.max_write
+
+    if args.hf is not None:
+        repo_id, revision = hf_layout.parse_source(args.hf)
+
+        def into_hub() -> Delivered:
+            entry = backend.stat(args.cid)
+            progress.check()
+            transfer.phase = "fetching"
+            written = hub.export_model(backend, settings.hf_hub_cache, args.cid, repo_id,
+                                       revision=revision or "main", replace=args.replace,
+                                       max_bytes=max_bytes)
+            size = sum((written.snapshot / name).stat().st_size for name in written.files)
+            progress.done = transfer.total = size
+            return Delivered(entry.kind, size, {
+                "hf_repo_id": written.repo_id, "hf_revision": written.revision,
+                "hf_commit": written.commit, "hf_snapshot": str(written.snapshot),
+                "files_written": len(written.files), "replaced": written.replaced},
+                f"Saved {entry.kind} {args.cid} into the HuggingFace cache as "
+                f"{written.repo_id}@{written.revision} ({written.snapshot})")
+
+        return into_hub
+
+    output = Path(args.output or args.cid.strip("/").split("/")[-1])
+    # Anywhere the user can write, as with Kubo, except the hub cache and the repo.
+    dest = ProtectedFolders.of([settings.hf_hub_cache, settings.repo_path]).check(str(output))
+
+    def to_path() -> Delivered:
+        replaced = describe_existing(dest)  # Kubo's `get -o` replaces; the user is told
+        entry = backend.stat(args.cid)
+        transfer.total = progress.total = entry.size if entry.kind == "file" else None
+        transfer.phase = "fetching"
+        entry = backend.get_to_path(args.cid, output_path=dest, overwrite=True,
+                                    max_bytes=max_bytes, progress=progress)
+        if transfer.total is None:
+            transfer.total = progress.done
+        return Delivered(entry.kind, entry.size or progress.done,
+                         {"output": str(output), "replaced": replaced},
+                         f"Saved {entry.kind} {args.cid} to {output}"
+                         + (f" (replaced {replaced})" if replaced else ""))
+
+    return to_path
+
+
+async def _interrupts(scope: anyio.CancelScope, flag: list[bool]) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT) as signals:
+        async for _ in signals:
+            flag.append(True)
+            scope.cancel()
+            return
+
+
+def _stopped_error(args: argparse.Namespace, transfer: Transfer, why: str) -> IpfsMcpError:
+    kept = (f"; the {transfer.blocks} block(s) received are kept in the repo, so a new run "
+            "resumes" if transfer.blocks else "")
+    if why == "timeout" and not transfer.blocks:
+        return BlockNotFound(args.cid, f"any provider within {args.timeout:g}s (asked "
+                                       f"{transfer.peers} connected peer(s))")
+    if why == "timeout":
+        return Timeout(f"{args.cid}: gave up after {args.timeout:g}s with "
+                       f"{transfer.received} bytes received{kept}")
+    return OperationCancelled(f"interrupted while fetching {args.cid}{kept}")
+
+
+async def _run(args: argparse.Namespace, settings: ServerSettings
+               ) -> tuple[Delivered, Transfer]:
+    """Raises: whatever stopped the run, as one project error (see :func:`cmd_get`)."""
+    # Imported here: the server's wiring (and py-libp2p's) is only needed once a network
+    # run starts, and `ipfs-mcp --help` or a local `get` should not pay for it.
+    from .state import lifespan_state
+
+    transfer = Transfer(total=None)
+    progress = Progress(message=f"fetching {args.cid}")
+    display = Display(transfer, json_lines=args.json, label=args.cid)
+    interrupted: list[bool] = []
+    error: BaseException | None = None
+    result: Delivered | None = None
+    async with lifespan_state(settings) as state:
+        with display.shown():
+            async with anyio.create_task_group() as tg:
+                work = anyio.CancelScope()
+                tg.start_soon(_interrupts, work, interrupted)
+                tg.start_soon(_watch, state, transfer, progress, display)
+                with work, anyio.move_on_after(args.timeout) as limit:
+                    try:
+                        await _connect(state, args.peer or [], args.bootstrap or [])
+                        result = await run_blocking(
+                            _deliver(state, args, transfer, progress), progress)
+                    except Exception as exc:  # kept, raised outside the task group
+                        error = exc
+                if interrupted:
+                    error, result = _stopped_error(args, transfer, "interrupt"), None
+                elif limit.cancelled_caught:
+                    error, result = _stopped_error(args, transfer, "timeout"), None
+                if error is None and state.network is not None:
+                    with anyio.move_on_after(POLL * 5), contextlib.suppress(IpfsMcpError):
+                        transfer.take(await state.network.snapshot())
+                if result is not None:
+                    transfer.phase, transfer.written = "done", progress.done
+                    display.update(final=True)
+                tg.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    assert result is not None
+    return result, transfer
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    """``get`` with a node of its own (see the module docstring)."""
+    if args.hf is not None and args.output:
+        print("Error: pass -o PATH or --hf ORG/NAME, not both", file=sys.stderr)
+        return 1
+    try:
+        settings = _settings(args)
+        if args.hf is not None:
+            hf_layout.parse_source(args.hf)
+        configure_logging(settings.log_level, p2p=settings.start_p2p)
+        delivered, transfer = anyio.run(_run, args, settings, backend="trio")
+    except IpfsMcpError as exc:  # one line, as every command's errors (cli.main)
+        print(f"Error: {_one_line(exc)}", file=sys.stderr)
+        # Only our own SIGINT handling cancels a run; a timeout is a Timeout/BlockNotFound.
+        return INTERRUPTED if isinstance(exc, OperationCancelled) else 1
+    except OSError as exc:
+        print(f"Error: {exc.strerror or exc}"
+              f"{': ' + str(exc.filename) if exc.filename else ''}", file=sys.stderr)
+        return 1
+    seconds = time.monotonic() - transfer.started
+    if args.json:
+        print(json.dumps({"cid": args.cid, "kind": delivered.kind, "size": delivered.size,
+                          **delivered.where, "blocks_fetched": transfer.blocks,
+                          "bytes_fetched": transfer.received,
+                          "providers": list(transfer.providers),
+                          "seconds": round(seconds, 3)}, default=str))
+    else:
+        print(delivered.message)
+        if transfer.blocks:
+            print(f"fetched {transfer.blocks} block(s), {transfer.received} bytes, from "
+                  f"{len(transfer.providers)} provider(s) in {seconds:.1f}s", file=sys.stderr)
+    return 0
+
