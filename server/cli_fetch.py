@@ -196,6 +196,8 @@ async def _watch(state: ServerState, transfer: Transfer, progress: Progress,
             with anyio.move_on_after(POLL * 5), contextlib.suppress(IpfsMcpError):
                 transfer.take(await network.snapshot())
         transfer.written = progress.done
+        if transfer.written and transfer.phase == "fetching":
+            transfer.phase = "writing"  # the DAG is here; the output file is being built
         display.update()
         await anyio.sleep(POLL)
 

@@ -1,0 +1,290 @@
+"""``ipfs-mcp get --peer ...``: a real subprocess fetching from a real provider.
+
+The provider is one of our own nodes on 127.0.0.1, run by the test on trio; the command
+runs as ``python -m ipfs_mcp.server.cli`` with its own HF_HOME. Every wait is on the
+subprocess's own output lines (its ``--json`` progress on stderr) or its exit, under a
+deadline; none sleeps. After every failure the command's repo must still verify.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import trio
+from anyio.abc import Process
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.peer.id import ID
+
+from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.p2p import P2PNode
+from tests.p2p.nodes import GatedStore, add_bytes, add_path, node_at, repo_at, silent_peer
+
+pytestmark = pytest.mark.anyio
+
+DEADLINE = 120  # seconds for one command, on a loaded 2-core box
+CHUNK = 262144
+
+
+def command_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("IPFS_MCP_", "IPFS_BACKEND"))}
+    env["HF_HOME"] = str(home)
+    env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+@dataclass
+class Ran:
+    code: int
+    stdout: str
+    stderr: list[str]
+    progress: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def plain(self) -> list[str]:
+        """The stderr lines that are not JSON progress."""
+        return [line for line in self.stderr if not line.startswith("{")]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return json.loads(self.stdout)
+
+
+def parse_stderr(lines: list[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+async def ipfs_mcp(home: Path, *args: str) -> Ran:
+    with anyio.fail_after(DEADLINE):
+        proc = await anyio.run_process(
+            [sys.executable, "-m", "ipfs_mcp.server.cli", *args], env=command_env(home),
+            check=False)
+    stderr = proc.stderr.decode().splitlines()
+    return Ran(proc.returncode, proc.stdout.decode(), stderr, parse_stderr(stderr))
+
+
+async def repo_verifies(home: Path) -> None:
+    ran = await ipfs_mcp(home, "repo", "verify")
+    assert ran.code == 0, ran.stdout + "\n".join(ran.stderr)
+
+
+@asynccontextmanager
+async def provider(tmp_path: Path, name: str = "provider") -> AsyncIterator[P2PNode]:
+    async with node_at(tmp_path / name) as node:
+        yield node
+
+
+def me_of(home: Path) -> str:
+    """The command's peer id (its identity lives in its repo, the same on every run)."""
+    from ipfs_mcp.p2p.identity import load_or_create_identity
+
+    return str(ID.from_pubkey(load_or_create_identity(home / "ipfs").public_key))
+
+
+async def test_get_from_a_peer_writes_the_bytes_with_json_progress(tmp_path: Path) -> None:
+    data = os.urandom(5 * CHUNK + 1234)
+    home, out = tmp_path / "home", tmp_path / "out.bin"
+    async with provider(tmp_path) as node:
+        root = cid_str(add_bytes(repo_at(tmp_path / "provider"), data))
+        ran = await ipfs_mcp(
+            home, "get", root, "-o", str(out), "--peer", node.addrs[0], "--json")
+        assert ran.code == 0, ran.stderr
+        assert out.read_bytes() == data
+        assert ran.plain == []  # nothing on stderr but progress
+        assert ran.progress, "no progress lines"
+        last = ran.progress[-1]
+        assert last["written"] == last["total"] == len(data)
+        assert all(line["written"] <= len(data) for line in ran.progress)
+        assert any(line["providers"] == 1 for line in ran.progress)
+        summary = ran.summary
+        assert summary["blocks_fetched"] == 7 and summary["providers"] == [node.peer_id]
+        assert summary["size"] == len(data) and summary["output"] == str(out)
+        assert node.bitswap.ledger(me_of(home)).blocks_sent == 7
+    await repo_verifies(home)
+
+
+async def test_get_replaces_like_kubo_and_says_so(tmp_path: Path) -> None:
+    home, out = tmp_path / "home", tmp_path / "out.bin"
+    out.write_bytes(b"old")
+    async with provider(tmp_path) as node:
+        root = cid_str(add_bytes(repo_at(tmp_path / "provider"), b"new bytes\n"))
+        ran = await ipfs_mcp(home, "get", root, "-o", str(out), "--peer", node.addrs[0])
+    assert ran.code == 0, ran.stderr
+    assert out.read_bytes() == b"new bytes\n"
+    assert "replaced a file of 3 bytes" in ran.stdout
+
+
+async def test_second_get_resumes_from_the_blocks_already_here(tmp_path: Path) -> None:
+    """Fetch one file of a folder first; the whole folder then asks only for the rest."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(os.urandom(4 * CHUNK))
+    (folder / "b.bin").write_bytes(os.urandom(3 * CHUNK))
+    home = tmp_path / "home"
+    async with provider(tmp_path) as node:
+        root = cid_str(add_path(repo_at(tmp_path / "provider"), folder))
+        first = await ipfs_mcp(home, "get", f"{root}/a.bin", "-o", str(tmp_path / "a.bin"),
+                               "--peer", node.addrs[0], "--json")
+        assert first.code == 0, first.stderr
+        # The folder node, a.bin's node and its 4 leaves.
+        assert first.summary["blocks_fetched"] == 6
+        second = await ipfs_mcp(home, "get", root, "-o", str(tmp_path / "all"),
+                                "--peer", node.addrs[0], "--json")
+        assert second.code == 0, second.stderr
+        assert second.summary["blocks_fetched"] == 4  # b.bin's node and its 3 leaves
+        # The provider sent every block once over both runs: nothing was asked twice.
+        assert node.bitswap.ledger(me_of(home)).blocks_sent == 10
+    for name in ("a.bin", "b.bin"):
+        assert (tmp_path / "all" / name).read_bytes() == (folder / name).read_bytes()
+    await repo_verifies(home)
+
+
+async def test_get_into_the_hub_cache_loads_offline(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "test"}\n')
+    (folder / "weights.bin").write_bytes(os.urandom(2 * CHUNK + 7))
+    home = tmp_path / "home"
+    async with provider(tmp_path) as node:
+        root = cid_str(add_path(repo_at(tmp_path / "provider"), folder))
+        ran = await ipfs_mcp(home, "get", root, "--hf", "org/tiny@main",
+                             "--peer", node.addrs[0], "--json")
+    assert ran.code == 0, ran.stderr
+    assert ran.summary["hf_repo_id"] == "org/tiny" and ran.summary["files_written"] == 2
+    assert ran.progress[-1]["written"] == ran.progress[-1]["total"] == 2 * CHUNK + 7 + 23
+    script = ("import sys, huggingface_hub as h; p = h.snapshot_download('org/tiny', "
+              "local_files_only=True); sys.stdout.write(p)")
+    with anyio.fail_after(DEADLINE):
+        loaded = await anyio.run_process([sys.executable, "-c", script],
+                                         env=command_env(home))
+    snapshot = Path(loaded.stdout.decode())
+    for name in ("config.json", "weights.bin"):
+        assert (snapshot / name).read_bytes() == (folder / name).read_bytes()
+    await repo_verifies(home)
+
+
+def other_peer_id() -> str:
+    return str(ID.from_pubkey(create_new_key_pair().public_key))
+
+
+def one_error_line(ran: Ran) -> str:
+    assert ran.code != 0
+    assert len(ran.plain) == 1, ran.stderr
+    assert ran.plain[0].startswith("Error: ")
+    return ran.plain[0]
+
+
+async def test_unreachable_peer_is_one_line_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with socket.socket() as sock:  # bound, never listening: a dial is refused at once
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        addr = f"/ip4/127.0.0.1/tcp/{port}/p2p/{other_peer_id()}"
+        ran = await ipfs_mcp(home, "get", "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
+                             "-o", str(tmp_path / "x"), "--peer", addr)
+    line = one_error_line(ran)
+    assert f"peer {addr}" in line
+    assert ran.code == 1 and not (tmp_path / "x").exists()
+    await repo_verifies(home)
+
+
+async def test_wrong_peer_id_is_one_line_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    async with provider(tmp_path) as node:
+        root = cid_str(add_bytes(repo_at(tmp_path / "provider"), b"hello\n"))
+        transport = node.addrs[0].split("/p2p/")[0]
+        addr = f"{transport}/p2p/{other_peer_id()}"
+        ran = await ipfs_mcp(home, "get", root, "-o", str(tmp_path / "x"), "--peer", addr,
+                             "--timeout", "30")
+    line = one_error_line(ran)
+    assert f"peer {addr}" in line
+    assert ran.code == 1 and not (tmp_path / "x").exists()
+    await repo_verifies(home)
+
+
+async def test_no_provider_ends_at_the_timeout_with_one_line(tmp_path: Path) -> None:
+    """The peer is there, but nothing serves the CID: --timeout bounds the wait."""
+    home = tmp_path / "home"
+    missing = cid_str(add_bytes(repo_at(tmp_path / "elsewhere"), b"nobody has this\n"))
+    async with provider(tmp_path) as node:
+        ran = await ipfs_mcp(home, "get", missing, "-o", str(tmp_path / "x"),
+                             "--peer", node.addrs[0], "--timeout", "3")
+    line = one_error_line(ran)
+    assert f"{missing} not found" in line
+    assert ran.code == 1 and not (tmp_path / "x").exists()
+    await repo_verifies(home)
+
+
+async def test_silent_peer_is_bounded_by_the_timeout(tmp_path: Path) -> None:
+    """A deliberately silent peer (bitswap never answered): only --timeout ends the wait."""
+    home = tmp_path / "home"
+    missing = cid_str(add_bytes(repo_at(tmp_path / "elsewhere"), b"nobody answers\n"))
+    async with silent_peer() as host:
+        addr = f"{host.get_addrs()[0]}"
+        ran = await ipfs_mcp(home, "get", missing, "-o", str(tmp_path / "x"),
+                             "--peer", addr, "--timeout", "3", "--json")
+        assert host.heard.is_set()  # it was asked
+    line = one_error_line(ran)
+    assert f"{missing} not found in any provider within 3s" in line
+    assert ran.code == 1 and not (tmp_path / "x").exists()
+    await repo_verifies(home)
+
+
+async def test_sigint_mid_fetch_cancels_cleanly(tmp_path: Path) -> None:
+    """Against a provider that serves two blocks and then holds every read."""
+    data = os.urandom(7 * CHUNK)
+    home, out = tmp_path / "home", tmp_path / "out.bin"
+    root = add_bytes(repo_at(tmp_path / "slow"), data)
+    gated = GatedStore(tmp_path / "slow", after=2, served=trio.Event())
+    async with node_at(tmp_path / "slow", blockstore=gated) as node:
+        try:
+            lines = await interrupted_run(home, cid_str(root), out, node.addrs[0])
+        finally:
+            gated.release.set()
+    code, stderr = lines
+    assert code == 130
+    plain = [line for line in stderr if not line.startswith("{")]
+    assert len(plain) == 1 and plain[0].startswith("Error: interrupted"), stderr
+    assert list(tmp_path.glob("out.bin*")) == []  # no output, no temp file beside it
+    await repo_verifies(home)
+
+
+async def interrupted_run(home: Path, root: str, out: Path, peer: str
+                          ) -> tuple[int, list[str]]:
+    """Run the get, send SIGINT once its progress shows blocks arriving, collect stderr."""
+    stderr: list[str] = []
+    with anyio.fail_after(DEADLINE):
+        proc: Process = await anyio.open_process(
+            [sys.executable, "-m", "ipfs_mcp.server.cli", "get", root, "-o", str(out),
+             "--peer", peer, "--json"], env=command_env(home),
+            stdout=subprocess.DEVNULL)
+        async with proc:
+            assert proc.stderr is not None
+            buffered = b""
+            sent = False
+            async for chunk in proc.stderr:
+                buffered += chunk
+                *complete, buffered = buffered.split(b"\n")
+                for raw in complete:
+                    line = raw.decode()
+                    stderr.append(line)
+                    if not sent and line.startswith("{") and json.loads(line)["blocks"] >= 2:
+                        proc.send_signal(signal.SIGINT)
+                        sent = True
+            if buffered:
+                stderr.append(buffered.decode())
+            code = await proc.wait()
+    assert sent, stderr
+    return code, stderr
