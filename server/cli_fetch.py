@@ -15,8 +15,8 @@ through the Router exactly as ``fetch_cid`` does. So the same rules hold:
 
 Progress: on a terminal a rich bar (bytes received, rate, providers; then bytes written);
 with ``--json`` one JSON object per line on stderr, the last one at the content's size, and
-a summary on stdout. The counts come from the node's bitswap ledgers (``Network.snapshot``):
-blocks a trustless gateway served are in the repo but not in those counts.
+a summary on stdout. The counts come from the node's bitswap ledgers (``Network.snapshot``)
+and the trustless gateways' records (blocks only: a gateway's bytes are not counted).
 
 Failures end with one line on stderr and a non-zero exit status: 1 for an error, 130 for
 an interrupt. Without any network option, ``get`` stays local (:func:`wanted` says which).
@@ -30,7 +30,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -53,6 +53,8 @@ from ipfs_mcp.tools.roots import ProtectedFolders, describe_existing
 from .logs import configure_logging
 
 if TYPE_CHECKING:
+    from ipfs_mcp.backends.trustless_gateway import GatewayStat
+
     from .config import ServerSettings
     from .state import ServerState
 
@@ -117,12 +119,15 @@ class Transfer:
     written: int = 0
     phase: str = "connecting"
 
-    def take(self, snapshot: NetworkSnapshot) -> None:
-        delivered = [p for p in snapshot.peers if p.blocks_received]
-        self.blocks = sum(p.blocks_received or 0 for p in delivered)
-        self.received = sum(p.bytes_received or 0 for p in delivered)
-        self.providers = tuple(p.peer_id for p in delivered)
-        self.peers = sum(1 for p in snapshot.peers if p.connected)
+    def take(self, snapshot: NetworkSnapshot | None, gateways: Sequence[GatewayStat] = ()
+             ) -> None:
+        delivered = [p for p in snapshot.peers if p.blocks_received] if snapshot else []
+        served = [g for g in gateways if g.successes]  # one success per verified block
+        self.blocks = (sum(p.blocks_received or 0 for p in delivered)
+                       + sum(g.successes for g in served))
+        self.received = sum(p.bytes_received or 0 for p in delivered)  # bitswap's only
+        self.providers = tuple(p.peer_id for p in delivered) + tuple(g.url for g in served)
+        self.peers = sum(1 for p in snapshot.peers if p.connected) if snapshot else 0
 
     @property
     def rate(self) -> float:
@@ -176,8 +181,9 @@ class Display:
         t = self.transfer
         if self.json_lines:
             line = t.line()
-            if line != self._last or final:
-                self._last = line
+            unchanged = {**line, "rate": None} == self._last
+            if final or not unchanged:  # the rate alone changes with every look
+                self._last = {**line, "rate": None}
                 print(json.dumps(line), file=self.stream, flush=True)
         elif self._bar is not None and self._tasks is not None:
             fetch, write = self._tasks
@@ -187,14 +193,20 @@ class Display:
                 self._bar.update(write, completed=t.written, total=t.total, visible=True)
 
 
+async def _refresh(state: ServerState, transfer: Transfer) -> None:
+    """Take the counts from the node's ledgers and the gateways' records, bounded."""
+    snapshot = None
+    if state.network is not None:
+        with anyio.move_on_after(POLL * 5), contextlib.suppress(IpfsMcpError):
+            snapshot = await state.network.snapshot()
+    transfer.take(snapshot, state.gateways.stats() if state.gateways is not None else ())
+
+
 async def _watch(state: ServerState, transfer: Transfer, progress: Progress,
                  display: Display) -> None:
-    """Refresh the transfer from the node's ledgers until cancelled."""
-    network = state.network
+    """Refresh the transfer until cancelled."""
     while True:
-        if network is not None:
-            with anyio.move_on_after(POLL * 5), contextlib.suppress(IpfsMcpError):
-                transfer.take(await network.snapshot())
+        await _refresh(state, transfer)
         transfer.written = progress.done
         if transfer.written and transfer.phase == "fetching":
             transfer.phase = "writing"  # the DAG is here; the output file is being built
@@ -355,9 +367,8 @@ async def _run(args: argparse.Namespace, settings: ServerSettings
                     error, result = _stopped_error(args, transfer, "interrupt"), None
                 elif limit.cancelled_caught:
                     error, result = _stopped_error(args, transfer, "timeout"), None
-                if error is None and state.network is not None:
-                    with anyio.move_on_after(POLL * 5), contextlib.suppress(IpfsMcpError):
-                        transfer.take(await state.network.snapshot())
+                if error is None:
+                    await _refresh(state, transfer)
                 if result is not None:
                     transfer.phase, transfer.written = "done", progress.done
                     display.update(final=True)

@@ -37,12 +37,12 @@ DEADLINE = 120  # seconds for one command, on a loaded 2-core box
 CHUNK = 262144
 
 
-def command_env(home: Path) -> dict[str, str]:
+def command_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("IPFS_MCP_", "IPFS_BACKEND"))}
     env["HF_HOME"] = str(home)
     env["HF_HUB_OFFLINE"] = "1"
-    return env
+    return {**env, **(extra or {})}
 
 
 @dataclass
@@ -66,11 +66,11 @@ def parse_stderr(lines: list[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.startswith("{")]
 
 
-async def ipfs_mcp(home: Path, *args: str) -> Ran:
+async def ipfs_mcp(home: Path, *args: str, env: dict[str, str] | None = None) -> Ran:
     with anyio.fail_after(DEADLINE):
         proc = await anyio.run_process(
-            [sys.executable, "-m", "ipfs_mcp.server.cli", *args], env=command_env(home),
-            check=False)
+            [sys.executable, "-m", "ipfs_mcp.server.cli", *args],
+            env=command_env(home, env), check=False)
     stderr = proc.stderr.decode().splitlines()
     return Ran(proc.returncode, proc.stdout.decode(), stderr, parse_stderr(stderr))
 
@@ -243,48 +243,100 @@ async def test_silent_peer_is_bounded_by_the_timeout(tmp_path: Path) -> None:
 
 
 async def test_sigint_mid_fetch_cancels_cleanly(tmp_path: Path) -> None:
-    """Against a provider that serves two blocks and then holds every read."""
+    """Against a deliberately slow provider: it serves two blocks, then holds every read.
+    SIGINT arrives while the command is waiting for blocks it has asked for."""
     data = os.urandom(7 * CHUNK)
     home, out = tmp_path / "home", tmp_path / "out.bin"
+    me = me_of(home)  # creates the identity the command will load
     root = add_bytes(repo_at(tmp_path / "slow"), data)
-    gated = GatedStore(tmp_path / "slow", after=2, served=trio.Event())
+    served = trio.Event()
+    gated = GatedStore(tmp_path / "slow", after=2, served=served)
+    stderr: list[str] = []
     async with node_at(tmp_path / "slow", blockstore=gated) as node:
         try:
-            lines = await interrupted_run(home, cid_str(root), out, node.addrs[0])
+            with anyio.fail_after(DEADLINE):
+                proc: Process = await anyio.open_process(
+                    [sys.executable, "-m", "ipfs_mcp.server.cli", "get", cid_str(root), "-o",
+                     str(out), "--peer", node.addrs[0], "--json"], env=command_env(home),
+                    stdout=subprocess.DEVNULL)
+                async with proc, anyio.create_task_group() as tg:
+                    tg.start_soon(collect_lines, proc, stderr)
+                    await served.wait()  # mid-DAG: the rest is held
+                    while not node.bitswap.peer_wantlist(me):
+                        await node.bitswap.changed.wait()
+                    proc.send_signal(signal.SIGINT)
+                    code = await proc.wait()
         finally:
             gated.release.set()
-    code, stderr = lines
     assert code == 130
     plain = [line for line in stderr if not line.startswith("{")]
     assert len(plain) == 1 and plain[0].startswith("Error: interrupted"), stderr
+    assert parse_stderr(stderr)[-1]["written"] == 0
     assert list(tmp_path.glob("out.bin*")) == []  # no output, no temp file beside it
     await repo_verifies(home)
 
 
-async def interrupted_run(home: Path, root: str, out: Path, peer: str
-                          ) -> tuple[int, list[str]]:
-    """Run the get, send SIGINT once its progress shows blocks arriving, collect stderr."""
-    stderr: list[str] = []
+async def collect_lines(proc: Process, into: list[str]) -> None:
+    assert proc.stderr is not None
+    buffered = b""
+    async for chunk in proc.stderr:
+        buffered += chunk
+        *complete, buffered = buffered.split(b"\n")
+        into.extend(raw.decode() for raw in complete)
+    if buffered:
+        into.append(buffered.decode())
+
+
+async def test_get_through_a_bootstrap_peer(tmp_path: Path) -> None:
+    data = os.urandom(3 * CHUNK)
+    home, out = tmp_path / "home", tmp_path / "out.bin"
+    async with provider(tmp_path) as node:
+        root = cid_str(add_bytes(repo_at(tmp_path / "provider"), data))
+        ran = await ipfs_mcp(home, "get", root, "-o", str(out), "--bootstrap", node.addrs[0],
+                             "--json", "--timeout", "60")
+        assert ran.code == 0, ran.stderr
+        assert node.bitswap.ledger(me_of(home)).blocks_sent == 4
+    assert out.read_bytes() == data
+    assert ran.summary["providers"] == [node.peer_id]
+
+
+async def test_no_bootstrap_peer_answering_is_one_line_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with socket.socket() as sock:  # bound, never listening: a dial is refused at once
+        sock.bind(("127.0.0.1", 0))
+        addr = f"/ip4/127.0.0.1/tcp/{sock.getsockname()[1]}/p2p/{other_peer_id()}"
+        ran = await ipfs_mcp(home, "get", "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
+                             "-o", str(tmp_path / "x"), "--bootstrap", addr)
+    assert "no bootstrap peer answered" in one_error_line(ran)
+
+
+async def test_get_from_our_trustless_gateway_without_a_node(tmp_path: Path) -> None:
+    """Our own gateway serves the blocks over HTTP; the command runs no P2P node."""
+    from ipfs_mcp.server.gateway import BlockstoreSource, Gateway, serve_gateway
+
+    data = os.urandom(4 * CHUNK + 3)
+    served = repo_at(tmp_path / "served")
+    root = cid_str(add_bytes(served, data))
+    home, out = tmp_path / "home", tmp_path / "out.bin"
     with anyio.fail_after(DEADLINE):
-        proc: Process = await anyio.open_process(
-            [sys.executable, "-m", "ipfs_mcp.server.cli", "get", root, "-o", str(out),
-             "--peer", peer, "--json"], env=command_env(home),
-            stdout=subprocess.DEVNULL)
-        async with proc:
-            assert proc.stderr is not None
-            buffered = b""
-            sent = False
-            async for chunk in proc.stderr:
-                buffered += chunk
-                *complete, buffered = buffered.split(b"\n")
-                for raw in complete:
-                    line = raw.decode()
-                    stderr.append(line)
-                    if not sent and line.startswith("{") and json.loads(line)["blocks"] >= 2:
-                        proc.send_signal(signal.SIGINT)
-                        sent = True
-            if buffered:
-                stderr.append(buffered.decode())
-            code = await proc.wait()
-    assert sent, stderr
-    return code, stderr
+        async with anyio.create_task_group() as tg:
+            urls = await tg.start(serve_gateway, Gateway(BlockstoreSource(served.blocks)),
+                                  "127.0.0.1", 0)
+            ran = await ipfs_mcp(home, "get", root, "-o", str(out), "--trustless-gateway",
+                                 urls[0], "--json", env={"IPFS_MCP_P2P": "0"})
+            tg.cancel_scope.cancel()
+    assert ran.code == 0, ran.stderr
+    assert out.read_bytes() == data
+    assert ran.summary["blocks_fetched"] == 6 and ran.summary["providers"] == [urls[0]]
+    assert ran.progress[-1]["written"] == len(data)
+    await repo_verifies(home)
+
+
+async def test_get_without_network_options_stays_local(tmp_path: Path) -> None:
+    """No option, no node: a CID only a peer has is not found, and nothing is dialled."""
+    home = tmp_path / "home"
+    async with provider(tmp_path) as node:
+        root = cid_str(add_bytes(repo_at(tmp_path / "provider"), b"only over there\n"))
+        ran = await ipfs_mcp(home, "get", root, "-o", str(tmp_path / "x"))
+        assert node.connected_peers() == []
+    assert f"{root} not found" in one_error_line(ran)
