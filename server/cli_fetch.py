@@ -46,6 +46,7 @@ from ipfs_mcp.backends.errors import (
     OperationCancelled,
     Timeout,
 )
+from ipfs_mcp.backends.hf_cache import split_path
 from ipfs_mcp.backends.network import NetworkSnapshot
 from ipfs_mcp.tools.progress import Progress, run_blocking
 from ipfs_mcp.tools.roots import ProtectedFolders, describe_existing
@@ -240,7 +241,8 @@ async def _connect(state: ServerState, peers: list[str], bootstrap: list[str]) -
     """Dial every ``--peer`` (each must answer) and the ``--bootstrap`` peers (one must).
 
     Raises:
-        NetworkError: a peer, or every bootstrap peer, could not be reached (each named).
+        NetworkError: a peer, or every bootstrap peer, could not be reached or is not a
+            peer address (each named).
         NodeNotRunning: there is no node to dial with.
     """
     network = state.network
@@ -254,7 +256,7 @@ async def _connect(state: ServerState, peers: list[str], bootstrap: list[str]) -
                 await network.connect(addr)
         except TimeoutError:
             failures[addr] = f"no answer within {CONNECT_TIMEOUT:g}s"
-        except NetworkError as exc:
+        except IpfsMcpError as exc:  # refused, unreachable, or not a peer address
             failures[addr] = str(exc)
 
     async with anyio.create_task_group() as tg:
@@ -389,6 +391,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         print("Error: pass -o PATH or --hf ORG/NAME, not both", file=sys.stderr)
         return 1
     try:
+        split_path(args.cid)  # a malformed CID or path fails before any node starts
         settings = _settings(args)
         if args.hf is not None:
             hf_layout.parse_source(args.hf)

@@ -340,3 +340,34 @@ async def test_get_without_network_options_stays_local(tmp_path: Path) -> None:
         ran = await ipfs_mcp(home, "get", root, "-o", str(tmp_path / "x"))
         assert node.connected_peers() == []
     assert f"{root} not found" in one_error_line(ran)
+
+
+async def test_peer_address_without_a_peer_id_is_one_line_error(tmp_path: Path) -> None:
+    ran = await ipfs_mcp(tmp_path / "home", "get",
+                         "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o", "-o",
+                         str(tmp_path / "x"), "--peer", "/ip4/127.0.0.1/tcp/4001")
+    assert "names no peer: add /p2p/<peer id>" in one_error_line(ran)
+
+
+@pytest.mark.interop
+async def test_get_from_a_kubo_043_daemon(tmp_path: Path) -> None:
+    """The same command against a real Kubo 0.43 provider on 127.0.0.1."""
+    from tests.interop.kubo_daemon import KuboDaemon
+
+    data = os.urandom(3 * CHUNK + 99)
+    (tmp_path / "file.bin").write_bytes(data)
+    home, out = tmp_path / "home", tmp_path / "out.bin"
+    kubo = await anyio.to_thread.run_sync(lambda: KuboDaemon(tmp_path / "kubo"))
+    try:
+        root = await anyio.to_thread.run_sync(
+            lambda: kubo.add_path(tmp_path / "file.bin", "--cid-version", "1"))
+        ran = await ipfs_mcp(home, "get", root, "-o", str(out), "--peer", kubo.dial_addr,
+                             "--json", "--timeout", "60")
+    finally:
+        await anyio.to_thread.run_sync(kubo.close)
+    assert ran.code == 0, ran.stderr
+    assert out.read_bytes() == data
+    assert ran.summary["providers"] == [kubo.peer_id]
+    assert ran.summary["blocks_fetched"] == 5  # four raw leaves and the root
+    assert ran.progress[-1]["written"] == ran.progress[-1]["total"] == len(data)
+    await repo_verifies(home)
