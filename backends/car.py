@@ -19,6 +19,7 @@ import dag_cbor
 from dag_cbor.encoding.err import CBORError
 from multiformats import CID, varint
 
+from . import varint as fast_varint
 from .cids import cid_str, verify_block
 from .dag import walk
 from .errors import IntegrityError, InvalidInput, TooLarge
@@ -117,10 +118,9 @@ def _split_cid(section: bytes) -> tuple[CID, bytes]:
             view = memoryview(section)
             pos = 0
             for _ in range(3):  # version, codec, hash code
-                _, n, _ = varint.decode_raw(view[pos:pos + 10])
-                pos += n
-            digest_len, n, _ = varint.decode_raw(view[pos:pos + 10])
-            cid_len = pos + n + digest_len
+                _, pos = fast_varint.decode(view, pos, strict=True)
+            digest_len, pos = fast_varint.decode(view, pos, strict=True)
+            cid_len = pos + digest_len
         return CID.decode(section[:cid_len]), section[cid_len:]
     except (ValueError, KeyError, IndexError) as exc:
         raise InvalidInput(f"malformed CID in CAR section: {exc}") from exc

@@ -8,6 +8,7 @@ writes Name (empty for file chunks) and Tsize, and so do we, so our blocks hash 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from multiformats import CID
 
@@ -68,6 +69,11 @@ def decode(block: bytes | memoryview) -> PBNode:
     return PBNode(tuple(links), data)
 
 
+# Links repeat (every read of a file walks the same nodes again), and multiformats' CID
+# parsing validates its arguments at run time: parse each binary CID once.
+_link_cid = lru_cache(maxsize=65536)(CID.decode)
+
+
 def _decode_link(buf: memoryview) -> PBLink:
     cid: CID | None = None
     name = ""
@@ -75,7 +81,7 @@ def _decode_link(buf: memoryview) -> PBLink:
     for field, wire, value in iter_fields(buf):
         if field == 1 and wire == WIRE_BYTES:
             try:
-                cid = CID.decode(bytes(value))  # type: ignore[arg-type]
+                cid = _link_cid(bytes(value))  # type: ignore[arg-type]
             except (ValueError, KeyError) as exc:
                 raise IntegrityError(f"dag-pb: link has a malformed CID: {exc}") from exc
         elif field == 2 and wire == WIRE_BYTES:

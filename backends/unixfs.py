@@ -10,8 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from multiformats import varint
-
+from . import varint
 from .errors import IntegrityError
 from .protobuf import WIRE_BYTES, WIRE_VARINT, bytes_field, iter_fields, varint_field
 
@@ -114,7 +113,6 @@ def _unpack_varints(buf: memoryview) -> list[int]:
     out: list[int] = []
     pos = 0
     while pos < len(buf):
-        value, n, _ = varint.decode_raw(buf[pos:pos + 10])
+        value, pos = varint.decode(buf, pos)
         out.append(value)
-        pos += n
     return out

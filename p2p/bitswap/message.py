@@ -29,8 +29,9 @@ import hashlib
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from multiformats import CID, multihash, varint
+from multiformats import CID, multihash
 
+from ipfs_mcp.backends import varint
 from ipfs_mcp.backends.cids import make_cid
 from ipfs_mcp.backends.errors import IntegrityError, NetworkError
 from ipfs_mcp.backends.protobuf import bytes_field, iter_fields, varint_field
@@ -97,8 +98,8 @@ class Message:
 def cid_prefix(cid: CID) -> bytes:
     """go-cid's ``Prefix.Bytes()``: version, codec, hash code and digest length as varints."""
     raw = bytes(cid.digest)
-    code, n1, _ = varint.decode_raw(raw)
-    length, _, _ = varint.decode_raw(raw[n1:])
+    code, pos = varint.decode(raw, 0, strict=True)
+    length, _ = varint.decode(raw, pos, strict=True)
     return (varint.encode(cid.version) + varint.encode(cid.codec.code)
             + varint.encode(code) + varint.encode(length))
 
@@ -236,10 +237,10 @@ def block_cid(payload: Payload) -> CID:
         return make_cid(0, "dag-pb", hashlib.sha256(data).digest())
     try:
         raw = payload.prefix
-        version, n, _ = varint.decode_raw(raw)
-        codec, m, _ = varint.decode_raw(raw[n:])
-        code, k, _ = varint.decode_raw(raw[n + m:])
-        length, _, _ = varint.decode_raw(raw[n + m + k:])
+        version, pos = varint.decode(raw, 0, strict=True)
+        codec, pos = varint.decode(raw, pos, strict=True)
+        code, pos = varint.decode(raw, pos, strict=True)
+        length, _ = varint.decode(raw, pos, strict=True)
     except (ValueError, IndexError) as exc:
         raise NetworkError(f"malformed CID prefix: {exc}") from exc
     if code == _SHA256:

@@ -58,7 +58,10 @@ async def _assert_wants_withdrawn(provider: P2PNode, fetcher: P2PNode, wanted: l
     await until(provider.bitswap,
                 lambda: provider.bitswap.peer_wantlist(fetcher.peer_id) == [])
     ledger = provider.bitswap.ledger(fetcher.peer_id)
-    assert ledger.cancels_received >= len(wanted)
+    # Every want the provider received was either served or withdrawn by a CANCEL (a want
+    # the fetcher had queued but not yet sent when it was cancelled is never sent at all).
+    assert ledger.cancels_received >= 2
+    assert ledger.cancels_received + ledger.blocks_sent >= ledger.wants_received
 
 
 async def _refetch_works(pair: Pair) -> None:
