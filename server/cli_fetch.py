@@ -120,15 +120,25 @@ class Transfer:
     written: int = 0
     phase: str = "connecting"
 
+    # Each peer's counts when the run began: a long-running node (Kubo as the backend)
+    # has exchanged blocks before, and only this run's count.
+    baseline: dict[str, tuple[int, int]] | None = None
+
     def take(self, snapshot: NetworkSnapshot | None, gateways: Sequence[GatewayStat] = ()
              ) -> None:
-        delivered = [p for p in snapshot.peers if p.blocks_received] if snapshot else []
+        peers = snapshot.peers if snapshot else ()
+        counts = {p.peer_id: (p.blocks_received or 0, p.bytes_received or 0) for p in peers}
+        if self.baseline is None:
+            self.baseline = counts
+        news = {peer: (blocks - self.baseline.get(peer, (0, 0))[0],
+                       size - self.baseline.get(peer, (0, 0))[1])
+                for peer, (blocks, size) in counts.items()}
+        delivered = {peer: n for peer, n in news.items() if n[0] > 0}
         served = [g for g in gateways if g.successes]  # one success per verified block
-        self.blocks = (sum(p.blocks_received or 0 for p in delivered)
-                       + sum(g.successes for g in served))
-        self.received = sum(p.bytes_received or 0 for p in delivered)  # bitswap's only
-        self.providers = tuple(p.peer_id for p in delivered) + tuple(g.url for g in served)
-        self.peers = sum(1 for p in snapshot.peers if p.connected) if snapshot else 0
+        self.blocks = sum(n[0] for n in delivered.values()) + sum(g.successes for g in served)
+        self.received = sum(n[1] for n in delivered.values())  # bitswap's only
+        self.providers = tuple(delivered) + tuple(g.url for g in served)
+        self.peers = sum(1 for p in peers if p.connected)
 
     @property
     def rate(self) -> float:
@@ -353,6 +363,7 @@ async def _run(args: argparse.Namespace, settings: ServerSettings
     error: BaseException | None = None
     result: Delivered | None = None
     async with lifespan_state(settings) as state:
+        await _refresh(state, transfer)  # the baseline, before anything is asked
         with display.shown():
             async with anyio.create_task_group() as tg:
                 work = anyio.CancelScope()

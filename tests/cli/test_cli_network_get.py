@@ -371,3 +371,17 @@ async def test_get_from_a_kubo_043_daemon(tmp_path: Path) -> None:
     assert ran.summary["blocks_fetched"] == 5  # four raw leaves and the root
     assert ran.progress[-1]["written"] == ran.progress[-1]["total"] == len(data)
     await repo_verifies(home)
+
+
+async def test_hf_without_network_options_writes_from_the_local_repo(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}\n")
+    home = tmp_path / "home"
+    added = await ipfs_mcp(home, "add", "-rQ", str(folder))
+    assert added.code == 0, added.stderr
+    root = added.stdout.strip()
+    ran = await ipfs_mcp(home, "get", root, "--hf", "org/local@v1", "--json")
+    assert ran.code == 0, ran.stderr
+    assert ran.summary["hf_revision"] == "v1" and ran.summary["blocks_fetched"] == 0
+    assert (Path(ran.summary["hf_snapshot"]) / "config.json").read_text() == "{}\n"
