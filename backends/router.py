@@ -324,18 +324,20 @@ class Router:
             return self.registry.build(backend)
         return backend
 
-    def fallbacks(self) -> Iterator[Backend]:
-        """The other working backends, in preference order, built as they are asked for."""
+    def fallbacks(self) -> Iterator[tuple[str, Backend]]:
+        """The other working backends by registered name, in preference order, built as
+        they are asked for."""
         first = self.primary
+        chosen = self.selection().backend
         for name in self.registry.known():
-            if name == first.name:
+            if name == chosen:
                 continue
             try:
                 candidate = self.registry.build(name)
             except (BackendUnavailable, InvalidInput):
                 continue  # not working here: not a candidate (selection() says why)
             if candidate is not first:
-                yield candidate
+                yield name, candidate
 
     def backend_health(self) -> list[BackendHealth]:
         """Every known backend, probed now: works, or why not."""
@@ -396,20 +398,21 @@ class Router:
             failure: IpfsMcpError = exc
         else:
             fetched = sources.answered_by() if isinstance(sources, RetrievalSources) else None
-            self.registry.reads.report = ReadReport(op, first.name, {}, fetched or "local")
+            self.registry.reads.report = ReadReport(op, self.selection().backend, {},
+                                                    fetched or "local")
             return result
-        errors: dict[str, BaseException] = {first.name: failure}
-        for candidate in self.fallbacks():
+        errors: dict[str, BaseException] = {self.selection().backend: failure}
+        for name, candidate in self.fallbacks():
             try:
                 result = call(candidate)
             except (InvalidInput, OperationCancelled):
                 raise
             except IpfsMcpError as exc:
-                errors[candidate.name] = exc
+                errors[name] = exc
                 continue
-            self.registry.reads.report = ReadReport(op, candidate.name,
-                                            {k: str(v) for k, v in errors.items()})
-            log.info("%s answered by %s after %s", op, candidate.name,
+            self.registry.reads.report = ReadReport(op, name,
+                                                    {k: str(v) for k, v in errors.items()})
+            log.info("%s answered by %s after %s", op, name,
                      "; ".join(f"{k}: {v}" for k, v in errors.items()))
             return result
         if len(errors) == 1:
