@@ -293,7 +293,6 @@ def _deliver(state: ServerState, args: argparse.Namespace, transfer: Transfer,
         def into_hub() -> Delivered:
             entry = backend.stat(args.cid)
             progress.check()
-            transfer.phase = "fetching"
             written = hub.export_model(backend, settings.hf_hub_cache, args.cid, repo_id,
                                        revision=revision or "main", replace=args.replace,
                                        max_bytes=max_bytes)
@@ -316,7 +315,6 @@ def _deliver(state: ServerState, args: argparse.Namespace, transfer: Transfer,
         replaced = describe_existing(dest)  # Kubo's `get -o` replaces; the user is told
         entry = backend.stat(args.cid)
         transfer.total = progress.total = entry.size if entry.kind == "file" else None
-        transfer.phase = "fetching"
         entry = backend.get_to_path(args.cid, output_path=dest, overwrite=True,
                                     max_bytes=max_bytes, progress=progress)
         if transfer.total is None:
@@ -340,6 +338,9 @@ async def _interrupts(scope: anyio.CancelScope, flag: list[bool]) -> None:
 def _stopped_error(args: argparse.Namespace, transfer: Transfer, why: str) -> IpfsMcpError:
     kept = (f"; the {transfer.blocks} block(s) received are kept in the repo, so a new run "
             "resumes" if transfer.blocks else "")
+    if why == "timeout" and transfer.phase == "connecting":
+        return Timeout(f"gave up after {args.timeout:g}s while connecting to the peers; "
+                       f"nothing of {args.cid} was asked yet")
     if why == "timeout" and not transfer.blocks:
         return BlockNotFound(args.cid, f"any provider within {args.timeout:g}s (asked "
                                        f"{transfer.peers} connected peer(s))")
@@ -372,6 +373,7 @@ async def _run(args: argparse.Namespace, settings: ServerSettings
                 with work, anyio.move_on_after(args.timeout) as limit:
                     try:
                         await _connect(state, args.peer or [], args.bootstrap or [])
+                        transfer.phase = "fetching"
                         result = await run_blocking(
                             _deliver(state, args, transfer, progress), progress)
                     except Exception as exc:  # kept, raised outside the task group
