@@ -264,8 +264,12 @@ def _writes(*, destructive: bool = False, idempotent: bool = True,
                            idempotent_hint=idempotent, open_world_hint=open_world)
 
 
-def build_server(settings: ServerSettings | None = None) -> MCPServer[ServerState]:
-    """A ready-to-run server; nothing starts until a transport enters its lifespan."""
+def build_server(settings: ServerSettings | None = None, *, gateway_url: str | None = None
+                 ) -> MCPServer[ServerState]:
+    """A ready-to-run server; nothing starts until a transport enters its lifespan.
+
+    ``gateway_url`` is this process's running gateway (``--gateway``): large content is then
+    offered as a download from it beside the ``ipfs://`` resource link."""
     settings = settings or ServerSettings.load()
     runtime = Runtime()
 
@@ -281,7 +285,7 @@ def build_server(settings: ServerSettings | None = None) -> MCPServer[ServerStat
         cache_hints={"resources/read": CacheHint(ttl_ms=0, scope="private")},
     )
     mcp.middleware.append(_cid_cache_hints)
-    _register_tools(mcp, settings)
+    _register_tools(mcp, settings, gateway_url)
     _register_resources(mcp, runtime)
     _register_prompts(mcp)
     _register_completions(mcp, runtime)
@@ -303,7 +307,8 @@ async def _cid_cache_hints(ctx: Any, call_next: Any) -> Any:
 
 
 # -- tools ------------------------------------------------------------------------------------
-def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> None:
+def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings,
+                    gateway_url: str | None = None) -> None:
     inline_max = settings.inline_max
     add_max = settings.add_max
 
@@ -397,6 +402,9 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
                 into_hf_cache=into_hf_cache, hf_revision=hf_revision, offset=offset,
                 length=length, max_inline=inline_max, progress=_progress(ctx),
                 overwrite=overwrite, replace=replace, max_write=settings.backend.max_write)
+        if result.delivery == "resource_link" and gateway_url is not None:
+            result.gateway_url = f"{gateway_url}/ipfs/{result.resolved_cid}"
+            result.hint += f"; or download it over HTTP from {result.gateway_url}"
         return _fetch_result(result)
 
     @mcp.tool(title="Pin a CID", annotations=_writes(open_world=True))

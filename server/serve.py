@@ -108,12 +108,15 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
 async def _serve(settings: ServerSettings) -> None:
     from .app import build_server
 
-    server = build_server(settings)
     async with anyio.create_task_group() as tg:
+        gateway_url = None
         if settings.gateway is not None:
             from .gateway.wiring import start_gateway
 
-            await start_gateway(tg, settings)
+            urls = await start_gateway(tg, settings)
+            gateway_url = urls[0] if urls else None
+        # Built once the gateway is bound, so large fetches can name its real port.
+        server = build_server(settings, gateway_url=gateway_url)
         if settings.http is None:
             await server.run_stdio_async()
             tg.cancel_scope.cancel()  # stdin closed: the gateway stops with the server

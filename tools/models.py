@@ -65,6 +65,9 @@ class FetchResult(BaseModel):
         "revision pointed to before (replace=true)"))
     resource_uri: str
     verified: bool = Field(True, description="Every block was checked against its hash")
+    gateway_url: str | None = Field(None, description=(
+        "Where a client can download the bytes over HTTP (this node's gateway), so they "
+        "need not pass through the model's context"))
     hint: str = ""
 
 
