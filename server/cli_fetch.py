@@ -328,11 +328,12 @@ def _deliver(state: ServerState, args: argparse.Namespace, transfer: Transfer,
 
 
 async def _interrupts(scope: anyio.CancelScope, flag: list[bool]) -> None:
+    """Ctrl-C cancels the work; more of them while it unwinds (bounded: the worker stops
+    at its next block) change nothing, so its cleanup always finishes."""
     with anyio.open_signal_receiver(signal.SIGINT) as signals:
         async for _ in signals:
             flag.append(True)
             scope.cancel()
-            return
 
 
 def _stopped_error(args: argparse.Namespace, transfer: Transfer, why: str) -> IpfsMcpError:
@@ -378,12 +379,11 @@ async def _run(args: argparse.Namespace, settings: ServerSettings
                             _deliver(state, args, transfer, progress), progress)
                     except Exception as exc:  # kept, raised outside the task group
                         error = exc
+                await _refresh(state, transfer)  # the final counts, whatever the outcome
                 if interrupted:
                     error, result = _stopped_error(args, transfer, "interrupt"), None
                 elif limit.cancelled_caught:
                     error, result = _stopped_error(args, transfer, "timeout"), None
-                if error is None:
-                    await _refresh(state, transfer)
                 if result is not None:
                     transfer.phase, transfer.written = "done", progress.done
                     display.update(final=True)
