@@ -43,8 +43,14 @@ if TYPE_CHECKING:
     from .repo import Repo
 
 PROBE_PAYLOAD = b"ipfs-mcp backend probe\n"
-_HINT = ("ipfs_kit_py needs a Kubo binary, an initialised repo and a running daemon; or use "
-         "IPFS_BACKEND=kubo with IPFS_API pointing at your Kubo")
+# What ipfs-kit-py 0.3.0 (the newest release) really does, said wherever it is skipped:
+# its import fails (an IndentationError in install_ipfs.py), and the IPFS client it would
+# load is a mock returning fixed CIDs and canned bytes. The probe below refuses anything
+# that is not a real node's answer; kubo and cluster deliver what it promised.
+_HINT = ("ipfs-kit-py 0.3.0 cannot back real storage: its import fails (IndentationError in "
+         "install_ipfs.py) and its IPFS client is a mock that returns fixed CIDs and canned "
+         "bytes. For what it promised, use IPFS_BACKEND=kubo with IPFS_API pointing at a Kubo "
+         "node, or IPFS_BACKEND=cluster with IPFS_CLUSTER_API pointing at an IPFS Cluster")
 
 
 def _expected_probe_cid() -> str:

@@ -16,6 +16,8 @@ def test_default_is_hf_cache_and_says_why_others_were_skipped() -> None:
     sel = router.selection()
     assert sel.backend == "hf_cache"
     assert "not installed" in sel.skipped["ipfs_kit"]
+    # The skip says what ipfs-kit-py 0.3.0 really is, and what to use instead.
+    assert "mock" in sel.skipped["ipfs_kit"] and "IPFS_BACKEND=cluster" in sel.skipped["ipfs_kit"]
     assert "hf_cache" in sel.skipped["kubo"]
 
 
