@@ -232,6 +232,7 @@ class Delivered:
     size: int
     where: dict[str, Any]  # output / hf fields for the summary
     message: str  # the line a person reads on stdout
+    notice: str | None = None  # told on stderr, as the local `get` does (what it replaced)
 
 
 def _settings(args: argparse.Namespace) -> ServerSettings:
@@ -321,8 +322,8 @@ def _deliver(state: ServerState, args: argparse.Namespace, transfer: Transfer,
             transfer.total = progress.done
         return Delivered(entry.kind, entry.size or progress.done,
                          {"output": str(output), "replaced": replaced},
-                         f"Saved {entry.kind} {args.cid} to {output}"
-                         + (f" (replaced {replaced})" if replaced else ""))
+                         f"Saved {entry.kind} {args.cid} to {output}",
+                         f"replaced {replaced} at {dest}" if replaced else None)
 
     return to_path
 
@@ -419,16 +420,17 @@ def cmd_get(args: argparse.Namespace) -> int:
               f"{': ' + str(exc.filename) if exc.filename else ''}", file=sys.stderr)
         return 1
     seconds = time.monotonic() - transfer.started
+    if delivered.notice:
+        print(delivered.notice, file=sys.stderr)
     if args.json:
         print(json.dumps({"cid": args.cid, "kind": delivered.kind, "size": delivered.size,
                           **delivered.where, "blocks_fetched": transfer.blocks,
                           "bytes_fetched": transfer.received,
                           "providers": list(transfer.providers),
                           "seconds": round(seconds, 3)}, default=str))
-    else:
-        print(delivered.message)
-        if transfer.blocks:
-            print(f"fetched {transfer.blocks} block(s), {transfer.received} bytes, from "
-                  f"{len(transfer.providers)} provider(s) in {seconds:.1f}s", file=sys.stderr)
+        return 0
+    print(delivered.message)
+    if transfer.blocks:
+        print(f"fetched {transfer.blocks} block(s), {transfer.received} bytes, from "
+              f"{len(transfer.providers)} provider(s) in {seconds:.1f}s", file=sys.stderr)
     return 0
-

@@ -123,7 +123,8 @@ async def test_get_replaces_like_kubo_and_says_so(tmp_path: Path) -> None:
         ran = await ipfs_mcp(home, "get", root, "-o", str(out), "--peer", node.addrs[0])
     assert ran.code == 0, ran.stderr
     assert out.read_bytes() == b"new bytes\n"
-    assert "replaced a file of 3 bytes" in ran.stdout
+    assert f"Saved file {root} to {out}" in ran.stdout
+    assert f"replaced a file of 3 bytes at {out.resolve()}" in "\n".join(ran.stderr)
 
 
 async def test_second_get_resumes_from_the_blocks_already_here(tmp_path: Path) -> None:
