@@ -313,13 +313,15 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
                            replaced=str(replaced) if replaced else None, resource_uri=uri)
 
     if into_hf_cache is not None:
-        hf_layout.parse_source(into_hf_cache)
+        # "org/name@rev" names the revision too; it wins over hf_revision.
+        repo_id, named_revision = hf_layout.parse_source(into_hf_cache)
+        revision = named_revision or hf_revision
 
         def export() -> tuple[Entry, hf_layout.HFWriteResult]:
             entry = backend.stat(target)
             progress.check()
-            return entry, hub.export_model(backend, hub_cache, target, into_hf_cache,
-                                           revision=hf_revision, replace=replace,
+            return entry, hub.export_model(backend, hub_cache, target, repo_id,
+                                           revision=revision, replace=replace,
                                            max_bytes=max_write)
 
         entry, written = await run_blocking(export, progress)
