@@ -43,16 +43,18 @@ def check_inside_hub(snapshot: Path, hub_cache: Path) -> None:
         if folder in seen:
             continue
         seen.add(folder)
-        for entry in os.scandir(folder):
-            entries += 1
-            if entries > limits.MAX_WALK_BLOCKS:
-                raise UnsafePath(f"{snapshot} has more than {limits.MAX_WALK_BLOCKS} entries")
-            real = Path(entry.path).resolve()
-            if not real.is_relative_to(hub):
-                raise UnsafePath(f"{entry.path} leads out of the HuggingFace cache (to "
-                                 f"{real}); it is not added by reference")
-            if real.is_dir():
-                stack.append(real)
+        with os.scandir(folder) as listing:  # closed even when a bad entry stops the walk
+            for entry in listing:
+                entries += 1
+                if entries > limits.MAX_WALK_BLOCKS:
+                    raise UnsafePath(f"{snapshot} has more than {limits.MAX_WALK_BLOCKS} "
+                                     "entries")
+                real = Path(entry.path).resolve()
+                if not real.is_relative_to(hub):
+                    raise UnsafePath(f"{entry.path} leads out of the HuggingFace cache (to "
+                                     f"{real}); it is not added by reference")
+                if real.is_dir():
+                    stack.append(real)
 
 
 def add_model(backend: Backend, hub_cache: Path, repo_id: str, revision: str | None = None,

@@ -277,6 +277,9 @@ def test_kill_9_during_a_nocopy_add_leaves_nothing_partial(tmp_path: Path) -> No
         if child.poll() is None:
             child.kill()
             child.wait(timeout=60)
+        for pipe in (child.stdin, child.stdout):
+            if pipe is not None:
+                pipe.close()
     repo = Repo(repo_path)
     assert list(repo.pins) == [] and repo.filestore.count() == 0
     assert repo.verify().ok

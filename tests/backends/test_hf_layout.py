@@ -45,9 +45,12 @@ def test_add_cached_model_equals_adding_its_plain_files(tmp_path: Path) -> None:
     for rel, data in FILES.items():
         (plain / rel).parent.mkdir(parents=True, exist_ok=True)
         (plain / rel).write_bytes(data)
-    assert result.root == Importer().add_path(plain).root
+    # By reference (the default for the hub cache), as Kubo's `add --nocopy`: raw leaves.
+    assert result.root == Importer(options=ImportOptions(raw_leaves=True)).add_path(plain).root
+    copied = backend.add_hf_model("tiny-org/tiny-model", nocopy=False)
+    assert copied.root == Importer().add_path(plain).root  # copied: Kubo's default add
     assert {e.path for e in result.entries if e.kind == "file"} == set(FILES)
-    assert [p.name for p in backend.repo.pins] == ["tiny-org/tiny-model"]
+    assert [p.name for p in backend.repo.pins] == ["tiny-org/tiny-model"] * 2  # both ways
     with pytest.raises(NotFound, match="not in the HuggingFace cache"):
         backend.add_hf_model("tiny-org/absent")
     with pytest.raises(NotFound):

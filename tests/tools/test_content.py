@@ -146,9 +146,16 @@ async def test_into_hf_cache_loads_offline(backend: HFCacheBackend, roots: Allow
     snap = snapshot_download("acme/tiny", cache_dir=hub, local_files_only=True)
     assert (Path(snap) / "tokenizer" / "vocab.txt").read_text() == "a\nb\nc\n"
 
-    # And back: store_model by repo id finds the same snapshot and gives the same CID.
-    again = await content.store_model(backend, "acme/tiny@main", roots=roots, hub_cache=hub)
-    assert again.root_cid == stored.root_cid
+    # And back: store_model by repo id finds the same snapshot; copied, it gives the same
+    # CID; by reference (the default for the hub cache) it gives Kubo's --nocopy CID.
+    again = await content.store_model(backend, "acme/tiny@main", roots=roots, hub_cache=hub,
+                                      nocopy=False)
+    assert again.root_cid == stored.root_cid and not again.nocopy
+    by_reference = await content.store_model(backend, "acme/tiny@main", roots=roots,
+                                             hub_cache=hub)
+    raw = await content.store_model(backend, str(model), roots=roots, hub_cache=hub,
+                                    raw_leaves=True)
+    assert by_reference.nocopy and by_reference.root_cid == raw.root_cid
     with pytest.raises(NotFound, match="not in the HuggingFace cache"):
         await content.store_model(backend, "acme/absent", roots=roots, hub_cache=hub)
 
