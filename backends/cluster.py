@@ -44,7 +44,6 @@ from .car import CarImportReport
 from .cids import cid_str, parse_cid
 from .errors import (
     BackendUnavailable,
-    DaemonUnreachable,
     IntegrityError,
     InvalidInput,
     IpfsMcpError,
@@ -54,6 +53,7 @@ from .errors import (
 )
 from .exporter import Entry, Exporter
 from .hamt import FANOUT as DEFAULT_HAMT_FANOUT
+from .http_answers import error_message, http_failure
 from .importer import (
     DEFAULT_MAX_LINKS,
     DEFAULT_SHARD_THRESHOLD,
@@ -177,25 +177,13 @@ class ClusterAPI:
         return f"ClusterAPI({self.url!r})"  # never the Authorization header
 
     def _fail(self, what: str, exc: httpx.HTTPError) -> IpfsMcpError:
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return DaemonUnreachable(
-                f"no IPFS Cluster REST API answers at {self.url} ({what}: {exc}); start "
-                "ipfs-cluster-service or point IPFS_CLUSTER_API at its REST API")
-        if isinstance(exc, httpx.TimeoutException):
-            return Timeout(f"IPFS Cluster at {self.url} did not answer {what} within "
-                           f"{self.timeout:g} s (IPFS_API_TIMEOUT)")
-        return BackendUnavailable(f"the connection to IPFS Cluster at {self.url} broke "
-                                  f"during {what}: {exc}")
+        return http_failure(exc, service=f"the IPFS Cluster REST API at {self.url}", what=what,
+                            timeout=self.timeout,
+                            start_hint="start ipfs-cluster-service or point IPFS_CLUSTER_API "
+                                       "at its REST API")
 
     def _error(self, what: str, response: httpx.Response, subject: str | None) -> IpfsMcpError:
-        try:
-            body = response.read().decode("utf-8", "replace")
-        except httpx.HTTPError:
-            body = ""
-        try:
-            message = str(json.loads(body).get("message") or body)
-        except (ValueError, AttributeError):
-            message = body.strip() or response.reason_phrase
+        message = error_message(response, "message")
         status = response.status_code
         if status in (401, 403):
             return BackendUnavailable(f"IPFS Cluster at {self.url} refused {what} ({status} "

@@ -26,6 +26,7 @@ from multiformats import CID
 from .cids import cid_str
 from .errors import BackendUnavailable, BlockNotFound, NetworkError
 from .fetcher import BlockFetcher
+from .http_answers import read_bounded
 from .trustless_gateway import BlockPut, TrustlessGateways, gateway_url
 
 _T = TypeVar("_T")
@@ -120,12 +121,10 @@ class DelegatedRouting:
                 if response.status_code != 200:
                     raise NetworkError(f"delegated router {url} answered "
                                        f"{response.status_code} for {cid_str(cid)}")
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_ANSWER:
-                        raise NetworkError(f"delegated router {url} sent more than "
-                                           f"{MAX_ANSWER} bytes for {cid_str(cid)}")
+                body = read_bounded(response, MAX_ANSWER)
+                if body is None:
+                    raise NetworkError(f"delegated router {url} sent more than "
+                                       f"{MAX_ANSWER} bytes for {cid_str(cid)}")
         except httpx.HTTPError as exc:
             raise NetworkError(f"delegated router {url} failed: {exc}") from exc
         found = []

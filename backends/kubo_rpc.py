@@ -42,7 +42,6 @@ from .cids import block_codec, cid_of_block, cid_str, parse_cid
 from .errors import (
     BackendUnavailable,
     BlockNotFound,
-    DaemonUnreachable,
     IntegrityError,
     InvalidInput,
     IpfsMcpError,
@@ -52,6 +51,7 @@ from .errors import (
     Timeout,
 )
 from .exporter import Entry
+from .http_answers import error_message, http_failure
 from .importer import ImportOptions, ImportResult
 from .kubo import (
     CountingCar,
@@ -181,28 +181,17 @@ class KuboRPCBackend(VerifiedReads):
     def _endpoint(self, path: str) -> str:
         return f"{self.url}/api/v0/{path}"
 
-    def _unavailable(self, what: str, exc: Exception) -> IpfsMcpError:
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return DaemonUnreachable(
-                f"no Kubo RPC API answers at {self.url} ({what}: {exc}); start the daemon "
-                "(`ipfs daemon`) or point IPFS_API at its API address")
-        if isinstance(exc, httpx.TimeoutException):
-            return Timeout(f"Kubo at {self.url} did not answer {what} within "
-                           f"{self.timeout + _MARGIN:g} s (IPFS_API_TIMEOUT)")
-        return BackendUnavailable(f"the connection to Kubo at {self.url} broke during {what}: "
-                                  f"{exc}; is the daemon still running?")
+    def _unavailable(self, what: str, exc: httpx.HTTPError) -> IpfsMcpError:
+        return http_failure(exc, service=f"the Kubo RPC API at {self.url}", what=what,
+                            timeout=self.timeout + _MARGIN,
+                            start_hint="start the daemon (`ipfs daemon`) or point IPFS_API "
+                                       "at its API address",
+                            broken_hint="is the daemon still running?")
 
     def _error(self, what: str, response: httpx.Response, subject: str | None) -> IpfsMcpError:
         """Kubo's error answer (``{"Message": ..., "Code": ..., "Type": "error"}``) mapped."""
         status = response.status_code
-        try:
-            body = response.read().decode("utf-8", "replace")
-        except httpx.HTTPError:
-            body = ""
-        try:
-            message = str(json.loads(body).get("Message") or body)
-        except (ValueError, AttributeError):
-            message = body.strip() or response.reason_phrase
+        message = error_message(response, "Message")
         if status in (401, 403):
             return BackendUnavailable(
                 f"Kubo at {self.url} refused {what} ({status} {message.strip()}); check "

@@ -40,6 +40,7 @@ from .errors import (
     OperationCancelled,
     TooLarge,
 )
+from .http_answers import read_bounded
 from .limits import MAX_WALK_BLOCKS
 from .reputation import ProviderReputation
 
@@ -148,12 +149,10 @@ class TrustlessGateways:
                     with self._lock:
                         self._reputation.update_provider_stats(url, False)
                     return None
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_GATEWAY_BLOCK:
-                        raise TooLarge(f"{url} sent more than {MAX_GATEWAY_BLOCK} bytes for "
-                                       f"block {cid_str(cid)}")
+                body = read_bounded(response, MAX_GATEWAY_BLOCK)
+                if body is None:
+                    raise TooLarge(f"{url} sent more than {MAX_GATEWAY_BLOCK} bytes for "
+                                   f"block {cid_str(cid)}")
         except httpx.HTTPError:
             with self._lock:
                 self._reputation.update_provider_stats(url, False)
@@ -161,7 +160,7 @@ class TrustlessGateways:
         except TooLarge as exc:
             self._drop(url, str(exc))
             raise IntegrityError(str(exc)) from exc
-        data = bytes(body)
+        data = body
         try:
             verify_block(cid, data)
         except IntegrityError as exc:
