@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,37 @@ def _seed_api_round_trip(tmp_path: Path) -> None:
 def seed_api_round_trip():  # type: ignore[no-untyped-def]
     """The seed-API check, shared by the embedded and the Kubo router tests."""
     return _seed_api_round_trip
+
+
+Answer = Callable[[str], tuple[int, dict[str, str], bytes]]
+
+
+@pytest.fixture
+def http_server_of_own() -> Iterator[Callable[[Answer], str]]:
+    """Tiny HTTP servers of the test's own on 127.0.0.1 (a gateway or router that the test
+    makes honest or deliberately lying): ``start(answer)`` returns the base URL, where
+    ``answer(path_with_query)`` gives ``(status, headers, body)`` for each GET."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(answer: Answer) -> str:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                status, headers, body = answer(self.path)
+                self.send_response(status)
+                for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

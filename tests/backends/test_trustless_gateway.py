@@ -8,8 +8,7 @@ test names say which. A real gateway (ours, Kubo's) is in tests/interop.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,44 +42,28 @@ def make_dag(size: int) -> tuple[CID, dict[str, bytes], bytes]:
 
 
 @pytest.fixture
-def gateway() -> Iterator[Callable[[dict[str, bytes], Answer | None], tuple[str, list[str]]]]:
-    servers: list[ThreadingHTTPServer] = []
+def gateway(http_server_of_own):  # type: ignore[no-untyped-def]
+    """``start(blocks, answer=None)``: a gateway serving ``blocks`` by CID, honestly or as
+    ``answer(cid, block)`` says; returns its URL and the CIDs it was asked for."""
 
     def start(blocks: dict[str, bytes], answer: Answer | None = None
               ) -> tuple[str, list[str]]:
         asked: list[str] = []
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                path, _, query = self.path.partition("?")
-                cid = path.removeprefix("/ipfs/")
-                asked.append(cid)
-                block = blocks.get(cid)
-                if answer is not None and block is not None:
-                    status, headers, body = answer(cid, block)
-                elif block is None or query != "format=raw":
-                    status, headers, body = 404, {}, b"not here"
-                else:
-                    status, headers, body = 200, {"Content-Type":
-                                                  "application/vnd.ipld.raw"}, block
-                self.send_response(status)
-                for key, value in {**headers, "Content-Length": str(len(body))}.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(body)
+        def respond(target: str) -> tuple[int, dict[str, str], bytes]:
+            path, _, query = target.partition("?")
+            cid = path.removeprefix("/ipfs/")
+            asked.append(cid)
+            block = blocks.get(cid)
+            if answer is not None and block is not None:
+                return answer(cid, block)
+            if block is None or query != "format=raw":
+                return 404, {}, b"not here"
+            return 200, {"Content-Type": "application/vnd.ipld.raw"}, block
 
-            def log_message(self, *args: object) -> None:
-                pass
+        return http_server_of_own(respond), asked
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}", asked
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    return start
 
 
 def test_fetches_a_dag_from_an_honest_gateway(tmp_path: Path, gateway) -> None:  # type: ignore[no-untyped-def]

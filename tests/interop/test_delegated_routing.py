@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,35 +34,21 @@ def settings(home: Path, root: Path, routers: list[str], *, p2p: bool) -> Server
 
 
 @pytest.fixture
-def router_of_own() -> Iterator[Callable[[list[dict[str, object]]], str]]:
+def router_of_own(http_server_of_own):  # type: ignore[no-untyped-def]
     """A /routing/v1 server of the test's own, answering NDJSON with the records given
     (plus one of an unknown schema, which clients must skip)."""
-    servers: list[ThreadingHTTPServer] = []
 
     def start(records: list[dict[str, object]]) -> str:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                lines = [{"Schema": "unknown-future", "Whatever": 1}, *records]
-                body = "".join(json.dumps(r) + "\n" for r in lines).encode()
-                self.send_response(200 if self.path.startswith("/routing/v1/providers/")
-                                   else 404)
-                self.send_header("Content-Type", "application/x-ndjson")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        lines = [{"Schema": "unknown-future", "Whatever": 1}, *records]
+        body = "".join(json.dumps(r) + "\n" for r in lines).encode()
 
-            def log_message(self, *args: object) -> None:
-                pass
+        def respond(path: str) -> tuple[int, dict[str, str], bytes]:
+            status = 200 if path.startswith("/routing/v1/providers/") else 404
+            return status, {"Content-Type": "application/x-ndjson"}, body
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
+        return http_server_of_own(respond)
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    return start
 
 
 def test_http_multiaddrs_become_gateway_urls() -> None:
