@@ -52,6 +52,7 @@ from ipfs_mcp.tools.progress import Progress, run_blocking
 from ipfs_mcp.tools.roots import ProtectedFolders, describe_existing
 
 from .logs import configure_logging
+from .serve import add_retrieval_arguments
 
 if TYPE_CHECKING:
     from ipfs_mcp.backends.trustless_gateway import GatewayStat
@@ -69,15 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peer", action="append", metavar="MULTIADDR", default=None,
                         help="fetch from this peer, /ip4/.../tcp/.../p2p/PEER_ID (repeatable); "
                              "starts a node for this run")
-    parser.add_argument("--bootstrap", action="append", metavar="MULTIADDR", default=None,
-                        help="join the network through this peer (repeatable; env "
-                             "IPFS_MCP_BOOTSTRAP); the fetch starts once one answers")
-    parser.add_argument("--trustless-gateway", action="append", metavar="URL", default=None,
-                        help="also fetch blocks from this trustless HTTP gateway (repeatable; "
-                             "env IPFS_MCP_TRUSTLESS_GATEWAYS)")
-    parser.add_argument("--delegated-router", action="append", metavar="URL", default=None,
-                        help="ask this /routing/v1 server for providers (repeatable; env "
-                             "IPFS_MCP_DELEGATED_ROUTERS)")
+    add_retrieval_arguments(parser)  # --bootstrap, --trustless-gateway, --delegated-router
     parser.add_argument("--timeout", type=_seconds, metavar="SECONDS", default=None,
                         help="give up after this long (default: the node's own bounds)")
     parser.add_argument("--hf", metavar="ORG/NAME[@REVISION]", default=None,

@@ -34,6 +34,20 @@ def _positive(text: str) -> int:
     return value
 
 
+def add_retrieval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where missing blocks come from: the options ``serve`` and a network ``get`` share."""
+    parser.add_argument("--bootstrap", action="append", metavar="MULTIADDR", default=None,
+                        help="peer to join, ending in /p2p/PEER_ID (repeatable; env "
+                             "IPFS_MCP_BOOTSTRAP)")
+    parser.add_argument("--trustless-gateway", action="append", metavar="URL", default=None,
+                        help="an HTTP gateway to fetch missing blocks from, beside peers "
+                             "(repeatable; every block is verified; env "
+                             "IPFS_MCP_TRUSTLESS_GATEWAYS)")
+    parser.add_argument("--delegated-router", action="append", metavar="URL", default=None,
+                        help="a /routing/v1 server asked for providers beside the DHT "
+                             "(repeatable; env IPFS_MCP_DELEGATED_ROUTERS)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``serve`` options to ``parser``."""
     parser.add_argument("--http", metavar="HOST:PORT",
@@ -48,9 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", action="append", metavar="MULTIADDR", default=None,
                         help="P2P listen address, e.g. /ip4/0.0.0.0/tcp/4001 (repeatable; "
                              "env IPFS_MCP_LISTEN)")
-    parser.add_argument("--bootstrap", action="append", metavar="MULTIADDR", default=None,
-                        help="peer to join, ending in /p2p/PEER_ID (repeatable; env "
-                             "IPFS_MCP_BOOTSTRAP)")
     parser.add_argument("--no-p2p", action="store_true",
                         help="never start the P2P node (env IPFS_MCP_P2P=0)")
     parser.add_argument("--mdns", action="store_true", default=None,
@@ -81,13 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gateway-public", action="store_true", default=None,
                         help="allow --gateway to bind beyond 127.0.0.1 (env "
                              "IPFS_MCP_GATEWAY_PUBLIC=1)")
-    parser.add_argument("--trustless-gateway", action="append", metavar="URL", default=None,
-                        help="an HTTP gateway to fetch missing blocks from, beside peers "
-                             "(repeatable; every block is verified; env "
-                             "IPFS_MCP_TRUSTLESS_GATEWAYS)")
-    parser.add_argument("--delegated-router", action="append", metavar="URL", default=None,
-                        help="a /routing/v1 server asked for providers beside the DHT "
-                             "(repeatable; env IPFS_MCP_DELEGATED_ROUTERS)")
+    add_retrieval_arguments(parser)
     parser.add_argument("--log-level", metavar="LEVEL",
                         help="stderr log level: DEBUG, INFO, WARNING (default), ERROR; "
                              "the P2P libraries' own logs appear only at DEBUG")
