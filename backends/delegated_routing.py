@@ -9,20 +9,23 @@ gateway). Other schemas are skipped, as the spec says clients must.
 
 Answers are bounded (bytes, records, time); a router that fails is reported, never
 invented around. A record's claims are only hints: every block fetched from a provider
-found here is verified like any other.
+found here is verified like any other. Nor may a router steer us nearer than itself: a
+public router's record that names a loopback or LAN host is refused before any dial or GET
+(:mod:`.address_scope`).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import httpx
 from multiformats import CID
 
+from .address_scope import Scope, SteeringPolicy
 from .cids import cid_str
 from .errors import BackendUnavailable, BlockNotFound, NetworkError
 from .fetcher import BlockFetcher
@@ -101,10 +104,20 @@ class DelegatedRouting:
     """Ask every configured router; merge their answers (first router's record wins)."""
 
     def __init__(self, urls: Sequence[str], *, client: httpx.Client | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, router_scopes: Mapping[str, Scope] | None = None
+                 ) -> None:
+        """``router_scopes`` overrides how near a router is taken to be (by default, from
+        where its own host resolves)."""
         self.urls = [gateway_url(u) for u in urls]
         self._owns_client = client is None
         self.client = client or httpx.Client(timeout=httpx.Timeout(timeout))
+        scopes = {gateway_url(k): v for k, v in (router_scopes or {}).items()}
+        self.policies = {u: SteeringPolicy(u, router_scope=scopes.get(u)) for u in self.urls}
+
+    def refusal(self, provider: RoutedProvider, *, multiaddr: str | None = None,
+                url: str | None = None) -> str | None:
+        """Why the router that named ``provider`` may not send us to this address."""
+        return self.policies[provider.router].refusal(multiaddr=multiaddr, url=url)
 
     def close(self) -> None:
         if self._owns_client:
@@ -192,6 +205,9 @@ class DelegatedSource:
         failures = [f"{url}: {why}" for url, why in errors.items()]
         for provider in found:
             for url in provider.gateway_urls:
+                if (why := self.routing.refusal(provider, url=url)) is not None:
+                    failures.append(f"{provider.peer_id}: refused, {why}")
+                    continue
                 try:
                     return call(self._gateway(url), cancel)
                 except (BlockNotFound, NetworkError) as exc:
@@ -200,6 +216,9 @@ class DelegatedSource:
         if self.node is not None:
             for provider in found:
                 for addr in provider.bitswap_addrs:
+                    if (why := self.routing.refusal(provider, multiaddr=addr)) is not None:
+                        failures.append(f"{provider.peer_id}: refused, {why}")
+                        continue
                     full = addr if "/p2p/" in addr else f"{addr}/p2p/{provider.peer_id}"
                     try:
                         self.node.connect(full)
