@@ -75,18 +75,26 @@ def make_kubo_backend(settings: BackendSettings) -> object:
     return KuboCLIBackend.connect(settings.kubo_cmd, timeout=settings.ipfs_api_timeout)
 
 
-def check_add_options(options: ImportOptions | None) -> ImportOptions:
+def check_add_options(options: ImportOptions | None, *, directories: bool = True
+                      ) -> ImportOptions:
     """The options, if Kubo's ``add`` can honour them; our CIDs must equal the node's.
+
+    ``directories`` says whether the add makes any directory (a folder, or a file wrapped
+    in one). Without one, the HAMT settings cannot change a CID, so a profile that sets
+    them (``unixfs-v1-2025``'s block size estimation) is fine for files.
 
     Raises:
         InvalidInput: an option Kubo's ``add`` has no flag for (it would be ignored, and the
             node would hand back a CID other than the one asked for).
     """
     o = options or ImportOptions()
-    if o.shard_threshold != DEFAULT_SHARD_THRESHOLD or o.hamt_size_estimation != "links":
+    hamt_differs = (o.shard_threshold != DEFAULT_SHARD_THRESHOLD
+                    or o.hamt_size_estimation != "links")
+    if hamt_differs and (directories or o.wrap_with_directory):
         raise InvalidInput("Kubo's HAMT threshold and size estimation are node configuration "
                            "(Import.UnixFSHAMTDirectorySizeThreshold and ...SizeEstimation), "
-                           "not add options; use the hf_cache backend for other values")
+                           "not add options, and they shape folders; use the hf_cache "
+                           "backend for other values, or add files one by one")
     return o
 
 

@@ -259,8 +259,9 @@ class KuboCLIBackend(VerifiedReads):
 
     # -- adding -------------------------------------------------------------------------
     @staticmethod
-    def _add_flags(options: ImportOptions | None, pin: bool, name: str = "") -> list[str]:
-        o = check_add_options(options)
+    def _add_flags(options: ImportOptions | None, pin: bool, name: str = "", *,
+                   directories: bool = False) -> list[str]:
+        o = check_add_options(options, directories=directories)
         named = [f"--pin-name={name}"] if pin and name else []
         flags = [f"--{key}={str(value).lower() if isinstance(value, bool) else value}"
                  for key, value in add_flags(o).items()]
@@ -308,8 +309,8 @@ class KuboCLIBackend(VerifiedReads):
             InvalidInput: a folder without ``recursive``, ``follow_symlinks`` (the CLI keeps
                 symlinks as symlinks), or an option Kubo cannot honour.
         """
-        o = check_add_options(options)
         top = Path(path)
+        o = check_add_options(options, directories=top.is_dir())
         if not top.exists():
             raise NotFound(f"no such file or folder: {top}")
         if top.is_dir() and not recursive:
@@ -318,7 +319,7 @@ class KuboCLIBackend(VerifiedReads):
             raise InvalidInput("the Kubo CLI adds symlinks as symlinks; use the RPC backend "
                                "(IPFS_API) to add a folder with its symlinks followed")
         label = top.resolve().name if top.name in ("", ".", "..") else top.name
-        flags = self._add_flags(o, pin, name or label)
+        flags = self._add_flags(o, pin, name or label, directories=top.is_dir())
         if top.is_dir():
             flags.append("-r")
         if o.hidden:

@@ -274,8 +274,9 @@ class KuboRPCBackend(VerifiedReads):
 
     # -- adding -------------------------------------------------------------------------
     def _add(self, parts: Iterator[_Part], options: ImportOptions | None, pin: bool,
-             wrap: bool, name: str = "") -> list[tuple[str, CID]]:
-        o = check_add_options(options)
+             wrap: bool, name: str = "", *, directories: bool = False
+             ) -> list[tuple[str, CID]]:
+        o = check_add_options(options, directories=directories or wrap)
         params = {**add_flags(o), "pin": pin, "wrap-with-directory": wrap,
                   "pin-name": name if pin and name else None,
                   "hash": "sha2-256", "progress": False}
@@ -318,8 +319,8 @@ class KuboRPCBackend(VerifiedReads):
             NotFound: no such path.
             InvalidInput: a folder without ``recursive``, or an option Kubo cannot honour.
         """
-        o = check_add_options(options)
         top = Path(path)
+        o = check_add_options(options, directories=top.is_dir())
         if not top.exists():
             raise NotFound(f"no such file or folder: {top}")
         if top.is_dir() and not recursive:
@@ -327,7 +328,8 @@ class KuboRPCBackend(VerifiedReads):
         label = top.resolve().name if top.name in ("", ".", "..") else top.name
         sizes: list[int] = []
         added = self._add(_walk_parts(top, label, o, sizes, progress), o, pin,
-                          wrap=o.wrap_with_directory, name=name or label)
+                          wrap=o.wrap_with_directory, name=name or label,
+                          directories=top.is_dir())
         entries = added_entries(top, label, added)
         return ImportResult(added[-1][1], sum(sizes), entries)
 
