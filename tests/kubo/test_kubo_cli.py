@@ -102,7 +102,7 @@ def test_cli_refuses_what_kubo_add_cannot_do(cli: KuboCLIBackend, tmp_path: Path
     with pytest.raises(InvalidInput, match="symlinks"):
         cli.add_path(tmp_path / "d", options=ImportOptions(follow_symlinks=True))
     with pytest.raises(InvalidInput, match="node configuration"):
-        cli.add_bytes(b"x", options=ImportOptions(shard_threshold=10))
+        cli.add_path(tmp_path / "d", options=ImportOptions(shard_threshold=10))
 
 
 def test_a_block_the_cli_cannot_find_in_time_is_a_timeout(kubo: KuboDaemon) -> None:

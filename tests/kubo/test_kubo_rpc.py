@@ -136,11 +136,14 @@ def test_large_directory_is_sharded_as_kubo_shards_it(rpc: KuboRPCBackend,
         ours_path(folder, narrow)
 
 
-def test_options_kubo_keeps_in_its_config_are_refused(rpc: KuboRPCBackend) -> None:
+def test_options_kubo_keeps_in_its_config_are_refused_for_folders(
+        rpc: KuboRPCBackend, tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_bytes(b"x")
     for options in (ImportOptions(shard_threshold=1000),
                     ImportOptions.from_profile("unixfs-v1-2025")):  # block-based estimation
         with pytest.raises(InvalidInput, match="node configuration"):
-            rpc.add_bytes(b"x", options=options)
+            rpc.add_path(tmp_path / "d", options=options)
 
 
 @pytest.mark.parametrize("options", [ImportOptions(chunk_size=1024),
