@@ -65,7 +65,7 @@ from ipfs_mcp.tools.roots import AllowedRoots, file_uri_to_path
 
 from . import prompts as prompt_texts
 from .config import ServerSettings
-from .state import Runtime, ServerState, lifespan_state
+from .state import NodeSlot, Runtime, ServerState, lifespan_state
 
 log = logging.getLogger("ipfs_mcp.server")
 
@@ -264,18 +264,19 @@ def _writes(*, destructive: bool = False, idempotent: bool = True,
                            idempotent_hint=idempotent, open_world_hint=open_world)
 
 
-def build_server(settings: ServerSettings | None = None, *, gateway_url: str | None = None
-                 ) -> MCPServer[ServerState]:
+def build_server(settings: ServerSettings | None = None, *, gateway_url: str | None = None,
+                 slot: NodeSlot | None = None) -> MCPServer[ServerState]:
     """A ready-to-run server; nothing starts until a transport enters its lifespan.
 
     ``gateway_url`` is this process's running gateway (``--gateway``): large content is then
-    offered as a download from it beside the ``ipfs://`` resource link."""
+    offered as a download from it beside the ``ipfs://`` resource link. ``slot`` is where
+    the lifespan publishes our node, when something else (the gateway) also needs it."""
     settings = settings or ServerSettings.load()
     runtime = Runtime()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: MCPServer[ServerState]):  # type: ignore[no-untyped-def]
-        async with lifespan_state(settings, runtime) as state:
+        async with lifespan_state(settings, runtime, slot=slot) as state:
             yield state
 
     mcp: MCPServer[ServerState] = MCPServer(

@@ -37,6 +37,8 @@ option                       environment                    meaning
                                                             (default: only local blocks)
 ``--gateway-public``         ``IPFS_MCP_GATEWAY_PUBLIC=1``  allow a gateway bind beyond
                                                             loopback (refused otherwise)
+``--gateway-tls CERT KEY``   ``IPFS_MCP_GATEWAY_TLS_CERT``  serve the gateway over TLS (HTTP/2
+                             ``IPFS_MCP_GATEWAY_TLS_KEY``   by ALPN, HTTP/1.1 too): PEM files
 ``--trustless-gateway URL``  ``IPFS_MCP_TRUSTLESS_GATEWAYS`` fetch missing blocks from these
                                                             HTTP gateways too (each verified)
 ``--delegated-router URL``   ``IPFS_MCP_DELEGATED_ROUTERS`` /routing/v1 servers asked for
@@ -54,6 +56,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -115,6 +118,38 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _gateway_tls(env: Mapping[str, str], given: Sequence[str] | None
+                 ) -> tuple[Path, Path] | None:
+    """The gateway's certificate and key, checked now (so a bad file is a clear error at
+    start, not a failed handshake later).
+
+    Raises:
+        InvalidInput: only one of the two, a file missing, or not a matching PEM pair.
+    """
+    if given:
+        if len(given) != 2:
+            raise InvalidInput("--gateway-tls takes two files: CERT KEY")
+        cert_text, key_text = given
+    else:
+        cert_text = (env.get("IPFS_MCP_GATEWAY_TLS_CERT") or "").strip()
+        key_text = (env.get("IPFS_MCP_GATEWAY_TLS_KEY") or "").strip()
+        if not cert_text and not key_text:
+            return None
+        if not cert_text or not key_text:
+            raise InvalidInput("IPFS_MCP_GATEWAY_TLS_CERT and IPFS_MCP_GATEWAY_TLS_KEY go "
+                               "together: set both or neither")
+    cert, key = Path(cert_text).expanduser(), Path(key_text).expanduser()
+    for path in (cert, key):
+        if not path.is_file():
+            raise InvalidInput(f"--gateway-tls: {path} is not a file")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise InvalidInput(f"--gateway-tls {cert} {key}: not a PEM certificate chain and its "
+                           f"private key ({exc})") from exc
+    return cert, key
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     backend: BackendSettings = field(default_factory=BackendSettings.from_env)
@@ -134,6 +169,7 @@ class ServerSettings:
     gateway: tuple[str, int] | None = None
     gateway_recursive: bool = False
     gateway_public: bool = False
+    gateway_tls: tuple[Path, Path] | None = None  # certificate chain and key (PEM)
     trustless_gateways: tuple[str, ...] = ()  # retrieval sources beside bitswap
     delegated_routers: tuple[str, ...] = ()  # /routing/v1 servers beside the DHT
 
@@ -152,6 +188,7 @@ class ServerSettings:
              log_level: str | None = None, max_write: int | None = None,
              gateway: str | None = None, gateway_recursive: bool | None = None,
              gateway_public: bool | None = None,
+             gateway_tls: Sequence[str] | None = None,
              trustless_gateways: Sequence[str] | None = None,
              delegated_routers: Sequence[str] | None = None) -> ServerSettings:
         """Settings from ``env`` (default ``os.environ``), overridden by given arguments.
@@ -184,6 +221,9 @@ class ServerSettings:
             gateway_recursive = env_flag(env, "IPFS_MCP_GATEWAY_RECURSIVE", False)
         if gateway_public is None:
             gateway_public = env_flag(env, "IPFS_MCP_GATEWAY_PUBLIC", False)
+        tls = _gateway_tls(env, gateway_tls)
+        if tls is not None and gateway_bind is None:
+            raise InvalidInput("--gateway-tls needs --gateway HOST:PORT to serve on")
         role_name = (role or env.get("IPFS_MCP_ROLE") or DEFAULT_ROLE).strip().lower()
         if role_name not in ROLES:
             raise InvalidInput(f"role {role_name!r}: use one of {', '.join(ROLES)}")
@@ -209,6 +249,7 @@ class ServerSettings:
             gateway=gateway_bind,
             gateway_recursive=gateway_recursive,
             gateway_public=gateway_public,
+            gateway_tls=tls,
             trustless_gateways=tuple(
                 gateway_url(u) for u in (trustless_gateways if trustless_gateways else
                                          _split(env.get("IPFS_MCP_TRUSTLESS_GATEWAYS")))),

@@ -92,6 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gateway-public", action="store_true", default=None,
                         help="allow --gateway to bind beyond 127.0.0.1 (env "
                              "IPFS_MCP_GATEWAY_PUBLIC=1)")
+    parser.add_argument("--gateway-tls", nargs=2, metavar=("CERT", "KEY"), default=None,
+                        help="serve the gateway over TLS with this PEM certificate chain and "
+                             "key, HTTP/2 offered by ALPN (env IPFS_MCP_GATEWAY_TLS_CERT and "
+                             "IPFS_MCP_GATEWAY_TLS_KEY)")
     add_retrieval_arguments(parser)
     parser.add_argument("--log-level", metavar="LEVEL",
                         help="stderr log level: DEBUG, INFO, WARNING (default), ERROR; "
@@ -107,21 +111,25 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         add_max=args.add_max, max_body=args.max_body, log_level=args.log_level,
         max_write=args.max_write_bytes, gateway=args.gateway,
         gateway_recursive=args.gateway_recursive, gateway_public=args.gateway_public,
-        trustless_gateways=args.trustless_gateway, delegated_routers=args.delegated_router)
+        gateway_tls=args.gateway_tls, trustless_gateways=args.trustless_gateway, delegated_routers=args.delegated_router)
 
 
 async def _serve(settings: ServerSettings) -> None:
     from .app import build_server
+    from .state import NodeSlot
 
+    # The node starts inside the MCP lifespan; the gateway's /routing/v1 answers from it
+    # through the same slot, so both see the one node.
+    slot = NodeSlot()
     async with anyio.create_task_group() as tg:
         gateway_url = None
         if settings.gateway is not None:
             from .gateway.wiring import start_gateway
 
-            urls = await start_gateway(tg, settings)
+            urls = await start_gateway(tg, settings, slot)
             gateway_url = urls[0] if urls else None
         # Built once the gateway is bound, so large fetches can name its real port.
-        server = build_server(settings, gateway_url=gateway_url)
+        server = build_server(settings, gateway_url=gateway_url, slot=slot)
         if settings.http is None:
             await server.run_stdio_async()
             tg.cancel_scope.cancel()  # stdin closed: the gateway stops with the server

@@ -214,11 +214,14 @@ async def run_node(settings: ServerSettings, repo: Repo, slot: NodeSlot) -> None
 
 
 @contextlib.asynccontextmanager
-async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = None
-                         ) -> AsyncIterator[ServerState]:
+async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = None, *,
+                         slot: NodeSlot | None = None) -> AsyncIterator[ServerState]:
     """Build the Router (with the node slot as its fetcher), pick the node, start ours if
-    it is the node, yield; on exit stop the node and close every backend."""
-    slot = NodeSlot()
+    it is the node, yield; on exit stop the node and close every backend.
+
+    ``slot`` (default: a new one) is shared when another part of the process, the
+    gateway's ``/routing/v1``, answers from the same node."""
+    slot = slot if slot is not None else NodeSlot()
     sources = RetrievalSources()  # filled below once the backend is known
     router = Router.from_settings(settings.backend, fetcher=sources, custom=custom_backends())
     gateways: TrustlessGateways | None = None
