@@ -1,0 +1,137 @@
+"""Node-to-node fetch through MCP, against the raw node-to-node figure of the same run.
+
+    python bench/mcp_fetch.py [--size-mib 1024]
+
+A model folder (one large random weights file and a config) is served by one ipfs-mcp node
+process (``bench/p2p_fetch.py``'s provider). Then, each in a fresh process and repo:
+
+1. raw: a bare node fetches the whole DAG into its repo (``bench/p2p_fetch.py``'s fetcher);
+2. ``fetch_cid`` to ``output_path``, through a real ``ipfs-mcp serve`` over stdio;
+3. ``fetch_cid`` with ``into_hf_cache``, the same way.
+
+For each: MiB/s, the ratio to raw (target: within 10%, that is at least 0.90), the fetching
+process's peak RSS, and the bytes it wrote to disk per byte of the model (from
+``/proc/PID/io``; the write-once target for ``into_hf_cache`` is 1.05 at most). Figures
+are printed; nothing is asserted. Every repo syncs (``fsync``), as the server's does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import MIB, ROOT, mbps, random_file
+from mcp_stdio import StdioClient
+from p2p_fetch import SELF as P2P_FETCH
+from p2p_fetch import ours
+
+INIT = {"protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "bench", "version": "0"}}
+CONNECT_DEADLINE = 60.0  # seconds for the fetcher's node to reach the provider
+
+
+def proc_io(pid: int) -> dict[str, int]:
+    try:
+        text = Path(f"/proc/{pid}/io").read_text()
+    except OSError:
+        return {}
+    return {k: int(v) for k, v in (line.split(": ") for line in text.splitlines())}
+
+
+def make_model(folder: Path, size: int) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text('{"model_type": "bench"}\n')
+    random_file(folder / "model.safetensors", size)
+    return folder
+
+
+class Provider:
+    """The serving node: bench/p2p_fetch.py's provider child, on its own repo."""
+
+    def __init__(self, repo: Path, model: Path, fsync: bool) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "bench")}
+        self.proc = subprocess.Popen(
+            [sys.executable, str(P2P_FETCH), "_serve", str(repo), str(model), str(int(fsync))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        assert self.proc.stdout is not None
+        info = json.loads(self.proc.stdout.readline())
+        self.addr: str = info["addr"]
+        self.cid: str = info["cid"]
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def through_mcp(provider: Provider, work: Path, size: int, args: dict[str, Any]
+                ) -> dict[str, float]:
+    work.mkdir(parents=True)
+    env = {**os.environ, "HF_HOME": str(work / "hf"), "IPFS_MCP_ALLOW_ROOTS": str(work)}
+    client = StdioClient(["--bootstrap", provider.addr, "--role", "leecher"], env)
+    try:
+        client.request("initialize", INIT)
+        client.notify("notifications/initialized")
+        deadline = time.monotonic() + CONNECT_DEADLINE
+        for _ in range(600):  # bounded: also by the deadline
+            stats = client.tool("peer_stats", {})
+            network = stats.get("network") or {}
+            if network.get("connected_peers", 0) >= 1:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the fetcher never reached the provider: {stats}")
+            time.sleep(0.1)  # polling a subprocess; this is a bench, not a test
+        before = proc_io(client.proc.pid).get("write_bytes", 0)
+        start = time.perf_counter()
+        result = client.tool("fetch_cid", {"cid": provider.cid, **args})
+        seconds = time.perf_counter() - start
+        written = proc_io(client.proc.pid).get("write_bytes", 0) - before
+        rss = client.peak_rss_mib() or 0.0
+    finally:
+        client.close()
+    return {"seconds": seconds, "mbps": mbps(size, seconds), "peak_rss_mib": rss,
+            "written_per_byte": written / size, "delivery": result.get("delivery", "")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    opts = parser.parse_args()
+    fsync = True
+    size = opts.size_mib * MIB
+    with tempfile.TemporaryDirectory(prefix="mcp-fetch-") as tmp:
+        work = Path(tmp)
+        model = make_model(work / "model", size)
+        print(f"{opts.size_mib} MiB model, fsync={fsync}:")
+        raw = ours(model, size, work / "raw", fsync)
+        print(f"  raw node to node:           {raw['mbps']:7.1f} MiB/s, fetcher peak RSS "
+              f"{raw['peak_rss_mib']:.0f} MiB")
+        provider = Provider(work / "provider", model, fsync)
+        try:
+            for label, args in (
+                    ("fetch_cid to output_path", {"output_path": "model"}),
+                    ("fetch_cid into_hf_cache", {"into_hf_cache": "bench/model"})):
+                home = work / label.replace(" ", "-")
+                if "output_path" in args:
+                    args = {"output_path": str(home / args["output_path"])}
+                got = through_mcp(provider, home, size, args)
+                print(f"  {label + ':':27} {got['mbps']:7.1f} MiB/s "
+                      f"({got['mbps'] / raw['mbps']:.2f} x raw; target >= 0.90), "
+                      f"server peak RSS {got['peak_rss_mib']:.0f} MiB, "
+                      f"{got['written_per_byte']:.2f} bytes written per model byte")
+        finally:
+            provider.close()
+
+
+if __name__ == "__main__":
+    main()
