@@ -26,7 +26,9 @@ MIN_NODE_MAJOR = 20
 # Packages the scripts import; their absence means a broken or partial install.
 _REQUIRED = ("helia", "@helia/unixfs", "@helia/libp2p", "@helia/bitswap", "@libp2p/tcp",
              "@chainsafe/libp2p-noise", "@chainsafe/libp2p-yamux", "@libp2p/identify",
-             "@libp2p/kad-dht", "blockstore-fs", "ipfs-unixfs-importer", "ipfs-car")
+             "@libp2p/kad-dht", "blockstore-fs", "ipfs-unixfs-importer", "ipfs-car",
+             "@helia/trustless-gateway-client", "@helia/delegated-routing-client",
+             "@helia/delegated-routing-v1-http-api-client", "@helia/fallback-router")
 
 
 def node_binary() -> str | None:
