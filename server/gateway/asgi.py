@@ -11,6 +11,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 IMMUTABLE = b"public, max-age=29030400, immutable"
 LISTING_CACHE = b"public, max-age=604800, stale-while-revalidate=2678400"

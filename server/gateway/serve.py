@@ -11,7 +11,7 @@ from pathlib import Path
 
 import trio
 
-from .app import Gateway
+from .asgi import App
 
 # Request headers are bounded (h11's default is 16 KiB, h2's 64 KiB); requests carry no
 # body we read.
@@ -22,11 +22,12 @@ def bind_text(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def serve_gateway(gateway: Gateway, host: str, port: int, *, log_level: str = "WARNING",
+async def serve_gateway(gateway: App, host: str, port: int, *, log_level: str = "WARNING",
                         tls: tuple[Path, Path] | None = None,
                         task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
                         ) -> None:
-    """Serve until cancelled; ``task_status`` receives the bound URLs (port 0 resolved;
+    """Serve ``gateway`` (a :class:`~.app.Gateway`, or any ASGI app wrapping one) until
+    cancelled; ``task_status`` receives the bound URLs (port 0 resolved;
     ``https://`` with ``tls``, a PEM certificate chain and its key).
 
     Whether ``host`` may be beyond loopback, and whether the TLS files load, is decided
