@@ -1,26 +1,48 @@
 """Fetching blocks and whole DAGs from a set of peers.
 
 A :class:`Session` owns a list of candidate peers (providers found in the DHT, peers we are
-connected to) and remembers, for this fetch only, who delivered and who did not:
+connected to) and remembers, for this fetch only, who delivered, how fast, and who did not:
 
 - the first block of a session is discovered by broadcasting want-have (with
   ``sendDontHave``) to every candidate, then asking a peer that said HAVE for the block;
-- later blocks go straight to want-block, spread over the peers that delivered, in
-  proportion to what they delivered (a peer's load is ``in_flight / (1 + delivered)``);
+- later blocks go straight to want-block, to the peer expected to deliver soonest:
+  ``(in_flight + 1) / rate``, where a peer's *rate* is its measured bytes per second of busy
+  time (an EWMA over its recent blocks, see :class:`_Meter`);
+- each peer has a depth: at most ``rate × HORIZON`` bytes of wants in flight to it (at least
+  ``MIN_DEPTH`` blocks; ``INITIAL_DEPTH`` until it has delivered once). A want whose best
+  peer is full waits for a slot rather than go to a slower one, so a slow provider gets a
+  share of the DAG in proportion to its rate, never more than ``HORIZON`` of its own work;
+- a peer with wants in flight that delivers nothing for ``STALL_FACTOR`` times what its own
+  rate predicts (one message's worth of blocks, at least ``STALL_FLOOR``) is *stalling*:
+  each of its wants is also asked of the best other peer with a free slot (one extra copy
+  per want, never more), and its rate is taken as decaying, so it gets nothing new. The
+  engine sends CANCEL to every other peer asked once the first copy arrives; a late copy
+  is counted as a duplicate;
 - a peer that says DONT_HAVE is not asked for that block again; one that stays silent for
-  ``want_timeout`` (nothing at all from it, not just nothing for this block) loses the want
-  to the next peer, and is dropped from the session if it never delivered;
+  ``want_timeout`` (nothing at all from it, not just nothing for this block) loses the want,
+  and is dropped from the session if it never delivered. A peer with no measured rate yet
+  only meets this global deadline: there is nothing of its own to derive a shorter one from;
 - a peer that disconnects, or sends a block we did not ask for, is dropped from the session;
 - peers can join while blocks are being fetched (providers found in the DHT while the
   connected peers are already being asked); until :meth:`Session.end_discovery`, a block no
   peer has waits for them instead of failing.
 
+Why this and no more: the shortest-expected-delay choice with a depth of ``HORIZON``
+seconds keeps every provider's queue short, so a slow one can only ever hold back the few
+blocks it was given, and those only for about ``HORIZON``; a stalling one is detected from
+its own pace rather than the long global timeout (which must stay long for the public
+network). The state is a few numbers per peer and at most two copies of a want, so it is
+bounded by the peers and the fetch window, and costs nothing measurable per block.
+
 :meth:`Session.fetch_dag` walks the DAG with up to ``window`` blocks in flight, reading what
-is already local from the blockstore and fetching the rest.
+is already local from the blockstore and fetching the rest; the walk is bounded in blocks,
+depth and links per node (``backends/limits.py``).
 """
+
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -31,15 +53,19 @@ import trio
 from libp2p.peer.id import ID
 from multiformats import CID
 
+from ipfs_mcp.backends import limits
 from ipfs_mcp.backends.cids import cid_str
 from ipfs_mcp.backends.dag import links_of
-from ipfs_mcp.backends.errors import BlockNotFound, IpfsMcpError, TooLarge
+from ipfs_mcp.backends.errors import BlockNotFound, DagTooLarge, IpfsMcpError, TooLarge
 
 from .engine import Bitswap, WantRecord
 from .message import WantType
 
+log = logging.getLogger(__name__)
+
 _RAW = 0x55
 _WAIT = object()  # _pick's answer when a HAVE may still arrive
+_FULL = object()  # ... and when the best peer has as many wants in flight as its depth
 
 
 @dataclass(frozen=True)
@@ -52,6 +78,53 @@ class FetchReport:
     by_peer: dict[str, int] = field(default_factory=dict)  # blocks delivered per peer
 
 
+# Seconds of a peer's own measured work that may be queued to it (its depth).
+HORIZON = 0.5
+# Wants to a peer before its rate is known, and the fewest once it is.
+INITIAL_DEPTH = 4
+MIN_DEPTH = 2
+# A peer is stalling when it delivers nothing for this many times its expected interval.
+STALL_FACTOR = 4.0
+# ... and never sooner than this: an event-loop hiccup on a loaded machine is not a stall.
+STALL_FLOOR = 0.25
+# Copies of one want in flight at once: the first ask, and one re-issue if that peer stalls.
+MAX_COPIES = 2
+# Weight of the newest block in a peer's meter (about the last 1/ALPHA blocks count).
+ALPHA = 0.2
+_TYPICAL_BLOCK = 262144  # until the session has seen one
+
+
+class _Meter:
+    """A peer's delivery rate in this session: EWMAs of block bytes and busy seconds.
+
+    Busy time for a block is the time from the peer's previous delivery (or from when it
+    was first asked, if it was idle) to this one, so pipelined blocks are not charged for
+    each other's queueing; blocks that arrive in one message share its interval.
+    """
+
+    __slots__ = ("bytes", "secs", "busy_since", "samples")
+
+    def __init__(self) -> None:
+        self.bytes = 0.0
+        self.secs = 0.0
+        self.busy_since = 0.0
+        self.samples = 0
+
+    def observe(self, now: float, size: int) -> None:
+        interval = max(0.0, now - self.busy_since)
+        if self.samples:
+            self.bytes += ALPHA * (size - self.bytes)
+            self.secs += ALPHA * (interval - self.secs)
+        else:
+            self.bytes, self.secs = float(size), interval
+        self.samples += 1
+        self.busy_since = now
+
+    def per_block(self) -> float:
+        """Measured busy seconds per block (a floor keeps the rate finite)."""
+        return max(self.secs, 1e-4)
+
+
 class Session:
     def __init__(self, engine: Bitswap, peers: Iterable[ID] = (), *,
                  want_timeout: float | None = None) -> None:
@@ -62,8 +135,13 @@ class Session:
         self.hits: Counter[str] = Counter()
         self.inflight: Counter[str] = Counter()
         self.timeouts: Counter[str] = Counter()
+        self.reissued: Counter[str] = Counter()  # wants re-asked elsewhere, by stalling peer
         self.excluded: set[str] = set()
         self.bytes_fetched = 0
+        self._meters: dict[str, _Meter] = {}
+        self._block_bytes = float(_TYPICAL_BLOCK)
+        # Wants waiting for a free slot at some peer: woken whenever a slot frees.
+        self._slot_waiters: set[WantRecord] = set()
         # While providers are still being looked up, a block no current peer has is not
         # yet "not found": gets wait for new peers or for the lookup to end.
         self.discovering = False
@@ -98,6 +176,61 @@ class Session:
     def peers(self) -> list[ID]:
         return list(self._peers.values())
 
+    # -- rates --------------------------------------------------------------------------
+    def rate(self, key: str) -> float | None:
+        """Bytes per second ``key`` delivers in this session; None until it has delivered.
+
+        A stalling peer's rate decays with the time it has been silent."""
+        meter = self._meters.get(key)
+        if meter is None or not meter.samples:
+            return None
+        secs = meter.per_block()
+        if self.inflight[key]:
+            gap = trio.current_time() - meter.busy_since
+            if gap > self._stall_after(meter):
+                secs = max(secs, gap)
+        return meter.bytes / secs
+
+    def _stall_after(self, meter: _Meter) -> float:
+        # A peer may batch about one message (target_message_size) of blocks per write, so
+        # its deliveries come that far apart even when it is keeping up.
+        burst = max(1.0, self.engine.config.target_message_size / max(meter.bytes, 1.0))
+        return min(self.timeout, max(STALL_FLOOR, STALL_FACTOR * burst * meter.per_block()))
+
+    def _stall_at(self, key: str) -> float | None:
+        """When ``key``, busy with our wants, counts as stalling; None without a rate."""
+        meter = self._meters.get(key)
+        if meter is None or not meter.samples:
+            return None
+        return meter.busy_since + self._stall_after(meter)
+
+    def _depth(self, key: str) -> int:
+        meter = self._meters.get(key)
+        if meter is None or not meter.samples:
+            return INITIAL_DEPTH
+        rate = self.rate(key) or 0.0
+        depth = int(rate * HORIZON / max(self._block_bytes, 1.0)) + 1
+        return max(MIN_DEPTH, min(self.engine.config.window, depth))
+
+    def _expected(self, key: str, best_rate: float | None) -> float:
+        """Seconds until ``key`` would deliver one more want (or a count, with no rates)."""
+        rate = self.rate(key)
+        if rate is None:
+            rate = best_rate  # an unmeasured peer is given the benefit of the doubt
+        if rate is None:
+            return float(self.inflight[key] + 1)
+        return (self.inflight[key] + 1) * self._block_bytes / rate
+
+    def _ask_started(self, key: str) -> None:
+        if not self.inflight[key]:
+            self._meters.setdefault(key, _Meter()).busy_since = trio.current_time()
+        self.inflight[key] += 1
+
+    def _ask_ended(self, key: str) -> None:
+        self.inflight[key] -= 1
+        for rec in list(self._slot_waiters):
+            rec.notify()
+
     # -- one block ----------------------------------------------------------------------
     async def get(self, cid: CID) -> bytes:
         """Fetch one block from the session's peers; it is verified and stored on return.
@@ -107,6 +240,7 @@ class Session:
         """
         rec = self.engine.want_record(cid)
         self._active.add(rec)
+        asks: dict[str, float] = {}  # peer asked for this block, and when
         try:
             if rec.done.is_set() and rec.block is not None:
                 return rec.block
@@ -118,31 +252,90 @@ class Session:
                     self.engine.send_wants(self._peers[key], rec, WantType.HAVE)
                 broadcast_at = trio.current_time()
             while not rec.done.is_set():
-                choice = self._pick(rec, tried, broadcast_at)
-                if choice is _WAIT:
-                    assert broadcast_at is not None
-                    with trio.move_on_after(
-                            broadcast_at + self.discovery_wait - trio.current_time()):
-                        await rec.changed.wait()
-                    continue
-                if choice is None and self.discovering:
-                    await rec.changed.wait()  # a provider may yet turn up
-                    continue
-                if choice is None:
-                    raise BlockNotFound(
-                        cid_str(cid), f"{len(self._peers)} peer(s) "
-                        f"({len(rec.dont_haves)} said DONT_HAVE, {len(tried)} tried)")
-                key = str(choice)
-                await self._ask(rec, key)
-                tried.add(key)
+                changed = rec.changed
+                wake = self._settle(rec, asks)
+                now = trio.current_time()
+                stalled = [k for k in asks if (t := self._stall_at(k)) is not None and t <= now]
+                want_peer = not asks or (stalled and len(asks) < MAX_COPIES)
+                if want_peer:
+                    choice = self._pick(rec, tried, broadcast_at)
+                    if choice is _WAIT:
+                        assert broadcast_at is not None
+                        wake = min(wake, broadcast_at + self.discovery_wait)
+                    elif isinstance(choice, ID):
+                        key = str(choice)
+                        if asks:
+                            for k in stalled:
+                                self.reissued[k] += 1
+                            log.debug("bitswap: %s stalls; also asking %s for %s",
+                                      stalled, key, cid_str(cid))
+                        self.engine.send_wants(choice, rec, WantType.BLOCK)
+                        self._ask_started(key)
+                        asks[key] = trio.current_time()
+                        tried.add(key)
+                        continue
+                    elif choice is _FULL:
+                        self._slot_waiters.add(rec)
+                    elif asks:
+                        pass  # nobody else to ask: keep waiting for the stalling peer
+                    elif self.discovering:
+                        wake = float("inf")  # a provider may yet turn up
+                    else:
+                        raise BlockNotFound(
+                            cid_str(cid), f"{len(self._peers)} peer(s) "
+                            f"({len(rec.dont_haves)} said DONT_HAVE, {len(tried)} tried)")
+                # Wake at the first deadline: a global timeout, or a peer starting to stall.
+                for key in asks:
+                    if len(asks) < MAX_COPIES and (t := self._stall_at(key)) is not None \
+                            and t > now:
+                        wake = min(wake, t)
+                try:
+                    with trio.move_on_at(wake):
+                        await changed.wait()
+                finally:
+                    self._slot_waiters.discard(rec)
             if rec.source is not None:
                 self.hits[rec.source] += 1
+                if rec.source in asks:
+                    self._meters.setdefault(rec.source, _Meter()).observe(
+                        trio.current_time(), len(rec.block or b""))
             assert rec.block is not None
+            self._block_bytes += ALPHA * (len(rec.block) - self._block_bytes)
             self.bytes_fetched += len(rec.block)
             return rec.block
         finally:
+            for key in asks:
+                self._ask_ended(key)
             self._active.discard(rec)
             self.engine.release(rec)
+
+    def _settle(self, rec: WantRecord, asks: dict[str, float]) -> float:
+        """End the asks that are over (DONT_HAVE, failed peer, silent for ``timeout``);
+        returns the next global deadline among those still open."""
+        wake = float("inf")
+        now = trio.current_time()
+        for key, sent in list(asks.items()):
+            if key in rec.dont_haves:
+                pass
+            elif not self.engine.peer_usable(key):
+                self.excluded.add(key)
+                if not self.engine.reputation.in_backoff(key):
+                    self.engine.reputation.update_provider_stats(key, False)
+            else:
+                # The clock restarts whenever the peer sends anything: a busy peer that
+                # is still delivering other blocks is slow, not silent.
+                deadline = max(sent, self.engine.last_activity(key)) + self.timeout
+                if deadline > now:
+                    wake = min(wake, deadline)
+                    continue
+                self.timeouts[key] += 1
+                self.engine.reputation.update_provider_stats(key, False)
+                if not self.hits[key] or self.timeouts[key] >= 2:
+                    self.excluded.add(key)
+                self.engine.cancel(rec, [key])
+            del asks[key]
+            self._ask_ended(key)
+        return wake
 
     def _eligible(self, rec: WantRecord, tried: set[str]) -> list[str]:
         return [key for key in self._peers
@@ -151,6 +344,8 @@ class Session:
 
     def _pick(self, rec: WantRecord, tried: set[str], broadcast_at: float | None
               ) -> object:
+        """The peer to ask next: an ID, ``_WAIT`` (a HAVE may still come), ``_FULL`` (the
+        best peer has no free slot) or None (nobody left)."""
         eligible = self._eligible(rec, tried)
         if not eligible:
             return None
@@ -161,48 +356,32 @@ class Session:
             if silent and trio.current_time() < broadcast_at + self.discovery_wait:
                 return _WAIT
         pool = haves or eligible
+        rates = [r for k in self._peers if (r := self.rate(k)) is not None]
+        best_rate = max(rates) if rates else None
+        # Waiting for a full peer costs about its expected time too, so a full peer stays
+        # a candidate (and then the want waits for its slot) if its rate is measured; one
+        # still unmeasured is only a guess, not worth waiting for.
+        free = [k for k in pool if self.inflight[k] < self._depth(k)]
+        candidates = free + [k for k in pool if k not in free and self.rate(k) is not None]
+        if not candidates:
+            return _FULL
         rep = self.engine.reputation
-        best = min(pool, key=lambda k: (self.inflight[k] / (1 + self.hits[k]), -rep.score(k)))
-        return self._peers[best]
-
-    async def _ask(self, rec: WantRecord, key: str) -> None:
-        """Send want-block to one peer and wait for the block, a DONT_HAVE, or give up."""
-        self.engine.send_wants(self._peers[key], rec, WantType.BLOCK)
-        self.inflight[key] += 1
-        sent = trio.current_time()
-        try:
-            while not rec.done.is_set():
-                changed = rec.changed
-                if key in rec.dont_haves:
-                    return
-                if not self.engine.peer_usable(key):
-                    self.excluded.add(key)
-                    if not self.engine.reputation.in_backoff(key):
-                        self.engine.reputation.update_provider_stats(key, False)
-                    return
-                # The clock restarts whenever the peer sends anything: a busy peer that
-                # is still delivering other blocks is slow, not silent.
-                deadline = max(sent, self.engine.last_activity(key)) + self.timeout
-                remaining = deadline - trio.current_time()
-                if remaining <= 0:
-                    self.timeouts[key] += 1
-                    self.engine.reputation.update_provider_stats(key, False)
-                    if not self.hits[key] or self.timeouts[key] >= 2:
-                        self.excluded.add(key)
-                    self.engine.cancel(rec, [key])
-                    return
-                with trio.move_on_after(remaining):
-                    await changed.wait()
-        finally:
-            self.inflight[key] -= 1
+        best = min(candidates, key=lambda k: (self._expected(k, best_rate), -rep.score(k)))
+        return self._peers[best] if best in free else _FULL
 
     # -- a whole DAG --------------------------------------------------------------------
-    async def fetch_dag(self, root: CID, *, max_bytes: int | None = None) -> FetchReport:
+    async def fetch_dag(self, root: CID, *, max_bytes: int | None = None,
+                        max_blocks: int = limits.MAX_WALK_BLOCKS) -> FetchReport:
         """Make every block under ``root`` local, fetching what is missing.
+
+        The walk visits each block once, and at most ``max_blocks`` of them (a DAG from
+        peers can claim anything); each block is checked against the depth and
+        links-per-node bounds before its children are scheduled.
 
         Raises:
             BlockNotFound: a block could not be found; the error names it.
             TooLarge: more than ``max_bytes`` would have to be fetched.
+            DagTooLarge: more than ``max_blocks`` blocks, or deeper or wider than the bounds.
             IntegrityError: a verified block is not valid for its codec.
         """
         started = time.monotonic()
@@ -222,7 +401,7 @@ class Session:
             except BlockNotFound:
                 return None
 
-        async def visit(cid: CID, nursery: trio.Nursery) -> None:
+        async def visit(cid: CID, depth: int, nursery: trio.Nursery) -> None:
             async with window:
                 block = await anyio.to_thread.run_sync(local, cid)
                 if block is None:
@@ -234,15 +413,23 @@ class Session:
             counts["blocks"] += 1
             if cid.codec.code == _RAW:
                 return
-            for child in links_of(cid, block):
+            links = links_of(cid, block)
+            limits.check_links(len(links), cid_str(cid))
+            for child in links:
                 key = bytes(child.digest)
                 if key not in seen:
                     seen.add(key)
-                    nursery.start_soon(visit, child, nursery)
+                    # Counted when scheduled, not when visited: each scheduled child is a
+                    # task waiting for the window, so this also bounds the walk's memory.
+                    if len(seen) > max_blocks:
+                        raise DagTooLarge(f"DAG {cid_str(root)} has more than {max_blocks} "
+                                          "blocks")
+                    limits.check_depth(depth + 1, f"DAG {cid_str(root)}")
+                    nursery.start_soon(visit, child, depth + 1, nursery)
 
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(visit, root, nursery)
+                nursery.start_soon(visit, root, 0, nursery)
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
         return FetchReport(

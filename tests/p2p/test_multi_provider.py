@@ -1,0 +1,199 @@
+"""A DAG with several providers is fetched from all of them at once.
+
+Every provider is one of our own nodes on 127.0.0.1 with a real repo. The slow and the
+stalling providers are deliberately faulty through their block source only (a blockstore
+that waits on each read, or holds reads after a few), and the tests are named for it.
+The tests wait on events (the fetcher's ledger, the fetch itself), never on a clock.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import trio
+from multiformats import CID
+
+from ipfs_mcp.backends.blockstore import Blockstore
+from ipfs_mcp.backends.errors import DagTooLarge
+from ipfs_mcp.p2p import P2PNode
+from ipfs_mcp.p2p.bitswap.session import Session
+
+from .nodes import FAST, GatedStore, add_bytes, config, node_at, repo_at
+from .test_faulty_peers import assert_clean_store
+
+pytestmark = pytest.mark.anyio
+
+BLOCK = 262144
+# A patient fetcher: only the session's own, rate-derived deadlines can move wants early.
+PATIENT = config(bitswap=replace(FAST.bitswap, want_timeout=30.0))
+
+
+class ThrottledStore(Blockstore):
+    """A real blockstore that waits before each block it reads: a slow provider.
+
+    The engine reads blocks in a worker thread, so the wait slows this peer alone."""
+
+    def __init__(self, root: Path, delay: float) -> None:
+        super().__init__(root, fsync=False)
+        self.delay = delay
+
+    def get(self, cid: CID) -> bytes:
+        time.sleep(self.delay)
+        return super().get(cid)
+
+
+def provide(tmp_path: Path, names: list[str], data: bytes) -> CID:
+    root = None
+    for name in names:
+        root = add_bytes(repo_at(tmp_path / name), data)
+    assert root is not None
+    return root
+
+
+async def connect_all(fetcher: P2PNode, providers: list[P2PNode]) -> None:
+    for node in providers:
+        await fetcher.connect_peer(node.addrs[0])
+
+
+async def until_received(fetcher: P2PNode, peer_id: str, blocks: int) -> None:
+    """Return once the fetcher's ledger shows ``blocks`` blocks from ``peer_id``."""
+    while fetcher.bitswap.ledger(peer_id).blocks_received < blocks:
+        await fetcher.bitswap.changed.wait()
+
+
+async def test_three_equal_providers_each_deliver(tmp_path: Path) -> None:
+    data = os.urandom(8 * 1024 * 1024 + 1234)  # 33 leaves and a root
+    root = provide(tmp_path, ["a", "b", "c"], data)
+    with trio.fail_after(60):
+        async with node_at(tmp_path / "a") as a, node_at(tmp_path / "b") as b, \
+                node_at(tmp_path / "c") as c, node_at(tmp_path / "f") as fetcher:
+            await connect_all(fetcher, [a, b, c])
+            report = await fetcher.retrieve_content(root)
+
+            assert report.fetched == report.blocks == 34
+            assert report.bytes_fetched > len(data)
+            assert set(report.by_peer) == {a.peer_id, b.peer_id, c.peer_id}
+            for node in (a, b, c):
+                ledger = fetcher.bitswap.ledger(node.peer_id)
+                assert ledger.blocks_received == report.by_peer[node.peer_id] > 0
+                # ... and the provider's own ledger agrees on what it sent us.
+                assert node.bitswap.ledger(fetcher.peer_id).blocks_sent >= \
+                    ledger.blocks_received
+            assert sum(report.by_peer.values()) == 34
+    assert_clean_store(tmp_path / "f", root, data, 34)
+
+
+async def test_throttled_provider_gets_fewer_wants(tmp_path: Path) -> None:
+    """One of three providers waits 0.2 s on every block it serves (its own fault)."""
+    data = os.urandom(16 * 1024 * 1024)  # 64 leaves and a root
+    root = provide(tmp_path, ["fast1", "fast2", "slow"], data)
+    slow_store = ThrottledStore(tmp_path / "slow", delay=0.2)
+    with trio.fail_after(90):
+        async with node_at(tmp_path / "fast1") as fast1, node_at(tmp_path / "fast2") as fast2, \
+                node_at(tmp_path / "slow", blockstore=slow_store) as slow, \
+                node_at(tmp_path / "f", PATIENT) as fetcher:
+            await connect_all(fetcher, [slow, fast1, fast2])
+            report = await fetcher.retrieve_content(root)
+
+            assert report.fetched == report.blocks == 65
+            assert sum(report.by_peer.values()) == 65
+            assert slow.bitswap.ledger(fetcher.peer_id).wants_received > 0  # it was asked
+            slow_blocks = report.by_peer.get(slow.peer_id, 0)
+            fast_blocks = [report.by_peer.get(n.peer_id, 0) for n in (fast1, fast2)]
+            # Spread by measured rate: the slow provider carries clearly less than either
+            # fast one (by count alone it would get a third).
+            assert 2 * slow_blocks < min(fast_blocks), report.by_peer
+            assert fetcher.bitswap.ledger(slow.peer_id).blocks_received == slow_blocks
+    assert_clean_store(tmp_path / "f", root, data, 65)
+
+
+async def test_stalling_provider_loses_its_wants_before_the_want_timeout(
+        tmp_path: Path) -> None:
+    """A provider serves four blocks and then holds every read (its own fault).
+
+    The fetcher's want timeout is 30 s, beyond the test's bound: the fetch can only finish
+    because the stalled wants are re-issued to the others from the stalling peer's own
+    measured pace, and the copies it still owes are cancelled."""
+    data = os.urandom(8 * 1024 * 1024)
+    root = provide(tmp_path, ["a", "b", "stall"], data)
+    served = trio.Event()
+    gated = GatedStore(tmp_path / "stall", after=4, served=served)
+    with trio.fail_after(20):
+        async with node_at(tmp_path / "a") as a, node_at(tmp_path / "b") as b, \
+                node_at(tmp_path / "stall", blockstore=gated) as stall, \
+                node_at(tmp_path / "f", PATIENT) as fetcher:
+            try:
+                await connect_all(fetcher, [stall, a, b])
+                report = await fetcher.retrieve_content(root)
+
+                assert report.fetched == report.blocks == 33
+                assert served.is_set() and gated.count > 4  # it did stall on a want
+                assert report.by_peer.get(stall.peer_id, 0) <= 4
+                assert sum(report.by_peer.values()) == 33
+                # The wants it still held were withdrawn once the others' copies came.
+                ledger = stall.bitswap.ledger(fetcher.peer_id)
+                while ledger.cancels_received == 0:
+                    await stall.bitswap.changed.wait()
+            finally:
+                gated.release.set()  # let its held reads end, so that it can shut down
+    assert_clean_store(tmp_path / "f", root, data, 33)
+
+
+async def test_provider_disconnecting_mid_fetch_loses_nothing(tmp_path: Path) -> None:
+    data = os.urandom(16 * 1024 * 1024)
+    root = provide(tmp_path, ["a", "b", "quitter"], data)
+    quitter_scope = trio.CancelScope()
+    quitter_gone = trio.Event()
+    plug_pulled = trio.Event()
+
+    async def run_quitter(*, task_status: trio.TaskStatus[P2PNode]) -> None:
+        with quitter_scope:
+            async with node_at(tmp_path / "quitter") as node:
+                task_status.started(node)
+                await trio.sleep_forever()
+        quitter_gone.set()
+
+    with trio.fail_after(60):
+        async with node_at(tmp_path / "a") as a, node_at(tmp_path / "b") as b, \
+                node_at(tmp_path / "f") as fetcher, trio.open_nursery() as nursery:
+            quitter: P2PNode = await nursery.start(run_quitter)
+            quitter_id = quitter.peer_id
+            await connect_all(fetcher, [quitter, a, b])
+
+            async def pull_the_plug() -> None:
+                await until_received(fetcher, quitter_id, 4)
+                assert fetcher.bitswap.wantlist()  # the fetch is still under way
+                plug_pulled.set()
+                quitter_scope.cancel()  # its node closes, and with it its host
+
+            nursery.start_soon(pull_the_plug)
+            report = await fetcher.retrieve_content(root)
+            assert plug_pulled.is_set()
+            await quitter_gone.wait()
+
+            assert report.fetched == report.blocks == 65
+            assert sum(report.by_peer.values()) == 65
+            assert 4 <= report.by_peer.get(quitter_id, 0) < 65
+            assert report.by_peer.get(a.peer_id, 0) > 0 and report.by_peer.get(b.peer_id, 0) > 0
+            assert quitter_id not in {str(p) for p in fetcher.connected_peers()}
+    assert_clean_store(tmp_path / "f", root, data, 65)
+
+
+async def test_walk_is_bounded_in_blocks(tmp_path: Path) -> None:
+    data = os.urandom(8 * BLOCK)  # eight leaves and a root
+    root = provide(tmp_path, ["p"], data)
+    with trio.fail_after(30):
+        async with node_at(tmp_path / "p") as provider, node_at(tmp_path / "f") as fetcher:
+            await fetcher.connect_peer(provider.addrs[0])
+            session = Session(fetcher.bitswap, fetcher.connected_peers())
+            with pytest.raises(DagTooLarge, match="more than 5 blocks"):
+                await session.fetch_dag(root, max_blocks=5)
+            # The same walk within its bound finishes; nothing fetched before was lost.
+            report = await Session(fetcher.bitswap, fetcher.connected_peers()).fetch_dag(
+                root, max_blocks=9)
+            assert report.blocks == 9
+    assert_clean_store(tmp_path / "f", root, data, 9)
