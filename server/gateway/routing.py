@@ -4,7 +4,8 @@
 :class:`~.source.ProviderLookup` handed in: JSON (``{"Providers": [...]}``) or, when the
 client's ``Accept`` asks for it, NDJSON (one record a line). An empty answer is still 200
 (with a short cache lifetime), as the spec asks; a gateway built without a lookup answers
-501. Records use the ``peer`` schema.
+501. Records use the ``peer`` schema, filtered as the request's ``filter-protocols`` and
+``filter-addrs`` ask (:mod:`.routing_filters`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from multiformats import CID, multibase, multihash
 from ipfs_mcp.backends.cids import parse_cid
 from ipfs_mcp.backends.errors import InvalidInput, IpfsMcpError
 
+from .routing_filters import RecordFilter
 from .source import PeerRecord, ProviderLookup, ProviderRecord
 
 Scope = MutableMapping[str, Any]
@@ -122,7 +124,9 @@ class RoutingEndpoints:
         except IpfsMcpError as exc:
             await _json(send, 500, {"error": str(exc)})
             return
-        items = [_record(r) for r in records[:MAX_RECORDS]]
+        wanted = RecordFilter(scope.get("query_string", b""))
+        kept = (wanted.apply(r) for r in records[:MAX_RECORDS])
+        items = [_record(r) for r in kept if r is not None]
         cache = b"public, max-age=300" if items else b"public, max-age=15"
         extra = [(b"cache-control", cache), (b"vary", b"Accept")]
         if NDJSON in accept:

@@ -1,7 +1,8 @@
 """``/routing/v1`` from our real node, wired as ``ipfs-mcp serve --gateway`` wires it: the
 gateway and the MCP lifespan share one node slot. Content we hold gets our own record (the
 gateway's ``/http`` address and our libp2p addresses); another peer's content is found
-through the DHT; peers are answered from the peerstore and DHT."""
+through the DHT; peers are answered from the peerstore and DHT. Answers are filtered as
+IPIP-484's ``filter-protocols`` and ``filter-addrs`` ask."""
 
 from __future__ import annotations
 
@@ -14,13 +15,17 @@ import pytest
 from mcp import Client
 from multiformats import CID
 
+from ipfs_mcp.backends.cids import parse_cid
 from ipfs_mcp.p2p import Role
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
+from ipfs_mcp.server.gateway import BlockstoreSource, Gateway, InMemoryProviders, ProviderRecord
 from ipfs_mcp.server.gateway.node_routing import BITSWAP, GATEWAY_HTTP, http_multiaddr
 from ipfs_mcp.server.gateway.wiring import start_gateway
 from ipfs_mcp.server.state import NodeSlot
 from tests.p2p.nodes import add_bytes, config, node_at, repo_at
+
+from .conftest import serving
 
 pytestmark = pytest.mark.anyio
 TIMEOUT = 90
@@ -87,3 +92,38 @@ async def test_routing_v1_answers_from_our_node(tmp_path: Path) -> None:
     peer = them.json()["Peers"]
     assert [p["ID"] for p in peer] == [other.peer_id]
     assert set(other_addrs) <= set(peer[0]["Addrs"])
+
+
+async def test_routing_v1_filters_as_ipip_484_says(tmp_path: Path) -> None:
+    """``filter-protocols`` keeps records naming one (``unknown``: naming none);
+    ``filter-addrs`` keeps matching addresses and drops a record left with none."""
+    repo = repo_at(tmp_path / "repo")
+    cid = parse_cid(str(add_bytes(repo, b"filtered\n")))
+    both = ProviderRecord("12D3KooWBoth", ("/ip4/127.0.0.1/tcp/8080/tls/http",
+                                           "/ip4/127.0.0.1/tcp/4001",
+                                           "/ip4/127.0.0.1/udp/4001/quic-v1"),
+                          (GATEWAY_HTTP, BITSWAP))
+    bare = ProviderRecord("12D3KooWBare", ("/ip4/127.0.0.1/tcp/4002",))
+    lookup = InMemoryProviders()
+    lookup.add_provider(cid, both)
+    lookup.add_provider(cid, bare)
+    gateway = Gateway(BlockstoreSource(repo.blocks), providers=lookup)
+
+    async with serving(gateway) as http:
+        async def ask(query: str) -> list[tuple[str, list[str]]]:
+            got = await http.get(f"/routing/v1/providers/{cid}?{query}")
+            assert got.status_code == 200
+            return [(p["ID"], p["Addrs"]) for p in got.json()["Providers"]]
+
+        assert [i for i, _ in await ask("")] == ["12D3KooWBoth", "12D3KooWBare"]
+        assert [i for i, _ in await ask("filter-protocols=transport-bitswap")] == [
+            "12D3KooWBoth"]
+        assert [i for i, _ in await ask(
+            "filter-protocols=transport-bitswap,transport-ipfs-gateway-http,unknown")] == [
+            "12D3KooWBoth", "12D3KooWBare"]
+        assert await ask("filter-addrs=http") == [
+            ("12D3KooWBoth", ["/ip4/127.0.0.1/tcp/8080/tls/http"])]
+        assert await ask("filter-addrs=!tls,!quic-v1") == [
+            ("12D3KooWBoth", ["/ip4/127.0.0.1/tcp/4001"]),
+            ("12D3KooWBare", ["/ip4/127.0.0.1/tcp/4002"])]
+        assert await ask("filter-addrs=webrtc") == []
