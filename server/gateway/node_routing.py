@@ -34,8 +34,8 @@ from .source import PeerRecord, ProviderRecord
 if TYPE_CHECKING:
     from ipfs_mcp.p2p.node import P2PNode
 
-__all__ = ["BlockHas", "NodeHolder", "NodeProviders", "http_multiaddr", "repo_peer_id",
-           "BITSWAP", "GATEWAY_HTTP"]
+__all__ = ["BITSWAP", "GATEWAY_HTTP", "BlockHas", "NodeHolder", "NodeProviders",
+           "http_multiaddr", "http_multiaddrs", "repo_peer_id"]
 
 log = logging.getLogger("ipfs_mcp.gateway")
 
@@ -61,7 +61,8 @@ class BlockHas(Protocol):
 def http_multiaddr(url: str) -> str | None:
     """The multiaddr of a gateway URL (``http://127.0.0.1:8080`` ->
     ``/ip4/127.0.0.1/tcp/8080/http``; ``https`` -> ``.../tls/http``), or None for a wildcard
-    bind (0.0.0.0, ::), which names no address a client could dial."""
+    bind (0.0.0.0, ::), which names no address a client could dial (see
+    :func:`http_multiaddrs`)."""
     parts = urlsplit(url)
     host, port = parts.hostname, parts.port
     if host is None or port is None or parts.scheme not in ("http", "https"):
@@ -76,6 +77,35 @@ def http_multiaddr(url: str) -> str | None:
         family = "dns"
     tail = "tls/http" if parts.scheme == "https" else "http"
     return f"/{family}/{host}/tcp/{port}/{tail}"
+
+
+def _interface_hosts(ipv6: bool) -> list[str]:
+    """This machine's addresses: IPv4, and IPv6 too for a ``::`` bind (link-local ones
+    left out: they need a zone no record can carry)."""
+    import ifaddr
+
+    hosts: list[str] = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str):
+                hosts.append(ip.ip)
+            elif ipv6 and not ip.ip[0].lower().startswith("fe80"):
+                hosts.append(f"[{ip.ip[0]}]")
+    return list(dict.fromkeys(hosts))
+
+
+def http_multiaddrs(urls: Sequence[str]) -> tuple[str, ...]:
+    """The multiaddrs of the gateway's bound URLs; a wildcard bind (``--gateway-public``
+    on 0.0.0.0 or ::) stands for each of this machine's addresses."""
+    out: list[str] = []
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.hostname in ("0.0.0.0", "::") and parts.port is not None:
+            for host in _interface_hosts(ipv6=parts.hostname == "::"):
+                out.append(http_multiaddr(f"{parts.scheme}://{host}:{parts.port}") or "")
+        else:
+            out.append(http_multiaddr(url) or "")
+    return tuple(dict.fromkeys(a for a in out if a))
 
 
 def repo_peer_id(repo_path: Path) -> str:
@@ -126,7 +156,7 @@ class NodeProviders:
 
     def serve_at(self, urls: Sequence[str]) -> None:
         """The gateway's bound URLs (port 0 resolved), announced as ``/http`` addresses."""
-        self.http_addrs = tuple(a for a in (http_multiaddr(u) for u in urls) if a)
+        self.http_addrs = http_multiaddrs(urls)
 
     def _own(self, node: P2PNode | None) -> ProviderRecord:
         addrs: list[str] = list(self.http_addrs)

@@ -20,7 +20,12 @@ from ipfs_mcp.p2p import Role
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.server.gateway import BlockstoreSource, Gateway, InMemoryProviders, ProviderRecord
-from ipfs_mcp.server.gateway.node_routing import BITSWAP, GATEWAY_HTTP, http_multiaddr
+from ipfs_mcp.server.gateway.node_routing import (
+    BITSWAP,
+    GATEWAY_HTTP,
+    http_multiaddr,
+    http_multiaddrs,
+)
 from ipfs_mcp.server.gateway.wiring import start_gateway
 from ipfs_mcp.server.state import NodeSlot
 from tests.p2p.nodes import add_bytes, config, node_at, repo_at
@@ -36,7 +41,14 @@ def test_gateway_urls_as_multiaddrs() -> None:
     assert http_multiaddr("https://127.0.0.1:8443") == "/ip4/127.0.0.1/tcp/8443/tls/http"
     assert http_multiaddr("http://[::1]:8080") == "/ip6/::1/tcp/8080/http"
     assert http_multiaddr("https://gw.example:443") == "/dns/gw.example/tcp/443/tls/http"
-    assert http_multiaddr("http://0.0.0.0:8080") is None  # a wildcard names no address
+    assert http_multiaddr("http://0.0.0.0:8080") is None  # a wildcard names no address...
+    # ...but stands for each of this machine's addresses (loopback is on every machine).
+    everywhere = http_multiaddrs(["http://0.0.0.0:8080"])
+    assert "/ip4/127.0.0.1/tcp/8080/http" in everywhere
+    assert all(a.startswith("/ip4/") for a in everywhere)
+    dual = http_multiaddrs(["https://[::]:8443"])  # IPv6 and (dual stack) IPv4
+    assert "/ip4/127.0.0.1/tcp/8443/tls/http" in dual
+    assert not any(a.startswith("/ip6/fe80") for a in dual)  # link-local needs a zone
 
 
 def _bare(addrs: list[str]) -> list[str]:
