@@ -22,6 +22,11 @@ A leaf added with nocopy has no file here: ``get``, ``has`` and ``size`` then co
 :class:`~.filestore.Filestore`, which re-reads its bytes from the referenced file (``pread``)
 and rehashes them on every read; a bad reference is never set aside (the file is the user's).
 
+A raw leaf that a receiver expects (:mod:`.placement`: a file being built from a fetch, in
+the HF cache) is not stored here either: ``put`` writes it into that file at its offsets and
+keeps a reference, so a fetched model is written once. A full disk is a
+:class:`~.errors.DiskFull` on every write path.
+
 Every read is rehashed against the CID asked for. A block that fails is moved (one atomic
 rename) into ``quarantine/`` and reported as an :class:`IntegrityError`; corrupt bytes are
 never returned, and a good copy can be stored again under the real key. Bad blocks stay in
@@ -36,6 +41,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import contextvars
+import errno
 import os
 import threading
 import time
@@ -50,8 +56,11 @@ from multiformats import CID, multibase
 
 from .atomic import atomic_write
 from .cids import cid_str, identity_data, is_identity, verify_block
-from .errors import BlockNotFound, IntegrityError, IpfsMcpError
-from .filestore import Filestore
+from .errors import BlockNotFound, DiskFull, IntegrityError, IpfsMcpError
+from .filestore import FileRef, Filestore
+from .placement import Placements
+
+_RAW = 0x55
 
 
 def key_of(multihash: bytes) -> str:
@@ -101,6 +110,8 @@ class Blockstore:
         self.root = Path(root)
         # Leaves kept by reference (nocopy): consulted when no block file exists.
         self.filestore = filestore
+        # Raw leaves that receivers write straight into their files (needs the filestore).
+        self.placements = Placements(filestore) if filestore is not None else None
         self.blocks_dir = self.root / "blocks"
         self.tmp_dir = self.root / "tmp"
         self.quarantine_dir = self.root / "quarantine"
@@ -119,7 +130,17 @@ class Blockstore:
     def has(self, cid: CID) -> bool:
         if is_identity(cid) or self.path_of(bytes(cid.digest)).exists():
             return True
-        return self.filestore is not None and self.filestore.has(bytes(cid.digest))
+        return self._reference(bytes(cid.digest)) is not None
+
+    def _reference(self, multihash: bytes) -> FileRef | None:
+        """Where a leaf kept by reference is: committed, or placed by a receiver and not
+        committed yet."""
+        if self.filestore is None:
+            return None
+        ref = self.filestore.ref(multihash)
+        if ref is None and self.placements is not None:
+            ref = self.placements.pending(multihash)
+        return ref
 
     def get(self, cid: CID) -> bytes:
         """The verified bytes of ``cid``.
@@ -134,8 +155,10 @@ class Blockstore:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            if self.filestore is not None and self.filestore.has(bytes(cid.digest)):
-                return self.filestore.get(cid)  # re-read with pread and re-hashed
+            ref = self._reference(bytes(cid.digest))
+            if ref is not None:
+                assert self.filestore is not None
+                return self.filestore.read(cid, ref)  # re-read with pread and re-hashed
             raise BlockNotFound(cid_str(cid), f"the blockstore at {self.root}") from None
         except OSError as exc:
             raise IpfsMcpError(f"cannot read block {cid_str(cid)}: {exc.strerror}") from exc
@@ -160,7 +183,7 @@ class Blockstore:
         try:
             return self.path_of(bytes(cid.digest)).stat().st_size
         except FileNotFoundError:
-            ref = None if self.filestore is None else self.filestore.ref(bytes(cid.digest))
+            ref = self._reference(bytes(cid.digest))
             if ref is not None:
                 return ref.size
             raise BlockNotFound(cid_str(cid), f"the blockstore at {self.root}") from None
@@ -182,13 +205,21 @@ class Blockstore:
     def put(self, cid: CID, data: bytes) -> bool:
         """Verify and store a block. Returns False when it was already present.
 
+        A raw leaf that a receiver expects is written into its file instead (see
+        :mod:`.placement`).
+
         Raises:
             IntegrityError: ``data`` does not hash to ``cid``; nothing is written.
+            DiskFull: the file system is full; nothing partial is left.
         """
         verify_block(cid, data)
         if is_identity(cid):
             return False
-        return self._write(bytes(cid.digest), data)
+        multihash = bytes(cid.digest)
+        if (cid.codec.code == _RAW and self.placements is not None
+                and self.placements.place(multihash, data)):
+            return True
+        return self._write(multihash, data)
 
     def put_block(self, cid: bytes, data: bytes) -> None:
         """``BlockSink`` for the importer, which hashed ``data`` itself a moment ago."""
@@ -226,10 +257,14 @@ class Blockstore:
         final = self.path_of(multihash)
         if final.exists():
             return False
-        final.parent.mkdir(exist_ok=True)
         try:
+            final.parent.mkdir(exist_ok=True)
             atomic_write(final, data, tmp_dir=self.tmp_dir, fsync=self.fsync)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(f"the file system holding the blockstore at {self.root} is "
+                               f"full ({exc.strerror}); the block was not stored and "
+                               "nothing partial is left") from exc
             raise IpfsMcpError(f"cannot store block in {self.root}: {exc.strerror}") from exc
         return True
 

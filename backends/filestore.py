@@ -14,6 +14,7 @@ On disk (inside the repo folder)::
                                        path TEXT,                   -- resolved, absolute
                                        offset INTEGER,              -- byte offset in path
                                        size INTEGER)                -- the leaf's length
+                                  index refs_by_path (path, offset)
       refs.sqlite-wal, -shm     SQLite's write-ahead log while the store is open
 
 SQLite (the standard library's) keeps the index: a transaction is atomic and durable
@@ -56,6 +57,8 @@ BAD_STATUSES: frozenset[str] = frozenset({"changed", "no-file", "error", "missin
 
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS refs (multihash BLOB PRIMARY KEY, path TEXT NOT NULL, "
            "offset INTEGER NOT NULL, size INTEGER NOT NULL) WITHOUT ROWID")
+# By file: a received blob's references move with its rename, and resume lists them.
+_PATH_INDEX = "CREATE INDEX IF NOT EXISTS refs_by_path ON refs (path, offset)"
 _BUSY_TIMEOUT = 60.0  # seconds another process may hold the write lock (one add's commit)
 
 
@@ -166,6 +169,7 @@ class Filestore:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'OFF'}")
                 conn.execute(_SCHEMA)
+                conn.execute(_PATH_INDEX)
             except (OSError, sqlite3.Error) as exc:
                 raise IpfsMcpError(f"cannot open the filestore index {self.db_path}: "
                                    f"{exc}") from exc
@@ -230,6 +234,26 @@ class Filestore:
             return 0
         return self._write("DELETE FROM refs WHERE multihash = ?", rows)
 
+    def put_references(self, rows: Iterable[tuple[bytes, str, int, int]]) -> None:
+        """Several ``(multihash, path, offset, size)`` rows in one transaction."""
+        rows = list(rows)
+        if rows:
+            self._write("INSERT OR REPLACE INTO refs VALUES (?, ?, ?, ?)", rows)
+
+    def repoint(self, old: str, new: str) -> int:
+        """Every reference into the file ``old`` now names ``new`` (the same bytes under a
+        new name, e.g. a received blob renamed into place), in one transaction."""
+        if not self._exists():
+            return 0
+        return self._write("UPDATE refs SET path = ? WHERE path = ?", [(new, old)])
+
+    def refs_in(self, path: str) -> list[tuple[bytes, FileRef]]:
+        """The references into one file, by offset."""
+        return [(bytes(m), FileRef(str(p), int(o), int(s)))  # type: ignore[call-overload]
+                for m, p, o, s in self._query(
+                    "SELECT multihash, path, offset, size FROM refs WHERE path = ? "
+                    "ORDER BY offset", (path,))]
+
     def drop_unreachable(self, live: set[bytes]) -> int:
         """GC's sweep: drop every reference whose multihash is not in ``live``."""
         return self.remove([m for m, _ in self.iter_refs() if m not in live])
@@ -254,10 +278,22 @@ class Filestore:
             IntegrityError: the file changed, got shorter or cannot be read (named, with
                 the offset); the reference is kept, so ``filestore verify`` reports it.
         """
-        multihash = bytes(cid.digest)
-        ref = self.ref(multihash)
+        ref = self.ref(bytes(cid.digest))
         if ref is None:
             raise BlockNotFound(cid_str(cid), f"the filestore at {self.folder}")
+        return self.read(cid, ref)
+
+    @staticmethod
+    def read(cid: CID, ref: FileRef) -> bytes:
+        """The verified bytes ``ref`` points at, for the leaf ``cid`` (a reference of this
+        store, or one a receiver holds until its next commit, see :mod:`.placement`).
+
+        Raises:
+            BlockNotFound: the file is gone (named).
+            IntegrityError: the file changed, got shorter or cannot be read (named, with
+                the offset).
+        """
+        multihash = bytes(cid.digest)
         try:
             return _read_ref(multihash, ref)
         except _Broken as exc:

@@ -6,6 +6,8 @@ The hub cache (``$HF_HUB_CACHE``, by default ``$HF_HOME/hub``) stores each repo 
       refs/<revision-name>          the commit hash a branch or tag points to
       blobs/<etag>                  file contents (the hub: sha256 for LFS files, git sha1
                                     otherwise; written here: always sha256)
+      blobs/<cid>.incomplete        a file being received (see hf_receive.py); named by its
+                                    CID so an interrupted fetch finds it again; never linked
       snapshots/<commit>/<path>     relative symlinks into ../../blobs/<etag>
 
 Adding a model resolves the snapshot with ``huggingface_hub`` itself (offline) and imports
@@ -20,6 +22,7 @@ import hashlib
 import os
 import re
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +88,21 @@ def snapshot_path(hub_cache: Path, repo_id: str, revision: str | None = None,
 
 
 @dataclass(frozen=True)
+class BlobWritten:
+    """How one file reached ``blobs/``."""
+
+    etag: str  # its sha256, the blob's name
+    by_reference: bool = False  # written once as it arrived; its leaves kept as references
+    why_copied: str = ""  # when not by reference: why (e.g. dag-pb leaves)
+    resumed: int = 0  # leaves an earlier, interrupted receive had written already
+    written: int = 0  # bytes this call wrote into the blob
+
+
+# (file CID, declared size, the blobs folder) -> the blob, in place under its etag.
+BlobWriter = Callable[[CID, int, Path], BlobWritten]
+
+
+@dataclass(frozen=True)
 class HFWriteResult:
     repo_id: str
     revision: str
@@ -92,6 +110,10 @@ class HFWriteResult:
     snapshot: Path
     files: tuple[str, ...]
     replaced: str | None = None  # the commit the revision pointed to before, when moved
+    by_reference: tuple[str, ...] = ()  # files received once, their leaves referenced
+    copied: tuple[str, ...] = ()  # "path: why" for files written by copying
+    resumed: int = 0  # leaves found written by an earlier, interrupted fetch
+    written: int = 0  # bytes written into blobs/
 
 
 def commit_for(root: CID) -> str:
@@ -127,8 +149,12 @@ def current_commit(hub_cache: Path, repo_id: str, revision: str = "main",
 def write_snapshot(exporter: Exporter, root: CID, hub_cache: Path, repo_id: str, *,
                    revision: str = "main", commit: str | None = None,
                    repo_type: str = "model", replace: bool = False,
-                   max_bytes: int | None = None) -> HFWriteResult:
+                   max_bytes: int | None = None,
+                   blob_writer: BlobWriter | None = None) -> HFWriteResult:
     """Write the directory DAG ``root`` into the hub cache as ``repo_id`` at ``revision``.
+
+    ``blob_writer`` puts each file into ``blobs/`` (default: stream it from ``exporter``
+    and copy it; :mod:`.hf_receive` writes it once as it arrives).
 
     Nothing that already resolves changes silently: when ``refs/<revision>`` points to
     another commit the call fails before writing anything, unless ``replace``. Blobs are
@@ -164,8 +190,12 @@ def write_snapshot(exporter: Exporter, root: CID, hub_cache: Path, repo_id: str,
     for part in (folder, blobs, snapshot, folder / "refs"):
         part.mkdir(parents=True, exist_ok=True)
         _check_inside(part, hub)
-    files = [(rel, _write_blob(exporter, child, size, blobs))
-             for rel, child, size in _files(exporter, root)]
+    def copy(cid: CID, size: int, into: Path) -> BlobWritten:
+        return write_blob(exporter.cat(cid), cid, size, into)
+
+    writer = blob_writer or copy
+    written = [(rel, writer(child, size, blobs)) for rel, child, size in _files(exporter, root)]
+    files = [(rel, blob.etag) for rel, blob in written]
     links = _plan_links(files, snapshot, hub, replace)
     for link, target in links:
         _place_link(link, target)
@@ -174,8 +204,12 @@ def write_snapshot(exporter: Exporter, root: CID, hub_cache: Path, repo_id: str,
         tmp = ref.parent / f".{revision}.{uuid.uuid4().hex}"
         tmp.write_text(commit)
         os.replace(tmp, ref)
-    return HFWriteResult(repo_id, revision, commit, snapshot, tuple(rel for rel, _ in files),
-                         replaced=current if current not in (None, commit) else None)
+    return HFWriteResult(
+        repo_id, revision, commit, snapshot, tuple(rel for rel, _ in files),
+        replaced=current if current not in (None, commit) else None,
+        by_reference=tuple(rel for rel, b in written if b.by_reference),
+        copied=tuple(f"{rel}: {b.why_copied}" for rel, b in written if not b.by_reference),
+        resumed=sum(b.resumed for _, b in written), written=sum(b.written for _, b in written))
 
 
 def _check_inside(path: Path, hub: Path) -> None:
@@ -242,7 +276,7 @@ def _place_link(link: Path, target: str) -> None:
             tmp.unlink()
 
 
-def _hash_file(path: Path) -> str:
+def hash_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         while piece := stream.read(_READ_CHUNK):
@@ -250,23 +284,24 @@ def _hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _verify_existing(blob: Path, etag: str) -> None:
-    if blob.is_symlink() or not blob.is_file() or _hash_file(blob) != etag:
+def verify_existing(blob: Path, etag: str) -> None:
+    if blob.is_symlink() or not blob.is_file() or hash_file(blob) != etag:
         raise IntegrityError(
             f"{blob} exists but is not a file whose bytes hash to its name (a corrupt or "
             "tampered cache file); it was left as it is. Delete it and fetch again")
 
 
-def _write_blob(exporter: Exporter, cid: CID, size: int, blobs: Path) -> str:
-    """Stream a file into ``blobs/<sha256>``: into a temp inside the repo folder first,
-    then verified by reading it back, then linked into place without ever replacing an
-    existing blob (one that is already there is verified instead)."""
+def write_blob(pieces: Iterable[bytes], cid: CID, size: int, blobs: Path,
+               why_copied: str = "") -> BlobWritten:
+    """Copy a file's bytes (``pieces``, verified) into ``blobs/<sha256>``: into a temp inside
+    the repo folder first, then verified by reading it back, then linked into place without
+    ever replacing an existing blob (one that is already there is verified instead)."""
     sha256 = hashlib.sha256()
     tmp = blobs / f".{uuid.uuid4().hex}.incomplete"
     try:
         written = 0
         with open(tmp, "xb") as out:
-            for piece in exporter.cat(cid):
+            for piece in pieces:
                 written += len(piece)
                 if written > size:
                     raise IntegrityError(f"{cid_str(cid)} holds more than the {size} bytes "
@@ -276,21 +311,9 @@ def _write_blob(exporter: Exporter, cid: CID, size: int, blobs: Path) -> str:
             out.flush()
             os.fsync(out.fileno())
         etag = sha256.hexdigest()
-        if _hash_file(tmp) != etag:
+        if hash_file(tmp) != etag:
             raise IntegrityError(f"{tmp} changed while it was written; nothing was kept")
-        blob = blobs / etag
-        try:
-            os.link(tmp, blob)  # fails if the blob exists: never replaces one
-        except FileExistsError:
-            _verify_existing(blob, etag)
-        except OSError as exc:
-            if exc.errno not in _NO_HARD_LINKS:
-                raise
-            # A file system without hard links: a rename, after looking once more.
-            if os.path.lexists(blob):
-                _verify_existing(blob, etag)
-            else:
-                os.rename(tmp, blob)
+        place_blob(tmp, blobs / etag)
     except OSError as exc:
         if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
             raise DiskFull(f"the disk holding {blobs} is full; the partial file was "
@@ -298,4 +321,33 @@ def _write_blob(exporter: Exporter, cid: CID, size: int, blobs: Path) -> str:
         raise
     finally:
         tmp.unlink(missing_ok=True)
-    return etag
+    return BlobWritten(etag, why_copied=why_copied or "copied", written=written)
+
+
+def place_blob(tmp: Path, blob: Path, moved: Callable[[], None] | None = None) -> None:
+    """Give the complete, verified ``tmp`` the name ``blob`` without ever replacing an
+    existing blob (one already there is verified instead). ``tmp`` is left for the caller
+    to remove, unless a file system without hard links renamed it.
+
+    ``moved`` runs once ``blob`` holds the bytes and before ``tmp`` can be gone (the
+    receiver moves its references then): with hard links both names stay valid until the
+    caller removes ``tmp``; without, ``tmp`` is renamed first, and ``moved`` follows.
+
+    Raises:
+        IntegrityError: an existing blob does not hash to its name.
+        OSError: as raised by the file system.
+    """
+    try:
+        os.link(tmp, blob)  # fails if the blob exists: never replaces one
+    except FileExistsError:
+        verify_existing(blob, blob.name)
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        # A file system without hard links: a rename, after looking once more.
+        if os.path.lexists(blob):
+            verify_existing(blob, blob.name)
+        else:
+            os.rename(tmp, blob)
+    if moved is not None:
+        moved()

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
-from ipfs_mcp.backends import hf_layout, hub
+from ipfs_mcp.backends import hf_layout, hf_receive
 from ipfs_mcp.backends.errors import (
     BlockNotFound,
     IpfsMcpError,
@@ -287,15 +287,19 @@ def _deliver(state: ServerState, args: argparse.Namespace, transfer: Transfer,
         def into_hub() -> Delivered:
             entry = backend.stat(args.cid)
             progress.check()
-            written = hub.export_model(backend, settings.hf_hub_cache, args.cid, repo_id,
-                                       revision=revision or "main", replace=args.replace,
-                                       max_bytes=max_bytes)
+            # Raw-leaf files are written once, as they arrive; others are copied.
+            written = hf_receive.export_model(backend, settings.hf_hub_cache, args.cid,
+                                              repo_id, revision=revision or "main",
+                                              replace=args.replace, max_bytes=max_bytes,
+                                              progress=progress)
             size = sum((written.snapshot / name).stat().st_size for name in written.files)
             progress.done = transfer.total = size
             return Delivered(entry.kind, size, {
                 "hf_repo_id": written.repo_id, "hf_revision": written.revision,
                 "hf_commit": written.commit, "hf_snapshot": str(written.snapshot),
-                "files_written": len(written.files), "replaced": written.replaced},
+                "files_written": len(written.files), "replaced": written.replaced,
+                "nocopy": bool(written.files) and not written.copied,
+                "copied": list(written.copied), "resumed_leaves": written.resumed},
                 f"Saved {entry.kind} {args.cid} into the HuggingFace cache as "
                 f"{written.repo_id}@{written.revision} ({written.snapshot})")
 

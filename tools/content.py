@@ -17,7 +17,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from ipfs_mcp.backends import hf_layout, hub
+from ipfs_mcp.backends import hf_layout, hf_receive, hub
 from ipfs_mcp.backends.backend import Backend, Replication
 from ipfs_mcp.backends.cids import cid_str, parse_cid
 from ipfs_mcp.backends.errors import (
@@ -320,9 +320,10 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
         def export() -> tuple[Entry, hf_layout.HFWriteResult]:
             entry = backend.stat(target)
             progress.check()
-            return entry, hub.export_model(backend, hub_cache, target, repo_id,
-                                           revision=revision, replace=replace,
-                                           max_bytes=max_write)
+            # Raw-leaf files are written once, as they arrive; others are copied.
+            return entry, hf_receive.export_model(backend, hub_cache, target, repo_id,
+                                                  revision=revision, replace=replace,
+                                                  max_bytes=max_write, progress=progress)
 
         entry, written = await run_blocking(export, progress)
         return FetchResult(
@@ -330,6 +331,8 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
             delivery="hf_cache", hf_repo_id=written.repo_id, hf_revision=written.revision,
             hf_commit=written.commit, hf_snapshot=str(written.snapshot),
             files_written=len(written.files), replaced=written.replaced, resource_uri=uri,
+            nocopy=bool(written.files) and not written.copied, copied=list(written.copied),
+            resumed_leaves=written.resumed,
             hint=f"load it offline: huggingface_hub.snapshot_download({written.repo_id!r}, "
                  f"revision={written.revision!r}, local_files_only=True)")
 

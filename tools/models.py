@@ -60,6 +60,13 @@ class FetchResult(BaseModel):
     hf_commit: str | None = None
     hf_snapshot: str | None = None
     files_written: int | None = None
+    nocopy: bool | None = Field(None, description=(
+        "into_hf_cache: True when every file was written once, as it arrived, its leaves "
+        "kept as references (no copy in the IPFS repo); False when some were copied"))
+    copied: list[str] | None = Field(None, description=(
+        "into_hf_cache: the files copied instead, each with why (e.g. dag-pb leaves)"))
+    resumed_leaves: int | None = Field(None, description=(
+        "into_hf_cache: leaves an earlier, interrupted fetch had written already"))
     replaced: str | None = Field(None, description=(
         "What the write replaced: the existing path (overwrite=true), or the commit the "
         "revision pointed to before (replace=true)"))
@@ -251,11 +258,34 @@ class GatewayStatus(BaseModel):
     """A trustless gateway this node fetches from, as its reputation stands."""
 
     url: str
-    score: float
+    score: float = Field(description="Reputation, 0..1; 0.3 before any exchange")
     successes: int
     failures: int
     bad_blocks: int = Field(description="Blocks it sent that did not match their CID")
     dropped: bool = Field(description="Never asked again: it sent wrong bytes")
+    found_via: Literal["configured", "delegated-routing"] = Field(
+        "configured", description="Given with --trustless-gateway, or named by a "
+                                  "delegated router as a provider")
+
+
+class RouterStatus(BaseModel):
+    """A delegated router (``/routing/v1``) this node asks, as its reputation stands."""
+
+    url: str
+    score: float = Field(description="Reputation, 0..1; 0.3 before any exchange")
+    successes: int = Field(description="Answers received (empty ones included)")
+    failures: int
+    consecutive_failures: int
+    last_error: str | None = None
+
+
+class ServedGateway(BaseModel):
+    """This node's own HTTP gateway (``--gateway``)."""
+
+    enabled: bool
+    url: str | None = Field(None, description="Where it is served (port resolved)")
+    recursive: bool = Field(False, description="Fetches what is not here (--gateway-"
+                                               "recursive); else only local blocks")
 
 
 class Health(BaseModel):
@@ -273,7 +303,9 @@ class Health(BaseModel):
     allowed_roots: list[str]
     retrieval_sources: list[str] = Field(
         default_factory=list, description="Asked together on a local miss")
+    gateway: ServedGateway = Field(default_factory=lambda: ServedGateway(enabled=False))
     gateways: list[GatewayStatus] = Field(default_factory=list)
+    delegated_routers: list[RouterStatus] = Field(default_factory=list)
     recent_errors: list[str]
 
 

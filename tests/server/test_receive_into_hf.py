@@ -1,0 +1,80 @@
+"""Fetching a model into another node's HuggingFace cache writes it once: two real servers
+on 127.0.0.1, each with its own HF_HOME; A stores a model from its hub cache (nocopy), B
+fetches it over bitswap into its own hub cache, and huggingface_hub loads it offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+from huggingface_hub import hf_hub_download
+from mcp import Client
+
+from ipfs_mcp.backends.blockstore import Blockstore
+from ipfs_mcp.backends.filestore import Filestore, leaf_cid_digest
+from ipfs_mcp.server.app import build_server
+from ipfs_mcp.tools import models
+from tests.backends.test_filestore import disk_usage, make_hf_model
+from tests.server.test_p2p import node_settings, ok
+
+pytestmark = pytest.mark.anyio
+
+TIMEOUT = 120
+CHUNK = 262144
+
+
+async def test_a_model_fetched_into_the_hf_cache_is_written_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = os.urandom(40 * CHUNK + 12345)
+    zeros = bytes(8 * CHUNK)  # one leaf eight times: every offset must be written
+    config = b'{"model_type": "bert", "hidden_size": 8}\n'
+    files = {"config.json": config, "model.safetensors": weights, "pad.bin": zeros}
+    make_hf_model(tmp_path / "home-a" / "hub", "acme/once", files)
+    a_settings = node_settings(tmp_path / "home-a", tmp_path / "share")
+    b_settings = node_settings(tmp_path / "home-b", tmp_path / "b-out")
+    for folder in (tmp_path / "share", tmp_path / "b-out"):
+        folder.mkdir()
+    model_size = sum(len(d) for d in files.values())
+
+    with anyio.fail_after(TIMEOUT):
+        async with Client(build_server(a_settings), mode="auto") as a, \
+                Client(build_server(b_settings), mode="auto") as b:
+            stored = models.StoreResult.model_validate(
+                ok(await a.call_tool("store_model", {"source": "acme/once"})))
+            assert stored.nocopy
+            a_stats = models.PeerStatsResult.model_validate(
+                ok(await a.call_tool("peer_stats", {})))
+            assert a_stats.network is not None
+            ok(await b.call_tool("connect_peer",
+                                 {"multiaddr": a_stats.network.listen_addrs[0]}))
+            before = disk_usage(tmp_path / "home-b")
+            into = models.FetchResult.model_validate(ok(await b.call_tool("fetch_cid", {
+                "cid": stored.root_cid, "into_hf_cache": "acme/once@main"})))
+            assert into.delivery == "hf_cache" and into.files_written == 3
+            assert into.nocopy and into.copied == [] and into.resumed_leaves == 0
+            grown = disk_usage(tmp_path / "home-b") - before
+            b_stats = models.PeerStatsResult.model_validate(
+                ok(await b.call_tool("peer_stats", {})))
+            assert b_stats.network is not None
+            assert b_stats.network.ledger_blocks_received > 40  # it came over bitswap
+
+    # The HF_HOME of B grew by the model and a little more (internal nodes, the index).
+    assert grown <= 1.05 * model_size, (grown, model_size)
+    # The blockstore holds no copy of any leaf: each is a reference into B's blob.
+    repo = tmp_path / "home-b" / "ipfs"
+    blocks = Blockstore(repo, filestore=Filestore(repo))
+    refs = Filestore(repo).ls()
+    blobs = tmp_path / "home-b" / "hub" / "models--acme--once" / "blobs"
+    assert {Path(r.path).parent for r in refs} == {blobs}
+    assert len(refs) == 40 + 1 + 1 + 1  # weights, its tail, one zero leaf, config
+    for ref in refs:
+        assert not blocks.path_of(leaf_cid_digest(ref.cid)).exists()
+    assert not list(blobs.glob("*.incomplete"))
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub_b = b_settings.backend.hf_hub_cache
+    for name, data in files.items():
+        got = hf_hub_download("acme/once", name, cache_dir=hub_b, local_files_only=True)
+        assert Path(got).read_bytes() == data
