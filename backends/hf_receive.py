@@ -46,8 +46,9 @@ from multiformats import CID
 from . import hf_layout, hub
 from .backend import Backend
 from .cids import cid_str
+from .errors import IntegrityError
 from .hf_cache import split_path
-from .receiver import FileLayout, file_layout, receive
+from .receiver import FileLayout, file_layout, holds, receive
 from .repo import Repo
 
 ProgressFn = Callable[[int], None]
@@ -105,7 +106,32 @@ class _ReceivingWriter:
                                         why_copied=f"copied: {layout}")
         return self._receive(layout, blobs)
 
+    def _already_here(self, layout: FileLayout, blobs: Path) -> str | None:
+        """The etag of a blob of this folder that an earlier fetch completed (its first
+        leaf's reference names it) and that holds every leaf of this file at its offset,
+        all verified; else None."""
+        filestore = self.repo.filestore
+        assert filestore is not None
+        ref = filestore.ref(bytes(layout.slots[0].cid.digest)) if layout.slots else None
+        if ref is None:
+            return None
+        blob = Path(ref.path)
+        if blob.parent != blobs or blob.name.endswith(".incomplete"):
+            return None
+        try:
+            if not holds(blob, layout):
+                return None
+            hf_layout.verify_existing(blob, blob.name)
+        except (OSError, IntegrityError):
+            return None
+        return blob.name
+
     def _receive(self, layout: FileLayout, blobs: Path) -> hf_layout.BlobWritten:
+        etag = self._already_here(layout, blobs)
+        if etag is not None:
+            if self.progress is not None:
+                self.progress(layout.size)
+            return hf_layout.BlobWritten(etag, by_reference=True)
         incomplete = blobs / f"{cid_str(layout.cid)}.incomplete"
         got = receive(layout, incomplete, self.repo.blocks, self._read, self.progress)
         blob = blobs / got.sha256

@@ -37,7 +37,7 @@ from multiformats import CID
 
 from . import dagpb, limits, unixfs
 from .blockstore import Blockstore
-from .cids import cid_str
+from .cids import cid_str, verify_block
 from .errors import DagTooLarge, DiskFull, IntegrityError, IpfsMcpError
 from .filestore import Filestore
 from .placement import ReceivingFile
@@ -175,6 +175,27 @@ def receive(layout: FileLayout, path: Path, blocks: Blockstore,
         os.close(fd)
     return Received(path, sha, layout.size, len(layout.slots), len(good),
                     receiving.placed_bytes, copied)
+
+
+def holds(path: Path, layout: FileLayout) -> bool:
+    """Whether the file at ``path`` has exactly the layout's size and every leaf's bytes at
+    its offset (each read with ``pread`` and rehashed).
+
+    Raises:
+        OSError: the file cannot be opened or read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if os.fstat(fd).st_size != layout.size:
+            return False
+        for slot in layout.slots:
+            try:
+                verify_block(slot.cid, os.pread(fd, slot.size, slot.offset))
+            except IntegrityError:
+                return False
+    finally:
+        os.close(fd)
+    return True
 
 
 def _resume(filestore: Filestore, path: Path, offsets: dict[bytes, list[int]],
