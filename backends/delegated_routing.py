@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -30,7 +31,8 @@ from .cids import cid_str
 from .errors import BackendUnavailable, BlockNotFound, NetworkError
 from .fetcher import BlockFetcher
 from .http_answers import read_bounded
-from .trustless_gateway import BlockPut, TrustlessGateways, gateway_url
+from .reputation import ProviderReputation
+from .trustless_gateway import BlockPut, GatewayStat, TrustlessGateways, gateway_url
 
 _T = TypeVar("_T")
 
@@ -100,15 +102,34 @@ def _records(text_lines: Iterable[str], router: str) -> Iterator[RoutedProvider]
                                  tuple(str(p) for p in item.get("Protocols") or ()), router)
 
 
+@dataclass(frozen=True)
+class RouterStat:
+    """One delegated router's record, for the health report."""
+
+    url: str
+    score: float  # the same scorer as peers and gateways (backends/reputation.py)
+    successes: int
+    failures: int
+    consecutive_failures: int
+    last_error: str | None
+
+
 class DelegatedRouting:
-    """Ask every configured router; merge their answers (first router's record wins)."""
+    """Ask every configured router; merge their answers (first router's record wins).
+
+    Every answer (or failure) is recorded in a reputation per router, so the health report
+    can show which router works; all routers are still asked every time."""
 
     def __init__(self, urls: Sequence[str], *, client: httpx.Client | None = None,
-                 timeout: float = 10.0, router_scopes: Mapping[str, Scope] | None = None
-                 ) -> None:
+                 timeout: float = 10.0, router_scopes: Mapping[str, Scope] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         """``router_scopes`` overrides how near a router is taken to be (by default, from
         where its own host resolves)."""
         self.urls = [gateway_url(u) for u in urls]
+        self._clock = clock
+        self._reputation = ProviderReputation(clock)
+        self._last_error: dict[str, str] = {}
+        self._stats_lock = threading.Lock()  # providers() runs in worker threads
         self._owns_client = client is None
         self.client = client or httpx.Client(timeout=httpx.Timeout(timeout))
         scopes = {gateway_url(k): v for k, v in (router_scopes or {}).items()}
@@ -153,12 +174,30 @@ class DelegatedRouting:
         merged: dict[str, RoutedProvider] = {}
         errors: dict[str, str] = {}
         for url in self.urls:
+            started = self._clock()
             try:
-                for record in self._ask(url, cid):
-                    merged.setdefault(record.peer_id, record)
+                records = self._ask(url, cid)
             except NetworkError as exc:
                 errors[url] = str(exc)
+                with self._stats_lock:
+                    self._reputation.update_provider_stats(url, False)
+                    self._last_error[url] = str(exc)
+                continue
+            with self._stats_lock:
+                self._reputation.update_provider_stats(url, True, self._clock() - started)
+            for record in records:
+                merged.setdefault(record.peer_id, record)
         return list(merged.values())[:limit], errors
+
+    def stats(self) -> list[RouterStat]:
+        """Each router's reputation as it stands, in configuration order."""
+        with self._stats_lock:
+            out = []
+            for url in self.urls:
+                record = self._reputation.record(url)
+                out.append(RouterStat(url, record.score, record.successes, record.failures,
+                                      record.consecutive_failures, self._last_error.get(url)))
+            return out
 
 
 class Dialer(Protocol):
@@ -192,6 +231,12 @@ class DelegatedSource:
             gateways, self._gateways = list(self._gateways.values()), {}
         for gateway in gateways:
             gateway.close()
+
+    def gateway_stats(self) -> list[GatewayStat]:
+        """The reputation of each gateway the routers named that we fetched from."""
+        with self._lock:
+            gateways = list(self._gateways.values())
+        return [stat for gateway in gateways for stat in gateway.stats()]
 
     def _gateway(self, url: str) -> TrustlessGateways:
         with self._lock:

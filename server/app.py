@@ -276,7 +276,8 @@ def build_server(settings: ServerSettings | None = None, *, gateway_url: str | N
 
     @contextlib.asynccontextmanager
     async def lifespan(_: MCPServer[ServerState]):  # type: ignore[no-untyped-def]
-        async with lifespan_state(settings, runtime, slot=slot) as state:
+        async with lifespan_state(settings, runtime, slot=slot,
+                                  gateway_url=gateway_url) as state:
             yield state
 
     mcp: MCPServer[ServerState] = MCPServer(
@@ -579,14 +580,17 @@ def _register_resources(mcp: MCPServer[ServerState], runtime: Runtime) -> None:
 
     @mcp.resource("ipfs-mcp://health", name="node-health", title="Node health",
                   description="Backend in use and why, repo size and free disk, peers, DHT "
-                              "state, uptime, allowed roots, recent errors",
+                              "state, uptime, allowed roots, our gateway, the trustless "
+                              "gateways and delegated routers with their reputation, "
+                              "recent errors",
                   mime_type="application/json")
     async def node_health() -> str:
         state = runtime.get()
         report = await health(state.router, state.network, node_status=state.node_status,
                               uptime_s=state.uptime, roots=state.roots,
                               recent_errors=list(state.errors), sources=state.sources,
-                              gateways=state.gateways)
+                              gateways=state.gateways, served=state.served_gateway,
+                              routers=state.routing, discovered=state.discovered)
         return report.model_dump_json()
 
     @mcp.resource("ipfs://{cid}", name="ipfs-content", title="IPFS content by CID",

@@ -46,6 +46,7 @@ from ipfs_mcp.backends.repo import Repo
 from ipfs_mcp.backends.router import Router, Selection, custom_backends
 from ipfs_mcp.backends.sources import NamedSource, RetrievalSources
 from ipfs_mcp.backends.trustless_gateway import TrustlessGateways
+from ipfs_mcp.tools.models import ServedGateway
 from ipfs_mcp.tools.roots import AllowedRoots
 
 from .config import ServerSettings
@@ -130,6 +131,9 @@ class ServerState:
     network_why: str  # why there is no network, when there is none
     slot: NodeSlot = field(default_factory=NodeSlot)
     gateways: TrustlessGateways | None = None  # trustless gateways asked on a miss
+    routing: DelegatedRouting | None = None  # delegated routers (--delegated-router)
+    discovered: DelegatedSource | None = None  # fetches from the providers they name
+    gateway_url: str | None = None  # our own gateway (--gateway), once bound
     started: float = field(default_factory=time.monotonic)
     errors: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_ERRORS))
 
@@ -138,6 +142,13 @@ class ServerState:
         """The retrieval sources a local miss asks (for the health resource)."""
         fetcher = self.router.registry.deps.fetcher
         return fetcher.names() if isinstance(fetcher, RetrievalSources) else []
+
+    @property
+    def served_gateway(self) -> ServedGateway:
+        """Our own gateway as the health resource shows it."""
+        return ServedGateway(enabled=self.settings.gateway is not None
+                             or self.gateway_url is not None,
+                             url=self.gateway_url, recursive=self.settings.gateway_recursive)
 
     @property
     def selection(self) -> Selection:
@@ -215,16 +226,19 @@ async def run_node(settings: ServerSettings, repo: Repo, slot: NodeSlot) -> None
 
 @contextlib.asynccontextmanager
 async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = None, *,
-                         slot: NodeSlot | None = None) -> AsyncIterator[ServerState]:
+                         slot: NodeSlot | None = None, gateway_url: str | None = None
+                         ) -> AsyncIterator[ServerState]:
     """Build the Router (with the node slot as its fetcher), pick the node, start ours if
     it is the node, yield; on exit stop the node and close every backend.
 
     ``slot`` (default: a new one) is shared when another part of the process, the
-    gateway's ``/routing/v1``, answers from the same node."""
+    gateway's ``/routing/v1``, answers from the same node. ``gateway_url`` is that
+    gateway's address, for the health resource."""
     slot = slot if slot is not None else NodeSlot()
     sources = RetrievalSources()  # filled below once the backend is known
     router = Router.from_settings(settings.backend, fetcher=sources, custom=custom_backends())
     gateways: TrustlessGateways | None = None
+    discovered: DelegatedSource | None = None
     delegated = (DelegatedRouting(settings.delegated_routers)
                  if settings.delegated_routers else None)
     try:
@@ -251,15 +265,17 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
                                          timeout=settings.backend.ipfs_api_timeout)
             sources.add(NamedSource("trustless-gateway", gateways))
         if delegated is not None:
-            sources.add(NamedSource("delegated-routing", DelegatedSource(
-                delegated, repo.blocks, node=slot if settings.start_p2p else None,
-                timeout=settings.backend.ipfs_api_timeout)))
+            discovered = DelegatedSource(delegated, repo.blocks,
+                                         node=slot if settings.start_p2p else None,
+                                         timeout=settings.backend.ipfs_api_timeout)
+            sources.add(NamedSource("delegated-routing", discovered))
     else:
         why = (f"backend {selection.backend} has no node of its own and no embedded repo "
                "for ours to serve")
         slot.settle(None, why)
     state = ServerState(settings=settings, router=router, roots=roots, network=network,
-                        network_why=why, slot=slot, gateways=gateways)
+                        network_why=why, slot=slot, gateways=gateways, routing=delegated,
+                        discovered=discovered, gateway_url=gateway_url)
     log.info("backend %s (%s); %s", selection.backend, selection.reason, roots.describe())
     try:
         async with anyio.create_task_group() as tg:
@@ -277,5 +293,7 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
         await anyio.to_thread.run_sync(router.close)
         if gateways is not None:
             gateways.close()
+        if discovered is not None:
+            discovered.close()  # the gateways the routers named, with their clients
         if delegated is not None:
             delegated.close()

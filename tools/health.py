@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Literal
 
+from ipfs_mcp.backends.delegated_routing import DelegatedRouting, DelegatedSource
 from ipfs_mcp.backends.errors import IpfsMcpError
 from ipfs_mcp.backends.network import Network
 from ipfs_mcp.backends.router import Router
-from ipfs_mcp.backends.trustless_gateway import TrustlessGateways
+from ipfs_mcp.backends.trustless_gateway import GatewayStat, TrustlessGateways
 
-from .models import BackendChoice, BackendStatus, GatewayStatus, Health, RepoInfo, RepoIntegrity
+from .models import (
+    BackendChoice,
+    BackendStatus,
+    GatewayStatus,
+    Health,
+    RepoInfo,
+    RepoIntegrity,
+    RouterStatus,
+    ServedGateway,
+)
 from .network import cache_counters
 from .progress import run_blocking
 from .roots import AllowedRoots
@@ -18,9 +29,14 @@ from .roots import AllowedRoots
 async def health(router: Router, node: Network | None, *, node_status: str,
                  uptime_s: float, roots: AllowedRoots, recent_errors: Iterable[str],
                  sources: Sequence[str] = (),
-                 gateways: TrustlessGateways | None = None) -> Health:
+                 gateways: TrustlessGateways | None = None,
+                 served: ServedGateway | None = None,
+                 routers: DelegatedRouting | None = None,
+                 discovered: DelegatedSource | None = None) -> Health:
     """Backend in use and why, every backend's health, repo size, free disk and integrity,
-    the node (ours or Kubo) with its peers and DHT state, uptime, errors."""
+    the node (ours or Kubo) with its peers and DHT state, uptime, errors; our own gateway
+    (``served``), and the trustless gateways and delegated routers we fetch through, each
+    with its reputation (``discovered`` holds the gateways the routers named)."""
     selection = await run_blocking(router.selection)
     probes = await run_blocking(router.backend_health)
     repo: RepoInfo | None = None
@@ -68,8 +84,22 @@ async def health(router: Router, node: Network | None, *, node_status: str,
         uptime_s=round(uptime_s, 3), cache=cache_counters(router),
         allowed_roots=[str(r) for r in roots.roots],
         retrieval_sources=list(sources),
-        gateways=[GatewayStatus(url=g.url, score=round(g.score, 4), successes=g.successes,
-                                failures=g.failures, bad_blocks=g.bad_blocks,
-                                dropped=g.dropped)
-                  for g in (gateways.stats() if gateways is not None else [])],
+        gateway=served or ServedGateway(enabled=False),
+        gateways=[*_gateway_statuses(gateways.stats() if gateways is not None else [],
+                                     "configured"),
+                  *_gateway_statuses(discovered.gateway_stats() if discovered is not None
+                                     else [], "delegated-routing")],
+        delegated_routers=[RouterStatus(url=r.url, score=round(r.score, 4),
+                                        successes=r.successes, failures=r.failures,
+                                        consecutive_failures=r.consecutive_failures,
+                                        last_error=r.last_error)
+                           for r in (routers.stats() if routers is not None else [])],
         recent_errors=[*problems, *recent_errors])
+
+
+def _gateway_statuses(stats: Iterable[GatewayStat],
+                      found_via: Literal["configured", "delegated-routing"]
+                      ) -> list[GatewayStatus]:
+    return [GatewayStatus(url=g.url, score=round(g.score, 4), successes=g.successes,
+                          failures=g.failures, bad_blocks=g.bad_blocks, dropped=g.dropped,
+                          found_via=found_via) for g in stats]
