@@ -42,7 +42,9 @@ log = logging.getLogger("ipfs_mcp.gateway")
 BITSWAP = "transport-bitswap"
 GATEWAY_HTTP = "transport-ipfs-gateway-http"
 NODE_WAIT = 5.0  # seconds a lookup waits for a node still starting
-DHT_TIMEOUT = 10.0  # seconds a DHT walk may take before we answer with what we have
+# Seconds a DHT walk may take before we answer with what we have: under the 15 s Kubo 0.43
+# gives each delegated router, so a slow walk never costs a client our own record.
+DHT_TIMEOUT = 10.0
 
 
 class NodeHolder(Protocol):
