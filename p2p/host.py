@@ -39,6 +39,7 @@ from ._net import NET_ERRORS
 from .config import NodeConfig
 from .discovery import announce_interface_addrs
 from .routing import KAD_PROTOCOL, KAD_PROTOCOLS
+from .transport_tuning import apply_transport_tuning
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ def peer_info_from_addr(addr: str | multiaddr.Multiaddr) -> PeerInfo:
 
 def build_host(key_pair: KeyPair, config: NodeConfig) -> IHost:
     """A host with our security and muxer choices and the role's connection limits."""
+    apply_transport_tuning()  # yamux frames and window updates for bulk transfers
     profile = config.profile
     muxers: dict[TProtocol, type] = {TProtocol(YAMUX_PROTOCOL_ID): FrameAtomicYamux}
     if config.enable_mplex:
