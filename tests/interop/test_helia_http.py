@@ -21,6 +21,7 @@ import anyio.to_thread
 import pytest
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
+from mcp import Client
 from multiformats import CID
 
 from ipfs_mcp.backends.cids import cid_str, parse_cid
@@ -28,6 +29,8 @@ from ipfs_mcp.backends.dag import walk
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.backends.importer import ImportOptions
 from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.server.app import build_server
+from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.server.gateway import (
     BlockstoreSource,
     Gateway,
@@ -36,13 +39,15 @@ from ipfs_mcp.server.gateway import (
     ProviderRecord,
     serve_gateway,
 )
+from ipfs_mcp.server.gateway.node_routing import BITSWAP, GATEWAY_HTTP
+from ipfs_mcp.server.gateway.wiring import start_gateway
+from ipfs_mcp.server.state import NodeSlot
 
 from .jsenv import js_skip_reason, run_js
 
 pytestmark = [pytest.mark.anyio, pytest.mark.interop]
 TIMEOUT = 90
 JS_TIMEOUT_MS = 60_000
-GATEWAY_HTTP = "transport-ipfs-gateway-http"
 
 
 @pytest.fixture(autouse=True)
@@ -188,6 +193,11 @@ def peer_id() -> str:
     return ID.from_pubkey(create_new_key_pair().public_key).to_base58()
 
 
+def base58_ids(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Helia gives peer ids back as CIDs (libp2p-key); ours are their base58 multihashes."""
+    return [{**r, "ID": ID(CID.decode(r["ID"]).digest).to_base58()} for r in records]
+
+
 async def test_helia_delegated_routing_client_reads_our_providers_and_peers(
         backend: HFCacheBackend) -> None:
     cid = backend.add_bytes(b"provided by two peers\n", options=ImportOptions(cid_version=1))
@@ -207,10 +217,8 @@ async def test_helia_delegated_routing_client_reads_our_providers_and_peers(
             got = await helia_http({"op": "routing", "router": url,
                                     "providers": [cid, unknown],
                                     "peers": [http_peer, lonely]})
-    # Helia gives peer ids back as CIDs (libp2p-key); ours are their base58 multihashes.
-    for records in (*got["providers"].values(), *got["peers"].values()):
-        for record in records:
-            record["ID"] = ID(CID.decode(record["ID"]).digest).to_base58()
+    got = {kind: {key: base58_ids(records) for key, records in got[kind].items()}
+           for kind in ("providers", "peers")}
     assert got["providers"] == {
         cid: [{"ID": http_peer, "Addrs": ["/ip4/127.0.0.1/tcp/8080/http"],
                "Protocols": [GATEWAY_HTTP]},
@@ -222,3 +230,42 @@ async def test_helia_delegated_routing_client_reads_our_providers_and_peers(
         http_peer: [{"ID": http_peer, "Addrs": ["/ip4/127.0.0.1/tcp/4002"],
                      "Protocols": ["transport-bitswap"]}],
         lonely: []}
+
+
+async def test_helia_reads_and_fetches_from_our_node_as_serve_wires_it(tmp_path: Path) -> None:
+    """The gateway and the MCP server as ``ipfs-mcp serve --gateway`` runs them (one node,
+    its ``/routing/v1`` answering from it): content added over MCP is announced with our
+    peer id, the gateway's ``/http`` address and our libp2p addresses; Helia, given only
+    that router, finds our gateway there and fetches the file over HTTP."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IPFS_")}
+    env["HF_HOME"] = str(tmp_path / "home")
+    (tmp_path / "work").mkdir()
+    data = os.urandom(3 * 262_144 + 99)
+    (tmp_path / "work" / "weights.bin").write_bytes(data)
+    settings = ServerSettings.load(env, allow_roots=[str(tmp_path / "work")],
+                                   gateway="127.0.0.1:0")
+    slot = NodeSlot()
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as tg:
+            urls = await start_gateway(tg, settings, slot)
+            async with Client(build_server(settings, gateway_url=urls[0], slot=slot),
+                              mode="auto") as client:
+                node = await slot.wait()
+                assert node is not None, slot.status
+                added = await client.call_tool(
+                    "add_content", {"path": str(tmp_path / "work" / "weights.bin")})
+                assert not added.is_error, added.content
+                cid = added.structured_content["cid"]  # type: ignore[index]
+                routing = await helia_http({"op": "routing", "router": urls[0],
+                                            "providers": [cid], "peers": [node.peer_id]})
+                fetched = await helia_http({"op": "fetch", "routers": [urls[0]], "items": [
+                    {"cid": cid, "dest": str(tmp_path / "helia.bin")}]})
+                libp2p_addrs = [a.split("/p2p/")[0] for a in node.addrs]
+            tg.cancel_scope.cancel()
+    port = urls[0].rsplit(":", 1)[1]
+    ours = {"ID": node.peer_id, "Addrs": [f"/ip4/127.0.0.1/tcp/{port}/http", *libp2p_addrs],
+            "Protocols": [GATEWAY_HTTP, BITSWAP]}
+    assert base58_ids(routing["providers"][cid]) == [ours]
+    assert base58_ids(routing["peers"][node.peer_id]) == [ours]
+    assert fetched["items"] == [{"cid": cid, "type": "file"}]
+    assert (tmp_path / "helia.bin").read_bytes() == data
