@@ -4,15 +4,21 @@ fetches it over bitswap into its own hub cache, and huggingface_hub loads it off
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
 import pytest
+import trio
 from huggingface_hub import hf_hub_download
 from mcp import Client
 
 from ipfs_mcp.backends.blockstore import Blockstore
+from ipfs_mcp.backends.cids import cid_str
 from ipfs_mcp.backends.filestore import Filestore, leaf_cid_digest
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.tools import models
@@ -78,3 +84,88 @@ async def test_a_model_fetched_into_the_hf_cache_is_written_once(
     for name, data in files.items():
         got = hf_hub_download("acme/once", name, cache_dir=hub_b, local_files_only=True)
         assert Path(got).read_bytes() == data
+
+
+async def test_kill_9_mid_receive_shows_nothing_partial_and_the_next_get_resumes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real ``ipfs-mcp get --hf`` process fetching from a real provider that serves 110
+    blocks and then holds: killed with SIGKILL once it has 70 (so 64 leaves were placed: at
+    least one batch of references is committed), huggingface_hub sees no file at all; the
+    next run fetches only the leaves whose references were not committed, and the model
+    then loads, byte for byte. (The provider's engine sends blocks in messages of several,
+    so the command is waited for well short of the gate.)"""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from tests.cli.test_cli_network_get import command_env, ipfs_mcp, repo_verifies
+    from tests.p2p.nodes import GatedStore, add_path, node_at, repo_at
+
+    leaves = 120
+    folder = tmp_path / "model"
+    folder.mkdir()
+    files = {"config.json": b'{"model_type": "bert"}\n',
+             "model.safetensors": os.urandom(leaves * CHUNK)}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    root = cid_str(add_path(repo_at(tmp_path / "a"), folder, cid_version=1))  # raw leaves
+    home = tmp_path / "home"
+    blobs = home / "hub" / "models--acme--killed" / "blobs"
+    served = trio.Event()
+    gated = GatedStore(tmp_path / "a", after=110, served=served)
+    progress = _Progress()
+    async with node_at(tmp_path / "a", blockstore=gated) as node:
+        try:
+            with anyio.fail_after(TIMEOUT):
+                proc = await anyio.open_process(
+                    [sys.executable, "-m", "ipfs_mcp.server.cli", "get", root, "--hf",
+                     "acme/killed", "--peer", node.addrs[0], "--json"],
+                    env=command_env(home), stdout=subprocess.DEVNULL)
+                async with proc, anyio.create_task_group() as tg:
+                    tg.start_soon(progress.pump, proc.stderr)
+                    await progress.until_blocks(70)  # 3 for the folder, then leaves
+                    proc.kill()  # SIGKILL: no cleanup of any kind runs
+                    assert await proc.wait() == -signal.SIGKILL
+                    tg.cancel_scope.cancel()
+            partial = list(blobs.glob("*.incomplete"))
+            assert len(partial) == 1 and partial[0].stat().st_size == leaves * CHUNK
+            monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+            for name in files:  # nothing visible: no snapshot entry, not even the config
+                with pytest.raises(LocalEntryNotFoundError):
+                    hf_hub_download("acme/killed", name, cache_dir=home / "hub",
+                                    local_files_only=True)
+        finally:
+            gated.release.set()
+        again = await ipfs_mcp(home, "get", root, "--hf", "acme/killed", "--peer",
+                               node.addrs[0], "--json")
+    assert again.code == 0, again.stderr
+    summary = again.summary
+    assert summary["nocopy"] and summary["copied"] == []
+    assert 0 < summary["resumed_leaves"] < leaves
+    # Only what was not committed before the kill crossed the network again.
+    assert summary["blocks_fetched"] == leaves - summary["resumed_leaves"]
+    for name, data in files.items():
+        got = hf_hub_download("acme/killed", name, cache_dir=home / "hub",
+                              local_files_only=True)
+        assert Path(got).read_bytes() == data
+    assert list(blobs.glob("*.incomplete")) == []
+    await repo_verifies(home)
+
+
+class _Progress:
+    """The command's JSON progress lines on stderr, read as they come."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, object]] = []
+        self._changed = trio.Event()
+
+    async def pump(self, stream: object) -> None:
+        buffered = b""
+        async for chunk in stream:  # type: ignore[attr-defined]
+            buffered += chunk
+            *complete, buffered = buffered.split(b"\n")
+            self.lines.extend(json.loads(raw) for raw in complete if raw.startswith(b"{"))
+            self._changed.set()
+            self._changed = trio.Event()
+
+    async def until_blocks(self, count: int) -> None:
+        while not any(int(line["blocks"]) >= count for line in self.lines):  # type: ignore[call-overload]
+            await self._changed.wait()
