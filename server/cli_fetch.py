@@ -9,7 +9,9 @@ through the Router exactly as ``fetch_cid`` does. So the same rules hold:
   are not asked for again, so a second run resumes where an interrupted one stopped;
 * ``-o`` writes atomically and, as Kubo's ``get`` does, replaces what is there (and says so);
   ``--hf org/name[@revision]`` writes a HuggingFace cache snapshot as
-  ``fetch_cid(into_hf_cache=...)`` does;
+  ``fetch_cid(into_hf_cache=...)`` does: raw leaves straight into the blobs, once, kept by
+  reference (``backends/hf_receive.py``), so a second run resumes from the blobs' partial
+  ``.incomplete`` files;
 * cancelling (Ctrl-C, ``--timeout``) goes through the worker thread's cancel token, so the
   node withdraws its wants, the partial output is removed, and nothing is pinned.
 
