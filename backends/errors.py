@@ -141,5 +141,10 @@ class DiskFull(IpfsMcpError):
     """The file system ran out of space (or quota) mid-write; the partial output was removed."""
 
 
+class StorageBudgetSpent(IpfsMcpError):
+    """A fetch refused up front: the store it would add to has used its bound (the
+    recursive gateway's total), or the disk is down to its reserve."""
+
+
 class OperationCancelled(IpfsMcpError):
     """A long operation stopped because its caller cancelled it; partial output was removed."""

@@ -35,6 +35,8 @@ option                       environment                    meaning
                                                             (trustless + path, /routing/v1)
 ``--gateway-recursive``      ``IPFS_MCP_GATEWAY_RECURSIVE`` let it fetch what is not here
                                                             (default: only local blocks)
+``--gateway-max-store B``    ``IPFS_MCP_GATEWAY_MAX_STORE`` most a recursive gateway may store
+                                                            in all (default 10 GB)
 ``--gateway-public``         ``IPFS_MCP_GATEWAY_PUBLIC=1``  allow a gateway bind beyond
                                                             loopback (refused otherwise)
 ``--gateway-tls CERT KEY``   ``IPFS_MCP_GATEWAY_TLS_CERT``  serve the gateway over TLS (HTTP/2
@@ -62,6 +64,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ipfs_mcp.backends.errors import InvalidInput
+from ipfs_mcp.backends.limits import parse_max_write
 from ipfs_mcp.backends.settings import BackendSettings, env_flag
 from ipfs_mcp.backends.trustless_gateway import gateway_url
 
@@ -170,6 +173,7 @@ class ServerSettings:
     gateway_recursive: bool = False
     gateway_public: bool = False
     gateway_tls: tuple[Path, Path] | None = None  # certificate chain and key (PEM)
+    gateway_max_store: int | None = None  # None: the recursive gateway's default bound
     trustless_gateways: tuple[str, ...] = ()  # retrieval sources beside bitswap
     delegated_routers: tuple[str, ...] = ()  # /routing/v1 servers beside the DHT
 
@@ -189,6 +193,7 @@ class ServerSettings:
              gateway: str | None = None, gateway_recursive: bool | None = None,
              gateway_public: bool | None = None,
              gateway_tls: Sequence[str] | None = None,
+             gateway_max_store: int | None = None,
              trustless_gateways: Sequence[str] | None = None,
              delegated_routers: Sequence[str] | None = None) -> ServerSettings:
         """Settings from ``env`` (default ``os.environ``), overridden by given arguments.
@@ -222,6 +227,12 @@ class ServerSettings:
         if gateway_public is None:
             gateway_public = env_flag(env, "IPFS_MCP_GATEWAY_PUBLIC", False)
         tls = _gateway_tls(env, gateway_tls)
+        if gateway_max_store is None:
+            try:
+                gateway_max_store = parse_max_write(env.get("IPFS_MCP_GATEWAY_MAX_STORE"),
+                                                    "IPFS_MCP_GATEWAY_MAX_STORE")
+            except ValueError as exc:
+                raise InvalidInput(str(exc)) from None
         if tls is not None and gateway_bind is None:
             raise InvalidInput("--gateway-tls needs --gateway HOST:PORT to serve on")
         role_name = (role or env.get("IPFS_MCP_ROLE") or DEFAULT_ROLE).strip().lower()
@@ -250,6 +261,7 @@ class ServerSettings:
             gateway_recursive=gateway_recursive,
             gateway_public=gateway_public,
             gateway_tls=tls,
+            gateway_max_store=gateway_max_store,
             trustless_gateways=tuple(
                 gateway_url(u) for u in (trustless_gateways if trustless_gateways else
                                          _split(env.get("IPFS_MCP_TRUSTLESS_GATEWAYS")))),

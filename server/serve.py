@@ -89,6 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gateway-recursive", action="store_true", default=None,
                         help="let the gateway fetch content that is not here (env "
                              "IPFS_MCP_GATEWAY_RECURSIVE=1)")
+    parser.add_argument("--gateway-max-store", type=_positive, metavar="BYTES",
+                        help="most bytes a recursive gateway may store in all (env "
+                             "IPFS_MCP_GATEWAY_MAX_STORE; default 10 GB, as Kubo's "
+                             "Datastore.StorageMax)")
     parser.add_argument("--gateway-public", action="store_true", default=None,
                         help="allow --gateway to bind beyond 127.0.0.1 (env "
                              "IPFS_MCP_GATEWAY_PUBLIC=1)")
@@ -111,7 +115,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         add_max=args.add_max, max_body=args.max_body, log_level=args.log_level,
         max_write=args.max_write_bytes, gateway=args.gateway,
         gateway_recursive=args.gateway_recursive, gateway_public=args.gateway_public,
-        gateway_tls=args.gateway_tls, trustless_gateways=args.trustless_gateway, delegated_routers=args.delegated_router)
+        gateway_tls=args.gateway_tls, gateway_max_store=args.gateway_max_store,
+        trustless_gateways=args.trustless_gateway, delegated_routers=args.delegated_router)
 
 
 async def _serve(settings: ServerSettings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -108,3 +109,34 @@ def http_server_of_own() -> Iterator[Callable[[Answer], str]]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+# -- a disk that fills up ------------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs mounted for this test (needs root, as in CI)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    try:
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                              capture_output=True, timeout=30)
+    except (FileNotFoundError, PermissionError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here ({exc}); needs root with mount(8)")
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()} (needs root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True, timeout=30, check=True)
+
+
+def fill_disk(folder: Path) -> Path:
+    """Another writer takes every free byte of the file system (until ENOSPC)."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as out:
+        for _ in range(10_000):  # bounded: 4 MiB in 4 KiB steps is ~1000
+            try:
+                out.write(b"\xff" * 4096)
+            except OSError:
+                break
+    return filler

@@ -23,6 +23,7 @@ from ipfs_mcp.backends.errors import (
     InvalidInput,
     IpfsMcpError,
     NotFound,
+    StorageBudgetSpent,
     TooLarge,
 )
 from ipfs_mcp.backends.exporter import Exporter
@@ -93,6 +94,10 @@ class ContentRequest:
             if self.started:
                 raise
             await plain(self.send, 400, f"{exc}\n".encode(), self._common(None))
+        except StorageBudgetSpent as exc:  # recursive only: this gateway stores no more
+            if self.started:
+                raise
+            await plain(self.send, 507, f"{exc}\n".encode(), self._common(None))
         except (IntegrityError, InvalidInput) as exc:
             if self.started:
                 raise

@@ -34,22 +34,28 @@ from .app import Gateway
 from .node_routing import NodeHolder, NodeProviders, repo_peer_id
 from .serve import serve_gateway
 from .source import BlockstoreSource, ProviderLookup
+from .store_budget import StoreBudget
 
 
 class FetchingSource:
     """The recursive gateway's second source: what is not here is fetched from the
     configured trustless gateways and delegated routers' providers (each block verified
-    and stored in the repo), then read back from the repo."""
+    and stored in the repo), then read back from the repo; all it stores is bounded by
+    ``budget``."""
 
-    def __init__(self, blocks: Blockstore, sources: RetrievalSources) -> None:
+    def __init__(self, blocks: Blockstore, sources: RetrievalSources,
+                 budget: StoreBudget) -> None:
         self.blocks = blocks
         self.sources = sources
+        self.budget = budget
 
     def get_block(self, cid: CID) -> bytes:
         try:
             return self.blocks.get(cid)
         except BlockNotFound:
-            self.sources.fetch_block(cid)
+            self.budget.check()
+            data = self.sources.fetch_block(cid)
+            self.budget.charge(len(data))
             return self.blocks.get(cid)
 
 
@@ -92,7 +98,8 @@ def gateway_from_settings(settings: ServerSettings, *, repo: Repo | None = None,
         if not sources.sources:
             raise Unsupported("gateway", "--gateway-recursive without a source",
                               "give --trustless-gateway or --delegated-router to fetch from")
-        remote = FetchingSource(repo.blocks, sources)
+        remote = FetchingSource(repo.blocks, sources,
+                                StoreBudget(Path(repo.path), settings.gateway_max_store))
     return Gateway(BlockstoreSource(repo.blocks), remote=remote, providers=providers)
 
 

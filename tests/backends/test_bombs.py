@@ -8,7 +8,6 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -32,6 +31,7 @@ from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.backends.repo import Repo
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
+from tests.conftest import fill_disk
 
 LEAF = 256 * 1024
 FANOUT = 174
@@ -467,36 +467,6 @@ def test_car_with_too_many_roots_is_refused(home: HFCacheBackend) -> None:
 
 
 # -- a disk that fills up mid-write -------------------------------------------------------
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs mounted for this test (needs root, as in CI)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    try:
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                              capture_output=True, timeout=30)
-    except (FileNotFoundError, PermissionError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here ({exc}); needs root with mount(8)")
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()} (needs root)")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], capture_output=True, timeout=30, check=True)
-
-
-def _fill(folder: Path) -> Path:
-    """Another writer takes every free byte of the file system (until ENOSPC)."""
-    filler = folder / "filler"
-    with open(filler, "wb", buffering=0) as out:
-        for _ in range(10_000):  # bounded: 4 MiB in 4 KiB steps is ~1000
-            try:
-                out.write(b"\xff" * 4096)
-            except OSError:
-                break
-    return filler
-
-
 def test_disk_filling_mid_write_leaves_nothing_partial(home: HFCacheBackend,
                                                        small_disk: Path) -> None:
     data = os.urandom(3 * 1024 * 1024)
@@ -505,7 +475,7 @@ def test_disk_filling_mid_write_leaves_nothing_partial(home: HFCacheBackend,
 
     def competing_writer(nbytes: int) -> None:
         if not filled:  # the disk fills after the write has begun
-            filled.append(_fill(small_disk))
+            filled.append(fill_disk(small_disk))
 
     target = small_disk / "model.bin"
     with pytest.raises(DiskFull, match="full"):

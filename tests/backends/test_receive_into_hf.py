@@ -30,8 +30,8 @@ from ipfs_mcp.backends.repo import Repo
 from ipfs_mcp.p2p import P2PNode
 from ipfs_mcp.tools import content
 from ipfs_mcp.tools.roots import AllowedRoots
-from tests.backends.test_bombs import _fill, small_disk  # noqa: F401 - the fixture
 from tests.backends.test_filestore import _delete, _flip, _truncate, make_hf_model
+from tests.conftest import fill_disk
 from tests.p2p.nodes import node_at, repo_at
 
 pytestmark = pytest.mark.anyio
@@ -231,9 +231,9 @@ async def test_a_crash_after_naming_the_blob_is_repaired_by_the_next_fetch(
 
 
 # -- a full disk ------------------------------------------------------------------------------------
-def test_a_full_disk_is_disk_full_for_a_block(small_disk: Path) -> None:  # noqa: F811
+def test_a_full_disk_is_disk_full_for_a_block(small_disk: Path) -> None:
     blocks = Blockstore(small_disk / "ipfs", fsync=False)
-    filler = _fill(small_disk)
+    filler = fill_disk(small_disk)
     data = os.urandom(64 * 1024)
     with pytest.raises(DiskFull, match="is full"):
         blocks.put(cid_of_block(data), data)
