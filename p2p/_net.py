@@ -5,8 +5,8 @@ from __future__ import annotations
 import trio
 from libp2p.abc import INetStream
 from libp2p.exceptions import BaseLibp2pError
-from multiformats import varint
 
+from ipfs_mcp.backends import varint
 from ipfs_mcp.backends.errors import NetworkError
 
 # Everything a stream, a dial or a muxer may raise when the other side or the wire fails.
@@ -74,10 +74,12 @@ class FrameReader:
             raise NetworkError(f"peer announced a {length}-byte message; the cap is {self._max}")
         if not await self._fill(pos + length):
             raise NetworkError("stream ended inside a message")
-        body = bytes(self._buf[pos:pos + length])
+        with memoryview(self._buf) as view:  # one copy of the body, not two
+            body = bytes(view[pos:pos + length])
         del self._buf[:pos + length]
         return body
 
 
 def frame(body: bytes) -> bytes:
+    """``body`` behind its length: one buffer, so it goes out as one write."""
     return varint.encode(len(body)) + body

@@ -219,7 +219,10 @@ class Bitswap:
         self.bytes_in = 0  # whole messages, both directions, for bandwidth totals
         self.bytes_out = 0
         self.protocol_errors = 0
-        self._block_slots = trio.Semaphore(4)
+        # Received messages being hashed and stored (each about target_message_size), and
+        # the worker threads doing it: together they bound the memory a fast sender uses.
+        self._block_slots = trio.Semaphore(8)
+        self._store_threads = trio.CapacityLimiter(16)
 
     # -- lifecycle ----------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -480,58 +483,65 @@ class Bitswap:
 
     async def _on_blocks_released(self, peer: _Peer, payloads: list[Payload]) -> None:
         try:
-            await self._on_blocks(peer, payloads)
+            async with trio.open_nursery() as nursery:
+                for payload in payloads:
+                    if len(payload.data) > self.config.max_block_size:
+                        self.mark_bad(peer.id, f"sent a {len(payload.data)}-byte block")
+                    else:
+                        nursery.start_soon(self._on_block, peer, payload)
         finally:
             self._block_slots.release()
 
-    async def _on_blocks(self, peer: _Peer, payloads: list[Payload]) -> None:
-        ok: list[Payload] = []
-        for payload in payloads:
-            if len(payload.data) > self.config.max_block_size:
-                self.mark_bad(peer.id, f"sent a {len(payload.data)}-byte block")
-            else:
-                ok.append(payload)
-        hashed = await anyio.to_thread.run_sync(_hash_all, ok)
-        wanted: list[tuple[WantRecord, CID, bytes]] = []
-        for payload, cid in zip(ok, hashed, strict=True):
-            if cid is None:
-                self.mark_bad(peer.id, "sent a block with an unusable CID prefix")
-                continue
-            mh = bytes(cid.digest)
-            rec = self._wants.get(mh)
-            if rec is not None and not rec.done.is_set():
-                wanted.append((rec, cid, payload.data))
-            elif rec is not None or mh in self._recent:
-                peer.ledger.duplicate_blocks += 1
-            else:
-                # Its hash matches nothing we asked for: a corrupted or unsolicited block.
-                self.mark_bad(peer.id, f"sent a block we did not ask for ({cid_str(cid)})")
-        if not wanted:
+    async def _on_block(self, peer: _Peer, payload: Payload) -> None:
+        # Hashing and storing run together in one worker thread, several blocks at once:
+        # their fsyncs overlap instead of queueing one behind the other.
+        cid, stored = await trio.to_thread.run_sync(
+            self._verify_and_store, payload, limiter=self._store_threads)
+        if cid is None:
+            self.mark_bad(peer.id, "sent a block with an unusable CID prefix")
             return
-        # The CIDs were computed from these very bytes, so each block is verified; the
-        # blockstore checks again before it writes.
-        await anyio.to_thread.run_sync(self._put_all, [(c, d) for _, c, d in wanted])
-        now = trio.current_time()
-        key = str(peer.id)
-        for rec, cid, data in wanted:
-            if rec.done.is_set():
-                continue
-            peer.ledger.blocks_received += 1
-            peer.ledger.bytes_received += len(data)
-            asked = rec.asked.get(key)
-            self.reputation.update_provider_stats(
-                key, True, now - asked[0] if asked else None, len(data))
-            rec.block = data
-            rec.source = key
-            rec.done.set()
-            rec.notify()
-            self._remember(bytes(cid.digest))
-            self.cancel(rec, (p for p in rec.asked if p != key))
-            self._on_new_block(cid)
+        mh = bytes(cid.digest)
+        rec = self._wants.get(mh)
+        if stored and rec is not None and not rec.done.is_set():
+            self._deliver(peer, rec, cid, payload.data)
+        elif rec is not None or mh in self._recent:
+            peer.ledger.duplicate_blocks += 1
+        else:
+            # Its hash matches nothing we asked for: a corrupted or unsolicited block.
+            self.mark_bad(peer.id, f"sent a block we did not ask for ({cid_str(cid)})")
 
-    def _put_all(self, blocks: list[tuple[CID, bytes]]) -> None:
-        for cid, data in blocks:
-            self.store.put(cid, data)
+    def _verify_and_store(self, payload: Payload) -> tuple[CID | None, bool]:
+        """In a worker thread: the block's real CID, and whether it was wanted and stored.
+
+        The CID is computed from these very bytes, so a block is stored only if that CID is
+        one we want; the blockstore checks again before it writes. Reading ``_wants`` from
+        this thread is one dict lookup, atomic in CPython; a want added or ended meanwhile
+        is settled by the event loop in :meth:`_on_block`.
+        """
+        try:
+            cid = block_cid(payload)
+        except NetworkError:
+            return None, False
+        rec = self._wants.get(bytes(cid.digest))
+        if rec is None or rec.done.is_set():
+            return cid, False
+        self.store.put(cid, payload.data)
+        return cid, True
+
+    def _deliver(self, peer: _Peer, rec: WantRecord, cid: CID, data: bytes) -> None:
+        key = str(peer.id)
+        peer.ledger.blocks_received += 1
+        peer.ledger.bytes_received += len(data)
+        asked = rec.asked.get(key)
+        self.reputation.update_provider_stats(
+            key, True, trio.current_time() - asked[0] if asked else None, len(data))
+        rec.block = data
+        rec.source = key
+        rec.done.set()
+        rec.notify()
+        self._remember(bytes(cid.digest))
+        self.cancel(rec, (p for p in rec.asked if p != key))
+        self._on_new_block(cid)
 
     def _on_new_block(self, cid: CID) -> None:
         """A block just arrived: serve it to peers that had asked us for it."""
@@ -644,11 +654,12 @@ class Bitswap:
                     if peer.stream is None:
                         peer.stream = await self.host.new_stream(peer.id, list(PROTOCOLS))
                         peer.protocol = str(peer.stream.get_protocol() or PROTOCOL_120)
-                    for body in _split(msg, peer.protocol or PROTOCOL_120,
-                                       self.config.max_message_size):
-                        await peer.stream.write(frame(body))
-                        self.bytes_out += len(body)
-                        peer.ledger.messages_sent += 1
+                    bodies = _split(msg, peer.protocol or PROTOCOL_120,
+                                    self.config.max_message_size)
+                    # One write for the lot: the muxer then cuts it into full frames.
+                    await peer.stream.write(b"".join(frame(body) for body in bodies))
+                    self.bytes_out += sum(len(body) for body in bodies)
+                    peer.ledger.messages_sent += len(bodies)
                 return
             except trio.TooSlowError:
                 # Cancelled mid-write, the connection may hold half an encrypted frame:
@@ -681,16 +692,6 @@ def _split(msg: Message, protocol: str, cap: int) -> list[bytes]:
     parts = [encode_message(head, protocol)] if not head.empty() else []
     parts += [encode_message(Message(blocks=[b]), protocol) for b in msg.blocks]
     return parts
-
-
-def _hash_all(payloads: list[Payload]) -> list[CID | None]:
-    out: list[CID | None] = []
-    for payload in payloads:
-        try:
-            out.append(block_cid(payload))
-        except NetworkError:
-            out.append(None)
-    return out
 
 
 async def _reset(stream: INetStream) -> None:

@@ -32,9 +32,9 @@ from enum import IntEnum
 from multiformats import CID, multihash
 
 from ipfs_mcp.backends import varint
-from ipfs_mcp.backends.cids import make_cid
+from ipfs_mcp.backends.dagpb import cid_from_binary, sha256_cid
 from ipfs_mcp.backends.errors import IntegrityError, NetworkError
-from ipfs_mcp.backends.protobuf import bytes_field, iter_fields, varint_field
+from ipfs_mcp.backends.protobuf import bytes_field, iter_fields, key, varint_field
 
 PROTOCOL_120 = "/ipfs/bitswap/1.2.0"
 PROTOCOL_110 = "/ipfs/bitswap/1.1.0"
@@ -52,6 +52,9 @@ MAX_WANTLIST = 1024
 
 _DAG_PB = 0x70
 _SHA256 = 0x12
+_BLOCK_KEY = key(2, 2)  # Message.blocks (1.0.0)
+_PAYLOAD_KEY = key(3, 2)  # Message.payload (1.1.0+)
+_DATA_KEY = key(2, 2)  # Block.data
 
 
 class WantType(IntEnum):
@@ -131,11 +134,18 @@ def encode_message(msg: Message, protocol: str = PROTOCOL_120) -> bytes:
         if msg.full:
             entries += varint_field(2, 1)
         out += bytes_field(1, entries)
+    # Blocks are most of the bytes: each is copied once, into the message, not once per
+    # enclosing field.
     for cid, data in msg.blocks:
         if legacy_blocks:
-            out += bytes_field(2, data)
+            out += _BLOCK_KEY + varint.encode(len(data))
         else:
-            out += bytes_field(3, bytes_field(1, cid_prefix(cid)) + bytes_field(2, data))
+            prefix = bytes_field(1, cid_prefix(cid))
+            head = _DATA_KEY + varint.encode(len(data))
+            out += _PAYLOAD_KEY + varint.encode(len(prefix) + len(head) + len(data))
+            out += prefix
+            out += head
+        out += data
     if modern:
         for cid, presence in msg.presences:
             body = bytes_field(1, bytes(cid))
@@ -150,7 +160,7 @@ def encode_message(msg: Message, protocol: str = PROTOCOL_120) -> bytes:
 # -- decoding ---------------------------------------------------------------------------
 def _cid(raw: bytes | memoryview) -> CID:
     try:
-        return CID.decode(bytes(raw))
+        return cid_from_binary(bytes(raw))
     except (ValueError, KeyError, TypeError) as exc:
         raise NetworkError(f"bitswap message carries an invalid CID: {exc}") from exc
 
@@ -234,7 +244,7 @@ def block_cid(payload: Payload) -> CID:
     """
     data = payload.data
     if payload.prefix is None:
-        return make_cid(0, "dag-pb", hashlib.sha256(data).digest())
+        return sha256_cid(0, _DAG_PB, hashlib.sha256(data).digest())
     try:
         raw = payload.prefix
         version, pos = varint.decode(raw, 0, strict=True)
@@ -246,12 +256,14 @@ def block_cid(payload: Payload) -> CID:
     if code == _SHA256:
         if length not in (32, -1):
             raise NetworkError(f"sha2-256 prefix with digest length {length}")
-        digest = hashlib.sha256(data).digest()
-        if version == 0:
-            if codec != _DAG_PB:
-                raise NetworkError("CIDv0 prefix with a codec other than dag-pb")
-            return make_cid(0, "dag-pb", digest)
-        mh = b"\x12\x20" + digest
+        if version == 0 and codec != _DAG_PB:
+            raise NetworkError("CIDv0 prefix with a codec other than dag-pb")
+        if version in (0, 1):
+            try:
+                return sha256_cid(version, codec, hashlib.sha256(data).digest())
+            except KeyError as exc:
+                raise NetworkError(f"unusable CID prefix: unknown codec 0x{codec:x}") from exc
+        mh = b"\x12\x20" + hashlib.sha256(data).digest()
     else:
         try:
             mh = multihash.digest(data, code, size=length if length > 0 else None)
