@@ -1,16 +1,19 @@
-"""P2P fetch benchmarks: throughput, peak RSS, time to first byte, find_providers latency.
+"""P2P fetch, node to node: ours against Kubo 0.43 -> Kubo 0.43 in the same run.
 
-    python bench/p2p_fetch.py [--sizes-mib 64,1024] [--no-kubo] [--fsync]
+    python bench/p2p_fetch.py [--size-mib 1024] [--runs 1] [--no-fsync] [--no-kubo]
 
-For each size, one ipfs-mcp process adds a random file (Kubo's defaults: CIDv0,
-256 KiB chunks) and serves it; a second ipfs-mcp process connects over loopback and fetches
-the whole DAG into its own repo, reporting time to first byte (root block and first leaf),
-throughput and its own peak RSS. In the same run two embedded Kubo 0.22 processes do the
-same (``ipfs get`` into a file), for the ratio. Last, five of our nodes in one process
+One random file (Kubo's defaults: CIDv0, 256 KiB chunks). One ipfs-mcp process adds it and
+serves it; a second ipfs-mcp process connects over loopback and fetches the whole DAG into
+its own repo. It reports time to first byte (the root and the left edge down to the first
+leaf), throughput, its own peak RSS and CPU. Then two Kubo 0.43 daemons (the harness in
+tests/interop/kubo_daemon.py) do the same with the same file: one adds it, the other
+connects, reads the first byte (``cat``) and then ``pin add``s the whole DAG into its
+blockstore; its peak RSS is the daemon's ``VmHWM``. Last, five of our nodes in one process
 measure the median ``find_providers`` latency through the DHT.
 
-Figures are printed; nothing is asserted. Repos are created with ``fsync=False`` unless
-``--fsync`` (Kubo's flatfs syncs by default, so ``--fsync`` is the like-for-like setting).
+fsync is on by default on both sides: our repos sync every block, and Kubo's flatfs is set
+to ``sync: true`` (its default spec here says false). Figures are printed; nothing is
+asserted. On a shared box, run it 2-3 times (``--runs``) and report the range.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 from _common import MIB, ROOT, import_test_harness, mbps, random_file
 
 SELF = Path(__file__).resolve()
@@ -50,8 +55,8 @@ def _serve(repo_dir: str, file: str, fsync: bool) -> None:
             await trio.to_thread.run_sync(sys.stdin.read)
 
     trio.run(main)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"server cpu {usage.ru_utime + usage.ru_stime:.2f} s", file=sys.stderr)
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # the add included
+    print(json.dumps({"server_cpu": usage.ru_utime + usage.ru_stime}), flush=True)
 
 
 def _fetch(repo_dir: str, addr: str, cid_text: str, fsync: bool) -> None:
@@ -86,7 +91,7 @@ def _fetch(repo_dir: str, addr: str, cid_text: str, fsync: bool) -> None:
 
 
 # -- the figures ---------------------------------------------------------------------------
-def ours(file: Path, size: int, work: Path, fsync: bool) -> dict[str, float]:
+def ours(file: Path, size: int, work: Path, fsync: bool) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "bench")}
     server = subprocess.Popen(
         [sys.executable, str(SELF), "_serve", str(work / "serve"), str(file), str(int(fsync))],
@@ -106,24 +111,56 @@ def ours(file: Path, size: int, work: Path, fsync: bool) -> dict[str, float]:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+    assert server.stdout is not None
+    result.update(json.loads(server.stdout.read().strip().splitlines()[-1]))
     result["mbps"] = mbps(size, result["seconds"])
+    result["cid"] = info["cid"]
     return result
 
 
-def kubo_to_kubo(file: Path, size: int, work: Path) -> dict[str, float] | None:
-    import_test_harness()
-    from tests.interop.kubo import KuboNode, kubo_skip_reason
+def _flatfs_spec(sync: bool) -> dict[str, object]:
+    """Kubo's default datastore spec with flatfs ``sync`` set as asked."""
+    return {"type": "mount", "mounts": [
+        {"mountpoint": "/blocks", "path": "blocks", "prefix": "flatfs.datastore",
+         "shardFunc": "/repo/flatfs/shard/v1/next-to-last/2", "sync": sync, "type": "flatfs"},
+        {"mountpoint": "/", "path": "datastore", "prefix": "leveldb.datastore",
+         "compression": "none", "type": "levelds"}]}
 
-    if kubo_skip_reason():
-        print(f"  kubo: skipped ({kubo_skip_reason()})")
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def kubo_to_kubo(file: Path, size: int, work: Path, fsync: bool, cid: str
+                 ) -> dict[str, float] | None:
+    import_test_harness()
+    from tests.interop.gobuild import GoBuildError
+    from tests.interop.kubo_daemon import KuboDaemon
+
+    config = {"Datastore.Spec": _flatfs_spec(fsync)}
+    try:
+        with KuboDaemon(work / "kubo-a", config=config) as a, \
+                KuboDaemon(work / "kubo-b", config=config) as b:
+            kubo_cid = a.add_path(file)
+            if kubo_cid != cid:
+                raise SystemExit(f"CIDs differ: ours {cid}, Kubo's {kubo_cid}")
+            b.connect(a.dial_addr)
+            start = time.perf_counter()
+            with httpx.stream("POST", f"{b.api_url}/api/v0/cat", params={"arg": cid},
+                              timeout=60) as answer:
+                next(answer.iter_raw(1))
+            ttfb = time.perf_counter() - start
+            b.rpc("pin/add", arg=cid, timeout=3600)
+            seconds = time.perf_counter() - start
+            rss = _peak_rss_mib(b._proc.proc.pid)
+    except GoBuildError as exc:
+        print(f"  kubo: skipped ({exc})")
         return None
-    with KuboNode(work / "kubo-a") as a, KuboNode(work / "kubo-b") as b:
-        cid = a.add(file, timeout=3600)
-        b.connect(a.dial_addr)
-        start = time.perf_counter()
-        b.download(cid, work / "kubo-got", timeout=3600)
-        seconds = time.perf_counter() - start
-    return {"seconds": seconds, "mbps": mbps(size, seconds)}
+    return {"seconds": seconds, "mbps": mbps(size, seconds), "ttfb": ttfb,
+            "peak_rss_mib": rss}
 
 
 def find_providers_latency(rounds: int = 20) -> float:
@@ -163,28 +200,49 @@ def find_providers_latency(rounds: int = 20) -> float:
     return trio.run(main)
 
 
+
+def _range(values: list[float], fmt: str = ".1f") -> str:
+    low, high = min(values), max(values)
+    return f"{low:{fmt}}" if len(values) == 1 else f"{low:{fmt}}-{high:{fmt}}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes-mib", default="64,1024")
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--no-fsync", action="store_true")
     parser.add_argument("--no-kubo", action="store_true")
-    parser.add_argument("--fsync", action="store_true")
     args = parser.parse_args()
-    for size_mib in (int(s) for s in args.sizes_mib.split(",")):
-        size = size_mib * MIB
+    fsync = not args.no_fsync
+    size = args.size_mib * MIB
+    runs: list[tuple[dict[str, Any], dict[str, float] | None]] = []
+    print(f"{args.size_mib} MiB file, fsync {'on' if fsync else 'off'} on both sides:")
+    for run in range(1, args.runs + 1):
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             file = random_file(work / "data.bin", size)
-            print(f"{size_mib} MiB file, fsync={args.fsync}:")
-            us = ours(file, size, work, args.fsync)
-            print(f"  ipfs-mcp -> ipfs-mcp: {us['mbps']:.1f} MiB/s ({us['seconds']:.2f} s, "
-                  f"{us['blocks']:.0f} blocks), time to first byte {us['ttfb'] * 1000:.1f} ms, "
-                  f"fetcher peak RSS {us['peak_rss_mib']:.0f} MiB, CPU {us['cpu_seconds']:.1f} s")
-            if not args.no_kubo:
-                kubo = kubo_to_kubo(file, size, work)
-                if kubo:
-                    print(f"  kubo -> kubo:         {kubo['mbps']:.1f} MiB/s "
-                          f"({kubo['seconds']:.2f} s)")
-                    print(f"  ratio ours/kubo:      {us['mbps'] / kubo['mbps']:.2f}")
+            us = ours(file, size, work, fsync)
+            kubo = None if args.no_kubo else kubo_to_kubo(file, size, work, fsync, us["cid"])
+        runs.append((us, kubo))
+        line = (f"  run {run}: ipfs-mcp {us['mbps']:.1f} MiB/s ({us['seconds']:.1f} s, "
+                f"TTFB {us['ttfb'] * 1000:.0f} ms, fetcher peak RSS {us['peak_rss_mib']:.0f} MiB, "
+                f"CPU {us['cpu_seconds']:.1f} s, server CPU {us['server_cpu']:.1f} s)")
+        if kubo:
+            line += (f"; Kubo 0.43 -> Kubo 0.43 {kubo['mbps']:.1f} MiB/s (TTFB "
+                     f"{kubo['ttfb'] * 1000:.0f} ms, peak RSS {kubo['peak_rss_mib']:.0f} MiB)"
+                     f"; ratio {us['mbps'] / kubo['mbps']:.2f}")
+        print(line, flush=True)
+    ours_rates = [u["mbps"] for u, _ in runs]
+    print(f"  ipfs-mcp -> ipfs-mcp:   {_range(ours_rates)} MiB/s, TTFB "
+          f"{_range([u['ttfb'] * 1000 for u, _ in runs], '.0f')} ms, fetcher peak RSS "
+          f"{_range([u['peak_rss_mib'] for u, _ in runs], '.0f')} MiB")
+    kubos = [k for _, k in runs if k]
+    if kubos:
+        print(f"  Kubo 0.43 -> Kubo 0.43: {_range([k['mbps'] for k in kubos])} MiB/s, TTFB "
+              f"{_range([k['ttfb'] * 1000 for k in kubos], '.0f')} ms, peak RSS "
+              f"{_range([k['peak_rss_mib'] for k in kubos], '.0f')} MiB")
+        print(f"  ratio ours/Kubo (each run): "
+              f"{_range([u['mbps'] / k['mbps'] for u, k in runs if k], '.2f')}")
     print(f"find_providers across 5 nodes: median {find_providers_latency() * 1000:.1f} ms")
 
 
