@@ -137,8 +137,14 @@ class _ReceivingWriter:
         blob = blobs / got.sha256
         filestore = self.repo.filestore
         assert filestore is not None
-        hf_layout.place_blob(incomplete, blob,
-                             moved=lambda: filestore.repoint(str(incomplete), str(blob)))
+        try:
+            hf_layout.place_blob(incomplete, blob,
+                                 moved=lambda: filestore.repoint(str(incomplete), str(blob)))
+        except FileNotFoundError:
+            # Another fetch of the same file (the server and the CLI at once) finished
+            # first and removed the .incomplete name: its blob must be ours, byte for byte.
+            hf_layout.verify_existing(blob, blob.name)
+            filestore.repoint(str(incomplete), str(blob))
         with contextlib.suppress(FileNotFoundError):
             incomplete.unlink()
         if layout.cid.codec.code == _RAW:

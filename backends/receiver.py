@@ -169,6 +169,8 @@ def receive(layout: FileLayout, path: Path, blocks: Blockstore,
             os.fsync(fd)
         finally:
             placements.close(receiving)
+    except IpfsMcpError:
+        raise  # ours (BlockNotFound is also an OSError): never re-labelled as a disk error
     except OSError as exc:
         raise _os_error(exc, path) from exc
     finally:

@@ -27,12 +27,12 @@ from ipfs_mcp.backends.filestore import leaf_cid_digest
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.backends.hf_layout import HFWriteResult
 from ipfs_mcp.backends.repo import Repo
-from ipfs_mcp.p2p import P2PNode
+from ipfs_mcp.p2p import NodeConfig, P2PNode
 from ipfs_mcp.tools import content
 from ipfs_mcp.tools.roots import AllowedRoots
 from tests.backends.test_filestore import _delete, _flip, _truncate, make_hf_model
 from tests.conftest import fill_disk
-from tests.p2p.nodes import node_at, repo_at
+from tests.p2p.nodes import config, node_at, repo_at
 
 pytestmark = pytest.mark.anyio
 
@@ -74,8 +74,8 @@ class Pair:
 
 
 @asynccontextmanager
-async def pair(tmp_path: Path, files: dict[str, bytes], *,
-               nocopy: bool = True) -> AsyncIterator[Pair]:
+async def pair(tmp_path: Path, files: dict[str, bytes], *, nocopy: bool = True,
+               cfg: NodeConfig | None = None) -> AsyncIterator[Pair]:
     """By default A adds from its hub cache by reference (raw leaves); ``nocopy=False``
     copies with Kubo's defaults (CIDv0, dag-pb leaves)."""
     hub_a = tmp_path / "a-hub"
@@ -85,7 +85,7 @@ async def pair(tmp_path: Path, files: dict[str, bytes], *,
     b_repo = repo_at(tmp_path / "b")
     with trio.fail_after(DEADLINE):
         async with node_at(tmp_path / "a") as a, \
-                node_at(tmp_path / "b", blockstore=b_repo.blocks) as b:
+                node_at(tmp_path / "b", cfg, blockstore=b_repo.blocks) as b:
             await b.connect_peer(a.addrs[0])
             backend = HFCacheBackend(b_repo, hub_cache=tmp_path / "b-hub", fetcher=b.fetcher())
             yield Pair(a, b, b_repo, backend, tmp_path / "b-hub", cid_str(root.root))
@@ -206,6 +206,38 @@ async def test_an_interrupted_receive_resumes_and_refetches_a_bad_leaf(
         assert p.leaves_sent() - first == 5
         assert not incomplete.exists()
     assert p.b_repo.verify().ok and all(c.ok for c in p.b_repo.filestore.verify())
+    loads_offline(p.hub_b, files, monkeypatch)
+
+
+async def test_a_receive_cut_short_keeps_what_arrived_and_the_next_resumes(
+        tmp_path: Path, files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider's own blob is cut after 5 leaves, so it answers DONT_HAVE for the rest:
+    the receive fails as not found (never as a disk error), keeps the leaves written and
+    referenced, and shows huggingface_hub nothing; once the provider is whole again the
+    next receive fetches only the others."""
+    weights = files["model.safetensors"]
+    provider_blob = (tmp_path / "a-hub" / f"models--{MODEL.replace('/', '--')}" / "blobs"
+                     / __import__("hashlib").sha256(weights).hexdigest())
+    quick = config(fetch_dag_timeout=3.0, fetch_block_timeout=3.0)
+    async with pair(tmp_path, files, cfg=quick) as p:
+        os.truncate(provider_blob, 5 * CHUNK)
+        with pytest.raises(BlockNotFound, match="DONT_HAVE"):
+            await p.receive()
+        partial = list(p.blobs.glob("*.incomplete"))
+        assert len(partial) == 1
+        kept = {r.offset for _, r in p.b_repo.filestore.refs_in(str(partial[0]))}
+        # What arrived before the walk failed: the five leaves race the DONT_HAVEs (the
+        # session stops at the first), so some or none of them, never more.
+        assert kept <= {i * CHUNK for i in range(5)}
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        with pytest.raises(FileNotFoundError):  # LocalEntryNotFoundError is one
+            hf_hub_download(MODEL, "model.safetensors", cache_dir=p.hub_b,
+                            local_files_only=True)
+        provider_blob.write_bytes(weights)
+        sent = p.leaves_sent()
+        again = await p.receive()
+        # The weights' other leaves, and the zeros file's one leaf (never reached before).
+        assert again.resumed == len(kept) and p.leaves_sent() - sent == 13 - len(kept) + 1
     loads_offline(p.hub_b, files, monkeypatch)
 
 
