@@ -40,7 +40,7 @@ from multiformats import CID
 from ipfs_mcp.backends.cids import cid_str
 from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, NetworkError
 
-from .._net import NET_ERRORS, FrameReader, frame
+from .._net import NET_ERRORS, FrameReader
 from ..reputation import ProviderReputation
 from .message import (
     MAX_BLOCK_SIZE,
@@ -55,7 +55,8 @@ from .message import (
     WantType,
     block_cid,
     decode_message,
-    encode_message,
+    encode_parts,
+    frame_parts,
 )
 
 log = logging.getLogger(__name__)
@@ -219,10 +220,10 @@ class Bitswap:
         self.bytes_in = 0  # whole messages, both directions, for bandwidth totals
         self.bytes_out = 0
         self.protocol_errors = 0
-        # Received messages being hashed and stored (each about target_message_size), and
-        # the worker threads doing it: together they bound the memory a fast sender uses.
-        self._block_slots = trio.Semaphore(8)
-        self._store_threads = trio.CapacityLimiter(16)
+        # Received messages being hashed and stored at once, each about
+        # target_message_size and each on its own worker thread: this bounds the memory a
+        # fast sender can make us hold, and how many fsyncs overlap.
+        self._block_slots = trio.Semaphore(16)
 
     # -- lifecycle ----------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -483,50 +484,57 @@ class Bitswap:
 
     async def _on_blocks_released(self, peer: _Peer, payloads: list[Payload]) -> None:
         try:
-            async with trio.open_nursery() as nursery:
-                for payload in payloads:
-                    if len(payload.data) > self.config.max_block_size:
-                        self.mark_bad(peer.id, f"sent a {len(payload.data)}-byte block")
-                    else:
-                        nursery.start_soon(self._on_block, peer, payload)
+            await self._on_blocks(peer, payloads)
         finally:
             self._block_slots.release()
 
-    async def _on_block(self, peer: _Peer, payload: Payload) -> None:
-        # Hashing and storing run together in one worker thread, several blocks at once:
-        # their fsyncs overlap instead of queueing one behind the other.
-        cid, stored = await trio.to_thread.run_sync(
-            self._verify_and_store, payload, limiter=self._store_threads)
-        if cid is None:
-            self.mark_bad(peer.id, "sent a block with an unusable CID prefix")
-            return
-        mh = bytes(cid.digest)
-        rec = self._wants.get(mh)
-        if stored and rec is not None and not rec.done.is_set():
-            self._deliver(peer, rec, cid, payload.data)
-        elif rec is not None or mh in self._recent:
-            peer.ledger.duplicate_blocks += 1
-        else:
-            # Its hash matches nothing we asked for: a corrupted or unsolicited block.
-            self.mark_bad(peer.id, f"sent a block we did not ask for ({cid_str(cid)})")
+    async def _on_blocks(self, peer: _Peer, payloads: list[Payload]) -> None:
+        ok: list[Payload] = []
+        for payload in payloads:
+            if len(payload.data) > self.config.max_block_size:
+                self.mark_bad(peer.id, f"sent a {len(payload.data)}-byte block")
+            else:
+                ok.append(payload)
+        # One worker thread per received message hashes and stores its blocks; several
+        # messages are in flight at once (the slots), so their fsyncs overlap. One thread
+        # hop per message, not per block: each hop costs the event loop a GIL hand-off.
+        results = await trio.to_thread.run_sync(self._verify_and_store, ok)
+        for payload, (cid, stored) in zip(ok, results, strict=True):
+            if cid is None:
+                self.mark_bad(peer.id, "sent a block with an unusable CID prefix")
+                continue
+            mh = bytes(cid.digest)
+            rec = self._wants.get(mh)
+            if stored and rec is not None and not rec.done.is_set():
+                self._deliver(peer, rec, cid, payload.data)
+            elif rec is not None or mh in self._recent:
+                peer.ledger.duplicate_blocks += 1
+            else:
+                # Its hash matches nothing we asked for: a corrupted or unsolicited block.
+                self.mark_bad(peer.id, f"sent a block we did not ask for ({cid_str(cid)})")
 
-    def _verify_and_store(self, payload: Payload) -> tuple[CID | None, bool]:
-        """In a worker thread: the block's real CID, and whether it was wanted and stored.
+    def _verify_and_store(self, payloads: list[Payload]) -> list[tuple[CID | None, bool]]:
+        """In a worker thread: each block's real CID, and whether it was wanted and stored.
 
         The CID is computed from these very bytes, so a block is stored only if that CID is
         one we want; the blockstore checks again before it writes. Reading ``_wants`` from
         this thread is one dict lookup, atomic in CPython; a want added or ended meanwhile
-        is settled by the event loop in :meth:`_on_block`.
+        is settled by the event loop in :meth:`_on_blocks`.
         """
-        try:
-            cid = block_cid(payload)
-        except NetworkError:
-            return None, False
-        rec = self._wants.get(bytes(cid.digest))
-        if rec is None or rec.done.is_set():
-            return cid, False
-        self.store.put(cid, payload.data)
-        return cid, True
+        out: list[tuple[CID | None, bool]] = []
+        for payload in payloads:
+            try:
+                cid = block_cid(payload)
+            except NetworkError:
+                out.append((None, False))
+                continue
+            rec = self._wants.get(bytes(cid.digest))
+            if rec is None or rec.done.is_set():
+                out.append((cid, False))
+                continue
+            self.store.put(cid, payload.data)
+            out.append((cid, True))
+        return out
 
     def _deliver(self, peer: _Peer, rec: WantRecord, cid: CID, data: bytes) -> None:
         key = str(peer.id)
@@ -654,12 +662,12 @@ class Bitswap:
                     if peer.stream is None:
                         peer.stream = await self.host.new_stream(peer.id, list(PROTOCOLS))
                         peer.protocol = str(peer.stream.get_protocol() or PROTOCOL_120)
-                    bodies = _split(msg, peer.protocol or PROTOCOL_120,
-                                    self.config.max_message_size)
+                    messages = _split(msg, peer.protocol or PROTOCOL_120,
+                                      self.config.max_message_size)
                     # One write for the lot: the muxer then cuts it into full frames.
-                    await peer.stream.write(b"".join(frame(body) for body in bodies))
-                    self.bytes_out += sum(len(body) for body in bodies)
-                    peer.ledger.messages_sent += len(bodies)
+                    await peer.stream.write(frame_parts(messages))
+                    self.bytes_out += sum(len(p) for parts in messages for p in parts)
+                    peer.ledger.messages_sent += len(messages)
                 return
             except trio.TooSlowError:
                 # Cancelled mid-write, the connection may hold half an encrypted frame:
@@ -683,15 +691,16 @@ class Bitswap:
             await _reset(stream)
 
 
-def _split(msg: Message, protocol: str, cap: int) -> list[bytes]:
-    """Encode ``msg``; if it is over the cap, send its blocks one message each."""
-    body = encode_message(msg, protocol)
-    if len(body) <= cap or len(msg.blocks) <= 1:
-        return [body]
+def _split(msg: Message, protocol: str, cap: int) -> list[list[bytes]]:
+    """Encode ``msg`` (see :func:`encode_parts`); if it is over the cap, send its blocks
+    one message each."""
+    parts = encode_parts(msg, protocol)
+    if sum(len(p) for p in parts) <= cap or len(msg.blocks) <= 1:
+        return [parts]
     head = Message(wants=msg.wants, presences=msg.presences)
-    parts = [encode_message(head, protocol)] if not head.empty() else []
-    parts += [encode_message(Message(blocks=[b]), protocol) for b in msg.blocks]
-    return parts
+    out = [encode_parts(head, protocol)] if not head.empty() else []
+    out += [encode_parts(Message(blocks=[b]), protocol) for b in msg.blocks]
+    return out
 
 
 async def _reset(stream: INetStream) -> None:

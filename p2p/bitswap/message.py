@@ -113,6 +113,13 @@ def encode_message(msg: Message, protocol: str = PROTOCOL_120) -> bytes:
     Older dialects lose what they cannot express: 1.0.0 and 1.1.0 know no want-have, no
     DONT_HAVE and no presences, and 1.0.0 carries bare blocks without CID prefixes.
     """
+    return b"".join(encode_parts(msg, protocol))
+
+
+def encode_parts(msg: Message, protocol: str = PROTOCOL_120) -> list[bytes]:
+    """:func:`encode_message` as pieces to join: small fields, and each block's bytes as
+    they are. Blocks are most of the bytes; joined once with the length prefix in front
+    (:func:`frame_parts`), each is copied once on its way to the wire."""
     modern = protocol == PROTOCOL_120
     legacy_blocks = protocol in (PROTOCOL_100, PROTOCOL_LEGACY)
     out = bytearray()
@@ -134,18 +141,17 @@ def encode_message(msg: Message, protocol: str = PROTOCOL_120) -> bytes:
         if msg.full:
             entries += varint_field(2, 1)
         out += bytes_field(1, entries)
-    # Blocks are most of the bytes: each is copied once, into the message, not once per
-    # enclosing field.
+    parts = [bytes(out)] if out else []
     for cid, data in msg.blocks:
         if legacy_blocks:
-            out += _BLOCK_KEY + varint.encode(len(data))
+            parts.append(_BLOCK_KEY + varint.encode(len(data)))
         else:
             prefix = bytes_field(1, cid_prefix(cid))
             head = _DATA_KEY + varint.encode(len(data))
-            out += _PAYLOAD_KEY + varint.encode(len(prefix) + len(head) + len(data))
-            out += prefix
-            out += head
-        out += data
+            parts.append(_PAYLOAD_KEY + varint.encode(len(prefix) + len(head) + len(data))
+                         + prefix + head)
+        parts.append(data)
+    out = bytearray()
     if modern:
         for cid, presence in msg.presences:
             body = bytes_field(1, bytes(cid))
@@ -154,7 +160,19 @@ def encode_message(msg: Message, protocol: str = PROTOCOL_120) -> bytes:
             out += bytes_field(4, body)
         if msg.pending_bytes:
             out += varint_field(5, msg.pending_bytes)
-    return bytes(out)
+    if out:
+        parts.append(bytes(out))
+    return parts
+
+
+def frame_parts(messages: list[list[bytes]]) -> bytes:
+    """Messages (each from :func:`encode_parts`) behind their length prefixes, as one
+    buffer: one write, one copy of every block."""
+    pieces: list[bytes] = []
+    for parts in messages:
+        pieces.append(varint.encode(sum(len(p) for p in parts)))
+        pieces += parts
+    return b"".join(pieces)
 
 
 # -- decoding ---------------------------------------------------------------------------
