@@ -51,7 +51,8 @@ def _fetch(repo_dir: str, addrs: str, cid_text: str, fsync: bool) -> None:
             start = time.perf_counter()
             report = await node.retrieve_content(root)
             seconds = time.perf_counter() - start
-            return {"seconds": seconds, "blocks": report.blocks, "by_peer": report.by_peer}
+            return {"seconds": seconds, "blocks": report.blocks, "by_peer": report.by_peer,
+                    "reissued": sum(report.reissued.values())}
 
     result = trio.run(main)
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -114,7 +115,8 @@ def main() -> None:
                     spread = ", ".join(f"{names.get(p, p)}: {b}" for p, b in by_peer.items())
                     print(f"  {count} provider{'s' if count > 1 else ' '}:     "
                           f"{mbps(size, seconds):.1f} MiB/s ({seconds:.2f} s, "
-                          f"{result['blocks']} blocks; {spread}), fetcher CPU "
+                          f"{result['blocks']} blocks; {spread}; {result['reissued']} "
+                          "re-issued), fetcher CPU "
                           f"{float(result['cpu_seconds']):.1f} s, peak RSS "  # type: ignore[arg-type]
                           f"{float(result['peak_rss_mib']):.0f} MiB")  # type: ignore[arg-type]
         finally:

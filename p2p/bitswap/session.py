@@ -76,6 +76,8 @@ class FetchReport:
     bytes_fetched: int
     seconds: float
     by_peer: dict[str, int] = field(default_factory=dict)  # blocks delivered per peer
+    # Wants also asked of another peer because this one stalled, per stalling peer.
+    reissued: dict[str, int] = field(default_factory=dict)
 
 
 # Seconds of a peer's own measured work that may be queued to it (its depth).
@@ -391,6 +393,7 @@ class Session:
         window = trio.Semaphore(self.engine.config.window)
         start_bytes = self.bytes_fetched
         start_hits = Counter(self.hits)
+        start_reissued = Counter(self.reissued)
 
         def local(cid: CID) -> bytes | None:
             # Raw leaves have no links: presence is enough, their bytes need not be read.
@@ -436,7 +439,9 @@ class Session:
             root=cid_str(root), blocks=counts["blocks"], fetched=counts["fetched"],
             bytes_fetched=self.bytes_fetched - start_bytes,
             seconds=time.monotonic() - started,
-            by_peer={k: v - start_hits[k] for k, v in self.hits.items() if v - start_hits[k]})
+            by_peer={k: v - start_hits[k] for k, v in self.hits.items() if v - start_hits[k]},
+            reissued={k: v - start_reissued[k] for k, v in self.reissued.items()
+                      if v - start_reissued[k]})
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:
