@@ -29,8 +29,8 @@ from pathlib import Path
 from .errors import DiskFull, IpfsMcpError
 from .filestore import FileRef, Filestore
 
-COMMIT_EVERY = 64  # placed leaves per reference transaction (16 MiB of 256 KiB leaves)
-COMMIT_AFTER = 1.0  # seconds a placed leaf may wait for its reference to be committed
+COMMIT_EVERY = 256  # placed leaves per reference transaction (64 MiB of 256 KiB leaves)
+COMMIT_AFTER = 5.0  # seconds a placed leaf may wait for its reference to be committed
 
 
 class ReceivingFile:

@@ -20,6 +20,7 @@ from mcp import Client
 from ipfs_mcp.backends.blockstore import Blockstore
 from ipfs_mcp.backends.cids import cid_str
 from ipfs_mcp.backends.filestore import Filestore, leaf_cid_digest
+from ipfs_mcp.backends.placement import COMMIT_EVERY
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.tools import models
 from tests.backends.test_filestore import disk_usage, make_hf_model
@@ -88,9 +89,10 @@ async def test_a_model_fetched_into_the_hf_cache_is_written_once(
 
 async def test_kill_9_mid_receive_shows_nothing_partial_and_the_next_get_resumes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A real ``ipfs-mcp get --hf`` process fetching from a real provider that serves 110
-    blocks and then holds: killed with SIGKILL once it has 70 (so 64 leaves were placed: at
-    least one batch of references is committed), huggingface_hub sees no file at all; the
+    """A real ``ipfs-mcp get --hf`` process fetching from a real provider that serves 300
+    blocks and then holds: killed with SIGKILL once it has 262 (so at least 256 leaves were
+    placed: one batch of references, ``placement.COMMIT_EVERY``, is committed whatever the
+    timing), huggingface_hub sees no file at all; the
     next run fetches only the leaves whose references were not committed, and the model
     then loads, byte for byte. (The provider's engine sends blocks in messages of several,
     so the command is waited for well short of the gate.)"""
@@ -99,7 +101,7 @@ async def test_kill_9_mid_receive_shows_nothing_partial_and_the_next_get_resumes
     from tests.cli.test_cli_network_get import command_env, ipfs_mcp, repo_verifies
     from tests.p2p.nodes import GatedStore, add_path, node_at, repo_at
 
-    leaves = 120
+    leaves = 320
     folder = tmp_path / "model"
     folder.mkdir()
     files = {"config.json": b'{"model_type": "bert"}\n',
@@ -110,7 +112,7 @@ async def test_kill_9_mid_receive_shows_nothing_partial_and_the_next_get_resumes
     home = tmp_path / "home"
     blobs = home / "hub" / "models--acme--killed" / "blobs"
     served = trio.Event()
-    gated = GatedStore(tmp_path / "a", after=110, served=served)
+    gated = GatedStore(tmp_path / "a", after=300, served=served)
     progress = _Progress()
     async with node_at(tmp_path / "a", blockstore=gated) as node:
         try:
@@ -121,7 +123,8 @@ async def test_kill_9_mid_receive_shows_nothing_partial_and_the_next_get_resumes
                     env=command_env(home), stdout=subprocess.DEVNULL)
                 async with proc, anyio.create_task_group() as tg:
                     tg.start_soon(progress.pump, proc.stderr)
-                    await progress.until_blocks(70)  # 3 for the folder, then leaves
+                    assert COMMIT_EVERY + 3 < 262  # 3 blocks for the folder, then leaves
+                    await progress.until_blocks(262)
                     proc.kill()  # SIGKILL: no cleanup of any kind runs
                     assert await proc.wait() == -signal.SIGKILL
                     tg.cancel_scope.cancel()
