@@ -49,6 +49,9 @@ class ReceivingFile:
         self._pending: dict[bytes, FileRef] = {}
         self._oldest = 0.0
         self._lock = threading.Lock()
+        # One commit at a time: puts run on several threads, and each would otherwise
+        # commit the same batch again while the first commit is still under way.
+        self._committing = threading.Lock()
 
     def wants(self, multihash: bytes, size: int) -> bool:
         # A leaf longer or shorter than its parent declares is not placed: it would spill
@@ -78,8 +81,11 @@ class ReceivingFile:
             self._pending[multihash] = FileRef(str(self.path), offsets[0], len(data))
             due = (len(self._pending) >= COMMIT_EVERY
                    or time.monotonic() - self._oldest >= COMMIT_AFTER)
-        if due:
-            self.commit()
+        if due and self._committing.acquire(blocking=False):
+            try:
+                self._commit()
+            finally:
+                self._committing.release()
 
     def adopt(self, multihash: bytes, offset: int, size: int) -> None:
         """Reference a leaf the receiver wrote itself (it was local, so no ``put`` came)."""
@@ -98,6 +104,10 @@ class ReceivingFile:
         Raises:
             DiskFull, IpfsMcpError: the data or the index could not be made durable.
         """
+        with self._committing:
+            self._commit()
+
+    def _commit(self) -> None:
         with self._lock:
             batch = dict(self._pending)
         if not batch:
@@ -108,8 +118,11 @@ class ReceivingFile:
             raise _write_error(exc, self.path) from exc
         self.filestore.put_references((m, r.path, r.offset, r.size) for m, r in batch.items())
         with self._lock:
-            for multihash in batch:
-                self._pending.pop(multihash, None)
+            for multihash, ref in batch.items():
+                if self._pending.get(multihash) is ref:  # not placed again meanwhile
+                    del self._pending[multihash]
+            if self._pending:
+                self._oldest = time.monotonic()
 
 
 class Placements:
