@@ -72,7 +72,7 @@ class ReceivingFile:
                 while done < len(data):  # pwrite may write less than asked
                     done += os.pwrite(self.fd, memoryview(data)[done:], offset + done)
         except OSError as exc:
-            raise _write_error(exc, self.path) from exc
+            raise write_error(exc, self.path) from exc
         with self._lock:
             self.placed.update(offsets)
             self.placed_bytes += len(data) * len(offsets)
@@ -115,7 +115,7 @@ class ReceivingFile:
         try:
             os.fdatasync(self.fd)
         except OSError as exc:
-            raise _write_error(exc, self.path) from exc
+            raise write_error(exc, self.path) from exc
         self.filestore.put_references((m, r.path, r.offset, r.size) for m, r in batch.items())
         with self._lock:
             for multihash, ref in batch.items():
@@ -182,7 +182,8 @@ class Placements:
         return None
 
 
-def _write_error(exc: OSError, path: Path) -> IpfsMcpError:
+def write_error(exc: OSError, path: Path) -> IpfsMcpError:
+    """A failed write into a file being received, as the project's error."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFull(f"the file system holding {path} is full; the received part is "
                         "kept, and a new fetch resumes from it once there is room")

@@ -26,7 +26,6 @@ nodes carry bytes of their own cannot be placed: its bytes on disk are not its b
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 from collections.abc import Callable, Iterable
@@ -38,9 +37,9 @@ from multiformats import CID
 from . import dagpb, limits, unixfs
 from .blockstore import Blockstore
 from .cids import cid_str, verify_block
-from .errors import DagTooLarge, DiskFull, IntegrityError, IpfsMcpError
+from .errors import DagTooLarge, IntegrityError, IpfsMcpError
 from .filestore import Filestore
-from .placement import ReceivingFile
+from .placement import ReceivingFile, write_error
 from .unixfs import NodeType
 
 Loader = Callable[[CID], bytes]
@@ -157,7 +156,7 @@ def receive(layout: FileLayout, path: Path, blocks: Blockstore,
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        raise _os_error(exc, path) from exc
+        raise write_error(exc, path) from exc
     try:
         if os.fstat(fd).st_size != layout.size:
             os.ftruncate(fd, layout.size)  # sparse: nothing is written before a leaf arrives
@@ -172,7 +171,7 @@ def receive(layout: FileLayout, path: Path, blocks: Blockstore,
     except IpfsMcpError:
         raise  # ours (BlockNotFound is also an OSError): never re-labelled as a disk error
     except OSError as exc:
-        raise _os_error(exc, path) from exc
+        raise write_error(exc, path) from exc
     finally:
         os.close(fd)
     return Received(path, sha, layout.size, len(layout.slots), len(good),
@@ -259,10 +258,3 @@ def _ensure(fd: int, slot: Slot, data: bytes) -> int:
     while done < len(data):
         done += os.pwrite(fd, memoryview(data)[done:], slot.offset + done)
     return len(data)
-
-
-def _os_error(exc: OSError, path: Path) -> IpfsMcpError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFull(f"the file system holding {path} is full; what was received is "
-                        "kept, and a new fetch resumes from it once there is room")
-    return IpfsMcpError(f"cannot write {path}: {exc.strerror or exc}")
