@@ -426,6 +426,10 @@ class Bitswap:
                     pass
 
     async def _on_message(self, peer: _Peer, msg: Message) -> None:
+        if peer.failed and peer.connected:
+            # It reached us, so the connection is alive: what failed was our stream to it,
+            # which the next send reopens. Left failed, its wants would go unanswered.
+            peer.failed = False
         if msg.full:
             peer.their_wants.clear()
             peer.serve.clear()

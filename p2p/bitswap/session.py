@@ -13,15 +13,17 @@ connected to) and remembers, for this fetch only, who delivered, how fast, and w
   peer is full waits for a slot rather than go to a slower one, so a slow provider gets a
   share of the DAG in proportion to its rate, never more than ``HORIZON`` of its own work;
 - a peer with wants in flight that delivers nothing for ``STALL_FACTOR`` times what its own
-  rate predicts (one message's worth of blocks, at least ``STALL_FLOOR``) is *stalling*:
+  rate predicts (one message's worth of blocks, at least ``STALL_FLOOR``; a peer that has
+  not delivered yet is held to the slowest measured peer's pace) is *stalling*:
   each of its wants is also asked of the best other peer with a free slot (one extra copy
   per want, never more), and its rate is taken as decaying, so it gets nothing new. The
   engine sends CANCEL to every other peer asked once the first copy arrives; a late copy
-  is counted as a duplicate;
+  is counted as a duplicate. A want lost this way counts against the stalling peer's
+  reputation (``FetchReport.reissued``), and a peer that never delivered leaves the session;
 - a peer that says DONT_HAVE is not asked for that block again; one that stays silent for
   ``want_timeout`` (nothing at all from it, not just nothing for this block) loses the want,
-  and is dropped from the session if it never delivered. A peer with no measured rate yet
-  only meets this global deadline: there is nothing of its own to derive a shorter one from;
+  and is dropped from the session if it never delivered. Before any peer has delivered,
+  this global deadline is the only one: there is no pace yet to derive a shorter one from;
 - a peer that disconnects, or sends a block we did not ask for, is dropped from the session;
 - peers can join while blocks are being fetched (providers found in the DHT while the
   connected peers are already being asked); until :meth:`Session.end_discovery`, a block no
@@ -76,7 +78,7 @@ class FetchReport:
     bytes_fetched: int
     seconds: float
     by_peer: dict[str, int] = field(default_factory=dict)  # blocks delivered per peer
-    # Wants also asked of another peer because this one stalled, per stalling peer.
+    # Wants a stalling peer lost: re-issued to another peer, whose copy came first.
     reissued: dict[str, int] = field(default_factory=dict)
 
 
@@ -89,6 +91,8 @@ MIN_DEPTH = 2
 STALL_FACTOR = 4.0
 # ... and never sooner than this: an event-loop hiccup on a loaded machine is not a stall.
 STALL_FLOOR = 0.25
+# Blocks a peer is taken to send in one message, at most (small blocks come fast anyway).
+MAX_BURST = 16.0
 # Copies of one want in flight at once: the first ask, and one re-issue if that peer stalls.
 MAX_COPIES = 2
 # Weight of the newest block in a peer's meter (about the last 1/ALPHA blocks count).
@@ -137,7 +141,7 @@ class Session:
         self.hits: Counter[str] = Counter()
         self.inflight: Counter[str] = Counter()
         self.timeouts: Counter[str] = Counter()
-        self.reissued: Counter[str] = Counter()  # wants re-asked elsewhere, by stalling peer
+        self.reissued: Counter[str] = Counter()  # wants lost to others by a stalling peer
         self.excluded: set[str] = set()
         self.bytes_fetched = 0
         self._meters: dict[str, _Meter] = {}
@@ -195,16 +199,28 @@ class Session:
 
     def _stall_after(self, meter: _Meter) -> float:
         # A peer may batch about one message (target_message_size) of blocks per write, so
-        # its deliveries come that far apart even when it is keeping up.
-        burst = max(1.0, self.engine.config.target_message_size / max(meter.bytes, 1.0))
+        # its deliveries come that far apart even when it is keeping up. The session's
+        # typical block sizes the batch, not this peer's own few: a DAG's first block is
+        # its small root, which would make one message look like hundreds of blocks.
+        burst = self.engine.config.target_message_size / max(self._block_bytes, 1.0)
+        burst = min(MAX_BURST, max(1.0, burst))
         return min(self.timeout, max(STALL_FLOOR, STALL_FACTOR * burst * meter.per_block()))
 
     def _stall_at(self, key: str) -> float | None:
-        """When ``key``, busy with our wants, counts as stalling; None without a rate."""
+        """When ``key``, busy with our wants, counts as stalling; None if nothing is known.
+
+        A peer that has not delivered yet is held to the pace of the slowest peer that has:
+        the commonest stall is a peer that takes wants and never answers."""
         meter = self._meters.get(key)
-        if meter is None or not meter.samples:
+        if meter is None:
             return None
-        return meter.busy_since + self._stall_after(meter)
+        if meter.samples:
+            return meter.busy_since + self._stall_after(meter)
+        known = [m for m in self._meters.values() if m.samples]
+        if not known:
+            return None
+        slowest = max(known, key=lambda m: m.per_block())
+        return meter.busy_since + self._stall_after(slowest)
 
     def _depth(self, key: str) -> int:
         meter = self._meters.get(key)
@@ -243,6 +259,7 @@ class Session:
         rec = self.engine.want_record(cid)
         self._active.add(rec)
         asks: dict[str, float] = {}  # peer asked for this block, and when
+        moved: set[str] = set()  # asked peers that stalled, so the want was re-issued
         try:
             if rec.done.is_set() and rec.block is not None:
                 return rec.block
@@ -267,8 +284,7 @@ class Session:
                     elif isinstance(choice, ID):
                         key = str(choice)
                         if asks:
-                            for k in stalled:
-                                self.reissued[k] += 1
+                            moved.update(stalled)
                             log.debug("bitswap: %s stalls; also asking %s for %s",
                                       stalled, key, cid_str(cid))
                         self.engine.send_wants(choice, rec, WantType.BLOCK)
@@ -296,6 +312,13 @@ class Session:
                         await changed.wait()
                 finally:
                     self._slot_waiters.discard(rec)
+            for key in moved & asks.keys() - {rec.source}:
+                # Another peer's copy came first: the stalling one lost this want, as if it
+                # had timed out, and one that never delivered leaves the session.
+                self.reissued[key] += 1
+                self.engine.reputation.update_provider_stats(key, False)
+                if not self.hits[key]:
+                    self.excluded.add(key)
             if rec.source is not None:
                 self.hits[rec.source] += 1
                 if rec.source in asks:
