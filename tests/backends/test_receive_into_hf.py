@@ -122,6 +122,42 @@ async def test_received_leaves_are_references_into_the_blobs(
     loads_offline(p.hub_b, files, monkeypatch)
 
 
+def test_received_through_a_trustless_gateway_is_written_once(
+        tmp_path: Path, files: dict[str, bytes], http_server_of_own: Callable[..., str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same receive over the other retrieval source: an honest trustless gateway of the
+    test's own, answering ``?format=raw`` from A's repo (nocopy references read, rehashed)."""
+    from ipfs_mcp.backends.trustless_gateway import TrustlessGateways
+
+    hub_a = tmp_path / "a-hub"
+    make_hf_model(hub_a, MODEL, files)
+    a = HFCacheBackend(repo_at(tmp_path / "a"), hub_cache=hub_a)
+    root = cid_str(a.add_hf_model(MODEL).root)
+    asked: list[str] = []
+
+    def answer(path: str) -> tuple[int, dict[str, str], bytes]:
+        cid = path.removeprefix("/ipfs/").split("?")[0]
+        asked.append(cid)
+        try:
+            return 200, {"Content-Type": "application/vnd.ipld.raw"}, a.block_get(cid)
+        except BlockNotFound:
+            return 404, {}, b""
+
+    b_repo = repo_at(tmp_path / "b")
+    gateways = TrustlessGateways([http_server_of_own(answer)], b_repo.blocks)
+    try:
+        b = HFCacheBackend(b_repo, hub_cache=tmp_path / "b-hub", fetcher=gateways)
+        done = hf_receive.export_model(b, tmp_path / "b-hub", root, MODEL)
+    finally:
+        gateways.close()
+    assert sorted(done.by_reference) == sorted(files) and done.copied == ()
+    assert done.written == sum(len(d) for d in files.values())
+    for ref in b_repo.filestore.ls():
+        assert not b_repo.blocks.path_of(leaf_cid_digest(ref.cid)).exists()
+    assert len({c for c in asked if c.startswith("bafkrei")}) == leaf_count(files)
+    loads_offline(tmp_path / "b-hub", files, monkeypatch)
+
+
 async def test_dag_pb_leaves_are_copied_and_the_result_says_why(
         tmp_path: Path, files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch) -> None:
     async with pair(tmp_path, files, nocopy=False) as p:  # Kubo's CIDv0 defaults
