@@ -147,10 +147,12 @@ class _ReceivingWriter:
             filestore.repoint(str(incomplete), str(blob))
         with contextlib.suppress(FileNotFoundError):
             incomplete.unlink()
-        if layout.cid.codec.code == _RAW:
+        key = bytes(layout.cid.digest)
+        ref = filestore.ref(key)
+        if layout.cid.codec.code == _RAW and ref is not None and ref.path == str(blob):
             # A one-block file arrived as a block while the folder was sized (every entry's
             # root is read then, before any layout is known): the blob holds it now and the
             # reference serves it, so the copy in blocks/ goes.
-            self.repo.blocks.delete_path(self.repo.blocks.path_of(bytes(layout.cid.digest)))
+            self.repo.blocks.delete_path(self.repo.blocks.path_of(key))
         return hf_layout.BlobWritten(got.sha256, by_reference=True, resumed=got.resumed,
                                      written=got.placed_bytes + got.copied_bytes)

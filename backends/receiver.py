@@ -239,8 +239,12 @@ def _read_back(layout: FileLayout, fd: int, read: Callable[[CID], Iterable[bytes
             sha.update(data)
             if slot.offset not in resumed and slot.offset not in receiving.placed:
                 copied += _ensure(fd, slot, data)
-                if slot.cid.hashfun.code != _IDENTITY:  # the file serves it from now on
-                    receiving.adopt(bytes(slot.cid.digest), slot.offset, slot.size)
+                key = bytes(slot.cid.digest)
+                # Referenced here unless another file already is (a pin may rely on that
+                # one; moving it here would tie it to this blob's fate).
+                if (slot.cid.hashfun.code != _IDENTITY
+                        and receiving.filestore.ref(key) is None):
+                    receiving.adopt(key, slot.offset, slot.size)
             if progress is not None:
                 progress(slot.size)
             slot = next(slots, None)

@@ -170,6 +170,24 @@ async def test_dag_pb_leaves_are_copied_and_the_result_says_why(
     loads_offline(p.hub_b, files, monkeypatch)
 
 
+def test_a_local_copy_into_another_name_leaves_the_pinned_references_alone(
+        tmp_path: Path, files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    """No network: a model stored by reference (pinned) and written again under another
+    name. The new blobs are copies (the bytes were here), and the pinned model still refers
+    to its own blobs, so deleting the new ones breaks nothing."""
+    hub = tmp_path / "hub"
+    make_hf_model(hub, "acme/source", files)
+    backend = HFCacheBackend(repo_at(tmp_path / "repo"), hub_cache=hub)
+    root = cid_str(backend.add_hf_model("acme/source").root)
+    before = {(r.cid, r.path, r.offset) for r in backend.repo.filestore.ls()}
+    done = hf_receive.export_model(backend, hub, root, MODEL)
+    assert sorted(done.by_reference) == sorted(files)
+    assert {(r.cid, r.path, r.offset) for r in backend.repo.filestore.ls()} == before
+    loads_offline(hub, files, monkeypatch)
+    shutil.rmtree(hub / f"models--{MODEL.replace('/', '--')}")
+    assert backend.repo.verify().ok
+
+
 # -- tampering after the receive ------------------------------------------------------------------
 @pytest.mark.parametrize(("tamper", "status", "error", "says"), [
     (_flip, "changed", IntegrityError, "changed since it was added"),
