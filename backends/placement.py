@@ -79,11 +79,19 @@ class ReceivingFile:
             if not self._pending:
                 self._oldest = time.monotonic()
             self._pending[multihash] = FileRef(str(self.path), offsets[0], len(data))
-            due = (len(self._pending) >= COMMIT_EVERY
-                   or time.monotonic() - self._oldest >= COMMIT_AFTER)
-        if due and self._committing.acquire(blocking=False):
+            full = len(self._pending) >= COMMIT_EVERY
+            due = full or time.monotonic() - self._oldest >= COMMIT_AFTER
+        # A full batch waits for the commit under way (then commits what is still due), so
+        # a put never returns with more than COMMIT_EVERY leaves unreferenced and no
+        # commit done: what a kill -9 can lose is bounded. A batch due by time alone does
+        # not wait; the next put tries again.
+        if due and self._committing.acquire(blocking=full):
             try:
-                self._commit()
+                with self._lock:
+                    still = (len(self._pending) >= COMMIT_EVERY
+                             or time.monotonic() - self._oldest >= COMMIT_AFTER)
+                if still:
+                    self._commit()
             finally:
                 self._committing.release()
 
