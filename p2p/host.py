@@ -18,12 +18,15 @@ from collections.abc import Sequence
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost, INetStream
+from libp2p.abc import IHost, INetStream, IRawConnection
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.host.basic_host import BasicHost
+from libp2p.io.trio import TrioTCPStream
 from libp2p.network.config import ConnectionConfig
+from libp2p.network.connection.raw_connection import RawConnection
+from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
@@ -39,7 +42,7 @@ from ._net import NET_ERRORS
 from .config import NodeConfig
 from .discovery import announce_interface_addrs
 from .routing import KAD_PROTOCOL, KAD_PROTOCOLS
-from .transport_tuning import apply_transport_tuning
+from .transport_tuning import BufferedTCPStream, apply_transport_tuning
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,7 @@ def build_host(key_pair: KeyPair, config: NodeConfig) -> IHost:
         bootstrap=list(config.bootstrap) or None,
         connection_config=connections,
     )
+    _buffer_tcp_reads(host.get_network())
     _end_inbound_handlers_with_their_connection(host.get_network())
     _offer_both_kad_ids(host)
     if config.mdns and isinstance(host, BasicHost):
@@ -163,6 +167,33 @@ def _offer_both_kad_ids(host: IHost) -> None:
                                 else protocol_ids)
 
     host.new_stream = new_stream_offering_both  # type: ignore[method-assign]
+
+
+# -- py-libp2p 0.8.1: socket reads ---------------------------------------------------------
+# Every raw TCP connection, inbound or outbound, gets a buffered reader under it before its
+# security upgrade (see transport_tuning.BufferedTCPStream); other transports are left alone.
+
+def _with_buffered_reads(raw_conn: object) -> object:
+    if isinstance(raw_conn, RawConnection) and isinstance(raw_conn.stream, TrioTCPStream):
+        raw_conn.stream = BufferedTCPStream(raw_conn.stream)
+    return raw_conn
+
+
+def _buffer_tcp_reads(swarm: object) -> None:
+    if not isinstance(swarm, Swarm):  # another network implementation: leave it alone
+        return
+    outbound = swarm.upgrade_outbound_raw_conn
+    inbound = swarm.upgrade_inbound_raw_conn
+
+    async def upgrade_outbound(raw_conn: IRawConnection, peer_id: ID,
+                               pre_scope: object = None) -> object:
+        return await outbound(_with_buffered_reads(raw_conn), peer_id, pre_scope)  # type: ignore[arg-type]
+
+    async def upgrade_inbound(raw_conn: IRawConnection, maddr: multiaddr.Multiaddr) -> object:
+        return await inbound(_with_buffered_reads(raw_conn), maddr)  # type: ignore[arg-type]
+
+    swarm.upgrade_outbound_raw_conn = upgrade_outbound  # type: ignore[method-assign]
+    swarm.upgrade_inbound_raw_conn = upgrade_inbound  # type: ignore[method-assign]
 
 
 # -- py-libp2p 0.8.1 workaround -----------------------------------------------------------
