@@ -12,6 +12,7 @@ connected to) and remembers, for this fetch only, who delivered, how fast, and w
   ``MIN_DEPTH`` blocks; ``INITIAL_DEPTH`` until it has delivered once). A want whose best
   peer is full waits for a slot rather than go to a slower one, so a slow provider gets a
   share of the DAG in proportion to its rate, never more than ``HORIZON`` of its own work;
+  an idle peer that has not stalled always gets one want, so its rate keeps being measured;
 - a peer with wants in flight that delivers nothing for ``STALL_FACTOR`` times what its own
   rate predicts (one message's worth of blocks, at least ``STALL_FLOOR``; a peer that has
   not delivered yet is held to the slowest measured peer's pace) is *stalling*:
@@ -302,11 +303,13 @@ class Session:
                         raise BlockNotFound(
                             cid_str(cid), f"{len(self._peers)} peer(s) "
                             f"({len(rec.dont_haves)} said DONT_HAVE, {len(tried)} tried)")
-                # Wake at the first deadline: a global timeout, or a peer starting to stall.
-                for key in asks:
-                    if len(asks) < MAX_COPIES and (t := self._stall_at(key)) is not None \
-                            and t > now:
-                        wake = min(wake, t)
+                # Wake at the first deadline: a global timeout, or a peer starting to stall
+                # (only if some other peer could take the want: with one provider there is
+                # nobody to re-issue to, and the timers would only wake us for nothing).
+                if len(asks) < MAX_COPIES and len(self._peers) - len(self.excluded) > len(asks):
+                    for key in asks:
+                        if (t := self._stall_at(key)) is not None and t > now:
+                            wake = min(wake, t)
                 try:
                     with trio.move_on_at(wake):
                         await changed.wait()
@@ -391,7 +394,12 @@ class Session:
         if not candidates:
             return _FULL
         rep = self.engine.reputation
-        best = min(candidates, key=lambda k: (self._expected(k, best_rate), -rep.score(k)))
+        # An idle peer that has not stalled always gets one want: a rate measured from a
+        # peer's first blocks is mostly latency, and a peer never asked again would never
+        # be measured again. With one want in flight, a slow peer still gets only its rate.
+        idle = [k for k in free if not self.inflight[k] and not self.reissued[k]]
+        best = min(idle or candidates,
+                   key=lambda k: (self._expected(k, best_rate), -rep.score(k)))
         return self._peers[best] if best in free else _FULL
 
     # -- a whole DAG --------------------------------------------------------------------
@@ -427,9 +435,13 @@ class Session:
             except BlockNotFound:
                 return None
 
-        async def visit(cid: CID, depth: int, nursery: trio.Nursery) -> None:
+        def present(cids: list[CID]) -> list[bool]:
+            return [store.has(cid) for cid in cids]
+
+        async def visit(cid: CID, depth: int, nursery: trio.Nursery,
+                        missing: bool = False) -> None:
             async with window:
-                block = await anyio.to_thread.run_sync(local, cid)
+                block = None if missing else await anyio.to_thread.run_sync(local, cid)
                 if block is None:
                     block = await self.get(cid)
                     counts["fetched"] += 1
@@ -441,6 +453,7 @@ class Session:
                 return
             links = links_of(cid, block)
             limits.check_links(len(links), cid_str(cid))
+            children: list[CID] = []
             for child in links:
                 key = bytes(child.digest)
                 if key not in seen:
@@ -450,8 +463,18 @@ class Session:
                     if len(seen) > max_blocks:
                         raise DagTooLarge(f"DAG {cid_str(root)} has more than {max_blocks} "
                                           "blocks")
-                    limits.check_depth(depth + 1, f"DAG {cid_str(root)}")
-                    nursery.start_soon(visit, child, depth + 1, nursery)
+                    children.append(child)
+            if not children:
+                return
+            limits.check_depth(depth + 1, f"DAG {cid_str(root)}")
+            # One thread hop for a node's children, not one per child: on a fresh fetch
+            # every leaf is missing, and a hop per block costs the event loop a GIL hand-off.
+            here = await anyio.to_thread.run_sync(present, children)
+            for child, is_here in zip(children, here, strict=True):
+                if is_here and child.codec.code == _RAW:
+                    counts["blocks"] += 1  # a local raw leaf has no links to follow
+                else:
+                    nursery.start_soon(visit, child, depth + 1, nursery, not is_here)
 
         try:
             async with trio.open_nursery() as nursery:
