@@ -2,8 +2,9 @@
 
     python bench/mcp_fetch.py [--size-mib 1024]
 
-A model folder (one large random weights file and a config) is served by one ipfs-mcp node
-process (``bench/p2p_fetch.py``'s provider). Then, each in a fresh process and repo:
+A model folder (one large random weights file and a config) is stored with ``store_model``
+(nocopy, so raw leaves as for a model in the HF cache) by one ``ipfs-mcp serve`` process,
+which serves it over its P2P node. Then, each in a fresh process and repo:
 
 1. raw: a bare node fetches the whole DAG into its repo (``bench/p2p_fetch.py``'s fetcher);
 2. ``fetch_cid`` to ``output_path``, through a real ``ipfs-mcp serve`` over stdio;
@@ -24,13 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from _common import MIB, ROOT, mbps, random_file
 from mcp_stdio import StdioClient
 from p2p_fetch import SELF as P2P_FETCH
-from p2p_fetch import ours
 
 INIT = {"protocolVersion": "2025-11-25", "capabilities": {},
         "clientInfo": {"name": "bench", "version": "0"}}
@@ -53,25 +54,48 @@ def make_model(folder: Path, size: int) -> Path:
 
 
 class Provider:
-    """The serving node: bench/p2p_fetch.py's provider child, on its own repo."""
+    """The serving node: a real ``ipfs-mcp serve`` that stored the model with
+    ``store_model`` (nocopy: raw leaves referenced in place, as for a model in the HF
+    cache), serving it over its P2P node."""
 
-    def __init__(self, repo: Path, model: Path, fsync: bool) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "bench")}
-        self.proc = subprocess.Popen(
-            [sys.executable, str(P2P_FETCH), "_serve", str(repo), str(model), str(int(fsync))],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        assert self.proc.stdout is not None
-        info = json.loads(self.proc.stdout.readline())
-        self.addr: str = info["addr"]
-        self.cid: str = info["cid"]
+    def __init__(self, home: Path, model: Path) -> None:
+        env = {**os.environ, "HF_HOME": str(home / "hf"),
+               "IPFS_MCP_ALLOW_ROOTS": str(model.parent)}
+        self.client = StdioClient(["--listen", "/ip4/127.0.0.1/tcp/0"], env)
+        self.client.request("initialize", INIT)
+        self.client.notify("notifications/initialized")
+        stored = self.client.tool("store_model", {"source": str(model), "nocopy": True})
+        self.cid: str = stored["root_cid"]
+        network = wait_for(self.client, lambda n: bool(n.get("listen_addrs")))
+        self.addr = f"{network['listen_addrs'][0]}/p2p/{network['peer_id']}"
 
     def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.client.close()
+
+
+def wait_for(client: StdioClient, ready: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """Poll ``peer_stats`` until the node's report satisfies ``ready`` (bounded)."""
+    deadline = time.monotonic() + CONNECT_DEADLINE
+    for _ in range(600):  # bounded: also by the deadline
+        stats = client.tool("peer_stats", {})
+        network = stats.get("network") or {}
+        if ready(network):
+            return network  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)  # polling a subprocess; this is a bench, not a test
+    raise RuntimeError(f"the node never got ready: {stats}")
+
+
+def raw_fetch(provider: Provider, work: Path, size: int) -> dict[str, float]:
+    """The bare node-to-node figure: bench/p2p_fetch.py's fetcher, same provider and DAG."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "bench")}
+    out = subprocess.run([sys.executable, str(P2P_FETCH), "_fetch", str(work), provider.addr,
+                          provider.cid, "1"],
+                         capture_output=True, text=True, env=env, timeout=3600, check=True)
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["mbps"] = mbps(size, result["seconds"])
+    return result
 
 
 def through_mcp(provider: Provider, work: Path, size: int, args: dict[str, Any]
@@ -82,15 +106,7 @@ def through_mcp(provider: Provider, work: Path, size: int, args: dict[str, Any]
     try:
         client.request("initialize", INIT)
         client.notify("notifications/initialized")
-        deadline = time.monotonic() + CONNECT_DEADLINE
-        for _ in range(600):  # bounded: also by the deadline
-            stats = client.tool("peer_stats", {})
-            network = stats.get("network") or {}
-            if network.get("connected_peers", 0) >= 1:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the fetcher never reached the provider: {stats}")
-            time.sleep(0.1)  # polling a subprocess; this is a bench, not a test
+        wait_for(client, lambda n: n.get("connected_peers", 0) >= 1)
         before = proc_io(client.proc.pid).get("write_bytes", 0)
         start = time.perf_counter()
         result = client.tool("fetch_cid", {"cid": provider.cid, **args})
@@ -111,13 +127,13 @@ def main() -> None:
     size = opts.size_mib * MIB
     with tempfile.TemporaryDirectory(prefix="mcp-fetch-") as tmp:
         work = Path(tmp)
-        model = make_model(work / "model", size)
+        model = make_model(work / "models" / "model", size)
         print(f"{opts.size_mib} MiB model, fsync={fsync}:")
-        raw = ours(model, size, work / "raw", fsync)
-        print(f"  raw node to node:           {raw['mbps']:7.1f} MiB/s, fetcher peak RSS "
-              f"{raw['peak_rss_mib']:.0f} MiB")
-        provider = Provider(work / "provider", model, fsync)
+        provider = Provider(work / "provider", model)
         try:
+            raw = raw_fetch(provider, work / "raw", size)
+            print(f"  raw node to node:           {raw['mbps']:7.1f} MiB/s, fetcher peak RSS "
+                  f"{raw['peak_rss_mib']:.0f} MiB")
             for label, args in (
                     ("fetch_cid to output_path", {"output_path": "model"}),
                     ("fetch_cid into_hf_cache", {"into_hf_cache": "bench/model"})):
