@@ -121,6 +121,9 @@ class Blockstore:
         self.quarantine_dir.mkdir(exist_ok=True)
         self._batch: contextvars.ContextVar[_WriteBatch | None] = contextvars.ContextVar(
             f"blockstore-batch-{id(self)}", default=None)
+        # Notified after every put: a reader that overlaps a transfer (``.prefetch``) waits
+        # here for the block it needs next instead of asking the network for it again.
+        self.arrivals = threading.Condition()
 
     def path_of(self, multihash: bytes) -> Path:
         key = key_of(multihash)
@@ -218,8 +221,12 @@ class Blockstore:
         multihash = bytes(cid.digest)
         if (cid.codec.code == _RAW and self.placements is not None
                 and self.placements.place(multihash, data)):
-            return True
-        return self._write(multihash, data)
+            stored = True
+        else:
+            stored = self._write(multihash, data)
+        with self.arrivals:
+            self.arrivals.notify_all()
+        return stored
 
     def put_block(self, cid: bytes, data: bytes) -> None:
         """``BlockSink`` for the importer, which hashed ``data`` itself a moment ago."""

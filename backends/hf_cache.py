@@ -7,6 +7,7 @@ it from peers; the fetcher verifies and stores every block before it is used.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from .fetcher import BlockFetcher
 from .importer import Importer, ImportOptions, ImportResult
 from .network import Network
 from .pins import Pin
+from .prefetch import DagPrefetch
 from .repo import Repo
 
 if TYPE_CHECKING:
@@ -72,11 +74,13 @@ class HFCacheBackend:
         self._lock = threading.Lock()
 
     # -- loading with fetch-on-miss -----------------------------------------------------
-    def load(self, cid: CID, *, whole_dag: bool = False, dag_root: CID | None = None
-             ) -> bytes:
+    def load(self, cid: CID, *, whole_dag: bool = False, dag_root: CID | None = None,
+             prefetch: DagPrefetch | None = None) -> bytes:
         """A verified block; on a local miss, ask the fetcher: for whole content, the whole
         DAG under ``dag_root`` (the content being read) or else under the missing block, so
-        the transfer runs many blocks at once rather than block by block.
+        the transfer runs many blocks at once rather than block by block. With a
+        ``prefetch``, that DAG fetch runs in the background and the block is taken as soon
+        as it arrives (:mod:`.prefetch`).
 
         Raises:
             BlockNotFound: not local and no fetcher found it.
@@ -89,7 +93,9 @@ class HFCacheBackend:
             if self.fetcher is None:
                 raise
             cancel = current_cancel()  # the calling tool's, so a cancel stops the network
-            if whole_dag:
+            if prefetch is not None:
+                data = prefetch.load(cid)
+            elif whole_dag:
                 self.fetcher.fetch_dag(dag_root or cid, cancel)
                 data = self.repo.blocks.get(cid)
             else:
@@ -101,8 +107,17 @@ class HFCacheBackend:
             self.counters.hits += 1
         return data
 
-    def exporter(self, *, whole_dag: bool = False, dag_root: CID | None = None) -> Exporter:
-        return Exporter(lambda cid: self.load(cid, whole_dag=whole_dag, dag_root=dag_root))
+    def exporter(self, *, whole_dag: bool = False, dag_root: CID | None = None,
+                 prefetch: DagPrefetch | None = None) -> Exporter:
+        return Exporter(lambda cid: self.load(cid, whole_dag=whole_dag, dag_root=dag_root,
+                                              prefetch=prefetch))
+
+    def _prefetch(self, root: CID) -> DagPrefetch | contextlib.nullcontext[None]:
+        """A background fetch of the DAG under ``root`` for one whole read (none when
+        there is no fetcher: everything is local or missing)."""
+        if self.fetcher is None:
+            return contextlib.nullcontext()
+        return DagPrefetch(self.fetcher, self.repo.blocks, root, current_cancel())
 
     def _resolve(self, value: str) -> CID:
         cid, path = split_path(value)
@@ -178,10 +193,16 @@ class HFCacheBackend:
     def cat_stream(self, cid: str, *, offset: int = 0, length: int | None = None
                    ) -> Iterator[bytes]:
         root = self._resolve(cid)
-        # All of it: fetch the DAG under the file at once; a page: only what it touches.
-        whole = offset == 0 and length is None
-        return self.exporter(whole_dag=True, dag_root=root if whole else None).cat(
-            root, offset, length)
+        # All of it: fetch the DAG under the file at once, read as it arrives; a page: only
+        # what it touches.
+        if offset == 0 and length is None:
+            return self._cat_arriving(root)
+        return self.exporter(whole_dag=True).cat(root, offset, length)
+
+    def _cat_arriving(self, root: CID) -> Iterator[bytes]:
+        with self._prefetch(root) as prefetch:
+            yield from self.exporter(whole_dag=True, dag_root=root,
+                                     prefetch=prefetch).cat(root, 0, None)
 
     def cat(self, cid: str, *, offset: int = 0, length: int | None = None) -> bytes:
         return b"".join(self.cat_stream(cid, offset=offset, length=length))
@@ -202,8 +223,11 @@ class HFCacheBackend:
         """
         root = self._resolve(cid)
         self.exporter().check_fits(root, Path(output_path), max_bytes)
-        return self.exporter(whole_dag=True, dag_root=root).get_to_path(
-            root, Path(output_path), overwrite=overwrite, max_bytes=max_bytes, progress=progress)
+        # Written as the blocks arrive, so the output's writes overlap the transfer.
+        with self._prefetch(root) as prefetch:
+            return self.exporter(whole_dag=True, dag_root=root, prefetch=prefetch).get_to_path(
+                root, Path(output_path), overwrite=overwrite, max_bytes=max_bytes,
+                progress=progress)
 
     # -- pins ---------------------------------------------------------------------------
     def pin(self, cid: str, *, recursive: bool = True, name: str = "",

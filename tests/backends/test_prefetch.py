@@ -1,0 +1,86 @@
+"""Content that is not here is written out as its blocks arrive, not after the whole DAG:
+the output's writes overlap the transfer (``backends/prefetch.py``).
+
+Two real nodes on 127.0.0.1. The provider's blockstore is gated by the test: after a few
+blocks it holds every further read until the test releases it. Writing from arriving blocks
+shows as bytes written to the output while the provider still holds the rest; reading only
+after the whole DAG would write nothing until the gate opens, and the test's deadline would
+end it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import trio
+
+from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.errors import BlockNotFound
+from ipfs_mcp.backends.hf_cache import HFCacheBackend
+from ipfs_mcp.p2p import BitswapConfig
+from tests.p2p.nodes import FAST, GatedStore, add_bytes, node_at, repo_at
+
+pytestmark = pytest.mark.anyio
+DEADLINE = 20  # under the gate's own 30 s hold, so a writer that waits for it fails here
+PATIENT = replace(FAST, bitswap=BitswapConfig(want_timeout=30.0, send_timeout=5.0,
+                                               bad_peer_timeout=30.0))
+
+
+async def test_the_output_is_written_while_the_dag_still_arrives(tmp_path: Path) -> None:
+    data = os.urandom(24 * 256 * 1024)  # 24 leaves under a root
+    served = trio.Event()
+    gated = GatedStore(tmp_path / "a-blocks", after=6, served=served)
+    root = add_bytes(gated, data)
+    b_repo = repo_at(tmp_path / "b")
+    out = tmp_path / "out" / "data.bin"
+    out.parent.mkdir()
+    written_while_held = trio.Event()
+    written = []
+
+    def progress(nbytes: int) -> None:  # called in the export's worker thread
+        written.append(nbytes)
+        if not gated.release.is_set():
+            trio.from_thread.run_sync(written_while_held.set)
+
+    with trio.fail_after(DEADLINE):
+        async with node_at(tmp_path / "a", blockstore=gated) as a, \
+                node_at(tmp_path / "b", PATIENT, blockstore=b_repo.blocks) as b:
+            await b.connect_peer(a.addrs[0])
+            backend = HFCacheBackend(b_repo, fetcher=b.fetcher())
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.to_thread.run_sync, lambda: backend.get_to_path(
+                    cid_str(root), output_path=out, progress=progress))
+                await served.wait()  # the provider holds every read from here on
+                await written_while_held.wait()
+                held_bytes = sum(written)
+                gated.release.set()
+    assert 0 < held_bytes < len(data)
+    assert out.read_bytes() == data
+    assert b_repo.verify().ok
+
+
+async def test_a_failed_transfer_under_an_arriving_read_is_not_found_and_leaves_nothing(
+        tmp_path: Path) -> None:
+    data = os.urandom(8 * 256 * 1024)
+    a_repo = repo_at(tmp_path / "a")
+    root = add_bytes(a_repo, data)
+    # The provider loses a leaf: the DAG fetch fails on it, and so does the read.
+    lost = next(p for _, p in a_repo.blocks.iter_multihashes() if p.stat().st_size > 256_000)
+    lost.unlink()
+    b_repo = repo_at(tmp_path / "b")
+    out = tmp_path / "out" / "data.bin"
+    out.parent.mkdir()
+    with trio.fail_after(DEADLINE):
+        async with node_at(tmp_path / "a", blockstore=a_repo.blocks) as a, \
+                node_at(tmp_path / "b", blockstore=b_repo.blocks) as b:
+            await b.connect_peer(a.addrs[0])
+            backend = HFCacheBackend(b_repo, fetcher=b.fetcher())
+            with pytest.raises(BlockNotFound):
+                await trio.to_thread.run_sync(lambda: backend.get_to_path(
+                    cid_str(root), output_path=out))
+    assert list(out.parent.iterdir()) == []  # no output, no temp file
+    assert not [t for t in threading.enumerate() if t.name.startswith("prefetch-")]
