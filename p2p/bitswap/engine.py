@@ -38,7 +38,7 @@ from multiaddr import Multiaddr
 from multiformats import CID
 
 from ipfs_mcp.backends.cids import cid_str
-from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, NetworkError
+from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, IpfsMcpError, NetworkError
 
 from .._net import NET_ERRORS, FrameReader
 from ..reputation import ProviderReputation
@@ -145,8 +145,8 @@ class _Peer:
 class WantRecord:
     """One block we are waiting for, shared by every session that wants it."""
 
-    __slots__ = ("cid", "asked", "haves", "dont_haves", "block", "source", "done", "_changed",
-                 "refs")
+    __slots__ = ("cid", "asked", "haves", "dont_haves", "block", "source", "failure", "done",
+                 "_changed", "refs")
 
     def __init__(self, cid: CID) -> None:
         self.cid = cid
@@ -155,6 +155,9 @@ class WantRecord:
         self.dont_haves: set[str] = set()
         self.block: bytes | None = None
         self.source: str | None = None  # the peer whose copy we kept
+        # Set with ``done`` when the block arrived but could not be stored (a full disk):
+        # every session waiting for it raises this rather than wait on.
+        self.failure: IpfsMcpError | None = None
         self.done = trio.Event()
         self._changed = trio.Event()
         self.refs = 0
@@ -509,6 +512,12 @@ class Bitswap:
                 continue
             mh = bytes(cid.digest)
             rec = self._wants.get(mh)
+            if isinstance(stored, IpfsMcpError):  # our side failed, not the peer
+                if rec is not None and not rec.done.is_set():
+                    rec.failure = stored
+                    rec.done.set()
+                    rec.notify()
+                continue
             if stored and rec is not None and not rec.done.is_set():
                 self._deliver(peer, rec, cid, payload.data)
             elif rec is not None or mh in self._recent:
@@ -517,7 +526,8 @@ class Bitswap:
                 # Its hash matches nothing we asked for: a corrupted or unsolicited block.
                 self.mark_bad(peer.id, f"sent a block we did not ask for ({cid_str(cid)})")
 
-    def _verify_and_store(self, payloads: list[Payload]) -> list[tuple[CID | None, bool]]:
+    def _verify_and_store(self, payloads: list[Payload]
+                          ) -> list[tuple[CID | None, bool | IpfsMcpError]]:
         """In a worker thread: each block's real CID, and whether it was wanted and stored.
 
         The CID is computed from these very bytes, so a block is stored only if that CID is
@@ -525,7 +535,7 @@ class Bitswap:
         this thread is one dict lookup, atomic in CPython; a want added or ended meanwhile
         is settled by the event loop in :meth:`_on_blocks`.
         """
-        out: list[tuple[CID | None, bool]] = []
+        out: list[tuple[CID | None, bool | IpfsMcpError]] = []
         for payload in payloads:
             try:
                 cid = block_cid(payload)
@@ -536,7 +546,11 @@ class Bitswap:
             if rec is None or rec.done.is_set():
                 out.append((cid, False))
                 continue
-            self.store.put(cid, payload.data)
+            try:
+                self.store.put(cid, payload.data)
+            except IpfsMcpError as exc:  # DiskFull, or a receiver's file that failed
+                out.append((cid, exc))
+                continue
             out.append((cid, True))
         return out
 

@@ -256,6 +256,7 @@ class Session:
 
         Raises:
             BlockNotFound: every peer said DONT_HAVE, failed or timed out.
+            IpfsMcpError: it arrived but could not be stored here (``DiskFull``).
         """
         rec = self.engine.want_record(cid)
         self._active.add(rec)
@@ -264,6 +265,8 @@ class Session:
         try:
             if rec.done.is_set() and rec.block is not None:
                 return rec.block
+            if rec.failure is not None:
+                raise rec.failure
             tried: set[str] = set()
             broadcast_at: float | None = None
             eligible = self._eligible(rec, tried)
@@ -315,6 +318,8 @@ class Session:
                         await changed.wait()
                 finally:
                     self._slot_waiters.discard(rec)
+            if rec.failure is not None:
+                raise rec.failure  # it arrived but could not be stored here (a full disk)
             for key in moved & asks.keys() - {rec.source}:
                 # Another peer's copy came first: the stalling one lost this want, as if it
                 # had timed out, and one that never delivered leaves the session.
