@@ -1,11 +1,11 @@
 """Content that is not here is written out as its blocks arrive, not after the whole DAG:
 the output's writes overlap the transfer (``backends/prefetch.py``).
 
-Two real nodes on 127.0.0.1. The provider's blockstore is gated by the test: after a few
-blocks it holds every further read until the test releases it. Writing from arriving blocks
-shows as bytes written to the output while the provider still holds the rest; reading only
-after the whole DAG would write nothing until the gate opens, and the test's deadline would
-end it.
+Real nodes on 127.0.0.1. One provider holds all but a file's last leaf; a second holds only
+that leaf, and its blockstore is gated by the test: every read of it waits until the test
+releases it. Writing from arriving blocks shows as bytes written to the output while that
+leaf is held; reading only after the whole DAG would write nothing until the gate opens,
+and the test's deadline would end it.
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ from pathlib import Path
 
 import pytest
 import trio
+from multiformats import CID
 
+from ipfs_mcp.backends.blockstore import Blockstore
 from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.dag import links_of
 from ipfs_mcp.backends.errors import BlockNotFound
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.p2p import BitswapConfig
-from tests.p2p.nodes import FAST, GatedStore, add_bytes, node_at, repo_at
+from tests.p2p.nodes import FAST, add_bytes, node_at, repo_at
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 20  # under the gate's own 30 s hold, so a writer that waits for it fails here
@@ -30,11 +33,32 @@ PATIENT = replace(FAST, bitswap=BitswapConfig(want_timeout=30.0, send_timeout=5.
                                                bad_peer_timeout=30.0))
 
 
+class HoldingStore(Blockstore):
+    """A real blockstore that holds every read of one block (the file's last leaf) until
+    released: the transfer cannot end before the test says so."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, fsync=False)
+        self.held: CID | None = None
+        self.release = threading.Event()
+
+    def get(self, cid: CID) -> bytes:
+        if cid == self.held:
+            self.release.wait(timeout=30)
+        return super().get(cid)
+
+
 async def test_the_output_is_written_while_the_dag_still_arrives(tmp_path: Path) -> None:
     data = os.urandom(24 * 256 * 1024)  # 24 leaves under a root
-    served = trio.Event()
-    gated = GatedStore(tmp_path / "a-blocks", after=6, served=served)
-    root = add_bytes(gated, data)
+    a_repo = repo_at(tmp_path / "a")
+    root = add_bytes(a_repo, data)
+    last = links_of(root, a_repo.blocks.get(root))[-1]
+    # Provider A has all but the last leaf; provider C has only that one and holds its
+    # reads until released, so none of A's blocks waits behind it.
+    holding = HoldingStore(tmp_path / "c-blocks")
+    holding.put(last, a_repo.blocks.get(last))
+    holding.held = last
+    a_repo.blocks.path_of(bytes(last.digest)).unlink()
     b_repo = repo_at(tmp_path / "b")
     out = tmp_path / "out" / "data.bin"
     out.parent.mkdir()
@@ -43,21 +67,24 @@ async def test_the_output_is_written_while_the_dag_still_arrives(tmp_path: Path)
 
     def progress(nbytes: int) -> None:  # called in the export's worker thread
         written.append(nbytes)
-        if not gated.release.is_set():
+        if not holding.release.is_set():
             trio.from_thread.run_sync(written_while_held.set)
 
     with trio.fail_after(DEADLINE):
-        async with node_at(tmp_path / "a", blockstore=gated) as a, \
+        async with node_at(tmp_path / "a", blockstore=a_repo.blocks) as a, \
+                node_at(tmp_path / "c", blockstore=holding) as c, \
                 node_at(tmp_path / "b", PATIENT, blockstore=b_repo.blocks) as b:
             await b.connect_peer(a.addrs[0])
+            await b.connect_peer(c.addrs[0])
             backend = HFCacheBackend(b_repo, fetcher=b.fetcher())
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(trio.to_thread.run_sync, lambda: backend.get_to_path(
                     cid_str(root), output_path=out, progress=progress))
-                await served.wait()  # the provider holds every read from here on
+                # The last leaf is held: whatever reaches the output now was written
+                # from blocks that arrived before the DAG was whole.
                 await written_while_held.wait()
                 held_bytes = sum(written)
-                gated.release.set()
+                holding.release.set()
     assert 0 < held_bytes < len(data)
     assert out.read_bytes() == data
     assert b_repo.verify().ok
