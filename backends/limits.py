@@ -8,6 +8,7 @@ data) produces, so only a hostile DAG ever meets one; the error then names the b
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -72,6 +73,16 @@ def free_bytes(target: Path) -> int:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     return shutil.disk_usage(probe).free
+
+
+def allocated_bytes(folder: Path) -> int:
+    """Bytes a tree takes on disk (allocated blocks, not apparent sizes; symlinks not
+    followed): what a sparse or referenced file really costs."""
+    total = 0
+    for base, _, names in os.walk(folder):
+        for name in names:
+            total += os.lstat(os.path.join(base, name)).st_blocks * 512
+    return total
 
 
 def write_limit(free: int, max_bytes: int | None) -> int:

@@ -38,6 +38,8 @@ from pathlib import Path
 import anyio
 from _common import MIB, ROOT, mbps
 
+from ipfs_mcp.backends.limits import allocated_bytes
+
 SELF = Path(__file__).resolve()
 REPO_ID = "bench/nocopy-model"
 COMMIT = "b" * 40
@@ -76,13 +78,6 @@ def make_hub(hub: Path, size: int) -> int:
     return total
 
 
-def allocated(folder: Path) -> int:
-    """Bytes the tree takes on disk (allocated blocks), symlinks not followed."""
-    total = 0
-    for base, _, names in os.walk(folder):
-        for name in names:
-            total += os.lstat(os.path.join(base, name)).st_blocks * 512
-    return total
 
 
 def write_bytes() -> int:
@@ -119,12 +114,12 @@ def bench_store(hub: Path, work: Path, size: int, fsync: bool, rounds: int) -> N
         repo_dir = work / f"repo-{label}"
         shutil.rmtree(repo_dir, ignore_errors=True)
         backend = HFCacheBackend(Repo(repo_dir, fsync=fsync), hub_cache=hub)
-        before = allocated(repo_dir)
+        before = allocated_bytes(repo_dir)
         call = functools.partial(content.store_model, backend, REPO_ID,
                                  roots=AllowedRoots.of([hub]), hub_cache=hub, nocopy=nocopy)
         start = time.perf_counter()
         result = anyio.run(call, backend="trio")
-        return time.perf_counter() - start, allocated(repo_dir) - before, result.root_cid
+        return time.perf_counter() - start, allocated_bytes(repo_dir) - before, result.root_cid
 
     # One untimed store first: the first call pays for imports and the first SQLite open
     # (a py-spy profile put half of a cold 512 MiB run there), which is not throughput.
@@ -218,13 +213,13 @@ def bench_fetch(hub: Path, work: Path, size: int, fsync: bool) -> None:
         for mode in ("nocopy", "copy"):
             home = work / f"home-{mode}"
             home.mkdir()
-            before = allocated(home)
+            before = allocated_bytes(home)
             done = subprocess.run(
                 [sys.executable, str(SELF), "--child-fetch", str(home), hello["addr"],
                  hello["cid"], mode] + ([] if fsync else ["--no-fsync"]),
                 capture_output=True, text=True, env=env, check=True, timeout=3600)
             got = json.loads(done.stdout.strip().splitlines()[-1])
-            grown = allocated(home) - before
+            grown = allocated_bytes(home) - before
             label = ("receive: written once into blobs" if mode == "nocopy"
                      else "copy: blocks, then blobs")
             print(f"{label:34} {mbps(size, float(got['seconds'])):8.1f} "  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ from ipfs_mcp.backends.cids import cid_str
 from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, InvalidInput, UnsafePath
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.backends.importer import Importer, ImportOptions
+from ipfs_mcp.backends.limits import allocated_bytes
 from ipfs_mcp.backends.repo import Repo
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
@@ -62,13 +63,7 @@ def blob_of(hub: Path, repo_id: str, data: bytes) -> Path:
             / hashlib.sha256(data).hexdigest())
 
 
-def disk_usage(folder: Path) -> int:
-    """Bytes the folder takes on disk (allocated blocks, not apparent sizes)."""
-    total = 0
-    for base, _, names in os.walk(folder):
-        for name in names:
-            total += os.lstat(os.path.join(base, name)).st_blocks * 512
-    return total
+disk_usage = allocated_bytes  # bytes the folder takes on disk
 
 
 @pytest.fixture
