@@ -37,12 +37,17 @@ from multiformats import CID
 from . import dagpb, limits, unixfs
 from .blockstore import Blockstore
 from .cids import cid_str, verify_block
-from .errors import DagTooLarge, IntegrityError, IpfsMcpError
+from .errors import IntegrityError, IpfsMcpError
 from .filestore import Filestore
 from .placement import ReceivingFile, write_error
 from .unixfs import NodeType
 
 Loader = Callable[[CID], bytes]
+# A layout keeps every leaf's slot in memory (and the blockstore a placement for each), so a
+# file with more leaves than this is copied instead, which streams in bounded memory. A
+# million leaves is 256 GiB at Kubo's 256 KiB chunks, far beyond any model file; a crafted
+# DAG of tiny leaves reaches it with little data.
+MAX_LAYOUT_LEAVES = 1 << 20
 _RAW = 0x55
 _DAG_PB = 0x70
 _IDENTITY = 0x00
@@ -83,7 +88,7 @@ def file_layout(load: Loader, cid: CID, size: int) -> FileLayout | str:
 
     Raises:
         IntegrityError: the nodes' sizes contradict each other or ``size``.
-        DagTooLarge: deeper, wider or with more leaves than the bounds allow.
+        DagTooLarge: deeper or wider than the bounds allow.
     """
     if cid.codec.code == _RAW:
         return FileLayout(cid, size, (Slot(0, size, cid),))
@@ -95,9 +100,8 @@ def file_layout(load: Loader, cid: CID, size: int) -> FileLayout | str:
         limits.check_depth(depth, f"file {cid_str(cid)}")
         if node_cid.codec.code == _RAW:
             slots.append(Slot(offset, expected, node_cid))
-            if len(slots) > limits.MAX_WALK_BLOCKS:
-                raise DagTooLarge(f"{cid_str(cid)} has more than {limits.MAX_WALK_BLOCKS} "
-                                  "leaves")
+            if len(slots) > MAX_LAYOUT_LEAVES:
+                return f"it has more than {MAX_LAYOUT_LEAVES} leaves, too many to place"
             continue
         if node_cid.codec.code != _DAG_PB:
             return f"{cid_str(node_cid)} is {node_cid.codec.name}, not a raw leaf"
