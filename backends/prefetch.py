@@ -6,9 +6,9 @@ read it back and wrote the output, so the output's writing (and its fsync) came 
 transfer instead of beside it. Here the first miss starts one ``fetch_dag`` for the
 content's root in a thread of its own; every miss then waits on the blockstore's
 ``arrivals`` (notified after each put) until its block is stored, which the DAG fetch
-does in about the order a depth-first reader needs. A block the DAG fetch no longer
-promises (it ended, or failed) is asked for on its own, so a reader never waits on
-nothing.
+does in about the order a depth-first reader needs. When the DAG fetch fails, the reader
+fails with its error; a block it never promised (not under the root) is asked for on its
+own, so a reader never waits on nothing.
 
 Every block is still verified by the blockstore that stores it and again when read.
 Closing stops the background fetch (the reader failed, or was cancelled) and waits for it.
@@ -97,10 +97,13 @@ class DagPrefetch:
         except BlockNotFound:
             pass
         self._check_cancel()
-        if isinstance(self._error, OperationCancelled) and not self._stop.is_set():
+        if self._error is not None:
+            # The DAG fetch failed (a block no source had, a DAG over the bounds): that is
+            # this read's failure too, named as the fetch named it; asking again for this
+            # block alone would only wait out another timeout.
             raise self._error
-        # The DAG fetch ended without this block (it failed on another one, or this one
-        # was not under its root): ask for it alone; that names the real failure.
+        # The DAG fetch ended well without this block: it is not under the root the read
+        # began from, so it is asked for alone.
         return self.fetcher.fetch_block(cid, self.cancel)
 
     def close(self) -> None:
