@@ -86,11 +86,17 @@ class SteeringPolicy:
                  router_scope: Scope | None = None) -> None:
         self.router_url = router_url
         self.resolver = resolver
-        host = urlsplit(router_url).hostname or ""
-        # A router whose own name does not resolve is taken as public: the strictest.
-        if router_scope is None:
-            router_scope = scope_of_host(host, resolver)
-        self.router_scope = Scope.PUBLIC if router_scope is None else router_scope
+        self._router_scope = router_scope
+
+    @property
+    def router_scope(self) -> Scope:
+        """How near the router is: resolved on first use, not when the server starts (a
+        router named by host would otherwise cost a DNS lookup at start-up)."""
+        if self._router_scope is None:
+            found = scope_of_host(urlsplit(self.router_url).hostname or "", self.resolver)
+            # A router whose own name does not resolve is taken as public: the strictest.
+            self._router_scope = Scope.PUBLIC if found is None else found
+        return self._router_scope
 
     def refusal(self, *, multiaddr: str | None = None, url: str | None = None) -> str | None:
         """Why the router may not send us to this address, or None when it may."""

@@ -137,3 +137,17 @@ def test_a_router_on_this_machine_may_name_a_gateway_on_it(
         routing.close()
     assert asked == [f"/ipfs/{cid_str(cid)}?format=raw"]
     assert repo.blocks.get(cid) == data
+
+
+def test_a_routers_own_name_is_resolved_on_first_use_not_at_start() -> None:
+    asked: list[str] = []
+
+    def resolver(host: str) -> list[str]:
+        asked.append(host)
+        return ["8.8.8.8"]
+
+    policy = SteeringPolicy("https://router.example", resolver=resolver)
+    assert asked == []  # building the client (server start-up) looks nothing up
+    assert policy.refusal(multiaddr="/ip4/10.0.0.1/tcp/4001") is not None
+    assert asked == ["router.example"]
+    assert policy.router_scope == Scope.PUBLIC and asked == ["router.example"]  # once
