@@ -70,7 +70,7 @@ def walk(root: CID, load: Callable[[CID], bytes], *, seen: set[bytes] | None = N
         if key in seen:
             continue
         seen.add(key)
-        limits.check_depth(depth, f"DAG {cid_str(root)}")
+        limits.check_depth(depth, "DAG", root)
         visited += 1
         if visited > limits.MAX_WALK_BLOCKS:
             raise DagTooLarge(f"DAG {cid_str(root)} has more than {limits.MAX_WALK_BLOCKS} "
@@ -81,5 +81,5 @@ def walk(root: CID, load: Callable[[CID], bytes], *, seen: set[bytes] | None = N
                               f"{limits.MAX_BLOCK_SIZE}")
         yield cid, block
         links = links_of(cid, block)
-        limits.check_links(len(links), cid_str(cid))
+        limits.check_links(len(links), cid)
         stack.extend((link, depth + 1) for link in reversed(links))

@@ -80,7 +80,7 @@ def _decode(cid: CID, block: bytes) -> _Decoded:
     if cid.codec.code != _DAG_PB:
         raise InvalidInput(f"{cid_str(cid)} is {cid.codec.name}, not UnixFS (dag-pb or raw)")
     node = dagpb.decode(block)
-    limits.check_links(len(node.links), cid_str(cid))
+    limits.check_links(len(node.links), cid)
     if node.data is None:
         raise IntegrityError(f"{cid_str(cid)}: dag-pb node without UnixFS data")
     return _Decoded(node.links, unixfs.decode(node.data))
@@ -243,7 +243,7 @@ class Exporter:
                 levels.pop()
                 continue
             cid, loaded, offset, expected = frame
-            limits.check_depth(len(levels), f"file {cid_str(root)}")
+            limits.check_depth(len(levels), "file", root)
             node = loaded or self._node(cid)
             if node.fs is None:  # a raw leaf
                 raw = node.raw or b""
@@ -295,7 +295,7 @@ class Exporter:
         stack: list[tuple[CID, int]] = [(cid, 0)]
         while stack:
             current, depth = stack.pop()
-            limits.check_depth(depth, f"folder {cid_str(cid)}")
+            limits.check_depth(depth, "folder", cid)
             entries += 1
             if entries > limits.MAX_TREE_ENTRIES:
                 raise DagTooLarge(f"{cid_str(cid)} has more than {limits.MAX_TREE_ENTRIES} "
@@ -381,7 +381,7 @@ class Exporter:
         entries = 0
         while stack:
             current, loaded, dest, depth = stack.pop()
-            limits.check_depth(depth, f"folder {cid_str(cid)}")
+            limits.check_depth(depth, "folder", cid)
             entries += 1
             if entries > limits.MAX_TREE_ENTRIES:
                 raise DagTooLarge(f"{cid_str(cid)} has more than {limits.MAX_TREE_ENTRIES} "

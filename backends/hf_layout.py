@@ -226,7 +226,7 @@ def _files(exporter: Exporter, root: CID) -> list[tuple[str, CID, int]]:
     entries = 0
     while stack:
         cid, rel, depth = stack.pop()
-        limits.check_depth(depth, f"folder {cid_str(root)}")
+        limits.check_depth(depth, "folder", root)
         for name, child in exporter.children(cid):
             check_entry_name(name)
             entries += 1

@@ -12,6 +12,9 @@ import os
 import shutil
 from pathlib import Path
 
+from multiformats import CID
+
+from .cids import cid_str
 from .errors import DagTooLarge, WriteTooLarge
 
 # -- blocks ---------------------------------------------------------------------------------
@@ -54,17 +57,22 @@ MAX_WALK_BLOCKS = 1 << 26
 DEFAULT_WRITE_SHARE = 0.9
 
 
-def check_depth(depth: int, what: str) -> None:
-    """Raises DagTooLarge when a walk goes deeper than MAX_DAG_DEPTH."""
+# Walks check every node, and a CID's text costs tens of microseconds (base58 for CIDv0):
+# the checks take the CID itself and make its text only for the error.
+def check_depth(depth: int, what: str, cid: CID | None = None) -> None:
+    """Raises DagTooLarge when a walk goes deeper than MAX_DAG_DEPTH; the error names
+    ``what`` (and ``cid``, when given)."""
     if depth > MAX_DAG_DEPTH:
-        raise DagTooLarge(f"{what} is more than {MAX_DAG_DEPTH} levels deep; no real DAG is "
+        label = what if cid is None else f"{what} {cid_str(cid)}"
+        raise DagTooLarge(f"{label} is more than {MAX_DAG_DEPTH} levels deep; no real DAG is "
                           "(a hostile or broken DAG?)")
 
 
-def check_links(count: int, what: str) -> None:
+def check_links(count: int, node: CID) -> None:
     """Raises DagTooLarge when one node has more than MAX_LINKS_PER_NODE links."""
     if count > MAX_LINKS_PER_NODE:
-        raise DagTooLarge(f"{what} has {count} links, over the bound of {MAX_LINKS_PER_NODE}")
+        raise DagTooLarge(f"{cid_str(node)} has {count} links, over the bound of "
+                          f"{MAX_LINKS_PER_NODE}")
 
 
 def free_bytes(target: Path) -> int:

@@ -97,7 +97,7 @@ def file_layout(load: Loader, cid: CID, size: int) -> FileLayout | str:
     stack: list[tuple[CID, int, int, int]] = [(cid, 0, size, 0)]
     while stack:
         node_cid, offset, expected, depth = stack.pop()
-        limits.check_depth(depth, f"file {cid_str(cid)}")
+        limits.check_depth(depth, "file", cid)
         if node_cid.codec.code == _RAW:
             slots.append(Slot(offset, expected, node_cid))
             if len(slots) > MAX_LAYOUT_LEAVES:
@@ -108,7 +108,7 @@ def file_layout(load: Loader, cid: CID, size: int) -> FileLayout | str:
         if node_cid.hashfun.code == _IDENTITY:
             return f"{cid_str(node_cid)} is an inline (identity) node"
         node = dagpb.decode(load(node_cid))
-        limits.check_links(len(node.links), cid_str(node_cid))
+        limits.check_links(len(node.links), node_cid)
         fs = unixfs.decode(node.data or b"")
         if fs.type not in (NodeType.FILE, NodeType.RAW):
             raise IntegrityError(f"{cid_str(node_cid)}: a file links to a "

@@ -232,7 +232,7 @@ class Repo:
             if key in seen:
                 continue
             seen.add(key)
-            limits.check_depth(depth, f"DAG {cid_str(root)}")
+            limits.check_depth(depth, "DAG", root)
             visited += 1
             if visited > limits.MAX_WALK_BLOCKS:
                 raise DagTooLarge(f"DAG {cid_str(root)} has more than "
@@ -244,7 +244,7 @@ class Repo:
             block = load(cid)
             yield len(block)
             links = links_of(cid, block)
-            limits.check_links(len(links), cid_str(cid))
+            limits.check_links(len(links), cid)
             stack.extend((link, depth + 1) for link in reversed(links))
 
     def _mark(self, root: CID, live: set[bytes]) -> list[CID]:

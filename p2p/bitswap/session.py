@@ -457,7 +457,7 @@ class Session:
             if cid.codec.code == _RAW:
                 return
             links = links_of(cid, block)
-            limits.check_links(len(links), cid_str(cid))
+            limits.check_links(len(links), cid)
             children: list[CID] = []
             for child in links:
                 key = bytes(child.digest)
@@ -471,7 +471,7 @@ class Session:
                     children.append(child)
             if not children:
                 return
-            limits.check_depth(depth + 1, f"DAG {cid_str(root)}")
+            limits.check_depth(depth + 1, "DAG", root)
             # One thread hop for a node's children, not one per child: on a fresh fetch
             # every leaf is missing, and a hop per block costs the event loop a GIL hand-off.
             here = await anyio.to_thread.run_sync(present, children)

@@ -84,7 +84,7 @@ def _walk_all(root: CID, root_block: bytes, load: Load, emitter: _Emitter) -> It
     stack: list[tuple[CID, bytes | None, int]] = [(root, root_block, 0)]
     while stack:
         cid, block, depth = stack.pop()
-        limits.check_depth(depth, f"DAG {cid_str(root)}")
+        limits.check_depth(depth, "DAG", root)
         fresh = emitter.admit(cid)
         if not fresh and not is_identity(cid):
             continue  # dups=n: already sent, and its subtree with it
@@ -92,7 +92,7 @@ def _walk_all(root: CID, root_block: bytes, load: Load, emitter: _Emitter) -> It
         if fresh:
             yield cid, data
         links = links_of(cid, data)
-        limits.check_links(len(links), cid_str(cid))
+        limits.check_links(len(links), cid)
         stack.extend((link, None, depth + 1) for link in reversed(links))
 
 
@@ -120,7 +120,7 @@ def _hamt_shards(root: CID, node: PBNode, fs: UnixFSData, load: Load,
         if link is None:
             stack.pop()
             continue
-        limits.check_depth(len(stack), f"HAMT {cid_str(root)}")
+        limits.check_depth(len(stack), "HAMT", root)
         if len(link.name) != width:
             continue  # an entry, not a shard
         block = load(link.cid)
@@ -157,7 +157,7 @@ def _file(root: CID, root_block: bytes, options: CarOptions, load: Load,
             levels.pop()
             continue
         cid, start, length = frame
-        limits.check_depth(len(levels), f"file {cid_str(root)}")
+        limits.check_depth(len(levels), "file", root)
         if start + length - 1 < first or start > last:
             continue  # outside the range: never loaded
         block = load(cid)
@@ -177,7 +177,7 @@ def _children(cid: CID, block: bytes, offset: int) -> list[tuple[CID, int, int]]
     if len(fs.blocksizes) != len(node.links):
         raise IntegrityError(f"{cid_str(cid)}: {len(fs.blocksizes)} blocksizes for "
                              f"{len(node.links)} links")
-    limits.check_links(len(node.links), cid_str(cid))
+    limits.check_links(len(node.links), cid)
     position = offset + len(fs.data or b"")
     out = []
     for link, length in zip(node.links, fs.blocksizes, strict=True):
