@@ -17,13 +17,19 @@ def atomic_write(path: Path, data: bytes, *, tmp_dir: Path | None = None, fsync:
         OSError: as raised by the file system; the temp file is removed first.
     """
     tmp = (tmp_dir or path.parent) / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    # Plain descriptors, not a buffered file object: the blockstore writes every block
+    # through here, and a file object's set-up (and its tty probe) costs a block as much
+    # as the copy of a small one.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             if fsync:
-                out.flush()
-                os.fsync(out.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -124,6 +124,9 @@ class Blockstore:
         # Notified after every put: a reader that overlaps a transfer (``.prefetch``) waits
         # here for the block it needs next instead of asking the network for it again.
         self.arrivals = threading.Condition()
+        # Shard folders known to exist, so a write does not ask the file system each time
+        # (nothing here removes a shard folder while the store is open).
+        self._shards: set[str] = set()
 
     def path_of(self, multihash: bytes) -> Path:
         key = key_of(multihash)
@@ -216,6 +219,16 @@ class Blockstore:
             DiskFull: the file system is full; nothing partial is left.
         """
         verify_block(cid, data)
+        return self.put_computed(cid, data)
+
+    def put_computed(self, cid: CID, data: bytes) -> bool:
+        """``put`` for a block whose CID the caller has just computed from these very bytes
+        (the bitswap receiver hashes each block to learn which CID it is): a CID made from
+        the data, not one a sender claimed, so hashing it a second time proves nothing.
+
+        Raises:
+            DiskFull: as ``put``.
+        """
         if is_identity(cid):
             return False
         multihash = bytes(cid.digest)
@@ -265,7 +278,9 @@ class Blockstore:
         if final.exists():
             return False
         try:
-            final.parent.mkdir(exist_ok=True)
+            if final.parent.name not in self._shards:
+                final.parent.mkdir(exist_ok=True)
+                self._shards.add(final.parent.name)
             atomic_write(final, data, tmp_dir=self.tmp_dir, fsync=self.fsync)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):

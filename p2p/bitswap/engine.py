@@ -71,6 +71,8 @@ class BlockStore(Protocol):
 
     def put(self, cid: CID, data: bytes) -> bool: ...
 
+    def put_computed(self, cid: CID, data: bytes) -> bool: ...
+
 
 @dataclass(frozen=True)
 class BitswapConfig:
@@ -547,7 +549,7 @@ class Bitswap:
                 out.append((cid, False))
                 continue
             try:
-                self.store.put(cid, payload.data)
+                self.store.put_computed(cid, payload.data)  # cid is the bytes' own hash
             except IpfsMcpError as exc:  # DiskFull, or a receiver's file that failed
                 out.append((cid, exc))
                 continue
