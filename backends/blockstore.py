@@ -46,6 +46,7 @@ import os
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -74,6 +75,10 @@ def _multihash_of_key(key: str) -> bytes:
     return multibase.decode("B" + key)
 
 
+# Bytes of just-stored blocks kept for readers that overlap a transfer (see
+# ``Blockstore.fresh_blocks``): a window's worth at Kubo's chunk size. A reader that falls
+# further behind reads the rest back from disk, as it would without them.
+FRESH_BYTES = 16 * 1024 * 1024
 _STAMP = "%Y%m%dT%H%M%SZ"
 _LEGACY_BAD = "corrupt-"  # tmp/corrupt-<KEY>.data.<hex>, the layout before quarantine/
 
@@ -124,6 +129,12 @@ class Blockstore:
         # Notified after every put: a reader that overlaps a transfer (``.prefetch``) waits
         # here for the block it needs next instead of asking the network for it again.
         self.arrivals = threading.Condition()
+        # While a reader overlaps a transfer, the blocks just put (verified, and the very
+        # bytes written) are kept for it, so it does not read back and hash again what was
+        # hashed a moment ago. Guarded by ``arrivals``; empty when no reader wants them.
+        self._fresh: OrderedDict[bytes, bytes] = OrderedDict()
+        self._fresh_size = 0
+        self._fresh_readers = 0
         # Shard folders known to exist, so a write does not ask the file system each time
         # (nothing here removes a shard folder while the store is open).
         self._shards: set[str] = set()
@@ -232,14 +243,53 @@ class Blockstore:
         if is_identity(cid):
             return False
         multihash = bytes(cid.digest)
-        if (cid.codec.code == _RAW and self.placements is not None
-                and self.placements.place(multihash, data)):
-            stored = True
-        else:
-            stored = self._write(multihash, data)
+        # A placed leaf went into its receiver's file, which reads nothing back: only
+        # blocks stored here are kept for a reader.
+        placed = (cid.codec.code == _RAW and self.placements is not None
+                  and self.placements.place(multihash, data))
+        stored = placed or self._write(multihash, data)
         with self.arrivals:
+            if self._fresh_readers and stored and not placed:
+                self._keep_fresh(multihash, data)
             self.arrivals.notify_all()
         return stored
+
+    # -- blocks handed to readers that overlap a transfer ---------------------------------
+    @contextlib.contextmanager
+    def fresh_blocks(self) -> Iterator[None]:
+        """Within this block, the blocks stored are also kept (up to FRESH_BYTES, oldest
+        dropped first) for :meth:`take_fresh`. For a reader that waits on ``arrivals``."""
+        with self.arrivals:
+            self._fresh_readers += 1
+        try:
+            yield
+        finally:
+            with self.arrivals:
+                self._fresh_readers -= 1
+                if not self._fresh_readers:
+                    self._fresh.clear()
+                    self._fresh_size = 0
+
+    def take_fresh(self, cid: CID) -> bytes | None:
+        """The bytes of ``cid`` if it was stored a moment ago and is still kept (see
+        :meth:`fresh_blocks`); they were verified when stored. Call it holding
+        ``arrivals``. None otherwise: read it with :meth:`get`."""
+        data = self._fresh.pop(bytes(cid.digest), None)
+        if data is not None:
+            self._fresh_size -= len(data)
+        return data
+
+    def _keep_fresh(self, multihash: bytes, data: bytes) -> None:
+        if len(data) > FRESH_BYTES:
+            return
+        old = self._fresh.pop(multihash, None)
+        if old is not None:
+            self._fresh_size -= len(old)
+        self._fresh[multihash] = data
+        self._fresh_size += len(data)
+        while self._fresh_size > FRESH_BYTES:
+            _, dropped = self._fresh.popitem(last=False)
+            self._fresh_size -= len(dropped)
 
     def put_block(self, cid: bytes, data: bytes) -> None:
         """``BlockSink`` for the importer, which hashed ``data`` itself a moment ago."""

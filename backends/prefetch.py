@@ -10,12 +10,16 @@ does in about the order a depth-first reader needs. When the DAG fetch fails, th
 fails with its error; a block it never promised (not under the root) is asked for on its
 own, so a reader never waits on nothing.
 
-Every block is still verified by the blockstore that stores it and again when read.
+Every block is verified by the blockstore that stores it. The reader takes the bytes of a
+block stored a moment ago straight from that put (``Blockstore.fresh_blocks``), so they are
+neither read back nor hashed a second time; a block it reaches later is read back from
+disk and verified again, as any read is.
 Closing stops the background fetch (the reader failed, or was cancelled) and waits for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from types import TracebackType
 
@@ -43,6 +47,7 @@ class DagPrefetch:
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
         self._error: BaseException | None = None
+        self._fresh = contextlib.ExitStack()  # the blockstore's fresh blocks, while we run
 
     def __enter__(self) -> DagPrefetch:
         return self
@@ -63,6 +68,7 @@ class DagPrefetch:
 
     def _start(self) -> None:
         if self._thread is None:
+            self._fresh.enter_context(self.blocks.fresh_blocks())
             self._thread = threading.Thread(target=self._run, daemon=True,
                                             name=f"prefetch-{self.root}")
             self._thread.start()
@@ -87,6 +93,9 @@ class DagPrefetch:
         while not self._done.is_set():
             self._check_cancel()
             with self.blocks.arrivals:
+                data = self.blocks.take_fresh(cid)
+                if data is not None:
+                    return data
                 if self.blocks.has(cid):
                     break
                 if self._done.is_set():
@@ -112,3 +121,4 @@ class DagPrefetch:
             return
         self._stop.set()
         self._thread.join()
+        self._fresh.close()

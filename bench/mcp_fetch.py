@@ -46,6 +46,12 @@ def proc_io(pid: int) -> dict[str, int]:
     return {k: int(v) for k, v in (line.split(": ") for line in text.splitlines())}
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a live process, from ``/proc/PID/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def make_model(folder: Path, size: int) -> Path:
     folder.mkdir(parents=True)
     (folder / "config.json").write_text('{"model_type": "bench"}\n')
@@ -108,20 +114,43 @@ def through_mcp(provider: Provider, work: Path, size: int, args: dict[str, Any]
         client.notify("notifications/initialized")
         wait_for(client, lambda n: n.get("connected_peers", 0) >= 1)
         before = proc_io(client.proc.pid).get("write_bytes", 0)
+        cpu_before = proc_cpu_seconds(client.proc.pid)
         start = time.perf_counter()
         result = client.tool("fetch_cid", {"cid": provider.cid, **args})
         seconds = time.perf_counter() - start
+        cpu = proc_cpu_seconds(client.proc.pid) - cpu_before
         written = proc_io(client.proc.pid).get("write_bytes", 0) - before
         rss = client.peak_rss_mib() or 0.0
     finally:
         client.close()
     return {"seconds": seconds, "mbps": mbps(size, seconds), "peak_rss_mib": rss,
+            "cpu_per_gib": cpu * (1 << 30) / size,
             "written_per_byte": written / size, "delivery": result.get("delivery", "")}
+
+
+def one_round(provider: Provider, work: Path, size: int) -> None:
+    raw = raw_fetch(provider, work / "raw", size)
+    print(f"  raw node to node:           {raw['mbps']:7.1f} MiB/s, fetcher peak RSS "
+          f"{raw['peak_rss_mib']:.0f} MiB, CPU {raw['cpu_seconds'] * (1 << 30) / size:.1f} s/GiB")
+    for label, args in (
+            ("fetch_cid to output_path", {"output_path": "model"}),
+            ("fetch_cid into_hf_cache", {"into_hf_cache": "bench/model"})):
+        home = work / label.replace(" ", "-")
+        if "output_path" in args:
+            args = {"output_path": str(home / args["output_path"])}
+        got = through_mcp(provider, home, size, args)
+        print(f"  {label + ':':27} {got['mbps']:7.1f} MiB/s "
+              f"({got['mbps'] / raw['mbps']:.2f} x raw; target >= 0.90), "
+              f"server peak RSS {got['peak_rss_mib']:.0f} MiB, "
+              f"CPU {got['cpu_per_gib']:.1f} s/GiB, "
+              f"{got['written_per_byte']:.2f} bytes written per model byte")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=1,
+                        help="rounds of all three, each in fresh repos (report the range)")
     opts = parser.parse_args()
     fsync = True
     size = opts.size_mib * MIB
@@ -131,20 +160,9 @@ def main() -> None:
         print(f"{opts.size_mib} MiB model, fsync={fsync}:")
         provider = Provider(work / "provider", model)
         try:
-            raw = raw_fetch(provider, work / "raw", size)
-            print(f"  raw node to node:           {raw['mbps']:7.1f} MiB/s, fetcher peak RSS "
-                  f"{raw['peak_rss_mib']:.0f} MiB")
-            for label, args in (
-                    ("fetch_cid to output_path", {"output_path": "model"}),
-                    ("fetch_cid into_hf_cache", {"into_hf_cache": "bench/model"})):
-                home = work / label.replace(" ", "-")
-                if "output_path" in args:
-                    args = {"output_path": str(home / args["output_path"])}
-                got = through_mcp(provider, home, size, args)
-                print(f"  {label + ':':27} {got['mbps']:7.1f} MiB/s "
-                      f"({got['mbps'] / raw['mbps']:.2f} x raw; target >= 0.90), "
-                      f"server peak RSS {got['peak_rss_mib']:.0f} MiB, "
-                      f"{got['written_per_byte']:.2f} bytes written per model byte")
+            for run in range(1, opts.runs + 1):
+                print(f" run {run}:")
+                one_round(provider, work / f"run{run}", size)
         finally:
             provider.close()
 

@@ -1,0 +1,90 @@
+"""Blocks handed from a put to a reader that overlaps the transfer (``Blockstore.fresh_blocks``):
+the reader gets the very bytes that were verified and stored, once, and the blockstore never
+holds more than FRESH_BYTES of them, nor any once no reader wants them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from multiformats import CID
+
+from ipfs_mcp.backends import blockstore as blockstore_module
+from ipfs_mcp.backends.blockstore import Blockstore
+from ipfs_mcp.backends.cids import cid_of_block
+from ipfs_mcp.backends.errors import IntegrityError
+
+
+def _block(size: int) -> tuple[CID, bytes]:
+    data = os.urandom(size)
+    return cid_of_block(data), data
+
+
+def test_nothing_is_kept_without_a_reader(tmp_path: Path) -> None:
+    store = Blockstore(tmp_path)
+    cid, data = _block(1024)
+    assert store.put(cid, data)
+    with store.arrivals:
+        assert store.take_fresh(cid) is None
+    assert store.get(cid) == data  # stored all the same
+
+
+def test_a_reader_takes_the_stored_bytes_once(tmp_path: Path) -> None:
+    store = Blockstore(tmp_path)
+    cid, data = _block(4096)
+    with store.fresh_blocks():
+        store.put(cid, data)
+        with store.arrivals:
+            assert store.take_fresh(cid) == data
+            assert store.take_fresh(cid) is None  # handed over, not kept twice
+    assert store.get(cid) == data
+
+
+def test_a_block_that_fails_its_hash_is_never_handed_over(tmp_path: Path) -> None:
+    store = Blockstore(tmp_path)
+    cid, data = _block(4096)
+    with store.fresh_blocks():
+        with pytest.raises(IntegrityError):
+            store.put(cid, data[:-1] + bytes([data[-1] ^ 1]))
+        with store.arrivals:
+            assert store.take_fresh(cid) is None
+
+
+def test_a_block_already_stored_is_read_from_disk_not_kept(tmp_path: Path) -> None:
+    store = Blockstore(tmp_path)
+    cid, data = _block(4096)
+    store.put(cid, data)
+    with store.fresh_blocks():
+        assert not store.put(cid, data)
+        with store.arrivals:
+            assert store.take_fresh(cid) is None
+
+
+def test_kept_bytes_are_bounded_oldest_dropped_first(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # A smaller bound than FRESH_BYTES, so the test writes a few MiB rather than tens.
+    monkeypatch.setattr(blockstore_module, "FRESH_BYTES", 1 << 20)
+    store = Blockstore(tmp_path, fsync=False)
+    blocks = [_block(256 * 1024) for _ in range(6)]
+    with store.fresh_blocks():
+        for cid, data in blocks:
+            store.put(cid, data)
+        with store.arrivals:
+            kept = [store.take_fresh(cid) for cid, _ in blocks]
+    assert kept[:2] == [None, None]  # 6 x 256 KiB over a 1 MiB bound: the two oldest went
+    assert kept[2:] == [data for _, data in blocks[2:]]
+
+
+def test_everything_kept_is_dropped_when_the_last_reader_leaves(tmp_path: Path) -> None:
+    store = Blockstore(tmp_path)
+    first, second = _block(1024), _block(1024)
+    with store.fresh_blocks():
+        with store.fresh_blocks():  # two readers at once
+            store.put(*first)
+        with store.arrivals:  # one reader left: still kept
+            assert store.take_fresh(first[0]) == first[1]
+        store.put(*second)
+    with store.fresh_blocks():
+        with store.arrivals:
+            assert store.take_fresh(second[0]) is None
