@@ -12,8 +12,9 @@ own, so a reader never waits on nothing.
 
 Every block is verified by the blockstore that stores it. The reader takes the bytes of a
 block stored a moment ago straight from that put (``Blockstore.fresh_blocks``), so they are
-neither read back nor hashed a second time; a block it reaches later is read back from
-disk and verified again, as any read is.
+neither read back nor hashed a second time, whether the reader waited for it or the fetch
+was ahead; only a block the reader reaches more than ``FRESH_BYTES`` behind the fetch is
+read back from disk and verified again, as any read is.
 Closing stops the background fetch (the reader failed, or was cancelled) and waits for it.
 """
 
@@ -77,6 +78,12 @@ class DagPrefetch:
         if self.cancel is not None and self.cancel.is_set():
             self._stop.set()
             raise OperationCancelled("the read was cancelled")
+
+    def take(self, cid: CID) -> bytes | None:
+        """The block if the background fetch stored it a moment ago, handed over from that
+        put (verified there, not read back); None otherwise."""
+        with self.blocks.arrivals:
+            return self.blocks.take_fresh(cid)
 
     def load(self, cid: CID) -> bytes:
         """The block, from the blockstore, waiting for the background fetch to store it.

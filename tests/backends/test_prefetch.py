@@ -90,6 +90,39 @@ async def test_the_output_is_written_while_the_dag_still_arrives(tmp_path: Path)
     assert b_repo.verify().ok
 
 
+async def test_arriving_blocks_are_handed_to_the_output_not_read_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(24 * 256 * 1024)  # 24 leaves, 6 MiB: within the hand-off's bound
+    a_repo = repo_at(tmp_path / "a")
+    root = add_bytes(a_repo, data)
+    leaves = {bytes(c.digest) for c in links_of(root, a_repo.blocks.get(root))}
+    b_repo = repo_at(tmp_path / "b")
+    out = tmp_path / "out" / "data.bin"
+    out.parent.mkdir()
+    # Every block the reading side reads back from its disk (the real read, recorded).
+    read_back: list[bytes] = []
+    real_get = Blockstore.get
+
+    def recording_get(store: Blockstore, cid: CID) -> bytes:
+        block = real_get(store, cid)
+        if store is b_repo.blocks:
+            read_back.append(bytes(cid.digest))
+        return block
+
+    monkeypatch.setattr(Blockstore, "get", recording_get)
+    with trio.fail_after(DEADLINE):
+        async with node_at(tmp_path / "a", blockstore=a_repo.blocks) as a, \
+                node_at(tmp_path / "b", blockstore=b_repo.blocks) as b:
+            await b.connect_peer(a.addrs[0])
+            backend = HFCacheBackend(b_repo, fetcher=b.fetcher())
+            await trio.to_thread.run_sync(lambda: backend.get_to_path(
+                cid_str(root), output_path=out))
+    assert out.read_bytes() == data
+    assert len(leaves) == 24
+    assert leaves.isdisjoint(read_back)  # each leaf went from its put to the output
+    assert b_repo.verify().ok  # and every one is stored
+
+
 async def test_a_failed_transfer_under_an_arriving_read_is_not_found_and_leaves_nothing(
         tmp_path: Path) -> None:
     data = os.urandom(8 * 256 * 1024)
