@@ -135,8 +135,8 @@ class Blockstore:
         self._fresh: OrderedDict[bytes, bytes] = OrderedDict()
         self._fresh_size = 0
         self._fresh_readers = 0
-        # Shard folders known to exist, so a write does not ask the file system each time
-        # (nothing here removes a shard folder while the store is open).
+        # Shard folders made, so a write does not ask the file system each time (nothing
+        # in the project removes one; a write that finds its folder gone makes it again).
         self._shards: set[str] = set()
 
     def path_of(self, multihash: bytes) -> Path:
@@ -329,9 +329,14 @@ class Blockstore:
             return False
         try:
             if final.parent.name not in self._shards:
-                final.parent.mkdir(exist_ok=True)
-                self._shards.add(final.parent.name)
-            atomic_write(final, data, tmp_dir=self.tmp_dir, fsync=self.fsync)
+                self._make_shard(final.parent)
+            try:
+                atomic_write(final, data, tmp_dir=self.tmp_dir, fsync=self.fsync)
+            except FileNotFoundError:
+                # The shard folder was removed from outside since we made it: make it
+                # again, once, rather than fail every later write into it.
+                self._make_shard(final.parent)
+                atomic_write(final, data, tmp_dir=self.tmp_dir, fsync=self.fsync)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFull(f"the file system holding the blockstore at {self.root} is "
@@ -339,6 +344,10 @@ class Blockstore:
                                "nothing partial is left") from exc
             raise IpfsMcpError(f"cannot store block in {self.root}: {exc.strerror}") from exc
         return True
+
+    def _make_shard(self, folder: Path) -> None:
+        folder.mkdir(exist_ok=True)
+        self._shards.add(folder.name)
 
     def delete_path(self, path: Path) -> int:
         """Remove one block file; returns the bytes freed (0 if it was gone already)."""

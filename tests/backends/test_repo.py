@@ -27,6 +27,25 @@ def test_put_refuses_wrong_bytes_and_writes_nothing(repo: Repo) -> None:
     assert list(repo.blocks.iter_multihashes()) == []
 
 
+def test_a_shard_folder_removed_from_outside_is_made_again(repo: Repo) -> None:
+    first = cid_of_block(b"first")
+    repo.blocks.put(first, b"first")
+    shard = repo.blocks.path_of(bytes(first.digest)).parent
+    # Another block of the same shard (one in about a thousand blocks is).
+    for n in range(100_000):
+        data = f"second {n}".encode()
+        second = cid_of_block(data)
+        if repo.blocks.path_of(bytes(second.digest)).parent == shard:
+            break
+    else:
+        pytest.fail("no block of the same shard in 100000 tries")
+    for child in shard.iterdir():
+        child.unlink()
+    shard.rmdir()
+    assert repo.blocks.put(second, data)
+    assert repo.blocks.get(second) == data
+
+
 def test_corrupt_block_is_never_served_and_can_be_restored(repo: Repo) -> None:
     cid = cid_of_block(b"precious bytes")
     repo.blocks.put(cid, b"precious bytes")
