@@ -23,20 +23,30 @@ call ``progress(nbytes)`` as bytes are handled; a progress callback may raise
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 
-from .car import CarImportReport
-from .exporter import Entry, Exporter
-from .importer import ImportOptions, ImportResult
-from .pins import Pin
+from ipfs_mcp.backends.core.car import CarImportReport
+from ipfs_mcp.backends.core.exporter import Entry, Exporter
+from ipfs_mcp.backends.core.importer import ImportOptions, ImportResult
+from ipfs_mcp.backends.repo.pins import Pin
 
 if TYPE_CHECKING:
-    from .hf_cache import CacheCounters
-    from .network import Network
-    from .repo import Repo
+    from ipfs_mcp.backends.network import Network
+    from ipfs_mcp.backends.repo.repository import Repo
 
 ProgressFn = Callable[[int], None]
+
+
+@dataclass
+class CacheCounters:
+    """Local cache hits and misses of a backend whose reads can fetch from the network."""
+
+
+    hits: int = 0
+    misses: int = 0
+    fetched: int = 0
 
 
 class Replication(Protocol):

@@ -10,48 +10,27 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from multiformats import CID
 
-from . import car, hf_layout
-from .cancel import current_cancel
-from .cids import block_codec, cid_of_block, cid_str, parse_cid
-from .errors import BlockNotFound, InvalidInput
-from .exporter import Entry, Exporter
-from .fetcher import BlockFetcher
-from .importer import Importer, ImportOptions, ImportResult
-from .network import Network
-from .pins import Pin
-from .prefetch import DagPrefetch
-from .repo import Repo
+from ipfs_mcp.backends.backend import CacheCounters
+from ipfs_mcp.backends.cancel import current_cancel
+from ipfs_mcp.backends.core import car
+from ipfs_mcp.backends.core.cids import block_codec, cid_of_block, cid_str, parse_cid, split_path
+from ipfs_mcp.backends.core.exporter import Entry, Exporter
+from ipfs_mcp.backends.core.importer import Importer, ImportOptions, ImportResult
+from ipfs_mcp.backends.errors import BlockNotFound, InvalidInput
+from ipfs_mcp.backends.fetcher import BlockFetcher
+from ipfs_mcp.backends.hub import layout as hf_layout
+from ipfs_mcp.backends.network import Network
+from ipfs_mcp.backends.repo.pins import Pin
+from ipfs_mcp.backends.repo.prefetch import DagPrefetch
+from ipfs_mcp.backends.repo.repository import Repo
 
 if TYPE_CHECKING:
-    from .backend import Replication
-
-
-def split_path(value: str) -> tuple[CID, str]:
-    """``CID[/path]``, ``/ipfs/CID/path`` or ``ipfs://CID/path`` into the CID and path.
-
-    Raises:
-        InvalidCID: the first segment is not a CID.
-    """
-    text = value.strip()
-    for prefix in ("ipfs://", "/ipfs/"):
-        if text.startswith(prefix):
-            text = text[len(prefix):]
-            break
-    head, _, rest = text.partition("/")
-    return parse_cid(head), rest.strip("/")
-
-
-@dataclass
-class CacheCounters:
-    hits: int = 0
-    misses: int = 0
-    fetched: int = 0
+    from ipfs_mcp.backends.backend import Replication
 
 
 class HFCacheBackend:
@@ -178,7 +157,7 @@ class HFCacheBackend:
         Raises:
             NotFound: the model is not in the local hub cache.
         """
-        from . import hub
+        from ipfs_mcp.backends.hub import models as hub
 
         if self.hub_cache is None:
             raise InvalidInput("no HuggingFace hub cache configured")
@@ -190,7 +169,7 @@ class HFCacheBackend:
                      max_bytes: int | None = None) -> hf_layout.HFWriteResult:
         """Write a folder DAG into the hub cache (see :func:`.hub.export_model`);
         a revision that already names other content moves only with ``replace``."""
-        from . import hub
+        from ipfs_mcp.backends.hub import models as hub
 
         if self.hub_cache is None:
             raise InvalidInput("no HuggingFace hub cache configured")

@@ -12,7 +12,7 @@ import json
 
 import httpx
 
-from .errors import BackendUnavailable, DaemonUnreachable, IpfsMcpError, Timeout
+from ipfs_mcp.backends.errors import BackendUnavailable, DaemonUnreachable, IpfsMcpError, Timeout
 
 
 def http_failure(exc: httpx.HTTPError, *, service: str, what: str, timeout: float,

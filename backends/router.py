@@ -43,26 +43,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
-from .backend import Backend, ProgressFn, Replication
-from .car import CarImportReport
-from .errors import (
+from ipfs_mcp.backends.backend import Backend, ProgressFn, Replication
+from ipfs_mcp.backends.core.car import CarImportReport
+from ipfs_mcp.backends.core.exporter import Entry, Exporter
+from ipfs_mcp.backends.core.importer import ImportOptions, ImportResult
+from ipfs_mcp.backends.errors import (
     AllBackendsFailed,
     BackendUnavailable,
     InvalidInput,
     IpfsMcpError,
     OperationCancelled,
 )
-from .exporter import Entry, Exporter
-from .fetcher import BlockFetcher
-from .importer import ImportOptions, ImportResult
-from .pins import Pin
-from .settings import BackendSettings
-from .sources import RetrievalSources
+from ipfs_mcp.backends.fetcher import BlockFetcher
+from ipfs_mcp.backends.repo.pins import Pin
+from ipfs_mcp.backends.retrieval.sources import RetrievalSources
+from ipfs_mcp.backends.settings import BackendSettings
 
 if TYPE_CHECKING:
-    from .hf_cache import CacheCounters
-    from .network import Network
-    from .repo import Repo
+    from ipfs_mcp.backends.backend import CacheCounters
+    from ipfs_mcp.backends.network import Network
+    from ipfs_mcp.backends.repo.repository import Repo
 
 PREFERENCE = ("ipfs_kit", "hf_cache", "kubo")
 log = logging.getLogger(__name__)
@@ -110,8 +110,8 @@ class BackendHealth:
 
 # -- built-in factories ----------------------------------------------------------------------
 def _hf_cache_factory(deps: RouterDeps) -> Backend:
-    from .hf_cache import HFCacheBackend
-    from .repo import Repo
+    from ipfs_mcp.backends.hf_cache import HFCacheBackend
+    from ipfs_mcp.backends.repo.repository import Repo
 
     if not deps.settings.enable_hf_cache:
         raise BackendUnavailable("disabled by ENABLE_HF_CACHE=0")
@@ -120,13 +120,13 @@ def _hf_cache_factory(deps: RouterDeps) -> Backend:
 
 
 def _kubo_factory(deps: RouterDeps) -> Backend:
-    from .kubo import make_kubo_backend
+    from ipfs_mcp.backends.remote.kubo.factory import make_kubo_backend
 
     return make_kubo_backend(deps.settings)
 
 
 def _ipfs_kit_factory(deps: RouterDeps) -> Backend:
-    from .ipfs_kit import IpfsKitBackend
+    from ipfs_mcp.backends.remote.ipfs_kit import IpfsKitBackend
 
     if not deps.settings.enable_ipfs_kit:
         raise BackendUnavailable("disabled by ENABLE_IPFS_KIT=0 or IPFS_KIT_DISABLE=1")
@@ -134,7 +134,7 @@ def _ipfs_kit_factory(deps: RouterDeps) -> Backend:
 
 
 def _cluster_factory(deps: RouterDeps) -> Backend:
-    from .cluster import make_cluster_backend
+    from ipfs_mcp.backends.remote.cluster import make_cluster_backend
 
     return make_cluster_backend(deps.settings)
 
@@ -657,7 +657,7 @@ def block_get(cid: str, *, backend: Backend | str | None = None,
 
 def add_path(path: str | Path, *, recursive: bool = True, pin: bool = True,
              backend: Backend | str | None = None) -> str:
-    from .cids import cid_str
+    from ipfs_mcp.backends.core.cids import cid_str
 
     return cid_str(_target(backend).add_path(path, recursive=recursive, pin=pin).root)
 

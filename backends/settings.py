@@ -41,8 +41,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InvalidInput
-from .limits import parse_max_write
+from ipfs_mcp.backends.core.limits import parse_max_write
+from ipfs_mcp.backends.errors import InvalidInput
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from _common import MIB, import_test_harness, mbps, random_file, timed
 
-from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.importer import Importer
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.importer import Importer
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
 
 
 def sha256_file(path: Path) -> str:

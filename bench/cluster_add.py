@@ -20,10 +20,10 @@ from pathlib import Path
 
 from _common import MIB, import_test_harness, mbps, random_file, timed
 
-from ipfs_mcp.backends.cluster import ClusterBackend
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.kubo_rpc import KuboRPCBackend
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.remote.cluster import ClusterBackend
+from ipfs_mcp.backends.remote.kubo.rpc import KuboRPCBackend
+from ipfs_mcp.backends.repo.repository import Repo
 
 
 def main() -> int:

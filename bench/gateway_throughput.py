@@ -24,7 +24,7 @@ import httpx
 from _common import MIB, import_test_harness, mbps, random_file, timed
 
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
 
 READ_CHUNK = 4 * MIB
 

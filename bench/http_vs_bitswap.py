@@ -30,10 +30,10 @@ from pathlib import Path
 
 from _common import MIB, import_test_harness, mbps, random_file, timed
 
-from ipfs_mcp.backends.cids import parse_cid
+from ipfs_mcp.backends.core.cids import parse_cid
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.repo import Repo
-from ipfs_mcp.backends.trustless_gateway import TrustlessGateways
+from ipfs_mcp.backends.repo.repository import Repo
+from ipfs_mcp.backends.retrieval.trustless_gateway import TrustlessGateways
 
 FETCH_TIMEOUT = 1800.0  # seconds one retrieval may take
 

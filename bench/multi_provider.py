@@ -37,8 +37,8 @@ SERVE = ROOT / "bench" / "p2p_fetch.py"  # its `_serve` child adds a file and se
 def _fetch(repo_dir: str, addrs: str, cid_text: str, fsync: bool) -> None:
     import trio
 
-    from ipfs_mcp.backends.cids import parse_cid
-    from ipfs_mcp.backends.repo import Repo
+    from ipfs_mcp.backends.core.cids import parse_cid
+    from ipfs_mcp.backends.repo.repository import Repo
     from ipfs_mcp.p2p import NodeConfig, open_node
 
     repo = Repo(Path(repo_dir), fsync=fsync)

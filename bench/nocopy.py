@@ -38,7 +38,7 @@ from pathlib import Path
 import anyio
 from _common import MIB, ROOT, mbps
 
-from ipfs_mcp.backends.limits import allocated_bytes
+from ipfs_mcp.backends.core.limits import allocated_bytes
 
 SELF = Path(__file__).resolve()
 REPO_ID = "bench/nocopy-model"
@@ -101,7 +101,7 @@ def sha256_file(path: Path) -> float:
 # -- part 1: store_model ----------------------------------------------------------------------
 def bench_store(hub: Path, work: Path, size: int, fsync: bool, rounds: int) -> None:
     from ipfs_mcp.backends.hf_cache import HFCacheBackend
-    from ipfs_mcp.backends.repo import Repo
+    from ipfs_mcp.backends.repo.repository import Repo
     from ipfs_mcp.tools import content
     from ipfs_mcp.tools.roots import AllowedRoots
 
@@ -150,9 +150,9 @@ def bench_store(hub: Path, work: Path, size: int, fsync: bool, rounds: int) -> N
 def _serve(hub: str, repo_dir: str) -> None:
     import trio
 
-    from ipfs_mcp.backends.cids import cid_str
+    from ipfs_mcp.backends.core.cids import cid_str
     from ipfs_mcp.backends.hf_cache import HFCacheBackend
-    from ipfs_mcp.backends.repo import Repo
+    from ipfs_mcp.backends.repo.repository import Repo
     from ipfs_mcp.p2p import NodeConfig, open_node
 
     repo = Repo(Path(repo_dir), fsync=False)
@@ -169,9 +169,10 @@ def _serve(hub: str, repo_dir: str) -> None:
 def _fetch(home: str, addr: str, cid: str, mode: str, fsync: bool) -> None:
     import trio
 
-    from ipfs_mcp.backends import hf_receive, hub
     from ipfs_mcp.backends.hf_cache import HFCacheBackend
-    from ipfs_mcp.backends.repo import Repo
+    from ipfs_mcp.backends.hub import models as hub
+    from ipfs_mcp.backends.hub import receive as hf_receive
+    from ipfs_mcp.backends.repo.repository import Repo
     from ipfs_mcp.p2p import NodeConfig, open_node
 
     hf_home = Path(home)

@@ -40,9 +40,9 @@ SELF = Path(__file__).resolve()
 def _serve(repo_dir: str, file: str, fsync: bool) -> None:
     import trio
 
-    from ipfs_mcp.backends.cids import cid_str
-    from ipfs_mcp.backends.importer import Importer
-    from ipfs_mcp.backends.repo import Repo
+    from ipfs_mcp.backends.core.cids import cid_str
+    from ipfs_mcp.backends.core.importer import Importer
+    from ipfs_mcp.backends.repo.repository import Repo
     from ipfs_mcp.p2p import NodeConfig, open_node
 
     repo = Repo(Path(repo_dir), fsync=fsync)
@@ -62,9 +62,9 @@ def _serve(repo_dir: str, file: str, fsync: bool) -> None:
 def _fetch(repo_dir: str, addr: str, cid_text: str, fsync: bool) -> None:
     import trio
 
-    from ipfs_mcp.backends.cids import parse_cid
-    from ipfs_mcp.backends.dag import links_of
-    from ipfs_mcp.backends.repo import Repo
+    from ipfs_mcp.backends.core.cids import parse_cid
+    from ipfs_mcp.backends.core.dag import links_of
+    from ipfs_mcp.backends.repo.repository import Repo
     from ipfs_mcp.p2p import NodeConfig, open_node
 
     repo = Repo(Path(repo_dir), fsync=fsync)
@@ -169,8 +169,8 @@ def kubo_to_kubo(file: Path, size: int, work: Path, fsync: bool, cid: str
 def find_providers_latency(rounds: int = 20) -> float:
     import trio
 
-    from ipfs_mcp.backends.cids import cid_of_block
-    from ipfs_mcp.backends.repo import Repo
+    from ipfs_mcp.backends.core.cids import cid_of_block
+    from ipfs_mcp.backends.repo.repository import Repo
     from ipfs_mcp.p2p import NodeConfig, Role, open_node
 
     async def main() -> float:

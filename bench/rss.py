@@ -20,15 +20,15 @@ ADD = """
 import sys
 from pathlib import Path
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.repo import Repo
-from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.repo.repository import Repo
+from ipfs_mcp.backends.core.cids import cid_str
 print(cid_str(HFCacheBackend(Repo(Path(sys.argv[1]))).add_path(sys.argv[2]).root))
 """
 GET = """
 import sys
 from pathlib import Path
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
 HFCacheBackend(Repo(Path(sys.argv[1]))).get_to_path(sys.argv[2], output_path=sys.argv[3])
 """
 BASE = "import ipfs_mcp.backends.hf_cache"

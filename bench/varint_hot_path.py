@@ -18,10 +18,10 @@ from pathlib import Path
 
 from multiformats import varint as mf_varint
 
-from ipfs_mcp.backends import varint
-from ipfs_mcp.backends.exporter import Exporter
-from ipfs_mcp.backends.importer import Importer
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.core import varint
+from ipfs_mcp.backends.core.exporter import Exporter
+from ipfs_mcp.backends.core.importer import Importer
+from ipfs_mcp.backends.repo.repository import Repo
 
 
 def _best(fn, runs: int = 3) -> float:  # type: ignore[no-untyped-def]

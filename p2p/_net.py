@@ -6,7 +6,7 @@ import trio
 from libp2p.abc import INetStream
 from libp2p.exceptions import BaseLibp2pError
 
-from ipfs_mcp.backends import varint
+from ipfs_mcp.backends.core import varint
 from ipfs_mcp.backends.errors import NetworkError
 
 # Everything a stream, a dial or a muxer may raise when the other side or the wire fails.

@@ -58,8 +58,8 @@ from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
 from multiformats import CID
 
-from ipfs_mcp.backends.cids import cid_str, parse_cid
-from ipfs_mcp.backends.dag import links_of
+from ipfs_mcp.backends.core.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.dag import links_of
 from ipfs_mcp.backends.errors import (
     BackendUnavailable,
     BlockNotFound,

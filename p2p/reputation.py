@@ -1,7 +1,7 @@
 """Provider reputation for bitswap peers: the one scorer in
-:mod:`ipfs_mcp.backends.reputation`, which trustless gateways share."""
+:mod:`ipfs_mcp.backends.core.reputation`, which trustless gateways share."""
 
-from ipfs_mcp.backends.reputation import (  # noqa: F401
+from ipfs_mcp.backends.core.reputation import (  # noqa: F401
     BACKOFF_BASE,
     BACKOFF_MAX,
     BAD_BLOCK_FACTOR,

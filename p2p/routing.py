@@ -25,7 +25,7 @@ from libp2p.peer.peerinfo import PeerInfo
 from libp2p.tools.anyio_service import background_trio_service
 from multiformats import CID
 
-from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.errors import NetworkError
 
 from ._net import NET_ERRORS

@@ -36,14 +36,14 @@ from mcp_types import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field
 
-from ipfs_mcp.backends import hf_layout
+from ipfs_mcp.backends.core.cids import split_path
 from ipfs_mcp.backends.errors import (
     BackendUnavailable,
     InvalidCID,
     IpfsMcpError,
     NotFound,
 )
-from ipfs_mcp.backends.hf_cache import split_path
+from ipfs_mcp.backends.hub import layout as hf_layout
 from ipfs_mcp.tools import content, network
 from ipfs_mcp.tools.health import health
 from ipfs_mcp.tools.models import (

@@ -18,12 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ipfs_mcp.backends import hub, router
-from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends import router
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.importer import PROFILES as IMPORT_PROFILES
+from ipfs_mcp.backends.core.importer import ImportOptions
 from ipfs_mcp.backends.errors import InvalidInput, IpfsMcpError, Unsupported
-from ipfs_mcp.backends.importer import PROFILES as IMPORT_PROFILES
-from ipfs_mcp.backends.importer import ImportOptions
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.hub import models as hub
+from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.backends.router import Router
 from ipfs_mcp.backends.settings import BackendSettings
 from ipfs_mcp.tools.roots import AllowedRoots, ProtectedFolders, describe_existing
@@ -100,7 +101,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     for raw_path in args.paths:
         path = Path(raw_path)
         if args.hf:
-            from ipfs_mcp.backends.hf_layout import parse_source
+            from ipfs_mcp.backends.hub.layout import parse_source
 
             repo_id, revision = parse_source(raw_path)
             # From the hub cache: by reference unless --copy (see hub.nocopy_default).

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
-from ipfs_mcp.backends import hf_layout, hf_receive
+from ipfs_mcp.backends.core.cids import split_path
 from ipfs_mcp.backends.errors import (
     BlockNotFound,
     IpfsMcpError,
@@ -48,7 +48,8 @@ from ipfs_mcp.backends.errors import (
     OperationCancelled,
     Timeout,
 )
-from ipfs_mcp.backends.hf_cache import split_path
+from ipfs_mcp.backends.hub import layout as hf_layout
+from ipfs_mcp.backends.hub import receive as hf_receive
 from ipfs_mcp.backends.network import NetworkSnapshot
 from ipfs_mcp.tools.progress import Progress, run_blocking
 from ipfs_mcp.tools.roots import ProtectedFolders, describe_existing
@@ -57,7 +58,7 @@ from .logs import configure_logging
 from .serve import add_retrieval_arguments
 
 if TYPE_CHECKING:
-    from ipfs_mcp.backends.trustless_gateway import GatewayStat
+    from ipfs_mcp.backends.retrieval.trustless_gateway import GatewayStat
 
     from .config import ServerSettings
     from .state import ServerState

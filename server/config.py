@@ -63,10 +63,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ipfs_mcp.backends.core.limits import parse_max_write
 from ipfs_mcp.backends.errors import InvalidInput
-from ipfs_mcp.backends.limits import parse_max_write
+from ipfs_mcp.backends.retrieval.trustless_gateway import gateway_url
 from ipfs_mcp.backends.settings import BackendSettings, env_flag
-from ipfs_mcp.backends.trustless_gateway import gateway_url
 
 DEFAULT_INLINE_MAX = 64 * 1024
 DEFAULT_ADD_MAX = 1024 * 1024

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Protocol
 import anyio.to_thread
 from multiformats import CID
 
-from ipfs_mcp.backends.delegated_routing import DelegatedRouting, RoutedProvider
 from ipfs_mcp.backends.errors import IpfsMcpError, NetworkError, NodeNotRunning
 from ipfs_mcp.backends.network import (
     AnnounceReport,
@@ -22,6 +21,7 @@ from ipfs_mcp.backends.network import (
     PeerRecord,
     ProviderRecord,
 )
+from ipfs_mcp.backends.retrieval.delegated_routing import DelegatedRouting, RoutedProvider
 from ipfs_mcp.tools.network import HOW_TO_START, announce_scope
 
 if TYPE_CHECKING:

@@ -33,8 +33,7 @@ import anyio
 import anyio.to_thread
 from multiformats import CID
 
-from ipfs_mcp.backends.cids import cid_str
-from ipfs_mcp.backends.delegated_routing import DelegatedRouting, DelegatedSource
+from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.errors import (
     BackendUnavailable,
     BlockNotFound,
@@ -42,10 +41,11 @@ from ipfs_mcp.backends.errors import (
     OperationCancelled,
 )
 from ipfs_mcp.backends.network import Network
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
+from ipfs_mcp.backends.retrieval.delegated_routing import DelegatedRouting, DelegatedSource
+from ipfs_mcp.backends.retrieval.sources import NamedSource, RetrievalSources
+from ipfs_mcp.backends.retrieval.trustless_gateway import TrustlessGateways
 from ipfs_mcp.backends.router import Router, Selection, custom_backends
-from ipfs_mcp.backends.sources import NamedSource, RetrievalSources
-from ipfs_mcp.backends.trustless_gateway import TrustlessGateways
 from ipfs_mcp.tools.models import ServedGateway
 from ipfs_mcp.tools.roots import AllowedRoots
 

@@ -49,8 +49,8 @@ def _seed_api_round_trip(tmp_path: Path) -> None:
     """Every seed router function once, on whatever backend is selected, with Kubo's CIDs."""
     import io
 
-    from ipfs_mcp.backends.car import read_car
-    from ipfs_mcp.backends.cids import cid_str
+    from ipfs_mcp.backends.core.car import read_car
+    from ipfs_mcp.backends.core.cids import cid_str
 
     cid = router.add_bytes(b"hello world\n")
     assert cid == "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"

@@ -17,18 +17,19 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from ipfs_mcp.backends import hf_layout, hf_receive, hub
 from ipfs_mcp.backends.backend import Backend, Replication
-from ipfs_mcp.backends.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.cids import cid_str, parse_cid, split_path
+from ipfs_mcp.backends.core.exporter import Entry
+from ipfs_mcp.backends.core.importer import ImportOptions, ImportResult
 from ipfs_mcp.backends.errors import (
     InvalidInput,
     NotFound,
     TooLarge,
     Unsupported,
 )
-from ipfs_mcp.backends.exporter import Entry
-from ipfs_mcp.backends.hf_cache import split_path
-from ipfs_mcp.backends.importer import ImportOptions, ImportResult
+from ipfs_mcp.backends.hub import layout as hf_layout
+from ipfs_mcp.backends.hub import models as hub
+from ipfs_mcp.backends.hub import receive as hf_receive
 
 from .models import (
     AddResult,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
-from ipfs_mcp.backends.delegated_routing import DelegatedRouting, DelegatedSource
 from ipfs_mcp.backends.errors import IpfsMcpError
 from ipfs_mcp.backends.network import Network
+from ipfs_mcp.backends.retrieval.delegated_routing import DelegatedRouting, DelegatedSource
+from ipfs_mcp.backends.retrieval.trustless_gateway import GatewayStat, TrustlessGateways
 from ipfs_mcp.backends.router import Router
-from ipfs_mcp.backends.trustless_gateway import GatewayStat, TrustlessGateways
 
 from .models import (
     BackendChoice,

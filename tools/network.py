@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ipfs_mcp.backends.backend import Backend
-from ipfs_mcp.backends.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.cids import cid_str, parse_cid
 from ipfs_mcp.backends.errors import InvalidInput, IpfsMcpError, NodeNotRunning
 from ipfs_mcp.backends.network import Network, NetworkSnapshot
 

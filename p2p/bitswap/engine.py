@@ -37,7 +37,7 @@ from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 from multiformats import CID
 
-from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, IpfsMcpError, NetworkError
 
 from .._net import NET_ERRORS, FrameReader

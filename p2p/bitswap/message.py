@@ -31,10 +31,10 @@ from enum import IntEnum
 
 from multiformats import CID, multihash
 
-from ipfs_mcp.backends import varint
-from ipfs_mcp.backends.dagpb import cid_from_binary, sha256_cid
+from ipfs_mcp.backends.core import varint
+from ipfs_mcp.backends.core.dagpb import cid_from_binary, sha256_cid
+from ipfs_mcp.backends.core.protobuf import bytes_field, iter_fields, key, varint_field
 from ipfs_mcp.backends.errors import IntegrityError, NetworkError
-from ipfs_mcp.backends.protobuf import bytes_field, iter_fields, key, varint_field
 
 PROTOCOL_120 = "/ipfs/bitswap/1.2.0"
 PROTOCOL_110 = "/ipfs/bitswap/1.1.0"

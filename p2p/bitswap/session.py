@@ -56,9 +56,9 @@ import trio
 from libp2p.peer.id import ID
 from multiformats import CID
 
-from ipfs_mcp.backends import limits
-from ipfs_mcp.backends.cids import cid_str
-from ipfs_mcp.backends.dag import links_of
+from ipfs_mcp.backends.core import limits
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.dag import links_of
 from ipfs_mcp.backends.errors import BlockNotFound, DagTooLarge, IpfsMcpError, TooLarge
 
 from .engine import Bitswap, WantRecord

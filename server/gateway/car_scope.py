@@ -14,7 +14,7 @@ multihash, the path blocks included). Identity CIDs are walked through but never
 
 Why not ``backends.dag.walk``: it always deduplicates and has no byte-range pruning, and
 both are part of the spec. The walks here are iterative and bounded by the same limits
-(:mod:`ipfs_mcp.backends.limits`).
+(:mod:`ipfs_mcp.backends.core.limits`).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from collections.abc import Iterator
 
 from multiformats import CID
 
-from ipfs_mcp.backends import limits
-from ipfs_mcp.backends.cids import cid_str, is_identity
-from ipfs_mcp.backends.dag import links_of
-from ipfs_mcp.backends.dagpb import PBLink, PBNode
+from ipfs_mcp.backends.core import limits
+from ipfs_mcp.backends.core.cids import cid_str, is_identity
+from ipfs_mcp.backends.core.dag import links_of
+from ipfs_mcp.backends.core.dagpb import PBLink, PBNode
+from ipfs_mcp.backends.core.unixfs import NodeType, UnixFSData
 from ipfs_mcp.backends.errors import DagTooLarge, IntegrityError
-from ipfs_mcp.backends.unixfs import NodeType, UnixFSData
 
 from .request import CarOptions
 from .resolve import RAW, Load, ResolvedPath, file_size, unixfs_node

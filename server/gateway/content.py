@@ -16,7 +16,9 @@ import anyio
 import dag_cbor
 from multiformats import CID, varint
 
-from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.exporter import Exporter
+from ipfs_mcp.backends.core.unixfs import NodeType
 from ipfs_mcp.backends.errors import (
     BlockNotFound,
     IntegrityError,
@@ -26,8 +28,6 @@ from ipfs_mcp.backends.errors import (
     StorageBudgetSpent,
     TooLarge,
 )
-from ipfs_mcp.backends.exporter import Exporter
-from ipfs_mcp.backends.unixfs import NodeType
 
 from . import listing, mime
 from .asgi import CORS_HEADERS, IMMUTABLE, LISTING_CACHE, Scope, Send, header_text, plain

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from multiformats import CID
 
-from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.core.cids import cid_str
 
 # The template's version: listings change when this code does, so their Etag names it.
 TEMPLATE_VERSION = "ipfs-mcp-1"

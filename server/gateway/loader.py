@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from multiformats import CID
 
-from ipfs_mcp.backends.cids import identity_data, is_identity
+from ipfs_mcp.backends.core.cids import identity_data, is_identity
 from ipfs_mcp.backends.errors import BlockNotFound, TooLarge
 
 from .source import BlockSource

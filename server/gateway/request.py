@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, unquote
 
 from multiformats import CID
 
-from ipfs_mcp.backends.cids import parse_cid
+from ipfs_mcp.backends.core.cids import parse_cid
 from ipfs_mcp.backends.errors import InvalidInput
 
 RAW_TYPE = "application/vnd.ipld.raw"

@@ -20,10 +20,10 @@ import dag_cbor
 from dag_cbor.encoding.err import CBORError
 from multiformats import CID
 
-from ipfs_mcp.backends import dagpb, hamt, limits, unixfs
-from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.core import dagpb, hamt, limits, unixfs
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.unixfs import NodeType
 from ipfs_mcp.backends.errors import IntegrityError, NotFound
-from ipfs_mcp.backends.unixfs import NodeType
 
 Load = Callable[[CID], bytes]
 

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 import anyio
 from multiformats import CID, multibase, multihash
 
-from ipfs_mcp.backends.cids import parse_cid
+from ipfs_mcp.backends.core.cids import parse_cid
 from ipfs_mcp.backends.errors import InvalidInput, IpfsMcpError
 
 from .routing_filters import RecordFilter

@@ -19,8 +19,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from ipfs_mcp.backends.core.limits import free_bytes
 from ipfs_mcp.backends.errors import StorageBudgetSpent
-from ipfs_mcp.backends.limits import free_bytes
 
 DEFAULT_MAX_STORE = 10 * 1000**3  # Kubo's Datastore.StorageMax default, 10 GB
 RESERVE_SHARE = 0.1

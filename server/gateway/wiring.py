@@ -21,13 +21,13 @@ import anyio.to_thread
 import trio
 from multiformats import CID
 
-from ipfs_mcp.backends.blockstore import Blockstore
-from ipfs_mcp.backends.delegated_routing import DelegatedRouting, DelegatedSource
 from ipfs_mcp.backends.errors import BlockNotFound, Unsupported
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.blockstore import Blockstore
+from ipfs_mcp.backends.repo.repository import Repo
+from ipfs_mcp.backends.retrieval.delegated_routing import DelegatedRouting, DelegatedSource
+from ipfs_mcp.backends.retrieval.sources import NamedSource, RetrievalSources
+from ipfs_mcp.backends.retrieval.trustless_gateway import TrustlessGateways
 from ipfs_mcp.backends.router import Router
-from ipfs_mcp.backends.sources import NamedSource, RetrievalSources
-from ipfs_mcp.backends.trustless_gateway import TrustlessGateways
 
 from ..config import ServerSettings
 from .app import Gateway

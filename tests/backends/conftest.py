@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
 
 
 @pytest.fixture

@@ -16,17 +16,17 @@ from pathlib import Path
 import pytest
 from multiformats import CID, multihash
 
-from ipfs_mcp.backends.address_scope import (
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.errors import BlockNotFound
+from ipfs_mcp.backends.repo.repository import Repo
+from ipfs_mcp.backends.retrieval.address_scope import (
     Scope,
     SteeringPolicy,
     host_of_multiaddr,
     scope_of_host,
     scope_of_ip,
 )
-from ipfs_mcp.backends.cids import cid_str
-from ipfs_mcp.backends.delegated_routing import DelegatedRouting, DelegatedSource
-from ipfs_mcp.backends.errors import BlockNotFound
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.retrieval.delegated_routing import DelegatedRouting, DelegatedSource
 
 PEER = "12D3KooWGRUVh7cFyJxsdDuAqwsKL7hbjb3ozGzs3PWTb5cYigd5"
 

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multiformats import CID
 
-from ipfs_mcp.backends.cids import make_cid
-from ipfs_mcp.backends.dagpb import cid_from_binary, sha256_cid
+from ipfs_mcp.backends.core.cids import make_cid
+from ipfs_mcp.backends.core.dagpb import cid_from_binary, sha256_cid
 
 CODECS = st.sampled_from([0x55, 0x70, 0x71, 0x0129])  # raw, dag-pb, dag-cbor, dag-json
 

@@ -15,9 +15,10 @@ import pytest
 from mcp import Client
 from multiformats import CID
 
-from ipfs_mcp.backends import car, limits, unixfs
-from ipfs_mcp.backends.cids import cid_of_block, cid_str
-from ipfs_mcp.backends.dagpb import encode_link, encode_node
+from ipfs_mcp.backends.core import car, limits, unixfs
+from ipfs_mcp.backends.core.cids import cid_of_block, cid_str
+from ipfs_mcp.backends.core.dagpb import encode_link, encode_node
+from ipfs_mcp.backends.core.exporter import Exporter
 from ipfs_mcp.backends.errors import (
     DagTooLarge,
     DiskFull,
@@ -26,9 +27,8 @@ from ipfs_mcp.backends.errors import (
     TooLarge,
     WriteTooLarge,
 )
-from ipfs_mcp.backends.exporter import Exporter
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
 from tests.conftest import fill_disk

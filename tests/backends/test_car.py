@@ -5,12 +5,12 @@ import os
 
 import pytest
 
-from ipfs_mcp.backends import car
-from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.core import car
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.importer import ImportOptions
 from ipfs_mcp.backends.errors import IntegrityError, InvalidInput, TooLarge
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.importer import ImportOptions
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
 
 
 def test_export_import_round_trip_pins_roots(backend: HFCacheBackend, tmp_path) -> None:

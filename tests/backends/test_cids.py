@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipfs_mcp.backends.cids import cid_of_block, cid_str, parse_cid, verify_block
+from ipfs_mcp.backends.core.cids import cid_of_block, cid_str, parse_cid, verify_block
 from ipfs_mcp.backends.errors import IntegrityError, InvalidCID, InvalidInput
 
 V0 = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"

@@ -21,18 +21,18 @@ from pathlib import Path
 
 import pytest
 
-from ipfs_mcp.backends.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.importer import ImportOptions
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.importer import ImportOptions
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
 
 DEADLINE = 120.0  # seconds for the child to reach its kill point (a slow, shared machine)
 
 CHILD = textwrap.dedent("""
     import os, sys
     from ipfs_mcp.backends.hf_cache import HFCacheBackend
-    from ipfs_mcp.backends.importer import ImportOptions
-    from ipfs_mcp.backends.repo import Repo
+    from ipfs_mcp.backends.core.importer import ImportOptions
+    from ipfs_mcp.backends.repo.repository import Repo
 
     repo = Repo(sys.argv[1])
     backend = HFCacheBackend(repo)

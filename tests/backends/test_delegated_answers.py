@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from ipfs_mcp.backends.cids import parse_cid
-from ipfs_mcp.backends.delegated_routing import MAX_ANSWER, MAX_RECORDS, DelegatedRouting
+from ipfs_mcp.backends.core.cids import parse_cid
+from ipfs_mcp.backends.retrieval.delegated_routing import MAX_ANSWER, MAX_RECORDS, DelegatedRouting
 
 CID_TEXT = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 PEER = "12D3KooWGRUVh7cFyJxsdDuAqwsKL7hbjb3ozGzs3PWTb5cYigd5"

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from ipfs_mcp.backends import unixfs
-from ipfs_mcp.backends.cids import cid_of_block
-from ipfs_mcp.backends.dagpb import encode_link, encode_node
+from ipfs_mcp.backends.core import unixfs
+from ipfs_mcp.backends.core.cids import cid_of_block
+from ipfs_mcp.backends.core.dagpb import encode_link, encode_node
+from ipfs_mcp.backends.core.exporter import Exporter
+from ipfs_mcp.backends.core.importer import Importer
 from ipfs_mcp.backends.errors import InvalidInput, NotFound, TargetExists, UnsafePath
-from ipfs_mcp.backends.exporter import Exporter
-from ipfs_mcp.backends.importer import Importer
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
 
 
 def _hostile_dir(repo: Repo, entries: list[tuple[str, bytes]]) -> object:

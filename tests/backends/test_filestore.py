@@ -22,13 +22,13 @@ from huggingface_hub import scan_cache_dir, snapshot_download
 from mcp import Client
 from multiformats import CID
 
-from ipfs_mcp.backends import hub as hub_mod
-from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.importer import Importer, ImportOptions
+from ipfs_mcp.backends.core.limits import allocated_bytes
 from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, InvalidInput, UnsafePath
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.importer import Importer, ImportOptions
-from ipfs_mcp.backends.limits import allocated_bytes
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.hub import models as hub_mod
+from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.tools import models
@@ -250,8 +250,8 @@ def test_kill_9_during_a_nocopy_add_leaves_nothing_partial(tmp_path: Path) -> No
     script = textwrap.dedent(f"""
         import sys
         from ipfs_mcp.backends.hf_cache import HFCacheBackend
-        from ipfs_mcp.backends.importer import ImportOptions
-        from ipfs_mcp.backends.repo import Repo
+        from ipfs_mcp.backends.core.importer import ImportOptions
+        from ipfs_mcp.backends.repo.repository import Repo
         seen = []
         def progress(n):
             seen.append(n)

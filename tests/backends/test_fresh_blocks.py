@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from multiformats import CID
 
-from ipfs_mcp.backends import blockstore as blockstore_module
-from ipfs_mcp.backends.blockstore import Blockstore
-from ipfs_mcp.backends.cids import cid_of_block
+from ipfs_mcp.backends.core.cids import cid_of_block
 from ipfs_mcp.backends.errors import IntegrityError
+from ipfs_mcp.backends.repo import blockstore as blockstore_module
+from ipfs_mcp.backends.repo.blockstore import Blockstore
 
 
 def _block(size: int) -> tuple[CID, bytes]:

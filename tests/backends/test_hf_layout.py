@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from huggingface_hub import hf_hub_download, snapshot_download
 
+from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 from ipfs_mcp.backends.errors import InvalidInput, NotFound
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.hf_layout import parse_source
-from ipfs_mcp.backends.importer import Importer, ImportOptions
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.hub.layout import parse_source
+from ipfs_mcp.backends.repo.repository import Repo
 
 FILES = {"config.json": b'{"model_type": "tiny"}\n', "model.safetensors": os.urandom(300_000),
          "tokenizer/vocab.txt": b"a\nb\nc\n"}

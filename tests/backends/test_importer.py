@@ -15,13 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipfs_mcp.backends import dagpb, unixfs
-from ipfs_mcp.backends.chunkers import CHUNK_SIZE_LIMIT, parse_chunker
-from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.core import dagpb, unixfs
+from ipfs_mcp.backends.core.chunkers import CHUNK_SIZE_LIMIT, parse_chunker
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.exporter import Exporter
+from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 from ipfs_mcp.backends.errors import InvalidInput, UnsafePath
-from ipfs_mcp.backends.exporter import Exporter
-from ipfs_mcp.backends.importer import Importer, ImportOptions
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
 
 V1 = ImportOptions(cid_version=1)
 

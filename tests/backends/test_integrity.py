@@ -19,12 +19,12 @@ import pytest
 from mcp import Client
 from multiformats import CID
 
-from ipfs_mcp.backends.cids import cid_str, parse_cid
-from ipfs_mcp.backends.dag import walk
+from ipfs_mcp.backends.core.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.dag import walk
+from ipfs_mcp.backends.core.importer import ImportOptions
 from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.importer import ImportOptions
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
 
 SMALL_CHUNKS = ImportOptions(chunk_size=4096, cid_version=1)  # raw leaves, several per file
 

@@ -19,11 +19,11 @@ import pytest
 import trio
 from multiformats import CID
 
-from ipfs_mcp.backends.blockstore import Blockstore
-from ipfs_mcp.backends.cids import cid_str
-from ipfs_mcp.backends.dag import links_of
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.dag import links_of
 from ipfs_mcp.backends.errors import BlockNotFound
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
+from ipfs_mcp.backends.repo.blockstore import Blockstore
 from ipfs_mcp.p2p import BitswapConfig
 from tests.p2p.nodes import FAST, add_bytes, node_at, repo_at
 

@@ -19,14 +19,14 @@ import trio
 from huggingface_hub import hf_hub_download
 from multiformats import CID
 
-from ipfs_mcp.backends import hf_receive
-from ipfs_mcp.backends.blockstore import Blockstore
-from ipfs_mcp.backends.cids import cid_of_block, cid_str
+from ipfs_mcp.backends.core.cids import cid_of_block, cid_str
 from ipfs_mcp.backends.errors import BlockNotFound, DiskFull, IntegrityError
-from ipfs_mcp.backends.filestore import leaf_cid_digest
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.hf_layout import HFWriteResult
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.hub import receive as hf_receive
+from ipfs_mcp.backends.hub.layout import HFWriteResult
+from ipfs_mcp.backends.repo.blockstore import Blockstore
+from ipfs_mcp.backends.repo.filestore import leaf_cid_digest
+from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.p2p import NodeConfig, P2PNode
 from ipfs_mcp.tools import content
 from ipfs_mcp.tools.roots import AllowedRoots
@@ -127,7 +127,7 @@ def test_received_through_a_trustless_gateway_is_written_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The same receive over the other retrieval source: an honest trustless gateway of the
     test's own, answering ``?format=raw`` from A's repo (nocopy references read, rehashed)."""
-    from ipfs_mcp.backends.trustless_gateway import TrustlessGateways
+    from ipfs_mcp.backends.retrieval.trustless_gateway import TrustlessGateways
 
     hub_a = tmp_path / "a-hub"
     make_hf_model(hub_a, MODEL, files)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from ipfs_mcp.backends.cids import cid_of_block, cid_str
+from ipfs_mcp.backends.core.cids import cid_of_block, cid_str
+from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, PinNotFound
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.importer import Importer, ImportOptions
-from ipfs_mcp.backends.repo import GCReport, Repo
+from ipfs_mcp.backends.repo.repository import GCReport, Repo
 
 
 def test_put_refuses_wrong_bytes_and_writes_nothing(repo: Repo) -> None:
@@ -124,8 +124,8 @@ def test_gc_waits_for_an_add_in_another_process(backend: HFCacheBackend) -> None
     # GC here must block until then and must not sweep those blocks.
     script = textwrap.dedent(f"""
         import os, sys
-        from ipfs_mcp.backends.repo import GCReport, Repo
-        from ipfs_mcp.backends.importer import Importer
+        from ipfs_mcp.backends.repo.repository import GCReport, Repo
+        from ipfs_mcp.backends.core.importer import Importer
         repo = Repo({str(backend.repo.path)!r})
         with repo.writing():
             node = Importer(repo.blocks).add_bytes(os.urandom(2_000_000))
@@ -160,7 +160,7 @@ def test_kill_9_mid_add_leaves_a_consistent_repo(backend: HFCacheBackend, tmp_pa
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(64 << 20))
     script = textwrap.dedent(f"""
-        from ipfs_mcp.backends.repo import GCReport, Repo
+        from ipfs_mcp.backends.repo.repository import GCReport, Repo
         from ipfs_mcp.backends.hf_cache import HFCacheBackend
         b = HFCacheBackend(Repo({str(backend.repo.path)!r}))
         def progress(n, seen=[0]):
@@ -199,9 +199,9 @@ def test_two_processes_add_into_one_repo_at_once(backend: HFCacheBackend, tmp_pa
         files.append(path)
     script = textwrap.dedent(f"""
         import sys
-        from ipfs_mcp.backends.repo import GCReport, Repo
+        from ipfs_mcp.backends.repo.repository import GCReport, Repo
         from ipfs_mcp.backends.hf_cache import HFCacheBackend
-        from ipfs_mcp.backends.cids import cid_str
+        from ipfs_mcp.backends.core.cids import cid_str
         b = HFCacheBackend(Repo({str(backend.repo.path)!r}))
         print(cid_str(b.add_path(sys.argv[1]).root))
     """)
@@ -230,7 +230,7 @@ def test_verify_handles_other_hash_functions(repo: Repo) -> None:
 
 
 def test_pinning_a_chain_deeper_than_any_real_dag_is_refused(tmp_path: Path) -> None:
-    from ipfs_mcp.backends import dagpb, limits
+    from ipfs_mcp.backends.core import dagpb, limits
     from ipfs_mcp.backends.errors import DagTooLarge
 
     repo = Repo(tmp_path / "repo", fsync=False)  # thousands of tiny blocks: no fsync each

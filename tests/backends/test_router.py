@@ -9,7 +9,7 @@ import pytest
 from ipfs_mcp.backends import router
 from ipfs_mcp.backends.errors import AllBackendsFailed, BackendUnavailable, InvalidInput
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
 
 
 def test_default_is_hf_cache_and_says_why_others_were_skipped() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from ipfs_mcp.backends.errors import BackendUnavailable, BlockNotFound
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.backends.router import BackendRegistry, Router, RouterDeps
 from ipfs_mcp.backends.settings import BackendSettings
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from multiformats import CID
 
-from ipfs_mcp.backends.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 from ipfs_mcp.backends.errors import BlockNotFound, OperationCancelled
-from ipfs_mcp.backends.importer import Importer, ImportOptions
-from ipfs_mcp.backends.repo import Repo
-from ipfs_mcp.backends.sources import NamedSource, RetrievalSources
-from ipfs_mcp.backends.trustless_gateway import MAX_GATEWAY_BLOCK, TrustlessGateways
+from ipfs_mcp.backends.repo.repository import Repo
+from ipfs_mcp.backends.retrieval.sources import NamedSource, RetrievalSources
+from ipfs_mcp.backends.retrieval.trustless_gateway import MAX_GATEWAY_BLOCK, TrustlessGateways
 
 Answer = Callable[[str, bytes], tuple[int, dict[str, str], bytes]]
 

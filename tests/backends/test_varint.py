@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multiformats import varint as reference
 
-from ipfs_mcp.backends import varint
+from ipfs_mcp.backends.core import varint
 
 
 @given(st.integers(min_value=0, max_value=(1 << 63) - 1))

@@ -27,7 +27,7 @@ from anyio.abc import Process
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 
-from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.p2p import P2PNode
 from tests.p2p.nodes import GatedStore, add_bytes, add_path, node_at, repo_at, silent_peer
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.server.gateway import BlockstoreSource, Gateway, serve_gateway
 
 TIMEOUT = 60

@@ -15,7 +15,7 @@ import pytest
 from mcp import Client
 from multiformats import CID
 
-from ipfs_mcp.backends.cids import parse_cid
+from ipfs_mcp.backends.core.cids import parse_cid
 from ipfs_mcp.p2p import Role
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings

@@ -10,10 +10,10 @@ import anyio
 import httpx
 import pytest
 
-from ipfs_mcp.backends.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.importer import ImportOptions
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.importer import ImportOptions
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.server.gateway import BlockstoreSource, Gateway, GatewayLimits
 
 from .conftest import serving

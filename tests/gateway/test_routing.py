@@ -10,7 +10,7 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 from multiformats import CID
 
-from ipfs_mcp.backends.cids import parse_cid
+from ipfs_mcp.backends.core.cids import parse_cid
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.server.gateway import (
     BlockstoreSource,

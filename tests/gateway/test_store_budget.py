@@ -14,8 +14,8 @@ import httpx
 import pytest
 from multiformats import CID
 
-from ipfs_mcp.backends.cids import cid_str
-from ipfs_mcp.backends.importer import Importer, ImportOptions
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.server.gateway.wiring import gateway_from_settings
 from tests.conftest import fill_disk

@@ -12,8 +12,8 @@ import anyio
 import httpx
 import pytest
 
+from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 from ipfs_mcp.backends.errors import InvalidInput
-from ipfs_mcp.backends.importer import Importer, ImportOptions
 from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.server.gateway.node_routing import GATEWAY_HTTP, repo_peer_id
 from ipfs_mcp.server.gateway.wiring import embedded_repo, start_gateway

@@ -11,12 +11,12 @@ import httpx
 import pytest
 from multiformats import CID
 
-from ipfs_mcp.backends import dagpb, unixfs
-from ipfs_mcp.backends.car import read_car
-from ipfs_mcp.backends.cids import cid_str, parse_cid
-from ipfs_mcp.backends.dag import walk
+from ipfs_mcp.backends.core import dagpb, unixfs
+from ipfs_mcp.backends.core.car import read_car
+from ipfs_mcp.backends.core.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.dag import walk
+from ipfs_mcp.backends.core.importer import ImportOptions
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.importer import ImportOptions
 from ipfs_mcp.server.gateway import Gateway
 
 from .conftest import serving

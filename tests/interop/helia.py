@@ -73,7 +73,7 @@ class HeliaNode(ChildNode):
             pass ``env``, for libp2p debug logs there).
 
     Import options of :meth:`add` / :meth:`add_bytes` follow Kubo's ``ipfs add`` and
-    :class:`ipfs_mcp.backends.importer.ImportOptions`: ``cid_version=0``,
+    :class:`ipfs_mcp.backends.core.importer.ImportOptions`: ``cid_version=0``,
     ``raw_leaves=None`` (raw when CIDv1), ``chunk_size=262144``, ``max_links=174``
     (balanced layout), ``wrap=False``, ``hidden=False`` (dotfiles skipped),
     ``shard_threshold=262144``.

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ipfs_mcp.backends.cids import cid_str
-from ipfs_mcp.backends.cluster import ClusterBackend, ClusterPinStatus, make_cluster_backend
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 from ipfs_mcp.backends.errors import DaemonUnreachable, InvalidInput, PinNotFound
-from ipfs_mcp.backends.importer import Importer, ImportOptions
+from ipfs_mcp.backends.remote.cluster import ClusterBackend, ClusterPinStatus, make_cluster_backend
 from ipfs_mcp.backends.settings import BackendSettings
 
 from .cluster import Cluster, ClusterPeer

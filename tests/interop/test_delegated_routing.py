@@ -15,7 +15,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from ipfs_mcp.backends.delegated_routing import http_url
+from ipfs_mcp.backends.retrieval.delegated_routing import http_url
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.tools import models

@@ -24,11 +24,11 @@ from libp2p.peer.id import ID
 from mcp import Client
 from multiformats import CID
 
-from ipfs_mcp.backends.cids import cid_str, parse_cid
-from ipfs_mcp.backends.dag import walk
+from ipfs_mcp.backends.core.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.dag import walk
+from ipfs_mcp.backends.core.importer import ImportOptions
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.importer import ImportOptions
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.server.gateway import (

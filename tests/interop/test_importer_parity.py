@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from ipfs_mcp.backends.cids import cid_str
-from ipfs_mcp.backends.importer import Importer, ImportOptions
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 
 from .jsenv import js_skip_reason, unixfs_import_batch
 from .kubo import KuboNode, kubo_skip_reason

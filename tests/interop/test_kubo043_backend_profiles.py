@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 from ipfs_mcp.backends.errors import InvalidInput
-from ipfs_mcp.backends.importer import Importer, ImportOptions
-from ipfs_mcp.backends.kubo_cli import KuboCLIBackend
-from ipfs_mcp.backends.kubo_rpc import KuboRPCBackend
+from ipfs_mcp.backends.remote.kubo.cli import KuboCLIBackend
+from ipfs_mcp.backends.remote.kubo.rpc import KuboRPCBackend
 
 from .kubo_daemon import KuboDaemon
 

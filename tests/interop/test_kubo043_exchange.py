@@ -19,8 +19,8 @@ import pytest
 import trio
 from p2p.nodes import FAST, add_bytes, add_path, make_tree, node_at, repo_at
 
-from ipfs_mcp.backends.cids import cid_str, parse_cid
-from ipfs_mcp.backends.exporter import Exporter
+from ipfs_mcp.backends.core.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.exporter import Exporter
 
 from .kubo_daemon import KuboDaemon
 from .startup import record_start

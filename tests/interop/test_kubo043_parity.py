@@ -36,8 +36,8 @@ from typing import Any
 
 import pytest
 
-from ipfs_mcp.backends.cids import cid_str
-from ipfs_mcp.backends.importer import Importer, ImportOptions
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 
 from .gobuild import GoBuildError, kubo_binary
 from .gobuild import interop_skip as skip_or_fail

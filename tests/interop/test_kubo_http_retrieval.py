@@ -26,9 +26,9 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from ipfs_mcp.backends.cids import cid_str, parse_cid
-from ipfs_mcp.backends.dag import walk
-from ipfs_mcp.backends.importer import Importer, ImportOptions
+from ipfs_mcp.backends.core.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.dag import walk
+from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.server.gateway.asgi import App, Receive, Scope, Send
 from ipfs_mcp.server.gateway.node_routing import NodeProviders, repo_peer_id

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ipfs_mcp.backends.cids import cid_str
-from ipfs_mcp.backends.importer import Importer
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.importer import Importer
 from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.server.gateway.wiring import embedded_repo
 

@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
-from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.importer import ImportOptions
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.importer import ImportOptions
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
 from tests.backends.test_filestore import blob_of, make_hf_model
 
 from .gobuild import GoBuildError, kubo_binary

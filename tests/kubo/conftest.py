@@ -21,8 +21,8 @@ import pytest
 from interop.kubo_daemon import KuboDaemon, kubo_daemon_binary
 from interop.startup import record_start
 
-from ipfs_mcp.backends.kubo_cli import KuboCLIBackend
-from ipfs_mcp.backends.kubo_rpc import KuboRPCBackend
+from ipfs_mcp.backends.remote.kubo.cli import KuboCLIBackend
+from ipfs_mcp.backends.remote.kubo.rpc import KuboRPCBackend
 
 _HERE = Path(__file__).resolve().parent
 

@@ -6,8 +6,8 @@ import os
 import random
 from pathlib import Path
 
-from ipfs_mcp.backends.cids import cid_str
-from ipfs_mcp.backends.importer import Importer, ImportOptions
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 
 # Names that have bitten multipart encoders: one letter (some parsers want two), spaces,
 # '+' (form decoding turns it into a space), '%', '#', '?', quotes and non-ASCII.

@@ -23,14 +23,14 @@ import pytest
 from interop.kubo_daemon import KuboDaemon
 
 from ipfs_mcp.backends import router
-from ipfs_mcp.backends.car import write_car
-from ipfs_mcp.backends.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.car import write_car
+from ipfs_mcp.backends.core.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.importer import ImportOptions
 from ipfs_mcp.backends.errors import BackendUnavailable, IntegrityError
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.importer import ImportOptions
-from ipfs_mcp.backends.kubo_cli import KuboCLIBackend
-from ipfs_mcp.backends.kubo_rpc import KuboRPCBackend
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.remote.kubo.cli import KuboCLIBackend
+from ipfs_mcp.backends.remote.kubo.rpc import KuboRPCBackend
+from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.backends.settings import BackendSettings
 
 from .conftest import BASIC_USER, READER_TOKEN
@@ -173,7 +173,7 @@ def real_dag(tmp_path: Path) -> tuple[str, bytes, dict[str, bytes]]:
 
 
 def _walk(local: HFCacheBackend, root: str) -> Iterator[tuple[object, bytes]]:
-    from ipfs_mcp.backends.dag import walk
+    from ipfs_mcp.backends.core.dag import walk
 
     return walk(parse_cid(root), local.repo.blocks.get)
 

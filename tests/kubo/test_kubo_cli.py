@@ -15,8 +15,9 @@ import pytest
 from interop.kubo_daemon import KuboDaemon
 
 from ipfs_mcp.backends import router
-from ipfs_mcp.backends.car import read_car
-from ipfs_mcp.backends.cids import cid_of_block, cid_str
+from ipfs_mcp.backends.core.car import read_car
+from ipfs_mcp.backends.core.cids import cid_of_block, cid_str
+from ipfs_mcp.backends.core.importer import ImportOptions
 from ipfs_mcp.backends.errors import (
     BackendUnavailable,
     BlockNotFound,
@@ -25,9 +26,8 @@ from ipfs_mcp.backends.errors import (
     Timeout,
 )
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.importer import ImportOptions
-from ipfs_mcp.backends.kubo_cli import KuboCLIBackend
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.remote.kubo.cli import KuboCLIBackend
+from ipfs_mcp.backends.repo.repository import Repo
 
 from .helpers import ours, ours_path, random_tree, same_tree
 

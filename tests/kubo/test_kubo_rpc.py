@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from interop.kubo_daemon import KuboDaemon
 
-from ipfs_mcp.backends import car, dagpb, unixfs
-from ipfs_mcp.backends.cids import cid_of_block, cid_str, parse_cid
+from ipfs_mcp.backends.core import car, dagpb, unixfs
+from ipfs_mcp.backends.core.cids import cid_of_block, cid_str, parse_cid
+from ipfs_mcp.backends.core.importer import ImportOptions
 from ipfs_mcp.backends.errors import (
     BackendUnavailable,
     BlockNotFound,
@@ -21,10 +22,9 @@ from ipfs_mcp.backends.errors import (
     Timeout,
 )
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.importer import ImportOptions
-from ipfs_mcp.backends.kubo_rpc import KuboRPCBackend, api_url_from
-from ipfs_mcp.backends.pins import Pin
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.remote.kubo.rpc import KuboRPCBackend, api_url_from
+from ipfs_mcp.backends.repo.pins import Pin
+from ipfs_mcp.backends.repo.repository import Repo
 
 from .helpers import ours, ours_path, random_tree, same_tree
 
@@ -288,7 +288,7 @@ def test_id_peers_and_providers(rpc: KuboRPCBackend, kubo: KuboDaemon) -> None:
 
 def test_swarm_peers_and_providers_across_two_daemons(rpc: KuboRPCBackend, kubo: KuboDaemon,
                                                       own_daemon: KuboDaemon) -> None:
-    from ipfs_mcp.backends.kubo_cli import KuboCLIBackend
+    from ipfs_mcp.backends.remote.kubo.cli import KuboCLIBackend
 
     cli = KuboCLIBackend.connect(kubo.cli_command, env=kubo.cli_env, timeout=60)
     assert own_daemon.peer_id not in [pid for pid, _ in rpc.swarm_peers()]

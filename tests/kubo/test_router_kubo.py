@@ -10,9 +10,9 @@ import pytest
 from interop.kubo_daemon import KuboDaemon
 
 from ipfs_mcp.backends import router
-from ipfs_mcp.backends.cids import cid_of_block, cid_str
+from ipfs_mcp.backends.core.cids import cid_of_block, cid_str
 from ipfs_mcp.backends.errors import AllBackendsFailed, BlockNotFound
-from ipfs_mcp.backends.kubo_rpc import KuboRPCBackend
+from ipfs_mcp.backends.remote.kubo.rpc import KuboRPCBackend
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import trio
 
-from ipfs_mcp.backends.cids import cid_str, parse_cid
-from ipfs_mcp.backends.exporter import Exporter
-from ipfs_mcp.backends.importer import Importer, ImportOptions
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.core.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.exporter import Exporter
+from ipfs_mcp.backends.core.importer import Importer, ImportOptions
+from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.p2p import NodeConfig, open_node
 
 # Each step waits at most this long; the test bounds the whole exchange as well.

@@ -15,9 +15,9 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from multiaddr import Multiaddr
 from multiformats import CID
 
-from ipfs_mcp.backends.blockstore import Blockstore
-from ipfs_mcp.backends.importer import Importer, ImportOptions
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.core.importer import Importer, ImportOptions
+from ipfs_mcp.backends.repo.blockstore import Blockstore
+from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.p2p import BitswapConfig, NodeConfig, P2PNode, open_node
 from ipfs_mcp.p2p._net import FrameReader
 from ipfs_mcp.p2p.bitswap.message import (

@@ -21,8 +21,8 @@ import pytest
 import trio
 from multiformats import CID
 
-from ipfs_mcp.backends.cids import cid_str
-from ipfs_mcp.backends.exporter import Exporter
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.exporter import Exporter
 from ipfs_mcp.p2p import Bitswap, P2PNode
 
 from .nodes import GatedStore, add_bytes, node_at, repo_at

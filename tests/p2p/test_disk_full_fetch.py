@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from ipfs_mcp.backends.blockstore import Blockstore
 from ipfs_mcp.backends.errors import DiskFull
+from ipfs_mcp.backends.repo.blockstore import Blockstore
 from tests.conftest import fill_disk
 
 from .nodes import add_bytes, node_at, repo_at

@@ -10,10 +10,10 @@ import pytest
 import trio
 import trio.testing
 
-from ipfs_mcp.backends.cids import cid_str
-from ipfs_mcp.backends.dag import walk
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.dag import walk
+from ipfs_mcp.backends.core.exporter import Exporter
 from ipfs_mcp.backends.errors import BlockNotFound
-from ipfs_mcp.backends.exporter import Exporter
 from ipfs_mcp.p2p import Role
 
 from .nodes import add_bytes, add_path, config, make_tree, node_at, repo_at

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from ipfs_mcp.backends.exporter import Exporter
+from ipfs_mcp.backends.core.exporter import Exporter
 from ipfs_mcp.p2p.bitswap.message import WantType
 from ipfs_mcp.p2p.reputation import NO_HISTORY_SCORE
 

@@ -17,8 +17,8 @@ import trio
 from interop.helia import HeliaNode, InteropTimeout, helia_skip_reason
 from interop.kubo import KuboNode, kubo_skip_reason
 
-from ipfs_mcp.backends.cids import cid_str, parse_cid
-from ipfs_mcp.backends.exporter import Exporter
+from ipfs_mcp.backends.core.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core.exporter import Exporter
 
 from .nodes import add_bytes, add_path, make_tree, node_at, repo_at
 

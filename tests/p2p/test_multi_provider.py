@@ -18,9 +18,9 @@ import trio
 from libp2p.custom_types import TProtocol
 from multiformats import CID
 
-from ipfs_mcp.backends.blockstore import Blockstore
-from ipfs_mcp.backends.cids import cid_of_block
+from ipfs_mcp.backends.core.cids import cid_of_block
 from ipfs_mcp.backends.errors import BlockNotFound, DagTooLarge
+from ipfs_mcp.backends.repo.blockstore import Blockstore
 from ipfs_mcp.p2p import P2PNode
 from ipfs_mcp.p2p.bitswap.message import PROTOCOLS
 from ipfs_mcp.p2p.bitswap.session import Session

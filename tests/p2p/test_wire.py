@@ -22,7 +22,7 @@ from libp2p.network.stream.exceptions import StreamClosed, StreamEOF, StreamRese
 from multiaddr import Multiaddr
 from multiformats import varint
 
-from ipfs_mcp.backends.cids import cid_of_block, make_cid
+from ipfs_mcp.backends.core.cids import cid_of_block, make_cid
 from ipfs_mcp.p2p._net import FrameReader, frame
 from ipfs_mcp.p2p.bitswap.message import (
     MAX_MESSAGE_SIZE,

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from huggingface_hub import hf_hub_download
 
-from ipfs_mcp.backends import dagpb
-from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.core import dagpb
+from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, TargetExists, UnsafePath
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.hf_layout import commit_for
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.hub.layout import commit_for
+from ipfs_mcp.backends.repo.repository import Repo
 
 from .scene import tree_digest
 

@@ -20,10 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.errors import IpfsMcpError
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.repo import Repo
+from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.tools.roots import AllowedRoots
 
 from .scene import tree_digest

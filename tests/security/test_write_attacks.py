@@ -18,8 +18,8 @@ from huggingface_hub import hf_hub_download
 from mcp import Client
 from mcp_types import ElicitResult, ListRootsResult, Root
 
-from ipfs_mcp.backends.cids import parse_cid
-from ipfs_mcp.backends.hf_layout import commit_for
+from ipfs_mcp.backends.core.cids import parse_cid
+from ipfs_mcp.backends.hub.layout import commit_for
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
 

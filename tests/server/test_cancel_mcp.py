@@ -22,7 +22,7 @@ import pytest
 import trio
 from mcp import Client
 
-from ipfs_mcp.backends.cids import cid_str
+from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.p2p import P2PNode
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings

@@ -21,11 +21,11 @@ import anyio
 import pytest
 from mcp import Client
 
-from ipfs_mcp.backends.cids import parse_cid
-from ipfs_mcp.backends.dag import walk
+from ipfs_mcp.backends.core.cids import parse_cid
+from ipfs_mcp.backends.core.dag import walk
+from ipfs_mcp.backends.core.reputation import NO_HISTORY_SCORE
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.repo import Repo
-from ipfs_mcp.backends.reputation import NO_HISTORY_SCORE
+from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.server.gateway import (

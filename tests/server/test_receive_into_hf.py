@@ -17,10 +17,10 @@ import trio
 from huggingface_hub import hf_hub_download
 from mcp import Client
 
-from ipfs_mcp.backends.blockstore import Blockstore
-from ipfs_mcp.backends.cids import cid_str
-from ipfs_mcp.backends.filestore import Filestore, leaf_cid_digest
-from ipfs_mcp.backends.placement import COMMIT_EVERY
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.repo.blockstore import Blockstore
+from ipfs_mcp.backends.repo.filestore import Filestore, leaf_cid_digest
+from ipfs_mcp.backends.repo.placement import COMMIT_EVERY
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.tools import models
 from tests.backends.test_filestore import disk_usage, make_hf_model

@@ -1,0 +1,353 @@
+"""The HuggingFace hub cache layout, in both directions.
+
+The hub cache (``$HF_HUB_CACHE``, by default ``$HF_HOME/hub``) stores each repo as::
+
+    models--<org>--<name>/
+      refs/<revision-name>          the commit hash a branch or tag points to
+      blobs/<etag>                  file contents (the hub: sha256 for LFS files, git sha1
+                                    otherwise; written here: always sha256)
+      blobs/<cid>.incomplete        a file being received (see hf_receive.py); named by its
+                                    CID so an interrupted fetch finds it again; never linked
+      snapshots/<commit>/<path>     relative symlinks into ../../blobs/<etag>
+
+Adding a model resolves the snapshot with ``huggingface_hub`` itself (offline) and imports
+it following the symlinks. Writing back lays a UnixFS directory out the same way, so
+``hf_hub_download(..., local_files_only=True)`` and ``transformers`` find the files.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from multiformats import CID
+
+from ipfs_mcp.backends.core import limits
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.exporter import Exporter
+from ipfs_mcp.backends.core.importer import check_entry_name
+from ipfs_mcp.backends.errors import (
+    DagTooLarge,
+    DiskFull,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+    TargetExists,
+    UnsafePath,
+)
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+_READ_CHUNK = 1 << 20
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+REPO_TYPES = ("model", "dataset", "space")
+
+
+def parse_source(source: str) -> tuple[str, str | None]:
+    """Split ``org/name@revision`` into the repo id and optional revision.
+
+    Raises:
+        InvalidInput: not a valid repo id.
+    """
+    repo_id, _, revision = source.partition("@")
+    if not _REPO_ID.match(repo_id) or ".." in repo_id:
+        raise InvalidInput(f"{repo_id!r} is not a HuggingFace repo id (org/name)")
+    return repo_id, revision or None
+
+
+def repo_folder(hub_cache: Path, repo_id: str, repo_type: str = "model") -> Path:
+    if repo_type not in REPO_TYPES:
+        raise InvalidInput(f"repo_type must be one of {REPO_TYPES}")
+    return Path(hub_cache) / f"{repo_type}s--{repo_id.replace('/', '--')}"
+
+
+def snapshot_path(hub_cache: Path, repo_id: str, revision: str | None = None,
+                  repo_type: str = "model") -> Path:
+    """The local snapshot folder of a cached repo, resolved offline by huggingface_hub.
+
+    Raises:
+        NotFound: the repo or revision is not in the local cache.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        path = snapshot_download(repo_id, revision=revision, repo_type=repo_type,
+                                 cache_dir=str(hub_cache), local_files_only=True)
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError) as exc:
+        where = repo_folder(hub_cache, repo_id, repo_type)
+        raise NotFound(f"{repo_id}@{revision or 'main'} is not in the HuggingFace cache "
+                       f"({where}); download it first or pass a local folder") from exc
+    return Path(path)
+
+
+@dataclass(frozen=True)
+class BlobWritten:
+    """How one file reached ``blobs/``."""
+
+    etag: str  # its sha256, the blob's name
+    by_reference: bool = False  # written once as it arrived; its leaves kept as references
+    why_copied: str = ""  # when not by reference: why (e.g. dag-pb leaves)
+    resumed: int = 0  # leaves an earlier, interrupted receive had written already
+    written: int = 0  # bytes this call wrote into the blob
+
+
+# (file CID, declared size, the blobs folder) -> the blob, in place under its etag.
+BlobWriter = Callable[[CID, int, Path], BlobWritten]
+
+
+@dataclass(frozen=True)
+class HFWriteResult:
+    repo_id: str
+    revision: str
+    commit: str
+    snapshot: Path
+    files: tuple[str, ...]
+    replaced: str | None = None  # the commit the revision pointed to before, when moved
+    by_reference: tuple[str, ...] = ()  # files received once, their leaves referenced
+    copied: tuple[str, ...] = ()  # "path: why" for files written by copying
+    resumed: int = 0  # leaves found written by an earlier, interrupted fetch
+    written: int = 0  # bytes written into blobs/
+
+
+def commit_for(root: CID) -> str:
+    """A stable 40-hex commit name for a DAG that has no hub commit of its own: the same
+    CID always gives the same commit, so fetching it again changes nothing."""
+    return hashlib.sha1(bytes(root)).hexdigest()
+
+
+def _check_revision(revision: str) -> None:
+    if ("/" in revision or "\\" in revision or revision in ("", ".", "..")
+            or revision.startswith(".") or "\x00" in revision):
+        raise InvalidInput(f"unsafe revision name {revision!r}")
+
+
+def current_commit(hub_cache: Path, repo_id: str, revision: str = "main",
+                   repo_type: str = "model") -> str | None:
+    """The commit ``refs/<revision>`` of a cached repo points to now, or None.
+
+    Raises:
+        InvalidInput: an invalid repo id or revision name.
+    """
+    parse_source(repo_id)
+    _check_revision(revision)
+    ref = repo_folder(hub_cache, repo_id, repo_type) / "refs" / revision
+    try:
+        return ref.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {ref}: {exc.strerror}") from exc
+
+
+def write_snapshot(exporter: Exporter, root: CID, hub_cache: Path, repo_id: str, *,
+                   revision: str = "main", commit: str | None = None,
+                   repo_type: str = "model", replace: bool = False,
+                   max_bytes: int | None = None,
+                   blob_writer: BlobWriter | None = None) -> HFWriteResult:
+    """Write the directory DAG ``root`` into the hub cache as ``repo_id`` at ``revision``.
+
+    ``blob_writer`` puts each file into ``blobs/`` (default: stream it from ``exporter``
+    and copy it; :mod:`.hf_receive` writes it once as it arrives).
+
+    Nothing that already resolves changes silently: when ``refs/<revision>`` points to
+    another commit the call fails before writing anything, unless ``replace``. Blobs are
+    named by their sha256 and never rewritten (an existing one is verified instead); a
+    file appears in ``snapshots/`` only once its blob is complete and verified; the ref
+    moves last.
+
+    Raises:
+        InvalidInput: ``root`` is not a directory, or names are unsafe.
+        TargetExists: the revision (or a file of the snapshot) already names other content.
+        IntegrityError: an existing blob does not hash to its name.
+        WriteTooLarge: the declared size does not fit (see ``Exporter.check_fits``).
+    """
+    parse_source(repo_id)
+    _check_revision(revision)
+    commit = commit or commit_for(root)
+    if not _COMMIT.match(commit):
+        raise InvalidInput(f"commit {commit!r} must be 40 lowercase hex digits")
+    current = current_commit(hub_cache, repo_id, revision, repo_type)
+    if current is not None and current != commit and not replace:
+        raise TargetExists(
+            f"{repo_id}@{revision} already resolves to commit {current}; writing "
+            f"{cid_str(root)} would move it to commit {commit}. Nothing was written. Pass "
+            f"replace=true to move {revision!r}, or choose another revision name")
+    if exporter.stat(root).kind != "directory":
+        raise InvalidInput(f"{cid_str(root)} is a file; a model needs a folder")
+    hub = Path(os.path.realpath(hub_cache))
+    hub.mkdir(parents=True, exist_ok=True)
+    folder = repo_folder(hub, repo_id, repo_type)
+    blobs = folder / "blobs"
+    snapshot = folder / "snapshots" / commit
+    exporter.check_fits(root, hub, max_bytes)
+    for part in (folder, blobs, snapshot, folder / "refs"):
+        part.mkdir(parents=True, exist_ok=True)
+        _check_inside(part, hub)
+    def copy(cid: CID, size: int, into: Path) -> BlobWritten:
+        return write_blob(exporter.cat(cid), cid, size, into)
+
+    writer = blob_writer or copy
+    written = [(rel, writer(child, size, blobs)) for rel, child, size in _files(exporter, root)]
+    files = [(rel, blob.etag) for rel, blob in written]
+    links = _plan_links(files, snapshot, hub, replace)
+    for link, target in links:
+        _place_link(link, target)
+    ref = folder / "refs" / revision
+    if current != commit:
+        tmp = ref.parent / f".{revision}.{uuid.uuid4().hex}"
+        tmp.write_text(commit)
+        os.replace(tmp, ref)
+    return HFWriteResult(
+        repo_id, revision, commit, snapshot, tuple(rel for rel, _ in files),
+        replaced=current if current not in (None, commit) else None,
+        by_reference=tuple(rel for rel, b in written if b.by_reference),
+        copied=tuple(f"{rel}: {b.why_copied}" for rel, b in written if not b.by_reference),
+        resumed=sum(b.resumed for _, b in written), written=sum(b.written for _, b in written))
+
+
+def _check_inside(path: Path, hub: Path) -> None:
+    """A folder of the repo must not lead out of the hub cache (a planted symlink)."""
+    real = Path(os.path.realpath(path))
+    if not real.is_relative_to(hub):
+        raise UnsafePath(f"{path} resolves to {real}, outside the hub cache {hub}")
+
+
+def _files(exporter: Exporter, root: CID) -> list[tuple[str, CID, int]]:
+    """Every file of the tree as (relative path, CID, declared size), walked iteratively."""
+    found: list[tuple[str, CID, int]] = []
+    stack: list[tuple[CID, str, int]] = [(root, "", 0)]
+    entries = 0
+    while stack:
+        cid, rel, depth = stack.pop()
+        limits.check_depth(depth, "folder", root)
+        for name, child in exporter.children(cid):
+            check_entry_name(name)
+            entries += 1
+            if entries > limits.MAX_TREE_ENTRIES:
+                raise DagTooLarge(f"{cid_str(root)} has more than {limits.MAX_TREE_ENTRIES} "
+                                  "entries in its tree")
+            child_rel = f"{rel}/{name}" if rel else name
+            entry = exporter.stat(child, name)
+            if entry.kind == "directory":
+                stack.append((child, child_rel, depth + 1))
+            elif entry.kind == "file":
+                found.append((child_rel, child, entry.size))
+    found.sort()
+    return found
+
+
+def _plan_links(files: list[tuple[str, str]], snapshot: Path, hub: Path,
+                replace: bool) -> list[tuple[Path, str]]:
+    """The snapshot symlinks to create, checked before any is: a file already in the
+    snapshot that points to another blob is a conflict unless ``replace``."""
+    plan: list[tuple[Path, str]] = []
+    for rel, etag in files:
+        link = snapshot / rel
+        depth = rel.count("/")
+        target = "../" * (depth + 2) + f"blobs/{etag}"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        _check_inside(link.parent, hub)
+        if link.is_symlink() and os.readlink(link) == target:
+            continue  # already there: a repeated fetch changes nothing
+        if os.path.lexists(link) and not replace:
+            raise TargetExists(f"{link} already exists and names other content; pass "
+                               "replace=true to replace it")
+        if link.is_dir() and not link.is_symlink():
+            raise TargetExists(f"{link} is a folder in the snapshot; a file cannot replace it")
+        plan.append((link, target))
+    return plan
+
+
+def _place_link(link: Path, target: str) -> None:
+    """Create (or replace) a snapshot symlink atomically: a temp link, then a rename."""
+    tmp = link.parent / f".{link.name}.{uuid.uuid4().hex}.incomplete"
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    finally:
+        if os.path.lexists(tmp):
+            tmp.unlink()
+
+
+def hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while piece := stream.read(_READ_CHUNK):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def verify_existing(blob: Path, etag: str) -> None:
+    if blob.is_symlink() or not blob.is_file() or hash_file(blob) != etag:
+        raise IntegrityError(
+            f"{blob} exists but is not a file whose bytes hash to its name (a corrupt or "
+            "tampered cache file); it was left as it is. Delete it and fetch again")
+
+
+def write_blob(pieces: Iterable[bytes], cid: CID, size: int, blobs: Path,
+               why_copied: str = "") -> BlobWritten:
+    """Copy a file's bytes (``pieces``, verified) into ``blobs/<sha256>``: into a temp inside
+    the repo folder first, then verified by reading it back, then linked into place without
+    ever replacing an existing blob (one that is already there is verified instead)."""
+    sha256 = hashlib.sha256()
+    tmp = blobs / f".{uuid.uuid4().hex}.incomplete"
+    try:
+        written = 0
+        with open(tmp, "xb") as out:
+            for piece in pieces:
+                written += len(piece)
+                if written > size:
+                    raise IntegrityError(f"{cid_str(cid)} holds more than the {size} bytes "
+                                         "it declares; nothing was kept")
+                sha256.update(piece)
+                out.write(piece)
+            out.flush()
+            os.fsync(out.fileno())
+        etag = sha256.hexdigest()
+        if hash_file(tmp) != etag:
+            raise IntegrityError(f"{tmp} changed while it was written; nothing was kept")
+        place_blob(tmp, blobs / etag)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+            raise DiskFull(f"the disk holding {blobs} is full; the partial file was "
+                           "removed") from exc
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+    return BlobWritten(etag, why_copied=why_copied or "copied", written=written)
+
+
+def place_blob(tmp: Path, blob: Path, moved: Callable[[], None] | None = None) -> None:
+    """Give the complete, verified ``tmp`` the name ``blob`` without ever replacing an
+    existing blob (one already there is verified instead). ``tmp`` is left for the caller
+    to remove, unless a file system without hard links renamed it.
+
+    ``moved`` runs once ``blob`` holds the bytes and before ``tmp`` can be gone (the
+    receiver moves its references then): with hard links both names stay valid until the
+    caller removes ``tmp``; without, ``tmp`` is renamed first, and ``moved`` follows.
+
+    Raises:
+        IntegrityError: an existing blob does not hash to its name.
+        OSError: as raised by the file system.
+    """
+    try:
+        os.link(tmp, blob)  # fails if the blob exists: never replaces one
+    except FileExistsError:
+        verify_existing(blob, blob.name)
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        # A file system without hard links: a rename, after looking once more.
+        if os.path.lexists(blob):
+            verify_existing(blob, blob.name)
+        else:
+            os.rename(tmp, blob)
+    if moved is not None:
+        moved()

@@ -1,0 +1,99 @@
+"""The HuggingFace hub cache, both ways, over any backend.
+
+The hub cache is a folder on this machine (``HF_HUB_CACHE``), not a power of one backend:
+a cached snapshot can be added to Kubo as well as to the embedded repo, and a folder DAG
+read from either can be written back in the hub layout so ``huggingface_hub`` loads it
+offline. The layout itself (and its safety: revisions never move silently, blobs never
+rewritten, files visible only once verified) is :mod:`.hf_layout`'s.
+
+Adding a snapshot to the embedded repo keeps its leaves by reference by default (nocopy,
+:mod:`.filestore`): the blobs are already on disk, so the model is never stored twice.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace as with_changes
+from pathlib import Path
+
+from ipfs_mcp.backends.backend import Backend, ProgressFn
+from ipfs_mcp.backends.core import limits
+from ipfs_mcp.backends.core.cids import split_path
+from ipfs_mcp.backends.core.importer import ImportOptions, ImportResult
+from ipfs_mcp.backends.errors import UnsafePath
+from ipfs_mcp.backends.hub import layout as hf_layout
+
+
+def nocopy_default(backend: Backend, nocopy: bool | None) -> bool:
+    """Whether a hub snapshot is added by reference: by default yes wherever the embedded
+    repo takes the add (its filestore keeps the references); ``nocopy=False`` copies."""
+    return backend.repo is not None if nocopy is None else nocopy
+
+
+def check_inside_hub(snapshot: Path, hub_cache: Path) -> None:
+    """Every file of a snapshot must resolve inside the hub cache to be referenced.
+
+    Raises:
+        UnsafePath: a symlink of the snapshot leads out of the hub cache, or the snapshot
+            is larger than any real one.
+    """
+    hub = Path(hub_cache).resolve()
+    stack, seen, entries = [snapshot.resolve()], set(), 0
+    while stack:
+        folder = stack.pop()
+        if folder in seen:
+            continue
+        seen.add(folder)
+        with os.scandir(folder) as listing:  # closed even when a bad entry stops the walk
+            for entry in listing:
+                entries += 1
+                if entries > limits.MAX_WALK_BLOCKS:
+                    raise UnsafePath(f"{snapshot} has more than {limits.MAX_WALK_BLOCKS} "
+                                     "entries")
+                real = Path(entry.path).resolve()
+                if not real.is_relative_to(hub):
+                    raise UnsafePath(f"{entry.path} leads out of the HuggingFace cache (to "
+                                     f"{real}); it is not added by reference")
+                if real.is_dir():
+                    stack.append(real)
+
+
+def add_model(backend: Backend, hub_cache: Path, repo_id: str, revision: str | None = None,
+              *, pin: bool = True, options: ImportOptions | None = None,
+              progress: ProgressFn | None = None, nocopy: bool | None = None) -> ImportResult:
+    """Add a cached hub snapshot (``models--org--name/snapshots/<rev>``) to ``backend``.
+
+    ``nocopy`` (default: :func:`nocopy_default`) keeps the leaves as references into the
+    cache's ``blobs/`` instead of copying them, so the model is on disk once.
+
+    Raises:
+        NotFound: the model (or revision) is not in the local hub cache.
+        UnsafePath: nocopy, and a snapshot symlink leads out of the hub cache.
+    """
+    snapshot = hf_layout.snapshot_path(hub_cache, repo_id, revision)
+    by_reference = nocopy_default(backend, nocopy)
+    if by_reference:
+        check_inside_hub(snapshot, hub_cache)
+    # Snapshot files are symlinks into blobs/, and dotfiles (.gitattributes) belong to it.
+    follow = with_changes(options or ImportOptions(), follow_symlinks=True, hidden=True,
+                          nocopy=by_reference)
+    label = f"{repo_id}@{revision}" if revision else repo_id
+    return backend.add_path(snapshot, pin=pin, options=follow, name=label, progress=progress)
+
+
+def export_model(backend: Backend, hub_cache: Path, cid: str, repo_id: str, *,
+                 revision: str = "main", commit: str | None = None, replace: bool = False,
+                 max_bytes: int | None = None) -> hf_layout.HFWriteResult:
+    """Write the folder DAG ``cid[/path]`` into the hub cache as ``repo_id@revision``.
+
+    Raises:
+        TargetExists: the revision already names other content and not ``replace``.
+        InvalidInput: not a folder, or unsafe names.
+    """
+    root, path = split_path(cid)
+    sizing = backend.exporter()  # block by block: a DAG bomb costs a few blocks
+    resolved = sizing.resolve(root, path) if path else root
+    sizing.check_fits(resolved, hub_cache, max_bytes)
+    return hf_layout.write_snapshot(backend.exporter(whole_dag=True), resolved, hub_cache,
+                                    repo_id, revision=revision, commit=commit, replace=replace,
+                                    max_bytes=max_bytes)

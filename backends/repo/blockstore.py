@@ -1,0 +1,465 @@
+"""A flat-file blockstore keyed by multihash, safe to share between processes.
+
+On disk (inside the repo folder)::
+
+    blocks/
+      <XY>/                     shard: the next-to-last two characters of the key
+        <KEY>.data              KEY = base32 (RFC 4648, upper, unpadded) of the multihash,
+                                as Kubo's flatfs names them, e.g. CIQ...XYZ.data
+    quarantine/
+      <KEY>.<UTC time>-<tag>.data
+                                a block that failed its hash, set aside when it was read or
+                                verified, e.g. CIQ...XYZ.20261201T201805Z-1a2b3c4d.data
+                                (tag: a few random hex digits, so two set-asides never clash)
+    tmp/                        partial writes; anything left here after a crash is garbage
+
+Every write goes to a unique temp file in ``tmp/``, is fsynced, then renamed into place, so
+a reader (in this or another process) sees either no block or the whole block, and a kill -9
+never leaves a torn block under a real key. Keying by multihash means a CIDv0 and a CIDv1 of
+the same bytes share one file, as in Kubo.
+
+A leaf added with nocopy has no file here: ``get``, ``has`` and ``size`` then consult the
+:class:`~.filestore.Filestore`, which re-reads its bytes from the referenced file (``pread``)
+and rehashes them on every read; a bad reference is never set aside (the file is the user's).
+
+A raw leaf that a receiver expects (:mod:`.placement`: a file being built from a fetch, in
+the HF cache) is not stored here either: ``put`` writes it into that file at its offsets and
+keeps a reference, so a fetched model is written once. A full disk is a
+:class:`~.errors.DiskFull` on every write path.
+
+Every read is rehashed against the CID asked for. A block that fails is moved (one atomic
+rename) into ``quarantine/`` and reported as an :class:`IntegrityError`; corrupt bytes are
+never returned, and a good copy can be stored again under the real key. Bad blocks stay in
+``quarantine/`` for inspection until :meth:`Blockstore.remove_bad_blocks` deletes them; GC and
+the temp-file cleanup never touch them. Repos written before ``quarantine/`` existed kept
+bad blocks as ``tmp/corrupt-<KEY>.data.<hex>``; those are moved into ``quarantine/`` the first
+time the quarantine is listed or ``tmp/`` is cleaned.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import contextvars
+import errno
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from multiformats import CID, multibase
+
+from ipfs_mcp.backends.core.cids import cid_str, identity_data, is_identity, verify_block
+from ipfs_mcp.backends.errors import BlockNotFound, DiskFull, IntegrityError, IpfsMcpError
+from ipfs_mcp.backends.repo.atomic import atomic_write
+from ipfs_mcp.backends.repo.filestore import FileRef, Filestore
+from ipfs_mcp.backends.repo.placement import Placements
+
+_RAW = 0x55
+
+
+def key_of(multihash: bytes) -> str:
+    """The flatfs key of a multihash: the name of its file without ``.data``."""
+    # The stdlib encoder gives the same text as multibase "base32upper" without its prefix
+    # (RFC 4648, unpadded) about 40 times faster; every has/get/put goes through here.
+    return base64.b32encode(multihash).rstrip(b"=").decode("ascii")
+
+
+def _multihash_of_key(key: str) -> bytes:
+    return multibase.decode("B" + key)
+
+
+# Bytes of just-stored blocks kept for readers that overlap a transfer (see
+# ``Blockstore.fresh_blocks``): a window's worth at Kubo's chunk size. A reader that falls
+# further behind reads the rest back from disk, as it would without them.
+FRESH_BYTES = 16 * 1024 * 1024
+_STAMP = "%Y%m%dT%H%M%SZ"
+_LEGACY_BAD = "corrupt-"  # tmp/corrupt-<KEY>.data.<hex>, the layout before quarantine/
+
+
+@dataclass(frozen=True)
+class BadBlock:
+    """A block that failed its hash and sits in ``quarantine/``."""
+
+    cid: str  # CIDv1 raw of its multihash: the codec it was stored under is not kept
+    multihash: str  # the flatfs key (base32 of the multihash), as in blocks/
+    path: str
+    size: int
+    set_aside_at: float  # Unix seconds
+
+
+def _bad_block_of(path: Path) -> BadBlock | None:
+    """Parse ``<KEY>.<UTC time>-<tag>.data``; None for a file that is not ours."""
+    key, _, rest = path.name.removesuffix(".data").partition(".")
+    stamp = rest.split("-", 1)[0]
+    try:
+        multihash = _multihash_of_key(key)
+        when = datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC).timestamp()
+        size = path.stat().st_size
+    except (ValueError, KeyError, FileNotFoundError):
+        return None
+    return BadBlock(cid_str(CID("base32", 1, "raw", multihash)), key, str(path), size, when)
+
+
+class Blockstore:
+    """Blocks as files; implements the importer's ``BlockSink``."""
+
+    def __init__(self, root: Path, *, fsync: bool = True,
+                 filestore: Filestore | None = None) -> None:
+        self.root = Path(root)
+        # Leaves kept by reference (nocopy): consulted when no block file exists.
+        self.filestore = filestore
+        # Raw leaves that receivers write straight into their files (needs the filestore).
+        self.placements = Placements(filestore) if filestore is not None else None
+        self.blocks_dir = self.root / "blocks"
+        self.tmp_dir = self.root / "tmp"
+        self.quarantine_dir = self.root / "quarantine"
+        self.fsync = fsync
+        self.blocks_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.quarantine_dir.mkdir(exist_ok=True)
+        self._batch: contextvars.ContextVar[_WriteBatch | None] = contextvars.ContextVar(
+            f"blockstore-batch-{id(self)}", default=None)
+        # Notified after every put: a reader that overlaps a transfer (``.prefetch``) waits
+        # here for the block it needs next instead of asking the network for it again.
+        self.arrivals = threading.Condition()
+        # While a reader overlaps a transfer, the blocks just put (verified, and the very
+        # bytes written) are kept for it, so it does not read back and hash again what was
+        # hashed a moment ago. Guarded by ``arrivals``; empty when no reader wants them.
+        self._fresh: OrderedDict[bytes, bytes] = OrderedDict()
+        self._fresh_size = 0
+        self._fresh_readers = 0
+        # Shard folders made, so a write does not ask the file system each time (nothing
+        # in the project removes one; a write that finds its folder gone makes it again).
+        self._shards: set[str] = set()
+
+    def path_of(self, multihash: bytes) -> Path:
+        key = key_of(multihash)
+        return self.blocks_dir / key[-3:-1] / f"{key}.data"
+
+    # -- reads --------------------------------------------------------------------------
+    def has(self, cid: CID) -> bool:
+        if is_identity(cid) or self.path_of(bytes(cid.digest)).exists():
+            return True
+        return self._reference(bytes(cid.digest)) is not None
+
+    def _reference(self, multihash: bytes) -> FileRef | None:
+        """Where a leaf kept by reference is: committed, or placed by a receiver and not
+        committed yet."""
+        if self.filestore is None:
+            return None
+        ref = self.filestore.ref(multihash)
+        if ref is None and self.placements is not None:
+            ref = self.placements.pending(multihash)
+        return ref
+
+    def get(self, cid: CID) -> bytes:
+        """The verified bytes of ``cid``.
+
+        Raises:
+            BlockNotFound: not stored here.
+            IntegrityError: the stored bytes are corrupt (they are moved aside first).
+        """
+        if is_identity(cid):
+            return identity_data(cid)
+        path = self.path_of(bytes(cid.digest))
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            ref = self._reference(bytes(cid.digest))
+            if ref is not None:
+                assert self.filestore is not None
+                return self.filestore.read(cid, ref)  # re-read with pread and re-hashed
+            raise BlockNotFound(cid_str(cid), f"the blockstore at {self.root}") from None
+        except OSError as exc:
+            raise IpfsMcpError(f"cannot read block {cid_str(cid)}: {exc.strerror}") from exc
+        try:
+            verify_block(cid, data)
+        except IntegrityError:
+            self.quarantine(path)
+            raise IntegrityError(
+                f"stored block {cid_str(cid)} is corrupt and was set aside in "
+                f"{self.quarantine_dir}; fetch it again"
+            ) from None
+        return data
+
+    def size(self, cid: CID) -> int:
+        """Stored size of a block, without reading it.
+
+        Raises:
+            BlockNotFound: not stored here.
+        """
+        if is_identity(cid):
+            return len(identity_data(cid))
+        try:
+            return self.path_of(bytes(cid.digest)).stat().st_size
+        except FileNotFoundError:
+            ref = self._reference(bytes(cid.digest))
+            if ref is not None:
+                return ref.size
+            raise BlockNotFound(cid_str(cid), f"the blockstore at {self.root}") from None
+
+    def iter_multihashes(self) -> Iterator[tuple[bytes, Path]]:
+        """Every stored block as ``(multihash, path)``; unknown files are skipped."""
+        for shard in sorted(self.blocks_dir.iterdir()) if self.blocks_dir.exists() else []:
+            if not shard.is_dir():
+                continue
+            for entry in sorted(shard.iterdir()):
+                if entry.suffix != ".data":
+                    continue
+                try:
+                    yield _multihash_of_key(entry.stem), entry
+                except (ValueError, KeyError):
+                    continue
+
+    # -- writes -------------------------------------------------------------------------
+    def put(self, cid: CID, data: bytes) -> bool:
+        """Verify and store a block. Returns False when it was already present.
+
+        A raw leaf that a receiver expects is written into its file instead (see
+        :mod:`.placement`).
+
+        Raises:
+            IntegrityError: ``data`` does not hash to ``cid``; nothing is written.
+            DiskFull: the file system is full; nothing partial is left.
+        """
+        verify_block(cid, data)
+        return self.put_computed(cid, data)
+
+    def put_computed(self, cid: CID, data: bytes) -> bool:
+        """``put`` for a block whose CID the caller has just computed from these very bytes
+        (the bitswap receiver hashes each block to learn which CID it is): a CID made from
+        the data, not one a sender claimed, so hashing it a second time proves nothing.
+
+        Raises:
+            DiskFull: as ``put``.
+        """
+        if is_identity(cid):
+            return False
+        multihash = bytes(cid.digest)
+        # A placed leaf went into its receiver's file, which reads nothing back: only
+        # blocks stored here are kept for a reader.
+        placed = (cid.codec.code == _RAW and self.placements is not None
+                  and self.placements.place(multihash, data))
+        stored = placed or self._write(multihash, data)
+        with self.arrivals:
+            if self._fresh_readers and stored and not placed:
+                self._keep_fresh(multihash, data)
+            self.arrivals.notify_all()
+        return stored
+
+    # -- blocks handed to readers that overlap a transfer ---------------------------------
+    @contextlib.contextmanager
+    def fresh_blocks(self) -> Iterator[None]:
+        """Within this block, the blocks stored are also kept (up to FRESH_BYTES, oldest
+        dropped first) for :meth:`take_fresh`. For a reader that waits on ``arrivals``."""
+        with self.arrivals:
+            self._fresh_readers += 1
+        try:
+            yield
+        finally:
+            with self.arrivals:
+                self._fresh_readers -= 1
+                if not self._fresh_readers:
+                    self._fresh.clear()
+                    self._fresh_size = 0
+
+    def take_fresh(self, cid: CID) -> bytes | None:
+        """The bytes of ``cid`` if it was stored a moment ago and is still kept (see
+        :meth:`fresh_blocks`); they were verified when stored. Call it holding
+        ``arrivals``. None otherwise: read it with :meth:`get`."""
+        data = self._fresh.pop(bytes(cid.digest), None)
+        if data is not None:
+            self._fresh_size -= len(data)
+        return data
+
+    def _keep_fresh(self, multihash: bytes, data: bytes) -> None:
+        if len(data) > FRESH_BYTES:
+            return
+        old = self._fresh.pop(multihash, None)
+        if old is not None:
+            self._fresh_size -= len(old)
+        self._fresh[multihash] = data
+        self._fresh_size += len(data)
+        while self._fresh_size > FRESH_BYTES:
+            _, dropped = self._fresh.popitem(last=False)
+            self._fresh_size -= len(dropped)
+
+    def put_block(self, cid: bytes, data: bytes) -> None:
+        """``BlockSink`` for the importer, which hashed ``data`` itself a moment ago."""
+        # A binary CIDv0 is the bare multihash; a CIDv1 is 0x01, the codec, the multihash.
+        multihash = cid if cid[0] == 0x12 else cid[2:]
+        batch = self._batch.get()
+        if batch is None:
+            self._write(multihash, data)
+        else:
+            batch.submit(self._write, multihash, data)
+
+    @contextlib.contextmanager
+    def batch(self, workers: int = 4) -> Iterator[None]:
+        """Within this block (in this thread or task), ``put_block`` writes run on a few
+        threads, so fsyncs overlap with hashing; all are durable when the block exits.
+
+        In flight are at most ``2 * workers`` blocks, so memory stays bounded.
+        """
+        if self._batch.get() is not None:
+            yield
+            return
+        batch = _WriteBatch(workers)
+        token = self._batch.set(batch)
+        try:
+            if self.filestore is None:
+                yield
+            else:
+                with self.filestore.batch():  # references: one transaction, before the pin
+                    yield
+        finally:
+            self._batch.reset(token)
+            batch.close()
+
+    def _write(self, multihash: bytes, data: bytes) -> bool:
+        final = self.path_of(multihash)
+        if final.exists():
+            return False
+        try:
+            if final.parent.name not in self._shards:
+                self._make_shard(final.parent)
+            try:
+                atomic_write(final, data, tmp_dir=self.tmp_dir, fsync=self.fsync)
+            except FileNotFoundError:
+                # The shard folder was removed from outside since we made it: make it
+                # again, once, rather than fail every later write into it.
+                self._make_shard(final.parent)
+                atomic_write(final, data, tmp_dir=self.tmp_dir, fsync=self.fsync)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(f"the file system holding the blockstore at {self.root} is "
+                               f"full ({exc.strerror}); the block was not stored and "
+                               "nothing partial is left") from exc
+            raise IpfsMcpError(f"cannot store block in {self.root}: {exc.strerror}") from exc
+        return True
+
+    def _make_shard(self, folder: Path) -> None:
+        folder.mkdir(exist_ok=True)
+        self._shards.add(folder.name)
+
+    def delete_path(self, path: Path) -> int:
+        """Remove one block file; returns the bytes freed (0 if it was gone already)."""
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        return size
+
+    # -- bad blocks -----------------------------------------------------------------------
+    def quarantine(self, path: Path) -> None:
+        """Move a block file that failed its hash from ``blocks/`` into ``quarantine/``.
+
+        Another process may have set the bad file aside and stored a good copy between our
+        read and this rename; the moved file is therefore hashed once more, and a good one is
+        put back, so a repair racing with a reader is never undone.
+        """
+        multihash = _multihash_of_key(path.stem)
+        stamp = datetime.now(UTC).strftime(_STAMP)
+        target = self.quarantine_dir / f"{path.stem}.{stamp}-{uuid.uuid4().hex[:8]}.data"
+        self.quarantine_dir.mkdir(exist_ok=True)
+        try:
+            os.replace(path, target)
+        except FileNotFoundError:
+            return  # someone else set it aside first
+        try:
+            verify_block(CID("base32", 1, "raw", multihash), target.read_bytes())
+        except IntegrityError:
+            return
+        with contextlib.suppress(FileExistsError):
+            os.link(target, path)  # never over a copy stored meanwhile
+        target.unlink(missing_ok=True)
+
+    def bad_blocks(self) -> list[BadBlock]:
+        """Every block set aside as corrupt, oldest first."""
+        self._adopt_legacy_bad_blocks()
+        found = (_bad_block_of(p) for p in self.quarantine_dir.glob("*.data"))
+        return sorted((b for b in found if b is not None), key=lambda b: (b.set_aside_at, b.path))
+
+    def bad_block_count(self) -> int:
+        """How many blocks are set aside (a directory listing, cheap enough for health)."""
+        self._adopt_legacy_bad_blocks()
+        return sum(1 for _ in self.quarantine_dir.glob("*.data"))
+
+    def remove_bad_blocks(self, blocks: list[BadBlock] | None = None) -> list[BadBlock]:
+        """Delete set-aside blocks (default: all of them); returns those deleted."""
+        removed = []
+        for bad in self.bad_blocks() if blocks is None else blocks:
+            try:
+                Path(bad.path).unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(bad)
+        return removed
+
+    def _adopt_legacy_bad_blocks(self) -> None:
+        """Move ``tmp/corrupt-*`` files, from repos older than ``quarantine/``, into it."""
+        try:
+            legacy = [e for e in self.tmp_dir.iterdir() if e.name.startswith(_LEGACY_BAD)]
+        except FileNotFoundError:
+            return
+        for entry in legacy:
+            key = entry.name.removeprefix(_LEGACY_BAD).split(".", 1)[0]
+            try:
+                # A rename updates ctime, so ctime is when the block was set aside.
+                when = datetime.fromtimestamp(entry.stat().st_ctime, UTC).strftime(_STAMP)
+                os.replace(entry, self.quarantine_dir / f"{key}.{when}-{uuid.uuid4().hex[:8]}.data")
+            except FileNotFoundError:
+                continue
+
+    def clean_tmp(self, stale_after: float = 3600.0) -> int:
+        """Remove leftovers of interrupted writes.
+
+        Only files untouched for ``stale_after`` seconds go: a write that another process
+        (or a fetch outside the repo lock) has in flight right now is left alone. Bad blocks
+        that an older layout kept here are moved into ``quarantine/``, never deleted.
+        """
+        self._adopt_legacy_bad_blocks()
+        removed = 0
+        cutoff = time.time() - stale_after
+        for entry in self.tmp_dir.iterdir():
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+
+class _WriteBatch:
+    """A bounded pool of block writes; the first failure is raised on close."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="block-write")
+        self._slots = threading.BoundedSemaphore(2 * workers)
+        self._errors: list[BaseException] = []
+
+    def submit(self, fn: Callable[[bytes, bytes], bool], multihash: bytes, data: bytes) -> None:
+        if self._errors:
+            raise self._errors[0]
+        self._slots.acquire()
+        future = self._pool.submit(fn, multihash, data)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future[bool]) -> None:
+        self._slots.release()
+        if future.exception() is not None:
+            self._errors.append(future.exception())  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self._errors:
+            raise self._errors[0]
