@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from ipfs_mcp.backends.core.importer import Importer, ImportOptions
-from ipfs_mcp.backends.repo.repository import Repo, receiver
+from ipfs_mcp.backends.repo import receiver
+from ipfs_mcp.backends.repo.repository import Repo
 
 
 def test_a_file_with_more_leaves_than_the_bound_is_not_laid_out(
