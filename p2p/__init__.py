@@ -2,6 +2,13 @@
 
 Imports only ``ipfs_mcp.backends`` (blocks, CIDs, errors), never tools or server.
 
+What lives here: ``node`` (the facade the server uses, and ``open_node``) runs three parts
+that share its nursery (``loop``): ``peers`` (dial, identify), ``providing`` (provider
+records in the DHT) and ``fetching`` (bitswap sessions, the DHT lookup beside them);
+``thread_fetcher`` hands fetches to worker threads; ``stats`` is what the node reports.
+Below them: ``bitswap/`` (engine, session, wire messages), ``routing`` (Kademlia),
+``host``, ``discovery`` (mDNS), ``identity``, ``config``.
+
 Public API::
 
     open_node(repo, NodeConfig(...))            async context manager -> P2PNode

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import trio
-from libp2p.abc import INetStream
+from libp2p.abc import INetConn, INetStream, INetwork, INotifee
 from libp2p.exceptions import BaseLibp2pError
+from libp2p.peer.id import ID
+from multiaddr import Multiaddr
 
 from ipfs_mcp.backends.core import varint
 from ipfs_mcp.backends.errors import NetworkError
@@ -83,3 +87,45 @@ class FrameReader:
 def frame(body: bytes) -> bytes:
     """``body`` behind its length: one buffer, so it goes out as one write."""
     return varint.encode(len(body)) + body
+
+
+async def close_quietly(stream: INetStream) -> None:
+    """Close ``stream`` within a second, even from a cancelled scope; a stream the other
+    side already broke is simply gone."""
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
+        try:
+            await stream.close()
+        except NET_ERRORS:
+            pass
+
+
+class ConnectionEvents(INotifee):
+    """The swarm's connection events, passed on as plain calls with the peer's id.
+
+    py-libp2p's notifee has six abstract methods; the node's parts care about two.
+    ``on_disconnected`` is called when a connection to the peer closes (others may remain).
+    """
+
+    def __init__(self, on_connected: Callable[[ID], object],
+                 on_disconnected: Callable[[INetwork, ID], object] | None = None) -> None:
+        self._on_connected = on_connected
+        self._on_disconnected = on_disconnected
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self._on_connected(conn.muxed_conn.peer_id)
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        if self._on_disconnected is not None:
+            self._on_disconnected(network, conn.muxed_conn.peer_id)
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def listen(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        return None
+
+    async def listen_close(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        return None

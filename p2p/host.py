@@ -101,8 +101,8 @@ def build_host(key_pair: KeyPair, config: NodeConfig) -> IHost:
     )
     host = new_host(
         key_pair=key_pair,
-        sec_opt=security,  # type: ignore[arg-type]
-        muxer_opt=muxers,  # type: ignore[arg-type]
+        sec_opt=security,
+        muxer_opt=muxers,
         listen_addrs=listen_multiaddrs(config.listen_addrs),
         enable_mDNS=config.mdns,
         bootstrap=list(config.bootstrap) or None,

@@ -31,16 +31,15 @@ from typing import Protocol
 
 import anyio
 import trio
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import IHost, INetStream, INetwork
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
-from multiaddr import Multiaddr
 from multiformats import CID
 
 from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, IpfsMcpError, NetworkError
 
-from .._net import NET_ERRORS, FrameReader
+from .._net import NET_ERRORS, ConnectionEvents, FrameReader, close_quietly
 from ..reputation import ProviderReputation
 from .message import (
     MAX_BLOCK_SIZE,
@@ -174,35 +173,6 @@ class WantRecord:
         self._changed = trio.Event()
 
 
-class _Notifee(INotifee):
-    """Connection events from the swarm, forwarded to the engine."""
-
-    def __init__(self, engine: Bitswap) -> None:
-        self.engine = engine
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        return None
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        return None
-
-    async def connected(self, network: INetwork, conn: INetConn) -> None:
-        self.engine._on_connected(conn.muxed_conn.peer_id)
-
-    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
-        peer_id = conn.muxed_conn.peer_id
-        remaining = network.get_connections(peer_id)
-        log.debug("bitswap: a connection to %s closed; %d remain", peer_id, len(remaining))
-        if not remaining:
-            self.engine._on_disconnected(peer_id)
-
-    async def listen(self, network: INetwork, multiaddr: Multiaddr) -> None:
-        return None
-
-    async def listen_close(self, network: INetwork, multiaddr: Multiaddr) -> None:
-        return None
-
-
 class Bitswap:
     """The engine. Components come in through the constructor; :meth:`run` serves."""
 
@@ -221,7 +191,7 @@ class Bitswap:
         self._recent: OrderedDict[bytes, None] = OrderedDict()
         self._changed = trio.Event()
         self._nursery: trio.Nursery | None = None
-        self._notifee = _Notifee(self)
+        self._notifee = ConnectionEvents(self._on_connected, self._on_connection_closed)
         self.bytes_in = 0  # whole messages, both directions, for bandwidth totals
         self.bytes_out = 0
         self.protocol_errors = 0
@@ -267,6 +237,12 @@ class Bitswap:
         peer = self._peer(peer_id)
         peer.connected = True
         peer.failed = False
+
+    def _on_connection_closed(self, network: INetwork, peer_id: ID) -> None:
+        remaining = network.get_connections(peer_id)
+        log.debug("bitswap: a connection to %s closed; %d remain", peer_id, len(remaining))
+        if not remaining:
+            self._on_disconnected(peer_id)
 
     def _on_disconnected(self, peer_id: ID) -> None:
         peer = self._peers.get(str(peer_id))
@@ -424,11 +400,7 @@ class Bitswap:
             log.debug("bitswap: inbound stream from %s ended: %r", peer_id, exc)
             await _reset(stream)
         else:
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                try:
-                    await stream.close()
-                except NET_ERRORS:
-                    pass
+            await close_quietly(stream)
 
     async def _on_message(self, peer: _Peer, msg: Message) -> None:
         if peer.failed and peer.connected:

@@ -251,7 +251,7 @@ class Session:
             rec.notify()
 
     # -- one block ----------------------------------------------------------------------
-    async def get(self, cid: CID) -> bytes:
+    async def get(self, cid: CID) -> bytes:  # noqa: C901 - the want loop: ask, stall, re-ask
         """Fetch one block from the session's peers; it is verified and stored on return.
 
         Raises:
@@ -408,7 +408,8 @@ class Session:
         return self._peers[best] if best in free else _FULL
 
     # -- a whole DAG --------------------------------------------------------------------
-    async def fetch_dag(self, root: CID, *, max_bytes: int | None = None,
+    # Over the complexity bound (C901): the walk, its bounds and the batch of wants in one loop.
+    async def fetch_dag(self, root: CID, *, max_bytes: int | None = None,  # noqa: C901
                         max_blocks: int = limits.MAX_WALK_BLOCKS) -> FetchReport:
         """Make every block under ``root`` local, fetching what is missing.
 

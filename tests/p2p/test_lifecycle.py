@@ -144,7 +144,7 @@ async def test_background_failure_is_not_silent(tmp_path: Path) -> None:
                 async def explode() -> None:
                     raise RuntimeError("boom")
 
-                node._require_running().start_soon(explode)
+                node.loop.nursery().start_soon(explode)
                 await trio.sleep_forever()
 
 

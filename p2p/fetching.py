@@ -1,0 +1,229 @@
+"""Fetching: blocks and whole DAGs from peers, over bitswap sessions, found in the DHT.
+
+A fetch asks the peers we are connected to at once and, when the root is not local, looks
+its providers up in the DHT meanwhile; each provider joins the session as soon as it is
+dialled (as Kubo's sessions do).
+
+Cancellation. When the caller's scope is cancelled, :meth:`Fetching.fetch_dag` and
+:meth:`Fetching.fetch_block` return as soon as their bitswap session has ended. The wants
+still open are withdrawn: the engine's per-peer writer sends the CANCEL entries, so no write
+is ever cut short by the caller's cancellation (and the host's yamux writes each frame
+whole, ``host.FrameAtomicYamux``). The DHT lookup the fetch started is abandoned: its
+answer is dropped and nobody is dialled for it; it ends at its own bound. Blocks already
+verified stay in the blockstore; the pin, the last step, is not taken.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
+import trio
+from libp2p.abc import IHost
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from multiaddr import Multiaddr
+from multiformats import CID
+
+from ipfs_mcp.backends.core.cids import cid_str, parse_cid
+from ipfs_mcp.backends.errors import (
+    BackendUnavailable,
+    BlockNotFound,
+    IpfsMcpError,
+    NetworkError,
+)
+
+from .bitswap.engine import Bitswap, BlockStore
+from .bitswap.session import FetchReport, Session
+from .config import NodeConfig
+from .loop import NodeLoop
+from .peers import Peers
+from .providing import ProviderInfo, Providing
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Pinner = Callable[[CID], object]
+# Providers from one lookup dialled for a fetch: the best few by reputation are plenty.
+DIAL_PROVIDERS = 8
+
+
+@dataclass
+class RetrievalCounters:
+    """What fetches that needed the network did, for the node's stats."""
+
+    misses: int = 0  # retrievals that needed the network
+    handled: int = 0  # of which succeeded
+    failed: int = 0
+    bytes_retrieved: int = 0
+    retrieval_time: float = 0.0  # seconds, over the handled ones
+
+    def succeeded(self, nbytes: int, started: float) -> None:
+        self.misses += 1
+        self.handled += 1
+        self.bytes_retrieved += nbytes
+        self.retrieval_time += time.monotonic() - started
+
+
+class Fetching:
+    """Blocks and DAGs from the network into the blockstore. Components come in built."""
+
+    def __init__(self, host: IHost, blockstore: BlockStore, bitswap: Bitswap,
+                 config: NodeConfig, loop: NodeLoop, peers: Peers, providing: Providing,
+                 pinner: Pinner | None = None) -> None:
+        self.host = host
+        self.blockstore = blockstore
+        self.bitswap = bitswap
+        self.config = config
+        self.loop = loop
+        self.peers = peers
+        self.providing = providing
+        self.pinner = pinner
+        self.counters = RetrievalCounters()
+
+    def session(self, extra: Iterable[ID] = ()) -> Session:
+        """A session over the peers we are connected to (and ``extra``)."""
+        return Session(self.bitswap, [*extra, *self.host.get_connected_peers()])
+
+    async def _discover(self, cid: CID, session: Session) -> None:
+        """Look ``cid`` up in the DHT and add the providers to ``session`` as they answer.
+
+        Runs alongside the fetch, as Kubo's sessions do: connected peers are asked at once
+        and need not wait for the lookup, and providers join as soon as they are dialled.
+        """
+        try:
+            try:
+                providers = await self.providing.find_providers(cid)
+            except IpfsMcpError as exc:  # a failed lookup, or the node stopping meanwhile
+                log.info("p2p: no providers from the DHT for %s: %s", cid_str(cid), exc)
+                return
+            if session.closed:
+                return  # the fetch is over (or was cancelled): dial nobody for it
+            connected = {str(p) for p in self.host.get_connected_peers()}
+
+            async def dial(info: ProviderInfo) -> None:
+                peer_id = ID.from_base58(info.peer_id)
+                if info.peer_id not in connected:
+                    try:
+                        await self.peers.connect(
+                            PeerInfo(peer_id, [Multiaddr(a) for a in info.addrs]),
+                            timeout=min(10.0, self.config.bitswap.send_timeout))
+                    except NetworkError as exc:
+                        self.providing.reputation.update_provider_stats(info.peer_id, False)
+                        log.info("p2p: provider %s unreachable: %s", info.peer_id, exc)
+                        return
+                session.add_peers([peer_id])
+
+            async with trio.open_nursery() as nursery:
+                for info in providers[:DIAL_PROVIDERS]:
+                    nursery.start_soon(dial, info)
+        finally:
+            session.end_discovery()
+
+    async def _with_discovery(self, cid: CID, session: Session,
+                              work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` while :meth:`_discover` feeds ``session``; abandon the lookup after.
+
+        The lookup runs in the node's nursery. When ``work`` ends, done or cancelled, the
+        session is closed: the lookup's answer is dropped and no provider is dialled for
+        it, and the lookup itself ends at its own bound (``find_providers_timeout``).
+        It is not cancelled: py-libp2p's DHT, cancelled inside a request, leaves the
+        connection it used unusable for later streams (observed with two nodes fetching
+        one after the other), even with whole frames (``host.FrameAtomicYamux``).
+        """
+        nursery = self.loop.nursery()
+        session.begin_discovery()
+        nursery.start_soon(self._discover, cid, session)
+        try:
+            return await work()
+        finally:
+            session.close()
+
+    async def fetch_block(self, cid: CID | str, *, timeout: float | None = None) -> bytes:
+        """One block, from the blockstore or from peers (then verified and stored).
+
+        Cancel-safe (see the module docstring): cancelled, it withdraws its want and
+        ends its lookup before it returns.
+
+        Raises:
+            BlockNotFound: no peer had it within ``timeout``.
+            BackendUnavailable: the node is not running.
+        """
+        self.loop.nursery()
+        cid = parse_cid(cid)
+        try:
+            return await anyio.to_thread.run_sync(self.blockstore.get, cid)
+        except BlockNotFound:
+            pass
+        timeout = self.config.fetch_block_timeout if timeout is None else timeout
+        counters = self.counters
+        started = time.monotonic()
+        try:
+            with trio.fail_after(timeout):
+                session = self.session()
+                data = await self._with_discovery(cid, session, lambda: session.get(cid))
+        except trio.TooSlowError:
+            counters.misses += 1
+            counters.failed += 1
+            raise BlockNotFound(cid_str(cid), f"the network within {timeout}s") from None
+        except IpfsMcpError:
+            counters.misses += 1
+            counters.failed += 1
+            raise
+        counters.succeeded(len(data), started)
+        return data
+
+    async def fetch_dag(self, cid: CID | str, *, pin: bool = False,
+                        timeout: float | None = None,
+                        providers: Iterable[str | ID] = ()) -> FetchReport:
+        """Make the whole DAG under ``cid`` local; announce it per the role; pin if asked.
+
+        Cancel-safe (see the module docstring): cancelled, it withdraws every open want
+        (CANCEL to the peers asked), ends its lookup and dials, and pins nothing; the
+        blocks it already verified stay in the blockstore.
+
+        Raises:
+            BlockNotFound: some block could not be found; the error names it.
+            TooLarge: the DAG exceeds the role's cache budget.
+            BackendUnavailable: the node is not running, or has no pin store and ``pin``.
+        """
+        self.loop.nursery()
+        cid = parse_cid(cid)
+        timeout = self.config.fetch_dag_timeout if timeout is None else timeout
+        extra = [p if isinstance(p, ID) else ID.from_base58(p) for p in providers]
+        counters = self.counters
+        started = time.monotonic()
+        try:
+            with trio.fail_after(timeout):
+                local = await anyio.to_thread.run_sync(self.blockstore.has, cid)
+                session = self.session(extra)
+                budget = self.config.profile.cache_budget
+                if local:
+                    # The root is here, so most likely the rest is too: no DHT lookup.
+                    report = await session.fetch_dag(cid, max_bytes=budget)
+                else:
+                    report = await self._with_discovery(
+                        cid, session, lambda: session.fetch_dag(cid, max_bytes=budget))
+        except trio.TooSlowError:
+            counters.misses += 1
+            counters.failed += 1
+            raise BlockNotFound(cid_str(cid), f"the network within {timeout}s") from None
+        except IpfsMcpError:
+            counters.misses += 1
+            counters.failed += 1
+            raise
+        if report.fetched:
+            counters.succeeded(report.bytes_fetched, started)
+            if self.config.profile.announce != "none":
+                # In the background: announcing every block of a large DAG ("all") takes
+                # one DHT round per block, and the caller is waiting for the content.
+                self.loop.spawn(self.providing.announce_quietly, cid)
+        if pin:
+            if self.pinner is None:
+                raise BackendUnavailable("this node was built without a pin store")
+            await anyio.to_thread.run_sync(self.pinner, cid)
+        return report
