@@ -41,10 +41,9 @@ from typing import Literal
 
 from multiformats import CID
 
-from ipfs_mcp.backends.core import limits
 from ipfs_mcp.backends.core.cids import cid_str, identity_data, is_identity, verify_block
-from ipfs_mcp.backends.core.dag import links_of
-from ipfs_mcp.backends.errors import BlockNotFound, DagTooLarge, IntegrityError, IpfsMcpError
+from ipfs_mcp.backends.core.dag import Node, links_of, walk, walk_nodes
+from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, IpfsMcpError
 from ipfs_mcp.backends.repo.atomic import atomic_write
 from ipfs_mcp.backends.repo.blockstore import BadBlock, Blockstore, key_of
 from ipfs_mcp.backends.repo.filestore import Filestore, RefCheck, leaf_cid_digest
@@ -202,7 +201,9 @@ class Repo:
         with self.writing():
             if recursive:
                 size = 0
-                for block_size in self._walk(cid, load, set()):
+                # A stored raw leaf has no links: it is checked by presence, not read.
+                for node_cid, block in walk(cid, load, present=self.blocks.has):
+                    block_size = self._leaf_size(node_cid, load) if block is None else len(block)
                     size += block_size
                     if progress is not None:
                         progress(block_size)
@@ -212,40 +213,12 @@ class Repo:
             return self.pins.add(cid, "recursive" if recursive else "direct", name=name,
                                  size=size)
 
-    def _walk(self, root: CID, load: Callable[[CID], bytes], seen: set[bytes]
-              ) -> Iterator[int]:
-        """Walk a DAG, yielding each new block's size and adding its multihash to ``seen``.
-
-        Raw blocks have no links, so a stored one is checked by presence, not read. The DAG
-        may come from peers, so the walk keeps :mod:`.limits`' bounds, as ``dag.walk`` does
-        (which would read every raw leaf: bytes a local pin never needs).
-
-        Raises:
-            BlockNotFound: ``load`` cannot give a block of the DAG.
-            DagTooLarge: the DAG is deeper, wider or larger than any real one.
-        """
-        stack = [(root, 0)]
-        visited = 0
-        while stack:
-            cid, depth = stack.pop()
-            key = bytes(cid.digest)
-            if key in seen:
-                continue
-            seen.add(key)
-            limits.check_depth(depth, "DAG", root)
-            visited += 1
-            if visited > limits.MAX_WALK_BLOCKS:
-                raise DagTooLarge(f"DAG {cid_str(root)} has more than "
-                                  f"{limits.MAX_WALK_BLOCKS} blocks")
-            if cid.codec.code == _RAW and self.blocks.has(cid):
-                with contextlib.suppress(BlockNotFound):  # GC cannot run: we hold the lock
-                    yield self.blocks.size(cid)
-                    continue
-            block = load(cid)
-            yield len(block)
-            links = links_of(cid, block)
-            limits.check_links(len(links), cid)
-            stack.extend((link, depth + 1) for link in reversed(links))
+    def _leaf_size(self, cid: CID, load: Callable[[CID], bytes]) -> int:
+        """The size of a raw leaf found stored (read only if it went meanwhile)."""
+        try:
+            return self.blocks.size(cid)  # GC cannot run: we hold the lock
+        except BlockNotFound:
+            return len(load(cid))
 
     def _mark(self, root: CID, live: set[bytes]) -> list[CID]:
         """Add every block of a pinned DAG to ``live``; returns its absent raw leaves.
@@ -253,23 +226,70 @@ class Repo:
         Raises:
             IntegrityError: a node with links is absent, corrupt (now set aside) or
                 undecodable, so the blocks below it are unknown.
+            DagTooLarge: the DAG is deeper, wider or larger than any real one.
         """
         absent: list[CID] = []
-        stack = [root]
-        while stack:
-            cid = stack.pop()
-            key = bytes(cid.digest)
-            if key in live:
-                continue
-            live.add(key)
-            found = self._links_or_hole(cid)
-            if found == "absent" and cid.codec.code == _RAW:
+        for cid, kind in self._pinned_holes(root, live, reverse=True):
+            if kind == "absent" and cid.codec.code == _RAW:
                 absent.append(cid)  # a leaf: nothing below it can be swept by mistake
-            elif isinstance(found, str):
-                raise IntegrityError(f"block {cid_str(cid)} is {found}")
             else:
-                stack.extend(found)
+                raise IntegrityError(f"block {cid_str(cid)} is {kind}")
         return absent
+
+    def _pinned_holes(self, root: CID, seen: set[bytes], *, recursive: bool = True,
+                      reverse: bool = False, broken: dict[bytes, HoleKind] | None = None,
+                      known: dict[bytes, tuple[CID, ...] | HoleKind] | None = None
+                      ) -> Iterator[tuple[CID, HoleKind]]:
+        """Walk a pinned DAG over the local blocks only, yielding each hole as it is met (a
+        block absent, set aside as corrupt, undecodable, or a ``broken`` reference) instead
+        of failing; nothing below a hole is known, so nothing below it is walked.
+
+        ``seen`` is shared with the caller; ``known`` keeps the links of inner nodes and the
+        holes for later walks (leaves are not kept, so it grows with the inner nodes, about
+        one in 174 blocks). ``reverse`` visits each node's links last to first (GC's order).
+
+        Raises:
+            DagTooLarge: the DAG is deeper, wider or larger than any real one.
+        """
+        met: list[tuple[CID, HoleKind]] = []
+        unread: dict[bytes, HoleKind] = {}
+
+        def present(cid: CID) -> bool:
+            return not (broken and bytes(cid.digest) in broken) and self.blocks.has(cid)
+
+        def load(cid: CID) -> bytes | None:
+            key = bytes(cid.digest)
+            if known is not None and key in known:
+                return None
+            found = self._block_or_hole(cid, broken)
+            if isinstance(found, bytes):
+                return found
+            unread[key] = found
+            return None
+
+        def follow(node: Node[None]) -> list[tuple[CID, None]]:
+            key = bytes(node.cid.digest)
+            found = known.get(key) if known is not None else None
+            if found is None:
+                found = unread.pop(key, ())  # a stored raw leaf, or a hole load met
+                if node.block is not None:
+                    try:
+                        found = tuple(links_of(node.cid, node.block))
+                    except IntegrityError:
+                        found = "undecodable"
+                if found and known is not None:
+                    known[key] = found
+            if isinstance(found, str):
+                met.append((node.cid, found))
+                return []
+            if not recursive:
+                return []
+            return [(link, None) for link in (reversed(found) if reverse else found)]
+
+        for _ in walk_nodes(root, load, follow, present=present, seen=seen):
+            yield from met  # the holes met by the visits before this one
+            met.clear()
+        yield from met
 
     def unpin(self, cid: CID, kind: PinType | None = None) -> list[PinType]:
         return self.pins.remove(cid, kind)
@@ -389,48 +409,31 @@ class Repo:
         of nodes that have some, and the holes, are kept for the pins that follow; leaves are
         not, so memory grows with the inner nodes (about one in 174 blocks), not the repo.
         """
-        links: dict[bytes, tuple[CID, ...] | HoleKind] = {}
+        known: dict[bytes, tuple[CID, ...] | HoleKind] = {}
         holes: dict[bytes, tuple[CID, list[str], HoleKind]] = {}
         for pin in pins:
             name = cid_str(pin.cid)
-            stack = [pin.cid]
-            seen: set[bytes] = set()
-            while stack:
-                cid = stack.pop()
-                key = bytes(cid.digest)
-                if key in seen:
-                    continue
-                seen.add(key)
-                found = links.get(key)
-                if found is None:
-                    found = self._links_or_hole(cid, broken)
-                    if found:
-                        links[key] = found
-                if isinstance(found, str):
-                    holes.setdefault(key, (cid, [], found))[1].append(name)
-                elif pin.type == "recursive":
-                    stack.extend(reversed(found))
+            for cid, kind in self._pinned_holes(pin.cid, set(), known=known, broken=broken,
+                                                recursive=pin.type == "recursive"):
+                holes.setdefault(bytes(cid.digest), (cid, [], kind))[1].append(name)
         return list(holes.values())
 
-    def _links_or_hole(self, cid: CID, broken: dict[bytes, HoleKind] | None = None
-                       ) -> tuple[CID, ...] | HoleKind:
+    def _block_or_hole(self, cid: CID, broken: dict[bytes, HoleKind] | None = None
+                       ) -> bytes | HoleKind:
+        """A stored block, or why it cannot be had: absent, corrupt (``get`` has just set
+        it aside) or a broken reference. Nothing is fetched."""
         if is_identity(cid):
-            block = identity_data(cid)
-        elif broken and bytes(cid.digest) in broken:
+            return identity_data(cid)
+        if broken and bytes(cid.digest) in broken:
             return broken[bytes(cid.digest)]
-        elif cid.codec.code == _RAW:
-            return () if self.blocks.has(cid) else "absent"
-        else:
-            try:
-                block = self.blocks.get(cid)
-            except BlockNotFound:
-                return "absent"
-            except IntegrityError:
-                return "corrupt"  # get() has just set it aside
+        if cid.codec.code == _RAW and not self.blocks.has(cid):
+            return "absent"
         try:
-            return tuple(links_of(cid, block))
+            return self.blocks.get(cid)
+        except BlockNotFound:
+            return "absent"
         except IntegrityError:
-            return "undecodable"
+            return "corrupt"
 
     # -- integrity state ----------------------------------------------------------------
     def integrity(self) -> IntegrityState:

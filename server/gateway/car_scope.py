@@ -12,9 +12,10 @@ walked according to ``dag-scope``:
 ``car-dups=y`` repeats a block each time the walk meets it; ``n`` sends it once (keyed by
 multihash, the path blocks included). Identity CIDs are walked through but never written.
 
-Why not ``backends.dag.walk``: it always deduplicates and has no byte-range pruning, and
-both are part of the spec. The walks here are iterative and bounded by the same limits
-(:mod:`ipfs_mcp.backends.core.limits`).
+Every walk here is the one DAG walker's (:func:`ipfs_mcp.backends.core.dag.walk_nodes`), so
+it is iterative and bounded by :mod:`ipfs_mcp.backends.core.limits`; the scopes are its
+visitors: ``car-dups`` is its seen-set policy, and the byte range and the HAMT's shards are
+what a visitor chooses to follow.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ from multiformats import CID
 
 from ipfs_mcp.backends.core import limits
 from ipfs_mcp.backends.core.cids import cid_str, is_identity
-from ipfs_mcp.backends.core.dag import links_of
-from ipfs_mcp.backends.core.dagpb import PBLink, PBNode
+from ipfs_mcp.backends.core.dag import Node, walk_nodes
 from ipfs_mcp.backends.core.unixfs import NodeType, UnixFSData
 from ipfs_mcp.backends.errors import DagTooLarge, IntegrityError
 
@@ -81,19 +81,16 @@ def car_blocks(resolved: ResolvedPath, options: CarOptions, load: Load) -> Itera
 
 def _walk_all(root: CID, root_block: bytes, load: Load, emitter: _Emitter) -> Iterator[Block]:
     """Depth-first pre-order over every link (the order of ``ipfs dag export``)."""
-    stack: list[tuple[CID, bytes | None, int]] = [(root, root_block, 0)]
-    while stack:
-        cid, block, depth = stack.pop()
-        limits.check_depth(depth, "DAG", root)
-        fresh = emitter.admit(cid)
-        if not fresh and not is_identity(cid):
-            continue  # dups=n: already sent, and its subtree with it
-        data = block if block is not None else load(cid)
-        if fresh:
-            yield cid, data
-        links = links_of(cid, data)
-        limits.check_links(len(links), cid)
-        stack.extend((link, None, depth + 1) for link in reversed(links))
+    walked = walk_nodes(root, _with_root(root, root_block, load), seen=emitter.seen,
+                        dedupe=not emitter.dups)
+    for node in walked:
+        if node.block is not None and not is_identity(node.cid):
+            yield node.cid, node.block
+
+
+def _with_root(root: CID, root_block: bytes, load: Load) -> Load:
+    """``load``, with the terminal block (already read by the resolver) given as it is."""
+    return lambda cid: root_block if cid is root else load(cid)
 
 
 def _entity(root: CID, root_block: bytes, options: CarOptions, load: Load,
@@ -106,30 +103,29 @@ def _entity(root: CID, root_block: bytes, options: CarOptions, load: Load,
     if emitter.admit(root):
         yield root, root_block
     if decoded is not None and decoded[1].type == NodeType.HAMT_SHARD:
-        yield from _hamt_shards(root, decoded[0], decoded[1], load, emitter)
+        yield from _hamt_shards(root, root_block, load, emitter)
 
 
-def _hamt_shards(root: CID, node: PBNode, fs: UnixFSData, load: Load,
-                 emitter: _Emitter) -> Iterator[Block]:
+def _hamt_shards(root: CID, root_block: bytes, load: Load, emitter: _Emitter
+                 ) -> Iterator[Block]:
     """A HAMT's sub-shards depth-first (links named by the slot alone), not its entries."""
-    # Frames: one shard's links still to visit, and the width of that shard's slot names.
-    stack: list[tuple[Iterator[PBLink], int]] = [(iter(node.links), _slot_width(fs))]
-    while stack:
-        pending, width = stack[-1]
-        link = next(pending, None)
-        if link is None:
-            stack.pop()
-            continue
-        limits.check_depth(len(stack), "HAMT", root)
-        if len(link.name) != width:
-            continue  # an entry, not a shard
-        block = load(link.cid)
-        decoded = unixfs_node(link.cid, block)
+    def shards(visit: Node[str]) -> list[tuple[CID, str]]:
+        decoded = unixfs_node(visit.cid, visit.block or b"")
+        assert decoded is not None  # a shard: checked when it was visited
+        width = _slot_width(decoded[1])
+        return [(link.cid, link.name) for link in decoded[0].links if len(link.name) == width]
+
+    walked = walk_nodes(root, _with_root(root, root_block, load), shards, "", dedupe=False,
+                        what="HAMT")
+    next(walked)  # the root, sent by the caller
+    for visit in walked:
+        block = visit.block or b""
+        decoded = unixfs_node(visit.cid, block)
         if decoded is None or decoded[1].type != NodeType.HAMT_SHARD:
-            raise IntegrityError(f"HAMT link {link.name!r} in {cid_str(root)} is not a shard")
-        if emitter.admit(link.cid):
-            yield link.cid, block
-        stack.append((iter(decoded[0].links), _slot_width(decoded[1])))
+            raise IntegrityError(f"HAMT link {visit.context!r} in {cid_str(root)} is not a "
+                                 "shard")
+        if emitter.admit(visit.cid):
+            yield visit.cid, block
 
 
 def _slot_width(fs: UnixFSData) -> int:
@@ -149,21 +145,19 @@ def _file(root: CID, root_block: bytes, options: CarOptions, load: Load,
     if span is None:
         return  # an empty or fully-outside range: the root alone, like dag-scope=block
     first, last = span
-    # Frames: the children of one node still to visit, each with its absolute byte offset.
-    levels: list[Iterator[tuple[CID, int, int]]] = [iter(_children(root, root_block, 0))]
-    while levels:
-        frame = next(levels[-1], None)
-        if frame is None:
-            levels.pop()
-            continue
-        cid, start, length = frame
-        limits.check_depth(len(levels), "file", root)
-        if start + length - 1 < first or start > last:
-            continue  # outside the range: never loaded
-        block = load(cid)
-        if emitter.admit(cid):
-            yield cid, block
-        levels.append(iter(_children(cid, block, start)))
+
+    def in_range(visit: Node[int]) -> list[tuple[CID, int]]:
+        """The children holding bytes of the range; the others are never loaded."""
+        return [(cid, start) for cid, start, length in _children(visit.cid, visit.block or b"",
+                                                                  visit.context)
+                if not (start + length - 1 < first or start > last)]
+
+    walked = walk_nodes(root, _with_root(root, root_block, load), in_range, 0, dedupe=False,
+                        what="file")
+    next(walked)  # the root, sent above
+    for visit in walked:
+        if emitter.admit(visit.cid):
+            yield visit.cid, visit.block or b""
 
 
 def _children(cid: CID, block: bytes, offset: int) -> list[tuple[CID, int, int]]:
