@@ -7,8 +7,8 @@ per request. Nothing it says is trusted:
 * a block is read up to :data:`MAX_GATEWAY_BLOCK` (2 MiB, the spec's and Helia's bound)
   and verified against its CID before it is stored; a gateway whose bytes do not hash to
   the CID is dropped for the rest of the process (a liar is never asked again);
-* a whole DAG is fetched block by block, walked iteratively with the bounds of
-  :mod:`.limits`, several requests in flight, each block verified as it arrives;
+* a whole DAG is fetched block by block, walked by the one DAG walker (so with every
+  bound of :mod:`.limits`), several requests in flight, each block verified as it arrives;
 * ``429 Too Many Requests`` puts the gateway in back-off for ``Retry-After`` (bounded),
   404 and errors count as failures in its reputation (the same scorer bitswap peers use),
   and every request is bounded by a timeout.
@@ -31,12 +31,10 @@ import httpx
 from multiformats import CID
 
 from ipfs_mcp.backends.core.cids import cid_str, is_identity, verify_block
-from ipfs_mcp.backends.core.dag import links_of
-from ipfs_mcp.backends.core.limits import MAX_WALK_BLOCKS
+from ipfs_mcp.backends.core.dag import Walker, links_of
 from ipfs_mcp.backends.core.reputation import ProviderReputation
 from ipfs_mcp.backends.errors import (
     BlockNotFound,
-    DagTooLarge,
     IntegrityError,
     InvalidInput,
     OperationCancelled,
@@ -210,38 +208,29 @@ class TrustlessGateways:
         Raises:
             BlockNotFound: some block no gateway had (the DAG stays partial, nothing pinned).
             OperationCancelled: ``cancel`` was set.
-            DagTooLarge: more blocks than one walk may visit.
+            DagTooLarge: deeper, wider or with more blocks than one walk may visit.
         """
         # Our own event, so a failure here stops our requests without setting the caller's.
         stop = threading.Event()
-        seen: set[bytes] = set()
-        pending: set[Future[tuple[CID, bytes]]] = set()
-        queue: list[CID] = [root]
-        visited = 0
+        walker: Walker[None] = Walker(root)  # the bounds every walk keeps; blocks seen once
+        pending: dict[Future[tuple[CID, bytes]], int] = {}  # each request's depth
         with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="gateway") as pool:
             try:
-                while queue or pending:
+                while True:
                     if cancel is not None and cancel.is_set():
                         raise OperationCancelled(f"fetching {cid_str(root)} was cancelled")
-                    while queue and len(pending) < IN_FLIGHT:
-                        cid = queue.pop()
-                        key = bytes(cid.digest)
-                        if key in seen or is_identity(cid):
-                            continue
-                        seen.add(key)
-                        visited += 1
-                        if visited > MAX_WALK_BLOCKS:
-                            raise DagTooLarge(f"{cid_str(root)} has more than "
-                                              f"{MAX_WALK_BLOCKS} blocks")
-                        pending.add(pool.submit(self._local_or_fetch, cid, stop))
+                    while len(pending) < IN_FLIGHT and (frame := walker.pop()) is not None:
+                        cid, depth, _ = frame
+                        if not is_identity(cid):
+                            pending[pool.submit(self._local_or_fetch, cid, stop)] = depth
                     if not pending:
-                        continue
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        break
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
+                        depth = pending.pop(future)
                         cid, data = future.result()
-                        queue.extend(reversed(links_of(cid, data)))
-                    if cancel is not None and cancel.is_set():
-                        raise OperationCancelled(f"fetching {cid_str(root)} was cancelled")
+                        walker.check_block(cid, data)
+                        walker.push(cid, depth, [(link, None) for link in links_of(cid, data)])
             except BaseException:
                 stop.set()  # the requests still in flight stop at their next check
                 raise

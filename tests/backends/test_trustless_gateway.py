@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 from multiformats import CID
 
-from ipfs_mcp.backends.core.cids import cid_str, parse_cid
+from ipfs_mcp.backends.core import limits
+from ipfs_mcp.backends.core.cids import cid_of_block, cid_str, parse_cid
+from ipfs_mcp.backends.core.dagpb import encode_link, encode_node
 from ipfs_mcp.backends.core.importer import Importer, ImportOptions
-from ipfs_mcp.backends.errors import BlockNotFound, OperationCancelled
+from ipfs_mcp.backends.errors import BlockNotFound, DagTooLarge, OperationCancelled
 from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.backends.retrieval.sources import NamedSource, RetrievalSources
 from ipfs_mcp.backends.retrieval.trustless_gateway import MAX_GATEWAY_BLOCK, TrustlessGateways
@@ -37,12 +39,12 @@ class _Blocks:
 def make_dag(size: int) -> tuple[CID, dict[str, bytes], bytes]:
     data = bytes((i * 7 + 3) % 251 for i in range(size))
     sink = _Blocks()
-    node = Importer(sink, ImportOptions(chunk_size=4096)).add_bytes(data)  # type: ignore[arg-type]
+    node = Importer(sink, ImportOptions(chunk_size=4096)).add_bytes(data)
     return node.cid_obj, sink.blocks, data
 
 
 @pytest.fixture
-def gateway(http_server_of_own):  # type: ignore[no-untyped-def]
+def gateway(http_server_of_own):
     """``start(blocks, answer=None)``: a gateway serving ``blocks`` by CID, honestly or as
     ``answer(cid, block)`` says; returns its URL and the CIDs it was asked for."""
 
@@ -66,7 +68,7 @@ def gateway(http_server_of_own):  # type: ignore[no-untyped-def]
     return start
 
 
-def test_fetches_a_dag_from_an_honest_gateway(tmp_path: Path, gateway) -> None:  # type: ignore[no-untyped-def]
+def test_fetches_a_dag_from_an_honest_gateway(tmp_path: Path, gateway) -> None:
     root, blocks, data = make_dag(50_000)
     url, asked = gateway(blocks)
     repo = Repo(tmp_path / "repo", fsync=False)
@@ -83,7 +85,7 @@ def test_fetches_a_dag_from_an_honest_gateway(tmp_path: Path, gateway) -> None: 
 
 
 def test_lying_gateway_flipping_bytes_is_dropped_and_nothing_wrong_is_stored(
-        tmp_path: Path, gateway) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, gateway) -> None:
     root, blocks, _ = make_dag(20_000)
 
     def flip(cid: str, block: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -103,7 +105,7 @@ def test_lying_gateway_flipping_bytes_is_dropped_and_nothing_wrong_is_stored(
     assert list(repo.blocks.iter_multihashes()) == []
 
 
-def test_honest_gateway_answers_after_a_liar(tmp_path: Path, gateway) -> None:  # type: ignore[no-untyped-def]
+def test_honest_gateway_answers_after_a_liar(tmp_path: Path, gateway) -> None:
     root, blocks, _ = make_dag(20_000)
     liar, _ = gateway(blocks, lambda cid, b: (200, {}, b[::-1]))
     honest, _ = gateway(blocks)
@@ -116,7 +118,7 @@ def test_honest_gateway_answers_after_a_liar(tmp_path: Path, gateway) -> None:  
     assert by_url[liar].dropped and not by_url[honest].dropped
 
 
-def test_lying_gateway_sending_an_oversized_block_is_cut_off(tmp_path: Path, gateway) -> None:  # type: ignore[no-untyped-def]
+def test_lying_gateway_sending_an_oversized_block_is_cut_off(tmp_path: Path, gateway) -> None:
     root, blocks, _ = make_dag(5000)
     big, _ = gateway(blocks, lambda cid, b: (200, {}, b"x" * (MAX_GATEWAY_BLOCK + 10)))
     repo = Repo(tmp_path / "repo", fsync=False)
@@ -126,7 +128,7 @@ def test_lying_gateway_sending_an_oversized_block_is_cut_off(tmp_path: Path, gat
     assert source.stats()[0].dropped
 
 
-def test_rate_limited_gateway_is_set_aside_for_retry_after(tmp_path: Path, gateway) -> None:  # type: ignore[no-untyped-def]
+def test_rate_limited_gateway_is_set_aside_for_retry_after(tmp_path: Path, gateway) -> None:
     root, blocks, _ = make_dag(5000)
     busy, _ = gateway(blocks, lambda cid, b: (429, {"Retry-After": "30"}, b""))
     honest, _ = gateway(blocks)
@@ -140,7 +142,7 @@ def test_rate_limited_gateway_is_set_aside_for_retry_after(tmp_path: Path, gatew
     assert source._ranked()[0] == honest
 
 
-def test_cancel_stops_a_dag_fetch(tmp_path: Path, gateway) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_stops_a_dag_fetch(tmp_path: Path, gateway) -> None:
     root, blocks, _ = make_dag(100_000)
     url, asked = gateway(blocks)
     repo = Repo(tmp_path / "repo", fsync=False)
@@ -152,7 +154,7 @@ def test_cancel_stops_a_dag_fetch(tmp_path: Path, gateway) -> None:  # type: ign
     assert len(asked) < len(blocks)
 
 
-def test_sources_race_and_name_every_failure(tmp_path: Path, gateway) -> None:  # type: ignore[no-untyped-def]
+def test_sources_race_and_name_every_failure(tmp_path: Path, gateway) -> None:
     root, blocks, data = make_dag(10_000)
     empty, _ = gateway({})
     honest, _ = gateway(blocks)
@@ -166,3 +168,45 @@ def test_sources_race_and_name_every_failure(tmp_path: Path, gateway) -> None:  
     with pytest.raises(BlockNotFound) as info:
         both.fetch_block(other)
     assert "empty:" in str(info.value) and "gw:" in str(info.value)
+
+
+# -- hostile DAGs: the fetch walk is the shared walker, so it keeps every bound ------------
+def _pb_node(links: list[CID]) -> tuple[CID, bytes]:
+    block = encode_node([encode_link(bytes(cid), "", 1) for cid in links], None)
+    return cid_of_block(block, version=1, codec="dag-pb"), block
+
+
+def _chain(levels: int) -> tuple[list[CID], dict[str, bytes]]:
+    """dag-pb nodes each linking the next, a raw leaf at the bottom; the root first."""
+    leaf = cid_of_block(b"x", version=1, codec="raw")
+    cids, blocks = [leaf], {cid_str(leaf): b"x"}
+    for _ in range(levels):
+        cid, block = _pb_node([cids[-1]])
+        cids.append(cid)
+        blocks[cid_str(cid)] = block
+    return cids[::-1], blocks
+
+
+def test_gateway_serving_a_dag_deeper_than_the_bound_is_refused_mid_walk(
+        tmp_path: Path, gateway, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(limits, "MAX_DAG_DEPTH", 5)
+    chain, blocks = _chain(9)
+    url, asked = gateway(blocks)
+    repo = Repo(tmp_path / "repo", fsync=False)
+    with pytest.raises(DagTooLarge, match="more than 5 levels deep"):
+        TrustlessGateways([url], repo.blocks, timeout=10).fetch_dag(chain[0])
+    # Depths 0 to 5 were fetched; nothing below the bound was asked for.
+    assert asked == [cid_str(cid) for cid in chain[:6]]
+
+
+def test_gateway_serving_a_node_with_too_many_links_is_refused_before_its_children(
+        tmp_path: Path, gateway, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(limits, "MAX_LINKS_PER_NODE", 4)
+    leaves = [cid_of_block(bytes([i]), version=1, codec="raw") for i in range(5)]
+    root, block = _pb_node(leaves)
+    blocks = {cid_str(root): block} | {cid_str(c): bytes([i]) for i, c in enumerate(leaves)}
+    url, asked = gateway(blocks)
+    repo = Repo(tmp_path / "repo", fsync=False)
+    with pytest.raises(DagTooLarge, match="5 links, over the bound of 4"):
+        TrustlessGateways([url], repo.blocks, timeout=10).fetch_dag(root)
+    assert asked == [cid_str(root)]
