@@ -25,7 +25,9 @@ import itertools
 import json
 import os
 import queue
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import weakref
@@ -33,7 +35,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ChildNode", "DaemonProcess", "InteropError", "InteropTimeout", "JsonLineProcess"]
+__all__ = ["ChildNode", "DaemonProcess", "InteropError", "InteropTimeout", "JsonLineProcess",
+           "node_folder"]
 
 
 class InteropError(RuntimeError):
@@ -42,6 +45,16 @@ class InteropError(RuntimeError):
 
 class InteropTimeout(InteropError, TimeoutError):
     """A real node did not answer in time."""
+
+
+def node_folder(base_dir: Path | str | None, prefix: str) -> tuple[Path, bool]:
+    """The folder a node keeps its files in (created if missing), and whether it is the
+    node's own to remove at close: a fresh temporary folder named ``prefix…`` when
+    ``base_dir`` is None."""
+    own = base_dir is None
+    folder = Path(tempfile.mkdtemp(prefix=prefix)) if base_dir is None else Path(base_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder, own
 
 
 class _Pending:
@@ -64,7 +77,56 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-class JsonLineProcess:
+class _Child:
+    """What both kinds of child process share: the spawn (environment added to ours, a log
+    file, a finalizer that kills it if the owner forgot), a reader thread on its stdout,
+    the log's tail for error messages, and the bounded reaping at close."""
+
+    name: str
+    log_path: Path
+    proc: subprocess.Popen[bytes]
+
+    def _read_loop(self) -> None:
+        raise NotImplementedError
+
+    def _spawn(self, argv: Sequence[str], *, name: str, cwd: Path, log_path: Path,
+               env: dict[str, str] | None, stdin: int, stderr: int | None,
+               thread: str) -> None:
+        """Start ``argv`` with stdout piped to :meth:`_read_loop`; stderr goes to ``stderr``,
+        or to the log file when None."""
+        self.name = name
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the subclass
+        self.proc = subprocess.Popen(
+            list(argv), stdin=stdin, stdout=subprocess.PIPE,
+            stderr=self._log if stderr is None else stderr,
+            cwd=str(cwd), env={**os.environ, **(env or {})}, close_fds=True)
+        self._finalizer = weakref.finalize(self, _kill, self.proc)
+        self._reader = threading.Thread(target=self._read_loop, name=f"{name}-{thread}",
+                                        daemon=True)
+        self._reader.start()
+
+    def log_tail(self, limit: int = 4000) -> str:
+        """The end of the child's log, for error messages."""
+        try:
+            data = self.log_path.read_bytes()
+        except OSError:
+            return ""
+        return data[-limit:].decode("utf-8", "replace")
+
+    def _reap(self, grace: float) -> None:
+        """Wait ``grace`` s for the child to exit, kill it if it has not, and wind down."""
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        self._finalizer()  # kills if still running, and reaps
+        self._reader.join(timeout=grace)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+class JsonLineProcess(_Child):
     """Start ``argv`` and talk to it in JSON lines (see the module docstring).
 
     Args:
@@ -78,25 +140,15 @@ class JsonLineProcess:
 
     def __init__(self, argv: Sequence[str], *, name: str, cwd: Path, log_path: Path,
                  env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.log_path = Path(log_path)
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._events: queue.Queue[dict[str, Any]] = queue.Queue()
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._dead: str | None = None
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in close()
-        full_env = dict(os.environ)
-        full_env.update(env or {})
-        self.proc = subprocess.Popen(
-            list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            cwd=str(cwd), env=full_env, close_fds=True,
-        )
-        self._finalizer = weakref.finalize(self, _kill, self.proc)
-        self._reader = threading.Thread(target=self._read_loop, name=f"{name}-reader",
-                                         daemon=True)
-        self._reader.start()
+        # stderr goes straight to the log (closed in close()); stdout is the protocol.
+        self._spawn(argv, name=name, cwd=cwd, log_path=log_path, env=env,
+                    stdin=subprocess.PIPE, stderr=None, thread="reader")
 
     # -- plumbing -----------------------------------------------------------------------
     def _read_loop(self) -> None:
@@ -127,14 +179,6 @@ class JsonLineProcess:
         for pending in pending_all:
             pending.done.set()
         self._events.put({"event": "__exit__", "code": code})
-
-    def log_tail(self, limit: int = 4000) -> str:
-        """The end of the child's stderr, for error messages."""
-        try:
-            data = self.log_path.read_bytes()
-        except OSError:
-            return ""
-        return data[-limit:].decode("utf-8", "replace")
 
     def _fail(self, message: str) -> InteropError:
         tail = self.log_tail()
@@ -222,18 +266,11 @@ class JsonLineProcess:
                 self.proc.stdin.close()
             except OSError:
                 pass
-        try:
-            self.proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
-        self._finalizer()  # kills if still running, and reaps
-        self._reader.join(timeout=grace)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        self._reap(grace)
         self._log.close()
 
 
-class DaemonProcess:
+class DaemonProcess(_Child):
     """A long-running program that is not ours to script (a Go daemon), driven by signals.
 
     Its stdout and stderr go to ``log_path`` through a reader thread, which sets an event
@@ -244,21 +281,12 @@ class DaemonProcess:
 
     def __init__(self, argv: Sequence[str], *, name: str, cwd: Path, log_path: Path,
                  ready_marker: str, env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.log_path = Path(log_path)
         self._marker = ready_marker.encode()
         self._ready = threading.Event()
         self._exited = threading.Event()
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the reader thread
-        full_env = dict(os.environ)
-        full_env.update(env or {})
-        self.proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     cwd=str(cwd), env=full_env, close_fds=True)
-        self._finalizer = weakref.finalize(self, _kill, self.proc)
-        self._reader = threading.Thread(target=self._read_loop, name=f"{name}-log",
-                                        daemon=True)
-        self._reader.start()
+        # stdout and stderr both go through the reader thread, which closes the log.
+        self._spawn(argv, name=name, cwd=cwd, log_path=log_path, env=env,
+                    stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT, thread="log")
 
     def _read_loop(self) -> None:
         assert self.proc.stdout is not None
@@ -272,13 +300,6 @@ class DaemonProcess:
             self._log.close()
             self._exited.set()
             self._ready.set()  # wake a waiter: it then sees the exit
-
-    def log_tail(self, limit: int = 4000) -> str:
-        try:
-            data = self.log_path.read_bytes()
-        except OSError:
-            return ""
-        return data[-limit:].decode("utf-8", "replace")
 
     @property
     def alive(self) -> bool:
@@ -308,14 +329,7 @@ class DaemonProcess:
         """SIGTERM, then SIGKILL after ``grace`` s; reaps the process. Idempotent."""
         if self.proc.poll() is None:
             self.proc.terminate()
-            try:
-                self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
-        self._finalizer()  # kills if still running, and reaps
-        self._reader.join(timeout=grace)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        self._reap(grace)
 
 
 class ChildNode:
@@ -323,6 +337,7 @@ class ChildNode:
     ``ready`` event, learn its peer id and loopback addresses, and stop it exactly once."""
 
     name = "node"
+    close_grace = 5.0  # seconds the process has to exit at close before it is killed
     base_dir: Path
     log_path: Path
     _own_dir: bool
@@ -361,21 +376,20 @@ class ChildNode:
         self.dial_addr = self.dial_addrs[0]
         self._closed = False
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
-        """Stop the node and end its process (killed if it does not exit in 5 s); idempotent."""
+        """Stop the node and end its process (killed if it does not exit in
+        ``close_grace`` s), and remove the folder if it is the node's own; idempotent."""
         if getattr(self, "_closed", True):
             return
         self._closed = True
-        self._proc.close(grace=5.0)
+        self._proc.close(grace=self.close_grace)
         if self._own_dir:
-            import shutil
-
             shutil.rmtree(self.base_dir, ignore_errors=True)
 
     @property

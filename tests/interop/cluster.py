@@ -34,7 +34,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,7 +41,7 @@ from typing import Any
 
 import httpx
 
-from ._process import DaemonProcess, InteropError, InteropTimeout
+from ._process import DaemonProcess, InteropError, InteropTimeout, node_folder
 from .gobuild import GoBuildError, cluster_binaries, interop_skip
 from .kubo_daemon import KuboDaemon, set_dotted
 
@@ -188,10 +187,7 @@ class Cluster:
                  start_timeout: float = 120.0, config: Mapping[str, Any] | None = None
                  ) -> None:
         service, self.ctl = cluster_service_binaries()
-        self._own_dir = base_dir is None
-        self.base_dir = Path(tempfile.mkdtemp(prefix="cluster-")) if base_dir is None \
-            else Path(base_dir)
-        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.base_dir, self._own_dir = node_folder(base_dir, "cluster-")
         started = time.monotonic()
         deadline = started + start_timeout
         secret = os.urandom(32).hex()

@@ -33,12 +33,11 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from ._process import ChildNode, InteropError, InteropTimeout
-from .jsenv import JS_DIR, js_skip_reason, node_binary
+from ._process import ChildNode, InteropError, InteropTimeout, node_folder
+from .jsenv import JS_DIR, import_args, js_skip_reason, node_binary
 
 __all__ = ["HeliaNode", "helia_skip_reason", "InteropError", "InteropTimeout"]
 
@@ -89,10 +88,7 @@ class HeliaNode(ChildNode):
             raise InteropError(reason)
         node = node_binary()
         assert node is not None
-        self._own_dir = base_dir is None
-        self.base_dir = Path(tempfile.mkdtemp(prefix="helia-")) if base_dir is None \
-            else Path(base_dir)
-        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.base_dir, self._own_dir = node_folder(base_dir, "helia-")
         self.scratch = self.base_dir / "scratch"
         self.scratch.mkdir(exist_ok=True)
         self.log_path = self.base_dir / "helia.log"
@@ -121,21 +117,6 @@ class HeliaNode(ChildNode):
             raise
 
     # -- content ------------------------------------------------------------------------
-    @staticmethod
-    def _import_args(cid_version: int, raw_leaves: bool | None, chunk_size: int | None,
-                     max_links: int | None, wrap: bool, hidden: bool,
-                     shard_threshold: int | None) -> dict[str, Any]:
-        args: dict[str, Any] = {"cidVersion": cid_version, "wrap": wrap, "hidden": hidden}
-        if raw_leaves is not None:
-            args["rawLeaves"] = raw_leaves
-        if chunk_size is not None:
-            args["chunkSize"] = chunk_size
-        if max_links is not None:
-            args["maxChildren"] = max_links
-        if shard_threshold is not None:
-            args["shardThreshold"] = shard_threshold
-        return args
-
     def add(self, path: Path | str, *, cid_version: int = 0, raw_leaves: bool | None = None,
             chunk_size: int | None = None, max_links: int | None = None, wrap: bool = False,
             hidden: bool = False, shard_threshold: int | None = None,
@@ -145,16 +126,18 @@ class HeliaNode(ChildNode):
         The blocks are then served over bitswap. Dotfiles are skipped unless ``hidden``.
         """
         return self.request("add", timeout, path=str(Path(path).resolve()),
-                            **self._import_args(cid_version, raw_leaves, chunk_size,
-                                                max_links, wrap, hidden, shard_threshold))
+                            **import_args(cid_version=cid_version, raw_leaves=raw_leaves,
+                                          chunk_size=chunk_size, max_links=max_links,
+                                          wrap=wrap, hidden=hidden,
+                                          shard_threshold=shard_threshold))
 
     def add_bytes(self, data: bytes, *, cid_version: int = 0, raw_leaves: bool | None = None,
                   chunk_size: int | None = None, max_links: int | None = None,
                   timeout: float = 120.0) -> str:
         """Import ``data`` as one file; returns its CID."""
         return self.request("add_bytes", timeout, data=base64.b64encode(data).decode(),
-                            **self._import_args(cid_version, raw_leaves, chunk_size,
-                                                max_links, False, False, None))
+                            **import_args(cid_version=cid_version, raw_leaves=raw_leaves,
+                                          chunk_size=chunk_size, max_links=max_links))
 
     def block_put(self, data: bytes, *, codec: str | int = "raw", cid_version: int = 1,
                   timeout: float = 30.0) -> str:

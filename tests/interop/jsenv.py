@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JS_DIR", "NODE_MODULES", "node_binary", "js_skip_reason", "run_js",
+__all__ = ["JS_DIR", "NODE_MODULES", "import_args", "node_binary", "js_skip_reason", "run_js",
            "unixfs_import", "unixfs_import_batch"]
 
 JS_DIR = Path(__file__).resolve().with_name("js")
@@ -93,22 +93,27 @@ def run_js(script: str, *args: str, stdin: str | None = None, timeout: float = 1
     return proc.stdout
 
 
-def _job(path: Path | str, *, cid_version: int = 0, raw_leaves: bool | None = None,
-         chunk_size: int | None = None, max_links: int | None = None, wrap: bool = False,
-         hidden: bool = False, shard_threshold: int | None = None,
-         js_shard_compare: bool = False, entries: bool = False) -> dict[str, Any]:
-    job: dict[str, Any] = {"path": str(path), "cidVersion": cid_version, "wrap": wrap,
-                           "hidden": hidden, "entries": entries,
-                           "jsShardCompare": js_shard_compare}
+def import_args(*, cid_version: int = 0, raw_leaves: bool | None = None,
+                chunk_size: int | None = None, max_links: int | None = None, wrap: bool = False,
+                hidden: bool = False, shard_threshold: int | None = None) -> dict[str, Any]:
+    """Import options (Python names, Kubo semantics) as the JS scripts take them
+    (``js/importopts.mjs``); an option left None is left to the script's default."""
+    args: dict[str, Any] = {"cidVersion": cid_version, "wrap": wrap, "hidden": hidden}
     if raw_leaves is not None:
-        job["rawLeaves"] = raw_leaves
+        args["rawLeaves"] = raw_leaves
     if chunk_size is not None:
-        job["chunkSize"] = chunk_size
+        args["chunkSize"] = chunk_size
     if max_links is not None:
-        job["maxChildren"] = max_links
+        args["maxChildren"] = max_links
     if shard_threshold is not None:
-        job["shardThreshold"] = shard_threshold
-    return job
+        args["shardThreshold"] = shard_threshold
+    return args
+
+
+def _job(path: Path | str, *, js_shard_compare: bool = False, entries: bool = False,
+         **options: Any) -> dict[str, Any]:
+    return {"path": str(path), "entries": entries, "jsShardCompare": js_shard_compare,
+            **import_args(**options)}
 
 
 def unixfs_import_batch(jobs: list[dict[str, Any]], *, timeout: float = 300.0

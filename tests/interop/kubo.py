@@ -36,11 +36,10 @@ import itertools
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from ._process import ChildNode, InteropError, InteropTimeout
+from ._process import ChildNode, InteropError, InteropTimeout, node_folder
 
 __all__ = ["KuboNode", "kubo_available", "kubo_skip_reason", "InteropError", "InteropTimeout"]
 
@@ -92,10 +91,7 @@ class KuboNode(ChildNode):
         reason = kubo_skip_reason()
         if reason is not None:
             raise InteropError(reason)
-        self._own_dir = base_dir is None
-        self.base_dir = Path(tempfile.mkdtemp(prefix="kubo-")) if base_dir is None \
-            else Path(base_dir)
-        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.base_dir, self._own_dir = node_folder(base_dir, "kubo-")
         self.repo = self.base_dir / "repo"
         self.scratch = self.base_dir / "scratch"
         self.scratch.mkdir(exist_ok=True)

