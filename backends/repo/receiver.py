@@ -34,8 +34,9 @@ from pathlib import Path
 
 from multiformats import CID
 
-from ipfs_mcp.backends.core import dagpb, limits, unixfs
+from ipfs_mcp.backends.core import dagpb, unixfs
 from ipfs_mcp.backends.core.cids import cid_str, verify_block
+from ipfs_mcp.backends.core.dag import Node, visit_nodes
 from ipfs_mcp.backends.core.unixfs import NodeType
 from ipfs_mcp.backends.errors import IntegrityError, IpfsMcpError
 from ipfs_mcp.backends.repo.blockstore import Blockstore
@@ -92,46 +93,74 @@ def file_layout(load: Loader, cid: CID, size: int) -> FileLayout | str:
     """
     if cid.codec.code == _RAW:
         return FileLayout(cid, size, (Slot(0, size, cid),))
-    slots: list[Slot] = []
-    # Frames: (cid, offset of its first byte, the size its parent declares, depth).
-    stack: list[tuple[CID, int, int, int]] = [(cid, 0, size, 0)]
-    while stack:
-        node_cid, offset, expected, depth = stack.pop()
-        limits.check_depth(depth, "file", cid)
+    placer = _Placer()
+
+    def inner_nodes_only(node_cid: CID) -> bytes | None:
+        """Only dag-pb nodes are read (an inline one holds its bytes in its CID: unplaceable);
+        the placer says why anything else cannot be placed."""
+        if node_cid.codec.code != _DAG_PB or node_cid.hashfun.code == _IDENTITY:
+            return None
+        return load(node_cid)
+
+    try:
+        # Raw leaves are never read: their place is all a layout needs.
+        visit_nodes(cid, inner_nodes_only, placer, (0, size), present=_any, dedupe=False,
+                    what="file")
+    except _Unplaceable as why:
+        return str(why)
+    return FileLayout(cid, size, tuple(sorted(placer.slots, key=lambda s: s.offset)))
+
+
+class _Placer:
+    """The layout's visitor: slots each leaf, checks each inner node and gives every child
+    its offset and the size its parent declares."""
+
+    def __init__(self) -> None:
+        self.slots: list[Slot] = []
+
+    def __call__(self, node: Node[tuple[int, int]]) -> list[tuple[CID, tuple[int, int]]]:
+        node_cid, (offset, expected) = node.cid, node.context
         if node_cid.codec.code == _RAW:
-            slots.append(Slot(offset, expected, node_cid))
-            if len(slots) > MAX_LAYOUT_LEAVES:
-                return f"it has more than {MAX_LAYOUT_LEAVES} leaves, too many to place"
-            continue
+            self.slots.append(Slot(offset, expected, node_cid))
+            if len(self.slots) > MAX_LAYOUT_LEAVES:
+                raise _Unplaceable(f"it has more than {MAX_LAYOUT_LEAVES} leaves, too many to "
+                                   "place")
+            return []
         if node_cid.codec.code != _DAG_PB:
-            return f"{cid_str(node_cid)} is {node_cid.codec.name}, not a raw leaf"
-        if node_cid.hashfun.code == _IDENTITY:
-            return f"{cid_str(node_cid)} is an inline (identity) node"
-        node = dagpb.decode(load(node_cid))
-        limits.check_links(len(node.links), node_cid)
-        fs = unixfs.decode(node.data or b"")
+            raise _Unplaceable(f"{cid_str(node_cid)} is {node_cid.codec.name}, not a raw leaf")
+        if node.block is None:
+            raise _Unplaceable(f"{cid_str(node_cid)} is an inline (identity) node")
+        pb = dagpb.decode(node.block)
+        fs = unixfs.decode(pb.data or b"")
         if fs.type not in (NodeType.FILE, NodeType.RAW):
             raise IntegrityError(f"{cid_str(node_cid)}: a file links to a "
                                  f"{fs.type.name.lower()} node")
-        if not node.links:
-            return (f"its leaves are dag-pb nodes ({cid_str(node_cid)}), not raw blocks: "
-                    "added without raw leaves (CIDv0 defaults)")
+        if not pb.links:
+            raise _Unplaceable(f"its leaves are dag-pb nodes ({cid_str(node_cid)}), not raw "
+                               "blocks: added without raw leaves (CIDv0 defaults)")
         if fs.data:
-            return f"{cid_str(node_cid)} carries file bytes of its own beside its links"
-        if len(fs.blocksizes) != len(node.links):
+            raise _Unplaceable(f"{cid_str(node_cid)} carries file bytes of its own beside its "
+                               "links")
+        if len(fs.blocksizes) != len(pb.links):
             raise IntegrityError(f"{cid_str(node_cid)}: {len(fs.blocksizes)} blocksizes for "
-                                 f"{len(node.links)} links")
+                                 f"{len(pb.links)} links")
         total = sum(fs.blocksizes)
         if total != expected or (fs.filesize is not None and fs.filesize != total):
             raise IntegrityError(f"{cid_str(node_cid)}: holds {total} bytes, declared "
                                  f"{expected}")
-        child_offset = offset + total
-        for link, child_size in zip(reversed(node.links), reversed(fs.blocksizes),
-                                    strict=True):
-            child_offset -= child_size
-            stack.append((link.cid, child_offset, child_size, depth + 1))
-    slots.sort(key=lambda s: s.offset)
-    return FileLayout(cid, size, tuple(slots))
+        children = []
+        for link, child_size in zip(pb.links, fs.blocksizes, strict=True):
+            children.append((link.cid, (offset, child_size)))
+            offset += child_size
+        return children
+
+
+class _Unplaceable(Exception):
+    """Why a file cannot be laid out (not an error: it is copied instead)."""
+
+
+def _any(cid: CID) -> bool:
+    return True
 
 
 def receive(layout: FileLayout, path: Path, blocks: Blockstore,
