@@ -32,6 +32,7 @@ from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.tools import models
+from tests.hf_fixtures import backend_fixture, hub_fixture  # noqa: F401 - found by name
 
 CHUNK = 262144
 NOCOPY = ImportOptions(nocopy=True)
@@ -64,16 +65,6 @@ def blob_of(hub: Path, repo_id: str, data: bytes) -> Path:
 
 
 disk_usage = allocated_bytes  # bytes the folder takes on disk
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Path:
-    return tmp_path / "hub"
-
-
-@pytest.fixture
-def backend(tmp_path: Path, hub: Path) -> HFCacheBackend:
-    return HFCacheBackend(Repo(tmp_path / "repo", fsync=False), hub_cache=hub)
 
 
 @pytest.fixture

@@ -22,18 +22,9 @@ from ipfs_mcp.backends.core.exporter import Exporter
 from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 from ipfs_mcp.backends.errors import InvalidInput, UnsafePath
 from ipfs_mcp.backends.repo.repository import Repo
+from tests.kubo_vectors import FILE_VECTORS as VECTORS
 
 V1 = ImportOptions(cid_version=1)
-
-# Kubo `ipfs add` (INTEROP.md): input -> (CIDv0 defaults, CIDv1 raw leaves)
-VECTORS = [
-    (b"", "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
-     "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"),
-    (b"hello world\n", "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
-     "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"),
-    (bytes(1 << 20), "QmVkbauSDEaMP4Tkq6Epm9uW75mWm136n81YH8fGtfwdHU",
-     "bafybeiggzq4ryi7hscq5hzvzcnk4urnxt3asp37dhgvnjilf7exskximla"),
-]
 
 
 @pytest.mark.parametrize(("data", "v0", "v1"), VECTORS)

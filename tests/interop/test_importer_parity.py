@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +29,11 @@ import pytest
 
 from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.importer import Importer, ImportOptions
+from tests.kubo_vectors import DIR_VECTOR, FILE_VECTORS
 
 from .jsenv import js_skip_reason, unixfs_import_batch
 from .kubo import KuboNode, kubo_skip_reason
+from .parity import Mismatches, entries_of
 
 pytestmark = pytest.mark.interop
 
@@ -41,17 +42,7 @@ LINKS = 174
 THRESHOLD = 262144
 
 # INTEROP.md: CIDs that Kubo's `ipfs add` gives (CIDv0 defaults; CIDv1 with raw leaves).
-KNOWN = {
-    "empty": (b"", "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
-              "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"),
-    "hello": (b"hello world\n", "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
-              "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"),
-    "zeros": (bytes(1 << 20), "QmVkbauSDEaMP4Tkq6Epm9uW75mWm136n81YH8fGtfwdHU",
-              "bafybeiggzq4ryi7hscq5hzvzcnk4urnxt3asp37dhgvnjilf7exskximla"),
-}
-KNOWN_DIR = ({"a.txt": b"aaa\n", "b.txt": b"bbb\n"},
-             "Qmbf84Ab1zsAStesz6Q7CTHJWKhZyMd9KtYPqrxEvFuBsF",
-             "bafybeieb2ojvdcdqsm2dwkzjc4unjujhh7dkkbr4njv4tzh5fb3fjdx4wu")
+KNOWN = dict(zip(("empty", "hello", "zeros"), FILE_VECTORS, strict=True))
 
 
 # -- our importer ---------------------------------------------------------------------------
@@ -73,30 +64,10 @@ def ours(path: Path, **opts: Any) -> str:
 
 
 def ours_entries(path: Path, **opts: Any) -> dict[str, str]:
-    result = Importer(options=_options(opts)).add_path(path)
-    entries = {e.path: cid_str(e.cid) for e in result.entries}
-    entries[""] = cid_str(result.root)
-    return entries
+    return entries_of(Importer(options=_options(opts)).add_path(path))
 
 
 # -- comparison bookkeeping -------------------------------------------------------------------
-@dataclass
-class Mismatches:
-    what: str
-    cases: list[str] = field(default_factory=list)
-    compared: int = 0
-
-    def check(self, label: str, expected: str, got: str) -> None:
-        self.compared += 1
-        if expected != got:
-            self.cases.append(f"{label}: expected {expected}, ours {got}")
-
-    def assert_none(self) -> None:
-        assert self.compared > 0, f"{self.what}: nothing was compared"
-        assert not self.cases, (f"{self.what}: {len(self.cases)} of {self.compared} differ:\n"
-                                + "\n".join(self.cases[:60]))
-
-
 def compare_entries(m: Mismatches, label: str, expected: dict[str, str],
                     got: dict[str, str], base: Path) -> None:
     """Compare two ``{relpath: cid}`` listings of the import of a folder; ``base / relpath``
@@ -200,7 +171,7 @@ def test_known_vectors(tmp_path: Path) -> None:
         m.check(f"{name} v1", v1, ours(path, cid_version=1))
         m.check(f"{name} v0 add_bytes", v0,
                 cid_str(Importer(options=ImportOptions()).add_bytes(data).cid_obj))
-    files, v0, v1 = KNOWN_DIR
+    files, v0, v1 = DIR_VECTOR
     for fname, data in files.items():
         write(tmp_path / "dir" / fname, data)
     m.check("dir v0", v0, ours(tmp_path / "dir"))
@@ -217,7 +188,7 @@ def test_known_vectors_real(tmp_path: Path, kubo: KuboNode, js: None) -> None:
         m.check(f"kubo {name}", v0, kubo.add(path, only_hash=True))
         jobs += [{"path": path}, {"path": path, "cid_version": 1}]
         expected += [(f"js {name} v0", v0), (f"js {name} v1", v1)]
-    files, v0, v1 = KNOWN_DIR
+    files, v0, v1 = DIR_VECTOR
     for fname, data in files.items():
         write(tmp_path / "dir" / fname, data)
     m.check("kubo dir", v0, kubo.add(tmp_path / "dir", only_hash=True))

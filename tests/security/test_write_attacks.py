@@ -16,12 +16,13 @@ import anyio
 import pytest
 from huggingface_hub import hf_hub_download
 from mcp import Client
-from mcp_types import ElicitResult, ListRootsResult, Root
+from mcp_types import ListRootsResult, Root
 
 from ipfs_mcp.backends.core.cids import parse_cid
 from ipfs_mcp.backends.hub.layout import commit_for
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
+from tests.elicitation import scripted_answers
 
 from .mcp_calls import call, call_error
 from .scene import ATTACKER_TEXT, NOTES, VICTIM, VICTIM_COMMIT, Scene, tree_digest, write_attacks
@@ -153,14 +154,7 @@ async def test_replace_true_moves_the_revision_and_fetching_again_is_idempotent(
 async def test_replacing_asks_the_user_first_when_the_client_can(scene: Scene,
                                                                  mode: str) -> None:
     asked: list[str] = []
-    answers = iter(["decline", "accept-no", "accept", "decline", "accept"])
-
-    async def elicit(_: Any, params: Any) -> ElicitResult:
-        asked.append(params.message)
-        answer = next(answers)
-        if answer == "decline":
-            return ElicitResult(action="decline")
-        return ElicitResult(action="accept", content={"confirm": answer == "accept"})
+    elicit = scripted_answers(["decline", "accept-no", "accept", "decline", "accept"], asked)
 
     with anyio.fail_after(TIMEOUT):
         async with Client(build_server(settings_for(scene, [scene.work])), mode=mode,

@@ -336,17 +336,10 @@ async def test_cancelling_store_model_stops_it_and_pins_nothing(
 
 async def test_destructive_tools_ask_first_when_the_client_can(settings: ServerSettings,
                                                               mode: str) -> None:
-    from mcp_types import ElicitResult
+    from tests.elicitation import scripted_answers
 
     asked: list[str] = []
-    answers = iter(["decline", "accept-no", "accept"])
-
-    async def elicit(_: Any, params: Any) -> ElicitResult:
-        asked.append(params.message)
-        answer = next(answers)
-        if answer == "decline":
-            return ElicitResult(action="decline")
-        return ElicitResult(action="accept", content={"confirm": answer == "accept"})
+    elicit = scripted_answers(["decline", "accept-no", "accept"], asked)
 
     with anyio.fail_after(TIMEOUT):
         async with Client(build_server(settings), mode=mode,
