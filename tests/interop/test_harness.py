@@ -12,6 +12,7 @@ import pytest
 
 from .helia import HeliaNode
 from .kubo import InteropError, InteropTimeout, KuboNode
+from .trees import same_tree
 
 pytestmark = pytest.mark.interop
 
@@ -25,15 +26,6 @@ def _tree(root: Path, rng: random.Random) -> Path:
     (root / "sub dir" / "ünï.txt").write_bytes(b"hello\n")
     (root / "empty").write_bytes(b"")
     return root
-
-
-def _same_tree(a: Path, b: Path) -> None:
-    names_a = sorted(p.relative_to(a).as_posix() for p in a.rglob("*"))
-    names_b = sorted(p.relative_to(b).as_posix() for p in b.rglob("*"))
-    assert names_a == names_b
-    for name in names_a:
-        if (a / name).is_file():
-            assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
 def test_kubo_node_offline_on_loopback(kubo_node: KuboNode, tmp_path: Path) -> None:
@@ -75,14 +67,14 @@ def test_bitswap_both_ways(kubo_node: KuboNode, helia_node: HeliaNode, tmp_path:
     kubo_node.connect(helia_node.dial_addr)
     helia_node.wait_for_peer(kubo_node.peer_id)
     assert kubo_node.fetch(helia_file, timeout=20) == big.read_bytes()
-    _same_tree(tmp_path / "from-helia", kubo_node.download(helia_dir, tmp_path / "k-out",
+    same_tree(tmp_path / "from-helia", kubo_node.download(helia_dir, tmp_path / "k-out",
                                                            timeout=20))
     assert kubo_node.fetch(raw, timeout=20) == b"a raw block"
     # Kubo -> Helia: CIDv0 with dag-pb leaves
     kubo_dir = kubo_node.add(_tree(tmp_path / "from-kubo", rng))
     kubo_file = kubo_node.add_bytes(rng.randbytes(600_000))
     helia_node.download(kubo_dir, tmp_path / "h-out", timeout=20)
-    _same_tree(tmp_path / "from-kubo", tmp_path / "h-out")
+    same_tree(tmp_path / "from-kubo", tmp_path / "h-out")
     assert len(helia_node.fetch(kubo_file, timeout=20)) == 600_000
     pinned = helia_node.pin(kubo_dir, timeout=20)
     assert kubo_dir in pinned

@@ -10,7 +10,7 @@ Our node runs on the trio loop; Kubo's calls block, so they run in worker thread
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,47 +23,18 @@ from ipfs_mcp.backends.core.cids import cid_str, parse_cid
 from ipfs_mcp.backends.core.exporter import Exporter
 
 from .kubo_daemon import KuboDaemon
-from .startup import record_start
+from .trees import same_tree
 
 pytestmark = pytest.mark.anyio
 
 SIZE = 3 * 262144 + 4321  # four leaves under a root with Kubo's defaults
 
 
-def same_tree(a: Path, b: Path) -> None:
-    names_a = sorted(p.relative_to(a).as_posix() for p in a.rglob("*"))
-    names_b = sorted(p.relative_to(b).as_posix() for p in b.rglob("*"))
-    assert names_a == names_b
-    for name in names_a:
-        if (a / name).is_file():
-            assert (a / name).read_bytes() == (b / name).read_bytes(), name
-
-
-@pytest.fixture
-def start_kubo(kubo043_binary: Path, tmp_path: Path) -> Iterator[Callable[..., KuboDaemon]]:
-    """Start Kubo 0.43 daemons from inside an async test (in a worker thread: ``await
-    anyio.to_thread.run_sync(lambda: start(...))``); all are closed at the end."""
-    daemons: list[KuboDaemon] = []
-
-    def start(**kwargs: object) -> KuboDaemon:
-        daemon = KuboDaemon(tmp_path / f"kubo-{len(daemons)}", binary=kubo043_binary,
-                            **kwargs)  # type: ignore[arg-type]
-        daemons.append(daemon)
-        record_start("kubo 0.43 daemon (exchange)", daemon.start_seconds)
-        return daemon
-
-    try:
-        yield start
-    finally:
-        for daemon in daemons:
-            daemon.close()
-
-
 async def run(fn: Callable[[], object]) -> object:
     return await anyio.to_thread.run_sync(fn)
 
 
-async def test_kubo_fetches_from_us_over_bitswap(start_kubo: Callable[..., KuboDaemon],
+async def test_kubo_fetches_from_us_over_bitswap(kubo043_factory: Callable[..., KuboDaemon],
                                                  tmp_path: Path) -> None:
     data = os.urandom(SIZE)
     repo = repo_at(tmp_path / "n")
@@ -73,7 +44,7 @@ async def test_kubo_fetches_from_us_over_bitswap(start_kubo: Callable[..., KuboD
     tree_cid = cid_str(add_path(repo, tree, cid_version=1))
     with trio.fail_after(120):
         async with node_at(tmp_path / "n") as node:
-            kubo: KuboDaemon = await run(lambda: start_kubo())  # type: ignore[assignment]
+            kubo: KuboDaemon = await run(lambda: kubo043_factory())  # type: ignore[assignment]
             await run(lambda: kubo.connect(node.addrs[0]))
             assert await run(lambda: kubo.cli("cat", "--", v0, timeout=60)) == data
             assert await run(lambda: kubo.cli("cat", "--", v1, timeout=60)) == data[:-5]
@@ -83,12 +54,12 @@ async def test_kubo_fetches_from_us_over_bitswap(start_kubo: Callable[..., KuboD
             assert node.peer_stats(kubo.peer_id)[0].blocks_sent >= 10
 
 
-async def test_we_fetch_from_kubo_over_bitswap(start_kubo: Callable[..., KuboDaemon],
+async def test_we_fetch_from_kubo_over_bitswap(kubo043_factory: Callable[..., KuboDaemon],
                                                tmp_path: Path) -> None:
     data = os.urandom(SIZE)
     with trio.fail_after(120):
         async with node_at(tmp_path / "n") as node:
-            kubo: KuboDaemon = await run(lambda: start_kubo())  # type: ignore[assignment]
+            kubo: KuboDaemon = await run(lambda: kubo043_factory())  # type: ignore[assignment]
             v0 = await run(lambda: kubo.add_bytes(data))
             v1 = await run(lambda: kubo.add_bytes(data[:-9], "--cid-version=1"))
             await node.connect_peer(kubo.dial_addr)
@@ -105,7 +76,7 @@ async def test_we_fetch_from_kubo_over_bitswap(start_kubo: Callable[..., KuboDae
 
 @pytest.mark.parametrize("version", [0, 1], ids=["cidv0", "cidv1"])
 async def test_kubo_finds_what_we_announced_and_gets_it_from_us(
-        start_kubo: Callable[..., KuboDaemon], tmp_path: Path, version: int) -> None:
+        kubo043_factory: Callable[..., KuboDaemon], tmp_path: Path, version: int) -> None:
     data = os.urandom(SIZE)
     repo = repo_at(tmp_path / "n")
     cid = cid_str(add_bytes(repo, data, cid_version=version))
@@ -113,7 +84,7 @@ async def test_kubo_finds_what_we_announced_and_gets_it_from_us(
         async with node_at(tmp_path / "n") as node:
             # Our node is Kubo's only bootstrap peer and so its whole DHT.
             kubo: KuboDaemon = await run(  # type: ignore[assignment]
-                lambda: start_kubo(config={"Bootstrap": [node.addrs[0]]}))
+                lambda: kubo043_factory(config={"Bootstrap": [node.addrs[0]]}))
             await run(lambda: kubo.wait_for_dht_peer(node.peer_id, table="lan"))
             assert await node.announce_content(cid) >= 1
             providers = await run(lambda: kubo.find_providers(cid, seconds=20))
@@ -126,14 +97,14 @@ async def test_kubo_finds_what_we_announced_and_gets_it_from_us(
 
 @pytest.mark.parametrize("version", [0, 1], ids=["cidv0", "cidv1"])
 async def test_our_find_providers_finds_what_only_kubo_provides_through_the_dht(
-        start_kubo: Callable[..., KuboDaemon], tmp_path: Path, version: int) -> None:
+        kubo043_factory: Callable[..., KuboDaemon], tmp_path: Path, version: int) -> None:
     """Kubo and our node meet only through a third node's DHT: Kubo announces to it, we
     ask it, then dial Kubo because the provider record says where it is."""
     data = os.urandom(SIZE)
     with trio.fail_after(120):
         async with node_at(tmp_path / "rendezvous") as rendezvous:
             kubo: KuboDaemon = await run(  # type: ignore[assignment]
-                lambda: start_kubo(config={"Bootstrap": [rendezvous.addrs[0]]}))
+                lambda: kubo043_factory(config={"Bootstrap": [rendezvous.addrs[0]]}))
             await run(lambda: kubo.wait_for_dht_peer(rendezvous.peer_id, table="lan"))
             flags = ["--cid-version=1"] if version else []
             cid = await run(lambda: kubo.add_bytes(data, *flags))

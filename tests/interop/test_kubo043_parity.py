@@ -24,28 +24,23 @@ and one byte under the 256 KiB sharding threshold, under both size estimates, an
 
 from __future__ import annotations
 
-import ast
 import os
 import random
 import secrets
 import subprocess
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 
-from .gobuild import GoBuildError, kubo_binary
-from .gobuild import interop_skip as skip_or_fail
+from .parity import Mismatches, added_entries, entries_of, run_ipfs
 from .test_importer_parity import make_tree, write
 
 SEED = int(os.environ.get("IPFS_MCP_PARITY_SEED") or secrets.randbits(32))
 THRESHOLD = 262144
-KUBO_TIMEOUT = 300.0  # one `ipfs add` of a batch; they take well under a second
 
 # Our option names -> Kubo's `ipfs add` flags.
 FLAGS = {"cid_version": "--cid-version", "raw_leaves": "--raw-leaves", "chunker": "--chunker",
@@ -69,81 +64,41 @@ class KuboHasher:
         self._base = base
         self._repos: dict[str | None, Path] = {}
 
-    def _run(self, repo: Path, argv: Sequence[str]) -> str:
-        env = {**os.environ, "IPFS_PATH": str(repo)}
-        try:
-            proc = subprocess.run([str(self._binary), *argv], env=env, capture_output=True,
-                                  timeout=KUBO_TIMEOUT, check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise AssertionError(f"ipfs {' '.join(argv)} took over {KUBO_TIMEOUT} s") from exc
-        assert proc.returncode == 0, (f"ipfs {' '.join(argv)} failed ({proc.returncode}): "
-                                      f"{proc.stderr.decode(errors='replace')[-2000:]}")
-        return proc.stdout.decode()
-
     def _repo(self, profile: str | None) -> Path:
         if profile not in self._repos:
             repo = self._base / (profile or "no-profile")
             profiles = "test" if profile is None else f"test,{profile}"
-            self._run(repo, ["init", "--profile", profiles])
+            run_ipfs(self._binary, repo, ["init", "--profile", profiles])
             self._repos[profile] = repo
         return self._repos[profile]
 
     def add(self, folder: Path, profile: str | None, overrides: dict[str, Any]) -> dict[str, str]:
         """``{relative path: CID}`` of every entry of ``folder`` ("" is the folder)."""
         only_hash = not {"max_directory_links", "max_hamt_fanout"} & overrides.keys()
-        out = self._run(self._repo(profile), [
+        out = run_ipfs(self._binary, self._repo(profile), [
             "--offline", "add", "-r", "--only-hash" if only_hash else "--pin=false",
             "--progress=false", *kubo_flags(overrides), str(folder)])
-        entries = {}
-        for line in out.splitlines():  # "added CID PATH" (PATH may hold spaces)
-            word, cid, name = line.split(" ", 2)
-            assert word == "added", line
-            if "\\" in name:  # Kubo's EscNonPrint: Go's strconv.Quote, quotes kept bare
-                name = ast.literal_eval('"' + name.replace('"', '\\"') + '"')
-            rel = "" if name == folder.name else name.removeprefix(folder.name + "/")
-            entries[rel] = cid
-        return entries
+        return added_entries(out, folder)
 
 
 def ours(folder: Path, profile: str | None, overrides: dict[str, Any]) -> dict[str, str]:
-    result = Importer(options=ImportOptions.from_profile(profile, **overrides)).add_path(folder)
-    entries = {e.path: cid_str(e.cid) for e in result.entries}
-    entries[""] = cid_str(result.root)
-    return entries
+    return entries_of(
+        Importer(options=ImportOptions.from_profile(profile, **overrides)).add_path(folder))
 
 
-@dataclass
-class Mismatches:
-    """Every difference of one comparison, reported at once with the run's seed."""
-
-    what: str
-    cases: list[str] = field(default_factory=list)
-    compared: int = 0
-
-    def compare(self, label: str, expected: dict[str, str], got: dict[str, str]) -> None:
-        if set(expected) != set(got):
-            self.cases.append(f"{label}: entries differ; only Kubo's "
-                              f"{sorted(set(expected) - set(got))[:8]}, only ours "
-                              f"{sorted(set(got) - set(expected))[:8]}")
-        for path in sorted(set(expected) & set(got)):
-            self.compared += 1
-            if expected[path] != got[path]:
-                self.cases.append(f"{label} {path!r}: Kubo {expected[path]}, ours {got[path]}")
-
-    def assert_none(self) -> None:
-        assert self.compared > 0, f"{self.what}: nothing was compared"
-        assert not self.cases, (f"{self.what} (seed {SEED}; IPFS_MCP_PARITY_SEED={SEED} "
-                                f"replays it): {len(self.cases)} of {self.compared} differ:\n"
-                                + "\n".join(self.cases[:40]))
+def compare(m: Mismatches, label: str, expected: dict[str, str], got: dict[str, str]) -> None:
+    """Kubo's listing (``expected``) against ours, entry by entry, into ``m``."""
+    if set(expected) != set(got):
+        m.cases.append(f"{label}: entries differ; only Kubo's "
+                       f"{sorted(set(expected) - set(got))[:8]}, only ours "
+                       f"{sorted(set(got) - set(expected))[:8]}")
+    for path in sorted(set(expected) & set(got)):
+        m.check(f"{label} {path!r}", expected[path], got[path])
 
 
 @pytest.fixture(scope="module")
-def kubo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KuboHasher]:
-    try:
-        binary = kubo_binary()
-    except GoBuildError as exc:
-        skip_or_fail(f"Kubo 0.43 is not available: {exc}")
-    yield KuboHasher(binary, tmp_path_factory.mktemp("kubo043-repos"))
+def kubo(kubo043_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> KuboHasher:
+    return KuboHasher(kubo043_binary, tmp_path_factory.mktemp("kubo043-repos"))
 
 
 @pytest.fixture
@@ -155,10 +110,11 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
 def check(kubo: KuboHasher, folder: Path, profile: str | None, overrides: dict[str, Any],
           what: str) -> dict[str, str]:
     """Kubo's and our import of ``folder`` agree on every entry; returns ours."""
-    m = Mismatches(f"{what} [profile {profile}, {kubo_flags(overrides)}]")
+    m = Mismatches(f"{what} [profile {profile}, {kubo_flags(overrides)}] (seed {SEED}; "
+                   f"IPFS_MCP_PARITY_SEED={SEED} replays it)")
     got = ours(folder, profile, overrides)
-    m.compare(folder.name, kubo.add(folder, profile, overrides), got)
-    m.assert_none()
+    compare(m, folder.name, kubo.add(folder, profile, overrides), got)
+    m.assert_none(shown=40)
     return got
 
 

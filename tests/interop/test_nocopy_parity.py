@@ -15,11 +15,9 @@ Inputs are random and new on every run; a failure names the seed, and
 
 from __future__ import annotations
 
-import ast
 import os
 import random
 import secrets
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,13 +30,11 @@ from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.backends.repo.repository import Repo
 from tests.backends.test_filestore import blob_of, make_hf_model
 
-from .gobuild import GoBuildError, kubo_binary
-from .gobuild import interop_skip as skip_or_fail
+from .parity import added_entries, entries_of, run_ipfs
 from .test_importer_parity import edge_sizes, make_tree, write
 from .test_kubo043_parity import kubo_flags
 
 SEED = int(os.environ.get("IPFS_MCP_PARITY_SEED") or secrets.randbits(32))
-KUBO_TIMEOUT = 300.0  # one `ipfs add` of a folder; they take well under a second
 
 Ref = tuple[str, int, str, int]  # leaf CID, size, resolved file, offset
 
@@ -54,30 +50,13 @@ class KuboFilestore:
         self.run(["config", "--json", "Experimental.FilestoreEnabled", "true"])
 
     def run(self, argv: Sequence[str], *, check: bool = True) -> str:
-        env = {**os.environ, "IPFS_PATH": str(self._repo)}
-        try:
-            proc = subprocess.run([str(self._binary), *argv], env=env, capture_output=True,
-                                  timeout=KUBO_TIMEOUT, check=False, cwd=self.base)
-        except subprocess.TimeoutExpired as exc:
-            raise AssertionError(f"ipfs {' '.join(argv)} took over {KUBO_TIMEOUT} s") from exc
-        if check:
-            assert proc.returncode == 0, (f"ipfs {' '.join(argv)} failed: "
-                                          f"{proc.stderr.decode(errors='replace')[-2000:]}")
-        return proc.stdout.decode()
+        return run_ipfs(self._binary, self._repo, argv, cwd=self.base, check=check)
 
     def add(self, folder: Path, flags: Sequence[str]) -> dict[str, str]:
         """``{relative path: CID}`` of every entry of ``folder`` ("" is the folder)."""
         out = self.run(["--offline", "add", "-r", "--nocopy", "--dereference-symlinks",
                         "--hidden", "--progress=false", *flags, str(folder)])
-        entries = {}
-        for line in out.splitlines():  # "added CID PATH" (PATH may hold spaces)
-            word, cid, name = line.split(" ", 2)
-            assert word == "added", line
-            if "\\" in name:  # Kubo's EscNonPrint: Go's strconv.Quote, quotes kept bare
-                name = ast.literal_eval('"' + name.replace('"', '\\"') + '"')
-            rel = "" if name == folder.name else name.removeprefix(folder.name + "/")
-            entries[rel] = cid
-        return entries
+        return added_entries(out, folder)
 
     def refs(self) -> set[Ref]:
         return {ref for _, ref in self._lines(["filestore", "ls"], status=False)}
@@ -99,22 +78,12 @@ class KuboFilestore:
         return found
 
 
-@pytest.fixture(scope="module")
-def binary() -> Path:
-    try:
-        return kubo_binary()
-    except GoBuildError as exc:
-        skip_or_fail(f"Kubo 0.43 is not available: {exc}")
-
-
 def ours_add(folder: Path, repo: Path, overrides: dict[str, Any]) -> tuple[
         dict[str, str], set[Ref], HFCacheBackend]:
     backend = HFCacheBackend(Repo(repo, fsync=False))
     options = ImportOptions.from_profile(None, nocopy=True, follow_symlinks=True, hidden=True,
                                          **overrides)
-    result = backend.add_path(folder, options=options)
-    entries = {e.path: cid_str(e.cid) for e in result.entries}
-    entries[""] = cid_str(result.root)
+    entries = entries_of(backend.add_path(folder, options=options))
     refs = {(r.cid, r.size, r.path, r.offset) for r in backend.repo.filestore.ls()}
     return entries, refs, backend
 
@@ -137,10 +106,10 @@ OPTION_SETS: list[dict[str, Any]] = [
 
 @pytest.mark.parametrize("overrides", OPTION_SETS, ids=lambda o: ",".join(
     f"{k}={v}" for k, v in o.items()) or "defaults")
-def test_random_trees_match_kubo_nocopy(binary: Path, tmp_path: Path,
+def test_random_trees_match_kubo_nocopy(kubo043_binary: Path, tmp_path: Path,
                                         overrides: dict[str, Any]) -> None:
     rng = random.Random(f"{SEED}-{sorted(overrides.items())}")
-    kubo = KuboFilestore(binary, tmp_path)
+    kubo = KuboFilestore(kubo043_binary, tmp_path)
     folder = make_tree(tmp_path / "tree", rng, depth=2, width=8, dotfiles=True,
                        symlinks=False, max_size=600_000)
     chunk = 1024 if "chunker" in overrides else 262144
@@ -157,9 +126,9 @@ def test_random_trees_match_kubo_nocopy(binary: Path, tmp_path: Path,
 
 
 def test_hf_snapshot_with_symlinked_blobs_matches_kubo_and_tampering_too(
-        binary: Path, tmp_path: Path) -> None:
+        kubo043_binary: Path, tmp_path: Path) -> None:
     rng = random.Random(SEED)
-    kubo = KuboFilestore(binary, tmp_path)
+    kubo = KuboFilestore(kubo043_binary, tmp_path)
     hub = tmp_path / "hub"
     weights = rng.randbytes(3 * 262144 + rng.randrange(1, 262144))
     shard = rng.randbytes(2 * 262144 + 17)

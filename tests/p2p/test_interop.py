@@ -16,6 +16,7 @@ import pytest
 import trio
 from interop.helia import HeliaNode, InteropTimeout, helia_skip_reason
 from interop.kubo import KuboNode, kubo_skip_reason
+from interop.trees import same_tree
 
 from ipfs_mcp.backends.core.cids import cid_str, parse_cid
 from ipfs_mcp.backends.core.exporter import Exporter
@@ -30,15 +31,6 @@ SIZE = 3 * 262144 + 4321  # multi-block: four leaves under a root
 def _skip_unless(reason: str | None) -> None:
     if reason is not None:
         pytest.skip(reason)
-
-
-def same_tree(a: Path, b: Path) -> None:
-    names_a = sorted(p.relative_to(a).as_posix() for p in a.rglob("*"))
-    names_b = sorted(p.relative_to(b).as_posix() for p in b.rglob("*"))
-    assert names_a == names_b
-    for name in names_a:
-        if (a / name).is_file():
-            assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
 async def test_kubo_fetches_from_us_and_we_fetch_from_kubo(tmp_path: Path) -> None:
