@@ -86,7 +86,7 @@ def wait_for(client: StdioClient, ready: Callable[[dict[str, Any]], bool]) -> di
         stats = client.tool("peer_stats", {})
         network = stats.get("network") or {}
         if ready(network):
-            return network  # type: ignore[no-any-return]
+            return network
         if time.monotonic() > deadline:
             break
         time.sleep(0.1)  # polling a subprocess; this is a bench, not a test

@@ -50,7 +50,7 @@ class StdioClient:
             if reply.get("id") == self.next_id:
                 if "error" in reply:
                     raise RuntimeError(reply["error"])
-                return reply["result"]  # type: ignore[no-any-return]
+                return reply["result"]
 
     def notify(self, method: str) -> None:
         assert self.proc.stdin is not None
@@ -61,7 +61,7 @@ class StdioClient:
         result = self.request("tools/call", {"name": name, "arguments": args})
         if result.get("isError"):
             raise RuntimeError(result["content"][0]["text"])
-        return result["structuredContent"]  # type: ignore[no-any-return]
+        return result["structuredContent"]
 
     def peak_rss_mib(self) -> float | None:
         try:

@@ -223,9 +223,9 @@ def bench_fetch(hub: Path, work: Path, size: int, fsync: bool) -> None:
             grown = allocated_bytes(home) - before
             label = ("receive: written once into blobs" if mode == "nocopy"
                      else "copy: blocks, then blobs")
-            print(f"{label:34} {mbps(size, float(got['seconds'])):8.1f} "  # type: ignore[arg-type]
-                  f"{int(got['write_bytes']) / size:14.3f} "  # type: ignore[call-overload]
-                  f"{int(got['into_blobs']) / size:11.3f} {grown / size:21.3f}")  # type: ignore[call-overload]
+            print(f"{label:34} {mbps(size, float(got['seconds'])):8.1f} "
+                  f"{int(got['write_bytes']) / size:14.3f} "
+                  f"{int(got['into_blobs']) / size:11.3f} {grown / size:21.3f}")
     finally:
         if server.stdin is not None:
             server.stdin.close()

@@ -24,7 +24,7 @@ from ipfs_mcp.backends.core.importer import Importer
 from ipfs_mcp.backends.repo.repository import Repo
 
 
-def _best(fn, runs: int = 3) -> float:  # type: ignore[no-untyped-def]
+def _best(fn, runs: int = 3) -> float:
     times = []
     for _ in range(runs):
         start = time.perf_counter()

@@ -148,7 +148,7 @@ def tool_errors(state: ServerState, tool: str) -> Iterator[None]:
 
 
 def _state(ctx: Context) -> ServerState:
-    return ctx.request_context.lifespan_context  # type: ignore[no-any-return]
+    return ctx.request_context.lifespan_context
 
 
 def _progress(ctx: Context) -> Progress:
@@ -275,7 +275,7 @@ def build_server(settings: ServerSettings | None = None, *, gateway_url: str | N
     runtime = Runtime()
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: MCPServer[ServerState]):  # type: ignore[no-untyped-def]
+    async def lifespan(_: MCPServer[ServerState]):
         async with lifespan_state(settings, runtime, slot=slot,
                                   gateway_url=gateway_url) as state:
             yield state

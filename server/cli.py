@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     except ModuleNotFoundError as exc:  # only while the server module is absent
         if exc.name != "ipfs_mcp.server.serve":
             raise
-        serve = None  # type: ignore[assignment]
+        serve = None
     if serve is not None:
         p = sub.add_parser("serve", help="run the MCP server (stdio by default)")
         serve.add_arguments(p)

@@ -72,7 +72,7 @@ def _seed_api_round_trip(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def seed_api_round_trip():  # type: ignore[no-untyped-def]
+def seed_api_round_trip():
     """The seed-API check, shared by the embedded and the Kubo router tests."""
     return _seed_api_round_trip
 

@@ -167,20 +167,18 @@ def test_no_import_reaches_a_layer_up() -> None:
     assert upward == []
 
 
+def _crossings(importer: str, scope: str, allowed: tuple[str, ...]) -> list[str]:
+    """Imports from modules under ``importer`` into ``scope`` that no ``allowed`` prefix covers."""
+    return [f"{name} -> {target}" for name, targets in _graph().items()
+            if name.startswith(importer)
+            for target in targets
+            if target.startswith(scope) and not target.startswith(allowed)]
+
+
 def test_p2p_uses_only_the_codecs_and_the_error_tree() -> None:
-    crossing = [f"{name} -> {target}" for name, targets in _graph().items()
-                if name.startswith("ipfs_mcp.p2p")
-                for target in targets
-                if target.startswith("ipfs_mcp.backends")
-                and not target.startswith(P2P_MAY_IMPORT)]
-    assert crossing == []
+    assert _crossings("ipfs_mcp.p2p", "ipfs_mcp.backends", P2P_MAY_IMPORT) == []
 
 
 def test_core_imports_nothing_of_ours_but_itself_and_the_error_tree() -> None:
-    crossing = [f"{name} -> {target}" for name, targets in _graph().items()
-                if name.startswith("ipfs_mcp.backends.core")
-                for target in targets
-                if target.startswith("ipfs_mcp.")
-                and not target.startswith(("ipfs_mcp.backends.core",
-                                           "ipfs_mcp.backends.errors"))]
-    assert crossing == []
+    assert _crossings("ipfs_mcp.backends.core", "ipfs_mcp.",
+                      ("ipfs_mcp.backends.core", "ipfs_mcp.backends.errors")) == []

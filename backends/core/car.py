@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import dag_cbor
 from dag_cbor.encoding.err import CBORError
@@ -40,7 +40,7 @@ class CarImportReport:
 
 def write_car(out: BinaryIO, roots: list[CID], blocks: Iterator[tuple[CID, bytes]]) -> int:
     """Write a CAR v1; returns the number of blocks written."""
-    header = dag_cbor.encode({"roots": roots, "version": 1})
+    header = dag_cbor.encode({"roots": list(roots), "version": 1})
     out.write(varint.encode(len(header)) + header)
     count = 0
     for cid, block in blocks:
@@ -147,7 +147,7 @@ def read_car(stream: BinaryIO, *, _inner: bool = False
         if data_offset < len(_V2_PRAGMA) + 40:
             raise InvalidInput(f"CAR v2 data offset {data_offset} points into its header")
         _skip(stream, data_offset - len(_V2_PRAGMA) - 40)  # padding up to the v1 payload
-        return read_car(_Limited(stream, data_size), _inner=True)
+        return read_car(cast(BinaryIO, _Limited(stream, data_size)), _inner=True)
     if first > MAX_HEADER:
         raise TooLarge(f"CAR header of {first} bytes is over {MAX_HEADER}")
     try:
@@ -162,7 +162,7 @@ def read_car(stream: BinaryIO, *, _inner: bool = False
     if len(roots) > MAX_CAR_ROOTS:
         raise TooLarge(f"CAR header lists {len(roots)} roots, over the bound of "
                        f"{MAX_CAR_ROOTS}")
-    return list(roots), _sections(stream)
+    return cast(list[CID], roots), _sections(stream)  # each checked to be a CID above
 
 
 def _sections(stream: BinaryIO) -> Iterator[tuple[CID, bytes]]:

@@ -70,7 +70,7 @@ def decode(block: bytes | memoryview) -> PBNode:
         elif field == 1 and wire == WIRE_BYTES:
             if data is not None:
                 raise IntegrityError("dag-pb: duplicate Data field")
-            data = bytes(value)  # type: ignore[arg-type]
+            data = bytes(value)
         else:
             raise IntegrityError(f"dag-pb: unexpected field {field}")
     return PBNode(tuple(links), data)
@@ -137,12 +137,12 @@ def _decode_link(buf: memoryview) -> PBLink:
     for field, wire, value in iter_fields(buf):
         if field == 1 and wire == WIRE_BYTES:
             try:
-                cid = _link_cid(bytes(value))  # type: ignore[arg-type]
+                cid = _link_cid(bytes(value))
             except (ValueError, KeyError) as exc:
                 raise IntegrityError(f"dag-pb: link has a malformed CID: {exc}") from exc
         elif field == 2 and wire == WIRE_BYTES:
             try:
-                name = bytes(value).decode()  # type: ignore[arg-type]
+                name = bytes(value).decode()
             except UnicodeDecodeError as exc:
                 raise IntegrityError("dag-pb: link name is not UTF-8") from exc
         elif field == 3 and wire == WIRE_VARINT:

@@ -295,12 +295,12 @@ class Importer:
     def add_file(self, path: Path) -> Node:
         with open(path, "rb", buffering=0) as stream:
             if self.references is None:
-                return self.add_stream(stream)  # type: ignore[arg-type]
+                return self.add_stream(stream)
             # The reference names the file itself (for a hub snapshot: blobs/<etag>), so a
             # symlink changed later cannot redirect reads of the leaves.
             self._source = [os.path.realpath(path), 0]
             try:
-                return self.add_stream(stream)  # type: ignore[arg-type]
+                return self.add_stream(stream)
             finally:
                 self._source = None
 

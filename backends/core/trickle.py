@@ -21,14 +21,15 @@ from typing import Protocol, TypeVar
 DEPTH_REPEAT = 4  # boxo trickle: depthRepeat
 
 N = TypeVar("N")
+N_co = TypeVar("N_co", covariant=True)  # a LeafSource only hands its nodes out
 
 
-class LeafSource(Protocol[N]):
+class LeafSource(Protocol[N_co]):
     """The file's leaves in order, made one chunk at a time."""
 
     def done(self) -> bool: ...
 
-    def next_leaf(self) -> N: ...
+    def next_leaf(self) -> N_co: ...
 
 
 def layout(source: LeafSource[N], max_links: int, parent: Callable[[list[N]], N]) -> N:

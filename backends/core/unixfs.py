@@ -91,7 +91,7 @@ def decode(buf: bytes | memoryview) -> UnixFSData:
         if fnum == 1 and wire == WIRE_VARINT:
             type_ = value  # type: ignore[assignment]
         elif fnum == 2 and wire == WIRE_BYTES:
-            data = bytes(value)  # type: ignore[arg-type]
+            data = bytes(value)
         elif fnum == 3 and wire == WIRE_VARINT:
             filesize = value  # type: ignore[assignment]
         elif fnum == 4 and wire == WIRE_VARINT:

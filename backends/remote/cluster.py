@@ -561,7 +561,7 @@ class _Tee:
     def _run(self, options: ImportOptions) -> None:
         try:
             self._result.append(Importer(None, options).add_stream(_QueueReader(self._queue)
-                                                                   ).cid_obj)  # type: ignore[arg-type]
+                                                                   ).cid_obj)
         except BaseException as exc:  # reported by cid()
             self._error.append(exc)
 

@@ -305,7 +305,7 @@ class Filestore:
     def iter_refs(self) -> Iterator[tuple[bytes, FileRef]]:
         for multihash, path, offset, size in self._query(
                 "SELECT multihash, path, offset, size FROM refs ORDER BY path, offset"):
-            yield bytes(multihash), FileRef(str(path), int(offset), int(size))  # type: ignore
+            yield bytes(multihash), FileRef(str(path), int(offset), int(size))  # type: ignore[call-overload]
 
     def count(self) -> int:
         rows = self._query("SELECT COUNT(*) FROM refs")

@@ -84,7 +84,7 @@ def test_a_lan_router_reaches_the_lan_and_a_local_one_reaches_anything() -> None
 
 
 @pytest.fixture
-def block_and_gateway(http_server_of_own  # type: ignore[no-untyped-def]
+def block_and_gateway(http_server_of_own
                       ) -> tuple[CID, bytes, str, list[str]]:
     """One raw block, a gateway on 127.0.0.1 serving it, and the paths it was asked for."""
     data = b"the router must not send us here\n" * 50
@@ -98,7 +98,7 @@ def block_and_gateway(http_server_of_own  # type: ignore[no-untyped-def]
     return cid, data, http_server_of_own(respond), asked
 
 
-def _router(http_server_of_own: Callable[..., str], gateway: str) -> str:  # type: ignore[type-arg]
+def _router(http_server_of_own: Callable[..., str], gateway: str) -> str:
     port = gateway.rsplit(":", 1)[1]
     record = {"Schema": "peer", "ID": PEER, "Protocols": ["transport-ipfs-gateway-http"],
               "Addrs": [f"/ip4/127.0.0.1/tcp/{port}/http"]}
@@ -107,7 +107,7 @@ def _router(http_server_of_own: Callable[..., str], gateway: str) -> str:  # typ
 
 
 def test_a_public_router_naming_a_loopback_gateway_gets_no_request_sent_there(
-        tmp_path: Path, http_server_of_own, block_and_gateway) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, http_server_of_own, block_and_gateway) -> None:
     cid, _, gateway, asked = block_and_gateway
     router = _router(http_server_of_own, gateway)
     repo = Repo(tmp_path / "repo", fsync=False)
@@ -124,7 +124,7 @@ def test_a_public_router_naming_a_loopback_gateway_gets_no_request_sent_there(
 
 
 def test_a_router_on_this_machine_may_name_a_gateway_on_it(
-        tmp_path: Path, http_server_of_own, block_and_gateway) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, http_server_of_own, block_and_gateway) -> None:
     cid, data, gateway, asked = block_and_gateway
     router = _router(http_server_of_own, gateway)
     repo = Repo(tmp_path / "repo", fsync=False)

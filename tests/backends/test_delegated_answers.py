@@ -19,7 +19,7 @@ def _line(n: int) -> bytes:
                         "Addrs": [f"/ip4/127.0.0.1/tcp/{4000 + n % 1000}"]}) + "\n").encode()
 
 
-def test_an_oversized_router_answer_is_cut_off_and_reported(http_server_of_own) -> None:  # type: ignore[no-untyped-def]
+def test_an_oversized_router_answer_is_cut_off_and_reported(http_server_of_own) -> None:
     body = b"".join(_line(n) for n in range(MAX_ANSWER // 100 + 10))
     assert len(body) > MAX_ANSWER
     url = http_server_of_own(lambda path: (200, {"Content-Type": "application/x-ndjson"}, body))
@@ -33,7 +33,7 @@ def test_an_oversized_router_answer_is_cut_off_and_reported(http_server_of_own) 
 
 
 def test_a_router_answer_with_too_many_records_is_taken_only_up_to_the_bound(
-        http_server_of_own) -> None:  # type: ignore[no-untyped-def]
+        http_server_of_own) -> None:
     body = b"".join(_line(n) for n in range(MAX_RECORDS + 500))
     assert len(body) < MAX_ANSWER
     url = http_server_of_own(lambda path: (200, {"Content-Type": "application/x-ndjson"}, body))

@@ -87,9 +87,9 @@ def test_corrupt_pinned_block_is_reported_until_repaired_and_removed(
 
     # removing the bad block does not make the broken pin whole: still non-zero
     code, report = verify_json("--remove-bad-blocks")
-    assert code == 2 and [r["path"] for r in report["removed"]] == [bad["path"]]  # type: ignore[union-attr]
+    assert code == 2 and [r["path"] for r in report["removed"]] == [bad["path"]]
     assert report["corrupt"] == [] and not Path(bad["path"]).exists()
-    assert [m["kind"] for m in report["missing"]] == ["absent"]  # type: ignore[union-attr]
+    assert [m["kind"] for m in report["missing"]] == ["absent"]
 
     # adding the same bytes again stores the good block: only now does verify pass
     assert home.add_bytes(data, options=SMALL_CHUNKS) == root

@@ -21,7 +21,7 @@ def test_default_is_hf_cache_and_says_why_others_were_skipped() -> None:
     assert "hf_cache" in sel.skipped["kubo"]
 
 
-def test_seed_api_round_trip(tmp_path: Path, seed_api_round_trip) -> None:  # type: ignore[no-untyped-def]
+def test_seed_api_round_trip(tmp_path: Path, seed_api_round_trip) -> None:
     seed_api_round_trip(tmp_path)
 
 

@@ -25,7 +25,7 @@ class ClosingBackend(HFCacheBackend):
         ClosingBackend.closed += 1
 
 
-def registry(tmp_path: Path, **factories) -> BackendRegistry:  # type: ignore[no-untyped-def]
+def registry(tmp_path: Path, **factories) -> BackendRegistry:
     settings = BackendSettings.from_env({"HF_HOME": str(tmp_path / "home"),
                                          "ENABLE_IPFS_KIT": "0", "KUBO_CMD": "absent-ipfs"})
     return BackendRegistry(RouterDeps(settings=settings), factories)

@@ -73,7 +73,7 @@ async def test_routing_v1_answers_from_our_node(tmp_path: Path) -> None:
                 ours = await slot.wait()
                 assert ours is not None, slot.status
                 added = await client.call_tool("add_content", {"text": "held here\n"})
-                cid = added.structured_content["cid"]  # type: ignore[index]
+                cid = added.structured_content["cid"]
                 # The other peer joins our DHT and announces its content into it.
                 await other.connect_peer(ours.addrs[0])
                 await ours.wait_for_peer(other.peer_id)

@@ -35,7 +35,7 @@ class _Collect:
 
 def make_files(count: int, size: int) -> tuple[list[tuple[str, bytes]], dict[str, bytes]]:
     sink = _Collect()
-    importer = Importer(sink, ImportOptions(chunk_size=16 * 1024))  # type: ignore[arg-type]
+    importer = Importer(sink, ImportOptions(chunk_size=16 * 1024))
     files = []
     for _ in range(count):
         data = os.urandom(size)
@@ -44,7 +44,7 @@ def make_files(count: int, size: int) -> tuple[list[tuple[str, bytes]], dict[str
 
 
 @pytest.fixture
-def source_gateway(http_server_of_own):  # type: ignore[no-untyped-def]
+def source_gateway(http_server_of_own):
     def start(blocks: dict[str, bytes]) -> tuple[str, list[str]]:
         asked: list[str] = []
 
@@ -68,7 +68,7 @@ def settings(home: Path, source: str, max_store: int | None = None) -> ServerSet
 
 
 async def test_the_recursive_gateway_stops_fetching_at_its_total_bound(
-        tmp_path: Path, source_gateway) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, source_gateway) -> None:
     files, blocks = make_files(3, 100_000)
     url, asked = source_gateway(blocks)
     gateway = gateway_from_settings(settings(tmp_path / "home", url, max_store=150_000))
@@ -91,7 +91,7 @@ async def test_the_recursive_gateway_stops_fetching_at_its_total_bound(
 
 
 async def test_the_recursive_gateway_stops_fetching_at_the_disk_reserve(
-        small_disk: Path, source_gateway) -> None:  # type: ignore[no-untyped-def]
+        small_disk: Path, source_gateway) -> None:
     files, blocks = make_files(2, 60_000)
     url, asked = source_gateway(blocks)
     gateway = gateway_from_settings(settings(small_disk / "home", url))

@@ -62,7 +62,7 @@ def _factory(cls: type[N], skip_reason: str | None, base: Path) -> Iterator[Call
     nodes: list[N] = []
 
     def start(**kwargs: Any) -> N:
-        node = cls(base / f"{cls.name}-{len(nodes)}", **kwargs)  # type: ignore[call-arg]
+        node = cls(base / f"{cls.name}-{len(nodes)}", **kwargs)
         nodes.append(node)
         return node
 

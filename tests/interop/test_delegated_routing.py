@@ -34,7 +34,7 @@ def settings(home: Path, root: Path, routers: list[str], *, p2p: bool) -> Server
 
 
 @pytest.fixture
-def router_of_own(http_server_of_own):  # type: ignore[no-untyped-def]
+def router_of_own(http_server_of_own):
     """A /routing/v1 server of the test's own, answering NDJSON with the records given
     (plus one of an unknown schema, which clients must skip)."""
 

@@ -255,7 +255,7 @@ async def test_helia_reads_and_fetches_from_our_node_as_serve_wires_it(tmp_path:
                 added = await client.call_tool(
                     "add_content", {"path": str(tmp_path / "work" / "weights.bin")})
                 assert not added.is_error, added.content
-                cid = added.structured_content["cid"]  # type: ignore[index]
+                cid = added.structured_content["cid"]
                 routing = await helia_http({"op": "routing", "router": urls[0],
                                             "providers": [cid], "peers": [node.peer_id]})
                 fetched = await helia_http({"op": "fetch", "routers": [urls[0]], "items": [

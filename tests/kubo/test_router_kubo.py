@@ -25,7 +25,7 @@ def kubo_env(kubo: KuboDaemon, monkeypatch: pytest.MonkeyPatch) -> KuboDaemon:
 
 
 def test_seed_api_over_kubo_rpc(kubo_env: KuboDaemon, monkeypatch: pytest.MonkeyPatch,
-                                tmp_path: Path, seed_api_round_trip) -> None:  # type: ignore[no-untyped-def]
+                                tmp_path: Path, seed_api_round_trip) -> None:
     monkeypatch.setenv("IPFS_BACKEND", "kubo")
     monkeypatch.setenv("IPFS_API_TIMEOUT", "30")
     router.reset()

@@ -28,7 +28,7 @@ def read_file(node_blocks: object, cid: object) -> bytes:
 def same_dag(src: object, dst: object, root: object) -> int:
     """Every block of ``root`` in ``src`` is in ``dst`` with identical bytes."""
     n = 0
-    for cid, block in walk(root, src.get):  # type: ignore[attr-defined,arg-type]
+    for cid, block in walk(root, src.get):  # type: ignore[attr-defined]
         assert dst.get(cid) == block  # type: ignore[attr-defined]
         n += 1
     return n

@@ -130,8 +130,8 @@ async def test_peer_disconnecting_mid_transfer(tmp_path: Path) -> None:
         async with node_at(tmp_path / "honest") as honest, \
                 node_at(tmp_path / "f") as fetcher, trio.open_nursery() as nursery:
             quitter = await nursery.start(run_quitter)
-            quitter_id = quitter.peer_id  # type: ignore[attr-defined]
-            await fetcher.connect_peer(quitter.addrs[0])  # type: ignore[attr-defined]
+            quitter_id = quitter.peer_id
+            await fetcher.connect_peer(quitter.addrs[0])
             await fetcher.connect_peer(honest.addrs[0])
             seed_good_record(fetcher, quitter_id)
             before = fetcher.reputation.score(quitter_id)

@@ -46,12 +46,12 @@ class RawClient:
             self.lines.append(line)
             reply = json.loads(line)
             if reply.get("id") == self.next_id:
-                return reply  # type: ignore[no-any-return]
+                return reply
 
     async def tool(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         reply = await self.send("tools/call", {"name": name, "arguments": args})
         assert reply is not None and "result" in reply, reply
-        return reply["result"]  # type: ignore[no-any-return]
+        return reply["result"]
 
 
 @pytest.mark.anyio
@@ -149,9 +149,9 @@ async def test_sdk_client_over_stdio(work: Path, mode: str) -> None:
         async with Client(params, mode=mode) as client:
             assert len((await client.list_tools()).tools) == 12
             added = await client.call_tool("add_content", {"text": "via the SDK"})
-            cid = added.structured_content["cid"]  # type: ignore[index]
+            cid = added.structured_content["cid"]
             got = await client.call_tool("fetch_cid", {"cid": cid})
-            assert got.structured_content["text"] == "via the SDK"  # type: ignore[index]
+            assert got.structured_content["text"] == "via the SDK"
             stats = await client.call_tool("peer_stats", {})
-            assert stats.structured_content["network_status"].startswith(  # type: ignore[index]
+            assert stats.structured_content["network_status"].startswith(
                 "not running: disabled")

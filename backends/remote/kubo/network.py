@@ -48,7 +48,7 @@ class KuboNode(Protocol):
 
 def _int(value: object) -> int | None:
     try:
-        return int(value)  # type: ignore[call-overload, no-any-return]
+        return int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return None
 

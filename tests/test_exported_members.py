@@ -1,0 +1,82 @@
+"""Each package's public surface, locked: adding, removing or renaming a public name is a change
+to make on purpose, here as well as in the code.
+
+A package's public names are its ``__all__`` when it declares one (the names it promises), else
+its public modules and sub-packages (those whose names do not start with ``_``): the packages
+without an ``__all__`` are imported module by module, so the modules are what they export.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from types import ModuleType
+
+import pytest
+
+EXPORTED: dict[str, set[str]] = {
+    "ipfs_mcp.backends": {
+        "backend", "cancel", "core", "errors", "fetcher", "hf_cache", "http_answers", "hub",
+        "network", "remote", "repo", "retrieval", "router", "settings",
+    },
+    "ipfs_mcp.backends.core": {
+        "car", "chunkers", "cids", "dag", "dagpb", "exporter", "hamt", "importer", "limits",
+        "protobuf", "reputation", "trickle", "unixfs", "varint",
+    },
+    "ipfs_mcp.backends.repo": {
+        "atomic", "blockstore", "filestore", "pins", "placement", "prefetch", "receiver",
+        "repository",
+    },
+    "ipfs_mcp.backends.retrieval": {
+        "address_scope", "delegated_routing", "sources", "trustless_gateway",
+    },
+    "ipfs_mcp.backends.hub": {"layout", "models", "receive"},
+    "ipfs_mcp.backends.remote": {"cluster", "ipfs_kit", "kubo"},
+    "ipfs_mcp.backends.remote.kubo": {
+        "backend", "cli_transport", "factory", "http_transport", "network", "transport",
+        "upload", "verified",
+    },
+    "ipfs_mcp.p2p": {
+        "Bitswap", "BitswapConfig", "ContentRouting", "FetchReport", "KadContentRouting",
+        "Ledger", "NodeConfig", "NodeFetcher", "NodeStats", "P2PNode", "PeerStat",
+        "ProviderInfo", "ProviderReputation", "ROLE_PROFILES", "Role", "RoleProfile", "Session",
+        "build_host", "load_or_create_identity", "open_node",
+    },
+    "ipfs_mcp.tools": {
+        "content", "health", "import_options", "models", "network", "progress", "roots",
+    },
+    "ipfs_mcp.server": {
+        "app", "cli", "cli_fetch", "config", "gateway", "http", "logs", "node_network",
+        "prompts", "serve", "state", "tool_args",
+    },
+}
+
+
+def public_names(package: ModuleType) -> set[str]:
+    """The package's ``__all__`` if it has one, else its public modules and sub-packages."""
+    declared = getattr(package, "__all__", None)
+    if declared is not None:
+        return set(declared)
+    return {info.name for info in pkgutil.iter_modules(package.__path__)
+            if not info.name.startswith("_")}
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTED))
+def test_exported_members(name: str) -> None:
+    package = importlib.import_module(name)
+    found = public_names(package)
+    assert found == EXPORTED[name], (
+        f"{name}: new {sorted(found - EXPORTED[name])}, gone {sorted(EXPORTED[name] - found)}; "
+        "if that is meant, say so in EXPORTED")
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTED))
+def test_every_exported_name_resolves(name: str) -> None:
+    """An ``__all__`` entry with nothing behind it, or a public module that fails to import,
+    is caught here rather than by its first caller."""
+    package = importlib.import_module(name)
+    for member in sorted(public_names(package)):
+        if hasattr(package, "__all__"):
+            assert hasattr(package, member), f"{name}.__all__ names {member}, which is not there"
+        else:
+            importlib.import_module(f"{name}.{member}")
