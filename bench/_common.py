@@ -1,7 +1,10 @@
-"""Helpers shared by the bench scripts: temp files of random bytes, timing, MB/s."""
+"""Helpers shared by the bench scripts: temp files of random bytes, sha256, timing, MB/s.
+
+The real programs they measure are started by :mod:`_programs`."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -23,6 +26,16 @@ def random_file(path: Path, size: int) -> Path:
             out.write(os.urandom(n))
             left -= n
     return path
+
+
+def sha256_file(path: Path) -> str:
+    """The file's sha256, read unbuffered: the floor of any verified read of it (and a way
+    to bring it into the page cache)."""
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(MIB):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def timed(fn: Callable[[], T]) -> tuple[T, float]:

@@ -11,24 +11,15 @@ Targets (issue 2): ours without storing >= 0.7x sha256; ours faster than Kubo.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import tempfile
 from pathlib import Path
 
-from _common import MIB, import_test_harness, mbps, random_file, timed
+from _common import MIB, import_test_harness, mbps, random_file, sha256_file, timed
 
 from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.importer import Importer
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.backends.repo.repository import Repo
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(MIB):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def main() -> None:

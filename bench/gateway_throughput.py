@@ -14,27 +14,14 @@ against its CID as it reads it from disk. Baseline: hashlib sha256 over the same
 from __future__ import annotations
 
 import argparse
-import hashlib
-import re
-import sys
 import tempfile
 from pathlib import Path
 
 import httpx
-from _common import MIB, import_test_harness, mbps, random_file, timed
-
-from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.repo.repository import Repo
+from _common import MIB, mbps, random_file, sha256_file, timed
+from _programs import embedded_add, gateway_url, kubo043_daemon, start_serve
 
 READ_CHUNK = 4 * MIB
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(MIB):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def download(client: httpx.Client, url: str) -> int:
@@ -62,8 +49,6 @@ def main() -> int:
     parser.add_argument("--no-kubo", action="store_true")
     args = parser.parse_args()
     size = args.size_mib * MIB
-    import_test_harness()
-    from tests.interop._process import DaemonProcess
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -71,38 +56,28 @@ def main() -> int:
         sha256_file(data)
         _, t_sha = timed(lambda: sha256_file(data))
         home = tmp / "hf"
-        backend = HFCacheBackend(Repo(home / "ipfs", fsync=False))
-        cid = str(backend.add_path(data).root)
-        server = DaemonProcess([sys.executable, "-m", "ipfs_mcp.server.cli", "serve",
-                                "--no-p2p", "--http", "127.0.0.1:0", "--gateway",
-                                "127.0.0.1:0"], name="ipfs-mcp serve", cwd=tmp,
-                               log_path=tmp / "serve.log", ready_marker="serving gateway at",
-                               env={"HF_HOME": str(home)})
+        cid = embedded_add(home, data)
+        server = start_serve(tmp, home, "--no-p2p", "--http", "127.0.0.1:0", "--gateway",
+                             "127.0.0.1:0", ready_marker="serving gateway at")
         results: list[tuple[str, str, float, int]] = []
         with httpx.Client(timeout=600) as client:
             try:
                 server.wait_ready(60)
-                match = re.search(r"serving gateway at (http://[\d.:]+)/ipfs/",
-                                  server.log_tail())
-                assert match, server.log_tail()
+                ours = gateway_url(server)
+                assert ours, server.log_tail()
                 results += [("ipfs-mcp", label, t, n)
-                            for label, t, n in measure(client, match.group(1), cid)]
+                            for label, t, n in measure(client, ours, cid)]
             finally:
                 server.close()
-            if not args.no_kubo:
-                from tests.interop.gobuild import GoBuildError
-                from tests.interop.kubo_daemon import KuboDaemon
-
-                try:
-                    with KuboDaemon(tmp / "kubo") as kubo:
-                        kubo_cid = kubo.add_path(data)
-                        if kubo_cid != cid:
-                            print(f"CIDs differ: ours {cid}, Kubo {kubo_cid}")
-                            return 1
-                        results += [("Kubo 0.43", label, t, n) for label, t, n in
-                                    measure(client, kubo.gateway_url, cid)]
-                except GoBuildError as exc:
-                    print(f"(Kubo skipped: {exc})")
+            kubo = None if args.no_kubo else kubo043_daemon(tmp / "kubo")
+            if kubo is not None:
+                with kubo:
+                    kubo_cid = kubo.add_path(data)
+                    if kubo_cid != cid:
+                        print(f"CIDs differ: ours {cid}, Kubo {kubo_cid}")
+                        return 1
+                    results += [("Kubo 0.43", label, t, n) for label, t, n in
+                                measure(client, kubo.gateway_url, cid)]
     print(f"{args.size_mib} MiB random file, CID {cid}")
     print(f"{'contender':<28}{'MiB/s':>9}{'x sha256':>10}")
     print(f"{'hashlib sha256 (baseline)':<28}{mbps(size, t_sha):>9.0f}{1.0:>10.2f}")

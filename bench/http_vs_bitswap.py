@@ -19,16 +19,15 @@ the floor of any verified retrieval. Figures are printed; nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import re
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from _common import MIB, import_test_harness, mbps, random_file, timed
+from _common import MIB, mbps, random_file, sha256_file, timed
+from _programs import embedded_add, gateway_url, kubo043_daemon, start_serve
 
 from ipfs_mcp.backends.core.cids import parse_cid
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
@@ -36,13 +35,6 @@ from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.backends.retrieval.trustless_gateway import TrustlessGateways
 
 FETCH_TIMEOUT = 1800.0  # seconds one retrieval may take
-
-
-def sha256_file(path: Path) -> None:
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(MIB):
-            digest.update(chunk)
 
 
 def over_http(gateway: str, cid: str, repo_dir: Path) -> float:
@@ -89,28 +81,21 @@ def main() -> int:
     parser.add_argument("--no-kubo", action="store_true")
     args = parser.parse_args()
     size = args.size_mib * MIB
-    import_test_harness()
-    from tests.interop._process import DaemonProcess
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         data = random_file(tmp / "data.bin", size)
         sha256_file(data)  # warm the page cache, as every contender's provider has it warm
         home = tmp / "hf"
-        backend = HFCacheBackend(Repo(home / "ipfs", fsync=False))
-        cid = str(backend.add_path(data).root)
-        backend.close()
-        server = DaemonProcess([sys.executable, "-m", "ipfs_mcp.server.cli", "serve",
-                                "--http", "127.0.0.1:0", "--gateway", "127.0.0.1:0",
-                                "--log-level", "INFO"], name="ipfs-mcp serve", cwd=tmp,
-                               log_path=tmp / "serve.log", ready_marker="serving MCP at",
-                               env={"HF_HOME": str(home)})
+        cid = embedded_add(home, data)
+        server = start_serve(tmp, home, "--http", "127.0.0.1:0", "--gateway", "127.0.0.1:0",
+                             "--log-level", "INFO", ready_marker="serving MCP at")
         contenders: list[tuple[str, Callable[[Path], float]]] = []
         kubo = None
         rows: list[tuple[str, float]] = []
         try:
             server.wait_ready(60)
-            gateway = re.search(r"serving gateway at (http://[\d.:]+)/ipfs/", server.log_tail())
+            gateway = gateway_url(server)
             deadline = time.monotonic() + 60  # the node logs its address once it is up
             while (node := re.search(r"P2P node (\S+) on (/ip4/127\.0\.0\.1/tcp/\d+)",
                                      server.log_tail())) is None \
@@ -118,16 +103,10 @@ def main() -> int:
                 time.sleep(0.05)
             assert gateway and node, server.log_tail()
             ours_addr = f"{node.group(2)}/p2p/{node.group(1)}"
-            contenders += [("ipfs-mcp gateway, HTTP", partial(over_http, gateway.group(1), cid)),
+            contenders += [("ipfs-mcp gateway, HTTP", partial(over_http, gateway, cid)),
                            ("ipfs-mcp node, bitswap", partial(over_bitswap, ours_addr, cid))]
             if not args.no_kubo:
-                from tests.interop.gobuild import GoBuildError
-                from tests.interop.kubo_daemon import KuboDaemon
-
-                try:
-                    kubo = KuboDaemon(tmp / "kubo")
-                except GoBuildError as exc:
-                    print(f"(Kubo skipped: {exc})")
+                kubo = kubo043_daemon(tmp / "kubo")
                 if kubo is not None:
                     kubo_cid = kubo.add_path(data)
                     if kubo_cid != cid:

@@ -23,7 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import MIB, import_test_harness, mbps, random_file, timed
+from _common import MIB, mbps, random_file, timed
+from _programs import kubo043_binary
 
 
 def run(argv: list[str], env: dict[str, str]) -> str:
@@ -39,13 +40,8 @@ def main() -> int:
     parser.add_argument("--cid-version", type=int, default=0, choices=(0, 1))
     parser.add_argument("--rounds", type=int, default=2, help="best of N, each on a fresh repo")
     args = parser.parse_args()
-    import_test_harness()
-    from tests.interop.gobuild import GoBuildError, kubo_binary
-
-    try:
-        ipfs = kubo_binary()
-    except GoBuildError as exc:
-        print(f"cannot build Kubo 0.43: {exc}", file=sys.stderr)
+    ipfs = kubo043_binary()
+    if ipfs is None:
         return 2
     ours_cmd = shutil.which("ipfs-mcp")
     if ours_cmd is None:

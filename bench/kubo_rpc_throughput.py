@@ -17,7 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import MIB, import_test_harness, mbps, random_file, timed
+from _common import MIB, mbps, random_file, timed
+from _programs import kubo043_binary
 
 from ipfs_mcp.backends.core.importer import ImportOptions
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
@@ -48,15 +49,11 @@ def main() -> int:
         if args.api:
             api, label = args.api, f"Kubo RPC at {args.api}"
         else:
-            import_test_harness()
-            from tests.interop.gobuild import GoBuildError, kubo_binary
+            binary = kubo043_binary()
+            if binary is None:
+                return 2
             from tests.interop.kubo_daemon import KuboDaemon
 
-            try:
-                binary = kubo_binary()
-            except GoBuildError as exc:
-                print(f"cannot build Kubo 0.43: {exc}", file=sys.stderr)
-                return 2
             daemon = KuboDaemon(work / "kubo", binary=binary)
             api, label = daemon.api_url, "Kubo 0.43 RPC (127.0.0.1)"
         try:
