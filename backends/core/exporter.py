@@ -14,7 +14,8 @@ refuses what the free disk or the write limit cannot hold; while writing it stop
 when a DAG turns out to hold more than it declared.
 
 Every walk is iterative and bounded by :mod:`.limits` (depth, links per node, entries per
-folder), so a hostile DAG gets a one-line error, never a ``RecursionError``.
+folder; a folder tree is walked by the shared DAG walker), so a hostile DAG gets a one-line
+error, never a ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from multiformats import CID
 
 from ipfs_mcp.backends.core import dagpb, limits, unixfs
 from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.dag import Node, walk_nodes
 from ipfs_mcp.backends.core.importer import check_entry_name
 from ipfs_mcp.backends.core.unixfs import NodeType
 from ipfs_mcp.backends.errors import (
@@ -84,6 +86,16 @@ def _decode(cid: CID, block: bytes) -> _Decoded:
     if node.data is None:
         raise IntegrityError(f"{cid_str(cid)}: dag-pb node without UnixFS data")
     return _Decoded(node.links, unixfs.decode(node.data))
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One entry of a folder tree, as :meth:`Exporter.tree` meets it."""
+
+    path: str  # relative to the tree's root, "/"-separated; "" for the root itself
+    entry: Entry
+    children: tuple[tuple[str, CID], ...]  # a folder's entries in order; () for the rest
+    node: _Decoded = field(repr=False)
 
 
 Progress = Callable[[int], None]
@@ -284,33 +296,48 @@ class Exporter:
         """The bytes writing ``cid`` would put on disk, as its blocks declare them: a file's
         ``filesize``, a symlink's target, the sum over a folder's tree.
 
-        Only each entry's root block is read, never file contents. The walk is iterative and
-        bounded (``limits.MAX_TREE_ENTRIES``); it stops early once the sum is over
-        ``stop_above``, since the write is refused anyway.
+        Only each entry's root block is read, never file contents (see :meth:`tree`); the
+        walk stops early once the sum is over ``stop_above``, since the write is refused
+        anyway.
 
         Raises:
             DagTooLarge: the tree is deeper or has more entries than the bounds.
         """
-        total = entries = 0
-        stack: list[tuple[CID, int]] = [(cid, 0)]
-        while stack:
-            current, depth = stack.pop()
-            limits.check_depth(depth, "folder", cid)
-            entries += 1
-            if entries > limits.MAX_TREE_ENTRIES:
-                raise DagTooLarge(f"{cid_str(cid)} has more than {limits.MAX_TREE_ENTRIES} "
-                                  "entries in its tree")
-            node = self._node(current)
-            entry = self._entry(current, node, "")
-            if entry.kind == "directory":
-                stack.extend((child, depth + 1) for _, child in self._children(current, node))
-            elif entry.kind == "symlink":
-                total += len((entry.target or "").encode())
-            else:
-                total += entry.size
+        total = 0
+        for item in self.tree(cid):
+            if item.entry.kind == "symlink":
+                total += len((item.entry.target or "").encode())
+            elif item.entry.kind == "file":
+                total += item.entry.size
             if stop_above is not None and total > stop_above:
                 break
         return total
+
+    def tree(self, cid: CID) -> Iterator[TreeEntry]:
+        """Every entry of the tree under ``cid`` (``cid`` first, even a file), depth-first in
+        link order, a folder before what it holds. A folder's ``children`` are listed before
+        any of them is visited, so the caller may refuse them first.
+
+        Walked by the shared DAG walker, without a seen-set (a folder linked twice is two
+        entries), so bounded in depth and in entries (``limits.MAX_TREE_ENTRIES``), with each
+        folder's entries bounded as :meth:`children` bounds them.
+
+        Raises:
+            DagTooLarge: the tree is deeper or has more entries than the bounds.
+        """
+        listed: list[tuple[tuple[str, CID], ...]] = [()]  # the entry just yielded's children
+
+        def below(visit: Node[str]) -> list[tuple[CID, str]]:
+            rel = visit.context
+            return [(child, f"{rel}/{name}" if rel else name) for name, child in listed[0]]
+
+        for visit in walk_nodes(cid, self.load, below, "", dedupe=False, what="folder",
+                                entries=True):
+            node = _decode(visit.cid, visit.block or b"")
+            entry = self._entry(visit.cid, node, visit.context.rpartition("/")[2])
+            listed[0] = (tuple(self._children(visit.cid, node)) if entry.kind == "directory"
+                         else ())
+            yield TreeEntry(visit.context, entry, listed[0], node)
 
     def check_fits(self, cid: CID, output_path: Path, max_bytes: int | None = None) -> int:
         """Refuse, before anything is written, a DAG whose declared size does not fit at
@@ -356,7 +383,7 @@ class Exporter:
         try:
             try:
                 output.parent.mkdir(parents=True, exist_ok=True)
-                _fsync_all(self._write_tree(cid, node, tmp, budget))
+                _fsync_all(self._write_tree(cid, tmp, budget))
                 _fsync_dir(output.parent)
                 _commit(tmp, output, overwrite)
                 _fsync_dir(output.parent)
@@ -372,36 +399,24 @@ class Exporter:
             raise
         return entry
 
-    def _write_tree(self, cid: CID, node: _Decoded, root: Path, budget: _Budget
-                    ) -> list[Path]:
+    def _write_tree(self, cid: CID, root: Path, budget: _Budget) -> list[Path]:
         """Write ``cid`` at ``root`` (a fresh temp path), iteratively; returns the files and
         folders written, which must all be made durable before ``root`` is renamed."""
-        stack: list[tuple[CID, _Decoded | None, Path, int]] = [(cid, node, root, 0)]
         written: list[Path] = []
-        entries = 0
-        while stack:
-            current, loaded, dest, depth = stack.pop()
-            limits.check_depth(depth, "folder", cid)
-            entries += 1
-            if entries > limits.MAX_TREE_ENTRIES:
-                raise DagTooLarge(f"{cid_str(cid)} has more than {limits.MAX_TREE_ENTRIES} "
-                                  "entries in its tree")
-            current_node = loaded or self._node(current)
-            entry = self._entry(current, current_node, dest.name)
-            if entry.kind == "directory":
+        for item in self.tree(cid):
+            dest = root / item.path if item.path else root
+            current = item.entry.cid
+            if item.entry.kind == "directory":
                 dest.mkdir()
                 written.append(dest)
                 seen: set[str] = set()
-                children: list[tuple[CID, _Decoded | None, Path, int]] = []
-                for name, child in self._children(current, current_node):
+                for name, _ in item.children:
                     check_entry_name(name)
                     if name in seen:
                         raise IntegrityError(f"{cid_str(current)} lists {name!r} twice")
                     seen.add(name)
-                    children.append((child, None, dest / name, depth + 1))
-                stack.extend(reversed(children))
-            elif entry.kind == "symlink":
-                target = entry.target or ""
+            elif item.entry.kind == "symlink":
+                target = item.entry.target or ""
                 resolved = Path(os.path.normpath(dest.parent / target))
                 if os.path.isabs(target) or not _inside(resolved, root):
                     raise UnsafePath(f"symlink {dest.name!r} -> {target!r} points outside "
@@ -409,7 +424,7 @@ class Exporter:
                 budget.add(len(target.encode()))
                 os.symlink(target, dest)
             else:
-                self._write_file(current, current_node, dest, budget)
+                self._write_file(current, item.node, dest, budget)
                 written.append(dest)
         return written
 

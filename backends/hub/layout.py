@@ -28,12 +28,10 @@ from pathlib import Path
 
 from multiformats import CID
 
-from ipfs_mcp.backends.core import limits
 from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.exporter import Exporter
 from ipfs_mcp.backends.core.importer import check_entry_name
 from ipfs_mcp.backends.errors import (
-    DagTooLarge,
     DiskFull,
     IntegrityError,
     InvalidInput,
@@ -220,25 +218,19 @@ def _check_inside(path: Path, hub: Path) -> None:
 
 
 def _files(exporter: Exporter, root: CID) -> list[tuple[str, CID, int]]:
-    """Every file of the tree as (relative path, CID, declared size), walked iteratively."""
+    """Every file of the tree as (relative path, CID, declared size), sorted by path; every
+    name is checked before anything below it is read (see ``Exporter.tree``).
+
+    Raises:
+        UnsafePath: an entry name could leave its folder.
+        DagTooLarge: the tree is deeper or has more entries than the bounds.
+    """
     found: list[tuple[str, CID, int]] = []
-    stack: list[tuple[CID, str, int]] = [(root, "", 0)]
-    entries = 0
-    while stack:
-        cid, rel, depth = stack.pop()
-        limits.check_depth(depth, "folder", root)
-        for name, child in exporter.children(cid):
+    for item in exporter.tree(root):
+        for name, _ in item.children:
             check_entry_name(name)
-            entries += 1
-            if entries > limits.MAX_TREE_ENTRIES:
-                raise DagTooLarge(f"{cid_str(root)} has more than {limits.MAX_TREE_ENTRIES} "
-                                  "entries in its tree")
-            child_rel = f"{rel}/{name}" if rel else name
-            entry = exporter.stat(child, name)
-            if entry.kind == "directory":
-                stack.append((child, child_rel, depth + 1))
-            elif entry.kind == "file":
-                found.append((child_rel, child, entry.size))
+        if item.entry.kind == "file":
+            found.append((item.path, item.entry.cid, item.entry.size))
     found.sort()
     return found
 
