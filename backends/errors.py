@@ -14,6 +14,7 @@ errors (OS, HTTP, libp2p) are translated at the boundary with ``raise ... from e
     │   └── TargetExists            a write would replace a file or non-empty folder
     ├── NotFound                    (also FileNotFoundError)
     │   ├── BlockNotFound           carries the missing CID and where it looked
+    │   │   └── BlockNotFoundAnywhere   every retrieval source missed; carries each failure
     │   └── PinNotFound
     ├── IntegrityError              bytes do not hash to their CID
     ├── DiskFull                    the file system filled up mid-write (output removed)
@@ -88,6 +89,17 @@ class BlockNotFound(NotFound):
         self.cid = str(cid)
         self.where = where
         super().__init__(f"block {cid} not found in {where}")
+
+
+class BlockNotFoundAnywhere(BlockNotFound):
+    """Every retrieval source missed a block. ``errors`` maps each source to its own failure,
+    each of its own type, as :class:`AllBackendsFailed` does for backends; a failure that is
+    not a miss (a full disk, a cancel, a corrupt block) is raised itself instead."""
+
+    def __init__(self, cid: object, errors: Mapping[str, BaseException]) -> None:
+        self.errors = dict(errors)
+        detail = "; ".join(f"{name}: {err}" for name, err in self.errors.items())
+        super().__init__(cid, f"any retrieval source ({detail})")
 
 
 class PinNotFound(NotFound):

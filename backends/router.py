@@ -4,13 +4,15 @@ A Router owns
 
 * a :class:`BackendRegistry`: the backend factories by name (built-in and registered),
   each built at most once, with what they are built from (:class:`RouterDeps`: settings and
-  the retrieval sources, today the P2P fetcher);
+  the retrieval sources a local miss asks: our node's bitswap, trustless gateways);
 * the selected **primary** backend, chosen as below, and
 * the other working backends in preference order, asked when a read misses.
 
 It implements the :class:`~ipfs_mcp.backends.backend.Backend` protocol itself, so whoever
 holds a Router holds "the backend", and :meth:`Router.last_read` says which backend (and
-which retrieval source) answered the calling thread's last read.
+which retrieval source) answered the calling thread's last read. :meth:`Router.block_get_from`
+reads one block from the selected backend alone, asking only the retrieval sources named
+(the gateway: what is here, or with ``--gateway-recursive`` the HTTP sources).
 
 Selection:
 
@@ -36,9 +38,10 @@ the environment. Beyond that one instance there is no module-level mutable state
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
@@ -54,7 +57,6 @@ from ipfs_mcp.backends.errors import (
     IpfsMcpError,
     OperationCancelled,
 )
-from ipfs_mcp.backends.fetcher import BlockFetcher
 from ipfs_mcp.backends.repo.pins import Pin
 from ipfs_mcp.backends.retrieval.sources import RetrievalSources
 from ipfs_mcp.backends.settings import BackendSettings
@@ -72,10 +74,10 @@ _T = TypeVar("_T")
 @dataclass(frozen=True)
 class RouterDeps:
     """What backends are built from: settings and, when a node runs, the retrieval
-    sources that a local miss may ask (a ``BlockFetcher``)."""
+    sources that a local miss may ask (the embedded backend's ``BlockFetcher``)."""
 
     settings: BackendSettings = field(default_factory=BackendSettings.from_env)
-    fetcher: BlockFetcher | None = None
+    sources: RetrievalSources | None = None
     # The embedded repo, when the caller already opened it (the server shares it with the
     # retrieval sources that store into it); otherwise the factory opens it.
     repo: Repo | None = None
@@ -116,7 +118,7 @@ def _hf_cache_factory(deps: RouterDeps) -> Backend:
     if not deps.settings.enable_hf_cache:
         raise BackendUnavailable("disabled by ENABLE_HF_CACHE=0")
     repo = deps.repo or Repo(deps.settings.repo_path)
-    return HFCacheBackend(repo, hub_cache=deps.settings.hf_hub_cache, fetcher=deps.fetcher)
+    return HFCacheBackend(repo, hub_cache=deps.settings.hf_hub_cache, fetcher=deps.sources)
 
 
 def _kubo_factory(deps: RouterDeps) -> Backend:
@@ -248,16 +250,21 @@ class Router:
 
     @classmethod
     def from_settings(cls, settings: BackendSettings | None = None, *,
-                      fetcher: BlockFetcher | None = None, repo: Repo | None = None,
+                      sources: RetrievalSources | None = None, repo: Repo | None = None,
                       custom: dict[str, BackendFactory] | None = None,
                       choice: Backend | str | None = None) -> Router:
-        deps = RouterDeps(settings=settings or BackendSettings.from_env(), fetcher=fetcher,
+        deps = RouterDeps(settings=settings or BackendSettings.from_env(), sources=sources,
                           repo=repo)
         return cls(BackendRegistry(deps, custom), choice)
 
     @property
     def settings(self) -> BackendSettings:
         return self.registry.deps.settings
+
+    @property
+    def sources(self) -> RetrievalSources | None:
+        """The retrieval sources a local miss of the embedded backend asks (None: none)."""
+        return self.registry.deps.sources
 
     # -- selection -----------------------------------------------------------------------
     def choose(self, choice: Backend | str | None) -> None:
@@ -377,6 +384,33 @@ class Router:
         report: ReadReport | None = getattr(self.registry.reads, "report", None)
         return report
 
+    def _forget_fetches(self) -> None:
+        if self.sources is not None:
+            self.sources.forget()
+
+    def _answered(self, op: str, backend: str,
+                  failed: dict[str, BaseException] | None = None) -> None:
+        """Record this thread's read report: ``backend`` answered, after ``failed``."""
+        fetched = self.sources.answered_by() if self.sources is not None else None
+        report = ReadReport(op, backend, {k: str(v) for k, v in (failed or {}).items()},
+                            fetched or "local")
+        self.registry.reads.report = report
+        recorded: list[ReadReport] | None = getattr(self.registry.reads, "recorded", None)
+        if recorded is not None:
+            recorded.append(report)
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[ReadReport]]:
+        """The reports of every read this thread makes through this router inside the
+        block (a tool's stat, then its read), in order."""
+        previous = getattr(self.registry.reads, "recorded", None)
+        recorded: list[ReadReport] = []
+        self.registry.reads.recorded = recorded
+        try:
+            yield recorded
+        finally:
+            self.registry.reads.recorded = previous
+
     def read(self, op: str, call: Callable[[Backend], _T]) -> _T:
         """Run a read on the primary, then on the next working backends if it fails.
 
@@ -385,9 +419,7 @@ class Router:
             every backend's failure otherwise.
         """
         first = self.primary
-        sources = self.registry.deps.fetcher
-        if isinstance(sources, RetrievalSources):
-            sources.forget()
+        self._forget_fetches()
         try:
             result = call(first)
         except (InvalidInput, OperationCancelled):
@@ -397,9 +429,7 @@ class Router:
                 raise
             failure: IpfsMcpError = exc
         else:
-            fetched = sources.answered_by() if isinstance(sources, RetrievalSources) else None
-            self.registry.reads.report = ReadReport(op, self.selection().backend, {},
-                                                    fetched or "local")
+            self._answered(op, self.selection().backend)
             return result
         errors: dict[str, BaseException] = {self.selection().backend: failure}
         for name, candidate in self.fallbacks():
@@ -410,8 +440,7 @@ class Router:
             except IpfsMcpError as exc:
                 errors[name] = exc
                 continue
-            self.registry.reads.report = ReadReport(op, name,
-                                                    {k: str(v) for k, v in errors.items()})
+            self._answered(op, name, errors)
             log.info("%s answered by %s after %s", op, name,
                      "; ".join(f"{k}: {v}" for k, v in errors.items()))
             return result
@@ -495,6 +524,24 @@ class Router:
 
     def block_get(self, cid: str) -> bytes:
         return self.read("block_get", lambda b: b.block_get(cid))
+
+    def block_get_from(self, cid: str, *, sources: Collection[str] = ()) -> bytes:
+        """One block from the selected backend alone (never another backend); a local miss
+        asks only the retrieval sources called ``sources`` (none: what the backend holds is
+        all there is). A backend that runs its own node (Kubo) reads as that node does.
+
+        Raises:
+            BlockNotFound: not there, and no source named had it.
+            the source's own error when it failed otherwise (see :class:`RetrievalSources`).
+        """
+        primary = self.primary
+        self._forget_fetches()
+        retrieval = self.sources
+        with (retrieval.asking_only(sources) if retrieval is not None
+              else contextlib.nullcontext()):
+            data = primary.block_get(cid)
+        self._answered("block_get", self.selection().backend)
+        return data
 
     def dag_export(self, cid: str, out: Path | BinaryIO | None = None) -> bytes | None:
         return self.read("dag_export", lambda b: b.dag_export(cid, out))

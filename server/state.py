@@ -15,6 +15,10 @@ Our P2P node starts in the background (importing libp2p alone takes most of a se
 the server answers ``initialize`` without waiting for it. Until it is up, the node's place
 is held by a :class:`NodeSlot`: the router gets the slot as its block fetcher, and tools
 that need the node wait for it, bounded.
+
+The gateway (``serve --gateway``) is bound before the MCP transport enters the lifespan, and
+reads through the lifespan's Router: the lifespan publishes it in the same slot, and the
+gateway's block reads wait for it, bounded. One Router per process.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -58,15 +62,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("ipfs_mcp.server")
 
 RECENT_ERRORS = 20
+TRUSTLESS = "trustless-gateway"
+# The delegated routers' providers as the recursive gateway asks them: their HTTP gateways
+# only, never a peer dialled with our node.
+PEERLESS_DELEGATED = "delegated-routing-http"
+# The retrieval sources a recursive gateway's miss may ask (never our node's bitswap).
+GATEWAY_SOURCES = (TRUSTLESS, PEERLESS_DELEGATED)
 NODE_START_TIMEOUT = 30.0  # seconds a tool (or a cache miss) waits for the node to come up
 
 
 class NodeSlot:
-    """The P2P node as it becomes available, and the router's ``BlockFetcher`` meanwhile.
+    """The P2P node as it becomes available, and the router's ``BlockFetcher`` meanwhile;
+    likewise the lifespan's Router, and the gateway's block reader meanwhile.
 
     ``status`` is "starting", "running", or why there is no node. A fetch from a worker
     thread waits for the start to finish, then goes to the node or reports the miss with
-    the reason no peer was asked.
+    the reason no peer was asked. A block read (:meth:`block_get_from`) waits for the
+    lifespan to publish its Router (:meth:`publish_router`), then reads through it.
     """
 
     def __init__(self) -> None:
@@ -74,6 +86,9 @@ class NodeSlot:
         self.status = "starting"
         self._settled = threading.Event()  # set once the node is up or will not be
         self._settled_async = anyio.Event()
+        self.router: Router | None = None
+        self.router_status = "not built yet (the server's lifespan has not started)"
+        self._router_settled = threading.Event()
 
     def settle(self, node: P2PNode | None, status: str) -> None:
         self.node = node
@@ -121,6 +136,27 @@ class NodeSlot:
         except CancelledError as exc:
             raise OperationCancelled(f"fetching {cid_str(root)} was cancelled") from exc
 
+    def publish_router(self, router: Router | None, status: str = "running") -> None:
+        """The lifespan's Router from now on (None: gone, ``status`` says why)."""
+        self.router = router
+        self.router_status = status
+        self._router_settled.set()
+
+    def block_get_from(self, cid: str, *, sources: Collection[str] = ()) -> bytes:
+        """The lifespan's Router's :meth:`~Router.block_get_from`, once it is published
+        (called from worker threads).
+
+        Raises:
+            BackendUnavailable: no Router within the start bound, or it has stopped.
+            BlockNotFound, and the rest of ``Router.block_get_from``.
+        """
+        self._router_settled.wait(NODE_START_TIMEOUT)
+        router = self.router
+        if router is None:
+            raise BackendUnavailable(f"no backend to read {cid} from: the server's Router is "
+                                     f"{self.router_status}")
+        return router.block_get_from(cid, sources=sources)
+
 
 @dataclass
 class ServerState:
@@ -140,8 +176,8 @@ class ServerState:
     @property
     def sources(self) -> list[str]:
         """The retrieval sources a local miss asks (for the health resource)."""
-        fetcher = self.router.registry.deps.fetcher
-        return fetcher.names() if isinstance(fetcher, RetrievalSources) else []
+        sources = self.router.sources
+        return sources.names() if sources is not None else []
 
     @property
     def served_gateway(self) -> ServedGateway:
@@ -224,6 +260,47 @@ async def run_node(settings: ServerSettings, repo: Repo, slot: NodeSlot) -> None
             slot.settle(None, "stopped")
 
 
+@dataclass
+class _Retrieval:
+    """The retrieval sources the lifespan built (and closes)."""
+
+    gateways: TrustlessGateways | None = None
+    discovered: DelegatedSource | None = None
+    peerless: DelegatedSource | None = None
+
+    def close(self) -> None:
+        for source in (self.gateways, self.discovered, self.peerless):
+            if source is not None:
+                source.close()  # their HTTP clients (and the gateways routers named)
+
+
+def _add_sources(sources: RetrievalSources, settings: ServerSettings, repo: Repo,
+                 slot: NodeSlot, delegated: DelegatedRouting | None) -> _Retrieval:
+    """A miss in the embedded repo asks every source at once: our node's bitswap, the
+    trustless gateways and the delegated routers' providers; each stores what it verified
+    into the repo."""
+    built = _Retrieval()
+    timeout = settings.backend.ipfs_api_timeout
+    if settings.start_p2p:
+        sources.add(NamedSource("p2p", slot))
+    if settings.trustless_gateways:
+        built.gateways = TrustlessGateways(settings.trustless_gateways, repo.blocks,
+                                           timeout=timeout)
+        sources.add(NamedSource(TRUSTLESS, built.gateways))
+    if delegated is not None:
+        built.discovered = DelegatedSource(delegated, repo.blocks,
+                                           node=slot if settings.start_p2p else None,
+                                           timeout=timeout)
+        sources.add(NamedSource("delegated-routing", built.discovered))
+        if settings.gateway_recursive:
+            # The recursive gateway fetches for anonymous clients over HTTP only: the
+            # providers' gateways, never a peer dialled with our node.
+            built.peerless = DelegatedSource(delegated, repo.blocks, timeout=timeout)
+            sources.add(NamedSource(PEERLESS_DELEGATED, built.peerless,
+                                    only_when_named=True))
+    return built
+
+
 @contextlib.asynccontextmanager
 async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = None, *,
                          slot: NodeSlot | None = None, gateway_url: str | None = None
@@ -232,18 +309,19 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
     it is the node, yield; on exit stop the node and close every backend.
 
     ``slot`` (default: a new one) is shared when another part of the process, the
-    gateway's ``/routing/v1``, answers from the same node. ``gateway_url`` is that
-    gateway's address, for the health resource."""
+    gateway, answers from the same node and reads through the same Router (published in
+    the slot while the lifespan runs). ``gateway_url`` is that gateway's address, for the
+    health resource."""
     slot = slot if slot is not None else NodeSlot()
     sources = RetrievalSources()  # filled below once the backend is known
-    router = Router.from_settings(settings.backend, fetcher=sources, custom=custom_backends())
-    gateways: TrustlessGateways | None = None
-    discovered: DelegatedSource | None = None
+    router = Router.from_settings(settings.backend, sources=sources, custom=custom_backends())
+    retrieval = _Retrieval()
     delegated = (DelegatedRouting(settings.delegated_routers)
                  if settings.delegated_routers else None)
     try:
         selection = await anyio.to_thread.run_sync(router.selection)
-    except BaseException:
+    except BaseException as exc:
+        slot.publish_router(None, f"unavailable: {exc}")
         router.close()
         raise
     roots = AllowedRoots.for_server(settings.allow_roots, hub_cache=settings.backend.hf_hub_cache,
@@ -256,27 +334,17 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
     elif repo is not None:
         network = NodeNetwork(slot, bootstrap=settings.bootstrap, routing=delegated)
     if repo is not None and router.network is None:
-        # A miss in the embedded repo asks every source at once: our node's bitswap and the
-        # trustless gateways; each stores what it verified into the repo.
-        if settings.start_p2p:
-            sources.add(NamedSource("p2p", slot))
-        if settings.trustless_gateways:
-            gateways = TrustlessGateways(settings.trustless_gateways, repo.blocks,
-                                         timeout=settings.backend.ipfs_api_timeout)
-            sources.add(NamedSource("trustless-gateway", gateways))
-        if delegated is not None:
-            discovered = DelegatedSource(delegated, repo.blocks,
-                                         node=slot if settings.start_p2p else None,
-                                         timeout=settings.backend.ipfs_api_timeout)
-            sources.add(NamedSource("delegated-routing", discovered))
+        retrieval = _add_sources(sources, settings, repo, slot, delegated)
     else:
         why = (f"backend {selection.backend} has no node of its own and no embedded repo "
                "for ours to serve")
         slot.settle(None, why)
     state = ServerState(settings=settings, router=router, roots=roots, network=network,
-                        network_why=why, slot=slot, gateways=gateways, routing=delegated,
-                        discovered=discovered, gateway_url=gateway_url)
+                        network_why=why, slot=slot, gateways=retrieval.gateways,
+                        routing=delegated, discovered=retrieval.discovered,
+                        gateway_url=gateway_url)
     log.info("backend %s (%s); %s", selection.backend, selection.reason, roots.describe())
+    slot.publish_router(router)
     try:
         async with anyio.create_task_group() as tg:
             if repo is not None and router.network is None:
@@ -290,10 +358,8 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
                     runtime.state = None
                 tg.cancel_scope.cancel()
     finally:
+        slot.publish_router(None, "stopped (the server's lifespan has ended)")
         await anyio.to_thread.run_sync(router.close)
-        if gateways is not None:
-            gateways.close()
-        if discovered is not None:
-            discovered.close()  # the gateways the routers named, with their clients
+        retrieval.close()
         if delegated is not None:
             delegated.close()

@@ -5,19 +5,25 @@ assembles the server hands it one source for blocks already here and, only when 
 asked for ``--gateway-recursive``, a second one that may fetch from peers and gateways; an
 anonymous HTTP client never makes this node fetch anything otherwise.
 
-:class:`BlockstoreSource` is the real default: it reads the embedded repo's blockstore,
-whose ``get`` verifies every block against its CID.
+:class:`RouterSource` is what ``serve --gateway`` uses: blocks as the server's Router reads
+them from the selected backend, whatever it is (the embedded repo, Kubo), each verified here
+against its CID. :class:`BlockstoreSource` reads a verifying blockstore directly (a repo of
+the caller's own).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
 from multiformats import CID
 
-__all__ = ["BlockGetter", "BlockSource", "BlockstoreSource", "PeerRecord", "ProviderLookup",
-           "ProviderRecord"]
+from ipfs_mcp.backends.core.cids import cid_str, verify_block
+from ipfs_mcp.backends.errors import NotFound
+
+__all__ = ["BlockGetter", "BlockReads", "BlockSource", "BlockstoreSource", "PeerRecord",
+           "ProviderLookup", "ProviderRecord", "RouterSource"]
 
 
 class BlockSource(Protocol):
@@ -44,6 +50,42 @@ class BlockstoreSource:
 
     def get_block(self, cid: CID) -> bytes:
         return self._blocks.get(cid)
+
+
+class BlockReads(Protocol):
+    """One block at a time from the server's selected backend (the Router's
+    ``block_get_from``, or the server's slot that holds the Router once it is built).
+
+    A local miss asks only the retrieval sources named in ``sources`` (none: no one).
+    Called from a worker thread; raises ``BlockNotFound`` for a miss.
+    """
+
+    def block_get_from(self, cid: str, *, sources: Collection[str] = ()) -> bytes: ...
+
+
+class RouterSource:
+    """A :class:`BlockSource` over :class:`BlockReads`: every block is verified here against
+    its CID before it is served, whichever backend sent it. ``sources``: the retrieval
+    sources a miss may ask (none: only blocks already here)."""
+
+    def __init__(self, reads: BlockReads, sources: Collection[str] = ()) -> None:
+        self._reads = reads
+        self._sources = tuple(sources)
+
+    def get_block(self, cid: CID) -> bytes:
+        """Raises: BlockNotFound; IntegrityError: the backend sent other bytes."""
+        data = self._reads.block_get_from(cid_str(cid), sources=self._sources)
+        verify_block(cid, data)
+        return data
+
+    def has(self, cid: CID) -> bool:
+        """Whether the block can be read (as :meth:`get_block`, so only what is here when
+        no source is named)."""
+        try:
+            self.get_block(cid)
+        except NotFound:
+            return False
+        return True
 
 
 @dataclass(frozen=True)

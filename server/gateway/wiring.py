@@ -1,10 +1,13 @@
 """The gateway ``ipfs-mcp serve --gateway`` runs, assembled from the server settings.
 
-This is the one place that picks the gateway's block sources: the embedded repo's blocks
-(verified on every read), chosen through the same Router the tools use, and, only with
-``--gateway-recursive``, the configured trustless gateways and delegated routers as a
-fetching source (bounded per request by the gateway's limits). Peer fetches for anonymous
-HTTP clients are not offered.
+This is the one place that picks the gateway's block sources. It reads through the
+server's one Router (:class:`~.source.BlockReads`: the Router, or the server's slot that
+holds the lifespan's Router once it is built), from the selected backend alone, whatever
+it is (the embedded repo, Kubo), each block verified against its CID before it is served.
+By default only what the backend holds is served; only with ``--gateway-recursive`` may a
+miss ask the configured trustless gateways and delegated routers' providers (bounded per
+request by the gateway's limits, and in all by :class:`~.store_budget.StoreBudget`). Peer
+fetches for anonymous HTTP clients are not offered.
 
 Its ``/routing/v1`` answers from our node (:class:`~.node_routing.NodeProviders`): the node
 is handed in as the server's node slot, since it starts later, inside the MCP lifespan;
@@ -14,7 +17,7 @@ our own record names the gateway's bound addresses.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from typing import Protocol
 
 import anyio
 import anyio.to_thread
@@ -22,102 +25,74 @@ import trio
 from multiformats import CID
 
 from ipfs_mcp.backends.errors import BlockNotFound, Unsupported
-from ipfs_mcp.backends.repo.blockstore import Blockstore
-from ipfs_mcp.backends.repo.repository import Repo
-from ipfs_mcp.backends.retrieval.delegated_routing import DelegatedRouting, DelegatedSource
-from ipfs_mcp.backends.retrieval.sources import NamedSource, RetrievalSources
-from ipfs_mcp.backends.retrieval.trustless_gateway import TrustlessGateways
-from ipfs_mcp.backends.router import Router
 
 from ..config import ServerSettings
+from ..state import GATEWAY_SOURCES
 from .app import Gateway
 from .node_routing import NodeHolder, NodeProviders, repo_peer_id
 from .serve import serve_gateway
-from .source import BlockstoreSource, ProviderLookup
+from .source import BlockReads, ProviderLookup, RouterSource
 from .store_budget import StoreBudget
 
 
-class FetchingSource:
-    """The recursive gateway's second source: what is not here is fetched from the
-    configured trustless gateways and delegated routers' providers (each block verified
-    and stored in the repo), then read back from the repo; all it stores is bounded by
-    ``budget``."""
+class ServerSlot(NodeHolder, BlockReads, Protocol):
+    """The server's slot (``server.state.NodeSlot``): our node and the lifespan's Router,
+    each as it becomes available."""
 
-    def __init__(self, blocks: Blockstore, sources: RetrievalSources,
-                 budget: StoreBudget) -> None:
-        self.blocks = blocks
-        self.sources = sources
+
+class FetchingSource:
+    """The recursive gateway's second source: what is not here is fetched through the
+    Router from the configured trustless gateways and delegated routers' providers (each
+    block verified and stored in the repo); all it stores is bounded by ``budget``."""
+
+    def __init__(self, reads: BlockReads, budget: StoreBudget) -> None:
+        self.here = RouterSource(reads)
+        self.fetching = RouterSource(reads, GATEWAY_SOURCES)
         self.budget = budget
 
     def get_block(self, cid: CID) -> bytes:
         try:
-            return self.blocks.get(cid)
+            return self.here.get_block(cid)
         except BlockNotFound:
             self.budget.check()
-            data = self.sources.fetch_block(cid)
+            data = self.fetching.get_block(cid)
             self.budget.charge(len(data))
-            return self.blocks.get(cid)
+            return data
 
 
-def embedded_repo(settings: ServerSettings) -> Repo:
-    """The embedded repo the gateway serves, chosen as the tools' Router chooses.
-
-    Raises:
-        Unsupported: the backend is not the embedded repo (its node has a gateway of its
-            own).
-    """
-    router = Router.from_settings(settings.backend)
-    repo = router.repo
-    if repo is None:
-        raise Unsupported(router.name, "--gateway", "its own node serves a gateway (Kubo's "
-                                                    "Addresses.Gateway); use that one")
-    return repo
-
-
-def gateway_from_settings(settings: ServerSettings, *, repo: Repo | None = None,
+def gateway_from_settings(settings: ServerSettings, reads: BlockReads, *,
                           providers: ProviderLookup | None = None) -> Gateway:
-    """The gateway over the embedded repo (``repo``, else :func:`embedded_repo`);
-    ``providers`` answers its ``/routing/v1`` (None: 501).
+    """The gateway over the server's Router (``reads``); ``providers`` answers its
+    ``/routing/v1`` (None: 501).
 
     Raises:
-        Unsupported: the backend is not the embedded repo, or ``--gateway-recursive``
-            with nothing to fetch from.
+        Unsupported: ``--gateway-recursive`` with nothing to fetch from.
     """
-    repo = repo if repo is not None else embedded_repo(settings)
     remote = None
     if settings.gateway_recursive:
-        sources = RetrievalSources()
-        if settings.trustless_gateways:
-            sources.add(NamedSource("trustless-gateway", TrustlessGateways(
-                settings.trustless_gateways, repo.blocks,
-                timeout=settings.backend.ipfs_api_timeout)))
-        if settings.delegated_routers:
-            sources.add(NamedSource("delegated-routing", DelegatedSource(
-                DelegatedRouting(settings.delegated_routers), repo.blocks,
-                timeout=settings.backend.ipfs_api_timeout)))
-        if not sources.sources:
+        if not settings.trustless_gateways and not settings.delegated_routers:
             raise Unsupported("gateway", "--gateway-recursive without a source",
                               "give --trustless-gateway or --delegated-router to fetch from")
-        remote = FetchingSource(repo.blocks, sources,
-                                StoreBudget(Path(repo.path), settings.gateway_max_store))
-    return Gateway(BlockstoreSource(repo.blocks), remote=remote, providers=providers)
+        remote = FetchingSource(reads, StoreBudget(settings.backend.repo_path,
+                                                   settings.gateway_max_store))
+    return Gateway(RouterSource(reads), remote=remote, providers=providers)
 
 
 async def start_gateway(tg: anyio.abc.TaskGroup, settings: ServerSettings,
-                        node: NodeHolder) -> list[str]:
-    """Start the gateway in ``tg``, its ``/routing/v1`` answering from ``node`` (the
-    server's node slot) and the repo; prints and returns its URLs (port 0 resolved).
+                        slot: ServerSlot) -> list[str]:
+    """Start the gateway in ``tg``, reading through the Router and answering its
+    ``/routing/v1`` from the node that the lifespan publishes in ``slot``; prints and
+    returns its URLs (port 0 resolved).
 
     Raises:
         Unsupported: as :func:`gateway_from_settings`.
         IpfsMcpError: the repo's node identity cannot be read.
     """
     assert settings.gateway is not None
-    repo = embedded_repo(settings)
     # Read (or created) before the node starts, so both use the one identity.
-    peer_id = await anyio.to_thread.run_sync(repo_peer_id, Path(repo.path))
-    providers = NodeProviders(node, repo.blocks, peer_id)
-    gateway = gateway_from_settings(settings, repo=repo, providers=providers)
+    peer_id = await anyio.to_thread.run_sync(repo_peer_id, settings.backend.repo_path)
+    providers = NodeProviders(slot, RouterSource(slot), peer_id)
+    gateway = gateway_from_settings(settings, slot, providers=providers)
     host, port = settings.gateway
 
     async def run(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED

@@ -16,6 +16,7 @@ from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.server.gateway.serve import serve_gateway
 from ipfs_mcp.server.gateway.wiring import gateway_from_settings
+from ipfs_mcp.server.state import NodeSlot
 from ipfs_mcp.tools import models
 
 pytestmark = pytest.mark.anyio
@@ -29,12 +30,13 @@ async def test_large_fetch_names_a_gateway_download(tmp_path: Path) -> None:
     (tmp_path / "work" / "big.bin").write_bytes(data)
     settings = ServerSettings.load(env, allow_roots=[str(tmp_path / "work")], p2p=False,
                                    gateway="127.0.0.1:0")
+    slot = NodeSlot()  # the gateway reads through the server's Router, published here
     with anyio.fail_after(60):
         async with trio.open_nursery() as nursery:
             urls = await nursery.start(lambda task_status: serve_gateway(
-                gateway_from_settings(settings), "127.0.0.1", 0, log_level="WARNING",
+                gateway_from_settings(settings, slot), "127.0.0.1", 0, log_level="WARNING",
                 task_status=task_status))
-            async with Client(build_server(settings, gateway_url=urls[0]),
+            async with Client(build_server(settings, gateway_url=urls[0], slot=slot),
                               mode="auto") as client:
                 added = await client.call_tool("add_content",
                                                {"path": str(tmp_path / "work" / "big.bin")})

@@ -18,6 +18,7 @@ from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.server.gateway.wiring import gateway_from_settings
+from ipfs_mcp.server.state import lifespan_state
 from tests.conftest import fill_disk
 
 from .conftest import serving
@@ -71,8 +72,9 @@ async def test_the_recursive_gateway_stops_fetching_at_its_total_bound(
         tmp_path: Path, source_gateway) -> None:
     files, blocks = make_files(3, 100_000)
     url, asked = source_gateway(blocks)
-    gateway = gateway_from_settings(settings(tmp_path / "home", url, max_store=150_000))
-    async with serving(gateway) as client:
+    config = settings(tmp_path / "home", url, max_store=150_000)
+    async with lifespan_state(config) as state, \
+            serving(gateway_from_settings(config, state.router)) as client:
         first = await client.get(f"/ipfs/{files[0][0]}")
         assert first.status_code == 200 and first.content == files[0][1]
         # The second starts under the bound and passes it mid-file: the body is cut there,
@@ -94,8 +96,9 @@ async def test_the_recursive_gateway_stops_fetching_at_the_disk_reserve(
         small_disk: Path, source_gateway) -> None:
     files, blocks = make_files(2, 60_000)
     url, asked = source_gateway(blocks)
-    gateway = gateway_from_settings(settings(small_disk / "home", url))
-    async with serving(gateway) as client:
+    config = settings(small_disk / "home", url)
+    async with lifespan_state(config) as state, \
+            serving(gateway_from_settings(config, state.router)) as client:
         first = await client.get(f"/ipfs/{files[0][0]}")
         assert first.status_code == 200 and first.content == files[0][1]
         filler = fill_disk(small_disk)  # another writer takes the rest of the disk

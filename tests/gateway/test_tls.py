@@ -14,11 +14,12 @@ import pytest
 
 from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 from ipfs_mcp.backends.errors import InvalidInput
+from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.server.gateway.node_routing import GATEWAY_HTTP, repo_peer_id
-from ipfs_mcp.server.gateway.wiring import embedded_repo, start_gateway
+from ipfs_mcp.server.gateway.wiring import start_gateway
 from ipfs_mcp.server.serve import add_arguments, settings_from_args
-from ipfs_mcp.server.state import NodeSlot
+from ipfs_mcp.server.state import NodeSlot, lifespan_state
 
 from .tls import self_signed
 
@@ -65,13 +66,12 @@ async def test_tls_gateway_speaks_http2_and_routes_to_its_tls_address(tmp_path: 
                                    gateway_tls=[str(cert), str(key)])
     data = os.urandom(5000)
     # CIDv1: one raw leaf, so the raw block is the data itself.
-    cid = Importer(sink=embedded_repo(settings).blocks,
+    cid = Importer(sink=Repo(settings.backend.repo_path).blocks,
                    options=ImportOptions(cid_version=1)).add_bytes(data).cid_obj
     slot = NodeSlot()
-    slot.settle(None, "disabled (--no-p2p or IPFS_MCP_P2P=0)")  # as the lifespan would
     trust = ssl.create_default_context(cafile=str(cert))
     with anyio.fail_after(TIMEOUT):
-        async with anyio.create_task_group() as tg:
+        async with lifespan_state(settings, slot=slot), anyio.create_task_group() as tg:
             urls = await start_gateway(tg, settings, slot)
             assert len(urls) == 1 and urls[0].startswith("https://127.0.0.1:")
             port = urls[0].rsplit(":", 1)[1]

@@ -29,12 +29,13 @@ import pytest
 from ipfs_mcp.backends.core.cids import cid_str, parse_cid
 from ipfs_mcp.backends.core.dag import walk
 from ipfs_mcp.backends.core.importer import Importer, ImportOptions
+from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.server.gateway.asgi import App, Receive, Scope, Send
 from ipfs_mcp.server.gateway.node_routing import NodeProviders, repo_peer_id
 from ipfs_mcp.server.gateway.serve import serve_gateway
-from ipfs_mcp.server.gateway.wiring import embedded_repo, gateway_from_settings
-from ipfs_mcp.server.state import NodeSlot
+from ipfs_mcp.server.gateway.wiring import gateway_from_settings
+from ipfs_mcp.server.state import NodeSlot, lifespan_state
 from tests.gateway.tls import self_signed
 
 from .kubo_daemon import KuboDaemon
@@ -86,19 +87,18 @@ async def test_kubo_fetches_from_our_gateway_over_http_found_by_our_routing(
     settings = ServerSettings.load(env, p2p=False, gateway="127.0.0.1:0",
                                    gateway_tls=[str(cert), str(key)] if tls else None)
     version = "2" if tls else "1.1"
-    repo = embedded_repo(settings)
+    repo = Repo(settings.backend.repo_path)
     data = os.urandom(700_000)  # three 256 KiB leaves under a root
     root = Importer(sink=repo.blocks, options=ImportOptions(cid_version=1)
                     ).add_bytes(data).cid_obj
     blocks = {bytes(c.digest) for c, _ in walk(root, repo.blocks.get)}
     assert len(blocks) == 4
-    slot = NodeSlot()
-    slot.settle(None, "disabled (--no-p2p or IPFS_MCP_P2P=0)")  # as the lifespan would
+    slot = NodeSlot()  # the lifespan publishes its Router (and no node: --no-p2p) here
     peer_id = repo_peer_id(repo.path)
     providers = NodeProviders(slot, repo.blocks, peer_id)
-    recorder = Recorder(gateway_from_settings(settings, repo=repo, providers=providers))
+    recorder = Recorder(gateway_from_settings(settings, slot, providers=providers))
     with anyio.fail_after(TIMEOUT):
-        async with anyio.create_task_group() as tg:
+        async with lifespan_state(settings, slot=slot), anyio.create_task_group() as tg:
             urls: list[str] = await tg.start(
                 lambda task_status: serve_gateway(recorder, "127.0.0.1", 0,
                                                   tls=settings.gateway_tls,

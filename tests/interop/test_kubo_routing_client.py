@@ -17,8 +17,8 @@ import pytest
 
 from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.importer import Importer
+from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.server.config import ServerSettings
-from ipfs_mcp.server.gateway.wiring import embedded_repo
 
 from ._process import DaemonProcess
 from .kubo_daemon import KuboDaemon
@@ -35,7 +35,7 @@ def test_kubo_finds_us_through_our_routing_v1(
     home = tmp_path / "hf"
     settings = ServerSettings.load({"HF_HOME": str(home)})
     data = os.urandom(400_000)
-    cid = cid_str(Importer(sink=embedded_repo(settings).blocks).add_bytes(data).cid_obj)
+    cid = cid_str(Importer(sink=Repo(settings.backend.repo_path).blocks).add_bytes(data).cid_obj)
     # INFO logs name the node once it runs; the gateway is up before it.
     server = DaemonProcess([*CLI, "serve", "--http", "127.0.0.1:0", "--gateway", "127.0.0.1:0",
                             "--log-level", "INFO"], name="ipfs-mcp serve", cwd=tmp_path,

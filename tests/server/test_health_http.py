@@ -36,6 +36,7 @@ from ipfs_mcp.server.gateway import (
     serve_gateway,
 )
 from ipfs_mcp.server.gateway.wiring import gateway_from_settings
+from ipfs_mcp.server.state import NodeSlot
 from ipfs_mcp.tools import models
 
 pytestmark = pytest.mark.anyio
@@ -116,10 +117,11 @@ async def test_our_served_gateway_is_shown_with_its_url_and_mode(
                 if recursive:
                     options |= {"gateway_recursive": True, "trustless_gateways": [upstream]}
                 config = settings(tmp_path / str(recursive), **options)
+                slot = NodeSlot()  # the gateway reads through the server's Router
                 async with anyio.create_task_group() as tg:
-                    urls = await tg.start(serve_gateway, gateway_from_settings(config),
+                    urls = await tg.start(serve_gateway, gateway_from_settings(config, slot),
                                           "127.0.0.1", 0)
-                    async with Client(build_server(config, gateway_url=urls[0]),
+                    async with Client(build_server(config, gateway_url=urls[0], slot=slot),
                                       mode="auto") as client:
                         health = await read_health(client)
                     tg.cancel_scope.cancel()
