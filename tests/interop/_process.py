@@ -338,6 +338,7 @@ class ChildNode:
 
     name = "node"
     close_grace = 5.0  # seconds the process has to exit at close before it is killed
+    _proc: JsonLineProcess | DaemonProcess  # each kind of node narrows it to its own
     base_dir: Path
     log_path: Path
     _own_dir: bool
@@ -345,13 +346,13 @@ class ChildNode:
     def _start(self, argv: Sequence[str], start_timeout: float, *, cwd: Path,
                env: dict[str, str] | None = None) -> None:
         started = time.monotonic()
-        self._proc = JsonLineProcess(argv, name=self.name, cwd=cwd, log_path=self.log_path,
-                                     env=env)
+        self._proc = proc = JsonLineProcess(argv, name=self.name, cwd=cwd,
+                                            log_path=self.log_path, env=env)
         try:
-            ready = self._proc.wait_event_any(("ready", "failed"), start_timeout)
+            ready = proc.wait_event_any(("ready", "failed"), start_timeout)
             if ready["event"] == "failed":
                 raise InteropError(f"{self.name} failed to start: {ready.get('error')}\n"
-                                   f"{self._proc.log_tail()}")
+                                   f"{proc.log_tail()}")
             self.start_seconds = time.monotonic() - started
             self.timings: dict[str, float] = ready.get("timings", {})
             self._identify(ready["peer_id"], ready["addrs"])

@@ -36,7 +36,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ._process import ChildNode, InteropError, InteropTimeout, node_folder
+from ._process import ChildNode, InteropError, InteropTimeout, JsonLineProcess, node_folder
 from .jsenv import JS_DIR, import_args, js_skip_reason, node_binary
 
 __all__ = ["HeliaNode", "helia_skip_reason", "InteropError", "InteropTimeout"]
@@ -79,6 +79,7 @@ class HeliaNode(ChildNode):
     """
 
     name = "helia"
+    _proc: JsonLineProcess
 
     def __init__(self, base_dir: Path | str | None = None, *, dht: bool = False,
                  persistent: bool = True, start_timeout: float = 60.0,

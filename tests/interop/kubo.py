@@ -39,7 +39,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._process import ChildNode, InteropError, InteropTimeout, node_folder
+from ._process import ChildNode, InteropError, InteropTimeout, JsonLineProcess, node_folder
 
 __all__ = ["KuboNode", "kubo_available", "kubo_skip_reason", "InteropError", "InteropTimeout"]
 
@@ -85,6 +85,7 @@ class KuboNode(ChildNode):
     """
 
     name = "kubo"
+    _proc: JsonLineProcess
 
     def __init__(self, base_dir: Path | str | None = None, *,
                  config: dict[str, Any] | None = None, start_timeout: float = 60.0) -> None:

@@ -102,6 +102,7 @@ class KuboDaemon(ChildNode):
 
     name = "kubo-0.43"
     close_grace = 10.0  # SIGTERM first: Kubo shuts down cleanly, closing its datastore
+    _proc: DaemonProcess
 
     def __init__(self, base_dir: Path | str | None = None, *,
                  config: Mapping[str, Any] | None = None, authorization: str | None = None,
