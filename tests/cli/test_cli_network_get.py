@@ -187,18 +187,29 @@ def one_error_line(ran: Ran) -> str:
     return ran.plain[0]
 
 
+async def get_to_x(tmp_path: Path, home: Path, cid: str, peer: str, *flags: str) -> Ran:
+    """``ipfs-mcp get CID -o tmp_path/x --peer PEER FLAGS``."""
+    return await ipfs_mcp(home, "get", cid, "-o", str(tmp_path / "x"), "--peer", peer, *flags)
+
+
+async def failed_cleanly(ran: Ran, tmp_path: Path, home: Path) -> str:
+    """The get failed with exit code 1 and one error line (returned), wrote nothing to
+    ``tmp_path/x``, and left the repo verifying."""
+    line = one_error_line(ran)
+    assert ran.code == 1 and not (tmp_path / "x").exists()
+    await repo_verifies(home)
+    return line
+
+
 async def test_unreachable_peer_is_one_line_error(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with socket.socket() as sock:  # bound, never listening: a dial is refused at once
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         addr = f"/ip4/127.0.0.1/tcp/{port}/p2p/{other_peer_id()}"
-        ran = await ipfs_mcp(home, "get", "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
-                             "-o", str(tmp_path / "x"), "--peer", addr)
-    line = one_error_line(ran)
-    assert f"peer {addr}" in line
-    assert ran.code == 1 and not (tmp_path / "x").exists()
-    await repo_verifies(home)
+        ran = await get_to_x(tmp_path, home, "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
+                             addr)
+    assert f"peer {addr}" in await failed_cleanly(ran, tmp_path, home)
 
 
 async def test_wrong_peer_id_is_one_line_error(tmp_path: Path) -> None:
@@ -207,12 +218,8 @@ async def test_wrong_peer_id_is_one_line_error(tmp_path: Path) -> None:
         root = cid_str(add_bytes(repo_at(tmp_path / "provider"), b"hello\n"))
         transport = node.addrs[0].split("/p2p/")[0]
         addr = f"{transport}/p2p/{other_peer_id()}"
-        ran = await ipfs_mcp(home, "get", root, "-o", str(tmp_path / "x"), "--peer", addr,
-                             "--timeout", "30")
-    line = one_error_line(ran)
-    assert f"peer {addr}" in line
-    assert ran.code == 1 and not (tmp_path / "x").exists()
-    await repo_verifies(home)
+        ran = await get_to_x(tmp_path, home, root, addr, "--timeout", "30")
+    assert f"peer {addr}" in await failed_cleanly(ran, tmp_path, home)
 
 
 async def test_no_provider_ends_at_the_timeout_with_one_line(tmp_path: Path) -> None:
@@ -220,12 +227,8 @@ async def test_no_provider_ends_at_the_timeout_with_one_line(tmp_path: Path) -> 
     home = tmp_path / "home"
     missing = cid_str(add_bytes(repo_at(tmp_path / "elsewhere"), b"nobody has this\n"))
     async with provider(tmp_path) as node:
-        ran = await ipfs_mcp(home, "get", missing, "-o", str(tmp_path / "x"),
-                             "--peer", node.addrs[0], "--timeout", "3")
-    line = one_error_line(ran)
-    assert f"{missing} not found" in line
-    assert ran.code == 1 and not (tmp_path / "x").exists()
-    await repo_verifies(home)
+        ran = await get_to_x(tmp_path, home, missing, node.addrs[0], "--timeout", "3")
+    assert f"{missing} not found" in await failed_cleanly(ran, tmp_path, home)
 
 
 async def test_silent_peer_is_bounded_by_the_timeout(tmp_path: Path) -> None:
@@ -234,13 +237,10 @@ async def test_silent_peer_is_bounded_by_the_timeout(tmp_path: Path) -> None:
     missing = cid_str(add_bytes(repo_at(tmp_path / "elsewhere"), b"nobody answers\n"))
     async with silent_peer() as host:
         addr = f"{host.get_addrs()[0]}"
-        ran = await ipfs_mcp(home, "get", missing, "-o", str(tmp_path / "x"),
-                             "--peer", addr, "--timeout", "6", "--json")
+        ran = await get_to_x(tmp_path, home, missing, addr, "--timeout", "6", "--json")
         assert host.heard.is_set()  # it was asked
-    line = one_error_line(ran)
+    line = await failed_cleanly(ran, tmp_path, home)
     assert f"{missing} not found in any provider within 6s" in line
-    assert ran.code == 1 and not (tmp_path / "x").exists()
-    await repo_verifies(home)
 
 
 async def test_sigint_mid_fetch_cancels_cleanly(tmp_path: Path) -> None:
@@ -344,9 +344,8 @@ async def test_get_without_network_options_stays_local(tmp_path: Path) -> None:
 
 
 async def test_peer_address_without_a_peer_id_is_one_line_error(tmp_path: Path) -> None:
-    ran = await ipfs_mcp(tmp_path / "home", "get",
-                         "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o", "-o",
-                         str(tmp_path / "x"), "--peer", "/ip4/127.0.0.1/tcp/4001")
+    ran = await get_to_x(tmp_path, tmp_path / "home",
+                         "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o", "/ip4/127.0.0.1/tcp/4001")
     assert "names no peer: add /p2p/<peer id>" in one_error_line(ran)
 
 
