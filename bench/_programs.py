@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from _common import import_test_harness
+from _common import import_test_harness, random_file, sha256_file
 
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.backends.repo.repository import Repo
@@ -18,12 +18,17 @@ if TYPE_CHECKING:
     from tests.interop.kubo_daemon import KuboDaemon
 
 
-def embedded_add(home: Path, path: Path) -> str:
-    """Add ``path`` to the embedded repo of ``HF_HOME=home`` (no fsync: the benches that use
-    this measure reads); its CID. The repo is closed again, for a server to open."""
+def random_file_in_repo(work: Path, size: int) -> tuple[Path, Path, str]:
+    """``work/data.bin`` of ``size`` random bytes, read once (so every contender finds it in
+    the page cache) and added to the embedded repo of ``HF_HOME=work/hf`` (no fsync: the
+    benches that use this measure reads). Returns the file, that HF home and the CID; the
+    repo is closed again, for a server to open."""
+    data = random_file(work / "data.bin", size)
+    sha256_file(data)
+    home = work / "hf"
     backend = HFCacheBackend(Repo(home / "ipfs", fsync=False))
     try:
-        return str(backend.add_path(path).root)
+        return data, home, str(backend.add_path(data).root)
     finally:
         backend.close()
 

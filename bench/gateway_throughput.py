@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 import httpx
-from _common import MIB, mbps, random_file, sha256_file, timed
-from _programs import embedded_add, gateway_url, kubo043_daemon, start_serve
+from _common import MIB, mbps, sha256_file, timed
+from _programs import gateway_url, kubo043_daemon, random_file_in_repo, start_serve
 
 READ_CHUNK = 4 * MIB
 
@@ -52,11 +52,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        data = random_file(tmp / "data.bin", size)
-        sha256_file(data)
+        data, home, cid = random_file_in_repo(tmp, size)
         _, t_sha = timed(lambda: sha256_file(data))
-        home = tmp / "hf"
-        cid = embedded_add(home, data)
         server = start_serve(tmp, home, "--no-p2p", "--http", "127.0.0.1:0", "--gateway",
                              "127.0.0.1:0", ready_marker="serving gateway at")
         results: list[tuple[str, str, float, int]] = []

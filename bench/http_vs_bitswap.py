@@ -26,8 +26,8 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from _common import MIB, mbps, random_file, sha256_file, timed
-from _programs import embedded_add, gateway_url, kubo043_daemon, start_serve
+from _common import MIB, mbps, sha256_file, timed
+from _programs import gateway_url, kubo043_daemon, random_file_in_repo, start_serve
 
 from ipfs_mcp.backends.core.cids import parse_cid
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
@@ -84,10 +84,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        data = random_file(tmp / "data.bin", size)
-        sha256_file(data)  # warm the page cache, as every contender's provider has it warm
-        home = tmp / "hf"
-        cid = embedded_add(home, data)
+        # read once, so it is in the page cache, as every contender's provider has it
+        data, home, cid = random_file_in_repo(tmp, size)
         server = start_serve(tmp, home, "--http", "127.0.0.1:0", "--gateway", "127.0.0.1:0",
                              "--log-level", "INFO", ready_marker="serving MCP at")
         contenders: list[tuple[str, Callable[[Path], float]]] = []
