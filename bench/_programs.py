@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import re
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from _common import import_test_harness, random_file, sha256_file
 
@@ -18,19 +21,30 @@ if TYPE_CHECKING:
     from tests.interop.kubo_daemon import KuboDaemon
 
 
-def random_file_in_repo(work: Path, size: int) -> tuple[Path, Path, str]:
-    """``work/data.bin`` of ``size`` random bytes, read once (so every contender finds it in
-    the page cache) and added to the embedded repo of ``HF_HOME=work/hf`` (no fsync: the
-    benches that use this measure reads). Returns the file, that HF home and the CID; the
-    repo is closed again, for a server to open."""
-    data = random_file(work / "data.bin", size)
-    sha256_file(data)
-    home = work / "hf"
-    backend = HFCacheBackend(Repo(home / "ipfs", fsync=False))
-    try:
-        return data, home, str(backend.add_path(data).root)
-    finally:
-        backend.close()
+class RepoFile(NamedTuple):
+    work: Path  # a temporary folder, removed at the end
+    path: Path  # the file, in ``work``
+    home: Path  # the HF_HOME whose embedded repo holds it
+    cid: str
+
+
+@contextmanager
+def random_file_in_repo(size: int) -> Iterator[RepoFile]:
+    """A temporary folder with a file of ``size`` random bytes, read once (so every
+    contender finds it in the page cache) and added to the embedded repo of
+    ``HF_HOME=work/hf`` (no fsync: the benches that use this measure reads). The repo is
+    closed again, for a server to open; the folder is removed on exit."""
+    with tempfile.TemporaryDirectory() as name:
+        work = Path(name)
+        data = random_file(work / "data.bin", size)
+        sha256_file(data)
+        home = work / "hf"
+        backend = HFCacheBackend(Repo(home / "ipfs", fsync=False))
+        try:
+            cid = str(backend.add_path(data).root)
+        finally:
+            backend.close()
+        yield RepoFile(work, data, home, cid)
 
 
 def start_serve(work: Path, home: Path, *flags: str, ready_marker: str) -> DaemonProcess:

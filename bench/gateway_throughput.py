@@ -14,8 +14,6 @@ against its CID as it reads it from disk. Baseline: hashlib sha256 over the same
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 import httpx
 from _common import MIB, mbps, sha256_file, timed
@@ -50,9 +48,7 @@ def main() -> int:
     args = parser.parse_args()
     size = args.size_mib * MIB
 
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        data, home, cid = random_file_in_repo(tmp, size)
+    with random_file_in_repo(size) as (tmp, data, home, cid):
         _, t_sha = timed(lambda: sha256_file(data))
         server = start_serve(tmp, home, "--no-p2p", "--http", "127.0.0.1:0", "--gateway",
                              "127.0.0.1:0", ready_marker="serving gateway at")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
@@ -82,10 +81,8 @@ def main() -> int:
     args = parser.parse_args()
     size = args.size_mib * MIB
 
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        # read once, so it is in the page cache, as every contender's provider has it
-        data, home, cid = random_file_in_repo(tmp, size)
+    # read once, so it is in the page cache, as every contender's provider has it
+    with random_file_in_repo(size) as (tmp, data, home, cid):
         server = start_serve(tmp, home, "--http", "127.0.0.1:0", "--gateway", "127.0.0.1:0",
                              "--log-level", "INFO", ready_marker="serving MCP at")
         contenders: list[tuple[str, Callable[[Path], float]]] = []
