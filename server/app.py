@@ -403,7 +403,8 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings,
                 hub_cache=settings.backend.hf_hub_cache, output_path=output_path,
                 into_hf_cache=into_hf_cache, hf_revision=hf_revision, offset=offset,
                 length=length, max_inline=inline_max, progress=_progress(ctx),
-                overwrite=overwrite, replace=replace, max_write=settings.backend.max_write)
+                overwrite=overwrite, replace=replace, max_write=settings.backend.max_write,
+                reads=state.router)
         if result.delivery == "resource_link" and gateway_url is not None:
             result.gateway_url = f"{gateway_url}/ipfs/{result.resolved_cid}"
             result.hint += f"; or download it over HTTP from {result.gateway_url}"

@@ -72,6 +72,11 @@ class FetchResult(BaseModel):
         "revision pointed to before (replace=true)"))
     resource_uri: str
     verified: bool = Field(True, description="Every block was checked against its hash")
+    answered_by: str | None = Field(None, description=(
+        "The backend that answered (another one when the selected backend failed the read)"))
+    fetched_from: str | None = Field(None, description=(
+        "The retrieval source(s) that fetched what was not here (p2p, trustless-gateway, "
+        "delegated-routing); None: every block was here"))
     gateway_url: str | None = Field(None, description=(
         "Where a client can download the bytes over HTTP (this node's gateway), so they "
         "need not pass through the model's context"))
