@@ -1,7 +1,7 @@
 """The ``Backend`` protocol: everything the tools, the CLI and the seed API need of a backend.
 
-One small interface, implemented by every backend module (``hf_cache``, ``kubo_rpc``,
-``kubo_cli``, ``ipfs_kit``) and by the :class:`~ipfs_mcp.backends.router.Router` itself.
+One small interface, implemented by every backend module (``hf_cache``, ``kubo`` over its
+RPC or CLI, ``cluster``, ``ipfs_kit``) and by the :class:`~ipfs_mcp.backends.router.Router` itself.
 CIDs go in as strings (``CID[/path]`` where a path makes sense), as in the seed API.
 
 Powers that only some backends have are typed attributes that may be None; callers test

@@ -1,5 +1,6 @@
 """What every HTTP client of ours does with an answer: translate httpx's failures into the
-project's errors, read an error body's message, and read a body only up to a bound.
+project's errors, read an error body's message, read JSON lines, and read a body only up to
+a bound.
 
 Shared by the Kubo RPC and IPFS Cluster backends, the trustless-gateway source and the
 delegated-routing client, so a dead daemon, a slow one and a hostile one read the same way
@@ -9,6 +10,8 @@ wherever they are met.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import httpx
 
@@ -42,6 +45,23 @@ def error_message(response: httpx.Response, key: str) -> str:
         return str(json.loads(body).get(key) or body)
     except (ValueError, AttributeError):
         return body.strip() or response.reason_phrase
+
+
+def json_lines(lines: Iterable[str], not_json: Callable[[str], IpfsMcpError]
+               ) -> Iterator[Any]:
+    """The JSON value of each non-empty line: an NDJSON stream, or a one-line answer.
+
+    Raises:
+        IpfsMcpError: ``not_json(line)``, for the first line that is not JSON.
+    """
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            raise not_json(line) from exc
+        yield value
 
 
 def read_bounded(response: httpx.Response, limit: int) -> bytes | None:

@@ -22,7 +22,7 @@ from _common import MIB, import_test_harness, mbps, random_file, timed
 
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.backends.remote.cluster import ClusterBackend
-from ipfs_mcp.backends.remote.kubo.rpc import KuboRPCBackend
+from ipfs_mcp.backends.remote.kubo.backend import KuboBackend
 from ipfs_mcp.backends.repo.repository import Repo
 
 
@@ -48,7 +48,7 @@ def main() -> int:
             print(f"cluster of 3 (each with its own Kubo 0.43) up in "
                   f"{cluster.start_seconds:.1f} s")
             peer = cluster.peers[1]
-            kubo = KuboRPCBackend.connect(cluster.peers[2].kubo.api_url, timeout=3600)
+            kubo = KuboBackend.over_http(cluster.peers[2].kubo.api_url, timeout=3600)
             backend = ClusterBackend.connect(peer.rest_url, kubo_api=peer.proxy_url,
                                              timeout=3600)
             embedded = HFCacheBackend(Repo(work / "repo"))

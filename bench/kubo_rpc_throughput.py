@@ -22,7 +22,7 @@ from _programs import kubo043_binary
 
 from ipfs_mcp.backends.core.importer import ImportOptions
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.remote.kubo.rpc import KuboRPCBackend
+from ipfs_mcp.backends.remote.kubo.backend import KuboBackend
 from ipfs_mcp.backends.repo.repository import Repo
 
 
@@ -57,7 +57,7 @@ def main() -> int:
             daemon = KuboDaemon(work / "kubo", binary=binary)
             api, label = daemon.api_url, "Kubo 0.43 RPC (127.0.0.1)"
         try:
-            rpc = KuboRPCBackend.connect(api, timeout=600)
+            rpc = KuboBackend.over_http(api, timeout=600)
             embedded = HFCacheBackend(Repo(work / "repo"))
             rows = []
             for name, backend in (("embedded hf_cache", embedded), (label, rpc)):

@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Iterator
 from importlib import metadata
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from mcp.server.caching import CacheHint
 from mcp.server.elicitation import AcceptedElicitation
@@ -46,6 +46,7 @@ from ipfs_mcp.backends.errors import (
 from ipfs_mcp.backends.hub import layout as hf_layout
 from ipfs_mcp.tools import content, network
 from ipfs_mcp.tools.health import health
+from ipfs_mcp.tools.import_options import ImportArgs
 from ipfs_mcp.tools.models import (
     AddResult,
     AnnounceResult,
@@ -64,6 +65,7 @@ from ipfs_mcp.tools.progress import Progress
 from ipfs_mcp.tools.roots import AllowedRoots, file_uri_to_path
 
 from . import prompts as prompt_texts
+from . import tool_args as args
 from .config import ServerSettings
 from .state import NodeSlot, Runtime, ServerState, lifespan_state
 
@@ -80,36 +82,11 @@ the same one Kubo gives; fetching verifies every block against it.
 - find_providers / connect_peer / announce / peer_stats use the P2P node.
 Prompts: share_model, fetch_and_verify, diagnose."""
 
-# Only the cluster backend keeps a pin on several machines; elsewhere a factor is refused.
-ReplicationMin = Annotated[int | None, Field(ge=-1, description=(
-    "Cluster backend only: the fewest cluster peers that must hold the pin (-1: all)"))]
-ReplicationMax = Annotated[int | None, Field(ge=-1, description=(
-    "Cluster backend only: the most cluster peers that may hold the pin (-1: all)"))]
-
-CID_FIELD = Field(description="A CID (Qm... or bafy...), optionally with a path inside it: "
-                              "CID/dir/file.txt. ipfs://CID and /ipfs/CID work too.")
-
-# Kubo 0.43's import profile and `ipfs add` layout flags, shared by store_model/add_content;
-# each None means "as the profile (or Kubo's defaults) says".
-ImportProfile = Annotated[Literal["unixfs-v0-2015", "legacy-cid-v0", "unixfs-v1-2025"] | None,
-                          Field(description=(
-                              "Kubo's import profile: unixfs-v1-2025 (CIDv1, raw leaves, 1 MiB "
-                              "chunks, 1024 links, block-based HAMT estimate) or unixfs-v0-2015"
-                              " (= legacy-cid-v0: the defaults). The options below override "
-                              "it"))]
-Chunker = Annotated[str | None, Field(description=(
-    "size-N, rabin, rabin-AVG, rabin-MIN-AVG-MAX or buzhash (default size-262144)"))]
-Trickle = Annotated[bool | None, Field(description="Trickle DAG layout (Kubo's --trickle)")]
-MaxFileLinks = Annotated[int | None, Field(ge=1, description="Links per file node (174)")]
-MaxDirectoryLinks = Annotated[int | None, Field(ge=0, description=(
-    "Shard a folder with more entries than this (0: no limit)"))]
-MaxHamtFanout = Annotated[int | None, Field(ge=8, le=1024, description=(
-    "Links per HAMT shard, a power of two (256)"))]
-
 # A CID never changes what it names, so its content may be cached for long; a day keeps
 # a client from holding an answer about a CID that was later garbage-collected forever.
 CID_CACHE_TTL_MS = 24 * 3600 * 1000
 _MAX_PINS_RESOURCE = 500
+_KUBO_DEFAULTS = ImportArgs()  # what a tool gets when no import option is given
 
 
 def _version() -> str:
@@ -287,7 +264,7 @@ def build_server(settings: ServerSettings | None = None, *, gateway_url: str | N
         cache_hints={"resources/read": CacheHint(ttl_ms=0, scope="private")},
     )
     mcp.middleware.append(_cid_cache_hints)
-    _register_tools(mcp, settings, gateway_url)
+    _register_tools(mcp, settings)
     _register_resources(mcp, runtime)
     _register_prompts(mcp)
     _register_completions(mcp, runtime)
@@ -309,36 +286,30 @@ async def _cid_cache_hints(ctx: Any, call_next: Any) -> Any:
 
 
 # -- tools ------------------------------------------------------------------------------------
-def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings,
-                    gateway_url: str | None = None) -> None:
+@contextlib.contextmanager
+def _calling(ctx: Context, tool: str) -> Iterator[ServerState]:
+    """The lifespan state of one tool call, with the project's errors made tool errors."""
+    state = _state(ctx)
+    with tool_errors(state, tool):
+        yield state
+
+
+def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> None:
+    """One registration per tool: each reads its state from the context and calls the plain
+    function in :mod:`ipfs_mcp.tools`. Only the two arguments whose text names a limit of
+    this server are built here."""
     inline_max = settings.inline_max
     add_max = settings.add_max
+    InlineLength = args.inline_length(inline_max)  # noqa: N806 (a type, named as one)
+    InlineBytes = args.inline_bytes(add_max)  # noqa: N806
 
     @mcp.tool(title="Store a model or folder", annotations=_writes(open_world=True))
+    @args.spread(ImportArgs, into="import_args")
     async def store_model(
-        ctx: Context,
-        source: Annotated[str, Field(description=(
-            "A HuggingFace repo id from the local HF cache, with an optional revision "
-            "(org/name or org/name@main), or a local file or folder inside the allowed "
-            "roots (absolute, or relative to the first root)"))],
-        pin: Annotated[bool, Field(description="Keep it from garbage collection")] = True,
-        announce: Annotated[bool, Field(description="Tell peers this node provides it")] = True,
-        cid_version: Annotated[int | None, Field(ge=0, le=1, description=(
-            "0 (Qm..., Kubo's default) or 1 (bafy...)"))] = None,
-        raw_leaves: Annotated[bool | None, Field(description="Raw leaf blocks; default: "
-                                                             "as Kubo (true for CIDv1)")] = None,
-        nocopy: Annotated[bool | None, Field(description=(
-            "Keep the files' leaves as references into them instead of copying (Kubo's "
-            "--nocopy; implies raw leaves). Default: true for models in the HF cache, false "
-            "for other paths"))] = None,
-        profile: ImportProfile = None,
-        chunker: Chunker = None,
-        trickle: Trickle = None,
-        max_file_links: MaxFileLinks = None,
-        max_directory_links: MaxDirectoryLinks = None,
-        max_hamt_fanout: MaxHamtFanout = None,
-        replication_min: ReplicationMin = None,
-        replication_max: ReplicationMax = None,
+        ctx: Context, source: args.Source, pin: args.KeepPinned = True,
+        announce: args.Announce = True, nocopy: args.StoreNocopy = None,
+        import_args: ImportArgs = _KUBO_DEFAULTS, replication_min: args.ReplicationMin = None,
+        replication_max: args.ReplicationMax = None,
         client_roots: Annotated[ClientRoots, Resolve(_roots_for_source)] = None,
     ) -> StoreResult:
         """Store a model or a folder and get the CID Kubo would give it.
@@ -346,42 +317,24 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings,
         Returns the root CID, every file with its CID and size, the total size, whether it
         was pinned and announced, and the backend. Sends progress; cancelling stops it and
         leaves nothing pinned."""
-        state = _state(ctx)
-        with tool_errors(state, "store_model"):
+        with _calling(ctx, "store_model") as state:
             result = await content.store_model(
                 state.router, source, roots=_roots(state, client_roots),
-                hub_cache=settings.backend.hf_hub_cache, pin=pin,
-                cid_version=cid_version, raw_leaves=raw_leaves, nocopy=nocopy,
-                progress=_progress(ctx), profile=profile, chunker=chunker, trickle=trickle,
-                max_file_links=max_file_links, max_directory_links=max_directory_links,
-                max_hamt_fanout=max_hamt_fanout, replication_min=replication_min,
-                replication_max=replication_max)
+                hub_cache=state.settings.backend.hf_hub_cache, pin=pin, nocopy=nocopy,
+                import_args=import_args, progress=_progress(ctx),
+                replication_min=replication_min, replication_max=replication_max)
             if announce:
                 result.announced, result.announce_note = await network.announce_quietly(
-                    state.network, result.root_cid, role=settings.role,
+                    state.network, result.root_cid, role=state.settings.role,
                     why=state.network_why)
             return result
 
     @mcp.tool(title="Fetch a CID", annotations=_writes(destructive=True, open_world=True))
     async def fetch_cid(
-        ctx: Context,
-        cid: Annotated[str, CID_FIELD],
-        output_path: Annotated[str | None, Field(description=(
-            "Write the file or folder here (inside the allowed roots) instead of returning "
-            "it"))] = None,
-        into_hf_cache: Annotated[str | None, Field(description=(
-            "A HuggingFace repo id (org/name): write the folder into the local HF cache so "
-            "huggingface_hub/transformers load it offline"))] = None,
-        hf_revision: Annotated[str, Field(description="Revision name for into_hf_cache")] = "main",
-        offset: Annotated[int, Field(ge=0, description="First byte to return inline")] = 0,
-        length: Annotated[int | None, Field(ge=0, description=(
-            f"Bytes to return inline (at most {inline_max})"))] = None,
-        overwrite: Annotated[bool, Field(description=(
-            "Replace an existing file or non-empty folder at output_path (refused "
-            "otherwise)"))] = False,
-        replace: Annotated[bool, Field(description=(
-            "Let into_hf_cache move hf_revision of a cached repo that already names other "
-            "content (refused otherwise)"))] = False,
+        ctx: Context, cid: args.Cid, output_path: args.OutputPath = None,
+        into_hf_cache: args.IntoHfCache = None, hf_revision: args.HfRevision = "main",
+        offset: args.Offset = 0, length: InlineLength = None,
+        overwrite: args.Overwrite = False, replace: args.Replace = False,
         client_roots: Annotated[ClientRoots, Resolve(_roots_for_output)] = None,
         confirm: Annotated[Confirm | None, Resolve(_confirm_replacing)] = None,
     ) -> Annotated[CallToolResult, FetchResult]:
@@ -396,71 +349,54 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings,
         replace=true moves an existing revision in the HuggingFace cache. Without them an
         existing target is refused; clients that support it ask the user first."""
         _confirmed(confirm)
-        state = _state(ctx)
-        with tool_errors(state, "fetch_cid"):
+        with _calling(ctx, "fetch_cid") as state:
             result = await content.fetch_cid(
                 state.router, cid, roots=_roots(state, client_roots),
-                hub_cache=settings.backend.hf_hub_cache, output_path=output_path,
+                hub_cache=state.settings.backend.hf_hub_cache, output_path=output_path,
                 into_hf_cache=into_hf_cache, hf_revision=hf_revision, offset=offset,
                 length=length, max_inline=inline_max, progress=_progress(ctx),
-                overwrite=overwrite, replace=replace, max_write=settings.backend.max_write,
+                overwrite=overwrite, replace=replace, max_write=state.settings.backend.max_write,
                 reads=state.router)
-        if result.delivery == "resource_link" and gateway_url is not None:
-            result.gateway_url = f"{gateway_url}/ipfs/{result.resolved_cid}"
+        if result.delivery == "resource_link" and state.gateway_url is not None:
+            result.gateway_url = f"{state.gateway_url}/ipfs/{result.resolved_cid}"
             result.hint += f"; or download it over HTTP from {result.gateway_url}"
         return _fetch_result(result)
 
     @mcp.tool(title="Pin a CID", annotations=_writes(open_world=True))
-    async def pin(
-        ctx: Context,
-        cid: Annotated[str, CID_FIELD],
-        recursive: Annotated[bool, Field(description="Pin the whole DAG (fetching missing "
-                                                     "blocks), not just the root block")] = True,
-        replication_min: ReplicationMin = None,
-        replication_max: ReplicationMax = None,
-    ) -> PinResult:
+    async def pin(ctx: Context, cid: args.Cid, recursive: args.Recursive = True,
+                  replication_min: args.ReplicationMin = None,
+                  replication_max: args.ReplicationMax = None) -> PinResult:
         """Keep content from garbage collection; a recursive pin makes sure every block is
         here first, fetching missing ones from peers."""
-        state = _state(ctx)
-        with tool_errors(state, "pin"):
+        with _calling(ctx, "pin") as state:
             return await content.pin(state.router, cid, recursive=recursive,
                                      progress=_progress(ctx), replication_min=replication_min,
                                      replication_max=replication_max)
 
     @mcp.tool(title="Unpin a CID", annotations=_writes(destructive=True))
-    async def unpin(ctx: Context, cid: Annotated[str, CID_FIELD],
+    async def unpin(ctx: Context, cid: args.Cid,
                     confirm: Annotated[Confirm | None, Resolve(_confirm_unpin)] = None
                     ) -> UnpinResult:
         """Remove a pin. The blocks are deleted by the next repo_gc unless another pin
         still needs them. Clients that support it ask the user to confirm."""
         _confirmed(confirm)
-        state = _state(ctx)
-        with tool_errors(state, "unpin"):
+        with _calling(ctx, "unpin") as state:
             return await content.unpin(state.router, cid)
 
     @mcp.tool(title="List pins", annotations=_read_only())
-    async def list_pins(
-        ctx: Context,
-        limit: Annotated[int, Field(ge=1, le=1000, description="Most entries to return")] = 100,
-        name_contains: Annotated[str, Field(description="Only pins whose name contains "
-                                                        "this")] = "",
-    ) -> PinList:
+    async def list_pins(ctx: Context, limit: args.PinLimit = 100,
+                        name_contains: args.NameContains = "") -> PinList:
         """Pinned content, newest first, with name, size and pin type."""
-        state = _state(ctx)
-        with tool_errors(state, "list_pins"):
+        with _calling(ctx, "list_pins") as state:
             return await content.list_pins(state.router, limit=limit,
                                            name_contains=name_contains)
 
     @mcp.tool(title="Find providers", annotations=_read_only(open_world=True))
-    async def find_providers(
-        ctx: Context,
-        cid: Annotated[str, Field(description="The CID to look for (no sub-path)")],
-        count: Annotated[int, Field(ge=1, le=50, description="Most providers")] = 5,
-    ) -> ProvidersResult:
+    async def find_providers(ctx: Context, cid: args.RootCid,
+                             count: args.ProviderCount = 5) -> ProvidersResult:
         """Peers that provide a CID, best first: peer id, addresses, score, latency and
         when they were last seen. Needs the P2P node."""
-        state = _state(ctx)
-        with tool_errors(state, "find_providers"):
+        with _calling(ctx, "find_providers") as state:
             return await network.find_providers(state.network, cid, count=count,
                                                 why=state.network_why)
 
@@ -469,75 +405,43 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings,
         """This node's identity, listen addresses, role, connected peers with per-peer
         traffic, DHT routing table size, bitswap ledger, bandwidth, cache hit/miss counters
         and the backend in use."""
-        state = _state(ctx)
-        with tool_errors(state, "peer_stats"):
+        with _calling(ctx, "peer_stats") as state:
             return await network.peer_stats(state.network, state.router, why=state.network_why)
 
     @mcp.tool(title="Add text, bytes or a path", annotations=_writes())
+    @args.spread(ImportArgs, into="import_args")
     async def add_content(
-        ctx: Context,
-        text: Annotated[str | None, Field(description="UTF-8 text to add")] = None,
-        data_base64: Annotated[str | None, Field(description=(
-            f"Bytes to add, base64-encoded (at most {add_max} bytes decoded)"))] = None,
-        path: Annotated[str | None, Field(description="A file or folder inside the allowed "
-                                                      "roots")] = None,
-        name: Annotated[str, Field(description="A label kept with the pin")] = "",
-        pin: Annotated[bool, Field(description="Keep it from garbage collection")] = True,
-        cid_version: Annotated[int | None, Field(ge=0, le=1, description="Default: 0")] = None,
-        raw_leaves: Annotated[bool | None, Field(description="Default: as Kubo")] = None,
-        nocopy: Annotated[bool, Field(description=(
-            "With path: keep the leaves as references into the files instead of copying "
-            "(Kubo's --nocopy; implies raw leaves)"))] = False,
-        profile: ImportProfile = None,
-        chunker: Chunker = None,
-        trickle: Trickle = None,
-        max_file_links: MaxFileLinks = None,
-        max_directory_links: MaxDirectoryLinks = None,
-        max_hamt_fanout: MaxHamtFanout = None,
+        ctx: Context, text: args.Text = None, data_base64: InlineBytes = None,
+        path: args.LocalPath = None, name: args.PinName = "", pin: args.KeepPinned = True,
+        nocopy: args.AddNocopy = False, import_args: ImportArgs = _KUBO_DEFAULTS,
         client_roots: Annotated[ClientRoots, Resolve(_roots_for_path)] = None,
     ) -> AddResult:
         """Add small content given inline (text or base64), or a file or folder by path.
         Pass exactly one of text, data_base64 and path."""
-        state = _state(ctx)
-        with tool_errors(state, "add_content"):
+        with _calling(ctx, "add_content") as state:
             return await content.add_content(
                 state.router, roots=_roots(state, client_roots), text=text,
-                data_base64=data_base64, path=path, name=name, pin=pin,
-                cid_version=cid_version, raw_leaves=raw_leaves, max_inline=add_max,
-                nocopy=nocopy, progress=_progress(ctx), profile=profile, chunker=chunker,
-                trickle=trickle, max_file_links=max_file_links,
-                max_directory_links=max_directory_links, max_hamt_fanout=max_hamt_fanout)
+                data_base64=data_base64, path=path, name=name, pin=pin, max_inline=add_max,
+                nocopy=nocopy, import_args=import_args, progress=_progress(ctx))
 
     @mcp.tool(name="ls", title="List a folder CID", annotations=_read_only(open_world=True))
-    async def ls_(
-        ctx: Context,
-        cid: Annotated[str, CID_FIELD],
-        limit: Annotated[int, Field(ge=1, le=10000)] = 1000,
-    ) -> LsResult:
+    async def ls_(ctx: Context, cid: args.Cid, limit: args.LsLimit = 1000) -> LsResult:
         """The entries of a folder CID (name, CID, kind, size); for a file, the file."""
-        state = _state(ctx)
-        with tool_errors(state, "ls"):
+        with _calling(ctx, "ls") as state:
             return await content.ls(state.router, cid, limit=limit)
 
     @mcp.tool(title="Connect to a peer", annotations=_writes(open_world=True))
-    async def connect_peer(
-        ctx: Context,
-        multiaddr: Annotated[str, Field(description=(
-            "The peer's address ending in its id, e.g. /ip4/10.0.0.5/tcp/4001/p2p/12D3Koo..."))],
-    ) -> ConnectResult:
+    async def connect_peer(ctx: Context, multiaddr: args.Multiaddr) -> ConnectResult:
         """Dial a peer (noise-encrypted) so its content can be fetched from it."""
-        state = _state(ctx)
-        with tool_errors(state, "connect_peer"):
+        with _calling(ctx, "connect_peer") as state:
             return await network.connect_peer(state.network, multiaddr, why=state.network_why)
 
     @mcp.tool(title="Announce a CID", annotations=_writes(open_world=True))
-    async def announce(ctx: Context, cid: Annotated[str, Field(
-            description="The CID to announce (no sub-path)")]) -> AnnounceResult:
+    async def announce(ctx: Context, cid: args.RootCid) -> AnnounceResult:
         """Publish that this node provides a CID: to the DHT when the node joined a
         network, otherwise only to configured peers."""
-        state = _state(ctx)
-        with tool_errors(state, "announce"):
-            return await network.announce(state.network, cid, role=settings.role,
+        with _calling(ctx, "announce") as state:
+            return await network.announce(state.network, cid, role=state.settings.role,
                                           why=state.network_why)
 
     @mcp.tool(title="Garbage-collect the repo", annotations=_writes(destructive=True))
@@ -546,8 +450,7 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings,
         """Delete every block that no pin reaches, and report what was freed. Clients
         that support it ask the user to confirm."""
         _confirmed(confirm)
-        state = _state(ctx)
-        with tool_errors(state, "repo_gc"):
+        with _calling(ctx, "repo_gc") as state:
             return await content.repo_gc(state.router)
 
 

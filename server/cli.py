@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import json
 import sys
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,13 +21,12 @@ from typing import Any
 
 from ipfs_mcp.backends import router
 from ipfs_mcp.backends.core.cids import cid_str
-from ipfs_mcp.backends.core.importer import PROFILES as IMPORT_PROFILES
-from ipfs_mcp.backends.core.importer import ImportOptions
 from ipfs_mcp.backends.errors import InvalidInput, IpfsMcpError, Unsupported
 from ipfs_mcp.backends.hub import models as hub
 from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.backends.router import Router
 from ipfs_mcp.backends.settings import BackendSettings
+from ipfs_mcp.tools.import_options import ImportArgs
 from ipfs_mcp.tools.roots import AllowedRoots, ProtectedFolders, describe_existing
 
 from . import cli_fetch
@@ -91,11 +91,8 @@ def _check_references(path: Path, hub_cache: Path, hidden: bool) -> None:
 def cmd_add(args: argparse.Namespace) -> int:
     if args.nocopy and args.copy:
         raise InvalidInput("--nocopy and --copy contradict each other")
-    options = ImportOptions.from_profile(
-        args.profile, chunker=args.chunker, cid_version=args.cid_version,
-        raw_leaves=args.raw_leaves, trickle=args.trickle, max_links=args.max_file_links,
-        max_directory_links=args.max_directory_links, max_hamt_fanout=args.max_hamt_fanout,
-        wrap_with_directory=args.wrap_with_directory, hidden=args.hidden)
+    options = _import_args(args).to_options(wrap_with_directory=args.wrap_with_directory,
+                                            hidden=args.hidden)
     backend = _router()
     results = []
     for raw_path in args.paths:
@@ -333,6 +330,35 @@ def cmd_backend(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------------
+_SHORT_FLAGS = {"chunker": "-s", "trickle": "-t"}  # as in Kubo's `ipfs add`
+
+
+def _add_import_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per field of the import options the MCP tools take: the same names (Kubo's
+    spelling), help text and choices, so the two cannot drift apart."""
+    for name, info in ImportArgs.model_fields.items():
+        flags = [f"--{name.replace('_', '-')}"]
+        if name in _SHORT_FLAGS:
+            flags.insert(0, _SHORT_FLAGS[name])
+        kind = next(t for t in typing.get_args(info.annotation) if t is not type(None))
+        spec: dict[str, Any] = {"default": None, "help": info.description}
+        if kind is bool:
+            spec["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is typing.Literal:
+            choices = typing.get_args(kind)
+            spec.update(choices=choices, type=type(choices[0]))
+        elif kind is int:
+            spec.update(type=int, metavar="N")
+        parser.add_argument(*flags, **spec)
+
+
+def _import_args(args: argparse.Namespace) -> ImportArgs:
+    """The import flags as the model the tools take. Not validated here: the importer checks
+    the values, as it does for every caller, with its own messages."""
+    return ImportArgs.model_construct(**{name: getattr(args, name)
+                                         for name in ImportArgs.model_fields})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ipfs-mcp", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -359,21 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("add", cmd_add, "add files or folders (CIDs identical to `ipfs add`)")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("-r", "--recursive", action="store_true", help="add folders recursively")
-    p.add_argument("--profile", choices=tuple(IMPORT_PROFILES), default=None,
-                   help="Kubo's import profile (default: Kubo's defaults, = unixfs-v0-2015 "
-                        "except that CIDv1 brings raw leaves); the flags below override it")
-    p.add_argument("--cid-version", type=int, default=None, choices=(0, 1))
-    p.add_argument("--raw-leaves", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("-s", "--chunker", default=None,
-                   help="size-N, rabin[-AVG | -MIN-AVG-MAX] or buzhash (default size-262144)")
-    p.add_argument("-t", "--trickle", action=argparse.BooleanOptionalAction, default=None,
-                   help="trickle DAG layout instead of balanced")
-    p.add_argument("--max-file-links", type=int, default=None, metavar="N",
-                   help="links per file node (default 174)")
-    p.add_argument("--max-directory-links", type=int, default=None, metavar="N",
-                   help="shard a folder with more entries than this (default: no limit)")
-    p.add_argument("--max-hamt-fanout", type=int, default=None, metavar="N",
-                   help="links per HAMT shard: a power of two, 8..1024 (default 256)")
+    _add_import_flags(p)
     p.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("-w", "--wrap-with-directory", action="store_true")
     p.add_argument("-H", "--hidden", action="store_true", help="include dotfiles")

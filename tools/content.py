@@ -14,11 +14,8 @@ import base64
 import binascii
 import io
 import os
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol, TypeVar
 
 from ipfs_mcp.backends.backend import Backend, Replication
 from ipfs_mcp.backends.core.cids import cid_str, parse_cid, split_path
@@ -33,8 +30,8 @@ from ipfs_mcp.backends.errors import (
 from ipfs_mcp.backends.hub import layout as hf_layout
 from ipfs_mcp.backends.hub import models as hub
 from ipfs_mcp.backends.hub import receive as hf_receive
-from ipfs_mcp.backends.router import ReadReport
 
+from .import_options import ImportArgs
 from .models import (
     AddResult,
     FetchResult,
@@ -66,17 +63,6 @@ def _check_cid(value: str) -> str:
     return f"{cid_str(cid)}/{path}" if path else cid_str(cid)
 
 
-def _options(cid_version: int | None, raw_leaves: bool | None, profile: str | None = None,
-             chunker: str | None = None, trickle: bool | None = None,
-             max_file_links: int | None = None, max_directory_links: int | None = None,
-             max_hamt_fanout: int | None = None) -> ImportOptions:
-    """Kubo's import ``profile`` (or its defaults) with the given add options over it."""
-    return ImportOptions.from_profile(
-        profile, cid_version=cid_version, raw_leaves=raw_leaves, chunker=chunker,
-        trickle=trickle, max_links=max_file_links, max_directory_links=max_directory_links,
-        max_hamt_fanout=max_hamt_fanout)
-
-
 def _with_nocopy(options: ImportOptions, nocopy: bool) -> ImportOptions:
     """``options`` with Kubo's ``--nocopy`` (which implies raw leaves)."""
     return replace(options, nocopy=True) if nocopy else options
@@ -101,15 +87,12 @@ def _looks_like_path(source: str) -> bool:
 
 # -- store_model / add_content ---------------------------------------------------------------
 async def store_model(backend: Backend, source: str, *, roots: AllowedRoots,
-                      hub_cache: Path, pin: bool = True, cid_version: int | None = None,
-                      raw_leaves: bool | None = None, nocopy: bool | None = None,
-                      progress: Progress | None = None, profile: str | None = None,
-                      chunker: str | None = None, trickle: bool | None = None,
-                      max_file_links: int | None = None, max_directory_links: int | None = None,
-                      max_hamt_fanout: int | None = None,
+                      hub_cache: Path, pin: bool = True, nocopy: bool | None = None,
+                      import_args: ImportArgs | None = None, progress: Progress | None = None,
                       replication_min: int | None = None,
                       replication_max: int | None = None) -> StoreResult:
-    """Add a cached HuggingFace model (``org/name[@revision]``) or a local file or folder.
+    """Add a cached HuggingFace model (``org/name[@revision]``) or a local file or folder,
+    laid out as ``import_args`` say (Kubo's defaults when None).
 
     ``nocopy`` keeps the leaves as references into the files instead of copying them; by
     default it is on for sources in the HF cache (when the embedded repo takes the add)
@@ -123,8 +106,7 @@ async def store_model(backend: Backend, source: str, *, roots: AllowedRoots,
         NotFound: neither a cached model nor an existing path.
         UnsafePath: a local path outside the allowed roots.
     """
-    options = _options(cid_version, raw_leaves, profile, chunker, trickle, max_file_links,
-                       max_directory_links, max_hamt_fanout)
+    options = (import_args or ImportArgs()).to_options()
     source = source.strip()
     progress = progress or Progress()
     progress.message = f"storing {source}"
@@ -185,14 +167,11 @@ async def store_model(backend: Backend, source: str, *, roots: AllowedRoots,
 
 async def add_content(backend: Backend, *, roots: AllowedRoots, text: str | None = None,
                       data_base64: str | None = None, path: str | None = None,
-                      name: str = "", pin: bool = True, cid_version: int | None = None,
-                      raw_leaves: bool | None = None, max_inline: int,
-                      nocopy: bool = False,
-                      progress: Progress | None = None, profile: str | None = None,
-                      chunker: str | None = None, trickle: bool | None = None,
-                      max_file_links: int | None = None, max_directory_links: int | None = None,
-                      max_hamt_fanout: int | None = None) -> AddResult:
-    """Add inline text, inline base64 bytes, or a file/folder inside the allowed roots.
+                      name: str = "", pin: bool = True, max_inline: int,
+                      nocopy: bool = False, import_args: ImportArgs | None = None,
+                      progress: Progress | None = None) -> AddResult:
+    """Add inline text, inline base64 bytes, or a file/folder inside the allowed roots,
+    laid out as ``import_args`` say (Kubo's defaults when None).
 
     ``nocopy`` (a path only, as Kubo's ``--nocopy``) keeps the file's leaves as references
     into it instead of copying them; it implies raw leaves.
@@ -207,9 +186,7 @@ async def add_content(backend: Backend, *, roots: AllowedRoots, text: str | None
         raise InvalidInput("pass exactly one of text, data_base64 or path")
     if nocopy and path is None:
         raise InvalidInput("nocopy needs a path: inline content has no file to refer to")
-    options = _with_nocopy(_options(cid_version, raw_leaves, profile, chunker, trickle,
-                                    max_file_links, max_directory_links, max_hamt_fanout),
-                           nocopy)
+    options = _with_nocopy((import_args or ImportArgs()).to_options(), nocopy)
     name_ = backend.name
     if path is not None:
         progress = progress or Progress()
@@ -271,48 +248,13 @@ def _decodecid_str(data: bytes) -> tuple[str, int] | None:
     return None
 
 
-_T = TypeVar("_T")
-
-
-class ReadReports(Protocol):
-    """Which backend and retrieval source answered the reads a thread makes (the Router)."""
-
-    def recording(self) -> AbstractContextManager[list[ReadReport]]: ...
-
-
-def _recorded(reads: ReadReports | None, seen: list[ReadReport],
-              work: Callable[[], _T]) -> Callable[[], _T]:
-    """``work``, adding the reports of the reads it makes (in its worker thread) to ``seen``."""
-    if reads is None:
-        return work
-
-    def run() -> _T:
-        with reads.recording() as reports:
-            try:
-                return work()
-            finally:
-                seen.extend(reports)
-
-    return run
-
-
-def _answered(result: FetchResult, seen: list[ReadReport]) -> FetchResult:
-    """``result``, saying which backend answered and which sources fetched what was missing."""
-    result.answered_by = ", ".join(dict.fromkeys(r.backend for r in seen)) or None
-    result.fetched_from = ", ".join(dict.fromkeys(
-        r.source for r in seen if r.source != "local")) or None
-    return result
-
-
 async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cache: Path,
                     output_path: str | None = None, into_hf_cache: str | None = None,
                     hf_revision: str = "main", offset: int = 0, length: int | None = None,
                     max_inline: int, progress: Progress | None = None,
                     overwrite: bool = False, replace: bool = False,
-                    max_write: int | None = None,
-                    reads: ReadReports | None = None) -> FetchResult:
-    """Read, write to disk, or write into the HF cache the content under ``cid[/path]``;
-    with ``reads`` (the Router), the result says which backend and source answered.
+                    max_write: int | None = None) -> FetchResult:
+    """Read, write to disk, or write into the HF cache the content under ``cid[/path]``.
 
     Raises:
         InvalidCID: a malformed CID.
@@ -337,7 +279,6 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
                        "output_path to write the content to disk")
     progress = progress or Progress()
     progress.message = f"fetching {target}"
-    seen: list[ReadReport] = []  # the reports of the reads below
 
     if output_path is not None:
         def write() -> tuple[Entry, Path, Path | None]:
@@ -348,11 +289,10 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
             return backend.get_to_path(target, output_path=dest, overwrite=overwrite,
                                        max_bytes=max_write, progress=progress), dest, replaced
 
-        entry, dest, replaced = await run_blocking(_recorded(reads, seen, write), progress)
-        return _answered(FetchResult(
-            cid=target, resolved_cid=cid_str(entry.cid), kind=entry.kind, size=entry.size,
-            delivery="file", output_path=str(dest), replaced=str(replaced) if replaced else None,
-            resource_uri=uri), seen)
+        entry, dest, replaced = await run_blocking(write, progress)
+        return FetchResult(cid=target, resolved_cid=cid_str(entry.cid), kind=entry.kind,
+                           size=entry.size, delivery="file", output_path=str(dest),
+                           replaced=str(replaced) if replaced else None, resource_uri=uri)
 
     if into_hf_cache is not None:
         # "org/name@rev" names the revision too; it wins over hf_revision.
@@ -367,8 +307,8 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
                                                   revision=revision, replace=replace,
                                                   max_bytes=max_write, progress=progress)
 
-        entry, written = await run_blocking(_recorded(reads, seen, export), progress)
-        return _answered(FetchResult(
+        entry, written = await run_blocking(export, progress)
+        return FetchResult(
             cid=target, resolved_cid=cid_str(entry.cid), kind=entry.kind, size=entry.size,
             delivery="hf_cache", hf_repo_id=written.repo_id, hf_revision=written.revision,
             hf_commit=written.commit, hf_snapshot=str(written.snapshot),
@@ -376,7 +316,7 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
             nocopy=bool(written.files) and not written.copied, copied=list(written.copied),
             resumed_leaves=written.resumed,
             hint=f"load it offline: huggingface_hub.snapshot_download({written.repo_id!r}, "
-                 f"revision={written.revision!r}, local_files_only=True)"), seen)
+                 f"revision={written.revision!r}, local_files_only=True)")
 
     def read() -> FetchResult:
         entry = backend.stat(target)
@@ -412,7 +352,7 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
                            eof=start + len(data) >= entry.size,
                            base64=base64.b64encode(data).decode("ascii"), resource_uri=uri)
 
-    return _answered(await run_blocking(_recorded(reads, seen, read)), seen)
+    return await run_blocking(read)
 
 
 async def ls(backend: Backend, cid: str, *, limit: int = MAX_LISTED_FILES) -> LsResult:

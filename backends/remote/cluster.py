@@ -5,7 +5,7 @@ Selected by ``IPFS_BACKEND=cluster``. ``IPFS_CLUSTER_API`` (default
 its ``Authorization`` header (``Basic ...`` or ``Bearer ...``), never logged.
 
 * **Adding** streams a multipart upload to the cluster's ``/add`` (the same encoder as the
-  Kubo RPC client), with our import options mapped to the cluster's (``cid-version``,
+  Kubo backend's, :mod:`.kubo.upload`), with our import options mapped to the cluster's (``cid-version``,
   ``raw-leaves``, ``chunker``, ``layout=trickle``, ``hidden``, ``wrap-with-directory``)
   and ``replication-min``/``replication-max``/``name``. Our importer computes the CID of
   the same input as it goes, storing nothing; if the cluster's CID differs, the add fails
@@ -17,7 +17,7 @@ its ``Authorization`` header (``Basic ...`` or ``Bearer ...``), never logged.
   ``replication_min`` peers (every peer, for "everywhere") report it pinned, or raises
   :class:`Timeout` naming each peer's status.
 * **Reads** go through the cluster's Kubo RPC (``IPFS_API``, else the cluster host's IPFS
-  proxy on port 9095) with :class:`~.kubo_rpc.KuboRPCBackend`, so every byte is verified
+  proxy on port 9095) with :class:`~.kubo.backend.KuboBackend`, so every byte is verified
   against its CID as with any Kubo; the network tools speak for that Kubo too.
 
 Nothing here trusts the cluster for content: the CID of what was added is checked, and
@@ -26,7 +26,6 @@ what is read is verified.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
@@ -56,18 +55,18 @@ from ipfs_mcp.backends.errors import (
     IntegrityError,
     InvalidInput,
     IpfsMcpError,
-    NotFound,
     PinNotFound,
     Timeout,
 )
-from ipfs_mcp.backends.http_answers import error_message, http_failure
-from ipfs_mcp.backends.remote.kubo.common import added_entries, multipart_boundary
-from ipfs_mcp.backends.remote.kubo.rpc import (
-    KuboRPCBackend,
-    _multipart,
-    _Part,
-    _pieces,
-    _walk_parts,
+from ipfs_mcp.backends.http_answers import error_message, http_failure, json_lines
+from ipfs_mcp.backends.remote.kubo.backend import KuboBackend
+from ipfs_mcp.backends.remote.kubo.upload import (
+    LocalTree,
+    Part,
+    added_entries,
+    multipart,
+    multipart_boundary,
+    read_pieces,
 )
 from ipfs_mcp.backends.repo.pins import Pin
 from ipfs_mcp.backends.settings import BackendSettings
@@ -229,14 +228,9 @@ class ClusterAPI:
     def json(self, method: str, path: str, **kwargs: Any) -> list[Any]:
         """The answer's JSON values: one, or one per line for the NDJSON streams."""
         with self.request(method, path, **kwargs) as response:
-            out = []
-            for line in response.iter_lines():
-                if line.strip():
-                    try:
-                        out.append(json.loads(line))
-                    except ValueError as exc:
-                        raise IpfsMcpError(f"IPFS Cluster at {self.url}: /{path} sent a "
-                                           f"line that is not JSON: {line[:200]!r}") from exc
+            out = list(json_lines(response.iter_lines(), lambda line: IpfsMcpError(
+                f"IPFS Cluster at {self.url}: /{path} sent a line that is not JSON: "
+                f"{line[:200]!r}")))
             if len(out) == 1 and isinstance(out[0], list):
                 return out[0]  # a plain JSON array
             return out
@@ -263,7 +257,7 @@ class ClusterBackend:
 
     Args:
         api: the cluster peer's REST API.
-        kubo: the Kubo RPC backend reads go through.
+        kubo: the Kubo backend (over the cluster's RPC proxy) reads go through.
         timeout: seconds one wait for a pin may take.
     """
 
@@ -276,7 +270,7 @@ class ClusterBackend:
         """This backend pins with a replication factor (see :meth:`pin`)."""
         return self
 
-    def __init__(self, api: ClusterAPI, kubo: KuboRPCBackend, *, timeout: float = 60.0
+    def __init__(self, api: ClusterAPI, kubo: KuboBackend, *, timeout: float = 60.0
                  ) -> None:
         self.api = api
         self.url = api.url
@@ -298,8 +292,8 @@ class ClusterBackend:
                          timeout=timeout)
         try:
             api.id(timeout=min(timeout, _PROBE_TIMEOUT))
-            kubo = KuboRPCBackend.connect(kubo_api or proxy_url_for(api.url),
-                                          authorization=kubo_authorization, timeout=timeout)
+            kubo = KuboBackend.over_http(kubo_api or proxy_url_for(api.url),
+                                         authorization=kubo_authorization, timeout=timeout)
         except BaseException:
             api.close()
             raise
@@ -316,7 +310,7 @@ class ClusterBackend:
         return self.api.id()
 
     # -- adding -------------------------------------------------------------------------
-    def _add(self, parts: Iterator[_Part], o: ImportOptions, *, pin: bool, name: str,
+    def _add(self, parts: Iterator[Part], o: ImportOptions, *, pin: bool, name: str,
              wrap: bool, expected: Callable[[], CID], replication_min: int | None,
              replication_max: int | None) -> list[tuple[str, CID]]:
         params = {"cid-version": o.cid_version, "raw-leaves": o.leaves_are_raw,
@@ -329,7 +323,7 @@ class ClusterBackend:
                   "stream-channels": False}
         boundary = multipart_boundary()
         answers = self.api.json("POST", "add", params=params, boundary=boundary,
-                             content=_multipart(parts, boundary),
+                             content=multipart(parts, boundary),
                              timeout=max(self.timeout, 3600.0))
         added = []
         for answer in answers:
@@ -357,7 +351,7 @@ class ClusterBackend:
                   options: ImportOptions | None = None, replication_min: int | None = None,
                   replication_max: int | None = None) -> str:
         o = check_cluster_add_options(options or ImportOptions())
-        added = self._add(iter([_Part("data", "file", iter([bytes(data)]))]), o, pin=pin,
+        added = self._add(iter([Part("data", "file", [bytes(data)])]), o, pin=pin,
                           name=name, wrap=False,
                           expected=lambda: Importer(None, o).add_bytes(bytes(data)).cid_obj,
                           replication_min=replication_min, replication_max=replication_max)
@@ -371,9 +365,9 @@ class ClusterBackend:
         """One file from a stream: each 1 MiB piece goes to the upload and to our importer
         (in a thread), so the stream is read once and never held whole."""
         o = check_cluster_add_options(options or ImportOptions())
-        tee = _Tee(_pieces(stream, progress), o)
+        tee = _Tee(read_pieces(stream, progress), o)
         try:
-            added = self._add(iter([_Part(name or "data", "file", tee.pieces())]), o, pin=pin,
+            added = self._add(iter([Part(name or "data", "file", tee.pieces())]), o, pin=pin,
                               name=name, wrap=False, expected=tee.cid,
                               replication_min=replication_min,
                               replication_max=replication_max)
@@ -394,18 +388,12 @@ class ClusterBackend:
             InvalidInput: a folder without ``recursive``, or an option the cluster lacks.
         """
         o = check_cluster_add_options(options or ImportOptions())
-        top = Path(path)
-        if not top.exists():
-            raise NotFound(f"no such file or folder: {top}")
-        if top.is_dir() and not recursive:
-            raise InvalidInput(f"{top} is a folder; add it recursively (-r)")
-        label = top.resolve().name if top.name in ("", ".", "..") else top.name
-        sizes: list[int] = []
-        added = self._add(_walk_parts(top, label, o, sizes, progress), o, pin=pin,
-                          name=name or label, wrap=o.wrap_with_directory,
-                          expected=lambda: Importer(None, o).add_path(top).root,
+        tree = LocalTree.open(path, recursive=recursive, options=o, progress=progress)
+        added = self._add(tree.parts(), o, pin=pin, name=name or tree.name,
+                          wrap=o.wrap_with_directory,
+                          expected=lambda: Importer(None, o).add_path(tree.top).root,
                           replication_min=replication_min, replication_max=replication_max)
-        return ImportResult(added[-1][1], sum(sizes), added_entries(top, label, added))
+        return ImportResult(added[-1][1], tree.sent, added_entries(tree, added))
 
     # -- pins ---------------------------------------------------------------------------
     def pin(self, cid: str, *, recursive: bool = True, name: str = "",

@@ -12,8 +12,9 @@ for that, and only after proving it works:
    says why;
 3. the node it manages must have its RPC API running (the ``api`` file in its repo).
 
-Data then goes through our verified Kubo RPC client (:class:`.kubo_rpc.KuboRPCBackend`)
-to that same node, so blocks, files and listings are checked exactly as for ``kubo``.
+Data then goes through our verified Kubo backend over its RPC API
+(:class:`~.kubo.backend.KuboBackend`) to that same node, so blocks, files and listings are
+checked exactly as for ``kubo``.
 
 What a user needs for it to work: ``pip install 'ipfs-mcp[ipfs-kit]'``; a Kubo binary that
 ``ipfs_kit_py`` can use (on PATH or installed by it while online); an initialised repo
@@ -33,7 +34,7 @@ from ipfs_mcp.backends.core.cids import cid_str, parse_cid
 from ipfs_mcp.backends.core.exporter import Entry, Exporter
 from ipfs_mcp.backends.core.importer import Importer, ImportOptions, ImportResult
 from ipfs_mcp.backends.errors import BackendUnavailable, InvalidCID
-from ipfs_mcp.backends.remote.kubo.rpc import KuboRPCBackend
+from ipfs_mcp.backends.remote.kubo.backend import KuboBackend
 from ipfs_mcp.backends.repo.pins import Pin
 
 if TYPE_CHECKING:
@@ -79,9 +80,9 @@ class IpfsKitBackend:
 
     name = "ipfs_kit"
 
-    def __init__(self, kit: Any, node: KuboRPCBackend) -> None:
+    def __init__(self, kit: Any, node: KuboBackend) -> None:
         self.kit = kit
-        self.node = node  # a KuboRPCBackend
+        self.node = node  # over the RPC API of the node ipfs_kit_py manages
 
     @classmethod
     def connect(cls) -> IpfsKitBackend:
@@ -133,9 +134,7 @@ class IpfsKitBackend:
                                      f"{_HINT}")
 
     @staticmethod
-    def _node_of(kit: Any) -> Any:
-        from ipfs_mcp.backends.remote.kubo.rpc import KuboRPCBackend
-
+    def _node_of(kit: Any) -> KuboBackend:
         repo = getattr(getattr(kit, "ipfs", None), "ipfs_path", None) or \
             os.environ.get("IPFS_PATH") or "~/.ipfs"
         api_file = Path(os.path.expanduser(str(repo))) / "api"
@@ -145,7 +144,7 @@ class IpfsKitBackend:
             raise BackendUnavailable(f"ipfs_kit_py works, but its node's RPC API is not "
                                      f"running ({api_file} is missing): start its daemon "
                                      "(`ipfs daemon`)") from exc
-        return KuboRPCBackend.connect(api)
+        return KuboBackend.over_http(api)
 
     def health(self) -> str:
         return f"ipfs_kit_py over {self.node.health()}"

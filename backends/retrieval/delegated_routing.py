@@ -16,7 +16,6 @@ public router's record that names a loopback or LAN host is refused before any d
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -30,7 +29,7 @@ from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.reputation import ProviderReputation
 from ipfs_mcp.backends.errors import BackendUnavailable, BlockNotFound, NetworkError
 from ipfs_mcp.backends.fetcher import BlockFetcher
-from ipfs_mcp.backends.http_answers import read_bounded
+from ipfs_mcp.backends.http_answers import json_lines, read_bounded
 from ipfs_mcp.backends.retrieval.address_scope import Scope, SteeringPolicy
 from ipfs_mcp.backends.retrieval.trustless_gateway import (
     BlockPut,
@@ -88,15 +87,9 @@ def http_url(multiaddr: str) -> str | None:
 
 
 def _records(text_lines: Iterable[str], router: str) -> Iterator[RoutedProvider]:
-    for line in text_lines:
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError as exc:
-            raise NetworkError(f"delegated router {router} sent a line that is not JSON: "
-                               f"{line[:120]!r}") from exc
+    for value in json_lines(text_lines, lambda line: NetworkError(
+            f"delegated router {router} sent a line that is not JSON: "
+            f"{line.strip()[:120]!r}")):
         items = value.get("Providers") if isinstance(value, dict) and "Providers" in value \
             else [value]
         for item in items or []:

@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.importer import Importer
+from ipfs_mcp.tools.import_options import ImportArgs
+
 
 def run(*args: str, stdin: bytes | None = None, ok: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", "ipfs_mcp.server.cli", *args], input=stdin,
@@ -44,6 +48,21 @@ def test_add_cat_get_ls_like_kubo(tree: Path, tmp_path: Path) -> None:
     assert (tmp_path / "out" / "sub" / "big.bin").read_bytes() == big
     added = json.loads(run("add", "--json", "--cid-version", "1", str(tree / "a.txt")).stdout)
     assert added["cid"].startswith("bafkrei")
+
+
+def test_add_flags_are_the_tools_import_options(tree: Path) -> None:
+    """`add` has a flag named after every import option the MCP tools take, and an add with
+    all of them gives the CID the importer gives for the same options."""
+    given = ImportArgs(profile="unixfs-v1-2025", cid_version=0, raw_leaves=False,
+                       chunker="size-1000", trickle=True, max_file_links=3,
+                       max_directory_links=1, max_hamt_fanout=8)
+    argv: list[str] = []
+    for name, value in given.model_dump().items():
+        flag = name.replace("_", "-")
+        argv += ([f"--{flag}"] if value is True else [f"--no-{flag}"] if value is False
+                 else [f"--{flag}", str(value)])
+    added = json.loads(run("add", "--json", "-r", *argv, str(tree)).stdout)
+    assert added["cid"] == cid_str(Importer(options=given.to_options()).add_path(tree).root)
 
 
 def test_pins_repo_and_backend(tree: Path) -> None:

@@ -1,4 +1,5 @@
-"""Every MCP tool on every backend: the embedded repo and a real Kubo 0.43 daemon's RPC.
+"""Every MCP tool on every backend: the embedded repo and a real Kubo 0.43 daemon, over its
+RPC API (``kubo``) and through its CLI (``kubo-cli``).
 
 One suite, run through the SDK's in-memory client, parametrised by backend. On Kubo, Kubo
 is the node: ``peer_stats`` reports the daemon's own peer id, announcements go through its
@@ -9,6 +10,7 @@ routing, and no P2P node of ours starts. What a backend cannot do fails with one
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from .kubo_daemon import KuboDaemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.interop]
 TIMEOUT = 60
-BACKENDS = ["hf_cache", "kubo"]
+BACKENDS = ["hf_cache", "kubo", "kubo-cli"]
 
 
 def make_folder(folder: Path) -> tuple[Path, bytes]:
@@ -52,24 +54,34 @@ async def call_error(client: Client, name: str, args: dict[str, Any]) -> str:
 
 def settings_for(backend: str, home: Path, root: Path, kubo: KuboDaemon) -> ServerSettings:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("HF_HUB_CACHE", "IPFS_MCP_P2P", "IPFS_BACKEND", "IPFS_API")}
+           if k not in ("HF_HUB_CACHE", "IPFS_MCP_P2P", "IPFS_BACKEND", "IPFS_API", "KUBO_CMD")}
     env["HF_HOME"] = str(home)
     if backend == "kubo":
         env["IPFS_BACKEND"] = "kubo"
         env["IPFS_API"] = kubo.api_url
+    elif backend == "kubo-cli":  # no IPFS_API: the CLI, on the daemon's repo (IPFS_PATH)
+        env["IPFS_BACKEND"] = "kubo"
+        env["KUBO_CMD"] = shlex.join(kubo.cli_command)
     return ServerSettings.load(env, allow_roots=[str(root)], role="worker")
 
 
 @pytest.fixture
-async def served(request: pytest.FixtureRequest, tmp_path: Path, kubo043: KuboDaemon
+async def served(request: pytest.FixtureRequest, tmp_path: Path, kubo043: KuboDaemon,
+                 monkeypatch: pytest.MonkeyPatch
                  ) -> AsyncIterator[tuple[Client, str, KuboDaemon]]:
+    """The server on ``request.param``'s backend, and that backend's name as tools report
+    it (``kubo`` for both of Kubo's transports)."""
     backend: str = request.param
+    if backend == "kubo-cli":
+        # The CLI's processes inherit this process's environment: the daemon's repo.
+        for key, value in kubo043.env.items():
+            monkeypatch.setenv(key, value)
     root = tmp_path / "work"
     root.mkdir()
     settings = settings_for(backend, tmp_path / "home", root, kubo043)
     with anyio.fail_after(TIMEOUT):
         async with Client(build_server(settings), mode="auto") as client:
-            yield client, backend, kubo043
+            yield client, backend.removesuffix("-cli"), kubo043
 
 
 @pytest.mark.parametrize("served", BACKENDS, indirect=True)

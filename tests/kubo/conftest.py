@@ -7,9 +7,11 @@ session (``kubo``); tests that stop, kill or reconfigure a daemon get their own
 (``own_daemon``, ``auth_daemon``). Without Go the tests skip and say why; under CI
 (``IPFS_MCP_REQUIRE_INTEROP=1``) that is a failure instead.
 
-* ``rpc``: :class:`KuboRPCBackend` on the daemon's RPC API;
-* ``cli``: :class:`KuboCLIBackend` running the built ``ipfs`` with the daemon's
-  ``IPFS_PATH`` (so it talks to the running daemon through the repo's ``api`` file).
+* ``backend``: :class:`KuboBackend` on the suite's daemon, once per transport (``http``:
+  its RPC API; ``cli``: the built ``ipfs`` with the daemon's ``IPFS_PATH``, so it talks to
+  the running daemon through the repo's ``api`` file); every test that takes it runs over
+  both, so both must give the same answers;
+* ``rpc`` / ``cli``: the same, over one transport, for tests about that transport.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ import pytest
 from interop.kubo_daemon import KuboDaemon, kubo_daemon_binary
 from interop.startup import record_start
 
-from ipfs_mcp.backends.remote.kubo.cli import KuboCLIBackend
-from ipfs_mcp.backends.remote.kubo.rpc import KuboRPCBackend
+from ipfs_mcp.backends.remote.kubo.backend import KuboBackend
 
 _HERE = Path(__file__).resolve().parent
 
@@ -57,18 +58,39 @@ def kubo(kubo_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[K
         yield daemon
 
 
-@pytest.fixture
-def rpc(kubo: KuboDaemon) -> Iterator[KuboRPCBackend]:
-    backend = KuboRPCBackend.connect(kubo.api_url, timeout=30)
+TRANSPORTS = ["http", "cli"]
+
+
+def backend_over(transport: str, daemon: KuboDaemon, *, timeout: float | None = None
+                 ) -> KuboBackend:
+    """A connected backend on ``daemon`` over ``transport`` (``http`` or ``cli``); the CLI
+    gets longer by default, as each command starts a process."""
+    if transport == "http":
+        return KuboBackend.over_http(daemon.api_url, timeout=timeout or 30)
+    return KuboBackend.over_cli(daemon.cli_command, env=daemon.cli_env, timeout=timeout or 60)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def backend(request: pytest.FixtureRequest, kubo: KuboDaemon) -> Iterator[KuboBackend]:
+    made = backend_over(request.param, kubo)
     try:
-        yield backend
+        yield made
     finally:
-        backend.close()
+        made.close()
 
 
 @pytest.fixture
-def cli(kubo: KuboDaemon) -> KuboCLIBackend:
-    return KuboCLIBackend.connect(kubo.cli_command, env=kubo.cli_env, timeout=60)
+def rpc(kubo: KuboDaemon) -> Iterator[KuboBackend]:
+    made = backend_over("http", kubo)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
+def cli(kubo: KuboDaemon) -> KuboBackend:
+    return backend_over("cli", kubo)
 
 
 @pytest.fixture

@@ -28,8 +28,8 @@ from ipfs_mcp.backends.core.cids import cid_str, parse_cid
 from ipfs_mcp.backends.core.importer import ImportOptions
 from ipfs_mcp.backends.errors import BackendUnavailable, IntegrityError
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.remote.kubo.cli import KuboCLIBackend
-from ipfs_mcp.backends.remote.kubo.rpc import KuboRPCBackend
+from ipfs_mcp.backends.remote.kubo.backend import KuboBackend
+from ipfs_mcp.backends.remote.kubo.cli_transport import CLITransport
 from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.backends.settings import BackendSettings
 
@@ -39,7 +39,7 @@ from .conftest import BASIC_USER, READER_TOKEN
 # -- a daemon that dies (real Kubo, killed) ---------------------------------------------------------------------
 def test_daemon_killed_mid_cat_is_unavailable_not_a_short_read(own_daemon: KuboDaemon
                                                                ) -> None:
-    rpc = KuboRPCBackend.connect(own_daemon.api_url, timeout=20)
+    rpc = KuboBackend.over_http(own_daemon.api_url, timeout=20)
     data = random.randbytes(24 << 20)
     cid = rpc.add_bytes(data, options=ImportOptions(cid_version=1))
     stream = rpc.cat_stream(cid)
@@ -53,7 +53,8 @@ def test_daemon_killed_mid_cat_is_unavailable_not_a_short_read(own_daemon: KuboD
         rpc.cat(cid)
     # Kubo's CLI sees the repo unlocked (no daemon) and opens it itself: the same bytes,
     # verified, with no daemon at all.
-    cli = KuboCLIBackend(own_daemon.cli_command, env=own_daemon.cli_env, timeout=60)
+    cli = KuboBackend(CLITransport(own_daemon.cli_command, env=own_daemon.cli_env,
+                                   timeout=60))
     assert cli.cat(cid, offset=5 << 20, length=1 << 20) == data[5 << 20:6 << 20]
     rpc.close()
 
@@ -79,7 +80,7 @@ class _KillAfter(io.RawIOBase):
 
 def test_daemon_killed_mid_add_fails_and_the_write_lands_nowhere_else(
         own_daemon: KuboDaemon, monkeypatch: pytest.MonkeyPatch) -> None:
-    rpc = KuboRPCBackend.connect(own_daemon.api_url, timeout=20)
+    rpc = KuboBackend.over_http(own_daemon.api_url, timeout=20)
     with pytest.raises(BackendUnavailable):
         rpc.add_stream(_KillAfter(own_daemon, 64 << 20, 4 << 20))  # type: ignore[arg-type]
     assert not own_daemon.alive
@@ -191,7 +192,7 @@ def fake(real_dag: tuple[str, bytes, dict[str, bytes]]) -> Iterator[FakeDaemon]:
 def test_fake_daemon_block_that_does_not_match_its_cid_is_an_integrity_error(
         fake: FakeDaemon, real_dag: tuple[str, bytes, dict[str, bytes]]) -> None:
     root, data, blocks = real_dag
-    rpc = KuboRPCBackend.connect(fake.url, timeout=5)
+    rpc = KuboBackend.over_http(fake.url, timeout=5)
     assert rpc.cat(root) == data  # honest answers pass
     leaf = next(k for k in blocks if k != root)
     fake.corrupt_blocks.add(leaf)
@@ -208,7 +209,7 @@ def test_fake_daemon_block_that_does_not_match_its_cid_is_an_integrity_error(
 def test_fake_daemon_cat_bytes_that_do_not_match_the_cid_are_an_integrity_error(
         fake: FakeDaemon, real_dag: tuple[str, bytes, dict[str, bytes]]) -> None:
     root, data, _ = real_dag
-    rpc = KuboRPCBackend.connect(fake.url, timeout=5)
+    rpc = KuboBackend.over_http(fake.url, timeout=5)
     fake.cat_lies = True
     with pytest.raises(IntegrityError, match="do not"):
         rpc.cat(root)
@@ -224,11 +225,11 @@ def test_wrong_token_and_a_path_outside_allowed_paths_against_real_kubo(
     data = random.randbytes(5000)
     cid = auth_daemon.add_bytes(data)  # the harness's admin token may add
     with pytest.raises(BackendUnavailable, match="IPFS_API_AUTHORIZATION") as info:
-        KuboRPCBackend.connect(url, authorization="Bearer certainly-wrong", timeout=5)
+        KuboBackend.over_http(url, authorization="Bearer certainly-wrong", timeout=5)
     assert "certainly-wrong" not in str(info.value)  # secrets stay out of messages
     with pytest.raises(BackendUnavailable, match="40[13]"):
-        KuboRPCBackend.connect(url, timeout=5)  # no token at all
-    reader = KuboRPCBackend.connect(url, authorization=READER_TOKEN, timeout=5)
+        KuboBackend.over_http(url, timeout=5)  # no token at all
+    reader = KuboBackend.over_http(url, authorization=READER_TOKEN, timeout=5)
     assert reader.cat(cid) == data  # id, cat and block/get are allowed paths
     assert "kubo-suite-reader" not in repr(reader)
     with pytest.raises(BackendUnavailable, match="IPFS_API_AUTHORIZATION"):
@@ -238,4 +239,4 @@ def test_wrong_token_and_a_path_outside_allowed_paths_against_real_kubo(
     reader.close()
     user, password = BASIC_USER
     basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-    KuboRPCBackend.connect(url, authorization=basic, timeout=5).close()
+    KuboBackend.over_http(url, authorization=basic, timeout=5).close()

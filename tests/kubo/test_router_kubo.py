@@ -12,7 +12,8 @@ from interop.kubo_daemon import KuboDaemon
 from ipfs_mcp.backends import router
 from ipfs_mcp.backends.core.cids import cid_of_block, cid_str
 from ipfs_mcp.backends.errors import AllBackendsFailed, BlockNotFound
-from ipfs_mcp.backends.remote.kubo.rpc import KuboRPCBackend
+from ipfs_mcp.backends.remote.kubo.backend import KuboBackend
+from ipfs_mcp.backends.remote.kubo.http_transport import HTTPTransport
 
 
 @pytest.fixture
@@ -31,7 +32,8 @@ def test_seed_api_over_kubo_rpc(kubo_env: KuboDaemon, monkeypatch: pytest.Monkey
     router.reset()
     sel = router.selection()
     assert (sel.backend, sel.reason) == ("kubo", "chosen explicitly")
-    assert isinstance(router.get_backend(), KuboRPCBackend)
+    chosen = router.get_backend()
+    assert isinstance(chosen, KuboBackend) and isinstance(chosen.transport, HTTPTransport)
     seed_api_round_trip(tmp_path)
     assert router.cat("QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o") == b"hello world\n"
     assert router.last_read() == router.ReadReport("cat", "kubo", {})
@@ -51,7 +53,7 @@ def test_reads_fall_back_from_kubo_to_hf_cache_and_say_who_answered(
 
 
 def test_reads_fall_back_from_hf_cache_to_kubo(kubo_env: KuboDaemon, tmp_path: Path) -> None:
-    rpc = KuboRPCBackend.connect(kubo_env.api_url)
+    rpc = KuboBackend.over_http(kubo_env.api_url)
     data = random.randbytes(300_000)
     cid = rpc.add_bytes(data)
     assert router.selection().backend == "hf_cache"  # first in preference; works
@@ -67,7 +69,7 @@ def test_read_fallback_can_be_turned_off(kubo_env: KuboDaemon,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IPFS_READ_FALLBACK", "0")
     router.reset()
-    rpc = KuboRPCBackend.connect(kubo_env.api_url)
+    rpc = KuboBackend.over_http(kubo_env.api_url)
     cid = rpc.add_bytes(b"on the daemon only " + random.randbytes(16))
     with pytest.raises(BlockNotFound):
         router.cat(cid)

@@ -19,6 +19,7 @@ from ipfs_mcp.backends.errors import (
 )
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.tools import content
+from ipfs_mcp.tools.import_options import ImportArgs
 from ipfs_mcp.tools.roots import AllowedRoots
 
 pytestmark = pytest.mark.anyio
@@ -39,8 +40,8 @@ async def test_add_text_gives_kubos_cid(backend: HFCacheBackend, roots: AllowedR
     added = await content.add_content(backend, roots=roots, text="hello world", max_inline=100)
     assert added.cid == HELLO_V0
     assert added.pinned and added.size == 11 and added.resource_uri == f"ipfs://{HELLO_V0}"
-    v1 = await content.add_content(backend, roots=roots, text="hello world", cid_version=1,
-                                   max_inline=100)
+    v1 = await content.add_content(backend, roots=roots, text="hello world",
+                                   import_args=ImportArgs(cid_version=1), max_inline=100)
     assert v1.cid.startswith("bafkrei")  # CIDv1 implies raw leaves, as in Kubo
 
 
@@ -154,7 +155,7 @@ async def test_into_hf_cache_loads_offline(backend: HFCacheBackend, roots: Allow
     by_reference = await content.store_model(backend, "acme/tiny@main", roots=roots,
                                              hub_cache=hub)
     raw = await content.store_model(backend, str(model), roots=roots, hub_cache=hub,
-                                    raw_leaves=True)
+                                    import_args=ImportArgs(raw_leaves=True))
     assert by_reference.nocopy and by_reference.root_cid == raw.root_cid
     with pytest.raises(NotFound, match="not in the HuggingFace cache"):
         await content.store_model(backend, "acme/absent", roots=roots, hub_cache=hub)

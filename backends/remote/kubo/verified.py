@@ -1,8 +1,5 @@
-"""``kubo``: an existing Kubo node, over its HTTP RPC API or its CLI.
-
-:func:`make_kubo_backend` picks the transport: ``IPFS_API`` set means the RPC client
-(:mod:`.kubo_rpc`), otherwise the CLI named by ``KUBO_CMD`` (:mod:`.kubo_cli`). Both
-trust the node for nothing they hand back. This module holds what they share:
+"""Reads from a Kubo node that trust it for nothing: what :class:`~.backend.KuboBackend`
+builds every read on, whichever transport reaches the node.
 
 * :class:`VerifiedReader` turns two node primitives, ``block_get`` (one block; verified
   here against its CID) and ``cat`` (a raw byte range; untrusted), into verified reads.
@@ -20,32 +17,21 @@ A mismatch anywhere is :class:`IntegrityError`, never a silent substitute.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from multiformats import CID
 
 from ipfs_mcp.backends.core import car, dagpb, unixfs
-from ipfs_mcp.backends.core.cids import cid_str, parse_cid, split_path, verify_block
+from ipfs_mcp.backends.core.cids import cid_str, split_path, verify_block
 from ipfs_mcp.backends.core.dag import links_of
 from ipfs_mcp.backends.core.exporter import Entry, Exporter
-from ipfs_mcp.backends.core.hamt import FANOUT as DEFAULT_HAMT_FANOUT
-from ipfs_mcp.backends.core.importer import (
-    DEFAULT_MAX_LINKS,
-    DEFAULT_SHARD_THRESHOLD,
-    AddedEntry,
-    ImportOptions,
-)
 from ipfs_mcp.backends.core.unixfs import NodeType
 from ipfs_mcp.backends.errors import IntegrityError, InvalidInput
-from ipfs_mcp.backends.repo.pins import Pin
 
-__all__ = ["VerifiedReader", "verified_listing", "check_add_options",
-           "add_flags",
-           "check_car", "CountingCar", "IterReader", "Provider", "VerifiedReads"]
+__all__ = ["VerifiedReader", "verified_listing", "unixfs_kind", "check_car", "CountingCar",
+           "IterReader"]
 
 _RAW = 0x55
 _DAG_PB = 0x70
@@ -59,46 +45,6 @@ _MAX_PREDICTED_LEAF = 2 * 1024 * 1024  # peers refuse larger blocks; so do we he
 
 BlockGet = Callable[[CID], bytes]
 RangeCat = Callable[[CID, int, int], Iterator[bytes]]
-
-
-def check_add_options(options: ImportOptions | None, *, directories: bool = True
-                      ) -> ImportOptions:
-    """The options, if Kubo's ``add`` can honour them; our CIDs must equal the node's.
-
-    ``directories`` says whether the add makes any directory (a folder, or a file wrapped
-    in one). Without one, the HAMT settings cannot change a CID, so a profile that sets
-    them (``unixfs-v1-2025``'s block size estimation) is fine for files.
-
-    Raises:
-        InvalidInput: an option Kubo's ``add`` has no flag for (it would be ignored, and the
-            node would hand back a CID other than the one asked for).
-    """
-    o = options or ImportOptions()
-    hamt_differs = (o.shard_threshold != DEFAULT_SHARD_THRESHOLD
-                    or o.hamt_size_estimation != "links")
-    if hamt_differs and (directories or o.wrap_with_directory):
-        raise InvalidInput("Kubo's HAMT threshold and size estimation are node configuration "
-                           "(Import.UnixFSHAMTDirectorySizeThreshold and ...SizeEstimation), "
-                           "not add options, and they shape folders; use the hf_cache "
-                           "backend for other values, or add files one by one")
-    return o
-
-
-def add_flags(o: ImportOptions) -> dict[str, str | int | bool]:
-    """Kubo 0.43's ``add`` flags for the import options (``--max-file-links`` and the
-    other layout flags only when they differ from Kubo's defaults)."""
-    flags: dict[str, str | int | bool] = {
-        "cid-version": o.cid_version, "raw-leaves": o.leaves_are_raw,
-        "chunker": o.chunker_spec}
-    if o.trickle:
-        flags["trickle"] = True
-    if o.max_links != DEFAULT_MAX_LINKS:
-        flags["max-file-links"] = o.max_links
-    if o.max_directory_links:
-        flags["max-directory-links"] = o.max_directory_links
-    if o.max_hamt_fanout != DEFAULT_HAMT_FANOUT:
-        flags["max-hamt-fanout"] = o.max_hamt_fanout
-    return flags
 
 
 class _ByteStream:
@@ -322,117 +268,6 @@ def _file_size(cid: CID, links: tuple[dagpb.PBLink, ...], fs: unixfs.UnixFSData)
     return counted
 
 
-class VerifiedReads:
-    """The reads both Kubo backends share: everything goes through ``self.reader`` (a
-    :class:`VerifiedReader`) or ``self._export_into`` (the daemon's CAR, checked), so the
-    RPC and CLI backends differ only in how they reach the daemon."""
-
-    reader: VerifiedReader
-
-    def _export_into(self, root: CID, out: BinaryIO) -> None:
-        raise NotImplementedError
-
-    def cat_stream(self, cid: str, *, offset: int = 0, length: int | None = None
-                   ) -> Iterator[bytes]:
-        return self.reader.cat(cid, offset, length)
-
-    def cat(self, cid: str, *, offset: int = 0, length: int | None = None) -> bytes:
-        return b"".join(self.cat_stream(cid, offset=offset, length=length))
-
-    def stat(self, cid: str) -> Entry:
-        return self.reader.stat(cid)
-
-    def get_to_path(self, cid: str, *, output_path: str | Path, overwrite: bool = False,
-                    max_bytes: int | None = None,
-                    progress: Callable[[int], None] | None = None) -> Entry:
-        """Written by our exporter (path safety, verified bytes), not by ``ipfs get``."""
-        return self.reader.get_to_path(cid, Path(output_path), overwrite=overwrite,
-                                       max_bytes=max_bytes, progress=progress)
-
-    def exporter(self, *, whole_dag: bool = False) -> Exporter:
-        """Verified UnixFS reads over the daemon's blocks (the daemon fetches what it lacks;
-        ``whole_dag`` changes nothing here)."""
-        return self.reader.exporter()
-
-    # -- pins: the daemon's, with our names and sizes ----------------------------------
-    def _pin_add(self, cid: CID, *, recursive: bool, name: str) -> None:
-        raise NotImplementedError
-
-    def _pin_rm(self, cid: CID) -> None:
-        raise NotImplementedError
-
-    def pin_listing(self) -> list[tuple[str, str, str]]:
-        """``(cid, type, name)`` of every recursive and direct pin, as the daemon lists them."""
-        raise NotImplementedError
-
-    def pin(self, cid: str, *, recursive: bool = True, name: str = "",
-            progress: Callable[[int], None] | None = None) -> Pin:
-        """Pin (the daemon fetches what it lacks, within the timeout). ``progress`` hears
-        nothing until the daemon answers: Kubo's ``pin add`` reports no bytes."""
-        target = self.reader.resolve(cid)
-        self._pin_add(target, recursive=recursive, name=name)
-        block = self.reader.load(target)
-        # The blocks the pin holds, as the verified root declares them (Kubo's
-        # CumulativeSize): the root block plus each link's Tsize.
-        size = len(block)
-        if recursive and target.codec.code == _DAG_PB:
-            size += sum(link.tsize for link in dagpb.decode(block).links)
-        return Pin(target, "recursive" if recursive else "direct", name=name, size=size)
-
-    def unpin(self, cid: str) -> list[str]:
-        """Raises: PinNotFound: it was not pinned (directly or recursively)."""
-        target = self.reader.resolve(cid)
-        kinds = [kind for c, kind, _ in self.pin_listing() if c == cid_str(target)]
-        self._pin_rm(target)
-        return kinds or ["recursive"]
-
-    def pins(self) -> list[Pin]:
-        out = []
-        for cid, kind, name in self.pin_listing():
-            if kind in ("recursive", "direct"):
-                out.append(Pin(parse_cid(cid), kind, name=name))  # type: ignore[arg-type]
-        return out
-
-    def close(self) -> None:
-        """Nothing held by default (the RPC backend closes its HTTP pool)."""
-
-    def block_get(self, cid: str) -> bytes:
-        return self.reader.load(parse_cid(cid))
-
-    def dag_export(self, cid: str, out: Path | BinaryIO | None = None) -> bytes | None:
-        """The DAG as a CAR v1, as the daemon wrote it, every block verified and the DAG
-        checked complete. To ``out`` (a path or stream) or returned as bytes.
-
-        Raises:
-            IntegrityError: a block does not match its CID, or the CAR is incomplete.
-        """
-        root = self.reader.resolve(cid)
-        return car.write_export(out, lambda stream: self._export_into(root, stream))
-
-
-def added_entries(top: Path, name: str, added: Iterable[tuple[str, CID]]) -> list[AddedEntry]:
-    """The entries of an add, from the daemon's ``added <cid> <name>`` answers, with kind and
-    size read from the local tree that was sent (the daemon reports names and CIDs only)."""
-    out = []
-    base = top.parent
-    for reported, cid in added:
-        rel = reported[len(name):].lstrip("/") if reported == name or reported.startswith(
-            name + "/") else reported
-        local = base / reported if reported.startswith(name) else top / rel
-        if local.is_symlink() and not local.is_dir():
-            kind, size = "symlink", 0
-        elif local.is_dir():
-            kind, size = "directory", 0
-        else:
-            kind = "file"
-            try:
-                size = local.stat().st_size
-            except OSError:
-                size = 0
-        out.append(AddedEntry(rel, cid, size, kind))
-    return out
-
-
 def verified_listing(reader: VerifiedReader, value: str,
                      reported: Iterable[tuple[str, CID, str, int, str | None]]) -> list[Entry]:
     """The node's ``ls`` answer, checked against the verified directory block(s).
@@ -474,18 +309,6 @@ def unixfs_kind(type_code: object) -> str:
     if type_code in (4, "symlink"):
         return "symlink"
     return "file"
-
-
-def multipart_boundary() -> str:
-    return f"ipfs-mcp-{uuid.uuid4().hex}"
-
-
-@dataclass(frozen=True)
-class Provider:
-    """A peer that says it provides a CID: its id and the addresses the node knows for it."""
-
-    peer_id: str
-    addrs: tuple[str, ...]
 
 
 class IterReader:
