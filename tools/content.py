@@ -14,8 +14,11 @@ import base64
 import binascii
 import io
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from ipfs_mcp.backends.backend import Backend, Replication
 from ipfs_mcp.backends.core.cids import cid_str, parse_cid, split_path
@@ -30,6 +33,7 @@ from ipfs_mcp.backends.errors import (
 from ipfs_mcp.backends.hub import layout as hf_layout
 from ipfs_mcp.backends.hub import models as hub
 from ipfs_mcp.backends.hub import receive as hf_receive
+from ipfs_mcp.backends.router import ReadReport
 
 from .import_options import ImportArgs
 from .models import (
@@ -248,13 +252,48 @@ def _decodecid_str(data: bytes) -> tuple[str, int] | None:
     return None
 
 
+_T = TypeVar("_T")
+
+
+class ReadReports(Protocol):
+    """Which backend and retrieval source answered the reads a thread makes (the Router)."""
+
+    def recording(self) -> AbstractContextManager[list[ReadReport]]: ...
+
+
+def _recorded(reads: ReadReports | None, seen: list[ReadReport],
+              work: Callable[[], _T]) -> Callable[[], _T]:
+    """``work``, adding the reports of the reads it makes (in its worker thread) to ``seen``."""
+    if reads is None:
+        return work
+
+    def run() -> _T:
+        with reads.recording() as reports:
+            try:
+                return work()
+            finally:
+                seen.extend(reports)
+
+    return run
+
+
+def _answered(result: FetchResult, seen: list[ReadReport]) -> FetchResult:
+    """``result``, saying which backend answered and which sources fetched what was missing."""
+    result.answered_by = ", ".join(dict.fromkeys(r.backend for r in seen)) or None
+    result.fetched_from = ", ".join(dict.fromkeys(
+        r.source for r in seen if r.source != "local")) or None
+    return result
+
+
 async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cache: Path,
                     output_path: str | None = None, into_hf_cache: str | None = None,
                     hf_revision: str = "main", offset: int = 0, length: int | None = None,
                     max_inline: int, progress: Progress | None = None,
                     overwrite: bool = False, replace: bool = False,
-                    max_write: int | None = None) -> FetchResult:
-    """Read, write to disk, or write into the HF cache the content under ``cid[/path]``.
+                    max_write: int | None = None,
+                    reads: ReadReports | None = None) -> FetchResult:
+    """Read, write to disk, or write into the HF cache the content under ``cid[/path]``;
+    with ``reads`` (the Router), the result says which backend and source answered.
 
     Raises:
         InvalidCID: a malformed CID.
@@ -279,6 +318,7 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
                        "output_path to write the content to disk")
     progress = progress or Progress()
     progress.message = f"fetching {target}"
+    seen: list[ReadReport] = []  # the reports of the reads below
 
     if output_path is not None:
         def write() -> tuple[Entry, Path, Path | None]:
@@ -289,10 +329,11 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
             return backend.get_to_path(target, output_path=dest, overwrite=overwrite,
                                        max_bytes=max_write, progress=progress), dest, replaced
 
-        entry, dest, replaced = await run_blocking(write, progress)
-        return FetchResult(cid=target, resolved_cid=cid_str(entry.cid), kind=entry.kind,
-                           size=entry.size, delivery="file", output_path=str(dest),
-                           replaced=str(replaced) if replaced else None, resource_uri=uri)
+        entry, dest, replaced = await run_blocking(_recorded(reads, seen, write), progress)
+        return _answered(FetchResult(
+            cid=target, resolved_cid=cid_str(entry.cid), kind=entry.kind, size=entry.size,
+            delivery="file", output_path=str(dest), replaced=str(replaced) if replaced else None,
+            resource_uri=uri), seen)
 
     if into_hf_cache is not None:
         # "org/name@rev" names the revision too; it wins over hf_revision.
@@ -307,8 +348,8 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
                                                   revision=revision, replace=replace,
                                                   max_bytes=max_write, progress=progress)
 
-        entry, written = await run_blocking(export, progress)
-        return FetchResult(
+        entry, written = await run_blocking(_recorded(reads, seen, export), progress)
+        return _answered(FetchResult(
             cid=target, resolved_cid=cid_str(entry.cid), kind=entry.kind, size=entry.size,
             delivery="hf_cache", hf_repo_id=written.repo_id, hf_revision=written.revision,
             hf_commit=written.commit, hf_snapshot=str(written.snapshot),
@@ -316,7 +357,7 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
             nocopy=bool(written.files) and not written.copied, copied=list(written.copied),
             resumed_leaves=written.resumed,
             hint=f"load it offline: huggingface_hub.snapshot_download({written.repo_id!r}, "
-                 f"revision={written.revision!r}, local_files_only=True)")
+                 f"revision={written.revision!r}, local_files_only=True)"), seen)
 
     def read() -> FetchResult:
         entry = backend.stat(target)
@@ -352,7 +393,7 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
                            eof=start + len(data) >= entry.size,
                            base64=base64.b64encode(data).decode("ascii"), resource_uri=uri)
 
-    return await run_blocking(read)
+    return _answered(await run_blocking(_recorded(reads, seen, read)), seen)
 
 
 async def ls(backend: Backend, cid: str, *, limit: int = MAX_LISTED_FILES) -> LsResult:
