@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import anyio
@@ -52,21 +52,69 @@ Pinner = Callable[[CID], object]
 DIAL_PROVIDERS = 8
 
 
-@dataclass
 class RetrievalCounters:
-    """What fetches that needed the network did, for the node's stats."""
+    """What fetches that needed the network did, for the node's stats.
 
-    misses: int = 0  # retrievals that needed the network
-    handled: int = 0  # of which succeeded
-    failed: int = 0
-    bytes_retrieved: int = 0
-    retrieval_time: float = 0.0  # seconds, over the handled ones
+    ``changed`` is set whenever a fetch ends (and then replaced): grab it, then check.
+    """
+
+    def __init__(self) -> None:
+        self.misses = 0  # retrievals that needed the network
+        self.handled = 0  # of which succeeded
+        self.failed = 0
+        self.cancelled = 0  # ended by the caller's cancellation (neither handled nor failed)
+        self.bytes_retrieved = 0
+        self.retrieval_time = 0.0  # seconds, over the handled ones
+        self.changed = trio.Event()
 
     def succeeded(self, nbytes: int, started: float) -> None:
         self.misses += 1
         self.handled += 1
         self.bytes_retrieved += nbytes
         self.retrieval_time += time.monotonic() - started
+        self._notify()
+
+    @contextmanager
+    def counting(self, cid: CID, timeout: float, *, miss_if_cancelled: bool = False
+                 ) -> Iterator[None]:
+        """Bound a network retrieval by ``timeout``; count it if it fails or is cancelled
+        (a cancelled one is a miss too with ``miss_if_cancelled``: a block fetch has
+        missed locally before it starts, a DAG fetch only once it fetched something).
+
+        Raises:
+            BlockNotFound: ``timeout`` passed.
+        """
+        try:
+            with trio.fail_after(timeout):
+                yield
+        except trio.TooSlowError:
+            self._failed()
+            raise BlockNotFound(cid_str(cid), f"the network within {timeout}s") from None
+        except IpfsMcpError:
+            self._failed()
+            raise
+        except BaseException as exc:
+            if _cancellation(exc):
+                self.cancelled += 1
+                self.misses += miss_if_cancelled
+                self._notify()
+            raise
+
+    def _failed(self) -> None:
+        self.misses += 1
+        self.failed += 1
+        self._notify()
+
+    def _notify(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+
+def _cancellation(exc: BaseException) -> bool:
+    """A cancellation reaches us bare, or from a nursery as a group of nothing else."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[1] is None
+    return isinstance(exc, trio.Cancelled)
 
 
 class Fetching:
@@ -160,21 +208,11 @@ class Fetching:
         except BlockNotFound:
             pass
         timeout = self.config.fetch_block_timeout if timeout is None else timeout
-        counters = self.counters
         started = time.monotonic()
-        try:
-            with trio.fail_after(timeout):
-                session = self.session()
-                data = await self._with_discovery(cid, session, lambda: session.get(cid))
-        except trio.TooSlowError:
-            counters.misses += 1
-            counters.failed += 1
-            raise BlockNotFound(cid_str(cid), f"the network within {timeout}s") from None
-        except IpfsMcpError:
-            counters.misses += 1
-            counters.failed += 1
-            raise
-        counters.succeeded(len(data), started)
+        with self.counters.counting(cid, timeout, miss_if_cancelled=True):
+            session = self.session()
+            data = await self._with_discovery(cid, session, lambda: session.get(cid))
+        self.counters.succeeded(len(data), started)
         return data
 
     async def fetch_dag(self, cid: CID | str, *, pin: bool = False,
@@ -195,29 +233,19 @@ class Fetching:
         cid = parse_cid(cid)
         timeout = self.config.fetch_dag_timeout if timeout is None else timeout
         extra = [p if isinstance(p, ID) else ID.from_base58(p) for p in providers]
-        counters = self.counters
         started = time.monotonic()
-        try:
-            with trio.fail_after(timeout):
-                local = await anyio.to_thread.run_sync(self.blockstore.has, cid)
-                session = self.session(extra)
-                budget = self.config.profile.cache_budget
-                if local:
-                    # The root is here, so most likely the rest is too: no DHT lookup.
-                    report = await session.fetch_dag(cid, max_bytes=budget)
-                else:
-                    report = await self._with_discovery(
-                        cid, session, lambda: session.fetch_dag(cid, max_bytes=budget))
-        except trio.TooSlowError:
-            counters.misses += 1
-            counters.failed += 1
-            raise BlockNotFound(cid_str(cid), f"the network within {timeout}s") from None
-        except IpfsMcpError:
-            counters.misses += 1
-            counters.failed += 1
-            raise
+        with self.counters.counting(cid, timeout):
+            local = await anyio.to_thread.run_sync(self.blockstore.has, cid)
+            session = self.session(extra)
+            budget = self.config.profile.cache_budget
+            if local:
+                # The root is here, so most likely the rest is too: no DHT lookup.
+                report = await session.fetch_dag(cid, max_bytes=budget)
+            else:
+                report = await self._with_discovery(
+                    cid, session, lambda: session.fetch_dag(cid, max_bytes=budget))
         if report.fetched:
-            counters.succeeded(report.bytes_fetched, started)
+            self.counters.succeeded(report.bytes_fetched, started)
             if self.config.profile.announce != "none":
                 # In the background: announcing every block of a large DAG ("all") takes
                 # one DHT round per block, and the caller is waiting for the content.

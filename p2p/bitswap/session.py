@@ -38,8 +38,12 @@ network). The state is a few numbers per peer and at most two copies of a want, 
 bounded by the peers and the fetch window, and costs nothing measurable per block.
 
 :meth:`Session.fetch_dag` walks the DAG with up to ``window`` blocks in flight, reading what
-is already local from the blockstore and fetching the rest; the walk is bounded in blocks,
-depth and links per node (``backends/limits.py``).
+is already local from the blockstore and fetching the rest. It walks on its own rather than
+through ``backends.core.dag.walk``: that walker is a synchronous depth-first generator that
+loads one block at a time, so a fetch through it would have one want in flight instead of
+``window``, and the transfer would run at one round trip per block. It applies the same
+bounds of ``backends/core/limits.py`` instead, each before it costs anything: blocks per walk
+(counted when scheduled), depth, links per node, and block size.
 """
 
 
@@ -420,7 +424,8 @@ class Session:
         Raises:
             BlockNotFound: a block could not be found; the error names it.
             TooLarge: more than ``max_bytes`` would have to be fetched.
-            DagTooLarge: more than ``max_blocks`` blocks, or deeper or wider than the bounds.
+            DagTooLarge: more than ``max_blocks`` blocks, or deeper, wider or with a larger
+                block than the bounds.
             IntegrityError: a verified block is not valid for its codec.
         """
         started = time.monotonic()
@@ -455,6 +460,9 @@ class Session:
                         raise TooLarge(f"{cid_str(root)} is larger than the {max_bytes}-byte "
                                        "budget for one fetch")
             counts["blocks"] += 1
+            if len(block) > limits.MAX_BLOCK_SIZE:  # a local block: peers' are capped smaller
+                raise DagTooLarge(f"block {cid_str(cid)} is {len(block)} bytes, over the bound "
+                                  f"of {limits.MAX_BLOCK_SIZE}")
             if cid.codec.code == _RAW:
                 return
             links = links_of(cid, block)
