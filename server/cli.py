@@ -36,6 +36,16 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=None, default=str))
 
 
+def _print_rows(as_json: bool, rows: list[dict[str, Any]],
+                line: Callable[[dict[str, Any]], str]) -> None:
+    """A listing: one JSON array (``--json``), or one line per row for people."""
+    if as_json:
+        _print_json(rows)
+    else:
+        for row in rows:
+            print(line(row))
+
+
 @contextlib.contextmanager
 def _progress(description: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
     """A rich progress bar on a terminal (stderr), nothing otherwise."""
@@ -179,13 +189,10 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    entries = _router().ls(args.cid)
-    if args.json:
-        _print_json([{"name": e.name, "cid": cid_str(e.cid), "size": e.size, "kind": e.kind}
-                     for e in entries])
-    else:
-        for e in entries:
-            print(f"{cid_str(e.cid)} {e.size} {e.name}{'/' if e.kind == 'directory' else ''}")
+    _print_rows(args.json, [{"name": e.name, "cid": cid_str(e.cid), "size": e.size,
+                             "kind": e.kind} for e in _router().ls(args.cid)],
+                lambda e: f"{e['cid']} {e['size']} {e['name']}"
+                          f"{'/' if e['kind'] == 'directory' else ''}")
     return 0
 
 
@@ -200,13 +207,9 @@ def cmd_pin(args: argparse.Namespace) -> int:
             backend.unpin(cid)
             print(f"unpinned {cid}")
     else:
-        pins = backend.pins()
-        if args.json:
-            _print_json([{"cid": cid_str(p.cid), "type": p.type, "name": p.name,
-                          "size": p.size} for p in pins])
-        else:
-            for p in pins:
-                print(f"{cid_str(p.cid)} {p.type}{' ' + p.name if p.name else ''}")
+        _print_rows(args.json, [{"cid": cid_str(p.cid), "type": p.type, "name": p.name,
+                                 "size": p.size} for p in backend.pins()],
+                    lambda p: f"{p['cid']} {p['type']}{' ' + p['name'] if p['name'] else ''}")
     return 0
 
 
@@ -291,22 +294,15 @@ def cmd_filestore(args: argparse.Namespace) -> int:
     """Kubo's ``ipfs filestore ls`` / ``verify``: one line per reference."""
     repo = _embedded_repo(_router(), f"filestore {args.filestore_cmd}")
     if args.filestore_cmd == "ls":
-        refs = repo.filestore.ls()
-        if args.json:
-            _print_json([{"cid": r.cid, "size": r.size, "path": r.path, "offset": r.offset}
-                         for r in refs])
-        else:
-            for r in refs:
-                print(f"{r.cid} {r.size:6d} {r.path} {r.offset}")  # Kubo's columns
+        _print_rows(args.json, [{"cid": r.cid, "size": r.size, "path": r.path,
+                                 "offset": r.offset} for r in repo.filestore.ls()],
+                    "{cid} {size:6d} {path} {offset}".format_map)  # Kubo's columns
         return 0
     results = repo.filestore.verify(remove_bad_blocks=args.remove_bad_blocks)
     bad = [r for r in results if not r.ok]
-    if args.json:
-        _print_json([{"status": r.status, "cid": r.cid, "size": r.size, "path": r.path,
-                      "offset": r.offset, "detail": r.detail} for r in results])
-    else:
-        for r in results:
-            print(f"{r.status:<7} {r.cid} {r.size:6d} {r.path} {r.offset}")
+    _print_rows(args.json, [{"status": r.status, "cid": r.cid, "size": r.size, "path": r.path,
+                             "offset": r.offset, "detail": r.detail} for r in results],
+                "{status:<7} {cid} {size:6d} {path} {offset}".format_map)
     if bad and args.remove_bad_blocks:
         print(f"removed {len(bad)} bad reference(s); the files were left as they are; run "
               "`ipfs-mcp repo verify` to see which pins need them", file=sys.stderr)
