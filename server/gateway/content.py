@@ -20,12 +20,15 @@ from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.exporter import Exporter
 from ipfs_mcp.backends.core.unixfs import NodeType
 from ipfs_mcp.backends.errors import (
+    BackendUnavailable,
     BlockNotFound,
     IntegrityError,
     InvalidInput,
     IpfsMcpError,
+    NetworkError,
     NotFound,
     StorageBudgetSpent,
+    Timeout,
     TooLarge,
 )
 
@@ -104,6 +107,13 @@ class ContentRequest:
             # A block here that is corrupt or malformed (a server fault), or content this
             # gateway does not render (not implemented).
             status = 500 if isinstance(exc, IntegrityError) else 501
+            await plain(self.send, status, f"{exc}\n".encode(), self._common(None))
+        except (BackendUnavailable, NetworkError) as exc:
+            if self.started:
+                raise
+            # The backend cannot answer now (its daemon is down, the server's Router is not
+            # up yet or has stopped), or did not in time.
+            status = 504 if isinstance(exc, Timeout) else 503
             await plain(self.send, status, f"{exc}\n".encode(), self._common(None))
 
     async def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:

@@ -38,3 +38,15 @@ async def serving(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
             async with httpx.AsyncClient(base_url=urls[0], timeout=TIMEOUT) as client:
                 yield client
             tg.cancel_scope.cancel()
+
+
+async def cut_short(http: httpx.AsyncClient, url: str) -> bytes:
+    """The bytes of a 200 answer whose body the gateway cut (it stops without finishing
+    the message, so the client sees a truncated response, never a short complete one)."""
+    received = bytearray()
+    async with http.stream("GET", url) as response:
+        assert response.status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError):
+            async for chunk in response.aiter_raw():
+                received.extend(chunk)
+    return bytes(received)

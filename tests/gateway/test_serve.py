@@ -14,11 +14,16 @@ import pytest
 
 from ipfs_mcp.backends.errors import InvalidInput
 from ipfs_mcp.server.config import ServerSettings
+from ipfs_mcp.server.gateway.wiring import gateway_from_settings
+from ipfs_mcp.server.state import NodeSlot, lifespan_state
 from tests.interop._process import DaemonProcess
+
+from .conftest import serving
 
 CLI = [sys.executable, "-m", "ipfs_mcp.server.cli"]
 START_TIMEOUT = 60.0
 _URL = re.compile(r"serving gateway at (http://127\.0\.0\.1:\d+)/ipfs/")
+MISSING = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 
 
 def test_gateway_settings() -> None:
@@ -92,3 +97,17 @@ def test_gateway_stops_with_the_stdio_server(tmp_path: Path) -> None:
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+@pytest.mark.anyio
+async def test_the_gateway_says_503_and_why_once_the_servers_router_is_gone(
+        tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IPFS_")}
+    env["HF_HOME"] = str(tmp_path / "home")
+    settings = ServerSettings.load(env, p2p=False, gateway="127.0.0.1:0")
+    slot = NodeSlot()
+    async with lifespan_state(settings, slot=slot):
+        pass  # the lifespan came and went: its Router is closed and no longer published
+    async with serving(gateway_from_settings(settings, slot)) as http:
+        gone = await http.get(f"/ipfs/{MISSING}")
+    assert gone.status_code == 503 and "stopped" in gone.text
