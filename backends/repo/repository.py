@@ -267,24 +267,30 @@ class Repo:
             unread[key] = found
             return None
 
-        def follow(node: Node[None]) -> list[tuple[CID, None]]:
+        def links_or_hole(node: Node[None]) -> tuple[CID, ...] | HoleKind:
             key = bytes(node.cid.digest)
-            found = known.get(key) if known is not None else None
-            if found is None:
+            if known is not None and key in known:
+                return known[key]
+            found: tuple[CID, ...] | HoleKind = ()
+            if node.block is None:
                 found = unread.pop(key, ())  # a stored raw leaf, or a hole load met
-                if node.block is not None:
-                    try:
-                        found = tuple(links_of(node.cid, node.block))
-                    except IntegrityError:
-                        found = "undecodable"
-                if found and known is not None:
-                    known[key] = found
+            else:
+                try:
+                    found = tuple(links_of(node.cid, node.block))
+                except IntegrityError:
+                    found = "undecodable"
+            if found and known is not None:
+                known[key] = found
+            return found
+
+        def follow(node: Node[None]) -> list[tuple[CID, None]]:
+            found = links_or_hole(node)
             if isinstance(found, str):
                 met.append((node.cid, found))
                 return []
             if not recursive:
                 return []
-            return [(link, None) for link in (reversed(found) if reverse else found)]
+            return [(link, None) for link in (found[::-1] if reverse else found)]
 
         for _ in walk_nodes(root, load, follow, present=present, seen=seen):
             yield from met  # the holes met by the visits before this one

@@ -81,8 +81,8 @@ def car_blocks(resolved: ResolvedPath, options: CarOptions, load: Load) -> Itera
 
 def _walk_all(root: CID, root_block: bytes, load: Load, emitter: _Emitter) -> Iterator[Block]:
     """Depth-first pre-order over every link (the order of ``ipfs dag export``)."""
-    walked = walk_nodes(root, _with_root(root, root_block, load), seen=emitter.seen,
-                        dedupe=not emitter.dups)
+    walked: Iterator[Node[None]] = walk_nodes(root, _with_root(root, root_block, load),
+                                              seen=emitter.seen, dedupe=not emitter.dups)
     for node in walked:
         if node.block is not None and not is_identity(node.cid):
             yield node.cid, node.block
