@@ -298,8 +298,13 @@ class Bitswap:
 
     @property
     def changed(self) -> trio.Event:
-        """Set after the next inbound message has been handled; grab it, then check."""
+        """Set after the next inbound message has been handled, and again once the blocks
+        it carried are stored and counted in the ledger; grab it, then check."""
         return self._changed
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
 
     def peer_protocol(self, peer_id: object) -> str | None:
         peer = self._peers.get(str(peer_id))
@@ -390,8 +395,7 @@ class Bitswap:
                 peer.ledger.messages_received += 1
                 peer.last_activity = trio.current_time()
                 await self._on_message(peer, decode_message(body))
-                self._changed.set()
-                self._changed = trio.Event()
+                self._notify()
         except NetworkError as exc:
             self.protocol_errors += 1
             log.info("bitswap: dropping stream from %s: %s", peer_id, exc)
@@ -468,6 +472,7 @@ class Bitswap:
             await self._on_blocks(peer, payloads)
         finally:
             self._block_slots.release()
+            self._notify()  # the ledger counts these blocks now
 
     async def _on_blocks(self, peer: _Peer, payloads: list[Payload]) -> None:
         ok: list[Payload] = []

@@ -42,6 +42,11 @@ def config(**overrides: object) -> NodeConfig:
     return replace(FAST, **overrides)  # type: ignore[arg-type]
 
 
+# A patient fetcher: its wants never time out within a test, so only the behaviour under
+# test (a cancellation, a re-issue from a peer's own pace) can end or move them.
+PATIENT = config(bitswap=replace(FAST.bitswap, want_timeout=3600.0))
+
+
 def repo_at(path: Path) -> Repo:
     # No fsync: these repos are thrown away, and fsync per block only slows the tests.
     return Repo(path, fsync=False)
@@ -113,7 +118,9 @@ class GatedStore(Blockstore):
         if n == self.after:
             anyio.from_thread.run_sync(self.served.set)
         if n > self.after:
-            self.release.wait(timeout=30)
+            # Longer than any test's bound, so a test cannot pass by outwaiting it; the
+            # bound only keeps a thread from hanging if a test forgot to release.
+            self.release.wait(timeout=120)
         return super().get(cid)
 
 

@@ -18,7 +18,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import CancelledError
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,13 +29,11 @@ from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.exporter import Exporter
 from ipfs_mcp.p2p import Bitswap, P2PNode
 
-from .nodes import FAST, GatedStore, add_bytes, config, node_at, repo_at
+from .nodes import PATIENT, GatedStore, add_bytes, node_at, repo_at
 
 pytestmark = pytest.mark.anyio
 
 SIZE = 7 * 262144  # seven leaves and a root
-# Held wants never time out: only the cancellation can end the fetch.
-PATIENT = config(bitswap=replace(FAST.bitswap, want_timeout=3600.0))
 
 
 async def until(engine: Bitswap, holds: Callable[[], bool]) -> None:

@@ -9,6 +9,7 @@ writer has filled.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,13 @@ from ipfs_mcp.backends.errors import DiskFull
 from ipfs_mcp.backends.repo.blockstore import Blockstore
 from tests.conftest import fill_disk
 
-from .nodes import add_bytes, node_at, repo_at
+from .nodes import PATIENT, add_bytes, node_at, repo_at
 
 pytestmark = pytest.mark.anyio
-DEADLINE = 15  # well under the fetch timeouts: a DiskFull must not wait for them
+# The fetcher's wants and fetches never time out within the test (and the test's bound is
+# far below them), so the fetch can only end by the DiskFull its block raised.
+PATIENT_FETCH = replace(PATIENT, fetch_block_timeout=3600.0)
+DEADLINE = 60
 
 
 async def test_a_block_that_cannot_be_stored_fails_the_fetch_as_disk_full(
@@ -32,7 +36,7 @@ async def test_a_block_that_cannot_be_stored_fails_the_fetch_as_disk_full(
     filler = fill_disk(small_disk)
     with trio.fail_after(DEADLINE):
         async with node_at(tmp_path / "a", blockstore=a_repo.blocks) as a, \
-                node_at(tmp_path / "b", blockstore=full) as b:
+                node_at(tmp_path / "b", PATIENT_FETCH, blockstore=full) as b:
             await b.connect_peer(a.addrs[0])
             with pytest.raises(DiskFull):
                 await b.fetch_block(root)

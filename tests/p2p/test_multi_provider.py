@@ -9,8 +9,7 @@ The tests wait on events (the fetcher's ledger, the fetch itself), never on a cl
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import replace
+import threading
 from pathlib import Path
 
 import pytest
@@ -25,28 +24,44 @@ from ipfs_mcp.p2p import P2PNode
 from ipfs_mcp.p2p.bitswap.message import PROTOCOLS
 from ipfs_mcp.p2p.bitswap.session import Session
 
-from .nodes import FAST, GatedStore, add_bytes, config, node_at, repo_at
+from .nodes import PATIENT, GatedStore, add_bytes, node_at, repo_at
 from .test_faulty_peers import assert_clean_store, seed_good_record
 
 pytestmark = pytest.mark.anyio
 
 BLOCK = 262144
-# A patient fetcher: only the session's own, rate-derived deadlines can move wants early.
-PATIENT = config(bitswap=replace(FAST.bitswap, want_timeout=30.0))
+# The paced provider reads one block per this many the others deliver.
+SLOWER = 8
 
 
-class ThrottledStore(Blockstore):
-    """A real blockstore that waits before each block it reads: a slow provider.
+class PacedStore(Blockstore):
+    """A real blockstore that reads a block only for a tick the test hands out: a slow
+    provider whose pace is set by the fetch's own events (see :func:`pace`), so it is
+    slow against the others however fast or loaded the machine is.
 
     The engine reads blocks in a worker thread, so the wait slows this peer alone."""
 
-    def __init__(self, root: Path, delay: float) -> None:
+    def __init__(self, root: Path) -> None:
         super().__init__(root, fsync=False)
-        self.delay = delay
+        self.ticks = threading.Semaphore(0)
 
     def get(self, cid: CID) -> bytes:
-        time.sleep(self.delay)
+        self.ticks.acquire(timeout=120)  # bounded; the test's own bound is shorter
         return super().get(cid)
+
+
+async def pace(fetcher: P2PNode, slow: PacedStore, fast: list[str], every: int) -> None:
+    """Give ``slow`` one read to start with, and one more each time the ``fast`` providers
+    have together delivered ``every`` blocks to ``fetcher`` (its ledger says when)."""
+    given = 0
+    while True:
+        changed = fetcher.bitswap.changed
+        delivered = sum(fetcher.bitswap.ledger(peer).blocks_received for peer in fast)
+        due = 1 + delivered // every
+        if due > given:
+            slow.ticks.release(due - given)
+            given = due
+        await changed.wait()
 
 
 def provide(tmp_path: Path, names: list[str], data: bytes) -> CID:
@@ -91,25 +106,37 @@ async def test_three_equal_providers_each_deliver(tmp_path: Path) -> None:
 
 
 async def test_throttled_provider_gets_fewer_wants(tmp_path: Path) -> None:
-    """One of three providers waits 0.2 s on every block it serves (its own fault)."""
+    """One of three providers reads a block only after the other two have delivered
+    ``SLOWER`` between them (its own fault): its pace is an eighth of theirs by count of
+    events, not by a clock. The session spreads wants by measured rate, so it is asked for
+    far fewer blocks than the even third that counting peers would give it."""
     data = os.urandom(16 * 1024 * 1024)  # 64 leaves and a root
     root = provide(tmp_path, ["fast1", "fast2", "slow"], data)
-    slow_store = ThrottledStore(tmp_path / "slow", delay=0.2)
+    slow_store = PacedStore(tmp_path / "slow")
     with trio.fail_after(90):
         async with node_at(tmp_path / "fast1") as fast1, node_at(tmp_path / "fast2") as fast2, \
                 node_at(tmp_path / "slow", blockstore=slow_store) as slow, \
-                node_at(tmp_path / "f", PATIENT) as fetcher:
-            await connect_all(fetcher, [slow, fast1, fast2])
-            report = await fetcher.retrieve_content(root)
+                node_at(tmp_path / "f", PATIENT) as fetcher, trio.open_nursery() as nursery:
+            try:
+                await connect_all(fetcher, [slow, fast1, fast2])
+                nursery.start_soon(pace, fetcher, slow_store, [fast1.peer_id, fast2.peer_id],
+                                   SLOWER)
+                report = await fetcher.retrieve_content(root)
+                nursery.cancel_scope.cancel()
+            finally:
+                slow_store.ticks.release(1000)  # its held reads end, so that it can shut down
 
             assert report.fetched == report.blocks == 65
             assert sum(report.by_peer.values()) == 65
-            assert slow.bitswap.ledger(fetcher.peer_id).wants_received > 0  # it was asked
+            # What each provider was asked for (want-have and want-block, re-issues too),
+            # as its own ledger counted it.
+            asked = {node.peer_id: node.bitswap.ledger(fetcher.peer_id).wants_received
+                     for node in (fast1, fast2, slow)}
+            assert asked[slow.peer_id] > 0  # it was asked
+            # Spread by measured rate: the slow provider is asked for less than half of
+            # the third it would get by count alone.
+            assert 6 * asked[slow.peer_id] < sum(asked.values()), (asked, report.by_peer)
             slow_blocks = report.by_peer.get(slow.peer_id, 0)
-            fast_blocks = [report.by_peer.get(n.peer_id, 0) for n in (fast1, fast2)]
-            # Spread by measured rate: the slow provider carries clearly less than either
-            # fast one (by count alone it would get a third).
-            assert 2 * slow_blocks < min(fast_blocks), report.by_peer
             assert fetcher.bitswap.ledger(slow.peer_id).blocks_received == slow_blocks
     assert_clean_store(tmp_path / "f", root, data, 65)
 
@@ -118,14 +145,15 @@ async def test_stalling_provider_loses_its_wants_before_the_want_timeout(
         tmp_path: Path) -> None:
     """A provider serves two blocks and then holds every read (its own fault).
 
-    The fetcher's want timeout is 30 s, beyond the test's bound: the fetch can only finish
-    because the stalled wants are re-issued to the others from the stalling peer's own
-    measured pace, and the copies it still owes are cancelled."""
+    The fetcher's wants never time out (``PATIENT``), and the held reads outlast the test's
+    bound: the fetch can only finish because the stalled wants are re-issued to the others
+    from the stalling peer's own measured pace (counted in ``report.reissued``), and the
+    copies it still owes are cancelled."""
     data = os.urandom(16 * 1024 * 1024)
     root = provide(tmp_path, ["a", "b", "stall"], data)
     served = trio.Event()
     gated = GatedStore(tmp_path / "stall", after=2, served=served)
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         async with node_at(tmp_path / "a") as a, node_at(tmp_path / "b") as b, \
                 node_at(tmp_path / "stall", blockstore=gated) as stall, \
                 node_at(tmp_path / "f", PATIENT) as fetcher:

@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 import trio
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import IHost, INetStream
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.host.exceptions import StreamFailure
@@ -23,7 +23,7 @@ from multiaddr import Multiaddr
 from multiformats import CID, multihash, varint
 
 from ipfs_mcp.p2p import NodeConfig
-from ipfs_mcp.p2p._net import frame
+from ipfs_mcp.p2p._net import ConnectionEvents, frame
 from ipfs_mcp.p2p.bitswap.message import PROTOCOL_120, Message, encode_message
 from ipfs_mcp.p2p.host import build_host
 from ipfs_mcp.p2p.routing import KAD_PROTOCOL
@@ -121,31 +121,17 @@ async def test_store_on_one_fetch_on_the_other(tmp_path: Path,
 
 # -- logs -----------------------------------------------------------------------------------
 
-class _Connected(INotifee):
+class _Connected(ConnectionEvents):
     """Sets ``event`` when any peer connects to the host it is registered with."""
 
     def __init__(self) -> None:
+        super().__init__(self._connected)
         self.event = trio.Event()
         self.peer: ID | None = None
 
-    async def connected(self, network: INetwork, conn: INetConn) -> None:
-        self.peer = conn.muxed_conn.peer_id
+    def _connected(self, peer: ID) -> None:
+        self.peer = peer
         self.event.set()
-
-    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
-        return None
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        return None
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        return None
-
-    async def listen(self, network: INetwork, multiaddr: Multiaddr) -> None:
-        return None
-
-    async def listen_close(self, network: INetwork, multiaddr: Multiaddr) -> None:
-        return None
 
 
 class _Stderr:
