@@ -9,6 +9,8 @@ the trio loop.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -17,9 +19,11 @@ import trio
 from interop.helia import HeliaNode, InteropTimeout, helia_skip_reason
 from interop.kubo import KuboNode, kubo_skip_reason
 from interop.trees import same_tree
+from multiformats import CID
 
 from ipfs_mcp.backends.core.cids import cid_str, parse_cid
 from ipfs_mcp.backends.core.exporter import Exporter
+from ipfs_mcp.backends.repo.repository import Repo
 
 from .nodes import add_bytes, add_path, make_tree, node_at, repo_at
 
@@ -33,28 +37,48 @@ def _skip_unless(reason: str | None) -> None:
         pytest.skip(reason)
 
 
-async def test_kubo_fetches_from_us_and_we_fetch_from_kubo(tmp_path: Path) -> None:
-    _skip_unless(kubo_skip_reason())
+@dataclass
+class Ours:
+    """What our node serves the other implementation: a file as CIDv0, a shorter copy of it
+    as CIDv1 with raw leaves, and a folder."""
+
+    repo: Repo
+    files: dict[CID, bytes]
+    tree: Path
+    tree_cid: CID
+
+
+def our_content(tmp_path: Path, tree_version: int) -> Ours:
     ours = os.urandom(SIZE)
-    theirs = os.urandom(SIZE)
     tree = make_tree(tmp_path / "tree")
     repo = repo_at(tmp_path / "n")
-    v0 = add_bytes(repo, ours, cid_version=0)
-    v1 = add_bytes(repo, ours[:-7], cid_version=1)  # CIDv1, raw leaves
-    tree_cid = add_path(repo, tree)
+    files = {add_bytes(repo, ours, cid_version=0): ours,
+             add_bytes(repo, ours[:-7], cid_version=1): ours[:-7]}
+    return Ours(repo, files, tree, add_path(repo, tree, cid_version=tree_version))
+
+
+async def they_fetch_files(fetch: Callable[..., bytes], mine: Ours) -> None:
+    """The other implementation fetches each of our files (``fetch(cid, timeout=)``)."""
+    for cid, data in mine.files.items():
+        got = await anyio.to_thread.run_sync(lambda c=cid: fetch(cid_str(c), timeout=30))
+        assert got == data
+
+
+async def test_kubo_fetches_from_us_and_we_fetch_from_kubo(tmp_path: Path) -> None:
+    _skip_unless(kubo_skip_reason())
+    theirs = os.urandom(SIZE)
+    mine = our_content(tmp_path, tree_version=0)
+    repo = mine.repo
     kubo = await anyio.to_thread.run_sync(lambda: KuboNode(tmp_path / "kubo"))
     try:
         with trio.fail_after(120):
             async with node_at(tmp_path / "n") as node:
                 await anyio.to_thread.run_sync(kubo.connect, node.addrs[0])
                 # Kubo pulls from us over bitswap: it reads only streams we open to it.
-                got = await anyio.to_thread.run_sync(lambda: kubo.fetch(cid_str(v0), timeout=30))
-                assert got == ours
-                got = await anyio.to_thread.run_sync(lambda: kubo.fetch(cid_str(v1), timeout=30))
-                assert got == ours[:-7]
-                out = await anyio.to_thread.run_sync(
-                    lambda: kubo.download(cid_str(tree_cid), tmp_path / "kubo-got", timeout=30))
-                same_tree(tree, out)
+                await they_fetch_files(kubo.fetch, mine)
+                out = await anyio.to_thread.run_sync(lambda: kubo.download(
+                    cid_str(mine.tree_cid), tmp_path / "kubo-got", timeout=30))
+                same_tree(mine.tree, out)
                 assert node.peer_stats(kubo.peer_id)[0].blocks_sent >= 10
 
                 # And we pull from Kubo.
@@ -72,25 +96,18 @@ async def test_kubo_fetches_from_us_and_we_fetch_from_kubo(tmp_path: Path) -> No
 
 async def test_helia_fetches_from_us_and_we_fetch_from_helia(tmp_path: Path) -> None:
     _skip_unless(helia_skip_reason())
-    ours = os.urandom(SIZE)
-    tree = make_tree(tmp_path / "tree")
-    repo = repo_at(tmp_path / "n")
-    v0 = add_bytes(repo, ours, cid_version=0)
-    v1 = add_bytes(repo, ours[7:], cid_version=1)
-    tree_cid = add_path(repo, tree, cid_version=1)
+    mine = our_content(tmp_path, tree_version=1)
+    repo = mine.repo
     helia = await anyio.to_thread.run_sync(lambda: HeliaNode(tmp_path / "helia"))
     try:
         with trio.fail_after(120):
             async with node_at(tmp_path / "n") as node:
                 await anyio.to_thread.run_sync(helia.dial, node.addrs[0])
-                for cid, data in ((v0, ours), (v1, ours[7:])):
-                    got = await anyio.to_thread.run_sync(
-                        lambda c=cid: helia.fetch(cid_str(c), timeout=30))
-                    assert got == data
-                kind = await anyio.to_thread.run_sync(
-                    lambda: helia.download(cid_str(tree_cid), tmp_path / "helia-got", timeout=30))
+                await they_fetch_files(helia.fetch, mine)
+                kind = await anyio.to_thread.run_sync(lambda: helia.download(
+                    cid_str(mine.tree_cid), tmp_path / "helia-got", timeout=30))
                 assert kind == "directory"
-                same_tree(tree, tmp_path / "helia-got")
+                same_tree(mine.tree, tmp_path / "helia-got")
 
                 # And we pull from Helia, CIDv0 and CIDv1 with raw leaves.
                 theirs = {}
