@@ -67,11 +67,17 @@ class Replication(Protocol):
 class Backend(Protocol):
     """What every backend does (see the module docstring for the optional attributes)."""
 
-    name: str
-    repo: Repo | None
-    counters: CacheCounters | None
-    network: Network | None
-    replication: Replication | None
+    # Read-only to callers: a plain attribute or a property both satisfy it.
+    @property
+    def name(self) -> str: ...
+    @property
+    def repo(self) -> Repo | None: ...
+    @property
+    def counters(self) -> CacheCounters | None: ...
+    @property
+    def network(self) -> Network | None: ...
+    @property
+    def replication(self) -> Replication | None: ...
 
     # -- adding (every add reports progress and may carry a pin name) ------------------
     def add_bytes(self, data: bytes, *, pin: bool = True, name: str = "",

@@ -188,7 +188,7 @@ def _chain(levels: int) -> tuple[list[CID], dict[str, bytes]]:
 
 
 def test_gateway_serving_a_dag_deeper_than_the_bound_is_refused_mid_walk(
-        tmp_path: Path, gateway, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, gateway, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(limits, "MAX_DAG_DEPTH", 5)
     chain, blocks = _chain(9)
     url, asked = gateway(blocks)
@@ -200,7 +200,7 @@ def test_gateway_serving_a_dag_deeper_than_the_bound_is_refused_mid_walk(
 
 
 def test_gateway_serving_a_node_with_too_many_links_is_refused_before_its_children(
-        tmp_path: Path, gateway, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, gateway, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(limits, "MAX_LINKS_PER_NODE", 4)
     leaves = [cid_of_block(bytes([i]), version=1, codec="raw") for i in range(5)]
     root, block = _pb_node(leaves)

@@ -114,6 +114,7 @@ async def test_cancelled_tool_call_withdraws_its_wants_and_leaves_nothing(
                 await until_cancelled(node)  # the server's fetch itself ended
                 await until_withdrawn(provider, me.network.peer_id)
             assert outcome == []  # cancelled, not answered
+            assert node is not None
             counters = node.fetching.counters
             # (a tool may have fetched the root block alone first: that one was handled)
             assert (counters.cancelled, counters.failed) == (1, 0)
