@@ -20,8 +20,8 @@ EXPORTED: dict[str, set[str]] = {
         "network", "remote", "repo", "retrieval", "router", "settings",
     },
     "ipfs_mcp.backends.core": {
-        "car", "chunkers", "cids", "dag", "dagpb", "exporter", "hamt", "importer", "limits",
-        "protobuf", "reputation", "trickle", "unixfs", "varint",
+        "car", "cbor", "chunkers", "cids", "dag", "dagpb", "exporter", "hamt", "importer",
+        "limits", "protobuf", "reputation", "trickle", "unixfs", "varint",
     },
     "ipfs_mcp.backends.repo": {
         "atomic", "blockstore", "filestore", "pins", "placement", "prefetch", "receiver",

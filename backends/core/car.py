@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 import dag_cbor
-from dag_cbor.encoding.err import CBORError
 from multiformats import CID, varint
 
+from ipfs_mcp.backends.core import cbor
 from ipfs_mcp.backends.core import varint as fast_varint
 from ipfs_mcp.backends.core.cids import cid_str, verify_block
 from ipfs_mcp.backends.core.dag import walk
@@ -96,9 +96,12 @@ def _read_varint(stream: BinaryIO) -> int | None:
             return None
         raw += byte
         if not byte[0] & 0x80:
-            return varint.decode(raw)
-        if len(raw) > 9:
-            raise InvalidInput("malformed CAR varint")
+            try:
+                return fast_varint.decode(raw, strict=True)[0]
+            except InvalidInput as exc:
+                raise InvalidInput(f"malformed CAR varint: {exc}") from exc
+        if len(raw) >= 9:  # the tenth byte could only make a varint longer than allowed
+            raise InvalidInput("malformed CAR varint: longer than 9 bytes")
 
 
 def _skip(stream: BinaryIO, n: int) -> None:
@@ -151,8 +154,8 @@ def read_car(stream: BinaryIO, *, _inner: bool = False
     if first > MAX_HEADER:
         raise TooLarge(f"CAR header of {first} bytes is over {MAX_HEADER}")
     try:
-        header_obj = dag_cbor.decode(_read_exact(stream, first))
-    except (CBORError, ValueError, TypeError) as exc:
+        header_obj = cbor.decode(_read_exact(stream, first), "CAR header")
+    except IntegrityError as exc:
         raise InvalidInput(f"CAR header is not dag-cbor: {exc}") from exc
     if not isinstance(header_obj, dict) or header_obj.get("version") != 1:
         raise InvalidInput("not a CAR v1 header")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 
-from multiformats import CID
+from multiformats import CID, multihash
 
 from ipfs_mcp.backends.errors import IntegrityError, InvalidCID, InvalidInput
 
@@ -137,12 +137,26 @@ def verify_block(cid: CID, data: bytes | memoryview) -> None:
         ok = hashlib.sha256(data).digest() == digest[2:]
     else:
         try:
-            hashfun = cid.hashfun
-            ok = hashfun.digest(bytes(data)) == digest
-        except (KeyError, ValueError, TypeError) as exc:
-            raise IntegrityError(f"cannot verify {cid}: unsupported hash ({exc})") from exc
+            ok = multihash_of(data, cid.hashfun.code) == digest
+        except IntegrityError as exc:
+            raise IntegrityError(f"cannot verify {cid}: {exc}") from exc
     if not ok:
         raise IntegrityError(f"block does not match its CID {cid_str(cid)}")
+
+
+def multihash_of(data: bytes | memoryview, code: int, size: int | None = None) -> bytes:
+    """The multihash of ``data`` under the hash function ``code`` (``size``: a truncated
+    digest's length).
+
+    Raises:
+        IntegrityError: a hash function we cannot compute. multiformats names some whose
+            code needs an optional package (keccak needs pycryptodome) and raises
+            ImportError for them only when first used: that is a hash we cannot use too.
+    """
+    try:
+        return bytes(multihash.digest(bytes(data), code, size=size))
+    except (KeyError, ValueError, TypeError, ImportError) as exc:
+        raise IntegrityError(f"unsupported hash function 0x{code:x} ({exc})") from exc
 
 
 def is_identity(cid: CID) -> bool:

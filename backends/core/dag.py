@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Generic, TypeVar, overload
 
-import dag_cbor
-from dag_cbor.encoding.err import CBORError
 from multiformats import CID
 
-from ipfs_mcp.backends.core import dagpb, limits
+from ipfs_mcp.backends.core import cbor, dagpb, limits
 from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.errors import DagTooLarge, IntegrityError
 
@@ -32,10 +30,7 @@ def links_of(cid: CID, block: bytes) -> list[CID]:
     if code == _DAG_PB:
         return [link.cid for link in dagpb.decode(block).links]
     if code == _DAG_CBOR:
-        try:
-            return list(_cbor_links(dag_cbor.decode(block)))
-        except (CBORError, ValueError, TypeError) as exc:
-            raise IntegrityError(f"invalid dag-cbor block {cid}: {exc}") from exc
+        return list(_cbor_links(cbor.decode(block, f"dag-cbor block {cid_str(cid)}")))
     raise IntegrityError(f"cannot follow links of codec {cid.codec.name} ({cid})")
 
 

@@ -116,9 +116,13 @@ def decode(buf: bytes | memoryview) -> UnixFSData:
 
 
 def _unpack_varints(buf: memoryview) -> list[int]:
+    """Raises: IntegrityError: a varint cut off or too long."""
     out: list[int] = []
     pos = 0
-    while pos < len(buf):
-        value, pos = varint.decode(buf, pos)
-        out.append(value)
+    try:
+        while pos < len(buf):
+            value, pos = varint.decode(buf, pos)
+            out.append(value)
+    except ValueError as exc:
+        raise IntegrityError(f"unixfs: malformed packed blocksizes: {exc}") from exc
     return out

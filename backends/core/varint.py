@@ -13,6 +13,8 @@ set on every byte but the last.
 
 from __future__ import annotations
 
+from ipfs_mcp.backends.errors import InvalidInput
+
 __all__ = ["decode", "encode"]
 
 _MAX_PROTOBUF = 10
@@ -23,10 +25,10 @@ def encode(value: int) -> bytes:
     """The varint of a non-negative integer.
 
     Raises:
-        ValueError: a negative value.
+        InvalidInput: a negative value.
     """
     if value < 0:
-        raise ValueError(f"varints are unsigned, not {value}")
+        raise InvalidInput(f"varints are unsigned, not {value}")
     if value < 0x80:
         return bytes((value,))
     out = bytearray()
@@ -42,7 +44,8 @@ def decode(buf: bytes | bytearray | memoryview, pos: int = 0, *, strict: bool = 
     """``(value, position after it)`` for the varint at ``buf[pos]``.
 
     Raises:
-        ValueError: truncated, too long, or (``strict``) not minimally encoded.
+        InvalidInput: (a ValueError) truncated, too long, or (``strict``) not minimally
+            encoded; callers that read a block or message say which as their own error.
     """
     limit = _MAX_MULTIFORMATS if strict else _MAX_PROTOBUF
     end = len(buf)
@@ -50,12 +53,12 @@ def decode(buf: bytes | bytearray | memoryview, pos: int = 0, *, strict: bool = 
     shift = 0
     for i in range(limit):
         if pos + i >= end:
-            raise ValueError("varint runs past the end of its buffer")
+            raise InvalidInput("varint runs past the end of its buffer")
         byte = buf[pos + i]
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
             if strict and byte == 0 and i > 0:
-                raise ValueError("varint is not minimally encoded")
+                raise InvalidInput("varint is not minimally encoded")
             return value, pos + i + 1
         shift += 7
-    raise ValueError(f"varint longer than {limit} bytes")
+    raise InvalidInput(f"varint longer than {limit} bytes")

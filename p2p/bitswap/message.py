@@ -29,9 +29,10 @@ import hashlib
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from multiformats import CID, multihash
+from multiformats import CID
 
 from ipfs_mcp.backends.core import varint
+from ipfs_mcp.backends.core.cids import multihash_of
 from ipfs_mcp.backends.core.dagpb import cid_from_binary, sha256_cid
 from ipfs_mcp.backends.core.protobuf import bytes_field, iter_fields, key, varint_field
 from ipfs_mcp.backends.errors import IntegrityError, NetworkError
@@ -285,9 +286,9 @@ def block_cid(payload: Payload) -> CID:
         mh = b"\x12\x20" + hashlib.sha256(data).digest()
     else:
         try:
-            mh = multihash.digest(data, code, size=length if length > 0 else None)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise NetworkError(f"cannot hash a block with multihash 0x{code:x}: {exc}") from exc
+            mh = multihash_of(data, code, size=length if length > 0 else None)
+        except IntegrityError as exc:
+            raise NetworkError(f"cannot hash a block: {exc}") from exc
     try:
         return CID("base32", version, codec, mh)
     except (KeyError, ValueError) as exc:

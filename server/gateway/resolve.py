@@ -16,11 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import dag_cbor
-from dag_cbor.encoding.err import CBORError
 from multiformats import CID
 
-from ipfs_mcp.backends.core import dagpb, hamt, limits, unixfs
+from ipfs_mcp.backends.core import cbor, dagpb, hamt, limits, unixfs
 from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.unixfs import NodeType
 from ipfs_mcp.backends.errors import IntegrityError, NotFound
@@ -132,10 +130,7 @@ def resolve(root: CID, segments: tuple[str, ...], load: Load) -> ResolvedPath:
     cbor_value: object | None = None  # inside a dag-cbor block: the value reached so far
     for segment in segments:
         if cbor_value is None and cid.codec.code == DAG_CBOR:
-            try:
-                cbor_value = dag_cbor.decode(block)
-            except (CBORError, ValueError, TypeError) as exc:
-                raise IntegrityError(f"invalid dag-cbor block {cid_str(cid)}: {exc}") from exc
+            cbor_value = cbor.decode(block, f"dag-cbor block {cid_str(cid)}")
         if cbor_value is not None:
             cbor_value = _cbor_step(cbor_value, segment, cid)
             if isinstance(cbor_value, CID):
