@@ -2,7 +2,8 @@
 
 ``ipfs-mcp serve`` runs the MCP server; the other commands work on the same repo and
 backend the server uses, in the spelling of Kubo's ``ipfs`` CLI. Errors print one line to
-stderr and exit non-zero; a user never sees a traceback. Progress bars appear only on a
+stderr and exit non-zero (2 for an unexpected one: a bug); a user never sees a traceback
+unless ``--debug`` asks for it. Progress bars appear only on a
 terminal; ``--json`` prints machine-readable output.
 """
 
@@ -13,6 +14,7 @@ import contextlib
 import importlib
 import json
 import sys
+import traceback
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -357,6 +359,8 @@ def _import_args(args: argparse.Namespace) -> ImportArgs:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ipfs-mcp", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, also print its Python traceback")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def cmd(name: str, func: Callable[[argparse.Namespace], int], help_: str,
@@ -462,23 +466,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error_line(text: str) -> None:
+    """One line on stderr, whatever line breaks the message carries."""
+    print("Error: " + " ".join(part.strip() for part in text.splitlines() if part.strip()),
+          file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Errors are one line on stderr: exit status 1 for the project's own
+    errors and the OS's, 2 for anything unexpected (a bug); ``--debug`` adds the traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except IpfsMcpError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # disk full, permission denied, a closed pipe: one line, no trace
-        if isinstance(exc, BrokenPipeError):
-            return 0
-        print(f"Error: {exc.strerror or exc}"
-              f"{': ' + str(exc.filename) if exc.filename else ''}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): nothing left to say
+        return 0
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        return _report(exc)
+
+
+def _report(exc: Exception) -> int:
+    """Print ``exc`` as one line; the exit status it deserves."""
+    if isinstance(exc, IpfsMcpError):
+        _error_line(str(exc))
+        return 1
+    if isinstance(exc, OSError):  # disk full, permission denied: the OS's words and the path
+        _error_line(f"{exc.strerror or exc}"
+                    f"{': ' + str(exc.filename) if exc.filename else ''}")
+        return 1
+    _error_line(f"unexpected {type(exc).__name__}: {exc} (a bug in ipfs-mcp; run with "
+                "--debug for the traceback)")
+    return 2
 
 
 if __name__ == "__main__":

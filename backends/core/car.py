@@ -20,7 +20,7 @@ from multiformats import CID, varint
 
 from ipfs_mcp.backends.core import cbor
 from ipfs_mcp.backends.core import varint as fast_varint
-from ipfs_mcp.backends.core.cids import cid_str, verify_block
+from ipfs_mcp.backends.core.cids import verify_block
 from ipfs_mcp.backends.core.dag import walk
 from ipfs_mcp.backends.core.limits import MAX_CAR_HEADER, MAX_CAR_ROOTS, MAX_CAR_SECTION
 from ipfs_mcp.backends.errors import IntegrityError, InvalidInput, TooLarge
@@ -178,8 +178,8 @@ def _sections(stream: BinaryIO) -> Iterator[tuple[CID, bytes]]:
         cid, block = _split_cid(_read_exact(stream, size))
         try:
             verify_block(cid, block)
-        except IntegrityError:
-            raise IntegrityError(f"CAR block does not match its CID {cid_str(cid)}") from None
+        except IntegrityError as exc:  # a mismatch, or a hash function we cannot compute
+            raise IntegrityError(f"CAR section: {exc}") from exc
         yield cid, block
 
 

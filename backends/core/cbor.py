@@ -40,7 +40,9 @@ def decode(data: bytes | memoryview, what: str = "dag-cbor block") -> IPLDKind:
     try:
         return dag_cbor.decode(raw)
     except (CBORError, ValueError, TypeError, OverflowError) as exc:
-        raise IntegrityError(f"invalid {what}: {exc}") from exc
+        # The library's messages run over several lines (a hex dump under a caret).
+        reason = next(iter(str(exc).splitlines()), "") or type(exc).__name__
+        raise IntegrityError(f"invalid {what}: {reason}") from exc
 
 
 def check_shape(raw: bytes, what: str = "dag-cbor block") -> None:

@@ -101,3 +101,57 @@ def test_errors_are_one_line_without_traceback(args: tuple[str, ...], message: s
     assert proc.returncode == 1
     assert message in err and "Traceback" not in err
     assert err.startswith("Error: ")
+
+
+def _car(header: bytes, sections: list[bytes] = ()) -> bytes:  # type: ignore[assignment]
+    """A CAR v1 of raw parts: the header's length, the header, each section behind its own."""
+    from ipfs_mcp.backends.core import varint
+    return (varint.encode(len(header)) + header
+            + b"".join(varint.encode(len(s)) + s for s in sections))
+
+
+def _keccak_section() -> bytes:
+    # CIDv1 raw with a keccak-256 multihash (0x1b): multiformats knows the code but can only
+    # compute it with pycryptodome, which it imports on first use.
+    return b"\x01\x55\x1b\x20" + b"\x00" * 32 + b"block"
+
+
+def _root_header() -> bytes:
+    import dag_cbor
+
+    from ipfs_mcp.backends.core.cids import cid_of_block
+    return dag_cbor.encode({"roots": [cid_of_block(b"root")], "version": 1})
+
+
+@pytest.mark.parametrize(("car", "message"), [
+    (_car(b"\x7b" + b"\xff" * 8), "CAR header is not dag-cbor"),  # a random header's 8-byte length
+    (b"\xff" * 9 + b"\x01", "malformed CAR varint"),  # a 10-byte header-length varint
+    (_car(b"\x81" * 100_000 + b"\x00"), "nested deeper"),
+    (_car(_root_header(), [_keccak_section()]), "unsupported hash function"),
+], ids=["random-header", "long-varint", "deep-header", "keccak-section"])
+def test_dag_import_of_a_hostile_car_is_one_line(tmp_path: Path, car: bytes,
+                                                 message: str) -> None:
+    path = tmp_path / "hostile.car"
+    path.write_bytes(car)
+    proc = run("dag", "import", str(path), ok=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("Error: ") and message in err, err
+
+
+def test_an_unexpected_error_is_one_line_exit_2_and_debug_shows_the_trace(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Kubo API address that is not a URL: the HTTP layer raises a ValueError the command
+    # never expected. Whatever escapes a command must still be one line, exit status 2.
+    monkeypatch.setenv("IPFS_BACKEND", "kubo")
+    monkeypatch.setenv("IPFS_API", "http://[zz")
+    cid = "QmZLRFWaz9Kypt2ACNMDzA5uzACDRiCqwdkNSP1UZsu56D"
+    proc = run("cat", cid, ok=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("Error: ") and "--debug" in err, err
+    debug = run("--debug", "cat", cid, ok=False)
+    assert debug.returncode == 2
+    assert "Traceback (most recent call last)" in debug.stderr.decode()
