@@ -10,11 +10,20 @@ per request. Nothing it says is trusted:
 * a whole DAG is fetched block by block, walked by the one DAG walker (so with every
   bound of :mod:`.limits`), several requests in flight, each block verified as it arrives;
 * ``429 Too Many Requests`` puts the gateway in back-off for ``Retry-After`` (bounded),
-  404 and errors count as failures in its reputation (the same scorer bitswap peers use),
-  and every request is bounded by a timeout.
+  404 and errors count as failures in its reputation (the same scorer bitswap peers use);
+* one block has a total deadline (``timeout``), every gateway and every byte together.
+  httpx's timeouts bound each read, so a gateway sending one byte a second would never
+  trip them: the deadline is checked around every chunk of the body, and each request's
+  own timeouts are what is left of it, so no request outlives the block by more than one
+  read.
 
-Gateways are tried best-first by reputation. The fetcher stores what it verified into the
-blockstore it was given, as the ``BlockFetcher`` protocol asks.
+Gateways are asked best-first by reputation and hedged, as Helia's and boxo's sessions ask
+peers: the best one has :data:`HEDGE_AFTER` seconds alone, then the next is asked too (at
+once when one fails), and the first verified answer wins; the others are told to stop at
+their next chunk. A gateway that was asked before the winner and had not answered is
+recorded as a failure (it was slow), so the next block asks the fast one first. The fetcher
+stores what it verified into the blockstore it was given, as the ``BlockFetcher`` protocol
+asks.
 """
 
 from __future__ import annotations
@@ -38,13 +47,16 @@ from ipfs_mcp.backends.errors import (
     IntegrityError,
     InvalidInput,
     OperationCancelled,
+    Timeout,
     TooLarge,
 )
-from ipfs_mcp.backends.http_answers import read_bounded
 
 MAX_GATEWAY_BLOCK = 2 * 1024 * 1024
 MAX_RETRY_AFTER = 60.0  # seconds a 429 may keep a gateway aside, whatever it asks
 IN_FLIGHT = 8  # block requests at once while fetching a DAG
+HEDGE_AFTER = 1.0  # seconds the best gateway has a block to itself before the next is asked
+# How often a wait on the gateways looks at the caller's cancel: a bound, not a pace.
+_CANCEL_CHECK = 0.05
 _RAW = "application/vnd.ipld.raw"
 
 
@@ -91,6 +103,10 @@ def _retry_after(response: httpx.Response) -> float:
     return max(0.0, min(seconds, MAX_RETRY_AFTER))
 
 
+class _Stopped(Exception):
+    """A request told to stop (another gateway won, or the block's deadline passed)."""
+
+
 class TrustlessGateways:
     """``BlockFetcher`` over trustless HTTP gateways (see the module docstring).
 
@@ -98,17 +114,21 @@ class TrustlessGateways:
         urls: gateway base URLs (``http://127.0.0.1:8080``).
         store: where verified blocks go (the embedded blockstore).
         client: the HTTP client to use (closed by :meth:`close` only if made here).
-        timeout: seconds one request may take.
+        timeout: seconds one block may take, every gateway asked for it together.
+        hedge_after: seconds a gateway has a block to itself before the next is asked too.
+        clock: the reputation's clock (back-off); deadlines are real time.
     """
 
     name = "trustless-gateway"
 
     def __init__(self, urls: Sequence[str], store: BlockPut, *,
                  client: httpx.Client | None = None, timeout: float = 30.0,
+                 hedge_after: float = HEDGE_AFTER,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.urls = [gateway_url(u) for u in urls]
         self.store = store
         self.timeout = timeout
+        self.hedge_after = hedge_after
         self._owns_client = client is None
         self.client = client or httpx.Client(timeout=httpx.Timeout(timeout),
                                              follow_redirects=False)
@@ -116,8 +136,13 @@ class TrustlessGateways:
         self._reputation = ProviderReputation(clock)
         self._dropped: dict[str, str] = {}
         self._lock = threading.Lock()  # the reputation is not thread-safe
+        # The requests themselves, so a block's wait can end at its deadline without
+        # joining a request still reading (it stops at its next chunk or read timeout).
+        self._requests = ThreadPoolExecutor(min(IN_FLIGHT * max(len(self.urls), 1), 32),
+                                            thread_name_prefix="gateway-get")
 
     def close(self) -> None:
+        self._requests.shutdown(wait=False, cancel_futures=True)
         if self._owns_client:
             self.client.close()
 
@@ -127,48 +152,59 @@ class TrustlessGateways:
             live = [u for u in self.urls if u not in self._dropped]
             return [str(u) for u in self._reputation.get_optimal_providers(live)]
 
-    def _ask(self, url: str, cid: CID) -> bytes | None:
-        """The verified block from one gateway, or None when it does not have it.
+    def _failed(self, url: str, pause: float | None = None) -> None:
+        with self._lock:
+            self._reputation.update_provider_stats(url, False)
+            if pause is not None:
+                self._reputation.back_off(url, pause)
+
+    def _ask(self, url: str, cid: CID, deadline: float, stop: threading.Event
+             ) -> bytes | None:
+        """The verified block from one gateway, or None when it does not have it. Once
+        ``stop`` is set the caller owns the verdict, so nothing more is recorded here.
 
         Raises:
             IntegrityError: it sent bytes that are not the block (it is dropped).
+            Timeout: it had not sent the whole block by ``deadline``.
+            _Stopped: ``stop`` was set while it was still sending.
         """
-        started = self._clock()
+        started = time.monotonic()
+        if stop.is_set() or deadline <= started:
+            raise _Stopped
         target = f"{url}/ipfs/{cid_str(cid)}?format=raw"
         try:
-            with self.client.stream("GET", target, headers={"Accept": _RAW}) as response:
+            with self.client.stream("GET", target, headers={"Accept": _RAW},
+                                    timeout=httpx.Timeout(deadline - started)) as response:
+                if stop.is_set():
+                    raise _Stopped
                 if response.status_code == 429:
-                    pause = _retry_after(response)
-                    with self._lock:
-                        self._reputation.update_provider_stats(url, False)
-                        self._reputation.back_off(url, pause)
+                    self._failed(url, _retry_after(response))
                     return None
                 if response.status_code != 200:
-                    with self._lock:
-                        self._reputation.update_provider_stats(url, False)
+                    self._failed(url)
                     return None
-                body = read_bounded(response, MAX_GATEWAY_BLOCK)
-                if body is None:
-                    raise TooLarge(f"{url} sent more than {MAX_GATEWAY_BLOCK} bytes for "
-                                   f"block {cid_str(cid)}")
+                body = _read_before(response, deadline, stop, f"{url} for {cid_str(cid)}")
+        except httpx.TimeoutException as exc:
+            raise _Stopped if stop.is_set() else Timeout(
+                f"{url} did not send {cid_str(cid)} in time") from exc
         except httpx.HTTPError:
-            with self._lock:
-                self._reputation.update_provider_stats(url, False)
+            if stop.is_set():
+                raise _Stopped from None
+            self._failed(url)
             return None
         except TooLarge as exc:
             self._drop(url, str(exc))
             raise IntegrityError(str(exc)) from exc
-        data = body
         try:
-            verify_block(cid, data)
+            verify_block(cid, body)
         except IntegrityError as exc:
             self._drop(url, f"sent bytes that do not hash to {cid_str(cid)}")
             raise IntegrityError(f"trustless gateway {url} sent bytes for {cid_str(cid)} that "
                                  "do not match it; the gateway is no longer asked") from exc
         with self._lock:
-            self._reputation.update_provider_stats(url, True, self._clock() - started,
-                                                   len(data))
-        return data
+            self._reputation.update_provider_stats(url, True, time.monotonic() - started,
+                                                   len(body))
+        return body
 
     def _drop(self, url: str, why: str) -> None:
         with self._lock:
@@ -176,29 +212,31 @@ class TrustlessGateways:
             self._reputation.record_bad_block(url)
 
     def fetch_block(self, cid: CID, cancel: threading.Event | None = None) -> bytes:
-        """One block from the best gateway that has it, verified and stored.
+        """One block from the first gateway that sends it whole and verified, within the
+        block's deadline; stored.
 
         Raises:
             BlockNotFound: no gateway had it (each one's answer in the message).
+            Timeout: the deadline passed with a gateway still sending (it is named).
             OperationCancelled: ``cancel`` was set.
         """
         if is_identity(cid):
             raise BlockNotFound(cid_str(cid), "trustless gateways (identity CIDs hold their "
                                               "data and are never fetched)")
-        lies: list[str] = []
-        for url in self._ranked():
-            if cancel is not None and cancel.is_set():
-                raise OperationCancelled(f"fetching {cid_str(cid)} was cancelled")
-            try:
-                data = self._ask(url, cid)
-            except IntegrityError as exc:
-                lies.append(str(exc))
-                continue
-            if data is not None:
-                self.store.put(cid, data)
-                return data
+        race = _Hedge(self, cid, cancel)
+        try:
+            data = race.run()
+        finally:
+            race.stop.set()  # the requests still running stop at their next chunk
+        if data is not None:
+            self.store.put(cid, data)
+            return data
         tried = ", ".join(self.urls) or "none configured"
-        detail = f"; {'; '.join(lies)}" if lies else ""
+        detail = f"; {'; '.join(race.lies)}" if race.lies else ""
+        if race.slow:
+            raise Timeout(f"fetching {cid_str(cid)} from the trustless gateways timed out "
+                          f"after {self.timeout:g} s (IPFS_API_TIMEOUT): "
+                          f"{', '.join(race.slow)} had not sent it whole{detail}")
         raise BlockNotFound(cid_str(cid), f"the trustless gateways ({tried}){detail}")
 
     # -- a whole DAG ----------------------------------------------------------------------
@@ -250,3 +288,99 @@ class TrustlessGateways:
                                        record.bad_blocks, url in self._dropped,
                                        record.backoff_until))
             return out
+
+
+def _read_before(response: httpx.Response, deadline: float, stop: threading.Event,
+                 what: str) -> bytes:
+    """The whole body, read chunk by chunk, each chunk checked against the deadline.
+
+    Raises:
+        TooLarge: more than :data:`MAX_GATEWAY_BLOCK` bytes (the rest is never read).
+        Timeout: ``deadline`` passed before the body ended.
+        _Stopped: ``stop`` was set.
+    """
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        if stop.is_set():
+            raise _Stopped
+        if time.monotonic() > deadline:
+            raise Timeout(f"{what}: the body was still arriving at the deadline")
+        body += chunk
+        if len(body) > MAX_GATEWAY_BLOCK:
+            raise TooLarge(f"{what}: more than {MAX_GATEWAY_BLOCK} bytes")
+    return bytes(body)
+
+
+class _Hedge:
+    """One block asked of the gateways, best first, hedged (see the module docstring)."""
+
+    def __init__(self, gateways: TrustlessGateways, cid: CID,
+                 cancel: threading.Event | None) -> None:
+        self.gateways = gateways
+        self.cid = cid
+        self.cancel = cancel
+        self.stop = threading.Event()
+        self.deadline = time.monotonic() + gateways.timeout
+        self.waiting = gateways._ranked()
+        self.running: dict[Future[bytes | None], tuple[str, float]] = {}
+        self.lies: list[str] = []
+        self.slow: list[str] = []
+
+    def _start_next(self) -> float:
+        """Ask the next gateway; when the one after it may be asked."""
+        url = self.waiting.pop(0)
+        now = time.monotonic()
+        future = self.gateways._requests.submit(self.gateways._ask, url, self.cid,
+                                                self.deadline, self.stop)
+        self.running[future] = (url, now)
+        return now + self.gateways.hedge_after
+
+    def run(self) -> bytes | None:
+        """The verified block, or None when every gateway failed or the deadline passed
+        (then ``slow`` names the gateways still sending, each recorded as failed).
+
+        Raises:
+            OperationCancelled: the caller's cancel was set.
+        """
+        next_hedge = 0.0
+        while True:
+            if self.cancel is not None and self.cancel.is_set():
+                raise OperationCancelled(f"fetching {cid_str(self.cid)} was cancelled")
+            now = time.monotonic()
+            if self.waiting and now >= next_hedge:
+                next_hedge = self._start_next()
+                continue
+            if not self.running:
+                return None
+            if now >= self.deadline:
+                for url, _ in self.running.values():
+                    self._slow(url)
+                return None
+            wake = min(self.deadline, next_hedge if self.waiting else self.deadline) - now
+            done, _ = wait(self.running, timeout=min(max(wake, 0.0), _CANCEL_CHECK),
+                           return_when=FIRST_COMPLETED)
+            for future in done:
+                url, started = self.running.pop(future)
+                try:
+                    data = future.result()
+                except IntegrityError as exc:
+                    self.lies.append(str(exc))
+                except Timeout:
+                    self._slow(url)
+                except _Stopped:
+                    pass
+                else:
+                    if data is not None:
+                        self._losers_before(started)
+                        return data
+                next_hedge = 0.0  # a gateway gave up: the next is asked at once
+
+    def _slow(self, url: str) -> None:
+        self.slow.append(url)
+        self.gateways._failed(url)
+
+    def _losers_before(self, won_at: float) -> None:
+        """Gateways asked no later than the winner that had not answered were slower."""
+        for url, started in self.running.values():
+            if started <= won_at:
+                self.gateways._failed(url)
