@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 from ipfs_mcp.backends.core.car import CarImportReport
 from ipfs_mcp.backends.core.exporter import Entry, Exporter
 from ipfs_mcp.backends.core.importer import ImportOptions, ImportResult
+from ipfs_mcp.backends.core.rooted import OutputTarget
 from ipfs_mcp.backends.repo.pins import Pin
 
 if TYPE_CHECKING:
@@ -101,7 +102,8 @@ class Backend(Protocol):
     def cat_stream(self, cid: str, *, offset: int = 0, length: int | None = None
                    ) -> Iterator[bytes]: ...
 
-    def get_to_path(self, cid: str, *, output_path: str | Path, overwrite: bool = False,
+    def get_to_path(self, cid: str, *, output_path: str | Path | OutputTarget,
+                    overwrite: bool = False,
                     max_bytes: int | None = None, progress: ProgressFn | None = None
                     ) -> Entry:
         """Write ``cid`` to ``output_path`` atomically; an existing file or non-empty folder

@@ -10,6 +10,7 @@ errors (OS, HTTP, libp2p) are translated at the boundary with ``raise ... from e
     │   ├── UnsafePath              a path escapes its root, or an entry name is unsafe
     │   ├── TooLarge                input over a configured cap
     │   │   ├── WriteTooLarge       a write's declared size over the free disk or limit
+    │   │   ├── TooManyEntries      a write's files and folders over its budget or the inodes
     │   │   └── DagTooLarge         a DAG deeper or wider than backends/limits.py allows
     │   └── TargetExists            a write would replace a file or non-empty folder
     ├── NotFound                    (also FileNotFoundError)
@@ -68,6 +69,20 @@ class WriteTooLarge(TooLarge):
         super().__init__(f"{what} declares {declared} bytes; the target has {free} bytes free "
                          f"and the write limit is {limit} bytes (--max-write-bytes / "
                          "IPFS_MCP_MAX_WRITE); nothing was written")
+
+
+class TooManyEntries(TooLarge):
+    """A write refused: it would create more files, folders and links than its budget or
+    than the free inodes of the target."""
+
+    def __init__(self, what: str, declared: int, budget: int, inodes: int | None) -> None:
+        self.declared = declared
+        self.budget = budget
+        self.inodes = inodes
+        free = "" if inodes is None else f" and the target has {inodes} free inodes"
+        super().__init__(f"{what} would create {declared} files, folders and links; the "
+                         f"budget of one write is {budget} (IPFS_MCP_MAX_WRITE_FILES){free}; "
+                         "nothing was written")
 
 
 class DagTooLarge(TooLarge):

@@ -21,6 +21,7 @@ from ipfs_mcp.backends.core import car
 from ipfs_mcp.backends.core.cids import block_codec, cid_of_block, cid_str, parse_cid, split_path
 from ipfs_mcp.backends.core.exporter import Entry, Exporter
 from ipfs_mcp.backends.core.importer import Importer, ImportOptions, ImportResult
+from ipfs_mcp.backends.core.rooted import OutputTarget
 from ipfs_mcp.backends.errors import BlockNotFound, InvalidInput
 from ipfs_mcp.backends.fetcher import BlockFetcher
 from ipfs_mcp.backends.hub import layout as hf_layout
@@ -200,21 +201,25 @@ class HFCacheBackend:
     def ls(self, cid: str) -> list[Entry]:
         return self.exporter().ls(self._resolve(cid))
 
-    def get_to_path(self, cid: str, *, output_path: str | Path, overwrite: bool = False,
-                    max_bytes: int | None = None,
+    def get_to_path(self, cid: str, *, output_path: str | Path | OutputTarget,
+                    overwrite: bool = False, max_bytes: int | None = None,
                     progress: Callable[[int], None] | None = None) -> Entry:
-        """Write atomically to ``output_path``; an existing target needs ``overwrite``.
+        """Write atomically to ``output_path`` (best an :class:`OutputTarget`, held since the
+        path was checked); an existing target needs ``overwrite``.
 
-        The declared size is checked against the disk and ``max_bytes`` block by block,
-        before the whole DAG is fetched, so a DAG bomb costs a few blocks, not the disk.
+        The declared size and entry count are checked against the disk, ``max_bytes`` and
+        the target's budget block by block, before the whole DAG is fetched, so a DAG bomb
+        costs a few blocks, not the disk.
         """
         root = self._resolve(cid)
-        self.exporter().check_fits(root, Path(output_path), max_bytes)
+        target = output_path if isinstance(output_path, OutputTarget) else Path(output_path)
+        shown = target.shown if isinstance(target, OutputTarget) else target
+        budget = target.max_entries if isinstance(target, OutputTarget) else None
+        self.exporter().check_fits(root, shown, max_bytes, budget)
         # Written as the blocks arrive, so the output's writes overlap the transfer.
         with self._prefetch(root) as prefetch:
             return self.exporter(whole_dag=True, dag_root=root, prefetch=prefetch).get_to_path(
-                root, Path(output_path), overwrite=overwrite, max_bytes=max_bytes,
-                progress=progress)
+                root, target, overwrite=overwrite, max_bytes=max_bytes, progress=progress)
 
     # -- pins ---------------------------------------------------------------------------
     def pin(self, cid: str, *, recursive: bool = True, name: str = "",

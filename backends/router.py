@@ -50,6 +50,7 @@ from ipfs_mcp.backends.backend import Backend, ProgressFn, Replication
 from ipfs_mcp.backends.core.car import CarImportReport
 from ipfs_mcp.backends.core.exporter import Entry, Exporter
 from ipfs_mcp.backends.core.importer import ImportOptions, ImportResult
+from ipfs_mcp.backends.core.rooted import OutputTarget
 from ipfs_mcp.backends.errors import (
     AllBackendsFailed,
     BackendUnavailable,
@@ -496,7 +497,8 @@ class Router:
             yield head
             yield from rest
 
-    def get_to_path(self, cid: str, *, output_path: str | Path, overwrite: bool = False,
+    def get_to_path(self, cid: str, *, output_path: str | Path | OutputTarget,
+                    overwrite: bool = False,
                     max_bytes: int | None = None, progress: ProgressFn | None = None
                     ) -> Entry:
         return self.read("get_to_path", lambda b: b.get_to_path(

@@ -31,6 +31,8 @@ Environment (the names the old ``ipfs_backend_router`` honoured, plus ours):
 ``IPFS_MCP_MAX_WRITE``        most bytes one write to disk (``get -o``, ``output_path``,
                               ``into_hf_cache``) may take, e.g. ``20G``; default 90% of the
                               free space at the target (see ``limits.py``)
+``IPFS_MCP_MAX_WRITE_FILES``  most files, folders and links one write may create (default
+                              100000); the free inodes of the target bound it too
 ============================  ==============================================================
 """
 
@@ -41,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ipfs_mcp.backends.core.limits import parse_max_write
+from ipfs_mcp.backends.core.limits import DEFAULT_MAX_WRITE_ENTRIES, parse_max_write
 from ipfs_mcp.backends.errors import InvalidInput
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -74,6 +76,16 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
     return number
 
 
+def _max_write_files(env: Mapping[str, str]) -> int:
+    value = (env.get("IPFS_MCP_MAX_WRITE_FILES") or "").strip()
+    if not value:
+        return DEFAULT_MAX_WRITE_ENTRIES
+    if not value.isdigit() or int(value) < 1:
+        raise InvalidInput(f"IPFS_MCP_MAX_WRITE_FILES must be a positive whole number of "
+                           f"files, not {value!r}")
+    return int(value)
+
+
 def _max_write(env: Mapping[str, str]) -> int | None:
     try:
         return parse_max_write(env.get("IPFS_MCP_MAX_WRITE"))
@@ -98,6 +110,7 @@ class BackendSettings:
     read_fallback: bool = True
     router_cache: bool = True
     max_write: int | None = None  # None: limits.DEFAULT_WRITE_SHARE of the free space
+    max_write_files: int = DEFAULT_MAX_WRITE_ENTRIES  # files, folders, links one write makes
 
     @property
     def repo_path(self) -> Path:
@@ -126,4 +139,5 @@ class BackendSettings:
             read_fallback=env_flag(env, "IPFS_READ_FALLBACK", True),
             router_cache=env_flag(env, "IPFS_ROUTER_CACHE", True),
             max_write=_max_write(env),
+            max_write_files=_max_write_files(env),
         )

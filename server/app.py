@@ -122,6 +122,16 @@ def tool_errors(state: ServerState, tool: str) -> Iterator[None]:
         message = f"{exc.strerror or exc} ({exc.filename or 'no file'})"
         state.note_error(tool, message)
         raise ToolError(message) from exc
+    except ToolError:
+        raise
+    except Exception as exc:
+        # A bug of ours: the SDK would answer only "Error executing tool X", leaving the
+        # agent nothing to report. It gets what failed, one line; the log keeps the traceback.
+        message = (f"internal error in {tool}: {type(exc).__name__}: {exc} (a bug in "
+                   "ipfs-mcp; the server's log has the traceback)")
+        state.note_error(tool, message)
+        log.exception("tool %s crashed", tool)
+        raise ToolError(message) from exc
 
 
 def _state(ctx: Context) -> ServerState:
@@ -185,10 +195,22 @@ async def _confirm_unpin(ctx: Context, cid: str) -> Elicit[Confirm] | None:
                   "unless another pin holds them.", Confirm)
 
 
+async def _hub_plan(ctx: Context, into_hf_cache: str | None = None,
+                    hf_revision: str | None = None) -> hf_layout.RevisionPlan | None:
+    """fetch_cid's into_hf_cache target, resolved once per call (the SDK runs a resolver
+    once): the question below shows this plan and the write uses it."""
+    if into_hf_cache is None:
+        return None
+    with _calling(ctx, "fetch_cid") as state:
+        return hf_layout.plan_revision(state.settings.backend.hf_hub_cache, into_hf_cache,
+                                       hf_revision)
+
+
 async def _confirm_replacing(
     ctx: Context, cid: str = "", output_path: str | None = None, overwrite: bool = False,
-    into_hf_cache: str | None = None, hf_revision: str = "main", replace: bool = False,
+    replace: bool = False,
     client_roots: Annotated[ListRootsResult | None, Resolve(_roots_for_output)] = None,
+    hub: Annotated[hf_layout.RevisionPlan | None, Resolve(_hub_plan)] = None,
 ) -> Elicit[Confirm] | None:
     """Ask before fetch_cid replaces something, when it would and the client can ask:
     ``overwrite`` over an existing path, ``replace`` of a revision that names other content."""
@@ -201,18 +223,15 @@ async def _confirm_replacing(
         if target is not None:
             return Elicit(f"Replace {target} with the content of {cid}? What is there now "
                           "is deleted.", Confirm)
-    if replace and into_hf_cache:
+    if replace and hub is not None and hub.current is not None:
         try:
-            current = hf_layout.current_commit(state.settings.backend.hf_hub_cache,
-                                               hf_layout.parse_source(into_hf_cache)[0],
-                                               hf_revision)
             root, path = split_path(cid)
         except IpfsMcpError:
             return None  # the call itself fails with the clear error
-        if current is not None and (path or current != hf_layout.commit_for(root)):
-            return Elicit(f"Move {into_hf_cache}@{hf_revision} in the HuggingFace cache from "
-                          f"commit {current} to the content of {cid}? Offline loads of "
-                          f"{into_hf_cache} would then get the new files.", Confirm)
+        if path or hub.current != hf_layout.commit_for(root):
+            return Elicit(f"Move {hub.label} in the HuggingFace cache from commit "
+                          f"{hub.current} to the content of {cid}? Offline loads of "
+                          f"{hub.label} would then get the new files.", Confirm)
     return None
 
 
@@ -332,11 +351,12 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
     @mcp.tool(title="Fetch a CID", annotations=_writes(destructive=True, open_world=True))
     async def fetch_cid(
         ctx: Context, cid: args.Cid, output_path: args.OutputPath = None,
-        into_hf_cache: args.IntoHfCache = None, hf_revision: args.HfRevision = "main",
+        into_hf_cache: args.IntoHfCache = None, hf_revision: args.HfRevision = None,
         offset: args.Offset = 0, length: InlineLength = None,
         overwrite: args.Overwrite = False, replace: args.Replace = False,
         client_roots: Annotated[ClientRoots, Resolve(_roots_for_output)] = None,
         confirm: Annotated[Confirm | None, Resolve(_confirm_replacing)] = None,
+        hub: Annotated[hf_layout.RevisionPlan | None, Resolve(_hub_plan)] = None,
     ) -> Annotated[CallToolResult, FetchResult]:
         """Get content by CID, verified block by block; a local miss asks peers.
 
@@ -353,10 +373,10 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
             result = await content.fetch_cid(
                 state.router, cid, roots=_roots(state, client_roots),
                 hub_cache=state.settings.backend.hf_hub_cache, output_path=output_path,
-                into_hf_cache=into_hf_cache, hf_revision=hf_revision, offset=offset,
+                into_hf_cache=hub, offset=offset,
                 length=length, max_inline=inline_max, progress=_progress(ctx),
                 overwrite=overwrite, replace=replace, max_write=state.settings.backend.max_write,
-                reads=state.router)
+                max_write_files=state.settings.backend.max_write_files, reads=state.router)
         if result.delivery == "resource_link" and state.gateway_url is not None:
             result.gateway_url = f"{state.gateway_url}/ipfs/{result.resolved_cid}"
             result.hint += f"; or download it over HTTP from {result.gateway_url}"

@@ -23,6 +23,7 @@ from typing import Any
 
 from ipfs_mcp.backends import router
 from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.rooted import OutputTarget
 from ipfs_mcp.backends.errors import InvalidInput, IpfsMcpError, Unsupported
 from ipfs_mcp.backends.hub import models as hub
 from ipfs_mcp.backends.repo.repository import Repo
@@ -176,10 +177,11 @@ def cmd_get(args: argparse.Namespace) -> int:
     # Kubo's `get -o` replaces what is there; a person asked for it, but is told.
     replaced = describe_existing(dest)
     max_bytes = args.max_write_bytes or backend.settings.max_write
-    entry = backend.stat(args.cid)
-    with _progress(f"saving {output}", entry.size or None) as progress:
-        entry = backend.get_to_path(args.cid, output_path=dest, overwrite=True,
-                                    max_bytes=max_bytes, progress=progress)
+    with OutputTarget.at(dest, max_entries=backend.settings.max_write_files) as held:
+        entry = backend.stat(args.cid)
+        with _progress(f"saving {output}", entry.size or None) as progress:
+            entry = backend.get_to_path(args.cid, output_path=held, overwrite=True,
+                                        max_bytes=max_bytes, progress=progress)
     if replaced:
         print(f"replaced {replaced} at {dest}", file=sys.stderr)
     if args.json:

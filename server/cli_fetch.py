@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import anyio
 
 from ipfs_mcp.backends.core.cids import split_path
+from ipfs_mcp.backends.core.rooted import OutputTarget
 from ipfs_mcp.backends.errors import (
     BlockNotFound,
     IpfsMcpError,
@@ -311,13 +312,16 @@ def _deliver(state: ServerState, args: argparse.Namespace, transfer: Transfer,
     output = Path(args.output or args.cid.strip("/").split("/")[-1])
     # Anywhere the user can write, as with Kubo, except the hub cache and the repo.
     dest = ProtectedFolders.of([settings.hf_hub_cache, settings.repo_path]).check(str(output))
+    # Held from the check on: the node's start and the transfer cannot redirect the write.
+    held = OutputTarget.at(dest, max_entries=settings.max_write_files)
 
     def to_path() -> Delivered:
-        replaced = describe_existing(dest)  # Kubo's `get -o` replaces; the user is told
-        entry = backend.stat(args.cid)
-        transfer.total = progress.total = entry.size if entry.kind == "file" else None
-        entry = backend.get_to_path(args.cid, output_path=dest, overwrite=True,
-                                    max_bytes=max_bytes, progress=progress)
+        with held:
+            replaced = describe_existing(dest)  # Kubo's `get -o` replaces; the user is told
+            entry = backend.stat(args.cid)
+            transfer.total = progress.total = entry.size if entry.kind == "file" else None
+            entry = backend.get_to_path(args.cid, output_path=held, overwrite=True,
+                                        max_bytes=max_bytes, progress=progress)
         if transfer.total is None:
             transfer.total = progress.done
         return Delivered(entry.kind, entry.size or progress.done,

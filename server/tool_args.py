@@ -53,7 +53,9 @@ OutputPath = Annotated[str | None, Field(description=(
 IntoHfCache = Annotated[str | None, Field(description=(
     "A HuggingFace repo id (org/name): write the folder into the local HF cache so "
     "huggingface_hub/transformers load it offline"))]
-HfRevision = Annotated[str, Field(description="Revision name for into_hf_cache")]
+HfRevision = Annotated[str | None, Field(description=(
+    "Branch or tag name for into_hf_cache (default main); or write org/name@rev. Not a "
+    "commit id. When both are given they must be the same"))]
 Offset = Annotated[int, Field(ge=0, description="First byte to return inline")]
 Overwrite = Annotated[bool, Field(description=(
     "Replace an existing file or non-empty folder at output_path (refused otherwise)"))]

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
+from mcp.client.session import ElicitationFnT
 from mcp_types import ElicitResult
 
 __all__ = ["scripted_answers"]
 
 
 def scripted_answers(answers: Iterable[str], asked: list[str]
-                     ) -> Callable[[Any, Any], Awaitable[ElicitResult]]:
+                     ) -> ElicitationFnT:
     """An ``elicitation_callback`` that answers each question with the next of ``answers``:
     "decline" declines, "accept" accepts and confirms, anything else (say "accept-no")
     accepts without confirming. Each question's message is appended to ``asked``.
@@ -22,7 +23,7 @@ def scripted_answers(answers: Iterable[str], asked: list[str]
     """
     script = iter(answers)
 
-    async def elicit(_: Any, params: Any) -> ElicitResult:
+    async def elicit(context: Any, params: Any) -> ElicitResult:
         asked.append(params.message)
         answer = next(script)
         if answer == "decline":

@@ -21,7 +21,7 @@ EXPORTED: dict[str, set[str]] = {
     },
     "ipfs_mcp.backends.core": {
         "car", "cbor", "chunkers", "cids", "dag", "dagpb", "exporter", "hamt", "importer",
-        "limits", "protobuf", "reputation", "trickle", "unixfs", "varint",
+        "limits", "protobuf", "reputation", "rooted", "trickle", "unixfs", "varint",
     },
     "ipfs_mcp.backends.repo": {
         "atomic", "blockstore", "filestore", "pins", "placement", "prefetch", "receiver",
@@ -46,8 +46,8 @@ EXPORTED: dict[str, set[str]] = {
         "content", "health", "import_options", "models", "network", "progress", "roots",
     },
     "ipfs_mcp.server": {
-        "app", "cli", "cli_fetch", "config", "gateway", "http", "logs", "node_network",
-        "prompts", "serve", "state", "tool_args",
+        "app", "cli", "cli_fetch", "config", "gateway", "http", "hypercorn_worker", "logs",
+        "node_network", "prompts", "serve", "state", "stdio", "tool_args",
     },
 }
 

@@ -24,6 +24,7 @@ from ipfs_mcp.backends.backend import Backend, Replication
 from ipfs_mcp.backends.core.cids import cid_str, parse_cid, split_path
 from ipfs_mcp.backends.core.exporter import Entry
 from ipfs_mcp.backends.core.importer import ImportOptions, ImportResult
+from ipfs_mcp.backends.core.rooted import OutputTarget
 from ipfs_mcp.backends.errors import (
     InvalidInput,
     NotFound,
@@ -286,14 +287,19 @@ def _answered(result: FetchResult, seen: list[ReadReport]) -> FetchResult:
 
 
 async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cache: Path,
-                    output_path: str | None = None, into_hf_cache: str | None = None,
-                    hf_revision: str = "main", offset: int = 0, length: int | None = None,
+                    output_path: str | None = None,
+                    into_hf_cache: str | hf_layout.RevisionPlan | None = None,
+                    hf_revision: str | None = None, offset: int = 0, length: int | None = None,
                     max_inline: int, progress: Progress | None = None,
                     overwrite: bool = False, replace: bool = False,
-                    max_write: int | None = None,
+                    max_write: int | None = None, max_write_files: int | None = None,
                     reads: ReadReports | None = None) -> FetchResult:
     """Read, write to disk, or write into the HF cache the content under ``cid[/path]``;
     with ``reads`` (the Router), the result says which backend and source answered.
+
+    ``into_hf_cache`` is ``org/name[@rev]`` (with ``hf_revision``, which must agree with
+    ``@rev`` when both are given; default ``main``), or the plan the server made of them to
+    ask the user (:func:`.layout.plan_revision`): the write then uses that plan.
 
     Raises:
         InvalidCID: a malformed CID.
@@ -302,9 +308,10 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
             (the hub cache, the IPFS repo), symlinks followed.
         TargetExists: ``output_path`` is an existing file or non-empty folder and not
             ``overwrite``; or ``into_hf_cache`` at ``hf_revision`` names other content and
-            not ``replace``.
+            not ``replace``, or moved since it was planned.
         TooLarge: ``length`` over the inline cap.
-        InvalidInput: both output_path and into_hf_cache, or negative offset/length.
+        InvalidInput: both output_path and into_hf_cache, or negative offset/length; a
+            revision named like a commit, or ``@rev`` and ``hf_revision`` that differ.
     """
     target = _check_cid(cid)
     uri = f"ipfs://{target}"
@@ -324,10 +331,12 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
         def write() -> tuple[Entry, Path, Path | None]:
             dest = roots.check_write(output_path, overwrite=overwrite)
             replaced = roots.would_replace(dest) if overwrite else None
-            entry = backend.stat(target)
-            progress.total = entry.size if entry.kind == "file" else None
-            return backend.get_to_path(target, output_path=dest, overwrite=overwrite,
-                                       max_bytes=max_write, progress=progress), dest, replaced
+            # Held from the check on: the waits below (the network) cannot redirect it.
+            with OutputTarget.at(dest, max_entries=max_write_files) as held:
+                entry = backend.stat(target)
+                progress.total = entry.size if entry.kind == "file" else None
+                return backend.get_to_path(target, output_path=held, overwrite=overwrite,
+                                           max_bytes=max_write, progress=progress), dest, replaced
 
         entry, dest, replaced = await run_blocking(_recorded(reads, seen, write), progress)
         return _answered(FetchResult(
@@ -336,17 +345,17 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
             resource_uri=uri), seen)
 
     if into_hf_cache is not None:
-        # "org/name@rev" names the revision too; it wins over hf_revision.
-        repo_id, named_revision = hf_layout.parse_source(into_hf_cache)
-        revision = named_revision or hf_revision
+        hub_target = into_hf_cache  # not None, also inside the closure
 
         def export() -> tuple[Entry, hf_layout.HFWriteResult]:
+            # Planned once (unless the caller did, to ask the user), before any network wait.
+            plan = hf_layout.as_plan(hub_cache, hub_target, hf_revision)
             entry = backend.stat(target)
             progress.check()
             # Raw-leaf files are written once, as they arrive; others are copied.
-            return entry, hf_receive.export_model(backend, hub_cache, target, repo_id,
-                                                  revision=revision, replace=replace,
-                                                  max_bytes=max_write, progress=progress)
+            return entry, hf_receive.export_model(backend, hub_cache, target, plan,
+                                                  replace=replace, max_bytes=max_write,
+                                                  progress=progress)
 
         entry, written = await run_blocking(_recorded(reads, seen, export), progress)
         return _answered(FetchResult(

@@ -5,13 +5,17 @@ blockstore's ``get`` does, and so does the router's fetch-on-miss loader). Files
 block by block; ``offset`` skips whole subtrees using the UnixFS ``blocksizes``, so memory
 and work stay proportional to what is read, not to the file.
 
-``get_to_path`` never writes outside ``output_path``: every entry name is checked and
-symlinks that would point outside are refused. It never replaces an existing file or a
+``get_to_path`` never writes outside ``output_path``: every folder, file and link is made
+relative to a folder opened by handle when the path was checked (:mod:`.rooted`), every entry
+name is checked, and a symlink is written only if its target, followed through the tree
+written, stays inside it without passing through another link. It never replaces an existing file or a
 non-empty folder unless asked (``overwrite``), and the result lands atomically: the whole file
 or tree is written beside the target under a temp name, fsynced, then renamed into place.
 Before the first byte it sums the declared size (UnixFS ``filesize``/``blocksizes``) and
-refuses what the free disk or the write limit cannot hold; while writing it stops at once
-when a DAG turns out to hold more than it declared.
+refuses what the free disk or the write limit cannot hold, and counts the files and folders
+(each distinct node once, so a folder linked a million times costs one read) against the
+write's budget and the free inodes; while writing it stops at once when a DAG turns out to
+hold more than it declared.
 
 Every walk is iterative and bounded by :mod:`.limits` (depth, links per node, entries per
 folder; a folder tree is walked by the shared DAG walker), so a hostile DAG gets a one-line
@@ -20,10 +24,9 @@ error, never a ``RecursionError``.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +39,7 @@ from ipfs_mcp.backends.core import dagpb, limits, unixfs
 from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.dag import Node, walk_nodes
 from ipfs_mcp.backends.core.importer import check_entry_name
+from ipfs_mcp.backends.core.rooted import Folder, OutputTarget
 from ipfs_mcp.backends.core.unixfs import NodeType
 from ipfs_mcp.backends.errors import (
     DagTooLarge,
@@ -45,6 +49,7 @@ from ipfs_mcp.backends.errors import (
     IpfsMcpError,
     NotFound,
     TargetExists,
+    TooManyEntries,
     UnsafePath,
     WriteTooLarge,
 )
@@ -293,25 +298,66 @@ class Exporter:
 
     # -- sizing -------------------------------------------------------------------------
     def declared_size(self, cid: CID, *, stop_above: int | None = None) -> int:
-        """The bytes writing ``cid`` would put on disk, as its blocks declare them: a file's
-        ``filesize``, a symlink's target, the sum over a folder's tree.
-
-        Only each entry's root block is read, never file contents (see :meth:`tree`); the
-        walk stops early once the sum is over ``stop_above``, since the write is refused
-        anyway.
+        """The bytes writing ``cid`` would put on disk, as its blocks declare them (see
+        :meth:`declare`).
 
         Raises:
-            DagTooLarge: the tree is deeper or has more entries than the bounds.
+            DagTooLarge: the tree is deeper or wider than the bounds.
+            TooManyEntries: it holds more entries than ``limits.MAX_TREE_ENTRIES``.
         """
-        total = 0
-        for item in self.tree(cid):
-            if item.entry.kind == "symlink":
-                total += len((item.entry.target or "").encode())
-            elif item.entry.kind == "file":
-                total += item.entry.size
-            if stop_above is not None and total > stop_above:
-                break
-        return total
+        return self.declare(cid, stop_above=stop_above).size
+
+    def declare(self, cid: CID, *, stop_above: int | None = None,
+                max_entries: int | None = None) -> Declared:
+        """What writing ``cid`` would create, as its blocks declare it: the bytes (a file's
+        ``filesize``, a symlink's target) and the entries (files, folders, links).
+
+        Only each entry's root block is read, never file contents, and each distinct
+        node once: a folder linked many times is counted by multiplication, not by walking
+        every copy, so three blocks that expand to a million files cost three reads. The
+        walk stops once the bytes are over ``stop_above`` (the write is refused anyway),
+        and its memory is bounded: each distinct node is at least one entry, so more than
+        ``max_entries`` distinct nodes (default ``limits.MAX_TREE_ENTRIES``) is refused;
+        a larger count built from fewer nodes is returned exact, for the caller to judge.
+
+        Raises:
+            TooManyEntries: more distinct nodes than ``max_entries``.
+            DagTooLarge: the tree is deeper or a folder wider than the bounds.
+        """
+        cap = limits.MAX_TREE_ENTRIES if max_entries is None else max_entries
+        known: dict[CID, tuple[int, int]] = {}  # node -> (bytes, entries) under it
+        # Folders being summed, deepest last: the folder, its children, the next to visit.
+        frames: list[tuple[CID, list[CID], list[int]]] = []
+
+        def enter(node_cid: CID) -> None:
+            node = self._node(node_cid)
+            entry = self._entry(node_cid, node, "")
+            if entry.kind == "directory":
+                limits.check_depth(len(frames) + 1, "folder", cid)
+                frames.append((node_cid, [c for _, c in self._children(node_cid, node)], [0]))
+            elif entry.kind == "symlink":
+                known[node_cid] = (len((entry.target or "").encode()), 1)
+            else:
+                known[node_cid] = (entry.size, 1)
+            if len(known) + len(frames) > cap:
+                raise TooManyEntries(cid_str(cid), len(known) + len(frames), cap, None)
+
+        enter(cid)
+        while frames:
+            folder, children, at = frames[-1]
+            if at[0] < len(children):
+                child = children[at[0]]
+                at[0] += 1
+                if child not in known:  # a hash DAG holds no cycle: never an open folder
+                    enter(child)
+                continue
+            frames.pop()
+            size = sum(known[c][0] for c in children)
+            count = 1 + sum(known[c][1] for c in children)
+            known[folder] = (size, count)
+            if stop_above is not None and size > stop_above:
+                return Declared(size, count)
+        return Declared(*known[cid])
 
     def tree(self, cid: CID) -> Iterator[TreeEntry]:
         """Every entry of the tree under ``cid`` (``cid`` first, even a file), depth-first in
@@ -339,101 +385,144 @@ class Exporter:
                          else ())
             yield TreeEntry(visit.context, entry, listed[0], node)
 
-    def check_fits(self, cid: CID, output_path: Path, max_bytes: int | None = None) -> int:
-        """Refuse, before anything is written, a DAG whose declared size does not fit at
-        ``output_path``; returns the declared size.
+    def check_fits(self, cid: CID, output_path: Path, max_bytes: int | None = None,
+                   max_entries: int | None = None) -> int:
+        """Refuse, before anything is written, a DAG whose declared size or entry count
+        does not fit at ``output_path``; returns the declared size.
 
         Raises:
             WriteTooLarge: over the free disk or the limit (``max_bytes``, else
                 ``limits.DEFAULT_WRITE_SHARE`` of the free space).
+            TooManyEntries: more files, folders and links than ``max_entries`` (else
+                ``limits.DEFAULT_MAX_WRITE_ENTRIES``) or than the free inodes.
         """
         output = Path(output_path).absolute()
         free = limits.free_bytes(output)
         limit = limits.write_limit(free, max_bytes)
-        declared = self.declared_size(cid, stop_above=min(free, limit))
-        if declared > free or declared > limit:
-            raise WriteTooLarge(cid_str(cid), declared, free, limit)
-        return declared
+        budget = limits.DEFAULT_MAX_WRITE_ENTRIES if max_entries is None else max_entries
+        declared = self.declare(cid, stop_above=min(free, limit), max_entries=budget)
+        if declared.size > free or declared.size > limit:
+            raise WriteTooLarge(cid_str(cid), declared.size, free, limit)
+        limits.check_entries(cid_str(cid), declared.entries, output, budget)
+        return declared.size
 
     # -- to disk ------------------------------------------------------------------------
-    def get_to_path(self, cid: CID, output_path: Path, *, overwrite: bool = False,
-                    max_bytes: int | None = None, progress: Progress | None = None) -> Entry:
+    def get_to_path(self, cid: CID, output_path: Path | OutputTarget, *,
+                    overwrite: bool = False, max_bytes: int | None = None,
+                    progress: Progress | None = None) -> Entry:
         """Write a file, symlink or whole directory tree to ``output_path``, atomically.
 
-        An existing file (or symlink), or a non-empty folder, is refused unless
-        ``overwrite``; then it is replaced only once the new one is complete. An empty
-        folder is used for a directory. ``max_bytes`` caps the write (default: a share of the
-        free disk, see :mod:`.limits`).
+        ``output_path`` is best an :class:`~.rooted.OutputTarget` opened when the path was
+        checked: then every folder, file and link is made relative to the folder it holds
+        (see :mod:`.rooted`), whatever happened to the path's text meanwhile. A plain path
+        is opened so now. An existing file (or symlink), or a non-empty folder, is refused
+        unless ``overwrite``; then it is replaced only once the new one is complete. An
+        empty folder is used for a directory. ``max_bytes`` caps the write (default: a
+        share of the free disk, see :mod:`.limits`), the target's ``max_entries`` its files
+        and folders.
+
+        A DAG symlink is written only if its target, followed through the tree being
+        written, stays inside it and passes through no other link; otherwise the whole
+        write is refused, naming the link.
 
         Raises:
             TargetExists: ``output_path`` exists and ``overwrite`` is false.
-            WriteTooLarge: the declared size does not fit (nothing was written).
+            WriteTooLarge, TooManyEntries: the declared size or entries do not fit
+                (nothing was written).
             IntegrityError: the DAG holds more or other bytes than it declares.
             DiskFull: the file system filled up mid-write (nothing partial is left).
-            UnsafePath: an entry name is unsafe, or a symlink would point outside.
+            UnsafePath: an entry name is unsafe, a symlink would lead out, or a link
+                appeared where a folder of the path was.
         """
+        if isinstance(output_path, OutputTarget):
+            return self._write(cid, output_path, overwrite, max_bytes, progress)
         output = Path(output_path).absolute()
+        where = Path(os.path.realpath(output.parent)) / output.name
+        with OutputTarget.at(where) as target:
+            return self._write(cid, target, overwrite, max_bytes, progress)
+
+    def _write(self, cid: CID, target: OutputTarget, overwrite: bool,
+               max_bytes: int | None, progress: Progress | None) -> Entry:
         node = self._node(cid)
-        entry = self._entry(cid, node, output.name)
-        _check_target(output, entry.kind, overwrite)
-        declared = self.check_fits(cid, output, max_bytes)
-        budget = _Budget(cid_str(cid), declared, progress)
-        tmp = output.parent / f".{output.name}.{uuid.uuid4().hex}.part"
-        created = _missing_parents(output)
+        entry = self._entry(cid, node, target.name)
+        if not target.missing:
+            _check_target(target.base, target, entry.kind, overwrite)
+        declared = self.check_fits(cid, target.shown, max_bytes, target.max_entries)
+        budget = _Budget(cid_str(cid), declared, progress, target.max_entries)
+        tmp = f".{target.name}.{uuid.uuid4().hex}.part"
+        folder: Folder | None = None
         try:
             try:
-                output.parent.mkdir(parents=True, exist_ok=True)
-                _fsync_all(self._write_tree(cid, tmp, budget))
-                _fsync_dir(output.parent)
-                _commit(tmp, output, overwrite)
-                _fsync_dir(output.parent)
+                folder = target.parent()
+                self._write_tree(cid, folder, tmp, budget)
+                folder.fsync()
+                _commit(folder, tmp, target, overwrite)
+                folder.fsync()
             except IpfsMcpError:
                 raise  # ours (BlockNotFound is also an OSError): never re-labelled as a disk error
             except OSError as exc:
-                raise _translate(exc, output) from exc
+                raise _translate(exc, target.shown) from exc
         except BaseException:
-            _remove(tmp)
-            for folder in created:  # deepest first; only the empty ones this call made
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
+            if folder is not None:
+                folder.remove(tmp)
+            target.discard_made()  # only the empty folders this call made
             raise
+        finally:
+            if folder is not None:
+                folder.close()
         return entry
 
-    def _write_tree(self, cid: CID, root: Path, budget: _Budget) -> list[Path]:
-        """Write ``cid`` at ``root`` (a fresh temp path), iteratively; returns the files and
-        folders written, which must all be made durable before ``root`` is renamed."""
-        written: list[Path] = []
-        for item in self.tree(cid):
-            dest = root / item.path if item.path else root
-            current = item.entry.cid
-            if item.entry.kind == "directory":
-                dest.mkdir()
-                written.append(dest)
-                seen: set[str] = set()
-                for name, _ in item.children:
-                    check_entry_name(name)
-                    if name in seen:
-                        raise IntegrityError(f"{cid_str(current)} lists {name!r} twice")
-                    seen.add(name)
-            elif item.entry.kind == "symlink":
-                target = item.entry.target or ""
-                resolved = Path(os.path.normpath(dest.parent / target))
-                if os.path.isabs(target) or not _inside(resolved, root):
-                    raise UnsafePath(f"symlink {dest.name!r} -> {target!r} points outside "
-                                     "the output folder")
-                budget.add(len(target.encode()))
-                os.symlink(target, dest)
-            else:
-                self._write_file(current, item.node, dest, budget)
-                written.append(dest)
-        return written
+    def _write_tree(self, cid: CID, parent: Folder, top: str, budget: _Budget) -> None:
+        """Write ``cid`` as ``top`` (a fresh temp name) in ``parent``, iteratively, every
+        entry relative to an open folder; links last, once the whole tree is known, each
+        checked against it. Everything is durable when this returns."""
+        syncer = _Syncer()
+        folders = _OpenFolders(parent, top, syncer)
+        links: list[tuple[str, str]] = []  # (path in the tree, target)
+        try:
+            for item in self.tree(cid):
+                budget.entry()
+                if item.entry.kind == "directory":
+                    folders.make(item.path)
+                    _check_names(item.entry.cid, item.children)
+                elif item.entry.kind == "symlink":
+                    target = item.entry.target or ""
+                    budget.add(len(target.encode()))
+                    links.append((item.path, target))
+                else:
+                    holder, name = folders.holder(item.path)
+                    self._write_file(item.entry.cid, item.node, holder.create(name), budget,
+                                     syncer)
+            within = {path for path, _ in links}
+            for path, target in links:
+                why = _link_escape(path, target, within)
+                if why is not None:
+                    shown = path or top.removeprefix(".").rsplit(".", 2)[0]
+                    raise UnsafePath(f"symlink {shown!r} -> {target!r} points outside the "
+                                     f"output folder: it {why}; nothing was written (a link "
+                                     "must stay inside the folder written, without passing "
+                                     "through another link)")
+            for path, target in links:
+                holder, name = folders.holder(path)
+                holder.symlink(target, name)
+        finally:
+            folders.close()
+        syncer.finish()
 
-    def _write_file(self, cid: CID, node: _Decoded, dest: Path, budget: _Budget) -> None:
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "wb") as out:
+    def _write_file(self, cid: CID, node: _Decoded, fd: int, budget: _Budget,
+                    syncer: _Syncer) -> None:
+        """Write the file's bytes to the new file ``fd``; the syncer makes it durable and
+        closes it."""
+        try:
             for piece in self._file_pieces(cid, node, 0):
                 budget.add(len(piece))
-                out.write(piece)
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view):]
+        except BaseException:
+            os.close(fd)
+            raise
+        syncer.submit(fd)
 
 
 def _child_frames(links: tuple[dagpb.PBLink, ...], sizes: tuple[int, ...], offset: int
@@ -447,15 +536,28 @@ def _child_frames(links: tuple[dagpb.PBLink, ...], sizes: tuple[int, ...], offse
         offset = 0
 
 
-class _Budget:
-    """Counts bytes as they are written; stops the write the moment they pass what the DAG
-    declared (which :meth:`Exporter.check_fits` already held against disk and limit)."""
+@dataclass(frozen=True)
+class Declared:
+    """What a write of a DAG would create, as its blocks declare it."""
 
-    def __init__(self, what: str, declared: int, progress: Progress | None) -> None:
+    size: int  # bytes
+    entries: int  # files, folders and links
+
+
+class _Budget:
+    """Counts bytes and entries as they are written; stops the write the moment the bytes
+    pass what the DAG declared (which :meth:`Exporter.check_fits` already held against disk
+    and limit) or the entries pass the write's budget."""
+
+    def __init__(self, what: str, declared: int, progress: Progress | None,
+                 max_entries: int | None = None) -> None:
         self.what = what
         self.declared = declared
         self.progress = progress
         self.written = 0
+        self.entries = 0
+        self.max_entries = (limits.DEFAULT_MAX_WRITE_ENTRIES if max_entries is None
+                            else max_entries)
 
     def add(self, nbytes: int) -> None:
         self.written += nbytes
@@ -465,113 +567,215 @@ class _Budget:
         if self.progress is not None:
             self.progress(nbytes)
 
-
-def _check_target(output: Path, kind: str, overwrite: bool) -> None:
-    if not (output.is_symlink() or output.exists()):
-        return
-    if overwrite:
-        return
-    if output.is_dir() and not output.is_symlink():
-        if kind == "directory" and not any(output.iterdir()):
-            return
-        raise TargetExists(f"{output} is an existing folder; pass overwrite to replace it")
-    raise TargetExists(f"{output} already exists; pass overwrite to replace it")
+    def entry(self) -> None:
+        self.entries += 1
+        if self.entries > self.max_entries:
+            raise TooManyEntries(self.what, self.entries, self.max_entries, None)
 
 
-def _commit(tmp: Path, output: Path, overwrite: bool) -> None:
-    """Move the finished ``tmp`` to ``output``; the old one goes only once the new is there."""
-    exists = output.is_symlink() or output.exists()
-    if not exists or (output.is_dir() and not output.is_symlink() and not any(output.iterdir())):
-        if tmp.is_dir() and not tmp.is_symlink():
-            try:  # rename(2) takes an empty folder's place and fails on a non-empty one
-                os.rename(tmp, output)
-            except OSError as exc:
-                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
-                    raise TargetExists(f"{output} appeared while writing; nothing was "
-                                       "replaced") from exc
-                raise
-            return
-        if not exists:
-            try:  # link(2) never replaces: a file that appeared meanwhile is kept
-                os.link(tmp, output, follow_symlinks=False)
-            except FileExistsError as exc:
-                raise TargetExists(f"{output} appeared while writing; nothing was "
-                                   "replaced") from exc
-            except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
-                    raise
-                os.rename(tmp, output)  # a file system without hard links
-                return
-            tmp.unlink()
-            return
-    if not overwrite:
-        raise TargetExists(f"{output} already exists; pass overwrite to replace it")
-    new_is_dir = tmp.is_dir() and not tmp.is_symlink()
-    old_is_dir = output.is_dir() and not output.is_symlink()
-    if not new_is_dir and not old_is_dir:
-        os.replace(tmp, output)  # one atomic step for a file over a file or symlink
-        return
-    aside = output.parent / f".{output.name}.{uuid.uuid4().hex}.old"
-    os.rename(output, aside)
-    try:
-        os.rename(tmp, output)
-    except BaseException:
-        os.rename(aside, output)
-        raise
-    _remove(aside)
+def _check_names(folder: CID, children: tuple[tuple[str, CID], ...]) -> None:
+    seen: set[str] = set()
+    for name, _ in children:
+        check_entry_name(name)
+        if name in seen:
+            raise IntegrityError(f"{cid_str(folder)} lists {name!r} twice")
+        seen.add(name)
 
 
-def _missing_parents(output: Path) -> list[Path]:
-    """The folders above ``output`` that do not exist yet, deepest first."""
-    missing: list[Path] = []
-    folder = output.parent
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    return missing
+def _link_escape(path: str, target: str, links: set[str]) -> str | None:
+    """Why the link at ``path`` (in the tree written) with ``target`` may not be written,
+    or None: its target is followed component by component through the tree itself (not
+    tidied as text, where ``s/..`` cancels out even when ``s`` is a link), and must stay
+    inside it without passing through another link of the tree (``links``)."""
+    if not path:
+        return "is the whole output, so it can only lead out of it"
+    if not target or target.startswith("/"):
+        return "is absolute or empty"
+    at = path.split("/")[:-1]  # the folder holding the link
+    for part in target.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not at:
+                return "climbs above it"
+            at.pop()
+            continue
+        at.append(part)
+        here = "/".join(at)
+        if here in links:
+            return f"passes through the link {here!r}"
+    return None
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            path.unlink(missing_ok=True)
-        except OSError:
-            pass
+# Folders the tree writer holds open at once: the path it is writing under, up to this
+# depth. Deeper (only a hostile DAG is), the shallowest are closed and opened again when
+# the walk comes back to them, so no DAG can exhaust the process's descriptors.
+_MAX_OPEN_FOLDERS = 64
+
+
+class _OpenFolders:
+    """The folders of the tree being written, by their path in it, opened by handle."""
+
+    def __init__(self, parent: Folder, top: str, syncer: _Syncer) -> None:
+        self.parent = parent
+        self.top = top
+        self.syncer = syncer
+        self.open: dict[str, Folder] = {}
+
+    def make(self, path: str) -> None:
+        holder, name = self.holder(path)
+        self._keep(path, holder.make(name))
+
+    def holder(self, path: str) -> tuple[Folder, str]:
+        """The open folder that holds the entry ``path``, and the entry's name in it."""
+        if not path:
+            return self.parent, self.top
+        folder, _, name = path.rpartition("/")
+        return self.get(folder), name
+
+    def get(self, path: str) -> Folder:
+        for held in [p for p in self.open if not _on_way(p, path)]:
+            self.syncer.submit_folder(self.open.pop(held))  # its subtree is complete
+        if path in self.open:
+            return self.open[path]
+        base = path
+        while base and base not in self.open:
+            base = base.rpartition("/")[0]
+        folder = self.open.get(base) if base in self.open else None
+        if folder is None:  # the top itself was closed (very deep): open it again
+            folder = self.parent.sub(self.top)
+            self._keep("", folder)
+        rest = path[len(base):].lstrip("/")
+        for part in rest.split("/") if rest else ():
+            base = f"{base}/{part}" if base else part
+            folder = folder.sub(part)
+            self._keep(base, folder)
+        return folder
+
+    def _keep(self, path: str, folder: Folder) -> None:
+        self.open[path] = folder
+        while len(self.open) > _MAX_OPEN_FOLDERS:
+            shallowest = next(iter(self.open))
+            self.syncer.submit_folder(self.open.pop(shallowest))
+
+    def close(self) -> None:
+        for folder in self.open.values():
+            self.syncer.submit_folder(folder)
+        self.open.clear()
+
+
+def _on_way(held: str, path: str) -> bool:
+    """Whether the folder ``held`` is ``path`` or one of its ancestors."""
+    return not held or held == path or path.startswith(held + "/")
 
 
 # fsyncs of a tree's files and folders run on a few threads: each waits on the disk, so
 # overlapping them turns a folder of many small files from one flush at a time into a few.
+# At most _FSYNC_QUEUE descriptors wait, so memory and descriptors stay bounded.
 _FSYNC_WORKERS = 8
+_FSYNC_QUEUE = 64
 
 
-def _fsync_all(paths: list[Path]) -> None:
-    """Make every written file and folder durable (in any order: only the final rename of
-    the tree makes any of it visible, so it must come after all of them)."""
-    if len(paths) <= 1:
-        for path in paths:
-            _fsync_path(path)
+class _Syncer:
+    """Makes written files and folders durable (in any order: only the final rename of the
+    tree makes any of it visible, so it comes after all of them) and closes them."""
+
+    def __init__(self) -> None:
+        self.pool: ThreadPoolExecutor | None = None
+        self.slots = threading.BoundedSemaphore(_FSYNC_QUEUE)
+        self.errors: list[OSError] = []
+        self.first = True
+
+    def submit(self, fd: int) -> None:
+        if self.first:  # one file: no threads
+            self.first = False
+            self._sync(fd, hold=False)
+            return
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=_FSYNC_WORKERS)
+        self.slots.acquire()
+        self.pool.submit(self._sync, fd, True)
+
+    def submit_folder(self, folder: Folder) -> None:
+        fd, folder.fd = folder.fd, -1
+        if fd >= 0:
+            self.submit(fd)
+
+    def _sync(self, fd: int, hold: bool) -> None:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            self.errors.append(exc)
+        finally:
+            os.close(fd)
+            if hold:
+                self.slots.release()
+
+    def finish(self) -> None:
+        """Wait for every fsync.
+
+        Raises:
+            OSError: the first that failed.
+        """
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        if self.errors:
+            raise self.errors[0]
+
+
+def _check_target(base: Folder, target: OutputTarget, kind: str, overwrite: bool) -> None:
+    there = base.kind(target.name)
+    if there is None or overwrite:
         return
-    with ThreadPoolExecutor(max_workers=_FSYNC_WORKERS) as pool:
-        for _ in pool.map(_fsync_path, paths):
-            pass
+    if there == "dir":
+        if kind == "directory" and not base.holds_entries(target.name):
+            return
+        raise TargetExists(f"{target} is an existing folder; pass overwrite to replace it")
+    raise TargetExists(f"{target} already exists; pass overwrite to replace it")
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+def _commit(folder: Folder, tmp: str, target: OutputTarget, overwrite: bool) -> None:
+    """Move the finished ``tmp`` to the target's name, both in ``folder``; the old one goes
+    only once the new is there."""
+    name = target.name
+    there = folder.kind(name)
+    new_is_dir = folder.kind(tmp) == "dir"
+    if there is None or (there == "dir" and not folder.holds_entries(name)):
+        if new_is_dir:
+            try:  # rename(2) takes an empty folder's place and fails on a non-empty one
+                folder.rename(tmp, name)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                    raise TargetExists(f"{target} appeared while writing; nothing was "
+                                       "replaced") from exc
+                raise
+            return
+        if there is None:
+            try:  # link(2) never replaces: a file that appeared meanwhile is kept
+                folder.link(tmp, name)
+            except FileExistsError as exc:
+                raise TargetExists(f"{target} appeared while writing; nothing was "
+                                   "replaced") from exc
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                folder.rename(tmp, name)  # a file system without hard links
+                return
+            folder.remove(tmp)
+            return
+    if not overwrite:
+        raise TargetExists(f"{target} already exists; pass overwrite to replace it")
+    if not new_is_dir and there != "dir":
+        folder.replace(tmp, name)  # one atomic step for a file over a file or symlink
+        return
+    aside = f".{name}.{uuid.uuid4().hex}.old"
+    folder.rename(name, aside)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        folder.rename(tmp, name)
+    except BaseException:
+        folder.rename(aside, name)
+        raise
+    folder.remove(aside)
 
 
 def _translate(exc: OSError, output: Path) -> IpfsMcpError:
@@ -579,11 +783,3 @@ def _translate(exc: OSError, output: Path) -> IpfsMcpError:
         return DiskFull(f"the file system holding {output} is full; the partial output was "
                         "removed and nothing was written")
     return IpfsMcpError(f"cannot write {output}: {exc.strerror or exc}")
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-    except ValueError:
-        return False
-    return True

@@ -15,7 +15,7 @@ from pathlib import Path
 from multiformats import CID
 
 from ipfs_mcp.backends.core.cids import cid_str
-from ipfs_mcp.backends.errors import DagTooLarge, WriteTooLarge
+from ipfs_mcp.backends.errors import DagTooLarge, TooManyEntries, WriteTooLarge
 
 # -- blocks ---------------------------------------------------------------------------------
 # A bitswap message is capped at 4 MiB, so no peer can send a larger block (our bitswap
@@ -55,6 +55,12 @@ MAX_WALK_BLOCKS = 1 << 26
 # repo (blocks fetched for the write land there too), logs and the rest of the system, so a
 # hostile DAG cannot fill a disk even when it declares a size that fits.
 DEFAULT_WRITE_SHARE = 0.9
+# Files, folders and links one write may create. Bytes alone do not bound a write: three
+# small blocks of folders that link one sub-folder many times declare a million tiny files
+# (minutes of work, an inode each, the server's memory growing all the while). Real models
+# and datasets hold thousands of files; a larger tree can be allowed through the settings
+# (IPFS_MCP_MAX_WRITE_FILES).
+DEFAULT_MAX_WRITE_ENTRIES = 100_000
 
 
 # Walks check every node, and a CID's text costs tens of microseconds (base58 for CIDv0):
@@ -111,6 +117,31 @@ def check_write(what: str, declared: int, target: Path, max_bytes: int | None) -
     if declared > free or declared > limit:
         raise WriteTooLarge(what, declared, free, limit)
     return limit
+
+
+def free_inodes(target: Path) -> int | None:
+    """Inodes an unprivileged writer may still create on the file system that will hold
+    ``target``; None when the file system does not count them (``f_files`` is 0)."""
+    probe = Path(target).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    st = os.statvfs(probe)
+    return st.f_favail if st.f_files else None
+
+
+def check_entries(what: str, declared: int, target: Path, max_entries: int | None) -> int:
+    """Refuse a write that would create more files, folders and links than its budget
+    (``max_entries``, else DEFAULT_MAX_WRITE_ENTRIES) or than the target's free inodes;
+    returns the budget that applies.
+
+    Raises:
+        TooManyEntries: it would.
+    """
+    budget = DEFAULT_MAX_WRITE_ENTRIES if max_entries is None else max_entries
+    inodes = free_inodes(target)
+    if declared > budget or (inodes is not None and declared > inodes):
+        raise TooManyEntries(what, declared, budget, inodes)
+    return budget
 
 
 def parse_max_write(value: str | None, name: str = "IPFS_MCP_MAX_WRITE") -> int | None:

@@ -13,12 +13,26 @@ The hub cache (``$HF_HUB_CACHE``, by default ``$HF_HOME/hub``) stores each repo 
 Adding a model resolves the snapshot with ``huggingface_hub`` itself (offline) and imports
 it following the symlinks. Writing back lays a UnixFS directory out the same way, so
 ``hf_hub_download(..., local_files_only=True)`` and ``transformers`` find the files.
+
+The rules of a write, all here (:func:`plan_revision` and :func:`write_snapshot`):
+
+- a revision is a branch or tag name; one that looks like a commit id is refused, because
+  ``huggingface_hub`` reads ``refs/<revision>`` before ``snapshots/<revision>``: a ref named
+  after a cached commit would make that commit load other files;
+- the revision is resolved once, into a :class:`RevisionPlan` that also holds the commit the
+  ref named then; the user's confirmation shows that plan and the write uses it, moving the
+  ref only from that commit (a ref that moved meanwhile is not moved again);
+- ``org/name@rev`` and a separate revision must agree: two different names are refused;
+- everything that can be refused is checked before the first folder is made, and a write
+  that fails later removes the folders it made and left empty.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
+import itertools
 import os
 import re
 import uuid
@@ -44,7 +58,12 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 _READ_CHUNK = 1 << 20
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+# huggingface_hub's REGEX_COMMIT_HASH is "[0-9a-f]{40}" (fullmatch); any case is refused here,
+# since a name that reads as a commit id to the person confirming it must not be a branch.
+_COMMIT_LIKE = re.compile(r"[0-9a-fA-F]{40}")
+_ABBREVIATED = re.compile(r"[0-9a-fA-F]{4,39}")  # git abbreviates commit ids to 4 or more
 REPO_TYPES = ("model", "dataset", "space")
+_MAX_SNAPSHOTS = 10_000  # far more commits than any cached repo keeps
 
 
 def parse_source(source: str) -> tuple[str, str | None]:
@@ -135,7 +154,10 @@ def current_commit(hub_cache: Path, repo_id: str, revision: str = "main",
     """
     parse_source(repo_id)
     _check_revision(revision)
-    ref = repo_folder(hub_cache, repo_id, repo_type) / "refs" / revision
+    return _read_ref(repo_folder(hub_cache, repo_id, repo_type) / "refs" / revision)
+
+
+def _read_ref(ref: Path) -> str | None:
     try:
         return ref.read_text(encoding="utf-8").strip() or None
     except FileNotFoundError:
@@ -144,70 +166,226 @@ def current_commit(hub_cache: Path, repo_id: str, revision: str = "main",
         raise InvalidInput(f"cannot read {ref}: {exc.strerror}") from exc
 
 
-def write_snapshot(exporter: Exporter, root: CID, hub_cache: Path, repo_id: str, *,
-                   revision: str = "main", commit: str | None = None,
-                   repo_type: str = "model", replace: bool = False,
+@dataclass(frozen=True)
+class RevisionPlan:
+    """Where one write goes, resolved once: what the user is asked about is what is written.
+
+    ``current`` is the commit ``refs/<revision>`` named when the plan was made (None: there
+    was no such ref); the write moves the ref only from that commit.
+    """
+
+    repo_id: str
+    revision: str
+    current: str | None
+    repo_type: str = "model"
+
+    @property
+    def label(self) -> str:
+        return f"{self.repo_id}@{self.revision}"
+
+
+def plan_revision(hub_cache: Path, target: str, revision: str | None = None,
+                  repo_type: str = "model") -> RevisionPlan:
+    """Resolve ``org/name[@rev]`` (and ``revision``, given separately; default ``main``)
+    into the one revision a write uses, with the commit its ref names now.
+
+    Raises:
+        InvalidInput: an invalid repo id; an unsafe revision name or one that looks like a
+            commit id; ``@rev`` and ``revision`` both given and different.
+    """
+    repo_id, named = parse_source(target)
+    if named is not None and revision is not None and named != revision:
+        raise InvalidInput(
+            f"{target!r} names revision {named!r} and the revision argument names "
+            f"{revision!r}; give one revision (or the same in both). Nothing was written")
+    chosen = named if named is not None else revision if revision is not None else "main"
+    check_ref_name(hub_cache, repo_id, chosen, repo_type)
+    return RevisionPlan(repo_id, chosen, current_commit(hub_cache, repo_id, chosen, repo_type),
+                        repo_type)
+
+
+def as_plan(hub_cache: Path, target: str | RevisionPlan, revision: str | None = None,
+            repo_type: str = "model") -> RevisionPlan:
+    """``target`` when a caller planned it already (to ask the user), else planned now.
+
+    Raises:
+        InvalidInput: as :func:`plan_revision`.
+    """
+    if isinstance(target, RevisionPlan):
+        return target
+    return plan_revision(hub_cache, target, revision, repo_type)
+
+
+def check_ref_name(hub_cache: Path, repo_id: str, revision: str,
+                   repo_type: str = "model") -> None:
+    """Refuse a revision that cannot safely be written as ``refs/<revision>``: an unsafe
+    name, a commit id (40 hex digits), or an abbreviation of a commit the repo has cached.
+
+    Raises:
+        InvalidInput: the name is unsafe or looks like a commit id.
+    """
+    _check_revision(revision)
+    if _COMMIT_LIKE.fullmatch(revision):
+        why = "is a commit id"
+    elif _ABBREVIATED.fullmatch(revision) and any(
+            commit.startswith(revision.lower())
+            for commit in _cached_commits(repo_folder(hub_cache, repo_id, repo_type))):
+        why = "abbreviates a commit this repo has cached"
+    else:
+        return
+    raise InvalidInput(
+        f"revision {revision!r} {why}: huggingface_hub reads refs/{revision} before the "
+        f"snapshot of a commit, so a ref of that name would make {repo_id}@{revision} load "
+        "other files. Name a branch or tag instead (such as 'ipfs'); nothing was written")
+
+
+def _cached_commits(folder: Path) -> list[str]:
+    """The commits whose snapshots a cached repo holds (a bounded listing)."""
+    try:
+        with os.scandir(folder / "snapshots") as listing:
+            return [entry.name.lower() for entry in itertools.islice(listing, _MAX_SNAPSHOTS)]
+    except OSError:
+        return []
+
+
+def write_snapshot(exporter: Exporter, root: CID, hub_cache: Path, plan: RevisionPlan, *,
+                   commit: str | None = None, replace: bool = False,
                    max_bytes: int | None = None,
                    blob_writer: BlobWriter | None = None) -> HFWriteResult:
-    """Write the directory DAG ``root`` into the hub cache as ``repo_id`` at ``revision``.
+    """Write the directory DAG ``root`` into the hub cache as ``plan`` says (repo id and
+    revision, see :func:`plan_revision`).
 
     ``blob_writer`` puts each file into ``blobs/`` (default: stream it from ``exporter``
     and copy it; :mod:`.hf_receive` writes it once as it arrives).
 
     Nothing that already resolves changes silently: when ``refs/<revision>`` points to
-    another commit the call fails before writing anything, unless ``replace``. Blobs are
-    named by their sha256 and never rewritten (an existing one is verified instead); a
-    file appears in ``snapshots/`` only once its blob is complete and verified; the ref
-    moves last.
+    another commit the call fails before writing anything, unless ``replace``; and the ref
+    moves only from the commit the plan saw. Blobs are named by their sha256 and never
+    rewritten (an existing one is verified instead); a file appears in ``snapshots/`` only
+    once its blob is complete and verified; the ref moves last. Everything that can be
+    refused is checked before the first folder is made; a write that fails later removes
+    the folders it made and left empty.
 
     Raises:
         InvalidInput: ``root`` is not a directory, or names are unsafe.
-        TargetExists: the revision (or a file of the snapshot) already names other content.
-        IntegrityError: an existing blob does not hash to its name.
+        TargetExists: the revision (or a file of the snapshot) already names other content,
+            or the ref moved since the plan was made.
+        IntegrityError: an existing blob does not hash to its name, or the folder lists a
+            name twice.
         WriteTooLarge: the declared size does not fit (see ``Exporter.check_fits``).
     """
-    parse_source(repo_id)
-    _check_revision(revision)
     commit = commit or commit_for(root)
     if not _COMMIT.match(commit):
         raise InvalidInput(f"commit {commit!r} must be 40 lowercase hex digits")
-    current = current_commit(hub_cache, repo_id, revision, repo_type)
-    if current is not None and current != commit and not replace:
-        raise TargetExists(
-            f"{repo_id}@{revision} already resolves to commit {current}; writing "
-            f"{cid_str(root)} would move it to commit {commit}. Nothing was written. Pass "
-            f"replace=true to move {revision!r}, or choose another revision name")
+    _check_ref_move(plan, hub_cache, commit, replace, cid_str(root))
     if exporter.stat(root).kind != "directory":
         raise InvalidInput(f"{cid_str(root)} is a file; a model needs a folder")
     hub = Path(os.path.realpath(hub_cache))
-    hub.mkdir(parents=True, exist_ok=True)
-    folder = repo_folder(hub, repo_id, repo_type)
+    folder = repo_folder(hub, plan.repo_id, plan.repo_type)
     blobs = folder / "blobs"
     snapshot = folder / "snapshots" / commit
     exporter.check_fits(root, hub, max_bytes)
-    for part in (folder, blobs, snapshot, folder / "refs"):
-        part.mkdir(parents=True, exist_ok=True)
-        _check_inside(part, hub)
+    entries = _files(exporter, root)  # every name checked before any folder is made
+
     def copy(cid: CID, size: int, into: Path) -> BlobWritten:
         return write_blob(exporter.cat(cid), cid, size, into)
 
     writer = blob_writer or copy
-    written = [(rel, writer(child, size, blobs)) for rel, child, size in _files(exporter, root)]
-    files = [(rel, blob.etag) for rel, blob in written]
-    links = _plan_links(files, snapshot, hub, replace)
-    for link, target in links:
-        _place_link(link, target)
-    ref = folder / "refs" / revision
-    if current != commit:
-        tmp = ref.parent / f".{revision}.{uuid.uuid4().hex}"
-        tmp.write_text(commit)
-        os.replace(tmp, ref)
+    made: list[Path] = []
+    try:
+        for part in (blobs, snapshot, folder / "refs"):
+            _make_folders(part, hub, made)
+        written = [(rel, writer(child, size, blobs)) for rel, child, size in entries]
+        files = [(rel, blob.etag) for rel, blob in written]
+        for link, target in _plan_links(files, snapshot, hub, replace, made):
+            _place_link(link, target)
+        _move_ref(folder / "refs" / plan.revision, plan, commit)
+    except BaseException:
+        for part in reversed(made):  # deepest first; a folder holding anything stays
+            with contextlib.suppress(OSError):
+                part.rmdir()
+        raise
     return HFWriteResult(
-        repo_id, revision, commit, snapshot, tuple(rel for rel, _ in files),
-        replaced=current if current not in (None, commit) else None,
+        plan.repo_id, plan.revision, commit, snapshot, tuple(rel for rel, _ in files),
+        replaced=plan.current if plan.current not in (None, commit) else None,
         by_reference=tuple(rel for rel, b in written if b.by_reference),
         copied=tuple(f"{rel}: {b.why_copied}" for rel, b in written if not b.by_reference),
         resumed=sum(b.resumed for _, b in written), written=sum(b.written for _, b in written))
+
+
+def _check_ref_move(plan: RevisionPlan, hub_cache: Path, commit: str, replace: bool,
+                    what: str) -> None:
+    """Before anything is written: the ref still names what the plan saw, and it moves to
+    other content only with ``replace``.
+
+    Raises:
+        TargetExists: it moved since the plan, or it names other content and not ``replace``.
+    """
+    now = current_commit(hub_cache, plan.repo_id, plan.revision, plan.repo_type)
+    if now not in (plan.current, commit):
+        raise TargetExists(f"{_moved(plan, now)}. Nothing was written")
+    if plan.current not in (None, commit) and not replace:
+        raise TargetExists(
+            f"{plan.label} already resolves to commit {plan.current}; writing {what} would "
+            f"move it to commit {commit}. Nothing was written. Pass replace=true to move "
+            f"{plan.revision!r}, or choose another revision name")
+
+
+def _moved(plan: RevisionPlan, now: str | None) -> str:
+    return (f"{plan.label} moved from commit {plan.current or '(no ref)'} to "
+            f"{now or '(no ref)'} while this write was prepared (and, where the client can "
+            "ask, confirmed); it was not moved again. Fetch again to decide about the "
+            "commit it names now")
+
+
+def _move_ref(ref: Path, plan: RevisionPlan, commit: str) -> None:
+    """Point ``ref`` at ``commit``, only from the commit the plan saw: a new ref is created
+    only if none appeared meanwhile, an existing one is replaced only if it still names
+    what the plan saw (read again just before, the closest a plain file allows).
+
+    Raises:
+        TargetExists: the ref moved since the plan.
+    """
+    now = _read_ref(ref)
+    if now == commit:
+        return
+    if now != plan.current:
+        raise TargetExists(f"{_moved(plan, now)}; the files are in the cache as commit "
+                           f"{commit}")
+    tmp = ref.parent / f".{ref.name}.{uuid.uuid4().hex}"
+    tmp.write_text(commit)
+    try:
+        if plan.current is not None:
+            os.replace(tmp, ref)
+        elif not _place_new(tmp, ref) and (now := _read_ref(ref)) != commit:
+            raise TargetExists(f"{_moved(plan, now)}; the files are in the cache as commit "
+                               f"{commit}")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _make_folders(path: Path, hub: Path, made: list[Path]) -> None:
+    """Create ``path`` and its missing parents, each appended to ``made`` (so a failed write
+    removes what it made); what exists already must stay inside the hub cache before
+    anything is made below it.
+
+    Raises:
+        UnsafePath: a folder of the repo leads out of the hub cache (a planted symlink).
+    """
+    missing: list[Path] = []
+    existing = path
+    while not os.path.lexists(existing) and existing != existing.parent:
+        missing.append(existing)
+        existing = existing.parent
+    if existing.is_relative_to(hub):
+        _check_inside(existing, hub)
+    for part in reversed(missing):
+        try:
+            part.mkdir()
+        except FileExistsError:
+            continue  # another writer made it at the same moment: not ours to remove
+        made.append(part)
+    _check_inside(path, hub)
 
 
 def _check_inside(path: Path, hub: Path) -> None:
@@ -223,12 +401,17 @@ def _files(exporter: Exporter, root: CID) -> list[tuple[str, CID, int]]:
 
     Raises:
         UnsafePath: an entry name could leave its folder.
+        IntegrityError: a folder lists a name twice.
         DagTooLarge: the tree is deeper or has more entries than the bounds.
     """
     found: list[tuple[str, CID, int]] = []
     for item in exporter.tree(root):
+        seen: set[str] = set()
         for name, _ in item.children:
             check_entry_name(name)
+            if name in seen:  # two files for one snapshot path: which would it be?
+                raise IntegrityError(f"{cid_str(item.entry.cid)} lists {name!r} twice")
+            seen.add(name)
         if item.entry.kind == "file":
             found.append((item.path, item.entry.cid, item.entry.size))
     found.sort()
@@ -236,16 +419,16 @@ def _files(exporter: Exporter, root: CID) -> list[tuple[str, CID, int]]:
 
 
 def _plan_links(files: list[tuple[str, str]], snapshot: Path, hub: Path,
-                replace: bool) -> list[tuple[Path, str]]:
+                replace: bool, made: list[Path]) -> list[tuple[Path, str]]:
     """The snapshot symlinks to create, checked before any is: a file already in the
-    snapshot that points to another blob is a conflict unless ``replace``."""
+    snapshot that points to another blob is a conflict unless ``replace``. The folders
+    they need are made here, each appended to ``made``."""
     plan: list[tuple[Path, str]] = []
     for rel, etag in files:
         link = snapshot / rel
         depth = rel.count("/")
         target = "../" * (depth + 2) + f"blobs/{etag}"
-        link.parent.mkdir(parents=True, exist_ok=True)
-        _check_inside(link.parent, hub)
+        _make_folders(link.parent, hub, made)
         if link.is_symlink() and os.readlink(link) == target:
             continue  # already there: a repeated fetch changes nothing
         if os.path.lexists(link) and not replace:
@@ -329,17 +512,28 @@ def place_blob(tmp: Path, blob: Path, moved: Callable[[], None] | None = None) -
         IntegrityError: an existing blob does not hash to its name.
         OSError: as raised by the file system.
     """
-    try:
-        os.link(tmp, blob)  # fails if the blob exists: never replaces one
-    except FileExistsError:
+    if not _place_new(tmp, blob):
         verify_existing(blob, blob.name)
+    if moved is not None:
+        moved()
+
+
+def _place_new(tmp: Path, dest: Path) -> bool:
+    """Give ``tmp`` the name ``dest`` only if nothing has it (True); False leaves ``dest``
+    as it is. A hard link where the file system has them (``tmp`` stays for the caller to
+    remove), else a rename after looking once more.
+
+    Raises:
+        OSError: as raised by the file system.
+    """
+    try:
+        os.link(tmp, dest)  # fails if dest exists: never replaces it
+    except FileExistsError:
+        return False
     except OSError as exc:
         if exc.errno not in _NO_HARD_LINKS:
             raise
-        # A file system without hard links: a rename, after looking once more.
-        if os.path.lexists(blob):
-            verify_existing(blob, blob.name)
-        else:
-            os.rename(tmp, blob)
-    if moved is not None:
-        moved()
+        if os.path.lexists(dest):
+            return False
+        os.rename(tmp, dest)
+    return True

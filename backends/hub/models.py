@@ -81,19 +81,24 @@ def add_model(backend: Backend, hub_cache: Path, repo_id: str, revision: str | N
     return backend.add_path(snapshot, pin=pin, options=follow, name=label, progress=progress)
 
 
-def export_model(backend: Backend, hub_cache: Path, cid: str, repo_id: str, *,
-                 revision: str = "main", commit: str | None = None, replace: bool = False,
+def export_model(backend: Backend, hub_cache: Path, cid: str,
+                 repo_id: str | hf_layout.RevisionPlan, *, revision: str | None = None,
+                 commit: str | None = None, replace: bool = False,
                  max_bytes: int | None = None) -> hf_layout.HFWriteResult:
-    """Write the folder DAG ``cid[/path]`` into the hub cache as ``repo_id@revision``.
+    """Write the folder DAG ``cid[/path]`` into the hub cache as ``repo_id@revision``
+    (``repo_id`` may be ``org/name@rev``, or a plan already made to ask the user, see
+    :func:`.layout.plan_revision`).
 
     Raises:
-        TargetExists: the revision already names other content and not ``replace``.
-        InvalidInput: not a folder, or unsafe names.
+        TargetExists: the revision already names other content and not ``replace``, or it
+            moved since the plan.
+        InvalidInput: not a folder, unsafe names, or a revision named like a commit.
     """
+    plan = hf_layout.as_plan(hub_cache, repo_id, revision)
     root, path = split_path(cid)
     sizing = backend.exporter()  # block by block: a DAG bomb costs a few blocks
     resolved = sizing.resolve(root, path) if path else root
     sizing.check_fits(resolved, hub_cache, max_bytes)
     return hf_layout.write_snapshot(backend.exporter(whole_dag=True), resolved, hub_cache,
-                                    repo_id, revision=revision, commit=commit, replace=replace,
+                                    plan, commit=commit, replace=replace,
                                     max_bytes=max_bytes)

@@ -55,26 +55,30 @@ ProgressFn = Callable[[int], None]
 _RAW = 0x55
 
 
-def export_model(backend: Backend, hub_cache: Path, cid: str, repo_id: str, *,
-                 revision: str = "main", commit: str | None = None, replace: bool = False,
+def export_model(backend: Backend, hub_cache: Path, cid: str,
+                 repo_id: str | hf_layout.RevisionPlan, *, revision: str | None = None,
+                 commit: str | None = None, replace: bool = False,
                  max_bytes: int | None = None, progress: ProgressFn | None = None,
                  nocopy: bool = True) -> hf_layout.HFWriteResult:
-    """Write the folder DAG ``cid[/path]`` into the hub cache as ``repo_id@revision``,
-    each raw-leaf file written once as it arrives (see the module docstring).
+    """Write the folder DAG ``cid[/path]`` into the hub cache as ``repo_id@revision``
+    (or as a plan already made to ask the user, see :func:`.layout.plan_revision`), each
+    raw-leaf file written once as it arrives (see the module docstring).
 
     Without the embedded repo (a Kubo backend) or with ``nocopy=False`` every file is
     copied, as :func:`.hub.export_model` does.
 
     Raises:
-        TargetExists: the revision already names other content and not ``replace``.
-        InvalidInput: not a folder, or unsafe names.
+        TargetExists: the revision already names other content and not ``replace``, or it
+            moved since the plan.
+        InvalidInput: not a folder, unsafe names, or a revision named like a commit.
         WriteTooLarge: the declared size does not fit.
         DiskFull: the file system filled up (what was received is kept for a resume).
     """
+    plan = hf_layout.as_plan(hub_cache, repo_id, revision)
     repo = backend.repo
     if not nocopy or repo is None or repo.filestore is None:
-        return hub.export_model(backend, hub_cache, cid, repo_id, revision=revision,
-                                commit=commit, replace=replace, max_bytes=max_bytes)
+        return hub.export_model(backend, hub_cache, cid, plan, commit=commit,
+                                replace=replace, max_bytes=max_bytes)
     root, path = split_path(cid)
     walker = backend.exporter()  # block by block: internal nodes only, never the leaves
     resolved = walker.resolve(root, path) if path else root
@@ -82,9 +86,9 @@ def export_model(backend: Backend, hub_cache: Path, cid: str, repo_id: str, *,
     writer = _ReceivingWriter(backend, repo, progress)
     # Held shared while receiving, so a GC cannot drop the references being written.
     with repo.writing():
-        return hf_layout.write_snapshot(walker, resolved, hub_cache, repo_id,
-                                        revision=revision, commit=commit, replace=replace,
-                                        max_bytes=max_bytes, blob_writer=writer)
+        return hf_layout.write_snapshot(walker, resolved, hub_cache, plan, commit=commit,
+                                        replace=replace, max_bytes=max_bytes,
+                                        blob_writer=writer)
 
 
 class _ReceivingWriter:

@@ -50,6 +50,7 @@ from ipfs_mcp.backends.core.importer import (
     ImportOptions,
     ImportResult,
 )
+from ipfs_mcp.backends.core.rooted import OutputTarget
 from ipfs_mcp.backends.errors import (
     BackendUnavailable,
     IntegrityError,
@@ -483,7 +484,8 @@ class ClusterBackend:
                    ) -> Iterator[bytes]:
         return self.kubo.cat_stream(cid, offset=offset, length=length)
 
-    def get_to_path(self, cid: str, *, output_path: str | Path, overwrite: bool = False,
+    def get_to_path(self, cid: str, *, output_path: str | Path | OutputTarget,
+                    overwrite: bool = False,
                     max_bytes: int | None = None,
                     progress: Callable[[int], None] | None = None) -> Entry:
         return self.kubo.get_to_path(cid, output_path=output_path, overwrite=overwrite,

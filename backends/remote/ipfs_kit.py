@@ -33,6 +33,7 @@ from ipfs_mcp.backends.core.car import CarImportReport
 from ipfs_mcp.backends.core.cids import cid_str, parse_cid
 from ipfs_mcp.backends.core.exporter import Entry, Exporter
 from ipfs_mcp.backends.core.importer import Importer, ImportOptions, ImportResult
+from ipfs_mcp.backends.core.rooted import OutputTarget
 from ipfs_mcp.backends.errors import BackendUnavailable, InvalidCID
 from ipfs_mcp.backends.remote.kubo.backend import KuboBackend
 from ipfs_mcp.backends.repo.pins import Pin
@@ -192,7 +193,8 @@ class IpfsKitBackend:
     def stat(self, cid: str) -> Entry:
         return self.node.stat(cid)
 
-    def get_to_path(self, cid: str, *, output_path: str | Path, overwrite: bool = False,
+    def get_to_path(self, cid: str, *, output_path: str | Path | OutputTarget,
+                    overwrite: bool = False,
                     max_bytes: int | None = None,
                     progress: Callable[[int], None] | None = None) -> Entry:
         return self.node.get_to_path(cid, output_path=output_path, overwrite=overwrite,

@@ -19,12 +19,15 @@ from ipfs_mcp.backends.core import car, limits, unixfs
 from ipfs_mcp.backends.core.cids import cid_of_block, cid_str
 from ipfs_mcp.backends.core.dagpb import encode_link, encode_node
 from ipfs_mcp.backends.core.exporter import Exporter
+from ipfs_mcp.backends.core.rooted import OutputTarget
 from ipfs_mcp.backends.errors import (
     DagTooLarge,
     DiskFull,
     IntegrityError,
+    InvalidInput,
     IpfsMcpError,
     TooLarge,
+    TooManyEntries,
     WriteTooLarge,
 )
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
@@ -222,7 +225,6 @@ async def test_mcp_fetch_cid_refuses_the_bomb_and_keeps_serving(
 
 # -- the write limit setting --------------------------------------------------------------
 def test_max_write_setting_parses_sizes_and_refuses_typos() -> None:
-    from ipfs_mcp.backends.errors import InvalidInput
     from ipfs_mcp.backends.settings import BackendSettings
 
     home = {"HF_HOME": "/nonexistent-home"}
@@ -367,8 +369,65 @@ def test_folder_fanning_out_through_shared_subfolders_is_bounded(
     for level in range(20):
         cid = _folder(home, [(f"d{level}-{i}", cid) for i in range(3)])
     with pytest.raises(DagTooLarge, match="more than 1000 entries in its tree"):
+        list(Exporter(home.repo.blocks.get).tree(cid))
+    # A write counts the tree from its 20 distinct blocks and is refused before walking it.
+    with pytest.raises(TooManyEntries, match=f"would create {3**21 // 2}"):
         home.get_to_path(cid_str(cid), output_path=tmp_path / "out")
     assert _everything(tmp_path) == []
+
+
+# -- file-count amplification (attack 7 of the security issue) ----------------------------
+def amplifier(home: HFCacheBackend, width: int = 100, levels: int = 3) -> CID:
+    """One tiny file, then ``levels`` folders each linking the one below ``width`` times:
+    a few small blocks that expand to width**levels files."""
+    cid = CID.decode(home.add_bytes(b"x"))
+    for level in range(levels):
+        cid = _folder(home, [(f"d{level}-{i}", cid) for i in range(width)])
+    return cid
+
+
+@pytest_anyio
+async def test_mcp_fetch_cid_refuses_a_million_files_from_three_blocks_before_writing(
+        home: HFCacheBackend, work: Path) -> None:
+    root = amplifier(home)
+    settings = ServerSettings.load(allow_roots=[str(work)], p2p=False)
+    with anyio.fail_after(60):
+        async with Client(build_server(settings)) as client:
+            result = await client.call_tool(
+                "fetch_cid", {"cid": cid_str(root), "output_path": str(work / "many")})
+            text = " ".join(getattr(c, "text", "") for c in result.content)
+            assert result.is_error, result.structured_content
+            assert "would create 1010101 files, folders and links" in text, text
+            assert "IPFS_MCP_MAX_WRITE_FILES" in text and "Traceback" not in text
+    assert _everything(work) == []
+
+
+def test_the_file_budget_is_a_setting_and_a_smaller_tree_fits(
+        home: HFCacheBackend, tmp_path: Path) -> None:
+    from ipfs_mcp.backends.settings import BackendSettings
+
+    settings = BackendSettings.from_env({"IPFS_MCP_MAX_WRITE_FILES": "120"})
+    assert settings.max_write_files == 120
+    root = amplifier(home, width=10, levels=2)  # 100 files, 11 folders
+    target = OutputTarget.at(tmp_path / "fits", max_entries=settings.max_write_files)
+    with target:
+        home.get_to_path(cid_str(root), output_path=target)
+    assert len(list((tmp_path / "fits").rglob("*"))) == 110
+    with OutputTarget.at(tmp_path / "over", max_entries=110) as target, \
+            pytest.raises(TooManyEntries, match="would create 111"):
+        home.get_to_path(cid_str(root), output_path=target)
+    assert not (tmp_path / "over").exists()
+    with pytest.raises(InvalidInput, match="IPFS_MCP_MAX_WRITE_FILES"):
+        BackendSettings.from_env({"IPFS_MCP_MAX_WRITE_FILES": "lots"})
+
+
+def test_a_write_needing_more_inodes_than_are_free_is_refused(tmp_path: Path) -> None:
+    free = limits.free_inodes(tmp_path)
+    if free is None:
+        pytest.skip("this file system does not count inodes")
+    limits.check_entries("a tree", 10, tmp_path, free + 100)
+    with pytest.raises(TooManyEntries, match=f"{free} free inodes"):
+        limits.check_entries("a tree", free + 1, tmp_path, free + 100)
 
 
 def test_node_with_more_links_than_the_bound_is_refused(

@@ -34,6 +34,7 @@ from ipfs_mcp.backends.core.importer import (
     ImportOptions,
     ImportResult,
 )
+from ipfs_mcp.backends.core.rooted import OutputTarget
 from ipfs_mcp.backends.errors import (
     BackendUnavailable,
     BlockNotFound,
@@ -260,11 +261,13 @@ class KuboBackend:
     def stat(self, cid: str) -> Entry:
         return self.reader.stat(cid)
 
-    def get_to_path(self, cid: str, *, output_path: str | Path, overwrite: bool = False,
+    def get_to_path(self, cid: str, *, output_path: str | Path | OutputTarget,
+                    overwrite: bool = False,
                     max_bytes: int | None = None,
                     progress: Callable[[int], None] | None = None) -> Entry:
         """Written by our exporter (path safety, verified bytes), not by ``ipfs get``."""
-        return self.reader.get_to_path(cid, Path(output_path), overwrite=overwrite,
+        target = output_path if isinstance(output_path, OutputTarget) else Path(output_path)
+        return self.reader.get_to_path(cid, target, overwrite=overwrite,
                                        max_bytes=max_bytes, progress=progress)
 
     def exporter(self, *, whole_dag: bool = False) -> Exporter:

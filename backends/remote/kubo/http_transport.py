@@ -76,7 +76,10 @@ def api_url_from(value: str | None) -> str:
         scheme = rest[0] if rest else "http"
         host = f"[{parts[1]}]" if parts[0] == "ip6" else parts[1]
         return f"{scheme}://{host}:{parts[3]}"
-    split = urlsplit(text)
+    try:
+        split = urlsplit(text)
+    except ValueError as exc:  # "http://[zz": urlsplit's own complaint, said as ours
+        raise InvalidInput(f"IPFS_API {value!r} is not a URL: {exc}") from None
     if split.scheme not in ("http", "https") or not split.netloc:
         raise InvalidInput(f"IPFS_API {value!r} is not an http(s) URL or an API multiaddr")
     return text.removesuffix("/api/v0")

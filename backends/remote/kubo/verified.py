@@ -27,6 +27,7 @@ from ipfs_mcp.backends.core import car, dagpb, unixfs
 from ipfs_mcp.backends.core.cids import cid_str, split_path, verify_block
 from ipfs_mcp.backends.core.dag import links_of
 from ipfs_mcp.backends.core.exporter import Entry, Exporter
+from ipfs_mcp.backends.core.rooted import OutputTarget
 from ipfs_mcp.backends.core.unixfs import NodeType
 from ipfs_mcp.backends.errors import IntegrityError, InvalidInput
 
@@ -128,11 +129,13 @@ class VerifiedReader:
         cid = self.resolve(value)
         return self.file_pieces(cid, self.load(cid), offset, length)
 
-    def get_to_path(self, value: str, output_path: Path, *, overwrite: bool = False,
+    def get_to_path(self, value: str, output_path: Path | OutputTarget, *,
+                    overwrite: bool = False,
                     max_bytes: int | None = None,
                     progress: Callable[[int], None] | None = None) -> Entry:
         """Write a file or tree to ``output_path`` (the exporter's path safety applies)."""
-        return self.exporter().get_to_path(self.resolve(value), Path(output_path),
+        target = output_path if isinstance(output_path, OutputTarget) else Path(output_path)
+        return self.exporter().get_to_path(self.resolve(value), target,
                                            overwrite=overwrite, max_bytes=max_bytes,
                                            progress=progress)
 
