@@ -47,7 +47,20 @@ option                       environment                    meaning
                                                             providers beside the DHT
 ``--log-level LEVEL``        ``IPFS_MCP_LOG_LEVEL``         stderr log level (default WARNING);
                                                             the P2P libraries' logs only at DEBUG
+``--send-idle SECONDS``      ``IPFS_MCP_SEND_IDLE``         an HTTP response (MCP or gateway)
+                                                            whose client reads nothing this long
+                                                            is dropped (default 60)
+``--http-max-sessions N``    ``IPFS_MCP_HTTP_MAX_SESSIONS`` MCP HTTP sessions open at once;
+                                                            beyond, 503 (default 100)
+``--http-session-idle S``    ``IPFS_MCP_HTTP_SESSION_IDLE`` an MCP HTTP session with no request
+                                                            this long ends (default 600)
+``--gateway-max-per-client`` ``IPFS_MCP_GATEWAY_MAX_PER_    gateway requests in flight from one
+                             CLIENT``                       client address; beyond, 429
+                                                            (default 16; 64 in all)
 ===========================  =============================  ===================================
+
+Over HTTP, the roots an MCP client declares count only for a client that gave the token,
+and only inside ``--allow-root`` (:class:`~ipfs_mcp.tools.roots.ClientRoots`).
 
 Lists in the environment are separated by commas or whitespace (roots by ``os.pathsep``).
 The backend settings (``HF_HOME``, ``IPFS_BACKEND``...) are :class:`BackendSettings`.
@@ -67,6 +80,7 @@ from ipfs_mcp.backends.core.limits import parse_max_write
 from ipfs_mcp.backends.errors import InvalidInput
 from ipfs_mcp.backends.retrieval.trustless_gateway import gateway_url
 from ipfs_mcp.backends.settings import BackendSettings, env_flag
+from ipfs_mcp.tools.roots import ClientRoots
 
 DEFAULT_INLINE_MAX = 64 * 1024
 DEFAULT_ADD_MAX = 1024 * 1024
@@ -75,6 +89,11 @@ DEFAULT_ADD_MAX = 1024 * 1024
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
 DEFAULT_ROLE = "worker"
 ROLES = ("master", "worker", "leecher")
+# Serving bounds: what HTTP clients may hold of the server (see ServingLimits).
+DEFAULT_SEND_IDLE = 60.0
+DEFAULT_MAX_SESSIONS = 100
+DEFAULT_SESSION_IDLE = 600.0
+DEFAULT_GATEWAY_PER_CLIENT = 16
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -89,10 +108,61 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise InvalidInput(f"{name}={raw!r} is not a whole number of bytes") from None
+        raise InvalidInput(f"{name}={raw!r} is not a whole number") from None
     if value <= 0:
         raise InvalidInput(f"{name} must be positive")
     return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInput(f"{name}={raw!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise InvalidInput(f"{name} must be a positive number of seconds")
+    return value
+
+
+@dataclass(frozen=True)
+class ServingLimits:
+    """What HTTP clients may hold of the server, so none can starve the others.
+
+    - ``send_idle``: a response (MCP HTTP or gateway) whose client takes nothing for this
+      many seconds is dropped, and its slot freed;
+    - ``max_sessions``: MCP HTTP sessions open at once (each costs memory until it ends);
+      one more is answered 503;
+    - ``session_idle``: an MCP HTTP session with no request for this long ends (its id then
+      answers 404, and the client opens a new one);
+    - ``gateway_per_client``: gateway requests in flight from one client address; one more
+      is answered 429 with ``Retry-After``.
+    """
+
+    send_idle: float = DEFAULT_SEND_IDLE
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    session_idle: float = DEFAULT_SESSION_IDLE
+    gateway_per_client: int = DEFAULT_GATEWAY_PER_CLIENT
+
+    @classmethod
+    def load(cls, env: Mapping[str, str], *, send_idle: float | None = None,
+             max_sessions: int | None = None, session_idle: float | None = None,
+             gateway_per_client: int | None = None) -> ServingLimits:
+        """From ``env``, overridden by given values.
+
+        Raises:
+            InvalidInput: a value that is not a positive number.
+        """
+        return cls(
+            send_idle=send_idle or _seconds(env, "IPFS_MCP_SEND_IDLE", DEFAULT_SEND_IDLE),
+            max_sessions=max_sessions or _int(env, "IPFS_MCP_HTTP_MAX_SESSIONS",
+                                              DEFAULT_MAX_SESSIONS),
+            session_idle=session_idle or _seconds(env, "IPFS_MCP_HTTP_SESSION_IDLE",
+                                                  DEFAULT_SESSION_IDLE),
+            gateway_per_client=gateway_per_client or _int(
+                env, "IPFS_MCP_GATEWAY_MAX_PER_CLIENT", DEFAULT_GATEWAY_PER_CLIENT))
 
 
 def parse_host_port(value: str) -> tuple[str, int]:
@@ -176,10 +246,19 @@ class ServerSettings:
     gateway_max_store: int | None = None  # None: the recursive gateway's default bound
     trustless_gateways: tuple[str, ...] = ()  # retrieval sources beside bitswap
     delegated_routers: tuple[str, ...] = ()  # /routing/v1 servers beside the DHT
+    serving: ServingLimits = field(default_factory=ServingLimits)
 
     @property
     def start_p2p(self) -> bool:
         return self.p2p
+
+    @property
+    def client_roots(self) -> ClientRoots:
+        """How far an MCP client's declared roots count: fully over stdio; over HTTP only
+        with a token (required on every request then), and only inside ``--allow-root``."""
+        if self.http is None:
+            return ClientRoots.TRUSTED
+        return ClientRoots.CONFINED if self.token else ClientRoots.IGNORED
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, *,
@@ -195,8 +274,11 @@ class ServerSettings:
              gateway_tls: Sequence[str] | None = None,
              gateway_max_store: int | None = None,
              trustless_gateways: Sequence[str] | None = None,
-             delegated_routers: Sequence[str] | None = None) -> ServerSettings:
+             delegated_routers: Sequence[str] | None = None,
+             serving: ServingLimits | None = None) -> ServerSettings:
         """Settings from ``env`` (default ``os.environ``), overridden by given arguments.
+
+        ``serving`` replaces the serving bounds from ``env`` as a whole.
 
         Raises:
             InvalidInput: a malformed value, or an HTTP bind beyond loopback without a token.
@@ -268,6 +350,7 @@ class ServerSettings:
             delegated_routers=tuple(
                 gateway_url(u) for u in (delegated_routers if delegated_routers else
                                          _split(env.get("IPFS_MCP_DELEGATED_ROUTERS")))),
+            serving=serving or ServingLimits.load(env),
         )
         if gateway_bind is not None and not is_loopback(gateway_bind[0]) and not gateway_public:
             raise InvalidInput(f"--gateway {gateway_bind[0]}:{gateway_bind[1]} binds beyond "

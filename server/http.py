@@ -8,6 +8,11 @@ on the trio loop.
 - DNS rebinding: the Host header must be a loopback name, the bind address, or a host the
   user allowed; browsers' Origin headers must match the same set.
 - The request body limit is :data:`~.config.DEFAULT_MAX_BODY` unless configured.
+- Sessions are bounded in number and end when idle; a response whose client stops reading
+  is dropped (:class:`~.config.ServingLimits`). hypercorn runs through
+  :mod:`.hypercorn_worker`, where one connection's error never stops the listener.
+- The roots a client declares count only with a token, and only inside ``--allow-root``
+  (:attr:`~.config.ServerSettings.client_roots`).
 """
 
 from __future__ import annotations
@@ -75,6 +80,10 @@ def asgi_app(server: MCPServer[Any], settings: ServerSettings) -> ASGIApp:
     app: ASGIApp = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         max_request_body_size=settings.max_body,
+        # Each session holds memory until it ends: a bounded number, each ending when idle;
+        # the SDK answers one session too many with 503 "Too many open sessions".
+        max_sessions=settings.serving.max_sessions,
+        session_idle_timeout=settings.serving.session_idle,
         transport_security=transport_security(settings),
         host=settings.http[0] if settings.http else "127.0.0.1",
     )
@@ -88,7 +97,8 @@ async def serve_http(server: MCPServer[Any], settings: ServerSettings,
                      ) -> None:
     """Serve until cancelled; ``task_status`` receives the bound URLs (port 0 resolved)."""
     from hypercorn.config import Config
-    from hypercorn.trio import serve
+
+    from .hypercorn_worker import serve_asgi
 
     assert settings.http is not None
     host, port = settings.http
@@ -97,4 +107,5 @@ async def serve_http(server: MCPServer[Any], settings: ServerSettings,
     config.accesslog = None
     config.errorlog = "-"  # stderr: stdout is never used by this server
     config.loglevel = settings.log_level
-    await serve(asgi_app(server, settings), config, task_status=task_status)  # type: ignore[arg-type]
+    await serve_asgi(asgi_app(server, settings), config, write_timeout=settings.serving.send_idle,
+                     task_status=task_status)

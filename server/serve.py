@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,7 +19,7 @@ import anyio
 
 from ipfs_mcp.backends.errors import IpfsMcpError
 
-from .config import ServerSettings
+from .config import ServerSettings, ServingLimits
 from .logs import configure_logging
 
 log = logging.getLogger("ipfs_mcp.server")
@@ -31,6 +32,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return value
 
 
@@ -101,13 +112,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "key, HTTP/2 offered by ALPN (env IPFS_MCP_GATEWAY_TLS_CERT and "
                              "IPFS_MCP_GATEWAY_TLS_KEY)")
     add_retrieval_arguments(parser)
+    _add_serving_arguments(parser)
     parser.add_argument("--log-level", metavar="LEVEL",
                         help="stderr log level: DEBUG, INFO, WARNING (default), ERROR; "
                              "the P2P libraries' own logs appear only at DEBUG")
 
 
+def _add_serving_arguments(parser: argparse.ArgumentParser) -> None:
+    """The serving bounds: what HTTP clients may hold of the server."""
+    parser.add_argument("--send-idle", type=_seconds, metavar="SECONDS",
+                        help="drop an HTTP response (MCP or gateway) whose client reads "
+                             "nothing for this long (env IPFS_MCP_SEND_IDLE, default 60)")
+    parser.add_argument("--http-max-sessions", type=_positive, metavar="N",
+                        help="MCP HTTP sessions open at once; one more is answered 503 (env "
+                             "IPFS_MCP_HTTP_MAX_SESSIONS, default 100)")
+    parser.add_argument("--http-session-idle", type=_seconds, metavar="SECONDS",
+                        help="end an MCP HTTP session with no request for this long (env "
+                             "IPFS_MCP_HTTP_SESSION_IDLE, default 600)")
+    parser.add_argument("--gateway-max-per-client", type=_positive, metavar="N",
+                        help="gateway requests in flight from one client address; one more "
+                             "is answered 429 (env IPFS_MCP_GATEWAY_MAX_PER_CLIENT, default 16)")
+
+
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     """Raises: InvalidInput: a malformed option or environment value."""
+    serving = ServingLimits.load(
+        os.environ, send_idle=args.send_idle, max_sessions=args.http_max_sessions,
+        session_idle=args.http_session_idle, gateway_per_client=args.gateway_max_per_client)
     return ServerSettings.load(
         http=args.http, allow_roots=args.allow_root, allowed_hosts=args.allowed_host,
         role=args.role, listen=args.listen, bootstrap=args.bootstrap,
@@ -116,7 +147,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         max_write=args.max_write_bytes, gateway=args.gateway,
         gateway_recursive=args.gateway_recursive, gateway_public=args.gateway_public,
         gateway_tls=args.gateway_tls, gateway_max_store=args.gateway_max_store,
-        trustless_gateways=args.trustless_gateway, delegated_routers=args.delegated_router)
+        trustless_gateways=args.trustless_gateway, delegated_routers=args.delegated_router,
+        serving=serving)
 
 
 async def _serve(settings: ServerSettings) -> None:
@@ -136,7 +168,9 @@ async def _serve(settings: ServerSettings) -> None:
         # Built once the gateway is bound, so large fetches can name its real port.
         server = build_server(settings, gateway_url=gateway_url, slot=slot)
         if settings.http is None:
-            await server.run_stdio_async()
+            from .stdio import run_stdio
+
+            await run_stdio(server)  # the SDK's transport, answering every request line
             tg.cancel_scope.cancel()  # stdin closed: the gateway stops with the server
             return
         from .http import MCP_PATH, serve_http

@@ -325,7 +325,8 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
         router.close()
         raise
     roots = AllowedRoots.for_server(settings.allow_roots, hub_cache=settings.backend.hf_hub_cache,
-                                    repo=settings.backend.repo_path)
+                                    repo=settings.backend.repo_path,
+                                    client_roots=settings.client_roots)
     repo = router.repo
     network: Network | None = router.network
     why = ""

@@ -7,7 +7,7 @@ followed before the check, so a link inside a root that points outside counts as
 There are three kinds of folder:
 
 - **read roots**: tools may read files inside them (the configured folders, the client's
-  MCP roots, the HuggingFace hub cache);
+  MCP roots as :class:`ClientRoots` allows, the HuggingFace hub cache);
 - **write roots**: tools may write inside them (the configured folders and client roots);
 - **protected folders**: nothing is written inside them through a path argument, even when
   a write root contains them (the user allowed ``~`` and the hub cache is
@@ -24,10 +24,11 @@ normalisation on a file system that ignores them.
 
 from __future__ import annotations
 
+import enum
 import os
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -158,12 +159,30 @@ class ProtectedFolders:
         return real
 
 
+class ClientRoots(enum.Enum):
+    """How far the roots an MCP client declares count, by who the client can be.
+
+    Over stdio the client is the program that started the server: its roots are the
+    user's, and become read and write roots. Over HTTP any local process that reaches the
+    port can be the client and declare ``file:///``, so without a token its roots count for
+    nothing, and with one (every request then carries it) only the parts inside the
+    configured write roots count.
+    """
+
+    TRUSTED = "trusted"  # stdio
+    CONFINED = "confined"  # HTTP with a token: only inside the configured write roots
+    IGNORED = "ignored"  # HTTP without a token
+
+
 @dataclass(frozen=True)
 class AllowedRoots:
     read: tuple[Path, ...] = ()
     write: tuple[Path, ...] = ()
     protected: ProtectedFolders = field(default_factory=ProtectedFolders)
     private: ProtectedFolders = field(default_factory=ProtectedFolders)
+    client_roots: ClientRoots = ClientRoots.TRUSTED
+    # Roots a client declared that :attr:`client_roots` did not let count, to say so.
+    declined: tuple[Path, ...] = ()
 
     @classmethod
     def of(cls, paths: Iterable[str | Path] | None = None, *,
@@ -188,47 +207,65 @@ class AllowedRoots:
         return self.read
 
     def plus(self, paths: Iterable[str | Path]) -> AllowedRoots:
-        """These roots and ``paths`` as read and write roots (an MCP client's roots); the
-        protected and private folders stay as they are."""
-        extra = list(paths)
+        """These roots and ``paths`` (an MCP client's roots) as read and write roots, as far
+        as :attr:`client_roots` lets them count (the others are kept in :attr:`declined`, so
+        a refusal can say why); the protected and private folders stay as they are."""
+        given = _unique(paths)
+        if self.client_roots is ClientRoots.TRUSTED:
+            extra = given
+        elif self.client_roots is ClientRoots.CONFINED:
+            extra = tuple(p for p in given if any(_within(p, root) for root in self.write))
+        else:
+            extra = ()
         return AllowedRoots(read=_unique([*self.read, *extra]),
                             write=_unique([*self.write, *extra]),
-                            protected=self.protected, private=self.private)
+                            protected=self.protected, private=self.private,
+                            client_roots=self.client_roots,
+                            declined=tuple(p for p in given if p not in extra))
 
     @classmethod
     def for_server(cls, allow: Iterable[str | Path], *, hub_cache: str | Path,
-                   repo: str | Path) -> AllowedRoots:
+                   repo: str | Path,
+                   client_roots: ClientRoots = ClientRoots.TRUSTED) -> AllowedRoots:
         """The server's roots: ``allow`` to read and write, the hub cache to read, nothing
-        written into the hub cache or the repo through a path, nothing read from the repo."""
+        written into the hub cache or the repo through a path, nothing read from the repo;
+        a client's roots count as ``client_roots`` says."""
         folders = list(allow)
-        return cls.of(read=[*folders, hub_cache], write=folders, protected=[hub_cache],
+        made = cls.of(read=[*folders, hub_cache], write=folders, protected=[hub_cache],
                       private=[repo])
+        return replace(made, client_roots=client_roots)
 
     def protecting(self, folders: Iterable[str | Path], *,
                    private: Iterable[str | Path] = ()) -> AllowedRoots:
         """These roots with ``folders`` protected (no writes) and ``private`` ones sealed
         (no reads or writes) as well."""
         sealed = ProtectedFolders.of([*self.private.folders, *private])
-        return AllowedRoots(read=self.read, write=self.write,
-                            protected=ProtectedFolders.of([*self.protected.folders, *folders,
-                                                           *sealed.folders]),
-                            private=sealed)
+        return replace(self, protected=ProtectedFolders.of([*self.protected.folders, *folders,
+                                                            *sealed.folders]),
+                       private=sealed)
 
     def describe(self) -> str:
         if not self.read:
-            return "no allowed roots are configured"
-        text = "allowed roots: " + ", ".join(str(r) for r in self.read)
+            text = "no allowed roots are configured"
+        else:
+            text = "allowed roots: " + ", ".join(str(r) for r in self.read)
         if self.write != self.read:
             text += "; writable: " + (", ".join(str(r) for r in self.write) or "none")
         if self.protected.folders:
             text += "; never written through a path: " + ", ".join(
                 str(p) for p in self.protected.folders)
+        if self.declined:
+            text += ("; roots your MCP client declared that do not count over HTTP "
+                     + ("without a token" if self.client_roots is ClientRoots.IGNORED else
+                        "outside the configured roots") + ": "
+                     + ", ".join(str(p) for p in self.declined))
         return text
 
     def _refuse(self, path: object, why: str) -> UnsafePath:
+        share = (", or share it as a root from your MCP client"
+                 if self.client_roots is ClientRoots.TRUSTED else "")
         return UnsafePath(f"{path} {why}; {self.describe()}. Add a folder with "
-                          "`ipfs-mcp serve --allow-root DIR` (or IPFS_MCP_ALLOW_ROOTS), or "
-                          "share it as a root from your MCP client")
+                          f"`ipfs-mcp serve --allow-root DIR` (or IPFS_MCP_ALLOW_ROOTS){share}")
 
     def _lexical(self, path: str | Path, base: tuple[Path, ...]) -> Path:
         text = os.fspath(path)
