@@ -23,6 +23,25 @@ def run(*args: str, stdin: bytes | None = None, ok: bool = True) -> subprocess.C
     return proc
 
 
+PLANTED_BUG = """
+import sys
+from ipfs_mcp.backends.hf_cache import HFCacheBackend
+from ipfs_mcp.server import cli
+
+def planted(*args, **kwargs):
+    raise ValueError("a planted bug")
+
+HFCacheBackend.cat = HFCacheBackend.cat_stream = HFCacheBackend.stat = planted
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def run_with_a_planted_bug(*args: str) -> subprocess.CompletedProcess:
+    """The CLI with a bug planted in the embedded backend's reads."""
+    return subprocess.run([sys.executable, "-c", PLANTED_BUG, *args], capture_output=True,
+                          timeout=120, env=os.environ.copy())
+
+
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     root = tmp_path / "d"
@@ -140,18 +159,15 @@ def test_dag_import_of_a_hostile_car_is_one_line(tmp_path: Path, car: bytes,
     assert err.startswith("Error: ") and message in err, err
 
 
-def test_an_unexpected_error_is_one_line_exit_2_and_debug_shows_the_trace(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    # A Kubo API address that is not a URL: the HTTP layer raises a ValueError the command
-    # never expected. Whatever escapes a command must still be one line, exit status 2.
-    monkeypatch.setenv("IPFS_BACKEND", "kubo")
-    monkeypatch.setenv("IPFS_API", "http://[zz")
+def test_an_unexpected_error_is_one_line_exit_2_and_debug_shows_the_trace() -> None:
+    # A bug planted on purpose (the embedded backend's reads raise a ValueError no command
+    # expects): whatever escapes a command must still be one line, exit status 2.
     cid = "QmZLRFWaz9Kypt2ACNMDzA5uzACDRiCqwdkNSP1UZsu56D"
-    proc = run("cat", cid, ok=False)
+    proc = run_with_a_planted_bug("cat", cid)
     err = proc.stderr.decode()
     assert proc.returncode == 2, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert err.startswith("Error: ") and "--debug" in err, err
-    debug = run("--debug", "cat", cid, ok=False)
+    assert err.startswith("Error: unexpected ValueError: a planted bug") and "--debug" in err
+    debug = run_with_a_planted_bug("--debug", "cat", cid)
     assert debug.returncode == 2
     assert "Traceback (most recent call last)" in debug.stderr.decode()

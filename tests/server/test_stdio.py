@@ -8,12 +8,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
+from mcp import Client
+
+from ipfs_mcp.backends.hf_cache import HFCacheBackend
+from ipfs_mcp.server.app import build_server
+from ipfs_mcp.server.config import ServerSettings
 
 SERVE = [sys.executable, "-m", "ipfs_mcp.server.cli", "serve"]
 TIMEOUT = 60
@@ -46,6 +51,16 @@ class RawClient:
             self.lines.append(line)
             reply = json.loads(line)
             if reply.get("id") == self.next_id:
+                return reply
+
+    async def send_line(self, line: bytes, reply_id: object) -> dict[str, Any]:
+        """Write ``line`` as it is and wait for the reply whose id is ``reply_id``."""
+        await self.stdin.send(line + b"\n")
+        while True:
+            got = await self.stdout.receive_until(b"\n", 16 * 1024 * 1024)
+            self.lines.append(got)
+            reply = json.loads(got)
+            if "id" in reply and reply["id"] == reply_id:
                 return reply
 
     async def tool(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -155,3 +170,71 @@ async def test_sdk_client_over_stdio(work: Path, mode: str) -> None:
             stats = await client.call_tool("peer_stats", {})
             assert stats.structured_content["network_status"].startswith(
                 "not running: disabled")
+
+
+@pytest.mark.anyio
+async def test_every_request_line_gets_a_reply(work: Path) -> None:
+    """A lone-surrogate escape is valid JSON to Python but not valid Unicode, so the SDK's
+    transport could not read the line and the client waited for ever; a line that is not
+    JSON had the same fate. Each now gets a JSON-RPC error, and the server goes on."""
+    env = {**os.environ, "IPFS_MCP_ALLOW_ROOTS": str(work)}
+    with anyio.fail_after(TIMEOUT):
+        async with await anyio.open_process([*SERVE, "--no-p2p"], env=env) as proc:
+            client = RawClient(proc)
+            await client.send("initialize", {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "test", "version": "0"}})
+            await client.send("notifications/initialized", notify=True)
+            lone = (b'{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":'
+                    b'"add_content","arguments":{"text":"\\ud800"}}}')
+            reply = await client.send_line(lone, 41)
+            assert reply["error"]["code"] == -32700
+            assert "lone surrogate" in reply["error"]["message"]
+            broken = await client.send_line(b'{"jsonrpc":"2.0","id":42,"method":', None)
+            assert broken["error"]["code"] == -32700
+            listed = await client.send("tools/list", {})  # still serving
+            assert listed is not None and listed["result"]["tools"]
+            pins = await client.tool("list_pins", {})
+            assert pins["structuredContent"]["total"] == 0  # the lone-surrogate add did nothing
+            await client.stdin.aclose()
+            assert await proc.wait() == 0
+
+
+@pytest.mark.anyio
+async def test_a_kubo_api_that_is_not_a_url_is_one_clear_line(work: Path) -> None:
+    """``http://[zz`` made urlsplit raise a ValueError the server did not expect: the CLI
+    printed "unexpected ExceptionGroup" as a bug. It is a setting's mistake, said as one."""
+    env = {**os.environ, "IPFS_MCP_ALLOW_ROOTS": str(work), "IPFS_BACKEND": "kubo",
+           "IPFS_API": "http://[zz"}
+    with anyio.fail_after(TIMEOUT):
+        done = await anyio.run_process([*SERVE, "--no-p2p"], env=env, check=False,
+                                       input=b"")
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert err.count("\n") == 1 and "IPFS_API 'http://[zz' is not a URL" in err, err
+    assert "Traceback" not in err and "ExceptionGroup" not in err, err
+
+
+@pytest.mark.anyio
+async def test_a_tool_crashed_by_a_deliberate_bug_tells_the_agent_what_happened(
+        settings: ServerSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in a backend (made here on purpose: ``ls`` raises a ValueError no tool expects)
+    reached the agent as the bare "Error executing tool ls". It now reads what failed, and
+    the server keeps serving."""
+    def broken_ls(self: HFCacheBackend, cid: str) -> NoReturn:
+        raise ValueError("a deliberate bug")
+
+    monkeypatch.setattr(HFCacheBackend, "ls", broken_ls)
+    (settings.allow_roots[0] / "d").mkdir()
+    (settings.allow_roots[0] / "d" / "f").write_text("hello")
+    with anyio.fail_after(TIMEOUT):
+        async with Client(build_server(settings), mode="auto") as client:
+            added = await client.call_tool(
+                "store_model", {"source": str(settings.allow_roots[0] / "d")})
+            cid = added.structured_content["root_cid"]
+            crashed = await client.call_tool("ls", {"cid": cid})
+            text = " ".join(getattr(c, "text", "") for c in crashed.content)
+            assert crashed.is_error
+            assert "internal error in ls: ValueError: a deliberate bug" in text, text
+            again = await client.call_tool("fetch_cid", {"cid": cid + "/f"})  # still serving
+            assert not again.is_error
