@@ -178,3 +178,37 @@ async def test_links_that_stay_inside_are_written(
             await call(client, "fetch_cid", {"cid": cid_str(folder), "output_path": str(below)})
     assert os.readlink(below / "same") == "README"
     assert (below / "sub").read_bytes() == b"looks harmless\n"
+
+
+async def test_a_folder_swapped_for_a_link_while_the_write_waits_is_not_followed(
+        scene: Scene, tmp_path: Path, http_server_of_own: Callable[..., str]) -> None:
+    """The handle alone, without the link rule: while A waits on the slow gateway, its
+    checked folder ``work/o`` is moved away and a link to the cached model's snapshot put in
+    its place (as another program could). A writes into the folder it checked, by handle,
+    wherever that folder now is, and the hub cache is untouched."""
+    snapshot = scene.victim / "snapshots" / VICTIM_COMMIT
+    elsewhere = Repo(tmp_path / "elsewhere", fsync=False)
+    payload = Importer(elsewhere.blocks).add_bytes(ATTACKER).cid_obj
+    slow = SlowGateway(elsewhere, {cid_str(payload)})
+    url = http_server_of_own(slow.answer)
+    checked = scene.work / "o"
+    checked.mkdir()
+    hub_before = tree_digest(scene.hub)
+    results: dict[str, Any] = {}
+
+    async def call_a() -> None:
+        results["a"] = await client.call_tool("fetch_cid", {
+            "cid": cid_str(payload), "output_path": str(checked / "model.safetensors"),
+            "overwrite": True})
+
+    with anyio.fail_after(TIMEOUT):
+        async with Client(build_server(_settings(scene, url))) as client:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call_a)
+                assert await anyio.to_thread.run_sync(slow.asked.wait, HOLD)
+                os.rename(checked, scene.work / "moved")
+                os.symlink(snapshot, checked)
+                slow.release()
+    assert tree_digest(scene.hub) == hub_before
+    assert not results["a"].is_error, results["a"].content
+    assert (scene.work / "moved" / "model.safetensors").read_bytes() == ATTACKER
