@@ -145,17 +145,17 @@ class ProtectedFolders:
         hit = self.containing(real)
         if hit is not None:
             raise UnsafePath(
-                f"{name} resolves to {real}, inside the protected folder {hit} (the "
+                f"{name} is (or leads through a link) inside the protected folder {hit} (the "
                 "HuggingFace hub cache or the IPFS repo): nothing is written there through a "
                 "path. To put a model into the hub cache, fetch it with into_hf_cache; to "
                 "write a file, choose a path in an allowed root outside these folders")
         held = self.held_by(real)
         if held is not None:
             raise UnsafePath(
-                f"{name} resolves to {real}, which holds the protected folder {held} (the "
-                "HuggingFace hub cache or the IPFS repo): a write there could replace or "
-                "create files inside it. Choose a path in an allowed root outside these "
-                "folders")
+                f"{name} is (or leads through a link to) a folder that holds the protected "
+                f"folder {held} (the HuggingFace hub cache or the IPFS repo): a write there "
+                "could replace or create files inside it. Choose a path in an allowed root "
+                "outside these folders")
         return real
 
 
@@ -291,14 +291,15 @@ class AllowedRoots:
             UnsafePath: outside every root (after following symlinks), inside a private
                 folder, or uses ``..``.
         """
-        real = _real(self._lexical(path, self.read))
+        lexical = self._lexical(path, self.read)
+        real = _real(lexical)
         if not any(_within(real, root) for root in self.read):
-            raise self._refuse(path, f"is outside the allowed roots (it resolves to {real})")
+            raise self._refuse(path, _outside("allowed", lexical, self.read))
         hit = self.private.containing(real)
         if hit is not None:
-            raise UnsafePath(f"{path} resolves to {real}, inside {hit}, the IPFS repo: its "
-                             "files (the node's private key among them) are not readable "
-                             "through a path; use the CIDs it stores")
+            raise UnsafePath(f"{path} is (or leads through a link) inside {hit}, the IPFS "
+                             "repo: its files (the node's private key among them) are not "
+                             "readable through a path; use the CIDs it stores")
         return real
 
     def check_reference_tree(self, path: str | Path, *, hidden: bool = False,
@@ -352,18 +353,25 @@ class AllowedRoots:
         where the bytes would land. Relative paths are taken relative to the first write
         root.
 
+        An allowed root itself, empty or not, existing or not, is never a target, nor is a
+        folder that holds one (a root inside another): a write there would replace or
+        remove the root as a whole. Writing inside it is what roots are for.
+
         Raises:
-            UnsafePath: outside every write root, inside a protected folder, uses ``..``, or
-                is a (non-empty) write root itself.
+            UnsafePath: outside every write root, inside a protected folder or holding one,
+                uses ``..``, or is (or holds) a write root itself.
             TargetExists: an existing file or non-empty folder, and ``overwrite`` is false.
         """
-        real = _real(self._lexical(path, self.write))
+        lexical = self._lexical(path, self.write)
+        real = _real(lexical)
         if not any(_within(real, root) for root in self.write):
-            raise self._refuse(path, f"is outside the writable roots (it resolves to {real})")
+            raise self._refuse(path, _outside("writable", lexical, self.write))
         self.protected.check(real, path)
-        if real in self.write and _occupied(real):
-            raise UnsafePath(f"{path} is an allowed root itself; it is never replaced as a "
-                             "whole: write to a path inside it")
+        held = next((root for root in self.write if _within(root, real)), None)
+        if held is not None:
+            what = "" if held == real else f" (through {held}, a root inside it)"
+            raise UnsafePath(f"{path} is an allowed root itself{what}; a root is never "
+                             "replaced or removed as a whole: write to a path inside it")
         if not overwrite and _occupied(real):
             raise TargetExists(
                 f"{path} already exists ({describe_existing(real)}); nothing was written. Pass "
@@ -378,6 +386,15 @@ class AllowedRoots:
         except UnsafePath:
             return None
         return real if _occupied(real) else None
+
+
+def _outside(kind: str, lexical: Path, roots: tuple[Path, ...]) -> str:
+    """Why a path is refused, without where it resolves to: the message names the path as
+    the caller gave it, and where its links lead (``/proc/self/cwd``, a link planted in a
+    root) is not the caller's to learn. ``lexical`` is the path before links are followed."""
+    if any(_within(lexical, root) for root in roots):
+        return f"leads outside the {kind} roots through a link"
+    return f"is outside the {kind} roots"
 
 
 def _occupied(real: Path) -> bool:
