@@ -445,10 +445,12 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
                 nocopy=nocopy, import_args=import_args, progress=_progress(ctx))
 
     @mcp.tool(name="ls", title="List a folder CID", annotations=_read_only(open_world=True))
-    async def ls_(ctx: Context, cid: args.Cid, limit: args.LsLimit = 1000) -> LsResult:
-        """The entries of a folder CID (name, CID, kind, size); for a file, the file."""
+    async def ls_(ctx: Context, cid: args.Cid, limit: args.LsLimit = 1000,
+                  offset: args.LsOffset = 0) -> LsResult:
+        """The entries of a folder CID (name, CID, kind, size), a page at a time (pass
+        next_offset as offset for the next); for a file, the file."""
         with _calling(ctx, "ls") as state:
-            return await content.ls(state.router, cid, limit=limit)
+            return await content.ls(state.router, cid, limit=limit, offset=offset)
 
     @mcp.tool(title="Connect to a peer", annotations=_writes(open_world=True))
     async def connect_peer(ctx: Context, multiaddr: args.Multiaddr) -> ConnectResult:

@@ -66,6 +66,7 @@ Replace = Annotated[bool, Field(description=(
 PinLimit = Annotated[int, Field(ge=1, le=1000, description="Most entries to return")]
 NameContains = Annotated[str, Field(description="Only pins whose name contains this")]
 LsLimit = Annotated[int, Field(ge=1, le=10000)]
+LsOffset = Annotated[int, Field(ge=0, description="Entries to skip (a page's next_offset)")]
 ProviderCount = Annotated[int, Field(ge=1, le=50, description="Most providers")]
 Multiaddr = Annotated[str, Field(description=(
     "The peer's address ending in its id, e.g. /ip4/10.0.0.5/tcp/4001/p2p/12D3Koo..."))]

@@ -22,7 +22,7 @@ from typing import Protocol, TypeVar
 
 from ipfs_mcp.backends.backend import Backend, Replication
 from ipfs_mcp.backends.core.cids import cid_str, parse_cid, split_path
-from ipfs_mcp.backends.core.exporter import Entry
+from ipfs_mcp.backends.core.exporter import Entry, Listing
 from ipfs_mcp.backends.core.importer import ImportOptions, ImportResult
 from ipfs_mcp.backends.core.rooted import OutputTarget
 from ipfs_mcp.backends.errors import (
@@ -371,13 +371,15 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
     def read() -> FetchResult:
         entry = backend.stat(target)
         if entry.kind == "directory":
-            listing = backend.ls(cid_str(entry.cid))
-            entries = [LsEntry(name=e.name, cid=cid_str(e.cid), kind=e.kind, size=e.size)
-                       for e in listing[:MAX_LISTED_FILES]]
+            # A page, as ls lists it: the work stays bounded however large the folder.
+            listing = backend.exporter().listing(entry.cid, limit=MAX_LISTED_FILES)
+            entries = _ls_entries(listing)
             return FetchResult(
                 cid=target, resolved_cid=cid_str(entry.cid), kind="directory", size=0,
                 delivery="listing", entries=entries, resource_uri=uri,
-                hint="a folder: fetch a file inside it as CID/path, or pass output_path")
+                hint="a folder: fetch a file inside it as CID/path, or pass output_path" + (
+                    f"; these are its first {len(entries)} entries, list the rest with ls "
+                    f"(offset={len(entries)})" if listing.more else ""))
         if entry.kind == "symlink":
             return FetchResult(cid=target, resolved_cid=cid_str(entry.cid), kind="symlink", size=0,
                                delivery="text", text=entry.target or "", resource_uri=uri,
@@ -405,21 +407,29 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
     return _answered(await run_blocking(_recorded(reads, seen, read)), seen)
 
 
-async def ls(backend: Backend, cid: str, *, limit: int = MAX_LISTED_FILES) -> LsResult:
-    """The entries of a folder (or the file itself).
+def _ls_entries(listing: Listing) -> list[LsEntry]:
+    return [LsEntry(name=e.name, cid=cid_str(e.cid), kind=e.kind, size=e.size)
+            for e in listing.entries]
+
+
+async def ls(backend: Backend, cid: str, *, limit: int = MAX_LISTED_FILES,
+             offset: int = 0) -> LsResult:
+    """``limit`` entries of a folder from ``offset`` on (or the file itself); the work is
+    the page's, not the folder's (see :meth:`Exporter.listing`), and ``next_offset`` says
+    where the next page starts.
 
     Raises:
-        InvalidCID, NotFound.
+        InvalidCID, NotFound, InvalidInput (a negative offset, a limit below 1).
     """
     target = _check_cid(cid)
 
     def work() -> LsResult:
         entry = backend.stat(target)
-        listing = backend.ls(cid_str(entry.cid)) if entry.kind == "directory" else [entry]
-        entries = [LsEntry(name=e.name, cid=cid_str(e.cid), kind=e.kind, size=e.size)
-                   for e in listing[:max(limit, 0)]]
+        listing = backend.exporter().listing(entry.cid, offset=offset, limit=limit)
         return LsResult(cid=target, resolved_cid=cid_str(entry.cid), kind=entry.kind,
-                        entries=entries, total=len(listing), truncated=len(listing) > limit)
+                        entries=_ls_entries(listing), total=listing.total,
+                        truncated=listing.more,
+                        next_offset=offset + len(listing.entries) if listing.more else None)
 
     return await run_blocking(work)
 

@@ -95,8 +95,12 @@ class LsResult(BaseModel):
     resolved_cid: str
     kind: EntryKind
     entries: list[LsEntry]
-    total: int = Field(description="Number of entries in the folder")
+    total: int | None = Field(description=(
+        "Number of entries in the folder; None when a sharded folder's listing stopped at "
+        "the page (only the page's work is done)"))
     truncated: bool = False
+    next_offset: int | None = Field(None, description=(
+        "Pass as offset to list the entries after this page; None at the end"))
 
 
 class AddResult(BaseModel):

@@ -110,6 +110,15 @@ _DIR_KINDS = (NodeType.DIRECTORY, NodeType.HAMT_SHARD)
 _HAMT_FANOUTS = frozenset(1 << n for n in range(1, 11))
 
 
+@dataclass(frozen=True)
+class Listing:
+    """One page of a folder's entries in link order (a sharded folder's: HAMT order)."""
+
+    entries: tuple[Entry, ...]
+    total: int | None  # the folder's entries; None when a sharded folder's walk stopped early
+    more: bool  # entries follow this page
+
+
 class Exporter:
     def __init__(self, load: Loader) -> None:
         self.load = load
@@ -191,12 +200,50 @@ class Exporter:
             yield name, child
 
     def ls(self, cid: CID) -> list[Entry]:
-        """A directory's entries with their kinds and sizes, or the file itself."""
+        """All of a directory's entries with their kinds and sizes, or the file itself (for
+        a caller that asked for all: an agent's listing is a page, see :meth:`listing`).
+
+        Raises:
+            DagTooLarge: more than ``limits.MAX_DIR_ENTRIES`` entries.
+        """
+        return list(self._page(cid, 0, limits.MAX_DIR_ENTRIES).entries)
+
+    def listing(self, cid: CID, *, offset: int = 0, limit: int | None = None) -> Listing:
+        """``limit`` entries of a directory from ``offset`` on, with kinds and sizes (or the
+        file itself), never more than ``limits.MAX_LISTED_ENTRIES``: the answer says
+        whether the folder goes on past the page.
+
+        The work is the page's, not the folder's: a HAMT folder's shards are walked only
+        until ``offset + limit`` entries (and one more, to know whether there are more), and
+        only the page's entries are read for their kinds and sizes.
+
+        Raises:
+            InvalidInput: a negative ``offset`` or a ``limit`` below 1.
+        """
+        if offset < 0 or (limit is not None and limit < 1):
+            raise InvalidInput("a listing's offset must be 0 or more and its limit 1 or more")
+        cap = limits.MAX_LISTED_ENTRIES
+        return self._page(cid, offset, cap if limit is None else min(limit, cap))
+
+    def _page(self, cid: CID, offset: int, size: int) -> Listing:
         node = self._node(cid)
         entry = self._entry(cid, node, "")
         if entry.kind != "directory":
-            return [entry]
-        return [self.stat(child, name) for name, child in self._children(cid, node)]
+            return Listing((entry,), 1, more=False)
+        page: list[tuple[str, CID]] = []
+        seen = 0
+        more = False
+        # Lazy: a shard is read when its entries are due, and the walk stops past the page.
+        for name, child in self._children(cid, node):
+            if len(page) == size:
+                more = True  # one entry past the page: the folder goes on
+                break
+            if seen >= offset:
+                page.append((name, child))
+            seen += 1
+        plain = node.fs is not None and node.fs.type == NodeType.DIRECTORY
+        total = len(node.links) if plain else None if more else seen
+        return Listing(tuple(self.stat(child, name) for name, child in page), total, more)
 
     def resolve(self, root: CID, path: str) -> CID:
         """Follow ``a/b/c`` from a directory root.

@@ -43,6 +43,10 @@ MAX_LINKS_PER_NODE = 1 << 17
 # (Wikipedia mirrors) reach tens of millions only as HAMTs read one entry at a time; a list
 # or a write of one folder beyond a million entries is not something an agent asks for.
 MAX_DIR_ENTRIES = 1 << 20
+# Entries one listing (the ``ls`` tool, a folder fetched inline) examines when its caller
+# sets no smaller limit: each costs a block read (its kind and size), and a HAMT folder of
+# a million entries must not cost a million reads to show a page. The answer says it was cut.
+MAX_LISTED_ENTRIES = 10_000
 # Entries (files, folders, symlinks) visited while sizing or writing one tree: the same
 # million, so a folder DAG that links one sub-folder many times cannot fan out without end.
 MAX_TREE_ENTRIES = 1 << 20
