@@ -21,14 +21,14 @@ EXPORTED: dict[str, set[str]] = {
     },
     "ipfs_mcp.backends.core": {
         "car", "cbor", "chunkers", "cids", "dag", "dagpb", "exporter", "hamt", "importer",
-        "limits", "protobuf", "reputation", "rooted", "trickle", "unixfs", "varint",
+        "ip_scope", "limits", "protobuf", "reputation", "rooted", "trickle", "unixfs", "varint",
     },
     "ipfs_mcp.backends.repo": {
         "atomic", "blockstore", "filestore", "pins", "placement", "prefetch", "receiver",
         "repository",
     },
     "ipfs_mcp.backends.retrieval": {
-        "address_scope", "delegated_routing", "sources", "trustless_gateway",
+        "address_scope", "car_stream", "delegated_routing", "sources", "trustless_gateway",
     },
     "ipfs_mcp.backends.hub": {"layout", "models", "receive"},
     "ipfs_mcp.backends.remote": {"cluster", "ipfs_kit", "kubo"},

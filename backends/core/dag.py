@@ -164,6 +164,11 @@ class Walker(Generic[T]):
             limits.check_links(len(kids), cid)
         self._stack.extend((child, depth + 1, context) for child, context in reversed(kids))
 
+    def pending(self) -> list[CID]:
+        """The nodes still queued, in the order the walk would visit them (some may be
+        skipped then as seen): what is left when a driver stops part-way."""
+        return [cid for cid, _, _ in reversed(self._stack)]
+
 
 def follow_links(node: Node[T]) -> list[tuple[CID, T]]:
     """Every link of the block (none for a block not read), each with the node's context.

@@ -7,8 +7,10 @@ per request. Nothing it says is trusted:
 * a block is read up to :data:`MAX_GATEWAY_BLOCK` (2 MiB, the spec's and Helia's bound)
   and verified against its CID before it is stored; a gateway whose bytes do not hash to
   the CID is dropped for the rest of the process (a liar is never asked again);
-* a whole DAG is fetched block by block, walked by the one DAG walker (so with every
-  bound of :mod:`.limits`), several requests in flight, each block verified as it arrives;
+* a whole DAG is asked as CAR streams first (:mod:`.car_stream`: one request per subtree,
+  every block verified in walk order as it streams); what they leave (single leaves, what
+  no gateway sent whole) is fetched block by block, walked by the one DAG walker (so with
+  every bound of :mod:`.limits`), several requests in flight, each verified as it arrives;
 * ``429 Too Many Requests`` puts the gateway in back-off for ``Retry-After`` (bounded),
   404 and errors count as failures in its reputation (the same scorer bitswap peers use);
 * one block has a total deadline (``timeout``), every gateway and every byte together.
@@ -33,7 +35,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -50,6 +51,12 @@ from ipfs_mcp.backends.errors import (
     Timeout,
     TooLarge,
 )
+from ipfs_mcp.backends.retrieval.car_stream import (
+    REQUEST_TIMEOUT,
+    STALL,
+    BlockPut,
+    CarStreams,
+)
 
 MAX_GATEWAY_BLOCK = 2 * 1024 * 1024
 MAX_RETRY_AFTER = 60.0  # seconds a 429 may keep a gateway aside, whatever it asks
@@ -58,16 +65,6 @@ HEDGE_AFTER = 1.0  # seconds the best gateway has a block to itself before the n
 # How often a wait on the gateways looks at the caller's cancel: a bound, not a pace.
 _CANCEL_CHECK = 0.05
 _RAW = "application/vnd.ipld.raw"
-
-
-class BlockPut(Protocol):
-    """The blockstore the verified blocks go to (``backends.blockstore.Blockstore``)."""
-
-    def has(self, cid: CID) -> bool: ...
-
-    def get(self, cid: CID) -> bytes: ...
-
-    def put(self, cid: CID, data: bytes) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -116,6 +113,8 @@ class TrustlessGateways:
         client: the HTTP client to use (closed by :meth:`close` only if made here).
         timeout: seconds one block may take, every gateway asked for it together.
         hedge_after: seconds a gateway has a block to itself before the next is asked too.
+        stall: seconds a CAR stream may go without a verified block.
+        car_timeout: seconds one CAR request may take in all.
         clock: the reputation's clock (back-off); deadlines are real time.
     """
 
@@ -123,7 +122,8 @@ class TrustlessGateways:
 
     def __init__(self, urls: Sequence[str], store: BlockPut, *,
                  client: httpx.Client | None = None, timeout: float = 30.0,
-                 hedge_after: float = HEDGE_AFTER,
+                 hedge_after: float = HEDGE_AFTER, stall: float = STALL,
+                 car_timeout: float = REQUEST_TIMEOUT,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.urls = [gateway_url(u) for u in urls]
         self.store = store
@@ -140,6 +140,8 @@ class TrustlessGateways:
         # joining a request still reading (it stops at its next chunk or read timeout).
         self._requests = ThreadPoolExecutor(min(IN_FLIGHT * max(len(self.urls), 1), 32),
                                             thread_name_prefix="gateway-get")
+        # Whole DAGs go as CAR streams first, this object their providers and scorer.
+        self.cars = CarStreams(self, store, self.client, timeout=car_timeout, stall=stall)
 
     def close(self) -> None:
         self._requests.shutdown(wait=False, cancel_futures=True)
@@ -147,12 +149,14 @@ class TrustlessGateways:
             self.client.close()
 
     # -- one block ------------------------------------------------------------------------
-    def _ranked(self) -> list[str]:
+    def ranked(self) -> list[str]:
+        """The gateways not dropped, best first."""
         with self._lock:
             live = [u for u in self.urls if u not in self._dropped]
             return [str(u) for u in self._reputation.get_optimal_providers(live)]
 
-    def _failed(self, url: str, pause: float | None = None) -> None:
+    def failed(self, url: str, pause: float | None = None) -> None:
+        """``url`` failed a request (``pause``: it asked to be left alone that long)."""
         with self._lock:
             self._reputation.update_provider_stats(url, False)
             if pause is not None:
@@ -178,10 +182,10 @@ class TrustlessGateways:
                 if stop.is_set():
                     raise _Stopped
                 if response.status_code == 429:
-                    self._failed(url, _retry_after(response))
+                    self.failed(url, _retry_after(response))
                     return None
                 if response.status_code != 200:
-                    self._failed(url)
+                    self.failed(url)
                     return None
                 body = _read_before(response, deadline, stop, f"{url} for {cid_str(cid)}")
         except httpx.TimeoutException as exc:
@@ -190,23 +194,26 @@ class TrustlessGateways:
         except httpx.HTTPError:
             if stop.is_set():
                 raise _Stopped from None
-            self._failed(url)
+            self.failed(url)
             return None
         except TooLarge as exc:
-            self._drop(url, str(exc))
+            self.lied(url, str(exc))
             raise IntegrityError(str(exc)) from exc
         try:
             verify_block(cid, body)
         except IntegrityError as exc:
-            self._drop(url, f"sent bytes that do not hash to {cid_str(cid)}")
+            self.lied(url, f"sent bytes that do not hash to {cid_str(cid)}")
             raise IntegrityError(f"trustless gateway {url} sent bytes for {cid_str(cid)} that "
                                  "do not match it; the gateway is no longer asked") from exc
-        with self._lock:
-            self._reputation.update_provider_stats(url, True, time.monotonic() - started,
-                                                   len(body))
+        self.succeeded(url, time.monotonic() - started, len(body))
         return body
 
-    def _drop(self, url: str, why: str) -> None:
+    def succeeded(self, url: str, seconds: float, nbytes: int) -> None:
+        with self._lock:
+            self._reputation.update_provider_stats(url, True, seconds, nbytes)
+
+    def lied(self, url: str, why: str) -> None:
+        """``url`` sent bytes that are not what was asked: never asked again."""
         with self._lock:
             self._dropped[url] = why
             self._reputation.record_bad_block(url)
@@ -241,31 +248,48 @@ class TrustlessGateways:
 
     # -- a whole DAG ----------------------------------------------------------------------
     def fetch_dag(self, root: CID, cancel: threading.Event | None = None) -> None:
-        """Every block under ``root`` that is not local yet, verified and stored.
+        """Every block under ``root`` that is not local yet, verified and stored: first as
+        CAR streams (:mod:`.car_stream`), then block by block whatever they left.
 
         Raises:
             BlockNotFound: some block no gateway had (the DAG stays partial, nothing pinned).
             OperationCancelled: ``cancel`` was set.
             DagTooLarge: deeper, wider or with more blocks than one walk may visit.
         """
+        left = self.cars.fetch(root, cancel)
+        if left:
+            self._fetch_blocks(root, left, cancel)
+
+    def _fetch_blocks(self, root: CID, roots: list[CID], cancel: threading.Event | None
+                      ) -> None:
+        """The DAGs under ``roots`` (parts of ``root``'s), a block per request, several in
+        flight."""
         # Our own event, so a failure here stops our requests without setting the caller's.
         stop = threading.Event()
-        walker: Walker[None] = Walker(root)  # the bounds every walk keeps; blocks seen once
-        pending: dict[Future[tuple[CID, bytes]], int] = {}  # each request's depth
+        seen: set[bytes] = set()
+        # The bounds every walk keeps; blocks seen once across them all.
+        walkers: list[Walker[None]] = [Walker(r, seen=seen) for r in roots]
+        pending: dict[Future[tuple[CID, bytes]], tuple[Walker[None], int]] = {}
         with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="gateway") as pool:
             try:
                 while True:
                     if cancel is not None and cancel.is_set():
                         raise OperationCancelled(f"fetching {cid_str(root)} was cancelled")
-                    while len(pending) < IN_FLIGHT and (frame := walker.pop()) is not None:
+                    while walkers and len(pending) < IN_FLIGHT:
+                        walker = next((w for w in walkers if (frame := w.pop())), None)
+                        if walker is None or frame is None:
+                            break  # the rest waits on blocks in flight for its links
                         cid, depth, _ = frame
                         if not is_identity(cid):
-                            pending[pool.submit(self._local_or_fetch, cid, stop)] = depth
+                            pending[pool.submit(self._local_or_fetch, cid, stop)] = (
+                                walker, depth)
+                    busy = {id(w) for w, _ in pending.values()}
+                    walkers = [w for w in walkers if id(w) in busy or w.pending()]
                     if not pending:
                         break
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
-                        depth = pending.pop(future)
+                        walker, depth = pending.pop(future)
                         cid, data = future.result()
                         walker.check_block(cid, data)
                         walker.push(cid, depth, [(link, None) for link in links_of(cid, data)])
@@ -321,7 +345,7 @@ class _Hedge:
         self.cancel = cancel
         self.stop = threading.Event()
         self.deadline = time.monotonic() + gateways.timeout
-        self.waiting = gateways._ranked()
+        self.waiting = gateways.ranked()
         self.running: dict[Future[bytes | None], tuple[str, float]] = {}
         self.lies: list[str] = []
         self.slow: list[str] = []
@@ -377,10 +401,10 @@ class _Hedge:
 
     def _slow(self, url: str) -> None:
         self.slow.append(url)
-        self.gateways._failed(url)
+        self.gateways.failed(url)
 
     def _losers_before(self, won_at: float) -> None:
         """Gateways asked no later than the winner that had not answered were slower."""
         for url, started in self.running.values():
             if started <= won_at:
-                self.gateways._failed(url)
+                self.gateways.failed(url)
