@@ -12,7 +12,8 @@ errors (OS, HTTP, libp2p) are translated at the boundary with ``raise ... from e
     │   │   ├── WriteTooLarge       a write's declared size over the free disk or limit
     │   │   ├── TooManyEntries      a write's files and folders over its budget or the inodes
     │   │   └── DagTooLarge         a DAG deeper or wider than backends/limits.py allows
-    │   └── TargetExists            a write would replace a file or non-empty folder
+    │   ├── TargetExists            a write would replace a file or non-empty folder
+    │   └── DialRefused             an address outside the node's dial scope (not dialled)
     ├── NotFound                    (also FileNotFoundError)
     │   ├── BlockNotFound           carries the missing CID and where it looked
     │   │   └── BlockNotFoundAnywhere   every retrieval source missed; carries each failure
@@ -91,6 +92,11 @@ class DagTooLarge(TooLarge):
 
 class TargetExists(InvalidInput):
     """The output path is an existing file or non-empty folder, and overwrite was not asked."""
+
+
+class DialRefused(InvalidInput):
+    """An address outside the P2P node's dial scope, or one no scope dials (link-local,
+    cloud metadata); refused before any dial."""
 
 
 class NotFound(IpfsMcpError, FileNotFoundError):

@@ -1,7 +1,7 @@
 """Node settings: roles and their defaults, listen addresses, discovery, limits.
 
-Safe by default: listen on 127.0.0.1 only, no bootstrap peers, mDNS off. One setting each
-opens the node up: ``listen_addrs=("/ip4/0.0.0.0/tcp/4001",)`` (or ``lan=True``) for a LAN,
+Safe by default: listen on 127.0.0.1 only (and so dial 127.0.0.1 only: ``dial_scope``), no
+bootstrap peers, mDNS off. One setting each opens the node up: ``listen_addrs=("/ip4/0.0.0.0/tcp/4001",)`` (or ``lan=True``) for a LAN,
 ``mdns=True`` for LAN discovery, ``bootstrap=(...)`` for the public network.
 
 Roles (``ROLE_PROFILES``)::
@@ -27,6 +27,7 @@ from typing import Literal
 from ipfs_mcp.backends.errors import InvalidInput
 
 from .bitswap.engine import BitswapConfig
+from .dialing import DialPolicy, DialScope, parse_dial_scope
 
 AnnouncePolicy = Literal["all", "roots", "none"]
 
@@ -76,9 +77,12 @@ class NodeConfig:
     # How long the thread bridge (BlockFetcher) waits for one block or one DAG.
     fetch_block_timeout: float = 60.0
     fetch_dag_timeout: float = 3600.0
+    # Which addresses the node dials (see dialing.py); None: the scope it listens on.
+    dial_scope: DialScope | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "role", Role(self.role))
+        object.__setattr__(self, "dial_scope", parse_dial_scope(self.dial_scope))
         if not self.listen_addrs:
             raise InvalidInput("a node needs at least one listen address")
 
@@ -92,6 +96,11 @@ class NodeConfig:
             announce=base.announce if self.announce is None else self.announce,
             cache_budget=base.cache_budget if self.cache_budget == -1 else self.cache_budget,
         )
+
+    def dial_policy(self) -> DialPolicy:
+        """The dial scope these settings give: set, or derived from the listen addresses
+        and bootstrap peers."""
+        return DialPolicy.derive(self.dial_scope, self.listen_addrs, self.bootstrap)
 
     def lan(self) -> NodeConfig:
         """The same settings, listening on every interface with mDNS on."""

@@ -40,6 +40,7 @@ from ipfs_mcp.backends.errors import InvalidInput
 
 from ._net import NET_ERRORS
 from .config import NodeConfig
+from .dialing import DialPolicy, gate_dials
 from .discovery import announce_interface_addrs
 from .routing import KAD_PROTOCOL, KAD_PROTOCOLS
 from .transport_tuning import BufferedTCPStream, apply_transport_tuning
@@ -82,8 +83,14 @@ def peer_info_from_addr(addr: str | multiaddr.Multiaddr) -> PeerInfo:
     return PeerInfo(peer_id, [transport])
 
 
-def build_host(key_pair: KeyPair, config: NodeConfig) -> IHost:
-    """A host with our security and muxer choices and the role's connection limits."""
+def build_host(key_pair: KeyPair, config: NodeConfig,
+               dial_policy: DialPolicy | None = None) -> IHost:
+    """A host with our security and muxer choices and the role's connection limits, that
+    dials only what ``dial_policy`` (by default ``config.dial_policy()``) permits.
+
+    Raises:
+        BackendUnavailable: the dial scope cannot be applied to this py-libp2p.
+    """
     apply_transport_tuning()  # yamux frames and window updates for bulk transfers
     profile = config.profile
     muxers: dict[TProtocol, type] = {TProtocol(YAMUX_PROTOCOL_ID): FrameAtomicYamux}
@@ -108,6 +115,7 @@ def build_host(key_pair: KeyPair, config: NodeConfig) -> IHost:
         bootstrap=list(config.bootstrap) or None,
         connection_config=connections,
     )
+    gate_dials(host.get_network(), dial_policy or config.dial_policy())
     _buffer_tcp_reads(host.get_network())
     _end_inbound_handlers_with_their_connection(host.get_network())
     _offer_both_kad_ids(host)

@@ -8,6 +8,7 @@
       ├── routing     ContentRouting (KadContentRouting on the DHT)
       ├── reputation  ProviderReputation, shared with bitswap sessions
       │
+      ├── dial_policy the addresses it may dial (dialing.DialPolicy), also on the host
       ├── peers       dial, identify, wait for a peer                (peers.Peers)
       ├── providing   provider records: find (ranked), announce      (providing.Providing)
       └── fetching    blocks and DAGs over bitswap sessions          (fetching.Fetching)
@@ -52,6 +53,7 @@ from ._net import NET_ERRORS
 from .bitswap.engine import Bitswap, BlockStore
 from .bitswap.session import FetchReport
 from .config import NodeConfig
+from .dialing import DialPolicy
 from .discovery import DIAL_TIMEOUT as MDNS_DIAL_TIMEOUT
 from .discovery import MdnsDialer
 from .fetching import Fetching, Pinner
@@ -77,7 +79,8 @@ class P2PNode:
                  config: NodeConfig | None = None,
                  reputation: ProviderReputation | None = None,
                  bitswap: Bitswap | None = None,
-                 pinner: Pinner | None = None) -> None:
+                 pinner: Pinner | None = None,
+                 dial_policy: DialPolicy | None = None) -> None:
         self.host = host
         self.blockstore = blockstore
         self.routing = routing
@@ -86,8 +89,11 @@ class P2PNode:
         self.bitswap = bitswap or Bitswap(host, blockstore, reputation=self.reputation,
                                           config=self.config.bitswap)
         self.pinner = pinner
+        # The host applies it to every dial (host.build_host); connect_peer checks it
+        # first, to refuse with a reason.
+        self.dial_policy = dial_policy or self.config.dial_policy()
         self.loop = NodeLoop()
-        self.peers = Peers(host, routing, self.loop)
+        self.peers = Peers(host, routing, self.loop, self.dial_policy)
         self.providing = Providing(host, blockstore, routing, self.reputation, self.config,
                                    self.loop)
         self.fetching = Fetching(host, blockstore, self.bitswap, self.config, self.loop,
@@ -181,6 +187,7 @@ class P2PNode:
 
         Raises:
             InvalidInput: not a peer multiaddr.
+            DialRefused: the address is outside the dial scope (nothing was dialled).
             NetworkError: the dial failed or timed out.
             BackendUnavailable: the node is not running.
         """
@@ -313,9 +320,10 @@ async def open_node(repo: object, config: NodeConfig | None = None, *,
     """
     config = config or NodeConfig()
     key_pair = load_or_create_identity(Path(repo.path))  # type: ignore[attr-defined]
-    host = build_host(key_pair, config)
+    dial_policy = config.dial_policy()
+    host = build_host(key_pair, config, dial_policy)
     routing = KadContentRouting.for_host(host, server=config.profile.dht_server)
     node = P2PNode(host, blockstore or repo.blocks, routing,  # type: ignore[attr-defined]
-                   config=config, pinner=getattr(repo, "pin", None))
+                   config=config, pinner=getattr(repo, "pin", None), dial_policy=dial_policy)
     async with node:
         yield node

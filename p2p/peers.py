@@ -22,6 +22,7 @@ from multiaddr import Multiaddr
 from ipfs_mcp.backends.errors import NetworkError
 
 from ._net import NET_ERRORS, ConnectionEvents, FrameReader, close_quietly
+from .dialing import DialPolicy
 from .host import peer_info_from_addr
 from .loop import NodeLoop
 from .routing import ContentRouting
@@ -34,10 +35,12 @@ IDENTIFY_PROTOCOL = "/ipfs/id/1.0.0"
 class Peers:
     """The peers of one host: connect, wait for, identify. Components come in built."""
 
-    def __init__(self, host: IHost, routing: ContentRouting, loop: NodeLoop) -> None:
+    def __init__(self, host: IHost, routing: ContentRouting, loop: NodeLoop,
+                 dial_policy: DialPolicy) -> None:
         self.host = host
         self.routing = routing
         self.loop = loop
+        self.dial_policy = dial_policy
         self.watcher = ConnectionEvents(self.on_connected)
         self._agents: dict[str, str] = {}
         self._protocols: dict[str, list[str]] = {}
@@ -54,18 +57,28 @@ class Peers:
     async def connect_peer(self, addr: str | Multiaddr, *, timeout: float = 15.0) -> str:
         """Dial ``/ip4/.../tcp/.../p2p/<id>`` and wait until it is identified.
 
+        The address is checked against the dial scope before anything is dialled (the host
+        checks every dial again, on the address it resolved: dialing.gate_dials).
+
         Raises:
             InvalidInput: not a peer multiaddr.
-            NetworkError: the dial failed or timed out.
+            DialRefused: the address is outside the dial scope.
+            NetworkError: the dial failed or timed out, or a name does not resolve.
             BackendUnavailable: the node is not running.
         """
         self.loop.nursery()
         info = peer_info_from_addr(addr)
+        for transport in info.addrs:
+            await self.dial_policy.resolved(transport)
         await self.connect(info, timeout)
         return str(info.peer_id)
 
     async def connect(self, info: PeerInfo, timeout: float) -> None:
         """Connect to ``info`` (unless connected) and wait until it is identified.
+
+        A failure says only that it failed: whether the port was closed, open to something
+        else, filtered or slow goes to the debug log, so a caller cannot use connecting as
+        a port scanner (what it learns is what any failed dial tells).
 
         Raises:
             NetworkError: the dial failed or timed out.
@@ -81,11 +94,9 @@ class Peers:
                 else:
                     identified = self.on_connected(info.peer_id)
                 await identified.wait()
-        except trio.TooSlowError as exc:
-            raise NetworkError(f"connecting to {info.peer_id} timed out after {timeout}s"
-                               ) from exc
-        except NET_ERRORS as exc:
-            raise NetworkError(f"cannot connect to {info.peer_id}: {exc}") from exc
+        except (trio.TooSlowError, NetworkError, *NET_ERRORS) as exc:
+            log.debug("p2p: connecting to %s failed: %r", info.peer_id, exc)
+            raise NetworkError(f"could not connect to {info.peer_id}") from None
 
     async def _dial(self, info: PeerInfo) -> None:
         """Dial the peer's addresses one after the other.
@@ -104,14 +115,13 @@ class Peers:
             try:
                 conn = await network.dial_addr(addr, info.peer_id)
             except NET_ERRORS as exc:
-                failures.append(f"{addr}: {exc}")
+                failures.append(f"{addr}: {exc!r}")
                 continue
             started = getattr(conn, "event_started", None)
             if started is not None:
                 await started.wait()
             return
-        raise NetworkError(f"cannot connect to {info.peer_id}: " + ("; ".join(failures)
-                                                                     or "no addresses"))
+        raise NetworkError("; ".join(failures) or "no addresses")  # the detail, for the log
 
     async def wait_for_peer(self, peer_id: str | None = None, *, timeout: float = 30.0
                             ) -> str:

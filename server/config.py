@@ -25,6 +25,10 @@ option                       environment                    meaning
 ``--no-p2p``                 ``IPFS_MCP_P2P=0``             do not start the P2P node
 ``--mdns``                   ``IPFS_MCP_MDNS=1``            find and dial LAN peers by mDNS
                                                             (default off)
+``--dial-scope SCOPE``       ``IPFS_MCP_DIAL_SCOPE``        addresses the node dials: loopback,
+                                                            lan or public (default: the scope
+                                                            it listens on); link-local and
+                                                            metadata addresses never
 ``--inline-max BYTES``       ``IPFS_MCP_INLINE_MAX``        largest content returned inline
 ``--add-max BYTES``          ``IPFS_MCP_ADD_MAX``           largest inline add_content payload
 ``--max-body BYTES``         ``IPFS_MCP_MAX_BODY``          largest HTTP request body
@@ -76,6 +80,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ipfs_mcp.backends.core.ip_scope import DialScope, parse_dial_scope
 from ipfs_mcp.backends.core.limits import parse_max_write
 from ipfs_mcp.backends.errors import InvalidInput
 from ipfs_mcp.backends.retrieval.trustless_gateway import gateway_url
@@ -235,6 +240,7 @@ class ServerSettings:
     bootstrap: tuple[str, ...] = ()
     p2p: bool = True
     mdns: bool = False
+    dial_scope: DialScope | None = None  # None: the scope the node listens on
     inline_max: int = DEFAULT_INLINE_MAX
     add_max: int = DEFAULT_ADD_MAX
     max_body: int = DEFAULT_MAX_BODY
@@ -266,6 +272,7 @@ class ServerSettings:
              allowed_hosts: Sequence[str] | None = None, role: str | None = None,
              listen: Sequence[str] | None = None, bootstrap: Sequence[str] | None = None,
              p2p: bool | None = None, mdns: bool | None = None,
+             dial_scope: str | None = None,
              inline_max: int | None = None,
              add_max: int | None = None, max_body: int | None = None,
              log_level: str | None = None, max_write: int | None = None,
@@ -335,6 +342,7 @@ class ServerSettings:
             bootstrap=tuple(bootstrap) if bootstrap else _split(env.get("IPFS_MCP_BOOTSTRAP")),
             p2p=p2p,
             mdns=mdns,
+            dial_scope=parse_dial_scope(dial_scope or env.get("IPFS_MCP_DIAL_SCOPE")),
             inline_max=inline_max or _int(env, "IPFS_MCP_INLINE_MAX", DEFAULT_INLINE_MAX),
             add_max=add_max or _int(env, "IPFS_MCP_ADD_MAX", DEFAULT_ADD_MAX),
             max_body=max_body or _int(env, "IPFS_MCP_MAX_BODY", DEFAULT_MAX_BODY),

@@ -73,6 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", action="append", metavar="MULTIADDR", default=None,
                         help="P2P listen address, e.g. /ip4/0.0.0.0/tcp/4001 (repeatable; "
                              "env IPFS_MCP_LISTEN)")
+    parser.add_argument("--dial-scope", metavar="SCOPE", default=None,
+                        help="addresses the P2P node dials: loopback, lan or public (env "
+                             "IPFS_MCP_DIAL_SCOPE; default: the scope it listens on); "
+                             "link-local and cloud metadata addresses are never dialled")
     parser.add_argument("--no-p2p", action="store_true",
                         help="never start the P2P node (env IPFS_MCP_P2P=0)")
     parser.add_argument("--mdns", action="store_true", default=None,
@@ -142,7 +146,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     return ServerSettings.load(
         http=args.http, allow_roots=args.allow_root, allowed_hosts=args.allowed_host,
         role=args.role, listen=args.listen, bootstrap=args.bootstrap,
-        p2p=False if args.no_p2p else None, mdns=args.mdns, inline_max=args.inline_max,
+        p2p=False if args.no_p2p else None, mdns=args.mdns, dial_scope=args.dial_scope,
+        inline_max=args.inline_max,
         add_max=args.add_max, max_body=args.max_body, log_level=args.log_level,
         max_write=args.max_write_bytes, gateway=args.gateway,
         gateway_recursive=args.gateway_recursive, gateway_public=args.gateway_public,

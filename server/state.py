@@ -220,7 +220,8 @@ def _node_config(settings: ServerSettings) -> Any:
     from ipfs_mcp.p2p.config import LOCALHOST
 
     return NodeConfig(role=settings.role, listen_addrs=settings.listen or (LOCALHOST,),
-                      bootstrap=settings.bootstrap, mdns=settings.mdns)
+                      bootstrap=settings.bootstrap, mdns=settings.mdns,
+                      dial_scope=settings.dial_scope)
 
 
 async def run_node(settings: ServerSettings, repo: Repo, slot: NodeSlot) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from ipfs_mcp.backends.backend import Backend
 from ipfs_mcp.backends.core.cids import cid_str, parse_cid
-from ipfs_mcp.backends.errors import InvalidInput, IpfsMcpError, NodeNotRunning
+from ipfs_mcp.backends.errors import DialRefused, InvalidInput, IpfsMcpError, NodeNotRunning
 from ipfs_mcp.backends.network import Network, NetworkSnapshot
 
 from .models import (
@@ -28,6 +28,8 @@ from .models import (
 
 HOW_TO_START = ("start the server with `ipfs-mcp serve --listen /ip4/0.0.0.0/tcp/4001` "
                 "(add --bootstrap MULTIADDR to join a network)")
+DIAL_SCOPE_SETTING = ("the user sets the dial scope when starting the server: "
+                      "--dial-scope loopback|lan|public or IPFS_MCP_DIAL_SCOPE")
 
 
 def require_node(node: Network | None, why: str = "") -> Network:
@@ -69,15 +71,22 @@ async def connect_peer(node: Network | None, multiaddr: str, *, why: str = ""
                        ) -> ConnectResult:
     """Dial a peer by multiaddr (ending in /p2p/PEER_ID) and wait until it is connected.
 
+    An address outside the node's dial scope is refused before anything is dialled, with the
+    reason and the setting; a failed dial says only "could not connect to PEER".
+
     Raises:
-        NodeNotRunning, InvalidInput (bad multiaddr), NetworkError.
+        NodeNotRunning, InvalidInput (bad multiaddr), DialRefused (outside the dial scope),
+        NetworkError.
     """
     running = require_node(node, why)
     addr = multiaddr.strip()
     if "/p2p/" not in addr and "/ipfs/" not in addr:
         raise InvalidInput(f"{addr!r} has no peer id: the address must end in /p2p/PEER_ID "
                            "(peer_stats on the other node lists its full addresses)")
-    peer_id = await running.connect(addr)
+    try:
+        peer_id = await running.connect(addr)
+    except DialRefused as exc:
+        raise DialRefused(f"{exc}; {DIAL_SCOPE_SETTING}") from None
     return ConnectResult(peer_id=peer_id, addrs=[addr], connected=True)
 
 

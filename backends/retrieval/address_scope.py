@@ -13,27 +13,30 @@ Names are resolved and every address they resolve to must pass. A name that re-r
 to another address between this check and the dial (DNS rebinding) is not caught here; the
 bytes it serves are still verified like any other.
 
-``ipaddress`` does the classifying; nothing here is hand-rolled beyond mapping its flags
-onto the three scopes.
+Whatever the router's scope, it never sends us to an address no scope dials (link-local,
+cloud metadata endpoints, unspecified, multicast): a router on the LAN naming
+169.254.169.254 is refused too. The classifying is :mod:`ipfs_mcp.backends.core.ip_scope`'s,
+the one the P2P node's dial scope uses.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Callable
-from enum import IntEnum
 from urllib.parse import urlsplit
 
+from ipfs_mcp.backends.core.ip_scope import (
+    Scope,
+    host_of_multiaddr,
+    never_dialled,
+    parse_ip,
+    scope_of_ip,
+)
+
+__all__ = ["Resolver", "Scope", "SteeringPolicy", "addresses_of_host", "host_of_multiaddr",
+           "resolve", "scope_of_host", "scope_of_ip"]
+
 Resolver = Callable[[str], list[str]]
-
-
-class Scope(IntEnum):
-    """Ordered from nearest to farthest."""
-
-    LOOPBACK = 0
-    PRIVATE = 1
-    PUBLIC = 2
 
 
 def resolve(host: str) -> list[str]:
@@ -45,38 +48,23 @@ def resolve(host: str) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
-def scope_of_ip(text: str) -> Scope:
-    ip = ipaddress.ip_address(text.split("%", 1)[0])  # drop an IPv6 zone
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback or ip.is_unspecified:
-        return Scope.LOOPBACK  # 0.0.0.0 and :: reach this machine when dialled
-    if ip.is_global and not ip.is_multicast:
-        return Scope.PUBLIC
-    return Scope.PRIVATE  # RFC 1918, link-local, unique-local, CGNAT, reserved
+def addresses_of_host(host: str, resolver: Resolver = resolve) -> list[str]:
+    """``host`` itself when it is an IP literal, else every address it resolves to."""
+    host = host.strip("[]")
+    try:
+        parse_ip(host)
+    except ValueError:
+        return resolver(host)
+    return [host]
 
 
 def scope_of_host(host: str, resolver: Resolver = resolve) -> Scope | None:
     """The nearest scope ``host`` reaches (an IP literal, or a name and all it resolves
     to); None when a name does not resolve."""
-    host = host.strip("[]")
-    try:
-        return scope_of_ip(host)
-    except ValueError:
-        pass
-    addresses = resolver(host)
+    addresses = addresses_of_host(host, resolver)
     if not addresses:
         return None
     return min(scope_of_ip(a) for a in addresses)
-
-
-def host_of_multiaddr(multiaddr: str) -> str | None:
-    """``/ip4/1.2.3.4/tcp/1`` → ``1.2.3.4``; ``/dns4/x.org/...`` → ``x.org``; None for an
-    address with no host of its own (``/p2p/...``, circuit relays)."""
-    parts = [p for p in multiaddr.strip().split("/") if p]
-    if len(parts) >= 2 and parts[0] in ("ip4", "ip6", "dns", "dns4", "dns6"):
-        return parts[1]
-    return None
 
 
 class SteeringPolicy:
@@ -107,9 +95,14 @@ class SteeringPolicy:
             if self.router_scope == Scope.LOOPBACK:
                 return None
             return f"{where} names no host of its own"
-        scope = scope_of_host(host, self.resolver)
-        if scope is None:
+        addresses = addresses_of_host(host, self.resolver)
+        if not addresses:
             return f"{where}: {host} does not resolve"
+        for address in addresses:
+            never = never_dialled(address)
+            if never is not None:
+                return f"{where}: {address} is {never}, never dialled"
+        scope = min(scope_of_ip(a) for a in addresses)
         if scope < self.router_scope:
             return (f"{where} is a {scope.name.lower()} address, nearer than the "
                     f"{self.router_scope.name.lower()} router {self.router_url} may send us")

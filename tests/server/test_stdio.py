@@ -15,8 +15,9 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp import Client
+from multiformats import CID
 
-from ipfs_mcp.backends.hf_cache import HFCacheBackend
+from ipfs_mcp.backends.core.exporter import Exporter
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
 
@@ -110,7 +111,7 @@ async def test_stdio_end_to_end(work: Path, tmp_path: Path) -> None:
             refused = await client.tool("connect_peer", {
                 "multiaddr": "/ip4/127.0.0.1/tcp/9/p2p/"
                              "12D3KooWLeX3U6LJNU2Yw5dEPzQPLUBHyyf3p65S8GwxUmw8mDbE"})
-            assert refused["isError"] and "cannot connect" in refused["content"][0]["text"]
+            assert refused["isError"] and "could not connect" in refused["content"][0]["text"]
             assert (await client.tool("unpin", {"cid": cid}))["structuredContent"]["removed"]
             gc = await client.tool("repo_gc", {})
             assert gc["structuredContent"]["removed_blocks"] == 1
@@ -218,13 +219,13 @@ async def test_a_kubo_api_that_is_not_a_url_is_one_clear_line(work: Path) -> Non
 @pytest.mark.anyio
 async def test_a_tool_crashed_by_a_deliberate_bug_tells_the_agent_what_happened(
         settings: ServerSettings, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A bug in a backend (made here on purpose: ``ls`` raises a ValueError no tool expects)
+    """A bug in the reader (made here on purpose: ``ls`` raises a ValueError no tool expects)
     reached the agent as the bare "Error executing tool ls". It now reads what failed, and
     the server keeps serving."""
-    def broken_ls(self: HFCacheBackend, cid: str) -> NoReturn:
+    def broken_listing(self: Exporter, cid: CID, **_: Any) -> NoReturn:
         raise ValueError("a deliberate bug")
 
-    monkeypatch.setattr(HFCacheBackend, "ls", broken_ls)
+    monkeypatch.setattr(Exporter, "listing", broken_listing)
     (settings.allow_roots[0] / "d").mkdir()
     (settings.allow_roots[0] / "d" / "f").write_text("hello")
     with anyio.fail_after(TIMEOUT):
