@@ -29,7 +29,11 @@ these options: ``unixfs-v0-2015`` (alias ``legacy-cid-v0``) is the defaults with
 node and block-based size estimation (IPIP-499). Options given next to a profile override
 it, as Kubo's flags override its config.
 
-Memory is bounded: one chunk plus the link lists of the nodes on the current path.
+Leaves are hashed on a small shared pool of threads (hashlib releases the GIL on buffers
+over 2 KiB) while the reader runs a few chunks ahead, so reading, hashing and storing use
+both cores; every block still reaches the sink in order, from the calling thread.
+
+Memory is bounded: HASH_AHEAD chunks plus the link lists of the nodes on the current path.
 Blocks go to a :class:`BlockSink` as they are made (or nowhere, to only compute CIDs).
 """
 
@@ -39,7 +43,10 @@ import hashlib
 import io
 import os
 import stat
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, Protocol, get_args
@@ -81,6 +88,23 @@ PROFILES: dict[str, dict[str, Any]] = {
 _RAW = 0x55
 _DAG_PB = 0x70
 _SHA256 = b"\x12\x20"
+
+# Leaves hashed at once, on threads shared by every import in the process, and chunks read
+# ahead of the leaf being linked (per file). A chunk under HASH_MIN is hashed in place: its
+# hashing costs less than handing it to a thread.
+HASH_WORKERS = 2
+HASH_AHEAD = 4
+HASH_MIN = 64 * 1024
+_hash_pool: ThreadPoolExecutor | None = None
+_hash_pool_lock = threading.Lock()
+
+
+def _shared_hash_pool() -> ThreadPoolExecutor:
+    global _hash_pool
+    with _hash_pool_lock:
+        if _hash_pool is None:
+            _hash_pool = ThreadPoolExecutor(HASH_WORKERS, thread_name_prefix="leaf-hash")
+        return _hash_pool
 
 
 class BlockSink(Protocol):
@@ -243,21 +267,30 @@ class Importer:
         return cid
 
     def _leaf(self, chunk: bytes | memoryview) -> Node:
+        return self._emit_leaf(self._hash_leaf(chunk))
+
+    def _hash_leaf(self, chunk: bytes | memoryview) -> _HashedLeaf:
+        """The block and CID of a leaf: no state touched, so it may run on any thread."""
         if self.options.leaves_are_raw:
             block = bytes(chunk)
             cid = b"\x01\x55" + _SHA256 + hashlib.sha256(block).digest()
-            source = self._source
-            if source is not None and self.references is not None and block:
-                self.references.put_reference(cid, source[0], source[1], len(block))
-                source[1] += len(block)
-            else:
-                self.sink.put_block(cid, block)
         else:
             block = unixfs.file_leaf(chunk, self._leaf_type)
-            cid = self._put_pb(block)
+            cid = self._pb_prefix + _SHA256 + hashlib.sha256(block).digest()
+        return cid, block, len(chunk)
+
+    def _emit_leaf(self, leaf: _HashedLeaf) -> Node:
+        """Hand a hashed leaf to the sink (or the reference sink), in file order."""
+        cid, block, size = leaf
+        source = self._source
+        if cid[1] == _RAW and source is not None and self.references is not None and block:
+            self.references.put_reference(cid, source[0], source[1], len(block))
+            source[1] += len(block)
+        else:
+            self.sink.put_block(cid, block)
         if self.progress is not None:
-            self.progress(len(chunk))
-        return Node(cid, len(block), len(chunk))
+            self.progress(size)
+        return Node(cid, len(block), size)
 
     def _file_parent(self, children: list[Node]) -> Node:
         size = sum(c.size for c in children)
@@ -269,7 +302,7 @@ class Importer:
     # -- files --------------------------------------------------------------------------
     def add_stream(self, stream: BinaryIO) -> Node:
         """Import one file from a binary stream, in the balanced or trickle layout."""
-        leaves = _Leaves(self._chunker.chunks(stream), self._leaf)
+        leaves = _Leaves(self._chunker.chunks(stream), self._hash_leaf, self._emit_leaf)
         if self.options.trickle:
             return trickle.layout(leaves, self.options.max_links, self._file_parent)
         if leaves.done():
@@ -431,20 +464,38 @@ def _join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent and name else parent or name
 
 
-class _Leaves:
-    """A file's leaves, made from its chunks one at a time, with one chunk of look-ahead
-    for ``done()`` (boxo's ``DagBuilderHelper``)."""
+# A leaf's binary CID, its block and the size of its chunk.
+_HashedLeaf = tuple[bytes, bytes, int]
 
-    def __init__(self, chunks: Iterator[bytes], make_leaf: Callable[[bytes], Node]) -> None:
-        self._chunks = chunks
-        self._make_leaf = make_leaf
-        self._next = next(chunks, None)
+
+class _Leaves:
+    """A file's leaves, made from its chunks in order, with look-ahead for ``done()``
+    (boxo's ``DagBuilderHelper``): up to HASH_AHEAD chunks are read ahead and hashed on the
+    shared pool while the caller links the leaves before them."""
+
+    def __init__(self, chunks: Iterator[bytes], hash_leaf: Callable[[bytes], _HashedLeaf],
+                 emit_leaf: Callable[[_HashedLeaf], Node]) -> None:
+        self._chunks: Iterator[bytes] | None = chunks
+        self._hash_leaf = hash_leaf
+        self._emit_leaf = emit_leaf
+        self._ahead: deque[Future[_HashedLeaf] | _HashedLeaf] = deque()
+        self._read_ahead()
+
+    def _read_ahead(self) -> None:
+        while self._chunks is not None and len(self._ahead) < HASH_AHEAD:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self._chunks = None
+            elif len(chunk) < HASH_MIN:
+                self._ahead.append(self._hash_leaf(chunk))
+            else:
+                self._ahead.append(_shared_hash_pool().submit(self._hash_leaf, chunk))
 
     def done(self) -> bool:
-        return self._next is None
+        return not self._ahead
 
     def next_leaf(self) -> Node:
-        chunk = self._next
-        assert chunk is not None, "next_leaf() after done()"
-        self._next = next(self._chunks, None)
-        return self._make_leaf(chunk)
+        assert self._ahead, "next_leaf() after done()"
+        first = self._ahead.popleft()
+        self._read_ahead()  # the next chunks are read while this one is hashed
+        return self._emit_leaf(first.result() if isinstance(first, Future) else first)

@@ -13,10 +13,19 @@ On disk (inside the repo folder)::
                                 (tag: a few random hex digits, so two set-asides never clash)
     tmp/                        partial writes; anything left here after a crash is garbage
 
-Every write goes to a unique temp file in ``tmp/``, is fsynced, then renamed into place, so
-a reader (in this or another process) sees either no block or the whole block, and a kill -9
-never leaves a torn block under a real key. Keying by multihash means a CIDv0 and a CIDv1 of
-the same bytes share one file, as in Kubo.
+Every write goes to a unique temp file in ``tmp/``, is made durable, then renamed into place,
+so a reader (in this or another process) sees either no block or the whole block, and neither
+a kill -9 nor a power cut leaves a torn block under a real key. Keying by multihash means a
+CIDv0 and a CIDv1 of the same bytes share one file, as in Kubo.
+
+A single ``put`` is fsynced on its own. An add (:meth:`Blockstore.batch`) pays for durability
+in batches instead: its blocks are written to ``tmp/`` with no sync each and, every
+BATCH_BYTES or BATCH_BLOCKS and at the end of the add, made durable together, renamed into
+place and the renames made durable (:class:`~.atomic.DiskSync`: one ``syncfs`` each where
+Linux has it), while the next batch is being written. The add commits its pin only after the
+last batch is durable, so a kill -9 at any moment loses nothing reported added and leaves no
+pin on a missing block; an interrupted batch leaves temp files (cleaned by GC once stale) and
+whole, unpinned blocks (garbage for GC), never a torn one.
 
 A leaf added with nocopy has no file here: ``get``, ``has`` and ``size`` then consult the
 :class:`~.filestore.Filestore`, which re-reads its bytes from the referenced file (``pread``)
@@ -47,17 +56,18 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from multiformats import CID, multibase
 
 from ipfs_mcp.backends.core.cids import cid_str, identity_data, is_identity, verify_block
 from ipfs_mcp.backends.errors import BlockNotFound, DiskFull, IntegrityError, IpfsMcpError
-from ipfs_mcp.backends.repo.atomic import atomic_write
+from ipfs_mcp.backends.repo.atomic import DiskSync, atomic_write, write_unsynced
 from ipfs_mcp.backends.repo.filestore import FileRef, Filestore
 from ipfs_mcp.backends.repo.placement import Placements
 
@@ -79,6 +89,13 @@ def _multihash_of_key(key: str) -> bytes:
 # ``Blockstore.fresh_blocks``): a window's worth at Kubo's chunk size. A reader that falls
 # further behind reads the rest back from disk, as it would without them.
 FRESH_BYTES = 16 * 1024 * 1024
+# A batch of an add's block writes is made durable and renamed into place once it holds this
+# many bytes or blocks (and at the end of the add): two syncs per 8 MiB (against one per
+# block before), the disk's writeback spread over the add rather than all at its end, and
+# what a power cut can take back from an add in progress stays small. Measured on 256 MiB
+# adds, 4 to 64 MiB batches took the same time within the disk's noise.
+BATCH_BYTES = 8 * 1024 * 1024
+BATCH_BLOCKS = 1024
 _STAMP = "%Y%m%dT%H%M%SZ"
 _LEGACY_BAD = "corrupt-"  # tmp/corrupt-<KEY>.data.<hex>, the layout before quarantine/
 
@@ -111,7 +128,7 @@ class Blockstore:
     """Blocks as files; implements the importer's ``BlockSink``."""
 
     def __init__(self, root: Path, *, fsync: bool = True,
-                 filestore: Filestore | None = None) -> None:
+                 filestore: Filestore | None = None, sync: DiskSync | None = None) -> None:
         self.root = Path(root)
         # Leaves kept by reference (nocopy): consulted when no block file exists.
         self.filestore = filestore
@@ -120,7 +137,9 @@ class Blockstore:
         self.blocks_dir = self.root / "blocks"
         self.tmp_dir = self.root / "tmp"
         self.quarantine_dir = self.root / "quarantine"
-        self.fsync = fsync
+        # How writes become durable (``fsync=False``: never; tests and benches).
+        self.sync = sync if sync is not None else DiskSync(fsync)
+        self.fsync = self.sync.enabled
         self.blocks_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.quarantine_dir.mkdir(exist_ok=True)
@@ -299,29 +318,42 @@ class Blockstore:
         if batch is None:
             self._write(multihash, data)
         else:
-            batch.submit(self._write, multihash, data)
+            batch.submit(multihash, data)
 
     @contextlib.contextmanager
     def batch(self, workers: int = 4) -> Iterator[None]:
         """Within this block (in this thread or task), ``put_block`` writes run on a few
-        threads, so fsyncs overlap with hashing; all are durable when the block exits.
+        threads with no sync each and are made durable in batches (see the module's
+        docstring); all are durable, and in place, when the block exits without an error,
+        and before the filestore references put within it are committed.
 
-        In flight are at most ``2 * workers`` blocks, so memory stays bounded.
+        In flight are at most ``2 * workers`` blocks, so memory stays bounded. A block that
+        raises leaves the blocks of batches already closed (garbage until pinned) and
+        removes the temp files of the rest.
+
+        Raises:
+            DiskFull: the file system filled up; nothing partial is left.
+            IpfsMcpError: a write or a sync failed.
         """
         if self._batch.get() is not None:
             yield
             return
-        batch = _WriteBatch(workers)
+        batch = _WriteBatch(self, workers)
         token = self._batch.set(batch)
+        closed = False
         try:
             if self.filestore is None:
                 yield
+                batch.close()
             else:
                 with self.filestore.batch():  # references: one transaction, before the pin
                     yield
+                    batch.close()  # blocks durable before the references that need them
+            closed = True
         finally:
             self._batch.reset(token)
-            batch.close()
+            if not closed:
+                batch.abandon()
 
     def _write(self, multihash: bytes, data: bytes) -> bool:
         final = self.path_of(multihash)
@@ -331,23 +363,68 @@ class Blockstore:
             if final.parent.name not in self._shards:
                 self._make_shard(final.parent)
             try:
-                atomic_write(final, data, tmp_dir=self.tmp_dir, fsync=self.fsync)
+                atomic_write(final, data, tmp_dir=self.tmp_dir, sync=self.sync,
+                             sync_folder=False)
             except FileNotFoundError:
                 # The shard folder was removed from outside since we made it: make it
                 # again, once, rather than fail every later write into it.
                 self._make_shard(final.parent)
-                atomic_write(final, data, tmp_dir=self.tmp_dir, fsync=self.fsync)
+                atomic_write(final, data, tmp_dir=self.tmp_dir, sync=self.sync,
+                             sync_folder=False)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull(f"the file system holding the blockstore at {self.root} is "
-                               f"full ({exc.strerror}); the block was not stored and "
-                               "nothing partial is left") from exc
-            raise IpfsMcpError(f"cannot store block in {self.root}: {exc.strerror}") from exc
+            raise self._write_error(exc) from exc
         return True
+
+    def _write_error(self, exc: OSError) -> IpfsMcpError:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return DiskFull(f"the file system holding the blockstore at {self.root} is "
+                            f"full ({exc.strerror}); the block was not stored and "
+                            "nothing partial is left")
+        return IpfsMcpError(f"cannot store block in {self.root}: {exc.strerror}")
 
     def _make_shard(self, folder: Path) -> None:
         folder.mkdir(exist_ok=True)
         self._shards.add(folder.name)
+
+    def _stage(self, multihash: bytes) -> tuple[Path, Path] | None:
+        """Where a batched write of ``multihash`` goes: ``(temp file, final path)``; None
+        when the block is stored already."""
+        final = self.path_of(multihash)
+        if final.exists():
+            return None
+        return self.tmp_dir / f".{final.name}.{uuid.uuid4().hex}.tmp", final
+
+    def _commit(self, staged: list[tuple[Path, Path]]) -> None:
+        """Make a batch of written temp files durable, rename them into place, then make the
+        renames durable. Called by one thread at a time.
+
+        Raises:
+            DiskFull, IpfsMcpError: a sync or a rename failed; the temp files not yet
+                renamed are removed.
+        """
+        if not staged:
+            return
+        renamed = 0
+        try:
+            self.sync.files((tmp for tmp, _ in staged), self.blocks_dir)
+            folders: set[Path] = set()
+            for tmp, final in staged:
+                if final.parent.name not in self._shards:
+                    self._make_shard(final.parent)
+                    folders.add(self.blocks_dir)
+                try:
+                    os.replace(tmp, final)
+                except FileNotFoundError:
+                    self._make_shard(final.parent)  # removed from outside: make it again
+                    folders.add(self.blocks_dir)
+                    os.replace(tmp, final)
+                renamed += 1
+                folders.add(final.parent)
+            self.sync.folders(folders, self.blocks_dir)
+        except OSError as exc:
+            for tmp, _ in staged[renamed:]:
+                tmp.unlink(missing_ok=True)
+            raise self._write_error(exc) from exc
 
     def delete_path(self, path: Path) -> int:
         """Remove one block file; returns the bytes freed (0 if it was gone already)."""
@@ -440,26 +517,119 @@ class Blockstore:
 
 
 class _WriteBatch:
-    """A bounded pool of block writes; the first failure is raised on close."""
+    """The block writes of one add: written to ``tmp/`` on a bounded pool with no sync each,
+    and cut into batches that one committing thread makes durable and renames into place
+    (:meth:`Blockstore._commit`) while the next batch is being written. At most one batch
+    waits for its commit, so the temp files staged stay bounded too.
 
-    def __init__(self, workers: int) -> None:
+    The first failure is raised on the next ``submit`` or on ``close``.
+    """
+
+    def __init__(self, store: Blockstore, workers: int) -> None:
+        self._store = store
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="block-write")
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="block-commit")
         self._slots = threading.BoundedSemaphore(2 * workers)
         self._errors: list[BaseException] = []
+        self._lock = threading.Lock()
+        self._writes: list[Future[_Staged | None]] = []  # of the open batch
+        self._bytes = 0
+        self._queued: set[bytes] = set()  # submitted and not yet in place: not written twice
+        self._commit: Future[None] | None = None
 
-    def submit(self, fn: Callable[[bytes, bytes], bool], multihash: bytes, data: bytes) -> None:
+    def submit(self, multihash: bytes, data: bytes) -> None:
         if self._errors:
             raise self._errors[0]
+        with self._lock:
+            if multihash in self._queued:
+                return
+            self._queued.add(multihash)
         self._slots.acquire()
-        future = self._pool.submit(fn, multihash, data)
+        future = self._pool.submit(self._write, multihash, data)
         future.add_done_callback(self._done)
+        self._writes.append(future)
+        self._bytes += len(data)
+        if self._bytes >= BATCH_BYTES or len(self._writes) >= BATCH_BLOCKS:
+            self._cut()
 
-    def _done(self, future: Future[bool]) -> None:
+    def _write(self, multihash: bytes, data: bytes) -> _Staged | None:
+        staged = self._store._stage(multihash)
+        if staged is None:
+            return None
+        try:
+            write_unsynced(staged[0], data)
+        except OSError as exc:
+            raise self._store._write_error(exc) from exc
+        return _Staged(multihash, *staged)
+
+    def _done(self, future: Future[Any]) -> None:
         self._slots.release()
         if future.exception() is not None:
             self._errors.append(future.exception())  # type: ignore[arg-type]
 
+    def _cut(self) -> None:
+        """Hand the open batch to the committer once the previous commit is done."""
+        writes, self._writes, self._bytes = self._writes, [], 0
+        if self._commit is not None:
+            wait([self._commit])
+        if self._errors:
+            self._discard(writes)
+            raise self._errors[0]
+        self._commit = self._committer.submit(self._commit_batch, writes)
+        self._commit.add_done_callback(self._committed)
+
+    def _commit_batch(self, writes: list[Future[_Staged | None]]) -> None:
+        wait(writes)
+        staged = [s for f in writes if f.exception() is None and (s := f.result()) is not None]
+        if any(f.exception() is not None for f in writes):
+            for s in staged:
+                s.tmp.unlink(missing_ok=True)
+            return  # the write's own error is raised
+        self._store._commit([(s.tmp, s.final) for s in staged])
+        with self._lock:
+            self._queued.difference_update(s.multihash for s in staged)
+
+    def _committed(self, future: Future[None]) -> None:
+        if future.exception() is not None:
+            self._errors.append(future.exception())  # type: ignore[arg-type]
+
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        """Commit the last batch and wait for every commit: then every block is durable and
+        in place.
+
+        Raises:
+            DiskFull, IpfsMcpError: the first failure of a write, a sync or a rename.
+        """
+        try:
+            self._cut()
+            assert self._commit is not None
+            wait([self._commit])
+        finally:
+            self._pool.shutdown(wait=True)
+            self._committer.shutdown(wait=True)
         if self._errors:
             raise self._errors[0]
+
+    def abandon(self) -> None:
+        """After a failure: remove the temp files of the open batch; batches handed to the
+        committer are finished (their blocks are whole, and garbage until pinned)."""
+        self._pool.shutdown(wait=True)
+        self._discard(self._writes)
+        self._writes = []
+        self._committer.shutdown(wait=True)
+
+    @staticmethod
+    def _discard(writes: list[Future[_Staged | None]]) -> None:
+        wait(writes)
+        for future in writes:
+            staged = future.result() if future.exception() is None else None
+            if staged is not None:
+                staged.tmp.unlink(missing_ok=True)
+
+
+class _Staged(NamedTuple):
+    """A block written to its temp file, waiting for its batch's commit."""
+
+    multihash: bytes
+    tmp: Path
+    final: Path

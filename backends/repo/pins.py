@@ -7,7 +7,8 @@ On disk (inside the repo folder)::
       direct/<CID>.json
 
 A pin exists exactly when its file exists. Files are written to ``tmp/``, fsynced and
-renamed, so pins survive restarts and kill -9, and several processes can pin at once.
+renamed, and the rename is made durable, so pins survive restarts, kill -9 and power cuts,
+and several processes can pin at once.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from multiformats import CID
 
 from ipfs_mcp.backends.core.cids import cid_str, parse_cid
 from ipfs_mcp.backends.errors import IpfsMcpError, PinNotFound
-from ipfs_mcp.backends.repo.atomic import atomic_write
+from ipfs_mcp.backends.repo.atomic import DiskSync, atomic_write
 
 PinType = Literal["recursive", "direct"]
 PIN_TYPES: tuple[PinType, ...] = ("recursive", "direct")
@@ -39,9 +40,10 @@ class Pin:
 
 
 class PinStore:
-    def __init__(self, root: Path, tmp_dir: Path) -> None:
+    def __init__(self, root: Path, tmp_dir: Path, *, sync: DiskSync | None = None) -> None:
         self.dir = Path(root) / "pins"
         self.tmp_dir = tmp_dir
+        self.sync = sync if sync is not None else DiskSync()
         for kind in PIN_TYPES:
             (self.dir / kind).mkdir(parents=True, exist_ok=True)
 
@@ -53,7 +55,8 @@ class PinStore:
         record = {"cid": cid_str(cid), "type": kind, "name": name, "size": size,
                   "created": pin.created}
         try:
-            atomic_write(self._path(cid, kind), json.dumps(record).encode(), tmp_dir=self.tmp_dir)
+            atomic_write(self._path(cid, kind), json.dumps(record).encode(), tmp_dir=self.tmp_dir,
+                         sync=self.sync)
         except OSError as exc:
             raise IpfsMcpError(f"cannot write pin for {cid_str(cid)}: {exc.strerror}") from exc
         # A recursive pin covers the root, so a direct pin of it is redundant (as in Kubo).

@@ -44,7 +44,7 @@ from multiformats import CID
 from ipfs_mcp.backends.core.cids import cid_str, identity_data, is_identity, verify_block
 from ipfs_mcp.backends.core.dag import Node, links_of, walk, walk_nodes
 from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, IpfsMcpError
-from ipfs_mcp.backends.repo.atomic import atomic_write
+from ipfs_mcp.backends.repo.atomic import DiskSync, atomic_write
 from ipfs_mcp.backends.repo.blockstore import BadBlock, Blockstore, key_of
 from ipfs_mcp.backends.repo.filestore import Filestore, RefCheck, leaf_cid_digest
 from ipfs_mcp.backends.repo.pins import Pin, PinStore, PinType
@@ -153,7 +153,11 @@ class IntegrityState:
 
 
 class Repo:
-    def __init__(self, path: Path, *, fsync: bool = True) -> None:
+    def __init__(self, path: Path, *, fsync: bool = True, sync: DiskSync | None = None) -> None:
+        """``sync`` decides how every write is made durable (default: fsync, or nothing
+        with ``fsync=False``)."""
+        sync = sync if sync is not None else DiskSync(fsync)
+        fsync = sync.enabled
         self.path = Path(path).expanduser()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -163,8 +167,8 @@ class Repo:
         except OSError as exc:
             raise IpfsMcpError(f"cannot create repo at {self.path}: {exc.strerror}") from exc
         self.filestore = Filestore(self.path, fsync=fsync)
-        self.blocks = Blockstore(self.path, fsync=fsync, filestore=self.filestore)
-        self.pins = PinStore(self.path, self.blocks.tmp_dir)
+        self.blocks = Blockstore(self.path, filestore=self.filestore, sync=sync)
+        self.pins = PinStore(self.path, self.blocks.tmp_dir, sync=sync)
         self._lock_path = self.path / "repo.lock"
 
     @contextlib.contextmanager
