@@ -14,20 +14,22 @@ well-formed short CAR), and HEAD answers that never read the body.
 Safety, whatever the client sends:
 - nothing is fetched for an anonymous client unless a ``remote`` source was given (the
   user's ``--gateway-recursive``), and then at most ``max_fetch_bytes`` per request;
-- requests in flight are bounded (``max_in_flight``; beyond it 429 with ``Retry-After``);
+- requests in flight are bounded, in all (``max_in_flight``) and from one client address
+  (``max_per_client``), so no one client takes every slot; beyond either, 429 with
+  ``Retry-After`` (:mod:`.slots`); a response whose client stops reading is dropped by
+  the server (:func:`.serve.serve_gateway`'s ``write_timeout``), freeing its slot;
 - paths, queries, Range headers and listings are bounded (:mod:`.request`);
 - a path only follows links inside the DAG of its root CID.
 """
 
 from __future__ import annotations
 
-import anyio
-
 from .asgi import CORS_HEADERS, Receive, Scope, Send, header_map, lifespan, plain
 from .content import ContentRequest
 from .loader import GatewayLimits
 from .request import BadRequest, parse_request
 from .routing import RoutingEndpoints
+from .slots import RequestSlots, client_key
 from .source import BlockSource, ProviderLookup
 
 __all__ = ["Gateway", "GatewayLimits"]
@@ -50,7 +52,7 @@ class Gateway:
         self.remote = remote
         self.limits = limits or GatewayLimits()
         self.routing = RoutingEndpoints(providers)
-        self._in_flight = anyio.CapacityLimiter(self.limits.max_in_flight)
+        self._slots = RequestSlots(self.limits.max_in_flight, self.limits.max_per_client)
 
     @property
     def recursive(self) -> bool:
@@ -62,16 +64,15 @@ class Gateway:
             return
         if scope["type"] != "http":
             return  # websockets: not served
-        try:
-            self._in_flight.acquire_nowait()
-        except anyio.WouldBlock:
-            await plain(send, 429, b"too many requests in flight; retry shortly\n",
-                         [(b"retry-after", b"1")])
+        client = client_key(scope)
+        refused = self._slots.take(client)
+        if refused is not None:
+            await plain(send, 429, f"{refused}\n".encode(), [(b"retry-after", b"1")])
             return
         try:
             await self._handle(scope, send)
         finally:
-            self._in_flight.release()
+            self._slots.give_back(client)
 
     async def _handle(self, scope: Scope, send: Send) -> None:
         method = scope["method"]

@@ -10,6 +10,7 @@ from multiformats import CID
 from ipfs_mcp.backends.core.cids import identity_data, is_identity
 from ipfs_mcp.backends.errors import BlockNotFound, TooLarge
 
+from ..config import DEFAULT_GATEWAY_PER_CLIENT
 from .source import BlockSource
 
 
@@ -18,6 +19,8 @@ class GatewayLimits:
     """Bounds one gateway enforces. Values are generous for real clients, small for abuse."""
 
     max_in_flight: int = 64
+    # From one client address (an IPv6 /64): what one client may hold of the slots above.
+    max_per_client: int = DEFAULT_GATEWAY_PER_CLIENT
     # --gateway-recursive only: what one request may make this node fetch.
     max_fetch_bytes: int = 256 * 1024 * 1024
     # Entries shown in one folder listing (a HAMT can hold millions).

@@ -9,6 +9,9 @@ miss ask the configured trustless gateways and delegated routers' providers (bou
 request by the gateway's limits, and in all by :class:`~.store_budget.StoreBudget`). Peer
 fetches for anonymous HTTP clients are not offered.
 
+Its serving bounds are the settings' (:class:`~..config.ServingLimits`): slots per client
+address, and the time a client may read nothing before its response is dropped.
+
 Its ``/routing/v1`` answers from our node (:class:`~.node_routing.NodeProviders`): the node
 is handed in as the server's node slot, since it starts later, inside the MCP lifespan;
 our own record names the gateway's bound addresses.
@@ -28,7 +31,7 @@ from ipfs_mcp.backends.errors import BlockNotFound, Unsupported
 
 from ..config import ServerSettings
 from ..state import GATEWAY_SOURCES
-from .app import Gateway
+from .app import Gateway, GatewayLimits
 from .node_routing import NodeHolder, NodeProviders, repo_peer_id
 from .serve import serve_gateway
 from .source import BlockReads, ProviderLookup, RouterSource
@@ -75,7 +78,9 @@ def gateway_from_settings(settings: ServerSettings, reads: BlockReads, *,
                               "give --trustless-gateway or --delegated-router to fetch from")
         remote = FetchingSource(reads, StoreBudget(settings.backend.repo_path,
                                                    settings.gateway_max_store))
-    return Gateway(RouterSource(reads), remote=remote, providers=providers)
+    # One client address holds at most --gateway-max-per-client of the gateway's slots.
+    limits = GatewayLimits(max_per_client=settings.serving.gateway_per_client)
+    return Gateway(RouterSource(reads), remote=remote, providers=providers, limits=limits)
 
 
 async def start_gateway(tg: anyio.abc.TaskGroup, settings: ServerSettings,
@@ -98,7 +103,8 @@ async def start_gateway(tg: anyio.abc.TaskGroup, settings: ServerSettings,
     async def run(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         await serve_gateway(gateway, host, port, log_level=settings.log_level,
-                            tls=settings.gateway_tls, task_status=task_status)
+                            tls=settings.gateway_tls, write_timeout=settings.serving.send_idle,
+                            task_status=task_status)
 
     urls: list[str] = await tg.start(run)
     providers.serve_at(urls)
