@@ -22,6 +22,7 @@ from ipfs_mcp.backends.core import cbor
 from ipfs_mcp.backends.core import varint as fast_varint
 from ipfs_mcp.backends.core.cids import verify_block
 from ipfs_mcp.backends.core.dag import walk
+from ipfs_mcp.backends.core.dagpb import cid_from_binary
 from ipfs_mcp.backends.core.limits import MAX_CAR_HEADER, MAX_CAR_ROOTS, MAX_CAR_SECTION
 from ipfs_mcp.backends.errors import IntegrityError, InvalidInput, TooLarge
 
@@ -124,7 +125,7 @@ def _split_cid(section: bytes) -> tuple[CID, bytes]:
                 _, pos = fast_varint.decode(view, pos, strict=True)
             digest_len, pos = fast_varint.decode(view, pos, strict=True)
             cid_len = pos + digest_len
-        return CID.decode(section[:cid_len]), section[cid_len:]
+        return cid_from_binary(section[:cid_len]), section[cid_len:]
     except (ValueError, KeyError, IndexError) as exc:
         raise InvalidInput(f"malformed CID in CAR section: {exc}") from exc
 

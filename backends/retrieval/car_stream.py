@@ -25,9 +25,9 @@ for and every subtree still queued), less what is stored by then, is asked of th
 provider, one CAR per missing subtree. Single raw leaves are left to the caller's per-block
 path, which asks several at once; so is whatever no provider sent.
 
-Verified blocks go to the blockstore on a writer thread beside the reader (the store hashes
-on ``put`` too; hashlib releases the GIL, so both cores hash), at most :data:`WRITE_AHEAD`
-blocks queued.
+Verified blocks go to the blockstore on writer threads beside the reader (the store hashes
+on ``put`` too, and writes a file per block; hashlib and file writes release the GIL, so
+both cores work), at most :data:`WRITE_AHEAD` blocks queued.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ CAR_ACCEPT = "application/vnd.ipld.car;version=1;order=dfs;dups=n"
 STALL = 10.0  # seconds a provider may go without sending a verified block
 REQUEST_TIMEOUT = 600.0  # seconds one CAR request may take in all
 WRITE_AHEAD = 32  # verified blocks queued for the blockstore at most
+WRITERS = 2  # threads putting them (each put hashes and writes a file)
 _READ_BUFFER = 1 << 20
 _RAW = 0x55
 
@@ -146,11 +147,12 @@ class _Body(io.RawIOBase):
 
 
 class _Writer:
-    """Puts blocks on one thread, at most :data:`WRITE_AHEAD` queued; errors re-raised."""
+    """Puts blocks on :data:`WRITERS` threads, at most :data:`WRITE_AHEAD` queued; errors
+    re-raised."""
 
     def __init__(self, store: BlockPut) -> None:
         self._store = store
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="car-put")
+        self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="car-put")
         self._queued: deque[Future[bool]] = deque()
 
     def put(self, cid: CID, block: bytes) -> None:
