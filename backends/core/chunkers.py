@@ -107,16 +107,23 @@ class Chunker(Protocol):
 
 
 def _read_full(stream: BinaryIO, n: int) -> bytes:
-    """Up to ``n`` bytes, fewer only at the end of the stream (Go's ``io.ReadFull``)."""
-    buf = bytearray(n)
-    view = memoryview(buf)
-    filled = 0
+    """Up to ``n`` bytes, fewer only at the end of the stream (Go's ``io.ReadFull``).
+
+    A file gives the whole chunk in one ``read``, straight into the bytes returned; reading
+    into a buffer and copying it out cost one more copy of every byte added.
+    """
+    first = stream.read(n) or b""
+    if len(first) == n or not first:
+        return first
+    parts = [first]
+    filled = len(first)
     while filled < n:
-        got = stream.readinto(view[filled:])  # type: ignore[attr-defined]
-        if not got:
+        more = stream.read(n - filled)
+        if not more:
             break
-        filled += got
-    return bytes(buf) if filled == n else bytes(view[:filled])
+        parts.append(more)
+        filled += len(more)
+    return b"".join(parts)
 
 
 @dataclass(frozen=True)

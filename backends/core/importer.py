@@ -255,6 +255,9 @@ class Importer:
         self.options = options or ImportOptions()
         self.progress = progress
         self._pb_prefix = b"" if self.options.cid_version == 0 else b"\x01\x70"
+        # The CID of a leaf is this, then the sha256 of its block.
+        self._leaf_prefix = (b"\x01\x55" if self.options.leaves_are_raw
+                             else self._pb_prefix) + _SHA256
         self._chunker = self.options.make_chunker()
         # boxo types dag-pb leaves File in the balanced layout and Raw in the trickle one.
         self._leaf_type = unixfs.NodeType.RAW if self.options.trickle else unixfs.NodeType.FILE
@@ -267,17 +270,14 @@ class Importer:
         return cid
 
     def _leaf(self, chunk: bytes | memoryview) -> Node:
-        return self._emit_leaf(self._hash_leaf(chunk))
+        block = self._leaf_block(chunk)
+        return self._emit_leaf((self._leaf_prefix + hashlib.sha256(block).digest(), block,
+                                len(chunk)))
 
-    def _hash_leaf(self, chunk: bytes | memoryview) -> _HashedLeaf:
-        """The block and CID of a leaf: no state touched, so it may run on any thread."""
+    def _leaf_block(self, chunk: bytes | memoryview) -> bytes:
         if self.options.leaves_are_raw:
-            block = bytes(chunk)
-            cid = b"\x01\x55" + _SHA256 + hashlib.sha256(block).digest()
-        else:
-            block = unixfs.file_leaf(chunk, self._leaf_type)
-            cid = self._pb_prefix + _SHA256 + hashlib.sha256(block).digest()
-        return cid, block, len(chunk)
+            return bytes(chunk)
+        return unixfs.file_leaf(chunk, self._leaf_type)
 
     def _emit_leaf(self, leaf: _HashedLeaf) -> Node:
         """Hand a hashed leaf to the sink (or the reference sink), in file order."""
@@ -302,7 +302,8 @@ class Importer:
     # -- files --------------------------------------------------------------------------
     def add_stream(self, stream: BinaryIO) -> Node:
         """Import one file from a binary stream, in the balanced or trickle layout."""
-        leaves = _Leaves(self._chunker.chunks(stream), self._hash_leaf, self._emit_leaf)
+        leaves = _Leaves(self._chunker.chunks(stream), self._leaf_block, self._leaf_prefix,
+                         self._emit_leaf)
         if self.options.trickle:
             return trickle.layout(leaves, self.options.max_links, self._file_parent)
         if leaves.done():
@@ -470,15 +471,18 @@ _HashedLeaf = tuple[bytes, bytes, int]
 
 class _Leaves:
     """A file's leaves, made from its chunks in order, with look-ahead for ``done()``
-    (boxo's ``DagBuilderHelper``): up to HASH_AHEAD chunks are read ahead and hashed on the
-    shared pool while the caller links the leaves before them."""
+    (boxo's ``DagBuilderHelper``): up to HASH_AHEAD chunks are read ahead and their blocks
+    hashed on the shared pool while the caller links the leaves before them. Only the
+    hashing leaves this thread: it alone holds no GIL."""
 
-    def __init__(self, chunks: Iterator[bytes], hash_leaf: Callable[[bytes], _HashedLeaf],
-                 emit_leaf: Callable[[_HashedLeaf], Node]) -> None:
+    def __init__(self, chunks: Iterator[bytes], make_block: Callable[[bytes], bytes],
+                 prefix: bytes, emit_leaf: Callable[[_HashedLeaf], Node]) -> None:
         self._chunks: Iterator[bytes] | None = chunks
-        self._hash_leaf = hash_leaf
+        self._make_block = make_block
+        self._prefix = prefix
         self._emit_leaf = emit_leaf
-        self._ahead: deque[Future[_HashedLeaf] | _HashedLeaf] = deque()
+        # (the digest, or its future; the block; the chunk's size)
+        self._ahead: deque[tuple[Future[bytes] | bytes, bytes, int]] = deque()
         self._read_ahead()
 
     def _read_ahead(self) -> None:
@@ -486,16 +490,26 @@ class _Leaves:
             chunk = next(self._chunks, None)
             if chunk is None:
                 self._chunks = None
-            elif len(chunk) < HASH_MIN:
-                self._ahead.append(self._hash_leaf(chunk))
+                return
+            block = self._make_block(chunk)
+            digest: Future[bytes] | bytes
+            if len(block) < HASH_MIN:
+                digest = hashlib.sha256(block).digest()
             else:
-                self._ahead.append(_shared_hash_pool().submit(self._hash_leaf, chunk))
+                digest = _shared_hash_pool().submit(_sha256, block)
+            self._ahead.append((digest, block, len(chunk)))
 
     def done(self) -> bool:
         return not self._ahead
 
     def next_leaf(self) -> Node:
         assert self._ahead, "next_leaf() after done()"
-        first = self._ahead.popleft()
+        digest, block, size = self._ahead.popleft()
         self._read_ahead()  # the next chunks are read while this one is hashed
-        return self._emit_leaf(first.result() if isinstance(first, Future) else first)
+        if isinstance(digest, Future):
+            digest = digest.result()
+        return self._emit_leaf((self._prefix + digest, block, size))
+
+
+def _sha256(block: bytes) -> bytes:
+    return hashlib.sha256(block).digest()

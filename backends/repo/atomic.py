@@ -4,7 +4,6 @@ the one place that decides how written files are made durable (:class:`DiskSync`
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 import uuid
@@ -17,7 +16,7 @@ def _load_syncfs() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the C library the interpreter uses
         fn = libc.syncfs
     except (OSError, AttributeError):
         return None
