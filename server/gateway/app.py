@@ -17,12 +17,15 @@ Safety, whatever the client sends:
 - requests in flight are bounded, in all (``max_in_flight``) and from one client address
   (``max_per_client``), so no one client takes every slot; beyond either, 429 with
   ``Retry-After`` (:mod:`.slots`); a response whose client stops reading is dropped by
-  the server (:func:`.serve.serve_gateway`'s ``write_timeout``), freeing its slot;
+  the server (:func:`.serve.serve_gateway`'s ``write_timeout``), and a request whose client
+  is gone stops there, freeing its slot;
 - paths, queries, Range headers and listings are bounded (:mod:`.request`);
 - a path only follows links inside the DAG of its root CID.
 """
 
 from __future__ import annotations
+
+import anyio
 
 from .asgi import CORS_HEADERS, Receive, Scope, Send, header_map, lifespan, plain
 from .content import ContentRequest
@@ -35,6 +38,24 @@ from .source import BlockSource, ProviderLookup
 __all__ = ["Gateway", "GatewayLimits"]
 
 _ALLOWED_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+async def _cancel_on_disconnect(receive: Receive, handler: anyio.CancelScope) -> None:
+    """Cancel ``handler`` once its client is gone (it hung up, or the server dropped it for
+    reading nothing), so the request stops fetching for no one and frees its slot now.
+
+    A request without a body brings an empty body message or two (servers differ), then,
+    when the client is gone, the disconnect. At a body with bytes in it this stops
+    watching: the gateway reads no bodies, and reading one here would let a client keep
+    the server busy discarding bytes.
+    """
+    for _ in range(4):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            handler.cancel()
+            return
+        if message.get("body"):
+            return
 
 
 class Gateway:
@@ -70,7 +91,10 @@ class Gateway:
             await plain(send, 429, f"{refused}\n".encode(), [(b"retry-after", b"1")])
             return
         try:
-            await self._handle(scope, send)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+                await self._handle(scope, send)
+                tg.cancel_scope.cancel()
         finally:
             self._slots.give_back(client)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ import anyio
 import httpx
 import pytest
 from anyio.abc import SocketStream
+from multiformats import CID
 
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.backends.repo.repository import Repo
@@ -150,6 +152,49 @@ async def test_clients_that_never_read_are_dropped_and_an_honest_client_is_serve
                 for stream in stalled:
                     assert await drained_until_dropped(stream) < LARGE
             tg.cancel_scope.cancel()
+
+
+class SlowSource:
+    """A deliberately slow source (a recursive gateway's remote): each block after a pause,
+    counted, so the test can tell how much a request fetched."""
+
+    def __init__(self, blocks: BlockstoreSource, pause: float) -> None:
+        self._blocks = blocks
+        self._pause = pause
+        self.served = 0
+
+    def get_block(self, cid: CID) -> bytes:
+        time.sleep(self._pause)  # a worker thread's, as every BlockSource call is
+        self.served += 1
+        return self._blocks.get_block(cid)
+
+
+async def test_a_dropped_client_stops_its_request_fetching_through_a_slow_source(
+        tmp_path: Path) -> None:
+    """Attack 8 on a recursive gateway: once a client that reads nothing is dropped, its
+    request stops fetching (and frees its slot) instead of fetching the rest for no one."""
+    data = random.Random(83).randbytes(LARGE)
+    elsewhere = HFCacheBackend(Repo(tmp_path / "elsewhere", fsync=False))
+    cid = elsewhere.add_bytes(data)
+    blocks = sum(1 for _ in elsewhere.repo.blocks.iter_multihashes())
+    here = HFCacheBackend(Repo(tmp_path / "here", fsync=False))
+    small = here.add_bytes(b"held here\n")
+    slow = SlowSource(BlockstoreSource(elsewhere.repo.blocks), pause=0.1)
+    gateway = Gateway(BlockstoreSource(here.repo.blocks), remote=slow,
+                      limits=GatewayLimits(max_in_flight=1))
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as tg:
+            urls = await tg.start(lambda task_status: serve_gateway(
+                gateway, "127.0.0.1", 0, write_timeout=1.0, task_status=task_status))
+            async with AsyncExitStack() as held:
+                stalled = await stalled_request(held, "127.0.0.2", _port(urls[0]),
+                                                f"/ipfs/{cid}")
+                async with httpx.AsyncClient(base_url=urls[0], timeout=TIMEOUT) as honest:
+                    answer = await served_once_free(honest, f"/ipfs/{small}")
+                assert answer.status_code == 200 and answer.content == b"held here\n"
+                assert await drained_until_dropped(stalled) < LARGE
+            tg.cancel_scope.cancel()
+    assert slow.served < blocks, "the dropped request fetched the whole file for no one"
 
 
 async def test_one_address_holds_at_most_its_slots_and_others_are_served(
