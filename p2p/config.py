@@ -61,6 +61,9 @@ class NodeConfig:
     role: Role = Role.WORKER
     listen_addrs: tuple[str, ...] = (LOCALHOST,)
     bootstrap: tuple[str, ...] = ()
+    # Peers a person named to dial (``get --peer``): like bootstrap peers, they widen the
+    # default dial scope as far as they are, since someone asked for them by address.
+    named_peers: tuple[str, ...] = ()
     mdns: bool = False
     enable_mplex: bool = False  # yamux only, unless old peers need mplex
     # Overrides of the role's profile; None keeps the role's value.
@@ -100,7 +103,8 @@ class NodeConfig:
     def dial_policy(self) -> DialPolicy:
         """The dial scope these settings give: set, or derived from the listen addresses
         and bootstrap peers."""
-        return DialPolicy.derive(self.dial_scope, self.listen_addrs, self.bootstrap)
+        return DialPolicy.derive(self.dial_scope, self.listen_addrs,
+                                 (*self.bootstrap, *self.named_peers))
 
     def lan(self) -> NodeConfig:
         """The same settings, listening on every interface with mDNS on."""

@@ -240,9 +240,10 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
         delegated_routers=args.delegated_router, max_write=args.max_write_bytes,
         p2p=True if (args.peer or args.bootstrap or args.delegated_router) else None)
     if not network_requested(args):  # --hf alone: the local repo only, as plain `get`
-        settings = replace(settings, p2p=False, bootstrap=(), trustless_gateways=(),
-                           delegated_routers=())
-    return settings
+        return replace(settings, p2p=False, bootstrap=(), trustless_gateways=(),
+                       delegated_routers=())
+    # The peers a person named are dialled as far as they are (a LAN peer: the LAN).
+    return replace(settings, named_peers=tuple(args.peer or ()))
 
 
 async def _connect(state: ServerState, peers: list[str], bootstrap: list[str]) -> None:

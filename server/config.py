@@ -241,6 +241,7 @@ class ServerSettings:
     p2p: bool = True
     mdns: bool = False
     dial_scope: DialScope | None = None  # None: the scope the node listens on
+    named_peers: tuple[str, ...] = ()  # `get --peer`: they widen the default dial scope
     inline_max: int = DEFAULT_INLINE_MAX
     add_max: int = DEFAULT_ADD_MAX
     max_body: int = DEFAULT_MAX_BODY

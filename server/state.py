@@ -221,7 +221,7 @@ def _node_config(settings: ServerSettings) -> Any:
 
     return NodeConfig(role=settings.role, listen_addrs=settings.listen or (LOCALHOST,),
                       bootstrap=settings.bootstrap, mdns=settings.mdns,
-                      dial_scope=settings.dial_scope)
+                      dial_scope=settings.dial_scope, named_peers=settings.named_peers)
 
 
 async def run_node(settings: ServerSettings, repo: Repo, slot: NodeSlot) -> None:

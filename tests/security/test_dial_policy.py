@@ -276,3 +276,18 @@ async def test_a_name_is_judged_by_every_address_it_resolves_to() -> None:
         f"/ip4/127.0.0.1/tcp/1/p2p/{PEER}"]
     with pytest.raises(InvalidInput, match="dnsaddr"):
         await policy.resolved(f"/dnsaddr/bootstrap.libp2p.io/p2p/{PEER}")
+
+
+def test_peers_a_person_names_to_get_widen_the_default_scope_as_far_as_they_are() -> None:
+    """``ipfs-mcp get --peer <a LAN peer>`` on a node listening on 127.0.0.1: the person
+    named that address, so the node may dial the LAN (and no further); a set scope wins."""
+    from ipfs_mcp.server.cli import build_parser
+    from ipfs_mcp.server.cli_fetch import _settings
+    from ipfs_mcp.server.state import _node_config
+
+    lan_peer = f"/ip4/10.0.0.9/tcp/4001/p2p/{PEER}"
+    args = build_parser().parse_args(["get", "bafkqaaa", "--peer", lan_peer])
+    assert _node_config(_settings(args)).dial_policy().scope == DialScope.LAN
+    here = f"/ip4/127.0.0.1/tcp/4001/p2p/{PEER}"
+    args = build_parser().parse_args(["get", "bafkqaaa", "--peer", here])
+    assert _node_config(_settings(args)).dial_policy().scope == DialScope.LOOPBACK
