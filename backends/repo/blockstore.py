@@ -21,9 +21,10 @@ CIDv0 and a CIDv1 of the same bytes share one file, as in Kubo.
 A single ``put`` is fsynced on its own. An add (:meth:`Blockstore.batch`) pays for durability
 in batches instead: its blocks are written to ``tmp/`` with no sync each and, every
 BATCH_BYTES or BATCH_BLOCKS and at the end of the add, made durable together, renamed into
-place and the renames made durable (:class:`~.atomic.DiskSync`: one ``syncfs`` each where
-Linux has it), while the next batch is being written. The add commits its pin only after the
-last batch is durable, so a kill -9 at any moment loses nothing reported added and leaves no
+place and the renames made durable (:class:`~.atomic.DiskSync`: where Linux has ``syncfs``,
+one per batch, which also commits the previous batch's renames, and one at the end), while
+the next batch is being written. The add commits its pin only after the last batch is
+durable, so a kill -9 at any moment loses nothing reported added and leaves no
 pin on a missing block; an interrupted batch leaves temp files (cleaned by GC once stale) and
 whole, unpinned blocks (garbage for GC), never a torn one.
 
@@ -90,7 +91,7 @@ def _multihash_of_key(key: str) -> bytes:
 # further behind reads the rest back from disk, as it would without them.
 FRESH_BYTES = 16 * 1024 * 1024
 # A batch of an add's block writes is made durable and renamed into place once it holds this
-# many bytes or blocks (and at the end of the add): two syncs per 8 MiB (against one per
+# many bytes or blocks (and at the end of the add): one sync per 8 MiB (against one per
 # block before), the disk's writeback spread over the add rather than all at its end, and
 # what a power cut can take back from an add in progress stays small. Measured on 256 MiB
 # adds, 4 to 64 MiB batches took the same time within the disk's noise.
@@ -394,33 +395,40 @@ class Blockstore:
             return None
         return self.tmp_dir / f".{final.name}.{uuid.uuid4().hex}.tmp", final
 
-    def _commit(self, staged: list[tuple[Path, Path]]) -> None:
+    def _commit(self, staged: list[tuple[Path, Path]], unsettled: set[Path], *,
+                last: bool) -> None:
         """Make a batch of written temp files durable, rename them into place, then make the
         renames durable. Called by one thread at a time.
+
+        ``unsettled`` holds the folders renamed into and not yet synced. A ``syncfs`` of the
+        next batch's files commits them too, so with one the folders are synced only after
+        the ``last`` batch: one sync per batch, and one more at the end.
 
         Raises:
             DiskFull, IpfsMcpError: a sync or a rename failed; the temp files not yet
                 renamed are removed.
         """
-        if not staged:
-            return
         renamed = 0
         try:
-            self.sync.files((tmp for tmp, _ in staged), self.blocks_dir)
-            folders: set[Path] = set()
+            if staged:
+                self.sync.files((tmp for tmp, _ in staged), self.blocks_dir)
+                if self.sync.whole_file_system:
+                    unsettled.clear()  # the earlier renames went with that syncfs
             for tmp, final in staged:
                 if final.parent.name not in self._shards:
                     self._make_shard(final.parent)
-                    folders.add(self.blocks_dir)
+                    unsettled.add(self.blocks_dir)
                 try:
                     os.replace(tmp, final)
                 except FileNotFoundError:
                     self._make_shard(final.parent)  # removed from outside: make it again
-                    folders.add(self.blocks_dir)
+                    unsettled.add(self.blocks_dir)
                     os.replace(tmp, final)
                 renamed += 1
-                folders.add(final.parent)
-            self.sync.folders(folders, self.blocks_dir)
+                unsettled.add(final.parent)
+            if unsettled and (last or not self.sync.whole_file_system):
+                self.sync.folders(unsettled, self.blocks_dir)
+                unsettled.clear()
         except OSError as exc:
             for tmp, _ in staged[renamed:]:
                 tmp.unlink(missing_ok=True)
@@ -536,6 +544,7 @@ class _WriteBatch:
         self._bytes = 0
         self._queued: set[bytes] = set()  # submitted and not yet in place: not written twice
         self._commit: Future[None] | None = None
+        self._unsettled: set[Path] = set()  # folders renamed into, not yet synced
 
     def submit(self, multihash: bytes, data: bytes) -> None:
         if self._errors:
@@ -567,7 +576,7 @@ class _WriteBatch:
         if future.exception() is not None:
             self._errors.append(future.exception())  # type: ignore[arg-type]
 
-    def _cut(self) -> None:
+    def _cut(self, *, last: bool = False) -> None:
         """Hand the open batch to the committer once the previous commit is done."""
         writes, self._writes, self._bytes = self._writes, [], 0
         if self._commit is not None:
@@ -575,17 +584,17 @@ class _WriteBatch:
         if self._errors:
             self._discard(writes)
             raise self._errors[0]
-        self._commit = self._committer.submit(self._commit_batch, writes)
+        self._commit = self._committer.submit(self._commit_batch, writes, last)
         self._commit.add_done_callback(self._committed)
 
-    def _commit_batch(self, writes: list[Future[_Staged | None]]) -> None:
+    def _commit_batch(self, writes: list[Future[_Staged | None]], last: bool) -> None:
         wait(writes)
         staged = [s for f in writes if f.exception() is None and (s := f.result()) is not None]
         if any(f.exception() is not None for f in writes):
             for s in staged:
                 s.tmp.unlink(missing_ok=True)
             return  # the write's own error is raised
-        self._store._commit([(s.tmp, s.final) for s in staged])
+        self._store._commit([(s.tmp, s.final) for s in staged], self._unsettled, last=last)
         with self._lock:
             self._queued.difference_update(s.multihash for s in staged)
 
@@ -601,7 +610,7 @@ class _WriteBatch:
             DiskFull, IpfsMcpError: the first failure of a write, a sync or a rename.
         """
         try:
-            self._cut()
+            self._cut(last=True)
             assert self._commit is not None
             wait([self._commit])
         finally:
