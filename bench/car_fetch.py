@@ -52,7 +52,7 @@ def _fetch(gateway: str, cid_text: str, repo_dir: str, fsync: bool) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024,
                       "cpu_seconds": usage.ru_utime + usage.ru_stime,
-                      "car_requests": stat.successes}), flush=True)
+                      "blocks": stat.successes}), flush=True)
 
 
 def ours(gateway: str, cid: str, repo_dir: Path, fsync: bool, profile: Path | None,
@@ -146,7 +146,7 @@ def main() -> int:
                                  result["seconds"],
                                  f"RSS {result['peak_rss_mib']:.0f} MiB, CPU "
                                  f"{result['cpu_seconds']:.1f} s, "
-                                 f"{result['car_requests']} CAR request(s)"))
+                                 f"{result['blocks']} blocks verified"))
                 if not args.no_kubo:
                     kubo = kubo_to_kubo(data, size, work / f"kubo-{run}", False, cid)
                     if kubo is not None:

@@ -9,9 +9,10 @@ reachable both ways:
 * a Kubo 0.43 daemon (tests/interop/kubo_daemon.py) that added the same file (same CID).
 
 Our node then fetches the whole DAG into a fresh repo (verifying every block) from each
-provider, once over HTTP (the trustless-gateway source the Router uses on a miss:
-``GET /ipfs/{cid}?format=raw`` per block, several in flight) and once over bitswap (our P2P
-node dialling the provider). Only the retrieval is timed: our node is up and connected,
+provider, once over HTTP (the trustless-gateway source the Router uses on a miss: one
+verified CAR stream, ``GET /ipfs/{cid}?format=car&dag-scope=all&car-dups=n``, then
+``?format=raw`` per block for whatever it left) and once over bitswap (our P2P node
+dialling the provider). ``bench/car_fetch.py`` sets the CAR stream against Kubo -> Kubo. Only the retrieval is timed: our node is up and connected,
 the HTTP client made, before the clock starts. Baseline in the same run: hashlib sha256 over the same bytes,
 the floor of any verified retrieval. Figures are printed; nothing is asserted.
 """

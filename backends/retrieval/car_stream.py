@@ -79,7 +79,9 @@ class Providers(Protocol):
         """Base URLs to ask, best first (liars left out)."""
         ...
 
-    def succeeded(self, url: str, seconds: float, nbytes: int) -> None: ...
+    def succeeded(self, url: str, seconds: float, nbytes: int) -> None:
+        """``url`` sent one verified block of ``nbytes`` in ``seconds``."""
+        ...
 
     def failed(self, url: str) -> None: ...
 
@@ -103,11 +105,10 @@ class _Clock:
     def __init__(self, what: str, timeout: float, stall: float,
                  cancel: threading.Event | None) -> None:
         self.what = what
-        self.started = self.progress = time.monotonic()
-        self.deadline = self.started + timeout
+        self.progress = time.monotonic()  # when the last verified block arrived
+        self.deadline = self.progress + timeout
         self.stall = stall
         self.cancel = cancel
-        self.bytes = 0
 
     def check(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -138,7 +139,6 @@ class _Body(io.RawIOBase):
             if chunk is None:
                 self.ended = True
                 return 0
-            self._clock.bytes += len(chunk)
             self._pending = memoryview(chunk)
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
@@ -284,10 +284,13 @@ class CarStreams:
                                       lie=True)
                     walker.check_block(waiting, block)
                     walker.push(waiting, depth, _content_links(waiting, block))
+                    now = time.monotonic()
                     if not self.store.has(waiting):
                         writer.put(waiting, block)
+                        # One success per block fetched, as the per-block path counts.
+                        self.providers.succeeded(url, now - clock.progress, len(block))
                     waiting = None
-                    clock.progress = time.monotonic()
+                    clock.progress = now
                 frame = _next_expected(walker)
                 if frame is not None:
                     raise _Failed(f"{what}: the CAR ended before {cid_str(frame[0])}",
@@ -303,11 +306,13 @@ class CarStreams:
         except (httpx.HTTPError, TimeoutError) as exc:
             raise _Failed(f"{what}: {exc or type(exc).__name__}",
                           _left(walker, waiting)) from exc
-        self.providers.succeeded(url, time.monotonic() - clock.started, clock.bytes)
 
     def missing(self, roots: Sequence[CID]) -> list[CID]:
         """The roots of the subtrees under ``roots`` that are not stored, in walk order:
-        stored raw leaves are not read, stored inner blocks are read for their links.
+        stored raw leaves are not read, stored inner blocks are read for their links. A
+        stored block none of whose (two or more) children is stored stands for them: one
+        CAR of it costs one block sent again, where a CAR per child would cost a request
+        each (a reader that fetched the root alone first, then the DAG).
 
         Raises:
             DagTooLarge: beyond the walk's bounds.
@@ -323,7 +328,13 @@ class CarStreams:
                 elif not self.store.has(cid):
                     out.append(cid)
                 elif cid.codec.code != _RAW:
-                    walker.push(cid, frame[1], _links(cid, self.store.get(cid)))
+                    links = _links(cid, self.store.get(cid))
+                    stored = (self.store.has(link) for link, _ in links
+                              if not is_identity(link))
+                    if len(links) >= 2 and not any(stored):
+                        out.append(cid)
+                    else:
+                        walker.push(cid, frame[1], links)
         return out
 
 

@@ -117,9 +117,21 @@ async def test_a_dag_arrives_as_one_car_every_block_verified(
         gateways = await fetch([url], into, tree.root)
     assert_same(tree, into)
     assert app.asked == [f"/ipfs/{cid_str(tree.root)}?format=car&dag-scope=all&car-dups=n"]
-    assert stat_of(gateways, url).successes == 1
+    assert stat_of(gateways, url).successes == len(tree.blocks)  # each block verified
     content = HFCacheBackend(into).cat(f"{cid_str(tree.root)}/big.bin")
     assert content == (tmp_path / "content" / "big.bin").read_bytes()
+
+
+async def test_a_dag_whose_root_is_here_still_comes_as_one_car(tmp_path: Path) -> None:
+    """A reader often fetches the root alone first (to learn what it is): the rest is then
+    one CAR of the root, not a CAR per child."""
+    tree = make_tree(tmp_path, 0)
+    into = Repo(tmp_path / "fetcher", fsync=False)
+    into.blocks.put(*tree.blocks[0])
+    async with honest_gateway(tree) as (url, app):
+        await fetch([url], into, tree.root)
+    assert_same(tree, into)
+    assert app.asked == [f"/ipfs/{cid_str(tree.root)}?format=car&dag-scope=all&car-dups=n"]
 
 
 async def test_nothing_is_asked_when_the_dag_is_here(tmp_path: Path) -> None:
