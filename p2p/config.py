@@ -82,6 +82,10 @@ class NodeConfig:
     fetch_dag_timeout: float = 3600.0
     # Which addresses the node dials (see dialing.py); None: the scope it listens on.
     dial_scope: DialScope | None = None
+    # Where this node serves its blocks over HTTP (``/ip4/HOST/tcp/PORT/http`` or
+    # ``.../tls/http``, the trustless gateway the server binds): advertised beside the
+    # libp2p addresses (identify, DHT provider records), as Kubo and Helia read them.
+    http_addrs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "role", Role(self.role))

@@ -4,6 +4,12 @@ A fetch asks the peers we are connected to at once and, when the root is not loc
 its providers up in the DHT meanwhile; each provider joins the session as soon as it is
 dialled (as Kubo's sessions do).
 
+Over HTTP first. A node built with a :class:`DagStreams` (the server hands in the verified
+CAR streams of ``backends.retrieval``) asks the providers that advertise an ``/http`` or
+``/tls/http`` address (within the dial scope: one policy for every dial) for the whole DAG
+as CAR streams before any want goes out; bitswap then fetches whatever they left, from
+every peer as usual. Peers without one (Kubo by default) are asked over bitswap only.
+
 Cancellation. When the caller's scope is cancelled, :meth:`Fetching.fetch_dag` and
 :meth:`Fetching.fetch_block` return as soon as their bitswap session has ended. The wants
 still open are withdrawn: the engine's per-peer writer sends the CANCEL entries, so no write
@@ -15,11 +21,13 @@ verified stay in the blockstore; the pin, the last step, is not taken.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import anyio
 import trio
@@ -40,6 +48,8 @@ from ipfs_mcp.backends.errors import (
 from .bitswap.engine import Bitswap, BlockStore
 from .bitswap.session import FetchReport, Session
 from .config import NodeConfig
+from .dialing import DialPolicy
+from .host import is_http_addr
 from .loop import NodeLoop
 from .peers import Peers
 from .providing import ProviderInfo, Providing
@@ -50,6 +60,45 @@ T = TypeVar("T")
 Pinner = Callable[[CID], object]
 # Providers from one lookup dialled for a fetch: the best few by reputation are plenty.
 DIAL_PROVIDERS = 8
+
+
+class DagStreams(Protocol):
+    """Whole DAGs from HTTP providers (trustless gateways), every block verified and stored.
+
+    Called from a worker thread: fetch what is missing under ``root`` from ``urls``, best
+    first, stopping once ``cancel`` is set; store at most ``max_bytes`` (None: no cap).
+    Returns the blocks and bytes it stored; what it could not get is left to bitswap.
+
+    Raises:
+        TooLarge: more than ``max_bytes`` would have to be stored.
+        DagTooLarge, IntegrityError (the content's fault), DiskFull, OperationCancelled.
+    """
+
+    def fetch_dag(self, root: CID, urls: Sequence[str], cancel: threading.Event,
+                  max_bytes: int | None) -> tuple[int, int]: ...
+
+
+def http_url(addr: str, policy: DialPolicy) -> str | None:
+    """The base URL of a ``/ip4|ip6/HOST/tcp/PORT/http`` (or ``/tls/http``, ``/https``)
+    address the dial scope allows, or None. Names (``/dns``) are left out: an HTTP client
+    resolves them itself, after any check made here."""
+    parts = str(addr).split("/p2p/")[0].split("/")
+    if len(parts) < 6 or parts[1] not in ("ip4", "ip6") or parts[3] != "tcp":
+        return None
+    tail = parts[5:]
+    if tail == ["http"]:
+        scheme = "http"
+    elif tail in (["tls", "http"], ["https"]):
+        scheme = "https"
+    else:
+        return None  # /tls/sni/NAME/http and other forms: not ours to guess
+    try:
+        if policy.refusal(parts[2]) is not None or not parts[4].isdigit():
+            return None
+    except ValueError:  # not an IP address
+        return None
+    host = f"[{parts[2]}]" if parts[1] == "ip6" else parts[2]
+    return f"{scheme}://{host}:{parts[4]}"
 
 
 class RetrievalCounters:
@@ -122,7 +171,7 @@ class Fetching:
 
     def __init__(self, host: IHost, blockstore: BlockStore, bitswap: Bitswap,
                  config: NodeConfig, loop: NodeLoop, peers: Peers, providing: Providing,
-                 pinner: Pinner | None = None) -> None:
+                 pinner: Pinner | None = None, http: DagStreams | None = None) -> None:
         self.host = host
         self.blockstore = blockstore
         self.bitswap = bitswap
@@ -131,6 +180,7 @@ class Fetching:
         self.peers = peers
         self.providing = providing
         self.pinner = pinner
+        self.http = http
         self.counters = RetrievalCounters()
 
     def session(self, extra: Iterable[ID] = ()) -> Session:
@@ -191,6 +241,47 @@ class Fetching:
         finally:
             session.close()
 
+    async def _http_urls(self, cid: CID, extra: list[ID]) -> list[str]:
+        """The HTTP addresses of the peers to ask first: the providers named, then the
+        peers we are connected to, best first; with neither, the DHT's providers."""
+        policy = self.peers.dial_policy
+        connected = self.host.get_connected_peers()
+        addrs: list[str] = []
+        if extra or connected:
+            store = self.host.get_peerstore()
+            ranked = self.providing.reputation.get_optimal_providers(connected)
+            for peer in dict.fromkeys([*extra, *(p for p in ranked if isinstance(p, ID))]):
+                try:
+                    addrs.extend(str(a) for a in store.addrs(peer))
+                except Exception:  # the peerstore raises for a peer it has no address of
+                    continue
+        else:
+            try:
+                found = await self.providing.find_providers(cid)
+            except IpfsMcpError as exc:
+                log.info("p2p: no providers from the DHT for %s: %s", cid_str(cid), exc)
+                found = []
+            addrs = [a for info in found[:DIAL_PROVIDERS] for a in info.addrs]
+        urls = (http_url(a, policy) for a in addrs if is_http_addr(a))
+        return list(dict.fromkeys(u for u in urls if u is not None))[:DIAL_PROVIDERS]
+
+    async def _over_http(self, cid: CID, extra: list[ID]) -> tuple[int, int]:
+        """Whole CARs from the providers that serve HTTP (see the module docstring); the
+        blocks and bytes they sent. A cancellation stops the worker at its next chunk."""
+        if self.http is None:
+            return 0, 0
+        urls = await self._http_urls(cid, extra)
+        if not urls:
+            return 0, 0
+        cancel = threading.Event()
+        try:
+            return await anyio.to_thread.run_sync(
+                self.http.fetch_dag, cid, urls, cancel, self.config.profile.cache_budget,
+                abandon_on_cancel=True)
+        except BaseException:
+            cancel.set()
+            raise
+
     async def fetch_block(self, cid: CID | str, *, timeout: float | None = None) -> bytes:
         """One block, from the blockstore or from peers (then verified and stored).
 
@@ -242,8 +333,16 @@ class Fetching:
                 # The root is here, so most likely the rest is too: no DHT lookup.
                 report = await session.fetch_dag(cid, max_bytes=budget)
             else:
+                blocks, nbytes = await self._over_http(cid, extra)
+                if budget is not None:
+                    budget = max(budget - nbytes, 0)
                 report = await self._with_discovery(
                     cid, session, lambda: session.fetch_dag(cid, max_bytes=budget))
+                if blocks:
+                    report = dataclasses.replace(
+                        report, fetched=report.fetched + blocks,
+                        bytes_fetched=report.bytes_fetched + nbytes,
+                        seconds=time.monotonic() - started)
         if report.fetched:
             self.counters.succeeded(report.bytes_fetched, started)
             if self.config.profile.announce != "none":

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import multiaddr
 import trio
@@ -114,8 +114,10 @@ def build_host(key_pair: KeyPair, config: NodeConfig,
         enable_mDNS=config.mdns,
         bootstrap=list(config.bootstrap) or None,
         connection_config=connections,
+        addrs_factory=_advertising(listen_multiaddrs(config.http_addrs)),
     )
     gate_dials(host.get_network(), dial_policy or config.dial_policy())
+    _never_dial_http(host.get_network())
     _buffer_tcp_reads(host.get_network())
     _end_inbound_handlers_with_their_connection(host.get_network())
     _offer_both_kad_ids(host)
@@ -126,6 +128,36 @@ def build_host(key_pair: KeyPair, config: NodeConfig,
 
 def listen_multiaddrs(addrs: Sequence[str]) -> list[multiaddr.Multiaddr]:
     return [parse_multiaddr(a) for a in addrs]
+
+
+def is_http_addr(addr: str | multiaddr.Multiaddr) -> bool:
+    """Whether ``addr`` is an HTTP endpoint (``.../http``, ``.../tls/http``, ``.../https``),
+    which no libp2p transport dials."""
+    return any(part in ("http", "https") for part in str(addr).split("/"))
+
+
+# -- HTTP retrieval addresses ----------------------------------------------------------
+# The node's /http addresses (config.http_addrs) are advertised after the libp2p ones,
+# wherever the host's addresses go (identify, DHT provider records); peers learn them there,
+# and dials never pick them.
+
+def _advertising(http: list[multiaddr.Multiaddr]
+                 ) -> Callable[[list[multiaddr.Multiaddr]], list[multiaddr.Multiaddr]] | None:
+    if not http:
+        return None
+    return lambda candidates: [*candidates, *http]
+
+
+def _never_dial_http(swarm: object) -> None:
+    gate = getattr(swarm, "connection_gate", None)
+    if gate is None:  # another network implementation: it has no such gate to ask
+        return
+    allowed = gate.is_allowed
+
+    async def is_allowed(maddr: multiaddr.Multiaddr) -> bool:
+        return not is_http_addr(maddr) and bool(await allowed(maddr))
+
+    gate.is_allowed = is_allowed
 
 
 class FrameAtomicYamux(Yamux):

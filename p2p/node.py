@@ -12,6 +12,8 @@
       ├── peers       dial, identify, wait for a peer                (peers.Peers)
       ├── providing   provider records: find (ranked), announce      (providing.Providing)
       └── fetching    blocks and DAGs over bitswap sessions          (fetching.Fetching)
+                      (whole DAGs first as CAR streams from peers' /http addresses, with
+                      the ``http`` component the server hands in: fetching.DagStreams)
 
 The node itself only runs these parts and answers for them: its methods are the ones the
 server calls, each handed to the part that does the work.
@@ -56,8 +58,8 @@ from .config import NodeConfig
 from .dialing import DialPolicy
 from .discovery import DIAL_TIMEOUT as MDNS_DIAL_TIMEOUT
 from .discovery import MdnsDialer
-from .fetching import Fetching, Pinner
-from .host import build_host
+from .fetching import DagStreams, Fetching, Pinner
+from .host import build_host, is_http_addr
 from .identity import load_or_create_identity
 from .loop import NodeLoop
 from .peers import Peers
@@ -80,7 +82,8 @@ class P2PNode:
                  reputation: ProviderReputation | None = None,
                  bitswap: Bitswap | None = None,
                  pinner: Pinner | None = None,
-                 dial_policy: DialPolicy | None = None) -> None:
+                 dial_policy: DialPolicy | None = None,
+                 http: DagStreams | None = None) -> None:
         self.host = host
         self.blockstore = blockstore
         self.routing = routing
@@ -97,7 +100,7 @@ class P2PNode:
         self.providing = Providing(host, blockstore, routing, self.reputation, self.config,
                                    self.loop)
         self.fetching = Fetching(host, blockstore, self.bitswap, self.config, self.loop,
-                                 self.peers, self.providing, pinner)
+                                 self.peers, self.providing, pinner, http)
         self._stack: AsyncExitStack | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -179,8 +182,14 @@ class P2PNode:
 
     @property
     def addrs(self) -> list[str]:
-        """Our listen addresses, each ending in ``/p2p/<our id>``."""
-        return [str(a) for a in self.host.get_addrs()]
+        """Our libp2p listen addresses, each ending in ``/p2p/<our id>``."""
+        return [str(a) for a in self.host.get_addrs() if not is_http_addr(a)]
+
+    @property
+    def http_addrs(self) -> list[str]:
+        """Where we serve our blocks over HTTP (``config.http_addrs``), advertised beside
+        :attr:`addrs`."""
+        return list(self.config.http_addrs)
 
     async def connect_peer(self, addr: str | Multiaddr, *, timeout: float = 15.0) -> str:
         """Dial ``/ip4/.../tcp/.../p2p/<id>`` and wait until it is identified.
@@ -312,11 +321,13 @@ def _leaves(group: BaseExceptionGroup) -> Iterable[BaseException]:
 
 @asynccontextmanager
 async def open_node(repo: object, config: NodeConfig | None = None, *,
-                    blockstore: BlockStore | None = None) -> AsyncIterator[P2PNode]:
+                    blockstore: BlockStore | None = None,
+                    http: DagStreams | None = None) -> AsyncIterator[P2PNode]:
     """Build a node for ``repo`` (a ``backends.repo.Repo``) and run it for the block.
 
     The identity comes from ``repo.path/identity.key``; blocks are served from and stored
     into ``repo.blocks`` (or ``blockstore``); ``retrieve_content(pin=True)`` pins in the repo.
+    ``http``: how DAGs are fetched from peers that serve HTTP (None: bitswap only).
     """
     config = config or NodeConfig()
     key_pair = load_or_create_identity(Path(repo.path))  # type: ignore[attr-defined]
@@ -324,6 +335,7 @@ async def open_node(repo: object, config: NodeConfig | None = None, *,
     host = build_host(key_pair, config, dial_policy)
     routing = KadContentRouting.for_host(host, server=config.profile.dht_server)
     node = P2PNode(host, blockstore or repo.blocks, routing,  # type: ignore[attr-defined]
-                   config=config, pinner=getattr(repo, "pin", None), dial_policy=dial_policy)
+                   config=config, pinner=getattr(repo, "pin", None), dial_policy=dial_policy,
+                   http=http)
     async with node:
         yield node

@@ -29,6 +29,12 @@ option                       environment                    meaning
                                                             lan or public (default: the scope
                                                             it listens on); link-local and
                                                             metadata addresses never
+``--http-retrieval-port N``  ``IPFS_MCP_HTTP_RETRIEVAL_     port of the node's read-only HTTP
+                             PORT``                         retrieval gateway, on the hosts it
+                                                            listens on (default 0: any free
+                                                            port); advertised as /http
+``--no-http-retrieval``      ``IPFS_MCP_HTTP_RETRIEVAL=0``  serve blocks to peers over bitswap
+                                                            only
 ``--inline-max BYTES``       ``IPFS_MCP_INLINE_MAX``        largest content returned inline
 ``--add-max BYTES``          ``IPFS_MCP_ADD_MAX``           largest inline add_content payload
 ``--max-body BYTES``         ``IPFS_MCP_MAX_BODY``          largest HTTP request body
@@ -117,6 +123,18 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise InvalidInput(f"{name} must be positive")
     return value
+
+
+def _port(env: Mapping[str, str], name: str) -> int:
+    """A TCP port from ``env`` (0, the default: any free port).
+
+    Raises:
+        InvalidInput: not a whole number from 0 to 65535.
+    """
+    raw = (env.get(name) or "").strip() or "0"
+    if not raw.isdigit() or int(raw) > 65535:
+        raise InvalidInput(f"{name}={raw!r} is not a port (0 to 65535)")
+    return int(raw)
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
@@ -242,6 +260,9 @@ class ServerSettings:
     mdns: bool = False
     dial_scope: DialScope | None = None  # None: the scope the node listens on
     named_peers: tuple[str, ...] = ()  # `get --peer`: they widen the default dial scope
+    # The node's blocks over HTTP (trustless gateway, read-only) where it listens, and port.
+    http_retrieval: bool = True
+    http_retrieval_port: int = 0
     inline_max: int = DEFAULT_INLINE_MAX
     add_max: int = DEFAULT_ADD_MAX
     max_body: int = DEFAULT_MAX_BODY
@@ -274,6 +295,7 @@ class ServerSettings:
              listen: Sequence[str] | None = None, bootstrap: Sequence[str] | None = None,
              p2p: bool | None = None, mdns: bool | None = None,
              dial_scope: str | None = None,
+             http_retrieval: bool | None = None, http_retrieval_port: int | None = None,
              inline_max: int | None = None,
              add_max: int | None = None, max_body: int | None = None,
              log_level: str | None = None, max_write: int | None = None,
@@ -344,6 +366,10 @@ class ServerSettings:
             p2p=p2p,
             mdns=mdns,
             dial_scope=parse_dial_scope(dial_scope or env.get("IPFS_MCP_DIAL_SCOPE")),
+            http_retrieval=(env_flag(env, "IPFS_MCP_HTTP_RETRIEVAL", True)
+                            if http_retrieval is None else http_retrieval),
+            http_retrieval_port=(_port(env, "IPFS_MCP_HTTP_RETRIEVAL_PORT")
+                                 if http_retrieval_port is None else http_retrieval_port),
             inline_max=inline_max or _int(env, "IPFS_MCP_INLINE_MAX", DEFAULT_INLINE_MAX),
             add_max=add_max or _int(env, "IPFS_MCP_ADD_MAX", DEFAULT_ADD_MAX),
             max_body=max_body or _int(env, "IPFS_MCP_MAX_BODY", DEFAULT_MAX_BODY),

@@ -35,6 +35,12 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return int(text)
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -79,6 +85,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "link-local and cloud metadata addresses are never dialled")
     parser.add_argument("--no-p2p", action="store_true",
                         help="never start the P2P node (env IPFS_MCP_P2P=0)")
+    parser.add_argument("--http-retrieval-port", type=_port, metavar="PORT", default=None,
+                        help="port of the node's read-only HTTP retrieval gateway, served on "
+                             "the hosts the node listens on and advertised as /http (env "
+                             "IPFS_MCP_HTTP_RETRIEVAL_PORT; default 0: any free port)")
+    parser.add_argument("--no-http-retrieval", action="store_true",
+                        help="serve blocks to peers over bitswap only (env "
+                             "IPFS_MCP_HTTP_RETRIEVAL=0)")
     parser.add_argument("--mdns", action="store_true", default=None,
                         help="find and dial peers on the LAN by mDNS (env IPFS_MCP_MDNS=1; "
                              "off by default); pair it with --listen /ip4/0.0.0.0/tcp/4001")
@@ -147,6 +160,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         http=args.http, allow_roots=args.allow_root, allowed_hosts=args.allowed_host,
         role=args.role, listen=args.listen, bootstrap=args.bootstrap,
         p2p=False if args.no_p2p else None, mdns=args.mdns, dial_scope=args.dial_scope,
+        http_retrieval=False if args.no_http_retrieval else None,
+        http_retrieval_port=args.http_retrieval_port,
         inline_max=args.inline_max,
         add_max=args.add_max, max_body=args.max_body, log_level=args.log_level,
         max_write=args.max_write_bytes, gateway=args.gateway,

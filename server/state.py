@@ -16,6 +16,11 @@ the server answers ``initialize`` without waiting for it. Until it is up, the no
 is held by a :class:`NodeSlot`: the router gets the slot as its block fetcher, and tools
 that need the node wait for it, bounded.
 
+Beside it the node serves its blocks over HTTP, read-only, where it listens (the trustless
+gateway, :func:`.gateway.wiring.serve_http_retrieval`), advertises that ``/http`` address, and
+fetches whole DAGs from peers that advertise one as verified CAR streams
+(:class:`PeerCarStreams`, handed to the node as its ``http`` component) before bitswap.
+
 The gateway (``serve --gateway``) is bound before the MCP transport enters the lifespan, and
 reads through the lifespan's Router: the lifespan publishes it in the same slot, and the
 gateway's block reads wait for it, bounded. One Router per process.
@@ -28,24 +33,28 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from concurrent.futures import CancelledError
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
+import httpx
 from multiformats import CID
 
 from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.reputation import ProviderReputation
 from ipfs_mcp.backends.errors import (
     BackendUnavailable,
     BlockNotFound,
     IpfsMcpError,
     OperationCancelled,
+    TooLarge,
 )
 from ipfs_mcp.backends.network import Network
 from ipfs_mcp.backends.repo.repository import Repo
+from ipfs_mcp.backends.retrieval.car_stream import BlockPut, CarStreams
 from ipfs_mcp.backends.retrieval.delegated_routing import DelegatedRouting, DelegatedSource
 from ipfs_mcp.backends.retrieval.sources import NamedSource, RetrievalSources
 from ipfs_mcp.backends.retrieval.trustless_gateway import TrustlessGateways
@@ -54,6 +63,13 @@ from ipfs_mcp.tools.models import ServedGateway
 from ipfs_mcp.tools.roots import AllowedRoots
 
 from .config import ServerSettings
+from .gateway.node_routing import http_multiaddrs
+from .gateway.wiring import (
+    PEERLESS_DELEGATED,
+    TRUSTLESS,
+    retrieval_gateway,
+    serve_http_retrieval,
+)
 from .node_network import NodeNetwork
 
 if TYPE_CHECKING:
@@ -62,12 +78,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("ipfs_mcp.server")
 
 RECENT_ERRORS = 20
-TRUSTLESS = "trustless-gateway"
-# The delegated routers' providers as the recursive gateway asks them: their HTTP gateways
-# only, never a peer dialled with our node.
-PEERLESS_DELEGATED = "delegated-routing-http"
-# The retrieval sources a recursive gateway's miss may ask (never our node's bitswap).
-GATEWAY_SOURCES = (TRUSTLESS, PEERLESS_DELEGATED)
 NODE_START_TIMEOUT = 30.0  # seconds a tool (or a cache miss) waits for the node to come up
 
 
@@ -215,6 +225,96 @@ class Runtime:
         return self.state
 
 
+class _Counted:
+    """The blockstore as CAR streams fill it: what was stored, and a stop (``cancel``)
+    once more than ``max_bytes`` would be."""
+
+    def __init__(self, store: BlockPut, max_bytes: int | None, cancel: threading.Event
+                 ) -> None:
+        self.store = store
+        self.max_bytes = max_bytes
+        self.cancel = cancel
+        self.blocks = self.nbytes = 0
+        self.over = False
+        self._lock = threading.Lock()
+
+    def has(self, cid: CID) -> bool:
+        return self.store.has(cid)
+
+    def get(self, cid: CID) -> bytes:
+        return self.store.get(cid)
+
+    def put(self, cid: CID, data: bytes) -> bool:
+        with self._lock:
+            if self.max_bytes is not None and self.nbytes + len(data) > self.max_bytes:
+                self.over = True
+                self.cancel.set()
+                return False
+            self.blocks += 1
+            self.nbytes += len(data)
+        return self.store.put(cid, data)
+
+
+class PeerCarStreams:
+    """The node's HTTP path (``p2p.fetching.DagStreams``): whole DAGs from the ``/http``
+    addresses peers advertise, as verified CAR streams (:class:`CarStreams`). A provider
+    that lies (bytes that are not the block, a block the walk did not expect) is not asked
+    again while the node runs; one that fails sorts after the others."""
+
+    def __init__(self, store: BlockPut, client: httpx.Client | None = None) -> None:
+        self.store = store
+        self._owns_client = client is None
+        self.client = client or httpx.Client(follow_redirects=False)
+        self._reputation = ProviderReputation()
+        self.dropped: dict[str, str] = {}  # liars, and why
+        self._lock = threading.Lock()  # the reputation is not thread-safe
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+    def fetch_dag(self, root: CID, urls: Sequence[str], cancel: threading.Event,
+                  max_bytes: int | None) -> tuple[int, int]:
+        """Raises: TooLarge: more than ``max_bytes`` to store; the rest as CarStreams."""
+        store = _Counted(self.store, max_bytes, cancel)
+        try:
+            CarStreams(_PeerUrls(self, urls), store, self.client).fetch(root, cancel)
+        except OperationCancelled:
+            if not store.over:
+                raise
+        if store.over:
+            raise TooLarge(f"fetching {cid_str(root)} would store more than the node's "
+                           f"cache budget of {max_bytes} bytes")
+        return store.blocks, store.nbytes
+
+
+class _PeerUrls:
+    """One fetch's HTTP providers (``car_stream.Providers``), scored across fetches."""
+
+    def __init__(self, streams: PeerCarStreams, urls: Sequence[str]) -> None:
+        self.streams = streams
+        self.urls = list(urls)
+
+    def ranked(self) -> list[str]:
+        with self.streams._lock:
+            live = [u for u in self.urls if u not in self.streams.dropped]
+            return [str(u) for u in self.streams._reputation.get_optimal_providers(live)]
+
+    def succeeded(self, url: str, seconds: float, nbytes: int) -> None:
+        with self.streams._lock:
+            self.streams._reputation.update_provider_stats(url, True, seconds, nbytes)
+
+    def failed(self, url: str) -> None:
+        with self.streams._lock:
+            self.streams._reputation.update_provider_stats(url, False)
+
+    def lied(self, url: str, why: str) -> None:
+        log.warning("HTTP provider %s is no longer asked: %s", url, why)
+        with self.streams._lock:
+            self.streams.dropped[url] = why
+            self.streams._reputation.record_bad_block(url)
+
+
 def _node_config(settings: ServerSettings) -> Any:
     from ipfs_mcp.p2p import NodeConfig
     from ipfs_mcp.p2p.config import LOCALHOST
@@ -236,29 +336,41 @@ async def run_node(settings: ServerSettings, repo: Repo, slot: NodeSlot) -> None
     if not settings.start_p2p:
         slot.settle(None, "disabled (--no-p2p or IPFS_MCP_P2P=0)")
         return
-    try:
-        # Imported in a worker thread: it takes most of a second, and meanwhile the loop
-        # keeps answering (initialize, tools/list, local reads).
-        p2p = await anyio.to_thread.run_sync(__import__, "ipfs_mcp.p2p.node")
-        del p2p
-        from ipfs_mcp.p2p.node import open_node
+    http = PeerCarStreams(repo.blocks)
+    # The HTTP retrieval gateway, bound first so that the node advertises its address.
+    async with anyio.create_task_group() as served:
+        try:
+            # Imported in a worker thread: it takes most of a second, and meanwhile the
+            # loop keeps answering (initialize, tools/list, local reads).
+            p2p = await anyio.to_thread.run_sync(__import__, "ipfs_mcp.p2p.node")
+            del p2p
+            from ipfs_mcp.p2p.node import open_node
 
-        config = _node_config(settings)
-        async with open_node(repo, config) as node:
-            if not node.addrs:  # py-libp2p logs a failed listen instead of raising it
-                raise BackendUnavailable(f"not listening on any of {', '.join(config.listen_addrs)}")
-            slot.settle(node, "running")
-            log.info("P2P node %s on %s", node.peer_id, ", ".join(node.addrs))
-            await anyio.sleep_forever()
-    except (IpfsMcpError, OSError, ImportError, ValueError) as exc:
-        reason = f"failed to start: {exc}"
-        slot.settle(None, reason)
-        if settings.listen or settings.bootstrap:
-            raise BackendUnavailable(f"the P2P node {reason}") from exc
-        log.warning("P2P node %s; serving without it", reason)
-    finally:
-        if slot.node is not None:
-            slot.settle(None, "stopped")
+            config = _node_config(settings)
+            if settings.http_retrieval:
+                urls = await serve_http_retrieval(
+                    served, settings, retrieval_gateway(settings, repo.blocks),
+                    config.listen_addrs)
+                config = replace(config, http_addrs=http_multiaddrs(urls))
+            async with open_node(repo, config, http=http) as node:
+                if not node.addrs:  # py-libp2p logs a failed listen instead of raising it
+                    raise BackendUnavailable(
+                        f"not listening on any of {', '.join(config.listen_addrs)}")
+                slot.settle(node, "running")
+                log.info("P2P node %s on %s", node.peer_id,
+                         ", ".join([*node.addrs, *node.http_addrs]))
+                await anyio.sleep_forever()
+        except (IpfsMcpError, OSError, ImportError, ValueError) as exc:
+            reason = f"failed to start: {exc}"
+            slot.settle(None, reason)
+            if settings.listen or settings.bootstrap:
+                raise BackendUnavailable(f"the P2P node {reason}") from exc
+            log.warning("P2P node %s; serving without it", reason)
+        finally:
+            served.cancel_scope.cancel()
+            http.close()
+            if slot.node is not None:
+                slot.settle(None, "stopped")
 
 
 @dataclass

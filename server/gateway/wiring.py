@@ -12,6 +12,11 @@ fetches for anonymous HTTP clients are not offered.
 Its serving bounds are the settings' (:class:`~..config.ServingLimits`): slots per client
 address, and the time a client may read nothing before its response is dropped.
 
+A node that serves P2P serves its blocks the same way, read-only and never recursive, on
+the hosts it listens on (:func:`serve_http_retrieval`, started by ``server.state.run_node``
+before the node, which advertises the bound ``/http`` addresses): other nodes fetch whole
+DAGs from it as CAR streams instead of over bitswap.
+
 Its ``/routing/v1`` answers from our node (:class:`~.node_routing.NodeProviders`): the node
 is handed in as the server's node slot, since it starts later, inside the MCP lifespan;
 our own record names the gateway's bound addresses.
@@ -20,6 +25,7 @@ our own record names the gateway's bound addresses.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Protocol
 
 import anyio
@@ -30,12 +36,19 @@ from multiformats import CID
 from ipfs_mcp.backends.errors import BlockNotFound, Unsupported
 
 from ..config import ServerSettings
-from ..state import GATEWAY_SOURCES
 from .app import Gateway, GatewayLimits
+from .asgi import App
 from .node_routing import NodeHolder, NodeProviders, repo_peer_id
 from .serve import serve_gateway
-from .source import BlockReads, ProviderLookup, RouterSource
+from .source import BlockGetter, BlockReads, BlockstoreSource, ProviderLookup, RouterSource
 from .store_budget import StoreBudget
+
+TRUSTLESS = "trustless-gateway"
+# The delegated routers' providers as the recursive gateway asks them: their HTTP gateways
+# only, never a peer dialled with our node.
+PEERLESS_DELEGATED = "delegated-routing-http"
+# The retrieval sources a recursive gateway's miss may ask (never our node's bitswap).
+GATEWAY_SOURCES = (TRUSTLESS, PEERLESS_DELEGATED)
 
 
 class ServerSlot(NodeHolder, BlockReads, Protocol):
@@ -111,4 +124,47 @@ async def start_gateway(tg: anyio.abc.TaskGroup, settings: ServerSettings,
     for url in urls:
         # A machine-readable line, so scripts (and tests) can find a port-0 bind.
         print(f"ipfs-mcp: serving gateway at {url}/ipfs/", file=sys.stderr, flush=True)
+    return urls
+
+
+def retrieval_gateway(settings: ServerSettings, blocks: BlockGetter) -> Gateway:
+    """The node's HTTP retrieval gateway: the blocks here, verified, and nothing fetched;
+    the same serving bounds as ``--gateway`` (slots per client)."""
+    limits = GatewayLimits(max_per_client=settings.serving.gateway_per_client)
+    return Gateway(BlockstoreSource(blocks), limits=limits)
+
+
+def listen_hosts(listen_addrs: Sequence[str]) -> list[str]:
+    """The IP hosts of the node's listen addresses (a wildcard, if any, stands for all)."""
+    hosts: list[str] = []
+    for addr in listen_addrs:
+        parts = addr.split("/")
+        if len(parts) > 4 and parts[1] in ("ip4", "ip6") and parts[3] == "tcp":
+            hosts.append(parts[2])
+    hosts = list(dict.fromkeys(hosts))
+    wildcards = [h for h in hosts if h in ("0.0.0.0", "::")]
+    return wildcards or hosts
+
+
+async def serve_http_retrieval(tg: anyio.abc.TaskGroup, settings: ServerSettings,
+                               gateway: App, listen_addrs: Sequence[str]) -> list[str]:
+    """Serve ``gateway`` (:func:`retrieval_gateway`, or an app wrapping it) in ``tg`` on
+    each host the node listens on, at ``--http-retrieval-port`` (0: one free port each);
+    the bound URLs (``https`` with ``--gateway-tls``). Never beyond the node's own scope:
+    only where the node listens.
+
+    Raises:
+        OSError: a host or port could not be bound.
+    """
+    urls: list[str] = []
+    for host in listen_hosts(listen_addrs):
+        async def run(host: str = host, *,
+                      task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+                      ) -> None:
+            await serve_gateway(gateway, host, settings.http_retrieval_port,
+                                log_level=settings.log_level, tls=settings.gateway_tls,
+                                write_timeout=settings.serving.send_idle,
+                                task_status=task_status)
+
+        urls.extend(await tg.start(run))
     return urls
