@@ -421,13 +421,30 @@ def test_the_file_budget_is_a_setting_and_a_smaller_tree_fits(
         BackendSettings.from_env({"IPFS_MCP_MAX_WRITE_FILES": "lots"})
 
 
-def test_a_write_needing_more_inodes_than_are_free_is_refused(tmp_path: Path) -> None:
-    free = limits.free_inodes(tmp_path)
-    if free is None:
-        pytest.skip("this file system does not count inodes")
-    limits.check_entries("a tree", 10, tmp_path, free + 100)
-    with pytest.raises(TooManyEntries, match=f"{free} free inodes"):
-        limits.check_entries("a tree", free + 1, tmp_path, free + 100)
+def test_a_write_needing_more_inodes_than_are_free_is_refused(
+        home: HFCacheBackend, tmp_path: Path) -> None:
+    """A tmpfs with 64 inodes of its own (nobody else writes there, so its count holds
+    still): a tree of 111 entries fits the budget but not the file system, and is refused
+    before the first entry is made."""
+    mount = tmp_path / "few-inodes"
+    mount.mkdir()
+    try:
+        made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,nr_inodes=64", "tmpfs",
+                               str(mount)], capture_output=True, timeout=30)
+    except (FileNotFoundError, PermissionError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here ({exc}); needs root with mount(8)")
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()} (needs root)")
+    try:
+        free = limits.free_inodes(mount)
+        assert free is not None and free < 111
+        root = amplifier(home, width=10, levels=2)  # 100 files, 11 folders
+        with OutputTarget.at(mount / "out", max_entries=1000) as target, \
+                pytest.raises(TooManyEntries, match=f"would create 111 .* {free} free inodes"):
+            home.get_to_path(cid_str(root), output_path=target)
+        assert list(mount.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True, timeout=30, check=True)
 
 
 def test_node_with_more_links_than_the_bound_is_refused(
