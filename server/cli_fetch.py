@@ -242,8 +242,9 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
     if not network_requested(args):  # --hf alone: the local repo only, as plain `get`
         return replace(settings, p2p=False, bootstrap=(), trustless_gateways=(),
                        delegated_routers=())
-    # The peers a person named are dialled as far as they are (a LAN peer: the LAN).
-    return replace(settings, named_peers=tuple(args.peer or ()))
+    # The peers a person named are dialled as far as they are (a LAN peer: the LAN). A get
+    # only takes: its repo is not served over HTTP for the length of the run.
+    return replace(settings, named_peers=tuple(args.peer or ()), http_retrieval=False)
 
 
 async def _connect(state: ServerState, peers: list[str], bootstrap: list[str]) -> None:

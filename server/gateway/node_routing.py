@@ -162,7 +162,10 @@ class NodeProviders:
 
     def _own(self, node: P2PNode | None) -> ProviderRecord:
         addrs: list[str] = list(self.http_addrs)
-        protocols: list[str] = [GATEWAY_HTTP] if self.http_addrs else []
+        if node is not None and node.running:
+            # The node's own retrieval gateway (an /http multiaddr), as DHT records carry it.
+            addrs.extend(a for a in node.http_addrs if a not in addrs)
+        protocols: list[str] = [GATEWAY_HTTP] if addrs else []
         if node is not None and node.running:
             addrs.extend(_without_peer(a) for a in node.addrs)
             protocols.append(BITSWAP)

@@ -86,12 +86,14 @@ async def test_routing_v1_answers_from_our_node(tmp_path: Path) -> None:
                     me = await http.get(f"/routing/v1/peers/{ours.peer_id}")
                     them = await http.get(f"/routing/v1/peers/{other.peer_id}")
                 our_addrs = _bare(ours.addrs)
+                our_http = list(ours.http_addrs)  # the node's own retrieval gateway
                 other_addrs = _bare(other.addrs)
             tg.cancel_scope.cancel()
     port = urls[0].rsplit(":", 1)[1]
     own = {"Schema": "peer", "ID": ours.peer_id,
-           "Addrs": [f"/ip4/127.0.0.1/tcp/{port}/http", *our_addrs],
+           "Addrs": [f"/ip4/127.0.0.1/tcp/{port}/http", *our_http, *our_addrs],
            "Protocols": [GATEWAY_HTTP, BITSWAP]}
+    assert len(our_http) == 1 and our_http[0].endswith("/http")
     assert held.status_code == 200 and held.json() == {"Providers": [own]}
     assert theirs.status_code == 200
     assert theirs.headers["content-type"] == "application/x-ndjson"
