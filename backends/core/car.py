@@ -20,7 +20,7 @@ from multiformats import CID, varint
 
 from ipfs_mcp.backends.core import cbor
 from ipfs_mcp.backends.core import varint as fast_varint
-from ipfs_mcp.backends.core.cids import verify_block
+from ipfs_mcp.backends.core.cids import BlockVerifier, VerifiedBlock, verify_block
 from ipfs_mcp.backends.core.dag import walk
 from ipfs_mcp.backends.core.dagpb import cid_from_binary
 from ipfs_mcp.backends.core.limits import MAX_CAR_HEADER, MAX_CAR_ROOTS, MAX_CAR_SECTION
@@ -130,14 +130,25 @@ def _split_cid(section: bytes) -> tuple[CID, bytes]:
         raise InvalidInput(f"malformed CID in CAR section: {exc}") from exc
 
 
-def read_car(stream: BinaryIO, *, _inner: bool = False
-             ) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
+def read_car(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
     """Parse a CAR's header and return its roots and a verifying block iterator.
 
     Raises:
         InvalidInput: not a CAR, or truncated.
         TooLarge: a header or section over the limits, or more than MAX_CAR_ROOTS roots.
         IntegrityError: (from the iterator) a block does not match its CID.
+    """
+    roots, blocks = read_verified_car(stream)
+    return roots, ((block.cid, block.data) for block in blocks)
+
+
+def read_verified_car(stream: BinaryIO, *, verify: BlockVerifier = verify_block,
+                      _inner: bool = False) -> tuple[list[CID], Iterator[VerifiedBlock]]:
+    """:func:`read_car`, each block handed out as the proof of its check (made by
+    ``verify``), for a store that then takes it without hashing it again.
+
+    Raises:
+        As :func:`read_car`.
     """
     first = _read_varint(stream)
     if first is None:
@@ -151,7 +162,8 @@ def read_car(stream: BinaryIO, *, _inner: bool = False
         if data_offset < len(_V2_PRAGMA) + 40:
             raise InvalidInput(f"CAR v2 data offset {data_offset} points into its header")
         _skip(stream, data_offset - len(_V2_PRAGMA) - 40)  # padding up to the v1 payload
-        return read_car(cast(BinaryIO, _Limited(stream, data_size)), _inner=True)
+        return read_verified_car(cast(BinaryIO, _Limited(stream, data_size)), verify=verify,
+                                 _inner=True)
     if first > MAX_HEADER:
         raise TooLarge(f"CAR header of {first} bytes is over {MAX_HEADER}")
     try:
@@ -166,10 +178,11 @@ def read_car(stream: BinaryIO, *, _inner: bool = False
     if len(roots) > MAX_CAR_ROOTS:
         raise TooLarge(f"CAR header lists {len(roots)} roots, over the bound of "
                        f"{MAX_CAR_ROOTS}")
-    return cast(list[CID], roots), _sections(stream)  # each checked to be a CID above
+    # each checked to be a CID above
+    return cast(list[CID], roots), _sections(stream, verify)
 
 
-def _sections(stream: BinaryIO) -> Iterator[tuple[CID, bytes]]:
+def _sections(stream: BinaryIO, verify: BlockVerifier) -> Iterator[VerifiedBlock]:
     while True:
         size = _read_varint(stream)
         if size is None:
@@ -178,10 +191,10 @@ def _sections(stream: BinaryIO) -> Iterator[tuple[CID, bytes]]:
             raise TooLarge(f"CAR section of {size} bytes is over {MAX_SECTION}")
         cid, block = _split_cid(_read_exact(stream, size))
         try:
-            verify_block(cid, block)
+            verified = verify(cid, block)
         except IntegrityError as exc:  # a mismatch, or a hash function we cannot compute
             raise IntegrityError(f"CAR section: {exc}") from exc
-        yield cid, block
+        yield verified
 
 
 class _Limited:

@@ -8,7 +8,9 @@ for everything else, including less common hash functions when verifying.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from functools import lru_cache
+from typing import final
 
 from multiformats import CID, multihash
 
@@ -23,6 +25,8 @@ __all__ = [
     "make_cid",
     "cid_of_block",
     "verify_block",
+    "VerifiedBlock",
+    "BlockVerifier",
     "mh_key",
     "cid_str",
     "split_path",
@@ -126,12 +130,50 @@ def cid_str(cid: CID) -> str:
     return str(cid) if cid.version == 0 else cid.encode("base32")
 
 
-def verify_block(cid: CID, data: bytes | memoryview) -> None:
+_PROOF = object()  # held by this module alone: only verify_block makes a VerifiedBlock
+
+
+@final
+class VerifiedBlock:
+    """A block whose bytes were hashed and matched its CID: the proof a store takes instead
+    of hashing them again (``Blockstore.receiving``). Only :func:`verify_block` makes one,
+    and it cannot be changed afterwards.
+    """
+
+    __slots__ = ("cid", "data")
+    cid: CID
+    data: bytes
+
+    def __init__(self, cid: CID, data: bytes, proof: object) -> None:
+        if proof is not _PROOF:
+            raise TypeError("a VerifiedBlock is made only by verify_block, which hashes it")
+        object.__setattr__(self, "cid", cid)
+        object.__setattr__(self, "data", data)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a VerifiedBlock cannot be changed (its {name})")
+
+    def __repr__(self) -> str:
+        return f"VerifiedBlock({cid_str(self.cid)}, {len(self.data)} bytes)"
+
+
+# What checks blocks against their CIDs: verify_block, or a component around it (one that
+# counts, in tests), handed to the CAR reader and the blockstore.
+BlockVerifier = Callable[[CID, bytes], VerifiedBlock]
+
+
+def verify_block(cid: CID, data: bytes | memoryview) -> VerifiedBlock:
     """Check that ``data`` hashes to ``cid``'s multihash.
+
+    Returns:
+        The proof of it, for a store that would otherwise hash the bytes again (a buffer
+        that is not ``bytes`` is copied first, so the proof holds the very bytes hashed).
 
     Raises:
         IntegrityError: the bytes do not match, or the hash function is unknown to us.
     """
+    if not isinstance(data, bytes):
+        data = bytes(data)  # the bytes hashed are the bytes the proof holds
     digest = bytes(cid.digest)
     if digest[:2] == _SHA256_PREFIX:
         ok = hashlib.sha256(data).digest() == digest[2:]
@@ -142,6 +184,7 @@ def verify_block(cid: CID, data: bytes | memoryview) -> None:
             raise IntegrityError(f"cannot verify {cid}: {exc}") from exc
     if not ok:
         raise IntegrityError(f"block does not match its CID {cid_str(cid)}")
+    return VerifiedBlock(cid, data, _PROOF)
 
 
 def multihash_of(data: bytes | memoryview, code: int, size: int | None = None) -> bytes:

@@ -28,6 +28,12 @@ durable, so a kill -9 at any moment loses nothing reported added and leaves no
 pin on a missing block; an interrupted batch leaves temp files (cleaned by GC once stale) and
 whole, unpinned blocks (garbage for GC), never a torn one.
 
+A receive (:meth:`Blockstore.receiving`: a CAR stream) pays the same way, once per batch,
+for blocks its caller has already hashed against their CIDs: it takes them only as
+:class:`~.cids.VerifiedBlock` (which only ``verify_block`` makes), so they are not hashed a
+second time. Every block of a receive is durable and in place when it ends, even when it
+ends with an error, before the fetch returns and so before any pin can name them.
+
 A leaf added with nocopy has no file here: ``get``, ``has`` and ``size`` then consult the
 :class:`~.filestore.Filestore`, which re-reads its bytes from the referenced file (``pread``)
 and rehashes them on every read; a bad reference is never set aside (the file is the user's).
@@ -66,7 +72,14 @@ from typing import Any, NamedTuple
 
 from multiformats import CID, multibase
 
-from ipfs_mcp.backends.core.cids import cid_str, identity_data, is_identity, verify_block
+from ipfs_mcp.backends.core.cids import (
+    BlockVerifier,
+    VerifiedBlock,
+    cid_str,
+    identity_data,
+    is_identity,
+    verify_block,
+)
 from ipfs_mcp.backends.errors import BlockNotFound, DiskFull, IntegrityError, IpfsMcpError
 from ipfs_mcp.backends.repo.atomic import DiskSync, atomic_write, write_unsynced
 from ipfs_mcp.backends.repo.filestore import FileRef, Filestore
@@ -129,8 +142,11 @@ class Blockstore:
     """Blocks as files; implements the importer's ``BlockSink``."""
 
     def __init__(self, root: Path, *, fsync: bool = True,
-                 filestore: Filestore | None = None, sync: DiskSync | None = None) -> None:
+                 filestore: Filestore | None = None, sync: DiskSync | None = None,
+                 verify: BlockVerifier = verify_block) -> None:
         self.root = Path(root)
+        # What hashes blocks against their CIDs on ``put`` and ``get``.
+        self._verify = verify
         # Leaves kept by reference (nocopy): consulted when no block file exists.
         self.filestore = filestore
         # Raw leaves that receivers write straight into their files (needs the filestore).
@@ -200,7 +216,7 @@ class Blockstore:
         except OSError as exc:
             raise IpfsMcpError(f"cannot read block {cid_str(cid)}: {exc.strerror}") from exc
         try:
-            verify_block(cid, data)
+            self._verify(cid, data)
         except IntegrityError:
             self.quarantine(path)
             raise IntegrityError(
@@ -249,7 +265,7 @@ class Blockstore:
             IntegrityError: ``data`` does not hash to ``cid``; nothing is written.
             DiskFull: the file system is full; nothing partial is left.
         """
-        verify_block(cid, data)
+        self._verify(cid, data)
         return self.put_computed(cid, data)
 
     def put_computed(self, cid: CID, data: bytes) -> bool:
@@ -263,16 +279,47 @@ class Blockstore:
         if is_identity(cid):
             return False
         multihash = bytes(cid.digest)
-        # A placed leaf went into its receiver's file, which reads nothing back: only
-        # blocks stored here are kept for a reader.
-        placed = (cid.codec.code == _RAW and self.placements is not None
-                  and self.placements.place(multihash, data))
+        placed = self._place(cid, multihash, data)
         stored = placed or self._write(multihash, data)
+        self._arrived(multihash, data, keep=stored and not placed)
+        return stored
+
+    @contextlib.contextmanager
+    def receiving(self, workers: int = 2) -> Iterator[ReceivingBatch]:
+        """A batch for blocks that a receiver has verified (a CAR stream hashes each one
+        as it reads it): each is stored with no second hash and no sync of its own, and the
+        blocks are made durable in batches as an add's are (see the module's docstring).
+        All are durable, and in place, when this block exits. Each block stands alone (no
+        pin waits on it), so that holds when the block raises too: what arrived is kept,
+        and the next receive resumes from it.
+
+        Raises:
+            DiskFull: the file system filled up; nothing partial is left.
+            IpfsMcpError: a write or a sync failed.
+        """
+        writes = _WriteBatch(self, workers)
+        try:
+            yield ReceivingBatch(self, writes)
+        except BaseException:
+            with contextlib.suppress(IpfsMcpError):  # the receive's own error says more
+                writes.close()
+            raise
+        writes.close()
+
+    def _place(self, cid: CID, multihash: bytes, data: bytes) -> bool:
+        """Write a raw leaf that a receiver expects into its file (see :mod:`.placement`);
+        False when no receiver expects it."""
+        return (cid.codec.code == _RAW and self.placements is not None
+                and self.placements.place(multihash, data))
+
+    def _arrived(self, multihash: bytes, data: bytes, *, keep: bool) -> None:
+        """Wake the readers waiting on ``arrivals``, ``data`` kept for them with ``keep``
+        (a placed leaf went into its receiver's file, which reads nothing back: only blocks
+        stored here are kept)."""
         with self.arrivals:
-            if self._fresh_readers and stored and not placed:
+            if self._fresh_readers and keep:
                 self._keep_fresh(multihash, data)
             self.arrivals.notify_all()
-        return stored
 
     # -- blocks handed to readers that overlap a transfer ---------------------------------
     @contextlib.contextmanager
@@ -524,11 +571,53 @@ class Blockstore:
         return removed
 
 
+class ReceivingBatch:
+    """The blocks of one receive (:meth:`Blockstore.receiving`); several threads may put
+    into it at once."""
+
+    def __init__(self, store: Blockstore, writes: _WriteBatch) -> None:
+        self._store = store
+        self._writes = writes
+
+    def put_verified(self, block: VerifiedBlock) -> None:
+        """Store a block its receiver verified, without hashing it again: a raw leaf that a
+        receiver expects goes into its file (see :mod:`.placement`), any other block joins
+        the open batch. A block stored (or queued) already is not written again.
+
+        Raises:
+            TypeError: ``block`` is not a :class:`VerifiedBlock` (the proof of a hash).
+            DiskFull, IpfsMcpError: an earlier write or sync of this receive failed.
+        """
+        if not isinstance(block, VerifiedBlock):
+            raise TypeError("put_verified takes the VerifiedBlock that verify_block returns, "
+                            f"not a {type(block).__name__}")
+        cid, data = block.cid, block.data
+        if is_identity(cid):
+            return
+        multihash = bytes(cid.digest)
+        placed = self._store._place(cid, multihash, data)
+        if not placed:
+            self._writes.submit(multihash, data)
+        # Its bytes go to a reader now; ``has`` sees the block once its batch is in place,
+        # when the readers are woken again.
+        self._store._arrived(multihash, data, keep=not placed)
+
+    def flush(self) -> None:
+        """Put every block so far in place now (for a receiver about to ask what is still
+        missing); they are durable by the end of the receive.
+
+        Raises:
+            DiskFull, IpfsMcpError: a write, a sync or a rename failed.
+        """
+        self._writes.flush()
+
+
 class _WriteBatch:
-    """The block writes of one add: written to ``tmp/`` on a bounded pool with no sync each,
-    and cut into batches that one committing thread makes durable and renames into place
-    (:meth:`Blockstore._commit`) while the next batch is being written. At most one batch
-    waits for its commit, so the temp files staged stay bounded too.
+    """The block writes of one add or receive: written to ``tmp/`` on a bounded pool with no
+    sync each, and cut into batches that one committing thread makes durable and renames
+    into place (:meth:`Blockstore._commit`) while the next batch is being written. At most
+    one batch waits for its commit, so the temp files staged stay bounded too. Several
+    threads may submit at once (a receive's writers).
 
     The first failure is raised on the next ``submit`` or on ``close``.
     """
@@ -545,6 +634,7 @@ class _WriteBatch:
         self._queued: set[bytes] = set()  # submitted and not yet in place: not written twice
         self._commit: Future[None] | None = None
         self._unsettled: set[Path] = set()  # folders renamed into, not yet synced
+        self._submitting = threading.Lock()  # the open batch, between submitting threads
 
     def submit(self, multihash: bytes, data: bytes) -> None:
         if self._errors:
@@ -553,13 +643,28 @@ class _WriteBatch:
             if multihash in self._queued:
                 return
             self._queued.add(multihash)
-        self._slots.acquire()
-        future = self._pool.submit(self._write, multihash, data)
-        future.add_done_callback(self._done)
-        self._writes.append(future)
-        self._bytes += len(data)
-        if self._bytes >= BATCH_BYTES or len(self._writes) >= BATCH_BLOCKS:
+        with self._submitting:
+            self._slots.acquire()
+            future = self._pool.submit(self._write, multihash, data)
+            future.add_done_callback(self._done)
+            self._writes.append(future)
+            self._bytes += len(data)
+            if self._bytes >= BATCH_BYTES or len(self._writes) >= BATCH_BLOCKS:
+                self._cut()
+
+    def flush(self) -> None:
+        """Commit the open batch now and wait for it: every block submitted so far is in
+        place.
+
+        Raises:
+            DiskFull, IpfsMcpError: the first failure of a write, a sync or a rename.
+        """
+        with self._submitting:
             self._cut()
+            assert self._commit is not None
+            wait([self._commit])
+        if self._errors:
+            raise self._errors[0]
 
     def _write(self, multihash: bytes, data: bytes) -> _Staged | None:
         staged = self._store._stage(multihash)
@@ -597,6 +702,8 @@ class _WriteBatch:
         self._store._commit([(s.tmp, s.final) for s in staged], self._unsettled, last=last)
         with self._lock:
             self._queued.difference_update(s.multihash for s in staged)
+        with self._store.arrivals:  # a reader waiting for one of them finds it now
+            self._store.arrivals.notify_all()
 
     def _committed(self, future: Future[None]) -> None:
         if future.exception() is not None:

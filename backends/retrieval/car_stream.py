@@ -25,26 +25,36 @@ for and every subtree still queued), less what is stored by then, is asked of th
 provider, one CAR per missing subtree. Single raw leaves are left to the caller's per-block
 path, which asks several at once; so is whatever no provider sent.
 
-Verified blocks go to the blockstore on writer threads beside the reader (the store hashes
-on ``put`` too, and writes a file per block; hashlib and file writes release the GIL, so
-both cores work), at most :data:`WRITE_AHEAD` blocks queued.
+Verified blocks go to the blockstore on writer threads beside the reader, at most
+:data:`WRITE_AHEAD` blocks queued. A store that receives in batches (the blockstore's
+``receiving``) takes each as the reader's proof of its hash (:class:`VerifiedBlock`), so it
+is hashed once, and makes them durable per batch, all of them before the fetch returns; any
+other store is handed each block to ``put`` (which hashes it again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO, Protocol, cast
+from typing import BinaryIO, Protocol, cast, runtime_checkable
 
 import httpx
 from multiformats import CID
 
-from ipfs_mcp.backends.core.car import read_car
-from ipfs_mcp.backends.core.cids import cid_str, identity_data, is_identity
+from ipfs_mcp.backends.core.car import read_verified_car
+from ipfs_mcp.backends.core.cids import (
+    BlockVerifier,
+    VerifiedBlock,
+    cid_str,
+    identity_data,
+    is_identity,
+    verify_block,
+)
 from ipfs_mcp.backends.core.dag import Walker, links_of
 from ipfs_mcp.backends.errors import (
     DagTooLarge,
@@ -57,7 +67,7 @@ CAR_ACCEPT = "application/vnd.ipld.car;version=1;order=dfs;dups=n"
 STALL = 10.0  # seconds a provider may go without sending a verified block
 REQUEST_TIMEOUT = 600.0  # seconds one CAR request may take in all
 WRITE_AHEAD = 32  # verified blocks queued for the blockstore at most
-WRITERS = 2  # threads putting them (each put hashes and writes a file)
+WRITERS = 2  # threads putting them (a placed leaf is written there, into its file)
 _READ_BUFFER = 1 << 20
 _RAW = 0x55
 
@@ -70,6 +80,23 @@ class BlockPut(Protocol):
     def get(self, cid: CID) -> bytes: ...
 
     def put(self, cid: CID, data: bytes) -> bool: ...
+
+
+class VerifiedBatch(Protocol):
+    """Verified blocks stored together (``blockstore.ReceivingBatch``)."""
+
+    def put_verified(self, block: VerifiedBlock) -> None: ...
+
+    def flush(self) -> None:
+        """Every block put so far in place (``has`` sees it)."""
+        ...
+
+
+@runtime_checkable
+class ReceivingStore(BlockPut, Protocol):
+    """A store that takes verified blocks in batches, durable when the batch exits."""
+
+    def receiving(self) -> contextlib.AbstractContextManager[VerifiedBatch]: ...
 
 
 class Providers(Protocol):
@@ -150,17 +177,24 @@ class _Writer:
     """Puts blocks on :data:`WRITERS` threads, at most :data:`WRITE_AHEAD` queued; errors
     re-raised."""
 
-    def __init__(self, store: BlockPut) -> None:
+    def __init__(self, store: BlockPut, batch: VerifiedBatch | None) -> None:
         self._store = store
+        self._batch = batch  # None: each block to the store's ``put``
         self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="car-put")
-        self._queued: deque[Future[bool]] = deque()
+        self._queued: deque[Future[None]] = deque()
 
-    def put(self, cid: CID, block: bytes) -> None:
-        self._queued.append(self._pool.submit(self._store.put, cid, block))
+    def put(self, block: VerifiedBlock) -> None:
+        self._queued.append(self._pool.submit(self._put, block))
         while len(self._queued) > WRITE_AHEAD or (self._queued and self._queued[0].done()):
             self._queued.popleft().result()
 
-    def flush(self) -> None:
+    def _put(self, block: VerifiedBlock) -> None:
+        if self._batch is not None:
+            self._batch.put_verified(block)
+        else:
+            self._store.put(block.cid, block.data)
+
+    def drain(self) -> None:
         """Wait for every queued put.
 
         Raises:
@@ -171,6 +205,16 @@ class _Writer:
                 self._queued.popleft().result()
         finally:
             self._queued.clear()
+
+    def flush(self) -> None:
+        """Wait for every queued put, and for the blocks to be in place (``has``).
+
+        Raises:
+            Whatever the store raised (DiskFull, ...).
+        """
+        self.drain()
+        if self._batch is not None:
+            self._batch.flush()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -189,15 +233,18 @@ class CarStreams:
         client: the HTTP client (owned by the caller).
         timeout: seconds one CAR request may take in all.
         stall: seconds a provider may go without sending a verified block.
+        verify: what hashes each block against its CID as it arrives.
     """
 
     def __init__(self, providers: Providers, store: BlockPut, client: httpx.Client, *,
-                 timeout: float = REQUEST_TIMEOUT, stall: float = STALL) -> None:
+                 timeout: float = REQUEST_TIMEOUT, stall: float = STALL,
+                 verify: BlockVerifier = verify_block) -> None:
         self.providers = providers
         self.store = store
         self.client = client
         self.timeout = timeout
         self.stall = stall
+        self.verify = verify
 
     def fetch(self, root: CID, cancel: threading.Event | None = None) -> list[CID]:
         """Stream the DAG under ``root`` into the store from the providers, best first,
@@ -212,18 +259,25 @@ class CarStreams:
             DiskFull: from the store.
         """
         frontier = self.missing([root])
-        writer = _Writer(self.store)
-        try:
-            for url in self.providers.ranked():
-                frontier = self._from(url, frontier, writer, cancel)
-                if not any(cid.codec.code != _RAW for cid in frontier):
-                    break
-        finally:
+        with self._receiving() as batch:  # every block durable when it exits
+            writer = _Writer(self.store, batch)
             try:
-                writer.flush()
+                for url in self.providers.ranked():
+                    frontier = self._from(url, frontier, writer, cancel)
+                    if not any(cid.codec.code != _RAW for cid in frontier):
+                        break
             finally:
-                writer.close()
+                try:
+                    writer.drain()
+                finally:
+                    writer.close()
         return frontier
+
+    def _receiving(self) -> contextlib.AbstractContextManager[VerifiedBatch | None]:
+        """The store's batch for verified blocks; None for a store that only ``put``s."""
+        if isinstance(self.store, ReceivingStore):
+            return self.store.receiving()
+        return contextlib.nullcontext()
 
     def _from(self, url: str, frontier: list[CID], writer: _Writer,
               cancel: threading.Event | None) -> list[CID]:
@@ -266,11 +320,12 @@ class CarStreams:
                 _check_type(response.headers.get("content-type", ""), what, sub)
                 raw_body = _Body(response.iter_bytes(), clock)
                 body = io.BufferedReader(raw_body, _READ_BUFFER)
-                roots, blocks = read_car(cast(BinaryIO, body))
+                roots, blocks = read_verified_car(cast(BinaryIO, body), verify=self.verify)
                 if [bytes(r.digest) for r in roots] != [bytes(sub.digest)]:
                     raise _Failed(f"{what}: its CAR names the roots "
                                   f"{[cid_str(r) for r in roots]}", [sub], lie=True)
-                for cid, block in blocks:
+                for verified in blocks:
+                    cid, block = verified.cid, verified.data
                     if is_identity(cid):
                         continue  # carries itself; never expected on the wire
                     frame = _next_expected(walker)
@@ -286,7 +341,7 @@ class CarStreams:
                     walker.push(waiting, depth, _content_links(waiting, block))
                     now = time.monotonic()
                     if not self.store.has(waiting):
-                        writer.put(waiting, block)
+                        writer.put(verified)
                         # One success per block fetched, as the per-block path counts.
                         self.providers.succeeded(url, now - clock.progress, len(block))
                     waiting = None
