@@ -261,9 +261,11 @@ async def test_helia_reads_and_fetches_from_our_node_as_serve_wires_it(tmp_path:
                 fetched = await helia_http({"op": "fetch", "routers": [urls[0]], "items": [
                     {"cid": cid, "dest": str(tmp_path / "helia.bin")}]})
                 libp2p_addrs = [a.split("/p2p/")[0] for a in node.addrs]
+                retrieval = list(node.http_addrs)  # the node's own retrieval gateway
             tg.cancel_scope.cancel()
     port = urls[0].rsplit(":", 1)[1]
-    ours = {"ID": node.peer_id, "Addrs": [f"/ip4/127.0.0.1/tcp/{port}/http", *libp2p_addrs],
+    ours = {"ID": node.peer_id,
+            "Addrs": [f"/ip4/127.0.0.1/tcp/{port}/http", *retrieval, *libp2p_addrs],
             "Protocols": [GATEWAY_HTTP, BITSWAP]}
     assert base58_ids(routing["providers"][cid]) == [ours]
     assert base58_ids(routing["peers"][node.peer_id]) == [ours]
