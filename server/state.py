@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -43,7 +43,7 @@ import anyio.to_thread
 import httpx
 from multiformats import CID
 
-from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.cids import VerifiedBlock, cid_str
 from ipfs_mcp.backends.core.reputation import ProviderReputation
 from ipfs_mcp.backends.errors import (
     BackendUnavailable,
@@ -54,7 +54,12 @@ from ipfs_mcp.backends.errors import (
 )
 from ipfs_mcp.backends.network import Network
 from ipfs_mcp.backends.repo.repository import Repo
-from ipfs_mcp.backends.retrieval.car_stream import BlockPut, CarStreams
+from ipfs_mcp.backends.retrieval.car_stream import (
+    BlockPut,
+    CarStreams,
+    ReceivingStore,
+    VerifiedBatch,
+)
 from ipfs_mcp.backends.retrieval.delegated_routing import DelegatedRouting, DelegatedSource
 from ipfs_mcp.backends.retrieval.sources import NamedSource, RetrievalSources
 from ipfs_mcp.backends.retrieval.trustless_gateway import TrustlessGateways
@@ -244,15 +249,49 @@ class _Counted:
     def get(self, cid: CID) -> bytes:
         return self.store.get(cid)
 
-    def put(self, cid: CID, data: bytes) -> bool:
+    def _admit(self, size: int) -> bool:
+        """Count a block of ``size`` bytes in, or stop the fetch once it would be over."""
         with self._lock:
-            if self.max_bytes is not None and self.nbytes + len(data) > self.max_bytes:
+            if self.max_bytes is not None and self.nbytes + size > self.max_bytes:
                 self.over = True
                 self.cancel.set()
                 return False
             self.blocks += 1
-            self.nbytes += len(data)
-        return self.store.put(cid, data)
+            self.nbytes += size
+        return True
+
+    def put(self, cid: CID, data: bytes) -> bool:
+        return self._admit(len(data)) and self.store.put(cid, data)
+
+    @contextlib.contextmanager
+    def receiving(self) -> Iterator[_CountedBatch]:
+        """The store's batch of verified blocks (no second hash, a sync per batch), counted
+        as ``put`` counts; a store without one gets each block through ``put``."""
+        if not isinstance(self.store, ReceivingStore):
+            yield _CountedBatch(self, None)
+            return
+        with self.store.receiving() as batch:
+            yield _CountedBatch(self, batch)
+
+
+class _CountedBatch:
+    """One receive's batch, each verified block counted before it is stored."""
+
+    def __init__(self, counted: _Counted, batch: VerifiedBatch | None) -> None:
+        self.counted = counted
+        self.batch = batch
+
+    def put_verified(self, block: VerifiedBlock) -> None:
+        if not self.counted._admit(len(block.data)):
+            return
+        if self.batch is None:
+            self.counted.store.put(block.cid, block.data)
+        else:
+            self.batch.put_verified(block)
+
+    def flush(self) -> None:
+        if self.batch is not None:
+            self.batch.flush()
 
 
 class PeerCarStreams:
