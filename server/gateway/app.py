@@ -29,7 +29,7 @@ import anyio
 
 from .asgi import CORS_HEADERS, Receive, Scope, Send, header_map, lifespan, plain
 from .content import ContentRequest
-from .loader import GatewayLimits
+from .loader import AnyioThreads, GatewayLimits, WorkerThreads
 from .request import BadRequest, parse_request
 from .routing import RoutingEndpoints
 from .slots import RequestSlots, client_key
@@ -63,15 +63,18 @@ class Gateway:
 
     ``local`` serves blocks already here. ``remote`` (None unless the user asked for a
     recursive gateway) may fetch from peers and gateways. ``providers`` backs ``/routing/v1``
-    (None: those endpoints answer 501).
+    (None: those endpoints answer 501). ``threads`` runs the block reads (default: anyio's
+    worker threads).
     """
 
     def __init__(self, local: BlockSource, *, remote: BlockSource | None = None,
                  providers: ProviderLookup | None = None,
-                 limits: GatewayLimits | None = None) -> None:
+                 limits: GatewayLimits | None = None,
+                 threads: WorkerThreads | None = None) -> None:
         self.local = local
         self.remote = remote
         self.limits = limits or GatewayLimits()
+        self.threads = threads or AnyioThreads()
         self.routing = RoutingEndpoints(providers)
         self._slots = RequestSlots(self.limits.max_in_flight, self.limits.max_per_client)
 
@@ -125,6 +128,6 @@ class Gateway:
         except BadRequest as exc:
             await plain(send, 400, f"{exc}\n".encode())
             return
-        handler = ContentRequest(self.local, self.remote, self.limits, request, scope, headers,
-                                 send, method == "HEAD")
+        handler = ContentRequest(self.local, self.remote, self.limits, self.threads, request,
+                                 scope, headers, send, method == "HEAD")
         await handler.run()

@@ -1,19 +1,22 @@
 """Answering one ``/ipfs/{cid}[/path]`` request: a raw block, a CAR stream, or the
 deserialized UnixFS file or folder listing, with the headers the gateway specs require.
 
-Blocks are loaded in worker threads (the sources block); bodies go out a chunk at a time.
-When a stream fails mid-way the body is left unfinished, so the client sees a truncated
-response (the trustless spec's rule for a missing child block), never a short complete one.
+Blocks are loaded in worker threads (the sources block), many to a thread hop; bodies go out
+a chunk at a time, the next chunk read while the last one is sent. When a stream fails
+mid-way the body is left unfinished, so the client sees a truncated response (the trustless
+spec's rule for a missing child block), never a short complete one.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from functools import partial
 from urllib.parse import quote
 
 import anyio
 import dag_cbor
+from anyio.abc import ObjectSendStream
 from multiformats import CID, varint
 
 from ipfs_mcp.backends.core.cids import cid_str
@@ -35,7 +38,7 @@ from ipfs_mcp.backends.errors import (
 from . import listing, mime
 from .asgi import CORS_HEADERS, IMMUTABLE, LISTING_CACHE, Scope, Send, header_text, plain
 from .car_scope import car_blocks
-from .loader import GatewayLimits, RequestLoader
+from .loader import GatewayLimits, RequestLoader, WorkerThreads
 from .request import RAW_TYPE, BadRequest, ByteRange, GatewayRequest, parse_range
 from .resolve import (
     DAG_PB,
@@ -50,14 +53,19 @@ from .source import BlockSource
 
 log = logging.getLogger("ipfs_mcp.gateway")
 
+# What one hop to a worker thread gathers: bytes, whether the stream is exhausted, and the
+# error that ended it early (the bytes before the error are still there).
+Gathered = tuple[bytes, bool, IpfsMcpError | None]
+
 
 class ContentRequest:
     """One ``/ipfs/`` request, from resolution to the last byte."""
 
     def __init__(self, local: BlockSource, remote: BlockSource | None, limits: GatewayLimits,
-                 request: GatewayRequest, scope: Scope, headers: dict[str, str], send: Send,
-                 head: bool) -> None:
+                 threads: WorkerThreads, request: GatewayRequest, scope: Scope,
+                 headers: dict[str, str], send: Send, head: bool) -> None:
         self.limits = limits
+        self.threads = threads
         self.request = request
         self.scope = scope
         self.headers = headers
@@ -80,8 +88,8 @@ class ContentRequest:
 
     async def run(self) -> None:
         try:
-            resolved = await anyio.to_thread.run_sync(
-                resolve, self.request.path.root, self.request.path.segments, self.load)
+            resolved = await self.threads.run_sync(
+                partial(resolve, self.request.path.root, self.request.path.segments, self.load))
             if self.request.format == "raw":
                 await self._raw(resolved)
             elif self.request.format == "car":
@@ -199,19 +207,39 @@ class ContentRequest:
 
     async def _stream(self, pieces: Iterator[bytes], what: str) -> None:
         """Send ``pieces`` (a sync iterator that loads blocks) from worker threads, a chunk
-        at a time. When it fails mid-way the body is left unfinished: the connection closes
-        and the client sees a truncated response, as the spec asks."""
-        chunk = self.limits.chunk_bytes
-        while True:
-            data, done, error = await anyio.to_thread.run_sync(_gather, pieces, chunk)
-            if error is not None:
-                if data:
-                    await self._body(data, more=True)  # every whole block before the hole
-                log.warning("gateway: %s ended early: %s", what, error)
-                return  # no final empty body: the response stays incomplete
-            await self._body(data, more=not done)
-            if done:
-                return
+        of many blocks per hop, the next chunk read (and hashed, which frees the GIL) while
+        this one is sent. When it fails mid-way the body is left unfinished: the connection
+        closes and the client sees a truncated response, as the spec asks. A client that
+        goes away cancels both sides; the read in flight ends at its chunk."""
+        # Unbuffered: the reader holds at most one chunk while the last one is sent.
+        ready, chunks = anyio.create_memory_object_stream[Gathered](0)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._read_ahead, pieces, ready)
+            async with chunks:
+                async for data, done, error in chunks:
+                    if error is not None:
+                        if data:
+                            await self._body(data, more=True)  # the whole blocks before it
+                        log.warning("gateway: %s ended early: %s", what, error)
+                        return  # no final empty body: the response stays incomplete
+                    await self._body(data, more=not done)
+                    if done:
+                        return
+
+    async def _read_ahead(self, pieces: Iterator[bytes],
+                          ready: ObjectSendStream[Gathered]) -> None:
+        """Gather ``pieces`` a chunk per thread hop until they are exhausted or fail (the
+        walk under them is bounded, so this loop is too)."""
+        gather = partial(_gather, pieces, self.limits.chunk_bytes)
+        async with ready:
+            done = False
+            while not done:
+                gathered = await self.threads.run_sync(gather)
+                done = gathered[1]
+                try:
+                    await ready.send(gathered)
+                except anyio.BrokenResourceError:
+                    return  # the sender stopped (its client is gone): its error is the one
 
     # -- UnixFS ---------------------------------------------------------------------------
     async def _unixfs(self, resolved: ResolvedPath) -> None:
@@ -254,8 +282,8 @@ class ContentRequest:
             return
         exporter = Exporter(self.load)
         try:
-            index = await anyio.to_thread.run_sync(
-                resolve, resolved.cid, ("index.html",), self.load)
+            index = await self.threads.run_sync(
+                partial(resolve, resolved.cid, ("index.html",), self.load))
         except PathNotFound:
             index = None
         if index is not None:
@@ -271,7 +299,8 @@ class ContentRequest:
             await self._body(b"")
             return
         limit = self.limits.max_listing_entries
-        entries, more = await anyio.to_thread.run_sync(_list, exporter, resolved.cid, limit)
+        entries, more = await self.threads.run_sync(
+            partial(_list, exporter, resolved.cid, limit))
         page = listing.render(path.root_text, path.segments, resolved.cid, entries, more)
         headers = [*self._common(resolved), (b"etag", etag.encode()),
                    (b"cache-control", LISTING_CACHE),
@@ -294,8 +323,8 @@ class ContentRequest:
         content_type = mime.by_name(self.request.filename or name or "")
         if content_type is None:
             try:
-                head_bytes = await anyio.to_thread.run_sync(_read_head, exporter, cid, 0,
-                                                            mime.SNIFF_BYTES)
+                head_bytes = await self.threads.run_sync(
+                    partial(_read_head, exporter, cid, 0, mime.SNIFF_BYTES))
                 content_type = mime.sniff(head_bytes)
             except BlockNotFound:
                 if first is None:
@@ -325,8 +354,7 @@ class ContentRequest:
         await self._stream(pieces, f"file {self.request.path.text}")
 
 
-def _gather(pieces: Iterator[bytes], target: int
-            ) -> tuple[bytes, bool, IpfsMcpError | None]:
+def _gather(pieces: Iterator[bytes], target: int) -> Gathered:
     """Up to about ``target`` bytes from ``pieces``, whether it is exhausted, and the error
     that stopped it early (the bytes before the error are still returned)."""
     out: list[bytes] = []

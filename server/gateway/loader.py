@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
+import anyio.to_thread
 from multiformats import CID
 
 from ipfs_mcp.backends.core.cids import identity_data, is_identity
@@ -12,6 +15,8 @@ from ipfs_mcp.backends.errors import BlockNotFound, TooLarge
 
 from ..config import DEFAULT_GATEWAY_PER_CLIENT
 from .source import BlockSource
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -25,9 +30,24 @@ class GatewayLimits:
     max_fetch_bytes: int = 256 * 1024 * 1024
     # Entries shown in one folder listing (a HAMT can hold millions).
     max_listing_entries: int = 10_000
-    # Bytes gathered from the worker thread per send: big enough to amortise the hop,
-    # small enough to keep memory per request low.
+    # Bytes gathered from the worker thread per send: big enough to amortise the hop (a
+    # CAR's blocks are read many to a hop), small enough to keep memory per request low
+    # (a stream holds two: one being sent while the next is read).
     chunk_bytes: int = 1024 * 1024
+
+
+class WorkerThreads(Protocol):
+    """Where the gateway runs its blocking work (resolving, reading and verifying blocks):
+    each call is one hop to a worker thread and back, which the event loop pays for."""
+
+    async def run_sync(self, func: Callable[[], T]) -> T: ...
+
+
+class AnyioThreads:
+    """:class:`WorkerThreads` on anyio's worker thread pool (bounded by its limiter)."""
+
+    async def run_sync(self, func: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(func)
 
 
 class RequestLoader:
