@@ -120,6 +120,49 @@ class Folder:
     def symlink(self, target: str, name: str) -> None:
         os.symlink(target, _name(name), dir_fd=self.fd)
 
+    def readlink(self, name: str) -> str:
+        """What the link ``name`` points to.
+
+        Raises:
+            OSError: it is not a link, or is absent.
+        """
+        return os.readlink(_name(name), dir_fd=self.fd)
+
+    def open_read(self, name: str) -> int:
+        """The regular file ``name`` (never a link's target), open for reading.
+
+        Raises:
+            UnsafePath: ``name`` is a link or not a regular file.
+            FileNotFoundError: it does not exist.
+        """
+        try:
+            fd = os.open(_name(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=self.fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafePath(f"{self.path(name)} is a link; it is not read") from exc
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UnsafePath(f"{self.path(name)} is not a regular file")
+        return fd
+
+    def write_file(self, name: str, data: bytes) -> None:
+        """A new file ``name`` holding ``data``, synced before it is closed (a temp that a
+        :meth:`replace` or :meth:`link` then puts in place).
+
+        Raises:
+            FileExistsError: something is there already.
+        """
+        fd = self.create(name)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def kind(self, name: str) -> str | None:
         """``"dir"``, ``"link"`` or ``"file"`` (anything else) for ``name``, or None."""
         try:

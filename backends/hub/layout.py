@@ -45,6 +45,7 @@ from multiformats import CID
 from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.exporter import Exporter
 from ipfs_mcp.backends.core.importer import check_entry_name
+from ipfs_mcp.backends.core.rooted import Folder
 from ipfs_mcp.backends.errors import (
     DiskFull,
     IntegrityError,
@@ -280,33 +281,34 @@ def write_snapshot(exporter: Exporter, root: CID, hub_cache: Path, plan: Revisio
     _check_ref_move(plan, hub_cache, commit, replace, cid_str(root))
     if exporter.stat(root).kind != "directory":
         raise InvalidInput(f"{cid_str(root)} is a file; a model needs a folder")
-    hub = Path(os.path.realpath(hub_cache))
-    folder = repo_folder(hub, plan.repo_id, plan.repo_type)
-    blobs = folder / "blobs"
-    snapshot = folder / "snapshots" / commit
+    hub = Path(os.path.realpath(hub_cache))  # the configured root: its own links are chosen
     exporter.check_fits(root, hub, max_bytes)
     entries = _files(exporter, root)  # every name checked before any folder is made
+    hub.mkdir(parents=True, exist_ok=True)
+    with _Folders(Folder.open(hub)) as folders:
+        # Every folder of the repo is opened here, by handle, below the hub cache; a link
+        # planted anywhere is refused, and one swapped in later is never followed.
+        try:
+            repo = folders.make(folders.hub,
+                                repo_folder(hub, plan.repo_id, plan.repo_type).name)
+            blobs = folders.make(repo, "blobs")
+            snapshot = folders.make(folders.make(repo, "snapshots"), commit)
+            refs = folders.make(repo, "refs")
 
-    def copy(cid: CID, size: int, into: Path) -> BlobWritten:
-        return write_blob(exporter.cat(cid), cid, size, into)
+            def copy(cid: CID, size: int, into: Path) -> BlobWritten:
+                return write_blob(exporter.cat(cid), cid, size, blobs)
 
-    writer = blob_writer or copy
-    made: list[Path] = []
-    try:
-        for part in (blobs, snapshot, folder / "refs"):
-            _make_folders(part, hub, made)
-        written = [(rel, writer(child, size, blobs)) for rel, child, size in entries]
-        files = [(rel, blob.etag) for rel, blob in written]
-        for link, target in _plan_links(files, snapshot, hub, replace, made):
-            _place_link(link, target)
-        _move_ref(folder / "refs" / plan.revision, plan, commit)
-    except BaseException:
-        for part in reversed(made):  # deepest first; a folder holding anything stays
-            with contextlib.suppress(OSError):
-                part.rmdir()
-        raise
+            writer = blob_writer or copy
+            written = [(rel, writer(child, size, blobs.shown)) for rel, child, size in entries]
+            files = [(rel, blob.etag) for rel, blob in written]
+            for into, name, target in _plan_links(files, snapshot, folders, replace):
+                _place_link(into, name, target)
+            _move_ref(refs, plan, commit)
+        except BaseException:
+            folders.discard_made()
+            raise
     return HFWriteResult(
-        plan.repo_id, plan.revision, commit, snapshot, tuple(rel for rel, _ in files),
+        plan.repo_id, plan.revision, commit, snapshot.shown, tuple(rel for rel, _ in files),
         replaced=plan.current if plan.current not in (None, commit) else None,
         by_reference=tuple(rel for rel, b in written if b.by_reference),
         copied=tuple(f"{rel}: {b.why_copied}" for rel, b in written if not b.by_reference),
@@ -338,61 +340,85 @@ def _moved(plan: RevisionPlan, now: str | None) -> str:
             "commit it names now")
 
 
-def _move_ref(ref: Path, plan: RevisionPlan, commit: str) -> None:
-    """Point ``ref`` at ``commit``, only from the commit the plan saw: a new ref is created
-    only if none appeared meanwhile, an existing one is replaced only if it still names
-    what the plan saw (read again just before, the closest a plain file allows).
+def _read_ref_in(refs: Folder, name: str) -> str | None:
+    """``refs/<name>`` read through the open ``refs`` folder (a link there is refused)."""
+    try:
+        fd = refs.open_read(name)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {refs.path(name)}: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as stream:
+        return stream.read(_READ_CHUNK).decode("utf-8", "replace").strip() or None
+
+
+def _move_ref(refs: Folder, plan: RevisionPlan, commit: str) -> None:
+    """Point ``refs/<revision>`` at ``commit``, only from the commit the plan saw: a new ref
+    is created only if none appeared meanwhile, an existing one is replaced only if it
+    still names what the plan saw (read again just before, the closest a plain file allows).
 
     Raises:
         TargetExists: the ref moved since the plan.
     """
-    now = _read_ref(ref)
+    name = plan.revision
+    now = _read_ref_in(refs, name)
     if now == commit:
         return
     if now != plan.current:
         raise TargetExists(f"{_moved(plan, now)}; the files are in the cache as commit "
                            f"{commit}")
-    tmp = ref.parent / f".{ref.name}.{uuid.uuid4().hex}"
-    tmp.write_text(commit)
+    tmp = f".{name}.{uuid.uuid4().hex}"
+    refs.write_file(tmp, commit.encode())
     try:
         if plan.current is not None:
-            os.replace(tmp, ref)
-        elif not _place_new(tmp, ref) and (now := _read_ref(ref)) != commit:
+            refs.replace(tmp, name)
+        elif not _place_new_in(refs, tmp, name) and (now := _read_ref_in(refs, name)) != commit:
             raise TargetExists(f"{_moved(plan, now)}; the files are in the cache as commit "
                                f"{commit}")
     finally:
-        tmp.unlink(missing_ok=True)
+        refs.remove(tmp)
 
 
-def _make_folders(path: Path, hub: Path, made: list[Path]) -> None:
-    """Create ``path`` and its missing parents, each appended to ``made`` (so a failed write
-    removes what it made); what exists already must stay inside the hub cache before
-    anything is made below it.
+class _Folders:
+    """The repo's folders, open by handle below the hub cache, and which of them this
+    write made (so a failed write removes those it left empty)."""
 
-    Raises:
-        UnsafePath: a folder of the repo leads out of the hub cache (a planted symlink).
-    """
-    missing: list[Path] = []
-    existing = path
-    while not os.path.lexists(existing) and existing != existing.parent:
-        missing.append(existing)
-        existing = existing.parent
-    if existing.is_relative_to(hub):
-        _check_inside(existing, hub)
-    for part in reversed(missing):
+    def __init__(self, hub: Folder) -> None:
+        self.hub = hub
+        self._open: list[Folder] = [hub]
+        self._made: list[tuple[Folder, str]] = []  # (holder, name), outermost first
+
+    def make(self, holder: Folder, name: str) -> Folder:
+        """The folder ``name`` in ``holder``, made if missing, opened without following
+        a link.
+
+        Raises:
+            UnsafePath: a link or a file is there (it could lead out of the hub cache).
+        """
+        existed = holder.kind(name) is not None
         try:
-            part.mkdir()
-        except FileExistsError:
-            continue  # another writer made it at the same moment: not ours to remove
-        made.append(part)
-    _check_inside(path, hub)
+            inner = holder.make(name, exist_ok=True)
+        except UnsafePath as exc:
+            raise UnsafePath(f"{holder.path(name)} is a link or not a folder: a folder of "
+                             f"the repo must not lead outside the hub cache "
+                             f"{self.hub.shown}; nothing was written through it") from exc
+        if not existed:  # made by another writer at the same moment: not ours to remove
+            self._made.append((holder, name))
+        self._open.append(inner)
+        return inner
 
+    def discard_made(self) -> None:
+        for holder, name in reversed(self._made):  # deepest first; one holding anything stays
+            with contextlib.suppress(OSError):
+                holder.rmdir(name)
+        self._made.clear()
 
-def _check_inside(path: Path, hub: Path) -> None:
-    """A folder of the repo must not lead out of the hub cache (a planted symlink)."""
-    real = Path(os.path.realpath(path))
-    if not real.is_relative_to(hub):
-        raise UnsafePath(f"{path} resolves to {real}, outside the hub cache {hub}")
+    def __enter__(self) -> _Folders:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for folder in reversed(self._open):
+            folder.close()
 
 
 def _files(exporter: Exporter, root: CID) -> list[tuple[str, CID, int]]:
@@ -418,64 +444,101 @@ def _files(exporter: Exporter, root: CID) -> list[tuple[str, CID, int]]:
     return found
 
 
-def _plan_links(files: list[tuple[str, str]], snapshot: Path, hub: Path,
-                replace: bool, made: list[Path]) -> list[tuple[Path, str]]:
-    """The snapshot symlinks to create, checked before any is: a file already in the
-    snapshot that points to another blob is a conflict unless ``replace``. The folders
-    they need are made here, each appended to ``made``."""
-    plan: list[tuple[Path, str]] = []
+def _plan_links(files: list[tuple[str, str]], snapshot: Folder, folders: _Folders,
+                replace: bool) -> list[tuple[Folder, str, str]]:
+    """The snapshot symlinks to create, as (open folder, name, target), checked before any
+    is: a file already in the snapshot that points to another blob is a conflict unless
+    ``replace``. The folders they need are made (by handle) here."""
+    plan: list[tuple[Folder, str, str]] = []
+    opened: dict[str, Folder] = {"": snapshot}
     for rel, etag in files:
-        link = snapshot / rel
-        depth = rel.count("/")
-        target = "../" * (depth + 2) + f"blobs/{etag}"
-        _make_folders(link.parent, hub, made)
-        if link.is_symlink() and os.readlink(link) == target:
+        parent, _, name = rel.rpartition("/")
+        into = _snapshot_folder(parent, opened, folders)
+        target = "../" * (rel.count("/") + 2) + f"blobs/{etag}"
+        kind = into.kind(name)
+        if kind == "link" and into.readlink(name) == target:
             continue  # already there: a repeated fetch changes nothing
-        if os.path.lexists(link) and not replace:
-            raise TargetExists(f"{link} already exists and names other content; pass "
-                               "replace=true to replace it")
-        if link.is_dir() and not link.is_symlink():
-            raise TargetExists(f"{link} is a folder in the snapshot; a file cannot replace it")
-        plan.append((link, target))
+        if kind is not None and not replace:
+            raise TargetExists(f"{into.path(name)} already exists and names other content; "
+                               "pass replace=true to replace it")
+        if kind == "dir":
+            raise TargetExists(f"{into.path(name)} is a folder in the snapshot; a file "
+                               "cannot replace it")
+        plan.append((into, name, target))
     return plan
 
 
-def _place_link(link: Path, target: str) -> None:
+def _snapshot_folder(rel: str, opened: dict[str, Folder], folders: _Folders) -> Folder:
+    """The snapshot's folder ``rel`` (``a/b``), made and opened one component at a time
+    from the nearest one already open."""
+    if rel not in opened:
+        holder, _, name = rel.rpartition("/")
+        opened[rel] = folders.make(_snapshot_folder(holder, opened, folders), name)
+    return opened[rel]
+
+
+def _place_link(into: Folder, name: str, target: str) -> None:
     """Create (or replace) a snapshot symlink atomically: a temp link, then a rename."""
-    tmp = link.parent / f".{link.name}.{uuid.uuid4().hex}.incomplete"
-    os.symlink(target, tmp)
+    tmp = f".{name}.{uuid.uuid4().hex}.incomplete"
+    into.symlink(target, tmp)
     try:
-        os.replace(tmp, link)
+        into.replace(tmp, name)
     finally:
-        if os.path.lexists(tmp):
-            tmp.unlink()
+        into.remove(tmp)
 
 
-def hash_file(path: Path) -> str:
+def _hash_fd(fd: int) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
+    with os.fdopen(fd, "rb") as stream:
         while piece := stream.read(_READ_CHUNK):
             digest.update(piece)
     return digest.hexdigest()
 
 
+def _open_folder(path: Path) -> Folder:
+    """The folder at ``path`` (a caller's path, resolved this once), open by handle."""
+    return Folder(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), path)
+
+
 def verify_existing(blob: Path, etag: str) -> None:
-    if blob.is_symlink() or not blob.is_file() or hash_file(blob) != etag:
+    """Raises:
+        IntegrityError: ``blob`` is not a regular file whose bytes hash to ``etag``.
+    """
+    with _open_folder(blob.parent) as folder:
+        _verify_existing_in(folder, blob.name, etag)
+
+
+def _verify_existing_in(folder: Folder, name: str, etag: str) -> None:
+    try:
+        good = _hash_fd(folder.open_read(name)) == etag
+    except (UnsafePath, FileNotFoundError):
+        good = False
+    if not good:
         raise IntegrityError(
-            f"{blob} exists but is not a file whose bytes hash to its name (a corrupt or "
-            "tampered cache file); it was left as it is. Delete it and fetch again")
+            f"{folder.path(name)} exists but is not a file whose bytes hash to its name (a "
+            "corrupt or tampered cache file); it was left as it is. Delete it and fetch again")
 
 
-def write_blob(pieces: Iterable[bytes], cid: CID, size: int, blobs: Path,
+def write_blob(pieces: Iterable[bytes], cid: CID, size: int, blobs: Path | Folder,
                why_copied: str = "") -> BlobWritten:
     """Copy a file's bytes (``pieces``, verified) into ``blobs/<sha256>``: into a temp inside
     the repo folder first, then verified by reading it back, then linked into place without
-    ever replacing an existing blob (one that is already there is verified instead)."""
+    ever replacing an existing blob (one that is already there is verified instead). Every
+    step names one entry of the open ``blobs`` folder (a path is opened once, here).
+
+    Raises:
+        IntegrityError: more bytes than ``size``, the temp changed, or an existing blob
+            does not hash to its name.
+        DiskFull: the disk filled up.
+    """
+    if isinstance(blobs, Path):
+        with _open_folder(blobs) as folder:
+            return write_blob(pieces, cid, size, folder, why_copied)
     sha256 = hashlib.sha256()
-    tmp = blobs / f".{uuid.uuid4().hex}.incomplete"
+    tmp = f".{uuid.uuid4().hex}.incomplete"
     try:
         written = 0
-        with open(tmp, "xb") as out:
+        with os.fdopen(blobs.create(tmp), "wb") as out:
             for piece in pieces:
                 written += len(piece)
                 if written > size:
@@ -486,23 +549,25 @@ def write_blob(pieces: Iterable[bytes], cid: CID, size: int, blobs: Path,
             out.flush()
             os.fsync(out.fileno())
         etag = sha256.hexdigest()
-        if hash_file(tmp) != etag:
-            raise IntegrityError(f"{tmp} changed while it was written; nothing was kept")
-        place_blob(tmp, blobs / etag)
+        if _hash_fd(blobs.open_read(tmp)) != etag:
+            raise IntegrityError(f"{blobs.path(tmp)} changed while it was written; nothing "
+                                 "was kept")
+        if not _place_new_in(blobs, tmp, etag):
+            _verify_existing_in(blobs, etag, etag)
     except OSError as exc:
         if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
-            raise DiskFull(f"the disk holding {blobs} is full; the partial file was "
+            raise DiskFull(f"the disk holding {blobs.shown} is full; the partial file was "
                            "removed") from exc
         raise
     finally:
-        tmp.unlink(missing_ok=True)
+        blobs.remove(tmp)
     return BlobWritten(etag, why_copied=why_copied or "copied", written=written)
 
 
 def place_blob(tmp: Path, blob: Path, moved: Callable[[], None] | None = None) -> None:
-    """Give the complete, verified ``tmp`` the name ``blob`` without ever replacing an
-    existing blob (one already there is verified instead). ``tmp`` is left for the caller
-    to remove, unless a file system without hard links renamed it.
+    """Give the complete, verified ``tmp`` the name ``blob`` (in the same folder) without
+    ever replacing an existing blob (one already there is verified instead). ``tmp`` is
+    left for the caller to remove, unless a file system without hard links renamed it.
 
     ``moved`` runs once ``blob`` holds the bytes and before ``tmp`` can be gone (the
     receiver moves its references then): with hard links both names stay valid until the
@@ -512,28 +577,31 @@ def place_blob(tmp: Path, blob: Path, moved: Callable[[], None] | None = None) -
         IntegrityError: an existing blob does not hash to its name.
         OSError: as raised by the file system.
     """
-    if not _place_new(tmp, blob):
-        verify_existing(blob, blob.name)
+    if tmp.parent != blob.parent:
+        raise InvalidInput(f"{tmp} and {blob} must be in one folder")
+    with _open_folder(blob.parent) as folder:
+        if not _place_new_in(folder, tmp.name, blob.name):
+            _verify_existing_in(folder, blob.name, blob.name)
     if moved is not None:
         moved()
 
 
-def _place_new(tmp: Path, dest: Path) -> bool:
-    """Give ``tmp`` the name ``dest`` only if nothing has it (True); False leaves ``dest``
-    as it is. A hard link where the file system has them (``tmp`` stays for the caller to
-    remove), else a rename after looking once more.
+def _place_new_in(folder: Folder, tmp: str, dest: str) -> bool:
+    """Give ``tmp`` the name ``dest`` (both entries of ``folder``) only if nothing has it
+    (True); False leaves ``dest`` as it is. A hard link where the file system has them
+    (``tmp`` stays for the caller to remove), else a rename after looking once more.
 
     Raises:
         OSError: as raised by the file system.
     """
     try:
-        os.link(tmp, dest)  # fails if dest exists: never replaces it
+        folder.link(tmp, dest)  # fails if dest exists: never replaces it
     except FileExistsError:
         return False
     except OSError as exc:
         if exc.errno not in _NO_HARD_LINKS:
             raise
-        if os.path.lexists(dest):
+        if folder.kind(dest) is not None:
             return False
-        os.rename(tmp, dest)
+        folder.rename(tmp, dest)
     return True

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from huggingface_hub import hf_hub_download
+from multiformats import CID
 
 from ipfs_mcp.backends.core import dagpb
 from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.exporter import Exporter
 from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, TargetExists, UnsafePath
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.hub.layout import commit_for
+from ipfs_mcp.backends.hub.layout import commit_for, plan_revision, write_snapshot
 from ipfs_mcp.backends.repo.repository import Repo
 
 from .scene import tree_digest
@@ -125,6 +128,48 @@ def test_a_planted_symlink_in_the_repo_folder_is_refused(backend: HFCacheBackend
     with pytest.raises(UnsafePath, match="outside the hub cache"):
         backend.export_to_hf(root, "acme/x")
     assert list(outside.iterdir()) == []
+
+
+class SwapOnFirstRead(Exporter):
+    """The repo's exporter, except that the first file read first runs ``swap``: the moment
+    a write has made and opened its folders and is about to fill them."""
+
+    def __init__(self, inner: Exporter, swap: Callable[[], None]) -> None:
+        super().__init__(inner.load)
+        self._swap: Callable[[], None] | None = swap
+
+    def cat(self, cid: CID, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        if self._swap is not None:
+            swap, self._swap = self._swap, None
+            swap()
+        return super().cat(cid, offset, length)
+
+
+@pytest.mark.parametrize("swapped", ["blobs", "snapshots", "refs"])
+def test_a_folder_swapped_for_a_link_during_the_write_is_never_written_through(
+        backend: HFCacheBackend, tmp_path: Path, swapped: str) -> None:
+    """Between the folders being made and the first file written, a folder of the repo is
+    renamed away and a link to an outside folder put in its place: every file, link and
+    ref lands in the folder that was opened (now renamed, still inside the hub cache)."""
+    root = add_model(backend, tmp_path / "m", FILES)
+    hub = tmp_path / "hub"
+    folder = hub / "models--acme--x"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    def swap() -> None:
+        (folder / swapped).rename(hub / f"moved-{swapped}")
+        (folder / swapped).symlink_to(outside, target_is_directory=True)
+
+    exporter = SwapOnFirstRead(backend.exporter(), swap)
+    result = write_snapshot(exporter, backend.stat(root).cid, hub,
+                            plan_revision(hub, "acme/x"))
+    assert list(outside.iterdir()) == []
+    held = sorted(p.name for p in (hub / f"moved-{swapped}").rglob("*"))
+    expected = {"blobs": sorted(hashlib.sha256(d).hexdigest() for d in FILES.values()),
+                "snapshots": sorted([result.commit, "a.txt", "big.bin", "sub", "c.json"]),
+                "refs": ["main"]}
+    assert held == expected[swapped]
 
 
 @pytest.mark.parametrize("revision", ["", "..", ".hidden", "a/b", "a\\b", "x\x00"])
