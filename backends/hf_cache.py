@@ -67,10 +67,13 @@ class HFCacheBackend:
         """
         # A block the background fetch has just stored is handed over as it was verified,
         # before any look at the disk: the fetch usually runs ahead of the reader.
-        data = prefetch.take(cid) if prefetch is not None else None
-        if data is not None:
+        taken = prefetch.take(cid) if prefetch is not None else True
+        if prefetch is not None and taken is not True:
             with self._lock:
                 self.counters.misses += 1
+            # Not stored yet: the background fetch brings it (and hands it over).
+            data = taken if isinstance(taken, bytes) else prefetch.load(cid)
+            with self._lock:
                 self.counters.fetched += 1
             return data
         try:

@@ -79,11 +79,14 @@ class DagPrefetch:
             self._stop.set()
             raise OperationCancelled("the read was cancelled")
 
-    def take(self, cid: CID) -> bytes | None:
+    def take(self, cid: CID) -> bytes | bool:
         """The block if the background fetch stored it a moment ago, handed over from that
-        put (verified there, not read back); None otherwise."""
+        put (verified there, not read back); else whether it is stored already. Both are
+        looked at in one hold of ``arrivals``: a block that arrives between two looks (a
+        CAR stream can bring the rest of the DAG in that moment) is taken, not read back."""
         with self.blocks.arrivals:
-            return self.blocks.take_fresh(cid)
+            data = self.blocks.take_fresh(cid)
+            return data if data is not None else self.blocks.has(cid)
 
     def load(self, cid: CID) -> bytes:
         """The block, from the blockstore, waiting for the background fetch to store it.
@@ -92,10 +95,6 @@ class DagPrefetch:
             BlockNotFound: the DAG fetch ended without it and no peer has it.
             OperationCancelled: the caller's cancel was set.
         """
-        try:
-            return self.blocks.get(cid)
-        except BlockNotFound:
-            pass
         self._start()
         while not self._done.is_set():
             self._check_cancel()
