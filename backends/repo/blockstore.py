@@ -279,9 +279,18 @@ class Blockstore:
         if is_identity(cid):
             return False
         multihash = bytes(cid.digest)
-        placed = self._place(cid, multihash, data)
-        stored = placed or self._write(multihash, data)
-        self._arrived(multihash, data, keep=stored and not placed)
+        if self._place(cid, multihash, data):
+            self._arrived()
+            return True
+        self._offer(multihash, data)
+        try:
+            stored = self._write(multihash, data)
+        except BaseException:
+            self._withdraw(multihash)
+            raise
+        if not stored:  # it was here already: read from disk, as any stored block
+            self._withdraw(multihash)
+        self._arrived()
         return stored
 
     @contextlib.contextmanager
@@ -312,13 +321,27 @@ class Blockstore:
         return (cid.codec.code == _RAW and self.placements is not None
                 and self.placements.place(multihash, data))
 
-    def _arrived(self, multihash: bytes, data: bytes, *, keep: bool) -> None:
-        """Wake the readers waiting on ``arrivals``, ``data`` kept for them with ``keep``
-        (a placed leaf went into its receiver's file, which reads nothing back: only blocks
-        stored here are kept)."""
+    def _offer(self, multihash: bytes, data: bytes) -> None:
+        """Keep ``data`` for the readers overlapping a transfer (:meth:`fresh_blocks`)
+        before its block can be seen stored: a reader that finds the block stored must
+        find its bytes kept too, or it reads back what it was about to be handed. Only
+        blocks stored here are offered; a leaf placed into its receiver's file reads
+        nothing back."""
         with self.arrivals:
-            if self._fresh_readers and keep:
+            if self._fresh_readers:
                 self._keep_fresh(multihash, data)
+
+    def _withdraw(self, multihash: bytes) -> None:
+        """The write of an offered block failed: a reader meets that failure, not bytes
+        the repo does not hold."""
+        with self.arrivals:
+            data = self._fresh.pop(multihash, None)
+            if data is not None:
+                self._fresh_size -= len(data)
+
+    def _arrived(self) -> None:
+        """Wake the readers waiting on ``arrivals``."""
+        with self.arrivals:
             self.arrivals.notify_all()
 
     # -- blocks handed to readers that overlap a transfer ---------------------------------
@@ -595,12 +618,16 @@ class ReceivingBatch:
         if is_identity(cid):
             return
         multihash = bytes(cid.digest)
-        placed = self._store._place(cid, multihash, data)
-        if not placed:
-            self._writes.submit(multihash, data)
-        # Its bytes go to a reader now; ``has`` sees the block once its batch is in place,
-        # when the readers are woken again.
-        self._store._arrived(multihash, data, keep=not placed)
+        if not self._store._place(cid, multihash, data):
+            # Its bytes go to a reader now, before a commit can put its batch in place;
+            # ``has`` sees the block then, and the readers are woken again.
+            self._store._offer(multihash, data)
+            try:
+                self._writes.submit(multihash, data)
+            except BaseException:
+                self._store._withdraw(multihash)
+                raise
+        self._store._arrived()
 
     def flush(self) -> None:
         """Put every block so far in place now (for a receiver about to ask what is still

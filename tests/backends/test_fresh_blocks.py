@@ -41,6 +41,30 @@ def test_a_reader_takes_the_stored_bytes_once(tmp_path: Path) -> None:
     assert store.get(cid) == data
 
 
+class _LookingAsItLands(Blockstore):
+    """A blockstore whose reader looks the moment a block's file is in place, before the
+    put that wrote it returns (what a reader thread does when the writer is descheduled)."""
+
+    looked: list[bytes | None | bool] = []
+
+    def _write(self, multihash: bytes, data: bytes) -> bool:
+        stored = super()._write(multihash, data)
+        cid = CID("base32", 1, "raw", bytes(multihash))
+        with self.arrivals:  # as the reader looks: fresh bytes first, else the disk
+            fresh = self.take_fresh(cid)
+            self.looked.append(fresh if fresh is not None else self.has(cid))
+        return stored
+
+
+def test_a_reader_that_finds_a_block_stored_finds_its_bytes_kept(tmp_path: Path) -> None:
+    store = _LookingAsItLands(tmp_path)
+    store.looked = []
+    cid, data = _block(4096)
+    with store.fresh_blocks():
+        assert store.put(cid, data)
+    assert store.looked == [data]  # handed over, not "stored, read it back"
+
+
 def test_a_block_that_fails_its_hash_is_never_handed_over(tmp_path: Path) -> None:
     store = Blockstore(tmp_path)
     cid, data = _block(4096)
