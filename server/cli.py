@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.metadata
 import json
 import sys
 import traceback
@@ -32,7 +33,7 @@ from ipfs_mcp.backends.settings import BackendSettings
 from ipfs_mcp.tools.import_options import ImportArgs
 from ipfs_mcp.tools.roots import AllowedRoots, ProtectedFolders, describe_existing
 
-from . import cli_fetch
+from . import cli_fetch, daemon
 
 
 def _print_json(value: Any) -> None:
@@ -359,10 +360,20 @@ def _import_args(args: argparse.Namespace) -> ImportArgs:
                                          for name in ImportArgs.model_fields})
 
 
+def _version() -> str:
+    """The installed distribution's version (the package metadata, not a copy of it)."""
+    try:
+        return importlib.metadata.version("ipfs-mcp")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ipfs-mcp", description=__doc__.split("\n\n")[0])
     parser.add_argument("--debug", action="store_true",
                         help="on an error, also print its Python traceback")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def cmd(name: str, func: Callable[[argparse.Namespace], int], help_: str,
@@ -383,6 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser("serve", help="run the MCP server (stdio by default)")
         serve.add_arguments(p)
         p.set_defaults(func=serve.run)
+        p = sub.add_parser("daemon", help="run the node, the gateway and MCP over HTTP in "
+                           "the background (no stdin); stop with SIGTERM or Ctrl-C",
+                           description=daemon.__doc__.split("\n\n")[1].replace("\n", " "))
+        serve.add_arguments(p)
+        p.set_defaults(func=daemon.run)
+    p = cmd("id", daemon.cmd_id, "show the node's peer id, addresses, role, and the running "
+            "daemon's gateway and MCP URLs")
 
     p = cmd("add", cmd_add, "add files or folders (CIDs identical to `ipfs add`)")
     p.add_argument("paths", nargs="+", metavar="PATH")

@@ -13,14 +13,20 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
+import anyio.abc
 
 from ipfs_mcp.backends.errors import IpfsMcpError
 
 from .config import ServerSettings, ServingLimits
 from .logs import configure_logging
+
+if TYPE_CHECKING:
+    from .state import NodeSlot
 
 log = logging.getLogger("ipfs_mcp.server")
 
@@ -171,36 +177,64 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         serving=serving)
 
 
-async def _serve(settings: ServerSettings) -> None:
+@dataclass(frozen=True)
+class Served:
+    """Where the HTTP services listen (port 0 resolved): for people, scripts and tests."""
+
+    gateway: tuple[str, ...]  # the gateway's base URLs (empty: no gateway)
+    mcp: tuple[str, ...]  # the MCP endpoints, ending in /mcp (empty: stdio)
+
+
+async def start_services(tg: anyio.abc.TaskGroup, settings: ServerSettings, slot: NodeSlot,
+                         stdio_done: anyio.Event | None = None) -> Served:
+    """Start the gateway (with ``--gateway``) and the MCP server in ``tg``: over streamable
+    HTTP when ``settings.http`` is set, else over stdio, setting ``stdio_done`` when stdin
+    closes. The node starts inside the MCP lifespan and publishes itself in ``slot``; the
+    gateway's /routing/v1 answers from it through the same slot, so both see the one node.
+
+    Raises:
+        IpfsMcpError: the gateway or the node identity cannot be set up.
+    """
     from .app import build_server
+
+    gateway_urls: list[str] = []
+    if settings.gateway is not None:
+        from .gateway.wiring import start_gateway
+
+        gateway_urls = await start_gateway(tg, settings, slot)
+    # Built once the gateway is bound, so large fetches can name its real port.
+    server = build_server(settings, gateway_url=gateway_urls[0] if gateway_urls else None,
+                          slot=slot)
+    if settings.http is None:
+        from .stdio import run_stdio
+
+        async def stdio() -> None:
+            await run_stdio(server)  # the SDK's transport, answering every request line
+            if stdio_done is not None:
+                stdio_done.set()
+
+        tg.start_soon(stdio)
+        return Served(tuple(gateway_urls), ())
+    from .http import MCP_PATH, serve_http
+
+    binds = await tg.start(serve_http, server, settings)
+    for url in binds:
+        # A machine-readable first line, so scripts (and tests) can find a port-0 bind.
+        print(f"ipfs-mcp: serving MCP at {url}{MCP_PATH}"
+              f"{' (bearer token required)' if settings.token else ''}",
+              file=sys.stderr, flush=True)
+    return Served(tuple(gateway_urls), tuple(f"{url}{MCP_PATH}" for url in binds))
+
+
+async def _serve(settings: ServerSettings) -> None:
     from .state import NodeSlot
 
-    # The node starts inside the MCP lifespan; the gateway's /routing/v1 answers from it
-    # through the same slot, so both see the one node.
-    slot = NodeSlot()
+    stdin_closed = anyio.Event()
     async with anyio.create_task_group() as tg:
-        gateway_url = None
-        if settings.gateway is not None:
-            from .gateway.wiring import start_gateway
-
-            urls = await start_gateway(tg, settings, slot)
-            gateway_url = urls[0] if urls else None
-        # Built once the gateway is bound, so large fetches can name its real port.
-        server = build_server(settings, gateway_url=gateway_url, slot=slot)
+        await start_services(tg, settings, NodeSlot(), stdin_closed)
         if settings.http is None:
-            from .stdio import run_stdio
-
-            await run_stdio(server)  # the SDK's transport, answering every request line
+            await stdin_closed.wait()
             tg.cancel_scope.cancel()  # stdin closed: the gateway stops with the server
-            return
-        from .http import MCP_PATH, serve_http
-
-        binds = await tg.start(serve_http, server, settings)
-        for url in binds:
-            # A machine-readable first line, so scripts (and tests) can find a port-0 bind.
-            print(f"ipfs-mcp: serving MCP at {url}{MCP_PATH}"
-                  f"{' (bearer token required)' if settings.token else ''}",
-                  file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -210,19 +244,27 @@ def run(args: argparse.Namespace) -> int:
     except IpfsMcpError as exc:
         print(f"ipfs-mcp serve: {exc}", file=sys.stderr)
         return 2
+    return run_until_done(_serve, settings, "serve")
+
+
+def run_until_done(main: Callable[[ServerSettings], Awaitable[object]],
+                   settings: ServerSettings, command: str) -> int:
+    """Run ``main(settings)`` on trio with the server's logging; its errors as one line
+    on stderr, prefixed by the command's name. The exit status: 0, 1 for an error, 130
+    for an interrupt not handled inside."""
     configure_logging(settings.log_level, p2p=settings.start_p2p)
     try:
-        anyio.run(_serve, settings, backend="trio")
+        anyio.run(main, settings, backend="trio")
     except KeyboardInterrupt:
         return 130
     except IpfsMcpError as exc:
-        print(f"ipfs-mcp serve: {exc}", file=sys.stderr)
+        print(f"ipfs-mcp {command}: {exc}", file=sys.stderr)
         return 1
     except BaseExceptionGroup as group:
         error = _first_error(group)
         if error is None:
             raise
-        print(f"ipfs-mcp serve: {error}", file=sys.stderr)
+        print(f"ipfs-mcp {command}: {error}", file=sys.stderr)
         return 1
     return 0
 

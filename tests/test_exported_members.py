@@ -46,7 +46,8 @@ EXPORTED: dict[str, set[str]] = {
         "content", "health", "import_options", "models", "network", "progress", "roots",
     },
     "ipfs_mcp.server": {
-        "app", "cli", "cli_fetch", "config", "gateway", "http", "hypercorn_worker", "logs",
+        "app", "cli", "cli_fetch", "config", "daemon", "daemon_file", "gateway", "http",
+        "hypercorn_worker", "logs",
         "node_network", "prompts", "serve", "state", "stdio", "tool_args",
     },
 }

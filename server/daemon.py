@@ -1,0 +1,125 @@
+"""``ipfs-mcp daemon`` and ``ipfs-mcp id``: a node that runs on its own and says where it is.
+
+The daemon runs the P2P node, the gateway and MCP over streamable HTTP, all in one
+process and one trio loop (``serve``'s own :func:`.serve.start_services`). It never reads
+stdin, so it runs under ``&``, ``nohup`` or a service manager alike. Both HTTP services
+bind 127.0.0.1 on a free port unless ``--http`` / ``--gateway`` (or their environment
+variables) say otherwise. Once everything listens it prints its card (peer id,
+addresses, gateway and MCP URLs) on stdout and keeps it in ``<repo>/daemon.json``
+(:mod:`.daemon_file`); SIGTERM or SIGINT stops it: exit status 0, card removed.
+
+``id`` reads that card while the daemon runs; for a stopped node it shows the peer id of
+the repo's identity and the addresses the node would listen on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+
+from .config import ServerSettings
+from .daemon_file import DaemonFiles, NodeCard
+from .serve import Served, run_until_done, settings_from_args, start_services
+
+if TYPE_CHECKING:
+    from .state import NodeSlot
+
+LOOPBACK_ANY_PORT = ("127.0.0.1", 0)
+
+
+def daemon_settings(args: argparse.Namespace) -> ServerSettings:
+    """``serve``'s settings, with both HTTP services on by default (loopback, free port).
+
+    Raises:
+        InvalidInput: a malformed option or environment value.
+    """
+    settings = settings_from_args(args)
+    return dataclasses.replace(settings, http=settings.http or LOOPBACK_ANY_PORT,
+                               gateway=settings.gateway or LOOPBACK_ANY_PORT)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the daemon until SIGTERM or SIGINT; the exit status (0 after a clean stop)."""
+    return run_until_done(_daemon, daemon_settings(args), "daemon")
+
+
+async def _stop_on_signal(scope: anyio.CancelScope, *,
+                          task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                          ) -> None:
+    """Cancel ``scope`` at the first SIGTERM or SIGINT (listening before anything starts,
+    so a signal during the start stops the daemon cleanly too)."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
+        async for _ in signals:
+            scope.cancel()
+            return
+
+
+async def _daemon(settings: ServerSettings) -> None:
+    """Raises: BackendUnavailable: another daemon runs on this repo; the rest as serve's."""
+    from .state import NodeSlot
+
+    files = DaemonFiles(settings.backend.repo_path)
+    with files.claimed():
+        slot = NodeSlot()
+        async with anyio.create_task_group() as tg:
+            await tg.start(_stop_on_signal, tg.cancel_scope)
+            served = await start_services(tg, settings, slot)
+            card = await running_card(settings, slot, served)
+            await anyio.to_thread.run_sync(files.publish, card)
+            for line in card.lines():
+                print(line, flush=True)
+            print(f"daemon ready (pid {os.getpid()}; card in {files.card}); stop it with "
+                  "Ctrl-C or kill -TERM", flush=True)
+            await anyio.sleep_forever()
+
+
+async def running_card(settings: ServerSettings, slot: NodeSlot, served: Served
+                       ) -> NodeCard:
+    """The card of the node now running (it is waited for, bounded by the node's start)."""
+    node = await slot.wait()
+    if node is not None:
+        peer_id, addresses = node.peer_id, (*node.addrs, *node.http_addrs)
+    else:  # no P2P node (--no-p2p, or it failed to start): its identity all the same
+        peer_id, addresses = await anyio.to_thread.run_sync(_peer_id, settings), ()
+    return NodeCard(peer_id=peer_id, addresses=tuple(addresses), role=settings.role,
+                    running=True, gateway=served.gateway[0] if served.gateway else None,
+                    mcp=served.mcp[0] if served.mcp else None, pid=os.getpid())
+
+
+def _peer_id(settings: ServerSettings) -> str:
+    from .gateway.node_routing import repo_peer_id
+
+    return repo_peer_id(settings.backend.repo_path)
+
+
+def stopped_card(settings: ServerSettings) -> NodeCard:
+    """A stopped node's card: its identity's peer id and the addresses it would listen on.
+
+    Raises:
+        IpfsMcpError: the identity cannot be read or created.
+    """
+    from ipfs_mcp.p2p.config import LOCALHOST
+
+    peer_id = _peer_id(settings)
+    listen = settings.listen or (LOCALHOST,)
+    return NodeCard(peer_id=peer_id, addresses=tuple(f"{a}/p2p/{peer_id}" for a in listen),
+                    role=settings.role, running=False)
+
+
+def cmd_id(args: argparse.Namespace) -> int:
+    """``ipfs-mcp id``: the running daemon's card, or the stopped node's."""
+    settings = ServerSettings.load()
+    card = DaemonFiles(settings.backend.repo_path).running() or stopped_card(settings)
+    if args.json:
+        print(json.dumps(card.as_json()))
+    else:
+        print("\n".join(card.lines()))
+    return 0
