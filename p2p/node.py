@@ -10,7 +10,8 @@
       │
       ├── dial_policy the addresses it may dial (dialing.DialPolicy), also on the host
       ├── peers       dial, identify, wait for a peer                (peers.Peers)
-      ├── providing   provider records: find (ranked), announce      (providing.Providing)
+      ├── providing   provider records: find (ranked), announce, and the pinned
+      │               roots reprovided at start and periodically     (providing.Providing)
       └── fetching    blocks and DAGs over bitswap sessions          (fetching.Fetching)
                       (whole DAGs first as CAR streams from peers' /http addresses, with
                       the ``http`` component the server hands in: fetching.DagStreams)
@@ -63,10 +64,10 @@ from .host import build_host, is_http_addr
 from .identity import load_or_create_identity
 from .loop import NodeLoop
 from .peers import Peers
-from .providing import ProviderInfo, Providing
+from .providing import PinnedRoots, ProviderInfo, Providing
 from .reputation import ProviderReputation
 from .routing import ContentRouting, KadContentRouting
-from .stats import NodeStats, PeerStat, peer_stats
+from .stats import BandwidthMeter, NodeStats, PeerStat, meter_connections, peer_stats
 from .thread_fetcher import NodeFetcher
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,13 @@ class P2PNode:
                  bitswap: Bitswap | None = None,
                  pinner: Pinner | None = None,
                  dial_policy: DialPolicy | None = None,
-                 http: DagStreams | None = None) -> None:
+                 http: DagStreams | None = None,
+                 pinned: PinnedRoots | None = None) -> None:
         self.host = host
+        # Installed before the host listens or dials, so every connection is counted.
+        self.bandwidth = BandwidthMeter()
+        meter_connections(host.get_network(), self.bandwidth)
+        self.pinned = pinned  # what the reprovider announces (None: nothing)
         self.blockstore = blockstore
         self.routing = routing
         self.config = config or NodeConfig()
@@ -126,6 +132,8 @@ class P2PNode:
                     lambda info: self.peers.connect(info, MDNS_DIAL_TIMEOUT),
                     self.host.get_connected_peers))
             self.loop.open(nursery)
+            if self.pinned is not None:
+                nursery.start_soon(self.providing.reprovide_forever, self.pinned)
             # Bootstrap peers may have connected while the host started, before we listened.
             for peer_id in self.host.get_connected_peers():
                 self.peers.on_connected(peer_id)
@@ -308,6 +316,9 @@ class P2PNode:
             bytes_sent_total=self.bitswap.bytes_out,
             bytes_received_total=self.bitswap.bytes_in,
             peers=tuple(self.peer_stats()),
+            bandwidth=self.bandwidth.snapshot(),
+            reprovide_rounds=provided.reprovide_rounds,
+            reprovided=provided.reprovided,
         )
 
 
@@ -328,6 +339,7 @@ async def open_node(repo: object, config: NodeConfig | None = None, *,
     The identity comes from ``repo.path/identity.key``; blocks are served from and stored
     into ``repo.blocks`` (or ``blockstore``); ``retrieve_content(pin=True)`` pins in the repo.
     ``http``: how DAGs are fetched from peers that serve HTTP (None: bitswap only).
+    The repo's pins (``repo.pins``) are reprovided while the node runs.
     """
     config = config or NodeConfig()
     key_pair = load_or_create_identity(Path(repo.path))  # type: ignore[attr-defined]
@@ -336,6 +348,18 @@ async def open_node(repo: object, config: NodeConfig | None = None, *,
     routing = KadContentRouting.for_host(host, server=config.profile.dht_server)
     node = P2PNode(host, blockstore or repo.blocks, routing,  # type: ignore[attr-defined]
                    config=config, pinner=getattr(repo, "pin", None), dial_policy=dial_policy,
-                   http=http)
+                   http=http, pinned=_pinned_roots(getattr(repo, "pins", None)))
     async with node:
         yield node
+
+
+def _pinned_roots(pins: Iterable[object] | None) -> PinnedRoots | None:
+    """The roots of a pin store's pins (``backends.repo.pins.PinStore``), for reproviding."""
+    if pins is None:
+        return None
+    store = pins
+
+    def roots() -> list[tuple[CID, bool]]:
+        return [(pin.cid, pin.type == "recursive") for pin in store]  # type: ignore[attr-defined]
+
+    return roots

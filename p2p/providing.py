@@ -4,12 +4,22 @@ Looking up ranks what the DHT returns by our own reputation of each peer; announ
 record for a root (or, for the ``all`` policy, for every block under it) and walks the local
 DAG with the one bounded walker (``backends.core.dag.walk``), so a hostile DAG we hold
 cannot make an announcement walk without end.
+
+Content added by any path (the CLI adds into the repo with no node running) is provided
+when the node runs, as Kubo's Reprovider does with its ``pinned``/``roots`` strategies:
+at start and every :data:`REPROVIDE_INTERVAL`, :meth:`Providing.reprovide` announces the
+pinned roots per the role's policy (``all``: every block under each recursive pin;
+``roots``: each pin's root; ``none``: nothing). A round takes at most
+:data:`REPROVIDE_MAX_PINS` pins and each announcement is bounded by its own timeout.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import islice
+from typing import Protocol
 
 import anyio
 import trio
@@ -30,6 +40,19 @@ log = logging.getLogger(__name__)
 
 _RAW = 0x55
 
+# Kubo reprovides every 22 h; provider records live 48 h in the DHT, so twice a day keeps
+# them alive with room for a missed round.
+REPROVIDE_INTERVAL = 12 * 3600.0
+# Pins announced per round: a repo with more waits for its next round for the rest (the
+# pin store lists them in a stable order, so the same first ones are always announced).
+REPROVIDE_MAX_PINS = 10_000
+
+
+class PinnedRoots(Protocol):
+    """Every pin's root and whether the pin is recursive (blocking: reads the pin store)."""
+
+    def __call__(self) -> Iterable[tuple[CID, bool]]: ...
+
 
 @dataclass(frozen=True)
 class ProviderInfo:
@@ -46,6 +69,8 @@ class ProvidingCounters:
     failed_discoveries: int = 0
     announced: int = 0  # CIDs announced in the background after retrievals
     failed_announcements: int = 0
+    reprovide_rounds: int = 0  # rounds announcing the pinned roots
+    reprovided: int = 0  # CIDs those rounds announced
 
 
 class Providing:
@@ -60,6 +85,12 @@ class Providing:
         self.config = config
         self.loop = loop
         self.counters = ProvidingCounters()
+        self._reprovided = trio.Event()
+
+    @property
+    def reprovided(self) -> trio.Event:
+        """Set when the next reprovide round ends; grab it, then check the counters."""
+        return self._reprovided
 
     async def find_providers(self, cid: CID | str, count: int | None = None,
                              timeout: float | None = None) -> list[ProviderInfo]:
@@ -155,3 +186,37 @@ class Providing:
             self.counters.failed_announcements += 1
             log.info("p2p: announcing %s after retrieval failed: %s", cid_str(cid), exc)
 
+
+    async def reprovide(self, pinned: PinnedRoots) -> int:
+        """One round: announce the pinned roots per the role's policy; how many CIDs.
+
+        A pin that cannot be announced (a block missing, a DAG too large, the DHT not
+        answering) is logged and counted, and the round goes on with the next.
+        """
+        policy = self.config.profile.announce
+        announced = 0
+        try:
+            if policy != "none":
+                roots = await anyio.to_thread.run_sync(
+                    lambda: list(islice(pinned(), REPROVIDE_MAX_PINS)))
+                for root, recursive in roots:
+                    try:
+                        announced += await self.announce_content(
+                            root, recursive=recursive and policy == "all")
+                    except (IpfsMcpError, trio.TooSlowError) as exc:
+                        self.counters.failed_announcements += 1
+                        log.info("p2p: reproviding %s failed: %s", cid_str(root), exc)
+        except (IpfsMcpError, OSError) as exc:  # the pin store could not be read
+            log.warning("p2p: reproviding: cannot list the pins: %s", exc)
+        finally:
+            self.counters.reprovide_rounds += 1
+            self.counters.reprovided += announced
+            self._reprovided.set()
+            self._reprovided = trio.Event()
+        return announced
+
+    async def reprovide_forever(self, pinned: PinnedRoots) -> None:
+        """Reprovide now, then every :data:`REPROVIDE_INTERVAL`, until cancelled."""
+        while True:
+            await self.reprovide(pinned)
+            await trio.sleep(REPROVIDE_INTERVAL)

@@ -1,10 +1,22 @@
-"""What the node reports about itself and its peers, as frozen data."""
+"""What the node reports about itself and its peers, as frozen data, and the bandwidth
+meter that counts every byte its connections carry.
+
+Bandwidth is counted as Kubo's ``ipfs stats bw`` counts it: at the connection, below
+noise and yamux, so it includes every protocol (bitswap, the DHT, identify, ping) and
+their framing and encryption. A protocol's own counters (bitswap's ledgers) count only
+its messages or block bytes, so ``bandwidth`` is never below them.
+"""
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from libp2p.abc import IHost
+from libp2p.network.connection.raw_connection import RawConnection
+from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 
 from .bitswap.engine import Bitswap
@@ -26,6 +38,21 @@ class PeerStat:
     blocks_received: int
     bad_blocks: int
     reputation: float
+    # As a provider to us: its outcomes, over every path we fetched from it.
+    successes: int = 0  # blocks it delivered
+    failures: int = 0  # wants it failed (timed out, refused, bad blocks weigh more)
+    success_rate: float | None = None  # successes / (successes + failures)
+
+
+@dataclass(frozen=True)
+class Bandwidth:
+    """Bytes through every connection since the node started, and the recent rate
+    (bytes per second, exponentially weighted over :data:`RATE_WINDOW` seconds)."""
+
+    total_in: int
+    total_out: int
+    rate_in: float
+    rate_out: float
 
 
 @dataclass(frozen=True)
@@ -48,6 +75,9 @@ class NodeStats:
     bytes_sent_total: int  # bitswap messages, both directions
     bytes_received_total: int
     peers: tuple[PeerStat, ...]
+    bandwidth: Bandwidth = Bandwidth(0, 0, 0.0, 0.0)
+    reprovide_rounds: int = 0  # rounds announcing the pinned roots (at start, then periodic)
+    reprovided: int = 0  # CIDs announced by those rounds
 
 
 def peer_stats(host: IHost, peers: Peers, bitswap: Bitswap, reputation: ProviderReputation,
@@ -72,5 +102,111 @@ def peer_stats(host: IHost, peers: Peers, bitswap: Bitswap, reputation: Provider
             latency=record.mean_latency,
             bytes_sent=ledger.bytes_sent, bytes_received=ledger.bytes_received,
             blocks_sent=ledger.blocks_sent, blocks_received=ledger.blocks_received,
-            bad_blocks=ledger.bad_blocks, reputation=record.score))
+            bad_blocks=ledger.bad_blocks, reputation=record.score,
+            successes=record.successes, failures=record.failures,
+            success_rate=_rate(record.successes, record.failures)))
     return out
+
+
+def _rate(successes: int, failures: int) -> float | None:
+    tried = successes + failures
+    return successes / tried if tried else None
+
+
+# -- bandwidth ---------------------------------------------------------------------------
+
+RATE_WINDOW = 10.0  # seconds: the time constant of the rate's exponential average
+
+
+class _Direction:
+    """A total and an exponentially decayed byte count, whose ratio to the window is the
+    rate: a burst counts fully at once and fades over about RATE_WINDOW seconds, as Kubo's
+    meters do, without keeping a history of samples."""
+
+    __slots__ = ("total", "_decayed", "_at")
+
+    def __init__(self, now: float) -> None:
+        self.total = 0
+        self._decayed = 0.0
+        self._at = now
+
+    def _decay(self, now: float) -> None:
+        if now > self._at:
+            self._decayed *= math.exp(-(now - self._at) / RATE_WINDOW)
+            self._at = now
+
+    def add(self, n: int, now: float) -> None:
+        self._decay(now)
+        self.total += n
+        self._decayed += n
+
+    def rate(self, now: float) -> float:
+        self._decay(now)
+        return self._decayed / RATE_WINDOW
+
+
+class BandwidthMeter:
+    """Counts bytes in and out of the node's connections (see :func:`meter_connections`).
+
+    Lives on the event loop, where the connections are read and written.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        now = clock()
+        self._in = _Direction(now)
+        self._out = _Direction(now)
+
+    def received(self, n: int) -> None:
+        self._in.add(n, self._clock())
+
+    def sent(self, n: int) -> None:
+        self._out.add(n, self._clock())
+
+    def snapshot(self) -> Bandwidth:
+        now = self._clock()
+        return Bandwidth(self._in.total, self._out.total, self._in.rate(now),
+                         self._out.rate(now))
+
+
+def meter_connections(network: object, meter: BandwidthMeter) -> None:
+    """Count every byte of every TCP connection ``network`` upgrades from now on.
+
+    The swarm's raw connection is the layer under noise: its reads and writes are the
+    bytes on the wire. Another network implementation, or another connection type (QUIC),
+    is left uncounted rather than guessed at.
+    """
+    if not isinstance(network, Swarm):
+        return
+    outbound = network.upgrade_outbound_raw_conn
+    inbound = network.upgrade_inbound_raw_conn
+
+    async def upgrade_outbound(raw_conn: object, *args: object) -> object:
+        return await outbound(_metered(raw_conn, meter), *args)  # type: ignore[arg-type]
+
+    async def upgrade_inbound(raw_conn: object, *args: object) -> object:
+        return await inbound(_metered(raw_conn, meter), *args)  # type: ignore[arg-type]
+
+    network.upgrade_outbound_raw_conn = upgrade_outbound  # type: ignore[method-assign,assignment]
+    network.upgrade_inbound_raw_conn = upgrade_inbound  # type: ignore[method-assign,assignment]
+
+
+def _metered(raw_conn: object, meter: BandwidthMeter) -> object:
+    if not isinstance(raw_conn, RawConnection):
+        return raw_conn
+    read: Callable[[int | None], Awaitable[bytes]] = raw_conn.read
+    write: Callable[[bytes], Awaitable[None]] = raw_conn.write
+
+    async def metered_read(n: int | None = None) -> bytes:
+        data = await read(n)
+        meter.received(len(data))
+        return data
+
+    async def metered_write(data: bytes) -> None:
+        await write(data)
+        meter.sent(len(data))
+
+    # On the instance: noise reads and writes the raw connection through these names.
+    raw_conn.read = metered_read  # type: ignore[method-assign]
+    raw_conn.write = metered_write  # type: ignore[method-assign]
+    return raw_conn
