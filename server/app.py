@@ -384,12 +384,12 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
 
     @mcp.tool(title="Pin a CID", annotations=_writes(open_world=True))
     async def pin(ctx: Context, cid: args.Cid, recursive: args.Recursive = True,
-                  replication_min: args.ReplicationMin = None,
+                  name: args.PinName = "", replication_min: args.ReplicationMin = None,
                   replication_max: args.ReplicationMax = None) -> PinResult:
         """Keep content from garbage collection; a recursive pin makes sure every block is
         here first, fetching missing ones from peers."""
         with _calling(ctx, "pin") as state:
-            return await content.pin(state.router, cid, recursive=recursive,
+            return await content.pin(state.router, cid, recursive=recursive, name=name,
                                      progress=_progress(ctx), replication_min=replication_min,
                                      replication_max=replication_max)
 
@@ -434,6 +434,8 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
         ctx: Context, text: args.Text = None, data_base64: InlineBytes = None,
         path: args.LocalPath = None, name: args.PinName = "", pin: args.KeepPinned = True,
         nocopy: args.AddNocopy = False, import_args: ImportArgs = _KUBO_DEFAULTS,
+        replication_min: args.ReplicationMin = None,
+        replication_max: args.ReplicationMax = None,
         client_roots: Annotated[ClientRoots, Resolve(_roots_for_path)] = None,
     ) -> AddResult:
         """Add small content given inline (text or base64), or a file or folder by path.
@@ -442,7 +444,8 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
             return await content.add_content(
                 state.router, roots=_roots(state, client_roots), text=text,
                 data_base64=data_base64, path=path, name=name, pin=pin, max_inline=add_max,
-                nocopy=nocopy, import_args=import_args, progress=_progress(ctx))
+                nocopy=nocopy, import_args=import_args, progress=_progress(ctx),
+                replication_min=replication_min, replication_max=replication_max)
 
     @mcp.tool(name="ls", title="List a folder CID", annotations=_read_only(open_world=True))
     async def ls_(ctx: Context, cid: args.Cid, limit: args.LsLimit = 1000,

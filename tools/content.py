@@ -14,7 +14,7 @@ import base64
 import binascii
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Protocol, TypeVar
 
 from ipfs_mcp.backends.backend import Backend, Replication
 from ipfs_mcp.backends.core.cids import cid_str, parse_cid, split_path
-from ipfs_mcp.backends.core.exporter import Entry, Listing
+from ipfs_mcp.backends.core.exporter import Entry
 from ipfs_mcp.backends.core.importer import ImportOptions, ImportResult
 from ipfs_mcp.backends.core.rooted import OutputTarget
 from ipfs_mcp.backends.errors import (
@@ -37,6 +37,7 @@ from ipfs_mcp.backends.hub import receive as hf_receive
 from ipfs_mcp.backends.router import ReadReport
 
 from .import_options import ImportArgs
+from .listings import files_page, folder_page, pins_page
 from .models import (
     AddResult,
     FetchResult,
@@ -50,10 +51,10 @@ from .models import (
     StoreResult,
     UnpinResult,
 )
+from .paging import DEFAULT_PAGE, Cursors
 from .progress import Progress, run_blocking
 from .roots import AllowedRoots
 
-MAX_LISTED_FILES = 1000  # entries returned by store_model / ls; the rest is summarised
 _PATH_PREFIXES = ("/", "~", "./", "../", ".\\")
 
 
@@ -95,7 +96,8 @@ async def store_model(backend: Backend, source: str, *, roots: AllowedRoots,
                       hub_cache: Path, pin: bool = True, nocopy: bool | None = None,
                       import_args: ImportArgs | None = None, progress: Progress | None = None,
                       replication_min: int | None = None,
-                      replication_max: int | None = None) -> StoreResult:
+                      replication_max: int | None = None,
+                      cursors: Cursors | None = None) -> StoreResult:
     """Add a cached HuggingFace model (``org/name[@revision]``) or a local file or folder,
     laid out as ``import_args`` say (Kubo's defaults when None).
 
@@ -103,6 +105,9 @@ async def store_model(backend: Backend, source: str, *, roots: AllowedRoots,
     default it is on for sources in the HF cache (when the embedded repo takes the add)
     and off for other paths. Referenced files must resolve inside the allowed roots or the
     hub cache; a symlink that leads out is refused.
+
+    The result lists the first page of the stored files (read back from the stored DAG,
+    as :func:`ls` continues it with the result's ``cursor``).
 
     The result says ``announced=False``; announcing is the network's part
     (:func:`ipfs_mcp.tools.network.announce_quietly`), done by the caller.
@@ -153,19 +158,22 @@ async def store_model(backend: Backend, source: str, *, roots: AllowedRoots,
                              progress=progress, nocopy=by_reference)
 
     replicated = _replication(backend, replication_min, replication_max)
+    if replicated is not None:
+        # The factors go with the add itself (read by work()'s closures), so the cluster
+        # places the blocks on that many peers only, never everywhere first.
+        backend = replicated.with_replication(replication_min, replication_max)
     result = await run_blocking(work, progress)
     root = cid_str(result.root)
-    if replicated is not None and pin:
-        # The factor applies to the stored root; the pin returns once enough peers hold it.
-        await run_blocking(lambda: replicated.pin(
-            root, name=source, replication_min=replication_min,
-            replication_max=replication_max), progress)
-    entries = [FileEntry(path=e.path, cid=cid_str(e.cid), size=e.size, kind=e.kind)
-               for e in result.entries]
-    files = sum(1 for e in entries if e.kind == "file")
+    cursors = cursors or Cursors()
+    page = await run_blocking(lambda: files_page(
+        backend.exporter(), result.root, cursors=cursors, limit=DEFAULT_PAGE,
+        total=len(result.entries)))
+    files = sum(1 for e in result.entries if e.kind == "file")
     return StoreResult(
         source=source, root_cid=root, total_size=result.size, file_count=files,
-        files=entries[:MAX_LISTED_FILES], truncated=len(entries) > MAX_LISTED_FILES,
+        files=[FileEntry(path=e.name, cid=cid_str(e.cid), size=e.size, kind=e.kind)
+               for e in page.entries],
+        truncated=page.cursor is not None, total=page.total, cursor=page.cursor,
         pinned=pin, announced=False, announce_note="not asked to announce",
         backend=backend.name, resource_uri=f"ipfs://{root}", nocopy=chosen[-1])
 
@@ -174,9 +182,11 @@ async def add_content(backend: Backend, *, roots: AllowedRoots, text: str | None
                       data_base64: str | None = None, path: str | None = None,
                       name: str = "", pin: bool = True, max_inline: int,
                       nocopy: bool = False, import_args: ImportArgs | None = None,
-                      progress: Progress | None = None) -> AddResult:
+                      progress: Progress | None = None, replication_min: int | None = None,
+                      replication_max: int | None = None) -> AddResult:
     """Add inline text, inline base64 bytes, or a file/folder inside the allowed roots,
-    laid out as ``import_args`` say (Kubo's defaults when None).
+    laid out as ``import_args`` say (Kubo's defaults when None). On a cluster the
+    replication factors go with the add.
 
     ``nocopy`` (a path only, as Kubo's ``--nocopy``) keeps the file's leaves as references
     into it instead of copying them; it implies raw leaves.
@@ -193,6 +203,9 @@ async def add_content(backend: Backend, *, roots: AllowedRoots, text: str | None
         raise InvalidInput("nocopy needs a path: inline content has no file to refer to")
     options = _with_nocopy((import_args or ImportArgs()).to_options(), nocopy)
     name_ = backend.name
+    replicated = _replication(backend, replication_min, replication_max)
+    if replicated is not None:
+        backend = replicated.with_replication(replication_min, replication_max)
     if path is not None:
         progress = progress or Progress()
         progress.message = f"adding {path}"
@@ -293,13 +306,17 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
                     max_inline: int, progress: Progress | None = None,
                     overwrite: bool = False, replace: bool = False,
                     max_write: int | None = None, max_write_files: int | None = None,
-                    reads: ReadReports | None = None) -> FetchResult:
+                    reads: ReadReports | None = None, cursor: str | None = None,
+                    cursors: Cursors | None = None) -> FetchResult:
     """Read, write to disk, or write into the HF cache the content under ``cid[/path]``;
     with ``reads`` (the Router), the result says which backend and source answered.
 
     ``into_hf_cache`` is ``org/name[@rev]`` (with ``hf_revision``, which must agree with
     ``@rev`` when both are given; default ``main``), or the plan the server made of them to
     ask the user (:func:`.layout.plan_revision`): the write then uses that plan.
+
+    A folder is answered as a page of its entries, as :func:`ls` answers it; ``cursor``
+    (from an earlier page, of ``ls`` too) continues it.
 
     Raises:
         InvalidCID: a malformed CID.
@@ -311,9 +328,11 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
             not ``replace``, or moved since it was planned.
         TooLarge: ``length`` over the inline cap.
         InvalidInput: both output_path and into_hf_cache, or negative offset/length; a
-            revision named like a commit, or ``@rev`` and ``hf_revision`` that differ.
+            revision named like a commit, or ``@rev`` and ``hf_revision`` that differ; a
+            cursor that is not this folder's.
     """
     target = _check_cid(cid)
+    cursors = cursors or Cursors()
     uri = f"ipfs://{target}"
     if output_path is not None and into_hf_cache is not None:
         raise InvalidInput("pass output_path or into_hf_cache, not both")
@@ -372,14 +391,14 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
         entry = backend.stat(target)
         if entry.kind == "directory":
             # A page, as ls lists it: the work stays bounded however large the folder.
-            listing = backend.exporter().listing(entry.cid, limit=MAX_LISTED_FILES)
-            entries = _ls_entries(listing)
+            page = folder_page(backend.exporter(), entry.cid, cursors=cursors,
+                               limit=DEFAULT_PAGE, cursor=cursor)
             return FetchResult(
                 cid=target, resolved_cid=cid_str(entry.cid), kind="directory", size=0,
-                delivery="listing", entries=entries, resource_uri=uri,
+                delivery="listing", entries=_ls_entries(page.entries), total=page.total,
+                cursor=page.cursor, resource_uri=uri,
                 hint="a folder: fetch a file inside it as CID/path, or pass output_path" + (
-                    f"; these are its first {len(entries)} entries, list the rest with ls "
-                    f"(offset={len(entries)})" if listing.more else ""))
+                    "; pass cursor for the next page" if page.cursor else ""))
         if entry.kind == "symlink":
             return FetchResult(cid=target, resolved_cid=cid_str(entry.cid), kind="symlink", size=0,
                                delivery="text", text=entry.target or "", resource_uri=uri,
@@ -407,29 +426,40 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
     return _answered(await run_blocking(_recorded(reads, seen, read)), seen)
 
 
-def _ls_entries(listing: Listing) -> list[LsEntry]:
+def _ls_entries(entries: Iterable[Entry]) -> list[LsEntry]:
     return [LsEntry(name=e.name, cid=cid_str(e.cid), kind=e.kind, size=e.size)
-            for e in listing.entries]
+            for e in entries]
 
 
-async def ls(backend: Backend, cid: str, *, limit: int = MAX_LISTED_FILES,
-             offset: int = 0) -> LsResult:
+async def ls(backend: Backend, cid: str, *, limit: int = DEFAULT_PAGE, offset: int = 0,
+             cursor: str | None = None, cursors: Cursors | None = None) -> LsResult:
     """``limit`` entries of a folder from ``offset`` on (or the file itself); the work is
-    the page's, not the folder's (see :meth:`Exporter.listing`), and ``next_offset`` says
-    where the next page starts.
+    the page's, not the folder's (see :meth:`Exporter.listing`). ``cursor`` and
+    ``next_offset`` say where the next page starts; a cursor from ``store_model``
+    continues its list of every file under the root (each entry's name is then its path).
 
     Raises:
-        InvalidCID, NotFound, InvalidInput (a negative offset, a limit below 1).
+        InvalidCID, NotFound, InvalidInput (a negative offset, a limit below 1, a cursor
+        that is not this listing's).
     """
     target = _check_cid(cid)
+    cursors = cursors or Cursors()
 
     def work() -> LsResult:
         entry = backend.stat(target)
-        listing = backend.exporter().listing(entry.cid, offset=offset, limit=limit)
+        exporter = backend.exporter()
+        if cursor is not None and cursors.listing_of(cursor) == "files":
+            page = files_page(exporter, entry.cid, cursors=cursors, limit=limit,
+                              cursor=cursor)
+        else:
+            page = folder_page(exporter, entry.cid, cursors=cursors, limit=limit,
+                               offset=offset, cursor=cursor)
+        more = page.cursor is not None
         return LsResult(cid=target, resolved_cid=cid_str(entry.cid), kind=entry.kind,
-                        entries=_ls_entries(listing), total=listing.total,
-                        truncated=listing.more,
-                        next_offset=offset + len(listing.entries) if listing.more else None)
+                        entries=_ls_entries(page.entries), total=page.total,
+                        truncated=more, cursor=page.cursor,
+                        next_offset=page.offset + len(page.entries)
+                        if more and cursor is None else None)
 
     return await run_blocking(work)
 
@@ -490,16 +520,24 @@ async def unpin(backend: Backend, cid: str) -> UnpinResult:
     return UnpinResult(cid=parsed, removed=list(removed))
 
 
-async def list_pins(backend: Backend, *, limit: int = 200, name_contains: str = "") -> PinList:
+async def list_pins(backend: Backend, *, limit: int = DEFAULT_PAGE, name_contains: str = "",
+                    cursor: str | None = None, cursors: Cursors | None = None) -> PinList:
     """Pinned roots (recursive and direct), newest first where the backend records when,
-    bounded by ``limit``."""
+    ``limit`` at a time; ``cursor`` continues after an earlier page.
+
+    Raises:
+        InvalidInput: a cursor of another listing (another ``name_contains``) or not ours.
+    """
+    cursors = cursors or Cursors()
 
     def work() -> PinList:
-        pins = [p for p in backend.pins() if name_contains.lower() in p.name.lower()]
-        pins.sort(key=lambda p: p.created, reverse=True)
+        pins, total, following = pins_page(backend.pins(), cursors=cursors,
+                                           limit=max(limit, 1),
+                                           name_contains=name_contains, cursor=cursor)
         shown = [PinInfo(cid=cid_str(p.cid), type=p.type, name=p.name, size=p.size,
-                         created=p.created) for p in pins[:max(limit, 0)]]
-        return PinList(pins=shown, total=len(pins), truncated=len(pins) > limit)
+                         created=p.created) for p in pins]
+        return PinList(pins=shown, total=total, truncated=following is not None,
+                       cursor=following)
 
     return await run_blocking(work)
 

@@ -11,11 +11,18 @@ its ``Authorization`` header (``Basic ...`` or ``Bearer ...``), never logged.
   the same input as it goes, storing nothing; if the cluster's CID differs, the add fails
   (:class:`IntegrityError`) and the cluster's pin is removed. Options the cluster's adder
   has no parameter for (file and directory link limits, HAMT settings) are refused.
-* **Pins** are the cluster's: ``pin``/``unpin`` with replication factors and a name,
-  ``pins`` from the streamed ``/allocations``, and :meth:`ClusterBackend.pin_status` per
+* **Pins** are the cluster's: ``pin``/``unpin`` with replication factors and a name
+  (a pin that exists keeps its name, factors and metadata unless new ones are given: the
+  cluster replaces a pin's options whole, so they are read back first), ``pins`` from the
+  streamed ``/allocations`` with the time each pin was added and, where the Kubo behind
+  this peer holds the root, its cumulative size, and :meth:`ClusterBackend.pin_status` per
   peer from the streamed ``/pins`` (NDJSON since Cluster 1.0). A pin or add returns once
   ``replication_min`` peers (every peer, for "everywhere") report it pinned, or raises
   :class:`Timeout` naming each peer's status.
+* **Replication travels with the write**: :meth:`ClusterBackend.with_replication` is this
+  backend with factors every add and pin carries, so the cluster allocates the peers
+  before the first block moves (as ``ipfs-cluster-ctl add --rmin/--rmax``) and never
+  copies the blocks everywhere first.
 * **Reads** go through the cluster's Kubo RPC (``IPFS_API``, else the cluster host's IPFS
   proxy on port 9095) with :class:`~.kubo.backend.KuboBackend`, so every byte is verified
   against its CID as with any Kubo; the network tools speak for that Kubo too.
@@ -26,12 +33,15 @@ what is read is verified.
 
 from __future__ import annotations
 
+import copy
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit, urlunsplit
@@ -69,7 +79,7 @@ from ipfs_mcp.backends.remote.kubo.upload import (
     multipart_boundary,
     read_pieces,
 )
-from ipfs_mcp.backends.repo.pins import Pin
+from ipfs_mcp.backends.repo.pins import Pin, PinType
 from ipfs_mcp.backends.settings import BackendSettings
 
 __all__ = ["ClusterBackend", "ClusterPinStatus", "PeerPinStatus", "make_cluster_backend"]
@@ -79,6 +89,7 @@ PROXY_PORT = 9095  # the cluster's Kubo RPC proxy (api.ipfsproxy)
 _PROBE_TIMEOUT = 5.0
 _POLL = 0.2  # how often a pin's status is asked while waiting for it
 _PIPE_DEPTH = 8  # 1 MiB pieces between the upload and our importer's thread
+Factors = tuple[int | None, int | None]  # (replication_min, replication_max); None: unsaid
 
 
 @dataclass(frozen=True)
@@ -265,6 +276,8 @@ class ClusterBackend:
     name = "cluster"
     repo = None  # the cluster's peers keep their own repos
     counters = None
+    _factors: Factors = (None, None)  # what every add and pin carries (with_replication)
+    _owns = True  # closes the clients; a with_replication() view shares them
 
     @property
     def replication(self) -> ClusterBackend:
@@ -300,9 +313,24 @@ class ClusterBackend:
             raise
         return cls(api, kubo, timeout=timeout)
 
+    def with_replication(self, replication_min: int | None, replication_max: int | None
+                         ) -> ClusterBackend:
+        """This backend, with every add and pin carrying these factors (where a call gives
+        none itself), so the cluster allocates before any block moves. Shares the clients;
+        closing it closes nothing."""
+        view = copy.copy(self)
+        view._factors = (replication_min, replication_max)
+        view._owns = False
+        return view
+
+    def _factored(self, low: int | None, high: int | None) -> Factors:
+        return (self._factors[0] if low is None else low,
+                self._factors[1] if high is None else high)
+
     def close(self) -> None:
-        self.api.close()
-        self.kubo.close()
+        if self._owns:
+            self.api.close()
+            self.kubo.close()
 
     def __repr__(self) -> str:
         return f"ClusterBackend({self.url!r})"
@@ -314,6 +342,7 @@ class ClusterBackend:
     def _add(self, parts: Iterator[Part], o: ImportOptions, *, pin: bool, name: str,
              wrap: bool, expected: Callable[[], CID], replication_min: int | None,
              replication_max: int | None) -> list[tuple[str, CID]]:
+        replication_min, replication_max = self._factored(replication_min, replication_max)
         params = {"cid-version": o.cid_version, "raw-leaves": o.leaves_are_raw,
                   "chunker": o.chunker_spec, "layout": "trickle" if o.trickle else None,
                   "hidden": o.hidden, "wrap-with-directory": wrap, "name": name or None,
@@ -400,17 +429,43 @@ class ClusterBackend:
     def pin(self, cid: str, *, recursive: bool = True, name: str = "",
             progress: Callable[[int], None] | None = None, replication_min: int | None = None,
             replication_max: int | None = None) -> Pin:
-        """Pin in the cluster and wait until ``replication_min`` peers hold it.
+        """Pin in the cluster and wait until ``replication_min`` peers hold it. A pin the
+        cluster already has keeps its name, factors and metadata where none are given (the
+        cluster replaces a pin's options whole, so a plain pin would reset them).
 
         Raises:
             Timeout: not pinned on enough peers in time (each peer's status is named).
         """
         target = cid_str(self.kubo.reader.resolve(cid))
+        low, high = self._factored(replication_min, replication_max)
+        kept = self.allocation(target) or {}
+        name = name or str(kept.get("name") or "")
+        low = _kept_factor(low, kept.get("replication_factor_min"))
+        high = _kept_factor(high, kept.get("replication_factor_max"))
+        if low is not None and high is not None and 0 < high < low:
+            high = low  # a new minimum above the kept maximum raises the maximum with it
+        metadata = kept.get("metadata") if isinstance(kept.get("metadata"), dict) else {}
         self.api.json("POST", f"pins/{target}", params={
             "name": name or None, "mode": "recursive" if recursive else "direct",
-            "replication-min": replication_min, "replication-max": replication_max})
-        self.wait_pinned(target, replication_min)
-        return Pin(parse_cid(target), "recursive" if recursive else "direct", name=name)
+            "replication-min": low, "replication-max": high,
+            **{f"meta-{k}": str(v) for k, v in (metadata or {}).items()}})
+        self.wait_pinned(target, low)
+        return Pin(parse_cid(target), "recursive" if recursive else "direct", name=name,
+                   size=self._held_size(parse_cid(target), recursive=recursive))
+
+    def allocation(self, cid: str) -> dict[str, Any] | None:
+        """The cluster's pin of ``cid`` (``/allocations/<cid>``: name, factors, metadata,
+        allocations, timestamp), or None when the cluster does not pin it."""
+        try:
+            answer = self.api.json("GET", f"allocations/{cid}", subject=cid)
+        except PinNotFound:
+            return None
+        return answer[0] if answer and isinstance(answer[0], dict) else None
+
+    def _held_size(self, cid: CID, *, recursive: bool = True) -> int | None:
+        """The root's cumulative size where this peer's Kubo holds the root (the cluster
+        records none)."""
+        return self.kubo.held_size(cid) if recursive else None
 
     def unpin(self, cid: str) -> list[str]:
         """Raises: PinNotFound: the cluster does not pin it."""
@@ -420,12 +475,17 @@ class ClusterBackend:
         return [mode or "recursive"]
 
     def pins(self) -> list[Pin]:
-        """The cluster's pinset (``/allocations``), with names and modes."""
+        """The cluster's pinset (``/allocations``), with names, modes, when each was added
+        (the cluster's ``timestamp``) and, where this peer's Kubo holds the root, its
+        cumulative size."""
         out = []
         for item in self.api.json("GET", "allocations", params={"filter": "pin"}):
             if isinstance(item, dict) and item.get("cid"):
-                mode = "direct" if item.get("mode") == "direct" else "recursive"
-                out.append(Pin(parse_cid(str(item["cid"])), mode, name=str(item.get("name") or "")))
+                cid = parse_cid(str(item["cid"]))
+                mode: PinType = "direct" if item.get("mode") == "direct" else "recursive"
+                out.append(Pin(cid, mode, name=str(item.get("name") or ""),
+                               size=self._held_size(cid, recursive=mode == "recursive"),
+                               created=_epoch(item.get("timestamp"))))
         return out
 
     def pin_status(self, cid: str | None = None) -> list[ClusterPinStatus]:
@@ -531,6 +591,25 @@ class ClusterBackend:
                 f"{info.get('peername') or info['id']}, {len(peers) - len(down)} of "
                 f"{len(peers)} peers up{' (down: ' + ', '.join(down) + ')' if down else ''}; "
                 f"reads via {kubo}")
+
+
+def _kept_factor(given: int | None, kept: object) -> int | None:
+    """The factor asked for, else the existing pin's (0 there means "the default")."""
+    if given is not None:
+        return given
+    return kept if isinstance(kept, int) and kept != 0 else None
+
+
+def _epoch(stamp: object) -> float:
+    """Seconds since the epoch of the cluster's RFC 3339 time (0.0 when it gives none)."""
+    if not isinstance(stamp, str) or stamp.startswith("0001-"):
+        return 0.0
+    # Go writes up to nine fraction digits; Python's parser takes six.
+    stamp = re.sub(r"(\.\d{6})\d+", r"\1", stamp.replace("Z", "+00:00"))
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return 0.0
 
 
 class _Tee:

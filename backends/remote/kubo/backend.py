@@ -25,7 +25,13 @@ import httpx
 from multiformats import CID
 
 from ipfs_mcp.backends.core import car, dagpb
-from ipfs_mcp.backends.core.cids import block_codec, cid_of_block, cid_str, parse_cid
+from ipfs_mcp.backends.core.cids import (
+    block_codec,
+    cid_of_block,
+    cid_str,
+    parse_cid,
+    verify_block,
+)
 from ipfs_mcp.backends.core.exporter import Entry, Exporter
 from ipfs_mcp.backends.core.hamt import FANOUT as DEFAULT_HAMT_FANOUT
 from ipfs_mcp.backends.core.importer import (
@@ -43,6 +49,7 @@ from ipfs_mcp.backends.errors import (
     InvalidInput,
     IpfsMcpError,
     NetworkError,
+    NotFound,
 )
 from ipfs_mcp.backends.network import Network
 from ipfs_mcp.backends.remote.kubo.cli_transport import CLITransport
@@ -77,6 +84,15 @@ class Provider:
 
     peer_id: str
     addrs: tuple[str, ...]
+
+
+def declared_size(cid: CID, block: bytes, *, recursive: bool = True) -> int:
+    """What a verified root declares it holds (Kubo's CumulativeSize): the root block plus,
+    for a recursive dag-pb root, each link's Tsize."""
+    size = len(block)
+    if recursive and cid.codec.code == _DAG_PB:
+        size += sum(link.tsize for link in dagpb.decode(block).links)
+    return size
 
 
 def check_add_options(options: ImportOptions | None, *, directories: bool = True
@@ -356,13 +372,23 @@ class KuboBackend:
         self.transport.records("pin/add", text, options={"recursive": recursive,
                                                          "name": name or None},
                                subject=text, search=True)
-        block = self.reader.load(target)
-        # The blocks the pin holds, as the verified root declares them (Kubo's
-        # CumulativeSize): the root block plus each link's Tsize.
-        size = len(block)
-        if recursive and target.codec.code == _DAG_PB:
-            size += sum(link.tsize for link in dagpb.decode(block).links)
+        size = declared_size(target, self.reader.load(target), recursive=recursive)
         return Pin(target, "recursive" if recursive else "direct", name=name, size=size)
+
+    def held_size(self, cid: CID) -> int | None:
+        """The cumulative size ``cid``'s root declares, if the node holds the root: asked
+        offline, so a root the node lacks costs one quick answer, never a network search.
+
+        Raises:
+            IntegrityError: the node's block does not match ``cid``.
+        """
+        text = cid_str(cid)
+        try:
+            block = b"".join(self.transport.stream("block/get", text,
+                                                   options={"offline": True}, subject=text))
+        except NotFound:
+            return None
+        return declared_size(cid, verify_block(cid, block).data)
 
     def unpin(self, cid: str) -> list[str]:
         """Raises: PinNotFound: it was not pinned (directly or recursively)."""
