@@ -20,6 +20,9 @@ Safety, whatever the client sends:
   the server (:func:`.serve.serve_gateway`'s ``write_timeout``), and a request whose client
   is gone stops there, freeing its slot;
 - paths, queries, Range headers and listings are bounded (:mod:`.request`);
+- no answer names a local path or quotes a library: errors from below the gateway are
+  answered by kind (:mod:`.failures`), as HTML for browsers and text for other clients
+  (:mod:`.pages`), and ``/`` says what this gateway is;
 - a path only follows links inside the DAG of its root CID.
 """
 
@@ -27,7 +30,8 @@ from __future__ import annotations
 
 import anyio
 
-from .asgi import CORS_HEADERS, Receive, Scope, Send, header_map, lifespan, plain
+from . import pages
+from .asgi import CORS_HEADERS, Receive, Scope, Send, header_map, lifespan, plain, send_page
 from .content import ContentRequest
 from .loader import AnyioThreads, GatewayLimits, WorkerThreads
 from .request import BadRequest, parse_request
@@ -117,17 +121,25 @@ class Gateway:
                         "headers": [*CORS_HEADERS, (b"content-length", b"0")]})
             await send({"type": "http.response.body", "body": b""})
             return
+        headers = header_map(scope)
+        accept = headers.get("accept", "")
+        head = method == "HEAD"
+        if raw_path == b"/":
+            body, content_type = pages.landing(self.recursive, self.routing.lookup is not None,
+                                               accept)
+            await send_page(send, 200, body, content_type, list(CORS_HEADERS), head)
+            return
         if not raw_path.startswith(b"/ipfs/"):
             status = 501 if raw_path.startswith(b"/ipns/") else 404
-            await plain(send, status, b"this gateway serves /ipfs/{cid}[/path] only\n")
+            await pages.send_error(send, status, "Not served" if status == 501 else "Not found",
+                                   "This gateway serves /ipfs/<cid>[/path] only.", accept,
+                                   head=head)
             return
-        headers = header_map(scope)
         try:
-            request = parse_request(raw_path, scope.get("query_string", b""),
-                                    headers.get("accept", ""))
+            request = parse_request(raw_path, scope.get("query_string", b""), accept)
         except BadRequest as exc:
-            await plain(send, 400, f"{exc}\n".encode())
+            await pages.send_error(send, 400, "Bad request", str(exc), accept, head=head)
             return
         handler = ContentRequest(self.local, self.remote, self.limits, self.threads, request,
-                                 scope, headers, send, method == "HEAD")
+                                 scope, headers, send, head)
         await handler.run()

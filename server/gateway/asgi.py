@@ -45,6 +45,15 @@ async def plain(send: Send, status: int, body: bytes,
     await send({"type": "http.response.body", "body": body})
 
 
+async def send_page(send: Send, status: int, body: bytes, content_type: bytes,
+                    headers: list[tuple[bytes, bytes]], head: bool = False) -> None:
+    """A whole answer whose body is in memory (HEAD: the headers alone)."""
+    headers = [*headers, (b"content-type", content_type),
+               (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
 async def lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()

@@ -22,24 +22,16 @@ from multiformats import CID, varint
 from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.exporter import Exporter
 from ipfs_mcp.backends.core.unixfs import NodeType
-from ipfs_mcp.backends.errors import (
-    BackendUnavailable,
-    BlockNotFound,
-    IntegrityError,
-    InvalidInput,
-    IpfsMcpError,
-    NetworkError,
-    NotFound,
-    StorageBudgetSpent,
-    Timeout,
-    TooLarge,
-)
+from ipfs_mcp.backends.errors import BlockNotFound, IpfsMcpError
 
 from . import listing, mime
-from .asgi import CORS_HEADERS, IMMUTABLE, LISTING_CACHE, Scope, Send, header_text, plain
+from .asgi import CORS_HEADERS, IMMUTABLE, LISTING_CACHE, Scope, Send, header_text
 from .car_scope import car_blocks
+from .disposition import content_disposition
+from .failures import NotRendered, failure
 from .loader import GatewayLimits, RequestLoader, WorkerThreads
-from .request import RAW_TYPE, BadRequest, ByteRange, GatewayRequest, parse_range
+from .pages import send_error
+from .request import RAW_TYPE, ByteRange, GatewayRequest, parse_range
 from .resolve import (
     DAG_PB,
     RAW,
@@ -76,6 +68,10 @@ class ContentRequest:
         self.only_if_cached = headers.get("cache-control", "").lower() == "only-if-cached"
         self.load = RequestLoader(local, None if self.only_if_cached else remote,
                                   limits.max_fetch_bytes)
+        # Listing sizes read only blocks already here: a listing never fetches a folder's
+        # every entry from the network.
+        self.load_here = RequestLoader(local, None, 0)
+        self.recursive = remote is not None
         self.started = False
 
     def _common(self, resolved: ResolvedPath | None) -> list[tuple[bytes, bytes]]:
@@ -96,33 +92,13 @@ class ContentRequest:
                 await self._car(resolved)
             else:
                 await self._unixfs(resolved)
-        except NotFound as exc:  # a missing block on the path, or a name that is not there
-            if self.started:
+        except IpfsMcpError as exc:
+            answer = failure(exc, only_if_cached=self.only_if_cached,
+                             recursive=self.recursive)
+            if self.started or answer is None:
                 raise
-            status = 412 if self.only_if_cached else 404
-            await plain(self.send, status, f"{exc}\n".encode(), self._common(None))
-        except (BadRequest, TooLarge) as exc:  # TooLarge: also a DAG over the walk bounds
-            if self.started:
-                raise
-            await plain(self.send, 400, f"{exc}\n".encode(), self._common(None))
-        except StorageBudgetSpent as exc:  # recursive only: this gateway stores no more
-            if self.started:
-                raise
-            await plain(self.send, 507, f"{exc}\n".encode(), self._common(None))
-        except (IntegrityError, InvalidInput) as exc:
-            if self.started:
-                raise
-            # A block here that is corrupt or malformed (a server fault), or content this
-            # gateway does not render (not implemented).
-            status = 500 if isinstance(exc, IntegrityError) else 501
-            await plain(self.send, status, f"{exc}\n".encode(), self._common(None))
-        except (BackendUnavailable, NetworkError) as exc:
-            if self.started:
-                raise
-            # The backend cannot answer now (its daemon is down, the server's Router is not
-            # up yet or has stopped), or did not in time.
-            status = 504 if isinstance(exc, Timeout) else 503
-            await plain(self.send, status, f"{exc}\n".encode(), self._common(None))
+            await send_error(self.send, answer.status, answer.title, answer.message,
+                             self.headers.get("accept", ""), self._common(None), self.head)
 
     async def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.started = True
@@ -147,7 +123,7 @@ class ContentRequest:
     def _disposition(self, default_name: str, attachment: bool) -> bytes:
         name = self.request.filename or default_name
         kind = "attachment" if attachment or self.request.download else "inline"
-        return _content_disposition(kind, name)
+        return content_disposition(kind, name)
 
     # -- raw block ------------------------------------------------------------------------
     async def _raw(self, resolved: ResolvedPath) -> None:
@@ -248,11 +224,11 @@ class ContentRequest:
             await self._file(resolved, cid, block)
             return
         if cid.codec.code != DAG_PB:
-            raise InvalidInput(f"{cid_str(cid)} is {cid.codec.name}: this gateway renders "
+            raise NotRendered(f"{cid_str(cid)} is {cid.codec.name}: this gateway renders "
                                "UnixFS only (ask for ?format=raw or ?format=car)")
         decoded = unixfs_node(cid, block)
         if decoded is None:
-            raise InvalidInput(f"{cid_str(cid)} is dag-pb without UnixFS data")
+            raise NotRendered(f"{cid_str(cid)} is dag-pb without UnixFS data")
         kind = decoded[1].type
         if kind in (NodeType.FILE, NodeType.RAW):
             await self._file(resolved, cid, block)
@@ -265,7 +241,7 @@ class ContentRequest:
                        (b"content-type", b"inode/symlink")]
             await self._send_bytes(target, headers)
         else:
-            raise InvalidInput(f"{cid_str(cid)}: UnixFS {kind.name} is not served")
+            raise NotRendered(f"{cid_str(cid)}: UnixFS {kind.name} is not served")
 
     async def _directory(self, resolved: ResolvedPath) -> None:
         path = self.request.path
@@ -298,10 +274,10 @@ class ContentRequest:
             await self._start(304, [*self._common(resolved), (b"etag", etag.encode())])
             await self._body(b"")
             return
-        limit = self.limits.max_listing_entries
-        entries, more = await self.threads.run_sync(
-            partial(_list, exporter, resolved.cid, limit))
-        page = listing.render(path.root_text, path.segments, resolved.cid, entries, more)
+        page_entries = await self.threads.run_sync(partial(
+            listing.list_folder, exporter.children(resolved.cid), self.load_here,
+            self.limits.max_listing_entries, self.limits.max_listing_sizes))
+        page = listing.render(path.root_text, path.segments, resolved.cid, page_entries)
         headers = [*self._common(resolved), (b"etag", etag.encode()),
                    (b"cache-control", LISTING_CACHE),
                    (b"content-type", b"text/html; charset=utf-8")]
@@ -388,24 +364,5 @@ def _read_head(exporter: Exporter, cid: CID, offset: int, length: int) -> bytes:
     return exporter.read(cid, offset, length)
 
 
-def _list(exporter: Exporter, cid: CID, limit: int) -> tuple[list[listing.ListedEntry], bool]:
-    """Up to ``limit`` entries, and whether there are more (not counted: counting a huge
-    HAMT would load every shard for one request)."""
-    entries: list[listing.ListedEntry] = []
-    for name, child in exporter.children(cid):
-        if len(entries) >= limit:
-            return entries, True
-        entries.append(listing.ListedEntry(name, child, None))
-    return entries, False
-
-
 def _content_range(byte_range: ByteRange, size: int) -> tuple[bytes, bytes]:
     return b"content-range", f"bytes {byte_range.start}-{byte_range.end}/{size}".encode()
-
-
-def _content_disposition(kind: str, name: str) -> bytes:
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "\\\"")
-    value = f'{kind}; filename="{ascii_name}"'
-    if not name.isascii():
-        value += f"; filename*=UTF-8''{quote(name, safe='')}"
-    return value.encode("latin-1")

@@ -30,6 +30,8 @@ class GatewayLimits:
     max_fetch_bytes: int = 256 * 1024 * 1024
     # Entries shown in one folder listing (a HAMT can hold millions).
     max_listing_entries: int = 10_000
+    # Entries of one listing whose size is looked up (a block read each, blocks here only).
+    max_listing_sizes: int = 1_000
     # Bytes gathered from the worker thread per send: big enough to amortise the hop (a
     # CAR's blocks are read many to a hop), small enough to keep memory per request low
     # (a stream holds two: one being sent while the next is read).

@@ -18,6 +18,8 @@ from multiformats import CID
 from ipfs_mcp.backends.core.cids import parse_cid
 from ipfs_mcp.backends.errors import InvalidInput
 
+from .disposition import requested_name
+
 RAW_TYPE = "application/vnd.ipld.raw"
 CAR_TYPE = "application/vnd.ipld.car"
 
@@ -99,6 +101,18 @@ class GatewayRequest:
     query: dict[str, str]
 
 
+# The text shown for what is not a CID says what one looks like, rather than quoting the
+# decoder (its alphabet, its padding rules), which helps no one who mistyped a CID.
+_SHOWN_INPUT = 80
+
+
+def not_a_cid(text: str) -> str:
+    shown = text if len(text) <= _SHOWN_INPUT else text[:_SHOWN_INPUT] + "…"
+    return (f"{shown!r} is not a CID. A CID looks like "
+            "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi (CIDv1, starts with "
+            "b) or QmXoypizjW3WknFiJnKLwHCnL72vedxjQkDDP1mXWo6uco (CIDv0, starts with Qm).")
+
+
 def parse_content_path(raw_path: bytes) -> ContentPath:
     """Raises: BadRequest: not ``/ipfs/{cid}[/path]``, a bad CID, or an unsafe segment."""
     try:
@@ -112,7 +126,7 @@ def parse_content_path(raw_path: bytes) -> ContentPath:
     try:
         root = parse_cid(root_text)
     except InvalidInput as exc:
-        raise BadRequest(str(exc)) from exc
+        raise BadRequest(not_a_cid(root_text)) from exc
     trailing = len(parts) > 1 and parts[-1] == ""
     segments: list[str] = []
     for part in parts[1:]:
@@ -219,7 +233,7 @@ def parse_request(raw_path: bytes, query_string: bytes, accept: str) -> GatewayR
         else:
             raise BadRequest(f"format={requested!r} is not served here (use raw or car)")
     car = _car_options(query, accept_params) if fmt == "car" else None
-    filename = query.get("filename") or None
+    filename = requested_name(query["filename"]) if query.get("filename") else None
     if filename is not None and any(c in filename for c in "\r\n\x00"):
         raise BadRequest("filename must not contain control characters")
     download = query.get("download", "").lower() == "true"
