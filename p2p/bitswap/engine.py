@@ -13,6 +13,12 @@ about ``target_message_size``. While there are blocks to serve, a second task
 (:meth:`Bitswap._block_reader`) reads them from the store one batch ahead, so disk and
 network overlap, and a peer that wants a gigabyte never makes us hold more than two batches.
 
+Serving honours priorities within fairness, as boxo's decision engine does: a batch takes
+the peer's highest-priority wants first (arrival order among equals), and the peers take
+turns at reading batches (:class:`ServeTurns`, round-robin with about
+``target_message_size`` bytes a turn), so one peer's gigabyte of wants never starves
+another's single block.
+
 Received blocks are hashed in a worker thread; the CID is *computed* from the bytes, so a
 block is trusted only if that CID is one we want. Anything else is discarded and its sender
 penalised; nothing unverified is ever handed to the blockstore.
@@ -92,6 +98,8 @@ class BitswapConfig:
     send_timeout: float = 20.0
     # How long a peer that sent a wrong block is left out of new requests.
     bad_peer_timeout: float = 60.0
+    # Batches read for serving at once, across all peers; turns go round-robin.
+    serve_slots: int = 4
 
 
 @dataclass
@@ -141,6 +149,29 @@ class _Peer:
     def has_output(self) -> bool:
         return bool(self.out_wants or self.out_presences
                     or self.ready_recv.statistics().current_buffer_used)
+
+
+class ServeTurns:
+    """Turns at reading a batch of blocks to serve, round-robin between peers.
+
+    Each peer's block reader asks for one turn at a time and asks again at the back of the
+    queue after its batch, and the queue is first come, first served (trio's
+    ``CapacityLimiter`` is fair), so while several peers wait they are served in rotation,
+    each turn bounded by the batch's bytes: a deficit round-robin whose quantum is
+    ``target_message_size``. ``slots`` turns may run at once, so disk reads overlap.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._limiter = trio.CapacityLimiter(max(1, slots))
+
+    def turn(self) -> trio.CapacityLimiter:
+        """``async with turns.turn():`` around one batch read."""
+        return self._limiter
+
+
+def by_priority(wants: Iterable[WantEntry]) -> list[WantEntry]:
+    """Highest priority first; equal priorities keep their order (the sort is stable)."""
+    return sorted(wants, key=lambda want: -want.priority)
 
 
 class WantRecord:
@@ -199,6 +230,7 @@ class Bitswap:
         # target_message_size and each on its own worker thread: this bounds the memory a
         # fast sender can make us hold, and how many fsyncs overlap.
         self._block_slots = trio.Semaphore(16)
+        self._turns = ServeTurns(self.config.serve_slots)
 
     # -- lifecycle ----------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -599,24 +631,35 @@ class Bitswap:
         """
         try:
             while peer.serve and not peer.failed:
-                batch: list[WantEntry] = []
-                size = 0
-                for mh, want in list(peer.serve.items()):
-                    if batch and size >= self.config.target_message_size:
-                        break
-                    del peer.serve[mh]
-                    batch.append(want)
-                    size += 262144  # a typical block; the real size is known once read
-                    if len(batch) >= 64:
-                        break
-                blocks = await anyio.to_thread.run_sync(self._read_blocks,
-                                                        [w.cid for w in batch])
+                async with self._turns.turn():
+                    # Chosen once the turn is ours, so wants that arrived while we
+                    # waited compete by priority too.
+                    batch = self._next_batch(peer)
+                    if not batch:
+                        return
+                    blocks = await anyio.to_thread.run_sync(self._read_blocks,
+                                                            [w.cid for w in batch])
                 if peer.failed:
                     return
                 await peer.ready_send.send(list(zip(batch, blocks, strict=True)))
                 self._wake(peer)
         finally:
             peer.reading = False
+
+    def _next_batch(self, peer: _Peer) -> list[WantEntry]:
+        """The peer's highest-priority wants, about ``target_message_size`` of them,
+        taken off its serve queue."""
+        batch: list[WantEntry] = []
+        size = 0
+        for want in by_priority(peer.serve.values()):
+            if batch and size >= self.config.target_message_size:
+                break
+            del peer.serve[bytes(want.cid.digest)]
+            batch.append(want)
+            size += 262144  # a typical block; the real size is known once read
+            if len(batch) >= 64:
+                break
+        return batch
 
     def _add_blocks(self, peer: _Peer, msg: Message,
                     batch: list[tuple[WantEntry, bytes | None]]) -> None:
