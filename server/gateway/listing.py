@@ -140,6 +140,7 @@ def render(root_text: str, segments: Iterable[str], dir_cid: CID, listing: Listi
         f'<div class="dir-cid" title="this folder\'s CID">{html.escape(cid_str(dir_cid))}</div>'
         f'<div class="summary">{summary}</div>\n'
         + "".join(f'<p class="note">{note}</p>\n' for note in notes)
-        + f"<table>\n{chr(10).join(rows)}\n</table>")
+        + "<table>\n<thead><tr><th>Name</th><th>CID</th><th class=\"size\">Size</th></tr></thead>\n"
+        + f"<tbody>\n{chr(10).join(rows)}\n</tbody></table>")
     title = "/ipfs/" + "/".join((root_text, *segments)) + "/"
     return shell(title, body)

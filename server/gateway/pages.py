@@ -27,7 +27,9 @@ main{max-width:72em;margin:1em auto;padding:0 1.2em}
 .dir-cid{font:.8em ui-monospace,monospace;color:#5a6478;overflow-wrap:anywhere}
 .summary{font-size:.85em;color:#5a6478;margin:.3em 0 .8em}
 table{width:100%;border-collapse:collapse;background:#fff;border:1px solid #dde1e8}
-td{padding:.35em .7em;border-top:1px solid #eceff3;vertical-align:top}
+td,th{padding:.35em .7em;border-top:1px solid #eceff3;vertical-align:top}
+th{text-align:left;font-size:.8em;font-weight:600;color:#5a6478;background:#f0f2f5}
+th.size{text-align:right}
 td.name{overflow-wrap:anywhere;width:60%}
 td.cid{font:.85em ui-monospace,monospace;white-space:nowrap}
 td.cid .full{display:none;font-size:.9em;color:#5a6478;user-select:all}
