@@ -44,6 +44,9 @@ class PeerRecord:
     blocks_received: int | None = None
     bad_blocks: int | None = None
     score: float | None = None
+    successes: int | None = None  # as a provider to us: blocks delivered
+    failures: int | None = None  # wants it failed
+    success_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,12 @@ class NetworkSnapshot:
     network_fetches_ok: int | None = None
     network_fetches_failed: int | None = None
     providers_found: int | None = None
+    bandwidth_rate_in: float | None = None  # bytes per second, recent
+    bandwidth_rate_out: float | None = None
+    success_rate: float | None = None  # of the retrievals that needed the network
+    average_retrieval_time: float | None = None  # seconds, over the successful ones
+    bytes_retrieved: int | None = None
+    failed_discoveries: int | None = None
 
 
 @dataclass(frozen=True)

@@ -103,14 +103,20 @@ class NodeNetwork:
             peer_id=p.peer_id, addrs=tuple(p.addrs), connected=p.connected, agent=p.agent,
             bitswap_protocol=p.bitswap_protocol, latency=p.latency, bytes_sent=p.bytes_sent,
             bytes_received=p.bytes_received, blocks_sent=p.blocks_sent,
-            blocks_received=p.blocks_received, bad_blocks=p.bad_blocks, score=p.reputation)
+            blocks_received=p.blocks_received, bad_blocks=p.bad_blocks, score=p.reputation,
+            successes=p.successes, failures=p.failures, success_rate=p.success_rate)
             for p in stats.peers)
         return NetworkSnapshot(
             node=self.name, peer_id=stats.peer_id, addrs=tuple(stats.addrs), peers=peers,
             role=stats.role, dht_mode=stats.dht_mode,
             routing_table_size=stats.routing_table_size,
-            bandwidth_in=stats.bytes_received_total, bandwidth_out=stats.bytes_sent_total,
+            bandwidth_in=stats.bandwidth.total_in, bandwidth_out=stats.bandwidth.total_out,
+            bandwidth_rate_in=stats.bandwidth.rate_in,
+            bandwidth_rate_out=stats.bandwidth.rate_out,
             blocks_sent=sum(p.blocks_sent for p in stats.peers),
             blocks_received=sum(p.blocks_received for p in stats.peers),
             network_fetches=stats.cache_misses, network_fetches_ok=stats.handled,
-            network_fetches_failed=stats.failed, providers_found=stats.providers_found)
+            network_fetches_failed=stats.failed, providers_found=stats.providers_found,
+            success_rate=stats.success_rate,
+            average_retrieval_time=stats.average_retrieval_time,
+            bytes_retrieved=stats.bytes_retrieved, failed_discoveries=stats.failed_discoveries)
