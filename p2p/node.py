@@ -12,9 +12,10 @@
       ├── peers       dial, identify, wait for a peer                (peers.Peers)
       ├── providing   provider records: find (ranked), announce, and the pinned
       │               roots reprovided at start and periodically     (providing.Providing)
-      └── fetching    blocks and DAGs over bitswap sessions          (fetching.Fetching)
-                      (whole DAGs first as CAR streams from peers' /http addresses, with
-                      the ``http`` component the server hands in: fetching.DagStreams)
+      ├── fetching    blocks and DAGs over bitswap sessions          (fetching.Fetching)
+      │               (whole DAGs first as CAR streams from peers' /http addresses, with
+      │               the ``http`` component the server hands in: fetching.DagStreams)
+      └── protocols   custom /x/ protocol handlers and streams   (protocols.CustomProtocols)
 
 The node itself only runs these parts and answers for them: its methods are the ones the
 server calls, each handed to the part that does the work.
@@ -50,7 +51,7 @@ from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 from multiformats import CID
 
-from ipfs_mcp.backends.errors import IpfsMcpError
+from ipfs_mcp.backends.errors import InvalidInput, IpfsMcpError
 
 from ._net import NET_ERRORS
 from .bitswap.engine import Bitswap, BlockStore
@@ -64,6 +65,7 @@ from .host import build_host, is_http_addr
 from .identity import load_or_create_identity
 from .loop import NodeLoop
 from .peers import Peers
+from .protocols import DEFAULT_MAX_STREAMS, CustomProtocols, ProtocolStream, StreamHandler
 from .providing import PinnedRoots, ProviderInfo, Providing
 from .reputation import ProviderReputation
 from .routing import ContentRouting, KadContentRouting
@@ -107,6 +109,7 @@ class P2PNode:
                                    self.loop)
         self.fetching = Fetching(host, blockstore, self.bitswap, self.config, self.loop,
                                  self.peers, self.providing, pinner, http)
+        self.protocols = CustomProtocols(host)
         self._stack: AsyncExitStack | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -289,6 +292,42 @@ class P2PNode:
     def fetcher(self) -> NodeFetcher:
         """The ``BlockFetcher`` the router calls from worker threads on a local miss."""
         return NodeFetcher(self.loop, self.fetching, self.peers)
+
+    # -- custom protocols (protocols.CustomProtocols) -------------------------------------
+    def register_protocol_handler(self, protocol: str, handler: StreamHandler, *,
+                                  max_streams: int = DEFAULT_MAX_STREAMS) -> None:
+        """Hand each stream a peer opens with ``protocol`` (a ``/x/`` id, as Kubo's
+        ``ipfs p2p`` uses) to ``handler``, at most ``max_streams`` at once.
+
+        Raises:
+            InvalidInput: not a ``/x/`` id, one of the node's own protocols, or taken.
+        """
+        self.protocols.register(protocol, handler, max_streams=max_streams)
+
+    def unregister_protocol_handler(self, protocol: str) -> None:
+        """Raises: InvalidInput: no custom handler serves ``protocol``."""
+        self.protocols.unregister(protocol)
+
+    async def open_protocol_stream(self, peer: str | Multiaddr, protocol: str, *,
+                                   timeout: float = 15.0) -> ProtocolStream:
+        """A stream to ``peer`` (a peer id, or a multiaddr ending in ``/p2p/<id>``,
+        dialled first within the dial scope) speaking ``protocol``.
+
+        Raises:
+            InvalidInput: a bad peer or protocol id.
+            DialRefused: the address is outside the dial scope.
+            NetworkError: the peer cannot be reached or does not speak ``protocol``.
+            BackendUnavailable: the node is not running.
+        """
+        self.loop.nursery()  # refuses while the node is not running
+        text = str(peer)
+        if text.startswith("/"):
+            text = await self.peers.connect_peer(text, timeout=timeout)
+        try:
+            peer_id = ID.from_base58(text)
+        except ValueError as exc:
+            raise InvalidInput(f"{text!r} is not a peer id") from exc
+        return await self.protocols.open(peer_id, protocol, timeout=timeout)
 
     # -- stats --------------------------------------------------------------------------
     def peer_stats(self, peer_id: str | ID | None = None) -> list[PeerStat]:
