@@ -121,7 +121,7 @@ def metrics_app(source: StatsSource) -> App:
     """An ASGI app answering ``GET /debug/metrics/prometheus`` with the node's numbers
     (anything else: 404). Mount it where the daemon serves HTTP."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NodeCollector(source))  # type: ignore[arg-type]
+    registry.register(NodeCollector(source))
     exposition = make_asgi_app(registry)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
