@@ -353,7 +353,9 @@ async def fetch_cid(backend: Backend, cid: str, *, roots: AllowedRoots, hub_cach
             # Held from the check on: the waits below (the network) cannot redirect it.
             with OutputTarget.at(dest, max_entries=max_write_files) as held:
                 entry = backend.stat(target)
-                progress.total = entry.size if entry.kind == "file" else None
+                # A folder declares its size too (its entries' root blocks, bounded).
+                progress.total = (entry.size if entry.kind == "file"
+                                  else backend.exporter().declared_size(entry.cid))
                 return backend.get_to_path(target, output_path=held, overwrite=overwrite,
                                            max_bytes=max_write, progress=progress), dest, replaced
 

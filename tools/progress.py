@@ -4,7 +4,9 @@ The backends are synchronous and report bytes through a ``progress(nbytes)`` cal
 :class:`Progress` is that callback: in the worker thread it counts bytes, forwards a
 throttled report to the event loop, and raises :class:`OperationCancelled` once the caller
 has been cancelled, so the import or export unwinds through its own cleanup (temp files
-removed, nothing pinned) before the tool call returns.
+removed, nothing pinned) before the tool call returns. Where the content declares its size
+the work tells the callback first (``total``, or :meth:`Progress.expect` from a backend), so
+every report carries it; the CLI's bars read the same object.
 """
 
 from __future__ import annotations
@@ -57,9 +59,20 @@ class Progress:
                                   None if self.total is None else float(self.total),
                                   self.message or None)
 
+    def expect(self, total: int) -> None:
+        """The bytes this operation will report in all, as the content declares them (the
+        backends call it once they know; every report after carries it)."""
+        self.total = total
+
     def check(self) -> None:
-        """Raise if cancelled; for loops that have no byte count to report."""
-        self(0)
+        """Raise if cancelled; for loops that have no byte count to report. Sends no
+        report: one sent before the total is known would tell the client there is none.
+
+        Raises:
+            OperationCancelled: the tool call was cancelled.
+        """
+        if self.stop.is_set():
+            raise OperationCancelled(f"{self.message or 'operation'} cancelled")
 
 
 async def run_blocking(fn: Callable[[], T], progress: Progress | None = None) -> T:

@@ -14,6 +14,22 @@ Adding a model resolves the snapshot with ``huggingface_hub`` itself (offline) a
 it following the symlinks. Writing back lays a UnixFS directory out the same way, so
 ``hf_hub_download(..., local_files_only=True)`` and ``transformers`` find the files.
 
+The commit travels with the model. Adding a snapshot (``snapshots/<commit>``) records,
+inside the stored folder, the file ``.cache/huggingface/ipfs-snapshot.json``::
+
+    {"format": "ipfs-mcp/hf-snapshot/1", "repo_id": "org/name", "repo_type": "model",
+     "commit": "<the 40-hex folder name>", "ref": "<the ref it was read through, or null>"}
+
+The hub never holds a file under a ``.cache/`` folder (``huggingface_hub`` refuses such
+paths in a commit), so the name cannot collide with a model file; every model file keeps
+its CID, only the folder's root changes. A receiver reads the record from the DAG alone
+(every block verified, the file bounded to :data:`MAX_RECORD_BYTES`), writes the snapshot
+as ``snapshots/<that commit>`` (the record itself is not written there) and points the ref
+it was asked for at it. Content without a record keeps a commit derived from its CID
+(:func:`commit_for`). A recorded commit is a claim, not a proof: when the receiving cache
+already holds that commit, the write must change nothing there (every file of the DAG is
+already in that snapshot, naming the same blob), or it is refused unless ``replace``.
+
 The rules of a write, all here (:func:`plan_revision` and :func:`write_snapshot`):
 
 - a revision is a branch or tag name; one that looks like a commit id is refused, because
@@ -33,12 +49,14 @@ import contextlib
 import errno
 import hashlib
 import itertools
+import json
 import os
 import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from multiformats import CID
 
@@ -65,6 +83,65 @@ _COMMIT_LIKE = re.compile(r"[0-9a-fA-F]{40}")
 _ABBREVIATED = re.compile(r"[0-9a-fA-F]{4,39}")  # git abbreviates commit ids to 4 or more
 REPO_TYPES = ("model", "dataset", "space")
 _MAX_SNAPSHOTS = 10_000  # far more commits than any cached repo keeps
+RECORD_PATH = ".cache/huggingface/ipfs-snapshot.json"  # see the module docstring
+RECORD_FORMAT = "ipfs-mcp/hf-snapshot/1"
+MAX_RECORD_BYTES = 4096  # a record is about 200 bytes; a larger one is not read
+
+
+class SizedProgress(Protocol):
+    """Hears the bytes a write puts into ``blobs/``, and first how many that will be in all,
+    as the DAG declares them (so a client's bar knows its end before the first byte)."""
+
+    def __call__(self, nbytes: int) -> None: ...
+
+    def expect(self, total: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class SnapshotRecord:
+    """Which hub snapshot a stored folder was added from (see the module docstring)."""
+
+    repo_id: str
+    commit: str
+    ref: str | None = None
+    repo_type: str = "model"
+
+    @classmethod
+    def of(cls, snapshot: Path, repo_id: str, revision: str | None,
+           repo_type: str = "model") -> SnapshotRecord | None:
+        """The record of ``snapshots/<commit>`` read through ``revision`` (a ref, a commit
+        or None for ``main``); None when the folder is not named by a commit."""
+        if not _COMMIT.fullmatch(snapshot.name):
+            return None
+        ref = None if revision is not None and _COMMIT_LIKE.fullmatch(revision) else (
+            revision or "main")
+        return cls(repo_id, snapshot.name, ref, repo_type)
+
+    def encode(self) -> bytes:
+        return json.dumps({"format": RECORD_FORMAT, "repo_id": self.repo_id,
+                           "repo_type": self.repo_type, "commit": self.commit,
+                           "ref": self.ref}, sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, data: bytes, where: str) -> SnapshotRecord:
+        """Raises:
+            InvalidInput: not a record this version writes, or a commit that is not 40
+                lowercase hex digits.
+        """
+        try:
+            fields = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidInput(f"{where} is not a snapshot record (not JSON); nothing was "
+                               "written") from exc
+        if (not isinstance(fields, dict) or fields.get("format") != RECORD_FORMAT
+                or not isinstance(fields.get("commit"), str)
+                or not _COMMIT.fullmatch(fields["commit"])):
+            raise InvalidInput(f"{where} is not a {RECORD_FORMAT} record with a 40-hex commit; "
+                               "nothing was written")
+        ref, repo_id = fields.get("ref"), fields.get("repo_id")
+        return cls(repo_id if isinstance(repo_id, str) else "", fields["commit"],
+                   ref if isinstance(ref, str) else None,
+                   str(fields.get("repo_type") or "model"))
 
 
 def parse_source(source: str) -> tuple[str, str | None]:
@@ -252,9 +329,14 @@ def _cached_commits(folder: Path) -> list[str]:
 def write_snapshot(exporter: Exporter, root: CID, hub_cache: Path, plan: RevisionPlan, *,
                    commit: str | None = None, replace: bool = False,
                    max_bytes: int | None = None,
-                   blob_writer: BlobWriter | None = None) -> HFWriteResult:
+                   blob_writer: BlobWriter | None = None,
+                   progress: SizedProgress | None = None) -> HFWriteResult:
     """Write the directory DAG ``root`` into the hub cache as ``plan`` says (repo id and
-    revision, see :func:`plan_revision`).
+    revision, see :func:`plan_revision`), as the snapshot of ``commit``, else of the commit
+    the DAG records, else of one derived from ``root``.
+
+    ``progress`` is told the bytes of the files to write before the first is written, and
+    hears them as the default writer copies them (``blob_writer`` reports its own).
 
     ``blob_writer`` puts each file into ``blobs/`` (default: stream it from ``exporter``
     and copy it; :mod:`.hf_receive` writes it once as it arrives).
@@ -268,22 +350,29 @@ def write_snapshot(exporter: Exporter, root: CID, hub_cache: Path, plan: Revisio
     the folders it made and left empty.
 
     Raises:
-        InvalidInput: ``root`` is not a directory, or names are unsafe.
+        InvalidInput: ``root`` is not a directory, or names are unsafe; its snapshot
+            record is malformed.
         TargetExists: the revision (or a file of the snapshot) already names other content,
-            or the ref moved since the plan was made.
+            or the ref moved since the plan was made; the recorded commit is cached and
+            this DAG would add to it.
         IntegrityError: an existing blob does not hash to its name, or the folder lists a
             name twice.
         WriteTooLarge: the declared size does not fit (see ``Exporter.check_fits``).
     """
-    commit = commit or commit_for(root)
-    if not _COMMIT.match(commit):
-        raise InvalidInput(f"commit {commit!r} must be 40 lowercase hex digits")
-    _check_ref_move(plan, hub_cache, commit, replace, cid_str(root))
     if exporter.stat(root).kind != "directory":
         raise InvalidInput(f"{cid_str(root)} is a file; a model needs a folder")
     hub = Path(os.path.realpath(hub_cache))  # the configured root: its own links are chosen
     exporter.check_fits(root, hub, max_bytes)
     entries = _files(exporter, root)  # every name checked before any folder is made
+    recorded = _take_record(exporter, root, entries)
+    commit = commit or (recorded.commit if recorded is not None else commit_for(root))
+    if not _COMMIT.match(commit):
+        raise InvalidInput(f"commit {commit!r} must be 40 lowercase hex digits")
+    _check_ref_move(plan, hub_cache, commit, replace, cid_str(root))
+    if recorded is not None and not replace:
+        _check_claimed_commit(hub, plan, commit, entries)
+    if progress is not None:
+        progress.expect(sum(size for _, _, size in entries))
     hub.mkdir(parents=True, exist_ok=True)
     with _Folders(Folder.open(hub)) as folders:
         # Every folder of the repo is opened here, by handle, below the hub cache; a link
@@ -296,7 +385,7 @@ def write_snapshot(exporter: Exporter, root: CID, hub_cache: Path, plan: Revisio
             refs = folders.make(repo, "refs")
 
             def copy(cid: CID, size: int, into: Path) -> BlobWritten:
-                return write_blob(exporter.cat(cid), cid, size, blobs)
+                return write_blob(counted(exporter.cat(cid), progress), cid, size, blobs)
 
             writer = blob_writer or copy
             written = [(rel, writer(child, size, blobs.shown)) for rel, child, size in entries]
@@ -313,6 +402,55 @@ def write_snapshot(exporter: Exporter, root: CID, hub_cache: Path, plan: Revisio
         by_reference=tuple(rel for rel, b in written if b.by_reference),
         copied=tuple(f"{rel}: {b.why_copied}" for rel, b in written if not b.by_reference),
         resumed=sum(b.resumed for _, b in written), written=sum(b.written for _, b in written))
+
+
+def _take_record(exporter: Exporter, root: CID,
+                 entries: list[tuple[str, CID, int]]) -> SnapshotRecord | None:
+    """The snapshot record of the tree (removed from ``entries``: it is not a model file),
+    read through verified blocks; None when there is none.
+
+    Raises:
+        InvalidInput: the record is larger than :data:`MAX_RECORD_BYTES` or malformed.
+    """
+    found = next((i for i, (rel, _, _) in enumerate(entries) if rel == RECORD_PATH), None)
+    if found is None:
+        return None
+    _, cid, size = entries.pop(found)
+    where = f"{cid_str(root)}/{RECORD_PATH}"
+    if size > MAX_RECORD_BYTES:
+        raise InvalidInput(f"{where} declares {size} bytes, over the {MAX_RECORD_BYTES} a "
+                           "snapshot record may take; nothing was written")
+    return SnapshotRecord.decode(b"".join(exporter.cat(cid, 0, MAX_RECORD_BYTES)), where)
+
+
+def _check_claimed_commit(hub: Path, plan: RevisionPlan, commit: str,
+                          entries: list[tuple[str, CID, int]]) -> None:
+    """A commit the DAG records is a claim: where the cache holds that commit already, the
+    DAG may only name files it has (whether they name the same blobs is checked once their
+    sha256 is known, see :func:`_plan_links`). Read only; nothing is written here.
+
+    Raises:
+        TargetExists: the cached snapshot lacks a file of the DAG.
+    """
+    cached = repo_folder(hub, plan.repo_id, plan.repo_type) / "snapshots" / commit
+    if not os.path.lexists(cached):
+        return
+    extra = [rel for rel, _, _ in entries if not os.path.lexists(cached / rel)]
+    if extra:
+        raise TargetExists(
+            f"{plan.repo_id} already has commit {commit} cached, and this DAG, which says it "
+            f"is that commit, holds files that snapshot does not ({', '.join(extra[:3])}"
+            f"{', ...' if len(extra) > 3 else ''}); a cached commit is never changed "
+            "silently. Nothing was written. Pass replace=true to add them")
+
+
+def counted(pieces: Iterable[bytes], progress: Callable[[int], None] | None
+            ) -> Iterable[bytes]:
+    """``pieces``, each reported to ``progress`` as it passes."""
+    for piece in pieces:
+        if progress is not None:
+            progress(len(piece))
+        yield piece
 
 
 def _check_ref_move(plan: RevisionPlan, hub_cache: Path, commit: str, replace: bool,

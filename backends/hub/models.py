@@ -8,18 +8,26 @@ rewritten, files visible only once verified) is :mod:`.hf_layout`'s.
 
 Adding a snapshot to the embedded repo keeps its leaves by reference by default (nocopy,
 :mod:`.filestore`): the blobs are already on disk, so the model is never stored twice.
+
+The snapshot's commit is recorded in the stored folder (:class:`.layout.SnapshotRecord`,
+``.cache/huggingface/ipfs-snapshot.json``): the snapshot is added as it is, then one
+folder is made of its entries and the record, and that folder is what is pinned. The
+record's blocks are built here with the importer and put with ``block_put``, so this works
+over any backend. A snapshot whose root is sharded (thousands of top-level files), or
+that holds a ``.cache`` entry of its own, is stored without a record.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import replace as with_changes
 from pathlib import Path
 
 from ipfs_mcp.backends.backend import Backend, ProgressFn
-from ipfs_mcp.backends.core import limits
-from ipfs_mcp.backends.core.cids import split_path
-from ipfs_mcp.backends.core.importer import ImportOptions, ImportResult
+from ipfs_mcp.backends.core import dagpb, limits, unixfs
+from ipfs_mcp.backends.core.cids import cid_str, split_path
+from ipfs_mcp.backends.core.importer import AddedEntry, Importer, ImportOptions, ImportResult
 from ipfs_mcp.backends.errors import UnsafePath
 from ipfs_mcp.backends.hub import layout as hf_layout
 
@@ -78,16 +86,71 @@ def add_model(backend: Backend, hub_cache: Path, repo_id: str, revision: str | N
     follow = with_changes(options or ImportOptions(), follow_symlinks=True, hidden=True,
                           nocopy=by_reference)
     label = f"{repo_id}@{revision}" if revision else repo_id
-    return backend.add_path(snapshot, pin=pin, options=follow, name=label, progress=progress)
+    record = hf_layout.SnapshotRecord.of(snapshot, repo_id, revision)
+    if record is None:
+        return backend.add_path(snapshot, pin=pin, options=follow, name=label,
+                                progress=progress)
+    repo = backend.repo
+    # Held from the add to the pin, so a GC cannot take the unpinned snapshot meanwhile.
+    with repo.writing() if repo is not None else contextlib.nullcontext():
+        added = backend.add_path(snapshot, pin=False, options=follow, name=label,
+                                 progress=progress)
+        result = with_record(backend, added, record, follow)
+        if pin:
+            backend.pin(cid_str(result.root), name=label)
+    return result
+
+
+class _Blocks:
+    """The blocks an importer makes, kept to be put into a backend together."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[bytes, bytes]] = []
+
+    def put_block(self, cid: bytes, data: bytes) -> None:
+        self.made.append((cid, data))
+
+
+def with_record(backend: Backend, added: ImportResult, record: hf_layout.SnapshotRecord,
+                options: ImportOptions) -> ImportResult:
+    """``added`` (a snapshot's folder) with ``record`` beside its files, laid out with
+    ``options``: the same entries plus ``.cache/huggingface/ipfs-snapshot.json``, so every
+    file keeps its CID. ``added`` itself when its root is sharded or has a ``.cache``."""
+    root = dagpb.decode(backend.block_get(cid_str(added.root)))
+    if root.data is None or unixfs.decode(root.data).type != unixfs.NodeType.DIRECTORY:
+        return added  # a HAMT root: not worth re-sharding for one record
+    cache, huggingface, name = hf_layout.RECORD_PATH.split("/")
+    if any(link.name == cache for link in root.links):
+        return added
+    blocks = _Blocks()
+    # The record is a block, not a reference (no file holds it), laid out as the files are.
+    importer = Importer(blocks, with_changes(options, nocopy=False,
+                                             raw_leaves=options.leaves_are_raw))
+    data = record.encode()
+    file = importer.add_bytes(data)
+    inner = importer.add_directory([(name, file)])
+    folder = importer.add_directory([(huggingface, inner)])
+    links = [(link.name, dagpb.Node(bytes(link.cid), link.tsize, 0)) for link in root.links]
+    top = importer.add_directory([*links, (cache, folder)])
+    for cid, block in blocks.made:
+        # dag-pb for every block but a raw leaf (CIDv1, codec 0x55 in its second byte).
+        backend.block_put(block, codec="raw" if cid[:2] == b"\x01\x55" else "dag-pb")
+    entries = [e for e in added.entries if e.path != ""] + [
+        AddedEntry(hf_layout.RECORD_PATH, file.cid_obj, len(data), "file"),
+        AddedEntry(f"{cache}/{huggingface}", inner.cid_obj, 0, "directory"),
+        AddedEntry(cache, folder.cid_obj, 0, "directory"),
+        AddedEntry("", top.cid_obj, 0, "directory")]
+    return ImportResult(top.cid_obj, added.size + len(data), entries)
 
 
 def export_model(backend: Backend, hub_cache: Path, cid: str,
                  repo_id: str | hf_layout.RevisionPlan, *, revision: str | None = None,
                  commit: str | None = None, replace: bool = False,
-                 max_bytes: int | None = None) -> hf_layout.HFWriteResult:
+                 max_bytes: int | None = None,
+                 progress: hf_layout.SizedProgress | None = None) -> hf_layout.HFWriteResult:
     """Write the folder DAG ``cid[/path]`` into the hub cache as ``repo_id@revision``
     (``repo_id`` may be ``org/name@rev``, or a plan already made to ask the user, see
-    :func:`.layout.plan_revision`).
+    :func:`.layout.plan_revision`), as the commit the DAG records when it records one.
 
     Raises:
         TargetExists: the revision already names other content and not ``replace``, or it
@@ -101,4 +164,4 @@ def export_model(backend: Backend, hub_cache: Path, cid: str,
     sizing.check_fits(resolved, hub_cache, max_bytes)
     return hf_layout.write_snapshot(backend.exporter(whole_dag=True), resolved, hub_cache,
                                     plan, commit=commit, replace=replace,
-                                    max_bytes=max_bytes)
+                                    max_bytes=max_bytes, progress=progress)

@@ -58,11 +58,13 @@ _RAW = 0x55
 def export_model(backend: Backend, hub_cache: Path, cid: str,
                  repo_id: str | hf_layout.RevisionPlan, *, revision: str | None = None,
                  commit: str | None = None, replace: bool = False,
-                 max_bytes: int | None = None, progress: ProgressFn | None = None,
+                 max_bytes: int | None = None,
+                 progress: hf_layout.SizedProgress | None = None,
                  nocopy: bool = True) -> hf_layout.HFWriteResult:
     """Write the folder DAG ``cid[/path]`` into the hub cache as ``repo_id@revision``
     (or as a plan already made to ask the user, see :func:`.layout.plan_revision`), each
-    raw-leaf file written once as it arrives (see the module docstring).
+    raw-leaf file written once as it arrives (see the module docstring). ``progress`` is
+    told the bytes of the files before the first arrives, then hears each as it is written.
 
     Without the embedded repo (a Kubo backend) or with ``nocopy=False`` every file is
     copied, as :func:`.hub.export_model` does.
@@ -78,7 +80,7 @@ def export_model(backend: Backend, hub_cache: Path, cid: str,
     repo = backend.repo
     if not nocopy or repo is None or repo.filestore is None:
         return hub.export_model(backend, hub_cache, cid, plan, commit=commit,
-                                replace=replace, max_bytes=max_bytes)
+                                replace=replace, max_bytes=max_bytes, progress=progress)
     root, path = split_path(cid)
     walker = backend.exporter()  # block by block: internal nodes only, never the leaves
     resolved = walker.resolve(root, path) if path else root
@@ -88,7 +90,7 @@ def export_model(backend: Backend, hub_cache: Path, cid: str,
     with repo.writing():
         return hf_layout.write_snapshot(walker, resolved, hub_cache, plan, commit=commit,
                                         replace=replace, max_bytes=max_bytes,
-                                        blob_writer=writer)
+                                        blob_writer=writer, progress=progress)
 
 
 class _ReceivingWriter:
@@ -106,7 +108,8 @@ class _ReceivingWriter:
     def __call__(self, cid: CID, size: int, blobs: Path) -> hf_layout.BlobWritten:
         layout = file_layout(self.backend.exporter().load, cid, size)
         if isinstance(layout, str):
-            return hf_layout.write_blob(self._read(cid), cid, size, blobs,
+            return hf_layout.write_blob(hf_layout.counted(self._read(cid), self.progress),
+                                        cid, size, blobs,
                                         why_copied=f"copied: {layout}")
         return self._receive(layout, blobs)
 

@@ -28,6 +28,7 @@ from ipfs_mcp.backends.core.limits import allocated_bytes
 from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, InvalidInput, UnsafePath
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.backends.hub import models as hub_mod
+from ipfs_mcp.backends.hub.layout import RECORD_PATH
 from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
@@ -283,7 +284,8 @@ def test_adding_a_256_mib_model_from_the_hf_cache_grows_the_repo_under_1_percent
     before = disk_usage(backend.repo.path)
     result = backend.add_hf_model(MODEL)
     grown = disk_usage(backend.repo.path) - before
-    assert result.size == size + 14
+    assert result.size == size + 14 + len(  # the model and its snapshot record
+        backend.cat(f"{cid_str(result.root)}/{RECORD_PATH}"))
     assert grown < size // 100, f"the repo grew by {grown} bytes"
     assert backend.repo.stat().references == size // CHUNK + 1
 

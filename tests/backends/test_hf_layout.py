@@ -12,7 +12,7 @@ from huggingface_hub import hf_hub_download, snapshot_download
 from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 from ipfs_mcp.backends.errors import InvalidInput, NotFound
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.hub.layout import parse_source
+from ipfs_mcp.backends.hub.layout import RECORD_PATH, SnapshotRecord, parse_source
 from ipfs_mcp.backends.repo.repository import Repo
 
 FILES = {"config.json": b'{"model_type": "tiny"}\n', "model.safetensors": os.urandom(300_000),
@@ -42,14 +42,18 @@ def test_add_cached_model_equals_adding_its_plain_files(tmp_path: Path) -> None:
     backend = HFCacheBackend(Repo(tmp_path / "repo"), hub_cache=hub)
     result = backend.add_hf_model("tiny-org/tiny-model")
     plain = tmp_path / "plain"
-    for rel, data in FILES.items():
+    record = SnapshotRecord("tiny-org/tiny-model", "a" * 40, "main").encode()
+    for rel, data in {**FILES, RECORD_PATH: record}.items():
         (plain / rel).parent.mkdir(parents=True, exist_ok=True)
         (plain / rel).write_bytes(data)
-    # By reference (the default for the hub cache), as Kubo's `add --nocopy`: raw leaves.
-    assert result.root == Importer(options=ImportOptions(raw_leaves=True)).add_path(plain).root
+    # By reference (the default for the hub cache), as Kubo's `add --nocopy`: raw leaves;
+    # the snapshot's files and its record (`add --hidden`, since the record is a dotfile).
+    assert result.root == Importer(options=ImportOptions(raw_leaves=True, hidden=True)
+                                   ).add_path(plain).root
     copied = backend.add_hf_model("tiny-org/tiny-model", nocopy=False)
-    assert copied.root == Importer().add_path(plain).root  # copied: Kubo's default add
-    assert {e.path for e in result.entries if e.kind == "file"} == set(FILES)
+    assert copied.root == Importer(options=ImportOptions(hidden=True)).add_path(plain).root
+    assert {e.path for e in result.entries if e.kind == "file"} == {*FILES, RECORD_PATH}
+    assert result.size == sum(len(d) for d in FILES.values()) + len(record)
     assert [p.name for p in backend.repo.pins] == ["tiny-org/tiny-model"] * 2  # both ways
     with pytest.raises(NotFound, match="not in the HuggingFace cache"):
         backend.add_hf_model("tiny-org/absent")

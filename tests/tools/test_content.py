@@ -18,8 +18,10 @@ from ipfs_mcp.backends.errors import (
     UnsafePath,
 )
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
+from ipfs_mcp.backends.hub.layout import RECORD_PATH
 from ipfs_mcp.tools import content
 from ipfs_mcp.tools.import_options import ImportArgs
+from ipfs_mcp.tools.models import StoreResult
 from ipfs_mcp.tools.roots import AllowedRoots
 
 pytestmark = pytest.mark.anyio
@@ -147,16 +149,23 @@ async def test_into_hf_cache_loads_offline(backend: HFCacheBackend, roots: Allow
     snap = snapshot_download("acme/tiny", cache_dir=hub, local_files_only=True)
     assert (Path(snap) / "tokenizer" / "vocab.txt").read_text() == "a\nb\nc\n"
 
-    # And back: store_model by repo id finds the same snapshot; copied, it gives the same
-    # CID; by reference (the default for the hub cache) it gives Kubo's --nocopy CID.
+    # And back: store_model by repo id finds the same snapshot; copied, its files get the
+    # same CIDs; by reference (the default for the hub cache), Kubo's --nocopy CIDs. The
+    # root differs by the snapshot record beside the files (its commit: the one written).
+    def model_files(stored: StoreResult) -> dict[str, str]:
+        return {f.path: f.cid for f in stored.files
+                if f.kind == "file" and not f.path.startswith(".cache/")}
+
     again = await content.store_model(backend, "acme/tiny@main", roots=roots, hub_cache=hub,
                                       nocopy=False)
-    assert again.root_cid == stored.root_cid and not again.nocopy
+    assert model_files(again) == model_files(stored) and not again.nocopy
+    assert result.hf_commit and result.hf_commit in backend.cat(
+        f"{again.root_cid}/{RECORD_PATH}").decode()
     by_reference = await content.store_model(backend, "acme/tiny@main", roots=roots,
                                              hub_cache=hub)
     raw = await content.store_model(backend, str(model), roots=roots, hub_cache=hub,
                                     import_args=ImportArgs(raw_leaves=True))
-    assert by_reference.nocopy and by_reference.root_cid == raw.root_cid
+    assert by_reference.nocopy and model_files(by_reference) == model_files(raw)
     with pytest.raises(NotFound, match="not in the HuggingFace cache"):
         await content.store_model(backend, "acme/absent", roots=roots, hub_cache=hub)
 
