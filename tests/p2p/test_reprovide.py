@@ -52,3 +52,29 @@ async def test_a_master_reprovides_every_block_and_a_leecher_nothing(tmp_path: P
                 if a.stats().reprovide_rounds == 0:
                     await done.wait()
                 assert a.stats().reprovided == expected
+
+
+async def test_a_round_run_with_no_dht_peer_is_run_again_when_one_appears(
+        tmp_path: Path) -> None:
+    """A starts alone, so its first round can only keep the record itself; once B is in its
+    routing table the next round puts the record on B, where C finds it after A is gone."""
+    repo = repo_at(tmp_path / "a")
+    pinned = add_bytes(repo, os.urandom(5000))
+    repo.pin(pinned)
+    with trio.fail_after(60):
+        async with node_at(tmp_path / "b", config(role=Role.MASTER)) as b:
+            async with node_at(tmp_path / "a", config(role=Role.WORKER)) as a:
+                first = a.providing.reprovided
+                if a.stats().reprovide_rounds == 0:
+                    await first.wait()
+                assert a.stats().reprovide_rounds == 1
+                again = a.providing.reprovided
+                await a.connect_peer(b.addrs[0])
+                await again.wait()
+                assert a.stats().reprovide_rounds == 2 and a.stats().reprovided == 2
+                gone = a.peer_id
+            async with node_at(tmp_path / "c", config(role=Role.LEECHER,
+                                                      bootstrap=(b.addrs[0],))) as c:
+                await c.wait_for_peer(b.peer_id)
+                found = await c.find_providers(pinned)
+                assert [p.peer_id for p in found] == [gone]
