@@ -20,6 +20,8 @@ errors (OS, HTTP, libp2p) are translated at the boundary with ``raise ... from e
     │   └── PinNotFound
     ├── IntegrityError              bytes do not hash to their CID
     ├── DiskFull                    the file system filled up mid-write (output removed)
+    ├── StorageBudgetSpent          a store's bound is spent: refused before the fetch
+    │   └── RepoFull                a fetch or add would not fit the bounded repo (--repo-max)
     ├── Unsupported                 the backend in use lacks this capability (names both)
     ├── BackendUnavailable          a backend cannot serve; says why and how to fix it
     │   └── DaemonUnreachable       its daemon or API does not answer at the address tried
@@ -177,6 +179,21 @@ class DiskFull(IpfsMcpError):
 class StorageBudgetSpent(IpfsMcpError):
     """A fetch refused up front: the store it would add to has used its bound (the
     recursive gateway's total), or the disk is down to its reserve."""
+
+
+class RepoFull(StorageBudgetSpent):
+    """A fetch or add refused before its first byte: its declared size would not fit under
+    the repo's bound (``--repo-max``) even once every unpinned block not in use is evicted."""
+
+    def __init__(self, what: str, needed: int, free: int, bound: int, used: int) -> None:
+        self.needed = needed
+        self.free = free
+        self.bound = bound
+        self.used = used
+        super().__init__(f"{what or 'the content'} needs {needed} bytes in the repo; at most "
+                         f"{free} can be made free (the repo holds {used} bytes, the rest "
+                         f"pinned or being read, under its bound of {bound} bytes: "
+                         "--repo-max / IPFS_MCP_REPO_MAX); nothing was fetched or written")
 
 
 class OperationCancelled(IpfsMcpError):

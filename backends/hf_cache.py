@@ -121,6 +121,7 @@ class HFCacheBackend:
 
     def add_bytes(self, data: bytes, *, pin: bool = True, name: str = "",
                   options: ImportOptions | None = None) -> str:
+        self.repo.make_room("the added bytes", len(data))
         with self.repo.writing():
             with self.repo.blocks.batch():  # every block durable before the pin is written
                 node = self.importer(options).add_bytes(data)
@@ -188,12 +189,33 @@ class HFCacheBackend:
         # what it touches.
         if offset == 0 and length is None:
             return self._cat_arriving(root)
-        return self.exporter(whole_dag=True).cat(root, offset, length)
+        return self._leased(root, self.exporter(whole_dag=True).cat(root, offset, length))
 
     def _cat_arriving(self, root: CID) -> Iterator[bytes]:
-        with self._prefetch(root) as prefetch:
-            yield from self.exporter(whole_dag=True, dag_root=root,
-                                     prefetch=prefetch).cat(root, 0, None)
+        with self.repo.lease(root):
+            self._make_room(root)
+            with self._prefetch(root) as prefetch:
+                yield from self.exporter(whole_dag=True, dag_root=root,
+                                         prefetch=prefetch).cat(root, 0, None)
+
+    def _leased(self, root: CID, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """``chunks`` read under a lease on ``root``: a bounded repo evicts none of its
+        blocks meanwhile."""
+        with self.repo.lease(root):
+            yield from chunks
+
+    def _make_room(self, root: CID, declared: int | None = None) -> None:
+        """Before a fetch of ``root``'s DAG into a bounded repo: evict to make room for
+        what is not stored yet, or refuse before the first byte past the root.
+
+        Raises:
+            RepoFull: it would not fit under the bound even after eviction.
+        """
+        if self.repo.bound is None or self.fetcher is None:
+            return
+        if declared is None:
+            declared = self.exporter().declared_size(root)
+        self.repo.make_room(cid_str(root), declared - self.repo.stored_under(root))
 
     def cat(self, cid: str, *, offset: int = 0, length: int | None = None) -> bytes:
         return b"".join(self.cat_stream(cid, offset=offset, length=length))
@@ -218,16 +240,21 @@ class HFCacheBackend:
         target = output_path if isinstance(output_path, OutputTarget) else Path(output_path)
         shown = target.shown if isinstance(target, OutputTarget) else target
         budget = target.max_entries if isinstance(target, OutputTarget) else None
-        self.exporter().check_fits(root, shown, max_bytes, budget)
+        declared = self.exporter().check_fits(root, shown, max_bytes, budget)
         # Written as the blocks arrive, so the output's writes overlap the transfer.
-        with self._prefetch(root) as prefetch:
-            return self.exporter(whole_dag=True, dag_root=root, prefetch=prefetch).get_to_path(
-                root, target, overwrite=overwrite, max_bytes=max_bytes, progress=progress)
+        with self.repo.lease(root):
+            self._make_room(root, declared)
+            with self._prefetch(root) as prefetch:
+                return self.exporter(whole_dag=True, dag_root=root,
+                                     prefetch=prefetch).get_to_path(
+                    root, target, overwrite=overwrite, max_bytes=max_bytes, progress=progress)
 
     # -- pins ---------------------------------------------------------------------------
     def pin(self, cid: str, *, recursive: bool = True, name: str = "",
             progress: Callable[[int], None] | None = None) -> Pin:
         root = self._resolve(cid)
+        if recursive:
+            self._make_room(root)
         return self.repo.pin(root, recursive=recursive, name=name,
                              load=lambda c: self.load(c, whole_dag=recursive, dag_root=root),
                              progress=progress)
@@ -254,7 +281,9 @@ class HFCacheBackend:
         """Write the DAG as a CAR v1 to ``out`` (a path or stream), or return its bytes."""
         root = self._resolve(cid)
         load = self.exporter(whole_dag=True, dag_root=root).load
-        return car.write_export(out, lambda stream: car.export_dag(stream, root, load))
+        with self.repo.lease(root):
+            self._make_room(root)
+            return car.write_export(out, lambda stream: car.export_dag(stream, root, load))
 
     def health(self) -> str:
         stat = self.repo.stat()

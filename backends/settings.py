@@ -33,6 +33,13 @@ Environment (the names the old ``ipfs_backend_router`` honoured, plus ours):
                               free space at the target (see ``limits.py``)
 ``IPFS_MCP_MAX_WRITE_FILES``  most files, folders and links one write may create (default
                               100000); the free inodes of the target bound it too
+``IPFS_MCP_REPO_MAX``         bound on the embedded repo's blocks, e.g. ``50G`` (Kubo's
+                              ``Datastore.StorageMax``; default none, a leecher's role
+                              sets one): past the watermark unpinned blocks are evicted
+``IPFS_MCP_REPO_WATERMARK``   share of that bound past which eviction starts, ``0.9`` or
+                              ``90%`` (Kubo's ``StorageGCWatermark``; default 90%)
+``IPFS_MCP_MEMORY_TIER``      bytes of hot blocks kept in memory (default ``64M``; ``0``:
+                              none)
 ============================  ==============================================================
 """
 
@@ -46,6 +53,8 @@ from pathlib import Path
 from ipfs_mcp.backends.core.limits import DEFAULT_MAX_WRITE_ENTRIES, parse_max_write
 from ipfs_mcp.backends.errors import InvalidInput
 
+DEFAULT_MEMORY_TIER = 64 << 20
+DEFAULT_REPO_WATERMARK = 0.9
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -93,6 +102,38 @@ def _max_write(env: Mapping[str, str]) -> int | None:
         raise InvalidInput(str(exc)) from None
 
 
+def _bytes(env: Mapping[str, str], name: str) -> int | None:
+    try:
+        return parse_max_write(env.get(name), name)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def parse_watermark(value: str | None, name: str = "IPFS_MCP_REPO_WATERMARK") -> float:
+    """A share in (0, 1], as ``0.9`` or ``90%`` (empty: the default).
+
+    Raises:
+        InvalidInput: not such a share.
+    """
+    text = (value or "").strip()
+    if not text:
+        return DEFAULT_REPO_WATERMARK
+    try:
+        share = float(text.removesuffix("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        share = -1.0
+    if not 0 < share <= 1:
+        raise InvalidInput(f"{name}={value!r} is not a share of the bound (e.g. 0.9 or 90%)")
+    return share
+
+
+def _memory_tier(env: Mapping[str, str]) -> int:
+    value = (env.get("IPFS_MCP_MEMORY_TIER") or "").strip()
+    if value in ("0", "0B"):
+        return 0
+    return _bytes(env, "IPFS_MCP_MEMORY_TIER") or DEFAULT_MEMORY_TIER
+
+
 @dataclass(frozen=True)
 class BackendSettings:
     hf_home: Path
@@ -111,6 +152,9 @@ class BackendSettings:
     router_cache: bool = True
     max_write: int | None = None  # None: limits.DEFAULT_WRITE_SHARE of the free space
     max_write_files: int = DEFAULT_MAX_WRITE_ENTRIES  # files, folders, links one write makes
+    repo_max: int | None = None  # bytes in blocks/ (None: unbounded)
+    repo_watermark: float = DEFAULT_REPO_WATERMARK
+    memory_tier_bytes: int = DEFAULT_MEMORY_TIER
 
     @property
     def repo_path(self) -> Path:
@@ -140,4 +184,7 @@ class BackendSettings:
             router_cache=env_flag(env, "IPFS_ROUTER_CACHE", True),
             max_write=_max_write(env),
             max_write_files=_max_write_files(env),
+            repo_max=_bytes(env, "IPFS_MCP_REPO_MAX"),
+            repo_watermark=parse_watermark(env.get("IPFS_MCP_REPO_WATERMARK")),
+            memory_tier_bytes=_memory_tier(env),
         )

@@ -41,6 +41,14 @@ option                       environment                    meaning
 ``--max-write-bytes BYTES``  ``IPFS_MCP_MAX_WRITE``         most bytes one write to disk may
                                                             take (default: 90% of the free
                                                             space at the target)
+``--repo-max BYTES``         ``IPFS_MCP_REPO_MAX``          bound on the embedded repo's blocks;
+                                                            past the watermark the coldest
+                                                            unpinned ones are evicted (default:
+                                                            none; a leecher 4 GiB)
+``--repo-watermark SHARE``   ``IPFS_MCP_REPO_WATERMARK``    share of that bound where eviction
+                                                            starts (default 90%)
+``--memory-tier BYTES``      ``IPFS_MCP_MEMORY_TIER``       hot blocks kept in memory (default
+                                                            by role: 256M, 64M, 16M a leecher)
 ``--gateway HOST:PORT``      ``IPFS_MCP_GATEWAY``           serve a read-only HTTP gateway
                                                             (trustless + path, /routing/v1)
 ``--gateway-recursive``      ``IPFS_MCP_GATEWAY_RECURSIVE`` let it fetch what is not here
@@ -100,6 +108,14 @@ DEFAULT_ADD_MAX = 1024 * 1024
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
 DEFAULT_ROLE = "worker"
 ROLES = ("master", "worker", "leecher")
+# The repo's tiers by role, where no setting names them: (repo bound, memory tier). A leecher
+# keeps a small cache (its fetch budget, 4 GiB, still fits once the rest is evicted); a
+# master or worker keeps what it fetched, as before, and holds more hot blocks in memory.
+ROLE_TIERS: dict[str, tuple[int | None, int]] = {
+    "master": (None, 256 << 20),
+    "worker": (None, 64 << 20),
+    "leecher": (4 << 30, 16 << 20),
+}
 # Serving bounds: what HTTP clients may hold of the server (see ServingLimits).
 DEFAULT_SEND_IDLE = 60.0
 DEFAULT_MAX_SESSIONS = 100
@@ -246,6 +262,20 @@ def _gateway_tls(env: Mapping[str, str], given: Sequence[str] | None
     return cert, key
 
 
+def _tiers(backend: BackendSettings, env: Mapping[str, str], role: str, repo_max: int | None,
+           watermark: float | None, memory: int | None) -> BackendSettings:
+    """The repo's bound and memory tier: arguments, else the environment, else the role's."""
+    role_max, role_memory = ROLE_TIERS[role]
+    if repo_max is None and backend.repo_max is None:
+        repo_max = role_max
+    if memory is None and not (env.get("IPFS_MCP_MEMORY_TIER") or "").strip():
+        memory = role_memory
+    return replace(backend,
+                   repo_max=backend.repo_max if repo_max is None else repo_max,
+                   repo_watermark=backend.repo_watermark if watermark is None else watermark,
+                   memory_tier_bytes=backend.memory_tier_bytes if memory is None else memory)
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     backend: BackendSettings = field(default_factory=BackendSettings.from_env)
@@ -305,7 +335,9 @@ class ServerSettings:
              gateway_max_store: int | None = None,
              trustless_gateways: Sequence[str] | None = None,
              delegated_routers: Sequence[str] | None = None,
-             serving: ServingLimits | None = None) -> ServerSettings:
+             serving: ServingLimits | None = None, repo_max: int | None = None,
+             repo_watermark: float | None = None,
+             memory_tier: int | None = None) -> ServerSettings:
         """Settings from ``env`` (default ``os.environ``), overridden by given arguments.
 
         ``serving`` replaces the serving bounds from ``env`` as a whole.
@@ -350,7 +382,8 @@ class ServerSettings:
         role_name = (role or env.get("IPFS_MCP_ROLE") or DEFAULT_ROLE).strip().lower()
         if role_name not in ROLES:
             raise InvalidInput(f"role {role_name!r}: use one of {', '.join(ROLES)}")
-        backend = BackendSettings.from_env(env)
+        backend = _tiers(BackendSettings.from_env(env), env, role_name, repo_max,
+                         repo_watermark, memory_tier)
         if max_write is not None:
             backend = replace(backend, max_write=max_write)
         settings = cls(

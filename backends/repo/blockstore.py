@@ -82,7 +82,9 @@ from ipfs_mcp.backends.core.cids import (
 )
 from ipfs_mcp.backends.errors import BlockNotFound, DiskFull, IntegrityError, IpfsMcpError
 from ipfs_mcp.backends.repo.atomic import DiskSync, atomic_write, write_unsynced
+from ipfs_mcp.backends.repo.eviction import HeatTable
 from ipfs_mcp.backends.repo.filestore import FileRef, Filestore
+from ipfs_mcp.backends.repo.memory_tier import MemoryTier
 from ipfs_mcp.backends.repo.placement import Placements
 
 _RAW = 0x55
@@ -143,8 +145,13 @@ class Blockstore:
 
     def __init__(self, root: Path, *, fsync: bool = True,
                  filestore: Filestore | None = None, sync: DiskSync | None = None,
-                 verify: BlockVerifier = verify_block) -> None:
+                 verify: BlockVerifier = verify_block, heat: HeatTable | None = None,
+                 memory: MemoryTier | None = None) -> None:
         self.root = Path(root)
+        # A bounded repo's heat per block file (see .eviction), told of every write and read.
+        self.heat = heat
+        # Hot blocks kept in memory in front of the disk reads (see .memory_tier).
+        self.memory = memory
         # What hashes blocks against their CIDs on ``put`` and ``get``.
         self._verify = verify
         # Leaves kept by reference (nocopy): consulted when no block file exists.
@@ -202,9 +209,27 @@ class Blockstore:
             BlockNotFound: not stored here.
             IntegrityError: the stored bytes are corrupt (they are moved aside first).
         """
+        return self._read(cid, touch=True)
+
+    def peek(self, cid: CID) -> bytes:
+        """``get`` for the repo's own walks (GC, verify, eviction's mark): read from disk,
+        it neither heats the block nor passes the memory tier.
+
+        Raises:
+            BlockNotFound, IntegrityError: as ``get``.
+        """
+        return self._read(cid, touch=False)
+
+    def _read(self, cid: CID, *, touch: bool) -> bytes:
         if is_identity(cid):
             return identity_data(cid)
-        path = self.path_of(bytes(cid.digest))
+        multihash = bytes(cid.digest)
+        kept = self.memory.get(multihash) if self.memory is not None and touch else None
+        if kept is not None:
+            if self.heat is not None:
+                self.heat.read(multihash, len(kept))
+            return kept  # verified when it was read from disk
+        path = self.path_of(multihash)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -223,6 +248,10 @@ class Blockstore:
                 f"stored block {cid_str(cid)} is corrupt and was set aside in "
                 f"{self.quarantine_dir}; fetch it again"
             ) from None
+        if self.heat is not None and touch:
+            self.heat.read(multihash, len(data))
+        if self.memory is not None and touch:
+            self.memory.offer(multihash, data)
         return data
 
     def size(self, cid: CID) -> int:
@@ -429,6 +458,7 @@ class Blockstore:
     def _write(self, multihash: bytes, data: bytes) -> bool:
         final = self.path_of(multihash)
         if final.exists():
+            self._rewritten(multihash, len(data))
             return False
         try:
             if final.parent.name not in self._shards:
@@ -444,6 +474,8 @@ class Blockstore:
                              sync_folder=False)
         except OSError as exc:
             raise self._write_error(exc) from exc
+        if self.heat is not None:
+            self.heat.stored(multihash, len(data))
         return True
 
     def _write_error(self, exc: OSError) -> IpfsMcpError:
@@ -453,15 +485,22 @@ class Blockstore:
                             "nothing partial is left")
         return IpfsMcpError(f"cannot store block in {self.root}: {exc.strerror}")
 
+    def _rewritten(self, multihash: bytes, size: int) -> None:
+        """A write met its block stored already: it is new to the writer all the same, so
+        eviction keeps it until the writer's pin is written (see .eviction)."""
+        if self.heat is not None:
+            self.heat.stored(multihash, size)
+
     def _make_shard(self, folder: Path) -> None:
         folder.mkdir(exist_ok=True)
         self._shards.add(folder.name)
 
-    def _stage(self, multihash: bytes) -> tuple[Path, Path] | None:
+    def _stage(self, multihash: bytes, data: bytes) -> tuple[Path, Path] | None:
         """Where a batched write of ``multihash`` goes: ``(temp file, final path)``; None
         when the block is stored already."""
         final = self.path_of(multihash)
         if final.exists():
+            self._rewritten(multihash, len(data))
             return None
         return self.tmp_dir / f".{final.name}.{uuid.uuid4().hex}.tmp", final
 
@@ -496,6 +535,8 @@ class Blockstore:
                     os.replace(tmp, final)
                 renamed += 1
                 unsettled.add(final.parent)
+                if self.heat is not None:
+                    self.heat.stored(_multihash_of_key(final.stem), final.stat().st_size)
             if unsettled and (last or not self.sync.whole_file_system):
                 self.sync.folders(unsettled, self.blocks_dir)
                 unsettled.clear()
@@ -506,12 +547,21 @@ class Blockstore:
 
     def delete_path(self, path: Path) -> int:
         """Remove one block file; returns the bytes freed (0 if it was gone already)."""
+        if self.heat is not None or self.memory is not None:
+            self.forget(_multihash_of_key(path.stem))
         try:
             size = path.stat().st_size
             path.unlink()
         except FileNotFoundError:
             return 0
         return size
+
+    def forget(self, multihash: bytes) -> None:
+        """Drop a block's heat and its copy in memory: its file is going."""
+        if self.heat is not None:
+            self.heat.forget(multihash)
+        if self.memory is not None:
+            self.memory.drop(multihash)
 
     # -- bad blocks -----------------------------------------------------------------------
     def quarantine(self, path: Path) -> None:
@@ -694,7 +744,7 @@ class _WriteBatch:
             raise self._errors[0]
 
     def _write(self, multihash: bytes, data: bytes) -> _Staged | None:
-        staged = self._store._stage(multihash)
+        staged = self._store._stage(multihash, data)
         if staged is None:
             return None
         try:

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from multiformats import CID
 
@@ -46,8 +46,21 @@ from ipfs_mcp.backends.core.dag import Node, links_of, walk, walk_nodes
 from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, IpfsMcpError
 from ipfs_mcp.backends.repo.atomic import DiskSync, atomic_write
 from ipfs_mcp.backends.repo.blockstore import BadBlock, Blockstore, key_of
+from ipfs_mcp.backends.repo.eviction import (
+    EvictionReport,
+    Evictor,
+    HeatTable,
+    Leases,
+    Marked,
+    RepoBound,
+    block_files,
+)
 from ipfs_mcp.backends.repo.filestore import Filestore, RefCheck, leaf_cid_digest
+from ipfs_mcp.backends.repo.memory_tier import MemoryTier, MemoryTierStats
 from ipfs_mcp.backends.repo.pins import Pin, PinStore, PinType
+
+if TYPE_CHECKING:
+    from ipfs_mcp.backends.settings import BackendSettings
 
 REPO_VERSION = "1"
 _RAW = 0x55
@@ -152,10 +165,25 @@ class IntegrityState:
         return text + ("; run `ipfs-mcp repo verify`" if self.status == "damaged" else "")
 
 
+@dataclass(frozen=True)
+class TierStats:
+    """The tiers at a glance, for ``peer_stats`` and the health report."""
+
+    disk_bytes: int | None  # bytes in blocks/ (None: unbounded, not counted)
+    disk_max: int | None  # --repo-max (None: unbounded)
+    watermark: float | None
+    memory: MemoryTierStats | None
+    evicted_blocks: int = 0
+    evicted_bytes: int = 0
+    refused: int = 0  # fetches and adds refused for want of room
+
+
 class Repo:
-    def __init__(self, path: Path, *, fsync: bool = True, sync: DiskSync | None = None) -> None:
+    def __init__(self, path: Path, *, fsync: bool = True, sync: DiskSync | None = None,
+                 bound: RepoBound | None = None, memory_bytes: int = 0) -> None:
         """``sync`` decides how every write is made durable (default: fsync, or nothing
-        with ``fsync=False``)."""
+        with ``fsync=False``). ``bound`` caps ``blocks/`` and evicts past its watermark
+        (see :mod:`.eviction`); ``memory_bytes`` keeps hot blocks in memory (0: none)."""
         sync = sync if sync is not None else DiskSync(fsync)
         fsync = sync.enabled
         self.path = Path(path).expanduser()
@@ -167,9 +195,90 @@ class Repo:
         except OSError as exc:
             raise IpfsMcpError(f"cannot create repo at {self.path}: {exc.strerror}") from exc
         self.filestore = Filestore(self.path, fsync=fsync)
-        self.blocks = Blockstore(self.path, filestore=self.filestore, sync=sync)
+        heat = HeatTable() if bound is not None else None
+        memory = MemoryTier(memory_bytes) if memory_bytes > 0 else None
+        self.blocks = Blockstore(self.path, filestore=self.filestore, sync=sync, heat=heat,
+                                 memory=memory)
         self.pins = PinStore(self.path, self.blocks.tmp_dir, sync=sync)
         self._lock_path = self.path / "repo.lock"
+        self.leases = Leases()
+        self.evictor: Evictor | None = None
+        if bound is not None and heat is not None:
+            heat.load(block_files(self.blocks.iter_multihashes()))
+            self.evictor = Evictor(bound, heat, self.leases, self._keep, self._evict_one)
+
+    @classmethod
+    def from_settings(cls, settings: BackendSettings) -> Repo:
+        """The repo at ``settings.repo_path`` with its bound and memory tier."""
+        bound = (RepoBound(settings.repo_max, settings.repo_watermark)
+                 if settings.repo_max is not None else None)
+        return cls(settings.repo_path, bound=bound, memory_bytes=settings.memory_tier_bytes)
+
+    # -- the bound ------------------------------------------------------------------------
+    @property
+    def bound(self) -> RepoBound | None:
+        return self.evictor.bound if self.evictor is not None else None
+
+    @contextlib.contextmanager
+    def lease(self, root: CID) -> Iterator[None]:
+        """Hold while reading or exporting ``root``: no block of its DAG is evicted."""
+        with self.leases.hold(root):
+            yield
+        self.settle()
+
+    def settle(self) -> EvictionReport | None:
+        """Past the watermark, evict the coldest unpinned blocks (see :mod:`.eviction`)."""
+        return self.evictor.settle() if self.evictor is not None else None
+
+    def make_room(self, what: str, needed: int) -> None:
+        """Before a fetch or add of ``needed`` bytes into a bounded repo: evict to make
+        room, or refuse it before its first byte.
+
+        Raises:
+            RepoFull: it would not fit under the bound even after eviction.
+        """
+        if self.evictor is not None and needed > 0:
+            self.evictor.make_room(what, needed)
+
+    def stored_under(self, root: CID) -> int:
+        """Bytes of ``root``'s DAG already stored here (a walk of the local blocks only)."""
+        total = 0
+        seen: set[bytes] = set()
+        for cid, kind in self._pinned_holes(root, seen):
+            seen.discard(bytes(cid.digest))  # a hole is not stored
+            del kind
+        for multihash in seen:
+            with contextlib.suppress(FileNotFoundError):
+                total += self.blocks.path_of(multihash).stat().st_size
+        return total
+
+    def tiers(self) -> TierStats:
+        """Tier sizes, hit rates and what was evicted (cheap: nothing is read)."""
+        memory = self.blocks.memory.stats() if self.blocks.memory is not None else None
+        ev = self.evictor
+        if ev is None:
+            return TierStats(None, None, None, memory)
+        return TierStats(ev.heat.used, ev.bound.max_bytes, ev.bound.watermark, memory,
+                         ev.evicted_blocks, ev.evicted_bytes, ev.refused)
+
+    def _keep(self, leased: list[CID]) -> Marked | None:
+        """The blocks a sweep keeps; None when a pinned DAG is broken."""
+        pinned: set[bytes] = set()
+        pins = list(self.pins)
+        try:
+            for pin in (p for p in pins if p.type == "recursive"):
+                self._mark(pin.cid, pinned)
+        except IntegrityError:
+            return None
+        pinned.update(bytes(p.cid.digest) for p in pins if p.type == "direct")
+        held: set[bytes] = set()
+        for root in leased:
+            for _ in self._pinned_holes(root, held):
+                pass  # a hole in a leased DAG: its reader fetches it or fails, as without us
+        return Marked(pinned, held)
+
+    def _evict_one(self, multihash: bytes) -> int:
+        return self.blocks.delete_path(self.blocks.path_of(multihash))
 
     @contextlib.contextmanager
     def _lock(self, kind: int, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
@@ -185,9 +294,18 @@ class Repo:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def writing(self) -> contextlib.AbstractContextManager[None]:
-        """Hold while writing blocks that will be pinned, so GC waits for the pin."""
-        return self._lock(fcntl.LOCK_SH)
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold while writing blocks that will be pinned, so GC waits for the pin (and
+        eviction keeps them). A bounded repo settles once the outermost write ends."""
+        heat = self.blocks.heat
+        with self._lock(fcntl.LOCK_SH):
+            if heat is None:
+                yield
+                return
+            with self.leases.writing(heat.stamp + 1):
+                yield
+        self.settle()
 
     # -- pins ---------------------------------------------------------------------------
     def pin(self, cid: CID, *, recursive: bool = True, name: str = "",
@@ -202,7 +320,7 @@ class Repo:
             BlockNotFound: a block of the DAG is missing; the error names it.
         """
         load = load or self.blocks.get
-        with self.writing():
+        with self.writing(), self.leases.hold(cid):
             if recursive:
                 size = 0
                 # A stored raw leaf has no links: it is checked by presence, not read.
@@ -439,7 +557,7 @@ class Repo:
         if cid.codec.code == _RAW and not self.blocks.has(cid):
             return "absent"
         try:
-            return self.blocks.get(cid)
+            return self.blocks.peek(cid)
         except BlockNotFound:
             return "absent"
         except IntegrityError:
