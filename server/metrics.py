@@ -13,7 +13,7 @@ bytes, so a node that met thousands of peers does not make thousands of series.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, make_asgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -22,6 +22,7 @@ from prometheus_client.metrics_core import Metric
 from .gateway.asgi import App, Receive, Scope, Send, lifespan, plain
 
 if TYPE_CHECKING:
+    from ipfs_mcp.p2p.node import P2PNode
     from ipfs_mcp.p2p.stats import NodeStats
 
 PATH = "/debug/metrics/prometheus"
@@ -29,6 +30,21 @@ MAX_PEER_SERIES = 64
 
 # The node's stats now, or None while no node runs (a scrape then shows no node series).
 StatsSource = Callable[[], "NodeStats | None"]
+
+
+class HoldsNode(Protocol):
+    """Where the server keeps its node once started (``state.NodeSlot``)."""
+
+    node: P2PNode | None
+
+
+def node_stats(holder: HoldsNode) -> StatsSource:
+    """The stats of the node ``holder`` holds, while it runs: ``metrics_app(node_stats(slot))``."""
+    def source() -> NodeStats | None:
+        node = holder.node
+        return node.stats() if node is not None and node.running else None
+
+    return source
 
 
 class NodeCollector:

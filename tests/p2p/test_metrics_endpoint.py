@@ -15,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ipfs_mcp.backends.core.dag import walk
 from ipfs_mcp.server.gateway import serve_gateway
-from ipfs_mcp.server.metrics import PATH, metrics_app
+from ipfs_mcp.server.metrics import PATH, metrics_app, node_stats
+from ipfs_mcp.server.state import NodeSlot
 
 from .nodes import add_bytes, node_at, repo_at
 
@@ -35,7 +36,10 @@ async def test_the_counters_parse_and_move_after_a_fetch(tmp_path: Path) -> None
     with trio.fail_after(60):
         async with node_at(tmp_path / "a") as a, node_at(tmp_path / "b") as b, \
                 anyio.create_task_group() as tg:
-            (url,) = await tg.start(serve_gateway, metrics_app(b.stats), "127.0.0.1", 0)
+            slot = NodeSlot()  # where the server keeps its node
+            slot.settle(b, "running")
+            (url,) = await tg.start(serve_gateway, metrics_app(node_stats(slot)),
+                                    "127.0.0.1", 0)
             async with httpx.AsyncClient(base_url=url, timeout=20) as http:
                 assert (await http.get("/metrics")).status_code == 404
                 answer = await http.get(PATH)
