@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # no stubs; a test-only dependency
 
 HERE = Path(__file__).parent
 TOP = HERE.parent.parent
