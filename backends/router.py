@@ -118,7 +118,7 @@ def _hf_cache_factory(deps: RouterDeps) -> Backend:
 
     if not deps.settings.enable_hf_cache:
         raise BackendUnavailable("disabled by ENABLE_HF_CACHE=0")
-    repo = deps.repo or Repo(deps.settings.repo_path)
+    repo = deps.repo or Repo.from_settings(deps.settings)
     return HFCacheBackend(repo, hub_cache=deps.settings.hf_hub_cache, fetcher=deps.sources)
 
 

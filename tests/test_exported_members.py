@@ -24,8 +24,8 @@ EXPORTED: dict[str, set[str]] = {
         "ip_scope", "limits", "protobuf", "reputation", "rooted", "trickle", "unixfs", "varint",
     },
     "ipfs_mcp.backends.repo": {
-        "atomic", "blockstore", "filestore", "pins", "placement", "prefetch", "receiver",
-        "repository",
+        "atomic", "blockstore", "eviction", "filestore", "memory_tier", "pins", "placement",
+        "prefetch", "receiver", "repository",
     },
     "ipfs_mcp.backends.retrieval": {
         "address_scope", "car_stream", "delegated_routing", "sources", "trustless_gateway",
