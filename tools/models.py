@@ -29,6 +29,8 @@ class StoreResult(BaseModel):
     file_count: int
     files: list[FileEntry] = Field(description="Added files and folders (bounded, see truncated)")
     truncated: bool = Field(False, description="True when files lists only the first entries")
+    total: int | None = Field(None, description="Entries in the whole file list")
+    cursor: str | None = Field(None, description="Pass to ls (cid=root_cid) for the next page")
     pinned: bool
     announced: bool
     announce_note: str = Field("", description="Why the content was not announced, if it was not")
@@ -54,6 +56,8 @@ class FetchResult(BaseModel):
     text: str | None = None
     base64: str | None = None
     entries: list[LsEntry] | None = Field(None, description="Folder entries (delivery=listing)")
+    total: int | None = Field(None, description="Entries in the folder, when known")
+    cursor: str | None = Field(None, description="Pass back as cursor for the next page")
     output_path: str | None = None
     hf_repo_id: str | None = None
     hf_revision: str | None = None
@@ -101,6 +105,7 @@ class LsResult(BaseModel):
     truncated: bool = False
     next_offset: int | None = Field(None, description=(
         "Pass as offset to list the entries after this page; None at the end"))
+    cursor: str | None = Field(None, description="Pass back as cursor for the next page")
 
 
 class AddResult(BaseModel):
@@ -141,6 +146,7 @@ class PinList(BaseModel):
     pins: list[PinInfo]
     total: int
     truncated: bool = False
+    cursor: str | None = Field(None, description="Pass back as cursor for the next page")
 
 
 class GCResult(BaseModel):
@@ -181,6 +187,9 @@ class PeerInfo(BaseModel):
     bytes_received: int | None = None
     bad_blocks: int | None = None
     score: float | None = None
+    successes: int | None = Field(None, description="As a provider to us: blocks delivered")
+    failures: int | None = None
+    success_rate: float | None = None
 
 
 class NetworkStats(BaseModel):
@@ -204,6 +213,12 @@ class NetworkStats(BaseModel):
     network_fetches_ok: int | None = None
     network_fetches_failed: int | None = None
     providers_found: int | None = None
+    failed_discoveries: int | None = None
+    success_rate: float | None = None
+    average_retrieval_ms: float | None = None
+    bytes_retrieved: int | None = Field(None, description="Block bytes from the network")
+    bandwidth_rate_in: float | None = Field(None, description="Bytes/s, recent")
+    bandwidth_rate_out: float | None = None
 
 
 class CacheCounters(BaseModel):

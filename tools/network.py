@@ -48,6 +48,10 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000.0, 3)
 
 
+def _rounded(rate: float | None) -> float | None:
+    return None if rate is None else round(rate, 1)
+
+
 async def find_providers(node: Network | None, cid: str, *, count: int = 5,
                          why: str = "") -> ProvidersResult:
     """Peers that provide ``cid``, best first.
@@ -144,7 +148,8 @@ def network_stats(snap: NetworkSnapshot) -> NetworkStats:
                       latency_ms=_ms(p.latency), blocks_sent=p.blocks_sent,
                       blocks_received=p.blocks_received, bytes_sent=p.bytes_sent,
                       bytes_received=p.bytes_received, bad_blocks=p.bad_blocks,
-                      score=p.score)
+                      score=p.score, successes=p.successes, failures=p.failures,
+                      success_rate=p.success_rate)
              for p in snap.peers]
     return NetworkStats(
         node=snap.node, peer_id=snap.peer_id, listen_addrs=list(snap.addrs), role=snap.role,
@@ -154,7 +159,12 @@ def network_stats(snap: NetworkSnapshot) -> NetworkStats:
         ledger_blocks_sent=snap.blocks_sent, ledger_blocks_received=snap.blocks_received,
         network_fetches=snap.network_fetches, network_fetches_ok=snap.network_fetches_ok,
         network_fetches_failed=snap.network_fetches_failed,
-        providers_found=snap.providers_found)
+        providers_found=snap.providers_found, failed_discoveries=snap.failed_discoveries,
+        success_rate=snap.success_rate,
+        average_retrieval_ms=_ms(snap.average_retrieval_time),
+        bytes_retrieved=snap.bytes_retrieved,
+        bandwidth_rate_in=_rounded(snap.bandwidth_rate_in),
+        bandwidth_rate_out=_rounded(snap.bandwidth_rate_out))
 
 
 async def peer_stats(node: Network | None, backend: Backend, *, why: str = ""
