@@ -74,6 +74,7 @@ class NetworkSnapshot:
     average_retrieval_time: float | None = None  # seconds, over the successful ones
     bytes_retrieved: int | None = None
     failed_discoveries: int | None = None
+    reprovided: int | None = None  # CIDs announced from the pins since start
 
 
 @dataclass(frozen=True)

@@ -119,4 +119,5 @@ class NodeNetwork:
             network_fetches_failed=stats.failed, providers_found=stats.providers_found,
             success_rate=stats.success_rate,
             average_retrieval_time=stats.average_retrieval_time,
-            bytes_retrieved=stats.bytes_retrieved, failed_discoveries=stats.failed_discoveries)
+            bytes_retrieved=stats.bytes_retrieved, failed_discoveries=stats.failed_discoveries,
+            reprovided=stats.reprovided)
