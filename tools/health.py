@@ -21,7 +21,7 @@ from .models import (
     RouterStatus,
     ServedGateway,
 )
-from .network import cache_counters
+from .network import cache_counters, repo_tiers
 from .progress import run_blocking
 from .roots import AllowedRoots
 
@@ -53,7 +53,7 @@ async def health(router: Router, node: Network | None, *, node_status: str,
                                 last_verify_at=last.at if last else None,
                                 last_verify_ok=last.ok if last else None,
                                 missing_blocks=last.missing if last else None,
-                                summary=state.summary))
+                                summary=state.summary), tiers=repo_tiers(router))
             if state.status == "damaged":
                 problems.append(f"repo integrity: {state.summary}")
         except (IpfsMcpError, OSError) as exc:

@@ -230,6 +230,7 @@ class CacheCounters(BaseModel):
 class PeerStatsResult(BaseModel):
     backend: str
     cache: CacheCounters | None = None
+    tiers: RepoTiers | None = None
     network: NetworkStats | None = None
     network_status: str = Field(description="'running', or why the node is not running")
 
@@ -263,6 +264,22 @@ class RepoIntegrity(BaseModel):
     summary: str
 
 
+class RepoTiers(BaseModel):
+    """The embedded repo's tiers: its bounded disk and the memory tier of hot blocks."""
+
+    disk_bytes: int | None = Field(None, description="Bytes of blocks on disk (bounded repo)")
+    disk_max: int | None = Field(None, description="--repo-max; None: unbounded")
+    watermark: float | None = Field(None, description="Share of the bound where eviction starts")
+    memory_bytes: int | None = Field(None, description="Bytes of hot blocks held in memory")
+    memory_max: int | None = None
+    memory_hits: int | None = None
+    memory_misses: int | None = None
+    memory_hit_rate: float | None = None
+    evicted_blocks: int = 0
+    evicted_bytes: int = 0
+    refused: int = Field(0, description="Fetches and adds refused: they could not fit")
+
+
 class RepoInfo(BaseModel):
     path: str
     blocks: int
@@ -270,6 +287,7 @@ class RepoInfo(BaseModel):
     pins: int
     free_disk: int
     integrity: RepoIntegrity | None = None
+    tiers: RepoTiers | None = None
 
 
 class BackendStatus(BaseModel):

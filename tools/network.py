@@ -24,6 +24,7 @@ from .models import (
     PeerStatsResult,
     Provider,
     ProvidersResult,
+    RepoTiers,
 )
 
 HOW_TO_START = ("start the server with `ipfs-mcp serve --listen /ip4/0.0.0.0/tcp/4001` "
@@ -142,6 +143,20 @@ def cache_counters(backend: Backend) -> CacheCounters | None:
     return CacheCounters(hits=counters.hits, misses=counters.misses, fetched=counters.fetched)
 
 
+def repo_tiers(backend: Backend) -> RepoTiers | None:
+    """The embedded repo's tier figures; None for a backend without one."""
+    if backend.repo is None:
+        return None
+    t = backend.repo.tiers()
+    m = t.memory
+    return RepoTiers(disk_bytes=t.disk_bytes, disk_max=t.disk_max, watermark=t.watermark,
+                     memory_bytes=m.bytes if m else None, memory_max=m.max_bytes if m else None,
+                     memory_hits=m.hits if m else None, memory_misses=m.misses if m else None,
+                     memory_hit_rate=round(m.hit_rate, 4) if m else None,
+                     evicted_blocks=t.evicted_blocks, evicted_bytes=t.evicted_bytes,
+                     refused=t.refused)
+
+
 def network_stats(snap: NetworkSnapshot) -> NetworkStats:
     peers = [PeerInfo(peer_id=p.peer_id, addrs=list(p.addrs), agent=p.agent,
                       connected=p.connected, bitswap_protocol=p.bitswap_protocol,
@@ -174,13 +189,13 @@ async def peer_stats(node: Network | None, backend: Backend, *, why: str = ""
     The local part is always there. When there is no node the network part is absent and
     ``network_status`` says why; nothing is made up in its place.
     """
+    local = PeerStatsResult(backend=backend.name, cache=cache_counters(backend),
+                            tiers=repo_tiers(backend), network_status="")
     if node is None:
-        return PeerStatsResult(backend=backend.name, cache=cache_counters(backend),
-                               network_status=f"not running: {why or 'no node'}")
+        return local.model_copy(update={"network_status": f"not running: {why or 'no node'}"})
     try:
         snap = await node.snapshot()
     except NodeNotRunning:
-        return PeerStatsResult(backend=backend.name, cache=cache_counters(backend),
-                               network_status=f"not running: {node.status()}")
-    return PeerStatsResult(backend=backend.name, cache=cache_counters(backend),
-                           network=network_stats(snap), network_status="running")
+        return local.model_copy(update={"network_status": f"not running: {node.status()}"})
+    return local.model_copy(update={"network": network_stats(snap),
+                                    "network_status": "running"})
