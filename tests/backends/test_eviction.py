@@ -251,3 +251,23 @@ def test_roles_set_the_tiers_and_settings_override_them(tmp_path: Path) -> None:
     repo = Repo.from_settings(replace(flags, hf_home=tmp_path))
     assert repo.path == tmp_path / "ipfs" and repo.bound == RepoBound(2 << 30, 0.5)
     assert repo.blocks.memory is not None and repo.blocks.memory.max_bytes == 1 << 20
+
+
+@pytest.mark.anyio
+async def test_peer_stats_show_the_tier_sizes_hit_rates_and_evictions(tmp_path: Path) -> None:
+    from ipfs_mcp.tools.network import peer_stats
+
+    home = bounded(tmp_path / "repo", 1 * MIB, memory=256 * KIB)
+    cids = [home.add_bytes(os.urandom(300 * KIB), pin=False) for _ in range(4)]
+    for _ in range(3):
+        home.cat(cids[-1])
+    stats = await peer_stats(None, home, why="none in this test")
+    tiers = stats.tiers
+    assert tiers is not None
+    assert tiers.disk_max == 1 * MIB and tiers.watermark == 0.9
+    assert tiers.disk_bytes == blocks_size(home.repo)
+    assert tiers.evicted_blocks > 0 and tiers.evicted_bytes > 0
+    assert tiers.memory_max == 256 * KIB and tiers.memory_hits and tiers.memory_misses
+    assert tiers.memory_hit_rate == round(tiers.memory_hits / (
+        tiers.memory_hits + tiers.memory_misses), 4)
+    assert stats.network_status == "not running: none in this test"
