@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 
+from ipfs_mcp.backends.core.limits import parse_max_write
 from ipfs_mcp.backends.errors import IpfsMcpError
+from ipfs_mcp.backends.settings import parse_watermark
 
 from .config import ServerSettings, ServingLimits
 from .logs import configure_logging
@@ -39,6 +41,21 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError("must be positive")
     return value
+
+
+def _size(text: str) -> int:
+    """Bytes, plain or with a binary suffix (``512M``, ``20G``); ``0`` allowed."""
+    try:
+        return parse_max_write(text, "the size") or 0
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _share(text: str) -> float:
+    try:
+        return parse_watermark(text, "the watermark")
+    except IpfsMcpError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(text: str) -> int:
@@ -116,6 +133,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-write-bytes", type=_positive, metavar="BYTES",
                         help="most bytes one write to disk may take (env IPFS_MCP_MAX_WRITE; "
                              "default 90%% of the free space at the target)")
+    parser.add_argument("--repo-max", type=_size, metavar="BYTES",
+                        help="bound the embedded repo's blocks (e.g. 50G); past the watermark "
+                             "the coldest unpinned ones are evicted (env IPFS_MCP_REPO_MAX; "
+                             "default none, a leecher 4G)")
+    parser.add_argument("--repo-watermark", type=_share, metavar="SHARE",
+                        help="share of --repo-max where eviction starts, 0.9 or 90%% (env "
+                             "IPFS_MCP_REPO_WATERMARK; default 90%%)")
+    parser.add_argument("--memory-tier", type=_size, metavar="BYTES",
+                        help="hot blocks kept in memory, 0 for none (env IPFS_MCP_MEMORY_TIER; "
+                             "default by role: 256M master, 64M worker, 16M leecher)")
     parser.add_argument("--gateway", metavar="HOST:PORT",
                         help="also serve a read-only HTTP gateway (trustless and path "
                              "gateway, /routing/v1) at http://HOST:PORT (env "
@@ -174,7 +201,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         gateway_recursive=args.gateway_recursive, gateway_public=args.gateway_public,
         gateway_tls=args.gateway_tls, gateway_max_store=args.gateway_max_store,
         trustless_gateways=args.trustless_gateway, delegated_routers=args.delegated_router,
-        serving=serving)
+        serving=serving, repo_max=args.repo_max or None, repo_watermark=args.repo_watermark,
+        memory_tier=args.memory_tier)
 
 
 @dataclass(frozen=True)

@@ -271,3 +271,19 @@ async def test_peer_stats_show_the_tier_sizes_hit_rates_and_evictions(tmp_path: 
     assert tiers.memory_hit_rate == round(tiers.memory_hits / (
         tiers.memory_hits + tiers.memory_misses), 4)
     assert stats.network_status == "not running: none in this test"
+
+
+def test_the_serve_flags_set_the_bound_and_the_memory_tier(tmp_path: Path) -> None:
+    import argparse
+
+    from ipfs_mcp.server.serve import add_arguments, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--repo-max", "2G", "--repo-watermark", "75%",
+                              "--memory-tier", "8M", "--role", "leecher"])
+    backend = settings_from_args(args).backend
+    assert (backend.repo_max, backend.repo_watermark, backend.memory_tier_bytes) == (
+        2 << 30, 0.75, 8 << 20)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--repo-watermark", "2"])
