@@ -3,7 +3,7 @@
 Errors from below the gateway (the repo, a backend, the network) carry texts written for
 the operator, which may name local paths or quote a library; an anonymous HTTP client must
 see neither. So only the gateway's own errors (a malformed request, a name that is not in
-a folder, content it does not render) are shown as raised; every other error is answered by
+a folder, content it does not render, its store budget spent) are shown as raised; every other error is answered by
 its kind with a fixed sentence, and its own text goes to the log.
 """
 
@@ -66,9 +66,10 @@ def failure(exc: IpfsMcpError, *, only_if_cached: bool, recursive: bool) -> Fail
     if isinstance(exc, TooLarge):  # also a DAG over the walk bounds
         return Failure(400, "Too large", "This content is larger or deeper than this gateway "
                                          "serves in one request.")
-    if isinstance(exc, StorageBudgetSpent):  # recursive only: this gateway stores no more
-        return Failure(507, "No room", "This gateway has no room to store more fetched "
-                                       "content.")
+    if isinstance(exc, StorageBudgetSpent):
+        # Recursive only: this gateway stores no more. Raised only by .store_budget, whose
+        # text names the bound that was reached and nothing of the machine.
+        return Failure(507, "No room", str(exc))
     if isinstance(exc, IntegrityError):  # a block here that is corrupt: a server fault
         return Failure(500, "Corrupt content", "A block of this content is damaged on this "
                                                "node.")
@@ -82,6 +83,9 @@ def failure(exc: IpfsMcpError, *, only_if_cached: bool, recursive: bool) -> Fail
                                          "in time; try again.")
     if isinstance(exc, (BackendUnavailable, NetworkError)):
         # The backend's daemon is down, or the server's Router is not up yet or has stopped.
-        return Failure(503, "Unavailable", "The storage behind this gateway is not "
-                                           "available now; try again later.")
+        # Which of these it is, the operator reads in the log; the client needs only to know
+        # that asking again later may work.
+        return Failure(503, "Unavailable", "The storage behind this gateway is not available: "
+                                           "it has stopped, is still starting, or cannot be "
+                                           "reached. Try again later.")
     return None

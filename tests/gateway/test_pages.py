@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from ipfs_mcp.backends.core.cids import cid_str, parse_cid
+from ipfs_mcp.backends.errors import BackendUnavailable
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.server.gateway import BlockstoreSource, Gateway, GatewayLimits
 from ipfs_mcp.server.gateway.disposition import content_disposition, requested_name
@@ -188,3 +189,26 @@ async def test_filename_survives_the_query_and_the_listing_link(
     assert saved_name(typed.headers["content-disposition"]) == name
     assert saved_name(linked.headers["content-disposition"]) == name
     assert isinstance(linked, httpx.Response) and linked.content == b"hello"
+
+
+class DaemonGoneSource:
+    """A block source whose backend's daemon is gone, failing as the Kubo CLI backend does:
+    with a text that names the binary's local path and the library's message."""
+
+    def __init__(self, where: Path) -> None:
+        self.where = where
+
+    def get_block(self, cid: object) -> bytes:
+        raise BackendUnavailable(f"Kubo CLI '{self.where / 'ipfs'}' is gone: [Errno 2] "
+                                 "No such file or directory")
+
+
+async def test_an_unavailable_backend_is_503_without_its_text(tmp_path: Path) -> None:
+    gateway = Gateway(DaemonGoneSource(tmp_path / "bin"))
+    async with serving(gateway) as http:
+        text = await http.get(f"/ipfs/{ABSENT}")
+        page = await http.get(f"/ipfs/{ABSENT}/", headers=BROWSER)
+    assert text.status_code == page.status_code == 503
+    assert text.text.startswith("The storage behind this gateway is not available")
+    for answer in (text, page):
+        assert str(tmp_path) not in answer.text and "Errno" not in answer.text
