@@ -39,7 +39,13 @@ from ipfs_mcp.backends.core.cids import cid_str, parse_cid, verify_block
 from ipfs_mcp.backends.core.exporter import Entry, Exporter
 from ipfs_mcp.backends.core.importer import ImportOptions, ImportResult
 from ipfs_mcp.backends.core.rooted import OutputTarget
-from ipfs_mcp.backends.errors import IntegrityError, InvalidCID, Unsupported
+from ipfs_mcp.backends.errors import (
+    BackendUnavailable,
+    IntegrityError,
+    InvalidCID,
+    IpfsMcpError,
+    Unsupported,
+)
 from ipfs_mcp.backends.repo.pins import Pin
 
 if TYPE_CHECKING:
@@ -204,6 +210,7 @@ class PartialBackend:
     Raises (from every method):
         Unsupported: the object has no such method, or its method takes no keyword that the
             call needs (a non-default ``name=``, ``options=``, ``offset=``...).
+        BackendUnavailable: its method raised an error of its own (chained as the cause).
         IntegrityError: what it returned is not a CID, or a block that does not hash to its
             CID (blocks and raw CIDs are checked; a UnixFS file's bytes cannot be without
             its DAG).
@@ -226,12 +233,27 @@ class PartialBackend:
         if not callable(bound):
             raise Unsupported(self.name, method, f"{type(self.wrapped).__name__} has no "
                               f"{method} method")
+        passed = self._keywords(method, bound, keywords)
+        try:
+            return bound(*args, **passed)
+        except IpfsMcpError:
+            raise
+        except Exception as exc:
+            # Foreign code's error, translated at its boundary: a read then falls back to
+            # the next backend, and the cause stays chained for whoever debugs it.
+            raise BackendUnavailable(f"backend {self.name}: {method} raised "
+                                     f"{type(exc).__name__}: {exc}") from exc
+
+    def _keywords(self, method: str, bound: Callable[..., object],
+                  keywords: dict[str, object]) -> dict[str, object]:
+        """The keywords ``bound`` takes; one it does not take is dropped only at the
+        protocol's default (or when advisory)."""
         try:
             parameters = inspect.signature(bound).parameters
         except (TypeError, ValueError):  # a builtin without a signature: pass everything
-            return bound(*args, **keywords)
+            return keywords
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-            return bound(*args, **keywords)
+            return keywords
         passed = {}
         for key, value in keywords.items():
             if key in parameters:
@@ -239,7 +261,7 @@ class PartialBackend:
             elif key not in _ADVISORY and value != _protocol_default(method, key):
                 raise Unsupported(self.name, f"{method} with {key}={value!r}",
                                   f"{type(self.wrapped).__name__}.{method} takes no {key}")
-        return bound(*args, **passed)
+        return passed
 
     def _cid(self, method: str, value: object) -> CID:
         try:

@@ -33,20 +33,33 @@ Helia's routing does.
 
 The seed module API (``add_bytes``, ``cat``, ..., ``get_backend``, ``set_default_ipfs_backend``,
 ``register_ipfs_backend``) is a thin layer over one default Router, built on first use from
-the environment. Beyond that one instance there is no module-level mutable state.
+the environment. Beyond that one instance there is no module-level mutable state. It is
+also importable as the replaced router's guide spells it, :mod:`ipfs_mcp.backends.ipfs_backend_router`.
+
+Registered factories take the :class:`RouterDeps` or nothing (the guide's
+``lambda: CustomBackend()``), and may build an object with only the methods it is called
+with: it is completed to the protocol under its registered name (see
+:func:`~ipfs_mcp.backends.backend.as_backend`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
-from ipfs_mcp.backends.backend import Backend, ProgressFn, Replication
+from ipfs_mcp.backends.backend import (
+    Backend,
+    PartialBackend,
+    ProgressFn,
+    Replication,
+    is_complete_backend,
+)
 from ipfs_mcp.backends.core.car import CarImportReport
 from ipfs_mcp.backends.core.exporter import Entry, Exporter
 from ipfs_mcp.backends.core.importer import ImportOptions, ImportResult
@@ -85,6 +98,11 @@ class RouterDeps:
 
 
 BackendFactory = Callable[[RouterDeps], Backend]
+# What a registration may hand in: ours take the deps; the replaced router's guide registers
+# ``lambda: CustomBackend()``, and either may build an object with only some methods.
+AnyFactory = Callable[[RouterDeps], object] | Callable[[], object]
+# A backend by instance (whole, or with only some methods) or by name; None: select.
+BackendChoice = Backend | object | str | None
 
 
 @dataclass(frozen=True)
@@ -152,8 +170,40 @@ BUILTIN: dict[str, BackendFactory] = {
 }
 
 
-def _name_of(b: Backend) -> str:
-    return b.name
+def as_factory(factory: AnyFactory, name: str = "") -> Callable[[RouterDeps], object]:
+    """``factory`` as one that takes :class:`RouterDeps`: one that can take an argument is
+    handed the deps; one that takes none (``lambda: CustomBackend()``, a class) is called
+    with none. Decided from its signature, never by calling it and catching TypeError,
+    which would hide a TypeError raised inside the factory.
+
+    Raises:
+        InvalidInput: it is not callable, or takes neither no argument nor one.
+    """
+    if not callable(factory):
+        raise InvalidInput(f"backend factory {name or factory!r} is not callable")
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to read (some builtins): ours take deps
+        return cast(Callable[[RouterDeps], object], factory)
+    if _binds(signature, None):
+        return cast(Callable[[RouterDeps], object], factory)
+    if not _binds(signature):
+        raise InvalidInput(f"backend factory {name or factory!r} must take no argument or "
+                           f"one (RouterDeps); its signature is {signature}")
+    build = cast(Callable[[], object], factory)
+
+    def without_deps(deps: RouterDeps) -> object:
+        return build()
+
+    return without_deps
+
+
+def _binds(signature: inspect.Signature, *args: object) -> bool:
+    try:
+        signature.bind(*args)
+    except TypeError:  # raised by binding alone: nothing was called
+        return False
+    return True
 
 
 class BackendRegistry:
@@ -163,10 +213,11 @@ class BackendRegistry:
     daemon, maybe for seconds) holds only that name's lock.
     """
 
-    def __init__(self, deps: RouterDeps, custom: dict[str, BackendFactory] | None = None
+    def __init__(self, deps: RouterDeps, custom: dict[str, AnyFactory] | None = None
                  ) -> None:
         self.deps = deps
-        self.custom: dict[str, BackendFactory] = dict(custom or {})
+        self.custom: dict[str, Callable[[RouterDeps], object]] = {
+            name: as_factory(factory, name) for name, factory in (custom or {}).items()}
         self._built: dict[str, Backend] = {}
         self._lock = threading.Lock()
         self._name_locks: dict[str, threading.Lock] = {}
@@ -174,9 +225,13 @@ class BackendRegistry:
         # registry (the seed functions' ``backend=`` builds one per call).
         self.reads = threading.local()
 
-    def register(self, name: str, factory: BackendFactory) -> None:
+    def register(self, name: str, factory: AnyFactory) -> None:
+        """Raises:
+            InvalidInput: ``factory`` takes neither no argument nor one.
+        """
+        adapted = as_factory(factory, name)
         with self._lock:
-            self.custom[name] = factory
+            self.custom[name] = adapted
             old = self._built.pop(name, None)
         if old is not None:
             old.close()
@@ -193,7 +248,8 @@ class BackendRegistry:
             BackendUnavailable: it does not work here (the message says why).
         """
         with self._lock:
-            factory = self.custom.get(name) or BUILTIN.get(name)
+            factory: Callable[[RouterDeps], object] | None = (
+                self.custom.get(name) or BUILTIN.get(name))
             if factory is None:
                 known = list(BUILTIN) + [n for n in self.custom if n not in BUILTIN]
                 raise InvalidInput(f"unknown backend {name!r}; known: {', '.join(known)}")
@@ -207,15 +263,32 @@ class BackendRegistry:
             if cached is not None:
                 return cached
             try:
-                backend = factory(self.deps)
+                built = factory(self.deps)
             except BackendUnavailable:
                 raise
             except ImportError as exc:
                 raise BackendUnavailable(f"{name}: cannot import {exc.name or exc}") from exc
+            backend = self.adopt(built, name)
             if self.deps.settings.router_cache:
                 with self._lock:
                     self._built[name] = backend
             return backend
+
+    def adopt(self, obj: object, name: str | None = None) -> Backend:
+        """``obj`` as a backend: itself when it is a whole one, else completed to the protocol
+        (:class:`PartialBackend`) under ``name``, or the name it was built under here, or its
+        own ``name``, or its class's name."""
+        if isinstance(obj, PartialBackend) or is_complete_backend(obj):
+            return cast(Backend, obj)
+        return PartialBackend(obj, name or self._name_of(obj))
+
+    def _name_of(self, obj: object) -> str:
+        with self._lock:
+            for name, built in self._built.items():
+                if getattr(built, "wrapped", None) is obj:
+                    return name
+        own = getattr(obj, "name", None)
+        return own if isinstance(own, str) and own else type(obj).__name__
 
     def built(self) -> list[Backend]:
         with self._lock:
@@ -241,7 +314,7 @@ class Router:
             ``IPFS_BACKEND`` or the preference order.
     """
 
-    def __init__(self, registry: BackendRegistry, choice: Backend | str | None = None
+    def __init__(self, registry: BackendRegistry, choice: BackendChoice = None
                  ) -> None:
         self.registry = registry
         self._choice = choice
@@ -252,8 +325,8 @@ class Router:
     @classmethod
     def from_settings(cls, settings: BackendSettings | None = None, *,
                       sources: RetrievalSources | None = None, repo: Repo | None = None,
-                      custom: dict[str, BackendFactory] | None = None,
-                      choice: Backend | str | None = None) -> Router:
+                      custom: dict[str, AnyFactory] | None = None,
+                      choice: BackendChoice = None) -> Router:
         deps = RouterDeps(settings=settings or BackendSettings.from_env(), sources=sources,
                           repo=repo)
         return cls(BackendRegistry(deps, custom), choice)
@@ -268,7 +341,7 @@ class Router:
         return self.registry.deps.sources
 
     # -- selection -----------------------------------------------------------------------
-    def choose(self, choice: Backend | str | None) -> None:
+    def choose(self, choice: BackendChoice) -> None:
         """Use ``choice`` from now on (None: select again from settings)."""
         with self._lock:
             self._choice = choice
@@ -285,7 +358,8 @@ class Router:
                                          f"{exc}") from exc
             return chosen, Selection(choice, "chosen explicitly", {})
         if choice is not None:
-            return choice, Selection(_name_of(choice), "set as default", {})
+            adopted = self.registry.adopt(choice)
+            return adopted, Selection(adopted.name, "set as default", {})
         skipped: dict[str, str] = {}
         errors: dict[str, BaseException] = {}
         for name in PREFERENCE:
@@ -324,13 +398,13 @@ class Router:
         assert self._selection is not None
         return self._selection
 
-    def backend_for(self, backend: Backend | str | None) -> Backend:
+    def backend_for(self, backend: BackendChoice) -> Backend:
         """``backend`` by name or instance, or the primary when None."""
         if backend is None:
             return self.primary
         if isinstance(backend, str):
             return self.registry.build(backend)
-        return backend
+        return self.registry.adopt(backend)
 
     def fallbacks(self) -> Iterator[tuple[str, Backend]]:
         """The other working backends by registered name, in preference order, built as
@@ -565,8 +639,8 @@ class _Default:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.router: Router | None = None
-        self.custom: dict[str, BackendFactory] = {}
-        self.choice: Backend | str | None = None
+        self.custom: dict[str, AnyFactory] = {}
+        self.choice: BackendChoice = None
 
     def get(self) -> Router:
         with self.lock:
@@ -591,14 +665,18 @@ def default_router() -> Router:
     return _default.get()
 
 
-def register_ipfs_backend(name: str, factory: BackendFactory) -> None:
-    """Make a backend selectable by name (``IPFS_BACKEND`` or ``backend=``).
+def register_ipfs_backend(name: str, factory: AnyFactory) -> None:
+    """Make a backend selectable by name (``IPFS_BACKEND`` or ``backend=``). ``factory``
+    takes the :class:`RouterDeps` or nothing, and may build an object with only the methods
+    it is called with (see :func:`~ipfs_mcp.backends.backend.as_backend`).
 
     Raises:
         ValueError: the name is empty.
+        InvalidInput: ``factory`` takes neither no argument nor one.
     """
     if not name or not name.strip():
         raise ValueError("backend name must not be empty")
+    as_factory(factory, name)  # refused now, not at its first use
     with _default.lock:
         _default.custom[name.strip()] = factory
         current = _default.router
@@ -606,8 +684,9 @@ def register_ipfs_backend(name: str, factory: BackendFactory) -> None:
         current.registry.register(name.strip(), factory)
 
 
-def set_default_ipfs_backend(b: Backend | str | None) -> None:
-    """Use ``b`` (an instance or a name) when no ``backend=`` is given; None resets."""
+def set_default_ipfs_backend(b: BackendChoice) -> None:
+    """Use ``b`` (an instance, whole or with only some methods, or a name) when no
+    ``backend=`` is given; None resets."""
     with _default.lock:
         _default.choice = b
         current = _default.router
@@ -615,7 +694,7 @@ def set_default_ipfs_backend(b: Backend | str | None) -> None:
         current.choose(b)
 
 
-def custom_backends() -> dict[str, BackendFactory]:
+def custom_backends() -> dict[str, AnyFactory]:
     """The registered factories, for a Router built elsewhere (the server's)."""
     with _default.lock:
         return dict(_default.custom)
@@ -626,7 +705,7 @@ def known_backends() -> list[str]:
 
 
 def get_backend(*, deps: RouterDeps | None = None,
-                backend: Backend | str | None = None) -> Backend:
+                backend: BackendChoice = None) -> Backend:
     """The backend to use, chosen as the module docstring says.
 
     Raises:
@@ -662,14 +741,21 @@ def reset() -> None:
     """Back to a fresh process: close and forget the default Router, the default choice
     and custom registrations (tests, or after changing settings)."""
     with _default.lock:
-        current, _default.router = _default.router, None
         _default.custom.clear()
         _default.choice = None
+    clear_caches()
+
+
+def clear_caches() -> None:
+    """Close and forget the default Router's backends, keeping registrations and the default
+    choice: the next call selects again from the environment."""
+    with _default.lock:
+        current, _default.router = _default.router, None
     if current is not None:
         current.close()
 
 
-def _target(backend: Backend | str | None, deps: RouterDeps | None = None) -> Router:
+def _target(backend: BackendChoice, deps: RouterDeps | None = None) -> Router:
     """The Router a seed call runs on: the default one, or one over the same registry with
     another choice (``backend=``), or one built from ``deps``."""
     if deps is not None:
@@ -678,59 +764,60 @@ def _target(backend: Backend | str | None, deps: RouterDeps | None = None) -> Ro
     return router if backend is None else Router(router.registry, backend)
 
 
-def add_bytes(data: bytes, *, pin: bool = True, backend: Backend | str | None = None) -> str:
+def add_bytes(data: bytes, *, pin: bool = True, backend: BackendChoice = None) -> str:
     return _target(backend).add_bytes(data, pin=pin)
 
 
-def cat(cid: str, *, backend: Backend | str | None = None,
+def cat(cid: str, *, backend: BackendChoice = None,
         deps: RouterDeps | None = None) -> bytes:
     return _target(backend, deps).cat(cid)
 
 
-def pin(cid: str, *, backend: Backend | str | None = None) -> None:
+def pin(cid: str, *, backend: BackendChoice = None) -> None:
     _target(backend).pin(cid)
 
 
-def unpin(cid: str, *, backend: Backend | str | None = None) -> None:
+def unpin(cid: str, *, backend: BackendChoice = None) -> None:
     _target(backend).unpin(cid)
 
 
-def block_put(data: bytes, *, codec: str = "raw", backend: Backend | str | None = None) -> str:
+def block_put(data: bytes, *, codec: str = "raw", backend: BackendChoice = None) -> str:
     return _target(backend).block_put(data, codec=codec)
 
 
-def block_get(cid: str, *, backend: Backend | str | None = None,
+def block_get(cid: str, *, backend: BackendChoice = None,
               deps: RouterDeps | None = None) -> bytes:
     return _target(backend, deps).block_get(cid)
 
 
 def add_path(path: str | Path, *, recursive: bool = True, pin: bool = True,
-             backend: Backend | str | None = None) -> str:
+             backend: BackendChoice = None) -> str:
     from ipfs_mcp.backends.core.cids import cid_str
 
     return cid_str(_target(backend).add_path(path, recursive=recursive, pin=pin).root)
 
 
 def get_to_path(cid: str, *, output_path: str | Path,
-                backend: Backend | str | None = None, deps: RouterDeps | None = None) -> Entry:
+                backend: BackendChoice = None, deps: RouterDeps | None = None) -> Entry:
     return _target(backend, deps).get_to_path(cid, output_path=output_path)
 
 
-def ls(cid: str, *, backend: Backend | str | None = None,
+def ls(cid: str, *, backend: BackendChoice = None,
        deps: RouterDeps | None = None) -> list[Entry]:
     return _target(backend, deps).ls(cid)
 
 
-def dag_export(cid: str, *, backend: Backend | str | None = None) -> bytes:
+def dag_export(cid: str, *, backend: BackendChoice = None) -> bytes:
     data = _target(backend).dag_export(cid)
     assert data is not None
     return data
 
 
 __all__ = [
-    "PREFERENCE", "BUILTIN", "BackendFactory", "BackendHealth", "BackendRegistry", "ReadReport",
-    "Router", "RouterDeps", "Selection", "add_bytes", "add_path", "backend_health", "block_get",
-    "block_put", "cat", "custom_backends", "dag_export", "default_router", "get_backend",
-    "get_to_path", "known_backends", "last_read", "ls", "pin", "reset", "selection",
+    "PREFERENCE", "BUILTIN", "AnyFactory", "BackendChoice", "BackendFactory", "BackendHealth",
+    "BackendRegistry", "ReadReport", "Router", "RouterDeps", "Selection", "add_bytes",
+    "add_path", "as_factory", "backend_health", "block_get", "block_put", "cat", "clear_caches",
+    "custom_backends", "dag_export", "default_router", "get_backend", "get_to_path",
+    "known_backends", "last_read", "ls", "pin", "reset", "selection",
     "set_default_ipfs_backend", "unpin", "register_ipfs_backend",
 ]

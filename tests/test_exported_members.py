@@ -17,7 +17,8 @@ import pytest
 EXPORTED: dict[str, set[str]] = {
     "ipfs_mcp.backends": {
         "backend", "cancel", "core", "errors", "fetcher", "hf_cache", "http_answers", "hub",
-        "network", "remote", "repo", "retrieval", "router", "settings",
+        # the seed API under the name the replaced router's guide imports
+        "ipfs_backend_router", "network", "remote", "repo", "retrieval", "router", "settings",
     },
     "ipfs_mcp.backends.core": {
         "car", "cbor", "chunkers", "cids", "dag", "dagpb", "exporter", "hamt", "importer",
@@ -47,7 +48,7 @@ EXPORTED: dict[str, set[str]] = {
     },
     "ipfs_mcp.server": {
         "app", "cli", "cli_fetch", "config", "daemon", "daemon_file", "gateway", "http",
-        "hypercorn_worker", "logs",
+        "hypercorn_worker", "logs", "metrics",
         "node_network", "prompts", "serve", "state", "stdio", "tool_args",
     },
 }

@@ -32,6 +32,8 @@ RANKS: dict[str, int] = {
     "ipfs_mcp.backends.remote": 6,
     "ipfs_mcp.backends.hf_cache": 7,
     "ipfs_mcp.backends.router": 8,
+    # the seed API under the replaced router's module name: the Router's functions, re-exported
+    "ipfs_mcp.backends.ipfs_backend_router": 8,
     "ipfs_mcp.backends": 9,  # the package itself: the map, nothing imported
     "ipfs_mcp.p2p": 10,
     "ipfs_mcp.tools": 11,
