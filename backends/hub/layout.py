@@ -433,8 +433,8 @@ def _check_claimed_commit(hub: Path, plan: RevisionPlan, commit: str,
         TargetExists: the cached snapshot lacks a file of the DAG.
     """
     cached = repo_folder(hub, plan.repo_id, plan.repo_type) / "snapshots" / commit
-    if not os.path.lexists(cached):
-        return
+    if not os.path.lexists(cached) or _empty_folder(cached):
+        return  # an empty one is what a killed fetch leaves: nothing there resolves yet
     extra = [rel for rel, _, _ in entries if not os.path.lexists(cached / rel)]
     if extra:
         raise TargetExists(
@@ -442,6 +442,14 @@ def _check_claimed_commit(hub: Path, plan: RevisionPlan, commit: str,
             f"is that commit, holds files that snapshot does not ({', '.join(extra[:3])}"
             f"{', ...' if len(extra) > 3 else ''}); a cached commit is never changed "
             "silently. Nothing was written. Pass replace=true to add them")
+
+
+def _empty_folder(path: Path) -> bool:
+    try:
+        with os.scandir(path) as listing:
+            return next(listing, None) is None
+    except NotADirectoryError:
+        return False
 
 
 def counted(pieces: Iterable[bytes], progress: Callable[[int], None] | None

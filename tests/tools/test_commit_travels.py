@@ -86,6 +86,8 @@ async def test_a_model_fetched_by_another_node_resolves_by_the_senders_commit(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async with two_nodes(tmp_path) as n:
         root = await n.store_on_a()
+        # The empty snapshot folder a fetch killed before its first link leaves behind.
+        (hf_layout.repo_folder(n.hub_b, MODEL) / "snapshots" / COMMIT_A).mkdir(parents=True)
         got = await n.fetch_into_b(root, MODEL)
         assert n.a.bitswap.ledger(n.b.peer_id).blocks_sent > 0  # it came from A
     assert got.hf_commit == COMMIT_A and got.hf_revision == "main"
