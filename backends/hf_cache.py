@@ -8,6 +8,8 @@ it from peers; the fetcher verifies and stores every block before it is used.
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +34,21 @@ from ipfs_mcp.backends.repo.repository import Repo
 
 if TYPE_CHECKING:
     from ipfs_mcp.backends.backend import Replication
+
+
+def _bytes_under(path: Path, recursive: bool) -> int:
+    """The bytes of the regular files an add of ``path`` reads (links not followed): what
+    it may store, before deduplication."""
+    if not path.is_dir():
+        return path.stat().st_size if path.is_file() else 0
+    if not recursive:
+        return 0
+    total = 0
+    for base, _, names in os.walk(path):
+        for name in names:
+            st = os.lstat(os.path.join(base, name))
+            total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return total
 
 
 class HFCacheBackend:
@@ -143,6 +160,9 @@ class HFCacheBackend:
     def add_path(self, path: str | Path, *, recursive: bool = True, pin: bool = True,
                  name: str = "", options: ImportOptions | None = None,
                  progress: Callable[[int], None] | None = None) -> ImportResult:
+        if self.repo.bound is not None and not (options is not None and options.nocopy):
+            # Nocopy leaves stay in the user's files: only a copy needs room in the repo.
+            self.repo.make_room(str(path), _bytes_under(Path(path), recursive))
         with self.repo.writing():
             with self.repo.blocks.batch():
                 result = self.importer(options, progress).add_path(Path(path),

@@ -43,7 +43,10 @@ the HF cache) is not stored here either: ``put`` writes it into that file at its
 keeps a reference, so a fetched model is written once. A full disk is a
 :class:`~.errors.DiskFull` on every write path.
 
-Every read is rehashed against the CID asked for. A block that fails is moved (one atomic
+Every read from disk is rehashed against the CID asked for; a hit in the memory tier
+(:mod:`.memory_tier`, hot blocks only) returns bytes hashed when they were read from disk, and
+a block leaves it when its file is removed. A bounded repo's heat (:mod:`.eviction`) hears of
+every write and read here. A block that fails is moved (one atomic
 rename) into ``quarantine/`` and reported as an :class:`IntegrityError`; corrupt bytes are
 never returned, and a good copy can be stored again under the real key. Bad blocks stay in
 ``quarantine/`` for inspection until :meth:`Blockstore.remove_bad_blocks` deletes them; GC and

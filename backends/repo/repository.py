@@ -23,6 +23,11 @@ pinned. A kill -9 at any point leaves every pinned DAG whole: a pin is written o
 DAG is complete, GC deletes only blocks that no pin reaches, and a GC that cannot see a
 pinned DAG's links (a block of it is missing) deletes nothing.
 
+A bounded repo (``--repo-max``, :mod:`.eviction`) evicts its coldest unpinned blocks past a
+watermark, at the end of each add, pin and lease and before a fetch (:meth:`Repo.make_room`,
+which refuses what cannot fit); readers hold a lease on the root they read (:meth:`Repo.lease`)
+so no block of it goes under them. Eviction keeps to this process's own readers and adds.
+
 Reports (:class:`RepoStat`, :class:`GCReport`, :class:`VerifyReport`) are frozen data, so the
 CLI, the tools and the health report show the same facts.
 """

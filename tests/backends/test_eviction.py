@@ -287,3 +287,19 @@ def test_the_serve_flags_set_the_bound_and_the_memory_tier(tmp_path: Path) -> No
         2 << 30, 0.75, 8 << 20)
     with pytest.raises(SystemExit):
         parser.parse_args(["--repo-watermark", "2"])
+
+
+def test_adding_a_folder_larger_than_the_bound_is_refused_before_any_block(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"part{i}.bin").write_bytes(os.urandom(400 * KIB))
+    home = bounded(tmp_path / "repo", 1 * MIB)
+    with pytest.raises(RepoFull) as refused:
+        home.add_path(folder)
+    assert refused.value.needed == 1200 * KIB
+    assert blocks_size(home.repo) == 0
+    (folder / "part2.bin").unlink()
+    home.add_path(folder)  # 800 KiB fits
+    assert home.repo.verify().ok
