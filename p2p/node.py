@@ -90,8 +90,7 @@ class P2PNode:
                  pinned: PinnedRoots | None = None) -> None:
         self.host = host
         # Installed before the host listens or dials, so every connection is counted.
-        self.bandwidth = BandwidthMeter()
-        meter_connections(host.get_network(), self.bandwidth)
+        self.bandwidth: BandwidthMeter = meter_connections(host.get_network())
         self.pinned = pinned  # what the reprovider announces (None: nothing)
         self.blockstore = blockstore
         self.routing = routing

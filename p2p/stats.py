@@ -169,15 +169,22 @@ class BandwidthMeter:
                          self._out.rate(now))
 
 
-def meter_connections(network: object, meter: BandwidthMeter) -> None:
-    """Count every byte of every TCP connection ``network`` upgrades from now on.
+def meter_connections(network: object) -> BandwidthMeter:
+    """The meter counting every byte of every TCP connection ``network`` upgrades from now
+    on (installed once per network: a second node over the same host shares it, rather
+    than count each byte twice).
 
     The swarm's raw connection is the layer under noise: its reads and writes are the
     bytes on the wire. Another network implementation, or another connection type (QUIC),
     is left uncounted rather than guessed at.
     """
+    installed = getattr(network, "_ipfs_mcp_bandwidth", None)
+    if isinstance(installed, BandwidthMeter):
+        return installed
+    meter = BandwidthMeter()
     if not isinstance(network, Swarm):
-        return
+        return meter
+    network._ipfs_mcp_bandwidth = meter  # type: ignore[attr-defined]
     outbound = network.upgrade_outbound_raw_conn
     inbound = network.upgrade_inbound_raw_conn
 
@@ -189,6 +196,7 @@ def meter_connections(network: object, meter: BandwidthMeter) -> None:
 
     network.upgrade_outbound_raw_conn = upgrade_outbound  # type: ignore[method-assign,assignment]
     network.upgrade_inbound_raw_conn = upgrade_inbound  # type: ignore[method-assign,assignment]
+    return meter
 
 
 def _metered(raw_conn: object, meter: BandwidthMeter) -> object:
