@@ -44,6 +44,7 @@ from ipfs_mcp.backends.errors import (
     IntegrityError,
     InvalidCID,
     IpfsMcpError,
+    TargetExists,
     Unsupported,
 )
 from ipfs_mcp.backends.repo.pins import Pin
@@ -172,8 +173,10 @@ class Backend(Protocol):
 # is an ``Unsupported`` naming both, never a silent no-op.
 _MISSING = object()
 # Keywords a method may lose without changing what it does: progress is a report, not a
-# request. Any other keyword a method does not take may be dropped only at its default.
-_ADVISORY = frozenset({"progress"})
+# request, and get_to_path's overwrite=False is enforced before the call (PartialBackend
+# .get_to_path), so what is left of it is a permission. Any other keyword a method does not
+# take may be dropped only at its default.
+_ADVISORY = frozenset({"progress", "overwrite"})
 
 
 def _protocol_members() -> tuple[str, ...]:
@@ -314,6 +317,22 @@ class PartialBackend:
                     overwrite: bool = False,
                     max_bytes: int | None = None, progress: ProgressFn | None = None
                     ) -> Entry:
+        """As the protocol's, where the object allows: it is handed paths only (a folder
+        held open would be written through by its string, undoing the write by handle), and
+        an existing target is refused here unless ``overwrite``, since a method that takes
+        no ``overwrite`` cannot refuse. The guide's ``get_to_path`` returns None, as here.
+
+        Raises:
+            Unsupported: ``output_path`` is a held-open folder.
+            TargetExists: it exists (a file, a link, a non-empty folder) and no overwrite.
+        """
+        if isinstance(output_path, OutputTarget):
+            raise Unsupported(self.name, "get_to_path into a folder held open",
+                              f"{type(self.wrapped).__name__} writes by path")
+        target = Path(output_path)
+        if not overwrite and (target.is_symlink() or target.is_file()
+                              or (target.is_dir() and any(target.iterdir()))):
+            raise TargetExists(f"{target} exists; pass overwrite to replace it")
         return cast(Entry, self._call("get_to_path", cid, output_path=output_path,
                                       overwrite=overwrite, max_bytes=max_bytes,
                                       progress=progress))

@@ -24,11 +24,13 @@ from multiformats import CID
 from ipfs_mcp.backends import ipfs_backend_router, router
 from ipfs_mcp.backends.backend import PartialBackend
 from ipfs_mcp.backends.core.importer import ImportOptions
+from ipfs_mcp.backends.core.rooted import OutputTarget
 from ipfs_mcp.backends.errors import (
     AllBackendsFailed,
     BackendUnavailable,
     IntegrityError,
     InvalidInput,
+    TargetExists,
     Unsupported,
 )
 from ipfs_mcp.backends.router import RouterDeps
@@ -351,3 +353,51 @@ def test_migration_from_the_older_router_block_put() -> None:
         "add_bytes", "cat", "pin", "unpin", "block_put", "block_get", "add_path",
         "get_to_path", "get_backend", "set_default_ipfs_backend", "register_ipfs_backend"}
     assert ipfs_backend_router.IPFSBackend is router.Backend
+
+
+class OlderProtocolBackend(CustomBackend):
+    """A backend written to the replaced router's own protocol, whose pin, unpin and
+    get_to_path take only the CID and an output path, and return None."""
+
+    def pin(self, cid: str) -> None:
+        self.pinned[cid] = True
+
+    def unpin(self, cid: str) -> None:
+        self.pinned[cid] = False
+
+    def get_to_path(self, cid: str, *, output_path: str) -> None:
+        Path(output_path).write_bytes(self.cat(cid))  # by path, replacing what is there
+
+
+def test_a_backend_of_the_older_protocol_pins_and_writes_within_our_rules(
+        tmp_path: Path) -> None:
+    ipfs_backend_router.register_ipfs_backend("older", OlderProtocolBackend)
+    cid = ipfs_backend_router.add_bytes(b"older", pin=False, backend="older")
+    ipfs_backend_router.pin(cid, backend="older")
+    older = ipfs_backend_router.get_backend(backend="older")
+    assert isinstance(older, PartialBackend) and isinstance(older.wrapped, CustomBackend)
+    assert older.wrapped.pinned[cid] is True
+    assert older.pin(cid).type == "recursive"
+    ipfs_backend_router.unpin(cid, backend="older")
+    assert older.wrapped.pinned[cid] is False
+
+    out = tmp_path / "out.bin"
+    assert ipfs_backend_router.get_to_path(cid, output_path=out, backend="older") is None
+    assert out.read_bytes() == b"older"
+    # Its get_to_path would replace what is there: without overwrite, refused before it runs.
+    out.write_bytes(b"mine")
+    with pytest.raises(TargetExists):
+        ipfs_backend_router.get_to_path(cid, output_path=out, backend="older")
+    assert out.read_bytes() == b"mine"
+    older.get_to_path(cid, output_path=out, overwrite=True)
+    assert out.read_bytes() == b"older"
+
+    # A folder held open (how the tools write, by handle) is never handed to a backend that
+    # writes by path: it is asked of the backends that write by handle, which lack the CID.
+    held_at = tmp_path / "held" / "file.bin"
+    (tmp_path / "held").mkdir()
+    with OutputTarget.at(held_at) as held, pytest.raises(AllBackendsFailed) as info:
+        router.Router(router.default_router().registry, "older").get_to_path(
+            cid, output_path=held)
+    assert isinstance(info.value.errors["older"], Unsupported)
+    assert not held_at.exists()
