@@ -11,11 +11,19 @@ import anyio
 import httpx
 import pytest
 import trio
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ipfs_mcp.backends.core.dag import walk
+from ipfs_mcp.p2p.stats import NodeStats, PeerStat
 from ipfs_mcp.server.gateway import serve_gateway
-from ipfs_mcp.server.metrics import PATH, metrics_app, node_stats
+from ipfs_mcp.server.metrics import (
+    MAX_PEER_SERIES,
+    PATH,
+    NodeCollector,
+    metrics_app,
+    node_stats,
+)
 from ipfs_mcp.server.state import NodeSlot
 
 from .nodes import add_bytes, node_at, repo_at
@@ -79,3 +87,25 @@ async def test_no_node_is_a_scrape_that_says_so() -> None:
                 got = samples((await http.get(PATH)).text)
             tg.cancel_scope.cancel()
     assert got == {("ipfs_mcp_node_up", ()): 0}
+
+
+def test_per_peer_series_are_bounded_to_the_busiest_peers() -> None:
+    """A node that met many peers (each one a hostile peer could be) makes at most
+    MAX_PEER_SERIES peers' series, the ones that sent it the most bytes."""
+    peers = tuple(PeerStat(peer_id=f"peer{n:03}", addrs=(), agent=None, connected=True,
+                           bitswap_protocol=None, latency=None, bytes_sent=0,
+                           bytes_received=n, blocks_sent=0, blocks_received=1, bad_blocks=0,
+                           reputation=0.3)
+                  for n in range(MAX_PEER_SERIES * 3))
+    stats = NodeStats(peer_id="me", addrs=(), role="worker", dht_mode="server",
+                      cache_misses=0, handled=0, failed=0, success_rate=None,
+                      bytes_retrieved=0, average_retrieval_time=None, providers_found=0,
+                      failed_discoveries=0, announced=0, failed_announcements=0,
+                      routing_table_size=0, bytes_sent_total=0, bytes_received_total=0,
+                      peers=peers)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NodeCollector(lambda: stats))
+    got = samples(generate_latest(registry).decode())
+    named = {dict(labels)["peer"] for _, labels in got if dict(labels).get("peer")}
+    assert len(named) == MAX_PEER_SERIES
+    assert min(named) == f"peer{MAX_PEER_SERIES * 2:03}"  # the busiest ones were kept
