@@ -12,21 +12,22 @@ Adding a snapshot to the embedded repo keeps its leaves by reference by default 
 The snapshot's commit is recorded in the stored folder (:class:`.layout.SnapshotRecord`,
 ``.cache/huggingface/ipfs-snapshot.json``): the snapshot is added as it is, then one
 folder is made of its entries and the record, and that folder is what is pinned. The
-record's blocks are built here with the importer and put with ``block_put``, so this works
-over any backend. A snapshot whose root is sharded (thousands of top-level files), or
+record's blocks are built here with the importer and imported as one CAR (its root not
+pinned on its own), so this works over any backend. A snapshot whose root is sharded (thousands of top-level files), or
 that holds a ``.cache`` entry of its own, is stored without a record.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from dataclasses import replace as with_changes
 from pathlib import Path
 
 from ipfs_mcp.backends.backend import Backend, ProgressFn
-from ipfs_mcp.backends.core import dagpb, limits, unixfs
-from ipfs_mcp.backends.core.cids import cid_str, split_path
+from ipfs_mcp.backends.core import car, dagpb, limits, unixfs
+from ipfs_mcp.backends.core.cids import cid_from_bytes, cid_str, split_path
 from ipfs_mcp.backends.core.importer import AddedEntry, Importer, ImportOptions, ImportResult
 from ipfs_mcp.backends.errors import UnsafePath
 from ipfs_mcp.backends.hub import layout as hf_layout
@@ -132,9 +133,12 @@ def with_record(backend: Backend, added: ImportResult, record: hf_layout.Snapsho
     folder = importer.add_directory([(huggingface, inner)])
     links = [(link.name, dagpb.Node(bytes(link.cid), link.tsize, 0)) for link in root.links]
     top = importer.add_directory([*links, (cache, folder)])
-    for cid, block in blocks.made:
-        # dag-pb for every block but a raw leaf (CIDv1, codec 0x55 in its second byte).
-        backend.block_put(block, codec="raw" if cid[:2] == b"\x01\x55" else "dag-pb")
+    # One CAR, its root left unpinned (the caller pins): Kubo and a cluster take it as they
+    # take any import, and no block of the record is pinned on its own.
+    car_bytes = io.BytesIO()
+    car.write_car(car_bytes, [top.cid_obj], ((cid_from_bytes(c), b) for c, b in blocks.made))
+    car_bytes.seek(0)
+    backend.dag_import(car_bytes, pin_roots=False)
     entries = [e for e in added.entries if e.path != ""] + [
         AddedEntry(hf_layout.RECORD_PATH, file.cid_obj, len(data), "file"),
         AddedEntry(f"{cache}/{huggingface}", inner.cid_obj, 0, "directory"),
