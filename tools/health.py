@@ -64,7 +64,7 @@ async def health(router: Router, node: Network | None, *, node_status: str,
         status = "running" if running else "starting"
     else:
         status = f"not running: {node_status}"
-    dht = None
+    dht = reprovided = None
     if node is not None and running:
         try:
             snap = await node.snapshot()
@@ -74,13 +74,14 @@ async def health(router: Router, node: Network | None, *, node_status: str,
             peers = sum(1 for p in snap.peers if p.connected)
             routing = snap.routing_table_size
             dht = snap.dht_mode
+            reprovided = snap.reprovided
     return Health(
         status="degraded" if problems else "ok",
         backend=BackendChoice(backend=selection.backend, reason=selection.reason,
                               skipped=dict(selection.skipped)),
         backends=[BackendStatus(name=p.name, ok=p.ok, detail=p.detail) for p in probes],
         repo=repo, network_status=status, peers=peers, routing_table_size=routing,
-        dht_mode=dht,
+        dht_mode=dht, reprovided=reprovided,
         uptime_s=round(uptime_s, 3), cache=cache_counters(router),
         allowed_roots=[str(r) for r in roots.roots],
         retrieval_sources=list(sources),

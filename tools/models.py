@@ -340,6 +340,8 @@ class Health(BaseModel):
     peers: int | None = Field(None, description="Connected peers")
     routing_table_size: int | None = None
     dht_mode: str | None = None
+    reprovided: int | None = Field(None, description="CIDs announced from the pins since "
+                                                     "the node started (role's policy)")
     uptime_s: float
     cache: CacheCounters | None = None
     allowed_roots: list[str]
