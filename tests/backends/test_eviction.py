@@ -7,6 +7,7 @@ serves a second real repo and counts what it is asked (the thing under test is t
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from dataclasses import replace
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from multiformats import CID
 
+from ipfs_mcp.backends.core import car
 from ipfs_mcp.backends.core.cids import cid_str, parse_cid
 from ipfs_mcp.backends.errors import BlockNotFound, RepoFull
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
@@ -302,4 +304,58 @@ def test_adding_a_folder_larger_than_the_bound_is_refused_before_any_block(
     assert blocks_size(home.repo) == 0
     (folder / "part2.bin").unlink()
     home.add_path(folder)  # 800 KiB fits
+    assert home.repo.verify().ok
+
+
+class PausingStream(io.BytesIO):
+    """A CAR export's output that stops at its second write (the first block) until the test
+    says go: the export is mid-DAG, its lease held, while eviction runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.paused = threading.Event()
+        self.go = threading.Event()
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.writes += 1
+        if self.writes == 2:
+            self.paused.set()
+            if not self.go.wait(20):
+                raise TimeoutError("the test never let the export go on")
+        return super().write(data)
+
+
+def test_eviction_of_everything_evictable_mid_export_leaves_the_exported_dag(
+        tmp_path: Path) -> None:
+    home = bounded(tmp_path / "repo", 8 * MIB)
+    root = home.add_bytes(os.urandom(1 * MIB), pin=False)
+    others = [home.add_bytes(os.urandom(300 * KIB), pin=False) for _ in range(3)]
+    dag = _dag(home.repo, root)
+    others_blocks = sum(len(_dag(home.repo, c)) for c in others)
+    out = PausingStream()
+    failures: list[BaseException] = []
+
+    def export() -> None:
+        try:
+            home.dag_export(root, out)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            failures.append(exc)
+            out.paused.set()
+
+    thread = threading.Thread(target=export)
+    thread.start()
+    try:
+        assert out.paused.wait(20)
+        assert home.repo.evictor is not None
+        report = home.repo.evictor.evict_to(0)  # all that may go, mid-export
+    finally:
+        out.go.set()
+        thread.join(30)
+    assert not thread.is_alive() and not failures, failures
+    assert report.removed == others_blocks and not any(stored(home.repo, c) for c in others)
+    roots, blocks = car.read_car(io.BytesIO(out.getvalue()))
+    assert roots == [parse_cid(root)] and [c for c, _ in blocks] == dag
+    # The lease was all that kept it: released, the same sweep takes the DAG.
+    assert home.repo.evictor.evict_to(0).removed == len(dag)
     assert home.repo.verify().ok
