@@ -20,20 +20,22 @@ import typing
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ipfs_mcp.backends import router
 from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.rooted import OutputTarget
-from ipfs_mcp.backends.errors import InvalidInput, IpfsMcpError, Unsupported
+from ipfs_mcp.backends.errors import InvalidInput, IpfsMcpError, UnsafePath, Unsupported
 from ipfs_mcp.backends.hub import models as hub
 from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.backends.router import Router
 from ipfs_mcp.backends.settings import BackendSettings
 from ipfs_mcp.tools.import_options import ImportArgs
-from ipfs_mcp.tools.roots import AllowedRoots, ProtectedFolders, describe_existing
+from ipfs_mcp.tools.roots import AllowedRoots, describe_existing
 
 from . import cli_fetch, daemon
+from .cli_errors import explain
+from .cli_output import checked_output, write_bytes
 
 
 def _print_json(value: Any) -> None:
@@ -97,9 +99,19 @@ def _check_references(path: Path, hub_cache: Path, hidden: bool) -> None:
     Raises:
         UnsafePath: a file resolves outside both.
     """
+    # Absolute, as typed: the roots' check reads a relative path against its first root,
+    # which would put a relative folder in front of itself (data/site/data/site/...).
+    path = path.absolute()
     real = path.resolve()
-    AllowedRoots.of(read=[real if real.is_dir() else real.parent, hub_cache]
-                    ).check_reference_tree(path, hidden=hidden)
+    try:
+        AllowedRoots.of(read=[real if real.is_dir() else real.parent, hub_cache]
+                        ).check_reference_tree(path, hidden=hidden)
+    except UnsafePath as exc:  # the MCP tools' words ("allowed roots") in the CLI's
+        if "allowed" not in str(exc):
+            raise
+        raise UnsafePath(f"--nocopy keeps references only to files inside {path} or the "
+                         f"HuggingFace hub cache, and {path} has a link leading elsewhere; "
+                         "add it without --nocopy to copy the bytes instead") from exc
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -150,23 +162,43 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_cat(args: argparse.Namespace) -> int:
-    out = sys.stdout.buffer
-    for piece in _router().cat_stream(args.cid, offset=args.offset, length=args.length):
-        out.write(piece)
-    out.flush()
+def _binary(args: argparse.Namespace, settings: BackendSettings,
+            write: Callable[[BinaryIO], None], *, to_terminal: bool = True) -> int:
+    """The bytes of ``cat``, ``block get`` and ``dag export``: to stdout, or to ``-o FILE``.
+    With ``--json`` stdout carries a description of what was written, so the bytes need
+    ``-o``; the description is ``{"cid", "output", "bytes"}``.
+
+    Raises:
+        InvalidInput: ``--json`` without ``-o``; UnsafePath and InvalidInput as
+            :func:`.cli_output.checked_output`.
+        IpfsMcpError: ``to_terminal`` is false and stdout is a terminal.
+    """
+    if args.output is None:
+        if args.json:
+            raise InvalidInput(f"--json prints a description of what was written, not the "
+                               f"bytes: add -o FILE to `{args.command}` to say where they go")
+        if not to_terminal and sys.stdout.isatty():
+            raise IpfsMcpError("refusing to write a CAR to a terminal; use -o FILE")
+        write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return 0
+    dest = checked_output(settings, args.output)
+    size = write_bytes(dest, write)
+    if args.json:
+        _print_json({"cid": args.cid, "output": str(dest), "bytes": size})
+    else:
+        print(f"wrote {size} bytes to {dest}", file=sys.stderr)
     return 0
 
 
-def _writable(settings: BackendSettings, output: str) -> Path:
-    """Where a command may write ``output``: anywhere the user can, as with Kubo, except
-    inside the hub cache or the repo (only ``into_hf_cache`` and the repo write there).
+def cmd_cat(args: argparse.Namespace) -> int:
+    backend = _router()
 
-    Raises:
-        UnsafePath: it is inside, or resolves into, one of them.
-    """
-    protected = ProtectedFolders.of([settings.hf_hub_cache, settings.repo_path])
-    return protected.check(output)
+    def write(out: BinaryIO) -> None:
+        for piece in backend.cat_stream(args.cid, offset=args.offset, length=args.length):
+            out.write(piece)
+
+    return _binary(args, backend.settings, write)
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -174,7 +206,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         return cli_fetch.cmd_get(args)
     backend = _router()
     output = Path(args.output or args.cid.strip("/").split("/")[-1])
-    dest = _writable(backend.settings, str(output))
+    dest = checked_output(backend.settings, str(output))
     # Kubo's `get -o` replaces what is there; a person asked for it, but is told.
     replaced = describe_existing(dest)
     max_bytes = args.max_write_bytes or backend.settings.max_write
@@ -204,13 +236,18 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_pin(args: argparse.Namespace) -> int:
     backend = _router()
     if args.pin_cmd == "add":
+        kind = "recursive" if args.recursive else "direct"
         for cid in args.cids:
             backend.pin(cid, recursive=args.recursive)
-            print(f"pinned {cid} {'recursively' if args.recursive else 'directly'}")
+        _print_rows(args.json, [{"cid": cid, "pinned": True, "type": kind}
+                                for cid in args.cids],
+                    lambda p: f"pinned {p['cid']} "
+                              f"{'recursively' if args.recursive else 'directly'}")
     elif args.pin_cmd == "rm":
         for cid in args.cids:
             backend.unpin(cid)
-            print(f"unpinned {cid}")
+        _print_rows(args.json, [{"cid": cid, "pinned": False} for cid in args.cids],
+                    lambda p: f"unpinned {p['cid']}")
     else:
         _print_rows(args.json, [{"cid": cid_str(p.cid), "type": p.type, "name": p.name,
                                  "size": p.size} for p in backend.pins()],
@@ -222,23 +259,27 @@ def cmd_block(args: argparse.Namespace) -> int:
     backend = _router()
     if args.block_cmd == "put":
         data = Path(args.file).read_bytes() if args.file else sys.stdin.buffer.read()
-        print(backend.block_put(data, codec=args.codec))
-    else:
-        sys.stdout.buffer.write(backend.block_get(args.cid))
-        sys.stdout.buffer.flush()
-    return 0
+        cid = backend.block_put(data, codec=args.codec)
+        if args.json:
+            _print_json({"cid": str(cid), "size": len(data), "codec": args.codec})
+        else:
+            print(cid)
+        return 0
+    data = backend.block_get(args.cid)
+
+    def write(out: BinaryIO) -> None:
+        out.write(data)
+
+    return _binary(args, backend.settings, write)
 
 
 def cmd_dag(args: argparse.Namespace) -> int:
     backend = _router()
     if args.dag_cmd == "export":
-        if args.output:
-            backend.dag_export(args.cid, _writable(backend.settings, args.output))
-        else:
-            if sys.stdout.isatty():
-                raise IpfsMcpError("refusing to write a CAR to a terminal; use -o FILE")
-            backend.dag_export(args.cid, sys.stdout.buffer)
-        return 0
+        def export(out: BinaryIO) -> None:
+            backend.dag_export(args.cid, out)
+
+        return _binary(args, backend.settings, export, to_terminal=False)
     for name in args.files:
         with open(name, "rb") as stream:
             report = backend.dag_import(stream, pin_roots=args.pin_roots)
@@ -368,46 +409,62 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ipfs-mcp", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--debug", action="store_true",
-                        help="on an error, also print its Python traceback")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
-                        help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", required=True)
+_JSON_HELP = "machine-readable output: one JSON value on stdout"
+_CID_HELP = "a CID (Qm... or bafy...), optionally followed by /path/inside"
+_OUTPUT_HELP = ("write the bytes to this file instead of stdout (its folder must exist); "
+                "needed with --json, which then describes what was written")
 
-    def cmd(name: str, func: Callable[[argparse.Namespace], int], help_: str,
-            json_flag: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
-        p.set_defaults(func=func)
+
+class _Commands:
+    """Adds subcommands, each with a description and a ``--json`` flag (every command has
+    one: a listing or a report as JSON, or, for commands whose output is bytes, a
+    description of what was written to ``-o``)."""
+
+    def __init__(self, sub: Any) -> None:
+        self.sub = sub
+
+    def add(self, name: str, help_: str, func: Callable[[argparse.Namespace], int] | None
+            = None, *, json_flag: bool = True) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = self.sub.add_parser(name, help=help_, description=help_)
+        if func is not None:
+            p.set_defaults(func=func)
         if json_flag:
-            p.add_argument("--json", action="store_true", help="machine-readable output")
+            p.add_argument("--json", action="store_true", help=_JSON_HELP)
         return p
 
-    try:
-        serve = importlib.import_module("ipfs_mcp.server.serve")
-    except ModuleNotFoundError as exc:  # only while the server module is absent
-        if exc.name != "ipfs_mcp.server.serve":
-            raise
-        serve = None
-    if serve is not None:
-        p = sub.add_parser("serve", help="run the MCP server (stdio by default)")
-        serve.add_arguments(p)
-        p.set_defaults(func=serve.run)
-        p = sub.add_parser("daemon", help="run the node, the gateway and MCP over HTTP in "
-                           "the background (no stdin); stop with SIGTERM or Ctrl-C",
-                           description=daemon.__doc__.split("\n\n")[1].replace("\n", " "))
-        serve.add_arguments(p)
-        p.set_defaults(func=daemon.run)
-    p = cmd("id", daemon.cmd_id, "show the node's peer id, addresses, role, and the running "
-            "daemon's gateway and MCP URLs")
+    def group(self, name: str, help_: str, func: Callable[[argparse.Namespace], int],
+              dest: str) -> _Commands:
+        """A command with subcommands of its own (``pin add``), all run by ``func``."""
+        p = self.add(name, help_, func, json_flag=False)
+        return _Commands(p.add_subparsers(dest=dest, required=True, metavar="COMMAND"))
 
-    p = cmd("add", cmd_add, "add files or folders (CIDs identical to `ipfs add`)")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+
+def _add_server_commands(commands: _Commands) -> None:
+    from . import serve
+
+    p = commands.add("serve", "run the MCP server (stdio by default)", serve.run,
+                     json_flag=False)
+    serve.add_arguments(p)
+    p = commands.add("daemon", "run the node, the gateway and MCP over HTTP without stdin "
+                     "(for & or a service manager); stop it with SIGTERM or Ctrl-C",
+                     daemon.run, json_flag=False)
+    serve.add_arguments(p)
+    p.add_argument("--json", action="store_true",
+                   help="print the card at start as one JSON line (as `id --json` does)")
+    commands.add("id", "show the node's peer id, addresses and role, and the running "
+                 "daemon's gateway and MCP URLs (stopped: the addresses it would use)",
+                 daemon.cmd_id)
+
+
+def _add_content_commands(commands: _Commands) -> None:
+    p = commands.add("add", "add files or folders (CIDs identical to `ipfs add`)", cmd_add)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to add")
     p.add_argument("-r", "--recursive", action="store_true", help="add folders recursively")
     _add_import_flags(p)
-    p.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("-w", "--wrap-with-directory", action="store_true")
+    p.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                   help="pin what is added, so gc keeps it (default: pin)")
+    p.add_argument("-w", "--wrap-with-directory", action="store_true",
+                   help="wrap the files in a folder, so their names are kept")
     p.add_argument("-H", "--hidden", action="store_true", help="include dotfiles")
     p.add_argument("-Q", "--quiet", action="store_true", help="print only the root CID")
     p.add_argument("--hf", action="store_true",
@@ -418,72 +475,98 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--copy", action="store_true",
                    help="with --hf: copy the bytes into the repo instead of referencing them")
 
-    p = cmd("cat", cmd_cat, "write a file's bytes to stdout", json_flag=False)
-    p.add_argument("cid")
-    p.add_argument("--offset", type=int, default=0)
-    p.add_argument("--length", type=int, default=None)
+    p = commands.add("cat", "write a file's bytes to stdout (or -o FILE)", cmd_cat)
+    p.add_argument("cid", help=_CID_HELP)
+    p.add_argument("-o", "--output", help=_OUTPUT_HELP)
+    p.add_argument("--offset", type=int, default=0, metavar="BYTES",
+                   help="start this many bytes into the file")
+    p.add_argument("--length", type=int, default=None, metavar="BYTES",
+                   help="write at most this many bytes")
 
-    p = cmd("get", cmd_get, "save a file or folder")
-    p.add_argument("cid")
-    p.add_argument("-o", "--output", help="where to write (default: the CID)")
+    p = commands.add("get", "save a file or folder", cmd_get)
+    p.add_argument("cid", help=_CID_HELP)
+    p.add_argument("-o", "--output", help="where to write (default: the CID, in the current "
+                   "folder); its folder must exist; what is there is replaced")
     p.add_argument("--max-write-bytes", type=int, metavar="BYTES", default=None,
                    help="refuse content declaring more (env IPFS_MCP_MAX_WRITE; default 90%% "
                         "of the free space at the target)")
     cli_fetch.add_arguments(p)
 
-    p = cmd("ls", cmd_ls, "list a folder")
-    p.add_argument("cid")
+    p = commands.add("ls", "list a folder", cmd_ls)
+    p.add_argument("cid", help=_CID_HELP)
 
-    p = cmd("pin", cmd_pin, "manage pins", json_flag=False)
-    pin_sub = p.add_subparsers(dest="pin_cmd", required=True)
-    for name in ("add", "rm"):
-        q = pin_sub.add_parser(name)
-        q.add_argument("cids", nargs="+", metavar="CID")
-        if name == "add":
-            q.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True)
-    pin_sub.add_parser("ls").add_argument("--json", action="store_true")
 
-    p = cmd("block", cmd_block, "raw blocks", json_flag=False)
-    block_sub = p.add_subparsers(dest="block_cmd", required=True)
-    q = block_sub.add_parser("put")
-    q.add_argument("file", nargs="?", help="default: stdin")
-    q.add_argument("--codec", default="raw", choices=("raw", "dag-pb", "dag-cbor"))
-    block_sub.add_parser("get").add_argument("cid")
+def _add_store_commands(commands: _Commands) -> None:
+    pins = commands.group("pin", "manage pins", cmd_pin, "pin_cmd")
+    q = pins.add("add", "pin CIDs, so gc keeps them")
+    q.add_argument("cids", nargs="+", metavar="CID", help="what to pin")
+    q.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True,
+                   help="pin the whole DAG (default), or with --no-recursive the root alone")
+    pins.add("rm", "unpin CIDs (gc may then remove them)").add_argument(
+        "cids", nargs="+", metavar="CID", help="what to unpin")
+    pins.add("ls", "list the pins")
 
-    p = cmd("dag", cmd_dag, "CAR export and import", json_flag=False)
-    dag_sub = p.add_subparsers(dest="dag_cmd", required=True)
-    q = dag_sub.add_parser("export")
-    q.add_argument("cid")
-    q.add_argument("-o", "--output", help="CAR file (default: stdout)")
-    q = dag_sub.add_parser("import")
-    q.add_argument("files", nargs="+", metavar="CAR")
-    q.add_argument("--pin-roots", action=argparse.BooleanOptionalAction, default=True)
-    q.add_argument("--json", action="store_true")
+    blocks = commands.group("block", "raw blocks", cmd_block, "block_cmd")
+    q = blocks.add("put", "store one block; print its CID")
+    q.add_argument("file", nargs="?", help="the block's bytes (default: stdin)")
+    q.add_argument("--codec", default="raw", choices=("raw", "dag-pb", "dag-cbor"),
+                   help="the codec its CID names (default raw)")
+    q = blocks.add("get", "write one block's bytes to stdout (or -o FILE)")
+    q.add_argument("cid", help="the block's CID")
+    q.add_argument("-o", "--output", help=_OUTPUT_HELP)
 
-    p = cmd("repo", cmd_repo, "the embedded repo", json_flag=False)
-    repo_sub = p.add_subparsers(dest="repo_cmd", required=True)
-    for name in ("stat", "gc", "verify"):
-        q = repo_sub.add_parser(name)
-        q.add_argument("--json", action="store_true")
-        if name == "verify":
-            q.description = ("rehash every block and check that every pinned DAG is "
-                             "complete; exit status 2 while a block is missing or corrupt")
-            q.add_argument("--remove-bad-blocks", "--remove", action="store_true",
-                           help="delete the blocks set aside as corrupt (in quarantine/)")
+    dags = commands.group("dag", "CAR export and import", cmd_dag, "dag_cmd")
+    q = dags.add("export", "write a DAG as a CAR file")
+    q.add_argument("cid", help=_CID_HELP)
+    q.add_argument("-o", "--output", help="the CAR file (default: stdout, never a terminal); "
+                   "needed with --json")
+    q = dags.add("import", "store the blocks of CAR files")
+    q.add_argument("files", nargs="+", metavar="CAR", help="CAR files to import")
+    q.add_argument("--pin-roots", action=argparse.BooleanOptionalAction, default=True,
+                   help="pin the CARs' roots (default)")
 
-    p = cmd("filestore", cmd_filestore, "leaves kept by reference (nocopy)", json_flag=False)
-    fs_sub = p.add_subparsers(dest="filestore_cmd", required=True)
-    fs_sub.add_parser("ls", help="list every reference: CID size path offset"
-                      ).add_argument("--json", action="store_true")
-    q = fs_sub.add_parser("verify", help="re-read and rehash every reference: status CID size "
-                          "path offset (ok, changed, no-file, error, missing); exit status 2 "
-                          "while any is bad")
-    q.add_argument("--json", action="store_true")
+
+def _add_repo_commands(commands: _Commands) -> None:
+    repo = commands.group("repo", "the embedded repo", cmd_repo, "repo_cmd")
+    repo.add("stat", "blocks, size, pins and free disk of the repo")
+    repo.add("gc", "remove the blocks no pin needs")
+    q = repo.add("verify", "rehash every block and check that every pinned DAG is complete; "
+                 "exit status 2 while a block is missing or corrupt")
+    q.add_argument("--remove-bad-blocks", "--remove", action="store_true",
+                   help="delete the blocks set aside as corrupt (in quarantine/)")
+
+    store = commands.group("filestore", "leaves kept by reference (nocopy)", cmd_filestore,
+                           "filestore_cmd")
+    store.add("ls", "list every reference: CID size path offset")
+    q = store.add("verify", "re-read and rehash every reference: status CID size path offset "
+                  "(ok, changed, no-file, error, missing); exit status 2 while any is bad")
     q.add_argument("--remove-bad-blocks", action="store_true",
                    help="drop the bad references (never the files)")
 
-    cmd("backend", cmd_backend, "show the backend in use and why")
+    commands.add("backend", "show the backend in use and why", cmd_backend)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="ipfs-mcp", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, also print its Python traceback")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                        help="print the version and exit")
+    commands = _Commands(parser.add_subparsers(dest="command", required=True,
+                                               metavar="COMMAND"))
+    _add_server_commands(commands)
+    _add_content_commands(commands)
+    _add_store_commands(commands)
+    _add_repo_commands(commands)
     return parser
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes as one line and a pointer to ``--help``, not a usage block (for every
+    subcommand too: argparse builds them with the parser's own class)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"Error: {message} (see `{self.prog} --help`)\n")
 
 
 def _error_line(text: str) -> None:
@@ -513,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
 def _report(exc: Exception) -> int:
     """Print ``exc`` as one line; the exit status it deserves."""
     if isinstance(exc, IpfsMcpError):
-        _error_line(str(exc))
+        _error_line(explain(exc))
         return 1
     if isinstance(exc, OSError):  # disk full, permission denied: the OS's words and the path
         _error_line(f"{exc.strerror or exc}"

@@ -55,6 +55,7 @@ from ipfs_mcp.backends.network import NetworkSnapshot
 from ipfs_mcp.tools.progress import Progress, run_blocking
 from ipfs_mcp.tools.roots import ProtectedFolders, describe_existing
 
+from .cli_errors import check_peer_address, explain
 from .logs import configure_logging
 from .serve import add_retrieval_arguments
 
@@ -267,7 +268,7 @@ async def _connect(state: ServerState, peers: list[str], bootstrap: list[str]) -
         except TimeoutError:
             failures[addr] = f"no answer within {CONNECT_TIMEOUT:g}s"
         except IpfsMcpError as exc:  # refused, unreachable, or not a peer address
-            failures[addr] = str(exc)
+            failures[addr] = await _why_unreachable(addr, exc)
 
     async with anyio.create_task_group() as tg:
         for addr in dict.fromkeys([*peers, *bootstrap]):
@@ -278,6 +279,34 @@ async def _connect(state: ServerState, peers: list[str], bootstrap: list[str]) -
     if bootstrap and all(a in failures for a in bootstrap):
         raise NetworkError("no bootstrap peer answered: " + "; ".join(
             f"{a}: {failures[a]}" for a in bootstrap))
+
+
+async def _why_unreachable(addr: str, exc: IpfsMcpError) -> str:
+    """Why a peer the user named did not connect, in the words a person can act on.
+
+    The node says only that the dial failed. For a TCP address the user typed, one plain
+    TCP connection tells the two commonest mistakes apart: nothing listens there, or
+    something does but not the peer named (a peer id copied from another node).
+    """
+    if not isinstance(exc, NetworkError):
+        return str(exc)
+    import multiaddr
+
+    try:
+        parsed = multiaddr.Multiaddr(addr)
+        host = parsed.value_for_protocol("ip4")
+        port = int(parsed.value_for_protocol("tcp"))
+    except Exception:  # not /ip4/.../tcp/...: the node's own words
+        return str(exc)
+    try:
+        with anyio.fail_after(CONNECT_TIMEOUT):
+            stream = await anyio.connect_tcp(host, port)
+    except (OSError, TimeoutError):
+        return (f"nothing answers at /ip4/{host}/tcp/{port} (is that node running? "
+                "`ipfs-mcp id` on it prints its addresses)")
+    await stream.aclose()
+    return ("something answers at that address, but not as that peer: the peer id does "
+            "not match the one at that address (`ipfs-mcp id` on that node prints it)")
 
 
 def _deliver(state: ServerState, args: argparse.Namespace, transfer: Transfer,
@@ -401,8 +430,8 @@ async def _run(args: argparse.Namespace, settings: ServerSettings
     return result, transfer
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -412,13 +441,16 @@ def cmd_get(args: argparse.Namespace) -> int:
         return 1
     try:
         split_path(args.cid)  # a malformed CID or path fails before any node starts
+        for flag, addrs in (("--peer", args.peer), ("--bootstrap", args.bootstrap)):
+            for addr in addrs or ():
+                check_peer_address(flag, addr)
         settings = _settings(args)
         if args.hf is not None:
             hf_layout.parse_source(args.hf)
         configure_logging(settings.log_level, p2p=settings.start_p2p)
         delivered, transfer = anyio.run(_run, args, settings, backend="trio")
     except IpfsMcpError as exc:  # one line, as every command's errors (cli.main)
-        print(f"Error: {_one_line(exc)}", file=sys.stderr)
+        print(f"Error: {_one_line(explain(exc))}", file=sys.stderr)
         # Only our own SIGINT handling cancels a run; a timeout is a Timeout/BlockNotFound.
         return INTERRUPTED if isinstance(exc, OperationCancelled) else 1
     except OSError as exc:

@@ -108,7 +108,7 @@ def test_blocks_and_car(tree: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("cat", "Qmfoo"), "invalid CID"),
+    (("cat", "Qmfoo"), "'Qmfoo' is not a CID: a CID looks like Qm"),
     (("cat", "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"), "not found"),
     (("add", "/definitely/not/here"), "no such file"),
     (("get", "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4", "-o", "/proc/x"),

@@ -209,7 +209,8 @@ async def test_unreachable_peer_is_one_line_error(tmp_path: Path) -> None:
         addr = f"/ip4/127.0.0.1/tcp/{port}/p2p/{other_peer_id()}"
         ran = await get_to_x(tmp_path, home, "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
                              addr)
-    assert f"peer {addr}" in await failed_cleanly(ran, tmp_path, home)
+    line = await failed_cleanly(ran, tmp_path, home)
+    assert f"peer {addr}" in line and "nothing answers at" in line
 
 
 async def test_wrong_peer_id_is_one_line_error(tmp_path: Path) -> None:
@@ -219,7 +220,10 @@ async def test_wrong_peer_id_is_one_line_error(tmp_path: Path) -> None:
         transport = node.addrs[0].split("/p2p/")[0]
         addr = f"{transport}/p2p/{other_peer_id()}"
         ran = await get_to_x(tmp_path, home, root, addr, "--timeout", "30")
-    assert f"peer {addr}" in await failed_cleanly(ran, tmp_path, home)
+    line = await failed_cleanly(ran, tmp_path, home)
+    assert f"peer {addr}" in line
+    assert "the peer id does not match the one at that address" in line
+    assert "handshake" not in line
 
 
 async def test_no_provider_ends_at_the_timeout_with_one_line(tmp_path: Path) -> None:
@@ -235,7 +239,8 @@ async def test_silent_peer_is_bounded_by_the_timeout(tmp_path: Path) -> None:
     """A deliberately silent peer (bitswap never answered): only --timeout ends the wait."""
     home = tmp_path / "home"
     missing = cid_str(add_bytes(repo_at(tmp_path / "elsewhere"), b"nobody answers\n"))
-    async with silent_peer() as host:
+    async with silent_peer() as peer:
+        host: Any = peer  # a libp2p host with the test's `heard` event
         addr = f"{host.get_addrs()[0]}"
         ran = await get_to_x(tmp_path, home, missing, addr, "--timeout", "6", "--json")
         assert host.heard.is_set()  # it was asked
