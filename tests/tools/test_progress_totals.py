@@ -50,10 +50,12 @@ def assert_sized(seen: Seen, size: int) -> None:
     assert done == sorted(done) and done[-1] == size, seen
 
 
+@pytest.mark.parametrize("nocopy", [True, False], ids=["received-in-place", "copied"])
 async def test_the_progress_object_the_cli_passes_hears_the_total_before_any_byte(
-        backend: HFCacheBackend, hub: Path, tmp_path: Path) -> None:
+        backend: HFCacheBackend, hub: Path, tmp_path: Path, nocopy: bool) -> None:
     """``ipfs-mcp get --hf`` hands the same :class:`Progress` to the hub writer: its reports
-    (the CLI's bars read ``total`` and ``done`` from it) carry the total from the first."""
+    (the CLI's bars read ``total`` and ``done`` from it) carry the total from the first,
+    whether the files are received in place (raw leaves) or copied (dag-pb leaves)."""
     make_hf_model(tmp_path / "source", MODEL, FILES)
     seen: Seen = []
 
@@ -61,11 +63,12 @@ async def test_the_progress_object_the_cli_passes_hears_the_total_before_any_byt
         seen.append((done, total))
 
     source = HFCacheBackend(backend.repo, hub_cache=tmp_path / "source")
-    stored = source.add_hf_model(MODEL)
+    stored = source.add_hf_model(MODEL, nocopy=nocopy)
     progress = Progress(report)
-    await run_blocking(lambda: hf_receive.export_model(
+    written = await run_blocking(lambda: hf_receive.export_model(
         backend, hub, str(stored.root), MODEL, progress=progress), progress)
     assert progress.total == sum(len(d) for d in FILES.values())
+    assert (written.copied == ()) is nocopy
     assert_sized(seen, progress.total)
 
 
