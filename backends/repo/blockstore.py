@@ -548,10 +548,11 @@ class Blockstore:
                 tmp.unlink(missing_ok=True)
             raise self._write_error(exc) from exc
 
-    def delete_path(self, path: Path) -> int:
-        """Remove one block file; returns the bytes freed (0 if it was gone already)."""
+    def delete_path(self, path: Path, multihash: bytes | None = None) -> int:
+        """Remove one block file (of ``multihash``, when the caller knows it); returns the
+        bytes freed (0 if it was gone already)."""
         if self.heat is not None or self.memory is not None:
-            self.forget(_multihash_of_key(path.stem))
+            self.forget(_multihash_of_key(path.stem) if multihash is None else multihash)
         try:
             size = path.stat().st_size
             path.unlink()

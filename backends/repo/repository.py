@@ -283,7 +283,7 @@ class Repo:
         return Marked(pinned, held)
 
     def _evict_one(self, multihash: bytes) -> int:
-        return self.blocks.delete_path(self.blocks.path_of(multihash))
+        return self.blocks.delete_path(self.blocks.path_of(multihash), multihash)
 
     @contextlib.contextmanager
     def _lock(self, kind: int, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
@@ -464,7 +464,7 @@ class Repo:
                 if multihash in live:
                     kept += 1
                     continue
-                size = self.blocks.delete_path(path)
+                size = self.blocks.delete_path(path, multihash)
                 freed += size
                 removed += 1
                 if progress is not None:
