@@ -359,3 +359,19 @@ def test_eviction_of_everything_evictable_mid_export_leaves_the_exported_dag(
     # The lease was all that kept it: released, the same sweep takes the DAG.
     assert home.repo.evictor.evict_to(0).removed == len(dag)
     assert home.repo.verify().ok
+
+
+def test_the_router_opens_the_embedded_repo_with_its_bound(tmp_path: Path) -> None:
+    from ipfs_mcp.backends.router import Router
+
+    settings = BackendSettings.from_env({"HF_HOME": str(tmp_path), "IPFS_BACKEND": "hf_cache",
+                                         "IPFS_MCP_REPO_MAX": "1M",
+                                         "IPFS_MCP_MEMORY_TIER": "64K"})
+    router = Router.from_settings(settings)
+    repo = router.repo
+    assert repo is not None and repo.bound == RepoBound(1 * MIB)
+    router.add_bytes(os.urandom(600 * KIB), pin=True)
+    with pytest.raises(RepoFull):
+        router.add_bytes(os.urandom(600 * KIB), pin=True)
+    tiers = repo.tiers()
+    assert tiers.refused == 1 and tiers.memory is not None and tiers.memory.max_bytes == 64 * KIB
