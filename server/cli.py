@@ -58,11 +58,9 @@ def _progress(description: str, total: int | None) -> Iterator[Callable[[int], N
     if not sys.stderr.isatty():
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from .cli_progress import progress_bars
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), console=Console(stderr=True), transient=True) as bar:
+    with progress_bars(sys.stderr) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
 

@@ -154,8 +154,9 @@ class Display:
     """Shows a :class:`Transfer`: JSON lines, a rich bar on a terminal, or nothing."""
 
     def __init__(self, transfer: Transfer, *, json_lines: bool, label: str,
-                 stream: TextIO = sys.stderr) -> None:
+                 stream: TextIO = sys.stderr, **bar_options: Any) -> None:
         self.transfer = transfer
+        self.bar_options = bar_options  # for progress_bars (a test's clock and console)
         self.json_lines = json_lines
         self.stream = stream
         self.label = label
@@ -168,18 +169,12 @@ class Display:
         if self.json_lines or not self.stream.isatty():
             yield self
             return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TransferSpeedColumn,
-        )
+        from rich.progress import TextColumn
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                      TransferSpeedColumn(), TextColumn("{task.fields[providers]}"),
-                      console=Console(file=self.stream), transient=True) as bar:
+        from .cli_progress import progress_bars
+
+        with progress_bars(self.stream, TextColumn("{task.fields[providers]}"),
+                           **self.bar_options) as bar:
             self._bar = bar
             self._tasks = (bar.add_task(f"fetching {self.label}", total=None, providers=""),
                            bar.add_task("writing", total=self.transfer.total, providers="",
@@ -196,7 +191,8 @@ class Display:
                 print(json.dumps(line), file=self.stream, flush=True)
         elif self._bar is not None and self._tasks is not None:
             fetch, write = self._tasks
-            self._bar.update(fetch, completed=t.received,
+            # The total as soon as the root block declares it (None: an indeterminate bar).
+            self._bar.update(fetch, completed=t.received, total=t.total,
                              providers=f"{len(t.providers)} provider(s), {t.peers} peer(s)")
             if t.written or final:
                 self._bar.update(write, completed=t.written, total=t.total, visible=True)
