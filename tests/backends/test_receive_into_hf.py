@@ -23,7 +23,7 @@ from ipfs_mcp.backends.core.cids import cid_of_block, cid_str
 from ipfs_mcp.backends.errors import BlockNotFound, DiskFull, IntegrityError
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
 from ipfs_mcp.backends.hub import receive as hf_receive
-from ipfs_mcp.backends.hub.layout import HFWriteResult
+from ipfs_mcp.backends.hub.layout import RECORD_PATH, HFWriteResult
 from ipfs_mcp.backends.repo.blockstore import Blockstore
 from ipfs_mcp.backends.repo.filestore import leaf_cid_digest
 from ipfs_mcp.backends.repo.repository import Repo
@@ -154,7 +154,9 @@ def test_received_through_a_trustless_gateway_is_written_once(
     assert done.written == sum(len(d) for d in files.values())
     for ref in b_repo.filestore.ls():
         assert not b_repo.blocks.path_of(leaf_cid_digest(ref.cid)).exists()
-    assert len({c for c in asked if c.startswith("bafkrei")}) == leaf_count(files)
+    # Every raw leaf once: the model's, and its snapshot record's (read, not written).
+    record = {RECORD_PATH: a.cat(f"{root}/{RECORD_PATH}")}
+    assert len({c for c in asked if c.startswith("bafkrei")}) == leaf_count({**files, **record})
     loads_offline(tmp_path / "b-hub", files, monkeypatch)
 
 
