@@ -32,12 +32,16 @@ SEGMENT = 8  # the moving part of an indeterminate bar
 STEPS_PER_SECOND = 12
 
 
-class Bar(BarColumn):
+class Bar(ProgressColumn):
     """rich's bar when the total is known; a moving segment on a track when it is not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.known = BarColumn(bar_width=WIDTH)
 
     def render(self, task: Task) -> RenderableType:
         if task.total is not None:
-            return super().render(task)
+            return self.known.render(task)
         travel = WIDTH - SEGMENT
         step = int(task.get_time() * STEPS_PER_SECOND) % (2 * travel)
         start = step if step < travel else 2 * travel - step  # there and back
