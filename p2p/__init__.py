@@ -5,7 +5,8 @@ Imports only ``ipfs_mcp.backends`` (blocks, CIDs, errors), never tools or server
 What lives here: ``node`` (the facade the server uses, and ``open_node``) runs three parts
 that share its nursery (``loop``): ``peers`` (dial, identify), ``providing`` (provider
 records in the DHT) and ``fetching`` (bitswap sessions, the DHT lookup beside them);
-``thread_fetcher`` hands fetches to worker threads; ``stats`` is what the node reports.
+``thread_fetcher`` hands fetches to worker threads; ``stats`` is what the node reports;
+``protocols`` serves and opens custom ``/x/`` protocol streams (Kubo's ``ipfs p2p``).
 Below them: ``bitswap/`` (engine, session, wire messages), ``routing`` (Kademlia),
 ``host``, ``discovery`` (mDNS), ``identity``, ``config``.
 
@@ -27,6 +28,9 @@ Public API::
             .fetch_block(cid, cancel=None) / .fetch_dag(root, cancel=None)
                                                   cancel: threading.Event
         .stats() -> NodeStats, .peer_stats(peer_id=None) -> [PeerStat]
+        .register_protocol_handler("/x/name/1.0", handler, max_streams=16)
+            handler: async (protocols.ProtocolStream) -> None, one call per stream
+        await .open_protocol_stream(peer_id | multiaddr, "/x/name/1.0") -> ProtocolStream
         await nursery.start(node.run)            alternative to ``async with``
     NodeConfig(role=Role.WORKER, listen_addrs=("/ip4/127.0.0.1/tcp/0",), bootstrap=(),
                mdns=False, enable_mplex=False, bitswap=BitswapConfig(...), ...)
