@@ -183,3 +183,33 @@ async def test_a_handler_serves_at_most_its_bound_and_refuses_the_rest(
             await after.write(b"?")
             assert await after.read() == b"done"  # the bound freed with the streams
             assert (stats.served, stats.refused, stats.failed) == (3, 1, 0)
+
+
+async def test_a_failing_handler_is_counted_and_the_node_serves_on(tmp_path: Path) -> None:
+    calls = 0
+
+    async def flaky(stream: ProtocolStream) -> None:
+        nonlocal calls
+        calls += 1
+        request = await stream.read()
+        if calls == 1:
+            raise ValueError("a bug in the handler")
+        await stream.write(request.upper())
+
+    with trio.fail_after(60):
+        async with node_at(tmp_path / "a") as server, node_at(tmp_path / "b") as client:
+            server.register_protocol_handler("/x/flaky/1", flaky)
+            await client.connect_peer(server.addrs[0])
+            first = await client.open_protocol_stream(server.peer_id, "/x/flaky/1")
+            await first.write(b"one")
+            try:
+                answer = await first.read()  # reset: nothing comes back
+            except NetworkError:
+                answer = b""
+            assert answer == b""
+            second = await client.open_protocol_stream(server.peer_id, "/x/flaky/1")
+            await second.write(b"two")
+            assert await second.read() == b"TWO"
+            stats = server.protocols.stats["/x/flaky/1"]
+            assert (stats.served, stats.failed) == (2, 1)
+            assert client.peer_id in [str(p) for p in server.connected_peers()]
