@@ -11,6 +11,7 @@ evaluated where they are written.)
 """
 
 import contextlib
+import inspect
 import json
 import logging
 from collections.abc import Iterator
@@ -18,7 +19,11 @@ from importlib import metadata
 from typing import Annotated, Any
 
 from mcp.server.caching import CacheHint
-from mcp.server.elicitation import AcceptedElicitation
+from mcp.server.elicitation import (
+    AcceptedElicitation,
+    DeclinedElicitation,
+    ElicitationResult,
+)
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.resolve import Elicit, ListRoots, Resolve
@@ -42,11 +47,11 @@ from ipfs_mcp.backends.errors import (
     InvalidCID,
     IpfsMcpError,
     NotFound,
+    PinNotFound,
 )
 from ipfs_mcp.backends.hub import layout as hf_layout
 from ipfs_mcp.tools import content, network
 from ipfs_mcp.tools.health import health
-from ipfs_mcp.tools.import_options import ImportArgs
 from ipfs_mcp.tools.models import (
     AddResult,
     AnnounceResult,
@@ -61,9 +66,11 @@ from ipfs_mcp.tools.models import (
     StoreResult,
     UnpinResult,
 )
+from ipfs_mcp.tools.paging import DEFAULT_PAGE, Cursors
 from ipfs_mcp.tools.progress import Progress
 from ipfs_mcp.tools.roots import AllowedRoots, file_uri_to_path
 
+from . import answers, tool_list
 from . import prompts as prompt_texts
 from . import tool_args as args
 from .config import ServerSettings
@@ -86,7 +93,6 @@ Prompts: share_model, fetch_and_verify, diagnose."""
 # a client from holding an answer about a CID that was later garbage-collected forever.
 CID_CACHE_TTL_MS = 24 * 3600 * 1000
 _MAX_PINS_RESOURCE = 500
-_KUBO_DEFAULTS = ImportArgs()  # what a tool gets when no import option is given
 
 
 def _version() -> str:
@@ -102,6 +108,8 @@ def actionable(exc: IpfsMcpError) -> str:
     if isinstance(exc, InvalidCID):
         return (f"{text}. A CID looks like Qm... (CIDv0) or bafy... (CIDv1); to name a file "
                 "inside a folder, write CID/path/to/file.")
+    if isinstance(exc, PinNotFound):
+        return f"{text}; list_pins shows what is pinned."
     if isinstance(exc, NotFound):
         return (f"{text}. If another node has it, call find_providers, then connect_peer to "
                 "one of them and retry; or store it here first with store_model/add_content.")
@@ -178,7 +186,11 @@ class Confirm(BaseModel):
 
 
 # Destructive tools ask the user first when the client can show a question (elicitation);
-# other clients rely on the tools' destructive annotation. Declining aborts the call.
+# other clients rely on the tools' destructive annotation. A "no" (declined, cancelled, or
+# accepted unticked) ends the call with a result saying so (:func:`_confirmed`).
+Confirmation = ElicitationResult[Confirm]  # the full outcome; None when nothing was asked
+
+
 async def _confirm_gc(ctx: Context) -> Elicit[Confirm] | None:
     caps = ctx.client_capabilities
     if caps is None or caps.elicitation is None:
@@ -235,9 +247,23 @@ async def _confirm_replacing(
     return None
 
 
-def _confirmed(answer: Confirm | None) -> None:
-    if answer is not None and not answer.confirm:
-        raise ToolError("not confirmed by the user; nothing was changed")
+def _declined(answer: Confirmation | None, what: str) -> CallToolResult | None:
+    """None when nothing was asked or the user said yes; otherwise the call's answer, which
+    says what the user said, so a model can tell a "no" from a failure: "the user declined
+    to ``what``; nothing was changed" (or cancelled the question, or did not agree)."""
+    if answer is None:
+        return None
+    if isinstance(answer, AcceptedElicitation):
+        # A resolver that asked nothing (the client cannot be asked) resolves to no data.
+        if answer.data is None or answer.data.confirm:
+            return None
+        said = f"the user did not agree to {what} (not confirmed)"
+    elif isinstance(answer, DeclinedElicitation):
+        said = f"the user declined to {what}"
+    else:
+        said = f"the user cancelled the question whether to {what}"
+    return CallToolResult(content=[TextContent(type="text", text=f"{said}; nothing was changed")],
+                          is_error=True)
 
 
 # The SDK wraps every resolved value in AcceptedElicitation[Any]. pydantic caches
@@ -283,7 +309,8 @@ def build_server(settings: ServerSettings | None = None, *, gateway_url: str | N
         cache_hints={"resources/read": CacheHint(ttl_ms=0, scope="private")},
     )
     mcp.middleware.append(_cid_cache_hints)
-    _register_tools(mcp, settings)
+    mcp.middleware.append(_compact_tool_list)
+    _register_tools(mcp, settings, Cursors())
     _register_resources(mcp, runtime)
     _register_prompts(mcp)
     _register_completions(mcp, runtime)
@@ -304,6 +331,19 @@ async def _cid_cache_hints(ctx: Any, call_next: Any) -> Any:
     return result
 
 
+async def _compact_tool_list(ctx: Any, call_next: Any) -> Any:
+    """``tools/list`` with compact schemas (:mod:`.tool_list`): a client sends the list to
+    the model on every turn."""
+    result = await call_next(ctx)
+    if ctx.method != "tools/list":
+        return result
+    if isinstance(result, BaseModel):
+        result = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if isinstance(result, dict) and isinstance(result.get("tools"), list):
+        return {**result, "tools": [tool_list.compact_tool(t) for t in result["tools"]]}
+    return result
+
+
 # -- tools ------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _calling(ctx: Context, tool: str) -> Iterator[ServerState]:
@@ -313,62 +353,82 @@ def _calling(ctx: Context, tool: str) -> Iterator[ServerState]:
         yield state
 
 
-def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> None:
-    """One registration per tool: each reads its state from the context and calls the plain
-    function in :mod:`ipfs_mcp.tools`. Only the two arguments whose text names a limit of
-    this server are built here."""
+def _tool(mcp: MCPServer[ServerState], *, name: str | None = None, title: str,
+          annotations: ToolAnnotations) -> Any:
+    """``mcp.tool``, its description the function's docstring without the indentation a
+    docstring has in source (a model reads it, as text)."""
+
+    def register(fn: Any) -> Any:
+        return mcp.tool(name=name, title=title, annotations=annotations,
+                        description=inspect.cleandoc(fn.__doc__ or ""))(fn)
+
+    return register
+
+
+def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings,
+                    cursors: Cursors) -> None:
+    """One registration per tool: each reads its state from the context, calls the plain
+    function in :mod:`ipfs_mcp.tools`, and answers a sentence plus the data
+    (:mod:`.answers`). Only the two arguments whose text names a limit of this server are
+    built here; the replication factors are published only on the cluster backend."""
     inline_max = settings.inline_max
     add_max = settings.add_max
     InlineLength = args.inline_length(inline_max)  # noqa: N806 (a type, named as one)
     InlineBytes = args.inline_bytes(add_max)  # noqa: N806
+    cluster = settings.backend.backend == "cluster"
+    replication = args.hidden_unless(cluster, "replication_min", "replication_max")
+    _register_pin_tools(mcp, cursors, replication)
 
-    @mcp.tool(title="Store a model or folder", annotations=_writes(open_world=True))
-    @args.spread(ImportArgs, into="import_args")
+    @_tool(mcp, title="Store a model or folder", annotations=_writes(open_world=True))
+    @replication
+    @args.wire_names(import_args="import")
     async def store_model(
         ctx: Context, source: args.Source, pin: args.KeepPinned = True,
         announce: args.Announce = True, nocopy: args.StoreNocopy = None,
-        import_args: ImportArgs = _KUBO_DEFAULTS, replication_min: args.ReplicationMin = None,
+        import_args: args.ImportObject = None, replication_min: args.ReplicationMin = None,
         replication_max: args.ReplicationMax = None,
         client_roots: Annotated[ClientRoots, Resolve(_roots_for_source)] = None,
-    ) -> StoreResult:
-        """Store a model or a folder and get the CID Kubo would give it.
+    ) -> Annotated[CallToolResult, StoreResult]:
+        """Store a model from the local HF cache, or a file or folder, to share it; pins
+        and announces it by default.
 
-        Returns the root CID, every file with its CID and size, the total size, whether it
-        was pinned and announced, and the backend. Sends progress; cancelling stops it and
-        leaves nothing pinned."""
+        Returns the root CID (as Kubo gives it), the size and a first page of files (ls
+        with the cursor lists more). Cancelling leaves nothing pinned."""
         with _calling(ctx, "store_model") as state:
             result = await content.store_model(
                 state.router, source, roots=_roots(state, client_roots),
                 hub_cache=state.settings.backend.hf_hub_cache, pin=pin, nocopy=nocopy,
                 import_args=import_args, progress=_progress(ctx),
-                replication_min=replication_min, replication_max=replication_max)
+                replication_min=replication_min, replication_max=replication_max,
+                cursors=cursors)
             if announce:
                 result.announced, result.announce_note = await network.announce_quietly(
                     state.network, result.root_cid, role=state.settings.role,
                     why=state.network_why)
-            return result
+            return answers.answer(result)
 
-    @mcp.tool(title="Fetch a CID", annotations=_writes(destructive=True, open_world=True))
+    @_tool(mcp, title="Fetch a CID", annotations=_writes(destructive=True, open_world=True))
     async def fetch_cid(
         ctx: Context, cid: args.Cid, output_path: args.OutputPath = None,
         into_hf_cache: args.IntoHfCache = None, hf_revision: args.HfRevision = None,
         offset: args.Offset = 0, length: InlineLength = None,
         overwrite: args.Overwrite = False, replace: args.Replace = False,
+        cursor: args.Cursor = None,
         client_roots: Annotated[ClientRoots, Resolve(_roots_for_output)] = None,
-        confirm: Annotated[Confirm | None, Resolve(_confirm_replacing)] = None,
+        confirm: Annotated[Confirmation, Resolve(_confirm_replacing)] = None,
         hub: Annotated[hf_layout.RevisionPlan | None, Resolve(_hub_plan)] = None,
     ) -> Annotated[CallToolResult, FetchResult]:
-        """Get content by CID, verified block by block; a local miss asks peers.
+        """Get content by CID, verified; a local miss asks peers.
 
-        Small content comes back inline (text, or base64 for binary, up to the inline cap);
-        larger content comes back as an ipfs:// resource link with its size: read it in
-        pages with offset/length, or write it to disk with output_path. A folder comes back
-        as a listing.
+        Small content comes inline (text or base64), larger as a resource link: page it
+        with offset/length, or write it with output_path or into_hf_cache. A folder comes
+        as a page of entries.
 
-        Destructive only when asked: overwrite=true replaces what is at output_path, and
-        replace=true moves an existing revision in the HuggingFace cache. Without them an
-        existing target is refused; clients that support it ask the user first."""
-        _confirmed(confirm)
+        overwrite=true replaces output_path, replace=true moves a cached revision;
+        otherwise an existing target is refused. The user may be asked."""
+        if no := _declined(confirm, f"replace {output_path}" if overwrite and output_path
+                           else f"move {into_hf_cache} in the HuggingFace cache"):
+            return no
         with _calling(ctx, "fetch_cid") as state:
             result = await content.fetch_cid(
                 state.router, cid, roots=_roots(state, client_roots),
@@ -376,118 +436,135 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings) -> No
                 into_hf_cache=hub, offset=offset,
                 length=length, max_inline=inline_max, progress=_progress(ctx),
                 overwrite=overwrite, replace=replace, max_write=state.settings.backend.max_write,
-                max_write_files=state.settings.backend.max_write_files, reads=state.router)
+                max_write_files=state.settings.backend.max_write_files, reads=state.router,
+                cursor=cursor, cursors=cursors)
         if result.delivery == "resource_link" and state.gateway_url is not None:
             result.gateway_url = f"{state.gateway_url}/ipfs/{result.resolved_cid}"
             result.hint += f"; or download it over HTTP from {result.gateway_url}"
         return _fetch_result(result)
 
-    @mcp.tool(title="Pin a CID", annotations=_writes(open_world=True))
-    async def pin(ctx: Context, cid: args.Cid, recursive: args.Recursive = True,
-                  name: args.PinName = "", replication_min: args.ReplicationMin = None,
-                  replication_max: args.ReplicationMax = None) -> PinResult:
-        """Keep content from garbage collection; a recursive pin makes sure every block is
-        here first, fetching missing ones from peers."""
-        with _calling(ctx, "pin") as state:
-            return await content.pin(state.router, cid, recursive=recursive, name=name,
-                                     progress=_progress(ctx), replication_min=replication_min,
-                                     replication_max=replication_max)
-
-    @mcp.tool(title="Unpin a CID", annotations=_writes(destructive=True))
-    async def unpin(ctx: Context, cid: args.Cid,
-                    confirm: Annotated[Confirm | None, Resolve(_confirm_unpin)] = None
-                    ) -> UnpinResult:
-        """Remove a pin. The blocks are deleted by the next repo_gc unless another pin
-        still needs them. Clients that support it ask the user to confirm."""
-        _confirmed(confirm)
-        with _calling(ctx, "unpin") as state:
-            return await content.unpin(state.router, cid)
-
-    @mcp.tool(title="List pins", annotations=_read_only())
-    async def list_pins(ctx: Context, limit: args.PinLimit = 100,
-                        name_contains: args.NameContains = "") -> PinList:
-        """Pinned content, newest first, with name, size and pin type."""
-        with _calling(ctx, "list_pins") as state:
-            return await content.list_pins(state.router, limit=limit,
-                                           name_contains=name_contains)
-
-    @mcp.tool(title="Find providers", annotations=_read_only(open_world=True))
-    async def find_providers(ctx: Context, cid: args.RootCid,
-                             count: args.ProviderCount = 5) -> ProvidersResult:
-        """Peers that provide a CID, best first: peer id, addresses, score, latency and
-        when they were last seen. Needs the P2P node."""
+    @_tool(mcp, title="Find providers", annotations=_read_only(open_world=True))
+    async def find_providers(ctx: Context, cid: args.RootCid, count: args.ProviderCount = 5
+                             ) -> Annotated[CallToolResult, ProvidersResult]:
+        """Peers that provide a CID, best first: use it when content is not here. Needs
+        the P2P node."""
         with _calling(ctx, "find_providers") as state:
-            return await network.find_providers(state.network, cid, count=count,
-                                                why=state.network_why)
+            return answers.answer(await network.find_providers(
+                state.network, cid, count=count, why=state.network_why))
 
-    @mcp.tool(title="Peer and cache stats", annotations=_read_only())
-    async def peer_stats(ctx: Context) -> PeerStatsResult:
-        """This node's identity, listen addresses, role, connected peers with per-peer
-        traffic, DHT routing table size, bitswap ledger, bandwidth, cache hit/miss counters
-        and the backend in use."""
+    @_tool(mcp, title="Peer and cache stats", annotations=_read_only())
+    async def peer_stats(ctx: Context) -> Annotated[CallToolResult, PeerStatsResult]:
+        """This node's identity, addresses, peers and traffic, DHT and bitswap figures,
+        cache counters and backend."""
         with _calling(ctx, "peer_stats") as state:
-            return await network.peer_stats(state.network, state.router, why=state.network_why)
+            return answers.answer(await network.peer_stats(state.network, state.router,
+                                                           why=state.network_why))
 
-    @mcp.tool(title="Add text, bytes or a path", annotations=_writes())
-    @args.spread(ImportArgs, into="import_args")
+    @_tool(mcp, title="Add text, bytes or a path", annotations=_writes())
+    @replication
+    @args.wire_names(import_args="import")
     async def add_content(
         ctx: Context, text: args.Text = None, data_base64: InlineBytes = None,
         path: args.LocalPath = None, name: args.PinName = "", pin: args.KeepPinned = True,
-        nocopy: args.AddNocopy = False, import_args: ImportArgs = _KUBO_DEFAULTS,
+        nocopy: args.AddNocopy = False, import_args: args.ImportObject = None,
         replication_min: args.ReplicationMin = None,
         replication_max: args.ReplicationMax = None,
         client_roots: Annotated[ClientRoots, Resolve(_roots_for_path)] = None,
-    ) -> AddResult:
-        """Add small content given inline (text or base64), or a file or folder by path.
-        Pass exactly one of text, data_base64 and path."""
+    ) -> Annotated[CallToolResult, AddResult]:
+        """Add small content given inline (text or base64), or a file or folder by path;
+        pass exactly one of text, data_base64 and path. Returns its CID."""
         with _calling(ctx, "add_content") as state:
-            return await content.add_content(
+            return answers.answer(await content.add_content(
                 state.router, roots=_roots(state, client_roots), text=text,
                 data_base64=data_base64, path=path, name=name, pin=pin, max_inline=add_max,
                 nocopy=nocopy, import_args=import_args, progress=_progress(ctx),
-                replication_min=replication_min, replication_max=replication_max)
+                replication_min=replication_min, replication_max=replication_max))
 
-    @mcp.tool(name="ls", title="List a folder CID", annotations=_read_only(open_world=True))
-    async def ls_(ctx: Context, cid: args.Cid, limit: args.LsLimit = 1000,
-                  offset: args.LsOffset = 0) -> LsResult:
-        """The entries of a folder CID (name, CID, kind, size), a page at a time (pass
-        next_offset as offset for the next); for a file, the file."""
+    @_tool(mcp, name="ls", title="List a folder CID", annotations=_read_only(open_world=True))
+    async def ls_(ctx: Context, cid: args.Cid, limit: args.LsLimit = DEFAULT_PAGE,
+                  offset: args.LsOffset = 0, cursor: args.Cursor = None
+                  ) -> Annotated[CallToolResult, LsResult]:
+        """A folder's entries (name, CID, kind, size), a page at a time with the total;
+        pass cursor for the next page (store_model's cursor continues its file list)."""
         with _calling(ctx, "ls") as state:
-            return await content.ls(state.router, cid, limit=limit, offset=offset)
+            return answers.answer(await content.ls(state.router, cid, limit=limit,
+                                                   offset=offset, cursor=cursor,
+                                                   cursors=cursors))
 
-    @mcp.tool(title="Connect to a peer", annotations=_writes(open_world=True))
-    async def connect_peer(ctx: Context, multiaddr: args.Multiaddr) -> ConnectResult:
-        """Dial a peer (noise-encrypted) so its content can be fetched from it."""
+    @_tool(mcp, title="Connect to a peer", annotations=_writes(open_world=True))
+    async def connect_peer(ctx: Context, multiaddr: args.Multiaddr
+                           ) -> Annotated[CallToolResult, ConnectResult]:
+        """Dial a peer (noise-encrypted) so content can be fetched from it."""
         with _calling(ctx, "connect_peer") as state:
-            return await network.connect_peer(state.network, multiaddr, why=state.network_why)
+            return answers.answer(await network.connect_peer(state.network, multiaddr,
+                                                             why=state.network_why))
 
-    @mcp.tool(title="Announce a CID", annotations=_writes(open_world=True))
-    async def announce(ctx: Context, cid: args.RootCid) -> AnnounceResult:
-        """Publish that this node provides a CID: to the DHT when the node joined a
-        network, otherwise only to configured peers."""
+    @_tool(mcp, title="Announce a CID", annotations=_writes(open_world=True))
+    async def announce(ctx: Context, cid: args.RootCid
+                       ) -> Annotated[CallToolResult, AnnounceResult]:
+        """Tell the network (or the configured peers) that this node provides a CID."""
         with _calling(ctx, "announce") as state:
-            return await network.announce(state.network, cid, role=state.settings.role,
-                                          why=state.network_why)
+            return answers.answer(await network.announce(
+                state.network, cid, role=state.settings.role, why=state.network_why))
 
-    @mcp.tool(title="Garbage-collect the repo", annotations=_writes(destructive=True))
-    async def repo_gc(ctx: Context, confirm: Annotated[Confirm | None, Resolve(_confirm_gc)]
-                      = None) -> GCResult:
-        """Delete every block that no pin reaches, and report what was freed. Clients
-        that support it ask the user to confirm."""
-        _confirmed(confirm)
+
+
+def _register_pin_tools(mcp: MCPServer[ServerState], cursors: Cursors, replication: Any) -> None:
+    """The tools that keep content or let it go: pin, unpin, list_pins, repo_gc."""
+
+    @_tool(mcp, title="Pin a CID", annotations=_writes(open_world=True))
+    @replication
+    async def pin(ctx: Context, cid: args.Cid, recursive: args.Recursive = True,
+                  name: args.PinName = "", replication_min: args.ReplicationMin = None,
+                  replication_max: args.ReplicationMax = None
+                  ) -> Annotated[CallToolResult, PinResult]:
+        """Keep content from garbage collection; a recursive pin fetches missing blocks
+        first."""
+        with _calling(ctx, "pin") as state:
+            return answers.answer(await content.pin(
+                state.router, cid, recursive=recursive, name=name, progress=_progress(ctx),
+                replication_min=replication_min, replication_max=replication_max))
+
+    @_tool(mcp, title="Unpin a CID", annotations=_writes(destructive=True))
+    async def unpin(ctx: Context, cid: args.Cid,
+                    confirm: Annotated[Confirmation, Resolve(_confirm_unpin)] = None
+                    ) -> Annotated[CallToolResult, UnpinResult]:
+        """Remove a pin; its blocks go at the next repo_gc unless another pin holds them.
+        The user may be asked."""
+        if no := _declined(confirm, f"unpin {cid}"):
+            return no
+        with _calling(ctx, "unpin") as state:
+            return answers.answer(await content.unpin(state.router, cid))
+
+    @_tool(mcp, title="List pins", annotations=_read_only())
+    async def list_pins(ctx: Context, limit: args.PinLimit = DEFAULT_PAGE,
+                        name_contains: args.NameContains = "",
+                        cursor: args.Cursor = None) -> Annotated[CallToolResult, PinList]:
+        """Pinned content, newest first, a page at a time with the total."""
+        with _calling(ctx, "list_pins") as state:
+            return answers.answer(await content.list_pins(
+                state.router, limit=limit, name_contains=name_contains, cursor=cursor,
+                cursors=cursors))
+
+    @_tool(mcp, title="Garbage-collect the repo", annotations=_writes(destructive=True))
+    async def repo_gc(ctx: Context, confirm: Annotated[Confirmation, Resolve(_confirm_gc)]
+                      = None) -> Annotated[CallToolResult, GCResult]:
+        """Delete every block no pin reaches; reports what was freed. The user may be
+        asked."""
+        if no := _declined(confirm, "garbage-collect the repo"):
+            return no
         with _calling(ctx, "repo_gc") as state:
-            return await content.repo_gc(state.router)
+            return answers.answer(await content.repo_gc(state.router))
 
 
 def _fetch_result(result: FetchResult) -> CallToolResult:
-    """The structured result, plus a resource link when the bytes are too big to inline."""
-    data = result.model_dump(mode="json", exclude_none=True)
-    blocks: list[Any] = [TextContent(type="text", text=json.dumps(data))]
+    """The answer, plus a resource link when the bytes are too big to inline."""
+    links: list[ResourceLink] = []
     if result.delivery == "resource_link":
-        blocks.append(ResourceLink(type="resource_link", uri=result.resource_uri,
-                                   name=result.cid, size=result.size,
-                                   description=f"{result.size} bytes, CID {result.resolved_cid}"))
-    return CallToolResult(content=blocks, structured_content=data)
+        links.append(ResourceLink(type="resource_link", uri=result.resource_uri,
+                                  name=result.cid, size=result.size,
+                                  description=f"{result.size} bytes, CID {result.resolved_cid}"))
+    return answers.answer(result, links, drop_nulls=True)
 
 
 # -- resources --------------------------------------------------------------------------------

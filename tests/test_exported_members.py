@@ -44,12 +44,14 @@ EXPORTED: dict[str, set[str]] = {
         "build_host", "load_or_create_identity", "open_node",
     },
     "ipfs_mcp.tools": {
-        "content", "health", "import_options", "models", "network", "progress", "roots",
+        "content", "health", "import_options", "listings", "models", "network", "paging",
+        "progress", "roots",
     },
     "ipfs_mcp.server": {
         "app", "cli", "cli_fetch", "config", "daemon", "daemon_file", "gateway", "http",
         "hypercorn_worker", "logs", "metrics",
         "node_network", "prompts", "serve", "state", "stdio", "tool_args",
+        "answers", "tool_list",
     },
 }
 

@@ -24,23 +24,21 @@ from ipfs_mcp.backends.core.importer import ImportOptions
 ProfileName = Literal["unixfs-v0-2015", "legacy-cid-v0", "unixfs-v1-2025"]
 
 Profile = Annotated[ProfileName | None, Field(description=(
-    "Kubo's import profile: unixfs-v1-2025 (CIDv1, raw leaves, 1 MiB chunks, 1024 links, "
-    "block-based HAMT estimate) or unixfs-v0-2015 (= legacy-cid-v0: Kubo's defaults, except "
-    "that CIDv1 then keeps dag-pb leaves). The other options override it"))]
+    "Kubo's import profile: unixfs-v1-2025 (CIDv1, raw leaves, 1 MiB chunks) or "
+    "unixfs-v0-2015 (= legacy-cid-v0, Kubo's defaults). The other fields override it"))]
 CidVersion = Annotated[Literal[0, 1] | None, Field(description=(
     "0 (Qm..., Kubo's default) or 1 (bafy...)"))]
 RawLeaves = Annotated[bool | None, Field(description=(
     "Raw leaf blocks; default: as Kubo (true for CIDv1)"))]
 Chunker = Annotated[str | None, Field(description=(
-    "size-N, rabin, rabin-AVG, rabin-MIN-AVG-MAX or buzhash (default size-262144)"))]
-Trickle = Annotated[bool | None, Field(description=(
-    "Trickle DAG layout instead of balanced (Kubo's --trickle)"))]
+    "size-N, rabin[-MIN-AVG-MAX] or buzhash (default size-262144)"))]
+Trickle = Annotated[bool | None, Field(description="Trickle layout instead of balanced")]
 MaxFileLinks = Annotated[int | None, Field(ge=1, description=(
     "Links per file node (default 174)"))]
 MaxDirectoryLinks = Annotated[int | None, Field(ge=0, description=(
     "Shard a folder with more entries than this (default 0: no limit)"))]
 MaxHamtFanout = Annotated[int | None, Field(ge=8, le=1024, description=(
-    "Links per HAMT shard, a power of two from 8 to 1024 (default 256)"))]
+    "Links per HAMT shard, a power of two (default 256)"))]
 
 
 class ImportArgs(BaseModel):
