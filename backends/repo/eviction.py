@@ -37,7 +37,6 @@ sweep ends. Another process's reads and adds are not seen; bound one repo per pr
 from __future__ import annotations
 
 import contextlib
-import heapq
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -138,22 +137,19 @@ class HeatTable:
                 if multihash not in self._blocks:
                     self._touch(multihash, size)
 
-    def coldest(self, keep: Callable[[bytes, int], bool]) -> Iterator[tuple[bytes, int]]:
-        """Blocks by rising priority, as ``(multihash, size)``, skipping those ``keep``
-        names (given the multihash and the stamp of its last write or read)."""
+    def coldest(self, keep: Callable[[bytes, int], bool]) -> list[tuple[float, bytes, int]]:
+        """Blocks by rising priority, as ``(priority, multihash, size)``, but for those
+        ``keep`` names (given the multihash and the stamp of its last write or read)."""
         with self._lock:
-            order = [(h.priority, h.stamp, m) for m, h in self._blocks.items()
-                     if not keep(m, h.stamp)]
-        heapq.heapify(order)
-        while order:
-            priority, _, multihash = heapq.heappop(order)
-            with self._lock:
-                heat = self._blocks.get(multihash)
-                if heat is None:
-                    continue
-                self._clock = max(self._clock, priority)
-                size = heat.size
-            yield multihash, size
+            order = sorted((h.priority, h.stamp, m, h.size) for m, h in self._blocks.items()
+                           if not keep(m, h.stamp))
+        return [(priority, m, size) for priority, _, m, size in order]
+
+    def evicted(self, priority: float) -> None:
+        """Blocks up to ``priority`` were evicted: the clock rises to it (GDSF's ``L``), so
+        what is touched from now on outranks what was left untouched."""
+        with self._lock:
+            self._clock = max(self._clock, priority)
 
 
 class Leases:
@@ -210,7 +206,7 @@ class Leases:
 class EvictionReport:
     removed: int
     freed: int
-    kept_leased: int  # unpinned blocks a sweep wanted and left to their readers
+    kept_leased: int  # unpinned blocks a sweep left to their readers or to adds in flight
 
 
 @dataclass(frozen=True)
@@ -275,16 +271,17 @@ class Evictor:
                     return True
                 return False
 
-            candidates = list(self.heat.coldest(keep))
+            candidates = self.heat.coldest(keep)
             if need:
-                kept = self.heat.used - sum(size for _, size in candidates)
+                kept = self.heat.used - sum(size for _, _, size in candidates)
                 self._refuse_unless_fits(need, what, kept)
             removed = freed = 0
-            for multihash, _ in candidates:
+            for priority, multihash, _ in candidates:
                 if self.heat.used <= target:
                     break
                 freed += self._remove(multihash)
                 removed += 1
+                self.heat.evicted(priority)
             self.evicted_blocks += removed
             self.evicted_bytes += freed
             return EvictionReport(removed, freed, kept_leased)

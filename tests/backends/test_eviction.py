@@ -20,7 +20,7 @@ from ipfs_mcp.backends.core import car
 from ipfs_mcp.backends.core.cids import cid_str, parse_cid
 from ipfs_mcp.backends.errors import BlockNotFound, RepoFull
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
-from ipfs_mcp.backends.repo.eviction import RepoBound
+from ipfs_mcp.backends.repo.eviction import HeatTable, RepoBound
 from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.backends.settings import BackendSettings
 
@@ -184,9 +184,10 @@ def test_a_fetch_that_fits_once_cold_blocks_go_evicts_them_first(tmp_path: Path)
     repo = Repo(tmp_path / "repo", fsync=False, bound=RepoBound(2 * MIB))
     home = HFCacheBackend(repo, fetcher=PeerRepo(peer.repo, repo))
     cold = [home.add_bytes(os.urandom(400 * KIB), pin=False) for _ in range(4)]
+    cold_blocks = [c for root in cold for c in _dag(repo, root)]
     home.get_to_path(wanted, output_path=tmp_path / "out")
     assert (tmp_path / "out").read_bytes() == wanted_data
-    assert not all(stored(repo, c) for c in cold)
+    assert not all(stored(repo, cid_str(c)) for c in cold_blocks)
     assert blocks_size(repo) <= 2 * MIB
     assert repo.verify().ok
 
@@ -375,3 +376,26 @@ def test_the_router_opens_the_embedded_repo_with_its_bound(tmp_path: Path) -> No
         router.add_bytes(os.urandom(600 * KIB), pin=True)
     tiers = repo.tiers()
     assert tiers.refused == 1 and tiers.memory is not None and tiers.memory.max_bytes == 64 * KIB
+
+
+def test_heat_ages_a_block_once_hot_and_then_left_untouched() -> None:
+    """GDSF's clock: each eviction raises it, so a block read often long ago ends below
+    blocks touched once since."""
+    heat = HeatTable()
+    size = 256 * KIB
+    old = b"old"
+    heat.stored(old, size)
+    for _ in range(3):
+        heat.read(old, size)  # frequency 4
+    chosen = []
+    for n in range(10):
+        heat.stored(b"new%d" % n, size)
+        _, coldest, _ = heat.coldest(lambda multihash, stamp: False)[0]
+        priority = heat.coldest(lambda multihash, stamp: False)[0][0]
+        heat.evicted(priority)
+        heat.forget(coldest)
+        chosen.append(coldest)
+        if coldest == old:
+            break
+    assert chosen[0] != old  # hot at first: a block touched once goes before it
+    assert chosen[-1] == old and len(chosen) <= 6  # aged out a few evictions later
