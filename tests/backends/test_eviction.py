@@ -390,8 +390,7 @@ def test_heat_ages_a_block_once_hot_and_then_left_untouched() -> None:
     chosen = []
     for n in range(10):
         heat.stored(b"new%d" % n, size)
-        _, coldest, _ = heat.coldest(lambda multihash, stamp: False)[0]
-        priority = heat.coldest(lambda multihash, stamp: False)[0][0]
+        priority, coldest, _ = heat.coldest(lambda multihash, stamp: False)[0]
         heat.evicted(priority)
         heat.forget(coldest)
         chosen.append(coldest)
