@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -89,6 +89,7 @@ PROXY_PORT = 9095  # the cluster's Kubo RPC proxy (api.ipfsproxy)
 _PROBE_TIMEOUT = 5.0
 _POLL = 0.2  # how often a pin's status is asked while waiting for it
 _PIPE_DEPTH = 8  # 1 MiB pieces between the upload and our importer's thread
+SIZED_PINS = 1000  # pins() asks Kubo for the size of at most this many roots
 Factors = tuple[int | None, int | None]  # (replication_min, replication_max); None: unsaid
 
 
@@ -475,18 +476,20 @@ class ClusterBackend:
         return [mode or "recursive"]
 
     def pins(self) -> list[Pin]:
-        """The cluster's pinset (``/allocations``), with names, modes, when each was added
-        (the cluster's ``timestamp``) and, where this peer's Kubo holds the root, its
-        cumulative size."""
+        """The cluster's pinset (``/allocations``), newest first, with names, modes, when
+        each was added (the cluster's ``timestamp``) and, for the newest
+        :data:`SIZED_PINS` whose root this peer's Kubo holds, the cumulative size (one
+        offline block read each, so a large pinset costs a bounded number of reads)."""
         out = []
         for item in self.api.json("GET", "allocations", params={"filter": "pin"}):
             if isinstance(item, dict) and item.get("cid"):
-                cid = parse_cid(str(item["cid"]))
                 mode: PinType = "direct" if item.get("mode") == "direct" else "recursive"
-                out.append(Pin(cid, mode, name=str(item.get("name") or ""),
-                               size=self._held_size(cid, recursive=mode == "recursive"),
+                out.append(Pin(parse_cid(str(item["cid"])), mode,
+                               name=str(item.get("name") or ""),
                                created=_epoch(item.get("timestamp"))))
-        return out
+        out.sort(key=lambda p: p.created, reverse=True)
+        return [replace(p, size=self._held_size(p.cid, recursive=p.type == "recursive"))
+                if i < SIZED_PINS else p for i, p in enumerate(out)]
 
     def pin_status(self, cid: str | None = None) -> list[ClusterPinStatus]:
         """Each pin's status on every peer (``/pins``, NDJSON; one CID: ``/pins/<cid>``)."""
