@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ import anyio.abc
 
 from .config import ServerSettings
 from .daemon_file import DaemonFiles, NodeCard
+from .http import MCP_PATH
 from .serve import Served, run_until_done, settings_from_args, start_services
 
 if TYPE_CHECKING:
@@ -47,7 +49,8 @@ def daemon_settings(args: argparse.Namespace) -> ServerSettings:
 
 def run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM or SIGINT; the exit status (0 after a clean stop)."""
-    return run_until_done(_daemon, daemon_settings(args), "daemon")
+    return run_until_done(functools.partial(_daemon, as_json=bool(args.json)),
+                          daemon_settings(args), "daemon")
 
 
 async def _stop_on_signal(scope: anyio.CancelScope, *,
@@ -62,8 +65,9 @@ async def _stop_on_signal(scope: anyio.CancelScope, *,
             return
 
 
-async def _daemon(settings: ServerSettings) -> None:
+async def _daemon(settings: ServerSettings, *, as_json: bool = False) -> None:
     """Raises: BackendUnavailable: another daemon runs on this repo; the rest as serve's."""
+    from . import metrics  # prometheus_client: only the daemon pays for it
     from .state import NodeSlot
 
     files = DaemonFiles(settings.backend.repo_path)
@@ -71,13 +75,20 @@ async def _daemon(settings: ServerSettings) -> None:
         slot = NodeSlot()
         async with anyio.create_task_group() as tg:
             await tg.start(_stop_on_signal, tg.cancel_scope)
-            served = await start_services(tg, settings, slot)
-            card = await running_card(settings, slot, served)
+            # Kubo's path for the node's numbers, on the MCP port behind its checks.
+            mounts = {metrics.PATH: metrics.metrics_app(metrics.node_stats(slot))}
+            served = await start_services(tg, settings, slot, mounts=mounts)
+            card = dataclasses.replace(
+                await running_card(settings, slot, served),
+                metrics=served.mcp[0].removesuffix(MCP_PATH) + metrics.PATH)
             await anyio.to_thread.run_sync(files.publish, card)
-            for line in card.lines():
-                print(line, flush=True)
-            print(f"daemon ready (pid {os.getpid()}; card in {files.card}); stop it with "
-                  "Ctrl-C or kill -TERM", flush=True)
+            if as_json:  # one line, the card as `id --json` prints it
+                print(json.dumps(card.as_json()), flush=True)
+            else:
+                for line in card.lines():
+                    print(line, flush=True)
+                print(f"daemon ready (pid {os.getpid()}; card in {files.card}); stop it "
+                      "with Ctrl-C or kill -TERM", flush=True)
             await anyio.sleep_forever()
 
 

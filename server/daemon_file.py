@@ -41,6 +41,7 @@ class NodeCard:
     gateway: str | None = None  # the gateway's base URL
     mcp: str | None = None  # the MCP endpoint (streamable HTTP)
     pid: int | None = None
+    metrics: str | None = None  # the node's numbers for Prometheus
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,7 +50,8 @@ class NodeCard:
     def from_json(cls, raw: dict[str, Any]) -> NodeCard:
         return cls(peer_id=str(raw["peer_id"]), addresses=tuple(raw.get("addresses") or ()),
                    role=str(raw.get("role", "")), running=bool(raw.get("running", True)),
-                   gateway=raw.get("gateway"), mcp=raw.get("mcp"), pid=raw.get("pid"))
+                   gateway=raw.get("gateway"), mcp=raw.get("mcp"), pid=raw.get("pid"),
+                   metrics=raw.get("metrics"))
 
     def lines(self) -> list[str]:
         """The card for people: one labelled line per fact."""
@@ -60,6 +62,8 @@ class NodeCard:
             out.append(f"gateway:  {self.gateway}/ipfs/")
         if self.mcp:
             out.append(f"MCP:      {self.mcp}")
+        if self.metrics:
+            out.append(f"metrics:  {self.metrics}")
         return out
 
 

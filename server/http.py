@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import trio
@@ -76,7 +77,21 @@ def transport_security(settings: ServerSettings) -> TransportSecuritySettings:
                          for port in ("", ":*")])
 
 
-def asgi_app(server: MCPServer[Any], settings: ServerSettings) -> ASGIApp:
+class Mounted:
+    """Requests for one of ``mounts``' paths go to its app (the daemon's metrics); the rest,
+    lifespan included, to ``app``. Mounted inside the token check, so it guards them too."""
+
+    def __init__(self, app: ASGIApp, mounts: Mapping[str, ASGIApp]) -> None:
+        self.app = app
+        self.mounts = dict(mounts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        mounted = self.mounts.get(scope.get("path", "")) if scope["type"] == "http" else None
+        await (mounted or self.app)(scope, receive, send)
+
+
+def asgi_app(server: MCPServer[Any], settings: ServerSettings,
+             mounts: Mapping[str, ASGIApp] | None = None) -> ASGIApp:
     app: ASGIApp = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         max_request_body_size=settings.max_body,
@@ -87,15 +102,18 @@ def asgi_app(server: MCPServer[Any], settings: ServerSettings) -> ASGIApp:
         transport_security=transport_security(settings),
         host=settings.http[0] if settings.http else "127.0.0.1",
     )
+    if mounts:
+        app = Mounted(app, mounts)
     if settings.token:
         app = BearerToken(app, settings.token)
     return app
 
 
 async def serve_http(server: MCPServer[Any], settings: ServerSettings,
-                     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
-                     ) -> None:
-    """Serve until cancelled; ``task_status`` receives the bound URLs (port 0 resolved)."""
+                     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+                     mounts: Mapping[str, ASGIApp] | None = None) -> None:
+    """Serve until cancelled; ``task_status`` receives the bound URLs (port 0 resolved).
+    ``mounts`` serves other apps at exact paths beside MCP's (see :class:`Mounted`)."""
     from hypercorn.config import Config
 
     from .hypercorn_worker import serve_asgi
@@ -107,5 +125,5 @@ async def serve_http(server: MCPServer[Any], settings: ServerSettings,
     config.accesslog = None
     config.errorlog = "-"  # stderr: stdout is never used by this server
     config.loglevel = settings.log_level
-    await serve_asgi(asgi_app(server, settings), config, write_timeout=settings.serving.send_idle,
+    await serve_asgi(asgi_app(server, settings, mounts), config, write_timeout=settings.serving.send_idle,
                      task_status=task_status)

@@ -10,10 +10,11 @@ On stdio, stdout carries only the protocol: logs, warnings and errors go to stde
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,8 @@ from .config import ServerSettings, ServingLimits
 from .logs import configure_logging
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
     from .state import NodeSlot
 
 log = logging.getLogger("ipfs_mcp.server")
@@ -214,10 +217,11 @@ class Served:
 
 
 async def start_services(tg: anyio.abc.TaskGroup, settings: ServerSettings, slot: NodeSlot,
-                         stdio_done: anyio.Event | None = None) -> Served:
+                         stdio_done: anyio.Event | None = None,
+                         mounts: Mapping[str, ASGIApp] | None = None) -> Served:
     """Start the gateway (with ``--gateway``) and the MCP server in ``tg``: over streamable
     HTTP when ``settings.http`` is set, else over stdio, setting ``stdio_done`` when stdin
-    closes. The node starts inside the MCP lifespan and publishes itself in ``slot``; the
+    closes; ``mounts`` are served beside MCP over HTTP. The node starts inside the MCP lifespan and publishes itself in ``slot``; the
     gateway's /routing/v1 answers from it through the same slot, so both see the one node.
 
     Raises:
@@ -245,7 +249,7 @@ async def start_services(tg: anyio.abc.TaskGroup, settings: ServerSettings, slot
         return Served(tuple(gateway_urls), ())
     from .http import MCP_PATH, serve_http
 
-    binds = await tg.start(serve_http, server, settings)
+    binds = await tg.start(functools.partial(serve_http, mounts=mounts), server, settings)
     for url in binds:
         # A machine-readable first line, so scripts (and tests) can find a port-0 bind.
         print(f"ipfs-mcp: serving MCP at {url}{MCP_PATH}"

@@ -48,7 +48,8 @@ EXPORTED: dict[str, set[str]] = {
         "progress", "roots",
     },
     "ipfs_mcp.server": {
-        "app", "cli", "cli_fetch", "config", "daemon", "daemon_file", "gateway", "http",
+        "app", "cli", "cli_errors", "cli_fetch", "cli_output", "cli_progress", "config",
+        "daemon", "daemon_file", "gateway", "http",
         "hypercorn_worker", "logs", "metrics",
         "node_network", "prompts", "serve", "state", "stdio", "tool_args",
         "answers", "tool_list",

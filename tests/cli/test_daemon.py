@@ -69,6 +69,8 @@ async def test_daemon_says_where_it_is_and_stops_cleanly(tmp_path: Path,
             landing = await client.get(f"{card['gateway']}/ipfs/bafkqaaa")
             assert landing.status_code == 200
             assert (await client.get(card["mcp"])).status_code in (400, 405, 406)
+            scrape = await client.get(card["metrics"])
+            assert scrape.status_code == 200 and "ipfs_mcp_node_up 1.0" in scrape.text
         # A second daemon on the same repo is refused in one line naming the first.
         second = await ipfs_mcp(tmp_path, "daemon")
         err = second.stderr.decode().strip()
