@@ -1,9 +1,9 @@
 """The import options as agents and people give them, declared once.
 
 :class:`ImportArgs` is Kubo's import ``profile`` and the ``ipfs add`` flags that shape the
-DAG (so the CID), in our names. The MCP tools publish its fields as their arguments, the
-tool functions take it, and the CLI's ``add`` builds its flags from its fields (names, help
-text, choices), so the three cannot drift apart. Each field is ``None`` unless given,
+DAG (so the CID), in our names. The MCP tools take it as one ``import`` object argument
+(its schema is this model's), the tool functions take it, and the CLI's ``add`` builds its
+flags from its fields (names, help text, choices), so the three cannot drift apart. Each field is ``None`` unless given,
 meaning "as the profile (or Kubo's defaults) says"; :meth:`ImportArgs.to_options` is the
 one place they become the importer's :class:`~ipfs_mcp.backends.core.importer.ImportOptions`.
 

@@ -87,6 +87,10 @@ class Cursors:
             payload, given = _unb64(body), _unb64(tag)
         except (binascii.Error, ValueError):
             raise refused from None
+        # Only the spelling issue() writes: base64's spare bits let other texts decode to
+        # the same bytes, and a cursor is one string, not a family of them.
+        if _b64(payload) != body or _b64(given) != tag:
+            raise refused
         if not hmac.compare_digest(given, self._tag(payload)):
             raise refused
         data = json.loads(payload)  # signed by us: well-formed JSON of issue()
