@@ -35,7 +35,7 @@ from ipfs_mcp.tools.roots import AllowedRoots, describe_existing
 
 from . import cli_fetch, daemon
 from .cli_errors import explain
-from .cli_output import checked_output, write_bytes
+from .cli_output import checked_output, output_of, write_bytes
 
 
 def _print_json(value: Any) -> None:
@@ -203,7 +203,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     if cli_fetch.wanted(args):  # a node of its own (--peer, ...), or into the hub cache
         return cli_fetch.cmd_get(args)
     backend = _router()
-    output = Path(args.output or args.cid.strip("/").split("/")[-1])
+    output = Path(output_of(args.cid, args.output))
     dest = checked_output(backend.settings, str(output))
     # Kubo's `get -o` replaces what is there; a person asked for it, but is told.
     replaced = describe_existing(dest)

@@ -53,9 +53,10 @@ from ipfs_mcp.backends.hub import layout as hf_layout
 from ipfs_mcp.backends.hub import receive as hf_receive
 from ipfs_mcp.backends.network import NetworkSnapshot
 from ipfs_mcp.tools.progress import Progress, run_blocking
-from ipfs_mcp.tools.roots import ProtectedFolders, describe_existing
+from ipfs_mcp.tools.roots import describe_existing
 
 from .cli_errors import check_peer_address, explain
+from .cli_output import checked_output, output_of
 from .logs import configure_logging
 from .serve import add_retrieval_arguments
 
@@ -336,9 +337,10 @@ def _deliver(state: ServerState, args: argparse.Namespace, transfer: Transfer,
 
         return into_hub
 
-    output = Path(args.output or args.cid.strip("/").split("/")[-1])
-    # Anywhere the user can write, as with Kubo, except the hub cache and the repo.
-    dest = ProtectedFolders.of([settings.hf_hub_cache, settings.repo_path]).check(str(output))
+    output = Path(output_of(args.cid, args.output))
+    # Anywhere the user can write, as with Kubo, except the hub cache and the repo, in a
+    # folder that exists (checked before the node starts: see cmd_get).
+    dest = checked_output(settings, str(output))
     # Held from the check on: the node's start and the transfer cannot redirect the write.
     held = OutputTarget.at(dest, max_entries=settings.max_write_files)
 
@@ -443,6 +445,8 @@ def cmd_get(args: argparse.Namespace) -> int:
         settings = _settings(args)
         if args.hf is not None:
             hf_layout.parse_source(args.hf)
+        else:
+            checked_output(settings.backend, output_of(args.cid, args.output))
         configure_logging(settings.log_level, p2p=settings.start_p2p)
         delivered, transfer = anyio.run(_run, args, settings, backend="trio")
     except IpfsMcpError as exc:  # one line, as every command's errors (cli.main)

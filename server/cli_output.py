@@ -22,6 +22,11 @@ from ipfs_mcp.backends.settings import BackendSettings
 from ipfs_mcp.tools.roots import ProtectedFolders
 
 
+def output_of(cid_path: str, output: str | None) -> str:
+    """Where ``get`` writes: ``-o``, else the last segment of ``CID[/path]``, as Kubo."""
+    return output or cid_path.strip("/").split("/")[-1]
+
+
 def checked_output(settings: BackendSettings, output: str) -> Path:
     """``output`` as a path a command may write: outside the hub cache and the repo, in a
     folder that exists.

@@ -162,6 +162,10 @@ def test_get_refuses_a_missing_parent_folder(tmp_path: Path, home: Path) -> None
     assert f"the folder {target.parent} does not exist" in line
     assert not (tmp_path / "nonexist").exists()
     one_line_error(run(home, "cat", cid, "-o", str(target)))
+    # A network get refuses it too, before its node starts (the peer is never dialled).
+    peer = "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWAVuk2UfRS3RrbUrE5NPAz1pUY557NEgPjG9notBKYXA2"
+    line = one_line_error(run(home, "get", cid, "-o", str(target), "--peer", peer))
+    assert "does not exist" in line and "nothing answers" not in line
     assert not (tmp_path / "nonexist").exists()
 
 
