@@ -14,7 +14,7 @@ import contextlib
 import inspect
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Annotated, Any
 
@@ -509,7 +509,8 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings,
 
 
 
-def _register_pin_tools(mcp: MCPServer[ServerState], cursors: Cursors, replication: Any) -> None:
+def _register_pin_tools(mcp: MCPServer[ServerState], cursors: Cursors,
+                        replication: Callable[[Any], Any]) -> None:
     """The tools that keep content or let it go: pin, unpin, list_pins, repo_gc."""
 
     @_tool(mcp, title="Pin a CID", annotations=_writes(open_world=True))

@@ -446,6 +446,8 @@ async def ls(backend: Backend, cid: str, *, limit: int = DEFAULT_PAGE, offset: i
     """
     target = _check_cid(cid)
     cursors = cursors or Cursors()
+    if cursor is not None and offset:
+        raise InvalidInput("pass offset or cursor, not both")
 
     def work() -> LsResult:
         entry = backend.stat(target)

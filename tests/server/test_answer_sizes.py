@@ -318,3 +318,50 @@ async def test_hints_fit_the_error(settings: ServerSettings) -> None:
             assert "find_providers" not in not_pinned and "connect_peer" not in not_pinned
             not_here = await refused(client, "fetch_cid", {"cid": missing})
             assert "find_providers" in not_here
+
+
+# -- the work of a page ----------------------------------------------------------------------
+@pytest.fixture
+def block_reads(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every block the embedded backend reads, counted by wrapping its block getter."""
+    reads: list[object] = []
+    real_load = HFCacheBackend.load
+
+    def counting(self: HFCacheBackend, cid: Any, **kwargs: Any) -> bytes:
+        reads.append(cid)
+        return real_load(self, cid, **kwargs)
+
+    monkeypatch.setattr(HFCacheBackend, "load", counting)
+    return reads
+
+
+async def test_resuming_from_a_cursor_reads_the_page_not_what_came_before(
+        settings: ServerSettings, work: Path, block_reads: list[object]) -> None:
+    """A deep tree (four levels of 60 entries): the file walk resumed at its last pages
+    reads one entry per open folder and the page, whatever it skipped."""
+    level = work / "deep"
+    for depth in range(4):
+        level.mkdir()
+        for i in range(59):
+            (level / f"f{i:02d}.txt").write_text(f"{depth}-{i}")
+        level = level / "z"  # sorts after the files: the next level is walked last
+    with anyio.fail_after(TIMEOUT):
+        async with Client(build_server(settings)) as client:
+            stored = await ok(client, "store_model", {"source": str(work / "deep"),
+                                                      "announce": False})
+            data = stored.structured_content
+            assert data is not None
+            root, cursor = data["root_cid"], data["cursor"]
+            pages = 1
+            for _ in range(MAX_PAGES):
+                block_reads.clear()
+                page = await ok(client, "ls", {"cid": root, "cursor": cursor})
+                assert page.structured_content is not None
+                # The stat of the root, one entry per open folder (four at most), the
+                # listed folders' blocks and the page's entries.
+                assert len(block_reads) <= 100 + 2 * 4 + 2, (pages, len(block_reads))
+                pages += 1
+                cursor = page.structured_content.get("cursor")
+                if cursor is None:
+                    break
+            assert pages == 3  # 1 + 4 * 60 - 1 entries (the last level has no "z")
