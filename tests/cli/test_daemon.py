@@ -31,9 +31,10 @@ async def ipfs_mcp(home: Path, *args: str) -> subprocess.CompletedProcess[bytes]
         return await anyio.run_process([*COMMAND, *args], env=command_env(home), check=False)
 
 
-async def start_daemon(home: Path) -> tuple[Process, list[str]]:
+async def start_daemon(home: Path, env: dict[str, str] | None = None
+                       ) -> tuple[Process, list[str]]:
     """A daemon on ``home``'s repo, with stdin closed; its card's lines once it is ready."""
-    proc = await anyio.open_process([*COMMAND, "daemon"], env=command_env(home),
+    proc = await anyio.open_process([*COMMAND, "daemon"], env=command_env(home, env),
                                     stdin=subprocess.DEVNULL)
     lines: list[str] = []
     assert proc.stdout is not None
@@ -95,3 +96,20 @@ async def test_a_card_left_by_a_killed_daemon_is_not_believed(tmp_path: Path) ->
     assert card["running"] is False and card["mcp"] is None
     proc, _ = await start_daemon(tmp_path)  # and it does not stop a new daemon
     assert await stop(proc, signal.SIGTERM) == 0
+
+
+async def test_metrics_are_behind_the_token_and_the_card_never_holds_it(tmp_path: Path
+                                                                        ) -> None:
+    token = "a-token-only-the-test-knows"
+    proc, printed = await start_daemon(tmp_path, {"IPFS_MCP_TOKEN": token})
+    try:
+        card_file = (tmp_path / "ipfs" / "daemon.json").read_text()
+        card = json.loads(card_file)
+        assert token not in card_file and not any(token in line for line in printed)
+        async with httpx.AsyncClient(timeout=DEADLINE) as client:
+            assert (await client.get(card["metrics"])).status_code == 401
+            scrape = await client.get(card["metrics"],
+                                      headers={"Authorization": f"Bearer {token}"})
+            assert scrape.status_code == 200 and "ipfs_mcp_node_up" in scrape.text
+    finally:
+        assert await stop(proc, signal.SIGTERM) == 0
