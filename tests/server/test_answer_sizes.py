@@ -20,6 +20,7 @@ from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
 from ipfs_mcp.server.tool_list import compact_tool
 from tests.elicitation import scripted_answers
+from tests.security.test_small_attacks import block_reads  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.anyio
 
@@ -321,22 +322,9 @@ async def test_hints_fit_the_error(settings: ServerSettings) -> None:
 
 
 # -- the work of a page ----------------------------------------------------------------------
-@pytest.fixture
-def block_reads(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Every block the embedded backend reads, counted by wrapping its block getter."""
-    reads: list[object] = []
-    real_load = HFCacheBackend.load
-
-    def counting(self: HFCacheBackend, cid: Any, **kwargs: Any) -> bytes:
-        reads.append(cid)
-        return real_load(self, cid, **kwargs)
-
-    monkeypatch.setattr(HFCacheBackend, "load", counting)
-    return reads
-
-
 async def test_resuming_from_a_cursor_reads_the_page_not_what_came_before(
-        settings: ServerSettings, work: Path, block_reads: list[object]) -> None:
+        settings: ServerSettings, work: Path, block_reads: list[object]  # noqa: F811
+) -> None:
     """A deep tree (four levels of 60 entries): the file walk resumed at its last pages
     reads one entry per open folder and the page, whatever it skipped."""
     level = work / "deep"
