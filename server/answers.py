@@ -27,7 +27,9 @@ def human_size(size: int | None) -> str:
     value, unit = float(size), 0
     while value >= 1000 and unit < len(_UNITS) - 1:
         value, unit = value / 1000, unit + 1
-    return f"{size:,} bytes" if unit == 0 else f"{value:.1f} {_UNITS[unit]}"
+    if unit == 0:
+        return "1 byte" if size == 1 else f"{size:,} bytes"
+    return f"{value:.1f} {_UNITS[unit]}"
 
 
 def short_cid(cid: str) -> str:

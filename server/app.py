@@ -52,6 +52,7 @@ from ipfs_mcp.backends.errors import (
 from ipfs_mcp.backends.hub import layout as hf_layout
 from ipfs_mcp.tools import content, network
 from ipfs_mcp.tools.health import health
+from ipfs_mcp.tools.import_options import ImportArgs
 from ipfs_mcp.tools.models import (
     AddResult,
     AnnounceResult,
@@ -310,6 +311,7 @@ def build_server(settings: ServerSettings | None = None, *, gateway_url: str | N
     )
     mcp.middleware.append(_cid_cache_hints)
     mcp.middleware.append(_compact_tool_list)
+    mcp.middleware.append(_refuse_unknown_arguments(mcp))
     _register_tools(mcp, settings, Cursors())
     _register_resources(mcp, runtime)
     _register_prompts(mcp)
@@ -342,6 +344,38 @@ async def _compact_tool_list(ctx: Any, call_next: Any) -> Any:
     if isinstance(result, dict) and isinstance(result.get("tools"), list):
         return {**result, "tools": [tool_list.compact_tool(t) for t in result["tools"]]}
     return result
+
+
+def _refuse_unknown_arguments(mcp: MCPServer[ServerState]) -> Any:
+    """A middleware: a tool call naming an argument its tool does not take is refused,
+    saying which. The SDK would drop it silently, so an import knob passed flat (as the
+    tools took them before the ``import`` object) would give another CID without a word."""
+    known: dict[str, set[str]] = {}
+
+    async def refuse(ctx: Any, call_next: Any) -> Any:
+        params = ctx.params if isinstance(ctx.params, dict) else {}
+        given = params.get("arguments")
+        if ctx.method != "tools/call" or not isinstance(given, dict) or not given:
+            return await call_next(ctx)
+        if not known:
+            known.update({t.name: set(t.input_schema.get("properties", {}))
+                          for t in await mcp.list_tools()})
+        takes = known.get(str(params.get("name")))
+        unknown = sorted(set(given) - takes) if takes is not None else []
+        if takes is None or not unknown:
+            return await call_next(ctx)  # an unknown tool: the SDK's own error
+        text = f"{params.get('name')} takes no argument {', '.join(unknown)}"
+        knobs = [n for n in unknown if n in ImportArgs.model_fields]
+        if knobs and "import" in takes:
+            text += (f"; import options go in the import object, e.g. "
+                     f"{{\"import\": {{\"{knobs[0]}\": ...}}}}")
+        elif any(n.startswith("replication_") for n in unknown):
+            text += "; replication factors need the cluster backend (IPFS_BACKEND=cluster)"
+        else:
+            text += f"; it takes {', '.join(sorted(takes))}"
+        return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+
+    return refuse
 
 
 # -- tools ------------------------------------------------------------------------------------

@@ -448,16 +448,17 @@ async def test_mcp_store_model_and_add_content_take_kubo_options(
             for args, profile, overrides in FRONT_END_CASES:
                 expected = kubo.add(folder, profile, overrides)
                 stored = await client.call_tool("store_model", {
-                    "source": str(folder), "announce": False, "nocopy": False, **args})
+                    "source": str(folder), "announce": False, "nocopy": False, "import": args})
                 assert not stored.is_error, stored.content
                 result = models.StoreResult.model_validate(stored.structured_content)
                 assert result.root_cid == expected[""], (args, SEED)
                 added = await client.call_tool("add_content", {
-                    "path": str(folder / "weights.bin"), **args})
+                    "path": str(folder / "weights.bin"), "import": args})
                 assert not added.is_error, added.content
                 add = models.AddResult.model_validate(added.structured_content)
                 assert add.cid == expected["weights.bin"], (args, SEED)
-            refused = await client.call_tool("add_content", {"text": "x", "chunker": "rabin-1"})
+            refused = await client.call_tool("add_content", {"text": "x",
+                                                             "import": {"chunker": "rabin-1"}})
             assert refused.is_error and "rabin" in " ".join(
                 getattr(c, "text", "") for c in refused.content)
 

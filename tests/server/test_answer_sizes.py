@@ -150,6 +150,23 @@ async def test_import_profiles_and_overrides_travel_in_the_import_object(
     assert wrong.is_error and "chunkr" in text_of(wrong)
 
 
+async def test_an_argument_the_tool_does_not_take_is_refused_not_dropped(
+        settings: ServerSettings) -> None:
+    """The SDK drops unknown arguments: a knob passed flat, as before the import object,
+    would silently give another CID."""
+    with anyio.fail_after(TIMEOUT):
+        async with Client(build_server(settings)) as client:
+            flat = await refused(client, "add_content", {"text": "x", "chunker": "size-10"})
+            assert "chunker" in flat and "import object" in flat, flat
+            factor = await refused(client, "pin", {"cid": "x", "replication_min": 2})
+            assert "cluster backend" in factor, factor
+            other = await refused(client, "ls", {"cid": "x", "bogus": 1})
+            assert "bogus" in other and "cursor" in other, other
+            pins = await ok(client, "list_pins", {})  # the refused add added nothing
+            assert pins.structured_content is not None
+            assert pins.structured_content["total"] == 0
+
+
 # -- pages and cursors -----------------------------------------------------------------------
 async def test_a_3000_entry_folder_comes_a_page_at_a_time_and_the_cursor_walks_it_once(
         settings: ServerSettings, folder: Path) -> None:
