@@ -37,13 +37,14 @@ def short_cid(cid: str) -> str:
     return cid if len(cid) <= 16 else f"{cid[:12]}…{cid[-4:]}"
 
 
-def _page(shown: int, total: int | None, cursor: str | None, size: int = DEFAULT_PAGE) -> str:
-    """``; page 1 of 30`` (or ``; first 100, more follow``) when there is more to list."""
+def _listed(count: int, total: int | None, cursor: str | None, noun: str,
+            nouns: str) -> str:
+    """``3,000 entries; showing 100, pass cursor for more`` (the total when known)."""
     if cursor is None:
-        return ""
-    if total is not None:
-        return f"; showing {shown:,} of {total:,} (page size {size}: pass cursor for more)"
-    return f"; showing {shown:,}, more follow (pass cursor)"
+        return _plural(total if total is not None else count, noun, nouns)
+    if total is None:
+        return f"showing {_plural(count, noun, nouns)}, more follow (pass cursor)"
+    return f"{_plural(total, noun, nouns)}; showing {count:,}, pass cursor for more"
 
 
 def _plural(count: int, one: str, many: str | None = None) -> str:
@@ -62,8 +63,7 @@ def _store(r: models.StoreResult) -> str:
 def _fetch(r: models.FetchResult) -> str:
     name = short_cid(r.resolved_cid)
     if r.delivery == "listing":
-        count = len(r.entries or [])
-        return f"Folder {name}: {_plural(count, 'entry', 'entries')}{_page(count, r.total, r.cursor)}."
+        return f"Folder {name}: {_listed(len(r.entries or []), r.total, r.cursor, 'entry', 'entries')}."
     if r.delivery == "file":
         return f"Wrote {name} ({human_size(r.size)}) to {r.output_path}."
     if r.delivery == "hf_cache":
@@ -83,13 +83,12 @@ def _ls(r: models.LsResult) -> str:
     name = short_cid(r.resolved_cid)
     if r.kind != "directory":
         return f"{name} is a {r.kind}, not a folder."
-    count = len(r.entries)
-    return f"Folder {name}: {_plural(count, 'entry', 'entries')}{_page(count, r.total, r.cursor)}."
+    return f"Folder {name}: {_listed(len(r.entries), r.total, r.cursor, 'entry', 'entries')}."
 
 
 def _pins(r: models.PinList) -> str:
-    count = len(r.pins)
-    return f"{_plural(r.total, 'pin')}{_page(count, r.total, r.cursor)}."
+    said = _listed(len(r.pins), r.total, r.cursor, "pin", "pins")
+    return f"{said[:1].upper()}{said[1:]}."
 
 
 def _add(r: models.AddResult) -> str:
