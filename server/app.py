@@ -87,6 +87,8 @@ the same one Kubo gives; fetching verifies every block against it.
   as an ipfs:// resource link), writes it to disk (output_path), or into the HuggingFace cache
   (into_hf_cache) so transformers loads it offline.
 - Local paths must be inside the allowed roots (see the ipfs-mcp://health resource).
+- Listings (ls, a folder's fetch_cid, store_model's files, list_pins) come a page at a time
+  with the total; pass the answer's cursor back for the next page.
 - find_providers / connect_peer / announce / peer_stats use the P2P node.
 Prompts: share_model, fetch_and_verify, diagnose."""
 
