@@ -24,7 +24,8 @@ from typing import Any
 
 import trio
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import ServerSettings
@@ -79,15 +80,22 @@ def transport_security(settings: ServerSettings) -> TransportSecuritySettings:
 
 class Mounted:
     """Requests for one of ``mounts``' paths go to its app (the daemon's metrics); the rest,
-    lifespan included, to ``app``. Mounted inside the token check, so it guards them too."""
+    lifespan included, to ``app``. Mounted inside the token check, so it guards them too,
+    and behind the same Host and Origin check as MCP (DNS rebinding)."""
 
-    def __init__(self, app: ASGIApp, mounts: Mapping[str, ASGIApp]) -> None:
+    def __init__(self, app: ASGIApp, mounts: Mapping[str, ASGIApp],
+                 security: TransportSecuritySettings) -> None:
         self.app = app
         self.mounts = dict(mounts)
+        self.security = TransportSecurityMiddleware(security)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         mounted = self.mounts.get(scope.get("path", "")) if scope["type"] == "http" else None
-        await (mounted or self.app)(scope, receive, send)
+        if mounted is None:
+            await self.app(scope, receive, send)
+            return
+        refused = await self.security.validate_request(Request(scope, receive))
+        await (refused or mounted)(scope, receive, send)
 
 
 def asgi_app(server: MCPServer[Any], settings: ServerSettings,
@@ -103,7 +111,7 @@ def asgi_app(server: MCPServer[Any], settings: ServerSettings,
         host=settings.http[0] if settings.http else "127.0.0.1",
     )
     if mounts:
-        app = Mounted(app, mounts)
+        app = Mounted(app, mounts, transport_security(settings))
     if settings.token:
         app = BearerToken(app, settings.token)
     return app

@@ -72,6 +72,9 @@ async def test_daemon_says_where_it_is_and_stops_cleanly(tmp_path: Path,
             assert (await client.get(card["mcp"])).status_code in (400, 405, 406)
             scrape = await client.get(card["metrics"])
             assert scrape.status_code == 200 and "ipfs_mcp_node_up 1.0" in scrape.text
+            # A web page whose name was rebound to 127.0.0.1 cannot read them.
+            rebound = await client.get(card["metrics"], headers={"Host": "evil.example"})
+            assert rebound.status_code == 421
         # A second daemon on the same repo is refused in one line naming the first.
         second = await ipfs_mcp(tmp_path, "daemon")
         err = second.stderr.decode().strip()
