@@ -49,13 +49,13 @@ def test_cli_get_refuses_the_hub_cache_and_the_repo(scene: Scene) -> None:
     for target in targets:
         proc = cli(scene, "get", cid, "-o", target, ok=False)
         err = proc.stderr.decode()
-        assert proc.returncode == 1 and "protected folder" in err, (target, err)
+        assert proc.returncode == 1 and "which only ipfs-mcp writes" in err, (target, err)
         assert err.startswith("Error: ") and "Traceback" not in err
         proc = cli(scene, "dag", "export", cid, "-o", target, ok=False)
-        assert proc.returncode == 1 and "protected folder" in proc.stderr.decode(), target
+        assert proc.returncode == 1 and "which only ipfs-mcp writes" in proc.stderr.decode(), target
     # A relative path, from inside the project, through the symlinked folder.
     proc = cli(scene, "get", cid, "-o", "models-link/refs/main", ok=False, cwd=scene.work)
-    assert proc.returncode == 1 and "protected folder" in proc.stderr.decode()
+    assert proc.returncode == 1 and "which only ipfs-mcp writes" in proc.stderr.decode()
     assert tree_digest(scene.hub) == before
     assert not (scene.repo / "planted").exists()
 
