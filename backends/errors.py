@@ -114,6 +114,10 @@ class BlockNotFound(NotFound):
         super().__init__(f"block {cid} not found in {where}")
 
 
+class NameNotFound(NotFound):
+    """No valid record (IPNS) or TXT record (DNSLink) was found for a name."""
+
+
 class BlockNotFoundAnywhere(BlockNotFound):
     """Every retrieval source missed a block. ``errors`` maps each source to its own failure,
     each of its own type, as :class:`AllBackendsFailed` does for backends; a failure that is

@@ -18,7 +18,8 @@ EXPORTED: dict[str, set[str]] = {
     "ipfs_mcp.backends": {
         "backend", "cancel", "core", "errors", "fetcher", "hf_cache", "http_answers", "hub",
         # the seed API under the name the replaced router's guide imports
-        "ipfs_backend_router", "network", "remote", "repo", "retrieval", "router", "settings",
+        "ipfs_backend_router", "names", "network", "remote", "repo", "retrieval", "router",
+        "settings",
     },
     "ipfs_mcp.backends.core": {
         "car", "cbor", "chunkers", "cids", "dag", "dagpb", "exporter", "hamt", "importer",

@@ -23,6 +23,7 @@ RANKS: dict[str, int] = {
     "ipfs_mcp.backends.cancel": 2,
     "ipfs_mcp.backends.fetcher": 2,
     "ipfs_mcp.backends.network": 2,
+    "ipfs_mcp.backends.names": 2,
     "ipfs_mcp.backends.settings": 2,
     "ipfs_mcp.backends.http_answers": 2,
     "ipfs_mcp.backends.repo": 3,
