@@ -66,9 +66,13 @@ def peer_info_from_addr(addr: str | multiaddr.Multiaddr) -> PeerInfo:
     """A ``/ip4/.../tcp/.../p2p/<id>`` address as a PeerInfo.
 
     Raises:
-        InvalidInput: not a multiaddr, or it names no peer (no ``/p2p/`` part).
+        InvalidInput: not a multiaddr, it names no peer (no ``/p2p/`` part), or it is a
+            relayed (``/p2p-circuit``) address, which this node cannot dial yet.
     """
     maddr = parse_multiaddr(addr)
+    if "p2p-circuit" in [p.name for p in maddr.protocols()]:
+        # Its first /p2p/ names the relay; taking that as the peer would dial the relay.
+        raise InvalidInput(f"{addr}: relayed addresses are not supported yet (/p2p-circuit)")
     try:
         peer = maddr.value_for_protocol("p2p")
     except Exception:
