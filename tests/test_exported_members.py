@@ -30,7 +30,8 @@ EXPORTED: dict[str, set[str]] = {
         "prefetch", "receiver", "repository",
     },
     "ipfs_mcp.backends.retrieval": {
-        "address_scope", "car_stream", "delegated_routing", "sources", "trustless_gateway",
+        "address_scope", "car_stream", "delegated_routing", "dnslink", "sources",
+        "trustless_gateway",
     },
     "ipfs_mcp.backends.hub": {"layout", "models", "receive"},
     "ipfs_mcp.backends.remote": {"cluster", "ipfs_kit", "kubo"},
