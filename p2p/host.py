@@ -36,13 +36,14 @@ from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
+from ipfs_mcp.backends.core.ip_scope import host_of_multiaddr
 from ipfs_mcp.backends.errors import InvalidInput
 
 from ._net import NET_ERRORS
 from .config import NodeConfig
 from .dialing import DialPolicy, gate_dials
 from .discovery import announce_interface_addrs
-from .routing import KAD_PROTOCOL, KAD_PROTOCOLS
+from .routing import KAD_PROTOCOL, kad_ids_for
 from .transport_tuning import BufferedTCPStream, apply_transport_tuning
 
 log = logging.getLogger(__name__)
@@ -197,18 +198,38 @@ class FrameAtomicYamux(Yamux):
 # -- py-libp2p 0.8.1: the LAN DHT id ------------------------------------------------------
 # The library's DHT opens every request stream for "/ipfs/kad/1.0.0" alone. Kubo and Helia
 # answer peers on private and loopback addresses on their LAN DHT only,
-# "/ipfs/lan/kad/1.0.0" (same wire format), so a request to them must offer that id too.
-# Other protocols' streams are left as they are.
+# "/ipfs/lan/kad/1.0.0" (same wire format), and a Kubo DHT server files what arrives on the
+# Amino id in its WAN DHT, which drops such addresses. So a request offers both ids, in
+# the order Kubo's dual DHT would use for that peer (routing.kad_ids_for): the LAN id first
+# when every address we reach the peer at is loopback or private. Other protocols' streams
+# are left as they are.
+
+def _peer_hosts(host: IHost, peer_id: ID) -> list[str]:
+    """The IP addresses we reach ``peer_id`` at: its open connections' remote ends, or
+    else the addresses the peerstore holds for it."""
+    hosts: list[str] = []
+    for conn in host.get_network().get_connections(peer_id):
+        remote = getattr(conn.muxed_conn, "get_remote_address", lambda: None)()
+        if remote:
+            hosts.append(str(remote[0]))
+    if not hosts:
+        try:
+            known = host.get_peerstore().addrs(peer_id)
+        except Exception:  # the peerstore raises when it knows no address of the peer
+            known = []
+        hosts = [h for h in (host_of_multiaddr(str(a)) for a in known) if h]
+    return hosts
+
 
 def _offer_both_kad_ids(host: IHost) -> None:
     new_stream = host.new_stream
     amino_only = [TProtocol(KAD_PROTOCOL)]
-    both = [TProtocol(p) for p in KAD_PROTOCOLS]
 
     async def new_stream_offering_both(peer_id: ID, protocol_ids: Sequence[TProtocol]
                                        ) -> INetStream:
-        return await new_stream(peer_id, both if list(protocol_ids) == amino_only
-                                else protocol_ids)
+        if list(protocol_ids) == amino_only:
+            protocol_ids = kad_ids_for(_peer_hosts(host, peer_id))
+        return await new_stream(peer_id, protocol_ids)
 
     host.new_stream = new_stream_offering_both  # type: ignore[method-assign]
 

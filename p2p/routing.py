@@ -5,8 +5,9 @@ the real implementation on py-libp2p's Kademlia DHT, served under both protocol 
 uses: ``/ipfs/kad/1.0.0`` (the Amino DHT) and ``/ipfs/lan/kad/1.0.0`` (its LAN DHT: the same
 wire format, and the only one Kubo and Helia speak with peers on private or loopback
 addresses, since their public DHT keeps such peers out). Our node keeps one routing table
-for both: a peer speaking either joins it, our requests offer both ids (Amino first), and
-inbound requests on either are answered alike. Provider records are keyed by the CID's multihash, as in Kubo, so a CIDv0
+for both: a peer speaking either joins it, our requests offer both ids in the order Kubo's
+dual DHT would use for that peer (:func:`kad_ids_for`: the LAN id first to a loopback or
+private peer), and inbound requests on either are answered alike. Provider records are keyed by the CID's multihash, as in Kubo, so a CIDv0
 and a CIDv1 of the same block share providers. The DHT service itself republishes our
 records (every 22 h) and expires others' (after 48 h).
 """
@@ -14,7 +15,7 @@ records (every 22 h) and expires others' (after 48 h).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
@@ -26,6 +27,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from multiformats import CID
 
 from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.backends.core.ip_scope import Scope, scope_of_ip
 from ipfs_mcp.backends.errors import NetworkError
 
 from ._net import NET_ERRORS
@@ -35,6 +37,27 @@ log = logging.getLogger(__name__)
 KAD_PROTOCOL = "/ipfs/kad/1.0.0"
 LAN_KAD_PROTOCOL = "/ipfs/lan/kad/1.0.0"
 KAD_PROTOCOLS = (KAD_PROTOCOL, LAN_KAD_PROTOCOL)
+
+
+def kad_ids_for(hosts: Sequence[str]) -> list[TProtocol]:
+    """The DHT ids to offer a peer reached at ``hosts`` (its IP addresses), in order.
+
+    As Kubo's dual DHT speaks: the LAN id first to a peer on loopback or a private network,
+    the Amino id first to any other (or one we know no address of). The order matters to a
+    Kubo DHT server, which takes the first id it speaks: a record that reaches it on the
+    Amino id goes into its WAN DHT, which drops loopback and private addresses, and a Kubo
+    that asks its LAN DHT never finds it.
+    """
+    if hosts and all(_nearby(host) for host in hosts):
+        return [TProtocol(LAN_KAD_PROTOCOL), TProtocol(KAD_PROTOCOL)]
+    return [TProtocol(KAD_PROTOCOL), TProtocol(LAN_KAD_PROTOCOL)]
+
+
+def _nearby(host: str) -> bool:
+    try:
+        return scope_of_ip(host) <= Scope.PRIVATE
+    except ValueError:  # a name, not an address: it may be anywhere
+        return False
 
 
 class ContentRouting(Protocol):
