@@ -19,6 +19,7 @@ errors (OS, HTTP, libp2p) are translated at the boundary with ``raise ... from e
     │   │   └── BlockNotFoundAnywhere   every retrieval source missed; carries each failure
     │   └── PinNotFound
     ├── IntegrityError              bytes do not hash to their CID
+    │   └── InvalidRecord           a signed record (IPNS) is forged, expired, oversized or not the name's
     ├── DiskFull                    the file system filled up mid-write (output removed)
     ├── StorageBudgetSpent          a store's bound is spent: refused before the fetch
     │   └── RepoFull                a fetch or add would not fit the bounded repo (--repo-max)
@@ -135,6 +136,10 @@ class PinNotFound(NotFound):
 
 class IntegrityError(IpfsMcpError):
     """Bytes do not match the CID they were stored or sent under."""
+
+
+class InvalidRecord(IntegrityError):
+    """A signed record (IPNS) fails validation: its signature, its name, its validity or its size."""
 
 
 class BackendUnavailable(IpfsMcpError):

@@ -17,28 +17,13 @@ value or key name), ``Timeout``, ``NetworkError``, ``NodeNotRunning``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+# The records live with the codec so that the P2P node, which may import only the codecs,
+# returns the very types this protocol names.
+from ipfs_mcp.backends.core.ipns import KeyInfo, NameRecord
 
-@dataclass(frozen=True)
-class NameRecord:
-    """One IPNS record, verified."""
-
-    name: str  # the name, as ``/ipns/<k51… in base36 CIDv1 libp2p-key>``
-    value: str  # what it points at: ``/ipfs/<cid>[/path]`` or ``/ipns/<name>[/path]``
-    sequence: int
-    validity: str | None  # end of validity, RFC 3339 (as in the record)
-    ttl_seconds: float | None  # how long a resolver may cache it
-    source: str  # who answered: "dht", "delegated router", "gateway", "kubo", "local"
-
-
-@dataclass(frozen=True)
-class KeyInfo:
-    """A signing key the node holds; ``self`` is the node's identity."""
-
-    name: str
-    ipns_name: str  # ``/ipns/k51…``
+__all__ = ["KeyInfo", "NameRecord", "NameSystem"]
 
 
 @runtime_checkable
