@@ -46,8 +46,8 @@ EXPORTED: dict[str, set[str]] = {
         "build_host", "load_or_create_identity", "open_node",
     },
     "ipfs_mcp.tools": {
-        "content", "health", "import_options", "listings", "models", "network", "paging",
-        "progress", "roots",
+        "content", "health", "import_options", "listings", "models", "names", "network",
+        "paging", "progress", "roots",
     },
     "ipfs_mcp.server": {
         "app", "cli", "cli_errors", "cli_fetch", "cli_output", "cli_progress", "config",
