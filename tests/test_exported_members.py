@@ -22,7 +22,7 @@ EXPORTED: dict[str, set[str]] = {
         "settings",
     },
     "ipfs_mcp.backends.core": {
-        "car", "cbor", "chunkers", "cids", "dag", "dagpb", "exporter", "hamt", "importer",
+        "car", "cbor", "chunkers", "cids", "dag", "dagjson", "dagpb", "exporter", "hamt", "importer",
         "ip_scope", "ipns", "limits", "protobuf", "reputation", "rooted", "trickle", "unixfs", "varint",
     },
     "ipfs_mcp.backends.repo": {

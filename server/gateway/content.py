@@ -24,14 +24,14 @@ from ipfs_mcp.backends.core.exporter import Exporter
 from ipfs_mcp.backends.core.unixfs import NodeType
 from ipfs_mcp.backends.errors import BlockNotFound, IpfsMcpError
 
-from . import listing, mime
+from . import dag_views, listing, mime, tar_stream
 from .asgi import CORS_HEADERS, IMMUTABLE, LISTING_CACHE, Scope, Send, header_text
 from .car_scope import car_blocks
 from .disposition import content_disposition
 from .failures import NotRendered, failure
 from .loader import GatewayLimits, RequestLoader, WorkerThreads
 from .pages import send_error
-from .request import RAW_TYPE, ByteRange, GatewayRequest, parse_range
+from .request import RAW_TYPE, TAR_TYPE, ByteRange, GatewayRequest, parse_range
 from .resolve import (
     DAG_PB,
     RAW,
@@ -73,6 +73,8 @@ class ContentRequest:
         self.load_here = RequestLoader(local, None, 0)
         self.recursive = remote is not None
         self.started = False
+        # A file's Content-Type when the client named one (?format=json on a UnixFS file).
+        self.content_type: str | None = None
 
     def _common(self, resolved: ResolvedPath | None) -> list[tuple[bytes, bytes]]:
         path = self.request.path.text + ("/" if self.request.path.trailing_slash else "")
@@ -90,8 +92,10 @@ class ContentRequest:
                 await self._raw(resolved)
             elif self.request.format == "car":
                 await self._car(resolved)
+            elif self.request.format == "tar":
+                await self._tar(resolved)
             else:
-                await self._unixfs(resolved)
+                await self._by_codec(resolved)
         except IpfsMcpError as exc:
             answer = failure(exc, only_if_cached=self.only_if_cached,
                              recursive=self.recursive)
@@ -217,6 +221,68 @@ class ContentRequest:
                 except anyio.BrokenResourceError:
                     return  # the sender stopped (its client is gone): its error is the one
 
+    # -- codec blocks and TAR (see dag_views, tar_stream) ---------------------------------
+    async def _by_codec(self, resolved: ResolvedPath) -> None:
+        answer = dag_views.plan(self.request.format, resolved, self.headers.get("accept", ""))
+        if answer.kind == "html":
+            await self._dag_html(resolved)
+        elif answer.kind == "block":
+            assert answer.content_type is not None
+            await self._codec_block(resolved, answer.content_type)
+        else:
+            self.content_type = answer.content_type
+            await self._unixfs(resolved)
+
+    async def _codec_block(self, resolved: ResolvedPath, content_type: str) -> None:
+        etag = dag_views.etag(resolved.cid, content_type)
+        if self._if_none_match(etag):
+            await self._not_modified(etag, resolved)
+            return
+        name, attachment = dag_views.download_name(resolved.cid, content_type)
+        headers = [*self._common(resolved), (b"content-type", content_type.encode()),
+                   (b"x-content-type-options", b"nosniff"), (b"etag", etag.encode()),
+                   (b"cache-control", IMMUTABLE), (b"accept-ranges", b"bytes"),
+                   (b"content-disposition", self._disposition(name, attachment))]
+        await self._send_bytes(resolved.block, headers)
+
+    async def _dag_html(self, resolved: ResolvedPath) -> None:
+        etag = dag_views.html_etag(resolved.cid)
+        if self._if_none_match(etag):
+            await self._start(304, [*self._common(resolved), (b"etag", etag.encode())])
+            await self._body(b"")
+            return
+        page = dag_views.html_view(resolved, self.request.path.text)
+        await self._start(200, [*self._common(resolved), (b"etag", etag.encode()),
+                                (b"cache-control", dag_views.HTML_CACHE),
+                                (b"content-type", b"text/html; charset=utf-8"),
+                                (b"content-length", str(len(page)).encode())])
+        await self._body(b"" if self.head else page)
+
+    async def _tar(self, resolved: ResolvedPath) -> None:
+        cid = resolved.cid
+        etag = f'W/"{cid_str(cid)}.x-tar"'
+        if self._if_none_match(etag):
+            await self._not_modified(etag, resolved)
+            return
+        pieces = tar_stream.tar_pieces(Exporter(self.load), cid, cid_str(cid))
+        # The first chunk is made before the status goes out, so a DAG refused at its first
+        # entries (a name leaving the archive, a missing block) gets an error status.
+        data, done, error = await self.threads.run_sync(
+            partial(_gather, pieces, self.limits.chunk_bytes))
+        if error is not None:
+            raise error
+        headers = [*self._common(resolved), (b"content-type", TAR_TYPE.encode()),
+                   (b"x-content-type-options", b"nosniff"), (b"etag", etag.encode()),
+                   (b"cache-control", IMMUTABLE), (b"accept-ranges", b"none"),
+                   (b"content-disposition", self._disposition(f"{cid_str(cid)}.tar", True))]
+        await self._start(200, headers)
+        if self.head:
+            await self._body(b"")
+            return
+        await self._body(data, more=not done)
+        if not done:
+            await self._stream(pieces, f"TAR of {self.request.path.text}")
+
     # -- UnixFS ---------------------------------------------------------------------------
     async def _unixfs(self, resolved: ResolvedPath) -> None:
         cid, block = resolved.cid, resolved.block
@@ -296,7 +362,7 @@ class ContentRequest:
         ranges = parse_range(self.headers.get("range", ""), size)
         first = ranges[0] if ranges else None
         offset = first.start if first else 0
-        content_type = mime.by_name(self.request.filename or name or "")
+        content_type = self.content_type or mime.by_name(self.request.filename or name or "")
         if content_type is None:
             try:
                 head_bytes = await self.threads.run_sync(

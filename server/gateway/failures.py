@@ -36,6 +36,11 @@ class NotRendered(InvalidInput):
     as a block or a CAR."""
 
 
+class NotAcceptable(InvalidInput):
+    """A format this content cannot be answered in (HTTP 406): the gateway converts
+    between no codecs."""
+
+
 @dataclass(frozen=True)
 class Failure:
     status: int
@@ -75,6 +80,8 @@ def failure(exc: IpfsMcpError, *, only_if_cached: bool, recursive: bool) -> Fail
                                                "node.")
     if isinstance(exc, NotRendered):
         return Failure(501, "Not rendered", str(exc))
+    if isinstance(exc, NotAcceptable):
+        return Failure(406, "Not acceptable", str(exc))
     if isinstance(exc, InvalidInput):
         return Failure(501, "Not rendered", "This gateway cannot show this content "
                                             "(ask for ?format=raw or ?format=car).")

@@ -10,6 +10,7 @@ as Go's ``mime.TypeByExtension`` gives them.
 
 from __future__ import annotations
 
+import json
 import mimetypes
 
 SNIFF_BYTES = 512
@@ -76,12 +77,22 @@ def sniff(head: bytes) -> str:
         return "text/html; charset=utf-8"
     if not head:
         return "text/plain; charset=utf-8"
+    if stripped[:1] in (b"{", b"[") and len(head) < SNIFF_BYTES and _is_json(head):
+        return "application/json"  # as Kubo types a whole small JSON document
     # A multi-byte character cut at the sniff boundary is still text.
     valid = _utf8_prefix(head) if len(head) >= SNIFF_BYTES else _utf8_prefix(head, cuts=1)
     text = head.decode("utf-8", errors="ignore") if valid else None
     if text is not None and not any(ord(c) < 0x20 and c not in "\t\n\r\x0c\x1b" for c in text):
         return "text/plain; charset=utf-8"
     return "application/octet-stream"
+
+
+def _is_json(head: bytes) -> bool:
+    try:
+        json.loads(head)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def _utf8_prefix(head: bytes, cuts: int = 4) -> bool:

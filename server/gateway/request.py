@@ -22,6 +22,14 @@ from .disposition import requested_name
 
 RAW_TYPE = "application/vnd.ipld.raw"
 CAR_TYPE = "application/vnd.ipld.car"
+TAR_TYPE = "application/x-tar"
+# The codec formats (path-gateway spec): ?format= name -> the media type it answers with.
+CODEC_TYPES = {"dag-json": "application/vnd.ipld.dag-json",
+               "dag-cbor": "application/vnd.ipld.dag-cbor",
+               "json": "application/json", "cbor": "application/cbor"}
+# Every format a client may name, by ?format= and by Accept.
+_FORMAT_TYPES = {"raw": RAW_TYPE, "car": CAR_TYPE, "tar": TAR_TYPE, **CODEC_TYPES}
+_TYPE_FORMATS = {media: name for name, media in _FORMAT_TYPES.items()}
 
 # Bounds on what one request may ask: no real client sends more (a content path is bounded
 # by PATH_MAX-like depths, a Range header by a handful of ranges).
@@ -30,7 +38,8 @@ MAX_SEGMENT_BYTES = 1024
 MAX_RANGES = 16
 MAX_QUERY_BYTES = 4096
 
-Format = Literal["raw", "car", "unixfs"]
+# "unixfs" is no format asked: the content as it is (a file, a folder, a codec's block).
+Format = Literal["raw", "car", "tar", "dag-json", "dag-cbor", "json", "cbor", "unixfs"]
 Scope = Literal["block", "entity", "all"]
 
 
@@ -217,21 +226,16 @@ def parse_request(raw_path: bytes, query_string: bytes, accept: str) -> GatewayR
     accept_params: dict[str, str] = {}
     requested = query.get("format")
     for media, params in _accepted(accept):
-        if media == RAW_TYPE:
-            fmt, accept_params = "raw", params
-            break
-        if media == CAR_TYPE:
-            fmt, accept_params = "car", params
+        if media in _TYPE_FORMATS:
+            fmt, accept_params = _TYPE_FORMATS[media], params  # type: ignore[assignment]
             break
     if requested is not None:
-        if requested == "raw":
-            fmt = "raw"
-        elif requested == "car":
-            fmt = "car"
-            # An Accept CAR header still carries its parameters under ?format=car.
-            accept_params = next((p for m, p in _accepted(accept) if m == CAR_TYPE), {})
-        else:
-            raise BadRequest(f"format={requested!r} is not served here (use raw or car)")
+        if requested not in _FORMAT_TYPES:
+            raise BadRequest(f"format={requested!r} is not served here (use "
+                             f"{', '.join(_FORMAT_TYPES)})")
+        fmt = requested  # type: ignore[assignment]
+        # An Accept CAR header still carries its parameters under ?format=car.
+        accept_params = next((p for m, p in _accepted(accept) if m == CAR_TYPE), {})
     car = _car_options(query, accept_params) if fmt == "car" else None
     filename = requested_name(query["filename"]) if query.get("filename") else None
     if filename is not None and any(c in filename for c in "\r\n\x00"):

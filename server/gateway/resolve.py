@@ -6,8 +6,9 @@ use the exporter's ``resolve``, which scans a whole HAMT folder: here a HAMT-sha
 is searched the way boxo does, by the murmur3 hash of the name, loading only the shards on
 that name's branch (gateway-conformance checks that exact block list).
 
-Paths are followed through UnixFS folders (plain and HAMT) and through dag-cbor values
-(map keys, list indexes, then the CID link reached). Nothing else can be walked into, so a
+Paths are followed through UnixFS folders (plain and HAMT) and through dag-cbor and
+dag-json values (map keys, list indexes, then the CID link reached); segments left inside a
+value that is not a link are the path's ``remainder``. Nothing else can be walked into, so a
 path never leaves the DAG under its root.
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 from multiformats import CID
 
-from ipfs_mcp.backends.core import cbor, dagpb, hamt, limits, unixfs
+from ipfs_mcp.backends.core import cbor, dagjson, dagpb, hamt, limits, unixfs
 from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.unixfs import NodeType
 from ipfs_mcp.backends.errors import IntegrityError, NotFound
@@ -28,6 +29,7 @@ Load = Callable[[CID], bytes]
 DAG_PB = 0x70
 RAW = 0x55
 DAG_CBOR = 0x71
+DAG_JSON = 0x0129
 _HASH_BITS = 64
 
 
@@ -39,12 +41,14 @@ class PathNotFound(NotFound):
 class ResolvedPath:
     """The terminal CID, its block, and the blocks met on the way (the root first, the
     terminal's own block not included). ``roots`` are the CIDs each segment landed on, for
-    ``X-Ipfs-Roots``."""
+    ``X-Ipfs-Roots``. ``remainder``: the segments followed inside the terminal dag-cbor or
+    dag-json block that did not end at a link (a field of it, not a block)."""
 
     cid: CID
     block: bytes
     blocks: tuple[tuple[CID, bytes], ...]
     roots: tuple[CID, ...]
+    remainder: tuple[str, ...] = ()
 
 
 def unixfs_node(cid: CID, block: bytes) -> tuple[dagpb.PBNode, unixfs.UnixFSData] | None:
@@ -127,15 +131,18 @@ def resolve(root: CID, segments: tuple[str, ...], load: Load) -> ResolvedPath:
     cid, block = root, load(root)
     met: list[tuple[CID, bytes]] = []
     roots: list[CID] = [root]
-    cbor_value: object | None = None  # inside a dag-cbor block: the value reached so far
+    cbor_value: object | None = None  # inside a dag-cbor/json block: the value reached
+    inside: list[str] = []  # the segments followed inside that block so far
     for segment in segments:
-        if cbor_value is None and cid.codec.code == DAG_CBOR:
-            cbor_value = cbor.decode(block, f"dag-cbor block {cid_str(cid)}")
+        if cbor_value is None and cid.codec.code in (DAG_CBOR, DAG_JSON):
+            cbor_value = _decode_value(cid, block)
         if cbor_value is not None:
             cbor_value = _cbor_step(cbor_value, segment, cid)
+            inside.append(segment)
             if isinstance(cbor_value, CID):
                 met.append((cid, block))
                 cid, block, cbor_value = cbor_value, load(cbor_value), None
+                inside = []
             roots.append(cid)
             continue
         decoded = unixfs_node(cid, block)
@@ -152,4 +159,10 @@ def resolve(root: CID, segments: tuple[str, ...], load: Load) -> ResolvedPath:
         cid, block = child, load(child)
         roots.append(cid)
     # A path that ends inside a dag-cbor value leaves that block as the terminal entity.
-    return ResolvedPath(cid, block, tuple(met), tuple(roots))
+    return ResolvedPath(cid, block, tuple(met), tuple(roots), tuple(inside))
+
+
+def _decode_value(cid: CID, block: bytes) -> object:
+    if cid.codec.code == DAG_JSON:
+        return dagjson.decode(block, f"dag-json block {cid_str(cid)}")
+    return cbor.decode(block, f"dag-cbor block {cid_str(cid)}")

@@ -110,7 +110,7 @@ async def test_bad_requests_are_400_and_missing_roots_404(gateway: Gateway,
             f"/ipfs/{cid}?format=car&entity-bytes=a:b",
             f"/ipfs/{cid}?format=car&car-version=2",
             f"/ipfs/{cid}?format=car&car-dups=maybe",
-            f"/ipfs/{cid}?format=tar",
+            f"/ipfs/{cid}?format=zip",
             f"/ipfs/{cid}/../x?format=car",
         )]
         missing_raw = await http.get(f"/ipfs/{absent}?format=raw")
