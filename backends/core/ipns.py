@@ -36,7 +36,8 @@ from ipfs_mcp.backends.errors import IntegrityError, InvalidInput, InvalidRecord
 
 __all__ = [
     "MAX_RECORD_SIZE", "IpnsRecord", "KeyInfo", "NameRecord", "best_record", "dht_key",
-    "ipns_name", "make_record", "name_multihash", "parse_record", "validate_record",
+    "format_validity", "ipns_name", "key_multihash", "make_record", "name_multihash",
+    "name_of_key", "parse_record", "parse_validity", "public_key_bytes", "validate_record",
 ]
 
 MAX_RECORD_SIZE = 10 * 1024  # the spec's and boxo's bound on a whole record
@@ -134,6 +135,22 @@ def dht_key(name: str) -> bytes:
         InvalidInput: not a key's name.
     """
     return b"/ipns/" + name_multihash(name)
+
+
+def name_of_key(key: bytes) -> str:
+    """``/ipns/k51…`` of a DHT key (``b"/ipns/" + multihash``).
+
+    Raises:
+        InvalidInput: not an IPNS key.
+    """
+    mh = key.removeprefix(b"/ipns/")
+    if mh == key:
+        raise InvalidInput("not an /ipns/ key")
+    try:
+        multihash.unwrap_raw(mh)
+        return ipns_name(mh)
+    except (ValueError, KeyError) as exc:
+        raise InvalidInput(f"an /ipns/ key that is not a multihash: {exc}") from exc
 
 
 def format_validity(when: datetime) -> str:

@@ -1,0 +1,231 @@
+"""IPNS records in the DHT's value store, validated on every way in.
+
+Keys are Kubo's: ``b"/ipns/" + the name's multihash`` (binary). py-libp2p 0.8.1's DHT has
+a value store and GET_VALUE/PUT_VALUE messages, but its inbound PUT_VALUE decodes the key
+as UTF-8 before validating, so every binary IPNS key a peer sends (Kubo's ``name
+publish``) is refused before any validator sees it, and its own ``put_value`` takes text
+keys. So here:
+
+- :class:`IpnsDht` puts and gets records by binary key through the library's per-peer
+  messages (``_store_at_peer``, ``_get_from_peer``: the stream ids are chosen by the host,
+  LAN first to loopback and private peers), validating every record it is given;
+- :func:`guard_ipns_puts` serves inbound IPNS PUT_VALUEs itself, in front of the library's
+  handler on both Kademlia ids: a record is stored only if it validates (signature, name,
+  validity, size) and beats the one held (sequence, then validity), and the stream is reset
+  otherwise, as go-libp2p-kad-dht does. Every other message goes to the library unchanged;
+  an IPNS GET_VALUE first drops a held record that has expired since, so none is served.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+from libp2p.custom_types import TProtocol
+from libp2p.kad_dht.common import ALPHA, MAX_DHT_MESSAGE_SIZE, format_time_rfc3339
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.kad_dht.pb.kademlia_pb2 import Message, Record
+from libp2p.peer.id import ID
+
+from ipfs_mcp.backends.core import ipns
+from ipfs_mcp.backends.errors import InvalidInput, InvalidRecord, IpfsMcpError, NetworkError
+
+from ._net import NET_ERRORS, FrameReader, frame
+from .routing import KAD_PROTOCOLS
+
+log = logging.getLogger(__name__)
+
+__all__ = ["IpnsDht", "guard_ipns_puts"]
+
+PREFIX = b"/ipns/"
+PEER_TIMEOUT = 10.0  # one peer's answer to one PUT_VALUE or GET_VALUE
+
+
+def held_record(dht: KadDHT, key: bytes) -> ipns.IpnsRecord | None:
+    """The valid record the value store holds under ``key``; an invalid or expired one is
+    dropped."""
+    held = dht.value_store.get(key)
+    if held is None:
+        return None
+    try:
+        return ipns.validate_record(ipns.name_of_key(key), bytes(held.value))
+    except (InvalidRecord, InvalidInput):
+        dht.value_store.remove(key)
+        return None
+
+
+def accept(dht: KadDHT, key: bytes, raw: bytes) -> ipns.IpnsRecord:
+    """Store ``raw`` under ``key`` if it is a valid record that beats the one held.
+
+    Raises:
+        InvalidRecord: invalid, expired, or worse than the record held.
+        InvalidInput: ``key`` is not an IPNS key.
+    """
+    record = ipns.validate_record(ipns.name_of_key(key), raw)
+    held = held_record(dht, key)
+    if held is not None and held.raw != raw and ipns.best_record([held, record]) is held:
+        raise InvalidRecord(f"a better record is held (sequence {held.sequence})")
+    dht.value_store.put_record(key, Record(key=key, value=raw,
+                                           timeReceived=format_time_rfc3339()))
+    return record
+
+
+class _IpnsPutsFirst:
+    """An inbound DHT stream as the library reads it, minus the IPNS PUT_VALUEs, which
+    are answered here (the library would refuse their binary keys)."""
+
+    def __init__(self, stream: Any, dht: KadDHT) -> None:
+        self._stream = stream
+        self._dht = dht
+        self._frames = FrameReader(stream, MAX_DHT_MESSAGE_SIZE)
+        self._buf = b""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    async def read(self, n: int | None = None) -> bytes:
+        while not self._buf:
+            body = await self._frames.next()
+            if body is None:
+                return b""
+            if not await self._answered_here(body):
+                self._buf = frame(body)
+        size = len(self._buf) if n is None else n
+        out, self._buf = self._buf[:size], self._buf[size:]
+        return out
+
+    async def _answered_here(self, body: bytes) -> bool:
+        message = Message()
+        try:
+            message.ParseFromString(body)
+        except Exception:  # protobuf's DecodeError: the library resets the stream for it
+            return False
+        key = message.record.key if message.HasField("record") else message.key
+        if not key.startswith(PREFIX):
+            return False
+        if message.type == Message.MessageType.GET_VALUE:
+            held_record(self._dht, bytes(message.key))  # drops an expired one first
+            return False
+        if message.type != Message.MessageType.PUT_VALUE:
+            return False
+        peer = self._stream.muxed_conn.peer_id
+        try:
+            if message.key != message.record.key:
+                raise InvalidRecord("the message key and the record key differ")
+            record = accept(self._dht, bytes(key), bytes(message.record.value))
+        except (InvalidRecord, InvalidInput) as exc:
+            # go-libp2p-kad-dht answers a refused PUT_VALUE by resetting the stream.
+            log.info("ipns: refused a record from %s: %s", peer, exc)
+            await self._stream.reset()
+            raise NetworkError(f"refused an IPNS record from {peer}: {exc}") from exc
+        log.debug("ipns: stored %s sequence %d from %s", record.name, record.sequence, peer)
+        reply = Message(type=Message.MessageType.PUT_VALUE, key=key)
+        reply.record.CopyFrom(message.record)
+        await self._stream.write(frame(reply.SerializeToString()))
+        return True
+
+
+def guard_ipns_puts(host: Any, dht: KadDHT) -> None:
+    """Serve inbound IPNS PUT_VALUEs on both Kademlia ids before the library's handler.
+
+    A DHT in client mode serves nothing, so nothing is installed for it.
+    """
+    if dht.mode != DHTMode.SERVER:
+        return
+
+    async def handle(stream: Any) -> None:
+        await dht.handle_stream(_IpnsPutsFirst(stream, dht))  # type: ignore[arg-type]
+
+    for protocol in KAD_PROTOCOLS:
+        host.set_stream_handler(TProtocol(protocol), handle)
+
+
+class IpnsDht:
+    """IPNS records put to and got from the DHT peers closest to a name, and held locally."""
+
+    def __init__(self, dht: KadDHT, *, peer_timeout: float = PEER_TIMEOUT) -> None:
+        self.dht = dht
+        self.peer_timeout = peer_timeout
+
+    async def _closest(self, key: bytes) -> list[ID]:
+        me = self.dht.host.get_id()
+        try:
+            found = await self.dht.peer_routing.find_closest_peers_network(key)
+        except NET_ERRORS as exc:
+            raise NetworkError(f"finding the peers closest to an IPNS name failed: {exc}"
+                               ) from exc
+        return [peer for peer in found if peer != me]
+
+    async def put(self, record: ipns.IpnsRecord) -> int:
+        """Hold ``record`` and give it to the closest peers; how many took it.
+
+        Raises:
+            InvalidRecord: it does not validate, or a better one is held.
+            NetworkError: the closest peers could not be found.
+        """
+        key = ipns.dht_key(record.name)
+        accept(self.dht, key, record.raw)
+        stored = 0
+        limit = trio.CapacityLimiter(ALPHA)
+
+        async def store(peer: ID) -> None:
+            nonlocal stored
+            async with limit:
+                with trio.move_on_after(self.peer_timeout):
+                    # The library's PUT_VALUE to one peer; it swallows errors into False.
+                    if await self.dht.value_store._store_at_peer(
+                            peer, key, record.raw, record=Record(key=key, value=record.raw)):
+                        stored += 1
+
+        peers = await self._closest(key)
+        async with trio.open_nursery() as nursery:
+            for peer in peers:
+                nursery.start_soon(store, peer)
+        log.info("ipns: %s sequence %d given to %d of %d peers", record.name,
+                 record.sequence, stored, len(peers))
+        return stored
+
+    async def get(self, name: str) -> tuple[list[ipns.IpnsRecord], dict[str, str]]:
+        """Every valid record of ``name`` held here or by the closest peers, and why each
+        refused answer was refused (by peer id).
+
+        Raises:
+            InvalidInput: ``name`` is not a key's name.
+            NetworkError: the closest peers could not be found.
+        """
+        key = ipns.dht_key(name)
+        found: list[ipns.IpnsRecord] = []
+        refused: dict[str, str] = {}
+        held = held_record(self.dht, key)
+        if held is not None:
+            found.append(held)
+        limit = trio.CapacityLimiter(ALPHA)
+
+        async def ask(peer: ID) -> None:
+            async with limit:
+                answer = None
+                with trio.move_on_after(self.peer_timeout):
+                    answer = await self.dht.value_store._get_from_peer(
+                        peer, key, return_record=True)
+            if not isinstance(answer, Record):
+                return
+            try:
+                found.append(ipns.validate_record(name, bytes(answer.value)))
+            except IpfsMcpError as exc:
+                refused[str(peer)] = str(exc)
+                log.info("ipns: %s sent an invalid record of %s: %s", peer, name, exc)
+
+        peers = await self._closest(key)
+        async with trio.open_nursery() as nursery:
+            for peer in peers:
+                nursery.start_soon(ask, peer)
+        if found:
+            # Hold the best, as a resolver caches it and answers others with it.
+            best = ipns.best_record(found)
+            try:
+                accept(self.dht, key, best.raw)
+            except InvalidRecord:
+                pass
+        return found, refused
+

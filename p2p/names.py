@@ -1,0 +1,220 @@
+"""Our node's ``NameSystem``: IPNS names published to and resolved from the DHT.
+
+::
+
+    NodeNames(dht=IpnsDht(kad), keys=KeyStore(repo, identity), folder=repo, routers=[...])
+      publish(value, key)   sign the next sequence with the key, hold it, give it to the
+                            closest DHT peers, keep it on disk (for the next sequence and
+                            for republishing)
+      resolve(name)         the best valid record held, from the closest peers, and from
+                            the delegated routers handed in; every one validated
+      republish_due()       re-sign and re-put, with the next sequence and a fresh
+                            lifetime, each of our records whose validity ends within the
+                            margin (at most MAX_REPUBLISH a round, each put bounded)
+
+On disk, beside the keys::
+
+    <repo>/ipns-published/<k51…>.ipns   the record we last published under that name
+
+Sequence numbers only go up: the next one is past both what we last published and the
+best record the DHT holds, so a name published from elsewhere is not undercut.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+import trio
+from libp2p.abc import IHost
+from libp2p.crypto.keys import KeyPair
+
+from ipfs_mcp.backends.core import ipns
+from ipfs_mcp.backends.core.ipns import KeyInfo, NameRecord
+from ipfs_mcp.backends.errors import (
+    InvalidRecord,
+    IpfsMcpError,
+    NameNotFound,
+    NetworkError,
+    Timeout,
+)
+
+from .identity import write_private_key
+from .ipns_dht import IpnsDht, guard_ipns_puts
+from .keys import SELF, KeyStore, signing_key
+
+log = logging.getLogger(__name__)
+
+__all__ = ["NodeNames", "RecordRouter"]
+
+PUBLISHED_FOLDER = "ipns-published"
+DEFAULT_LIFETIME = 48 * 3600.0  # as Kubo's Ipns.RecordLifetime
+REPUBLISH_INTERVAL = 4 * 3600.0  # as Kubo's republisher
+REPUBLISH_MARGIN = 24 * 3600.0  # re-sign when less than this is left of a record's validity
+MAX_REPUBLISH = 256  # names per round: the rest wait for the next one
+LOOKUP_TIMEOUT = 30.0  # a whole resolve or publish walk
+
+
+class RecordRouter(Protocol):
+    """A delegated router that answers ``GET /routing/v1/ipns/{name}``."""
+
+    url: str
+
+    async def ipns_record(self, name: str) -> bytes | None:
+        """The raw record it holds for ``name`` (None: it has none). Not validated.
+
+        Raises:
+            NetworkError: the router failed.
+        """
+        ...
+
+
+class NodeNames:
+    """IPNS through our node: its keys, its DHT, the delegated routers it knows."""
+
+    def __init__(self, dht: IpnsDht, keys: KeyStore, folder: Path, *,
+                 routers: Sequence[RecordRouter] = (),
+                 lookup_timeout: float = LOOKUP_TIMEOUT) -> None:
+        self.dht = dht
+        self.keys_store = keys
+        self.folder = Path(folder) / PUBLISHED_FOLDER
+        self.routers = tuple(routers)
+        self.lookup_timeout = lookup_timeout
+
+    @classmethod
+    def for_host(cls, host: IHost, dht: object, repo_path: Path, *,
+                 routers: Sequence[RecordRouter] = ()) -> NodeNames:
+        """Names for a running node's ``host`` and Kademlia ``dht`` (a ``KadDHT``), keys and
+        records kept in ``repo_path``; inbound IPNS puts are validated from now on."""
+        identity = KeyPair(host.get_private_key(), host.get_public_key())
+        guard_ipns_puts(host, dht)  # type: ignore[arg-type]
+        return cls(IpnsDht(dht), KeyStore(repo_path, identity),  # type: ignore[arg-type]
+                   repo_path, routers=routers)
+
+    # -- keys ---------------------------------------------------------------------------
+    async def keys(self) -> list[KeyInfo]:
+        return await trio.to_thread.run_sync(self.keys_store.keys)
+
+    async def generate_key(self, name: str) -> KeyInfo:
+        return await trio.to_thread.run_sync(self.keys_store.generate, name)
+
+    # -- records we publish -------------------------------------------------------------
+    def _published_path(self, name: str) -> Path:
+        return self.folder / f"{name.removeprefix('/ipns/')}.ipns"
+
+    def _read_published(self, name: str) -> ipns.IpnsRecord | None:
+        try:
+            raw = self._published_path(name).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise IpfsMcpError(f"cannot read our last record of {name}: {exc}") from exc
+        try:
+            return ipns.parse_record(name, raw)  # an expired one still holds the sequence
+        except InvalidRecord as exc:
+            log.warning("ipns: our stored record of %s is invalid (%s); ignored", name, exc)
+            return None
+
+    async def last_published(self, key: str = SELF) -> NameRecord | None:
+        info = await trio.to_thread.run_sync(self.keys_store.info, key)
+        record = await trio.to_thread.run_sync(self._read_published, info.ipns_name)
+        return record.to_name_record("local") if record else None
+
+    async def publish(self, value: str, *, key: str = SELF,
+                      lifetime_seconds: float = DEFAULT_LIFETIME,
+                      ttl_seconds: float = 300) -> NameRecord:
+        """Raises: InvalidInput (value, key), NotFound (no such key), NetworkError."""
+        pair = await trio.to_thread.run_sync(self.keys_store.pair, key)
+        signer = signing_key(pair)
+        name = ipns.ipns_name(ipns.key_multihash(signer.public_key()))
+        known = [r for r in [await trio.to_thread.run_sync(self._read_published, name)] if r]
+        try:
+            with trio.fail_after(self.lookup_timeout):
+                found, _ = await self.dht.get(name)
+            known.extend(found)
+        except (NetworkError, trio.TooSlowError) as exc:
+            log.info("ipns: could not ask the DHT for %s before publishing: %s", name, exc)
+        sequence = max((r.sequence + 1 for r in known), default=0)
+        record = ipns.make_record(signer, value, sequence=sequence,
+                                  lifetime_seconds=lifetime_seconds, ttl_seconds=ttl_seconds)
+        return await self._put(record)
+
+    async def _put(self, record: ipns.IpnsRecord) -> NameRecord:
+        await trio.to_thread.run_sync(
+            lambda: write_private_key(self._published_path(record.name), record.raw))
+        try:
+            with trio.fail_after(self.lookup_timeout):
+                await self.dht.put(record)
+        except trio.TooSlowError as exc:
+            raise Timeout(f"publishing {record.name} took over {self.lookup_timeout:g} s; "
+                          "it is held here and republished") from exc
+        return record.to_name_record("dht")
+
+    async def republish_due(self, *, margin: float = REPUBLISH_MARGIN) -> int:
+        """Re-sign and re-put our records that expire within ``margin`` seconds; how many.
+
+        Raises:
+            IpfsMcpError: the records on disk cannot be listed.
+        """
+        due = await trio.to_thread.run_sync(self._due, margin)
+        done = 0
+        for key_name, record in due[:MAX_REPUBLISH]:
+            signer = signing_key(await trio.to_thread.run_sync(self.keys_store.pair, key_name))
+            fresh = ipns.make_record(signer, record.value, sequence=record.sequence + 1,
+                                     lifetime_seconds=DEFAULT_LIFETIME,
+                                     ttl_seconds=record.ttl_ns / 1e9)
+            try:
+                await self._put(fresh)
+                done += 1
+            except (NetworkError, InvalidRecord) as exc:
+                log.warning("ipns: republishing %s failed: %s", record.name, exc)
+        return done
+
+    def _due(self, margin: float) -> list[tuple[str, ipns.IpnsRecord]]:
+        cutoff = int((datetime.now(UTC) + timedelta(seconds=margin)).timestamp() * 1e9)
+        due = []
+        for info in self.keys_store.keys():
+            record = self._read_published(info.ipns_name)
+            if record is not None and record.validity_ns <= cutoff:
+                due.append((info.name, record))
+        return due
+
+    async def republish_forever(self, *, interval: float = REPUBLISH_INTERVAL) -> None:
+        """Run :meth:`republish_due` every ``interval`` seconds until cancelled."""
+        while True:
+            try:
+                await self.republish_due()
+            except IpfsMcpError as exc:
+                log.warning("ipns: republishing: %s", exc)
+            await trio.sleep(interval)
+
+    # -- resolving ----------------------------------------------------------------------
+    async def resolve(self, name: str) -> NameRecord:
+        """Raises: InvalidInput (not a key's name), NameNotFound (no valid record)."""
+        key_name = ipns.ipns_name(ipns.name_multihash(name))
+        found: list[tuple[ipns.IpnsRecord, str]] = []
+        failures: list[str] = []
+        try:
+            with trio.fail_after(self.lookup_timeout):
+                records, refused = await self.dht.get(key_name)
+            found.extend((r, "dht") for r in records)
+            failures.extend(f"{peer} sent an invalid record ({why})"
+                            for peer, why in refused.items())
+        except (NetworkError, trio.TooSlowError) as exc:
+            failures.append(f"dht: {exc or 'timed out'}")
+        for router in self.routers:
+            try:
+                with trio.fail_after(self.lookup_timeout):
+                    raw = await router.ipns_record(key_name)
+                if raw is not None:
+                    found.append((ipns.validate_record(key_name, raw), "delegated router"))
+            except (IpfsMcpError, trio.TooSlowError) as exc:
+                failures.append(f"{router.url}: {exc or 'timed out'}")
+        if not found:
+            detail = f" ({'; '.join(failures)})" if failures else ""
+            raise NameNotFound(f"no valid IPNS record of {key_name}{detail}")
+        best = ipns.best_record([r for r, _ in found])
+        return best.to_name_record(next(source for r, source in found if r is best))
