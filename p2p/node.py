@@ -15,7 +15,8 @@
       ├── fetching    blocks and DAGs over bitswap sessions          (fetching.Fetching)
       │               (whole DAGs first as CAR streams from peers' /http addresses, with
       │               the ``http`` component the server hands in: fetching.DagStreams)
-      └── protocols   custom /x/ protocol handlers and streams   (protocols.CustomProtocols)
+      ├── protocols   custom /x/ protocol handlers and streams   (protocols.CustomProtocols)
+      └── pubsub      gossipsub, strict signing, bounded feeds, when asked  (pubsub.PubSub)
 
 The node itself only runs these parts and answers for them: its methods are the ones the
 server calls, each handed to the part that does the work.
@@ -67,6 +68,7 @@ from .loop import NodeLoop
 from .peers import Peers
 from .protocols import DEFAULT_MAX_STREAMS, CustomProtocols, ProtocolStream, StreamHandler
 from .providing import PinnedRoots, ProviderInfo, Providing
+from .pubsub import PubSub, PubSubLimits
 from .reputation import ProviderReputation
 from .routing import ContentRouting, KadContentRouting
 from .stats import BandwidthMeter, NodeStats, PeerStat, meter_connections, peer_stats
@@ -87,7 +89,8 @@ class P2PNode:
                  pinner: Pinner | None = None,
                  dial_policy: DialPolicy | None = None,
                  http: DagStreams | None = None,
-                 pinned: PinnedRoots | None = None) -> None:
+                 pinned: PinnedRoots | None = None,
+                 pubsub: PubSubLimits | None = None) -> None:
         self.host = host
         # Installed before the host listens or dials, so every connection is counted.
         self.bandwidth: BandwidthMeter = meter_connections(host.get_network())
@@ -109,6 +112,9 @@ class P2PNode:
         self.fetching = Fetching(host, blockstore, self.bitswap, self.config, self.loop,
                                  self.peers, self.providing, pinner, http)
         self.protocols = CustomProtocols(host)
+        # Gossipsub only when asked (as Kubo's Pubsub.Enabled): built before the host
+        # listens, so its protocols are offered from the first connection.
+        self.pubsub: PubSub | None = PubSub(host, pubsub) if pubsub is not None else None
         self._stack: AsyncExitStack | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -121,6 +127,8 @@ class P2PNode:
             await stack.enter_async_context(self.host.run(listen))
             stack.push_async_callback(self._close_host)
             await stack.enter_async_context(self.routing.running())
+            if self.pubsub is not None:
+                await stack.enter_async_context(self.pubsub.running())
             nursery = await stack.enter_async_context(trio.open_nursery())
             # Runs first on exit: stop our tasks before the routing and the host go away.
             stack.callback(nursery.cancel_scope.cancel)
@@ -371,13 +379,15 @@ def _leaves(group: BaseExceptionGroup) -> Iterable[BaseException]:
 @asynccontextmanager
 async def open_node(repo: object, config: NodeConfig | None = None, *,
                     blockstore: BlockStore | None = None,
-                    http: DagStreams | None = None) -> AsyncIterator[P2PNode]:
+                    http: DagStreams | None = None,
+                    pubsub: PubSubLimits | None = None) -> AsyncIterator[P2PNode]:
     """Build a node for ``repo`` (a ``backends.repo.Repo``) and run it for the block.
 
     The identity comes from ``repo.path/identity.key``; blocks are served from and stored
     into ``repo.blocks`` (or ``blockstore``); ``retrieve_content(pin=True)`` pins in the repo.
     ``http``: how DAGs are fetched from peers that serve HTTP (None: bitswap only).
     The repo's pins (``repo.pins``) are reprovided while the node runs.
+    ``pubsub``: run gossipsub with these bounds (None: no pubsub, as Kubo by default).
     """
     config = config or NodeConfig()
     key_pair = load_or_create_identity(Path(repo.path))  # type: ignore[attr-defined]
@@ -386,7 +396,8 @@ async def open_node(repo: object, config: NodeConfig | None = None, *,
     routing = KadContentRouting.for_host(host, server=config.profile.dht_server)
     node = P2PNode(host, blockstore or repo.blocks, routing,  # type: ignore[attr-defined]
                    config=config, pinner=getattr(repo, "pin", None), dial_policy=dial_policy,
-                   http=http, pinned=_pinned_roots(getattr(repo, "pins", None)))
+                   http=http, pinned=_pinned_roots(getattr(repo, "pins", None)),
+                   pubsub=pubsub)
     async with node:
         yield node
 
