@@ -14,7 +14,7 @@ from typing import Any
 from mcp_types import CallToolResult, ContentBlock, TextContent
 from pydantic import BaseModel
 
-from ipfs_mcp.tools import models
+from ipfs_mcp.tools import models, names
 from ipfs_mcp.tools.paging import DEFAULT_PAGE
 
 _UNITS = ("bytes", "KB", "MB", "GB", "TB", "PB")
@@ -139,12 +139,23 @@ def _stats(r: models.PeerStatsResult) -> str:
             f"{_plural(r.network.connected_peers, 'connected peer')}.")
 
 
+def _resolved(r: names.ResolveNameResult) -> str:
+    return f"{r.name} is {r.path}."
+
+
+def _published(r: names.PublishNameResult) -> str:
+    replaced = (f", replacing the network's newer sequence {r.replaced_sequence}"
+                if r.replaced_sequence is not None else "")
+    return f"Published {r.value} as {r.name} (sequence {r.sequence}){replaced}."
+
+
 SENTENCES: dict[type[BaseModel], Callable[[Any], str]] = {
     models.StoreResult: _store, models.FetchResult: _fetch, models.LsResult: _ls,
     models.PinList: _pins, models.AddResult: _add, models.PinResult: _pin,
     models.UnpinResult: _unpin, models.GCResult: _gc, models.ProvidersResult: _providers,
     models.ConnectResult: _connect, models.AnnounceResult: _announce,
-    models.PeerStatsResult: _stats,
+    models.PeerStatsResult: _stats, names.ResolveNameResult: _resolved,
+    names.PublishNameResult: _published,
 }
 
 

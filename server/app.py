@@ -51,6 +51,7 @@ from ipfs_mcp.backends.errors import (
 )
 from ipfs_mcp.backends.hub import layout as hf_layout
 from ipfs_mcp.tools import content, network
+from ipfs_mcp.tools import names as name_tools
 from ipfs_mcp.tools.health import health
 from ipfs_mcp.tools.import_options import ImportArgs
 from ipfs_mcp.tools.models import (
@@ -90,6 +91,7 @@ the same one Kubo gives; fetching verifies every block against it.
 - Listings (ls, a folder's fetch_cid, store_model's files, list_pins) come a page at a time
   with the total; pass the answer's cursor back for the next page.
 - find_providers / connect_peer / announce / peer_stats use the P2P node.
+- resolve_name / publish_name: IPNS names and DNSLink domains that point at the latest CID.
 Prompts: share_model, fetch_and_verify, diagnose."""
 
 # A CID never changes what it names, so its content may be cached for long; a day keeps
@@ -208,6 +210,25 @@ async def _confirm_unpin(ctx: Context, cid: str) -> Elicit[Confirm] | None:
         return None
     return Elicit(f"Unpin {cid}? Its blocks are deleted at the next garbage collection "
                   "unless another pin holds them.", Confirm)
+
+
+async def _confirm_publish(ctx: Context, value: str = "", key: str = "self"
+                           ) -> Elicit[Confirm] | None:
+    """Ask before publish_name replaces a newer record the network holds under ``key``
+    than this node last published (the key used elsewhere), when the client can ask."""
+    caps = ctx.client_capabilities
+    names = _state(ctx).names.names
+    if caps is None or caps.elicitation is None or names is None:
+        return None
+    try:
+        newer = await name_tools.would_replace(names, key)
+    except IpfsMcpError:
+        return None  # the call itself fails with the clear error
+    if newer is None:
+        return None
+    return Elicit(f"The network holds a newer record for key {key!r} ({newer.name}, "
+                  f"sequence {newer.network_sequence}, pointing at {newer.network_value}) "
+                  f"than this node published. Replace it with {value}?", Confirm)
 
 
 async def _hub_plan(ctx: Context, into_hf_cache: str | None = None,
@@ -414,6 +435,7 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings,
     cluster = settings.backend.backend == "cluster"
     replication = args.hidden_unless(cluster, "replication_min", "replication_max")
     _register_pin_tools(mcp, cursors, replication)
+    _register_name_tools(mcp)
 
     @_tool(mcp, title="Store a model or folder", annotations=_writes(open_world=True))
     @replication
@@ -545,6 +567,42 @@ def _register_tools(mcp: MCPServer[ServerState], settings: ServerSettings,
 
 
 
+def _register_name_tools(mcp: MCPServer[ServerState]) -> None:
+    """Names that move: publish_name and resolve_name (IPNS keys, DNSLink domains)."""
+
+    @_tool(mcp, title="Publish a name",
+           annotations=_writes(destructive=True, idempotent=False, open_world=True))
+    async def publish_name(
+        ctx: Context,
+        value: Annotated[str, Field(description="CID or /ipfs/<cid>/<path>")],
+        key: str = "self",
+        lifetime_seconds: Annotated[float, Field(ge=60)] = 48 * 3600,
+        ttl_seconds: Annotated[float, Field(ge=0)] = 300,
+        confirm: Annotated[Confirmation | None, Resolve(_confirm_publish)] = None,
+    ) -> Annotated[CallToolResult, name_tools.PublishNameResult]:
+        """Point a key's IPNS name at a CID (e.g. a model's latest version)."""
+        refused = _declined(confirm, f"replace the newer record under key {key!r}")
+        if refused is not None:
+            return refused
+        with _calling(ctx, "publish_name") as state:
+            names = state.names.name_system()
+            done = await name_tools.publish(names, value, key=key,
+                                            lifetime_seconds=lifetime_seconds,
+                                            ttl_seconds=ttl_seconds)
+            return answers.answer(name_tools.published_result(key, done))
+
+    @_tool(mcp, title="Resolve a name", annotations=_read_only(open_world=True))
+    async def resolve_name(
+        ctx: Context,
+        name: Annotated[str, Field(description="/ipns/<k51… or domain>[/path]")],
+        recursive: bool = True,
+    ) -> Annotated[CallToolResult, name_tools.ResolveNameResult]:
+        """The /ipfs/ path an IPNS name or DNSLink domain points at now."""
+        with _calling(ctx, "resolve_name") as state:
+            return answers.answer(await name_tools.resolve_name(state.names, name,
+                                                                recursive=recursive))
+
+
 def _register_pin_tools(mcp: MCPServer[ServerState], cursors: Cursors,
                         replication: Callable[[Any], Any]) -> None:
     """The tools that keep content or let it go: pin, unpin, list_pins, repo_gc."""
@@ -646,6 +704,24 @@ def _register_resources(mcp: MCPServer[ServerState], runtime: Runtime) -> None:
                   description="A file or folder inside a folder CID; as ipfs://{cid}")
     async def ipfs_path(cid: str, path: str, ctx: Context) -> str:
         return await _read_cid(_state(ctx), f"{cid}/{path}")
+
+    @mcp.resource("ipns://{name}", name="ipns-content", title="Content by IPNS or DNSLink name",
+                  description="What the name points at now, read as ipfs://{cid}")
+    async def ipns_content(name: str, ctx: Context) -> str:
+        return await _read_name(_state(ctx), name)
+
+    @mcp.resource("ipns://{name}/{+path}", name="ipns-path", title="A path under a name",
+                  description="A file or folder under a name; as ipns://{name}")
+    async def ipns_path(name: str, path: str, ctx: Context) -> str:
+        return await _read_name(_state(ctx), f"{name}/{path}")
+
+
+async def _read_name(state: ServerState, name: str) -> str:
+    try:
+        found = await state.names.resolve_path(f"/ipns/{name}")
+    except IpfsMcpError as exc:
+        raise _resource_error(exc) from exc
+    return await _read_cid(state, found.path.removeprefix("/ipfs/"))
 
 
 async def _read_cid(state: ServerState, target: str) -> str:

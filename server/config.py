@@ -63,6 +63,10 @@ option                       environment                    meaning
                                                             HTTP gateways too (each verified)
 ``--delegated-router URL``   ``IPFS_MCP_DELEGATED_ROUTERS`` /routing/v1 servers asked for
                                                             providers beside the DHT
+(none)                       ``IPFS_MCP_DNS_RESOLVERS``     DNSLink resolvers by domain suffix,
+                                                            as Kubo's DNS.Resolvers:
+                                                            ``eth.=https://…,.=10.0.0.1:53``
+                                                            (default: the system resolver)
 ``--log-level LEVEL``        ``IPFS_MCP_LOG_LEVEL``         stderr log level (default WARNING);
                                                             the P2P libraries' logs only at DEBUG
 ``--send-idle SECONDS``      ``IPFS_MCP_SEND_IDLE``         an HTTP response (MCP or gateway)
@@ -97,6 +101,7 @@ from pathlib import Path
 from ipfs_mcp.backends.core.ip_scope import DialScope, parse_dial_scope
 from ipfs_mcp.backends.core.limits import parse_max_write
 from ipfs_mcp.backends.errors import InvalidInput
+from ipfs_mcp.backends.retrieval.dnslink import parse_resolvers
 from ipfs_mcp.backends.retrieval.trustless_gateway import gateway_url
 from ipfs_mcp.backends.settings import BackendSettings, env_flag
 from ipfs_mcp.tools.roots import ClientRoots
@@ -304,6 +309,7 @@ class ServerSettings:
     gateway_max_store: int | None = None  # None: the recursive gateway's default bound
     trustless_gateways: tuple[str, ...] = ()  # retrieval sources beside bitswap
     delegated_routers: tuple[str, ...] = ()  # /routing/v1 servers beside the DHT
+    dns_resolvers: tuple[tuple[str, str], ...] = ()  # DNSLink: (suffix, resolver); none: system
     serving: ServingLimits = field(default_factory=ServingLimits)
 
     @property
@@ -418,6 +424,7 @@ class ServerSettings:
             delegated_routers=tuple(
                 gateway_url(u) for u in (delegated_routers if delegated_routers else
                                          _split(env.get("IPFS_MCP_DELEGATED_ROUTERS")))),
+            dns_resolvers=tuple(parse_resolvers(env.get("IPFS_MCP_DNS_RESOLVERS")).items()),
             serving=serving or ServingLimits.load(env),
         )
         if gateway_bind is not None and not is_loopback(gateway_bind[0]) and not gateway_public:

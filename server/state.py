@@ -52,6 +52,7 @@ from ipfs_mcp.backends.errors import (
     OperationCancelled,
     TooLarge,
 )
+from ipfs_mcp.backends.names import NameSystem
 from ipfs_mcp.backends.network import Network
 from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.backends.retrieval.car_stream import (
@@ -61,10 +62,12 @@ from ipfs_mcp.backends.retrieval.car_stream import (
     VerifiedBatch,
 )
 from ipfs_mcp.backends.retrieval.delegated_routing import DelegatedRouting, DelegatedSource
+from ipfs_mcp.backends.retrieval.dnslink import DnsLinkResolver, DnsTxtLookup
 from ipfs_mcp.backends.retrieval.sources import NamedSource, RetrievalSources
 from ipfs_mcp.backends.retrieval.trustless_gateway import TrustlessGateways
 from ipfs_mcp.backends.router import Router, Selection, custom_backends
 from ipfs_mcp.tools.models import ServedGateway
+from ipfs_mcp.tools.names import NameResolver
 from ipfs_mcp.tools.roots import AllowedRoots
 
 from .config import ServerSettings
@@ -185,6 +188,8 @@ class ServerState:
     routing: DelegatedRouting | None = None  # delegated routers (--delegated-router)
     discovered: DelegatedSource | None = None  # fetches from the providers they name
     gateway_url: str | None = None  # our own gateway (--gateway), once bound
+    # IPNS through the node's NameSystem (when it has one), DNSLink over the settings' DNS.
+    names: NameResolver = field(default_factory=lambda: name_resolver(None, ()))
     started: float = field(default_factory=time.monotonic)
     errors: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_ERRORS))
 
@@ -216,6 +221,16 @@ class ServerState:
     def note_error(self, tool: str, message: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.errors.append(f"{stamp} {tool}: {message}")
+
+
+def name_resolver(network: object, dns_resolvers: Collection[tuple[str, str]]
+                  ) -> NameResolver:
+    """Names for the tools and the gateway: IPNS through ``network`` when it is also a
+    NameSystem, DNSLink through the configured resolvers (none: the system's)."""
+    names = network if isinstance(network, NameSystem) else None
+    why = ("the node in use publishes and resolves no IPNS names" if network is not None
+           else "no node runs (--no-p2p, or the backend has none)")
+    return NameResolver(names, DnsLinkResolver(DnsTxtLookup(dict(dns_resolvers))), why)
 
 
 class Runtime:
@@ -495,7 +510,8 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
     state = ServerState(settings=settings, router=router, roots=roots, network=network,
                         network_why=why, slot=slot, gateways=retrieval.gateways,
                         routing=delegated, discovered=retrieval.discovered,
-                        gateway_url=gateway_url)
+                        gateway_url=gateway_url,
+                        names=name_resolver(network, settings.dns_resolvers))
     log.info("backend %s (%s); %s", selection.backend, selection.reason, roots.describe())
     slot.publish_router(router)
     try:

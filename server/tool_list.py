@@ -16,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 _NULL = {"type": "null"}
+_TYPED_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength",
+                 "maxLength", "pattern")
 
 
 def compact(schema: Any, *, drop: tuple[str, ...] = ()) -> Any:
@@ -47,14 +49,22 @@ def _undescribed(schema: Any) -> Any:
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``anyOf: [X, null]`` written in one schema where that means the same: a plain type or
+    one with bounds (bounds apply to numbers and strings only, so null still passes) as a
+    type list, an enum as the enum with null (its values say the type)."""
     arms = schema.get("anyOf")
     if not isinstance(arms, list) or len(arms) != 2 or _NULL not in arms:
         return schema
     other = next(arm for arm in arms if arm != _NULL)
-    if not (isinstance(other, dict) and set(other) == {"type"} and isinstance(other["type"], str)):
+    if not (isinstance(other, dict) and isinstance(other.get("type"), str)
+            and not set(other) & set(schema)):
         return schema
     rest = {k: v for k, v in schema.items() if k != "anyOf"}
-    return {**rest, "type": [other["type"], "null"]}
+    if set(other) == {"type", "enum"}:
+        return {**rest, "enum": [*other["enum"], None]}
+    if set(other) <= {"type", *_TYPED_BOUNDS}:
+        return {**rest, **other, "type": [other["type"], "null"]}
+    return schema
 
 
 def compact_tool(tool: dict[str, Any]) -> dict[str, Any]:
@@ -63,4 +73,9 @@ def compact_tool(tool: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in tool.items() if k != "outputSchema"}
     if isinstance(out.get("inputSchema"), dict):
         out["inputSchema"] = compact(out["inputSchema"])
+    hints = out.get("annotations")
+    if isinstance(hints, dict) and hints.get("readOnlyHint") is True:
+        # The spec gives these meaning only for a tool that writes.
+        out["annotations"] = {k: v for k, v in hints.items()
+                              if k not in ("destructiveHint", "idempotentHint")}
     return out

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from multiformats import CID
+from pydantic import BaseModel, Field
 
 from ipfs_mcp.backends.errors import InvalidInput, NameNotFound, NetworkError, Unsupported
 from ipfs_mcp.backends.names import NameRecord, NameSystem
@@ -78,7 +79,12 @@ class NameResolver:
         self.dnslink = dnslink
         self.why = why
 
-    def _names(self) -> NameSystem:
+    def name_system(self) -> NameSystem:
+        """The NameSystem, or why there is none.
+
+        Raises:
+            Unsupported: no node resolves or publishes IPNS names here.
+        """
         if self.names is None:
             raise Unsupported("this server", "IPNS names", self.why)
         return self.names
@@ -92,7 +98,7 @@ class NameResolver:
         if is_domain(label):
             link = await self.dnslink.resolve(label)
             return link.value, link.ttl_seconds, "dnslink"
-        record = await self._names().resolve(f"/ipns/{label}")
+        record = await self.name_system().resolve(f"/ipns/{label}")
         return record.value, record.ttl_seconds, record.source
 
     async def resolve_path(self, name: str, *, recursive: bool = True) -> Resolved:
@@ -210,3 +216,46 @@ async def publish(names: NameSystem, value: str, *, key: str = "self",
     record = await names.publish(path, key=key, lifetime_seconds=lifetime_seconds,
                                  ttl_seconds=ttl_seconds)
     return Published(record, replacing)
+
+
+class ResolveNameResult(BaseModel):
+    name: str
+    path: str = Field(description="/ipfs/<cid>[/path], or /ipns/… when not recursive")
+    cid: str | None = Field(description="The content's root CID, when resolved to /ipfs/")
+    steps: list[str] = Field(description="Each name followed, in order")
+    ttl_seconds: float | None
+    source: str
+
+
+class PublishNameResult(BaseModel):
+    name: str = Field(description="/ipns/k51…: share it, resolve it with resolve_name")
+    value: str
+    key: str
+    sequence: int
+    validity: str | None
+    ttl_seconds: float | None
+    replaced_sequence: int | None = Field(
+        description="The newer sequence the network held under this key, now replaced")
+
+
+async def resolve_name(resolver: NameResolver, name: str, *, recursive: bool = True
+                       ) -> ResolveNameResult:
+    """:meth:`NameResolver.resolve_path` as the tools answer it.
+
+    Raises:
+        see :meth:`NameResolver.resolve_path`.
+    """
+    found = await resolver.resolve_path(name, recursive=recursive)
+    cid = found.path.split("/")[2] if found.path.startswith("/ipfs/") else None
+    return ResolveNameResult(name=found.name, path=found.path, cid=cid, steps=list(found.steps),
+                             ttl_seconds=found.ttl_seconds, source=found.source)
+
+
+def published_result(key: str, done: Published) -> PublishNameResult:
+    """A publish's answer (the record was published: ``done.record`` is set)."""
+    record = done.record
+    assert record is not None
+    return PublishNameResult(
+        name=record.name, value=record.value, key=key, sequence=record.sequence,
+        validity=record.validity, ttl_seconds=record.ttl_seconds,
+        replaced_sequence=done.replaced.network_sequence if done.replaced else None)

@@ -99,6 +99,26 @@ def _parse_resolver(address: str) -> dns.nameserver.Nameserver:
     return dns.nameserver.Do53Nameserver(host, port)
 
 
+def parse_resolvers(text: str | None) -> dict[str, str]:
+    """Kubo's ``DNS.Resolvers`` written on one line: ``eth.=https://…/dns-query,.=[::1]:53``
+    (a domain suffix, ``=``, a resolver address or DNS-over-HTTPS URL; ``.`` for the rest).
+
+    Raises:
+        InvalidInput: an entry without ``=``, or a URL other than https.
+    """
+    resolvers: dict[str, str] = {}
+    for entry in (text or "").split(","):
+        if not entry.strip():
+            continue
+        suffix, sep, address = entry.strip().partition("=")
+        address = address.strip()
+        if not sep or not address or ("://" in address and not address.startswith("https://")):
+            raise InvalidInput(f"DNS resolver {entry.strip()!r}: write <suffix>=<address or "
+                               "https:// URL>, e.g. .=127.0.0.1:53 or eth.=https://…")
+        resolvers[suffix.strip() or "."] = address
+    return resolvers
+
+
 class DnsTxtLookup:
     """TXT lookups through dnspython, over the system resolver or the configured ones.
 

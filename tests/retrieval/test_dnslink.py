@@ -11,6 +11,7 @@ from ipfs_mcp.backends.retrieval.dnslink import (
     DnsLinkResolver,
     DnsTxtLookup,
     dnslink_value,
+    parse_resolvers,
 )
 from tests.retrieval.dns_server import DnsZone, dns_server
 
@@ -156,3 +157,12 @@ async def test_what_is_not_a_domain_is_refused_before_any_lookup(domain: str) ->
 def test_dnslink_value_ignores_other_records_and_namespaces() -> None:
     assert dnslink_value(("hello", "dnslink=/ipfs/", "dnslink=/x/y")) is None
     assert dnslink_value((f"dnslink= /ipfs/{CID} ",)) == f"/ipfs/{CID}"
+
+
+def test_resolvers_are_written_as_kubo_maps_them() -> None:
+    assert parse_resolvers("eth.=https://r.example/dns-query, .=127.0.0.1:5353") == {
+        "eth.": "https://r.example/dns-query", ".": "127.0.0.1:5353"}
+    assert parse_resolvers("") == {}
+    for bad in ("127.0.0.1", ".=http://r.example/dns-query", "eth.="):
+        with pytest.raises(InvalidInput):
+            parse_resolvers(bad)

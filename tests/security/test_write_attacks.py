@@ -189,11 +189,11 @@ async def test_annotations_say_which_tools_replace_and_which_talk_to_the_network
         async with Client(build_server(settings_for(scene, [scene.work]))) as client:
             tools = {t.name: t for t in (await client.list_tools()).tools}
     destructive = {n for n, t in tools.items() if t.annotations.destructive_hint}
-    assert destructive == {"fetch_cid", "unpin", "repo_gc"}
+    assert destructive == {"fetch_cid", "unpin", "repo_gc", "publish_name"}
     for name in destructive:
         assert not tools[name].annotations.read_only_hint
     assert "overwrite=true" in tools["fetch_cid"].description
     assert "replace=true" in tools["fetch_cid"].description
     network = {n for n, t in tools.items() if t.annotations.open_world_hint}
     assert network == {"store_model", "fetch_cid", "pin", "ls", "find_providers",
-                       "connect_peer", "announce"}
+                       "connect_peer", "announce", "publish_name", "resolve_name"}

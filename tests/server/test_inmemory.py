@@ -28,7 +28,8 @@ from ipfs_mcp.tools import models
 pytestmark = pytest.mark.anyio
 
 TOOLS = {"store_model", "fetch_cid", "pin", "unpin", "list_pins", "find_providers",
-         "peer_stats", "add_content", "ls", "connect_peer", "announce", "repo_gc"}
+         "peer_stats", "add_content", "ls", "connect_peer", "announce", "repo_gc",
+         "publish_name", "resolve_name"}
 HELLO_V0 = "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD"
 TIMEOUT = 30
 
@@ -241,7 +242,8 @@ async def test_resources(settings: ServerSettings, work: Path, mode: str) -> Non
             assert listed == {"ipfs-mcp://pins", "ipfs-mcp://health"}
             templates = {t.uri_template for t in
                          (await client.list_resource_templates()).resource_templates}
-            assert templates == {"ipfs://{cid}", "ipfs://{cid}/{+path}"}
+            assert templates == {"ipfs://{cid}", "ipfs://{cid}/{+path}", "ipns://{name}",
+                                 "ipns://{name}/{+path}"}
 
             pins = models.PinList.model_validate_json(
                 (await client.read_resource("ipfs-mcp://pins")).contents[0].text)  # type: ignore[union-attr]
