@@ -92,7 +92,7 @@ the same one Kubo gives; fetching verifies every block against it.
   with the total; pass the answer's cursor back for the next page.
 - find_providers / connect_peer / announce / peer_stats use the P2P node.
 - resolve_name / publish_name: IPNS names and DNSLink domains that point at the latest CID.
-Prompts: share_model, fetch_and_verify, diagnose."""
+Prompts: share_model, fetch_and_verify, diagnose, publish_latest."""
 
 # A CID never changes what it names, so its content may be cached for long; a day keeps
 # a client from holding an answer about a CID that was later garbage-collected forever.
@@ -769,6 +769,14 @@ def _register_prompts(mcp: MCPServer[ServerState]) -> None:
         """Work out why a CID cannot be fetched or peers cannot be reached."""
         return prompt_texts.render("diagnose", cid=cid or "(none given)",
                                    peer=peer or "(none given)")
+
+    @mcp.prompt(title="Publish the latest version of a model")
+    def publish_latest(
+        source: Annotated[str, Field(description="A cached HuggingFace model or a folder")],
+        key: Annotated[str, Field(description="The key whose name points at it")] = "self",
+    ) -> str:
+        """Store a model and point an IPNS name at it, so "the latest" is one name."""
+        return prompt_texts.render("publish_latest", source=source, key=key)
 
 
 # -- completions ------------------------------------------------------------------------------

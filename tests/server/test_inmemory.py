@@ -285,7 +285,11 @@ async def test_prompts_and_completions(settings: ServerSettings, work: Path,
     with anyio.fail_after(TIMEOUT):
         async with Client(build_server(settings), mode=mode) as client:
             prompts = {p.name: p for p in (await client.list_prompts()).prompts}
-            assert set(prompts) == {"share_model", "fetch_and_verify", "diagnose"}
+            assert set(prompts) == {"share_model", "fetch_and_verify", "diagnose",
+                                    "publish_latest"}
+            latest = await client.get_prompt("publish_latest", {"source": "acme/tiny"})
+            body = latest.messages[0].content.text  # type: ignore[union-attr]
+            assert "publish_name" in body and 'key="self"' in body and "resolve_name" in body
             assert all(p.title for p in prompts.values())
             share = await client.get_prompt("share_model", {"source": "acme/tiny"})
             body = share.messages[0].content.text  # type: ignore[union-attr]
