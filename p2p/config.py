@@ -6,10 +6,14 @@ bootstrap peers, mDNS off. One setting each opens the node up: ``listen_addrs=("
 
 Roles (``ROLE_PROFILES``)::
 
-    role     conns low/high  DHT     announce  cache budget (bytes one fetch may pull)
-    master   100 / 400       server  all       unlimited
-    worker    50 / 200       server  roots     16 GiB
-    leecher   10 /  50       client  none       4 GiB
+    role     conns low/high  grace  idle   DHT     announce  cache budget (one fetch)
+    master   100 / 400       30 s   300 s  server  all       unlimited
+    worker    50 / 200       20 s   180 s  server  roots     16 GiB
+    leecher    8 /  16       10 s    60 s  client  none       4 GiB
+
+Connections (connection_policy.py): no role dials peers to reach a count; above the high
+water mark peers older than the grace period are disconnected down to the low one, and a
+peer with no stream open for the idle time is disconnected.
 
 - ``master`` serves everything it holds and announces every block it adds or fetches.
 - ``worker`` (the default) serves the DHT and announces only the roots of what it adds or
@@ -27,6 +31,7 @@ from typing import Literal
 from ipfs_mcp.backends.errors import InvalidInput
 
 from .bitswap.engine import BitswapConfig
+from .connection_policy import ConnectionLimits
 from .dialing import DialPolicy, DialScope, parse_dial_scope
 
 AnnouncePolicy = Literal["all", "roots", "none"]
@@ -45,12 +50,18 @@ class RoleProfile:
     dht_server: bool
     announce: AnnouncePolicy
     cache_budget: int | None  # None: no cap on what one fetch may pull
+    conn_grace: float = 20.0  # seconds a new peer is never pruned
+    conn_idle: float = 180.0  # seconds without an open stream before a peer is dropped
+
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(self.conn_low, self.conn_high, self.conn_grace,
+                                self.conn_idle)
 
 
 ROLE_PROFILES: dict[Role, RoleProfile] = {
-    Role.MASTER: RoleProfile(100, 400, True, "all", None),
-    Role.WORKER: RoleProfile(50, 200, True, "roots", 16 << 30),
-    Role.LEECHER: RoleProfile(10, 50, False, "none", 4 << 30),
+    Role.MASTER: RoleProfile(100, 400, True, "all", None, 30.0, 300.0),
+    Role.WORKER: RoleProfile(50, 200, True, "roots", 16 << 30, 20.0, 180.0),
+    Role.LEECHER: RoleProfile(8, 16, False, "none", 4 << 30, 10.0, 60.0),
 }
 
 LOCALHOST = "/ip4/127.0.0.1/tcp/0"
@@ -102,6 +113,7 @@ class NodeConfig:
             dht_server=base.dht_server if self.dht_server is None else self.dht_server,
             announce=base.announce if self.announce is None else self.announce,
             cache_budget=base.cache_budget if self.cache_budget == -1 else self.cache_budget,
+            conn_grace=base.conn_grace, conn_idle=base.conn_idle,
         )
 
     def dial_policy(self) -> DialPolicy:

@@ -104,6 +104,10 @@ class DialPolicy:
     scope: DialScope
     origin: str = "as set"
     resolver: NameResolver = field(default=resolve_name, compare=False, repr=False)
+    # Told of every address a transport is about to dial (after the scope check): the
+    # one place every dial passes, whoever started it, so it can be counted.
+    on_dial: Callable[[Multiaddr], None] | None = field(default=None, compare=False,
+                                                        repr=False)
 
     @classmethod
     def derive(cls, setting: DialScope | str | None, listen_addrs: Sequence[str],
@@ -232,6 +236,8 @@ def _checked_dial(dial: Callable[..., Awaitable[Any]], policy: DialPolicy
         targets = await policy.resolved(maddr)
         last: Exception | None = None
         for target in targets:
+            if policy.on_dial is not None:
+                policy.on_dial(target)
             try:
                 return await dial(target, *args)
             except Exception as exc:  # the transport's own dial errors, tried in turn

@@ -41,6 +41,7 @@ from ipfs_mcp.backends.errors import InvalidInput
 
 from ._net import NET_ERRORS
 from .config import NodeConfig
+from .connection_policy import ConnectionPolicy, install_connection_policy
 from .dialing import DialPolicy, gate_dials
 from .discovery import announce_interface_addrs
 from .routing import KAD_PROTOCOL, kad_ids_for
@@ -89,9 +90,12 @@ def peer_info_from_addr(addr: str | multiaddr.Multiaddr) -> PeerInfo:
 
 
 def build_host(key_pair: KeyPair, config: NodeConfig,
-               dial_policy: DialPolicy | None = None) -> IHost:
-    """A host with our security and muxer choices and the role's connection limits, that
-    dials only what ``dial_policy`` (by default ``config.dial_policy()``) permits.
+               dial_policy: DialPolicy | None = None,
+               connection_policy: ConnectionPolicy | None = None) -> IHost:
+    """A host with our security and muxer choices, that dials only what ``dial_policy``
+    (by default ``config.dial_policy()``) permits and keeps its connections as
+    ``connection_policy`` (by default the role's limits, on a 30 s period) says: it never dials
+    to reach a count, and it prunes.
 
     Raises:
         BackendUnavailable: the dial scope cannot be applied to this py-libp2p.
@@ -110,6 +114,7 @@ def build_host(key_pair: KeyPair, config: NodeConfig,
         low_watermark=profile.conn_low,
         high_watermark=profile.conn_high,
         max_connections=max(profile.conn_high, 1),
+        grace_period=profile.conn_grace,
     )
     host = new_host(
         key_pair=key_pair,
@@ -122,6 +127,9 @@ def build_host(key_pair: KeyPair, config: NodeConfig,
         addrs_factory=_advertising(listen_multiaddrs(config.http_addrs)),
     )
     gate_dials(host.get_network(), dial_policy or config.dial_policy())
+    install_connection_policy(host.get_network(),
+                              connection_policy
+                              or ConnectionPolicy(profile.connection_limits()))
     _never_dial_http(host.get_network())
     _buffer_tcp_reads(host.get_network())
     _end_inbound_handlers_with_their_connection(host.get_network())
