@@ -52,7 +52,6 @@ from ipfs_mcp.backends.errors import (
     OperationCancelled,
     TooLarge,
 )
-from ipfs_mcp.backends.names import NameSystem
 from ipfs_mcp.backends.network import Network
 from ipfs_mcp.backends.repo.repository import Repo
 from ipfs_mcp.backends.retrieval.car_stream import (
@@ -62,12 +61,11 @@ from ipfs_mcp.backends.retrieval.car_stream import (
     VerifiedBatch,
 )
 from ipfs_mcp.backends.retrieval.delegated_routing import DelegatedRouting, DelegatedSource
-from ipfs_mcp.backends.retrieval.dnslink import DnsLinkResolver, DnsTxtLookup
 from ipfs_mcp.backends.retrieval.sources import NamedSource, RetrievalSources
 from ipfs_mcp.backends.retrieval.trustless_gateway import TrustlessGateways
 from ipfs_mcp.backends.router import Router, Selection, custom_backends
 from ipfs_mcp.tools.models import ServedGateway
-from ipfs_mcp.tools.names import NameResolver
+from ipfs_mcp.tools.names import NameResolver, name_resolver
 from ipfs_mcp.tools.roots import AllowedRoots
 
 from .config import ServerSettings
@@ -221,16 +219,6 @@ class ServerState:
     def note_error(self, tool: str, message: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.errors.append(f"{stamp} {tool}: {message}")
-
-
-def name_resolver(network: object, dns_resolvers: Collection[tuple[str, str]]
-                  ) -> NameResolver:
-    """Names for the tools and the gateway: IPNS through ``network`` when it is also a
-    NameSystem, DNSLink through the configured resolvers (none: the system's)."""
-    names = network if isinstance(network, NameSystem) else None
-    why = ("the node in use publishes and resolves no IPNS names" if network is not None
-           else "no node runs (--no-p2p, or the backend has none)")
-    return NameResolver(names, DnsLinkResolver(DnsTxtLookup(dict(dns_resolvers))), why)
 
 
 class Runtime:

@@ -10,7 +10,7 @@ dot). A value that is itself a name is followed, as Kubo does, to a depth of
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 from multiformats import CID
@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from ipfs_mcp.backends.errors import InvalidInput, NameNotFound, NetworkError, Unsupported
 from ipfs_mcp.backends.names import NameRecord, NameSystem
-from ipfs_mcp.backends.retrieval.dnslink import DnsLinkResolver, normalize_domain
+from ipfs_mcp.backends.retrieval.dnslink import DnsLinkResolver, DnsTxtLookup, normalize_domain
 
 MAX_DEPTH = 32  # Kubo's DefaultDepthLimit
 MAX_NAME_PATH = 4096  # a name and its path, as written by a caller
@@ -134,6 +134,16 @@ class NameResolver:
                 break
         path = f"/{namespace}/{join_path(label, rest)}"
         return Resolved(asked, path, tuple(steps), min(ttls) if ttls else None, source)
+
+
+def name_resolver(node: object, dns_resolvers: Collection[tuple[str, str]] = ()
+                  ) -> NameResolver:
+    """Names for the tools and the gateway: IPNS through ``node`` when it is a NameSystem,
+    DNSLink through the resolvers given as (suffix, address) pairs (none: the system's)."""
+    names = node if isinstance(node, NameSystem) else None
+    why = ("the node in use publishes and resolves no IPNS names" if node is not None
+           else "no node runs (--no-p2p, or the backend has none)")
+    return NameResolver(names, DnsLinkResolver(DnsTxtLookup(dict(dns_resolvers))), why)
 
 
 @dataclass(frozen=True)

@@ -56,3 +56,12 @@ class RecordedNameSystem:
     def plant(self, name: str, value: str, sequence: int) -> None:
         """Another publisher's record under ``name`` (``/ipns/…``)."""
         self.network[name] = NameRecord(name, value, sequence, None, 60.0, "dht")
+
+
+class RecordedRecords(RecordedNameSystem):
+    """The recorded NameSystem that also hands out each name's record as bytes (a stand-in
+    for the signed protobuf, which only the node's own system makes)."""
+
+    async def ipns_record(self, name: str) -> bytes | None:
+        record = self.network.get(name)
+        return None if record is None else f"{record.value}@{record.sequence}".encode()
