@@ -42,6 +42,7 @@ from .resolve import (
     unixfs_node,
 )
 from .source import BlockSource
+from .subdomain import ORIGIN_KEY, Origin
 
 log = logging.getLogger("ipfs_mcp.gateway")
 
@@ -75,6 +76,7 @@ class ContentRequest:
         self.started = False
         # A file's Content-Type when the client named one (?format=json on a UnixFS file).
         self.content_type: str | None = None
+        self.origin: Origin | None = scope.get(ORIGIN_KEY)
 
     def _common(self, resolved: ResolvedPath | None) -> list[tuple[bytes, bytes]]:
         path = self.request.path.text + ("/" if self.request.path.trailing_slash else "")
@@ -315,6 +317,8 @@ class ContentRequest:
             # Relative links in a listing or index.html only work below a trailing slash.
             location = "/ipfs/" + "/".join(quote(s, safe="") for s in
                                            (path.root_text, *path.segments)) + "/"
+            if self.origin is not None:  # a subdomain's paths start below its root
+                location = location.removeprefix(self.origin.root)
             query = self.scope.get("query_string", b"")
             if query:
                 location += "?" + query.decode("latin-1")
@@ -343,7 +347,8 @@ class ContentRequest:
         page_entries = await self.threads.run_sync(partial(
             listing.list_folder, exporter.children(resolved.cid), self.load_here,
             self.limits.max_listing_entries, self.limits.max_listing_sizes))
-        page = listing.render(path.root_text, path.segments, resolved.cid, page_entries)
+        page = listing.render(path.root_text, path.segments, resolved.cid, page_entries,
+                              self.origin.gateway if self.origin is not None else None)
         headers = [*self._common(resolved), (b"etag", etag.encode()),
                    (b"cache-control", LISTING_CACHE),
                    (b"content-type", b"text/html; charset=utf-8")]

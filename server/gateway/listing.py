@@ -95,14 +95,14 @@ def short_cid(text: str) -> str:
     return text if len(text) <= 14 else f"{text[:6]}\u2026{text[-6:]}"
 
 
-def _row(here: str, entry: ListedEntry) -> str:
+def _row(here: str, entry: ListedEntry, away: str = "") -> str:
     link = f"{here}/{quote(entry.name, safe='')}"
     cid_text = cid_str(entry.cid)
     # The hash column opens the entry by its own CID, keeping its name for downloads. The
     # name is percent-encoded twice, exactly as Kubo's listing links it (gateway-conformance
     # checks this link); the gateway decodes such a ?filename= once more (see
     # .disposition.requested_name), so the download keeps the entry's exact name.
-    by_cid = f"/ipfs/{cid_text}?filename={quote(quote(entry.name, safe=''), safe='')}"
+    by_cid = f"{away}/ipfs/{cid_text}?filename={quote(quote(entry.name, safe=''), safe='')}"
     size = "\u2014" if entry.folder else human(entry.size)
     return (f'<tr><td class="name"><a href="{link}">{html.escape(entry.name)}</a>'
             f'{"/" if entry.folder else ""}</td>'
@@ -112,21 +112,25 @@ def _row(here: str, entry: ListedEntry) -> str:
             f'<td class="size">{size}</td></tr>')
 
 
-def render(root_text: str, segments: Iterable[str], dir_cid: CID, listing: Listing) -> bytes:
-    """The listing page for ``/ipfs/{root_text}/{segments}``."""
+def render(root_text: str, segments: Iterable[str], dir_cid: CID, listing: Listing,
+           gateway: str | None = None) -> bytes:
+    """The listing page for ``/ipfs/{root_text}/{segments}``. Served from a subdomain
+    (``gateway``: the path gateway's host), entries link below the subdomain's root, and
+    the breadcrumbs and CIDs link back to ``//{gateway}/ipfs/...``."""
     segments = tuple(segments)
+    away = f"//{gateway}" if gateway else ""
     base = "/ipfs/" + quote(root_text, safe="")
-    crumbs = [f'<a href="{base}">{html.escape(root_text)}</a>']
-    href = base
+    crumbs = [f'<a href="{away}{base}">{html.escape(root_text)}</a>']
+    below = ""
     for segment in segments:
-        href += "/" + quote(segment, safe="")
-        crumbs.append(f'<a href="{href}">{html.escape(segment)}</a>')
-    here = href
+        below += "/" + quote(segment, safe="")
+        crumbs.append(f'<a href="{away}{base}{below}">{html.escape(segment)}</a>')
+    here = below if gateway else base + below
     rows = []
     if segments:
         rows.append(f'<tr><td class="name"><a href="{here}/..">..</a></td><td></td>'
                     "<td></td></tr>")
-    rows.extend(_row(here, entry) for entry in listing.entries)
+    rows.extend(_row(here, entry, away) for entry in listing.entries)
     count = len(listing.entries)
     notes = []
     if listing.more:

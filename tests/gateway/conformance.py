@@ -7,7 +7,8 @@ v0.13.2 tag named by ``GATEWAY_CONFORMANCE_HOME`` is built instead (``go build``
 
 The report (``--json``) is ``go test -json`` output: one event per line. A *case* is a
 test at the second level (``TestTrustlessRaw/GET_with_...``); its checks are the levels
-below it. A case fails when it or any of its checks fails.
+below it. A case fails when it or any of its checks fails. ``subtests`` counts every test
+below the top level, cases and checks alike (the figures the gateway's docs record).
 """
 
 from __future__ import annotations
@@ -64,14 +65,14 @@ def suite(build_dir: Path) -> Suite:
     if _HOME_OVERRIDE is None or not (Path(_HOME_OVERRIDE) / "tests").is_dir():
         reason = (f"gateway-conformance {VERSION} is unavailable ({proxy_error}); set "
                   "GATEWAY_CONFORMANCE_HOME to a checkout of its v0.13.2 tag. Not run: "
-                  "specs trustless-gateway (raw, CAR) and path-gateway (unixfs, raw, range)")
+                  "specs trustless-gateway, path-gateway and subdomain-gateway (IPNS aside)")
         if "403" in proxy_error or "not available" in proxy_error:
             # The module proxy itself refuses this module (403 "This module version is not
             # available"): nothing an install step could fix, so even CI only skips.
             pytest.skip(reason)
         interop_skip(f"gateway-conformance {VERSION} is unavailable ({proxy_error}); set "
                      "GATEWAY_CONFORMANCE_HOME to a checkout of its v0.13.2 tag. Not run: "
-                     "specs trustless-gateway (raw, CAR) and path-gateway (unixfs, raw, range)")
+                     "specs trustless-gateway, path-gateway and subdomain-gateway (IPNS aside)")
     home = Path(_HOME_OVERRIDE)
     binary = build_dir / "gateway-conformance"
     try:
@@ -94,6 +95,8 @@ class Report:
     cases: dict[str, str] = field(default_factory=dict)  # case -> pass | fail | skip
     # Why a case was skipped, in the suite's words (it names the specs it needs).
     skip_reasons: dict[str, str] = field(default_factory=dict)
+    # Every test below the top level (cases and their checks) -> its own result.
+    subtests: Counter[str] = field(default_factory=Counter)
 
     @property
     def counts(self) -> Counter[str]:
@@ -115,6 +118,7 @@ def read_report(path: Path) -> Report:
     own: dict[str, str] = {}  # each case's own result
     failed: set[str] = set()  # cases with a failure at any level
     reasons: dict[str, str] = {}
+    subtests: Counter[str] = Counter()
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             event = json.loads(line)
@@ -130,6 +134,7 @@ def read_report(path: Path) -> Report:
             reasons[case] = output.strip()
         if action not in ("pass", "fail", "skip"):
             continue
+        subtests[action] += 1
         if action == "fail":
             failed.add(case)
         if len(parts) == 2:
@@ -137,14 +142,17 @@ def read_report(path: Path) -> Report:
     cases = {case: "fail" if case in failed else own.get(case, "pass")
              for case in own.keys() | failed}
     return Report(cases, {case: reasons.get(case, "no reason given")
-                          for case, result in cases.items() if result == "skip"})
+                          for case, result in cases.items() if result == "skip"}, subtests)
 
 
-def run(s: Suite, gateway_url: str, specs: str, report_path: Path, cwd: Path) -> Report:
+def run(s: Suite, gateway_url: str, specs: str, report_path: Path, cwd: Path,
+        subdomain_url: str | None = None) -> Report:
     """Run the suite for ``specs``; returns its report (the run's own exit status is not
-    used: failures are read per case from the report)."""
-    subprocess.run([str(s.binary), "test", "--gateway-url", gateway_url, "--specs", specs,
-                    "--json", str(report_path), "--", "-timeout", "5m"],
+    used: failures are read per case from the report). ``subdomain_url`` is the origin the
+    subdomain-gateway spec puts ``{cid}.ipfs.`` in front of (its host, sent as ``Host``)."""
+    subdomain = ["--subdomain-url", subdomain_url] if subdomain_url else []
+    subprocess.run([str(s.binary), "test", "--gateway-url", gateway_url, *subdomain,
+                    "--specs", specs, "--json", str(report_path), "--", "-timeout", "5m"],
                    env=s.env(), cwd=cwd, capture_output=True, timeout=RUN_TIMEOUT, check=False)
     if not report_path.is_file():
         raise AssertionError(f"gateway-conformance wrote no report for {specs}")

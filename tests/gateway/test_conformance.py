@@ -2,8 +2,10 @@
 
 The suite's fixtures are imported through our own ``ipfs-mcp dag import``; the server runs
 as a separate process (MCP over HTTP, the gateway beside it, no P2P node). The
-``trustless-gateway`` spec (without IPNS) must pass whole; the path-gateway parts we
-implement (UnixFS, raw, range) are run and must pass too. Counts are printed per spec.
+``trustless-gateway``, ``path-gateway`` (UnixFS, raw, range, DAG codecs, TAR) and
+``subdomain-gateway`` specs, IPNS aside, must pass whole. The subdomain spec reaches the
+gateway as ``localhost:port`` (its subdomain host). Counts are printed per spec, cases and
+subtests.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ pytestmark = pytest.mark.interop
 
 SPECS = {
     "trustless-gateway": "trustless-gateway,-trustless-ipns-gateway",
-    # The range cases need path-unixfs-gateway enabled too, so the three run together.
-    "path-gateway(unixfs,raw,range)": "path-unixfs-gateway,path-raw-gateway,path-range-gateway",
+    "path-gateway": "path-gateway,-path-ipns-gateway",
+    "subdomain-gateway": "subdomain-gateway,-subdomain-ipns-gateway",
 }
 START_TIMEOUT = 60.0
 
@@ -58,10 +60,13 @@ def served(tmp_path_factory: pytest.TempPathFactory
 @pytest.mark.parametrize("spec", list(SPECS))
 def test_gateway_conformance(served: tuple[conformance.Suite, str, Path], spec: str) -> None:
     suite, url, work = served
-    report = conformance.run(suite, url, SPECS[spec], work / f"{spec}.json", work)
-    counts = report.counts
+    subdomain_url = url.replace("127.0.0.1", "localhost")
+    report = conformance.run(suite, url, SPECS[spec], work / f"{spec}.json", work,
+                             subdomain_url)
+    counts, sub = report.counts, report.subtests
     print(f"gateway-conformance {conformance.VERSION} {spec}: {counts['pass']} passed, "
-          f"{counts['fail']} failed, {counts['skip']} skipped")
+          f"{counts['fail']} failed, {counts['skip']} skipped; with subtests "
+          f"{sub['pass']} passed, {sub['fail']} failed, {sub['skip']} skipped")
     for group, group_counts in sorted(report.by_group().items()):
         print(f"  {group}: " + ", ".join(f"{n} {k}" for k, n in sorted(group_counts.items())))
     for case, reason in sorted(report.skip_reasons.items()):
