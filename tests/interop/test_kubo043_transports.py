@@ -20,7 +20,7 @@ import anyio
 import pytest
 import trio
 from multiaddr import Multiaddr
-from p2p.nodes import FAST, add_bytes, node_at, repo_at
+from p2p.nodes import FAST, add_bytes, repo_at
 
 from ipfs_mcp.backends.core.cids import cid_str, parse_cid
 from ipfs_mcp.backends.core.exporter import Exporter
