@@ -19,6 +19,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+import pytest
 
 
 @dataclass
@@ -79,3 +80,11 @@ def dns_server(zone: DnsZone) -> Iterator[str]:
         stop.set()
         thread.join(timeout=5)
         sock.close()
+
+
+@pytest.fixture
+def dns_zone() -> Iterator[tuple[DnsZone, str]]:
+    """A zone (TTL 30 s) served on 127.0.0.1, and the resolver address to configure."""
+    zone = DnsZone(ttl=30)
+    with dns_server(zone) as address:
+        yield zone, address

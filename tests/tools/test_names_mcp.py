@@ -4,7 +4,6 @@ DNS.Resolvers would be)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +13,12 @@ from mcp import Client
 
 from ipfs_mcp.server.app import build_server
 from ipfs_mcp.server.config import ServerSettings
-from tests.retrieval.dns_server import DnsZone, dns_server
+from tests.retrieval import dns_server
+from tests.retrieval.dns_server import DnsZone
 
 pytestmark = pytest.mark.anyio
+dns_zone = dns_server.dns_zone  # the fixture, used by name
 TIMEOUT = 30
-
-
-@pytest.fixture
-def zone() -> Iterator[tuple[DnsZone, str]]:
-    served = DnsZone(ttl=30)
-    with dns_server(served) as address:
-        yield served, address
 
 
 def _settings(work: Path, address: str) -> ServerSettings:
@@ -37,8 +31,8 @@ async def _call(client: Client, tool: str, args: dict[str, Any]) -> Any:
 
 
 async def test_a_dnslink_domain_resolves_and_reads_as_an_ipns_resource(
-        work: Path, zone: tuple[DnsZone, str]) -> None:
-    served, address = zone
+        work: Path, dns_zone: tuple[DnsZone, str]) -> None:
+    served, address = dns_zone
     (work / "site").mkdir()
     (work / "site" / "index.txt").write_text("latest weights are here\n")
     with anyio.fail_after(TIMEOUT):
@@ -57,8 +51,8 @@ async def test_a_dnslink_domain_resolves_and_reads_as_an_ipns_resource(
 
 
 async def test_an_unknown_domain_is_a_clear_error_result(
-        work: Path, zone: tuple[DnsZone, str]) -> None:
-    _, address = zone
+        work: Path, dns_zone: tuple[DnsZone, str]) -> None:
+    _, address = dns_zone
     with anyio.fail_after(TIMEOUT):
         async with Client(build_server(_settings(work, address))) as client:
             missing = await _call(client, "resolve_name", {"name": "nothing.example.org"})
@@ -67,8 +61,8 @@ async def test_an_unknown_domain_is_a_clear_error_result(
 
 
 async def test_publishing_without_a_name_system_says_why_and_publishes_nothing(
-        work: Path, zone: tuple[DnsZone, str]) -> None:
-    _, address = zone
+        work: Path, dns_zone: tuple[DnsZone, str]) -> None:
+    _, address = dns_zone
     cid = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
     with anyio.fail_after(TIMEOUT):
         async with Client(build_server(_settings(work, address))) as client:
