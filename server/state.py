@@ -76,6 +76,7 @@ from .gateway.wiring import (
     retrieval_gateway,
     serve_http_retrieval,
 )
+from .node_names import SlotNames
 from .node_network import NodeNetwork
 
 if TYPE_CHECKING:
@@ -219,6 +220,14 @@ class ServerState:
     def note_error(self, tool: str, message: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.errors.append(f"{stamp} {tool}: {message}")
+
+
+def _name_system(network: Network | None, slot: NodeSlot, settings: ServerSettings) -> object:
+    """Who publishes and resolves IPNS names: our node (in the slot) when it is the node,
+    else the backend's node if it does names (Kubo), else nobody."""
+    if isinstance(network, NodeNetwork):
+        return SlotNames(slot, settings.backend.repo_path)
+    return network
 
 
 class Runtime:
@@ -499,7 +508,8 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
                         network_why=why, slot=slot, gateways=retrieval.gateways,
                         routing=delegated, discovered=retrieval.discovered,
                         gateway_url=gateway_url,
-                        names=name_resolver(network, settings.dns_resolvers))
+                        names=name_resolver(_name_system(network, slot, settings),
+                                            settings.dns_resolvers))
     log.info("backend %s (%s); %s", selection.backend, selection.reason, roots.describe())
     slot.publish_router(router)
     try:

@@ -1,0 +1,58 @@
+"""Our node's names as the server asks them: the ``NameSystem`` of the node in the slot.
+
+The node starts after the server does (the lifespan runs it), so its names are built on the
+first call that needs them, over the running node's host and DHT, with the keys and the
+published records in the repo (:class:`~ipfs_mcp.p2p.names.NodeNames`). A call made while
+the node is down says so (``NodeNotRunning``), as the network tools do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+
+from ipfs_mcp.backends.errors import NodeNotRunning
+from ipfs_mcp.backends.names import KeyInfo, NameRecord
+from ipfs_mcp.p2p.names import NodeNames
+
+from .node_network import NodeHolder
+
+
+class SlotNames:
+    """``NameSystem`` over the node the slot holds (built once per node)."""
+
+    def __init__(self, slot: NodeHolder, repo_path: Path) -> None:
+        self.slot = slot
+        self.repo_path = repo_path
+        self._names: tuple[object, NodeNames] | None = None
+        self._lock = anyio.Lock()
+
+    async def _for_node(self) -> NodeNames:
+        node = await self.slot.wait()
+        if node is None:
+            raise NodeNotRunning(f"P2P node is not running ({self.slot.status}); IPNS names "
+                                 "need it: start without --no-p2p")
+        async with self._lock:
+            if self._names is None or self._names[0] is not node:
+                names = NodeNames.for_host(node.host, node.routing.dht,  # type: ignore[attr-defined]
+                                           self.repo_path)
+                self._names = (node, names)
+            return self._names[1]
+
+    async def publish(self, value: str, *, key: str = "self", lifetime_seconds: float = 48 * 3600,
+                      ttl_seconds: float = 300) -> NameRecord:
+        return await (await self._for_node()).publish(
+            value, key=key, lifetime_seconds=lifetime_seconds, ttl_seconds=ttl_seconds)
+
+    async def resolve(self, name: str) -> NameRecord:
+        return await (await self._for_node()).resolve(name)
+
+    async def last_published(self, key: str = "self") -> NameRecord | None:
+        return await (await self._for_node()).last_published(key)
+
+    async def keys(self) -> list[KeyInfo]:
+        return await (await self._for_node()).keys()
+
+    async def generate_key(self, name: str) -> KeyInfo:
+        return await (await self._for_node()).generate_key(name)
