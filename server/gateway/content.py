@@ -74,8 +74,6 @@ class ContentRequest:
         self.load_here = RequestLoader(local, None, 0)
         self.recursive = remote is not None
         self.started = False
-        # A file's Content-Type when the client named one (?format=json on a UnixFS file).
-        self.content_type: str | None = None
         self.origin: Origin | None = scope.get(ORIGIN_KEY)
 
     def _common(self, resolved: ResolvedPath | None) -> list[tuple[bytes, bytes]]:
@@ -232,7 +230,6 @@ class ContentRequest:
             assert answer.content_type is not None
             await self._codec_block(resolved, answer.content_type)
         else:
-            self.content_type = answer.content_type
             await self._unixfs(resolved)
 
     async def _codec_block(self, resolved: ResolvedPath, content_type: str) -> None:
@@ -367,7 +364,7 @@ class ContentRequest:
         ranges = parse_range(self.headers.get("range", ""), size)
         first = ranges[0] if ranges else None
         offset = first.start if first else 0
-        content_type = self.content_type or mime.by_name(self.request.filename or name or "")
+        content_type = mime.by_name(self.request.filename or name or "")
         if content_type is None:
             try:
                 head_bytes = await self.threads.run_sync(

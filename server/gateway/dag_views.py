@@ -45,8 +45,8 @@ HTML_CACHE = b"public, max-age=604800, stale-while-revalidate=2678400"
 
 @dataclass(frozen=True)
 class Answer:
-    """``unixfs``: the UnixFS answer (``content_type`` overrides its sniffed type when set);
-    ``block``: the block as it is, typed ``content_type``; ``html``: the DAG page."""
+    """``unixfs``: the UnixFS answer; ``block``: the block as it is, typed
+    ``content_type``; ``html``: the DAG page."""
 
     kind: Literal["unixfs", "block", "html"]
     content_type: str | None = None
@@ -74,8 +74,10 @@ def plan(fmt: Format, resolved: ResolvedPath, accept: str) -> Answer:
     if codec in _SERVES[fmt]:
         return Answer("block", CODEC_TYPES[fmt])
     if fmt in ("json", "cbor") and codec in (DAG_PB, RAW):
-        # JSON or CBOR kept as a UnixFS file: its bytes, typed as asked (as Kubo does).
-        return Answer("unixfs", CODEC_TYPES[fmt])
+        # A UnixFS file asked for as JSON or CBOR: the file as usual, typed by its name or
+        # its bytes as Kubo types it (a client sending Accept: application/json for
+        # everything must not get a picture labelled JSON).
+        return Answer("unixfs")
     raise NotAcceptable(f"{cid_str(resolved.cid)} is {resolved.cid.codec.name}: this gateway "
                         f"does not convert it to {fmt} (ask for ?format=raw, or the format "
                         "of its own codec)")

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.anyio
 
 IMMUTABLE = "public, max-age=29030400, immutable"
 SCRIPT = "<script>alert(1)</script>"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ async def test_no_conversion_values_are_501_and_missing_fields_404(
         inside_bare = await http.get(f"/ipfs/{tree.root}/deep/value")
         missing = await http.get(f"/ipfs/{tree.root}/nothing-here")
         unixfs_as_json = await http.get(f"/ipfs/{unixfs_file}?format=json")
+        picture = await http.get(f"/ipfs/{backend.add_bytes(PNG)}",
+                                 headers={"accept": "application/json, text/plain, */*"})
     assert [r.status_code for r in refused] == [406, 406, 406, 406]
     assert "does not convert" in refused[0].text
     assert by_accept.status_code == 406
@@ -99,7 +102,8 @@ async def test_no_conversion_values_are_501_and_missing_fields_404(
     assert "'deep' is a value inside" in inside.text
     assert missing.status_code == 404
     assert unixfs_as_json.status_code == 200 and unixfs_as_json.content == b'{"a": 1}'
-    assert unixfs_as_json.headers["content-type"] == "application/json"
+    assert unixfs_as_json.headers["content-type"] == "application/json"  # by its bytes
+    assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
 
 
 async def test_browsers_get_an_escaped_html_view_with_links(gateway: Gateway,
