@@ -115,6 +115,7 @@ class P2PNode:
         # Gossipsub only when asked (as Kubo's Pubsub.Enabled): built before the host
         # listens, so its protocols are offered from the first connection.
         self.pubsub: PubSub | None = PubSub(host, pubsub) if pubsub is not None else None
+        self._pubsub_starting = trio.Lock()
         self._stack: AsyncExitStack | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -335,6 +336,29 @@ class P2PNode:
         except ValueError as exc:
             raise InvalidInput(f"{text!r} is not a peer id") from exc
         return await self.protocols.open(peer_id, protocol, timeout=timeout)
+
+    # -- pubsub (pubsub.PubSub) ------------------------------------------------------------
+    async def start_pubsub(self, limits: PubSubLimits | None = None) -> PubSub:
+        """The node's gossipsub, started now if the node runs without it (the peers
+        already connected are greeted; ``limits`` apply only to a new one).
+
+        Raises:
+            BackendUnavailable: the node is not running.
+        """
+        async with self._pubsub_starting:
+            if self.pubsub is None:
+                pubsub = PubSub(self.host, limits)
+                await self.loop.nursery().start(self._run_pubsub, pubsub)
+                self.pubsub = pubsub
+            return self.pubsub
+
+    @staticmethod
+    async def _run_pubsub(pubsub: PubSub, *,
+                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                          ) -> None:
+        async with pubsub.running():
+            task_status.started()
+            await trio.sleep_forever()
 
     # -- stats --------------------------------------------------------------------------
     def peer_stats(self, peer_id: str | ID | None = None) -> list[PeerStat]:

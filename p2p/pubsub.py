@@ -25,7 +25,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -59,6 +59,7 @@ MAX_TOPIC_LENGTH = 512
 # A peer whose score falls below this has every message dropped before validation. Each
 # message over its rate counts -1 (P4, invalid messages); the count decays by 10 % a second.
 PUBLISH_THRESHOLD = -10.0
+GREET_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ class TopicState:
     peers: int  # peers we know subscribe to it
 
 
-MessageListener = Callable[[PubSubMessage], None]
+MessageListener = Callable[[PubSubMessage], Awaitable[None]]
+LISTENER_TIMEOUT = 5.0  # a listener slower than this loses the message, not the feed
 
 
 class TopicFeed:
@@ -207,14 +209,26 @@ class PubSub:
         async with background_trio_service(self.pubsub), \
                 background_trio_service(self.router), trio.open_nursery() as nursery:
             self._nursery = nursery
+            await self.pubsub.wait_until_ready()
+            # Peers connected before we started never saw a connection event: greet them.
+            for peer in self.host.get_connected_peers():
+                nursery.start_soon(self._greet, peer)
             try:
                 yield self
             finally:
                 self._nursery = None
                 nursery.cancel_scope.cancel()
 
+    async def _greet(self, peer: ID) -> None:
+        with trio.move_on_after(GREET_TIMEOUT):
+            try:
+                await self.pubsub.ensure_peer_stream(peer, timeout=GREET_TIMEOUT)
+            except Exception as exc:  # a peer without pubsub: nothing to greet
+                log.debug("pubsub: no stream to %s: %r", peer, exc)
+
     def add_listener(self, listener: MessageListener) -> None:
-        """Call ``listener`` with every message that reaches a feed (never blocks it)."""
+        """Await ``listener`` with every message that reaches a feed, for at most
+        :data:`LISTENER_TIMEOUT` seconds each."""
         self._listeners.append(listener)
 
     async def publish(self, topic: str, data: bytes) -> None:
@@ -274,7 +288,8 @@ class PubSub:
                 entry = feed.add(msg)
                 for listener in list(self._listeners):
                     try:
-                        listener(entry)
+                        with trio.move_on_after(LISTENER_TIMEOUT):
+                            await listener(entry)
                     except Exception:  # a listener's bug must not stop the feed
                         log.exception("pubsub: a message listener failed")
 

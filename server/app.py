@@ -27,6 +27,7 @@ from mcp.server.elicitation import (
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.resolve import Elicit, ListRoots, Resolve
+from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 from mcp_types import (
     CallToolResult,
     Completion,
@@ -52,6 +53,7 @@ from ipfs_mcp.backends.errors import (
 from ipfs_mcp.backends.hub import layout as hf_layout
 from ipfs_mcp.tools import content, network
 from ipfs_mcp.tools import names as name_tools
+from ipfs_mcp.tools import pubsub as pubsub_tools
 from ipfs_mcp.tools.health import health
 from ipfs_mcp.tools.import_options import ImportArgs
 from ipfs_mcp.tools.models import (
@@ -319,6 +321,7 @@ def build_server(settings: ServerSettings | None = None, *, gateway_url: str | N
     the lifespan publishes our node, when something else (the gateway) also needs it."""
     settings = settings or ServerSettings.load()
     runtime = Runtime()
+    bus = InMemorySubscriptionBus()  # resource updates (pubsub://) go out through it
 
     @contextlib.asynccontextmanager
     async def lifespan(_: MCPServer[ServerState]):
@@ -331,12 +334,15 @@ def build_server(settings: ServerSettings | None = None, *, gateway_url: str | N
         description="Real, Kubo-compatible content-addressed storage for agents",
         instructions=INSTRUCTIONS, lifespan=lifespan, log_level=settings.log_level,  # type: ignore[arg-type]
         cache_hints={"resources/read": CacheHint(ttl_ms=0, scope="private")},
+        subscriptions=bus,
     )
     mcp.middleware.append(_cid_cache_hints)
     mcp.middleware.append(_compact_tool_list)
     mcp.middleware.append(_refuse_unknown_arguments(mcp))
     _register_tools(mcp, settings, Cursors())
     _register_resources(mcp, runtime)
+    if settings.start_p2p and settings.backend.backend not in ("kubo", "cluster"):
+        _register_pubsub(mcp, runtime, bus)  # only where our own node can run
     _register_prompts(mcp)
     _register_completions(mcp, runtime)
     return mcp
@@ -815,3 +821,61 @@ def _cached_models(state: ServerState) -> list[str]:
     except OSError:
         return []
     return [n[len("models--"):].replace("--", "/", 1) for n in names]
+
+
+# -- pubsub ---------------------------------------------------------------------------------
+async def _topics(state: ServerState) -> tuple[pubsub_tools.Topics | None, str]:
+    """Our node's gossipsub, started on first use (Kubo keeps its own behind its flag)."""
+    node = state.slot.node
+    if node is None:
+        return None, f"the P2P node is {state.slot.status}"
+    return await node.start_pubsub(), ""
+
+
+def _register_pubsub(mcp: MCPServer[ServerState], runtime: Runtime,
+                     bus: InMemorySubscriptionBus) -> None:
+    """Publish and unsubscribe (a tool), subscribe (reading ``pubsub://{topic}``, then
+    updated per message); one listener per node turns each message into a resource update."""
+    heard: set[int] = set()
+
+    async def updated(msg: Any) -> None:
+        await bus.publish(ResourceUpdated(uri=pubsub_tools.topic_uri(msg.topic)))
+
+    def said(result: BaseModel, text: str) -> CallToolResult:
+        return CallToolResult(content=[TextContent(type="text", text=text)],
+                              structured_content=result.model_dump(mode="json"))
+
+    @_tool(mcp, title="PubSub publish", annotations=_writes(idempotent=False,
+                                                             open_world=True))
+    async def pubsub_publish(ctx: Context, topic: pubsub_tools.TopicArg,
+                             text: pubsub_tools.MessageText = None,
+                             data_base64: pubsub_tools.MessageBase64 = None,
+                             leave: pubsub_tools.LeaveArg = False) -> CallToolResult:
+        """Send text or base64 (max 1 MiB) on a topic; read pubsub://{topic} to
+        subscribe."""
+        with _calling(ctx, "pubsub_publish") as state:
+            topics, why = await _topics(state)
+            if leave:
+                done = await pubsub_tools.unsubscribe(topics, topic, why=why)
+                return said(done, f"Unsubscribed from {topic!r}")
+            sent = await pubsub_tools.publish(topics, topic, text=text,
+                                              data_base64=data_base64, why=why)
+            return said(sent, f"Sent {sent.size:,} bytes on {topic!r} "
+                              f"({sent.peers} subscribed peers known)")
+
+    @mcp.resource("pubsub://{topic}", name="pubsub-topic", title="A PubSub topic's messages",
+                  description="A topic's last messages (the first read subscribes; "
+                              "percent-encode the topic); updated as messages arrive",
+                  mime_type="application/json")
+    async def pubsub_topic(topic: str) -> str:
+        name = pubsub_tools.topic_of(topic)
+        try:
+            topics, why = await _topics(runtime.get())
+            node = pubsub_tools.require(topics, why)
+            await pubsub_tools.subscribe(node, name)  # the first read subscribes
+            if id(node) not in heard:
+                heard.add(id(node))
+                node.add_listener(updated)
+            return pubsub_tools.read(node, name).model_dump_json()
+        except IpfsMcpError as exc:
+            raise _resource_error(exc) from exc

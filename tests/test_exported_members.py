@@ -47,13 +47,13 @@ EXPORTED: dict[str, set[str]] = {
     },
     "ipfs_mcp.tools": {
         "content", "health", "import_options", "listings", "models", "names", "network",
-        "paging", "progress", "roots",
+        "paging", "progress", "pubsub", "roots",
     },
     "ipfs_mcp.server": {
         "app", "cli", "cli_errors", "cli_fetch", "cli_output", "cli_progress", "config",
         "daemon", "daemon_file", "gateway", "http",
         "hypercorn_worker", "logs", "metrics",
-        "node_network", "prompts", "serve", "state", "stdio", "tool_args",
+        "node_names", "node_network", "prompts", "serve", "state", "stdio", "tool_args",
         "answers", "tool_list",
     },
 }
