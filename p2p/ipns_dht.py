@@ -13,7 +13,8 @@ keys. So here:
   handler on both Kademlia ids: a record is stored only if it validates (signature, name,
   validity, size) and beats the one held (sequence, then validity), and the stream is reset
   otherwise, as go-libp2p-kad-dht does. Every other message goes to the library unchanged;
-  an IPNS GET_VALUE first drops a held record that has expired since, so none is served.
+  an IPNS GET_VALUE first drops a held record that has expired since, so none is served,
+  and the library's answer to an ADD_PROVIDER, which Kubo never reads, is not sent.
 """
 
 from __future__ import annotations
@@ -73,13 +74,20 @@ def accept(dht: KadDHT, key: bytes, raw: bytes) -> ipns.IpnsRecord:
 
 class _IpnsPutsFirst:
     """An inbound DHT stream as the library reads it, minus the IPNS PUT_VALUEs, which
-    are answered here (the library would refuse their binary keys)."""
+    are answered here (the library would refuse their binary keys).
+
+    It also keeps the library from answering ADD_PROVIDER: go-libp2p-kad-dht sends that
+    one without waiting for an answer (``SendMessage``) and reuses the stream, so a stray
+    answer is read as the answer to Kubo's next request there (a PUT_VALUE answered with
+    no record crashes Kubo 0.43.1's ``ProtocolMessenger.PutValue``).
+    """
 
     def __init__(self, stream: Any, dht: KadDHT) -> None:
         self._stream = stream
         self._dht = dht
         self._frames = FrameReader(stream, MAX_DHT_MESSAGE_SIZE)
         self._buf = b""
+        self._unanswered = False  # the message the library is handling wants no answer
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -95,12 +103,17 @@ class _IpnsPutsFirst:
         out, self._buf = self._buf[:size], self._buf[size:]
         return out
 
+    async def write(self, data: bytes) -> None:
+        if not self._unanswered:
+            await self._stream.write(data)
+
     async def _answered_here(self, body: bytes) -> bool:
         message = Message()
         try:
             message.ParseFromString(body)
         except Exception:  # protobuf's DecodeError: the library resets the stream for it
             return False
+        self._unanswered = message.type == Message.MessageType.ADD_PROVIDER
         key = message.record.key if message.HasField("record") else message.key
         if not key.startswith(PREFIX):
             return False

@@ -1,0 +1,104 @@
+"""IPNS with Kubo 0.43.1 on loopback, through the DHT (Kubo's LAN DHT), both directions:
+our record resolves in Kubo (``ipfs name resolve``), Kubo's (``ipfs name publish``)
+resolves in ours, and a deliberately lying peer's stale or badly signed records are refused
+by both (each PUT_VALUE answered with a reset, the real record still resolved)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import pytest
+import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from libp2p.kad_dht.pb.kademlia_pb2 import Record
+from libp2p.peer.id import ID
+from p2p.nodes import node_at
+
+from ipfs_mcp.backends.core import ipns
+from ipfs_mcp.p2p import P2PNode
+from ipfs_mcp.p2p.identity import load_or_create_identity
+from ipfs_mcp.p2p.keys import signing_key
+from ipfs_mcp.p2p.names import NodeNames
+
+from .kubo_daemon import KuboDaemon
+
+pytestmark = pytest.mark.anyio
+
+SERVER = {"Routing.Type": "dhtserver"}
+CID_1 = "/ipfs/bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
+CID_2 = "/ipfs/bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+
+
+async def run(fn: Callable[[], object]) -> object:
+    return await anyio.to_thread.run_sync(fn)
+
+
+def kubo_resolve(kubo: KuboDaemon, name: str) -> str:
+    out = kubo.cli("name", "resolve", "--nocache", "--dhtrc=1", "--dht-timeout=20s", name,
+                   timeout=60)
+    return out.decode().strip()
+
+
+async def joined(kubo: KuboDaemon, node: P2PNode) -> None:
+    """Connected, and each in the other's DHT routing table (Kubo's LAN one)."""
+    await node.connect_peer(kubo.dial_addr)
+    await run(lambda: kubo.wait_for_dht_peer(node.peer_id, table="lan"))
+
+
+async def lying_put(liar: P2PNode, victim: str, name: str, raw: bytes) -> bool:
+    """A PUT_VALUE of ``raw`` straight to ``victim``: whether it was taken."""
+    key = ipns.dht_key(name)
+    return bool(await liar.routing.dht.value_store._store_at_peer(  # type: ignore[attr-defined]
+        ID.from_base58(victim), key, raw, record=Record(key=key, value=raw)))
+
+
+async def test_our_record_resolves_in_kubo_and_kubo_refuses_a_liars_stale_and_forged_ones(
+        kubo043_factory: Callable[..., KuboDaemon], tmp_path: Path) -> None:
+    with trio.fail_after(180):
+        kubo: KuboDaemon = await run(lambda: kubo043_factory(config=SERVER))  # type: ignore[assignment]
+        async with node_at(tmp_path / "n") as node, node_at(tmp_path / "liar") as liar:
+            names = NodeNames.for_host(node.host, node.routing.dht, tmp_path / "n")  # type: ignore[attr-defined]
+            await joined(kubo, node)
+            await names.publish(CID_1)
+            record = await names.publish(CID_2)
+            assert record.sequence == 1
+            assert await run(lambda: kubo_resolve(kubo, record.name)) == CID_2
+            # The liar holds our old record (sequence 0, validly signed) and a forgery.
+            await joined(kubo, liar)
+            own = signing_key(load_or_create_identity(tmp_path / "n"))
+            stale = ipns.make_record(own, CID_1, sequence=0, lifetime_seconds=3600,
+                                     ttl_seconds=0)
+            forged = ipns.make_record(Ed25519PrivateKey.generate(), CID_1, sequence=7,
+                                      lifetime_seconds=3600, ttl_seconds=0)
+            for raw in (stale.raw, forged.raw):
+                assert not await lying_put(liar, kubo.peer_id, record.name, raw)
+            assert await run(lambda: kubo_resolve(kubo, record.name)) == CID_2
+
+
+async def test_kubos_record_resolves_in_ours_and_ours_refuses_a_liars_forgery(
+        kubo043_factory: Callable[..., KuboDaemon], tmp_path: Path) -> None:
+    with trio.fail_after(180):
+        kubo: KuboDaemon = await run(lambda: kubo043_factory(config=SERVER))  # type: ignore[assignment]
+        async with node_at(tmp_path / "n") as node, node_at(tmp_path / "liar") as liar:
+            names = NodeNames.for_host(node.host, node.routing.dht, tmp_path / "n")  # type: ignore[attr-defined]
+            await joined(kubo, node)
+            # Kubo resolves what it publishes first, so it holds the content.
+            added = await run(lambda: kubo.add_bytes(b"hello world\n", "--cid-version=1"))
+            assert f"/ipfs/{added}" == CID_1
+            out = await run(lambda: kubo.cli("name", "publish", "--quieter", CID_1,
+                                             timeout=60))
+            name = "/ipns/" + out.decode().strip()  # type: ignore[attr-defined]
+            assert ipns.name_multihash(name) == ID.from_base58(kubo.peer_id).to_bytes()
+            resolved = await names.resolve(name)
+            assert (resolved.value, resolved.source) == (CID_1, "dht")
+            # A forgery of Kubo's name with a higher sequence, put to our node by a liar.
+            await liar.connect_peer(node.addrs[0])
+            await node.wait_for_peer(liar.peer_id)
+            forged = ipns.make_record(Ed25519PrivateKey.generate(), CID_2,
+                                      sequence=resolved.sequence + 5,
+                                      lifetime_seconds=3600, ttl_seconds=0)
+            assert not await lying_put(liar, node.peer_id, name, forged.raw)
+            again = await names.resolve(name)
+            assert (again.value, again.sequence) == (CID_1, resolved.sequence)
