@@ -5,7 +5,8 @@ by both (each PUT_VALUE answered with a reset, the real record still resolved)."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -47,6 +48,17 @@ async def joined(kubo: KuboDaemon, node: P2PNode) -> None:
     await run(lambda: kubo.wait_for_dht_peer(node.peer_id, table="lan"))
 
 
+@asynccontextmanager
+async def beside_kubo(kubo043_factory: Callable[..., KuboDaemon], tmp_path: Path
+                      ) -> AsyncIterator[tuple[KuboDaemon, P2PNode, NodeNames, P2PNode]]:
+    """A Kubo DHT server, our node with its names in Kubo's LAN table, and a liar node."""
+    kubo: KuboDaemon = await run(lambda: kubo043_factory(config=SERVER))  # type: ignore[assignment]
+    async with node_at(tmp_path / "n") as node, node_at(tmp_path / "liar") as liar:
+        names = NodeNames.for_host(node.host, node.routing.dht, tmp_path / "n")  # type: ignore[attr-defined]
+        await joined(kubo, node)
+        yield kubo, node, names, liar
+
+
 async def lying_put(liar: P2PNode, victim: str, name: str, raw: bytes) -> bool:
     """A PUT_VALUE of ``raw`` straight to ``victim``: whether it was taken."""
     key = ipns.dht_key(name)
@@ -57,10 +69,7 @@ async def lying_put(liar: P2PNode, victim: str, name: str, raw: bytes) -> bool:
 async def test_our_record_resolves_in_kubo_and_kubo_refuses_a_liars_stale_and_forged_ones(
         kubo043_factory: Callable[..., KuboDaemon], tmp_path: Path) -> None:
     with trio.fail_after(180):
-        kubo: KuboDaemon = await run(lambda: kubo043_factory(config=SERVER))  # type: ignore[assignment]
-        async with node_at(tmp_path / "n") as node, node_at(tmp_path / "liar") as liar:
-            names = NodeNames.for_host(node.host, node.routing.dht, tmp_path / "n")  # type: ignore[attr-defined]
-            await joined(kubo, node)
+        async with beside_kubo(kubo043_factory, tmp_path) as (kubo, node, names, liar):
             await names.publish(CID_1)
             record = await names.publish(CID_2)
             assert record.sequence == 1
@@ -80,10 +89,7 @@ async def test_our_record_resolves_in_kubo_and_kubo_refuses_a_liars_stale_and_fo
 async def test_kubos_record_resolves_in_ours_and_ours_refuses_a_liars_forgery(
         kubo043_factory: Callable[..., KuboDaemon], tmp_path: Path) -> None:
     with trio.fail_after(180):
-        kubo: KuboDaemon = await run(lambda: kubo043_factory(config=SERVER))  # type: ignore[assignment]
-        async with node_at(tmp_path / "n") as node, node_at(tmp_path / "liar") as liar:
-            names = NodeNames.for_host(node.host, node.routing.dht, tmp_path / "n")  # type: ignore[attr-defined]
-            await joined(kubo, node)
+        async with beside_kubo(kubo043_factory, tmp_path) as (kubo, node, names, liar):
             # Kubo resolves what it publishes first, so it holds the content.
             added = await run(lambda: kubo.add_bytes(b"hello world\n", "--cid-version=1"))
             assert f"/ipfs/{added}" == CID_1
