@@ -8,8 +8,8 @@ the connector's place: the swarm starts it as it would the connector, and it dia
 Dials happen only when a part of the node asks for a peer (a fetch, a DHT lookup, a
 ``--peer``, a bootstrap or mDNS peer).
 
-It prunes instead, once a period (a :class:`Ticker`: :class:`Period` in a node, one a test
-drives) and whenever the swarm counts a new connection, as Kubo's connection manager does:
+It prunes instead, once a period (a :class:`~.periods.Ticker`: a 30 s
+:class:`~.periods.Period` in a node, one a test drives) and whenever the swarm counts a new connection, as Kubo's connection manager does:
 
 - above the high water mark, peers are disconnected down to the low one, fewest open
   streams first, then the longest known; a peer first seen less than the grace period ago
@@ -31,13 +31,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 from libp2p.abc import INetStream, INetwork
 from libp2p.peer.id import ID
 
 from ._net import NET_ERRORS, ConnectionEvents
+from .periods import Period, PeriodCount, Ticker
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +58,6 @@ class ConnectionLimits:
     idle_after: float  # seconds without an open stream before a peer (above low) is dropped
 
 
-class Ticker(Protocol):
-    async def wait(self) -> None:
-        """Return when the next period begins."""
-        ...
-
-
-@dataclass(frozen=True)
-class Period:
-    """A period of ``seconds`` on trio's clock."""
-
-    seconds: float = 30.0
-
-    async def wait(self) -> None:
-        await trio.sleep(self.seconds)
-
-
 class ConnectionPolicy:
     """Stands where py-libp2p's AutoConnector stood: it never dials, and it prunes.
 
@@ -84,12 +69,11 @@ class ConnectionPolicy:
         self.limits = limits
         self.ticker: Ticker = ticker or Period()
         self.clock = clock
-        self.periods = 0  # periods completed
+        self.periods = PeriodCount()
         self.pruned = 0  # peers disconnected by this policy
         self._first_seen: dict[ID, float] = {}
         self._idle_since: dict[ID, float] = {}
         self._swarm: Any = None
-        self._changed = trio.Event()  # set (and replaced) after each period
         self.events = _Events(self._seen, self._gone, self._active)
         # What the swarm reads from its connector (swarm._schedule_auto_connect).
         self._is_connecting = False
@@ -142,14 +126,7 @@ class ConnectionPolicy:
         while True:
             await self.ticker.wait()
             await self.prune()
-            self.periods += 1
-            self._changed.set()
-            self._changed = trio.Event()
-
-    async def wait_for_periods(self, count: int) -> None:
-        """Return once ``count`` periods have completed (bound it with a deadline)."""
-        while self.periods < count:
-            await self._changed.wait()
+            self.periods.done()
 
     async def prune(self) -> None:
         """Disconnect idle peers, then peers above the high water mark (see the module

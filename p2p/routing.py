@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
+import trio
 from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.peer.id import ID
@@ -31,6 +32,8 @@ from ipfs_mcp.backends.core.ip_scope import Scope, scope_of_ip
 from ipfs_mcp.backends.errors import NetworkError
 
 from ._net import NET_ERRORS
+from .periods import Ticker
+from .random_walk import RandomWalk
 
 log = logging.getLogger(__name__)
 
@@ -94,18 +97,22 @@ class ContentRouting(Protocol):
 class KadContentRouting:
     """Kademlia, in server or client mode (``dht.mode``)."""
 
-    def __init__(self, dht: KadDHT) -> None:
+    def __init__(self, dht: KadDHT, refresh_period: Ticker | None = None) -> None:
         self.dht = dht
+        # Random walks refresh the routing table once a period (random_walk.py).
+        self.refresher = RandomWalk(dht, refresh_period, kad_protocols=KAD_PROTOCOLS)
 
     @classmethod
-    def for_host(cls, host: object, *, server: bool) -> KadContentRouting:
-        """A DHT on ``host`` in server (answers queries) or client (only asks) mode."""
+    def for_host(cls, host: object, *, server: bool,
+                 refresh_period: Ticker | None = None) -> KadContentRouting:
+        """A DHT on ``host`` in server (answers queries) or client (only asks) mode, its
+        routing table refreshed by a random walk every ``refresh_period`` (10 min)."""
         mode = DHTMode.SERVER if server else DHTMode.CLIENT
         dht = KadDHT(host, mode)  # type: ignore[arg-type]
         if server:  # the library registers the Amino id only
             host.set_stream_handler(TProtocol(LAN_KAD_PROTOCOL),  # type: ignore[attr-defined]
                                     dht.handle_stream)
-        return cls(dht)
+        return cls(dht, refresh_period)
 
     @property
     def server_mode(self) -> bool:
@@ -113,8 +120,12 @@ class KadContentRouting:
 
     @asynccontextmanager
     async def _running(self) -> AsyncIterator[None]:
-        async with background_trio_service(self.dht):
-            yield
+        async with background_trio_service(self.dht), trio.open_nursery() as nursery:
+            nursery.start_soon(self.refresher.run)
+            try:
+                yield
+            finally:
+                nursery.cancel_scope.cancel()
 
     def running(self) -> AbstractAsyncContextManager[None]:
         return self._running()

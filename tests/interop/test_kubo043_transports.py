@@ -11,8 +11,8 @@ them at that seam.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +24,8 @@ from p2p.nodes import FAST, add_bytes, repo_at
 
 from ipfs_mcp.backends.core.cids import cid_str, parse_cid
 from ipfs_mcp.backends.core.exporter import Exporter
-from ipfs_mcp.p2p import KadContentRouting, P2PNode, build_host, load_or_create_identity
+from ipfs_mcp.p2p import P2PNode
+from tests.p2p.driven import node_with
 
 from .kubo_daemon import KuboDaemon
 
@@ -38,18 +39,12 @@ async def run(fn: Callable[[], object]) -> object:
     return await anyio.to_thread.run_sync(fn)
 
 
-@asynccontextmanager
-async def counted_node(path: Path, listen: str, dialled: list[Multiaddr]
-                       ) -> AsyncIterator[P2PNode]:
+def counted_node(path: Path, listen: str, dialled: list[Multiaddr]
+                 ) -> AbstractAsyncContextManager[P2PNode]:
     """Our node on ``path``'s repo listening on ``listen`` alone, telling ``dialled`` of
     every address it dials."""
     cfg = replace(FAST, listen_addrs=(listen,))
-    repo = repo_at(path)
-    dial_policy = replace(cfg.dial_policy(), on_dial=dialled.append)
-    host = build_host(load_or_create_identity(path), cfg, dial_policy)
-    routing = KadContentRouting.for_host(host, server=True)
-    async with P2PNode(host, repo.blocks, routing, config=cfg, dial_policy=dial_policy) as node:
-        yield node
+    return node_with(path, cfg, dial_policy=replace(cfg.dial_policy(), on_dial=dialled.append))
 
 
 @pytest.mark.parametrize("transport", sorted(TRANSPORTS))
@@ -60,8 +55,9 @@ async def test_a_block_each_way_over_the_transport(
     cid = cid_str(add_bytes(repo_at(tmp_path / "n"), ours, cid_version=1))
     dialled: list[Multiaddr] = []
     with trio.fail_after(120):
-        dialler, server = await run(lambda: [  # type: ignore[misc]
+        kubos: list[KuboDaemon] = await run(lambda: [  # type: ignore[assignment]
             kubo043_factory(config={"Addresses.Swarm": [listen]}) for _ in range(2)])
+        dialler, server = kubos
         assert all(marker in a for k in (dialler, server) for a in k.dial_addrs)
         async with counted_node(tmp_path / "n", listen, dialled) as node:
             assert node.addrs and all(marker in a for a in node.addrs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 import trio
@@ -24,6 +24,7 @@ from ipfs_mcp.p2p import NodeConfig
 from ipfs_mcp.p2p.config import Role
 from ipfs_mcp.p2p.connection_policy import ConnectionLimits, ConnectionPolicy
 from ipfs_mcp.p2p.host import build_host
+from tests.p2p.driven import Clock, DrivenTicker, periods
 
 pytestmark = pytest.mark.anyio
 
@@ -31,38 +32,10 @@ LEECHER = NodeConfig(role=Role.LEECHER)
 LOCAL = [Multiaddr("/ip4/127.0.0.1/tcp/0")]
 
 
-class DrivenTicker:
-    """A period that begins when the test says so."""
-
-    def __init__(self) -> None:
-        self._send, self._receive = trio.open_memory_channel[None](0)
-
-    async def wait(self) -> None:
-        await self._receive.receive()
-
-    async def tick(self) -> None:
-        await self._send.send(None)
-
-
-@dataclass
-class Clock:
-    now: float = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @asynccontextmanager
 async def running(host: IHost) -> AsyncIterator[IHost]:
     async with host.run(LOCAL):
         yield host
-
-
-async def periods(policy: ConnectionPolicy, ticker: DrivenTicker, count: int) -> None:
-    for _ in range(count):
-        done = policy.periods + 1
-        await ticker.tick()
-        await policy.wait_for_periods(done)
 
 
 async def test_a_leecher_with_a_dozen_known_peers_dials_none_across_periods() -> None:
@@ -85,7 +58,7 @@ async def test_a_leecher_with_a_dozen_known_peers_dials_none_across_periods() ->
                 await swarm.auto_connector.maybe_connect()  # type: ignore[attr-defined]
                 swarm._schedule_auto_connect()  # type: ignore[attr-defined]
                 clock.now += 30
-                await periods(policy, ticker, 1)
+                await periods(policy.periods, ticker, 1)
             assert dials == []
             assert host.get_connected_peers() == []
             # The library's connector, left in place, would have dialled them.
@@ -131,7 +104,7 @@ class Driven:
 
     async def at(self, now: float) -> None:
         self.clock.now = now
-        await periods(self.policy, self.ticker, 1)
+        await periods(self.policy.periods, self.ticker, 1)
 
 
 async def test_above_the_high_mark_peers_past_their_grace_go_down_to_the_low_mark() -> None:
