@@ -9,6 +9,7 @@ the node is down says so (``NodeNotRunning``), as the network tools do.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
@@ -16,13 +17,20 @@ from ipfs_mcp.backends.errors import NodeNotRunning
 from ipfs_mcp.backends.names import KeyInfo, NameRecord
 from ipfs_mcp.p2p.names import NodeNames
 
-from .node_network import NodeHolder
+if TYPE_CHECKING:
+    from ipfs_mcp.p2p import P2PNode
+
+
+class NodeWaiter(Protocol):
+    async def wait(self) -> P2PNode | None:
+        """The running node (None: it is not running)."""
+        ...
 
 
 class SlotNames:
     """``NameSystem`` over the node the slot holds (built once per node)."""
 
-    def __init__(self, slot: NodeHolder, repo_path: Path) -> None:
+    def __init__(self, slot: NodeWaiter, repo_path: Path) -> None:
         self.slot = slot
         self.repo_path = repo_path
         self._names: tuple[object, NodeNames] | None = None
@@ -31,8 +39,8 @@ class SlotNames:
     async def _for_node(self) -> NodeNames:
         node = await self.slot.wait()
         if node is None:
-            raise NodeNotRunning(f"P2P node is not running ({self.slot.status}); IPNS names "
-                                 "need it: start without --no-p2p")
+            raise NodeNotRunning(f"P2P node is not running ({getattr(self.slot, 'status', '')}); "
+                                 "IPNS names need it: start without --no-p2p")
         async with self._lock:
             if self._names is None or self._names[0] is not node:
                 names = NodeNames.for_host(node.host, node.routing.dht,  # type: ignore[attr-defined]

@@ -50,7 +50,8 @@ EXPORTED: dict[str, set[str]] = {
         "paging", "progress", "pubsub", "roots",
     },
     "ipfs_mcp.server": {
-        "app", "cli", "cli_errors", "cli_fetch", "cli_output", "cli_progress", "config",
+        "app", "cli", "cli_errors", "cli_fetch", "cli_names", "cli_output", "cli_progress",
+        "config",
         "daemon", "daemon_file", "gateway", "http",
         "hypercorn_worker", "logs", "metrics",
         "node_names", "node_network", "prompts", "serve", "state", "stdio", "tool_args",
