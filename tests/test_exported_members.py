@@ -36,8 +36,8 @@ EXPORTED: dict[str, set[str]] = {
     "ipfs_mcp.backends.hub": {"layout", "models", "receive"},
     "ipfs_mcp.backends.remote": {"cluster", "ipfs_kit", "kubo"},
     "ipfs_mcp.backends.remote.kubo": {
-        "backend", "cli_transport", "factory", "http_transport", "network", "transport",
-        "upload", "verified",
+        "backend", "cli_transport", "factory", "http_transport", "names", "network",
+        "transport", "upload", "verified",
     },
     "ipfs_mcp.p2p": {
         "Bitswap", "BitswapConfig", "ContentRouting", "FetchReport", "KadContentRouting",

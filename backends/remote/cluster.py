@@ -291,6 +291,7 @@ class ClusterBackend:
         self.url = api.url
         self.kubo = kubo
         self.network = kubo.network  # the network tools speak for the cluster's Kubo
+        self.names = kubo.names  # and names are the cluster's Kubo's
         self.timeout = timeout
 
     @classmethod

@@ -1,12 +1,16 @@
 """IPNS with Kubo 0.43.1 on loopback, through the DHT (Kubo's LAN DHT), both directions:
 our record resolves in Kubo (``ipfs name resolve``), Kubo's (``ipfs name publish``)
 resolves in ours, and a deliberately lying peer's stale or badly signed records are refused
-by both (each PUT_VALUE answered with a reset, the real record still resolved)."""
+by both (each PUT_VALUE answered with a reset, the real record still resolved). Kubo's
+validator (``ipfs name put``) takes the records we make and refuses the ones ours refuses;
+names through Kubo's RPC (``KuboNames``): keys, publish with the next sequence, resolve,
+each record reported only after it validated here."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -17,13 +21,16 @@ from libp2p.kad_dht.pb.kademlia_pb2 import Record
 from libp2p.peer.id import ID
 from p2p.nodes import node_at
 
-from ipfs_mcp.backends.core import ipns
+from ipfs_mcp.backends.core import ipns, protobuf
+from ipfs_mcp.backends.errors import InvalidInput, InvalidRecord, NameNotFound, NotFound
+from ipfs_mcp.backends.remote.kubo.http_transport import HTTPTransport
+from ipfs_mcp.backends.remote.kubo.names import KuboNames
 from ipfs_mcp.p2p import P2PNode
 from ipfs_mcp.p2p.identity import load_or_create_identity
 from ipfs_mcp.p2p.keys import signing_key
 from ipfs_mcp.p2p.names import NodeNames
 
-from .kubo_daemon import KuboDaemon
+from .kubo_daemon import InteropError, KuboDaemon
 
 pytestmark = pytest.mark.anyio
 
@@ -108,3 +115,62 @@ async def test_kubos_record_resolves_in_ours_and_ours_refuses_a_liars_forgery(
             assert not await lying_put(liar, node.peer_id, name, forged.raw)
             again = await names.resolve(name)
             assert (again.value, again.sequence) == (CID_1, resolved.sequence)
+
+
+def kubo_put(kubo: KuboDaemon, name: str, raw: bytes, tmp: Path, *flags: str) -> None:
+    """``ipfs name put`` of a record file, held locally (Kubo's own validation unless
+    ``--force``)."""
+    path = tmp / f"record-{len(list(tmp.glob('record-*')))}.ipns"
+    path.write_bytes(raw)
+    kubo.cli("name", "put", "--allow-offline", *flags, name, str(path))
+
+
+async def test_kubo_validates_our_records_as_we_do(
+        kubo043_factory: Callable[..., KuboDaemon], tmp_path: Path) -> None:
+    """Kubo's validator takes what ours makes and refuses what ours refuses."""
+    kubo: KuboDaemon = await run(kubo043_factory)  # type: ignore[assignment]
+    key = Ed25519PrivateKey.generate()
+    made = ipns.make_record(key, CID_1, sequence=3, lifetime_seconds=3600, ttl_seconds=30)
+    await run(lambda: kubo_put(kubo, made.name, made.raw, tmp_path))
+    assert await run(lambda: kubo.rpc("name/get", arg=made.name)) == made.raw
+    refused = {
+        "stale": ipns.make_record(key, CID_2, sequence=2, lifetime_seconds=3600,
+                                  ttl_seconds=0).raw,
+        "expired": ipns.make_record(key, CID_2, sequence=4, lifetime_seconds=60, ttl_seconds=0,
+                                    now=datetime.now(UTC) - timedelta(hours=1)).raw,
+        "forged": ipns.make_record(Ed25519PrivateKey.generate(), CID_2, sequence=5,
+                                   lifetime_seconds=3600, ttl_seconds=0).raw,
+        "oversized": made.raw + protobuf.bytes_field(15, b"\0" * ipns.MAX_RECORD_SIZE),
+        "V1 forged": made.raw + protobuf.bytes_field(1, CID_2.encode()),
+    }
+    for what, raw in refused.items():
+        with pytest.raises(InteropError):
+            await run(lambda raw=raw: kubo_put(kubo, made.name, raw, tmp_path))  # type: ignore[misc]
+        if what != "stale":  # a stale one is valid in itself; ours refuses it against the held
+            with pytest.raises(InvalidRecord):
+                ipns.validate_record(made.name, raw)
+
+
+async def test_names_through_kubos_rpc(
+        kubo043_factory: Callable[..., KuboDaemon], tmp_path: Path) -> None:
+    kubo: KuboDaemon = await run(kubo043_factory)  # type: ignore[assignment]
+    names = KuboNames(HTTPTransport(kubo.api_url, timeout=30))
+    keys = await names.keys()
+    assert [k.name for k in keys] == ["self"]
+    assert ipns.name_multihash(keys[0].ipns_name) == ID.from_base58(kubo.peer_id).to_bytes()
+    made = await names.generate_key("model")
+    for taken in ("model", "self"):
+        with pytest.raises(InvalidInput):
+            await names.generate_key(taken)
+    assert await names.last_published("model") is None
+    first = await names.publish(CID_1, key="model", lifetime_seconds=3600, ttl_seconds=60)
+    second = await names.publish(CID_2, key="model")
+    assert (first.name, first.sequence, first.ttl_seconds) == (made.ipns_name, 0, 60)
+    assert (second.sequence, second.value, second.source) == (1, CID_2, "kubo")
+    assert (await names.resolve(made.ipns_name)).value == CID_2
+    assert await names.last_published("model") == second
+    with pytest.raises(NotFound):
+        await names.publish(CID_1, key="missing")
+    stranger = ipns.ipns_name(ipns.key_multihash(Ed25519PrivateKey.generate().public_key()))
+    with pytest.raises(NameNotFound):
+        await names.resolve(stranger)

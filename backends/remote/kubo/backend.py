@@ -54,6 +54,7 @@ from ipfs_mcp.backends.errors import (
 from ipfs_mcp.backends.network import Network
 from ipfs_mcp.backends.remote.kubo.cli_transport import CLITransport
 from ipfs_mcp.backends.remote.kubo.http_transport import HTTPTransport
+from ipfs_mcp.backends.remote.kubo.names import KuboNames
 from ipfs_mcp.backends.remote.kubo.network import KuboNetwork
 from ipfs_mcp.backends.remote.kubo.transport import Body, FileBody, KuboTransport
 from ipfs_mcp.backends.remote.kubo.upload import LocalTree, added_entries, read_pieces
@@ -154,6 +155,7 @@ class KuboBackend:
         self.reader = VerifiedReader(self._block_get_raw, self._cat_raw)
         # Where Kubo is the backend, Kubo is the node: the network tools speak for it.
         self.network: Network | None = KuboNetwork(self, transport.label)
+        self.names = KuboNames(transport)  # and its names are Kubo's (its keys, its routing)
 
     @classmethod
     def connect(cls, transport: KuboTransport) -> KuboBackend:
