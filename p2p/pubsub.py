@@ -341,6 +341,21 @@ class PubSub:
             return sorted(str(p) for p in self.pubsub.peers)
         return sorted(str(p) for p in self.pubsub.peer_topics.get(topic, ()))
 
+    async def flush(self, timeout: float = 5.0) -> bool:
+        """Wait (at most ``timeout`` s) until what we sent has left our queues: a process
+        that exits right after publishing would otherwise drop it. Whether it left."""
+        with trio.move_on_after(timeout):
+            while any(len(q) for q in self.pubsub.peer_queues.values()):
+                await trio.sleep(0.02)
+            # The sender task took the last one; give its write the same short turns.
+            await trio.sleep(0.2)
+            return True
+        return False
+
+    def neighbour_topics(self) -> list[str]:
+        """The topics our pubsub peers subscribe to (whether or not we do)."""
+        return sorted(t for t, peers in self.pubsub.peer_topics.items() if peers)
+
     def score(self, peer: str | ID, topic: str) -> float:
         """The router's score of ``peer`` on ``topic`` (below PUBLISH_THRESHOLD: ignored)."""
         peer_id = peer if isinstance(peer, ID) else ID.from_base58(peer)

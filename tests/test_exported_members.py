@@ -51,7 +51,7 @@ EXPORTED: dict[str, set[str]] = {
     },
     "ipfs_mcp.server": {
         "app", "cli", "cli_errors", "cli_fetch", "cli_names", "cli_output", "cli_progress",
-        "config",
+        "cli_pubsub", "config",
         "daemon", "daemon_file", "gateway", "http",
         "hypercorn_worker", "logs", "metrics",
         "node_names", "node_network", "prompts", "serve", "state", "stdio", "tool_args",
