@@ -60,6 +60,7 @@ class NetworkSnapshot:
     role: str | None = None
     dht_mode: str | None = None
     routing_table_size: int | None = None
+    reachability: str | None = None  # AutoNAT's: public, private or unknown
     bandwidth_in: int | None = None
     bandwidth_out: int | None = None
     blocks_sent: int | None = None

@@ -25,6 +25,7 @@ from ._net import NET_ERRORS, ConnectionEvents, FrameReader, close_quietly
 from .dialing import DialPolicy
 from .host import peer_info_from_addr
 from .loop import NodeLoop
+from .reachability import Reachability
 from .routing import ContentRouting
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,10 @@ class Peers:
     """The peers of one host: connect, wait for, identify. Components come in built."""
 
     def __init__(self, host: IHost, routing: ContentRouting, loop: NodeLoop,
-                 dial_policy: DialPolicy) -> None:
+                 dial_policy: DialPolicy, reachability: Reachability | None = None) -> None:
         self.host = host
+        # AutoNAT: identified peers that serve it are asked whether they can reach us.
+        self.reachability = reachability or Reachability(host)
         self.routing = routing
         self.loop = loop
         self.dial_policy = dial_policy
@@ -189,6 +192,8 @@ class Peers:
                 except Exception:  # the peerstore raises for peers it never saw
                     protocols = []
             self._protocols[key] = protocols
+            if self.reachability.should_ask(peer_id, protocols):
+                self.loop.spawn(self.reachability.ask, peer_id)
             with trio.move_on_after(10):
                 await self.routing.add_peer(peer_id, protocols)
         except Exception as exc:  # a malformed identify message (protobuf DecodeError)

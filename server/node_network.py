@@ -98,7 +98,8 @@ class NodeNetwork:
                                                       self.bootstrap))
 
     async def snapshot(self) -> NetworkSnapshot:
-        stats = (await self._node()).stats()
+        node = await self._node()
+        stats = node.stats()
         peers = tuple(PeerRecord(
             peer_id=p.peer_id, addrs=tuple(p.addrs), connected=p.connected, agent=p.agent,
             bitswap_protocol=p.bitswap_protocol, latency=p.latency, bytes_sent=p.bytes_sent,
@@ -110,6 +111,7 @@ class NodeNetwork:
             node=self.name, peer_id=stats.peer_id, addrs=tuple(stats.addrs), peers=peers,
             role=stats.role, dht_mode=stats.dht_mode,
             routing_table_size=stats.routing_table_size,
+            reachability=node.peers.reachability.status,
             bandwidth_in=stats.bandwidth.total_in, bandwidth_out=stats.bandwidth.total_out,
             bandwidth_rate_in=stats.bandwidth.rate_in,
             bandwidth_rate_out=stats.bandwidth.rate_out,

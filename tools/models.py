@@ -204,6 +204,8 @@ class NetworkStats(BaseModel):
     connected_peers: int
     peers: list[PeerInfo]
     routing_table_size: int | None = None
+    reachability: str | None = Field(None, description="AutoNAT: public, private or unknown "
+                                     "(whether peers could dial this node back)")
     bandwidth_in: int | None = Field(None, description="Bytes received since start")
     bandwidth_out: int | None = Field(None, description="Bytes sent since start")
     ledger_blocks_sent: int | None = None

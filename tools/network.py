@@ -170,6 +170,7 @@ def network_stats(snap: NetworkSnapshot) -> NetworkStats:
         node=snap.node, peer_id=snap.peer_id, listen_addrs=list(snap.addrs), role=snap.role,
         dht_mode=snap.dht_mode, connected_peers=sum(1 for p in peers if p.connected),
         peers=peers, routing_table_size=snap.routing_table_size,
+        reachability=snap.reachability,
         bandwidth_in=snap.bandwidth_in, bandwidth_out=snap.bandwidth_out,
         ledger_blocks_sent=snap.blocks_sent, ledger_blocks_received=snap.blocks_received,
         network_fetches=snap.network_fetches, network_fetches_ok=snap.network_fetches_ok,
