@@ -27,6 +27,7 @@ import pytest
 from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.importer import ImportOptions
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
+from ipfs_mcp.backends.hub.layout import RECORD_PATH
 from ipfs_mcp.backends.repo.repository import Repo
 from tests.backends.test_filestore import blob_of, make_hf_model
 
@@ -137,14 +138,26 @@ def test_hf_snapshot_with_symlinked_blobs_matches_kubo_and_tampering_too(
              "tokenizer.json": tokenizer, "config.json": b'{"layers": 2}\n',
              ".gitattributes": b"*.bin filter=lfs\n"}
     snapshot = make_hf_model(hub, "org/parity", files)
-    expected = kubo.add(snapshot, [])
     backend = HFCacheBackend(Repo(tmp_path / "ours", fsync=False), hub_cache=hub)
     result = backend.add_hf_model("org/parity")  # by reference: the default
+    # Kubo adds what we stored: the snapshot's files (links into blobs/, followed) beside
+    # the commit record we wrote into the stored folder (a dotfile path: --hidden).
+    record = next(e for e in result.entries if e.path == RECORD_PATH)
+    view = tmp_path / "view"
+    for rel in files:
+        write_link = view / rel
+        write_link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(snapshot / rel, write_link)
+    write(view / RECORD_PATH, backend.cat(cid_str(record.cid)))
+    expected = kubo.add(view, [])
     assert cid_str(result.root) == expected[""], f"seed {SEED}"
     got = {e.path: cid_str(e.cid) for e in result.entries if e.path}
     assert got == {k: v for k, v in expected.items() if k}
     ours = {(r.cid, r.size, r.path, r.offset) for r in backend.repo.filestore.ls()}
-    assert ours == kubo.refs()
+    # Kubo refers to the record's file; we hold the record's few bytes as blocks.
+    record_refs = {r for r in kubo.refs() if r[2] == str(view / RECORD_PATH)}
+    assert len(record_refs) == 1
+    assert ours == kubo.refs() - record_refs
     assert all(Path(r[2]).parent.name == "blobs" for r in ours)
 
     # Damage the blobs both sides refer to; the statuses must agree leaf by leaf.
@@ -153,7 +166,7 @@ def test_hf_snapshot_with_symlinked_blobs_matches_kubo_and_tampering_too(
         handle.write(bytes([weights[262144 + 10] ^ 1]))
     os.truncate(blob_of(hub, "org/parity", shard), 262144 + 5)
     blob_of(hub, "org/parity", tokenizer).unlink()
-    theirs = kubo.verify()
+    theirs = {ref: status for ref, status in kubo.verify().items() if ref not in record_refs}
     mine = {(r.cid, r.size, r.path, r.offset): r.status for r in backend.repo.filestore.verify()}
     assert mine == theirs
     assert sorted(theirs.values()).count("ok") == len(theirs) - 4  # 1 flipped, 2 cut, 1 gone
