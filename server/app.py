@@ -584,7 +584,7 @@ def _register_name_tools(mcp: MCPServer[ServerState]) -> None:
         key: str = "self",
         lifetime_seconds: Annotated[float, Field(ge=60)] = 48 * 3600,
         ttl_seconds: Annotated[float, Field(ge=0)] = 300,
-        confirm: Annotated[Confirmation | None, Resolve(_confirm_publish)] = None,
+        confirm: Annotated[Confirmation, Resolve(_confirm_publish)] = None,
     ) -> Annotated[CallToolResult, name_tools.PublishNameResult]:
         """Point a key's IPNS name at a CID (e.g. a model's latest version)."""
         refused = _declined(confirm, f"replace the newer record under key {key!r}")

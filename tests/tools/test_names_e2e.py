@@ -56,3 +56,43 @@ async def test_publish_the_latest_model_on_one_node_and_read_it_by_name_on_anoth
     assert asked == []  # our own earlier record is not "newer": nothing to confirm
     assert resolved["path"] == f"/ipfs/{v2}/config.json"
     assert page.contents[0].text == '{"version": 2}\n'  # type: ignore[union-attr]
+
+
+async def test_a_newer_record_from_another_machine_is_replaced_only_when_confirmed(
+        tmp_path: Path) -> None:
+    """One key on two nodes (copied, as a team shares it): B publishes first, so A's
+    publish would replace a newer record than A ever published. A's client is asked; a
+    decline changes nothing, a yes publishes past B's sequence."""
+    from ipfs_mcp.p2p.identity import load_or_create_identity
+    from ipfs_mcp.p2p.keys import KEYS_FOLDER, KeyStore
+
+    repo_a, repo_b = tmp_path / "a" / "ipfs", tmp_path / "b" / "ipfs"
+    for repo in (repo_a, repo_b):
+        repo.mkdir(parents=True)
+    shared = KeyStore(repo_a, load_or_create_identity(repo_a)).generate("team")
+    (repo_b / KEYS_FOLDER).mkdir(mode=0o700)
+    key_file = repo_a / KEYS_FOLDER / "team.key"
+    (repo_b / KEYS_FOLDER / "team.key").write_bytes(key_file.read_bytes())
+    ours, theirs = ("bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4",
+                    "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+    asked: list[str] = []
+    with anyio.fail_after(TIMEOUT):
+        async with Client(build_server(_settings(tmp_path / "a", tmp_path)),
+                          elicitation_callback=scripted_answers(["decline", "accept"],
+                                                                asked)) as a, \
+                Client(build_server(_settings(tmp_path / "b", tmp_path))) as b:
+            b_addr = _ok(await b.call_tool("peer_stats", {}))["network"]["listen_addrs"][0]
+            _ok(await a.call_tool("connect_peer", {"multiaddr": b_addr}))
+            by_b = _ok(await b.call_tool("publish_name", {"value": theirs, "key": "team"}))
+            declined = await a.call_tool("publish_name", {"value": ours, "key": "team"})
+            still = _ok(await a.call_tool("resolve_name", {"name": shared.ipns_name}))
+            replaced = _ok(await a.call_tool("publish_name", {"value": ours, "key": "team"}))
+            now = _ok(await b.call_tool("resolve_name", {"name": shared.ipns_name}))
+    assert by_b["name"] == shared.ipns_name
+    assert declined.is_error and "declined" in declined.content[0].text
+    assert "nothing was changed" in declined.content[0].text
+    assert still["path"] == f"/ipfs/{theirs}"
+    assert len(asked) == 2 and theirs in asked[0]
+    assert replaced["sequence"] > by_b["sequence"]
+    assert replaced["replaced_sequence"] == by_b["sequence"]
+    assert now["path"] == f"/ipfs/{ours}"
