@@ -59,16 +59,11 @@ LOOKUP_TIMEOUT = 30.0  # a whole resolve or publish walk
 
 
 class RecordRouter(Protocol):
-    """A delegated router that answers ``GET /routing/v1/ipns/{name}``."""
+    """Delegated routers that answer ``GET /routing/v1/ipns/{name}``."""
 
-    url: str
-
-    async def ipns_record(self, name: str) -> bytes | None:
-        """The raw record it holds for ``name`` (None: it has none). Not validated.
-
-        Raises:
-            NetworkError: the router failed.
-        """
+    async def ipns_records(self, name: str) -> tuple[list[bytes], dict[str, str]]:
+        """The raw records the routers hold for ``name``, and each failing router's reason.
+        (Validated again here: a record is never taken on a router's word.)"""
         ...
 
 
@@ -208,11 +203,15 @@ class NodeNames:
         for router in self.routers:
             try:
                 with trio.fail_after(self.lookup_timeout):
-                    raw = await router.ipns_record(key_name)
-                if raw is not None:
+                    raws, errors = await router.ipns_records(key_name)
+            except trio.TooSlowError:
+                raws, errors = [], {"delegated routers": "timed out"}
+            failures.extend(f"{url}: {why}" for url, why in errors.items())
+            for raw in raws:
+                try:
                     found.append((ipns.validate_record(key_name, raw), "delegated router"))
-            except (IpfsMcpError, trio.TooSlowError) as exc:
-                failures.append(f"{router.url}: {exc or 'timed out'}")
+                except InvalidRecord as exc:
+                    failures.append(f"a delegated router's record: {exc}")
         if not found:
             detail = f" ({'; '.join(failures)})" if failures else ""
             raise NameNotFound(f"no valid IPNS record of {key_name}{detail}")

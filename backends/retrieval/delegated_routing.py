@@ -1,5 +1,8 @@
 """A delegated routing client (``/routing/v1``, IPIP-337), for ``--delegated-router URL``.
 
+``GET {router}/routing/v1/ipns/{name}`` (IPIP-379) answers a name's signed record, which
+is validated here (signature, validity, size) before anyone reads it.
+
 ``GET {router}/routing/v1/providers/{cid}`` answers with the peers that provide a CID, as
 JSON (``{"Providers": [...]}``) or, when asked with ``Accept: application/x-ndjson``, one
 record per line. Each record (``"Schema": "peer"``) carries an ``ID``, its ``Addrs`` and the
@@ -22,12 +25,19 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+import anyio.to_thread
 import httpx
 from multiformats import CID
 
+from ipfs_mcp.backends.core import ipns
 from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.reputation import ProviderReputation
-from ipfs_mcp.backends.errors import BackendUnavailable, BlockNotFound, NetworkError
+from ipfs_mcp.backends.errors import (
+    BackendUnavailable,
+    BlockNotFound,
+    InvalidRecord,
+    NetworkError,
+)
 from ipfs_mcp.backends.fetcher import BlockFetcher
 from ipfs_mcp.backends.http_answers import json_lines, read_bounded
 from ipfs_mcp.backends.retrieval.address_scope import Scope, SteeringPolicy
@@ -45,6 +55,7 @@ GATEWAY_HTTP = "transport-ipfs-gateway-http"
 MAX_ANSWER = 4 * 1024 * 1024  # bytes of one answer: thousands of records
 MAX_RECORDS = 1000
 _NDJSON = "application/x-ndjson"
+IPNS_RECORD = "application/vnd.ipfs.ipns-record"
 
 
 @dataclass(frozen=True)
@@ -142,23 +153,33 @@ class DelegatedRouting:
         if self._owns_client:
             self.client.close()
 
-    def _ask(self, url: str, cid: CID) -> list[RoutedProvider]:
-        target = f"{url}/routing/v1/providers/{cid_str(cid)}"
+    def _get(self, url: str, path: str, accept: str, limit: int, what: str) -> bytes | None:
+        """The body of ``GET {url}{path}`` (at most ``limit`` bytes), or None for a 404.
+
+        Raises:
+            NetworkError: the router failed, answered another status, or sent too much.
+        """
         try:
-            with self.client.stream("GET", target,
-                                    headers={"Accept": f"{_NDJSON}, application/json"}
+            with self.client.stream("GET", f"{url}{path}", headers={"Accept": accept}
                                     ) as response:
                 if response.status_code == 404:
-                    return []  # the spec's "no providers" from older routers
+                    return None  # the spec's "none here" (older routers, and IPNS)
                 if response.status_code != 200:
                     raise NetworkError(f"delegated router {url} answered "
-                                       f"{response.status_code} for {cid_str(cid)}")
-                body = read_bounded(response, MAX_ANSWER)
+                                       f"{response.status_code} for {what}")
+                body = read_bounded(response, limit)
                 if body is None:
                     raise NetworkError(f"delegated router {url} sent more than "
-                                       f"{MAX_ANSWER} bytes for {cid_str(cid)}")
+                                       f"{limit} bytes for {what}")
+                return body
         except httpx.HTTPError as exc:
             raise NetworkError(f"delegated router {url} failed: {exc}") from exc
+
+    def _ask(self, url: str, cid: CID) -> list[RoutedProvider]:
+        body = self._get(url, f"/routing/v1/providers/{cid_str(cid)}",
+                         f"{_NDJSON}, application/json", MAX_ANSWER, cid_str(cid))
+        if body is None:
+            return []
         found = []
         for record in _records(body.decode("utf-8", "replace").splitlines(), url):
             found.append(record)
@@ -186,6 +207,33 @@ class DelegatedRouting:
             for record in records:
                 merged.setdefault(record.peer_id, record)
         return list(merged.values())[:limit], errors
+
+    def _ipns_records(self, name: str) -> tuple[list[bytes], dict[str, str]]:
+        """Each router's record of ``name`` (IPIP-379), validated for the name; and each
+        router's failure, a record that does not validate included."""
+        key_name = ipns.ipns_name(ipns.name_multihash(name))
+        found: list[bytes] = []
+        errors: dict[str, str] = {}
+        for url in self.urls:
+            try:
+                raw = self._get(url, f"/routing/v1/ipns/{key_name.removeprefix('/ipns/')}",
+                                IPNS_RECORD, ipns.MAX_RECORD_SIZE, key_name)
+                if raw is not None:
+                    found.append(ipns.validate_record(key_name, raw).raw)
+            except (NetworkError, InvalidRecord) as exc:
+                errors[url] = str(exc)
+        return found, errors
+
+    async def ipns_records(self, name: str) -> tuple[list[bytes], dict[str, str]]:
+        """``GET /routing/v1/ipns/{name}`` of every router (``Accept:
+        application/vnd.ipfs.ipns-record``): the valid records they hold, and why each
+        failing router failed.
+
+        Raises:
+            InvalidInput: ``name`` is not a key's name.
+        """
+        return await anyio.to_thread.run_sync(self._ipns_records, name,
+                                              abandon_on_cancel=True)
 
     def stats(self) -> list[RouterStat]:
         """Each router's reputation as it stands, in configuration order."""

@@ -7,7 +7,8 @@ our peer id, with protocol ``transport-ipfs-gateway-http`` and this gateway's ``
 with TLS, ``/tls/http``) addresses, and, while the P2P node runs, ``transport-bitswap``
 with its libp2p addresses. Then come the providers the node's DHT knows or finds (never
 ourselves). ``/routing/v1/peers/{id}`` answers our own addresses, or what the node's
-peerstore, routing table and DHT walk know of the peer.
+peerstore, routing table and DHT walk know of the peer; ``/routing/v1/ipns/{name}`` the
+record of the name the node's DHT holds.
 
 The node starts in the background and may never run (``--no-p2p``, a failed start): it is
 reached through a :class:`NodeHolder` and waited for, bounded; without it, only our own
@@ -217,3 +218,16 @@ class NodeProviders:
             return []
         return [PeerRecord(peer_id, tuple(_without_peer(str(a)) for a in info.addrs),
                            _transports(node, peer_id))]
+
+    async def ipns_record(self, name: str) -> bytes | None:
+        """The record of ``name`` our node's DHT holds (one it published or was given);
+        none while the node is not running."""
+        node = await self.node.wait(NODE_WAIT)
+        from ipfs_mcp.backends.core.ipns import dht_key
+        from ipfs_mcp.p2p.ipns_dht import held_record
+        from ipfs_mcp.p2p.routing import KadContentRouting
+
+        if node is None or not node.running or not isinstance(node.routing, KadContentRouting):
+            return None
+        record = held_record(node.routing.dht, dht_key(name))
+        return record.raw if record is not None else None

@@ -1,7 +1,9 @@
 """Delegated routing (``/routing/v1``, the http-routing-v1 spec) on the gateway's port.
 
-``GET /routing/v1/providers/{cid}`` and ``GET /routing/v1/peers/{peer-id}`` answer from the
-:class:`~.source.ProviderLookup` handed in: JSON (``{"Providers": [...]}``) or, when the
+``GET /routing/v1/ipns/{name}`` (IPIP-379) answers the signed record the lookup holds for a
+name, as ``application/vnd.ipfs.ipns-record``, validated again before it is sent (404 when
+none valid is held). ``GET /routing/v1/providers/{cid}`` and
+``GET /routing/v1/peers/{peer-id}`` answer from the :class:`~.source.ProviderLookup` handed in: JSON (``{"Providers": [...]}``) or, when the
 client's ``Accept`` asks for it, NDJSON (one record a line). An empty answer is still 200
 (with a short cache lifetime), as the spec asks; a gateway built without a lookup answers
 501. Records use the ``peer`` schema, filtered as the request's ``filter-protocols`` and
@@ -19,8 +21,9 @@ from urllib.parse import unquote
 import anyio
 from multiformats import CID, multibase, multihash
 
+from ipfs_mcp.backends.core import ipns
 from ipfs_mcp.backends.core.cids import parse_cid
-from ipfs_mcp.backends.errors import InvalidInput, IpfsMcpError
+from ipfs_mcp.backends.errors import InvalidInput, InvalidRecord, IpfsMcpError
 
 from .routing_filters import RecordFilter
 from .source import PeerRecord, ProviderLookup, ProviderRecord
@@ -29,6 +32,7 @@ Scope = MutableMapping[str, Any]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 NDJSON = "application/x-ndjson"
+IPNS_RECORD = "application/vnd.ipfs.ipns-record"
 MAX_RECORDS = 100
 LOOKUP_TIMEOUT = 30.0
 _LIBP2P_KEY = 0x72
@@ -64,6 +68,7 @@ class InMemoryProviders:
     def __init__(self) -> None:
         self._providers: dict[bytes, list[ProviderRecord]] = {}
         self._peers: dict[str, PeerRecord] = {}
+        self._ipns: dict[str, bytes] = {}
 
     def add_provider(self, cid: CID, record: ProviderRecord) -> None:
         self._providers.setdefault(bytes(cid.digest), []).append(record)
@@ -77,6 +82,12 @@ class InMemoryProviders:
     async def find_peer(self, peer_id: str) -> list[PeerRecord]:
         found = self._peers.get(peer_id)
         return [found] if found else []
+
+    def add_ipns_record(self, name: str, raw: bytes) -> None:
+        self._ipns[ipns.ipns_name(ipns.name_multihash(name))] = raw
+
+    async def ipns_record(self, name: str) -> bytes | None:
+        return self._ipns.get(name)
 
 
 def _record(record: ProviderRecord | PeerRecord) -> dict[str, object]:
@@ -101,13 +112,16 @@ class RoutingEndpoints:
         if method not in ("GET", "HEAD"):
             await _json(send, 405, {"error": "only GET is served"}, [(b"allow", b"GET, HEAD")])
             return
-        match = re.fullmatch(r"/routing/v1/(providers|peers)/([^/]+)", path)
+        match = re.fullmatch(r"/routing/v1/(providers|peers|ipns)/([^/]+)", path)
         if match is None:
             await _json(send, 404, {"error": "not a /routing/v1 endpoint served here"})
             return
         kind, key = match.groups()
         if self.lookup is None:
             await _json(send, 501, {"error": "this gateway has no routing to answer from"})
+            return
+        if kind == "ipns":
+            await _ipns(self.lookup, key, send, method == "HEAD")
             return
         try:
             records: Sequence[ProviderRecord | PeerRecord]
@@ -136,6 +150,29 @@ class RoutingEndpoints:
         field = "Providers" if kind == "providers" else "Peers"
         body = json.dumps({field: items}).encode()
         await _send(send, 200, b"application/json", body, extra, method == "HEAD")
+
+
+async def _ipns(lookup: ProviderLookup, key: str, send: Send, head: bool) -> None:
+    """A name's signed record as the lookup holds it (IPIP-379), re-validated so that
+    nothing expired or forged is served; 404 when none is held."""
+    try:
+        name = ipns.ipns_name(ipns.name_multihash(key))
+        with anyio.fail_after(LOOKUP_TIMEOUT):
+            raw = await lookup.ipns_record(name)
+        record = ipns.validate_record(name, raw) if raw is not None else None
+    except InvalidInput as exc:
+        await _json(send, 400, {"error": str(exc)})
+        return
+    except (TimeoutError, InvalidRecord):
+        record = None
+    if record is None:
+        await _json(send, 404, {"error": "no valid record of this name is held here"},
+                    [(b"cache-control", b"public, max-age=15")])
+        return
+    ttl = int(record.ttl_ns // 1_000_000_000)
+    await _send(send, 200, IPNS_RECORD.encode(), record.raw,
+                [(b"cache-control", f"public, max-age={ttl}".encode()), (b"vary", b"Accept")],
+                head)
 
 
 async def _json(send: Send, status: int, obj: object,
