@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from ipfs_mcp.server.app import build_server
@@ -14,7 +14,7 @@ from ipfs_mcp.server.tool_list import compact, compact_tool
 pytestmark = pytest.mark.anyio
 
 # Values around every bound, enum and type the tools' arguments have.
-PROBES = [None, -2, -1, 0, 1, 7, 8, 174, 1024, 1025, 1.5, "", "x", "size-1024", True, False,
+PROBES: list[object] = [None, -2, -1, 0, 1, 7, 8, 174, 1024, 1025, 1.5, "", "x", "size-1024", True, False,
           "unixfs-v1-2025", "legacy-cid-v0", [], {}]
 
 
