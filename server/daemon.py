@@ -89,7 +89,22 @@ async def _daemon(settings: ServerSettings, *, as_json: bool = False) -> None:
                     print(line, flush=True)
                 print(f"daemon ready (pid {os.getpid()}; card in {files.card}); stop it "
                       "with Ctrl-C or kill -TERM", flush=True)
-            await anyio.sleep_forever()
+            await _keep_reachability_current(files, card, slot)
+
+
+async def _keep_reachability_current(files: DaemonFiles, card: NodeCard, slot: NodeSlot
+                                     ) -> None:
+    """Republish the card whenever AutoNAT's answer changes, so ``id`` reads it there."""
+    node = await slot.wait()
+    if node is None:
+        await anyio.sleep_forever()
+        return
+    reachability = node.peers.reachability
+    while True:
+        await reachability.asked.reach(reachability.asked.count + 1)
+        if reachability.status != card.reachability:
+            card = dataclasses.replace(card, reachability=reachability.status)
+            await anyio.to_thread.run_sync(files.publish, card)
 
 
 async def running_card(settings: ServerSettings, slot: NodeSlot, served: Served
@@ -102,7 +117,8 @@ async def running_card(settings: ServerSettings, slot: NodeSlot, served: Served
         peer_id, addresses = await anyio.to_thread.run_sync(_peer_id, settings), ()
     return NodeCard(peer_id=peer_id, addresses=tuple(addresses), role=settings.role,
                     running=True, gateway=served.gateway[0] if served.gateway else None,
-                    mcp=served.mcp[0] if served.mcp else None, pid=os.getpid())
+                    mcp=served.mcp[0] if served.mcp else None, pid=os.getpid(),
+                    reachability=node.peers.reachability.status if node else None)
 
 
 def _peer_id(settings: ServerSettings) -> str:

@@ -42,6 +42,7 @@ class NodeCard:
     mcp: str | None = None  # the MCP endpoint (streamable HTTP)
     pid: int | None = None
     metrics: str | None = None  # the node's numbers for Prometheus
+    reachability: str | None = None  # AutoNAT's answer while it runs: public/private/unknown
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,13 +52,15 @@ class NodeCard:
         return cls(peer_id=str(raw["peer_id"]), addresses=tuple(raw.get("addresses") or ()),
                    role=str(raw.get("role", "")), running=bool(raw.get("running", True)),
                    gateway=raw.get("gateway"), mcp=raw.get("mcp"), pid=raw.get("pid"),
-                   metrics=raw.get("metrics"))
+                   metrics=raw.get("metrics"), reachability=raw.get("reachability"))
 
     def lines(self) -> list[str]:
         """The card for people: one labelled line per fact."""
         out = [f"peer id:  {self.peer_id}",
                f"role:     {self.role} ({'running' if self.running else 'not running'})"]
         out += [f"address:  {addr}" for addr in self.addresses] or ["address:  (none)"]
+        if self.reachability:
+            out.append(f"reach:    {self.reachability} (AutoNAT: can peers dial us back)")
         if self.gateway:
             out.append(f"gateway:  {self.gateway}/ipfs/")
         if self.mcp:
