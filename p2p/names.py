@@ -23,14 +23,15 @@ best record the DHT holds, so a name published from elsewhere is not undercut.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 from libp2p.abc import IHost
 from libp2p.crypto.keys import KeyPair
+from libp2p.kad_dht.kad_dht import KadDHT
 
 from ipfs_mcp.backends.core import ipns
 from ipfs_mcp.backends.core.ipns import KeyInfo, NameRecord
@@ -40,15 +41,19 @@ from ipfs_mcp.backends.errors import (
     NameNotFound,
     NetworkError,
     Timeout,
+    Unsupported,
 )
 
 from .identity import write_private_key
 from .ipns_dht import IpnsDht, guard_ipns_puts
 from .keys import SELF, KeyStore, signing_key
 
+if TYPE_CHECKING:
+    from .node import P2PNode
+
 log = logging.getLogger(__name__)
 
-__all__ = ["NodeNames", "RecordRouter"]
+__all__ = ["NamesWhenRunning", "NodeNames", "RecordRouter"]
 
 PUBLISHED_FOLDER = "ipns-published"
 DEFAULT_LIFETIME = 48 * 3600.0  # as Kubo's Ipns.RecordLifetime
@@ -80,14 +85,13 @@ class NodeNames:
         self.lookup_timeout = lookup_timeout
 
     @classmethod
-    def for_host(cls, host: IHost, dht: object, repo_path: Path, *,
+    def for_host(cls, host: IHost, dht: KadDHT, repo_path: Path, *,
                  routers: Sequence[RecordRouter] = ()) -> NodeNames:
         """Names for a running node's ``host`` and Kademlia ``dht`` (a ``KadDHT``), keys and
         records kept in ``repo_path``; inbound IPNS puts are validated from now on."""
         identity = KeyPair(host.get_private_key(), host.get_public_key())
-        guard_ipns_puts(host, dht)  # type: ignore[arg-type]
-        return cls(IpnsDht(dht), KeyStore(repo_path, identity),  # type: ignore[arg-type]
-                   repo_path, routers=routers)
+        guard_ipns_puts(host, dht)
+        return cls(IpnsDht(dht), KeyStore(repo_path, identity), repo_path, routers=routers)
 
     # -- keys ---------------------------------------------------------------------------
     async def keys(self) -> list[KeyInfo]:
@@ -217,3 +221,48 @@ class NodeNames:
             raise NameNotFound(f"no valid IPNS record of {key_name}{detail}")
         best = ipns.best_record([r for r, _ in found])
         return best.to_name_record(next(source for r, source in found if r is best))
+
+
+class NamesWhenRunning:
+    """The ``NameSystem`` of a node that starts in the background (the server's slot): each
+    call waits for the node (``node()`` raises when there is none), then asks the
+    :class:`NodeNames` made for that node, whose republisher runs in the node's nursery."""
+
+    def __init__(self, node: Callable[[], Awaitable[P2PNode]], repo_path: Path, *,
+                 routers: Sequence[RecordRouter] = ()) -> None:
+        self._node = node
+        self.repo_path = Path(repo_path)
+        self.routers = tuple(routers)
+        self._made: tuple[P2PNode, NodeNames] | None = None
+
+    async def names(self) -> NodeNames:
+        """Raises: NodeNotRunning (from ``node()``), Unsupported (no Kademlia DHT)."""
+        node = await self._node()
+        if self._made is None or self._made[0] is not node:
+            dht = getattr(node.routing, "dht", None)
+            if not isinstance(dht, KadDHT):
+                raise Unsupported("ipfs-mcp p2p node", "IPNS",
+                                  "its routing keeps no DHT records")
+            made = NodeNames.for_host(node.host, dht, self.repo_path, routers=self.routers)
+            node.loop.spawn(made.republish_forever)
+            self._made = (node, made)
+        return self._made[1]
+
+    async def publish(self, value: str, *, key: str = SELF,
+                      lifetime_seconds: float = DEFAULT_LIFETIME,
+                      ttl_seconds: float = 300) -> NameRecord:
+        return await (await self.names()).publish(value, key=key,
+                                                  lifetime_seconds=lifetime_seconds,
+                                                  ttl_seconds=ttl_seconds)
+
+    async def resolve(self, name: str) -> NameRecord:
+        return await (await self.names()).resolve(name)
+
+    async def last_published(self, key: str = SELF) -> NameRecord | None:
+        return await (await self.names()).last_published(key)
+
+    async def keys(self) -> list[KeyInfo]:
+        return await (await self.names()).keys()
+
+    async def generate_key(self, name: str) -> KeyInfo:
+        return await (await self.names()).generate_key(name)

@@ -9,12 +9,14 @@ beside the embedded backend: where Kubo is the backend, Kubo is the node.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import anyio.to_thread
 from multiformats import CID
 
 from ipfs_mcp.backends.errors import IpfsMcpError, NetworkError, NodeNotRunning
+from ipfs_mcp.backends.names import NameSystem
 from ipfs_mcp.backends.network import (
     AnnounceReport,
     NetworkSnapshot,
@@ -38,10 +40,25 @@ class NodeNetwork:
     name = "ipfs-mcp p2p node"
 
     def __init__(self, slot: NodeHolder, *, bootstrap: Sequence[str] = (),
-                 routing: DelegatedRouting | None = None) -> None:
+                 routing: DelegatedRouting | None = None,
+                 repo_path: Path | None = None) -> None:
         self.slot = slot
         self.bootstrap = tuple(bootstrap)
         self.routing = routing  # delegated routers, asked beside the DHT
+        self.repo_path = repo_path  # where the node's identity and keys are
+        self._names: NameSystem | None = None
+
+    @property
+    def names(self) -> NameSystem | None:
+        """The node's NameSystem (IPNS with its keys, its DHT and the delegated routers);
+        None without a repo to keep keys in. Made on first use: it imports libp2p."""
+        if self._names is None and self.repo_path is not None:
+            from ipfs_mcp.p2p.names import NamesWhenRunning
+
+            self._names = NamesWhenRunning(
+                self._node, self.repo_path,
+                routers=[self.routing] if self.routing is not None else [])
+        return self._names
 
     def status(self) -> str:
         return self.slot.status

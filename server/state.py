@@ -497,7 +497,8 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
     if network is not None:
         slot.settle(None, f"not started: {network.name} is the node")
     elif repo is not None:
-        network = NodeNetwork(slot, bootstrap=settings.bootstrap, routing=delegated)
+        network = NodeNetwork(slot, bootstrap=settings.bootstrap, routing=delegated,
+                              repo_path=repo.path)
     if repo is not None and router.network is None:
         retrieval = _add_sources(sources, settings, repo, slot, delegated)
     else:

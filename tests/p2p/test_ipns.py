@@ -153,3 +153,20 @@ async def test_republishing_re_signs_what_is_about_to_expire_with_the_next_seque
             again = await names_b.resolve(short.name)
             assert (again.sequence, again.value) == (1, CID_A)
             assert again.validity is not None and again.validity > (short.validity or "")
+
+
+async def test_the_servers_node_network_carries_the_nodes_name_system(tmp_path: Path) -> None:
+    from ipfs_mcp.backends.names import NameSystem
+    from ipfs_mcp.server.node_network import NodeNetwork
+    from ipfs_mcp.server.state import NodeSlot
+
+    slot = NodeSlot()
+    network = NodeNetwork(slot, repo_path=tmp_path / "a")
+    assert isinstance(network.names, NameSystem)
+    assert NodeNetwork(NodeSlot()).names is None  # no repo: no keys to sign with
+    with trio.fail_after(60):
+        async with pair(tmp_path) as (a, _names_a, _b, names_b):
+            slot.settle(a, "running")
+            published = await network.names.publish(CID_A)
+            assert published.name == (await network.names.keys())[0].ipns_name
+            assert (await names_b.resolve(published.name)).value == CID_A
