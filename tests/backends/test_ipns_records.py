@@ -38,7 +38,7 @@ def test_our_record_validates_and_round_trips() -> None:
 
 def test_signed_data_is_the_specs_dag_cbor() -> None:
     made = _record(sequence=2)
-    fields = {f: bytes(v) for f, w, v in protobuf.iter_fields(made.raw) if w == 2}  # type: ignore[arg-type]
+    fields = {f: bytes(v) for f, w, v in protobuf.iter_fields(made.raw) if w == 2}
     data = dag_cbor.decode(fields[9])
     assert data == {"Value": VALUE.encode(), "Validity": made.validity.encode(),
                     "ValidityType": 0, "Sequence": 2, "TTL": 300 * 10**9}
