@@ -15,6 +15,7 @@ import trio
 from p2p.nodes import node_at
 
 from ipfs_mcp.p2p import P2PNode
+from ipfs_mcp.p2p.reachability import AUTONAT_PROTOCOL
 from ipfs_mcp.server.node_network import NodeNetwork
 from ipfs_mcp.tools.network import network_stats
 
@@ -42,6 +43,8 @@ async def test_a_kubo_serving_autonat_is_asked_and_loopback_stays_unknown(
         async with node_at(tmp_path / "n") as node:
             reachability = node.peers.reachability
             assert reachability.status == "unknown"
+            # We ask, but serve no dial-backs: that would dial whatever a stranger names.
+            assert AUTONAT_PROTOCOL not in node.host.get_mux().handlers
             await node.connect_peer(kubo.dial_addr)
             await reachability.asked.reach(1)
             assert reachability.answers == {kubo.peer_id: "refused"}
