@@ -57,7 +57,7 @@ from ipfs_mcp.backends.errors import InvalidInput, IpfsMcpError
 from ._net import NET_ERRORS
 from .bitswap.engine import Bitswap, BlockStore
 from .bitswap.session import FetchReport
-from .config import NodeConfig
+from .config import NodeConfig, Role
 from .dialing import DialPolicy
 from .discovery import DIAL_TIMEOUT as MDNS_DIAL_TIMEOUT
 from .discovery import MdnsDialer
@@ -69,6 +69,7 @@ from .peers import Peers
 from .protocols import DEFAULT_MAX_STREAMS, CustomProtocols, ProtocolStream, StreamHandler
 from .providing import PinnedRoots, ProviderInfo, Providing
 from .pubsub import PubSub, PubSubLimits
+from .pubsub_announce import Announcements
 from .reputation import ProviderReputation
 from .routing import ContentRouting, KadContentRouting
 from .stats import BandwidthMeter, NodeStats, PeerStat, meter_connections, peer_stats
@@ -116,6 +117,7 @@ class P2PNode:
         # listens, so its protocols are offered from the first connection.
         self.pubsub: PubSub | None = PubSub(host, pubsub) if pubsub is not None else None
         self._pubsub_starting = trio.Lock()
+        self.announcements: Announcements | None = None  # the opt-in "now providing" topic
         self._stack: AsyncExitStack | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -268,6 +270,8 @@ class P2PNode:
             DagTooLarge: the local DAG exceeds the walk's bounds.
             NetworkError: an announcement failed or timed out.
         """
+        if self.announcements is not None:  # first: a listening master may fetch at once
+            await self.announcements.say(cid)
         return await self.providing.announce_content(cid, recursive=recursive)
 
     # -- retrieval (fetching.Fetching) --------------------------------------------------
@@ -351,6 +355,25 @@ class P2PNode:
                 await self.loop.nursery().start(self._run_pubsub, pubsub)
                 self.pubsub = pubsub
             return self.pubsub
+
+    async def start_announcements(self, topic: str) -> Announcements:
+        """Say on ``topic`` each root this node announces; as a ``master``, also prefetch
+        the roots others announce there (from their author first, verified as any fetch).
+
+        Raises:
+            InvalidInput: a bad topic.
+            BackendUnavailable: the node is not running.
+        """
+        if self.announcements is None:
+            pubsub = await self.start_pubsub()
+            master = self.config.role == Role.MASTER
+            announcements = Announcements(pubsub, topic, self._prefetch if master else None)
+            await self.loop.nursery().start(announcements.run)
+            self.announcements = announcements
+        return self.announcements
+
+    async def _prefetch(self, root: CID, provider: str) -> None:
+        await self.fetch_dag(root, providers=[provider])
 
     @staticmethod
     async def _run_pubsub(pubsub: PubSub, *,

@@ -30,7 +30,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import trio
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.pubsub import floodsub
@@ -173,6 +173,28 @@ def score_params() -> ScoreParams:
     )
 
 
+class _StoppablePubsub(Pubsub):
+    """py-libp2p 0.8.1's Pubsub, whose inbound streams end quietly once it has stopped.
+
+    Its service stops before the host closes the connections (the node's parts stop in
+    reverse order); a message read meanwhile is handed to the stopped service's closed
+    nursery, and the RuntimeError would end the host's stream handler, and so the node,
+    with an error. That stream is reset instead.
+    """
+
+    async def stream_handler(self, stream: INetStream) -> None:
+        try:
+            await super().stream_handler(stream)
+        except RuntimeError as exc:
+            if "closed to new arrivals" not in str(exc):
+                raise
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                try:
+                    await stream.reset()
+                except Exception as reset_exc:  # it may be gone already
+                    log.debug("pubsub: resetting a stream after stop: %r", reset_exc)
+
+
 def check_topic(topic: str) -> str:
     """Raises: InvalidInput: empty, too long, or not printable text."""
     if not topic or len(topic) > MAX_TOPIC_LENGTH or not topic.isprintable():
@@ -194,9 +216,9 @@ class PubSub:
             # and only after delivery; FloodGuard refuses before delivery, per peer.
             spam_protection_enabled=False,
         )
-        self.pubsub = Pubsub(host, self.router, strict_signing=True,
-                             max_inbound_rpc_size=MAX_RPC_SIZE,
-                             max_subscriptions_per_peer=self.limits.max_topics * 4)
+        self.pubsub = _StoppablePubsub(host, self.router, strict_signing=True,
+                                       max_inbound_rpc_size=MAX_RPC_SIZE,
+                                       max_subscriptions_per_peer=self.limits.max_topics * 4)
         self.flood = FloodGuard(host.get_id(), self.limits.peer_rate, self.limits.peer_burst)
         self.feeds: dict[str, TopicFeed] = {}
         self._pumps: dict[str, trio.CancelScope] = {}

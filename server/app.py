@@ -826,7 +826,7 @@ def _cached_models(state: ServerState) -> list[str]:
 # -- pubsub ---------------------------------------------------------------------------------
 async def _topics(state: ServerState) -> tuple[pubsub_tools.Topics | None, str]:
     """Our node's gossipsub, started on first use (Kubo keeps its own behind its flag)."""
-    node = state.slot.node
+    node = await state.slot.wait()  # a call right after start waits for the node
     if node is None:
         return None, f"the P2P node is {state.slot.status}"
     return await node.start_pubsub(), ""

@@ -139,7 +139,7 @@ def _line(msg: Any, as_json: bool) -> str:
     if as_json:
         return json.dumps({"from": msg.author, "seqno": msg.seqno, "topic": msg.topic,
                            "data": base64.b64encode(msg.data).decode()})
-    return msg.data.decode(errors="replace")  # type: ignore[no-any-return]
+    return str(msg.data.decode(errors="replace"))
 
 
 async def _until_subscribed(pubsub: PubSub, topic: str, wait: float) -> None:
