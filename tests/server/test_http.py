@@ -102,7 +102,7 @@ async def test_loopback_without_token(work: Path) -> None:
         async with running(http_settings(work, None)) as url:
             async with Client(url) as client:
                 listed = await client.list_tools()
-                assert len(listed.tools) == 12
+                assert len(listed.tools) == 14
 
 
 def test_settings_refuse_public_bind_without_token(work: Path) -> None:

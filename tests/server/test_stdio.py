@@ -87,7 +87,7 @@ async def test_stdio_end_to_end(work: Path, tmp_path: Path) -> None:
             await client.send("notifications/initialized", notify=True)
             listed = await client.send("tools/list", {})
             assert listed is not None
-            assert len(listed["result"]["tools"]) == 12
+            assert len(listed["result"]["tools"]) == 15
 
             added = await client.tool("add_content", {"text": "hello world"})
             cid = added["structuredContent"]["cid"]
@@ -163,7 +163,7 @@ async def test_sdk_client_over_stdio(work: Path, mode: str) -> None:
     params = StdioServerParameters(command=SERVE[0], args=[*SERVE[1:], "--no-p2p"], env=env)
     with anyio.fail_after(TIMEOUT):
         async with Client(params, mode=mode) as client:
-            assert len((await client.list_tools()).tools) == 12
+            assert len((await client.list_tools()).tools) == 14
             added = await client.call_tool("add_content", {"text": "via the SDK"})
             cid = added.structured_content["cid"]
             got = await client.call_tool("fetch_cid", {"cid": cid})
