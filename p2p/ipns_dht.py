@@ -20,6 +20,7 @@ keys. So here:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -33,7 +34,6 @@ from ipfs_mcp.backends.core import ipns
 from ipfs_mcp.backends.errors import InvalidInput, InvalidRecord, IpfsMcpError, NetworkError
 
 from ._net import NET_ERRORS, FrameReader, frame
-from .routing import KAD_PROTOCOLS
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,9 @@ class _IpnsPutsFirst:
         return True
 
 
-def guard_ipns_puts(host: Any, dht: KadDHT) -> None:
-    """Serve inbound IPNS PUT_VALUEs on both Kademlia ids before the library's handler.
+def guard_ipns_puts(host: Any, dht: KadDHT, protocols: Sequence[str]) -> None:
+    """Serve the DHT's inbound streams on ``protocols`` (its Kademlia ids) through
+    :class:`_IpnsPutsFirst`, in front of the library's handler.
 
     A DHT in client mode serves nothing, so nothing is installed for it.
     """
@@ -150,7 +151,7 @@ def guard_ipns_puts(host: Any, dht: KadDHT) -> None:
     async def handle(stream: Any) -> None:
         await dht.handle_stream(_IpnsPutsFirst(stream, dht))  # type: ignore[arg-type]
 
-    for protocol in KAD_PROTOCOLS:
+    for protocol in protocols:
         host.set_stream_handler(TProtocol(protocol), handle)
 
 

@@ -45,7 +45,7 @@ from ipfs_mcp.backends.errors import (
 )
 
 from .identity import write_private_key
-from .ipns_dht import IpnsDht, guard_ipns_puts
+from .ipns_dht import IpnsDht
 from .keys import SELF, KeyStore, signing_key
 
 if TYPE_CHECKING:
@@ -87,10 +87,10 @@ class NodeNames:
     @classmethod
     def for_host(cls, host: IHost, dht: KadDHT, repo_path: Path, *,
                  routers: Sequence[RecordRouter] = ()) -> NodeNames:
-        """Names for a running node's ``host`` and Kademlia ``dht`` (a ``KadDHT``), keys and
-        records kept in ``repo_path``; inbound IPNS puts are validated from now on."""
+        """Names for a running node's ``host`` and Kademlia ``dht``, keys and records kept
+        in ``repo_path`` (inbound IPNS puts are validated by the DHT's own handler, as
+        ``routing.KadContentRouting.for_host`` installs it)."""
         identity = KeyPair(host.get_private_key(), host.get_public_key())
-        guard_ipns_puts(host, dht)
         return cls(IpnsDht(dht), KeyStore(repo_path, identity), repo_path, routers=routers)
 
     # -- keys ---------------------------------------------------------------------------

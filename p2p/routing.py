@@ -32,6 +32,7 @@ from ipfs_mcp.backends.core.ip_scope import Scope, scope_of_ip
 from ipfs_mcp.backends.errors import NetworkError
 
 from ._net import NET_ERRORS
+from .ipns_dht import guard_ipns_puts
 from .periods import Ticker
 from .random_walk import RandomWalk
 
@@ -109,9 +110,10 @@ class KadContentRouting:
         routing table refreshed by a random walk every ``refresh_period`` (10 min)."""
         mode = DHTMode.SERVER if server else DHTMode.CLIENT
         dht = KadDHT(host, mode)  # type: ignore[arg-type]
-        if server:  # the library registers the Amino id only
-            host.set_stream_handler(TProtocol(LAN_KAD_PROTOCOL),  # type: ignore[attr-defined]
-                                    dht.handle_stream)
+        # Inbound streams on both ids (the library registers the Amino id only), each read
+        # through a guard in front of the library's handler: IPNS records are validated as
+        # they arrive, and an ADD_PROVIDER, which Kubo never reads an answer to, gets none.
+        guard_ipns_puts(host, dht, KAD_PROTOCOLS)
         return cls(dht, refresh_period)
 
     @property

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.pb.kademlia_pb2 import Record
 from libp2p.peer.id import ID
 
@@ -25,6 +26,7 @@ from ipfs_mcp.p2p import P2PNode
 from ipfs_mcp.p2p.identity import load_or_create_identity
 from ipfs_mcp.p2p.keys import signing_key
 from ipfs_mcp.p2p.names import NodeNames
+from ipfs_mcp.p2p.routing import KAD_PROTOCOLS
 
 from .nodes import node_at
 
@@ -98,8 +100,12 @@ async def test_a_lying_peers_forged_stale_and_expired_records_are_refused(
             for raw in (stale.raw, expired.raw, forged.raw, os.urandom(200)):
                 assert not await put_as_liar(liar, b, name, raw)
             assert (await names_b.resolve(name)).sequence == 1
-            # Lying in answers instead: the liar (the library's DHT alone, no IPNS guard)
-            # holds a forged record and serves it to a node that first knows only the liar.
+            # Lying in answers instead: the liar (the library's DHT handler alone, without
+            # our guard) holds a forged record and serves it to a node that first knows only
+            # the liar.
+            for protocol in KAD_PROTOCOLS:
+                liar.host.set_stream_handler(TProtocol(protocol),
+                                             liar.routing.dht.handle_stream)  # type: ignore[attr-defined]
             key = ipns.dht_key(name)
             liar.routing.dht.value_store.put_record(  # type: ignore[attr-defined]
                 key, Record(key=key, value=forged.raw))
