@@ -1,7 +1,8 @@
 """PubSub against Kubo 0.43's ``ipfs pubsub`` (``Pubsub.Enabled``, gossipsub with StrictSign)
 on loopback: a message we publish reaches Kubo's subscriber, and one Kubo publishes reaches
 ours, both signed by their author. Kubo's RPC multibase-encodes topics and data; on the
-wire both are plain bytes."""
+wire both are plain bytes. Kubo's IPNS records (``Ipns.UsePubsub``) reach us on their
+name's topic and validate."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ import anyio
 import httpx
 import pytest
 import trio
+from libp2p.peer.id import ID
 from p2p.nodes import FAST, repo_at
 
+from ipfs_mcp.backends.core import ipns
 from ipfs_mcp.p2p import open_node
 from ipfs_mcp.p2p.pubsub import PubSub, PubSubLimits
+from ipfs_mcp.p2p.pubsub_ipns import IpnsOverPubsub
 
 from .kubo_daemon import KuboDaemon
 
@@ -89,3 +93,27 @@ async def test_messages_cross_both_ways_with_kubo(
                     break
                 await pubsub.wait_for_message(TOPIC, feed.received, timeout=60)
             assert [m.data for m in got] == [b"from kubo \x01"]
+
+
+async def test_kubos_ipns_record_reaches_us_over_pubsub(
+        kubo043_factory: Callable[..., KuboDaemon], tmp_path: Path) -> None:
+    with trio.fail_after(150):
+        async with open_node(repo_at(tmp_path / "n"), FAST, pubsub=PubSubLimits()) as node:
+            assert node.pubsub is not None
+            kubo: KuboDaemon = await anyio.to_thread.run_sync(
+                lambda: kubo043_factory(config={**PUBSUB, "Ipns.UsePubsub": True}))
+            kubo_id = (await anyio.to_thread.run_sync(lambda: kubo.rpc("id")))["ID"]
+            name = ipns.name_of_key(b"/ipns/" + ID.from_base58(kubo_id).to_bytes())
+            names = IpnsOverPubsub(node.pubsub)
+            topic = await names.follow(name)
+            await anyio.to_thread.run_sync(lambda: kubo.connect(node.addrs[0]))
+            cid = await anyio.to_thread.run_sync(lambda: kubo.add_bytes(b"latest model"))
+            await anyio.to_thread.run_sync(lambda: kubo.rpc(
+                "name/publish", arg=f"/ipfs/{cid}", allow_offline=True, timeout=120))
+            for _ in range(100):  # bounded: each round takes at least one message
+                if names.latest(name) is not None:
+                    break
+                await node.pubsub.wait_for_message(topic, node.pubsub.feed(topic).received,
+                                                   timeout=120)
+            record = names.latest(name)
+            assert record is not None and record.value == f"/ipfs/{cid}"
