@@ -33,7 +33,7 @@ from ipfs_mcp.backends.settings import BackendSettings
 from ipfs_mcp.tools.import_options import ImportArgs
 from ipfs_mcp.tools.roots import AllowedRoots, describe_existing
 
-from . import cli_fetch, daemon
+from . import cli_fetch, cli_names, cli_pubsub, daemon
 from .cli_errors import explain
 from .cli_output import checked_output, output_of, write_bytes
 
@@ -556,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_content_commands(commands)
     _add_store_commands(commands)
     _add_repo_commands(commands)
+    cli_names.add_commands(commands)
+    cli_pubsub.add_commands(commands)
     return parser
 
 
