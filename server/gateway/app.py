@@ -30,14 +30,27 @@ from __future__ import annotations
 
 import anyio
 
-from . import pages
-from .asgi import CORS_HEADERS, Receive, Scope, Send, header_map, lifespan, plain, send_page
+from ipfs_mcp.backends.errors import IpfsMcpError
+
+from . import ipns_paths, pages
+from .asgi import (
+    CORS_HEADERS,
+    Receive,
+    Scope,
+    Send,
+    header_map,
+    header_text,
+    lifespan,
+    plain,
+    send_page,
+)
 from .content import ContentRequest
 from .loader import AnyioThreads, GatewayLimits, WorkerThreads
 from .request import BadRequest, parse_request
 from .routing import RoutingEndpoints
 from .slots import RequestSlots, client_key
 from .source import BlockSource, ProviderLookup
+from .subdomain import ORIGIN_KEY, Redirect, SubdomainHosts
 
 __all__ = ["Gateway", "GatewayLimits"]
 
@@ -68,18 +81,23 @@ class Gateway:
     ``local`` serves blocks already here. ``remote`` (None unless the user asked for a
     recursive gateway) may fetch from peers and gateways. ``providers`` backs ``/routing/v1``
     (None: those endpoints answer 501). ``threads`` runs the block reads (default: anyio's
-    worker threads).
+    worker threads). ``subdomains`` names the hosts served as subdomain gateways (default:
+    ``localhost``, as Kubo does).
     """
 
     def __init__(self, local: BlockSource, *, remote: BlockSource | None = None,
                  providers: ProviderLookup | None = None,
                  limits: GatewayLimits | None = None,
-                 threads: WorkerThreads | None = None) -> None:
+                 threads: WorkerThreads | None = None,
+                 subdomains: SubdomainHosts | None = None,
+                 names: ipns_paths.NameLookup | None = None) -> None:
         self.local = local
+        self.names = names  # /ipns/ (None: answered 501)
         self.remote = remote
         self.limits = limits or GatewayLimits()
         self.threads = threads or AnyioThreads()
         self.routing = RoutingEndpoints(providers)
+        self.subdomains = subdomains or SubdomainHosts()
         self._slots = RequestSlots(self.limits.max_in_flight, self.limits.max_per_client)
 
     @property
@@ -124,11 +142,20 @@ class Gateway:
         headers = header_map(scope)
         accept = headers.get("accept", "")
         head = method == "HEAD"
+        routed = await self._by_host(scope, raw_path, headers, send, head)
+        if routed is None:
+            return
+        scope, raw_path = routed
         if raw_path == b"/":
             body, content_type = pages.landing(self.recursive, self.routing.lookup is not None,
                                                accept)
             await send_page(send, 200, body, content_type, list(CORS_HEADERS), head)
             return
+        if raw_path.startswith(b"/ipns/") and self.names is not None:
+            resolved = await self._by_name(scope, raw_path, accept, send, head)
+            if resolved is None:
+                return
+            raw_path = resolved
         if not raw_path.startswith(b"/ipfs/"):
             status = 501 if raw_path.startswith(b"/ipns/") else 404
             await pages.send_error(send, status, "Not served" if status == 501 else "Not found",
@@ -143,3 +170,40 @@ class Gateway:
         handler = ContentRequest(self.local, self.remote, self.limits, self.threads, request,
                                  scope, headers, send, head)
         await handler.run()
+
+    async def _by_name(self, scope: Scope, raw_path: bytes, accept: str, send: Send,
+                       head: bool) -> bytes | None:
+        """The ``/ipfs/`` path a ``/ipns/`` request is served as, or None when it was
+        answered here (a key's record, or a name that does not resolve)."""
+        assert self.names is not None
+        try:
+            if ipns_paths.wants_record(scope.get("query_string", b""), accept):
+                record = await ipns_paths.record_for(getattr(self.names, "names", None),
+                                                     raw_path)
+                await send_page(send, 200, record, ipns_paths.IPNS_RECORD.encode(),
+                                list(CORS_HEADERS), head)
+                return None
+            return (await ipns_paths.to_ipfs_path(self.names, raw_path)).raw_path
+        except IpfsMcpError as exc:
+            status, title, message = ipns_paths.failure(exc)
+            await pages.send_error(send, status, title, message, accept, head=head)
+            return None
+
+    async def _by_host(self, scope: Scope, raw_path: bytes, headers: dict[str, str],
+                       send: Send, head: bool) -> tuple[Scope, bytes] | None:
+        """The scope and path to serve once the subdomain gateway has read the host, or
+        None when it answered (a redirect, or a CID no DNS label can hold)."""
+        accept = headers.get("accept", "")
+        try:
+            routed = self.subdomains.route(raw_path, scope.get("query_string", b""), headers,
+                                           scope.get("scheme", "http"))
+        except BadRequest as exc:
+            await pages.send_error(send, 400, "Bad request", str(exc), accept, head=head)
+            return None
+        if routed is None:
+            return scope, raw_path
+        if isinstance(routed, Redirect):
+            await plain(send, 301, b"", [*CORS_HEADERS,
+                                         (b"location", header_text(routed.location))])
+            return None
+        return {**scope, "raw_path": routed.path, ORIGIN_KEY: routed.origin}, routed.path
