@@ -34,10 +34,13 @@ import trio
 from multiformats import CID
 
 from ipfs_mcp.backends.errors import BlockNotFound, Unsupported
+from ipfs_mcp.tools.names import name_resolver
 
 from ..config import ServerSettings
+from ..node_names import SlotNames
 from .app import Gateway, GatewayLimits
 from .asgi import App
+from .ipns_paths import NameLookup
 from .node_routing import NodeHolder, NodeProviders, repo_peer_id
 from .serve import serve_gateway
 from .source import BlockGetter, BlockReads, BlockstoreSource, ProviderLookup, RouterSource
@@ -77,9 +80,11 @@ class FetchingSource:
 
 
 def gateway_from_settings(settings: ServerSettings, reads: BlockReads, *,
-                          providers: ProviderLookup | None = None) -> Gateway:
+                          providers: ProviderLookup | None = None,
+                          names: NameLookup | None = None) -> Gateway:
     """The gateway over the server's Router (``reads``); ``providers`` answers its
-    ``/routing/v1`` (None: 501).
+    ``/routing/v1`` (None: 501); ``names`` its ``/ipns/`` (default: DNSLink through the
+    settings' resolvers).
 
     Raises:
         Unsupported: ``--gateway-recursive`` with nothing to fetch from.
@@ -93,7 +98,9 @@ def gateway_from_settings(settings: ServerSettings, reads: BlockReads, *,
                                                    settings.gateway_max_store))
     # One client address holds at most --gateway-max-per-client of the gateway's slots.
     limits = GatewayLimits(max_per_client=settings.serving.gateway_per_client)
-    return Gateway(RouterSource(reads), remote=remote, providers=providers, limits=limits)
+    names = names or name_resolver(None, settings.dns_resolvers)
+    return Gateway(RouterSource(reads), remote=remote, providers=providers, limits=limits,
+                   names=names)
 
 
 async def start_gateway(tg: anyio.abc.TaskGroup, settings: ServerSettings,
@@ -110,7 +117,8 @@ async def start_gateway(tg: anyio.abc.TaskGroup, settings: ServerSettings,
     # Read (or created) before the node starts, so both use the one identity.
     peer_id = await anyio.to_thread.run_sync(repo_peer_id, settings.backend.repo_path)
     providers = NodeProviders(slot, RouterSource(slot), peer_id)
-    gateway = gateway_from_settings(settings, slot, providers=providers)
+    names = name_resolver(SlotNames(slot, settings.backend.repo_path), settings.dns_resolvers)
+    gateway = gateway_from_settings(settings, slot, providers=providers, names=names)
     host, port = settings.gateway
 
     async def run(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
