@@ -6,9 +6,11 @@ as UTF-8 before validating, so every binary IPNS key a peer sends (Kubo's ``name
 publish``) is refused before any validator sees it, and its own ``put_value`` takes text
 keys. So here:
 
-- :class:`IpnsDht` puts and gets records by binary key through the library's per-peer
-  messages (``_store_at_peer``, ``_get_from_peer``: the stream ids are chosen by the host,
-  LAN first to loopback and private peers), validating every record it is given;
+- :class:`IpnsDht` puts records by binary key with its own PUT_VALUE (the library's takes
+  Kubo's answer, which echoes our request and so our own signed peer record, for a forged
+  one, and counts a record Kubo stored as refused), gets them with the library's per-peer
+  GET_VALUE (``_get_from_peer``), and validates every record it is given; the host picks
+  the stream id, LAN first to loopback and private peers;
 - :func:`guard_ipns_puts` serves inbound IPNS PUT_VALUEs itself, in front of the library's
   handler on both Kademlia ids: a record is stored only if it validates (signature, name,
   validity, size) and beats the one held (sequence, then validity), and the stream is reset
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import trio
+from google.protobuf.message import DecodeError
 from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.common import ALPHA, MAX_DHT_MESSAGE_SIZE, format_time_rfc3339
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
@@ -33,13 +36,17 @@ from libp2p.peer.id import ID
 from ipfs_mcp.backends.core import ipns
 from ipfs_mcp.backends.errors import InvalidInput, InvalidRecord, IpfsMcpError, NetworkError
 
-from ._net import NET_ERRORS, FrameReader, frame
+from ._net import NET_ERRORS, FrameReader, close_quietly, frame
 
 log = logging.getLogger(__name__)
 
 __all__ = ["IpnsDht", "guard_ipns_puts"]
 
 PREFIX = b"/ipns/"
+# Asked for as the library asks (the Amino id alone): the host turns that into both ids,
+# the LAN one first to loopback and private peers (host.py, routing.kad_ids_for).
+_AMINO_ONLY = [TProtocol("/ipfs/kad/1.0.0")]
+_PUT_FAILURES: tuple[type[BaseException], ...] = (*NET_ERRORS, NetworkError, DecodeError)
 PEER_TIMEOUT = 10.0  # one peer's answer to one PUT_VALUE or GET_VALUE
 
 
@@ -171,6 +178,26 @@ class IpnsDht:
                                ) from exc
         return [peer for peer in found if peer != me]
 
+    async def _put_to(self, peer: ID, key: bytes, raw: bytes) -> bool:
+        """One PUT_VALUE; taken when the peer echoes the record, as go-libp2p-kad-dht
+        checks. A refusal (a reset) or any failure of the peer is False."""
+        message = Message(type=Message.MessageType.PUT_VALUE, key=key)
+        message.record.CopyFrom(Record(key=key, value=raw))
+        stream = None
+        try:
+            stream = await self.dht.host.new_stream(peer, _AMINO_ONLY)
+            await stream.write(frame(message.SerializeToString()))
+            body = await FrameReader(stream, MAX_DHT_MESSAGE_SIZE).next()
+            reply = Message()
+            reply.ParseFromString(body or b"")
+        except _PUT_FAILURES as exc:
+            log.debug("ipns: %s did not take the record: %r", peer, exc)
+            return False
+        finally:
+            if stream is not None:
+                await close_quietly(stream)
+        return bool(reply.type == Message.MessageType.PUT_VALUE and reply.record.value == raw)
+
     async def put(self, record: ipns.IpnsRecord) -> int:
         """Hold ``record`` and give it to the closest peers; how many took it.
 
@@ -187,9 +214,7 @@ class IpnsDht:
             nonlocal stored
             async with limit:
                 with trio.move_on_after(self.peer_timeout):
-                    # The library's PUT_VALUE to one peer; it swallows errors into False.
-                    if await self.dht.value_store._store_at_peer(
-                            peer, key, record.raw, record=Record(key=key, value=record.raw)):
+                    if await self._put_to(peer, key, record.raw):
                         stored += 1
 
         peers = await self._closest(key)

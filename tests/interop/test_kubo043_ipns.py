@@ -81,16 +81,20 @@ async def test_our_record_resolves_in_kubo_and_kubo_refuses_a_liars_stale_and_fo
             record = await names.publish(CID_2)
             assert record.sequence == 1
             assert await run(lambda: kubo_resolve(kubo, record.name)) == CID_2
+            own = signing_key(load_or_create_identity(tmp_path / "n"))
+            # Kubo takes our next record when it is put to it (it echoes the record back).
+            third = ipns.make_record(own, CID_1, sequence=2, lifetime_seconds=3600,
+                                     ttl_seconds=0)
+            assert await names.dht.put(third) == 1
             # The liar holds our old record (sequence 0, validly signed) and a forgery.
             await joined(kubo, liar)
-            own = signing_key(load_or_create_identity(tmp_path / "n"))
-            stale = ipns.make_record(own, CID_1, sequence=0, lifetime_seconds=3600,
+            stale = ipns.make_record(own, CID_2, sequence=0, lifetime_seconds=3600,
                                      ttl_seconds=0)
-            forged = ipns.make_record(Ed25519PrivateKey.generate(), CID_1, sequence=7,
+            forged = ipns.make_record(Ed25519PrivateKey.generate(), CID_2, sequence=7,
                                       lifetime_seconds=3600, ttl_seconds=0)
             for raw in (stale.raw, forged.raw):
                 assert not await lying_put(liar, kubo.peer_id, record.name, raw)
-            assert await run(lambda: kubo_resolve(kubo, record.name)) == CID_2
+            assert await run(lambda: kubo_resolve(kubo, record.name)) == CID_1
 
 
 async def test_kubos_record_resolves_in_ours_and_ours_refuses_a_liars_forgery(
