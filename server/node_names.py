@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
-from ipfs_mcp.backends.errors import NodeNotRunning
+from ipfs_mcp.backends.core import ipns
+from ipfs_mcp.backends.errors import NodeNotRunning, Timeout
 from ipfs_mcp.backends.names import KeyInfo, NameRecord
 from ipfs_mcp.p2p.names import NodeNames
 
@@ -47,6 +48,23 @@ class SlotNames:
                                            self.repo_path)
                 self._names = (node, names)
             return self._names[1]
+
+    async def ipns_record(self, name: str) -> bytes | None:
+        """The best valid record of ``name`` held here or by the closest peers, as signed
+        (the gateway's ``?format=ipns-record``); None when there is none.
+
+        Raises:
+            InvalidInput: not a key's name. Timeout, NetworkError: the lookup failed.
+        """
+        names = await self._for_node()
+        key_name = ipns.ipns_name(ipns.name_multihash(name))
+        try:
+            with anyio.fail_after(names.lookup_timeout):
+                records, _ = await names.dht.get(key_name)
+        except TimeoutError:
+            raise Timeout(f"looking up the record of {key_name} took over "
+                          f"{names.lookup_timeout:g} s") from None
+        return ipns.best_record(records).raw if records else None
 
     async def publish(self, value: str, *, key: str = "self", lifetime_seconds: float = 48 * 3600,
                       ttl_seconds: float = 300) -> NameRecord:

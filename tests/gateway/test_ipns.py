@@ -77,3 +77,40 @@ async def test_a_dnslink_loop_is_a_bad_request_not_a_hang(
     async with serving(_gateway(backend, address, None)) as http:
         looped = await http.get("/ipns/a.example.org/")
     assert looped.status_code == 400
+
+
+class _Holding:
+    """A node slot holding one running node, as the server's slot does once it started."""
+
+    def __init__(self, node: object) -> None:
+        self.node = node
+
+    async def wait(self, timeout: float = 0) -> object:
+        return self.node
+
+
+async def test_our_node_publishes_and_another_nodes_gateway_serves_the_name_and_its_record(
+        backend: HFCacheBackend, tmp_path: Path, dns_zone: tuple[DnsZone, str]) -> None:
+    """End to end with our node's NameSystem: A publishes through the DHT; the gateway of B
+    resolves the name to the content and hands out A's signed record, which validates."""
+    from ipfs_mcp.backends.core import ipns
+    from ipfs_mcp.p2p.names import NodeNames
+    from ipfs_mcp.server.node_names import SlotNames
+    from tests.p2p.nodes import node_at
+
+    _, address = dns_zone
+    root = _site(backend, tmp_path)
+    async with node_at(tmp_path / "a") as a, node_at(tmp_path / "b") as b:
+        await b.connect_peer(a.addrs[0])
+        await a.wait_for_peer(b.peer_id)
+        names_a = NodeNames.for_host(a.host, a.routing.dht, tmp_path / "a")  # type: ignore[attr-defined]
+        published = await names_a.publish(f"/ipfs/{root}/v2")
+        names_b = SlotNames(_Holding(b), tmp_path / "b")  # type: ignore[arg-type]
+        resolver = NameResolver(names_b, DnsLinkResolver(DnsTxtLookup({".": address})))
+        gateway = Gateway(BlockstoreSource(backend.repo.blocks), names=resolver)
+        async with serving(gateway) as http:
+            page = await http.get(f"{published.name}/model.txt")
+            record = await http.get(published.name, params={"format": "ipns-record"})
+    assert page.status_code == 200 and page.text == "weights v2\n"
+    assert record.status_code == 200
+    assert ipns.validate_record(published.name, record.content).value == f"/ipfs/{root}/v2"
