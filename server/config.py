@@ -295,6 +295,7 @@ class ServerSettings:
     mdns: bool = False
     dial_scope: DialScope | None = None  # None: the scope the node listens on
     named_peers: tuple[str, ...] = ()  # `get --peer`: they widen the default dial scope
+    announce_topic: str | None = None  # opt-in "now providing" PubSub topic; off by default
     # The node's blocks over HTTP (trustless gateway, read-only) where it listens, and port.
     http_retrieval: bool = True
     http_retrieval_port: int = 0
@@ -330,7 +331,7 @@ class ServerSettings:
              allowed_hosts: Sequence[str] | None = None, role: str | None = None,
              listen: Sequence[str] | None = None, bootstrap: Sequence[str] | None = None,
              p2p: bool | None = None, mdns: bool | None = None,
-             dial_scope: str | None = None,
+             dial_scope: str | None = None, announce_topic: str | None = None,
              http_retrieval: bool | None = None, http_retrieval_port: int | None = None,
              inline_max: int | None = None,
              add_max: int | None = None, max_body: int | None = None,
@@ -405,6 +406,7 @@ class ServerSettings:
             p2p=p2p,
             mdns=mdns,
             dial_scope=parse_dial_scope(dial_scope or env.get("IPFS_MCP_DIAL_SCOPE")),
+            announce_topic=announce_topic or env.get("IPFS_MCP_ANNOUNCE_TOPIC") or None,
             http_retrieval=(env_flag(env, "IPFS_MCP_HTTP_RETRIEVAL", True)
                             if http_retrieval is None else http_retrieval),
             http_retrieval_port=(_port(env, "IPFS_MCP_HTTP_RETRIEVAL_PORT")

@@ -109,6 +109,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="addresses the P2P node dials: loopback, lan or public (env "
                              "IPFS_MCP_DIAL_SCOPE; default: the scope it listens on); "
                              "link-local and cloud metadata addresses are never dialled")
+    parser.add_argument("--announce-topic", metavar="TOPIC", default=None,
+                        help="say on this PubSub topic each root the node announces; a "
+                             "master also prefetches what others say there (env "
+                             "IPFS_MCP_ANNOUNCE_TOPIC; default: off)")
     parser.add_argument("--no-p2p", action="store_true",
                         help="never start the P2P node (env IPFS_MCP_P2P=0)")
     parser.add_argument("--http-retrieval-port", type=_port, metavar="PORT", default=None,
@@ -196,6 +200,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         http=args.http, allow_roots=args.allow_root, allowed_hosts=args.allowed_host,
         role=args.role, listen=args.listen, bootstrap=args.bootstrap,
         p2p=False if args.no_p2p else None, mdns=args.mdns, dial_scope=args.dial_scope,
+        announce_topic=args.announce_topic,
         http_retrieval=False if args.no_http_retrieval else None,
         http_retrieval_port=args.http_retrieval_port,
         inline_max=args.inline_max,

@@ -407,6 +407,8 @@ async def run_node(settings: ServerSettings, repo: Repo, slot: NodeSlot) -> None
                 if not node.addrs:  # py-libp2p logs a failed listen instead of raising it
                     raise BackendUnavailable(
                         f"not listening on any of {', '.join(config.listen_addrs)}")
+                if settings.announce_topic:  # before "running": no add goes unsaid
+                    await node.start_announcements(settings.announce_topic)
                 slot.settle(node, "running")
                 log.info("P2P node %s on %s", node.peer_id,
                          ", ".join([*node.addrs, *node.http_addrs]))

@@ -1,7 +1,7 @@
 """The opt-in announcement topic between real nodes on 127.0.0.1: a worker that announces a
 root says so on the topic, and a master listening there prefetches it from the worker,
 verified as any fetch; a worker hears but does not fetch; a message that is not a CID is
-counted and ignored."""
+counted and ignored; the server's ``--announce-topic`` (off by default) feeds a master."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 import trio
+from mcp import Client
+from multiformats import CID
 
 from ipfs_mcp.p2p import Role, open_node
+from ipfs_mcp.server.app import build_server
+from ipfs_mcp.server.config import ServerSettings
 
 from .nodes import add_bytes, config, repo_at
 
@@ -53,3 +57,29 @@ async def test_a_master_prefetches_what_a_worker_announces(tmp_path: Path) -> No
                 await onlooker.pubsub.wait_for_message(TOPIC, feed.received)
             assert other.counters.heard == 1 and other.counters.fetched == 0
             assert not onlooker.blockstore.has(root)
+
+
+async def test_the_servers_announce_topic_is_off_by_default_and_feeds_a_master(
+        tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_HUB_CACHE", "IPFS_MCP_P2P", "IPFS_MCP_ANNOUNCE_TOPIC")}
+    env["HF_HOME"] = str(tmp_path / "home")
+    assert ServerSettings.load(env).announce_topic is None
+    settings = ServerSettings.load(env, announce_topic=TOPIC, role="worker")
+    with trio.fail_after(90):
+        async with Client(build_server(settings)) as client, \
+                open_node(repo_at(tmp_path / "m"), config(role=Role.MASTER)) as master:
+            heard = await master.start_announcements(TOPIC)
+            stats = await client.call_tool("peer_stats", {})
+            server_node = stats.structured_content["network"]
+            await master.connect_peer(server_node["listen_addrs"][0])
+            assert master.pubsub is not None
+            await master.pubsub.wait_for_topic_peer(TOPIC, server_node["peer_id"], timeout=60)
+            added = await client.call_tool("add_content", {"text": "a worker's new root"})
+            assert not added.is_error, added.content
+            # add_content leaves announcing to the agent (store_model announces itself).
+            said = await client.call_tool("announce", {"cid": added.structured_content["cid"]})
+            assert not said.is_error, said.content
+            await heard.wait_settled(1)
+            assert heard.counters.fetched == 1
+            assert master.blockstore.has(CID.decode(added.structured_content["cid"]))
