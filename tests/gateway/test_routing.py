@@ -72,13 +72,15 @@ async def test_empty_answers_are_200_and_bad_keys_400(backend: HFCacheBackend) -
         bad_cid = await http.get("/routing/v1/providers/not-a-cid")
         # A CIDv1, but of dag-pb, not of a libp2p-key.
         bad_peer = await http.get(f"/routing/v1/peers/{parse_cid(cid).set(version=1)}")
-        unknown = await http.get("/routing/v1/ipns/whatever")
+        bad_name = await http.get("/routing/v1/ipns/whatever")  # not an IPNS name
+        unknown = await http.get("/routing/v1/nothing-here/whatever")
     assert empty.status_code == 200 and empty.json() == {"Providers": []}
     assert empty.headers["cache-control"] == "public, max-age=15"
     assert empty_nd.status_code == 200 and empty_nd.content == b""
     assert no_peer.status_code == 200 and no_peer.json() == {"Peers": []}
     assert bad_cid.status_code == 400
     assert bad_peer.status_code == 400
+    assert bad_name.status_code == 400
     assert unknown.status_code == 404
 
 
