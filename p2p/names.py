@@ -26,7 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import trio
 from libp2p.abc import IHost
@@ -47,9 +47,7 @@ from ipfs_mcp.backends.errors import (
 from .identity import write_private_key
 from .ipns_dht import IpnsDht
 from .keys import SELF, KeyStore, signing_key
-
-if TYPE_CHECKING:
-    from .node import P2PNode
+from .periods import publishing_rounds
 
 log = logging.getLogger(__name__)
 
@@ -181,14 +179,17 @@ class NodeNames:
                 due.append((info.name, record))
         return due
 
-    async def republish_forever(self, *, interval: float = REPUBLISH_INTERVAL) -> None:
-        """Run :meth:`republish_due` every ``interval`` seconds until cancelled."""
-        while True:
+    async def republish_forever(self, *, interval: float = REPUBLISH_INTERVAL,
+                                dht_peers: Callable[[], int] = lambda: 1) -> None:
+        """Run :meth:`republish_due` now and every ``interval`` seconds until cancelled
+        (again as soon as a DHT peer appears, when a round ran with none)."""
+        async def one_round() -> None:
             try:
                 await self.republish_due()
             except IpfsMcpError as exc:
                 log.warning("ipns: republishing: %s", exc)
-            await trio.sleep(interval)
+
+        await publishing_rounds(one_round, interval, dht_peers)
 
     # -- resolving ----------------------------------------------------------------------
     async def resolve(self, name: str) -> NameRecord:
@@ -223,17 +224,27 @@ class NodeNames:
         return best.to_name_record(next(source for r, source in found if r is best))
 
 
+class RunningNode(Protocol):
+    """What names need of a running node (``p2p.node.P2PNode``): its host and routing."""
+
+    @property
+    def host(self) -> IHost: ...
+
+    @property
+    def routing(self) -> object: ...
+
+
 class NamesWhenRunning:
     """The ``NameSystem`` of a node that starts in the background (the server's slot): each
     call waits for the node (``node()`` raises when there is none), then asks the
-    :class:`NodeNames` made for that node, whose republisher runs in the node's nursery."""
+    :class:`NodeNames` made for that node."""
 
-    def __init__(self, node: Callable[[], Awaitable[P2PNode]], repo_path: Path, *,
+    def __init__(self, node: Callable[[], Awaitable[RunningNode]], repo_path: Path, *,
                  routers: Sequence[RecordRouter] = ()) -> None:
         self._node = node
         self.repo_path = Path(repo_path)
         self.routers = tuple(routers)
-        self._made: tuple[P2PNode, NodeNames] | None = None
+        self._made: tuple[RunningNode, NodeNames] | None = None
 
     async def names(self) -> NodeNames:
         """Raises: NodeNotRunning (from ``node()``), Unsupported (no Kademlia DHT)."""
@@ -243,8 +254,8 @@ class NamesWhenRunning:
             if not isinstance(dht, KadDHT):
                 raise Unsupported("ipfs-mcp p2p node", "IPNS",
                                   "its routing keeps no DHT records")
+            # The node republishes its records itself (P2PNode runs the republisher).
             made = NodeNames.for_host(node.host, dht, self.repo_path, routers=self.routers)
-            node.loop.spawn(made.republish_forever)
             self._made = (node, made)
         return self._made[1]
 

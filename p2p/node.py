@@ -43,11 +43,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 
 import trio
 from libp2p.abc import IHost
+from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 from multiformats import CID
@@ -65,6 +67,7 @@ from .fetching import DagStreams, Fetching, Pinner
 from .host import build_host, is_http_addr
 from .identity import load_or_create_identity
 from .loop import NodeLoop
+from .names import NodeNames
 from .peers import Peers
 from .protocols import DEFAULT_MAX_STREAMS, CustomProtocols, ProtocolStream, StreamHandler
 from .providing import PinnedRoots, ProviderInfo, Providing
@@ -91,11 +94,13 @@ class P2PNode:
                  dial_policy: DialPolicy | None = None,
                  http: DagStreams | None = None,
                  pinned: PinnedRoots | None = None,
-                 pubsub: PubSubLimits | None = None) -> None:
+                 pubsub: PubSubLimits | None = None,
+                 names_path: Path | None = None) -> None:
         self.host = host
         # Installed before the host listens or dials, so every connection is counted.
         self.bandwidth: BandwidthMeter = meter_connections(host.get_network())
         self.pinned = pinned  # what the reprovider announces (None: nothing)
+        self.names_path = names_path  # where our keys and IPNS records are (None: no names)
         self.blockstore = blockstore
         self.routing = routing
         self.config = config or NodeConfig()
@@ -147,6 +152,7 @@ class P2PNode:
             self.loop.open(nursery)
             if self.pinned is not None:
                 nursery.start_soon(self.providing.reprovide_forever, self.pinned)
+            self._republish_names(nursery)
             # Bootstrap peers may have connected while the host started, before we listened.
             for peer_id in self.host.get_connected_peers():
                 self.peers.on_connected(peer_id)
@@ -177,6 +183,16 @@ class P2PNode:
             if len(real) == 1:
                 raise real[0] from None
             raise
+
+    def _republish_names(self, nursery: trio.Nursery) -> None:
+        """Keep the IPNS records published from this repo alive while the node runs (they
+        are on disk: any node over the repo re-signs those near their end of validity)."""
+        dht = getattr(self.routing, "dht", None)
+        if self.names_path is None or not isinstance(dht, KadDHT):
+            return
+        names = NodeNames.for_host(self.host, dht, self.names_path)
+        nursery.start_soon(partial(names.republish_forever,
+                                   dht_peers=self.routing.routing_table_size))
 
     async def _close_host(self) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(5):
@@ -444,7 +460,7 @@ async def open_node(repo: object, config: NodeConfig | None = None, *,
     node = P2PNode(host, blockstore or repo.blocks, routing,  # type: ignore[attr-defined]
                    config=config, pinner=getattr(repo, "pin", None), dial_policy=dial_policy,
                    http=http, pinned=_pinned_roots(getattr(repo, "pins", None)),
-                   pubsub=pubsub)
+                   pubsub=pubsub, names_path=Path(repo.path))  # type: ignore[attr-defined]
     async with node:
         yield node
 

@@ -33,6 +33,7 @@ from ipfs_mcp.backends.errors import BlockNotFound, IpfsMcpError, NetworkError
 from .bitswap.engine import BlockStore
 from .config import NodeConfig
 from .loop import NodeLoop
+from .periods import PEER_CHECK, publishing_rounds
 from .reputation import ProviderReputation
 from .routing import ContentRouting
 
@@ -46,10 +47,8 @@ REPROVIDE_INTERVAL = 12 * 3600.0
 # Pins announced per round: a repo with more waits for its next round for the rest (the
 # pin store lists them in a stable order, so the same first ones are always announced).
 REPROVIDE_MAX_PINS = 10_000
-# A round run while no DHT peer was known put its records in our own store only (peers that
-# ask us find them, nobody else): the next round then runs as soon as the routing table has
-# a peer, which is checked this often.
-REPROVIDE_PEER_CHECK = 2.0
+# How often a round run with no DHT peer looks for one (see periods.publishing_rounds).
+REPROVIDE_PEER_CHECK = PEER_CHECK
 
 
 class PinnedRoots(Protocol):
@@ -222,12 +221,6 @@ class Providing:
     async def reprovide_forever(self, pinned: PinnedRoots) -> None:
         """Reprovide now, then every :data:`REPROVIDE_INTERVAL` (sooner once, when the
         round ran with no DHT peer and one appears), until cancelled."""
-        while True:
-            alone = self.routing.routing_table_size() == 0
-            await self.reprovide(pinned)
-            deadline = trio.current_time() + REPROVIDE_INTERVAL
-            while trio.current_time() < deadline:
-                if alone and self.routing.routing_table_size() > 0:
-                    break
-                await trio.sleep(min(REPROVIDE_PEER_CHECK if alone else REPROVIDE_INTERVAL,
-                                     max(0.0, deadline - trio.current_time())))
+        await publishing_rounds(lambda: self.reprovide(pinned), REPROVIDE_INTERVAL,
+                                self.routing.routing_table_size,
+                                peer_check=REPROVIDE_PEER_CHECK)

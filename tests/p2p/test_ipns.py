@@ -176,3 +176,23 @@ async def test_the_servers_node_network_carries_the_nodes_name_system(tmp_path: 
             published = await network.names.publish(CID_A)
             assert published.name == (await network.names.keys())[0].ipns_name
             assert (await names_b.resolve(published.name)).value == CID_A
+
+
+async def test_a_node_running_again_republishes_a_record_about_to_expire_unasked(
+        tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with node_at(tmp_path / "b") as b:
+            names_b = names_of(b, tmp_path / "b")
+            async with node_at(tmp_path / "a") as a:
+                await a.connect_peer(b.addrs[0])
+                await b.wait_for_peer(a.peer_id)
+                short = await names_of(a, tmp_path / "a").publish(CID_A, lifetime_seconds=120)
+            before = await names_b.resolve(short.name)
+            # The same repo runs again: its node re-signs the record, with no call to names,
+            # once it has a DHT peer to put it to.
+            async with node_at(tmp_path / "a") as a:
+                await a.connect_peer(b.addrs[0])
+                while (now := await names_b.resolve(short.name)).sequence <= before.sequence:
+                    await trio.sleep(0.1)
+    assert now.value == CID_A
+    assert now.validity is not None and now.validity > (before.validity or "")
