@@ -12,9 +12,12 @@
                             lifetime, each of our records whose validity ends within the
                             margin (at most MAX_REPUBLISH a round, each put bounded)
 
-On disk, beside the keys::
+On disk, beside the keys, the repo's record store (``backends.core.ipns_store``)::
 
-    <repo>/ipns-published/<k51…>.ipns   the record we last published under that name
+    <repo>/ipns-published/<k51…>.ipns   the record we last published under that name, or
+                                        one put there by hand (``ipfs-mcp routing put``)
+
+``resolve`` counts the held record beside what the network answers: the best one wins.
 
 Sequence numbers only go up: the next one is past both what we last published and the
 best record the DHT holds, so a name published from elsewhere is not undercut.
@@ -35,6 +38,7 @@ from libp2p.kad_dht.kad_dht import KadDHT
 
 from ipfs_mcp.backends.core import ipns
 from ipfs_mcp.backends.core.ipns import KeyInfo, NameRecord
+from ipfs_mcp.backends.core.ipns_store import RecordStore
 from ipfs_mcp.backends.errors import (
     InvalidRecord,
     IpfsMcpError,
@@ -44,7 +48,6 @@ from ipfs_mcp.backends.errors import (
     Unsupported,
 )
 
-from .identity import write_private_key
 from .ipns_dht import IpnsDht
 from .keys import SELF, KeyStore, signing_key
 from .periods import publishing_rounds
@@ -53,7 +56,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["NamesWhenRunning", "NodeNames", "RecordRouter"]
 
-PUBLISHED_FOLDER = "ipns-published"
 DEFAULT_LIFETIME = 48 * 3600.0  # as Kubo's Ipns.RecordLifetime
 REPUBLISH_INTERVAL = 4 * 3600.0  # as Kubo's republisher
 REPUBLISH_MARGIN = 24 * 3600.0  # re-sign when less than this is left of a record's validity
@@ -78,7 +80,7 @@ class NodeNames:
                  lookup_timeout: float = LOOKUP_TIMEOUT) -> None:
         self.dht = dht
         self.keys_store = keys
-        self.folder = Path(folder) / PUBLISHED_FOLDER
+        self.records = RecordStore(Path(folder))
         self.routers = tuple(routers)
         self.lookup_timeout = lookup_timeout
 
@@ -99,21 +101,8 @@ class NodeNames:
         return await trio.to_thread.run_sync(self.keys_store.generate, name)
 
     # -- records we publish -------------------------------------------------------------
-    def _published_path(self, name: str) -> Path:
-        return self.folder / f"{name.removeprefix('/ipns/')}.ipns"
-
     def _read_published(self, name: str) -> ipns.IpnsRecord | None:
-        try:
-            raw = self._published_path(name).read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise IpfsMcpError(f"cannot read our last record of {name}: {exc}") from exc
-        try:
-            return ipns.parse_record(name, raw)  # an expired one still holds the sequence
-        except InvalidRecord as exc:
-            log.warning("ipns: our stored record of %s is invalid (%s); ignored", name, exc)
-            return None
+        return self.records.held(name)  # an expired one still holds the sequence
 
     async def last_published(self, key: str = SELF) -> NameRecord | None:
         info = await trio.to_thread.run_sync(self.keys_store.info, key)
@@ -140,8 +129,7 @@ class NodeNames:
         return await self._put(record)
 
     async def _put(self, record: ipns.IpnsRecord) -> NameRecord:
-        await trio.to_thread.run_sync(
-            lambda: write_private_key(self._published_path(record.name), record.raw))
+        await trio.to_thread.run_sync(self.records.keep, record)
         try:
             with trio.fail_after(self.lookup_timeout):
                 await self.dht.put(record)
@@ -197,6 +185,9 @@ class NodeNames:
         key_name = ipns.ipns_name(ipns.name_multihash(name))
         found: list[tuple[ipns.IpnsRecord, str]] = []
         failures: list[str] = []
+        held = await trio.to_thread.run_sync(self.records.valid, key_name)
+        if held is not None:
+            found.append((held, "local"))
         try:
             with trio.fail_after(self.lookup_timeout):
                 records, refused = await self.dht.get(key_name)

@@ -6,6 +6,11 @@
 ``get`` does) and dial the ``--peer`` and ``--bootstrap`` peers first. A publish that would
 replace a newer record the network holds under the key (the key used elsewhere) is refused
 unless ``--allow-replace`` says so.
+
+``routing put /ipns/<name> <file>`` keeps a signed record (made anywhere: Kubo, a fixture)
+in the repo's record store once it validates, as Kubo's ``routing put --allow-offline``:
+the node, the CLI and the gateway then resolve the name from it offline, the best record
+(the store's or the network's) winning. ``routing get`` writes the held record out.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -47,6 +53,13 @@ def add_commands(commands: Any) -> None:
     q.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True,
                    help="follow names to /ipfs/ (default), or one step only")
     _add_peers(q)
+    routing = commands.group("routing", "IPNS records held in the repo (offline)",
+                             cmd_routing, "routing_cmd")
+    q = routing.add("put", "validate a signed IPNS record and keep it for its name")
+    q.add_argument("key", help="/ipns/<k51… or peer id>")
+    q.add_argument("file", help="the record, as signed (e.g. a .ipns-record file)")
+    q = routing.add("get", "write out the valid record held for a name")
+    q.add_argument("key", help="/ipns/<k51… or peer id>")
     keys = commands.group("key", "signing keys for IPNS names", cmd_key, "key_cmd")
     keys.add("gen", "make a new Ed25519 key").add_argument("name", help="the key's name")
     keys.add("list", "the keys and their IPNS names")
@@ -82,6 +95,37 @@ def cmd_key(args: argparse.Namespace) -> int:
                   "\n".join(f"{k.name} {k.ipns_name}" for k in listed))
 
 
+# -- routing ----------------------------------------------------------------------------------
+def cmd_routing(args: argparse.Namespace) -> int:
+    """Raises: InvalidInput (not an /ipns/ key), InvalidRecord (refused: badly signed,
+    another key's, expired, or older than the record held), NameNotFound, IpfsMcpError."""
+    from ipfs_mcp.backends.core.ipns_store import RecordStore
+    from ipfs_mcp.backends.errors import NameNotFound
+    from ipfs_mcp.backends.settings import BackendSettings
+
+    if not args.key.startswith("/ipns/"):
+        raise InvalidInput(f"{args.key!r}: routing keys here are /ipns/<name>")
+    store = RecordStore(BackendSettings.from_env().repo_path)
+    if args.routing_cmd == "put":
+        try:
+            raw = Path(args.file).read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {args.file}: {exc.strerror}") from exc
+        record = store.put(args.key, raw)
+        return _print(args, {"name": record.name, "value": record.value,
+                             "sequence": record.sequence, "validity": record.validity},
+                      f"Kept {record.name} -> {record.value} (sequence {record.sequence})")
+    held = store.valid(args.key)
+    if held is None:
+        raise NameNotFound(f"no valid record of {args.key} is held here")
+    if args.json:
+        return _print(args, {"name": held.name, "value": held.value,
+                             "sequence": held.sequence, "validity": held.validity}, "")
+    sys.stdout.buffer.write(held.raw)
+    sys.stdout.flush()
+    return 0
+
+
 # -- name -------------------------------------------------------------------------------------
 def cmd_name(args: argparse.Namespace) -> int:
     """Raises: the project's errors, as one line (see ``cli.main``)."""
@@ -110,7 +154,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     if not _needs_node(args):  # a domain: DNS alone
         from .config import ServerSettings
 
-        resolver = name_tools.name_resolver(None, ServerSettings.load().dns_resolvers)
+        settings = ServerSettings.load()
+        resolver = name_tools.name_resolver(None, settings.dns_resolvers,
+                                            ns_map=settings.ns_map)
         found = await name_tools.resolve_name(resolver, args.name, recursive=args.recursive)
         return found.model_dump(mode="json")
     from .cli_fetch import _connect

@@ -67,6 +67,9 @@ option                       environment                    meaning
                                                             as Kubo's DNS.Resolvers:
                                                             ``eth.=https://…,.=10.0.0.1:53``
                                                             (default: the system resolver)
+(none)                       ``IPFS_MCP_NS_MAP``            static DNSLink names, asked before
+                                                            DNS, as Kubo's IPFS_NS_MAP:
+                                                            ``example.org:/ipfs/<cid>,…``
 ``--log-level LEVEL``        ``IPFS_MCP_LOG_LEVEL``         stderr log level (default WARNING);
                                                             the P2P libraries' logs only at DEBUG
 ``--send-idle SECONDS``      ``IPFS_MCP_SEND_IDLE``         an HTTP response (MCP or gateway)
@@ -101,7 +104,7 @@ from pathlib import Path
 from ipfs_mcp.backends.core.ip_scope import DialScope, parse_dial_scope
 from ipfs_mcp.backends.core.limits import parse_max_write
 from ipfs_mcp.backends.errors import InvalidInput
-from ipfs_mcp.backends.retrieval.dnslink import parse_resolvers
+from ipfs_mcp.backends.retrieval.dnslink import parse_ns_map, parse_resolvers
 from ipfs_mcp.backends.retrieval.trustless_gateway import gateway_url
 from ipfs_mcp.backends.settings import BackendSettings, env_flag
 from ipfs_mcp.tools.roots import ClientRoots
@@ -311,6 +314,7 @@ class ServerSettings:
     trustless_gateways: tuple[str, ...] = ()  # retrieval sources beside bitswap
     delegated_routers: tuple[str, ...] = ()  # /routing/v1 servers beside the DHT
     dns_resolvers: tuple[tuple[str, str], ...] = ()  # DNSLink: (suffix, resolver); none: system
+    ns_map: tuple[tuple[str, str], ...] = ()  # DNSLink (domain, value) asked before DNS
     serving: ServingLimits = field(default_factory=ServingLimits)
 
     @property
@@ -427,6 +431,7 @@ class ServerSettings:
                 gateway_url(u) for u in (delegated_routers if delegated_routers else
                                          _split(env.get("IPFS_MCP_DELEGATED_ROUTERS")))),
             dns_resolvers=tuple(parse_resolvers(env.get("IPFS_MCP_DNS_RESOLVERS")).items()),
+            ns_map=tuple(parse_ns_map(env.get("IPFS_MCP_NS_MAP")).items()),
             serving=serving or ServingLimits.load(env),
         )
         if gateway_bind is not None and not is_loopback(gateway_bind[0]) and not gateway_public:

@@ -512,7 +512,8 @@ async def lifespan_state(settings: ServerSettings, runtime: Runtime | None = Non
                         routing=delegated, discovered=retrieval.discovered,
                         gateway_url=gateway_url,
                         names=name_resolver(_name_system(network, slot, settings),
-                                            settings.dns_resolvers))
+                                            settings.dns_resolvers, ns_map=settings.ns_map,
+                                            repo_path=repo.path if repo else None))
     log.info("backend %s (%s); %s", selection.backend, selection.reason, roots.describe())
     slot.publish_router(router)
     try:

@@ -23,7 +23,7 @@ EXPORTED: dict[str, set[str]] = {
     },
     "ipfs_mcp.backends.core": {
         "car", "cbor", "chunkers", "cids", "dag", "dagjson", "dagpb", "exporter", "hamt", "importer",
-        "ip_scope", "ipns", "limits", "protobuf", "reputation", "rooted", "trickle", "unixfs", "varint",
+        "ip_scope", "ipns", "ipns_store", "limits", "protobuf", "reputation", "rooted", "trickle", "unixfs", "varint",
     },
     "ipfs_mcp.backends.repo": {
         "atomic", "blockstore", "eviction", "filestore", "memory_tier", "pins", "placement",

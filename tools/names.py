@@ -12,13 +12,28 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
+import anyio
 from multiformats import CID
 from pydantic import BaseModel, Field
 
-from ipfs_mcp.backends.errors import InvalidInput, NameNotFound, NetworkError, Unsupported
-from ipfs_mcp.backends.names import NameRecord, NameSystem
-from ipfs_mcp.backends.retrieval.dnslink import DnsLinkResolver, DnsTxtLookup, normalize_domain
+from ipfs_mcp.backends.core import ipns
+from ipfs_mcp.backends.core.ipns_store import RecordStore
+from ipfs_mcp.backends.errors import (
+    InvalidInput,
+    NameNotFound,
+    NetworkError,
+    NodeNotRunning,
+    Unsupported,
+)
+from ipfs_mcp.backends.names import KeyInfo, NameRecord, NameSystem
+from ipfs_mcp.backends.retrieval.dnslink import (
+    DnsLinkResolver,
+    DnsTxtLookup,
+    normalize_domain,
+)
 
 MAX_DEPTH = 32  # Kubo's DefaultDepthLimit
 MAX_NAME_PATH = 4096  # a name and its path, as written by a caller
@@ -136,14 +151,91 @@ class NameResolver:
         return Resolved(asked, path, tuple(steps), min(ttls) if ttls else None, source)
 
 
-def name_resolver(node: object, dns_resolvers: Collection[tuple[str, str]] = ()
-                  ) -> NameResolver:
-    """Names for the tools and the gateway: IPNS through ``node`` when it is a NameSystem,
-    DNSLink through the resolvers given as (suffix, address) pairs (none: the system's)."""
-    names = node if isinstance(node, NameSystem) else None
+@runtime_checkable
+class RecordSource(Protocol):
+    async def ipns_record(self, name: str) -> bytes | None:
+        """The best valid record of ``/ipns/<k51…>`` as signed (None: none found)."""
+        ...
+
+
+class HeldNames:
+    """A ``NameSystem`` that also answers from the repo's held records (what we published,
+    what ``routing put`` kept), so a name resolves offline; where a node (``inner``) answers
+    too, the best record of both wins. Publishing and keys need ``inner``."""
+
+    def __init__(self, inner: NameSystem | None, records: RecordStore, why: str) -> None:
+        self.inner = inner
+        self.records = records
+        self.why = why
+
+    def _inner(self) -> NameSystem:
+        if self.inner is None:
+            raise Unsupported("this server", "IPNS names", self.why)
+        return self.inner
+
+    async def _held(self, name: str) -> ipns.IpnsRecord | None:
+        return await anyio.to_thread.run_sync(self.records.valid, name)
+
+    async def resolve(self, name: str) -> NameRecord:
+        """Raises: InvalidInput, NameNotFound, and the node's errors when nothing is held."""
+        held = await self._held(name)
+        try:
+            found = await self._inner().resolve(name)
+        except (NameNotFound, NetworkError, NodeNotRunning, Unsupported):
+            if held is None:
+                raise
+            return held.to_name_record("local")
+        if held is not None and (held.sequence, held.validity_ns) > (
+                found.sequence, ipns.parse_validity(found.validity or held.validity)):
+            return held.to_name_record("local")
+        return found
+
+    async def ipns_record(self, name: str) -> bytes | None:
+        """The best valid record of ``name`` held here or found by the node.
+
+        Raises:
+            InvalidInput: not a key's name.
+        """
+        found = [r for r in [await self._held(name)] if r is not None]
+        if isinstance(self.inner, RecordSource):
+            try:
+                raw = await self.inner.ipns_record(name)
+            except (NetworkError, NodeNotRunning):
+                raw = None
+            if raw is not None:
+                found.append(ipns.validate_record(name, raw))
+        return ipns.best_record(found).raw if found else None
+
+    async def publish(self, value: str, *, key: str = "self",
+                      lifetime_seconds: float = 48 * 3600, ttl_seconds: float = 300
+                      ) -> NameRecord:
+        return await self._inner().publish(value, key=key, lifetime_seconds=lifetime_seconds,
+                                           ttl_seconds=ttl_seconds)
+
+    async def last_published(self, key: str = "self") -> NameRecord | None:
+        return await self._inner().last_published(key)
+
+    async def keys(self) -> list[KeyInfo]:
+        return await self._inner().keys()
+
+    async def generate_key(self, name: str) -> KeyInfo:
+        return await self._inner().generate_key(name)
+
+
+def name_resolver(node: object, dns_resolvers: Collection[tuple[str, str]] = (), *,
+                  repo_path: Path | None = None,
+                  ns_map: Collection[tuple[str, str]] = ()) -> NameResolver:
+    """Names for the tools and the gateway: IPNS through ``node`` when it is a NameSystem
+    and from the records held in ``repo_path``; DNSLink through the static ``ns_map``
+    (domain, value) first, then the resolvers given as (suffix, address) pairs (none: the
+    system's)."""
+    names: NameSystem | None = node if isinstance(node, NameSystem) else None
     why = ("the node in use publishes and resolves no IPNS names" if node is not None
            else "no node runs (--no-p2p, or the backend has none)")
-    return NameResolver(names, DnsLinkResolver(DnsTxtLookup(dict(dns_resolvers))), why)
+    if repo_path is not None:
+        names = HeldNames(names, RecordStore(repo_path), why)
+    return NameResolver(names, DnsLinkResolver(DnsTxtLookup(dict(dns_resolvers)),
+                                               static=dict(ns_map)), why)
 
 
 @dataclass(frozen=True)

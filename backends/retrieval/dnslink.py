@@ -8,7 +8,9 @@ bounded depth, by the caller (``tools/names.py``).
 
 The lookups go through dnspython: the system resolver, or per domain suffix a resolver
 address (``203.0.113.1``, ``[::1]:5353``) or a DNS-over-HTTPS URL, as Kubo's
-``DNS.Resolvers`` map. Answers are cached for their TTL (capped) in a bounded cache; a
+``DNS.Resolvers`` map. A static map (``IPFS_MCP_NS_MAP``, Kubo's ``IPFS_NS_MAP`` syntax:
+``example.org:/ipfs/<cid>,other.example:/ipns/<name>``) is consulted before DNS, for tests
+and air-gapped use. Answers are cached for their TTL (capped) in a bounded cache; a
 hostile zone cannot make us keep more than :data:`MAX_RECORDS` records of
 :data:`MAX_RECORD_BYTES` each.
 """
@@ -97,6 +99,30 @@ def _parse_resolver(address: str) -> dns.nameserver.Nameserver:
         host, _, number = text.partition(":")
         port = int(number)
     return dns.nameserver.Do53Nameserver(host, port)
+
+
+STATIC_TTL_SECONDS = 60.0  # a static entry, as Kubo's NS map (it never changes while we run)
+STATIC_RECORD = "the static DNSLink map"
+
+
+def parse_ns_map(text: str | None) -> dict[str, str]:
+    """Kubo's ``IPFS_NS_MAP``: ``domain:/ipfs/<cid>[/path],domain2:/ipns/<name>`` (a domain,
+    ``:``, a DNSLink value), as a {normalised domain: value} map.
+
+    Raises:
+        InvalidInput: an entry without ``:``, a bad domain, or a value not /ipfs/ or /ipns/.
+    """
+    found: dict[str, str] = {}
+    for entry in (text or "").split(","):
+        if not entry.strip():
+            continue
+        domain, sep, value = entry.strip().partition(":")
+        value = value.strip()
+        if not sep or dnslink_value((f"{_PREFIX}{value}",)) != value:
+            raise InvalidInput(f"DNSLink map entry {entry.strip()!r}: write "
+                               "<domain>:/ipfs/<cid> or <domain>:/ipns/<name>")
+        found[normalize_domain(domain)] = value
+    return found
 
 
 def parse_resolvers(text: str | None) -> dict[str, str]:
@@ -188,8 +214,11 @@ class DnsLinkResolver:
     """Resolves a domain's DNSLink, one step, its answers cached for their TTL."""
 
     def __init__(self, lookup: TxtLookup, *, clock: Callable[[], float] = time.monotonic,
-                 cache_entries: int = CACHE_ENTRIES) -> None:
+                 cache_entries: int = CACHE_ENTRIES,
+                 static: Mapping[str, str] | None = None) -> None:
         self._lookup = lookup
+        # Consulted before DNS: {domain: value}, as ``parse_ns_map`` reads it.
+        self._static = {normalize_domain(d): v for d, v in (static or {}).items()}
         self._clock = clock
         self._cache_entries = cache_entries
         # domain -> (expires at, the link or None for "no DNSLink here")
@@ -204,6 +233,8 @@ class DnsLinkResolver:
             Timeout, NetworkError: the DNS lookups failed.
         """
         name = normalize_domain(domain)
+        if name in self._static:
+            return DnsLink(name, self._static[name], STATIC_RECORD, STATIC_TTL_SECONDS)
         now = self._clock()
         cached = self._cache.get(name)
         if cached is not None and cached[0] > now:

@@ -98,7 +98,7 @@ def gateway_from_settings(settings: ServerSettings, reads: BlockReads, *,
                                                    settings.gateway_max_store))
     # One client address holds at most --gateway-max-per-client of the gateway's slots.
     limits = GatewayLimits(max_per_client=settings.serving.gateway_per_client)
-    names = names or name_resolver(None, settings.dns_resolvers)
+    names = names or name_resolver(None, settings.dns_resolvers, ns_map=settings.ns_map)
     return Gateway(RouterSource(reads), remote=remote, providers=providers, limits=limits,
                    names=names)
 
@@ -117,7 +117,8 @@ async def start_gateway(tg: anyio.abc.TaskGroup, settings: ServerSettings,
     # Read (or created) before the node starts, so both use the one identity.
     peer_id = await anyio.to_thread.run_sync(repo_peer_id, settings.backend.repo_path)
     providers = NodeProviders(slot, RouterSource(slot), peer_id)
-    names = name_resolver(SlotNames(slot, settings.backend.repo_path), settings.dns_resolvers)
+    names = name_resolver(SlotNames(slot, settings.backend.repo_path), settings.dns_resolvers,
+                          ns_map=settings.ns_map, repo_path=settings.backend.repo_path)
     gateway = gateway_from_settings(settings, slot, providers=providers, names=names)
     host, port = settings.gateway
 
