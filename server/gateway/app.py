@@ -50,7 +50,8 @@ from .request import BadRequest, parse_request
 from .routing import RoutingEndpoints
 from .slots import RequestSlots, client_key
 from .source import BlockSource, ProviderLookup
-from .subdomain import ORIGIN_KEY, Redirect, SubdomainHosts
+from .subdomain import ORIGIN_KEY, Origin, Redirect, Rewrite, SubdomainHosts
+from .subdomain import _split_host as split_host  # the Host's name, without its port
 
 __all__ = ["Gateway", "GatewayLimits"]
 
@@ -155,6 +156,8 @@ class Gateway:
             resolved = await self._by_name(scope, raw_path, accept, send, head)
             if resolved is None:
                 return
+            scope = {**scope, ORIGIN_KEY: ipns_paths.resolved_origin(scope.get(ORIGIN_KEY),
+                                                                     raw_path, resolved)}
             raw_path = resolved
         if not raw_path.startswith(b"/ipfs/"):
             status = 501 if raw_path.startswith(b"/ipns/") else 404
@@ -180,8 +183,14 @@ class Gateway:
             if ipns_paths.wants_record(scope.get("query_string", b""), accept):
                 record = await ipns_paths.record_for(getattr(self.names, "names", None),
                                                      raw_path)
+                extra = ipns_paths.record_headers(raw_path, scope.get("query_string", b""),
+                                                  record)
                 await send_page(send, 200, record, ipns_paths.IPNS_RECORD.encode(),
-                                list(CORS_HEADERS), head)
+                                [*CORS_HEADERS, *extra], head)
+                return None
+            location = ipns_paths.canonical_location(raw_path)
+            if location is not None:
+                await plain(send, 302, b"", [*CORS_HEADERS, (b"location", location)])
                 return None
             return (await ipns_paths.to_ipfs_path(self.names, raw_path)).raw_path
         except IpfsMcpError as exc:
@@ -201,7 +210,12 @@ class Gateway:
             await pages.send_error(send, 400, "Bad request", str(exc), accept, head=head)
             return None
         if routed is None:
-            return scope, raw_path
+            host = headers.get("x-forwarded-host") or headers.get("host", "")
+            site = (await ipns_paths.dnslink_site(self.names, split_host(host)[0])
+                    if self.names is not None else None)
+            if site is None:
+                return scope, raw_path
+            routed = Rewrite(site.encode() + raw_path, Origin(site, host))
         if isinstance(routed, Redirect):
             await plain(send, 301, b"", [*CORS_HEADERS,
                                          (b"location", header_text(routed.location))])

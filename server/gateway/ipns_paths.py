@@ -11,17 +11,22 @@ address or library message reaches the client).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qs, unquote
 
+from ipfs_mcp.backends.core import ipns
 from ipfs_mcp.backends.errors import (
     InvalidInput,
+    InvalidRecord,
     IpfsMcpError,
     NameNotFound,
     Timeout,
     Unsupported,
 )
+
+from .disposition import content_disposition
+from .subdomain import Origin
 
 IPNS_RECORD = "application/vnd.ipfs.ipns-record"
 
@@ -96,6 +101,61 @@ async def record_for(source: object, raw_path: bytes) -> bytes:
     if raw is None:
         raise NameNotFound(f"no IPNS record of {name}")
     return raw
+
+
+async def dnslink_site(names: NameLookup, hostname: str) -> str | None:
+    """``/ipns/<hostname>`` when the request's host is a DNSLink website (a domain, not
+    an address, whose DNSLink resolves), as Kubo serves any host it is not configured for;
+    None otherwise (served as a path gateway)."""
+    if "." not in hostname or hostname.replace(".", "").isdigit() or ":" in hostname:
+        return None
+    try:
+        await names.resolve_path(f"/ipns/{hostname}")
+    except IpfsMcpError:
+        return None
+    return f"/ipns/{hostname}"
+
+
+def resolved_origin(origin: Origin | None, asked: bytes, resolved: bytes) -> Origin | None:
+    """A site's origin (a DNSLink host, a ``{name}.ipns.`` subdomain) with its root moved
+    to the ``/ipfs/`` path its name resolved to, so that redirects and links below it stay
+    relative to the site."""
+    if origin is None or not asked.startswith(origin.root.encode()):
+        return origin
+    rest = asked[len(origin.root.encode()):]
+    if not resolved.endswith(rest):
+        return origin
+    return replace(origin, root=resolved[:len(resolved) - len(rest)].decode("latin-1"))
+
+
+def record_headers(raw_path: bytes, query_string: bytes, record: bytes
+                   ) -> list[tuple[bytes, bytes]]:
+    """A record's download headers, as Kubo sends them: an attachment named
+    ``<key>.ipns-record`` (or ``?filename=``), cached for the record's own TTL (no
+    Cache-Control when the record cannot be read: the client validates it anyway).
+    """
+    name, _ = _split(raw_path)
+    query = parse_qs(query_string.decode("ascii", "replace"))
+    filename = query.get("filename", [f"{name}.ipns-record"])[0]
+    headers = [(b"content-disposition", content_disposition("attachment", filename))]
+    try:
+        ttl = ipns.parse_record(name, record).ttl_ns // 1_000_000_000
+    except (InvalidRecord, InvalidInput):
+        return headers
+    return [*headers, (b"cache-control", f"public, max-age={ttl}".encode())]
+
+
+def canonical_location(raw_path: bytes) -> bytes | None:
+    """``/ipns/<k51…>[/rest]`` for a key's name written another way (a base58 peer id,
+    as Kubo redirects it), None when the name is canonical or not a key."""
+    name, rest = _split(raw_path)
+    if "." in name:
+        return None
+    try:
+        canonical = ipns.ipns_name(ipns.name_multihash(name))
+    except InvalidInput:
+        return None
+    return None if canonical == f"/ipns/{name}" else canonical.encode() + rest
 
 
 _ANSWERS: Mapping[type[IpfsMcpError], tuple[int, str, str]] = {

@@ -65,14 +65,14 @@ def suite(build_dir: Path) -> Suite:
     if _HOME_OVERRIDE is None or not (Path(_HOME_OVERRIDE) / "tests").is_dir():
         reason = (f"gateway-conformance {VERSION} is unavailable ({proxy_error}); set "
                   "GATEWAY_CONFORMANCE_HOME to a checkout of its v0.13.2 tag. Not run: "
-                  "specs trustless-gateway, path-gateway and subdomain-gateway (IPNS aside)")
+                  "specs trustless-gateway, path-gateway, subdomain-gateway and dnslink-gateway")
         if "403" in proxy_error or "not available" in proxy_error:
             # The module proxy itself refuses this module (403 "This module version is not
             # available"): nothing an install step could fix, so even CI only skips.
             pytest.skip(reason)
         interop_skip(f"gateway-conformance {VERSION} is unavailable ({proxy_error}); set "
                      "GATEWAY_CONFORMANCE_HOME to a checkout of its v0.13.2 tag. Not run: "
-                     "specs trustless-gateway, path-gateway and subdomain-gateway (IPNS aside)")
+                     "specs trustless-gateway, path-gateway, subdomain-gateway and dnslink-gateway")
     home = Path(_HOME_OVERRIDE)
     binary = build_dir / "gateway-conformance"
     try:
@@ -88,6 +88,17 @@ def extract_fixtures(s: Suite, folder: Path) -> Path:
     subprocess.run([str(s.binary), "extract-fixtures", "--directory", str(folder), "--merged"],
                    env=s.env(), capture_output=True, timeout=300, check=True)
     return folder / "fixtures.car"
+
+
+def ipns_records(folder: Path) -> dict[str, Path]:
+    """The fixtures' signed IPNS records by name (``<name>[_<what>]_<n>.ipns-record``, the
+    name before the first ``_``, as Kubo's CI reads them)."""
+    return {f.name.split("_", 1)[0]: f for f in sorted(folder.glob("*.ipns-record"))}
+
+
+def ns_map(folder: Path) -> str:
+    """The fixtures' DNSLink names as one ``IPFS_NS_MAP`` value (``domain:/ipfs/…,…``)."""
+    return (folder / "dnslinks.IPFS_NS_MAP").read_text(encoding="utf-8").strip()
 
 
 @dataclass

@@ -1,9 +1,13 @@
 """ipfs/gateway-conformance v0.13.2 against the real ``ipfs-mcp serve --gateway``.
 
 The suite's fixtures are imported through our own ``ipfs-mcp dag import``; the server runs
-as a separate process (MCP over HTTP, the gateway beside it, no P2P node). The
-``trustless-gateway``, ``path-gateway`` (UnixFS, raw, range, DAG codecs, TAR) and
-``subdomain-gateway`` specs, IPNS aside, must pass whole. The subdomain spec reaches the
+as a separate process (MCP over HTTP, the gateway beside it, no P2P node). The fixtures'
+IPNS records are kept with ``ipfs-mcp routing put`` and their DNSLink names reach the
+server through ``IPFS_MCP_NS_MAP``, as Kubo's CI puts them into Kubo (``ipfs routing put
+--allow-offline``, ``IPFS_NS_MAP``). The ``trustless-gateway``, ``path-gateway`` (UnixFS,
+raw, range, DAG codecs, TAR) and ``subdomain-gateway`` specs, IPNS included, and the
+``dnslink-gateway`` spec must pass whole, but for the cases named in ``NOT_YET`` (each
+with why). The subdomain spec reaches the
 gateway as ``localhost:port`` (its subdomain host). Counts are printed per spec, cases and
 subtests. Kubo 0.43.1's gateway (no peers, no fetching, the same fixtures imported with its
 own ``ipfs dag import``) runs under the same suite and specs in the same run: every case it
@@ -22,18 +26,40 @@ from pathlib import Path
 import pytest
 
 from tests.interop._process import DaemonProcess
-from tests.interop.kubo_daemon import KuboDaemon
+from tests.interop.kubo_daemon import InteropError, KuboDaemon
 
 from . import conformance
 
 pytestmark = pytest.mark.interop
 
 SPECS = {
-    "trustless-gateway": "trustless-gateway,-trustless-ipns-gateway",
-    "path-gateway": "path-gateway,-path-ipns-gateway",
-    "subdomain-gateway": "subdomain-gateway,-subdomain-ipns-gateway",
+    "trustless-gateway": "trustless-gateway",
+    "path-gateway": "path-gateway",
+    "subdomain-gateway": "subdomain-gateway",
+    "dnslink-gateway": "dnslink-gateway",
 }
 START_TIMEOUT = 60.0
+_RSA_NAME = "TestGatewaySubdomainAndIPNS/request_for_%7BCIDv1-base36-libp2p-key%7D.ipns."
+# The cases taken out of the rule, each with why; nothing else may fail on our side.
+NOT_YET = {
+    # An /ipns/ answer carries the /ipfs/ path it resolved to in X-Ipfs-Path and the
+    # immutable Cache-Control of that path; the suite wants the /ipns/ path and a
+    # TTL-bound cache. Kubo 0.43.1 fails all three as well.
+    "TestGatewayCacheWithIPNS/GET_for_%2Fipns%2F_unixfs_dir_listing_succeeds":
+        "X-Ipfs-Path and Cache-Control of /ipns/ answers (Kubo fails it too)",
+    "TestGatewayCacheWithIPNS/GET_for_%2Fipns%2F_unixfs_dir_with_index.html_succeeds":
+        "X-Ipfs-Path and Cache-Control of /ipns/ answers (Kubo fails it too)",
+    "TestGatewayCacheWithIPNS/GET_for_%2Fipns%2F_unixfs_file_succeeds":
+        "X-Ipfs-Path and Cache-Control of /ipns/ answers (Kubo fails it too)",
+    # The first of the two cases of this name is the RSA key's record (QmVujd…): our IPNS
+    # records are Ed25519 only, so it is refused at `routing put` (Kubo takes RSA).
+    f"{_RSA_NAME}%7Bgateway%7D_returns_expected_payload":
+        "an RSA key's IPNS record (ours are Ed25519 only)",
+    # The listing's breadcrumbs for a DNSLink host are Kubo's own markup (the suite marks
+    # the case "TODO: cleanup Kubo-specifics").
+    "TestDNSLinkGatewayUnixFSDirectoryListing/Regular_dir_listing_%28TODO:_cleanup_"
+    "Kubo-specifics%29": "Kubo's own breadcrumb markup on a DNSLink host's listing",
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +72,12 @@ def served(tmp_path_factory: pytest.TempPathFactory
     cli = [sys.executable, "-m", "ipfs_mcp.server.cli"]
     subprocess.run([*cli, "dag", "import", "--no-pin-roots", str(fixtures)], check=True,
                    capture_output=True, timeout=300, env={**os.environ, **env})
+    for name, record in conformance.ipns_records(fixtures.parent).items():
+        # The fixtures' deliberately broken records are refused here as by Kubo; the suite
+        # asks that they do not resolve.
+        subprocess.run([*cli, "routing", "put", f"/ipns/{name}", str(record)],
+                       capture_output=True, timeout=60, env={**os.environ, **env}, check=False)
+    env["IPFS_MCP_NS_MAP"] = conformance.ns_map(fixtures.parent)
     server = DaemonProcess([*cli, "serve", "--no-p2p", "--http", "127.0.0.1:0",
                             "--gateway", "127.0.0.1:0"],
                            name="ipfs-mcp serve", cwd=work, log_path=work / "serve.log",
@@ -97,21 +129,29 @@ def test_gateway_conformance(served: tuple[conformance.Suite, str, Path],
     for case, reason in sorted(report.skip_reasons.items()):
         print(f"  skipped {case}: {reason}")
     assert counts["pass"] > 0, f"{spec}: no case ran"
-    assert report.failed == [], f"{spec}: failed cases:\n" + "\n".join(report.failed)
+    failed = [case for case in report.failed if case not in NOT_YET]
+    assert failed == [], f"{spec}: failed cases:\n" + "\n".join(failed)
 
 
 @pytest.mark.parametrize("spec", list(SPECS))
 def test_kubo_passes_nothing_we_fail(served: tuple[conformance.Suite, str, Path],
                                      ours: dict[str, conformance.Report], spec: str) -> None:
     suite, url, work = served
-    with KuboDaemon(work / f"kubo-{spec}", config=KUBO_CONFIG) as kubo:
-        kubo.cli("dag", "import", "--pin-roots=false", str(work / "fixtures" / "fixtures.car"),
+    fixtures = work / "fixtures"
+    with KuboDaemon(work / f"kubo-{spec}", config=KUBO_CONFIG,
+                    env={"IPFS_NS_MAP": conformance.ns_map(fixtures)}) as kubo:
+        kubo.cli("dag", "import", "--pin-roots=false", str(fixtures / "fixtures.car"),
                  timeout=300)
+        for name, record in conformance.ipns_records(fixtures).items():
+            try:
+                kubo.cli("routing", "put", "--allow-offline", f"/ipns/{name}", str(record))
+            except InteropError:
+                pass  # a broken fixture, refused by Kubo as the suite expects
         theirs = _run(suite, kubo.gateway_url, spec, work, "kubo-0.43.1")
     if spec not in ours:
         ours[spec] = _run(suite, url, spec, work, "ipfs-mcp")
     assert theirs.counts["pass"] > 0, f"{spec}: no case ran on Kubo"
     passed = {case for case, result in ours[spec].cases.items() if result == "pass"}
     behind = sorted(case for case, result in theirs.cases.items()
-                    if result == "pass" and case not in passed)
+                    if result == "pass" and case not in passed and case not in NOT_YET)
     assert behind == [], f"{spec}: Kubo passes what we do not:\n" + "\n".join(behind)
