@@ -26,8 +26,15 @@ from datetime import UTC, datetime, timedelta
 
 import dag_cbor
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_der_public_key,
+)
 from multiformats import CID, multibase, multihash
 
 from ipfs_mcp.backends.core import protobuf
@@ -44,6 +51,8 @@ MAX_RECORD_SIZE = 10 * 1024  # the spec's and boxo's bound on a whole record
 SIGNATURE_V2_PREFIX = b"ipns-signature:"
 VALIDITY_EOL = 0
 _KEY_TYPE_ED25519 = 1
+_KEY_TYPE_RSA = 0  # older names (Qm…): verified, as Kubo does, never made here
+MIN_RSA_BITS = 2048  # go-libp2p's MinRsaKeyBits
 _LIBP2P_KEY = 0x72
 _IDENTITY = 0x00
 _MAX_U64 = 2**64 - 1
@@ -254,7 +263,7 @@ def _signed_data(data: bytes) -> tuple[bytes, bytes, int, int, int]:
     return value, validity, vtype, seq, ttl
 
 
-def _public_key(mh: bytes, embedded: bytes | None) -> Ed25519PublicKey:
+def _public_key(mh: bytes, embedded: bytes | None) -> Ed25519PublicKey | RSAPublicKey:
     """The key that must have signed: inlined in the name, or embedded and hashing to it."""
     code, digest = multihash.unwrap_raw(mh)
     if code == _IDENTITY:
@@ -276,8 +285,16 @@ def _public_key(mh: bytes, embedded: bytes | None) -> Ed25519PublicKey:
     except IntegrityError as exc:
         raise InvalidRecord(f"the name's key is not a libp2p public key: {exc}") from exc
     raw_key = fields.get(2)
+    if fields.get(1) == _KEY_TYPE_RSA and isinstance(raw_key, memoryview):
+        try:
+            rsa_key = load_der_public_key(bytes(raw_key))
+        except ValueError as exc:
+            raise InvalidRecord(f"the name's RSA key is malformed: {exc}") from exc
+        if not isinstance(rsa_key, RSAPublicKey) or rsa_key.key_size < MIN_RSA_BITS:
+            raise InvalidRecord(f"the name's RSA key is under {MIN_RSA_BITS} bits")
+        return rsa_key
     if fields.get(1) != _KEY_TYPE_ED25519 or not isinstance(raw_key, memoryview):
-        raise InvalidRecord("only Ed25519 keys are supported for IPNS records")
+        raise InvalidRecord("only Ed25519 and RSA keys are supported for IPNS records")
     try:
         return Ed25519PublicKey.from_public_bytes(bytes(raw_key))
     except ValueError as exc:
@@ -300,7 +317,11 @@ def parse_record(name: str, raw: bytes) -> IpnsRecord:
         raise InvalidRecord("the record has no V2 signature or data")
     key = _public_key(mh, blobs.get("pubKey"))
     try:
-        key.verify(blobs["signatureV2"], SIGNATURE_V2_PREFIX + blobs["data"])
+        signed = SIGNATURE_V2_PREFIX + blobs["data"]
+        if isinstance(key, RSAPublicKey):  # PKCS#1 v1.5 over SHA-256, as go-libp2p signs
+            key.verify(blobs["signatureV2"], signed, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            key.verify(blobs["signatureV2"], signed)
     except InvalidSignature as exc:
         raise InvalidRecord("the record's signature is not the name's key's") from exc
     value, validity, vtype, seq, ttl = _signed_data(blobs["data"])

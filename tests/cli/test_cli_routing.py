@@ -5,13 +5,19 @@ resolved from it offline (no node), the best record winning; and the static DNSL
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
+import dag_cbor
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from multiformats import multihash
 
-from ipfs_mcp.backends.core import ipns
+from ipfs_mcp.backends.core import ipns, protobuf
 from ipfs_mcp.backends.errors import InvalidInput
 from ipfs_mcp.backends.retrieval.dnslink import parse_ns_map
 from ipfs_mcp.backends.settings import BackendSettings
@@ -100,3 +106,32 @@ def test_the_static_dnslink_map_answers_before_dns(monkeypatch: pytest.MonkeyPat
 def test_a_malformed_dnslink_map_entry_is_refused(entry: str) -> None:
     with pytest.raises(InvalidInput):
         parse_ns_map(entry)
+
+
+def _rsa_record(bits: int, value: str) -> tuple[str, bytes]:
+    """A V2 record signed by a new RSA key of ``bits`` (Kubo's older Qm… names: the name is
+    the SHA-256 multihash of the libp2p public key, embedded in the record)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    der = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    key_pb = protobuf.varint_field(1, 0) + protobuf.bytes_field(2, der)
+    name = ipns.ipns_name(bytes(multihash.digest(key_pb, "sha2-256")))
+    validity = ipns.format_validity(datetime.now(UTC) + timedelta(hours=1)).encode()
+    data = dag_cbor.encode({"Value": value.encode(), "Validity": validity, "ValidityType": 0,
+                            "Sequence": 0, "TTL": 0})
+    signature = key.sign(ipns.SIGNATURE_V2_PREFIX + data, padding.PKCS1v15(), hashes.SHA256())
+    return name, (protobuf.bytes_field(7, key_pb) + protobuf.bytes_field(8, signature)
+                  + protobuf.bytes_field(9, data))
+
+
+def test_an_rsa_key_record_resolves_and_a_short_rsa_key_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    name, raw = _rsa_record(2048, f"/ipfs/{CID}")
+    short_name, short = _rsa_record(1024, f"/ipfs/{CID}")
+    (tmp_path / "rsa.ipns-record").write_bytes(raw)
+    (tmp_path / "short.ipns-record").write_bytes(short)
+    assert cli.main(["routing", "put", name, str(tmp_path / "rsa.ipns-record")]) == 0
+    capsys.readouterr()
+    assert cli.main(["routing", "put", short_name, str(tmp_path / "short.ipns-record")]) == 1
+    refused = capsys.readouterr().err
+    assert "2048 bits" in refused
+    assert _resolve(name) == f"/ipfs/{CID}"

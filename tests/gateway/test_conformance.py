@@ -39,7 +39,6 @@ SPECS = {
     "dnslink-gateway": "dnslink-gateway",
 }
 START_TIMEOUT = 60.0
-_RSA_NAME = "TestGatewaySubdomainAndIPNS/request_for_%7BCIDv1-base36-libp2p-key%7D.ipns."
 # The cases taken out of the rule, each with why; nothing else may fail on our side.
 NOT_YET = {
     # An /ipns/ answer carries the /ipfs/ path it resolved to in X-Ipfs-Path and the
@@ -51,10 +50,6 @@ NOT_YET = {
         "X-Ipfs-Path and Cache-Control of /ipns/ answers (Kubo fails it too)",
     "TestGatewayCacheWithIPNS/GET_for_%2Fipns%2F_unixfs_file_succeeds":
         "X-Ipfs-Path and Cache-Control of /ipns/ answers (Kubo fails it too)",
-    # The first of the two cases of this name is the RSA key's record (QmVujd…): our IPNS
-    # records are Ed25519 only, so it is refused at `routing put` (Kubo takes RSA).
-    f"{_RSA_NAME}%7Bgateway%7D_returns_expected_payload":
-        "an RSA key's IPNS record (ours are Ed25519 only)",
     # The listing's breadcrumbs for a DNSLink host are Kubo's own markup (the suite marks
     # the case "TODO: cleanup Kubo-specifics").
     "TestDNSLinkGatewayUnixFSDirectoryListing/Regular_dir_listing_%28TODO:_cleanup_"
