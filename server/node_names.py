@@ -8,6 +8,7 @@ the node is down says so (``NodeNotRunning``), as the network tools do.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -16,7 +17,7 @@ import anyio
 from ipfs_mcp.backends.core import ipns
 from ipfs_mcp.backends.errors import NodeNotRunning, Timeout
 from ipfs_mcp.backends.names import KeyInfo, NameRecord
-from ipfs_mcp.p2p.names import NodeNames
+from ipfs_mcp.p2p.names import NamesWhenRunning, NodeNames, RecordRouter
 
 if TYPE_CHECKING:
     from ipfs_mcp.p2p import P2PNode
@@ -29,25 +30,25 @@ class NodeWaiter(Protocol):
 
 
 class SlotNames:
-    """``NameSystem`` over the node the slot holds (built once per node)."""
+    """``NameSystem`` over the node the slot holds: the node's own
+    :class:`~ipfs_mcp.p2p.names.NamesWhenRunning` (one ``NodeNames`` per node, asking the
+    delegated routers too), plus the signed record the gateway serves."""
 
-    def __init__(self, slot: NodeWaiter, repo_path: Path) -> None:
+    def __init__(self, slot: NodeWaiter, repo_path: Path, *,
+                 routers: Sequence[RecordRouter] = ()) -> None:
         self.slot = slot
         self.repo_path = repo_path
-        self._names: tuple[object, NodeNames] | None = None
-        self._lock = anyio.Lock()
+        self._running = NamesWhenRunning(self._node, repo_path, routers=routers)
 
-    async def _for_node(self) -> NodeNames:
+    async def _node(self) -> P2PNode:
         node = await self.slot.wait()
         if node is None:
             raise NodeNotRunning(f"P2P node is not running ({getattr(self.slot, 'status', '')}); "
                                  "IPNS names need it: start without --no-p2p")
-        async with self._lock:
-            if self._names is None or self._names[0] is not node:
-                names = NodeNames.for_host(node.host, node.routing.dht,  # type: ignore[attr-defined]
-                                           self.repo_path)
-                self._names = (node, names)
-            return self._names[1]
+        return node
+
+    async def _for_node(self) -> NodeNames:
+        return await self._running.names()
 
     async def ipns_record(self, name: str) -> bytes | None:
         """The best valid record of ``name`` held here or by the closest peers, as signed

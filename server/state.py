@@ -226,7 +226,8 @@ def _name_system(network: Network | None, slot: NodeSlot, settings: ServerSettin
     """Who publishes and resolves IPNS names: our node (in the slot) when it is the node,
     else the backend's node if it does names (Kubo), else nobody."""
     if isinstance(network, NodeNetwork):
-        return SlotNames(slot, settings.backend.repo_path)
+        return SlotNames(slot, settings.backend.repo_path,
+                         routers=[network.routing] if network.routing is not None else [])
     return network
 
 
