@@ -15,7 +15,6 @@ import inspect
 import json
 import logging
 from collections.abc import Callable, Iterator
-from importlib import metadata
 from typing import Annotated, Any
 
 from mcp.server.caching import CacheHint
@@ -79,6 +78,7 @@ from . import prompts as prompt_texts
 from . import tool_args as args
 from .config import ServerSettings
 from .state import NodeSlot, Runtime, ServerState, lifespan_state
+from .version import installed_version
 
 log = logging.getLogger("ipfs_mcp.server")
 
@@ -100,13 +100,6 @@ Prompts: share_model, fetch_and_verify, diagnose, publish_latest."""
 # a client from holding an answer about a CID that was later garbage-collected forever.
 CID_CACHE_TTL_MS = 24 * 3600 * 1000
 _MAX_PINS_RESOURCE = 500
-
-
-def _version() -> str:
-    try:
-        return metadata.version("ipfs-mcp")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def actionable(exc: IpfsMcpError) -> str:
@@ -330,7 +323,7 @@ def build_server(settings: ServerSettings | None = None, *, gateway_url: str | N
             yield state
 
     mcp: MCPServer[ServerState] = MCPServer(
-        "ipfs-mcp", title="IPFS content storage", version=_version(),
+        "ipfs-mcp", title="IPFS content storage", version=installed_version(),
         description="Real, Kubo-compatible content-addressed storage for agents",
         instructions=INSTRUCTIONS, lifespan=lifespan, log_level=settings.log_level,  # type: ignore[arg-type]
         cache_hints={"resources/read": CacheHint(ttl_ms=0, scope="private")},

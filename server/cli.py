@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
-import importlib.metadata
 import json
 import sys
 import traceback
@@ -36,6 +34,7 @@ from ipfs_mcp.tools.roots import AllowedRoots, describe_existing
 from . import cli_fetch, cli_names, cli_pubsub, daemon
 from .cli_errors import explain
 from .cli_output import checked_output, output_of, write_bytes
+from .version import installed_version
 
 
 def _print_json(value: Any) -> None:
@@ -399,14 +398,6 @@ def _import_args(args: argparse.Namespace) -> ImportArgs:
                                          for name in ImportArgs.model_fields})
 
 
-def _version() -> str:
-    """The installed distribution's version (the package metadata, not a copy of it)."""
-    try:
-        return importlib.metadata.version("ipfs-mcp")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 _JSON_HELP = "machine-readable output: one JSON value on stdout"
 _CID_HELP = "a CID (Qm... or bafy...), optionally followed by /path/inside"
 _OUTPUT_HELP = ("write the bytes to this file instead of stdout (its folder must exist); "
@@ -548,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="ipfs-mcp", description=__doc__.split("\n\n")[0])
     parser.add_argument("--debug", action="store_true",
                         help="on an error, also print its Python traceback")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}",
                         help="print the version and exit")
     commands = _Commands(parser.add_subparsers(dest="command", required=True,
                                                metavar="COMMAND"))

@@ -55,7 +55,7 @@ EXPORTED: dict[str, set[str]] = {
         "daemon", "daemon_file", "gateway", "http",
         "hypercorn_worker", "logs", "metrics",
         "node_names", "node_network", "prompts", "serve", "state", "stdio", "tool_args",
-        "answers", "tool_list",
+        "answers", "tool_list", "version",
     },
 }
 

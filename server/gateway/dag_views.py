@@ -25,6 +25,7 @@ from multiformats import CID
 
 from ipfs_mcp.backends.core import cbor, dagjson
 from ipfs_mcp.backends.core.cids import cid_str
+from ipfs_mcp.server.version import installed_version
 
 from . import pages
 from .failures import NotAcceptable, NotRendered
@@ -98,7 +99,7 @@ def download_name(cid: CID, content_type: str) -> tuple[str, bool]:
 
 def html_etag(cid: CID) -> str:
     """The page's ETag: it changes with the page's template, so with this package's version."""
-    template = hashlib.sha256(pages.version().encode()).hexdigest()[:16]
+    template = hashlib.sha256(installed_version().encode()).hexdigest()[:16]
     return f'"DagIndex-{template}_CID-{cid_str(cid)}"'
 
 

@@ -9,7 +9,8 @@ texts come from :mod:`.failures` or from this module.
 from __future__ import annotations
 
 import html
-from importlib import metadata
+
+from ipfs_mcp.server.version import installed_version
 
 from .asgi import CORS_HEADERS, Send, send_page
 
@@ -43,14 +44,6 @@ footer{font-size:.8em;color:#7b8496;text-align:center;margin:2em 0 1em}
 """
 
 
-def version() -> str:
-    """This package's version, as installed."""
-    try:
-        return metadata.version("ipfs-mcp")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
 def wants_html(accept: str) -> bool:
     """Whether the client asked for HTML (browsers do; curl and most libraries do not)."""
     return "text/html" in accept.lower()
@@ -64,7 +57,7 @@ def shell(title: str, body: str) -> bytes:
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>\n"
         "<header><span class=\"brand\">ipfs-mcp gateway</span></header>\n"
         f"<main>\n{body}\n</main>\n"
-        f"<footer>ipfs-mcp {html.escape(version())}</footer>\n</body></html>\n").encode()
+        f"<footer>ipfs-mcp {html.escape(installed_version())}</footer>\n</body></html>\n").encode()
 
 
 def landing(recursive: bool, routing: bool, accept: str) -> tuple[bytes, bytes]:
@@ -73,7 +66,7 @@ def landing(recursive: bool, routing: bool, accept: str) -> tuple[bytes, bytes]:
     reach = ("fetches content it does not have from its peers and gateways" if recursive
              else "serves only content already stored on this node")
     lines = [
-        f"ipfs-mcp gateway {version()}",
+        f"ipfs-mcp gateway {installed_version()}",
         f"This read-only IPFS gateway {reach}.",
         "Fetch content at /ipfs/<cid> or /ipfs/<cid>/<path>.",
         "Add ?format=raw for a verifiable block, ?format=car for a CAR stream, "
