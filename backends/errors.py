@@ -29,7 +29,9 @@ errors (OS, HTTP, libp2p) are translated at the boundary with ``raise ... from e
     ├── NodeNotRunning              the P2P node is not running (says why, and how to start it)
     ├── AllBackendsFailed           every candidate failed; carries each failure
     ├── NetworkError                a peer or the network failed us
-    │   └── Timeout                 it did not answer within the bound (not "not found")
+    │   ├── Timeout                 it did not answer within the bound (not "not found")
+    │   └── RelayError              a circuit relay refused, failed or spoke out of turn
+    │       └── RelayLimitExceeded  content over a limited (relayed) connection's budget
     └── OperationCancelled          the caller cancelled a long operation (it cleaned up)
 """
 
@@ -179,6 +181,21 @@ class NetworkError(IpfsMcpError):
 
 class Timeout(NetworkError):
     """A peer, daemon or lookup did not answer within its time bound."""
+
+
+class RelayError(NetworkError):
+    """A Circuit Relay v2 exchange failed: the relay (or the peer behind it) answered with a
+    status other than OK (``status`` holds its name), sent a malformed or unexpected message,
+    or could not be reached."""
+
+    def __init__(self, message: str, status: str = "") -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class RelayLimitExceeded(RelayError):
+    """What is wanted is larger than what a limited (relayed) connection may still carry,
+    and no direct connection to the peer came up in time."""
 
 
 class DiskFull(IpfsMcpError):
