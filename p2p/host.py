@@ -44,6 +44,7 @@ from .config import NodeConfig
 from .connection_policy import ConnectionPolicy, install_connection_policy
 from .dialing import DialPolicy, gate_dials
 from .discovery import announce_interface_addrs
+from .reuseport import install_port_reuse
 from .routing import KAD_PROTOCOL, kad_ids_for
 from .transport_tuning import BufferedTCPStream, apply_transport_tuning
 
@@ -126,6 +127,9 @@ def build_host(key_pair: KeyPair, config: NodeConfig,
         connection_config=connections,
         addrs_factory=_advertising(listen_multiaddrs(config.http_addrs)),
     )
+    # Dials leave from the listen port, so a NAT maps them all to one public address;
+    # installed first, so the dial scope checks these dials too.
+    install_port_reuse(host.get_network())
     gate_dials(host.get_network(), dial_policy or config.dial_policy())
     install_connection_policy(host.get_network(),
                               connection_policy
