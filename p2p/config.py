@@ -1,7 +1,8 @@
 """Node settings: roles and their defaults, listen addresses, discovery, limits.
 
 Safe by default: listen on 127.0.0.1 only (and so dial 127.0.0.1 only: ``dial_scope``), no
-bootstrap peers, mDNS off. One setting each opens the node up: ``listen_addrs=("/ip4/0.0.0.0/tcp/4001",)`` (or ``lan=True``) for a LAN,
+bootstrap peers, mDNS off (the ``local`` network; ``NodeConfig.for_network("public")`` takes
+the public preset of network_presets.py). One setting each opens the node up: ``listen_addrs=("/ip4/0.0.0.0/tcp/4001",)`` (or ``lan=True``) for a LAN,
 ``mdns=True`` for LAN discovery, ``bootstrap=(...)`` for the public network.
 
 Roles (``ROLE_PROFILES``)::
@@ -15,7 +16,9 @@ Connections (connection_policy.py): no role dials peers to reach a count; above 
 water mark peers older than the grace period are disconnected down to the low one, and a
 peer with no stream open for the idle time is disconnected.
 
-- ``master`` serves everything it holds and announces every block it adds or fetches.
+- ``master`` serves everything it holds and announces every block it adds or fetches; it
+  also relays for peers behind NAT (Circuit Relay v2, ``relay_service``), as a Kubo with
+  ``Swarm.RelayService`` does.
 - ``worker`` (the default) serves the DHT and announces only the roots of what it adds or
   fetches: peers find the root and fetch the rest from the same provider over bitswap.
 - ``leecher`` takes but does not serve the DHT (client mode) and announces nothing; it still
@@ -26,13 +29,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from ipfs_mcp.backends.errors import InvalidInput
 
 from .bitswap.engine import BitswapConfig
 from .connection_policy import ConnectionLimits
 from .dialing import DialPolicy, DialScope, parse_dial_scope
+from .network_presets import LOCALHOST, Network, parse_network, preset_for
 
 AnnouncePolicy = Literal["all", "roots", "none"]
 
@@ -64,9 +68,6 @@ ROLE_PROFILES: dict[Role, RoleProfile] = {
     Role.LEECHER: RoleProfile(8, 16, False, "none", 4 << 30, 10.0, 60.0),
 }
 
-LOCALHOST = "/ip4/127.0.0.1/tcp/0"
-
-
 @dataclass(frozen=True)
 class NodeConfig:
     role: Role = Role.WORKER
@@ -75,6 +76,9 @@ class NodeConfig:
     # Peers a person named to dial (``get --peer``): like bootstrap peers, they widen the
     # default dial scope as far as they are, since someone asked for them by address.
     named_peers: tuple[str, ...] = ()
+    # Circuit Relay v2 relays to hold a reservation on (``--relay``), so that peers can reach
+    # this node through them behind a NAT (relay/client.py); they widen the dial scope too.
+    relays: tuple[str, ...] = ()
     mdns: bool = False
     enable_mplex: bool = False  # yamux only, unless old peers need mplex
     # Overrides of the role's profile; None keeps the role's value.
@@ -97,9 +101,16 @@ class NodeConfig:
     # ``.../tls/http``, the trustless gateway the server binds): advertised beside the
     # libp2p addresses (identify, DHT provider records), as Kubo and Helia read them.
     http_addrs: tuple[str, ...] = ()
+    # Serve Circuit Relay v2 (the hop side, relay/service.py) to peers behind NAT; None:
+    # the role's choice, on for ``master`` only (see :attr:`serves_relay`).
+    relay_service: bool | None = None
+    # The network this node joins (network_presets.py): ``local`` or ``public``. Set it
+    # through :meth:`for_network`, which also takes the preset's addresses and peers.
+    network: Network = Network.LOCAL
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "role", Role(self.role))
+        object.__setattr__(self, "network", parse_network(self.network))
         object.__setattr__(self, "dial_scope", parse_dial_scope(self.dial_scope))
         if not self.listen_addrs:
             raise InvalidInput("a node needs at least one listen address")
@@ -116,11 +127,37 @@ class NodeConfig:
             conn_grace=base.conn_grace, conn_idle=base.conn_idle,
         )
 
+    @property
+    def dht_server_once_public(self) -> bool:
+        """Whether the DHT starts as a client and serves once AutoNAT says public: the
+        role serves it, and the network's preset waits for reachability first."""
+        return self.profile.dht_server and preset_for(self.network).dht_server_once_public
+
+    @classmethod
+    def for_network(cls, network: str | None = None, **explicit: Any) -> NodeConfig:
+        """Settings for ``network`` (default ``local``): its preset's listen addresses,
+        bootstrap peers and dial scope, each replaced by an explicit value (one that is
+        neither None nor empty); the other fields as given.
+
+        Raises:
+            InvalidInput: an unknown network, or a malformed value.
+        """
+        preset = preset_for(network)
+        given = {name: tuple(value) if isinstance(value, list) else value
+                 for name, value in explicit.items()
+                 if value is not None and not (isinstance(value, tuple | list) and not value)}
+        return cls(network=preset.network, **{**preset.node_defaults(), **given})
+
+    @property
+    def serves_relay(self) -> bool:
+        """Whether the node runs the relay service: as set, else for a ``master``."""
+        return self.role == Role.MASTER if self.relay_service is None else self.relay_service
+
     def dial_policy(self) -> DialPolicy:
         """The dial scope these settings give: set, or derived from the listen addresses
         and bootstrap peers."""
         return DialPolicy.derive(self.dial_scope, self.listen_addrs,
-                                 (*self.bootstrap, *self.named_peers))
+                                 (*self.bootstrap, *self.named_peers, *self.relays))
 
     def lan(self) -> NodeConfig:
         """The same settings, listening on every interface with mDNS on."""

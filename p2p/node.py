@@ -16,7 +16,9 @@
       │               (whole DAGs first as CAR streams from peers' /http addresses, with
       │               the ``http`` component the server hands in: fetching.DagStreams)
       ├── protocols   custom /x/ protocol handlers and streams   (protocols.CustomProtocols)
-      └── pubsub      gossipsub, strict signing, bounded feeds, when asked  (pubsub.PubSub)
+      ├── pubsub      gossipsub, strict signing, bounded feeds, when asked  (pubsub.PubSub)
+      └── relay_service  Circuit Relay v2 hop side, for a master or when asked
+                      (relay.service.RelayService)
 
 The node itself only runs these parts and answers for them: its methods are the ones the
 server calls, each handed to the part that does the work.
@@ -73,6 +75,8 @@ from .protocols import DEFAULT_MAX_STREAMS, CustomProtocols, ProtocolStream, Str
 from .providing import PinnedRoots, ProviderInfo, Providing
 from .pubsub import PubSub, PubSubLimits
 from .pubsub_announce import Announcements
+from .relay.client import RelayClient
+from .relay.service import RelayService
 from .reputation import ProviderReputation
 from .routing import ContentRouting, KadContentRouting
 from .stats import BandwidthMeter, NodeStats, PeerStat, meter_connections, peer_stats
@@ -112,7 +116,12 @@ class P2PNode:
         # first, to refuse with a reason.
         self.dial_policy = dial_policy or self.config.dial_policy()
         self.loop = NodeLoop()
-        self.peers = Peers(host, routing, self.loop, self.dial_policy)
+        # Circuit Relay v2 client: slots on the configured relays, their /p2p-circuit
+        # addresses advertised, relayed connections accepted and dialled (peers.Peers).
+        self.relay = RelayClient(host, self.config.relays)
+        self.relay.advertise()
+        self.peers = Peers(host, routing, self.loop, self.dial_policy,
+                           dial_circuit=self.relay.dial)
         self.providing = Providing(host, blockstore, routing, self.reputation, self.config,
                                    self.loop)
         self.fetching = Fetching(host, blockstore, self.bitswap, self.config, self.loop,
@@ -123,6 +132,9 @@ class P2PNode:
         self.pubsub: PubSub | None = PubSub(host, pubsub) if pubsub is not None else None
         self._pubsub_starting = trio.Lock()
         self.announcements: Announcements | None = None  # the opt-in "now providing" topic
+        # The Circuit Relay v2 hop service, for a master or when asked (config.serves_relay).
+        self.relay_service: RelayService | None = (
+            RelayService(host) if self.config.serves_relay else None)
         self._stack: AsyncExitStack | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -141,6 +153,9 @@ class P2PNode:
             # Runs first on exit: stop our tasks before the routing and the host go away.
             stack.callback(nursery.cancel_scope.cancel)
             await nursery.start(self.bitswap.run)
+            await nursery.start(self.relay.run)
+            if self.relay_service is not None:
+                await nursery.start(self.relay_service.run)
             network = self.host.get_network()
             network.register_notifee(self.peers.watcher)
             stack.callback(network.remove_notifee, self.peers.watcher)
@@ -153,6 +168,9 @@ class P2PNode:
             if self.pinned is not None:
                 nursery.start_soon(self.providing.reprovide_forever, self.pinned)
             self._republish_names(nursery)
+            if self.config.dht_server_once_public and isinstance(self.routing,
+                                                                 KadContentRouting):
+                nursery.start_soon(self.routing.serve_once_public, self.peers.reachability)
             # Bootstrap peers may have connected while the host started, before we listened.
             for peer_id in self.host.get_connected_peers():
                 self.peers.on_connected(peer_id)
@@ -456,7 +474,8 @@ async def open_node(repo: object, config: NodeConfig | None = None, *,
     key_pair = load_or_create_identity(Path(repo.path))  # type: ignore[attr-defined]
     dial_policy = config.dial_policy()
     host = build_host(key_pair, config, dial_policy)
-    routing = KadContentRouting.for_host(host, server=config.profile.dht_server)
+    routing = KadContentRouting.for_host(
+        host, server=config.profile.dht_server and not config.dht_server_once_public)
     node = P2PNode(host, blockstore or repo.blocks, routing,  # type: ignore[attr-defined]
                    config=config, pinner=getattr(repo, "pin", None), dial_policy=dial_policy,
                    http=http, pinned=_pinned_roots(getattr(repo, "pins", None)),

@@ -8,12 +8,14 @@ addresses, since their public DHT keeps such peers out). Our node keeps one rout
 for both: a peer speaking either joins it, our requests offer both ids in the order Kubo's
 dual DHT would use for that peer (:func:`kad_ids_for`: the LAN id first to a loopback or
 private peer), and inbound requests on either are answered alike. Provider records are keyed by the CID's multihash, as in Kubo, so a CIDv0
-and a CIDv1 of the same block share providers. The DHT service itself republishes our
+and a CIDv1 of the same block share providers. The provider records we send carry only the
+addresses fit for the half the peer took (dual_routing.py: no private address into the WAN). The DHT service itself republishes our
 records (every 22 h) and expires others' (after 48 h).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -31,15 +33,16 @@ from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.ip_scope import Scope, scope_of_ip
 from ipfs_mcp.backends.errors import NetworkError
 
+from . import dual_routing
 from ._net import NET_ERRORS
+from .dual_routing import KAD_PROTOCOL, LAN_KAD_PROTOCOL
 from .ipns_dht import guard_ipns_puts
 from .periods import Ticker
 from .random_walk import RandomWalk
+from .reachability import Reachability
 
 log = logging.getLogger(__name__)
 
-KAD_PROTOCOL = "/ipfs/kad/1.0.0"
-LAN_KAD_PROTOCOL = "/ipfs/lan/kad/1.0.0"
 KAD_PROTOCOLS = (KAD_PROTOCOL, LAN_KAD_PROTOCOL)
 
 
@@ -100,6 +103,10 @@ class KadContentRouting:
 
     def __init__(self, dht: KadDHT, refresh_period: Ticker | None = None) -> None:
         self.dht = dht
+        # Every provider record we send, the library's republishing included, carries the
+        # addresses fit for the DHT half its peer took: no private address into the WAN.
+        dht.provider_store.provide = functools.partial(  # type: ignore[method-assign]
+            dual_routing.provide, dht)
         # Random walks refresh the routing table once a period (random_walk.py).
         self.refresher = RandomWalk(dht, refresh_period, kad_protocols=KAD_PROTOCOLS)
 
@@ -131,6 +138,18 @@ class KadContentRouting:
 
     def running(self) -> AbstractAsyncContextManager[None]:
         return self._running()
+
+    async def serve_once_public(self, reachability: Reachability) -> None:
+        """Switch a client-mode DHT to server mode once AutoNAT says peers can dial us
+        back (Kubo's "auto" mode); bounded by the peers AutoNAT asks at most."""
+        while reachability.status != "public":
+            if reachability.asked.count >= reachability.max_asked:
+                return  # nobody left to ask: stay a client
+            await reachability.asked.reach(reachability.asked.count + 1)
+        if self.dht.mode != DHTMode.SERVER:
+            self.dht.mode = DHTMode.SERVER
+            guard_ipns_puts(self.dht.host, self.dht, KAD_PROTOCOLS)
+            log.info("routing: AutoNAT says public; the DHT now serves")
 
     async def provide(self, cid: CID) -> bool:
         try:
