@@ -31,7 +31,7 @@ from ipfs_mcp.backends.settings import BackendSettings
 from ipfs_mcp.tools.import_options import ImportArgs
 from ipfs_mcp.tools.roots import AllowedRoots, describe_existing
 
-from . import cli_fetch, cli_names, cli_pubsub, daemon
+from . import cli_fetch, cli_names, cli_pubsub
 from .cli_errors import explain
 from .cli_output import checked_output, output_of, write_bytes
 from .version import installed_version
@@ -428,6 +428,20 @@ class _Commands:
         return _Commands(p.add_subparsers(dest=dest, required=True, metavar="COMMAND"))
 
 
+def _daemon_run(args: argparse.Namespace) -> int:
+    # The daemon (and so the MCP SDK, a couple of seconds to import) loads only for the
+    # commands that run it: every other command starts that much sooner.
+    from . import daemon
+
+    return daemon.run(args)
+
+
+def _daemon_id(args: argparse.Namespace) -> int:
+    from . import daemon
+
+    return daemon.cmd_id(args)
+
+
 def _add_server_commands(commands: _Commands) -> None:
     from . import serve
 
@@ -436,13 +450,13 @@ def _add_server_commands(commands: _Commands) -> None:
     serve.add_arguments(p)
     p = commands.add("daemon", "run the node, the gateway and MCP over HTTP without stdin "
                      "(for & or a service manager); stop it with SIGTERM or Ctrl-C",
-                     daemon.run, json_flag=False)
+                     _daemon_run, json_flag=False)
     serve.add_arguments(p)
     p.add_argument("--json", action="store_true",
                    help="print the card at start as one JSON line (as `id --json` does)")
     commands.add("id", "show the node's peer id, addresses and role, and the running "
                  "daemon's gateway and MCP URLs (stopped: the addresses it would use)",
-                 daemon.cmd_id)
+                 _daemon_id)
 
 
 def _add_content_commands(commands: _Commands) -> None:
