@@ -690,7 +690,8 @@ def _register_resources(mcp: MCPServer[ServerState], runtime: Runtime) -> None:
                               uptime_s=state.uptime, roots=state.roots,
                               recent_errors=list(state.errors), sources=state.sources,
                               gateways=state.gateways, served=state.served_gateway,
-                              routers=state.routing, discovered=state.discovered)
+                              routers=state.routing, discovered=state.discovered,
+                              p2p_network=state.settings.network)
         return report.model_dump_json()
 
     @mcp.resource("ipfs://{cid}", name="ipfs-content", title="IPFS content by CID",

@@ -22,6 +22,11 @@ option                       environment                    meaning
 ``--listen MULTIADDR``       ``IPFS_MCP_LISTEN``            P2P listen addresses (default
                                                             /ip4/127.0.0.1/tcp/0: this machine)
 ``--bootstrap MULTIADDR``    ``IPFS_MCP_BOOTSTRAP``         peers to join a network through
+``--network NAME``           ``IPFS_MCP_NETWORK``           local (default: this machine, no
+                                                            bootstrap) or public: the IPFS
+                                                            network's bootstrap peers, every
+                                                            interface on 4001, AutoNAT, relays,
+                                                            hole punching; flags given win
 ``--no-p2p``                 ``IPFS_MCP_P2P=0``             do not start the P2P node
 ``--mdns``                   ``IPFS_MCP_MDNS=1``            find and dial LAN peers by mDNS
                                                             (default off)
@@ -116,6 +121,7 @@ DEFAULT_ADD_MAX = 1024 * 1024
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
 DEFAULT_ROLE = "worker"
 ROLES = ("master", "worker", "leecher")
+NETWORKS = ("local", "public")  # p2p.network_presets.Network, without importing the P2P stack
 # The repo's tiers by role, where no setting names them: (repo bound, memory tier). A leecher
 # keeps a small cache (its fetch budget, 4 GiB, still fits once the rest is evicted); a
 # master or worker keeps what it fetched, as before, and holds more hot blocks in memory.
@@ -294,6 +300,7 @@ class ServerSettings:
     role: str = DEFAULT_ROLE
     listen: tuple[str, ...] = ()
     bootstrap: tuple[str, ...] = ()
+    network: str = "local"  # the P2P node's preset (NETWORKS): explicit options win over it
     p2p: bool = True
     mdns: bool = False
     dial_scope: DialScope | None = None  # None: the scope the node listens on
@@ -334,7 +341,7 @@ class ServerSettings:
              http: str | None = None, allow_roots: Sequence[str] | None = None,
              allowed_hosts: Sequence[str] | None = None, role: str | None = None,
              listen: Sequence[str] | None = None, bootstrap: Sequence[str] | None = None,
-             p2p: bool | None = None, mdns: bool | None = None,
+             network: str | None = None, p2p: bool | None = None, mdns: bool | None = None,
              dial_scope: str | None = None, announce_topic: str | None = None,
              http_retrieval: bool | None = None, http_retrieval_port: int | None = None,
              inline_max: int | None = None,
@@ -391,6 +398,9 @@ class ServerSettings:
         if tls is not None and gateway_bind is None:
             raise InvalidInput("--gateway-tls needs --gateway HOST:PORT to serve on")
         role_name = (role or env.get("IPFS_MCP_ROLE") or DEFAULT_ROLE).strip().lower()
+        network_name = (network or env.get("IPFS_MCP_NETWORK") or "local").strip().lower()
+        if network_name not in NETWORKS:
+            raise InvalidInput(f"network {network_name!r}: use one of {', '.join(NETWORKS)}")
         if role_name not in ROLES:
             raise InvalidInput(f"role {role_name!r}: use one of {', '.join(ROLES)}")
         backend = _tiers(BackendSettings.from_env(env), env, role_name, repo_max,
@@ -407,6 +417,7 @@ class ServerSettings:
             role=role_name,
             listen=tuple(listen) if listen else _split(env.get("IPFS_MCP_LISTEN")),
             bootstrap=tuple(bootstrap) if bootstrap else _split(env.get("IPFS_MCP_BOOTSTRAP")),
+            network=network_name,
             p2p=p2p,
             mdns=mdns,
             dial_scope=parse_dial_scope(dial_scope or env.get("IPFS_MCP_DIAL_SCOPE")),

@@ -118,7 +118,8 @@ async def running_card(settings: ServerSettings, slot: NodeSlot, served: Served
     return NodeCard(peer_id=peer_id, addresses=tuple(addresses), role=settings.role,
                     running=True, gateway=served.gateway[0] if served.gateway else None,
                     mcp=served.mcp[0] if served.mcp else None, pid=os.getpid(),
-                    reachability=node.peers.reachability.status if node else None)
+                    reachability=node.peers.reachability.status if node else None,
+                    network=settings.network)
 
 
 def _peer_id(settings: ServerSettings) -> str:
@@ -133,12 +134,12 @@ def stopped_card(settings: ServerSettings) -> NodeCard:
     Raises:
         IpfsMcpError: the identity cannot be read or created.
     """
-    from ipfs_mcp.p2p.config import LOCALHOST
+    from ipfs_mcp.p2p.network_presets import preset_for
 
     peer_id = _peer_id(settings)
-    listen = settings.listen or (LOCALHOST,)
+    listen = settings.listen or preset_for(settings.network).listen_addrs
     return NodeCard(peer_id=peer_id, addresses=tuple(f"{a}/p2p/{peer_id}" for a in listen),
-                    role=settings.role, running=False)
+                    role=settings.role, running=False, network=settings.network)
 
 
 def cmd_id(args: argparse.Namespace) -> int:

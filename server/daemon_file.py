@@ -43,6 +43,7 @@ class NodeCard:
     pid: int | None = None
     metrics: str | None = None  # the node's numbers for Prometheus
     reachability: str | None = None  # AutoNAT's answer while it runs: public/private/unknown
+    network: str = "local"  # the network preset it runs with (--network)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,12 +53,14 @@ class NodeCard:
         return cls(peer_id=str(raw["peer_id"]), addresses=tuple(raw.get("addresses") or ()),
                    role=str(raw.get("role", "")), running=bool(raw.get("running", True)),
                    gateway=raw.get("gateway"), mcp=raw.get("mcp"), pid=raw.get("pid"),
-                   metrics=raw.get("metrics"), reachability=raw.get("reachability"))
+                   metrics=raw.get("metrics"), reachability=raw.get("reachability"),
+                   network=str(raw.get("network") or "local"))
 
     def lines(self) -> list[str]:
         """The card for people: one labelled line per fact."""
         out = [f"peer id:  {self.peer_id}",
-               f"role:     {self.role} ({'running' if self.running else 'not running'})"]
+               f"role:     {self.role} ({'running' if self.running else 'not running'})",
+               f"network:  {self.network}"]
         out += [f"address:  {addr}" for addr in self.addresses] or ["address:  (none)"]
         if self.reachability:
             out.append(f"reach:    {self.reachability} (AutoNAT: can peers dial us back)")

@@ -105,6 +105,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", action="append", metavar="MULTIADDR", default=None,
                         help="P2P listen address, e.g. /ip4/0.0.0.0/tcp/4001 (repeatable; "
                              "env IPFS_MCP_LISTEN)")
+    parser.add_argument("--network", choices=("local", "public"), default=None,
+                        help="which network the P2P node joins: local (default: 127.0.0.1, "
+                             "no bootstrap peer) or public (the IPFS network: Kubo's "
+                             "bootstrap peers, every interface on port 4001, AutoNAT, relays "
+                             "and hole punching); --listen, --bootstrap and --dial-scope "
+                             "replace its values (env IPFS_MCP_NETWORK)")
     parser.add_argument("--dial-scope", metavar="SCOPE", default=None,
                         help="addresses the P2P node dials: loopback, lan or public (env "
                              "IPFS_MCP_DIAL_SCOPE; default: the scope it listens on); "
@@ -198,7 +204,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         session_idle=args.http_session_idle, gateway_per_client=args.gateway_max_per_client)
     return ServerSettings.load(
         http=args.http, allow_roots=args.allow_root, allowed_hosts=args.allowed_host,
-        role=args.role, listen=args.listen, bootstrap=args.bootstrap,
+        role=args.role, listen=args.listen, bootstrap=args.bootstrap, network=args.network,
         p2p=False if args.no_p2p else None, mdns=args.mdns, dial_scope=args.dial_scope,
         announce_topic=args.announce_topic,
         http_retrieval=False if args.no_http_retrieval else None,

@@ -369,17 +369,20 @@ class _PeerUrls:
 
 def _node_config(settings: ServerSettings) -> Any:
     from ipfs_mcp.p2p import NodeConfig
-    from ipfs_mcp.p2p.config import LOCALHOST
 
-    return NodeConfig(role=settings.role, listen_addrs=settings.listen or (LOCALHOST,),
-                      bootstrap=settings.bootstrap, mdns=settings.mdns,
-                      dial_scope=settings.dial_scope, named_peers=settings.named_peers)
+    # The network's preset gives the listen addresses, bootstrap peers and dial scope that
+    # the user did not give (network_presets.py).
+    return NodeConfig.for_network(settings.network, role=settings.role,
+                                  listen_addrs=settings.listen, bootstrap=settings.bootstrap,
+                                  mdns=settings.mdns, dial_scope=settings.dial_scope,
+                                  named_peers=settings.named_peers)
 
 
 async def run_node(settings: ServerSettings, repo: Repo, slot: NodeSlot) -> None:
     """Run the P2P node until cancelled, publishing it in ``slot``.
 
-    A node the user asked for (``--listen``/``--bootstrap``) that cannot start stops the
+    A node the user asked for (``--listen``/``--bootstrap``/``--network public``) that
+    cannot start stops the
     server with the reason; the default node (127.0.0.1, no network) only logs it.
 
     Raises:
@@ -417,7 +420,7 @@ async def run_node(settings: ServerSettings, repo: Repo, slot: NodeSlot) -> None
         except (IpfsMcpError, OSError, ImportError, ValueError) as exc:
             reason = f"failed to start: {exc}"
             slot.settle(None, reason)
-            if settings.listen or settings.bootstrap:
+            if settings.listen or settings.bootstrap or settings.network != "local":
                 raise BackendUnavailable(f"the P2P node {reason}") from exc
             log.warning("P2P node %s; serving without it", reason)
         finally:

@@ -32,11 +32,13 @@ async def health(router: Router, node: Network | None, *, node_status: str,
                  gateways: TrustlessGateways | None = None,
                  served: ServedGateway | None = None,
                  routers: DelegatedRouting | None = None,
-                 discovered: DelegatedSource | None = None) -> Health:
+                 discovered: DelegatedSource | None = None,
+                 p2p_network: str | None = None) -> Health:
     """Backend in use and why, every backend's health, repo size, free disk and integrity,
     the node (ours or Kubo) with its peers and DHT state, uptime, errors; our own gateway
     (``served``), and the trustless gateways and delegated routers we fetch through, each
-    with its reputation (``discovered`` holds the gateways the routers named)."""
+    with its reputation (``discovered`` holds the gateways the routers named), and the
+    network preset the node runs with (``p2p_network``)."""
     selection = await run_blocking(router.selection)
     probes = await run_blocking(router.backend_health)
     repo: RepoInfo | None = None
@@ -80,7 +82,8 @@ async def health(router: Router, node: Network | None, *, node_status: str,
         backend=BackendChoice(backend=selection.backend, reason=selection.reason,
                               skipped=dict(selection.skipped)),
         backends=[BackendStatus(name=p.name, ok=p.ok, detail=p.detail) for p in probes],
-        repo=repo, network_status=status, peers=peers, routing_table_size=routing,
+        repo=repo, network_status=status, p2p_network=p2p_network, peers=peers,
+        routing_table_size=routing,
         dht_mode=dht, reprovided=reprovided,
         uptime_s=round(uptime_s, 3), cache=cache_counters(router),
         allowed_roots=[str(r) for r in roots.roots],

@@ -339,6 +339,8 @@ class Health(BaseModel):
         default_factory=list, description="Every known backend, probed now")
     repo: RepoInfo | None = None
     network_status: str
+    p2p_network: str | None = Field(None, description="The network the P2P node joins: "
+                                                      "local (this machine) or public")
     peers: int | None = Field(None, description="Connected peers")
     routing_table_size: int | None = None
     dht_mode: str | None = None
