@@ -99,6 +99,16 @@ async def close_quietly(stream: INetStream) -> None:
             pass
 
 
+async def reset_quietly(stream: INetStream) -> None:
+    """Reset ``stream`` within a second, even from a cancelled scope (the other side sees an
+    error, not an end); a stream already broken is simply gone."""
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
+        try:
+            await stream.reset()
+        except NET_ERRORS:
+            pass
+
+
 class ConnectionEvents(INotifee):
     """The swarm's connection events, passed on as plain calls with the peer's id.
 

@@ -52,11 +52,12 @@ class RelayResources:
     stream_timeout: float = 60.0  # to read the request, or write an answer
     connect_timeout: float = 30.0  # to open the stop stream to the destination
     handshake_timeout: float = 60.0  # for the destination's stop answer
+    max_requests: int = 64  # hop streams being answered at once (a request, a handshake)
 
     def __post_init__(self) -> None:
         counts = (self.max_reservations, self.max_reservations_per_ip, self.max_circuits,
                   self.max_circuits_total, self.limit_data, self.buffer_size,
-                  self.max_message_size)
+                  self.max_message_size, self.max_requests)
         times = (self.reservation_ttl, self.limit_duration, self.stream_timeout,
                  self.connect_timeout, self.handshake_timeout)
         if min(counts) < 1 or min(times) <= 0:
