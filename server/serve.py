@@ -102,6 +102,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(repeatable; env IPFS_MCP_ALLOWED_HOSTS)")
     parser.add_argument("--role", metavar="ROLE",
                         help="P2P node role: master, worker or leecher (env IPFS_MCP_ROLE)")
+    parser.add_argument("--relay-service", action=argparse.BooleanOptionalAction, default=None,
+                        help="relay for peers behind NAT (Circuit Relay v2, Kubo's limits: "
+                             "2 min and 128 KiB each way per connection); default on for "
+                             "the master role only (env IPFS_MCP_RELAY_SERVICE)")
     parser.add_argument("--listen", action="append", metavar="MULTIADDR", default=None,
                         help="P2P listen address, e.g. /ip4/0.0.0.0/tcp/4001 (repeatable; "
                              "env IPFS_MCP_LISTEN)")
@@ -204,7 +208,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         session_idle=args.http_session_idle, gateway_per_client=args.gateway_max_per_client)
     return ServerSettings.load(
         http=args.http, allow_roots=args.allow_root, allowed_hosts=args.allowed_host,
-        role=args.role, listen=args.listen, bootstrap=args.bootstrap, network=args.network,
+        role=args.role, relay_service=args.relay_service, listen=args.listen,
+        bootstrap=args.bootstrap, network=args.network,
         p2p=False if args.no_p2p else None, mdns=args.mdns, dial_scope=args.dial_scope,
         announce_topic=args.announce_topic,
         http_retrieval=False if args.no_http_retrieval else None,

@@ -373,6 +373,7 @@ def _node_config(settings: ServerSettings) -> Any:
     # The network's preset gives the listen addresses, bootstrap peers and dial scope that
     # the user did not give (network_presets.py).
     return NodeConfig.for_network(settings.network, role=settings.role,
+                                  relay_service=settings.relay_service,
                                   listen_addrs=settings.listen, bootstrap=settings.bootstrap,
                                   mdns=settings.mdns, dial_scope=settings.dial_scope,
                                   named_peers=settings.named_peers)
