@@ -113,8 +113,6 @@ from pathlib import Path
 from ipfs_mcp.backends.core.ip_scope import DialScope, parse_dial_scope
 from ipfs_mcp.backends.core.limits import parse_max_write
 from ipfs_mcp.backends.errors import InvalidInput
-from ipfs_mcp.backends.retrieval.dnslink import parse_ns_map, parse_resolvers
-from ipfs_mcp.backends.retrieval.trustless_gateway import gateway_url
 from ipfs_mcp.backends.settings import BackendSettings, env_flag
 from ipfs_mcp.tools.roots import ClientRoots
 
@@ -413,6 +411,11 @@ class ServerSettings:
                          repo_watermark, memory_tier)
         if max_write is not None:
             backend = replace(backend, max_write=max_write)
+        # The trustless gateway's HTTP client loads only when settings are built, not with
+        # the CLI's parser: `add` never needs it (see tests/backends/test_add_imports.py).
+        from ipfs_mcp.backends.retrieval.dnslink import parse_ns_map, parse_resolvers
+        from ipfs_mcp.backends.retrieval.trustless_gateway import gateway_url
+
         settings = cls(
             backend=backend,
             http=bind,

@@ -35,12 +35,12 @@ from ipfs_mcp.backends.core.exporter import Entry, Exporter
 from ipfs_mcp.backends.core.importer import Importer, ImportOptions, ImportResult
 from ipfs_mcp.backends.core.rooted import OutputTarget
 from ipfs_mcp.backends.errors import BackendUnavailable, InvalidCID
-from ipfs_mcp.backends.remote.kubo.backend import KuboBackend
 from ipfs_mcp.backends.repo.pins import Pin
 
 if TYPE_CHECKING:
     from ipfs_mcp.backends.backend import CacheCounters, Replication
     from ipfs_mcp.backends.network import Network
+    from ipfs_mcp.backends.remote.kubo.backend import KuboBackend
     from ipfs_mcp.backends.repo.repository import Repo
 
 PROBE_PAYLOAD = b"ipfs-mcp backend probe\n"
@@ -145,6 +145,10 @@ class IpfsKitBackend:
             raise BackendUnavailable(f"ipfs_kit_py works, but its node's RPC API is not "
                                      f"running ({api_file} is missing): start its daemon "
                                      "(`ipfs daemon`)") from exc
+        # Kubo's HTTP client loads only once ipfs_kit_py works: the router asks this
+        # backend first on every command, and most machines do not have it.
+        from ipfs_mcp.backends.remote.kubo.backend import KuboBackend
+
         return KuboBackend.over_http(api)
 
     def health(self) -> str:

@@ -21,14 +21,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import dns.asyncresolver
 import dns.exception
 import dns.name
-import dns.nameserver
 import dns.rdtypes.ANY.TXT
-import dns.resolver
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
+    import dns.nameserver
 
 from ipfs_mcp.backends.errors import InvalidInput, NameNotFound, NetworkError, Timeout
 
@@ -88,6 +89,10 @@ def normalize_domain(domain: str) -> str:
 
 
 def _parse_resolver(address: str) -> dns.nameserver.Nameserver:
+    # dnspython's resolvers (its QUIC, HTTP and trio support with them) cost about 0.25 s
+    # of imports: they load on the first lookup, not for every command that imports this.
+    import dns.nameserver
+
     text = address.strip()
     if text.startswith("https://"):
         return dns.nameserver.DoHNameserver(text)
@@ -155,6 +160,8 @@ class DnsTxtLookup:
 
     def __init__(self, resolvers: Mapping[str, str] | None = None, *,
                  timeout: float = LOOKUP_TIMEOUT_SECONDS) -> None:
+        import dns.asyncresolver  # on first use, as in _parse_resolver
+
         self._timeout = timeout
         self._by_suffix: dict[str, dns.asyncresolver.Resolver] = {}
         try:
@@ -175,10 +182,14 @@ class DnsTxtLookup:
         if "" in self._by_suffix:
             return self._by_suffix[""]
         if self._system is None:  # read resolv.conf only when it is needed
+            import dns.asyncresolver
+
             self._system = dns.asyncresolver.Resolver()
         return self._system
 
     async def txt(self, domain: str) -> TxtAnswer:
+        import dns.resolver  # loaded with the resolvers (see _parse_resolver)
+
         resolver = self._resolver_for(domain)
         try:
             answer = await resolver.resolve(domain, "TXT", lifetime=self._timeout,
