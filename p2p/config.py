@@ -79,6 +79,9 @@ class NodeConfig:
     # Circuit Relay v2 relays to hold a reservation on (``--relay``), so that peers can reach
     # this node through them behind a NAT (relay/client.py); they widen the dial scope too.
     relays: tuple[str, ...] = ()
+    # How long a fetch too large for a relay's limit waits for a direct connection (hole
+    # punching) to the peer before it fails (fetching.py).
+    relay_direct_wait: float = 15.0
     mdns: bool = False
     enable_mplex: bool = False  # yamux only, unless old peers need mplex
     # Overrides of the role's profile; None keeps the role's value.

@@ -44,6 +44,7 @@ from .config import NodeConfig
 from .connection_policy import ConnectionPolicy, install_connection_policy
 from .dialing import DialPolicy, gate_dials
 from .discovery import announce_interface_addrs
+from .relay.circuit_dial import is_circuit, parse_circuit
 from .reuseport import install_port_reuse
 from .routing import KAD_PROTOCOL, kad_ids_for
 from .transport_tuning import BufferedTCPStream, apply_transport_tuning
@@ -68,14 +69,20 @@ def parse_multiaddr(text: str | multiaddr.Multiaddr) -> multiaddr.Multiaddr:
 def peer_info_from_addr(addr: str | multiaddr.Multiaddr) -> PeerInfo:
     """A ``/ip4/.../tcp/.../p2p/<id>`` address as a PeerInfo.
 
+    A relayed address, ``<relay addr>/p2p/<relay>/p2p-circuit/p2p/<id>``, names the peer
+    after ``/p2p-circuit`` (its first ``/p2p/`` is the relay); its PeerInfo keeps the
+    address up to ``/p2p-circuit``, which :mod:`.relay.circuit_dial` dials.
+
     Raises:
-        InvalidInput: not a multiaddr, it names no peer (no ``/p2p/`` part), or it is a
-            relayed (``/p2p-circuit``) address, which this node cannot dial yet.
+        InvalidInput: not a multiaddr, it names no peer (no ``/p2p/`` part, or none after
+            ``/p2p-circuit``), or a relayed address of more than one hop.
     """
     maddr = parse_multiaddr(addr)
-    if "p2p-circuit" in [p.name for p in maddr.protocols()]:
-        # Its first /p2p/ names the relay; taking that as the peer would dial the relay.
-        raise InvalidInput(f"{addr}: relayed addresses are not supported yet (/p2p-circuit)")
+    if is_circuit(maddr):
+        circuit = parse_circuit(maddr)
+        if circuit.target is None:
+            raise InvalidInput(f"{addr} names no peer: add /p2p/<peer id> after /p2p-circuit")
+        return PeerInfo(circuit.target, [circuit.for_target(circuit.target)])
     try:
         peer = maddr.value_for_protocol("p2p")
     except Exception:
@@ -288,6 +295,13 @@ _INBOUND: contextvars.ContextVar[bool] = contextvars.ContextVar("inbound", defau
 
 class _ConnectionEnded(Exception):
     """Unwinds an inbound handler whose connection has closed."""
+
+
+def not_an_inbound_handler() -> None:
+    """Mark the calling task as not an inbound connection's handler, though it may run under
+    one: a relayed connection accepted in a stream handler is upgraded there, and must not
+    wait for its own end as the handler of the connection it arrived on would."""
+    _INBOUND.set(False)
 
 
 def _end_inbound_handlers_with_their_connection(swarm: object) -> None:

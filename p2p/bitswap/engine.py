@@ -46,6 +46,7 @@ from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, IpfsMcpError, NetworkError
 
 from .._net import NET_ERRORS, ConnectionEvents, FrameReader, close_quietly
+from ..relay.limits import direct_connections, is_limited
 from ..reputation import ProviderReputation
 from .message import (
     MAX_BLOCK_SIZE,
@@ -699,6 +700,11 @@ class Bitswap:
                 # The library bounds each step (stream negotiation, the muxer's window
                 # wait); this outer bound catches a peer that stops reading its socket.
                 with trio.fail_after(self.config.send_timeout):
+                    if peer.stream is not None and _moved_off_relay(self.host, peer):
+                        # Hole punching brought a direct connection: leave the relayed
+                        # one, whose limit a transfer would run into (the swarm opens new
+                        # streams on the direct one).
+                        await self._drop_stream(peer)
                     if peer.stream is None:
                         peer.stream = await self.host.new_stream(peer.id, list(PROTOCOLS))
                         peer.protocol = str(peer.stream.get_protocol() or PROTOCOL_120)
@@ -729,6 +735,13 @@ class Bitswap:
         stream, peer.stream = peer.stream, None
         if stream is not None:
             await _reset(stream)
+
+
+def _moved_off_relay(host: IHost, peer: _Peer) -> bool:
+    """Whether ``peer``'s stream runs over a limited (relayed) connection while a direct one
+    to the peer is open."""
+    conn = getattr(peer.stream, "muxed_conn", None)
+    return is_limited(conn) and bool(direct_connections(host, peer.id))
 
 
 def _split(msg: Message, protocol: str, cap: int) -> list[list[bytes]]:
