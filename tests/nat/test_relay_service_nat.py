@@ -1,0 +1,59 @@
+"""Our ``master`` daemon on the lab's internet as the relay of two Kubo 0.43.1 behind NAT.
+
+Each Kubo sits behind its own home router (new inbound connections dropped), so neither
+can dial the other; both take our daemon as their static relay. Kubo A reserves a slot on
+it (it verifies our signed voucher), Kubo B connects to A through it, and DCUtR may then
+punch a direct path between them: the relayed connection is what this test requires, the
+direct one is reported when it comes.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .lab import Internet, LabKubo
+
+# Behind NAT with nobody to ask (no AutoNAT server in the lab): Kubo must be told it is
+# unreachable, or it never wants a reservation.
+PRIVATE = {"Internal.Libp2pForceReachability": "private"}
+WAIT = 60.0  # seconds for each step, on a loaded 2-core machine
+
+
+def _until(what: str, ready: object, timeout: float = WAIT) -> float:
+    """Poll ``ready()`` until it is true; the seconds it took.
+
+    Raises:
+        AssertionError: not within ``timeout``.
+    """
+    started = time.monotonic()
+    for _ in range(int(timeout / 0.1)):
+        if ready():  # type: ignore[operator]
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s")
+
+
+def _logged(kubo: LabKubo, text: str) -> bool:
+    return text in kubo.log_path.read_text(errors="replace")
+
+
+def test_our_master_relays_between_two_kubos_behind_nat(internet: Internet) -> None:
+    relay = internet.ours(internet.add_public("relay"), "--role", "master")
+    home_a, home_b = internet.add_home("a"), internet.add_home("b")
+    ka = internet.kubo(home_a, relays=[relay.dial_addr], config=PRIVATE,
+                       env={"GOLOG_LOG_LEVEL": "error,autorelay=debug"})
+    kb = internet.kubo(home_b, relays=[relay.dial_addr], config=PRIVATE)
+
+    reserved = _until("Kubo A's reservation on our relay",
+                      lambda: _logged(ka, "adding new relay"))
+    circuit = f"{relay.dial_addr}/p2p-circuit/p2p/{ka.peer_id}"
+    started = time.monotonic()
+    answer = kb.rpc("swarm/connect", arg=circuit)
+    connected = time.monotonic() - started
+    assert "success" in answer["Strings"][0]
+    seen = kb.connections(ka.peer_id)
+    assert seen, "B holds no connection to A after connecting through our relay"
+    # Relayed, or already hole-punched past the relay (a direct address of A's router).
+    assert any("/p2p-circuit" in a for a in seen) or any(home_a.public_ip in a for a in seen)
+    print(f"\nreservation {reserved:.2f} s after start; B reached A through our relay in "
+          f"{connected:.2f} s: {seen}")
