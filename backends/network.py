@@ -76,6 +76,8 @@ class NetworkSnapshot:
     bytes_retrieved: int | None = None
     failed_discoveries: int | None = None
     reprovided: int | None = None  # CIDs announced from the pins since start
+    relay_reservations: int | None = None  # as a relay service (None: not relaying)
+    relay_circuits: int | None = None
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,9 @@ class NodeStats:
     bandwidth: Bandwidth = Bandwidth(0, 0, 0.0, 0.0)
     reprovide_rounds: int = 0  # rounds announcing the pinned roots (at start, then periodic)
     reprovided: int = 0  # CIDs announced by those rounds
+    # As a Circuit Relay v2 service (None: the node does not relay): slots held, circuits open.
+    relay_reservations: int | None = None
+    relay_circuits: int | None = None
 
 
 def peer_stats(host: IHost, peers: Peers, bitswap: Bitswap, reputation: ProviderReputation,

@@ -139,4 +139,5 @@ class NodeNetwork:
             success_rate=stats.success_rate,
             average_retrieval_time=stats.average_retrieval_time,
             bytes_retrieved=stats.bytes_retrieved, failed_discoveries=stats.failed_discoveries,
-            reprovided=stats.reprovided)
+            reprovided=stats.reprovided, relay_reservations=stats.relay_reservations,
+            relay_circuits=stats.relay_circuits)

@@ -66,7 +66,7 @@ async def health(router: Router, node: Network | None, *, node_status: str,
         status = "running" if running else "starting"
     else:
         status = f"not running: {node_status}"
-    dht = reprovided = None
+    dht = reprovided = relay_reservations = relay_circuits = None
     if node is not None and running:
         try:
             snap = await node.snapshot()
@@ -77,6 +77,7 @@ async def health(router: Router, node: Network | None, *, node_status: str,
             routing = snap.routing_table_size
             dht = snap.dht_mode
             reprovided = snap.reprovided
+            relay_reservations, relay_circuits = snap.relay_reservations, snap.relay_circuits
     return Health(
         status="degraded" if problems else "ok",
         backend=BackendChoice(backend=selection.backend, reason=selection.reason,
@@ -84,7 +85,8 @@ async def health(router: Router, node: Network | None, *, node_status: str,
         backends=[BackendStatus(name=p.name, ok=p.ok, detail=p.detail) for p in probes],
         repo=repo, network_status=status, p2p_network=p2p_network, peers=peers,
         routing_table_size=routing,
-        dht_mode=dht, reprovided=reprovided,
+        dht_mode=dht, reprovided=reprovided, relay_reservations=relay_reservations,
+        relay_circuits=relay_circuits,
         uptime_s=round(uptime_s, 3), cache=cache_counters(router),
         allowed_roots=[str(r) for r in roots.roots],
         retrieval_sources=list(sources),

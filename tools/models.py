@@ -221,6 +221,9 @@ class NetworkStats(BaseModel):
     bytes_retrieved: int | None = Field(None, description="Block bytes from the network")
     bandwidth_rate_in: float | None = Field(None, description="Bytes/s, recent")
     bandwidth_rate_out: float | None = None
+    relay_reservations: int | None = Field(None, description="Relay slots held for peers "
+                                           "behind NAT (null: this node does not relay)")
+    relay_circuits: int | None = Field(None, description="Connections relayed now")
 
 
 class CacheCounters(BaseModel):
@@ -346,6 +349,9 @@ class Health(BaseModel):
     dht_mode: str | None = None
     reprovided: int | None = Field(None, description="CIDs announced from the pins since "
                                                      "the node started (role's policy)")
+    relay_reservations: int | None = Field(None, description="Relay slots held for peers "
+                                           "behind NAT (null: this node does not relay)")
+    relay_circuits: int | None = Field(None, description="Connections relayed now")
     uptime_s: float
     cache: CacheCounters | None = None
     allowed_roots: list[str]

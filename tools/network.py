@@ -180,7 +180,8 @@ def network_stats(snap: NetworkSnapshot) -> NetworkStats:
         average_retrieval_ms=_ms(snap.average_retrieval_time),
         bytes_retrieved=snap.bytes_retrieved,
         bandwidth_rate_in=_rounded(snap.bandwidth_rate_in),
-        bandwidth_rate_out=_rounded(snap.bandwidth_rate_out))
+        bandwidth_rate_out=_rounded(snap.bandwidth_rate_out),
+        relay_reservations=snap.relay_reservations, relay_circuits=snap.relay_circuits)
 
 
 async def peer_stats(node: Network | None, backend: Backend, *, why: str = ""
