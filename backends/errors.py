@@ -30,8 +30,9 @@ errors (OS, HTTP, libp2p) are translated at the boundary with ``raise ... from e
     ├── AllBackendsFailed           every candidate failed; carries each failure
     ├── NetworkError                a peer or the network failed us
     │   ├── Timeout                 it did not answer within the bound (not "not found")
-    │   └── RelayError              a circuit relay refused, failed or spoke out of turn
-    │       └── RelayLimitExceeded  content over a limited (relayed) connection's budget
+    │   ├── RelayError              a circuit relay refused, failed or spoke out of turn
+    │   │   └── RelayLimitExceeded  content over a limited (relayed) connection's budget
+    │   └── HolePunchError          a DCUtR exchange was malformed, refused or out of turn
     └── OperationCancelled          the caller cancelled a long operation (it cleaned up)
 """
 
@@ -196,6 +197,11 @@ class RelayError(NetworkError):
 class RelayLimitExceeded(RelayError):
     """What is wanted is larger than what a limited (relayed) connection may still carry,
     and no direct connection to the peer came up in time."""
+
+
+class HolePunchError(NetworkError):
+    """A hole punch (DCUtR) could not run: the peer sent a malformed, oversized or
+    out-of-turn message, gave no address to dial, or no direct connection came of it."""
 
 
 class DiskFull(IpfsMcpError):

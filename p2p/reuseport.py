@@ -20,7 +20,9 @@ import errno
 import ipaddress
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import multiaddr
@@ -42,6 +44,20 @@ _TUPLE_TAKEN = (errno.EADDRINUSE, errno.EADDRNOTAVAIL)
 
 Source = tuple[str, int]
 
+# Set while a hole punch dials: its dial is useful only from the listen port (that is the
+# NAT mapping the peer was told of), so there it fails rather than falling back.
+_LISTEN_PORT_ONLY: ContextVar[bool] = ContextVar("listen_port_only", default=False)
+
+
+@contextmanager
+def listen_port_only() -> Iterator[None]:
+    """Within this block, a sourced dial that cannot use its source fails."""
+    token = _LISTEN_PORT_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _LISTEN_PORT_ONLY.reset(token)
+
 
 def _set_reuse(sock: trio.socket.SocketType) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -51,7 +67,7 @@ def _set_reuse(sock: trio.socket.SocketType) -> None:
 
 async def open_tcp_from(host: str, port: int, source: Source) -> trio.SocketStream:
     """A TCP stream to ``host:port`` whose local end is ``source`` when it can be, else an
-    ephemeral port.
+    ephemeral port (never within :func:`listen_port_only`).
 
     The fallback is not a fake success: a connection from an ephemeral port works as any
     other dial does; only its NAT mapping differs from the listen port's, which matters
@@ -70,7 +86,7 @@ async def open_tcp_from(host: str, port: int, source: Source) -> trio.SocketStre
         await sock.connect((host, port))
     except OSError as exc:
         sock.close()
-        if exc.errno not in (*_TUPLE_TAKEN, errno.EINVAL, errno.EADDRNOTAVAIL):
+        if _LISTEN_PORT_ONLY.get() or exc.errno not in (*_TUPLE_TAKEN, errno.EINVAL):
             raise
         log.debug("tcp: dial %s:%d from %s:%d: %r; from an ephemeral port instead",
                   host, port, *source, exc)
@@ -135,7 +151,7 @@ def install_port_reuse(swarm: object) -> bool:
         return False
     for transport in swarm.transport_manager.get_transports():
         if isinstance(transport, TCP):
-            transport.dial_with_source = _sourced_dial  # type: ignore[attr-defined]
+            transport.dial_with_source = _sourced_dial  # type: ignore[method-assign]
     single: Callable[..., Awaitable[Any]] = swarm._dial_addr_single_attempt
 
     async def dial_from_listen_port(addr: multiaddr.Multiaddr, peer_id: ID,
