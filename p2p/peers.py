@@ -9,6 +9,7 @@ that connected can use the peer's protocols at once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import trio
 from libp2p.abc import IHost
@@ -19,28 +20,37 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
 
-from ipfs_mcp.backends.errors import NetworkError
+from ipfs_mcp.backends.errors import NetworkError, RelayError
 
 from ._net import NET_ERRORS, ConnectionEvents, FrameReader, close_quietly
 from .dialing import DialPolicy
 from .host import peer_info_from_addr
 from .loop import NodeLoop
+from .observed_addrs import ObservedAddrs
 from .reachability import Reachability
+from .relay.circuit_dial import is_circuit
 from .routing import ContentRouting
 
 log = logging.getLogger(__name__)
 
 IDENTIFY_PROTOCOL = "/ipfs/id/1.0.0"
 
+CircuitDialer = Callable[[Multiaddr, ID], Awaitable[object]]
+
 
 class Peers:
     """The peers of one host: connect, wait for, identify. Components come in built."""
 
     def __init__(self, host: IHost, routing: ContentRouting, loop: NodeLoop,
-                 dial_policy: DialPolicy, reachability: Reachability | None = None) -> None:
+                 dial_policy: DialPolicy, reachability: Reachability | None = None,
+                 dial_circuit: CircuitDialer | None = None) -> None:
         self.host = host
+        # Dials ``<relay>/p2p-circuit`` addresses (relay/client.py); None: they are skipped.
+        self.dial_circuit = dial_circuit
         # AutoNAT: identified peers that serve it are asked whether they can reach us.
         self.reachability = reachability or Reachability(host)
+        # Where identify says peers see us (our public address behind a NAT).
+        self.observed = ObservedAddrs(reachability=lambda: self.reachability.status)
         self.routing = routing
         self.loop = loop
         self.dial_policy = dial_policy
@@ -97,6 +107,9 @@ class Peers:
                 else:
                     identified = self.on_connected(info.peer_id)
                 await identified.wait()
+        except RelayError as exc:  # what the relay said is the reason, not a port's state
+            raise RelayError(f"could not connect to {info.peer_id}: {exc}", exc.status
+                             ) from None
         except (trio.TooSlowError, NetworkError, *NET_ERRORS) as exc:
             log.debug("p2p: connecting to %s failed: %r", info.peer_id, exc)
             raise NetworkError(f"could not connect to {info.peer_id}") from None
@@ -108,13 +121,19 @@ class Peers:
         full 250 ms head start even after the first dial succeeded; dialling the swarm
         address by address costs only the handshake.
 
+        Direct addresses go first; relayed ones (``/p2p-circuit``) only when none worked.
+
         Raises:
+            RelayError: only relayed addresses were left, and the last relay failed.
             NetworkError: no address worked.
         """
         network = self.host.get_network()
         self.host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
         failures: list[str] = []
+        relayed = [a for a in info.addrs if is_circuit(a)]
         for addr in info.addrs:
+            if addr in relayed:
+                continue
             try:
                 conn = await network.dial_addr(addr, info.peer_id)
             except NET_ERRORS as exc:
@@ -124,6 +143,15 @@ class Peers:
             if started is not None:
                 await started.wait()
             return
+        last: RelayError | None = None
+        for addr in relayed if self.dial_circuit is not None else []:
+            try:
+                await self.dial_circuit(addr, info.peer_id)  # type: ignore[misc]
+                return
+            except RelayError as exc:
+                last = exc
+        if last is not None:
+            raise last
         raise NetworkError("; ".join(failures) or "no addresses")  # the detail, for the log
 
     async def wait_for_peer(self, peer_id: str | None = None, *, timeout: float = 30.0
@@ -186,6 +214,8 @@ class Peers:
                     self._agents[key] = msg.agent_version
                 protocols = list(msg.protocols)
                 await update_peerstore_from_identify(self.host.get_peerstore(), peer_id, msg)
+                if msg.HasField("observed_addr"):
+                    self.observed.record(key, msg.observed_addr)
             else:
                 try:
                     protocols = list(self.host.get_peerstore().get_protocols(peer_id))

@@ -60,9 +60,9 @@ def check_peer_address(flag: str, addr: str) -> None:
         peer = parsed.value_for_protocol("p2p") if "p2p" in names else None
     except Exception:  # the library raises several unrelated types for bad input
         raise InvalidInput(f"{flag} {addr}: not a multiaddr; {MULTIADDR_LOOKS_LIKE}") from None
-    if "p2p-circuit" in names:  # its first /p2p/ is the relay: dialling that fetches nothing
-        raise InvalidInput(f"{flag} {addr}: relayed addresses are not supported yet "
-                           "(/p2p-circuit); give the peer's own address")
+    if "p2p-circuit" in names:  # its first /p2p/ is the relay; the peer comes after
+        after = addr.split("/p2p-circuit", 1)[1]
+        peer = after.removeprefix("/p2p/") if after.startswith("/p2p/") else None
     if not peer:
         raise InvalidInput(f"{flag} {addr} names no peer: add /p2p/<peer id>; "
                            f"{MULTIADDR_LOOKS_LIKE}")

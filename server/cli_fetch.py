@@ -47,6 +47,7 @@ from ipfs_mcp.backends.errors import (
     NetworkError,
     NodeNotRunning,
     OperationCancelled,
+    RelayError,
     Timeout,
 )
 from ipfs_mcp.backends.hub import layout as hf_layout
@@ -285,8 +286,8 @@ async def _why_unreachable(addr: str, exc: IpfsMcpError) -> str:
     TCP connection tells the two commonest mistakes apart: nothing listens there, or
     something does but not the peer named (a peer id copied from another node).
     """
-    if not isinstance(exc, NetworkError):
-        return str(exc)
+    if not isinstance(exc, NetworkError) or isinstance(exc, RelayError):
+        return str(exc)  # a relay's refusal is its own reason
     import multiaddr
 
     try:

@@ -23,6 +23,9 @@ option                       environment                    meaning
                                                             Relay v2 hop, Kubo's limits; default
                                                             on for master only;
                                                             ``--no-relay-service`` turns it off)
+``--relay MULTIADDR``        ``IPFS_MCP_RELAYS``            relays to hold a slot on, so peers
+                                                            behind other NATs reach this node
+                                                            through them (/p2p-circuit)
 ``--listen MULTIADDR``       ``IPFS_MCP_LISTEN``            P2P listen addresses (default
                                                             /ip4/127.0.0.1/tcp/0: this machine)
 ``--bootstrap MULTIADDR``    ``IPFS_MCP_BOOTSTRAP``         peers to join a network through
@@ -304,6 +307,7 @@ class ServerSettings:
     bootstrap: tuple[str, ...] = ()
     network: str = "local"  # the P2P node's preset (NETWORKS): explicit options win over it
     relay_service: bool | None = None  # Circuit Relay v2 hop service; None: the role's
+    relays: tuple[str, ...] = ()  # Circuit Relay v2 relays to hold a slot on (--relay)
     p2p: bool = True
     mdns: bool = False
     dial_scope: DialScope | None = None  # None: the scope the node listens on
@@ -345,7 +349,7 @@ class ServerSettings:
              allowed_hosts: Sequence[str] | None = None, role: str | None = None,
              listen: Sequence[str] | None = None, bootstrap: Sequence[str] | None = None,
              network: str | None = None, p2p: bool | None = None, mdns: bool | None = None,
-             relay_service: bool | None = None,
+             relay_service: bool | None = None, relays: Sequence[str] | None = None,
              dial_scope: str | None = None, announce_topic: str | None = None,
              http_retrieval: bool | None = None, http_retrieval_port: int | None = None,
              inline_max: int | None = None,
@@ -427,6 +431,7 @@ class ServerSettings:
             listen=tuple(listen) if listen else _split(env.get("IPFS_MCP_LISTEN")),
             bootstrap=tuple(bootstrap) if bootstrap else _split(env.get("IPFS_MCP_BOOTSTRAP")),
             network=network_name,
+            relays=tuple(relays) if relays else _split(env.get("IPFS_MCP_RELAYS")),
             relay_service=(relay_service if relay_service is not None
                            else env_flag(env, "IPFS_MCP_RELAY_SERVICE", False)
                            if (env.get("IPFS_MCP_RELAY_SERVICE") or "").strip() else None),

@@ -106,6 +106,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="relay for peers behind NAT (Circuit Relay v2, Kubo's limits: "
                              "2 min and 128 KiB each way per connection); default on for "
                              "the master role only (env IPFS_MCP_RELAY_SERVICE)")
+    parser.add_argument("--relay", action="append", metavar="MULTIADDR", default=None,
+                        help="a Circuit Relay v2 relay to hold a slot on, so peers reach this "
+                             "node through it from behind a NAT, ending in /p2p/RELAY_ID "
+                             "(repeatable; env IPFS_MCP_RELAYS)")
     parser.add_argument("--listen", action="append", metavar="MULTIADDR", default=None,
                         help="P2P listen address, e.g. /ip4/0.0.0.0/tcp/4001 (repeatable; "
                              "env IPFS_MCP_LISTEN)")
@@ -208,7 +212,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         session_idle=args.http_session_idle, gateway_per_client=args.gateway_max_per_client)
     return ServerSettings.load(
         http=args.http, allow_roots=args.allow_root, allowed_hosts=args.allowed_host,
-        role=args.role, relay_service=args.relay_service, listen=args.listen,
+        role=args.role, relay_service=args.relay_service, relays=args.relay,
+        listen=args.listen,
         bootstrap=args.bootstrap, network=args.network,
         p2p=False if args.no_p2p else None, mdns=args.mdns, dial_scope=args.dial_scope,
         announce_topic=args.announce_topic,
