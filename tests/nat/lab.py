@@ -27,7 +27,7 @@ API (all waits bounded; every failure says what happened, with the log's tail)::
                          autonat_service=True)
         ka = net.kubo(a, bootstrap=[relay.dial_addr], relays=[relay.dial_addr])
         ka.cli("swarm", "peers")                # ``ipfs`` CLI run inside a's namespace
-        ka.rpc("swarm/peers")                   # the same as JSON (``--enc=json``)
+        ka.rpc("swarm/peers")                   # the RPC API, as KuboDaemon.rpc answers
         node = net.ours(a, "--bootstrap", relay.dial_addr)   # ipfs-mcp daemon in host a
         node.card()                             # ``ipfs-mcp id --json`` of that daemon
         node.cli("add", "-Q", path)             # any ``ipfs-mcp`` command on its repo
@@ -39,8 +39,8 @@ API (all waits bounded; every failure says what happened, with the log's tail)::
 as a :class:`tests.interop.kubo_daemon.KuboDaemon` whose binary is a wrapper that runs
 ``ip netns exec NS ipfs``: init, the daemon and every CLI call run inside the namespace,
 so the daemon's RPC API on 127.0.0.1 there is reached by ``ipfs`` itself, through the
-repo's ``api`` file. :meth:`LabKubo.rpc` runs the CLI with ``--enc=json`` (an RPC call
-from the root namespace would reach the wrong 127.0.0.1). Its swarm listens on the
+repo's ``api`` file; :meth:`LabKubo.rpc` posts to the RPC API from a small Python client
+run in the namespace (an RPC call from the root namespace would reach the wrong 127.0.0.1). Its swarm listens on the
 namespace's own address, TCP port 4001 unless told; no bootstrap peers unless given, mDNS
 off; ``relay_service``/``force_public`` for the relay in pub; ``relays`` (static relays)
 turns on the relay client and hole punching, for a Kubo behind NAT.
@@ -66,20 +66,21 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.interop._process import DaemonProcess, InteropError, InteropTimeout
 from tests.interop.gobuild import interop_skip
 from tests.interop.kubo_daemon import KuboDaemon, kubo_daemon_binary
 
 __all__ = ["Home", "Internet", "LabError", "LabKubo", "OurNode", "Public", "Where",
-           "lab_skip_reason", "require_lab"]
+           "lab_skip_reason", "require_lab", "wait_until"]
 
 NET = "11.77.0"  # the lab's internet: public to libp2p, and existing only in the lab
 BRIDGE_IP = f"{NET}.1"
+T = TypeVar("T")
 SWARM_PORT = 4001
 STEP_TIMEOUT = 20.0  # one ip/iptables/sysctl call
 START_TIMEOUT = 90.0  # one daemon, on a loaded 2-core machine
@@ -107,6 +108,25 @@ def require_lab() -> None:
     reason = lab_skip_reason()
     if reason is not None:
         interop_skip(reason)
+
+
+def wait_until(check: Callable[[], T | None], *, timeout: float, what: str,
+               interval: float = 0.1) -> T:
+    """Ask ``check`` until it returns something other than None or False; that value.
+    Bounded in time and in count (``timeout / interval + 1`` asks at most).
+
+    Raises:
+        InteropTimeout: ``what`` did not happen in time.
+    """
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / interval) + 1):
+        value = check()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)  # polling a process we cannot subscribe to
+    raise InteropTimeout(f"{what} did not happen within {timeout:.1f} s")
 
 
 @dataclass(frozen=True)
@@ -245,8 +265,9 @@ class Internet:
              force_public: bool = False, autonat_service: bool = False,
              relays: Sequence[str] = (), bootstrap: Sequence[str] = (),
              dht: str = "dhtserver", config: Mapping[str, Any] | None = None,
-             name: str | None = None) -> LabKubo:
-        """A Kubo 0.43.1 daemon in ``where`` (see the module docstring).
+             env: Mapping[str, str] | None = None, name: str | None = None) -> LabKubo:
+        """A Kubo 0.43.1 daemon in ``where`` (see the module docstring); ``config`` adds
+        dotted keys, ``env`` environment (``GOLOG_LOG_LEVEL`` to see a subsystem's log).
 
         Raises:
             InteropTimeout, InteropError: it did not start (with its log's tail).
@@ -270,7 +291,7 @@ class Internet:
                            f"{kubo_daemon_binary()} \"$@\"\n")
         wrapper.chmod(0o755)
         kubo = LabKubo(self._folder(name), where=where, config=settings, binary=wrapper,
-                       start_timeout=START_TIMEOUT)
+                       env=env, start_timeout=START_TIMEOUT)
         self.nodes.append(kubo)
         return kubo
 
@@ -286,6 +307,33 @@ class Internet:
                        ["--listen", f"/ip4/{where.ip}/tcp/{port}", *args])
         self.nodes.append(node)
         return node
+
+    def listen(self, where: Where, port: int, *, name: str | None = None) -> DaemonProcess:
+        """A plain TCP listener on ``where``'s address and ``port`` (it accepts and closes),
+        to try dials against without any P2P stack in the way.
+
+        Raises:
+            InteropTimeout, InteropError: it did not start listening.
+        """
+        return self.spawn(where, [sys.executable, "-c", _LISTENER, where.ip, str(port)],
+                          name=self._unique(name or f"listen-{_label(where)}-{port}"),
+                          ready="listening")
+
+    def dial(self, where: Where, ip: str, port: int, *, timeout: float = 5.0) -> str:
+        """One TCP connect from ``where`` to ``ip:port``: ``"connected"``, ``"timed out"``
+        (the packets were dropped: no answer at all), ``"refused"`` (a reset) or
+        ``"unreachable"`` (no route there).
+
+        Raises:
+            LabError: the probe itself failed.
+        """
+        done = self.run(where, [sys.executable, "-c", _DIALER, ip, str(port), str(timeout)],
+                        timeout=timeout + 30.0)
+        outcome = done.stdout.decode().strip()
+        if done.returncode != 0 or not outcome:
+            raise LabError(f"dial probe from {_label(where)} to {ip}:{port} failed: "
+                           f"{done.stderr.decode(errors='replace')[-1000:]}")
+        return outcome
 
     def logs(self, limit: int = 3000) -> str:
         """Every program's log tail, labelled: what a failing test shows."""
@@ -372,20 +420,31 @@ class LabKubo(KuboDaemon):
 
     def rpc(self, path: str, *, timeout: float = 30.0, files: Any = None,
             **params: Any) -> Any:
-        """``ipfs --enc=json <path words> [--param=value...] [arg]`` in the namespace: the
-        JSON answer (a list when Kubo prints one object per line).
+        """POST ``/api/v0/<path>`` from inside the namespace (a small Python client run
+        there, since the API's 127.0.0.1 is the namespace's own); answers as
+        :meth:`KuboDaemon.rpc` does: JSON (a list for one object per line), else bytes.
 
         Raises:
-            InteropError: Kubo failed (with its message). InteropTimeout: too slow.
+            InteropError: a non-200 answer (with Kubo's message). InteropTimeout: too slow.
         """
         if files is not None:
             raise LabError("a lab Kubo takes content through cli('add', ...), not files")
-        arg = params.pop("arg", None)
-        flags = [f"--{k.replace('_', '-')}={str(v).lower() if isinstance(v, bool) else v}"
-                 for k, v in params.items()]
-        args = [arg] if isinstance(arg, str) else list(arg or [])
-        out = self.cli("--enc=json", *path.split("/"), *flags, "--", *args, timeout=timeout)
-        lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+        query = {k.replace("_", "-"): (str(v).lower() if isinstance(v, bool) else v)
+                 for k, v in params.items()}
+        argv = [sys.executable, "-c", _RPC, self.api_url, path, json.dumps(query), str(timeout)]
+        try:
+            done = subprocess.run(["ip", "netns", "exec", self.where.ns, *argv],
+                                  capture_output=True, timeout=timeout + 30.0, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise InteropTimeout(f"{self.name}: {path} took more than {timeout:g} s") from exc
+        status, _, rest = done.stdout.partition(b"\n")
+        content_type, _, body = rest.partition(b"\n")
+        if done.returncode != 0 or status != b"200":
+            raise InteropError(f"{self.name}: {path} answered {status.decode() or '-'}: "
+                               f"{(body or done.stderr).decode(errors='replace')[-1000:]}")
+        if b"json" not in content_type:
+            return body
+        lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
         return lines[0] if len(lines) == 1 else lines
 
     def _identify(self, peer_id: str, addrs: Sequence[str]) -> None:
@@ -401,6 +460,19 @@ class LabKubo(KuboDaemon):
         self.dial_addrs = [a + suffix for a in mine]
         self.dial_addr = self.dial_addrs[0]
         self._closed = False
+
+    def wait_log(self, text: str, *, timeout: float = 30.0) -> None:
+        """Wait (bounded) until the daemon's log has a line containing ``text``: an event
+        Kubo only logs (a hole punch given up, with ``GOLOG_LOG_LEVEL=p2p-holepunch=debug``).
+
+        Raises:
+            InteropTimeout: no such line in time (with the log's tail).
+        """
+        try:
+            wait_until(lambda: text in _tail(self.log_path, 1 << 24), timeout=timeout,
+                       what=f"{self.name} logging {text!r}")
+        except InteropTimeout as exc:
+            raise InteropTimeout(f"{exc}\n{self.log_tail()}") from None
 
     def connections(self, peer_id: str) -> list[str]:
         """The addresses of this Kubo's open connections to ``peer_id`` (``swarm peers``);
@@ -455,6 +527,44 @@ class OurNode:
 
 
 _OURS = [sys.executable, "-m", "ipfs_mcp.server.cli"]
+
+# Run with ``python -c`` in a namespace. The RPC client prints the status, the content type
+# and the body; its argv is ``API_URL PATH QUERY_JSON TIMEOUT``.
+_RPC = """
+import json, sys, urllib.error, urllib.parse, urllib.request
+url, path, query, timeout = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+request = urllib.request.Request(
+    f"{url}/api/v0/{path}?{urllib.parse.urlencode(query, doseq=True)}", method="POST")
+try:
+    answer = urllib.request.urlopen(request, timeout=float(timeout))
+except urllib.error.HTTPError as exc:
+    answer = exc
+body = answer.read()
+sys.stdout.buffer.write(f"{answer.status}\\n{answer.headers.get('Content-Type', '')}\\n".encode())
+sys.stdout.buffer.write(body)
+"""
+# The listener and the dialer: argv is ``IP PORT`` / ``IP PORT TIMEOUT``.
+_LISTENER = """
+import socket, sys
+s = socket.create_server((sys.argv[1], int(sys.argv[2])))
+print("listening", flush=True)
+while True:
+    s.accept()[0].close()
+"""
+_DIALER = """
+import errno, socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
+    print("connected")
+except TimeoutError:
+    print("timed out")
+except ConnectionRefusedError:
+    print("refused")
+except OSError as exc:
+    if exc.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        raise
+    print("unreachable")
+"""
 
 
 def _ns(where: Where | str) -> str:
