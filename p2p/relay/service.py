@@ -44,6 +44,7 @@ import anyio
 import anyio.abc
 import trio
 from libp2p.abc import IHost, INetStream, INetwork
+from libp2p.connection_types import ConnectionType
 from libp2p.crypto.keys import PrivateKey
 from libp2p.peer.envelope import Envelope, make_unsigned
 from libp2p.peer.id import ID
@@ -126,6 +127,8 @@ def _is_relayed(stream: INetStream) -> bool:
     circuit over one)."""
     conn = stream.muxed_conn
     try:
+        if conn.get_connection_type() == ConnectionType.RELAYED:
+            return True
         addrs: Sequence[object] = conn.get_transport_addresses()
     except _ASKING_ERRORS:
         return False
