@@ -55,6 +55,7 @@ from ipfs_mcp.backends.core.ip_scope import Scope, host_of_multiaddr, scope_of_i
 from ipfs_mcp.backends.errors import RelayError
 
 from .._net import NET_ERRORS, ConnectionEvents, close_quietly, reset_quietly
+from ..host import is_http_addr
 from .accounting import Circuit, RelayAccounting, RelayCounts, RelayResources
 from .wire import (
     HOP_PROTOCOL,
@@ -97,13 +98,13 @@ def reservation_addrs(addrs: Iterable[Multiaddr], relay: ID) -> list[Multiaddr]:
 
     go-libp2p hands out public addresses only. A relay with none (on a LAN, or on loopback
     in tests) hands out what it has, so its clients can still name it; unspecified
-    (``0.0.0.0``) and relayed addresses never.
+    (``0.0.0.0``), relayed and HTTP addresses never.
     """
     found: list[tuple[Scope, Multiaddr]] = []
     suffix = f"/p2p/{relay.to_base58()}"
     for addr in addrs:
         text = str(addr)
-        if "/p2p-circuit" in text:
+        if "/p2p-circuit" in text or is_http_addr(text):  # no circuit runs over those
             continue
         if "/p2p/" in text:
             if not text.endswith(suffix):
