@@ -1,0 +1,155 @@
+"""Hole punching through NATs on the lab's internet (see :mod:`.lab`).
+
+A Kubo 0.43.1 in pub is the relay. Our daemon A sits behind a cone NAT with a slot on it;
+our node B, behind another NAT, runs in its namespace (a short program, :data:`_PEER`, so
+it can report its connections and times), reaches A through the relay, and DCUtR punches a
+direct path: the connection's remote address has no ``/p2p-circuit``, and a 64 MiB DAG
+moves over it, verified block by block against its CID. With B behind a symmetric NAT (a
+random port per flow) no punch can work: a small file still arrives over the relay, and a
+large one fails saying why. Each test prints its figures: time to the relayed connection,
+to the direct one, and the transfer rate over each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from .lab import Home, Internet, LabKubo, OurNode
+
+WAIT = 60.0  # seconds for each step, on a loaded 2-core machine
+BIG = 64 << 20
+# The relay's limit (Kubo's default): 128 KiB each way per relayed connection.
+SMALL = 48 << 10
+
+# Our node B in its home: it connects to A through the relay, waits (bounded) for a direct
+# connection, fetches what it is asked, and prints one JSON line of what it saw.
+_PEER = r"""
+import json, sys, time, trio
+from multiformats import CID
+from ipfs_mcp.backends.repo.repository import Repo
+from ipfs_mcp.p2p import NodeConfig, open_node
+from ipfs_mcp.p2p.relay.limits import direct_connections, wait_direct
+from ipfs_mcp.backends.errors import IpfsMcpError
+
+args = json.loads(sys.argv[1])
+
+async def main():
+    out = {}
+    config = NodeConfig(listen_addrs=(f"/ip4/{args['ip']}/tcp/4001",),
+                        bootstrap=(args["relay"],), named_peers=(args["circuit"],),
+                        relay_direct_wait=args["direct_wait"], fetch_dag_timeout=300.0)
+    async with open_node(Repo(args["repo"], fsync=False), config) as node:
+        started = time.monotonic()
+        with trio.fail_after(60):
+            for _ in range(120):  # until A's reservation is in place
+                try:
+                    a = await node.connect_peer(args["circuit"], timeout=10)
+                    break
+                except IpfsMcpError as exc:
+                    out["retry"] = str(exc)
+                    await trio.sleep(0.5)
+        out["relayed_s"] = time.monotonic() - started
+        a_id = next(p for p in node.connected_peers() if str(p) == a)
+        for cid in args["small"]:
+            t = time.monotonic()
+            report = await node.fetch_dag(cid, providers=[a])
+            out.setdefault("small", []).append(
+                {"cid": cid, "s": time.monotonic() - t,
+                 "direct": bool(direct_connections(node.host, a_id))})
+        if await wait_direct(node.host, a_id, args["direct_wait"]):
+            out["direct_s"] = time.monotonic() - started
+            out["direct_remote"] = [str(x) for c in direct_connections(node.host, a_id)
+                                    for x in c.get_transport_addresses()]
+        out["punches"] = [p.__dict__ for p in node.holepunch.punches]
+        for cid in args["big"]:
+            t = time.monotonic()
+            try:
+                report = await node.fetch_dag(cid, providers=[a])
+            except IpfsMcpError as exc:
+                out.setdefault("big", []).append({"cid": cid, "error": str(exc),
+                                                  "type": type(exc).__name__})
+                continue
+            out.setdefault("big", []).append(
+                {"cid": cid, "bytes": report.bytes_fetched, "s": time.monotonic() - t})
+        # What we hold is what was asked for: every block was checked against its CID.
+        out["local"] = {c: node.blockstore.has(CID.decode(c))
+                        for c in args["small"] + args["big"]}
+    print(json.dumps(out, default=str), flush=True)
+
+trio.run(main)
+"""
+
+
+def _daemon_with_slot(internet: Internet, home: Home, relay: LabKubo) -> OurNode:
+    return internet.ours(home, "--relay", relay.dial_addr)
+
+
+def _add(node: OurNode, path: Path, size: int) -> str:
+    path.write_bytes(os.urandom(size))
+    return node.cli("add", "-Q", str(path)).decode().strip()
+
+
+def _run_b(internet: Internet, home: Home, relay: LabKubo, a: OurNode, tmp: Path, *,
+           small: list[str], big: list[str], direct_wait: float) -> dict[str, object]:
+    args = {"ip": home.ip, "relay": relay.dial_addr, "repo": str(tmp / "b-repo"),
+            "circuit": f"{relay.dial_addr}/p2p-circuit/p2p/{a.peer_id}",
+            "small": small, "big": big, "direct_wait": direct_wait}
+    done = internet.run(home, [sys.executable, "-c", _PEER, json.dumps(args)],
+                        timeout=WAIT * 6, env={"HF_HUB_OFFLINE": "1"})
+    lines = done.stdout.decode().strip().splitlines()
+    assert done.returncode == 0 and lines, (
+        f"B failed ({done.returncode}): {done.stderr.decode(errors='replace')[-3000:]}")
+    result: dict[str, object] = json.loads(lines[-1])
+    return result
+
+
+def _rate(entry: dict[str, object], size: int) -> str:
+    seconds = float(entry["s"])  # type: ignore[arg-type]
+    return f"{size / (1 << 20):.2f} MiB in {seconds:.2f} s = {size / (1 << 20) / seconds:.1f} MiB/s"
+
+
+def test_two_of_our_nodes_behind_cone_nats_punch_through_and_move_64_mib_direct(
+        internet: Internet, tmp_path: Path) -> None:
+    relay = internet.kubo(internet.add_public("relay"), relay_service=True, force_public=True)
+    home_a, home_b = internet.add_home("a"), internet.add_home("b")
+    a = _daemon_with_slot(internet, home_a, relay)
+    small = _add(a, tmp_path / "small.bin", SMALL)
+    big = _add(a, tmp_path / "big.bin", BIG)
+    seen = _run_b(internet, home_b, relay, a, tmp_path, small=[small], big=[big],
+                  direct_wait=WAIT)
+    assert "direct_s" in seen, f"no direct connection: {seen}"
+    remote = seen["direct_remote"]
+    assert remote and all("p2p-circuit" not in r for r in remote)  # type: ignore[union-attr]
+    assert any(home_a.public_ip in r for r in remote)  # type: ignore[union-attr]
+    (fetched,) = seen["big"]  # type: ignore[misc]
+    assert "error" not in fetched and fetched["bytes"] >= BIG, fetched
+    assert all(seen["local"].values())  # type: ignore[union-attr]
+    first = seen["small"][0]  # type: ignore[index]
+    # The small file is one block, held whole (its root is fetched and checked first).
+    print(f"\nrelayed connection {float(seen['relayed_s']):.2f} s after B started; direct "  # type: ignore[arg-type]
+          f"{float(seen['direct_s']):.2f} s; {SMALL >> 10} KiB "  # type: ignore[arg-type]
+          f"{'direct' if first['direct'] else 'over the relay'}: {_rate(first, SMALL)}; "
+          f"64 MiB direct: {_rate(fetched, BIG)}; B's punches: {seen['punches']}")
+
+
+def test_behind_a_symmetric_nat_small_content_comes_over_the_relay_and_large_fails_clearly(
+        internet: Internet, tmp_path: Path) -> None:
+    relay = internet.kubo(internet.add_public("relay"), relay_service=True, force_public=True)
+    home_a, home_b = internet.add_home("a"), internet.add_home("b", symmetric=True)
+    a = _daemon_with_slot(internet, home_a, relay)
+    small = _add(a, tmp_path / "small.bin", SMALL)
+    large = _add(a, tmp_path / "large.bin", 1 << 20)
+    seen = _run_b(internet, home_b, relay, a, tmp_path, small=[small], big=[large],
+                  direct_wait=8.0)
+    (over_relay,) = seen["small"]  # type: ignore[misc]
+    assert seen["local"][small] and not over_relay["direct"], seen  # type: ignore[index]
+    assert "direct_s" not in seen, f"a direct connection through a symmetric NAT: {seen}"
+    (refused,) = seen["big"]  # type: ignore[misc]
+    assert refused.get("type") == "RelayLimitExceeded", refused
+    assert "relay" in refused["error"] and "hole punching" in refused["error"], refused
+    print(f"\nrelayed connection {float(seen['relayed_s']):.2f} s after B started; "  # type: ignore[arg-type]
+          f"{SMALL >> 10} KiB over the relay: {_rate(over_relay, SMALL)}; 1 MiB: "
+          f"{refused['error']}")
