@@ -29,7 +29,9 @@ API (all waits bounded; every failure says what happened, with the log's tail)::
         ka.cli("swarm", "peers")                # ``ipfs`` CLI run inside a's namespace
         ka.rpc("swarm/peers")                   # the RPC API, as KuboDaemon.rpc answers
         node = net.ours(a, "--bootstrap", relay.dial_addr)   # ipfs-mcp daemon in host a
-        node.card()                             # ``ipfs-mcp id --json`` of that daemon
+        other = net.ours(b, wait=False).ready()  # start several, then wait for each
+        node.id()                               # ``ipfs-mcp id --json`` of that daemon
+        node.card()                             # the same card, read from its file
         node.cli("add", "-Q", path)             # any ``ipfs-mcp`` command on its repo
         proc = net.spawn(a, ["some", "program"], name="x", ready="listening")
         net.run(a, ["ping", "-c1", "-W1", "11.77.0.1"])  # one command, bounded
@@ -60,6 +62,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -84,7 +87,7 @@ T = TypeVar("T")
 SWARM_PORT = 4001
 STEP_TIMEOUT = 20.0  # one ip/iptables/sysctl call
 START_TIMEOUT = 90.0  # one daemon, on a loaded 2-core machine
-STOP_GRACE = 5.0
+STOP_GRACE = 2.0  # a lab is torn down, not shut down gracefully: SIGTERM, then kill
 
 
 class LabError(InteropError):
@@ -245,10 +248,11 @@ class Internet:
             raise InteropTimeout(f"`{' '.join(argv)}` took more than {timeout:g} s") from exc
 
     def spawn(self, where: Where | str, argv: Sequence[str], *, name: str, ready: str,
-              env: Mapping[str, str] | None = None, timeout: float = START_TIMEOUT
-              ) -> DaemonProcess:
+              env: Mapping[str, str] | None = None, timeout: float = START_TIMEOUT,
+              wait: bool = True) -> DaemonProcess:
         """Start a long-running program in a namespace, its output in ``<name>.log``, and
-        wait (bounded) for a line containing ``ready``. Killed at teardown.
+        wait (bounded) for a line containing ``ready`` (unless ``wait`` is false: then
+        ``proc.wait_ready(timeout)`` is the caller's). Killed at teardown.
 
         Raises:
             InteropTimeout: no ready line in time. InteropError: it exited first.
@@ -258,7 +262,8 @@ class Internet:
                              cwd=folder, log_path=folder / f"{name}.log", ready_marker=ready,
                              env=dict(env or {}))
         self.processes.append(proc)
-        proc.wait_ready(timeout)
+        if wait:
+            proc.wait_ready(timeout)
         return proc
 
     def kubo(self, where: Where, *, port: int = SWARM_PORT, relay_service: bool = False,
@@ -296,8 +301,10 @@ class Internet:
         return kubo
 
     def ours(self, where: Where, *args: str, port: int = SWARM_PORT,
-             name: str | None = None) -> OurNode:
+             name: str | None = None, wait: bool = True) -> OurNode:
         """``ipfs-mcp daemon`` in ``where``, listening on its address (see the docstring).
+        With ``wait=False`` it is only started: call :meth:`OurNode.ready` before using it
+        (so several daemons start side by side).
 
         Raises:
             InteropTimeout, InteropError: it did not start (with its log's tail).
@@ -306,7 +313,7 @@ class Internet:
         node = OurNode(self, where, self._folder(name), name,
                        ["--listen", f"/ip4/{where.ip}/tcp/{port}", *args])
         self.nodes.append(node)
-        return node
+        return node.ready() if wait else node
 
     def listen(self, where: Where, port: int, *, name: str | None = None) -> DaemonProcess:
         """A plain TCP listener on ``where``'s address and ``port`` (it accepts and closes),
@@ -411,7 +418,9 @@ class Internet:
 
 class LabKubo(KuboDaemon):
     """A Kubo 0.43.1 daemon inside a lab namespace (its binary runs through
-    ``ip netns exec``); :meth:`rpc` goes through the CLI there, not over HTTP."""
+    ``ip netns exec``); :meth:`rpc` is posted from inside the namespace."""
+
+    close_grace = STOP_GRACE
 
     def __init__(self, base_dir: Path, *, where: Where, **kwargs: Any) -> None:
         self.where = where
@@ -492,17 +501,31 @@ class OurNode:
         self.env = {**{k: v for k, v in os.environ.items()
                        if not k.startswith(("IPFS_MCP_", "IPFS_BACKEND"))},
                     "HF_HOME": str(self.home), "HF_HUB_OFFLINE": "1"}
-        started = time.monotonic()
+        self._started = time.monotonic()
         self.proc = lab.spawn(where, [*_OURS, "daemon", *args], name=name,
-                              ready="daemon ready", env=self.env)
+                              ready="daemon ready", env=self.env, wait=False)
         self.log_path = self.proc.log_path
-        card = self.card()
-        self.start_seconds = time.monotonic() - started
-        self.peer_id: str = card["peer_id"]
-        self.dial_addrs = [a for a in card["addresses"] if f"/ip4/{where.ip}/tcp/" in a]
+
+    def ready(self, timeout: float = START_TIMEOUT) -> OurNode:
+        """Wait (bounded) until the daemon is up, and learn its peer id and addresses
+        (``peer_id``, ``dial_addrs``, ``dial_addr``); itself. Idempotent.
+
+        Raises:
+            InteropTimeout, InteropError: it did not start (with its log's tail).
+            LabError: it listens nowhere on its namespace's address.
+        """
+        if hasattr(self, "peer_id"):
+            return self
+        self.proc.wait_ready(timeout)
+        card = self.id()
+        self.start_seconds = time.monotonic() - self._started
+        self.dial_addrs = [a for a in card["addresses"] if f"/ip4/{self.where.ip}/tcp/" in a]
         if not self.dial_addrs:
-            raise LabError(f"{name} listens nowhere on {where.ip}: {card['addresses']}")
+            raise LabError(f"{self.name} listens nowhere on {self.where.ip}: "
+                           f"{card['addresses']}")
         self.dial_addr = self.dial_addrs[0]
+        self.peer_id: str = card["peer_id"]
+        return self
 
     def cli(self, *args: str, timeout: float = 60.0, input: bytes | None = None) -> bytes:
         """Run ``ipfs-mcp ARGS`` on this node's repo inside its namespace; its stdout.
@@ -517,9 +540,22 @@ class OurNode:
                            f"({done.returncode}): {done.stderr.decode(errors='replace')[-2000:]}")
         return done.stdout
 
-    def card(self) -> dict[str, Any]:
+    def id(self) -> dict[str, Any]:
         """``ipfs-mcp id --json``: peer id, addresses, role, reachability."""
         card: dict[str, Any] = json.loads(self.cli("id", "--json"))
+        return card
+
+    def card(self) -> dict[str, Any]:
+        """The card the running daemon keeps in its repo (what :meth:`id` prints), read
+        straight from the file: cheap enough to poll, where each ``id`` is a new Python.
+
+        Raises:
+            LabError: the daemon has not said where its card is (not ready yet).
+        """
+        found = re.search(r"card in (\S+?)\); stop", _tail(self.log_path, 1 << 20))
+        if found is None:
+            raise LabError(f"{self.name} has not said where its card is")
+        card: dict[str, Any] = json.loads(Path(found.group(1)).read_text())
         return card
 
     def close(self) -> None:
