@@ -11,15 +11,19 @@ peer we reach at loopback or private addresses), and on the WAN id it carries on
 public addresses (a ``/p2p-circuit`` address counts by its relay's), without the signed
 peer record py-libp2p would attach (it lists every address, and cannot be re-signed with
 fewer); with no public address at all nothing is sent there, as Kubo's WAN DHT would keep
-no record without one.
+no record without one. What we answer on the WAN id (:class:`WanAnswers`) names likewise only
+public addresses, and no peer that has none: the WAN half of our table, as peers see it.
+Our node keeps one routing table for both halves (routing.py); this is what each half shows.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 import trio
+from google.protobuf.message import DecodeError
 from libp2p.abc import IHost
 from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.common import ALPHA
@@ -30,7 +34,9 @@ from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import env_to_send_in_RPC
 from multiaddr import Multiaddr
 
+from ipfs_mcp.backends.core import varint
 from ipfs_mcp.backends.core.ip_scope import Scope, host_of_multiaddr, scope_of_ip
+from ipfs_mcp.backends.errors import InvalidInput
 
 from ._net import NET_ERRORS, close_quietly, frame
 
@@ -52,6 +58,72 @@ def fit_for_wan(addr: Multiaddr | str) -> bool:
         return scope_of_ip(host) == Scope.PUBLIC
     except ValueError:  # a DNS name: it names wherever its owner points it
         return host.lower().rstrip(".") not in ("localhost", "localhost.localdomain")
+
+
+def wan_answer(body: bytes) -> bytes:
+    """A DHT answer as the WAN may see it: closer peers and providers with their public
+    addresses only, those left with none dropped (they belong to the LAN half), and no
+    signed peer records (they list every address).
+
+    Raises:
+        google.protobuf.message.DecodeError: ``body`` is not a DHT message.
+    """
+    message = Message()
+    message.ParseFromString(body)
+    message.ClearField("senderRecord")
+    for peers in (message.closerPeers, message.providerPeers):
+        for index in reversed(range(len(peers))):
+            peer = peers[index]
+            addrs = [a for a in peer.addrs if _fits(a)]
+            if not addrs:
+                del peers[index]
+                continue
+            del peer.addrs[:]
+            peer.addrs.extend(addrs)
+            peer.ClearField("signedRecord")
+    return message.SerializeToString()
+
+
+def _fits(raw: bytes) -> bool:
+    try:
+        return fit_for_wan(Multiaddr(raw))
+    except Exception:  # multiaddr raises several types for bytes it cannot read
+        return False
+
+
+class WanAnswers:
+    """An inbound stream on the WAN id whose answers pass through :func:`wan_answer`.
+
+    The library writes each answer as two writes (its length, then its body); they are
+    gathered into whole frames here, each filtered and written as one.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._pending = b""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    async def write(self, data: bytes) -> None:
+        self._pending += data
+        while self._pending:
+            try:
+                size, start = varint.decode(self._pending)
+            except InvalidInput:
+                if len(self._pending) < 10:
+                    return  # the length is not whole yet
+                size, start = len(self._pending), 0  # no length at all: pass it on as is
+            if len(self._pending) < start + size:
+                return  # the body is not whole yet
+            body = self._pending[start:start + size]
+            self._pending = self._pending[start + size:]
+            if start:
+                try:
+                    body = frame(wan_answer(body))
+                except DecodeError:  # not a DHT message: sent as the library wrote it
+                    body = frame(body)
+            await self._stream.write(body)
 
 
 def addrs_for(protocol: str, addrs: Iterable[Multiaddr]) -> list[Multiaddr]:

@@ -19,7 +19,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 from libp2p.custom_types import TProtocol
@@ -35,7 +35,7 @@ from ipfs_mcp.backends.errors import NetworkError
 
 from . import dual_routing
 from ._net import NET_ERRORS
-from .dual_routing import KAD_PROTOCOL, LAN_KAD_PROTOCOL
+from .dual_routing import KAD_PROTOCOL, LAN_KAD_PROTOCOL, WanAnswers
 from .ipns_dht import guard_ipns_puts
 from .periods import Ticker
 from .random_walk import RandomWalk
@@ -65,6 +65,23 @@ def _nearby(host: str) -> bool:
         return scope_of_ip(host) <= Scope.PRIVATE
     except ValueError:  # a name, not an address: it may be anywhere
         return False
+
+
+def _serve_both_ids(host: Any, dht: KadDHT) -> None:
+    """Serve a server-mode DHT's inbound streams on both ids (the library registers the
+    Amino id only), each through the IPNS guard (ipns_dht.py); on the Amino id, Kubo's WAN
+    half, every answer also goes out with public addresses only (dual_routing.WanAnswers):
+    peers out there learn nothing of the loopback and private peers we know, nor of ours.
+    """
+    guard_ipns_puts(host, dht, KAD_PROTOCOLS)
+    guarded = host.get_mux().handlers.get(TProtocol(KAD_PROTOCOL))
+    if guarded is None:  # a client serves nothing
+        return
+
+    async def answer_for_the_wan(stream: Any) -> None:
+        await guarded(WanAnswers(stream))
+
+    host.set_stream_handler(TProtocol(KAD_PROTOCOL), answer_for_the_wan)
 
 
 class ContentRouting(Protocol):
@@ -117,10 +134,10 @@ class KadContentRouting:
         routing table refreshed by a random walk every ``refresh_period`` (10 min)."""
         mode = DHTMode.SERVER if server else DHTMode.CLIENT
         dht = KadDHT(host, mode)  # type: ignore[arg-type]
-        # Inbound streams on both ids (the library registers the Amino id only), each read
-        # through a guard in front of the library's handler: IPNS records are validated as
-        # they arrive, and an ADD_PROVIDER, which Kubo never reads an answer to, gets none.
-        guard_ipns_puts(host, dht, KAD_PROTOCOLS)
+        # Inbound streams on both ids, each read through a guard in front of the library's
+        # handler: IPNS records are validated as they arrive, and an ADD_PROVIDER, which
+        # Kubo never reads an answer to, gets none; answers on the Amino id fit the WAN.
+        _serve_both_ids(host, dht)
         return cls(dht, refresh_period)
 
     @property
@@ -148,7 +165,7 @@ class KadContentRouting:
             await reachability.asked.reach(reachability.asked.count + 1)
         if self.dht.mode != DHTMode.SERVER:
             self.dht.mode = DHTMode.SERVER
-            guard_ipns_puts(self.dht.host, self.dht, KAD_PROTOCOLS)
+            _serve_both_ids(self.dht.host, self.dht)
             log.info("routing: AutoNAT says public; the DHT now serves")
 
     async def provide(self, cid: CID) -> bool:
