@@ -25,6 +25,7 @@ content-defined chunker.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -159,6 +160,7 @@ def _pol_mod(x: int, d: int) -> int:
     return x
 
 
+@functools.cache  # made on the first rabin chunk, not on every import (a few ms)
 def _rabin_tables(pol: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """whyrusleeping/chunker ``fillTables``: the ``out`` and ``mod`` tables for ``pol``."""
     k = pol.bit_length() - 1
@@ -172,7 +174,6 @@ def _rabin_tables(pol: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(out), mod
 
 
-_RABIN_OUT, _RABIN_MOD = _rabin_tables(RABIN_POLYNOMIAL)
 _RABIN_SHIFT = RABIN_POLYNOMIAL.bit_length() - 1 - 8  # polShift = deg - 8
 
 
@@ -231,7 +232,7 @@ class RabinChunker:
         end = min(len(buf), start + hi)
         if end < start + lo:
             return end
-        out_t, mod_t, shift = _RABIN_OUT, _RABIN_MOD, _RABIN_SHIFT
+        (out_t, mod_t), shift = _rabin_tables(RABIN_POLYNOMIAL), _RABIN_SHIFT
         first = start + lo  # the first place a chunk may end
         # After reset the window holds one byte 1 (digest 1); the first lo - 16 bytes are
         # skipped unhashed, then 15 bytes push only zeros out of the window.

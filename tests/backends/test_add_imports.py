@@ -3,7 +3,8 @@
 Every add is a process of its own, so each module it imports is paid on every run (the
 DNS resolver stack alone cost about 0.25 s, Kubo's HTTP client and its CLI another 0.1 s).
 The test runs the command's ``main`` in a fresh interpreter and lists the modules loaded
-by the end: counts, not clocks.
+by the end, and whether the rabin chunker's tables (made in Python, a few ms) were built:
+counts, not clocks.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ UNUSED_BY_ADD = ("dns.resolver", "dns.asyncresolver", "dns.nameserver", "httpx",
 _RUN = """
 import json, sys
 from ipfs_mcp.server import cli
+from ipfs_mcp.backends.core import chunkers
 status = cli.main(["add", "-Q", sys.argv[1]])
-print(json.dumps({"status": status, "modules": sorted(sys.modules)}))
+print(json.dumps({"status": status, "modules": sorted(sys.modules),
+                  "rabin_tables": chunkers._rabin_tables.cache_info().currsize}))
 """
 
 
@@ -40,3 +43,4 @@ def test_ipfs_mcp_add_imports_no_network_stack(tmp_path: Path) -> None:
     assert result["status"] == 0
     loaded = set(result["modules"])
     assert not loaded.intersection(UNUSED_BY_ADD), sorted(loaded.intersection(UNUSED_BY_ADD))
+    assert result["rabin_tables"] == 0  # a size-N add never builds them
