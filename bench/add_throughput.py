@@ -12,7 +12,10 @@ each round, best of N rounds; each one's own peak RSS is read with ``wait4``. Th
 synced before each (untimed), so no contender pays for writing back what another left dirty
 (Kubo leaves its whole add dirty; our batches' ``syncfs`` would flush it). Every
 contender must give the same CID. Targets (issue 20): ours >= 1.5x Kubo, under 100 MiB.
-Nothing is asserted on time: this prints figures.
+Nothing is asserted on time: this prints figures. Each contender's CPU time (user + system,
+of the command and its threads, from ``getrusage`` of the children) is printed too, lowest
+of the rounds: on a shared machine it moves far less with the load than the wall time, which
+waits for a core and for the disk. The load average is printed at the start and the end.
 
 ``--baseline-path DIR`` also times ``ipfs-mcp add`` with ``DIR`` first on ``PYTHONPATH``
 (a folder whose ``ipfs_mcp/`` holds another version's packages, e.g. links into an older
@@ -26,11 +29,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from _common import MIB, Measured, mbps, random_file, run_measured, sha256_file, timed
 from _programs import kubo043_binary
@@ -62,14 +68,17 @@ def main() -> int:
         node, t_hash = timed(lambda: Importer().add_file(data))
         cid = cid_str(node.cid_obj)
         best: dict[str, Measured] = {}
+        cpu: dict[str, float] = {}
+        load_before = os.getloadavg()
         for round_ in range(args.rounds):
-            runs = [(OURS, _ours(data, work / f"hf-{round_}"))]
+            runs = [(OURS, *_cpu_of(_ours, data, work / f"hf-{round_}"))]
             if args.baseline_path is not None:
-                runs.append((BASELINE, _ours(data, work / f"hf-base-{round_}",
-                                             args.baseline_path)))
+                runs.append((BASELINE, *_cpu_of(_ours, data, work / f"hf-base-{round_}",
+                                                args.baseline_path)))
             if ipfs is not None:
-                runs.append((KUBO, _kubo(ipfs, data, work / f"kubo-{round_}")))
-            for name, measured in runs:
+                runs.append((KUBO, *_cpu_of(_kubo, ipfs, data, work / f"kubo-{round_}")))
+            for name, measured, seconds in runs:
+                cpu[name] = min(cpu.get(name, seconds), seconds)
                 if measured.out != cid:
                     print(f"CIDs differ: {name} gave {measured.out}, the importer {cid}",
                           file=sys.stderr)
@@ -80,14 +89,17 @@ def main() -> int:
                         if name in best else measured.peak_rss_mib)
                 elif measured.peak_rss_mib > best[name].peak_rss_mib:
                     best[name] = best[name]._replace(peak_rss_mib=measured.peak_rss_mib)
+    load_after = os.getloadavg()
     print(f"add, {args.size_mib} MiB random file, best of {args.rounds} (fresh repo each), "
           f"CID {cid}")
+    print(f"  load average (1, 5, 15 min) at start {_load(load_before)}, "
+          f"at end {_load(load_after)}")
     print(f"  {'hashlib sha256 (baseline)':<34} {mbps(size, t_sha):8.1f} MB/s  {t_sha:7.2f} s")
     print(f"  {'ipfs-mcp, CID only (in process)':<34} {mbps(size, t_hash):8.1f} MB/s  "
           f"{t_hash:7.2f} s")
     for name, m in best.items():
         print(f"  {name:<34} {mbps(size, m.seconds):8.1f} MB/s  {m.seconds:7.2f} s  "
-              f"peak RSS {m.peak_rss_mib:6.1f} MiB")
+              f"peak RSS {m.peak_rss_mib:6.1f} MiB  CPU {cpu[name]:5.2f} s")
     if KUBO in best:
         print(f"  ratio ipfs-mcp / Kubo 0.43.1 (speed)  "
               f"{best[KUBO].seconds / best[OURS].seconds:6.2f}  (target >= 1.5)")
@@ -95,6 +107,19 @@ def main() -> int:
         print(f"  ratio ipfs-mcp / baseline (speed)     "
               f"{best[BASELINE].seconds / best[OURS].seconds:6.2f}")
     return 0
+
+
+def _cpu_of(run: Callable[..., Measured], *args: Any) -> tuple[Measured, float]:
+    """``run(*args)`` and the CPU seconds (user + system) its commands took: the children's
+    usage counts every descendant waited for, the measured command's threads included."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    measured = run(*args)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return measured, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return ", ".join(f"{x:.1f}" for x in load)
 
 
 def _ours(data: Path, home: Path, path: Path | None = None) -> Measured:
