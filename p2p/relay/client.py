@@ -131,6 +131,9 @@ class RelayClient:
             entry.reservation = None
             self._poke()
             raise
+        if entry.reservation is None:
+            log.info("p2p: reservation on relay %s (%d s, %s)", info.peer_id,
+                     max(granted.expire - int(time.time()), 0), _limit_text(granted))
         entry.reservation = granted
         entry.failures = 0
         self.host.get_network().protect(info.peer_id, "relay-reservation")
@@ -259,6 +262,7 @@ class RelayClient:
             await close_quietly(stream)
             return
         track(muxed, raw)
+        log.info("p2p: relayed connection from %s through relay %s", initiator, relay)
         self._tell(muxed, raw)
 
     def _tell(self, muxed: object, raw: RelayedConnection) -> None:
@@ -281,6 +285,13 @@ class RelayClient:
         if raw is not None:
             self._tell(conn.muxed_conn, raw)
         return conn
+
+
+def _limit_text(granted: ReservationInfo) -> str:
+    limit = granted.limit
+    if not limit.limited:
+        return "no limit per connection"
+    return f"{limit.duration_s or '∞'} s and {limit.data_bytes or '∞'} bytes per connection"
 
 
 def _granted(relay: ID, answer: HopMessage) -> ReservationInfo:
