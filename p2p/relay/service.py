@@ -9,7 +9,8 @@ Spec: libp2p/specs ``relay/circuit-v2.md``; behaviour as go-libp2p's
   ledger's bounds (``RESERVATION_REFUSED``); granted with the expiry (Unix seconds), the
   relay's addresses and a voucher: a signed envelope (domain ``libp2p-relay-rsvp``,
   payload type ``0x0302``, ``ReservationVoucher{relay, peer, expiration}``) signed with the
-  relay's key, which go-libp2p's client verifies;
+  relay's key, which go-libp2p's client verifies; the peer is then protected from the
+  connection policy's pruning until its slot expires;
 * ``CONNECT``: the destination must hold a live reservation (``NO_RESERVATION``) and be
   connected now (the relay never dials it: ``CONNECTION_FAILED``); a ``stop`` CONNECT
   carries the source and the limit, and only the destination's STATUS OK makes the
@@ -76,8 +77,13 @@ log = logging.getLogger(__name__)
 # A stream or connection that is not the usual kind may lack what we ask of it.
 _ASKING_ERRORS: tuple[type[BaseException], ...] = (AttributeError, *NET_ERRORS)
 
-__all__ = ["VOUCHER_DOMAIN", "VOUCHER_PAYLOAD_TYPE", "RelayService", "reservation_addrs",
-           "sign_voucher"]
+# The connection policy never prunes a protected peer: a peer holding a slot keeps its
+# connection (go-libp2p tags it in its connection manager) until the slot expires.
+PROTECT_TAG = "relay-reservation"
+GC_PERIOD = 60.0  # seconds between unprotecting peers whose slot expired, as go-libp2p's gc
+
+__all__ = ["PROTECT_TAG", "VOUCHER_DOMAIN", "VOUCHER_PAYLOAD_TYPE", "RelayService",
+           "reservation_addrs", "sign_voucher"]
 
 VOUCHER_DOMAIN = "libp2p-relay-rsvp"
 VOUCHER_PAYLOAD_TYPE = bytes([0x03, 0x02])  # go-libp2p's proto.RecordCodec
@@ -158,6 +164,7 @@ class RelayService:
         self._listen_addrs = listen_addrs or host.get_addrs
         self._nursery: trio.Nursery | None = None
         self._answering = 0
+        self._protected: set[str] = set()
         self._events = ConnectionEvents(lambda _peer: None, self._disconnected)
         res = self.resources
         self.limit = RelayLimit(int(res.limit_duration), res.limit_data)
@@ -182,7 +189,9 @@ class RelayService:
             network.register_notifee(self._events)
             try:
                 task_status.started()
-                await trio.sleep_forever()
+                while True:
+                    await trio.sleep(GC_PERIOD)
+                    self._unprotect_expired()
             finally:
                 self._nursery = None
                 self.host.remove_stream_handler(HOP_PROTOCOL)
@@ -192,6 +201,20 @@ class RelayService:
     def _disconnected(self, network: INetwork, peer: ID) -> None:
         if not network.get_connections(peer):
             self.accounting.forget_peer(str(peer))
+            self._protected.discard(str(peer))  # the tag store forgets a gone peer itself
+
+    def _protect(self, peer: ID) -> None:
+        network = self.host.get_network()
+        if hasattr(network, "protect"):
+            network.protect(peer, PROTECT_TAG)
+            self._protected.add(str(peer))
+
+    def _unprotect_expired(self) -> None:
+        network = self.host.get_network()
+        for key in [p for p in self._protected if self.accounting.reservation(p) is None]:
+            self._protected.discard(key)
+            if hasattr(network, "unprotect"):
+                network.unprotect(ID.from_base58(key), PROTECT_TAG)
 
     # -- one hop stream -------------------------------------------------------------------
     async def _handle(self, stream: INetStream) -> None:
@@ -256,6 +279,7 @@ class RelayService:
             voucher=sign_voucher(self.host.get_private_key(), relay, peer, expire))
         if await self._send(stream, hop_status(Status.OK, reservation=reservation,
                                                limit=self.limit)):
+            self._protect(peer)
             await close_quietly(stream)
         else:
             self.accounting.forget_peer(str(peer))  # never delivered: not held
