@@ -20,6 +20,7 @@ import functools
 import json
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -94,16 +95,29 @@ async def _daemon(settings: ServerSettings, *, as_json: bool = False) -> None:
 
 async def _keep_reachability_current(files: DaemonFiles, card: NodeCard, slot: NodeSlot
                                      ) -> None:
-    """Republish the card whenever AutoNAT's answer changes, so ``id`` reads it there."""
+    """Republish the card whenever AutoNAT's answer or the node's addresses change (a relay
+    reservation taken or lost adds or removes a ``/p2p-circuit`` one), so ``id`` reads them
+    there."""
     node = await slot.wait()
     if node is None:
         await anyio.sleep_forever()
         return
     reachability = node.peers.reachability
+
+    async def next_change() -> None:
+        async with anyio.create_task_group() as tg:
+            async def then_stop(wait: Callable[[], Awaitable[object]]) -> None:
+                await wait()
+                tg.cancel_scope.cancel()
+            tg.start_soon(then_stop, lambda: reachability.asked.reach(reachability.asked.count + 1))
+            tg.start_soon(then_stop, node.relay.changed)
+
     while True:
-        await reachability.asked.reach(reachability.asked.count + 1)
-        if reachability.status != card.reachability:
-            card = dataclasses.replace(card, reachability=reachability.status)
+        await next_change()
+        now = dataclasses.replace(card, reachability=reachability.status,
+                                  addresses=(*node.addrs, *node.http_addrs))
+        if now != card:
+            card = now
             await anyio.to_thread.run_sync(files.publish, card)
 
 

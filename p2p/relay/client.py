@@ -114,7 +114,8 @@ class RelayClient:
                 if r.reservation is not None and r.reservation.expire > now}
 
     async def reserve(self, relay: PeerInfo | ID) -> ReservationInfo:
-        """Ask ``relay`` for a slot (or renew ours); what it granted.
+        """Ask ``relay`` for a slot (or renew ours); what it granted. The relay joins those
+        :meth:`run` keeps (the public preset hands in relays found among its peers).
 
         Raises:
             RelayError: the relay is unreachable, is no relay, refused (the error's
@@ -136,6 +137,8 @@ class RelayClient:
                      max(granted.expire - int(time.time()), 0), _limit_text(granted))
         entry.reservation = granted
         entry.failures = 0
+        ttl = max(granted.expire - time.time(), 0.0)
+        entry.next_try = time.time() + max(ttl - min(RENEW_MARGIN, ttl / 2), 1.0)
         self.host.get_network().protect(info.peer_id, "relay-reservation")
         self._poke()
         return granted
@@ -180,7 +183,7 @@ class RelayClient:
 
     async def _keep(self, peer: ID, entry: _Relay) -> None:
         try:
-            granted = await self.reserve(entry.info)
+            await self.reserve(entry.info)  # which also says when to renew
         except RelayError as exc:
             entry.failures += 1
             entry.errors = [*entry.errors[-4:], str(exc)]
@@ -193,9 +196,6 @@ class RelayClient:
             entry.next_try = time.time() + min(RETRY_FIRST * 2 ** (entry.failures - 1),
                                                RETRY_MAX)
             log.info("p2p: reservation on relay %s failed (%s); retrying", peer, exc)
-            return
-        ttl = max(granted.expire - time.time(), 0.0)
-        entry.next_try = time.time() + max(ttl - min(RENEW_MARGIN, ttl / 2), 1.0)
 
     # -- addresses ----------------------------------------------------------------------
     def circuit_addrs(self) -> list[Multiaddr]:

@@ -88,6 +88,10 @@ def test_two_of_our_nodes_behind_nat_exchange_files_through_a_kubo_relay(
         _until(f"{node.name}'s reservation on the Kubo relay",
                lambda node=node: _logged(node, "reservation on relay"))
     reserved = [_seconds_between(n, "listening on", "reservation on relay") for n in (a, b)]
+    # `ipfs-mcp id` shows the relayed address beside the direct one.
+    circuit_a = f"{relay.dial_addr}/p2p-circuit/p2p/{a.peer_id}"
+    _until("A's card listing its relayed address",
+           lambda: circuit_a in a.card()["addresses"], timeout=WAIT)
 
     data_a, data_b = os.urandom(20_000), os.urandom(30_000)
     (tmp_path / "a.bin").write_bytes(data_a)
@@ -96,8 +100,7 @@ def test_two_of_our_nodes_behind_nat_exchange_files_through_a_kubo_relay(
     cid_b = b.cli("add", "-Q", str(tmp_path / "b.bin")).decode().strip()
 
     asked = time.time()
-    got_a, first = _get(internet, home_b, tmp_path / "in-b",
-                        cid_a, f"{relay.dial_addr}/p2p-circuit/p2p/{a.peer_id}")
+    got_a, first = _get(internet, home_b, tmp_path / "in-b", cid_a, circuit_a)
     assert got_a == data_a
     relayed_in = _logged_at(a, r"relayed connection from \S+ through relay " + relay.peer_id)
     got_b, second = _get(internet, home_a, tmp_path / "in-a",
