@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
-from .lab import Home, Internet, LabKubo, OurNode
+from .lab import Home, Internet, LabKubo, OurNode, wait_until
 
 WAIT = 60.0  # seconds for each step, on a loaded 2-core machine
 BIG = 64 << 20
@@ -38,7 +39,7 @@ args = json.loads(sys.argv[1])
 
 async def main():
     out = {}
-    config = NodeConfig(listen_addrs=(f"/ip4/{args['ip']}/tcp/4001",),
+    config = NodeConfig(listen_addrs=(f"/ip4/{args['ip']}/tcp/{args['port']}",),
                         bootstrap=(args["relay"],), named_peers=(args["circuit"],),
                         relay_direct_wait=args["direct_wait"], fetch_dag_timeout=300.0)
     async with open_node(Repo(args["repo"], fsync=False), config) as node:
@@ -92,10 +93,13 @@ def _add(node: OurNode, path: Path, size: int) -> str:
     return node.cli("add", "-Q", str(path)).decode().strip()
 
 
-def _run_b(internet: Internet, home: Home, relay: LabKubo, a: OurNode, tmp: Path, *,
-           small: list[str], big: list[str], direct_wait: float) -> dict[str, object]:
-    args = {"ip": home.ip, "relay": relay.dial_addr, "repo": str(tmp / "b-repo"),
-            "circuit": f"{relay.dial_addr}/p2p-circuit/p2p/{a.peer_id}",
+def _run_b(internet: Internet, home: Home, relay: LabKubo, peer_id: str, tmp: Path, *,
+           small: list[str], big: list[str], direct_wait: float, port: int = 4001
+           ) -> dict[str, object]:
+    """Run :data:`_PEER` in ``home``: our node reaches ``peer_id`` through the relay."""
+    args = {"ip": home.ip, "port": port, "relay": relay.dial_addr,
+            "repo": str(tmp / f"repo-{home.name}-{port}"),
+            "circuit": f"{relay.dial_addr}/p2p-circuit/p2p/{peer_id}",
             "small": small, "big": big, "direct_wait": direct_wait}
     done = internet.run(home, [sys.executable, "-c", _PEER, json.dumps(args)],
                         timeout=WAIT * 6, env={"HF_HUB_OFFLINE": "1"})
@@ -118,7 +122,7 @@ def test_two_of_our_nodes_behind_cone_nats_punch_through_and_move_64_mib_direct(
     a = _daemon_with_slot(internet, home_a, relay)
     small = _add(a, tmp_path / "small.bin", SMALL)
     big = _add(a, tmp_path / "big.bin", BIG)
-    seen = _run_b(internet, home_b, relay, a, tmp_path, small=[small], big=[big],
+    seen = _run_b(internet, home_b, relay, a.peer_id, tmp_path, small=[small], big=[big],
                   direct_wait=WAIT)
     assert "direct_s" in seen, f"no direct connection: {seen}"
     remote = seen["direct_remote"]
@@ -142,7 +146,7 @@ def test_behind_a_symmetric_nat_small_content_comes_over_the_relay_and_large_fai
     a = _daemon_with_slot(internet, home_a, relay)
     small = _add(a, tmp_path / "small.bin", SMALL)
     large = _add(a, tmp_path / "large.bin", 1 << 20)
-    seen = _run_b(internet, home_b, relay, a, tmp_path, small=[small], big=[large],
+    seen = _run_b(internet, home_b, relay, a.peer_id, tmp_path, small=[small], big=[large],
                   direct_wait=8.0)
     (over_relay,) = seen["small"]  # type: ignore[misc]
     assert seen["local"][small] and not over_relay["direct"], seen  # type: ignore[index]
@@ -153,3 +157,56 @@ def test_behind_a_symmetric_nat_small_content_comes_over_the_relay_and_large_fai
     print(f"\nrelayed connection {float(seen['relayed_s']):.2f} s after B started; "  # type: ignore[arg-type]
           f"{SMALL >> 10} KiB over the relay: {_rate(over_relay, SMALL)}; 1 MiB: "
           f"{refused['error']}")
+
+
+# Behind NAT with nobody to ask (no AutoNAT server in the lab): Kubo must be told it is
+# unreachable, or it never wants a reservation. And with no DHT in the lab to find
+# providers, its bitswap must ask every connected peer (as Kubo before 0.36 did), not only
+# those its broadcast control picks.
+_PRIVATE = {"Internal.Libp2pForceReachability": "private",
+            "Internal.Bitswap.BroadcastControl.Enable": False}
+
+
+def test_our_node_and_kubo_behind_separate_nats_punch_through_and_swap_files(
+        internet: Internet, tmp_path: Path) -> None:
+    relay = internet.kubo(internet.add_public("relay"), relay_service=True, force_public=True)
+    home_a, home_b = internet.add_home("a"), internet.add_home("b")
+    a = _daemon_with_slot(internet, home_a, relay)
+    kb = internet.kubo(home_b, relays=[relay.dial_addr], config=_PRIVATE)
+    circuit = f"{relay.dial_addr}/p2p-circuit/p2p/{a.peer_id}"
+    started = time.monotonic()
+
+    def connected() -> bool:
+        try:
+            return "success" in kb.rpc("swarm/connect", arg=circuit)["Strings"][0]
+        except Exception:  # NO_RESERVATION until A's slot is in place: asked again
+            return False
+
+    wait_until(connected, timeout=WAIT, what="Kubo reaching our node through the relay",
+               interval=0.5)
+    relayed = time.monotonic() - started
+    direct = wait_until(
+        lambda: [c for c in kb.connections(a.peer_id) if "/p2p-circuit" not in c],
+        timeout=WAIT, what="a direct connection between Kubo and our node")
+    punched = time.monotonic() - started
+    assert any(home_a.public_ip in c for c in direct), direct
+    # Kubo takes a file from us (Kubo runs bitswap on no limited connection: this is direct).
+    ours = tmp_path / "ours.bin"
+    cid_a = _add(a, ours, 1 << 20)
+    t = time.monotonic()
+    assert kb.cli("cat", cid_a, timeout=WAIT) == ours.read_bytes()
+    kubo_took = time.monotonic() - t
+    # And our node behind the same NAT takes one from Kubo: through the relay to Kubo, whose
+    # DCUtR (Kubo initiates now) gives the direct path the 1 MiB needs.
+    theirs = tmp_path / "theirs.bin"
+    theirs.write_bytes(os.urandom(1 << 20))
+    cid_k = kb.cli("add", "-Q", str(theirs)).decode().strip()
+    seen = _run_b(internet, home_a, relay, kb.peer_id, tmp_path, small=[], big=[cid_k],
+                  direct_wait=WAIT, port=4002)
+    (took,) = seen["big"]  # type: ignore[misc]
+    assert "error" not in took and seen["local"][cid_k], seen  # type: ignore[index]
+    assert any(home_b.public_ip in r for r in seen["direct_remote"])  # type: ignore[union-attr]
+    print(f"\nKubo reached us through the relay {relayed:.2f} s after start, direct "
+          f"{punched:.2f} s: {direct}; 1 MiB to Kubo in {kubo_took:.2f} s; we reached Kubo "
+          f"through the relay in {float(seen['relayed_s']):.2f} s, direct in "  # type: ignore[arg-type]
+          f"{float(seen['direct_s']):.2f} s, 1 MiB from Kubo: {_rate(took, 1 << 20)}")
