@@ -30,6 +30,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import anyio
+import anyio.abc
 import trio
 from libp2p.abc import IHost, INetConn, INetStream
 from libp2p.peer.id import ID
@@ -166,7 +168,8 @@ class RelayClient:
         self._changed.set()
         self._changed = trio.Event()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    async def run(self, *,
+                  task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                   ) -> None:
         """Keep a reservation on each relay known: take it, renew it before it expires,
         retry a failed one with growing waits, give a relay up after :data:`MAX_FAILURES`
