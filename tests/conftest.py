@@ -7,10 +7,63 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
+from interop.startup import START_TIMES
 
 from ipfs_mcp.backends import router
+
+# -- running on several workers (pytest-xdist: ``-n auto`` in pyproject) -------------------
+# Tests are independent (port 0, tmp_path, their own HF_HOME), but a test file's tests go to
+# one worker together: a module-scoped fixture (a Kubo 0.43 daemon, a 3-peer cluster, the
+# conformance suite's build) is then made once, not once per worker. (xdist's own
+# ``--dist loadgroup`` cannot do this here: it marks groups in the test ids, which pytest 9.2
+# no longer lets a plugin change.) The files that make network namespaces (each a lab of
+# daemons and routers, the heaviest load the suite puts on the machine) also run one after
+# another, on one worker.
+_ONE_AT_A_TIME = {"network-namespaces": ("tests/nat/", "tests/p2p/test_mdns.py")}
+
+
+def _work_unit(nodeid: str) -> str:
+    """The group of tests ``nodeid`` is sent to a worker with: its file, or a named group."""
+    path = nodeid.split("::", 1)[0]
+    for group, paths in _ONE_AT_A_TIME.items():
+        if path.startswith(paths):
+            return group
+    return path
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown where xdist is not installed
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    if config.getoption("dist") != "load":  # another --dist asked for by name: xdist's own
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):  # the biggest groups first (xdist's default order)
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    return ByFile(config, log)
+
+
+# -- the Go daemons' start-up times (tests/interop/startup.py), at the end of the run -------
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its times go to the controller
+        workeroutput["go_start_times"] = list(START_TIMES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    START_TIMES.extend(getattr(node, "workeroutput", {}).get("go_start_times", ()))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if START_TIMES:
+        terminalreporter.write_sep("-", "Go daemon start-up times")
+        for line in START_TIMES:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture

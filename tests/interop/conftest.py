@@ -19,7 +19,8 @@ Kubo 0.43 and IPFS Cluster 1.1.6 (built by :mod:`.gobuild` on first use, then ca
 A missing implementation skips the test with the reason and the install command:
 ``pip install -e '.[test]'`` for Kubo, ``npm ci --prefix tests/interop/js`` for JS, Go for
 Kubo 0.43 and the cluster (with ``IPFS_MCP_REQUIRE_INTEROP=1`` those skips fail instead).
-Start-up times of the Go daemons are printed at the end of the run (``-s`` not needed).
+Start-up times of the Go daemons are printed at the end of the run (``-s`` not needed; the
+root conftest gathers them from every worker).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from .helia import HeliaNode, helia_skip_reason
 from .jsenv import js_skip_reason
 from .kubo import KuboNode, kubo_skip_reason
 from .kubo_daemon import KuboDaemon, kubo_daemon_binary
-from .startup import START_TIMES, record_start
+from .startup import record_start
 
 N = TypeVar("N", KuboNode, HeliaNode)
 
@@ -94,13 +95,6 @@ def helia_node(helia_factory: Callable[..., HeliaNode]) -> HeliaNode:
 
 
 # -- Kubo 0.43 and IPFS Cluster (Go, built on demand) ---------------------------------------
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if START_TIMES:
-        terminalreporter.write_sep("-", "Go daemon start-up times")
-        for line in START_TIMES:
-            terminalreporter.write_line(line)
-
-
 @pytest.fixture(scope="session")
 def kubo043_binary() -> Path:
     return kubo_daemon_binary()
