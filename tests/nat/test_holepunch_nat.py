@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .lab import Home, Internet, LabKubo, OurNode, wait_until
 
@@ -95,7 +96,7 @@ def _add(node: OurNode, path: Path, size: int) -> str:
 
 def _run_b(internet: Internet, home: Home, relay: LabKubo, peer_id: str, tmp: Path, *,
            small: list[str], big: list[str], direct_wait: float, port: int = 4001
-           ) -> dict[str, object]:
+           ) -> dict[str, Any]:
     """Run :data:`_PEER` in ``home``: our node reaches ``peer_id`` through the relay."""
     args = {"ip": home.ip, "port": port, "relay": relay.dial_addr,
             "repo": str(tmp / f"repo-{home.name}-{port}"),
@@ -106,12 +107,12 @@ def _run_b(internet: Internet, home: Home, relay: LabKubo, peer_id: str, tmp: Pa
     lines = done.stdout.decode().strip().splitlines()
     assert done.returncode == 0 and lines, (
         f"B failed ({done.returncode}): {done.stderr.decode(errors='replace')[-3000:]}")
-    result: dict[str, object] = json.loads(lines[-1])
+    result: dict[str, Any] = json.loads(lines[-1])
     return result
 
 
-def _rate(entry: dict[str, object], size: int) -> str:
-    seconds = float(entry["s"])  # type: ignore[arg-type]
+def _rate(entry: dict[str, Any], size: int) -> str:
+    seconds = float(entry["s"])
     return f"{size / (1 << 20):.2f} MiB in {seconds:.2f} s = {size / (1 << 20) / seconds:.1f} MiB/s"
 
 
@@ -126,15 +127,15 @@ def test_two_of_our_nodes_behind_cone_nats_punch_through_and_move_64_mib_direct(
                   direct_wait=WAIT)
     assert "direct_s" in seen, f"no direct connection: {seen}"
     remote = seen["direct_remote"]
-    assert remote and all("p2p-circuit" not in r for r in remote)  # type: ignore[union-attr]
-    assert any(home_a.public_ip in r for r in remote)  # type: ignore[union-attr]
-    (fetched,) = seen["big"]  # type: ignore[misc]
+    assert remote and all("p2p-circuit" not in r for r in remote)
+    assert any(home_a.public_ip in r for r in remote)
+    (fetched,) = seen["big"]
     assert "error" not in fetched and fetched["bytes"] >= BIG, fetched
-    assert all(seen["local"].values())  # type: ignore[union-attr]
-    first = seen["small"][0]  # type: ignore[index]
+    assert all(seen["local"].values())
+    first = seen["small"][0]
     # The small file is one block, held whole (its root is fetched and checked first).
-    print(f"\nrelayed connection {float(seen['relayed_s']):.2f} s after B started; direct "  # type: ignore[arg-type]
-          f"{float(seen['direct_s']):.2f} s; {SMALL >> 10} KiB "  # type: ignore[arg-type]
+    print(f"\nrelayed connection {float(seen['relayed_s']):.2f} s after B started; direct "
+          f"{float(seen['direct_s']):.2f} s; {SMALL >> 10} KiB "
           f"{'direct' if first['direct'] else 'over the relay'}: {_rate(first, SMALL)}; "
           f"64 MiB direct: {_rate(fetched, BIG)}; B's punches: {seen['punches']}")
 
@@ -148,13 +149,13 @@ def test_behind_a_symmetric_nat_small_content_comes_over_the_relay_and_large_fai
     large = _add(a, tmp_path / "large.bin", 1 << 20)
     seen = _run_b(internet, home_b, relay, a.peer_id, tmp_path, small=[small], big=[large],
                   direct_wait=8.0)
-    (over_relay,) = seen["small"]  # type: ignore[misc]
-    assert seen["local"][small] and not over_relay["direct"], seen  # type: ignore[index]
+    (over_relay,) = seen["small"]
+    assert seen["local"][small] and not over_relay["direct"], seen
     assert "direct_s" not in seen, f"a direct connection through a symmetric NAT: {seen}"
-    (refused,) = seen["big"]  # type: ignore[misc]
+    (refused,) = seen["big"]
     assert refused.get("type") == "RelayLimitExceeded", refused
     assert "relay" in refused["error"] and "hole punching" in refused["error"], refused
-    print(f"\nrelayed connection {float(seen['relayed_s']):.2f} s after B started; "  # type: ignore[arg-type]
+    print(f"\nrelayed connection {float(seen['relayed_s']):.2f} s after B started; "
           f"{SMALL >> 10} KiB over the relay: {_rate(over_relay, SMALL)}; 1 MiB: "
           f"{refused['error']}")
 
@@ -203,10 +204,10 @@ def test_our_node_and_kubo_behind_separate_nats_punch_through_and_swap_files(
     cid_k = kb.cli("add", "-Q", str(theirs)).decode().strip()
     seen = _run_b(internet, home_a, relay, kb.peer_id, tmp_path, small=[], big=[cid_k],
                   direct_wait=WAIT, port=4002)
-    (took,) = seen["big"]  # type: ignore[misc]
-    assert "error" not in took and seen["local"][cid_k], seen  # type: ignore[index]
-    assert any(home_b.public_ip in r for r in seen["direct_remote"])  # type: ignore[union-attr]
+    (took,) = seen["big"]
+    assert "error" not in took and seen["local"][cid_k], seen
+    assert any(home_b.public_ip in r for r in seen["direct_remote"])
     print(f"\nKubo reached us through the relay {relayed:.2f} s after start, direct "
           f"{punched:.2f} s: {direct}; 1 MiB to Kubo in {kubo_took:.2f} s; we reached Kubo "
-          f"through the relay in {float(seen['relayed_s']):.2f} s, direct in "  # type: ignore[arg-type]
+          f"through the relay in {float(seen['relayed_s']):.2f} s, direct in "
           f"{float(seen['direct_s']):.2f} s, 1 MiB from Kubo: {_rate(took, 1 << 20)}")
