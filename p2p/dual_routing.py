@@ -13,7 +13,6 @@ peer record py-libp2p would attach (it lists every address, and cannot be re-sig
 fewer); with no public address at all nothing is sent there, as Kubo's WAN DHT would keep
 no record without one. What we answer on the WAN id (:class:`WanAnswers`) names likewise only
 public addresses, and no peer that has none: the WAN half of our table, as peers see it.
-Our node keeps one routing table for both halves (routing.py); this is what each half shows.
 """
 
 from __future__ import annotations

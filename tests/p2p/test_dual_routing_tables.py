@@ -109,6 +109,11 @@ async def test_records_carry_what_fits_the_dht_half_the_peer_speaks(tmp_path: Pa
             await a.connect_peer(f"{lan.addrs[0]}")
             await a.connect_peer(f"{wan_host.get_addrs()[0]}/p2p/{wan_host.get_id()}")
             assert a.routing.routing_table_size() == 2
+            # Both are reached on loopback: the LAN table holds them, the WAN table neither.
+            lan_table, wan_table = a.routing.dht, a.routing.other  # type: ignore[attr-defined]
+            assert set(map(str, lan_table.routing_table.get_peer_ids())) == {
+                lan.peer_id, str(wan_host.get_id())}
+            assert wan_table.routing_table.size() == 0
             at_lan = record_arrival(lan.routing.dht, key)  # type: ignore[attr-defined]
             at_wan = record_arrival(wan, key)
             assert await a.announce_content(cid) == 1
