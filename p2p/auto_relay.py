@@ -72,7 +72,7 @@ async def _reserve_on_connected(host: IHost, relay: Reserving, asked: set[ID], w
         asked.add(peer)
         try:
             await relay.reserve(peer)
-        except (IpfsMcpError, *NET_ERRORS) as exc:  # RelayError is one of ours
+        except (IpfsMcpError, *NET_ERRORS) as exc:  # type: ignore[misc]  # RelayError: ours
             log.info("p2p: no reservation on relay %s: %s", peer, exc)
         else:
             log.info("p2p: AutoNAT says private; reserved a slot on relay %s", peer)
