@@ -104,16 +104,20 @@ async def _keep_reachability_current(files: DaemonFiles, card: NodeCard, slot: N
         return
     reachability = node.peers.reachability
 
-    async def next_change() -> None:
+    async def next_change(seen: int) -> None:
         async with anyio.create_task_group() as tg:
             async def then_stop(wait: Callable[[], Awaitable[object]]) -> None:
                 await wait()
                 tg.cancel_scope.cancel()
-            tg.start_soon(then_stop, lambda: reachability.asked.reach(reachability.asked.count + 1))
+            tg.start_soon(then_stop, lambda: reachability.asked.reach(seen + 1))
             tg.start_soon(then_stop, node.relay.changed)
 
+    # The answers counted when the status was last read: answers that land while this task
+    # is elsewhere (publishing, starting the waiters) still wake it. -1: read it once now.
+    seen = -1
     while True:
-        await next_change()
+        await next_change(seen)
+        seen = reachability.asked.count
         now = dataclasses.replace(card, reachability=reachability.status,
                                   addresses=(*node.addrs, *node.http_addrs))
         if now != card:
