@@ -2,13 +2,16 @@
 
 It skips, saying why, where the lab cannot be built (no root, no ``ip`` or ``iptables``),
 and fails instead under ``IPFS_MCP_REQUIRE_INTEROP=1``. When a test fails, the log tails
-of every program it started in the lab are added to its report.
+of every program it started in the lab are added to its report. What the tests measured
+(``record_property``, which reaches the main process under xdist too) is printed at the
+end of the run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,3 +35,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     if call.when == "call":
         item._nat_lab_call = report  # type: ignore[attr-defined]  # read at teardown above
     return report
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    lines = [f"{report.nodeid.rpartition('::')[2]}: {name} = {value}"
+             for outcome in ("passed", "failed")
+             for report in terminalreporter.stats.get(outcome, [])
+             if getattr(report, "when", "") == "call" and "tests/nat/" in report.nodeid
+             for name, value in report.user_properties]
+    if lines:
+        terminalreporter.write_sep("-", "NAT lab figures")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -359,6 +359,13 @@ class Internet:
     def close(self) -> None:
         """Stop every program (SIGTERM, then kill), kill whatever else runs in the lab's
         namespaces, and delete them. Idempotent; never raises for what is already gone."""
+        # SIGTERM to all first, so their grace periods run side by side.
+        running = [p.proc for p in self.processes]
+        running += [n._proc.proc for n in self.nodes if isinstance(n, LabKubo)
+                    and hasattr(n, "_proc")]
+        for proc in running:
+            if proc.poll() is None:
+                _quietly(proc.terminate)
         for node in reversed(self.nodes):
             _quietly(node.close)
         for proc in reversed(self.processes):

@@ -12,7 +12,8 @@
 The Kubos behind NAT are told their reachability is private, as AutoNAT would tell them
 after a while, so they reserve a slot on their static relay at once; they dial it from
 their listen port (no bootstrap dial racing it), which is how they learn their public
-address. Times are printed (``-s``) and kept as the test's properties.
+address. The figures (set-up, reservation, first relayed and first direct connection, the
+fetch's rate) are kept as the tests' properties and printed at the end of the run.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ PUNCH_FAILED = "hole punch attempt with peer failed"  # go-libp2p's holepunch lo
 BEHIND_NAT = {"Internal.Libp2pForceReachability": "private"}
 HOLEPUNCH_LOG = {"GOLOG_LOG_LEVEL": "error,p2p-holepunch=debug"}
 WAIT = 60.0  # any one event, on a loaded 2-core machine
+Record = Callable[[str, object], None]
 
 
 @dataclass
@@ -47,35 +49,38 @@ class TwoHomes:
     seconds_to_reservation: float
 
 
-def two_homes(net: Internet, *, symmetric_b: bool) -> TwoHomes:
-    relay = net.kubo(net.add_public("relay"), relay_service=True, force_public=True,
-                     autonat_service=True)
-    a, b = net.add_home("a"), net.add_home("b", symmetric=symmetric_b)
+def two_homes(net: Internet, record: Record, *, symmetric_b: bool) -> TwoHomes:
     started = time.monotonic()
+    relay_host = net.add_public("relay")
+    a, b = net.add_home("a"), net.add_home("b", symmetric=symmetric_b)
+    record("namespaces_relay_and_two_homes_s", round(time.monotonic() - started, 3))
+    mark = time.monotonic()
+    relay = net.kubo(relay_host, relay_service=True, force_public=True, autonat_service=True)
     ka, kb = (net.kubo(home, relays=[relay.dial_addr], config=BEHIND_NAT, env=HOLEPUNCH_LOG)
               for home in (a, b))
+    record("three_kubos_started_s", round(time.monotonic() - mark, 3))
 
     def circuit() -> str | None:
         return next((addr for addr in kb.rpc("id")["Addresses"] if "/p2p-circuit" in addr),
                     None)
 
     circuit_to_b = wait_until(circuit, timeout=WAIT, what="B's relay reservation")
-    return TwoHomes(relay, a, b, ka, kb, circuit_to_b, time.monotonic() - started)
+    return TwoHomes(relay, a, b, ka, kb, circuit_to_b, time.monotonic() - mark)
 
 
 def relayed(addr: str) -> bool:
     return "/p2p-circuit" in addr
 
 
-def measure(record: Callable[[str, object], None], **figures: float) -> None:
+def measure(record: Record, **figures: float) -> None:
+    """Keep the figures as the test's properties (printed at the end of the run)."""
     for name, value in figures.items():
         record(name, round(value, 3))
-    print("NAT lab:", ", ".join(f"{k} {v:.2f}" for k, v in figures.items()))
 
 
 def test_kubos_behind_cone_nats_hole_punch_and_fetch_over_the_direct_connection(
-        internet: Internet, record_property: Callable[[str, object], None]) -> None:
-    homes = two_homes(internet, symmetric_b=False)
+        internet: Internet, record_property: Record) -> None:
+    homes = two_homes(internet, record_property, symmetric_b=False)
     ka, kb = homes.ka, homes.kb
     data = os.urandom(PAYLOAD)
     cid = kb.add_bytes(data)
@@ -98,14 +103,16 @@ def test_kubos_behind_cone_nats_hole_punch_and_fetch_over_the_direct_connection(
     # Over the relay went the hole punch's few messages, not the file.
     hop = homes.relay.rpc("stats/bw", proto=HOP)
     assert hop["TotalOut"] < PAYLOAD // 8, hop
-    measure(record_property, reservation_s=homes.seconds_to_reservation,
-            relayed_connection_s=relayed_seconds, direct_connection_s=direct_seconds,
+    measure(record_property,
+            start_to_relay_reservation_s=homes.seconds_to_reservation,
+            first_relayed_connection_s=relayed_seconds,
+            direct_connection_after_dial_s=direct_seconds,
             fetch_s=fetch_seconds, fetch_mib_per_s=PAYLOAD / 2**20 / fetch_seconds)
 
 
 def test_kubo_behind_a_symmetric_nat_is_reached_only_through_the_relay(
-        internet: Internet, record_property: Callable[[str, object], None]) -> None:
-    homes = two_homes(internet, symmetric_b=True)
+        internet: Internet, record_property: Record) -> None:
+    homes = two_homes(internet, record_property, symmetric_b=True)
     ka, kb = homes.ka, homes.kb
     mark = time.monotonic()
     ka.rpc("swarm/connect", arg=homes.circuit_to_b)
@@ -115,8 +122,9 @@ def test_kubo_behind_a_symmetric_nat_is_reached_only_through_the_relay(
     for side, other in ((ka, kb), (kb, ka)):
         connections = side.connections(other.peer_id)
         assert connections and all(relayed(c) for c in connections), connections
-    measure(record_property, reservation_s=homes.seconds_to_reservation,
-            relayed_connection_s=relayed_seconds)
+    measure(record_property,
+            start_to_relay_reservation_s=homes.seconds_to_reservation,
+            first_relayed_connection_s=relayed_seconds)
 
 
 def test_the_nat_drops_dials_from_the_internet(internet: Internet) -> None:

@@ -11,6 +11,9 @@ connects at once.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 
 from .lab import Internet, OurNode, wait_until
@@ -29,18 +32,21 @@ def reachability(node: OurNode, expected: str) -> str | None:
 
 
 def test_autonat_says_public_on_the_internet_and_private_behind_a_nat(
-        internet: Internet) -> None:
+        internet: Internet, record_property: Callable[[str, object], None]) -> None:
     servers = [internet.kubo(internet.add_public(f"autonat{i}"), autonat_service=True,
                              force_public=True) for i in range(ASKED)]
     bootstrap = [flag for k in servers for flag in ("--bootstrap", k.dial_addr)]
     home = internet.ours(internet.add_home("a"), *bootstrap, wait=False)
     public = internet.ours(internet.add_public("ours"), *bootstrap, wait=False)
     home.ready(), public.ready()
-
+    ready = time.monotonic()
     wait_until(lambda: reachability(public, "public"), timeout=VERDICT, interval=0.5,
                what="our node on the internet reported public")
+    record_property("public_verdict_after_ready_s", round(time.monotonic() - ready, 3))
     wait_until(lambda: reachability(home, "private"), timeout=VERDICT, interval=0.5,
                what="our node behind NAT reported private")
+    record_property("private_verdict_after_ready_s", round(time.monotonic() - ready, 3))
+    record_property("our_daemon_start_s", round(max(home.start_seconds, public.start_seconds), 3))
     # What a person sees: ``ipfs-mcp id``, as JSON and as text.
     assert home.id()["reachability"] == "private"
     plain = public.cli("id").decode().splitlines()
