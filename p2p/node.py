@@ -59,6 +59,7 @@ from multiformats import CID
 from ipfs_mcp.backends.errors import InvalidInput, IpfsMcpError
 
 from ._net import NET_ERRORS
+from .auto_relay import reserve_while_private
 from .bitswap.engine import Bitswap, BlockStore
 from .bitswap.session import FetchReport
 from .config import NodeConfig, Role
@@ -70,12 +71,15 @@ from .host import build_host, is_http_addr
 from .identity import load_or_create_identity
 from .loop import NodeLoop
 from .names import NodeNames
+from .network_presets import preset_for
+from .observed_addrs import advertise_confirmed
 from .peers import Peers
 from .protocols import DEFAULT_MAX_STREAMS, CustomProtocols, ProtocolStream, StreamHandler
 from .providing import PinnedRoots, ProviderInfo, Providing
 from .pubsub import PubSub, PubSubLimits
 from .pubsub_announce import Announcements
 from .relay.client import RelayClient
+from .relay.holepunch import HolePunch
 from .relay.service import RelayService
 from .reputation import ProviderReputation
 from .routing import ContentRouting, KadContentRouting
@@ -127,6 +131,13 @@ class P2PNode:
         self.fetching = Fetching(host, blockstore, self.bitswap, self.config, self.loop,
                                  self.peers, self.providing, pinner, http)
         self.protocols = CustomProtocols(host)
+        # Where peers see us, advertised once two agree (or AutoNAT says public); and
+        # DCUtR over relayed connections, offering those addresses.
+        advertise_confirmed(host, self.peers.observed)
+        self.holepunch = HolePunch(
+            host, self.peers.observed,
+            identified=lambda peer, timeout: self.peers.wait_for_peer(str(peer),
+                                                                      timeout=timeout))
         # Gossipsub only when asked (as Kubo's Pubsub.Enabled): built before the host
         # listens, so its protocols are offered from the first connection.
         self.pubsub: PubSub | None = PubSub(host, pubsub) if pubsub is not None else None
@@ -153,6 +164,7 @@ class P2PNode:
             # Runs first on exit: stop our tasks before the routing and the host go away.
             stack.callback(nursery.cancel_scope.cancel)
             await nursery.start(self.bitswap.run)
+            await nursery.start(self.holepunch.run)
             await nursery.start(self.relay.run)
             if self.relay_service is not None:
                 await nursery.start(self.relay_service.run)
@@ -171,6 +183,9 @@ class P2PNode:
             if self.config.dht_server_once_public and isinstance(self.routing,
                                                                  KadContentRouting):
                 nursery.start_soon(self.routing.serve_once_public, self.peers.reachability)
+            if preset_for(self.config.network).relay_client:  # reserve while AutoNAT: private
+                nursery.start_soon(reserve_while_private, self.host, self.peers.reachability,
+                                   self.relay)
             # Bootstrap peers may have connected while the host started, before we listened.
             for peer_id in self.host.get_connected_peers():
                 self.peers.on_connected(peer_id)
@@ -423,6 +438,7 @@ class P2PNode:
 
     def stats(self) -> NodeStats:
         fetched, provided = self.fetching.counters, self.providing.counters
+        relayed = self.relay_service.counts() if self.relay_service is not None else None
         return NodeStats(
             peer_id=self.peer_id,
             addrs=tuple(self.addrs) if self.running else (),
@@ -446,6 +462,8 @@ class P2PNode:
             bandwidth=self.bandwidth.snapshot(),
             reprovide_rounds=provided.reprovide_rounds,
             reprovided=provided.reprovided,
+            relay_reservations=relayed.reservations if relayed is not None else None,
+            relay_circuits=relayed.circuits if relayed is not None else None,
         )
 
 
@@ -475,7 +493,8 @@ async def open_node(repo: object, config: NodeConfig | None = None, *,
     dial_policy = config.dial_policy()
     host = build_host(key_pair, config, dial_policy)
     routing = KadContentRouting.for_host(
-        host, server=config.profile.dht_server and not config.dht_server_once_public)
+        host, server=config.profile.dht_server and not config.dht_server_once_public,
+        public=dial_policy.scope == "public")  # names go to the WAN half if it can reach it
     node = P2PNode(host, blockstore or repo.blocks, routing,  # type: ignore[attr-defined]
                    config=config, pinner=getattr(repo, "pin", None), dial_policy=dial_policy,
                    http=http, pinned=_pinned_roots(getattr(repo, "pins", None)),
