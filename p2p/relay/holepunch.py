@@ -15,7 +15,10 @@ Spec: libp2p/specs ``relay/DCUtR.md``; the roles and timing are go-libp2p's
   connection, which both sides dialled. Its security roles are fixed as go-libp2p (since
   v0.41) fixes them: the responder is the noise initiator, the initiator upgrades its dial
   as the noise responder; on the last round the initiator switches to noise initiator, as
-  go-libp2p does for peers with the pre-0.41 roles.
+  go-libp2p does for peers with the pre-0.41 roles. With no NAT between the two (a LAN,
+  loopback) the initiator's SYN may instead reach the responder's listener first: both
+  then wait as noise responders and the round times out; the next one usually settles it
+  (go-libp2p behaves the same; there a plain dial would have connected first).
 
 Addresses offered are the observed ones (``observed_addrs``: confirmed first, then those
 one peer saw, as Kubo offers its observed addresses) and any public listen address; those
