@@ -363,9 +363,9 @@ class Internet:
         running = [p.proc for p in self.processes]
         running += [n._proc.proc for n in self.nodes if isinstance(n, LabKubo)
                     and hasattr(n, "_proc")]
-        for proc in running:
-            if proc.poll() is None:
-                _quietly(proc.terminate)
+        for child in running:
+            if child.poll() is None:
+                _quietly(child.terminate)
         for node in reversed(self.nodes):
             _quietly(node.close)
         for proc in reversed(self.processes):
@@ -488,7 +488,7 @@ class LabKubo(KuboDaemon):
             wait_until(lambda: text in _tail(self.log_path, 1 << 24), timeout=timeout,
                        what=f"{self.name} logging {text!r}")
         except InteropTimeout as exc:
-            raise InteropTimeout(f"{exc}\n{self.log_tail()}") from None
+            raise InteropTimeout(f"{exc}\n{_tail(self.log_path, 4000)}") from None
 
     def connections(self, peer_id: str) -> list[str]:
         """The addresses of this Kubo's open connections to ``peer_id`` (``swarm peers``);
