@@ -12,6 +12,7 @@ import argparse
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -26,9 +27,16 @@ from libp2p.relay.circuit_v2.pb.circuit_pb2 import Voucher
 from multiaddr import Multiaddr
 
 from ipfs_mcp.p2p import NodeConfig, P2PNode, Role
+from ipfs_mcp.p2p._net import NET_ERRORS
 from ipfs_mcp.p2p.host import build_host, peer_info_from_addr
-from ipfs_mcp.p2p.relay.accounting import RelayCounts
-from ipfs_mcp.p2p.relay.service import VOUCHER_DOMAIN, VOUCHER_PAYLOAD_TYPE
+from ipfs_mcp.p2p.relay.accounting import RelayAccounting, RelayCounts, RelayResources
+from ipfs_mcp.p2p.relay.service import (
+    PROTECT_TAG,
+    VOUCHER_DOMAIN,
+    VOUCHER_PAYLOAD_TYPE,
+    RelayService,
+    reservation_addrs,
+)
 from ipfs_mcp.p2p.relay.wire import (
     HOP_PROTOCOL,
     STOP_PROTOCOL,
@@ -44,14 +52,27 @@ from ipfs_mcp.p2p.relay.wire import (
     write_message,
 )
 from ipfs_mcp.server.config import ServerSettings
+from ipfs_mcp.server.node_network import NodeNetwork
 from ipfs_mcp.server.serve import add_arguments
 from ipfs_mcp.server.state import _node_config
+from ipfs_mcp.tools.network import network_stats
 
 from .nodes import FAST, config, node_at
 
 pytestmark = pytest.mark.anyio
 
 BUDGET = 128 * 1024  # Kubo's default: bytes each way per relayed connection
+
+
+@dataclass
+class Running:
+    """The server's node slot, holding a node that runs."""
+
+    node: P2PNode
+    status: str = "running"
+
+    async def wait(self) -> P2PNode:
+        return self.node
 
 
 @asynccontextmanager
@@ -77,9 +98,12 @@ class Peer:
         await write_message(stream, stop_status(Status.OK))
         await self._send.send((msg, stream))
 
-    async def hop(self, relay: P2PNode, msg: HopMessage) -> tuple[HopMessage, INetStream]:
-        await self.host.connect(peer_info_from_addr(relay.addrs[0]))
-        stream = await self.host.new_stream(ID.from_base58(relay.peer_id), [HOP_PROTOCOL])
+    async def hop(self, relay: P2PNode | str, msg: HopMessage
+                  ) -> tuple[HopMessage, INetStream]:
+        """Send ``msg`` on a hop stream to ``relay`` (our node, or a relay's address)."""
+        info = peer_info_from_addr(relay if isinstance(relay, str) else relay.addrs[0])
+        await self.host.connect(info)
+        stream = await self.host.new_stream(info.peer_id, [HOP_PROTOCOL])
         await write_message(stream, msg)
         return await read_hop(stream), stream
 
@@ -95,10 +119,11 @@ async def peer() -> AsyncIterator[Peer]:
                 await host.close()
 
 
-async def counts_become(relay: P2PNode, wanted: RelayCounts) -> None:
+async def counts_become(relay: P2PNode | RelayService, wanted: RelayCounts) -> None:
     """Until the relay holds ``wanted`` (the caller bounds the wait)."""
-    assert relay.relay_service is not None
-    while relay.relay_service.counts() != wanted:
+    service = relay if isinstance(relay, RelayService) else relay.relay_service
+    assert service is not None
+    while service.counts() != wanted:
         await trio.sleep(0.02)
 
 
@@ -123,6 +148,20 @@ def test_relay_service_on_for_a_master_unless_told_otherwise() -> None:
         assert _node_config(settings).serves_relay is serves, (argv, env)
 
 
+def test_reservation_addresses_public_first_never_http_unspecified_or_another_s() -> None:
+    relay = ID.from_pubkey(create_new_key_pair().public_key)
+    other = ID.from_pubkey(create_new_key_pair().public_key)
+    lan = [Multiaddr("/ip4/127.0.0.1/tcp/1"), Multiaddr("/ip4/192.168.1.2/tcp/4001"),
+           Multiaddr("/ip4/0.0.0.0/tcp/4001"), Multiaddr("/ip4/192.168.1.2/tcp/8080/http"),
+           Multiaddr(f"/ip4/192.168.1.3/tcp/4001/p2p/{other}")]
+    assert [str(a) for a in reservation_addrs(lan, relay)] == [
+        f"/ip4/127.0.0.1/tcp/1/p2p/{relay}", f"/ip4/192.168.1.2/tcp/4001/p2p/{relay}"]
+    public = [*lan, Multiaddr(f"/ip4/11.77.0.2/tcp/4001/p2p/{relay}"),
+              Multiaddr("/ip4/11.77.0.2/tcp/8080/http")]
+    assert [str(a) for a in reservation_addrs(public, relay)] == [
+        f"/ip4/11.77.0.2/tcp/4001/p2p/{relay}"]
+
+
 async def test_reservation_granted_with_expiry_addrs_limit_and_signed_voucher(
         tmp_path: Path) -> None:
     with trio.fail_after(30):
@@ -144,6 +183,23 @@ async def test_reservation_granted_with_expiry_addrs_limit_and_signed_voucher(
                 ID.from_base58(relay.peer_id), target.id, rsvp.expire)
             assert relay.relay_service is not None
             assert relay.relay_service.counts() == RelayCounts(1, 0)
+            # Its connection is never pruned while the slot lasts.
+            assert relay.host.get_network().is_protected(target.id, PROTECT_TAG)
+            # What peer_stats and health show of it.
+            snapshot = await NodeNetwork(Running(relay)).snapshot()
+            shown = network_stats(snapshot)
+            assert (shown.relay_reservations, shown.relay_circuits) == (1, 0)
+
+
+async def test_a_worker_does_not_relay(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with node_at(tmp_path / "worker") as worker, \
+                relay_at(tmp_path / "master") as master:
+            assert worker.relay_service is None
+            assert HOP_PROTOCOL not in worker.host.get_mux().handlers
+            assert HOP_PROTOCOL in master.host.get_mux().handlers  # offered (identify)
+            stats = worker.stats()
+            assert (stats.relay_reservations, stats.relay_circuits) == (None, None)
 
 
 async def test_connect_to_a_peer_without_reservation_is_no_reservation(tmp_path: Path
@@ -196,6 +252,58 @@ async def test_greedy_source_is_cut_at_the_byte_budget(tmp_path: Path) -> None:
             assert bytes(received) == payload[:BUDGET]
             await inbound.close()  # the destination hangs up: the circuit ends
             await counts_become(relay, RelayCounts(1, 0))
+
+
+async def test_our_nodes_through_our_relay_and_no_hop_over_a_relayed_connection(
+        tmp_path: Path) -> None:
+    """Our node B dials our node A through our relay R (A holds a slot there, with the
+    relay client); A is a master too, but a RESERVE sent to it over that relayed
+    connection is PERMISSION_DENIED (the spec: no relaying over relayed connections)."""
+    with trio.fail_after(60):
+        async with relay_at(tmp_path / "r") as relay:
+            r_addr = relay.addrs[0]
+            async with node_at(tmp_path / "a", config(role=Role.MASTER, relays=(r_addr,))
+                               ) as a_node, node_at(tmp_path / "b") as b_node:
+                await counts_become(relay, RelayCounts(1, 0))
+                await b_node.connect_peer(f"{r_addr}/p2p-circuit/p2p/{a_node.peer_id}")
+                assert relay.relay_service is not None
+                assert relay.relay_service.counts() == RelayCounts(1, 1)
+                a_id = ID.from_base58(a_node.peer_id)
+                conns = b_node.host.get_network().get_connections(a_id)
+                assert conns and all("/p2p-circuit" in str(addr) for c in conns
+                                     for addr in c.muxed_conn.get_transport_addresses())
+                stream = await b_node.host.new_stream(a_id, [HOP_PROTOCOL])
+                await write_message(stream, hop_reserve())
+                answer = await read_hop(stream)
+                assert answer.status == Status.PERMISSION_DENIED
+                assert a_node.relay_service is not None
+                assert a_node.relay_service.counts() == RelayCounts(0, 0)
+
+
+async def test_circuit_reset_when_its_duration_ends(tmp_path: Path) -> None:
+    """A relay whose circuits may last one second resets one that is still open then."""
+    host = build_host(create_new_key_pair(), FAST)
+    service = RelayService(host, RelayAccounting(RelayResources(limit_duration=1.0)))
+    with trio.fail_after(30):
+        async with host.run([Multiaddr("/ip4/127.0.0.1/tcp/0")]), \
+                anyio.create_task_group() as run:
+            await run.start(service.run)
+            relay_addr = str(host.get_addrs()[0])
+            async with peer() as source, peer() as target:
+                assert (await target.hop(relay_addr, hop_reserve()))[0].status == Status.OK
+                answer, circuit = await source.hop(relay_addr, hop_connect(target.id))
+                assert answer.status == Status.OK and limit_of(answer).duration_s == 1
+                _, inbound = await target.accepted.receive()
+                await circuit.write(b"ping")
+                assert await inbound.read(4) == b"ping"
+                with pytest.raises(Exception) as ended:  # noqa: PT011  # reset: any kind
+                    while await circuit.read(1024):  # nothing comes; the relay resets
+                        pass
+                assert isinstance(ended.value, (EOFError, *NET_ERRORS))
+                await counts_become(service, RelayCounts(1, 0))
+            run.cancel_scope.cancel()
+        with trio.CancelScope(shield=True):
+            await host.close()
 
 
 async def _send_all(stream: INetStream, data: bytes) -> None:
