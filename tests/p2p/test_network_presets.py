@@ -25,7 +25,7 @@ from ipfs_mcp.server.config import NETWORKS, ServerSettings
 from ipfs_mcp.server.serve import add_arguments, settings_from_args
 from ipfs_mcp.server.state import _node_config
 from tests.cli.test_daemon import ipfs_mcp, start_daemon, stop
-from tests.p2p.nodes import node_at
+from tests.p2p.nodes import config, node_at
 
 pytestmark = pytest.mark.anyio
 
@@ -69,11 +69,11 @@ def test_explicit_values_replace_the_presets() -> None:
 
 
 def test_the_default_is_still_this_machine_only() -> None:
-    for config in (NodeConfig(), NodeConfig.for_network(None), NodeConfig.for_network("local")):
-        assert config.network == Network.LOCAL
-        assert config.listen_addrs == (LOOPBACK,) and config.bootstrap == ()
-        assert config.dial_policy().scope == DialScope.LOOPBACK
-        assert not config.dht_server_once_public
+    for chosen in (NodeConfig(), NodeConfig.for_network(None), NodeConfig.for_network("local")):
+        assert chosen.network == Network.LOCAL
+        assert chosen.listen_addrs == (LOOPBACK,) and chosen.bootstrap == ()
+        assert chosen.dial_policy().scope == DialScope.LOOPBACK
+        assert not chosen.dht_server_once_public
     assert not preset_for(None).relay_client and not preset_for(None).hole_punching
     with pytest.raises(InvalidInput, match="use one of local, public"):
         preset_for("internet")
@@ -143,3 +143,22 @@ async def test_id_json_says_which_network(tmp_path: Path) -> None:
         assert await stop(proc, signal.SIGTERM) == 0
     assert card["running"] is True and card["network"] == "public"
     assert "network:  public" in printed
+
+
+async def test_a_public_node_behind_nat_reserves_a_slot_on_a_connected_relay(
+        tmp_path: Path) -> None:
+    """Once AutoNAT's peers agree they cannot dial it back, a ``public`` node reserves a
+    slot on a relay it is connected to (our master, which serves the relay protocol)."""
+    with trio.fail_after(60):
+        async with node_at(tmp_path / "relay", config(role="master")) as relay:
+            cfg = NodeConfig.for_network("public", listen_addrs=[LOOPBACK],
+                                         bootstrap=[relay.addrs[0]])
+            async with node_at(tmp_path / "a", cfg) as a:
+                await a.wait_for_peer(relay.peer_id)
+                assert not a.relay.reservations()
+                reach = a.peers.reachability
+                for voter in ("v1", "v2", "v3"):  # three peers failed to dial us back
+                    reach.answers[voter] = "failed"
+                    reach.asked.done()
+                while relay.host.get_id() not in a.relay.reservations():
+                    await a.relay.changed()
