@@ -6,15 +6,13 @@ address, so its answer is no vote), as peer_stats says.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import pytest
 import trio
-from p2p.nodes import node_at
+from p2p.nodes import RunningSlot, node_at
 
-from ipfs_mcp.p2p import P2PNode
 from ipfs_mcp.p2p.reachability import AUTONAT_PROTOCOL
 from ipfs_mcp.server.node_network import NodeNetwork
 from ipfs_mcp.tools.network import network_stats
@@ -22,17 +20,6 @@ from ipfs_mcp.tools.network import network_stats
 from .kubo_daemon import KuboDaemon
 
 pytestmark = pytest.mark.anyio
-
-
-@dataclass
-class Running:
-    """The server's node slot, holding a node that runs."""
-
-    node: P2PNode
-    status: str = "running"
-
-    async def wait(self) -> P2PNode:
-        return self.node
 
 
 async def test_a_kubo_serving_autonat_is_asked_and_loopback_stays_unknown(
@@ -50,5 +37,5 @@ async def test_a_kubo_serving_autonat_is_asked_and_loopback_stays_unknown(
             assert reachability.answers == {kubo.peer_id: "refused"}
             assert reachability.status == "unknown"
             # What peer_stats shows of it.
-            snapshot = await NodeNetwork(Running(node)).snapshot()
+            snapshot = await NodeNetwork(RunningSlot(node)).snapshot()
             assert network_stats(snapshot).reachability == "unknown"

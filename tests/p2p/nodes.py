@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio.from_thread
@@ -171,6 +171,18 @@ async def silent_peer() -> AsyncIterator[object]:
         finally:
             with trio.CancelScope(shield=True):
                 await host.close()
+
+
+@dataclass
+class RunningSlot:
+    """A server's node slot holding a node that is already up: what ``NodeNetwork`` and
+    the gateway wait on."""
+
+    node: P2PNode
+    status: str = "running"
+
+    async def wait(self, timeout: float = 0) -> P2PNode:
+        return self.node
 
 
 def fd_count() -> int:

@@ -19,26 +19,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ipfs_mcp.backends.core import ipns
 from ipfs_mcp.backends.errors import NameNotFound
 from ipfs_mcp.backends.retrieval.delegated_routing import IPNS_RECORD, DelegatedRouting
-from ipfs_mcp.p2p import P2PNode
 from ipfs_mcp.p2p.names import NodeNames
 from ipfs_mcp.server.gateway import BlockstoreSource, Gateway, serve_gateway
 from ipfs_mcp.server.gateway.node_routing import NodeProviders
 
-from .nodes import node_at, repo_at
+from .nodes import RunningSlot, node_at, repo_at
 
 pytestmark = pytest.mark.anyio
 
 CID_A = "/ipfs/bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
-
-
-class Running:
-    """The node slot as the gateway waits on it, for a node that is already up."""
-
-    def __init__(self, node: P2PNode) -> None:
-        self.node = node
-
-    async def wait(self, timeout: float = 0) -> P2PNode | None:
-        return self.node
 
 
 @asynccontextmanager
@@ -73,7 +62,7 @@ async def test_a_name_resolves_through_our_gateway_as_a_delegated_router_and_a_l
         async with node_at(tmp_path / "a") as a, node_at(tmp_path / "b") as b:
             names_a = NodeNames.for_host(a.host, a.routing.dht, tmp_path / "a")  # type: ignore[attr-defined]
             published = await names_a.publish(CID_A, ttl_seconds=120)
-            providers = NodeProviders(Running(a), repo_at(tmp_path / "a").blocks, a.peer_id)
+            providers = NodeProviders(RunningSlot(a), repo_at(tmp_path / "a").blocks, a.peer_id)
             gateway = Gateway(BlockstoreSource(repo_at(tmp_path / "a").blocks),
                               providers=providers)
             async with served(gateway) as url, served(lying_router(forged.raw)) as liar, \

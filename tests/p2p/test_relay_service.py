@@ -12,7 +12,6 @@ import argparse
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -57,22 +56,11 @@ from ipfs_mcp.server.serve import add_arguments
 from ipfs_mcp.server.state import _node_config
 from ipfs_mcp.tools.network import network_stats
 
-from .nodes import FAST, config, node_at
+from .nodes import FAST, RunningSlot, config, node_at
 
 pytestmark = pytest.mark.anyio
 
 BUDGET = 128 * 1024  # Kubo's default: bytes each way per relayed connection
-
-
-@dataclass
-class Running:
-    """The server's node slot, holding a node that runs."""
-
-    node: P2PNode
-    status: str = "running"
-
-    async def wait(self) -> P2PNode:
-        return self.node
 
 
 @asynccontextmanager
@@ -186,7 +174,7 @@ async def test_reservation_granted_with_expiry_addrs_limit_and_signed_voucher(
             # Its connection is never pruned while the slot lasts.
             assert relay.host.get_network().is_protected(target.id, PROTECT_TAG)
             # What peer_stats and health show of it.
-            snapshot = await NodeNetwork(Running(relay)).snapshot()
+            snapshot = await NodeNetwork(RunningSlot(relay)).snapshot()
             shown = network_stats(snapshot)
             assert (shown.relay_reservations, shown.relay_circuits) == (1, 0)
 
