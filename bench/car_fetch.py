@@ -19,7 +19,6 @@ Figures are printed; nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import resource
 import subprocess
@@ -31,6 +30,7 @@ from typing import Any
 from _common import MIB, mbps, sha256_file, timed
 from _programs import gateway_url, random_file_in_repo, start_serve
 from p2p_fetch import kubo_to_kubo
+from p2p_http_fetch import busiest
 
 SELF = Path(__file__).resolve()
 FETCH_TIMEOUT = 3600.0
@@ -93,25 +93,8 @@ def complete(repo_dir: Path, cid: str, size: int) -> None:
 
 
 def top_functions(raw: Path, count: int = 12) -> list[str]:
-    """py-spy's collapsed stacks as the functions with most samples: inclusive and self."""
-    inclusive: collections.Counter[str] = collections.Counter()
-    own: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, samples = line.rpartition(" ")
-        if not stack:
-            continue
-        n = int(samples)
-        total += n
-        frames = [f.split(" (")[0] for f in stack.split(";") if not f.startswith("thread")]
-        for name in set(frames):
-            inclusive[name] += n
-        if frames:
-            own[frames[-1]] += n
-    if not total:
-        return ["(no samples)"]
-    return [f"{name}: {n / total:.1%} self, {inclusive[name] / total:.1%} inclusive"
-            for name, n in own.most_common(count)]
+    """py-spy's collapsed stacks as the functions with most samples: self and inclusive."""
+    return busiest(raw, count)
 
 
 def main() -> int:

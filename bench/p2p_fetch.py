@@ -1,6 +1,7 @@
 """P2P fetch, node to node: ours against Kubo 0.43 -> Kubo 0.43 in the same run.
 
     python bench/p2p_fetch.py [--size-mib 1024] [--runs 1] [--no-fsync] [--no-kubo]
+                              [--from-kubo] [--profile DIR]
 
 One random file (Kubo's defaults: CIDv0, 256 KiB chunks). One ipfs-mcp process adds it and
 serves it; a second ipfs-mcp process connects over loopback and fetches the whole DAG into
@@ -10,6 +11,11 @@ tests/interop/kubo_daemon.py) do the same with the same file: one adds it, the o
 connects, reads the first byte (``cat``) and then ``pin add``s the whole DAG into its
 blockstore; its peak RSS is the daemon's ``VmHWM``. Last, five of our nodes in one process
 measure the median ``find_providers`` latency through the DHT.
+
+With ``--from-kubo`` the provider is a Kubo 0.43 daemon instead (no HTTP address, so our
+node fetches over bitswap), against Kubo -> Kubo in the same run; ``--profile DIR`` samples
+our fetching process with py-spy (200 Hz, ``--threads --idle``) and prints its busiest
+functions.
 
 fsync is on by default on both sides: our repos sync every block, and Kubo's flatfs is set
 to ``sync: true`` (its default spec here says false). Figures are printed; nothing is
@@ -81,7 +87,9 @@ def _fetch(repo_dir: str, addr: str, cid_text: str, fsync: bool) -> None:
             ttfb = time.perf_counter() - start
             report = await node.retrieve_content(root)
             total = time.perf_counter() - start
-            return {"ttfb": ttfb, "seconds": total, "blocks": report.blocks}
+            ledgers = node.bitswap.ledgers().values()
+            return {"ttfb": ttfb, "seconds": total, "blocks": report.blocks,
+                    "messages": sum(ledger.messages_received for ledger in ledgers)}
 
     result = trio.run(main)
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -118,6 +126,43 @@ def ours(file: Path, size: int, work: Path, fsync: bool) -> dict[str, Any]:
     result.update(json.loads(server.stdout.read().strip().splitlines()[-1]))
     result["mbps"] = mbps(size, result["seconds"])
     result["cid"] = info["cid"]
+    return result
+
+
+def _fetch_from(addr: str, cid: str, work: Path, fsync: bool,
+                profile: Path | None) -> dict[str, Any]:
+    """Our fetching process (``_fetch``) against the provider at ``addr``, under py-spy
+    when ``profile`` names a file for its samples."""
+    paths = [str(ROOT / "bench"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    command = [sys.executable, str(SELF), "_fetch", str(work / "fetch"), addr, cid,
+               str(int(fsync))]
+    if profile is not None:
+        command = ["py-spy", "record", "--rate", "200", "--threads", "--idle", "--format",
+                   "raw", "-o", str(profile), "--", *command]
+    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=3600,
+                         check=True)
+    figures = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    return dict(json.loads(figures[-1]))
+
+
+def kubo_to_ours(file: Path, size: int, work: Path, fsync: bool,
+                 profile: Path | None = None) -> dict[str, Any] | None:
+    """A Kubo 0.43 daemon adds ``file``; our node fetches it over bitswap (Kubo offers no
+    HTTP address), as ``_fetch`` does from our own node."""
+    import_test_harness()
+    from tests.interop.gobuild import GoBuildError
+    from tests.interop.kubo_daemon import KuboDaemon
+
+    try:
+        with KuboDaemon(work / "kubo-p", config={"Datastore.Spec": _flatfs_spec(fsync)}) as a:
+            cid = a.add_path(file)
+            result = _fetch_from(a.dial_addr, cid, work, fsync, profile)
+    except GoBuildError as exc:
+        print(f"  kubo: skipped ({exc})")
+        return None
+    result["mbps"] = mbps(size, result["seconds"])
+    result["cid"] = cid
     return result
 
 
@@ -209,15 +254,53 @@ def _range(values: list[float], fmt: str = ".1f") -> str:
     return f"{low:{fmt}}" if len(values) == 1 else f"{low:{fmt}}-{high:{fmt}}"
 
 
+def from_kubo(size_mib: int, runs: int, fsync: bool, profile: Path | None) -> None:
+    """Kubo -> ours over bitswap, then Kubo -> Kubo, in each run."""
+    from p2p_http_fetch import busiest
+
+    size = size_mib * MIB
+    print(f"{size_mib} MiB file, fsync {'on' if fsync else 'off'} on both sides, from Kubo:")
+    for run in range(1, runs + 1):
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            file = random_file(work / "data.bin", size)
+            raw = None if profile is None else profile / f"kubo-to-ours-{run}.txt"
+            if raw is not None:
+                raw.parent.mkdir(parents=True, exist_ok=True)
+            us = kubo_to_ours(file, size, work, fsync, raw)
+            if us is None:
+                return
+            kubo = kubo_to_kubo(file, size, work, fsync, us["cid"])
+        line = (f"  run {run}: Kubo 0.43 -> ipfs-mcp (bitswap) {us['mbps']:.1f} MiB/s "
+                f"({us['seconds']:.1f} s, TTFB {us['ttfb'] * 1000:.0f} ms, peak RSS "
+                f"{us['peak_rss_mib']:.0f} MiB, CPU {us['cpu_seconds']:.1f} s of which "
+                f"system {us['sys_seconds']:.1f} s; {us['blocks']} blocks in "
+                f"{us['messages']} messages)")
+        if kubo:
+            line += (f"; Kubo 0.43 -> Kubo 0.43 {kubo['mbps']:.1f} MiB/s; ratio "
+                     f"{us['mbps'] / kubo['mbps']:.2f}")
+        print(line, f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+        if raw is not None:
+            print("    py-spy, our fetcher, busiest by self samples:")
+            for entry in busiest(raw, 14):
+                print(f"      {entry}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--no-fsync", action="store_true")
     parser.add_argument("--no-kubo", action="store_true")
+    parser.add_argument("--from-kubo", action="store_true",
+                        help="Kubo -> ours over bitswap against Kubo -> Kubo")
+    parser.add_argument("--profile", type=Path, help="with --from-kubo: py-spy samples, here")
     args = parser.parse_args()
     fsync = not args.no_fsync
     size = args.size_mib * MIB
+    if args.from_kubo:
+        from_kubo(args.size_mib, args.runs, fsync, args.profile)
+        return
     runs: list[tuple[dict[str, Any], dict[str, float] | None]] = []
     print(f"{args.size_mib} MiB file, fsync {'on' if fsync else 'off'} on both sides:")
     for run in range(1, args.runs + 1):

@@ -25,6 +25,10 @@ for and every subtree still queued), less what is stored by then, is asked of th
 provider, one CAR per missing subtree. Single raw leaves are left to the caller's per-block
 path, which asks several at once; so is whatever no provider sent.
 
+:meth:`CarStreams.receive` also says how many blocks the DAG holds once nothing under the
+root is missing (every block met by a walk: sent and verified, or found stored), so a caller
+need not walk the whole DAG again to learn that it is complete.
+
 Verified blocks go to the blockstore on writer threads beside the reader, at most
 :data:`WRITE_AHEAD` blocks queued. A store that receives in batches (the blockstore's
 ``receiving``) takes each as the reader's proof of its hash (:class:`VerifiedBlock`), so it
@@ -41,6 +45,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import BinaryIO, Protocol, cast, runtime_checkable
 
 import httpx
@@ -220,6 +225,15 @@ class _Writer:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+@dataclass(frozen=True)
+class Received:
+    """What one :meth:`CarStreams.receive` left and found."""
+
+    left: list[CID]  # roots of what is still missing, in walk order
+    # Blocks in the whole DAG (identity ones included, each once), when ``left`` is empty.
+    dag_blocks: int | None
+
+
 def car_url(base: str, root: CID) -> str:
     return f"{base}/ipfs/{cid_str(root)}?format=car&dag-scope=all&car-dups=n"
 
@@ -258,12 +272,21 @@ class CarStreams:
                 fault, not a provider's).
             DiskFull: from the store.
         """
-        frontier = self.missing([root])
+        return self.receive(root, cancel).left
+
+    def receive(self, root: CID, cancel: threading.Event | None = None) -> Received:
+        """:meth:`fetch`, also counting the DAG's blocks when it is complete.
+
+        Raises:
+            As :meth:`fetch`.
+        """
+        met: set[bytes] = set()  # multihashes the walks found stored or verified
+        frontier = self.missing([root], met)
         with self._receiving() as batch:  # every block durable when it exits
             writer = _Writer(self.store, batch)
             try:
                 for url in self.providers.ranked():
-                    frontier = self._from(url, frontier, writer, cancel)
+                    frontier = self._from(url, frontier, writer, cancel, met)
                     if not any(cid.codec.code != _RAW for cid in frontier):
                         break
             finally:
@@ -271,7 +294,7 @@ class CarStreams:
                     writer.drain()
                 finally:
                     writer.close()
-        return frontier
+        return Received(frontier, None if frontier else len(met))
 
     def _receiving(self) -> contextlib.AbstractContextManager[VerifiedBatch | None]:
         """The store's batch for verified blocks; None for a store that only ``put``s."""
@@ -280,7 +303,7 @@ class CarStreams:
         return contextlib.nullcontext()
 
     def _from(self, url: str, frontier: list[CID], writer: _Writer,
-              cancel: threading.Event | None) -> list[CID]:
+              cancel: threading.Event | None, met: set[bytes]) -> list[CID]:
         """Ask ``url`` for each subtree of ``frontier`` in turn until it fails; what is left."""
         left: list[CID] = []
         for index, sub in enumerate(frontier):
@@ -288,18 +311,18 @@ class CarStreams:
                 left.append(sub)  # one block: the per-block path asks several at once
                 continue
             try:
-                self._stream(url, sub, writer, cancel)
+                self._stream(url, sub, writer, cancel, met)
             except _Failed as failed:
                 if failed.lie:
                     self.providers.lied(url, str(failed))
                 else:
                     self.providers.failed(url)
                 writer.flush()  # what arrived counts before the frontier is recomputed
-                return left + self.missing(failed.left) + frontier[index + 1:]
+                return left + self.missing(failed.left, met) + frontier[index + 1:]
         return left
 
     def _stream(self, url: str, sub: CID, writer: _Writer,
-                cancel: threading.Event | None) -> None:
+                cancel: threading.Event | None, met: set[bytes]) -> None:
         """The whole DAG under ``sub`` from ``url``, every block verified and stored.
 
         Raises:
@@ -328,7 +351,7 @@ class CarStreams:
                     cid, block = verified.cid, verified.data
                     if is_identity(cid):
                         continue  # carries itself; never expected on the wire
-                    frame = _next_expected(walker)
+                    frame = _next_expected(walker, met)
                     if frame is None:
                         raise _Failed(f"{what}: sent {cid_str(cid)} after the DAG ended",
                                       [], lie=True)
@@ -344,9 +367,10 @@ class CarStreams:
                         writer.put(verified)
                         # One success per block fetched, as the per-block path counts.
                         self.providers.succeeded(url, now - clock.progress, len(block))
+                    met.add(bytes(waiting.digest))
                     waiting = None
                     clock.progress = now
-                frame = _next_expected(walker)
+                frame = _next_expected(walker, met)
                 if frame is not None:
                     raise _Failed(f"{what}: the CAR ended before {cid_str(frame[0])}",
                                   _left(walker, frame[0]))
@@ -362,12 +386,13 @@ class CarStreams:
             raise _Failed(f"{what}: {exc or type(exc).__name__}",
                           _left(walker, waiting)) from exc
 
-    def missing(self, roots: Sequence[CID]) -> list[CID]:
+    def missing(self, roots: Sequence[CID], met: set[bytes] | None = None) -> list[CID]:
         """The roots of the subtrees under ``roots`` that are not stored, in walk order:
         stored raw leaves are not read, stored inner blocks are read for their links. A
         stored block none of whose (two or more) children is stored stands for them: one
         CAR of it costs one block sent again, where a CAR per child would cost a request
-        each (a reader that fetched the root alone first, then the DAG).
+        each (a reader that fetched the root alone first, then the DAG). The blocks found
+        here are added to ``met``.
 
         Raises:
             DagTooLarge: beyond the walk's bounds.
@@ -382,14 +407,17 @@ class CarStreams:
                     walker.push(cid, frame[1], _links(cid, identity_data(cid)))
                 elif not self.store.has(cid):
                     out.append(cid)
+                    continue
                 elif cid.codec.code != _RAW:
                     links = _links(cid, self.store.get(cid))
                     stored = (self.store.has(link) for link, _ in links
                               if not is_identity(link))
                     if len(links) >= 2 and not any(stored):
                         out.append(cid)
-                    else:
-                        walker.push(cid, frame[1], links)
+                        continue
+                    walker.push(cid, frame[1], links)
+                if met is not None:
+                    met.add(bytes(cid.digest))
         return out
 
 
@@ -413,14 +441,15 @@ def _links(cid: CID, block: bytes) -> list[tuple[CID, None]]:
     return [(link, None) for link in links_of(cid, block)]
 
 
-def _next_expected(walker: Walker[None]) -> tuple[CID, int] | None:
+def _next_expected(walker: Walker[None], met: set[bytes]) -> tuple[CID, int] | None:
     """The next block the provider must send, with its depth: identity blocks are walked
-    through here."""
+    through here (and added to ``met``)."""
     while (frame := walker.pop()) is not None:
         cid, depth, _ = frame
         if not is_identity(cid):
             return cid, depth
         walker.push(cid, depth, _links(cid, identity_data(cid)))
+        met.add(bytes(cid.digest))
     return None
 
 
