@@ -2,7 +2,8 @@
 
 Everything lives in namespaces this module makes (named ``ipfsmcp-<pid>-<random>-<name>``,
 so parallel runs never collide) and removes at the end, killing every process in them
-first, even when the test failed. No namespace has a route out of the lab: nothing leaves
+first, even when the test failed (and a new lab removes those of a test process that was
+killed before it could). No namespace has a route out of the lab: nothing leaves
 the machine, and the tests' own 127.0.0.1 is never touched::
 
     pub  (the "internet", 11.77.0.0/24: libp2p counts it as public, unlike 10/8,
@@ -177,6 +178,7 @@ class Internet:
         self._homes = itertools.count(1)  # 192.168.n.0/24
         self._names: set[str] = set()
         started = time.monotonic()
+        _remove_stale_labs()
         try:
             self.pub = self._namespace("pub")
             self._ip(self.pub, "link", "add", "inet", "type", "bridge")
@@ -616,6 +618,25 @@ def _ns(where: Where | str) -> str:
 
 def _label(where: Where) -> str:
     return where.name
+
+
+_LAB_NAME = re.compile(r"ipfsmcp-(\d+)-[0-9a-f]{4}-")
+
+
+def _remove_stale_labs() -> None:
+    """Delete the namespaces of labs whose test process died without tearing them down
+    (killed by a timeout): their names carry its pid. A lab whose process lives is left."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                            timeout=STEP_TIMEOUT, check=False).stdout
+    for line in listed.splitlines():
+        name = line.split(" ", 1)[0]
+        found = _LAB_NAME.match(name)
+        if found is None or Path(f"/proc/{found.group(1)}").exists():
+            continue
+        for pid in _pids_in(name):
+            _quietly(os.kill, pid, signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True,
+                       timeout=STEP_TIMEOUT, check=False)
 
 
 def _pids_in(ns: str) -> Iterable[int]:
