@@ -21,32 +21,44 @@ the machine, and the tests' own 127.0.0.1 is never touched::
 API (all waits bounded; every failure says what happened, with the log's tail)::
 
     with Internet(tmp_path) as net:             # or the ``internet`` fixture (conftest)
-        relay_ns = net.add_public("relay")      # -> Public(name, ns, ip)
-        a = net.add_home("a")                   # -> Home(router, host, public_ip, private_ip)
+        relay_host = net.add_public("relay")    # -> Public(name, ns, ip)
+        a = net.add_home("a")                   # -> Home(name, router, ns, public_ip, ip, ...)
         b = net.add_home("b", symmetric=True)
-        relay = net.kubo(relay_ns, relay_service=True, force_public=True,
+        relay = net.kubo(relay_host, relay_service=True, force_public=True,
                          autonat_service=True)
-        ka = net.kubo(a, bootstrap=[relay.dial_addr], relays=[relay.dial_addr])
+        ka = net.kubo(a, relays=[relay.dial_addr],
+                      config={"Internal.Libp2pForceReachability": "private"})
         ka.cli("swarm", "peers")                # ``ipfs`` CLI run inside a's namespace
         ka.rpc("swarm/peers")                   # the RPC API, as KuboDaemon.rpc answers
+        ka.connections(peer_id)                 # its connections' addresses to a peer
+        ka.wait_log("hole punch attempt with peer failed")   # with GOLOG_LOG_LEVEL set
         node = net.ours(a, "--bootstrap", relay.dial_addr)   # ipfs-mcp daemon in host a
         other = net.ours(b, wait=False).ready()  # start several, then wait for each
         node.id()                               # ``ipfs-mcp id --json`` of that daemon
         node.card()                             # the same card, read from its file
         node.cli("add", "-Q", path)             # any ``ipfs-mcp`` command on its repo
+        net.listen(a, 9000); net.dial(relay_host, a.public_ip, 9000)  # -> "timed out"
         proc = net.spawn(a, ["some", "program"], name="x", ready="listening")
-        net.run(a, ["ping", "-c1", "-W1", "11.77.0.1"])  # one command, bounded
-        print(net.logs())                       # every process's log tail
+        net.run(a, ["ip", "route"])             # one command in a namespace, bounded
+        wait_until(lambda: ... or None, timeout=30, what="...")  # bounded polling
+        print(net.logs())                       # every program's log tail
 
 ``kubo(where, ...)`` starts Kubo 0.43.1 (the project's build, :mod:`tests.interop.gobuild`)
 as a :class:`tests.interop.kubo_daemon.KuboDaemon` whose binary is a wrapper that runs
 ``ip netns exec NS ipfs``: init, the daemon and every CLI call run inside the namespace,
-so the daemon's RPC API on 127.0.0.1 there is reached by ``ipfs`` itself, through the
-repo's ``api`` file; :meth:`LabKubo.rpc` posts to the RPC API from a small Python client
-run in the namespace (an RPC call from the root namespace would reach the wrong 127.0.0.1). Its swarm listens on the
-namespace's own address, TCP port 4001 unless told; no bootstrap peers unless given, mDNS
-off; ``relay_service``/``force_public`` for the relay in pub; ``relays`` (static relays)
+and the CLI reaches the daemon's RPC API (127.0.0.1 there) through the repo's ``api``
+file. :meth:`LabKubo.rpc` posts to that API from a small Python client run in the
+namespace (an HTTP call from the root namespace would reach the wrong 127.0.0.1). Its
+swarm listens on the namespace's own address, TCP port 4001 unless told; no bootstrap
+peers unless given, mDNS off; ``relay_service``/``force_public`` for the relay on the
+internet, ``autonat_service`` for a peer that answers AutoNAT; ``relays`` (static relays)
 turns on the relay client and hole punching, for a Kubo behind NAT.
+
+What makes Kubo behind NAT hole-punch every time here: give it its relay as a static
+relay and no bootstrap peers (a bootstrap dial racing the relay dial can take the listen
+port's reuse away, and without it the node never learns its public port), and tell it
+its reachability is private (``Internal.Libp2pForceReachability``) so it reserves at
+once instead of waiting for AutoNAT.
 
 ``ours(where, *args)`` starts ``ipfs-mcp daemon --listen /ip4/<ns address>/tcp/4001``
 (plus ``args``: ``--bootstrap``, ``--role``...) with its own ``HF_HOME``; its card (peer
