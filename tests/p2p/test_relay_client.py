@@ -20,16 +20,28 @@ from pathlib import Path
 import anyio
 import pytest
 import trio
+from libp2p.abc import INetStream
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
+from ipfs_mcp.backends.core import varint
 from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.core.exporter import Exporter
 from ipfs_mcp.backends.errors import RelayError, RelayLimitExceeded
 from ipfs_mcp.p2p import P2PNode
+from ipfs_mcp.p2p.host import peer_info_from_addr
 from ipfs_mcp.p2p.relay.limits import direct_connections, is_limited, relayed
-from ipfs_mcp.p2p.relay.wire import HOP_PROTOCOL
+from ipfs_mcp.p2p.relay.wire import (
+    HOP_PROTOCOL,
+    STOP_PROTOCOL,
+    Status,
+    StopMessage,
+    read_hop,
+    read_stop,
+    stop_connect,
+    write_message,
+)
 
 from .nodes import FAST, add_bytes, node_at, repo_at
 
@@ -130,9 +142,7 @@ async def test_a_peer_that_is_no_relay_refuses_a_reservation_clearly(tmp_path: P
     async with node_at(tmp_path / "plain") as plain, node_at(tmp_path / "a") as a:
         assert HOP_PROTOCOL not in plain.host.get_mux().handlers
         with trio.fail_after(30), pytest.raises(RelayError, match="is not a relay"):
-            await a.relay.reserve(
-                __import__("ipfs_mcp.p2p.host", fromlist=["x"]).peer_info_from_addr(
-                    plain.addrs[0]))
+            await a.relay.reserve(peer_info_from_addr(plain.addrs[0]))
         assert a.relay.reservations() == {}
 
 
@@ -186,3 +196,30 @@ async def test_content_over_the_relays_budget_moves_over_the_hole_punched_connec
         assert circuit is not None and circuit.received < circuit.limit.data_bytes
         assert direct_connections(b.host, peer)
     assert Exporter(repo_at(tmp_path / "b").blocks.get).read(cid) == data
+
+
+async def test_a_lying_relay_that_announces_an_oversized_answer_is_refused(
+        tmp_path: Path) -> None:
+    async def lying_hop(stream: INetStream) -> None:
+        await read_hop(stream)
+        await stream.write(varint.encode(1 << 20) + b"\x00" * 64)  # 1 MiB, over the 4 KiB cap
+
+    async with node_at(tmp_path / "liar") as liar, node_at(tmp_path / "a") as a:
+        liar.host.set_stream_handler(HOP_PROTOCOL, lying_hop)
+        with trio.fail_after(30), pytest.raises(RelayError) as caught:
+            await a.relay.reserve(peer_info_from_addr(liar.addrs[0]))
+    assert caught.value.status == "MALFORMED_MESSAGE" and "cap" in str(caught.value)
+    assert a.relay.reservations() == {}
+
+
+async def test_a_stop_connect_from_a_peer_we_hold_no_slot_on_is_refused(
+        tmp_path: Path) -> None:
+    async with node_at(tmp_path / "stranger") as stranger, node_at(tmp_path / "a") as a:
+        await stranger.connect_peer(a.addrs[0])
+        with trio.fail_after(30):
+            stream = await stranger.host.new_stream(ID.from_base58(a.peer_id), [STOP_PROTOCOL])
+            await write_message(stream, stop_connect(stranger.host.get_id()))
+            answer = await read_stop(stream)
+        assert answer.type == StopMessage.STATUS and answer.status == Status.PERMISSION_DENIED
+        conns = a.host.get_network().get_connections(ID.from_base58(stranger.peer_id))
+        assert conns and not any(relayed(c) for c in conns)  # only the direct one
