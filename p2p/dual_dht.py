@@ -27,9 +27,9 @@ from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
-from ipfs_mcp.backends.core.ip_scope import Scope, host_of_multiaddr, scope_of_ip
+from ipfs_mcp.backends.core.ip_scope import host_of_multiaddr
 
-from .dual_routing import KAD_PROTOCOL, LAN_KAD_PROTOCOL
+from .dual_routing import KAD_PROTOCOL, LAN_KAD_PROTOCOL, is_far, is_nearby
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +61,13 @@ def _lan(protocol: TProtocol) -> TProtocol:
 
 
 def nearby(hosts: Sequence[str]) -> bool:
-    """Whether any of ``hosts`` (IP addresses or names) is loopback or private."""
-    return any((scope := _scope(h)) is not None and scope <= Scope.PRIVATE for h in hosts)
+    """Whether we reach a peer at any loopback or private address (the LAN table's)."""
+    return any(is_nearby(h) for h in hosts)
 
 
 def far(hosts: Sequence[str]) -> bool:
-    """Whether any of ``hosts`` is public: a public IP address, or a DNS name."""
-    return any(_scope(h) in (None, Scope.PUBLIC) and h.lower() != "localhost"
-               for h in hosts)
-
-
-def _scope(host: str) -> Scope | None:
-    try:
-        return scope_of_ip(host)
-    except ValueError:  # a name
-        return None
+    """Whether we reach a peer at any public address or DNS name (the WAN table's)."""
+    return any(is_far(h) for h in hosts)
 
 
 def reach_hosts(host: IHost, peer: ID, addrs: Sequence[object] = ()) -> list[str]:

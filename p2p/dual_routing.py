@@ -47,16 +47,28 @@ LAN_KAD_PROTOCOL = "/ipfs/lan/kad/1.0.0"  # Kubo's LAN half: the same messages
 PEER_TIMEOUT = 10.0  # one ADD_PROVIDER, stream opening included
 
 
-def fit_for_wan(addr: Multiaddr | str) -> bool:
-    """Whether ``addr`` may go into the WAN DHT: its host is a public IP address or a DNS
-    name other than ``localhost`` (a relayed address counts by its relay)."""
-    host = host_of_multiaddr(str(addr))
-    if host is None:
+def is_nearby(host: str) -> bool:
+    """Whether ``host`` (an IP address or a name) is loopback or private: the LAN half's."""
+    try:
+        return scope_of_ip(host) <= Scope.PRIVATE
+    except ValueError:  # a name, not an address: it may be anywhere
         return False
+
+
+def is_far(host: str) -> bool:
+    """Whether ``host`` is a public IP address or a DNS name other than ``localhost``: the
+    WAN half's (a name names wherever its owner points it)."""
     try:
         return scope_of_ip(host) == Scope.PUBLIC
-    except ValueError:  # a DNS name: it names wherever its owner points it
+    except ValueError:
         return host.lower().rstrip(".") not in ("localhost", "localhost.localdomain")
+
+
+def fit_for_wan(addr: Multiaddr | str) -> bool:
+    """Whether ``addr`` may go into the WAN DHT: its host is far (:func:`is_far`; a
+    relayed address counts by its relay)."""
+    host = host_of_multiaddr(str(addr))
+    return host is not None and is_far(host)
 
 
 def wan_answer(body: bytes) -> bytes:

@@ -31,13 +31,12 @@ from libp2p.tools.anyio_service import background_trio_service
 from multiformats import CID
 
 from ipfs_mcp.backends.core.cids import cid_str
-from ipfs_mcp.backends.core.ip_scope import Scope, scope_of_ip
 from ipfs_mcp.backends.errors import NetworkError
 
 from . import dual_routing
 from ._net import NET_ERRORS
 from .dual_dht import LanHost, dual_dhts
-from .dual_routing import KAD_PROTOCOL, LAN_KAD_PROTOCOL, WanAnswers
+from .dual_routing import KAD_PROTOCOL, LAN_KAD_PROTOCOL, WanAnswers, is_nearby
 from .ipns_dht import guard_ipns_puts
 from .periods import Ticker
 from .random_walk import RandomWalk
@@ -59,16 +58,9 @@ def kad_ids_for(hosts: Sequence[str]) -> list[TProtocol]:
     Amino id goes into its WAN DHT, which drops loopback and private addresses, and a Kubo
     that asks its LAN DHT never finds it.
     """
-    if hosts and all(_nearby(host) for host in hosts):
+    if hosts and all(is_nearby(host) for host in hosts):
         return [TProtocol(LAN_KAD_PROTOCOL), TProtocol(KAD_PROTOCOL)]
     return [TProtocol(KAD_PROTOCOL), TProtocol(LAN_KAD_PROTOCOL)]
-
-
-def _nearby(host: str) -> bool:
-    try:
-        return scope_of_ip(host) <= Scope.PRIVATE
-    except ValueError:  # a name, not an address: it may be anywhere
-        return False
 
 
 def _serve(host: Any, lan: KadDHT, wan: KadDHT) -> None:
