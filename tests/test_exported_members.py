@@ -45,6 +45,10 @@ EXPORTED: dict[str, set[str]] = {
         "ProviderInfo", "ProviderReputation", "ROLE_PROFILES", "Role", "RoleProfile", "Session",
         "build_host", "load_or_create_identity", "open_node",
     },
+    # Circuit Relay v2 both sides, and hole punching over what it relays.
+    "ipfs_mcp.p2p.relay": {
+        "accounting", "circuit_dial", "client", "holepunch", "limits", "service", "wire",
+    },
     "ipfs_mcp.tools": {
         "content", "health", "import_options", "listings", "models", "names", "network",
         "paging", "progress", "pubsub", "roots",
