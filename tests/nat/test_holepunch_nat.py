@@ -6,8 +6,9 @@ it can report its connections and times), reaches A through the relay, and DCUtR
 direct path: the connection's remote address has no ``/p2p-circuit``, and a 64 MiB DAG
 moves over it, verified block by block against its CID. With B behind a symmetric NAT (a
 random port per flow) no punch can work: a small file still arrives over the relay, and a
-large one fails saying why. Each test prints its figures: time to the relayed connection,
-to the direct one, and the transfer rate over each.
+large one fails saying why. Our node behind one NAT and Kubo behind another swap a file
+both ways. Each test records its figures (printed at the end of the run): time to the
+relayed connection, to the direct one, and the transfer rate over each.
 """
 
 from __future__ import annotations
@@ -111,13 +112,15 @@ def _run_b(internet: Internet, home: Home, relay: LabKubo, peer_id: str, tmp: Pa
     return result
 
 
-def _rate(entry: dict[str, Any], size: int) -> str:
-    seconds = float(entry["s"])
-    return f"{size / (1 << 20):.2f} MiB in {seconds:.2f} s = {size / (1 << 20) / seconds:.1f} MiB/s"
+def _mib_s(entry: dict[str, Any], size: int) -> float:
+    return round(size / (1 << 20) / float(entry["s"]), 2)
+
+
+Record = Any  # pytest's record_property: figures printed at the end of the run (conftest)
 
 
 def test_two_of_our_nodes_behind_cone_nats_punch_through_and_move_64_mib_direct(
-        internet: Internet, tmp_path: Path) -> None:
+        internet: Internet, tmp_path: Path, record_property: Record) -> None:
     relay = internet.kubo(internet.add_public("relay"), relay_service=True, force_public=True)
     home_a, home_b = internet.add_home("a"), internet.add_home("b")
     a = _daemon_with_slot(internet, home_a, relay)
@@ -134,14 +137,14 @@ def test_two_of_our_nodes_behind_cone_nats_punch_through_and_move_64_mib_direct(
     assert all(seen["local"].values())
     first = seen["small"][0]
     # The small file is one block, held whole (its root is fetched and checked first).
-    print(f"\nrelayed connection {float(seen['relayed_s']):.2f} s after B started; direct "
-          f"{float(seen['direct_s']):.2f} s; {SMALL >> 10} KiB "
-          f"{'direct' if first['direct'] else 'over the relay'}: {_rate(first, SMALL)}; "
-          f"64 MiB direct: {_rate(fetched, BIG)}; B's punches: {seen['punches']}")
+    record_property("relayed_connection_s", round(float(seen["relayed_s"]), 2))
+    record_property("direct_connection_s", round(float(seen["direct_s"]), 2))
+    record_property("small_fetch_was_direct", bool(first["direct"]))
+    record_property("direct_64MiB_MiB_per_s", _mib_s(fetched, BIG))
 
 
 def test_behind_a_symmetric_nat_small_content_comes_over_the_relay_and_large_fails_clearly(
-        internet: Internet, tmp_path: Path) -> None:
+        internet: Internet, tmp_path: Path, record_property: Record) -> None:
     relay = internet.kubo(internet.add_public("relay"), relay_service=True, force_public=True)
     home_a, home_b = internet.add_home("a"), internet.add_home("b", symmetric=True)
     a = _daemon_with_slot(internet, home_a, relay)
@@ -155,9 +158,8 @@ def test_behind_a_symmetric_nat_small_content_comes_over_the_relay_and_large_fai
     (refused,) = seen["big"]
     assert refused.get("type") == "RelayLimitExceeded", refused
     assert "relay" in refused["error"] and "hole punching" in refused["error"], refused
-    print(f"\nrelayed connection {float(seen['relayed_s']):.2f} s after B started; "
-          f"{SMALL >> 10} KiB over the relay: {_rate(over_relay, SMALL)}; 1 MiB: "
-          f"{refused['error']}")
+    record_property("relayed_connection_s", round(float(seen["relayed_s"]), 2))
+    record_property("relay_48KiB_MiB_per_s", _mib_s(over_relay, SMALL))
 
 
 # Behind NAT with nobody to ask (no AutoNAT server in the lab): Kubo must be told it is
@@ -169,7 +171,7 @@ _PRIVATE = {"Internal.Libp2pForceReachability": "private",
 
 
 def test_our_node_and_kubo_behind_separate_nats_punch_through_and_swap_files(
-        internet: Internet, tmp_path: Path) -> None:
+        internet: Internet, tmp_path: Path, record_property: Record) -> None:
     relay = internet.kubo(internet.add_public("relay"), relay_service=True, force_public=True)
     home_a, home_b = internet.add_home("a"), internet.add_home("b")
     a = _daemon_with_slot(internet, home_a, relay)
@@ -207,7 +209,9 @@ def test_our_node_and_kubo_behind_separate_nats_punch_through_and_swap_files(
     (took,) = seen["big"]
     assert "error" not in took and seen["local"][cid_k], seen
     assert any(home_b.public_ip in r for r in seen["direct_remote"])
-    print(f"\nKubo reached us through the relay {relayed:.2f} s after start, direct "
-          f"{punched:.2f} s: {direct}; 1 MiB to Kubo in {kubo_took:.2f} s; we reached Kubo "
-          f"through the relay in {float(seen['relayed_s']):.2f} s, direct in "
-          f"{float(seen['direct_s']):.2f} s, 1 MiB from Kubo: {_rate(took, 1 << 20)}")
+    record_property("kubo_to_us_relayed_s", round(relayed, 2))
+    record_property("kubo_to_us_direct_s", round(punched, 2))
+    record_property("1MiB_to_kubo_s", round(kubo_took, 2))
+    record_property("us_to_kubo_relayed_s", round(float(seen["relayed_s"]), 2))
+    record_property("us_to_kubo_direct_s", round(float(seen["direct_s"]), 2))
+    record_property("1MiB_from_kubo_MiB_per_s", _mib_s(took, 1 << 20))
