@@ -62,8 +62,8 @@ once instead of waiting for AutoNAT.
 
 ``ours(where, *args)`` starts ``ipfs-mcp daemon --listen /ip4/<ns address>/tcp/4001``
 (plus ``args``: ``--bootstrap``, ``--role``...) with its own ``HF_HOME``; its card (peer
-id, addresses, reachability) comes from ``ipfs-mcp id --json``, which reads the card the
-daemon keeps in its repo. :meth:`OurNode.cli` runs any ``ipfs-mcp`` command on that repo
+id, addresses, reachability) is the one the daemon keeps in its repo, which
+``ipfs-mcp id --json`` prints (:meth:`OurNode.id`) and :meth:`OurNode.card` reads. :meth:`OurNode.cli` runs any ``ipfs-mcp`` command on that repo
 inside the namespace (``add`` writes into the repo the daemon serves).
 
 Without root, ``ip`` or ``iptables`` the lab skips saying why (:func:`require_lab`); with
@@ -538,7 +538,7 @@ class OurNode:
         if hasattr(self, "peer_id"):
             return self
         self.proc.wait_ready(timeout)
-        card = self.id()
+        card = self.card()  # what ``id`` would print, without starting another Python
         self.start_seconds = time.monotonic() - self._started
         self.dial_addrs = [a for a in card["addresses"] if f"/ip4/{self.where.ip}/tcp/" in a]
         if not self.dial_addrs:
