@@ -75,15 +75,16 @@ class Peer:
     """A bare libp2p host that speaks the relay wire as a client would; the circuits it
     accepts (``stop`` CONNECTs, answered OK) arrive on :attr:`accepted`."""
 
-    def __init__(self, host: IHost) -> None:
+    def __init__(self, host: IHost, answer: int = Status.OK) -> None:
         self.host = host
         self.id: ID = host.get_id()
+        self._answer = answer  # what it says to a stop CONNECT
         self._send, self.accepted = trio.open_memory_channel[tuple[StopMessage, INetStream]](4)
         host.set_stream_handler(STOP_PROTOCOL, self._stop)
 
     async def _stop(self, stream: INetStream) -> None:
         msg = await read_stop(stream)
-        await write_message(stream, stop_status(Status.OK))
+        await write_message(stream, stop_status(self._answer))
         await self._send.send((msg, stream))
 
     async def hop(self, relay: P2PNode | str, msg: HopMessage
@@ -97,11 +98,27 @@ class Peer:
 
 
 @asynccontextmanager
-async def peer() -> AsyncIterator[Peer]:
+async def peer(answer: int = Status.OK) -> AsyncIterator[Peer]:
     host = build_host(create_new_key_pair(), FAST)
     async with host.run([Multiaddr("/ip4/127.0.0.1/tcp/0")]):
         try:
-            yield Peer(host)
+            yield Peer(host, answer)
+        finally:
+            with trio.CancelScope(shield=True):
+                await host.close()
+
+
+@asynccontextmanager
+async def bare_relay(resources: RelayResources) -> AsyncIterator[tuple[RelayService, str]]:
+    """The relay service with ``resources`` on a bare host; and its address."""
+    host = build_host(create_new_key_pair(), FAST)
+    service = RelayService(host, RelayAccounting(resources))
+    async with host.run([Multiaddr("/ip4/127.0.0.1/tcp/0")]), \
+            anyio.create_task_group() as run:
+        try:
+            await run.start(service.run)
+            yield service, str(host.get_addrs()[0])
+            run.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 await host.close()
@@ -270,28 +287,44 @@ async def test_our_nodes_through_our_relay_and_no_hop_over_a_relayed_connection(
 
 async def test_circuit_reset_when_its_duration_ends(tmp_path: Path) -> None:
     """A relay whose circuits may last one second resets one that is still open then."""
-    host = build_host(create_new_key_pair(), FAST)
-    service = RelayService(host, RelayAccounting(RelayResources(limit_duration=1.0)))
     with trio.fail_after(30):
-        async with host.run([Multiaddr("/ip4/127.0.0.1/tcp/0")]), \
-                anyio.create_task_group() as run:
-            await run.start(service.run)
-            relay_addr = str(host.get_addrs()[0])
-            async with peer() as source, peer() as target:
-                assert (await target.hop(relay_addr, hop_reserve()))[0].status == Status.OK
-                answer, circuit = await source.hop(relay_addr, hop_connect(target.id))
-                assert answer.status == Status.OK and limit_of(answer).duration_s == 1
-                _, inbound = await target.accepted.receive()
-                await circuit.write(b"ping")
-                assert await inbound.read(4) == b"ping"
-                with pytest.raises(Exception) as ended:  # noqa: PT011  # reset: any kind
-                    while await circuit.read(1024):  # nothing comes; the relay resets
-                        pass
-                assert isinstance(ended.value, (EOFError, *NET_ERRORS))
-                await counts_become(service, RelayCounts(1, 0))
-            run.cancel_scope.cancel()
-        with trio.CancelScope(shield=True):
-            await host.close()
+        async with bare_relay(RelayResources(limit_duration=1.0)) as (service, relay_addr), \
+                peer() as source, peer() as target:
+            assert (await target.hop(relay_addr, hop_reserve()))[0].status == Status.OK
+            answer, circuit = await source.hop(relay_addr, hop_connect(target.id))
+            assert answer.status == Status.OK and limit_of(answer).duration_s == 1
+            _, inbound = await target.accepted.receive()
+            await circuit.write(b"ping")
+            assert await inbound.read(4) == b"ping"
+            with pytest.raises(Exception) as ended:  # noqa: PT011  # reset: any kind
+                while await circuit.read(1024):  # nothing comes; the relay resets
+                    pass
+            assert isinstance(ended.value, (EOFError, *NET_ERRORS))
+            await counts_become(service, RelayCounts(1, 0))
+
+
+async def test_reservations_per_ip_refused_on_the_wire(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with bare_relay(RelayResources(max_reservations_per_ip=1)) as (service, addr), \
+                peer() as first, peer() as second:
+            assert (await first.hop(addr, hop_reserve()))[0].status == Status.OK
+            assert (await first.hop(addr, hop_reserve()))[0].status == Status.OK  # refresh
+            refused, _ = await second.hop(addr, hop_reserve())  # also from 127.0.0.1
+            assert refused.status == Status.RESERVATION_REFUSED
+            assert not refused.HasField("reservation")
+            assert service.counts() == RelayCounts(1, 0)
+
+
+async def test_destination_refusing_the_stop_is_connection_failed(tmp_path: Path) -> None:
+    """A deliberately refusing destination: its stop answer is not OK, so the source hears
+    CONNECTION_FAILED and no circuit is counted."""
+    with trio.fail_after(30):
+        async with bare_relay(RelayResources()) as (service, addr), peer() as source, \
+                peer(answer=Status.PERMISSION_DENIED) as refusing:
+            assert (await refusing.hop(addr, hop_reserve()))[0].status == Status.OK
+            answer, _ = await source.hop(addr, hop_connect(refusing.id))
+            assert answer.status == Status.CONNECTION_FAILED
+            assert service.counts() == RelayCounts(1, 0)
 
 
 async def _send_all(stream: INetStream, data: bytes) -> None:
