@@ -184,12 +184,16 @@ class KadContentRouting:
             if reachability.asked.count >= reachability.max_asked:
                 return  # nobody left to ask: stay a client
             await reachability.asked.reach(reachability.asked.count + 1)
-        if self.dht.mode != DHTMode.SERVER and self.other is not None:
+        if self.dht.mode == DHTMode.SERVER:
+            return
+        for half in self.halves:
+            half.mode = DHTMode.SERVER
+        if self.other is None:  # one DHT for both ids
+            guard_ipns_puts(self.dht.host, self.dht, KAD_PROTOCOLS)
+        else:
             lan, wan = (self.other, self.dht) if _is_wan(self.dht) else (self.dht, self.other)
-            for half in self.halves:
-                half.mode = DHTMode.SERVER
             _serve(wan.host, lan, wan)
-            log.info("routing: AutoNAT says public; the DHT now serves")
+        log.info("routing: AutoNAT says public; the DHT now serves")
 
     async def provide(self, cid: CID) -> bool:
         key = bytes(cid.digest)
