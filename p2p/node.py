@@ -439,6 +439,8 @@ class P2PNode:
     def stats(self) -> NodeStats:
         fetched, provided = self.fetching.counters, self.providing.counters
         relayed = self.relay_service.counts() if self.relay_service is not None else None
+        tables = (self.routing.table_sizes() if isinstance(self.routing, KadContentRouting)
+                  else {})
         return NodeStats(
             peer_id=self.peer_id,
             addrs=tuple(self.addrs) if self.running else (),
@@ -464,6 +466,7 @@ class P2PNode:
             reprovided=provided.reprovided,
             relay_reservations=relayed.reservations if relayed is not None else None,
             relay_circuits=relayed.circuits if relayed is not None else None,
+            dht_lan_peers=tables.get("lan"), dht_wan_peers=tables.get("wan"),
         )
 
 

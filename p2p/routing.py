@@ -262,6 +262,13 @@ class KadContentRouting:
         return len({peer for half in self.halves
                     for peer in half.routing_table.get_peer_ids()})
 
+    def table_sizes(self) -> dict[str, int]:
+        """Peers in each half's table, by half (``lan``, ``wan``); {} with one DHT."""
+        if self.other is None:
+            return {}
+        return {("wan" if _is_wan(half) else "lan"): half.routing_table.size()
+                for half in self.halves}
+
 
 def _is_wan(dht: KadDHT) -> bool:
     return not isinstance(dht.host, LanHost)

@@ -81,6 +81,9 @@ class NodeStats:
     # As a Circuit Relay v2 service (None: the node does not relay): slots held, circuits open.
     relay_reservations: int | None = None
     relay_circuits: int | None = None
+    # Peers in each half of the dual DHT's routing tables (None: one table, not split).
+    dht_lan_peers: int | None = None
+    dht_wan_peers: int | None = None
 
 
 def peer_stats(host: IHost, peers: Peers, bitswap: Bitswap, reputation: ProviderReputation,

@@ -112,6 +112,10 @@ def _node_metrics(s: NodeStats) -> Iterator[Metric]:
                  sum(1 for p in s.peers if p.connected))
     yield _gauge("ipfs_mcp_routing_table_size", "Peers in the DHT routing table",
                  s.routing_table_size)
+    for half, peers in (("lan", s.dht_lan_peers), ("wan", s.dht_wan_peers)):
+        if peers is not None:
+            yield _gauge(f"ipfs_mcp_dht_{half}_table_size",
+                         f"Peers in the {half.upper()} DHT's routing table", peers)
 
 
 def _peer_metrics(s: NodeStats) -> Iterator[Metric]:

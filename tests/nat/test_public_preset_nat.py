@@ -1,7 +1,7 @@
 """``--network public`` on the lab's internet: our daemon joins the DHT through a Kubo 0.43.1
-DHT server there (its bootstrap peer, in place of the real network's), puts a provider
-record in that Kubo's WAN DHT, and a Kubo behind a home NAT finds the record and fetches
-the content from us.
+DHT server there (its bootstrap peer, in place of the real network's), which lands in our
+WAN routing table (the LAN one stays empty), puts a provider record in that Kubo's WAN DHT,
+and a Kubo behind a home NAT finds the record and fetches the content from us.
 
 The daemon also listens on its namespace's loopback: the WAN record must not carry that
 address. Every address lives in the lab's namespaces; nothing leaves the machine.
@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from .lab import Internet
+from .lab import Internet, Public
 
 WAIT = 60.0  # seconds for each step, on a loaded 2-core machine
 OURS = "ours-public"
@@ -49,6 +49,19 @@ def _add_before_start(net: Internet, data: bytes) -> str:
     return done.stdout.decode().strip()
 
 
+def _metrics(net: Internet, where: Public, url: str) -> dict[str, float]:
+    """The daemon's Prometheus numbers (read inside its namespace, where it serves them)."""
+    read = "import sys, httpx; print(httpx.get(sys.argv[1], timeout=20).text)"
+    done = net.run(where, [sys.executable, "-c", read, url], timeout=WAIT)
+    assert done.returncode == 0, done.stderr
+    numbers: dict[str, float] = {}
+    for line in done.stdout.decode().splitlines():
+        name, _, value = line.partition(" ")
+        if name.startswith("ipfs_mcp_dht_"):
+            numbers[name] = float(value)
+    return numbers
+
+
 def test_a_public_node_provides_through_the_wan_to_a_kubo_behind_nat(
         internet: Internet) -> None:
     data = b"a model card, shared from one network to another\n" * 100
@@ -64,6 +77,10 @@ def test_a_public_node_provides_through_the_wan_to_a_kubo_behind_nat(
     # Our daemon reached its bootstrap peer and put the record in the server's WAN DHT.
     joined = _until("our record in the Kubo server's DHT", lambda: ours.peer_id in
                     server.find_providers(cid, seconds=2))
+    # The Kubo, at a public address, sits in our WAN table; the LAN table holds no one.
+    tables = _metrics(internet, ours_at, card["metrics"])
+    assert tables["ipfs_mcp_dht_wan_table_size"] >= 1, tables
+    assert tables["ipfs_mcp_dht_lan_table_size"] == 0, tables
     home = internet.add_home("friend")
     friend = internet.kubo(home, bootstrap=[server.dial_addr])
     friend.wait_for_dht_peer(server.peer_id, table="wan", timeout=WAIT)
