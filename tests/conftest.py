@@ -38,7 +38,7 @@ def _work_unit(nodeid: str) -> str:
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     if config.getoption("dist") != "load":  # another --dist asked for by name: xdist's own
         return None
-    from xdist.scheduler import LoadScopeScheduling
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
 
     class ByFile(LoadScopeScheduling):  # the biggest groups first (xdist's default order)
         def _split_scope(self, nodeid: str) -> str:
