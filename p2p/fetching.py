@@ -41,8 +41,10 @@ from ipfs_mcp.backends.core.cids import cid_str, parse_cid
 from ipfs_mcp.backends.errors import (
     BackendUnavailable,
     BlockNotFound,
+    DagTooLarge,
     IpfsMcpError,
     NetworkError,
+    TooLarge,
 )
 
 from .bitswap.engine import Bitswap, BlockStore
@@ -53,6 +55,7 @@ from .host import is_http_addr
 from .loop import NodeLoop
 from .peers import Peers
 from .providing import ProviderInfo, Providing
+from .relay.limits import declared_bytes, limit_error, relay_budget, wait_direct
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,9 @@ class DagStreams(Protocol):
 
     Called from a worker thread: fetch what is missing under ``root`` from ``urls``, best
     first, stopping once ``cancel`` is set; store at most ``max_bytes`` (None: no cap).
-    Returns the blocks and bytes it stored; what it could not get is left to bitswap.
+    Returns the blocks and bytes it stored, and how many blocks the whole DAG holds when
+    nothing under ``root`` is missing any more (None otherwise: what it could not get is
+    left to bitswap).
 
     Raises:
         TooLarge: more than ``max_bytes`` would have to be stored.
@@ -75,7 +80,7 @@ class DagStreams(Protocol):
     """
 
     def fetch_dag(self, root: CID, urls: Sequence[str], cancel: threading.Event,
-                  max_bytes: int | None) -> tuple[int, int]: ...
+                  max_bytes: int | None) -> tuple[int, int, int | None]: ...
 
 
 def http_url(addr: str, policy: DialPolicy) -> str | None:
@@ -265,14 +270,15 @@ class Fetching:
         urls = (http_url(a, policy) for a in addrs if is_http_addr(a))
         return list(dict.fromkeys(u for u in urls if u is not None))[:DIAL_PROVIDERS]
 
-    async def _over_http(self, cid: CID, extra: list[ID]) -> tuple[int, int]:
+    async def _over_http(self, cid: CID, extra: list[ID]) -> tuple[int, int, int | None]:
         """Whole CARs from the providers that serve HTTP (see the module docstring); the
-        blocks and bytes they sent. A cancellation stops the worker at its next chunk."""
+        blocks and bytes they sent, and the DAG's blocks when it is complete. A
+        cancellation stops the worker at its next chunk."""
         if self.http is None:
-            return 0, 0
+            return 0, 0, None
         urls = await self._http_urls(cid, extra)
         if not urls:
-            return 0, 0
+            return 0, 0, None
         cancel = threading.Event()
         try:
             return await anyio.to_thread.run_sync(
@@ -306,6 +312,45 @@ class Fetching:
         self.counters.succeeded(len(data), started)
         return data
 
+    async def _session_dag(self, session: Session, cid: CID, budget: int | None,
+                           providers: list[ID]) -> FetchReport:
+        """``session.fetch_dag``, kept within a relay's limit when every provider named is
+        reachable only over limited (relayed) connections: past that limit, wait (at most
+        ``relay_direct_wait``) for a direct connection, which hole punching brings, and go
+        on over it; else fail saying why (relay/limits.py).
+
+        Raises:
+            RelayLimitExceeded: too large for the relay, and no direct connection came.
+            And what :meth:`Session.fetch_dag` raises.
+        """
+        relay = relay_budget(self.host, providers)
+        if relay is None:
+            return await session.fetch_dag(cid, max_bytes=budget)
+        # The root first, and what it declares: a block past the limit is never asked for
+        # (the relay would cut the connection in the middle of it).
+        if declared_bytes(cid, await session.get(cid)) <= relay:
+            try:
+                return await session.fetch_dag(
+                    cid, max_bytes=relay if budget is None else min(budget, relay))
+            except DagTooLarge:
+                raise
+            except TooLarge:
+                if budget is not None and budget <= relay:
+                    raise  # the role's own budget, not the relay's
+        wait = self.config.relay_direct_wait
+        direct = False
+        async with trio.open_nursery() as nursery:
+            async def watch(peer: ID) -> None:
+                nonlocal direct
+                if await wait_direct(self.host, peer, wait):
+                    direct = True
+                    nursery.cancel_scope.cancel()
+            for peer in providers:
+                nursery.start_soon(watch, peer)
+        if not direct:
+            raise limit_error(cid_str(cid), providers, relay, wait)
+        return await session.fetch_dag(cid, max_bytes=budget)
+
     async def fetch_dag(self, cid: CID | str, *, pin: bool = False,
                         timeout: float | None = None,
                         providers: Iterable[str | ID] = ()) -> FetchReport:
@@ -318,6 +363,8 @@ class Fetching:
         Raises:
             BlockNotFound: some block could not be found; the error names it.
             TooLarge: the DAG exceeds the role's cache budget.
+            RelayLimitExceeded: the providers named are reachable only through a relay
+                whose limit the DAG exceeds, and no direct connection came in time.
             BackendUnavailable: the node is not running, or has no pin store and ``pin``.
         """
         self.loop.nursery()
@@ -331,13 +378,21 @@ class Fetching:
             budget = self.config.profile.cache_budget
             if local:
                 # The root is here, so most likely the rest is too: no DHT lookup.
-                report = await session.fetch_dag(cid, max_bytes=budget)
+                report = await self._session_dag(session, cid, budget, extra)
             else:
-                blocks, nbytes = await self._over_http(cid, extra)
+                blocks, nbytes, dag_blocks = await self._over_http(cid, extra)
                 if budget is not None:
                     budget = max(budget - nbytes, 0)
-                report = await self._with_discovery(
-                    cid, session, lambda: session.fetch_dag(cid, max_bytes=budget))
+                if dag_blocks is not None:
+                    # Complete, every block verified in the CAR walk's order: walking the DAG
+                    # again would read back and hash each block a second time.
+                    report = FetchReport(cid_str(cid), blocks=dag_blocks, fetched=0,
+                                         bytes_fetched=0,
+                                         seconds=time.monotonic() - started)
+                else:
+                    report = await self._with_discovery(
+                        cid, session,
+                        lambda: self._session_dag(session, cid, budget, extra))
                 if blocks:
                     report = dataclasses.replace(
                         report, fetched=report.fetched + blocks,

@@ -326,18 +326,24 @@ class PeerCarStreams:
             self.client.close()
 
     def fetch_dag(self, root: CID, urls: Sequence[str], cancel: threading.Event,
-                  max_bytes: int | None) -> tuple[int, int]:
-        """Raises: TooLarge: more than ``max_bytes`` to store; the rest as CarStreams."""
+                  max_bytes: int | None) -> tuple[int, int, int | None]:
+        """The blocks and bytes stored, and the DAG's blocks once it is complete (None:
+        something is left for bitswap).
+
+        Raises: TooLarge: more than ``max_bytes`` to store; the rest as CarStreams."""
         store = _Counted(self.store, max_bytes, cancel)
+        dag_blocks: int | None = None
         try:
-            CarStreams(_PeerUrls(self, urls), store, self.client).fetch(root, cancel)
+            received = CarStreams(_PeerUrls(self, urls), store, self.client).receive(
+                root, cancel)
+            dag_blocks = received.dag_blocks
         except OperationCancelled:
             if not store.over:
                 raise
         if store.over:
             raise TooLarge(f"fetching {cid_str(root)} would store more than the node's "
                            f"cache budget of {max_bytes} bytes")
-        return store.blocks, store.nbytes
+        return store.blocks, store.nbytes, dag_blocks
 
 
 class _PeerUrls:
@@ -374,6 +380,7 @@ def _node_config(settings: ServerSettings) -> Any:
     # the user did not give (network_presets.py).
     return NodeConfig.for_network(settings.network, role=settings.role,
                                   relay_service=settings.relay_service,
+                                  relays=settings.relays,
                                   listen_addrs=settings.listen, bootstrap=settings.bootstrap,
                                   mdns=settings.mdns, dial_scope=settings.dial_scope,
                                   named_peers=settings.named_peers)
