@@ -20,7 +20,7 @@ CIDv0 and a CIDv1 of the same bytes share one file, as in Kubo.
 
 A single ``put`` is fsynced on its own. An add (:meth:`Blockstore.batch`) pays for durability
 in batches instead: its blocks are written to ``tmp/`` with no sync each and, every
-BATCH_BYTES or BATCH_BLOCKS and at the end of the add, made durable together, renamed into
+ADD_BATCH_BYTES or BATCH_BLOCKS and at the end of the add, made durable together, renamed into
 place and the renames made durable (:class:`~.atomic.DiskSync`: where Linux has ``syncfs``,
 one per batch, which also commits the previous batch's renames, and one at the end), while
 the next batch is being written. The add commits its pin only after the last batch is
@@ -108,13 +108,18 @@ def _multihash_of_key(key: str) -> bytes:
 # ``Blockstore.fresh_blocks``): a window's worth at Kubo's chunk size. A reader that falls
 # further behind reads the rest back from disk, as it would without them.
 FRESH_BYTES = 16 * 1024 * 1024
-# A batch of an add's block writes is made durable and renamed into place once it holds this
-# many bytes or blocks (and at the end of the add): one sync per 8 MiB (against one per
-# block before), the disk's writeback spread over the add rather than all at its end, and
-# what a power cut can take back from an add in progress stays small. Measured on 256 MiB
-# adds, 4 to 64 MiB batches took the same time within the disk's noise.
+# A batch of block writes (a receive's; an add's holds ADD_BATCH_BYTES) is made durable and
+# renamed into place once it holds this many bytes or blocks (and at the end): one sync per
+# 8 MiB (against one per block before), the disk's writeback spread over the transfer rather
+# than all at its end, and what a power cut can take back from one in progress stays small.
+# Measured on 256 MiB adds, 4 to 64 MiB batches took the same time within the disk's noise.
 BATCH_BYTES = 8 * 1024 * 1024
 BATCH_BLOCKS = 1024
+# An add's batches hold 32 MiB: each sync also pays a journal commit and a cache flush (2-6 ms
+# here with nothing to write), 32 a GiB instead of 128. 1 GiB adds on a loaded shared
+# machine: in one process, 32 MiB faster in four pairs of six (by 14-35%), slower in two (by
+# 2-8%); as whole commands, 1.19x and 0.95x: within the noise (bench/README.md).
+ADD_BATCH_BYTES = 32 * 1024 * 1024
 _STAMP = "%Y%m%dT%H%M%SZ"
 _LEGACY_BAD = "corrupt-"  # tmp/corrupt-<KEY>.data.<hex>, the layout before quarantine/
 
@@ -441,7 +446,7 @@ class Blockstore:
         if self._batch.get() is not None:
             yield
             return
-        batch = _WriteBatch(self, workers)
+        batch = _WriteBatch(self, workers, ADD_BATCH_BYTES)
         token = self._batch.set(batch)
         closed = False
         try:
@@ -703,8 +708,10 @@ class _WriteBatch:
     The first failure is raised on the next ``submit`` or on ``close``.
     """
 
-    def __init__(self, store: Blockstore, workers: int) -> None:
+    def __init__(self, store: Blockstore, workers: int,
+                 batch_bytes: int = BATCH_BYTES) -> None:
         self._store = store
+        self._batch_bytes = batch_bytes  # a batch is cut at this many bytes or BATCH_BLOCKS
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="block-write")
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="block-commit")
         self._slots = threading.BoundedSemaphore(2 * workers)
@@ -730,7 +737,7 @@ class _WriteBatch:
             future.add_done_callback(self._done)
             self._writes.append(future)
             self._bytes += len(data)
-            if self._bytes >= BATCH_BYTES or len(self._writes) >= BATCH_BLOCKS:
+            if self._bytes >= self._batch_bytes or len(self._writes) >= BATCH_BLOCKS:
                 self._cut()
 
     def flush(self) -> None:

@@ -64,11 +64,11 @@ class NotingSync(DiskSync):
 
 
 def batch_count(block_sizes: list[int]) -> int:
-    """How many batches the blockstore's bounds cut these blocks into."""
+    """How many batches the blockstore's bounds cut an add of these blocks into."""
     batches = held = count = 0
     for size in block_sizes:
         held, count = held + size, count + 1
-        if held >= blockstore.BATCH_BYTES or count >= blockstore.BATCH_BLOCKS:
+        if held >= blockstore.ADD_BATCH_BYTES or count >= blockstore.BATCH_BLOCKS:
             batches, held, count = batches + 1, 0, 0
     return batches + (1 if count else 0)
 
@@ -93,6 +93,7 @@ def test_an_add_syncs_once_per_batch_and_pins_after_the_last(
     leaves = size // CHUNK
     kinds = sync.kinds()
     batches = batch_count([len(unixfs.file_leaf(bytes(CHUNK)))] * leaves + [1])  # and root
+    assert batches == 2  # 32 MiB, then the rest: two syncs of blocks for 40 MiB
     # Each batch's files synced before its renames; the renames synced by the next batch's
     # syncfs, or by their own folders sync without one; the last ones before the pin, which
     # then syncs its file and its folder.
@@ -134,11 +135,11 @@ def test_an_add_that_fails_mid_batch_leaves_no_temp_file_and_no_pin(tmp_path: Pa
     backend = HFCacheBackend(Repo(tmp_path / "repo", sync=sync))
     with pytest.raises(OSError, match="went away"):
         # one batch and a half: the first is committed, the second is open
-        backend.add_stream(Failing(blockstore.BATCH_BYTES * 3 // 2))  # type: ignore[arg-type]
+        backend.add_stream(Failing(blockstore.ADD_BATCH_BYTES * 3 // 2))  # type: ignore[arg-type]
     repo = Repo(tmp_path / "repo")
     assert list(repo.pins) == []
     assert not any(repo.blocks.tmp_dir.iterdir())  # the open batch's temp files are gone
-    committed = blockstore.BATCH_BYTES // CHUNK
+    committed = blockstore.ADD_BATCH_BYTES // CHUNK
     assert len(list(repo.blocks.iter_multihashes())) == committed  # whole, and garbage
     assert repo.verify().ok
     assert repo.gc().removed == committed

@@ -16,6 +16,7 @@ from ipfs_mcp.backends.core.cids import cid_of_block, cid_str
 from ipfs_mcp.backends.core.importer import Importer, ImportOptions
 from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, PinNotFound
 from ipfs_mcp.backends.hf_cache import HFCacheBackend
+from ipfs_mcp.backends.repo.blockstore import ADD_BATCH_BYTES
 from ipfs_mcp.backends.repo.repository import GCReport, Repo
 
 
@@ -158,14 +159,17 @@ def test_gc_waits_for_an_add_in_another_process(backend: HFCacheBackend) -> None
 
 def test_kill_9_mid_add_leaves_a_consistent_repo(backend: HFCacheBackend, tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(64 << 20))
+    big.write_bytes(os.urandom(3 * ADD_BATCH_BYTES))
+    # Past the second batch's cut, which waits for the first batch's commit: some blocks are
+    # in place, and more are in flight, when the kill comes.
+    midway = 2 * ADD_BATCH_BYTES + (1 << 20)
     script = textwrap.dedent(f"""
         from ipfs_mcp.backends.repo.repository import GCReport, Repo
         from ipfs_mcp.backends.hf_cache import HFCacheBackend
         b = HFCacheBackend(Repo({str(backend.repo.path)!r}))
         def progress(n, seen=[0]):
             seen[0] += n
-            if seen[0] >= 16 << 20 and seen[0] - n < 16 << 20:
+            if seen[0] >= {midway} and seen[0] - n < {midway}:
                 print("midway", flush=True)
         b.add_path({str(big)!r}, progress=progress)
     """)
