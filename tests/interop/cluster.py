@@ -124,14 +124,25 @@ class ClusterPeer:
         argv = [str(self.service), "daemon"]
         if bootstrap:
             argv += ["--bootstrap", bootstrap]
-        self._proc = DaemonProcess(argv, name=self.name, cwd=self.base_dir,
-                                   log_path=self.log_path, ready_marker=_READY, env=self.env)
-        try:
-            self._proc.wait_ready(timeout)
-            info = self.get("id", timeout=max(1.0, timeout - (time.monotonic() - started)))
-        except BaseException:
-            self._proc.close(grace=1.0)
-            raise
+        for attempt in range(3):
+            self._proc = DaemonProcess(argv, name=self.name, cwd=self.base_dir,
+                                       log_path=self.log_path, ready_marker=_READY,
+                                       env=self.env)
+            try:
+                self._proc.wait_ready(max(1.0, timeout - (time.monotonic() - started)))
+                info = self.get("id", timeout=max(1.0, timeout - (time.monotonic() - started)))
+                break
+            except InteropError as exc:
+                self._proc.close(grace=1.0)
+                # init's --randomports were free when it picked them, not always when the
+                # daemon binds them (another process may take one in between): init anew.
+                if attempt == 2 or "address already in use" not in str(exc):
+                    raise
+                shutil.rmtree(self.path)
+                self._init()
+            except BaseException:
+                self._proc.close(grace=1.0)
+                raise
         self.peer_id: str = info["id"]
         addrs = [a for a in info.get("addresses") or [] if a.startswith("/ip4/127.0.0.1/")]
         if not addrs:
