@@ -20,9 +20,13 @@ from ipfs_mcp.backends import router
 # conformance suite's build) is then made once, not once per worker. (xdist's own
 # ``--dist loadgroup`` cannot do this here: it marks groups in the test ids, which pytest 9.2
 # no longer lets a plugin change.) The files that make network namespaces (each a lab of
-# daemons and routers, the heaviest load the suite puts on the machine) also run one after
-# another, on one worker.
-_ONE_AT_A_TIME = {"network-namespaces": ("tests/nat/", "tests/p2p/test_mdns.py")}
+# daemons and routers) or 3-peer clusters (six daemons each), the heaviest loads the suite
+# puts on the machine, also run one after another, each kind on one worker: two at once
+# slow each other past their tests' bounds.
+_ONE_AT_A_TIME = {
+    "network-namespaces": ("tests/nat/", "tests/p2p/test_mdns.py"),
+    "clusters": ("tests/interop/test_cluster_", "tests/interop/test_kubo043_harness.py"),
+}
 
 
 def _work_unit(nodeid: str) -> str:
