@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 IDENTIFY_PROTOCOL = "/ipfs/id/1.0.0"
 
 CircuitDialer = Callable[[Multiaddr, ID], Awaitable[object]]
+# The head start direct addresses get over relayed ones (go-libp2p's dial ranker: 500 ms).
+RELAY_DELAY = 0.5
 
 
 class Peers:
@@ -121,38 +123,66 @@ class Peers:
         full 250 ms head start even after the first dial succeeded; dialling the swarm
         address by address costs only the handshake.
 
-        Direct addresses go first; relayed ones (``/p2p-circuit``) only when none worked.
+        Relayed addresses (``/p2p-circuit``) are dialled beside the direct ones once these
+        have had :data:`RELAY_DELAY` to connect, as go-libp2p ranks them: a direct address
+        behind a NAT that drops the dial would otherwise use up the whole timeout.
 
         Raises:
-            RelayError: only relayed addresses were left, and the last relay failed.
+            RelayError: no direct address worked, and the last relay failed.
             NetworkError: no address worked.
         """
-        network = self.host.get_network()
         self.host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
+        direct = [a for a in info.addrs if not is_circuit(a)]
+        relayed = [a for a in info.addrs if is_circuit(a)] if self.dial_circuit else []
         failures: list[str] = []
-        relayed = [a for a in info.addrs if is_circuit(a)]
-        for addr in info.addrs:
-            if addr in relayed:
-                continue
+        relay_errors: list[RelayError] = []
+        connected, direct_failed = trio.Event(), trio.Event()
+        async with trio.open_nursery() as nursery:
+            async def won() -> None:
+                connected.set()
+                nursery.cancel_scope.cancel()  # the other dials are not needed now
+
+            nursery.start_soon(self._dial_direct, info.peer_id, direct, failures, won,
+                               direct_failed)
+            if relayed:
+                nursery.start_soon(self._dial_relayed, info.peer_id, relayed, direct_failed,
+                                   relay_errors, won)
+        if connected.is_set():
+            return
+        if relay_errors:
+            raise relay_errors[-1]
+        raise NetworkError("; ".join(failures) or "no addresses")  # the detail, for the log
+
+    async def _dial_direct(self, peer: ID, addrs: list[Multiaddr], failures: list[str],
+                           won: Callable[[], Awaitable[None]], failed: trio.Event) -> None:
+        network = self.host.get_network()
+        for addr in addrs:
             try:
-                conn = await network.dial_addr(addr, info.peer_id)
+                conn = await network.dial_addr(addr, peer)
             except NET_ERRORS as exc:
                 failures.append(f"{addr}: {exc!r}")
                 continue
             started = getattr(conn, "event_started", None)
             if started is not None:
                 await started.wait()
+            await won()
             return
-        last: RelayError | None = None
-        for addr in relayed if self.dial_circuit is not None else []:
+        failed.set()
+
+    async def _dial_relayed(self, peer: ID, addrs: list[Multiaddr], direct_failed: trio.Event,
+                            errors: list[RelayError], won: Callable[[], Awaitable[None]]
+                            ) -> None:
+        # The direct dials' head start: over when they have all failed, or after the delay.
+        with trio.move_on_after(RELAY_DELAY):
+            await direct_failed.wait()
+        for addr in addrs:
             try:
-                await self.dial_circuit(addr, info.peer_id)  # type: ignore[misc]
-                return
+                await self.dial_circuit(addr, peer)  # type: ignore[misc]
             except RelayError as exc:
-                last = exc
-        if last is not None:
-            raise last
-        raise NetworkError("; ".join(failures) or "no addresses")  # the detail, for the log
+                errors.append(exc)
+                continue
+            await won()
+            return
 
     async def wait_for_peer(self, peer_id: str | None = None, *, timeout: float = 30.0
                             ) -> str:

@@ -176,6 +176,9 @@ async def dial_through_relay(host: IHost, addr: Multiaddr | str, target: ID) -> 
         await close_quietly(stream)
         raise RelayError(f"the connection to {target} through relay {circuit.relay} failed "
                          f"its handshake: {exc}") from exc
+    except trio.Cancelled:  # a direct dial won the race (peers.Peers._dial): free the slot
+        await close_quietly(stream)
+        raise
     track(conn.muxed_conn, raw)
     started = getattr(conn, "event_started", None)
     if started is not None:

@@ -11,6 +11,7 @@ budget.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,8 @@ from libp2p.abc import INetStream
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from multiaddr import Multiaddr
 
 from ipfs_mcp.backends.core import varint
 from ipfs_mcp.backends.core.cids import cid_str
@@ -31,6 +34,7 @@ from ipfs_mcp.backends.core.exporter import Exporter
 from ipfs_mcp.backends.errors import RelayError, RelayLimitExceeded
 from ipfs_mcp.p2p import P2PNode
 from ipfs_mcp.p2p.host import peer_info_from_addr
+from ipfs_mcp.p2p.relay.circuit_dial import parse_circuit
 from ipfs_mcp.p2p.relay.limits import direct_connections, is_limited, relayed
 from ipfs_mcp.p2p.relay.wire import (
     HOP_PROTOCOL,
@@ -223,3 +227,28 @@ async def test_a_stop_connect_from_a_peer_we_hold_no_slot_on_is_refused(
         assert answer.type == StopMessage.STATUS and answer.status == Status.PERMISSION_DENIED
         conns = a.host.get_network().get_connections(ID.from_base58(stranger.peer_id))
         assert conns and not any(relayed(c) for c in conns)  # only the direct one
+
+
+async def test_a_silent_direct_address_does_not_hold_up_the_relayed_one(
+        kubo_relay: object, tmp_path: Path) -> None:
+    """A deliberately silent listener stands for a direct address behind a NAT that drops
+    the dial: the relayed address is tried beside it and connects."""
+    async def silent(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()  # accepts and never answers: the handshake hangs
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, silent, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        async with reserved_node(tmp_path / "a", kubo_relay) as a, \
+                node_at(tmp_path / "b") as b:
+            b.host.remove_stream_handler(DCUTR)
+            peer = ID.from_base58(a.peer_id)
+            circuit = parse_circuit(circuit_to(kubo_relay, a.peer_id)).for_target(peer)
+            with trio.fail_after(30):
+                await b.peers.connect(
+                    PeerInfo(peer, [Multiaddr(f"/ip4/127.0.0.1/tcp/{port}"), circuit]),
+                    timeout=20)
+            conns = b.host.get_network().get_connections(peer)
+            assert conns and all(is_limited(c) for c in conns)
+        nursery.cancel_scope.cancel()
