@@ -145,6 +145,18 @@ def wait_until(check: Callable[[], T | None], *, timeout: float, what: str,
     raise InteropTimeout(f"{what} did not happen within {timeout:.1f} s")
 
 
+def seconds_until(what: str, ready: Callable[[], object], timeout: float,
+                  interval: float = 0.1) -> float:
+    """:func:`wait_until` for a test that records how long ``ready`` took to hold.
+
+    Raises:
+        InteropTimeout: ``what`` did not happen in time.
+    """
+    started = time.monotonic()
+    wait_until(lambda: bool(ready()), timeout=timeout, what=what, interval=interval)
+    return time.monotonic() - started
+
+
 @dataclass(frozen=True)
 class Public:
     """A host on the lab's internet: its namespace and its address."""

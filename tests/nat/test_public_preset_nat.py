@@ -13,25 +13,16 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
-from .lab import Internet, Public
+from .lab import Internet, Public, seconds_until
 
 WAIT = 60.0  # seconds for each step, on a loaded 2-core machine
 OURS = "ours-public"
 
 
-def _until(what: str, ready: object, timeout: float = WAIT) -> float:
-    """Poll ``ready()`` until it is true, at most ``timeout`` seconds; the seconds it took.
-
-    Raises:
-        AssertionError: not within ``timeout``.
-    """
-    started = time.monotonic()
-    for _ in range(int(timeout / 0.2)):
-        if ready():  # type: ignore[operator]
-            return time.monotonic() - started
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s")
+def _until(what: str, ready: Callable[[], object], timeout: float = WAIT) -> float:
+    return seconds_until(what, ready, timeout, interval=0.2)
 
 
 def _add_before_start(net: Internet, data: bytes) -> str:

@@ -10,31 +10,23 @@ reservation and to the first relayed connection are printed.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from .lab import Home, Internet, OurNode
+from .lab import Home, Internet, OurNode, seconds_until
 
 WAIT = 60.0  # seconds for each step, on a loaded 2-core machine
 
 
-def _until(what: str, ready: object, timeout: float = WAIT) -> float:
-    """Ask ``ready()`` until it is true (bounded in time and count); the seconds it took.
-
-    Raises:
-        AssertionError: not within ``timeout``.
-    """
-    started = time.monotonic()
-    for _ in range(int(timeout / 0.1)):
-        if ready():  # type: ignore[operator]
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s")
+def _until(what: str, ready: Callable[[], object], timeout: float = WAIT) -> float:
+    return seconds_until(what, ready, timeout)
 
 
 def _logged(node: OurNode, pattern: str) -> bool:
@@ -86,7 +78,7 @@ def test_two_of_our_nodes_behind_nat_exchange_files_through_a_kubo_relay(
         a, b = (f.result() for f in starting)
     for node in (a, b):
         _until(f"{node.name}'s reservation on the Kubo relay",
-               lambda node=node: _logged(node, "reservation on relay"))
+               functools.partial(_logged, node, "reservation on relay"))
     reserved = [_seconds_between(n, "listening on", "reservation on relay") for n in (a, b)]
     # `ipfs-mcp id` shows the relayed address beside the direct one.
     circuit_a = f"{relay.dial_addr}/p2p-circuit/p2p/{a.peer_id}"

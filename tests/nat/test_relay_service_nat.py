@@ -10,9 +10,10 @@ Figures (``record_property``) are printed at the end of the run.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
-from .lab import Internet, LabKubo
+from .lab import Internet, LabKubo, seconds_until
 
 Record = Any  # pytest's record_property
 
@@ -22,18 +23,8 @@ PRIVATE = {"Internal.Libp2pForceReachability": "private"}
 WAIT = 60.0  # seconds for each step, on a loaded 2-core machine
 
 
-def _until(what: str, ready: object, timeout: float = WAIT) -> float:
-    """Poll ``ready()`` until it is true; the seconds it took.
-
-    Raises:
-        AssertionError: not within ``timeout``.
-    """
-    started = time.monotonic()
-    for _ in range(int(timeout / 0.1)):
-        if ready():  # type: ignore[operator]
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s")
+def _until(what: str, ready: Callable[[], object], timeout: float = WAIT) -> float:
+    return seconds_until(what, ready, timeout)
 
 
 def _logged(kubo: LabKubo, text: str) -> bool:
