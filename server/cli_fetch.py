@@ -1,8 +1,10 @@
 """``ipfs-mcp get`` over the network: a node of its own for one run, for people.
 
 ``ipfs-mcp get CID -o PATH --peer MULTIADDR`` (or ``--bootstrap``, ``--trustless-gateway``,
-``--delegated-router``) builds the server's own lifespan (:func:`.state.lifespan_state`:
-the Router, its retrieval sources and our P2P node), dials the peers named, and fetches
+``--delegated-router``, or ``--network public``: the DHT, and from behind a NAT a relay and
+hole punching, with ``--listen``/``--dial-scope`` as ``serve`` has them) builds the server's
+own lifespan (:func:`.state.lifespan_state`: the Router, its retrieval sources and our P2P
+node), dials the peers named, and fetches
 through the Router exactly as ``fetch_cid`` does. So the same rules hold:
 
 * every block is verified and stored in the repo as it arrives; blocks already in the repo
@@ -17,8 +19,10 @@ through the Router exactly as ``fetch_cid`` does. So the same rules hold:
 
 Progress: on a terminal a rich bar (bytes received, rate, providers; then bytes written);
 with ``--json`` one JSON object per line on stderr, the last one at the content's size, and
-a summary on stdout. The counts come from the node's bitswap ledgers (``Network.snapshot``)
-and the trustless gateways' records (blocks only: a gateway's bytes are not counted).
+a summary on stdout (with each provider's connections at the end: direct addresses, and
+how many go through a relay). The counts come from the node's bitswap ledgers
+(``Network.snapshot``) and the trustless gateways' records (blocks only: a gateway's bytes
+are not counted).
 
 Failures end with one line on stderr and a non-zero exit status: 1 for an error, 130 for
 an interrupt. Without any network option, ``get`` stays local (:func:`wanted` says which).
@@ -59,7 +63,7 @@ from ipfs_mcp.tools.roots import describe_existing
 from .cli_errors import check_peer_address, explain
 from .cli_output import checked_output, output_of
 from .logs import configure_logging
-from .serve import add_retrieval_arguments
+from .serve import add_node_arguments, add_retrieval_arguments
 
 if TYPE_CHECKING:
     from ipfs_mcp.backends.retrieval.trustless_gateway import GatewayStat
@@ -78,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fetch from this peer, /ip4/.../tcp/.../p2p/PEER_ID (repeatable); "
                              "starts a node for this run")
     add_retrieval_arguments(parser)  # --bootstrap, --trustless-gateway, --delegated-router
+    # --network public: a node that finds providers through the DHT and, behind a NAT,
+    # reaches them through a relay and hole-punches; --listen, --dial-scope as serve's.
+    add_node_arguments(parser)
     parser.add_argument("--timeout", type=_seconds, metavar="SECONDS", default=None,
                         help="give up after this long (default: the node's own bounds)")
     parser.add_argument("--hf", metavar="ORG/NAME[@REVISION]", default=None,
@@ -98,7 +105,8 @@ def _seconds(text: str) -> float:
 
 
 def network_requested(args: argparse.Namespace) -> bool:
-    return bool(args.peer or args.bootstrap or args.trustless_gateway or args.delegated_router)
+    return bool(args.peer or args.bootstrap or args.trustless_gateway or args.delegated_router
+                or args.network == "public")
 
 
 def wanted(args: argparse.Namespace) -> bool:
@@ -119,6 +127,9 @@ class Transfer:
     peers: int = 0  # connected peers
     written: int = 0
     phase: str = "connecting"
+    # Each provider's open connections at the end: remote addresses of the direct ones, and
+    # how many run through a relay (so a person sees whether hole punching worked).
+    paths: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # Each peer's counts when the run began: a long-running node (Kubo as the backend)
     # has exchanged blocks before, and only this run's count.
@@ -237,7 +248,9 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
     settings = ServerSettings.load(
         bootstrap=args.bootstrap, trustless_gateways=args.trustless_gateway,
         delegated_routers=args.delegated_router, max_write=args.max_write_bytes,
-        p2p=True if (args.peer or args.bootstrap or args.delegated_router) else None)
+        listen=args.listen, network=args.network, dial_scope=args.dial_scope,
+        p2p=True if (args.peer or args.bootstrap or args.delegated_router
+                     or args.network == "public") else None)
     if not network_requested(args):  # --hf alone: the local repo only, as plain `get`
         return replace(settings, p2p=False, bootstrap=(), trustless_gateways=(),
                        delegated_routers=())
@@ -415,6 +428,7 @@ async def _run(args: argparse.Namespace, settings: ServerSettings
                     except Exception as exc:  # kept, raised outside the task group
                         error = exc
                 await _refresh(state, transfer)  # the final counts, whatever the outcome
+                transfer.paths = _paths(state, transfer.providers)
                 if interrupted:
                     error, result = _stopped_error(args, transfer, "interrupt"), None
                 elif limit.cancelled_caught:
@@ -427,6 +441,30 @@ async def _run(args: argparse.Namespace, settings: ServerSettings
         raise error
     assert result is not None
     return result, transfer
+
+
+def _paths(state: ServerState, providers: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """How our node is connected to each provider peer: ``direct`` (remote addresses of
+    the connections that are not relayed) and ``relayed`` (how many go through a relay)."""
+    node = state.slot.node
+    if node is None:
+        return {}
+    from libp2p.peer.id import ID
+
+    from ipfs_mcp.p2p.relay.limits import relayed
+
+    paths: dict[str, dict[str, Any]] = {}
+    for provider in providers:
+        try:
+            peer = ID.from_base58(provider)
+        except ValueError:  # a gateway's URL, not a peer
+            continue
+        conns = node.host.get_network().get_connections(peer)
+        paths[provider] = {
+            "direct": [str(a) for c in conns if relayed(c) is None
+                       for a in c.get_transport_addresses()],
+            "relayed": sum(1 for c in conns if relayed(c) is not None)}
+    return paths
 
 
 def _one_line(text: str) -> str:
@@ -466,6 +504,7 @@ def cmd_get(args: argparse.Namespace) -> int:
                           **delivered.where, "blocks_fetched": transfer.blocks,
                           "bytes_fetched": transfer.received,
                           "providers": list(transfer.providers),
+                          "provider_connections": transfer.paths,
                           "seconds": round(seconds, 3)}, default=str))
         return 0
     print(delivered.message)

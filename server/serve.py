@@ -91,6 +91,24 @@ def add_retrieval_arguments(parser: argparse.ArgumentParser) -> None:
                              "(repeatable; env IPFS_MCP_DELEGATED_ROUTERS)")
 
 
+def add_node_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the P2P node listens, which network it joins and what it dials: the options
+    ``serve``, ``daemon`` and a network ``get`` share."""
+    parser.add_argument("--listen", action="append", metavar="MULTIADDR", default=None,
+                        help="P2P listen address, e.g. /ip4/0.0.0.0/tcp/4001 (repeatable; "
+                             "env IPFS_MCP_LISTEN)")
+    parser.add_argument("--network", choices=("local", "public"), default=None,
+                        help="which network the P2P node joins: local (default: 127.0.0.1, "
+                             "no bootstrap peer) or public (the IPFS network: Kubo's "
+                             "bootstrap peers, every interface on port 4001, AutoNAT, relays "
+                             "and hole punching); --listen, --bootstrap and --dial-scope "
+                             "replace its values (env IPFS_MCP_NETWORK)")
+    parser.add_argument("--dial-scope", metavar="SCOPE", default=None,
+                        help="addresses the P2P node dials: loopback, lan or public (env "
+                             "IPFS_MCP_DIAL_SCOPE; default: the scope it listens on); "
+                             "link-local and cloud metadata addresses are never dialled")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``serve`` options to ``parser``."""
     parser.add_argument("--http", metavar="HOST:PORT",
@@ -110,19 +128,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a Circuit Relay v2 relay to hold a slot on, so peers reach this "
                              "node through it from behind a NAT, ending in /p2p/RELAY_ID "
                              "(repeatable; env IPFS_MCP_RELAYS)")
-    parser.add_argument("--listen", action="append", metavar="MULTIADDR", default=None,
-                        help="P2P listen address, e.g. /ip4/0.0.0.0/tcp/4001 (repeatable; "
-                             "env IPFS_MCP_LISTEN)")
-    parser.add_argument("--network", choices=("local", "public"), default=None,
-                        help="which network the P2P node joins: local (default: 127.0.0.1, "
-                             "no bootstrap peer) or public (the IPFS network: Kubo's "
-                             "bootstrap peers, every interface on port 4001, AutoNAT, relays "
-                             "and hole punching); --listen, --bootstrap and --dial-scope "
-                             "replace its values (env IPFS_MCP_NETWORK)")
-    parser.add_argument("--dial-scope", metavar="SCOPE", default=None,
-                        help="addresses the P2P node dials: loopback, lan or public (env "
-                             "IPFS_MCP_DIAL_SCOPE; default: the scope it listens on); "
-                             "link-local and cloud metadata addresses are never dialled")
+    add_node_arguments(parser)
     parser.add_argument("--announce-topic", metavar="TOPIC", default=None,
                         help="say on this PubSub topic each root the node announces; a "
                              "master also prefetches what others say there (env "
