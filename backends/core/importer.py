@@ -225,6 +225,7 @@ class AddedEntry:
     cid: CID
     size: int
     kind: str  # "file" | "directory" | "symlink"
+    target: str | None = None  # a symlink's, so a listing of the add needs no block read
 
 
 @dataclass
@@ -361,6 +362,10 @@ class Importer:
             return hamt.build(entries, self._put_pb, self.options.max_hamt_fanout)
         return Node(self._put_pb(block), len(block) + sum(n.tsize for _, n in entries), 0)
 
+    def shards(self, entries: list[tuple[str, Node]], block_size: int) -> bool:
+        """Whether a folder of ``entries``, its plain block ``block_size`` bytes, is a HAMT."""
+        return self._shards(entries, block_size)
+
     def _shards(self, entries: list[tuple[str, Node]], block_size: int) -> bool:
         """boxo ``needsToSwitchToHAMTDir`` for a directory built by adding ``entries``.
 
@@ -410,7 +415,8 @@ class Importer:
             entries.append(AddedEntry("", node.cid_obj, node.size, kind))
         if self.options.wrap_with_directory:
             name = path.resolve().name if path.name in ("", ".", "..") else path.name
-            entries = [AddedEntry(_join(name, e.path), e.cid, e.size, e.kind) for e in entries]
+            entries = [AddedEntry(_join(name, e.path), e.cid, e.size, e.kind, e.target)
+                       for e in entries]
             wrapper = self.add_directory([(name, node)])
             entries.append(AddedEntry("", wrapper.cid_obj, node.size, "directory"))
             node = wrapper
@@ -429,8 +435,9 @@ class Importer:
                 continue
             child_rel = _join(rel, entry.name)
             if entry.is_symlink() and not self.options.follow_symlinks:
-                node = self.add_symlink(os.readlink(entry.path))
-                entries.append(AddedEntry(child_rel, node.cid_obj, 0, "symlink"))
+                link = os.readlink(entry.path)
+                node = self.add_symlink(link)
+                entries.append(AddedEntry(child_rel, node.cid_obj, 0, "symlink", link))
             elif entry.is_dir() and not entry.is_symlink():
                 node = self._walk(Path(entry.path), child_rel, entries)
             elif entry.is_dir():  # a followed symlink to a folder: guard against cycles

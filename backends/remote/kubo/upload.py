@@ -182,8 +182,10 @@ def added_entries(tree: LocalTree, added: Iterable[tuple[str, CID]]) -> list[Add
         rel = reported[len(name):].lstrip("/") if reported == name or reported.startswith(
             name + "/") else reported
         local = base / reported if reported.startswith(name) else top / rel
-        if local.is_symlink() and not local.is_dir():
-            kind, size = "symlink", 0
+        target = None
+        # Sent as a symlink unless followed (the top always is), whatever it points to.
+        if local.is_symlink() and local != top and not tree.options.follow_symlinks:
+            kind, size, target = "symlink", 0, os.readlink(local)
         elif local.is_dir():
             kind, size = "directory", 0
         else:
@@ -192,5 +194,5 @@ def added_entries(tree: LocalTree, added: Iterable[tuple[str, CID]]) -> list[Add
                 size = local.stat().st_size
             except OSError:
                 size = 0
-        out.append(AddedEntry(rel, cid, size, kind))
+        out.append(AddedEntry(rel, cid, size, kind, target))
     return out
