@@ -37,7 +37,7 @@ from ipfs_mcp.backends.hub import receive as hf_receive
 from ipfs_mcp.backends.router import ReadReport
 
 from .import_options import ImportArgs
-from .listings import files_page, folder_page, pins_page
+from .listings import added_page, files_page, folder_page, pins_page
 from .models import (
     AddResult,
     FetchResult,
@@ -106,8 +106,9 @@ async def store_model(backend: Backend, source: str, *, roots: AllowedRoots,
     and off for other paths. Referenced files must resolve inside the allowed roots or the
     hub cache; a symlink that leads out is refused.
 
-    The result lists the first page of the stored files (read back from the stored DAG,
-    as :func:`ls` continues it with the result's ``cursor``).
+    The result lists the first page of the stored files, as :func:`ls` continues it with
+    the result's ``cursor``: built from what the add reported, without reading a block
+    back (read from the stored DAG only when a folder is HAMT-sharded).
 
     The result says ``announced=False``; announcing is the network's part
     (:func:`ipfs_mcp.tools.network.announce_quietly`), done by the caller.
@@ -165,9 +166,17 @@ async def store_model(backend: Backend, source: str, *, roots: AllowedRoots,
     result = await run_blocking(work, progress)
     root = cid_str(result.root)
     cursors = cursors or Cursors()
-    page = await run_blocking(lambda: files_page(
-        backend.exporter(), result.root, cursors=cursors, limit=DEFAULT_PAGE,
+    # The first page comes from what the add reported, reading no block: on a cluster,
+    # reading the DAG back through one peer's Kubo would copy blocks onto a peer outside
+    # the allocation. A sharded folder lists in hash order, which needs its blocks: only
+    # then is the page read from the stored DAG.
+    page = await run_blocking(lambda: added_page(
+        result.entries, result.root, options=options, cursors=cursors, limit=DEFAULT_PAGE,
         total=len(result.entries)))
+    if page is None:
+        page = await run_blocking(lambda: files_page(
+            backend.exporter(), result.root, cursors=cursors, limit=DEFAULT_PAGE,
+            total=len(result.entries)))
     files = sum(1 for e in result.entries if e.kind == "file")
     return StoreResult(
         source=source, root_cid=root, total_size=result.size, file_count=files,

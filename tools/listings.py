@@ -8,6 +8,9 @@ Each function does one page's work and says where the next starts, as a signed c
 - Every file under a root (``store_model``'s file list) is walked depth first, each folder
   in its link order; the cursor holds, for each folder open on the way down, the index of
   its next entry, so resuming re-reads one entry per level and then the page.
+- The first page of an add (``store_model``'s) is walked the same way over the entries the
+  add itself reported (:func:`added_page`), reading no block: on a cluster, reading the DAG
+  back through one peer's Kubo would copy blocks onto a peer outside the allocation.
 - Pins resume after the last one shown (newest first, then by CID), so a pin added or
   removed between pages neither repeats nor hides another.
 """
@@ -15,16 +18,29 @@ Each function does one page's work and says where the next starts, as a signed c
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from multiformats import CID
 
+from ipfs_mcp.backends.core import unixfs
 from ipfs_mcp.backends.core.cids import cid_str
-from ipfs_mcp.backends.core.exporter import Entry, Exporter
+from ipfs_mcp.backends.core.dagpb import Node, encode_link, encode_node
+from ipfs_mcp.backends.core.exporter import Entry, Exporter, Listing
+from ipfs_mcp.backends.core.importer import AddedEntry, Importer, ImportOptions
 from ipfs_mcp.backends.errors import InvalidInput
 from ipfs_mcp.backends.repo.pins import Pin
 
 from .paging import Cursors, int_list
+
+
+class Lister(Protocol):
+    """What a walk of a DAG's files reads: an :class:`Exporter`, or an add's own entries."""
+
+    def stat(self, cid: CID, name: str = "") -> Entry: ...
+
+    def listing(self, cid: CID, *, offset: int = 0, limit: int | None = None) -> Listing: ...
 
 
 @dataclass(frozen=True)
@@ -71,7 +87,7 @@ class _Open:
     done: bool = False  # nothing past ``read``
 
 
-def files_page(exporter: Exporter, root: CID, *, cursors: Cursors, limit: int,
+def files_page(exporter: Lister, root: CID, *, cursors: Cursors, limit: int,
                total: int | None = None, cursor: str | None = None) -> Page:
     """``limit`` entries of every file and folder under ``root`` (the root first, its path
     ''), depth first; each entry's ``name`` is its path under the root.
@@ -114,7 +130,7 @@ def files_page(exporter: Exporter, root: CID, *, cursors: Cursors, limit: int,
     return Page(out, total, following)
 
 
-def _reopen(exporter: Exporter, root: CID, at: list[int]) -> list[_Open]:
+def _reopen(exporter: Lister, root: CID, at: list[int]) -> list[_Open]:
     """The folders open at a walk's position: each level's folder is the entry just before
     the index its parent resumes at (one entry read per level).
 
@@ -134,6 +150,89 @@ def _reopen(exporter: Exporter, root: CID, at: list[int]) -> list[_Open]:
         path = f"{parent.path}/{child.name}" if parent.path else child.name
         stack.append(_Open(child.cid, path, index))
     return stack
+
+
+# A Tsize no DAG exceeds: a folder's plain block built with it is at least its real size.
+_MAX_TSIZE = (1 << 63) - 1
+
+
+class AddedTree:
+    """An add's entries as a :class:`Lister`: each folder's entries in the order of its
+    dag-pb links (sorted by name, as the importer writes them), kinds and sizes as the add
+    reported them, no block read."""
+
+    def __init__(self, by_cid: dict[bytes, Entry], children: dict[bytes, list[Entry]]) -> None:
+        self._by_cid = by_cid
+        self._children = children
+
+    @classmethod
+    def build(cls, added: Sequence[AddedEntry], root: CID,
+              options: ImportOptions) -> AddedTree | None:
+        """The tree, or None when the entries cannot stand for the DAG without its blocks:
+        they do not make one tree under ``root``, or a folder is (or may be) HAMT-sharded,
+        whose entries list in hash order."""
+        by_path = {e.path: e for e in added}
+        top = by_path.get("")
+        if len(by_path) != len(added) or top is None or bytes(top.cid) != bytes(root):
+            return None
+        by_cid: dict[bytes, Entry] = {}
+        named: dict[str, list[tuple[str, Entry]]] = {}
+        for e in added:
+            size = 0 if e.kind == "directory" else e.size
+            entry = Entry(e.cid, e.kind, size, "", e.target if e.kind == "symlink" else None)
+            if by_cid.setdefault(bytes(e.cid), entry) != entry:
+                return None  # one CID reported as two things
+            if e.path:
+                parent, _, name = e.path.rpartition("/")
+                named.setdefault(parent, []).append((name, entry))
+        children: dict[bytes, list[Entry]] = {}
+        importer = Importer(None, options)
+        for parent, pairs in named.items():
+            folder = by_path.get(parent)
+            if folder is None or folder.kind != "directory":
+                return None
+            pairs.sort(key=lambda pair: pair[0])  # the importer's order (add_directory)
+            listed = [Entry(e.cid, e.kind, e.size, name, e.target) for name, e in pairs]
+            if children.setdefault(bytes(folder.cid), listed) != listed:
+                return None  # one folder CID with two sets of entries
+            if _may_shard(importer, listed):
+                return None
+        return cls(by_cid, children)
+
+    def stat(self, cid: CID, name: str = "") -> Entry:
+        entry = self._by_cid[bytes(cid)]
+        return Entry(entry.cid, entry.kind, entry.size, name, entry.target)
+
+    def listing(self, cid: CID, *, offset: int = 0, limit: int | None = None) -> Listing:
+        entry = self._by_cid[bytes(cid)]
+        if entry.kind != "directory":
+            return Listing((entry,), 1, more=False)
+        listed = self._children.get(bytes(cid), [])
+        end = len(listed) if limit is None else offset + limit
+        return Listing(tuple(listed[offset:end]), len(listed), more=end < len(listed))
+
+
+def _may_shard(importer: Importer, listed: list[Entry]) -> bool:
+    """Whether the importer would have made this folder a HAMT, asked with its decision.
+    Tsizes are not in an add's entries, so the plain block is sized with the largest: a
+    folder that shards only under that bound is taken as sharded (and read from blocks)."""
+    nodes = [(e.name, Node(bytes(e.cid), _MAX_TSIZE, e.size)) for e in listed]
+    block = encode_node([encode_link(n.cid, name, n.tsize) for name, n in nodes],
+                        unixfs.DIRECTORY_DATA)
+    return importer.shards(nodes, len(block))
+
+
+def added_page(added: Sequence[AddedEntry], root: CID, *, options: ImportOptions,
+               cursors: Cursors, limit: int, total: int | None = None) -> Page | None:
+    """The first page :func:`files_page` gives for ``root``, built from the entries the
+    add of ``root`` reported (with ``options``), reading no block; its cursor resumes with
+    :func:`files_page` over the DAG. None when the entries cannot give it (a sharded
+    folder, or entries that are not one tree of ``root``).
+    """
+    tree = AddedTree.build(added, root, options)
+    if tree is None:
+        return None
+    return files_page(tree, root, cursors=cursors, limit=limit, total=total)
 
 
 def _pin_order(pin: Pin) -> tuple[float, str]:
