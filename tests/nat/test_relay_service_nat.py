@@ -41,6 +41,11 @@ def test_our_master_relays_between_two_kubos_behind_nat(internet: Internet,
 
     reserved = _until("Kubo A's reservation on our relay",
                       lambda: _logged(ka, "adding new relay"))
+    # Kubo answers hole punching only once it has an address to offer: for B, behind its
+    # NAT, that is its relayed one. A, receiving B's relayed connection, starts DCUtR at
+    # once; were B still without its slot, B would refuse and no punch would be tried again.
+    _until("Kubo B's relayed address",
+           lambda: any("/p2p-circuit" in a for a in kb.rpc("id")["Addresses"]))
     circuit = f"{relay.dial_addr}/p2p-circuit/p2p/{ka.peer_id}"
     started = time.monotonic()
     answer = kb.rpc("swarm/connect", arg=circuit)
