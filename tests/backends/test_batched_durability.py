@@ -153,6 +153,16 @@ def _has_entry(folder: Path) -> bool:
         return False
 
 
+def _has_block(blocks: Path) -> bool:
+    """A block stored under its final name: a shard folder is made just before the first
+    rename into it, so a folder alone does not yet hold a block."""
+    try:
+        with os.scandir(blocks) as shards:
+            return any(shard.is_dir() and _has_entry(Path(shard.path)) for shard in shards)
+    except FileNotFoundError:
+        return False
+
+
 def test_kill_9_in_the_middle_of_a_batch_of_ipfs_mcp_add(
         isolated_hf_home: Path, tmp_path: Path) -> None:
     data = tmp_path / "big.bin"
@@ -163,10 +173,11 @@ def test_kill_9_in_the_middle_of_a_batch_of_ipfs_mcp_add(
                            str(data)], stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL) as proc:
         try:
-            # Shard folders appear only when a batch is renamed into place; temp files are
-            # the batch being written. Both at once: a batch is durable, the next in flight.
+            # Blocks appear under their final names only when a batch is renamed into place;
+            # temp files are the batch being written. Both at once: a batch is in place, the
+            # next in flight.
             deadline = time.monotonic() + DEADLINE
-            while not (_has_entry(blocks) and _has_entry(tmp)):
+            while not (_has_block(blocks) and _has_entry(tmp)):
                 assert proc.poll() is None, "the add ended before a batch was seen in flight"
                 assert time.monotonic() < deadline, "no batch was seen in flight"
                 time.sleep(0.001)  # a polling interval; nothing is asserted on time
