@@ -128,7 +128,8 @@ def require_lab() -> None:
 
 def wait_until(check: Callable[[], T | None], *, timeout: float, what: str,
                interval: float = 0.1) -> T:
-    """Ask ``check`` until it returns something other than None or False; that value.
+    """Ask ``check`` until it returns something true (not None, False, nor an empty list
+    or string: "the direct connections" must be some); that value.
     Bounded in time and in count (``timeout / interval + 1`` asks at most).
 
     Raises:
@@ -137,7 +138,7 @@ def wait_until(check: Callable[[], T | None], *, timeout: float, what: str,
     deadline = time.monotonic() + timeout
     for _ in range(int(timeout / interval) + 1):
         value = check()
-        if value is not None and value is not False:
+        if value:
             return value
         if time.monotonic() >= deadline:
             break
@@ -153,7 +154,7 @@ def seconds_until(what: str, ready: Callable[[], object], timeout: float,
         InteropTimeout: ``what`` did not happen in time.
     """
     started = time.monotonic()
-    wait_until(lambda: bool(ready()), timeout=timeout, what=what, interval=interval)
+    wait_until(ready, timeout=timeout, what=what, interval=interval)
     return time.monotonic() - started
 
 
