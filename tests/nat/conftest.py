@@ -9,7 +9,7 @@ end of the run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +19,22 @@ from .lab import Internet, require_lab
 
 
 @pytest.fixture
-def internet(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Internet]:
+def internet(tmp_path: Path) -> Iterator[Internet]:
     require_lab()
     with Internet(tmp_path / "lab") as net:
         yield net
-        report = getattr(request.node, "_nat_lab_call", None)
-        if report is not None and report.failed:
-            report.sections.append(("NAT lab logs", net.logs()))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
-                              ) -> Iterator[None]:
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if call.when == "call":
-        item._nat_lab_call = report  # type: ignore[attr-defined]  # read at teardown above
+    # Added to the call's own report, while the programs still run: under xdist a report
+    # travels to the main process as soon as it is made, so a section added at teardown
+    # would never be printed.
+    net = getattr(item, "funcargs", {}).get("internet")
+    if call.when == "call" and report.failed and isinstance(net, Internet):
+        report.sections.append(("NAT lab logs", net.logs()))
     return report
 
 

@@ -36,8 +36,9 @@ def test_our_master_relays_between_two_kubos_behind_nat(internet: Internet,
     relay = internet.ours(internet.add_public("relay"), "--role", "master")
     home_a, home_b = internet.add_home("a"), internet.add_home("b")
     ka = internet.kubo(home_a, relays=[relay.dial_addr], config=PRIVATE,
-                       env={"GOLOG_LOG_LEVEL": "error,autorelay=debug"})
-    kb = internet.kubo(home_b, relays=[relay.dial_addr], config=PRIVATE)
+                       env={"GOLOG_LOG_LEVEL": "error,autorelay=debug,p2p-holepunch=debug"})
+    kb = internet.kubo(home_b, relays=[relay.dial_addr], config=PRIVATE,
+                       env={"GOLOG_LOG_LEVEL": "error,p2p-holepunch=debug"})
 
     reserved = _until("Kubo A's reservation on our relay",
                       lambda: _logged(ka, "adding new relay"))
