@@ -177,6 +177,10 @@ def test_our_node_and_kubo_behind_separate_nats_punch_through_and_swap_files(
     a = _daemon_with_slot(internet, home_a, relay)
     kb = internet.kubo(home_b, relays=[relay.dial_addr], config=_PRIVATE)
     circuit = f"{relay.dial_addr}/p2p-circuit/p2p/{a.peer_id}"
+    # Kubo answers hole punching only once it holds an address to offer (behind its NAT, its
+    # relayed one); our node starts DCUtR the moment Kubo's relayed connection lands.
+    wait_until(lambda: any("/p2p-circuit" in x for x in kb.rpc("id")["Addresses"]),
+               timeout=WAIT, what="Kubo's relay reservation")
     started = time.monotonic()
 
     def connected() -> bool:
