@@ -60,11 +60,14 @@ def two_homes(net: Internet, record: Record, *, symmetric_b: bool) -> TwoHomes:
               for home in (a, b))
     record("three_kubos_started_s", round(time.monotonic() - mark, 3))
 
-    def circuit() -> str | None:
-        return next((addr for addr in kb.rpc("id")["Addresses"] if "/p2p-circuit" in addr),
+    def circuit(kubo: LabKubo) -> str | None:
+        return next((addr for addr in kubo.rpc("id")["Addresses"] if "/p2p-circuit" in addr),
                     None)
 
-    circuit_to_b = wait_until(circuit, timeout=WAIT, what="B's relay reservation")
+    circuit_to_b = wait_until(lambda: circuit(kb), timeout=WAIT, what="B's relay reservation")
+    # A too: Kubo answers hole punching only once it holds an address to offer (behind its
+    # NAT, its relayed one), and B starts DCUtR the moment A's relayed connection lands.
+    wait_until(lambda: circuit(ka), timeout=WAIT, what="A's relay reservation")
     return TwoHomes(relay, a, b, ka, kb, circuit_to_b, time.monotonic() - mark)
 
 
