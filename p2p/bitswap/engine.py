@@ -45,7 +45,7 @@ from multiformats import CID
 from ipfs_mcp.backends.core.cids import cid_str
 from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, IpfsMcpError, NetworkError
 
-from .._net import NET_ERRORS, ConnectionEvents, FrameReader, close_quietly
+from .._net import NET_ERRORS, ConnectionEvents, FrameReader, close_quietly, reset_quietly
 from ..relay.limits import direct_connections, is_limited
 from ..reputation import ProviderReputation
 from .message import (
@@ -432,10 +432,10 @@ class Bitswap:
         except NetworkError as exc:
             self.protocol_errors += 1
             log.info("bitswap: dropping stream from %s: %s", peer_id, exc)
-            await _reset(stream)
+            await reset_quietly(stream)
         except NET_ERRORS as exc:
             log.debug("bitswap: inbound stream from %s ended: %r", peer_id, exc)
-            await _reset(stream)
+            await reset_quietly(stream)
         else:
             await close_quietly(stream)
 
@@ -734,7 +734,7 @@ class Bitswap:
     async def _drop_stream(self, peer: _Peer) -> None:
         stream, peer.stream = peer.stream, None
         if stream is not None:
-            await _reset(stream)
+            await reset_quietly(stream)
 
 
 def _moved_off_relay(host: IHost, peer: _Peer) -> bool:
@@ -755,10 +755,3 @@ def _split(msg: Message, protocol: str, cap: int) -> list[list[bytes]]:
     out += [encode_parts(Message(blocks=[b]), protocol) for b in msg.blocks]
     return out
 
-
-async def _reset(stream: INetStream) -> None:
-    with trio.CancelScope(shield=True), trio.move_on_after(1):
-        try:
-            await stream.reset()
-        except NET_ERRORS:
-            pass

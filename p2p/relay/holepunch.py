@@ -58,7 +58,7 @@ from multiaddr import Multiaddr
 
 from ipfs_mcp.backends.errors import HolePunchError, NetworkError
 
-from .._net import NET_ERRORS, ConnectionEvents, FrameReader, close_quietly, frame
+from .._net import NET_ERRORS, ConnectionEvents, FrameReader, close_quietly, frame, reset_quietly
 from ..observed_addrs import is_public, thin_waist
 from ..reuseport import listen_addrs_of, listen_port_only, listen_source
 
@@ -331,7 +331,7 @@ class HolePunch:
                      if c.muxed_conn is muxed), None)
         # go-libp2p answers only on a relayed connection that this side dialled.
         if conn is None or not _relayed_and(Direction.OUTBOUND, conn) or key in self._active:
-            await _reset_quietly(stream)
+            await reset_quietly(stream)
             return
         self._active.add(key)
         start = trio.current_time()
@@ -357,7 +357,7 @@ class HolePunch:
             error = str(exc)
         finally:
             self._active.discard(key)
-        await _reset_quietly(stream)
+        await reset_quietly(stream)
         log.info("dcutr: answering %s: %s", peer_id, error)
         self._record(Punch(key, "responder", False, 1, None,
                            trio.current_time() - start, error))
@@ -434,10 +434,3 @@ class HolePunch:
                         log.debug("dcutr: closing the relayed connection to %s: %r",
                                   peer_id, exc)
 
-
-async def _reset_quietly(stream: INetStream) -> None:
-    with trio.CancelScope(shield=True), trio.move_on_after(1):
-        try:
-            await stream.reset()
-        except NET_ERRORS:
-            pass
