@@ -54,6 +54,12 @@ PUBLIC_LISTEN: tuple[str, ...] = (
     "/ip6/::/udp/4001/quic-v1",
 )
 
+# The same for a one-shot node (`ipfs-mcp get --network public`): any free port, so it never
+# shares 4001 with a daemon on this machine (both listen with SO_REUSEPORT, and the kernel
+# would hand the daemon's inbound connections to the get). Its dials still leave from the
+# port it got, so hole punching works as well.
+ONE_SHOT_PUBLIC_LISTEN: tuple[str, ...] = tuple(a.replace("/4001", "/0") for a in PUBLIC_LISTEN)
+
 RELAY_HOP_PROTOCOL = "/libp2p/circuit/relay/0.2.0/hop"
 
 

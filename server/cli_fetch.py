@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -245,10 +246,15 @@ class Delivered:
 def _settings(args: argparse.Namespace) -> ServerSettings:
     from .config import ServerSettings
 
+    listen = args.listen
+    if not listen and args.network == "public" and not os.environ.get("IPFS_MCP_LISTEN"):
+        from ipfs_mcp.p2p.network_presets import ONE_SHOT_PUBLIC_LISTEN
+
+        listen = list(ONE_SHOT_PUBLIC_LISTEN)
     settings = ServerSettings.load(
         bootstrap=args.bootstrap, trustless_gateways=args.trustless_gateway,
         delegated_routers=args.delegated_router, max_write=args.max_write_bytes,
-        listen=args.listen, network=args.network, dial_scope=args.dial_scope,
+        listen=listen, network=args.network, dial_scope=args.dial_scope,
         p2p=True if (args.peer or args.bootstrap or args.delegated_router
                      or args.network == "public") else None)
     if not network_requested(args):  # --hf alone: the local repo only, as plain `get`

@@ -390,3 +390,22 @@ async def test_hf_without_network_options_writes_from_the_local_repo(tmp_path: P
     assert ran.code == 0, ran.stderr
     assert ran.summary["hf_revision"] == "v1" and ran.summary["blocks_fetched"] == 0
     assert (Path(ran.summary["hf_snapshot"]) / "config.json").read_text() == "{}\n"
+
+
+def test_a_public_get_listens_on_a_free_port_never_the_daemons_4001(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ipfs_mcp.server.cli import build_parser
+    from ipfs_mcp.server.cli_fetch import _settings
+
+    monkeypatch.delenv("IPFS_MCP_LISTEN", raising=False)
+    cid = "bafkqaaa"
+    public = _settings(build_parser().parse_args(["get", cid, "--network", "public"]))
+    assert public.listen and all(addr.endswith(("/tcp/0", "/udp/0/quic-v1"))
+                                 for addr in public.listen), public.listen
+    assert {addr.split("/")[1] for addr in public.listen} == {"ip4", "ip6"}
+    named = _settings(build_parser().parse_args(
+        ["get", cid, "--network", "public", "--listen", "/ip4/0.0.0.0/tcp/4001"]))
+    assert named.listen == ("/ip4/0.0.0.0/tcp/4001",)
+    monkeypatch.setenv("IPFS_MCP_LISTEN", "/ip4/0.0.0.0/tcp/4002")
+    from_env = _settings(build_parser().parse_args(["get", cid, "--network", "public"]))
+    assert from_env.listen == ("/ip4/0.0.0.0/tcp/4002",)
