@@ -245,7 +245,8 @@ class DirectWrites:
         try:
             aligned = len(data) - len(data) % _ALIGN
             buffer = self._buffer(aligned)
-            buffer[:aligned] = data[:aligned]
+            with memoryview(data) as view:  # a slice of bytes would be one more copy
+                buffer[:aligned] = view[:aligned]
             try:
                 _write_all(fd, memoryview(buffer)[:aligned])
             except OSError as exc:
