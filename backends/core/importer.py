@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, Protocol, get_args
+from typing import Any, BinaryIO, Literal, Protocol, get_args, runtime_checkable
 
 from multiformats import CID
 
@@ -114,6 +114,18 @@ class BlockSink(Protocol):
     """Where the importer puts each finished block (the blockstore, a CAR writer, ...)."""
 
     def put_block(self, cid: bytes, data: bytes) -> None: ...
+
+
+@runtime_checkable
+class HashingSink(Protocol):
+    """A sink that can hash a leaf's block and write it in one step on its own threads (the
+    repo within a batch): one thread hand-off per leaf instead of two. The block then still
+    reaches ``put_block`` in order, which only adopts what was written ahead."""
+
+    def hash_ahead(self, prefix: bytes) -> Callable[[bytes], Future[bytes]] | None:
+        """Called on the importing thread: a function that hashes and writes a block whose
+        CID is ``prefix`` and its sha256, and gives the digest; None when this sink does not
+        write ahead now."""
 
 
 class ReferenceSink(Protocol):
@@ -296,6 +308,17 @@ class Importer:
             self.progress(size)
         return Node(cid, len(block), size)
 
+    def _hasher(self) -> Callable[[bytes], Future[bytes]]:
+        """Where a file's large leaves are hashed: by the sink, which writes them in the same
+        step, unless their bytes go elsewhere (nocopy keeps raw leaves by reference); else on
+        the shared pool."""
+        if self.references is None and isinstance(self.sink, HashingSink):
+            ahead = self.sink.hash_ahead(self._leaf_prefix)
+            if ahead is not None:
+                return ahead
+        pool = _shared_hash_pool()
+        return lambda block: pool.submit(_sha256, block)
+
     def _file_parent(self, children: list[Node]) -> Node:
         size = sum(c.size for c in children)
         data = unixfs.encode(unixfs.UnixFSData(unixfs.NodeType.FILE, filesize=size,
@@ -307,7 +330,7 @@ class Importer:
     def add_stream(self, stream: BinaryIO) -> Node:
         """Import one file from a binary stream, in the balanced or trickle layout."""
         leaves = _Leaves(self._chunker.chunks(stream), self._leaf_block, self._leaf_prefix,
-                         self._emit_leaf)
+                         self._emit_leaf, self._hasher())
         if self.options.trickle:
             return trickle.layout(leaves, self.options.max_links, self._file_parent)
         if leaves.done():
@@ -486,8 +509,10 @@ class _Leaves:
     hashing leaves this thread: it alone holds no GIL."""
 
     def __init__(self, chunks: Iterator[bytes], make_block: Callable[[bytes], bytes],
-                 prefix: bytes, emit_leaf: Callable[[_HashedLeaf], Node]) -> None:
+                 prefix: bytes, emit_leaf: Callable[[_HashedLeaf], Node],
+                 hasher: Callable[[bytes], Future[bytes]]) -> None:
         self._chunks: Iterator[bytes] | None = chunks
+        self._hasher = hasher
         self._make_block = make_block
         self._prefix = prefix
         self._emit_leaf = emit_leaf
@@ -508,7 +533,7 @@ class _Leaves:
             if len(block) < HASH_MIN:
                 digest = hashlib.sha256(block).digest()
             else:
-                digest = _shared_hash_pool().submit(_sha256, block)
+                digest = self._hasher(block)
             self._ahead.append((digest, block, len(chunk)))
             self._ahead_bytes += len(block)
 
