@@ -78,7 +78,8 @@ def decode(data: bytes, what: str = "dag-json block") -> object:
         if _reserved_maps(parsed):
             raise IntegrityError(f"invalid {what}: a map holds '/' beside other keys")
         return dag_json.decode(parsed)
-    except (ValueError, TypeError, KeyError) as exc:
+    # multiformats raises IndexError too: a link whose text decodes to no bytes ({"/": "0"}).
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
         reason = next(iter(str(exc).splitlines()), "") or type(exc).__name__
         raise IntegrityError(f"invalid {what}: {reason}") from exc
 
