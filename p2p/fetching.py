@@ -246,9 +246,10 @@ class Fetching:
         finally:
             session.close()
 
-    async def _http_urls(self, cid: CID, extra: list[ID]) -> list[str]:
+    async def _http_urls(self, cid: CID, extra: list[ID], lookup: bool) -> list[str]:
         """The HTTP addresses of the peers to ask first: the providers named, then the
-        peers we are connected to, best first; with neither, the DHT's providers."""
+        peers we are connected to, best first; with neither, the DHT's providers (when
+        ``lookup``)."""
         policy = self.peers.dial_policy
         connected = self.host.get_connected_peers()
         addrs: list[str] = []
@@ -260,7 +261,7 @@ class Fetching:
                     addrs.extend(str(a) for a in store.addrs(peer))
                 except Exception:  # the peerstore raises for a peer it has no address of
                     continue
-        else:
+        elif lookup:
             try:
                 found = await self.providing.find_providers(cid)
             except IpfsMcpError as exc:
@@ -270,13 +271,14 @@ class Fetching:
         urls = (http_url(a, policy) for a in addrs if is_http_addr(a))
         return list(dict.fromkeys(u for u in urls if u is not None))[:DIAL_PROVIDERS]
 
-    async def _over_http(self, cid: CID, extra: list[ID]) -> tuple[int, int, int | None]:
+    async def _over_http(self, cid: CID, extra: list[ID], *,
+                         lookup: bool = True) -> tuple[int, int, int | None]:
         """Whole CARs from the providers that serve HTTP (see the module docstring); the
         blocks and bytes they sent, and the DAG's blocks when it is complete. A
         cancellation stops the worker at its next chunk."""
         if self.http is None:
             return 0, 0, None
-        urls = await self._http_urls(cid, extra)
+        urls = await self._http_urls(cid, extra, lookup)
         if not urls:
             return 0, 0, None
         cancel = threading.Event()
@@ -376,28 +378,27 @@ class Fetching:
             local = await anyio.to_thread.run_sync(self.blockstore.has, cid)
             session = self.session(extra)
             budget = self.config.profile.cache_budget
-            if local:
-                # The root is here, so most likely the rest is too: no DHT lookup.
+            # The root here (a reader took it first: fetch_cid reads the root, then fetches
+            # the DAG under it) means most likely the rest is too: no DHT lookup, but what is
+            # missing still comes as CARs from the peers at hand that serve HTTP.
+            blocks, nbytes, dag_blocks = await self._over_http(cid, extra, lookup=not local)
+            if budget is not None:
+                budget = max(budget - nbytes, 0)
+            if dag_blocks is not None:
+                # Complete, every block verified in the CAR walk's order: walking the DAG
+                # again would read back and hash each block a second time.
+                report = FetchReport(cid_str(cid), blocks=dag_blocks, fetched=0,
+                                     bytes_fetched=0, seconds=time.monotonic() - started)
+            elif local:
                 report = await self._session_dag(session, cid, budget, extra)
             else:
-                blocks, nbytes, dag_blocks = await self._over_http(cid, extra)
-                if budget is not None:
-                    budget = max(budget - nbytes, 0)
-                if dag_blocks is not None:
-                    # Complete, every block verified in the CAR walk's order: walking the DAG
-                    # again would read back and hash each block a second time.
-                    report = FetchReport(cid_str(cid), blocks=dag_blocks, fetched=0,
-                                         bytes_fetched=0,
-                                         seconds=time.monotonic() - started)
-                else:
-                    report = await self._with_discovery(
-                        cid, session,
-                        lambda: self._session_dag(session, cid, budget, extra))
-                if blocks:
-                    report = dataclasses.replace(
-                        report, fetched=report.fetched + blocks,
-                        bytes_fetched=report.bytes_fetched + nbytes,
-                        seconds=time.monotonic() - started)
+                report = await self._with_discovery(
+                    cid, session, lambda: self._session_dag(session, cid, budget, extra))
+            if blocks:
+                report = dataclasses.replace(
+                    report, fetched=report.fetched + blocks,
+                    bytes_fetched=report.bytes_fetched + nbytes,
+                    seconds=time.monotonic() - started)
         if report.fetched:
             self.counters.succeeded(report.bytes_fetched, started)
             if self.config.profile.announce != "none":

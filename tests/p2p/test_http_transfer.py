@@ -137,6 +137,28 @@ async def test_fetch_between_our_nodes_goes_over_http_car(tmp_path: Path,
     assert Exporter(repo_at(tmp_path / "b").blocks.get).read(root) == data
 
 
+@pytest.mark.parametrize("cid_version", [0, 1])
+async def test_a_dag_whose_root_a_reader_took_first_still_comes_over_http_car(
+        tmp_path: Path, cid_version: int) -> None:
+    """``fetch_cid`` reads the root first (one block, over bitswap), then fetches the DAG
+    under it: the rest comes as one CAR, not as bitswap wants, and without a DHT lookup."""
+    data = os.urandom(SIZE)
+    root = add_bytes(repo_at(tmp_path / "a"), data, cid_version=cid_version)
+    with trio.fail_after(60):
+        async with http_provider(tmp_path / "a") as (a, served), \
+                http_fetcher(tmp_path / "b") as (b, _):
+            await b.connect_peer(a.addrs[0])
+            await b.fetch_block(root)
+            assert b.bitswap.ledger(a.host.get_id()).blocks_received == 1
+            report = await b.fetch_dag(root)
+            cars = [r for r in served.requests if "format=car" in r]
+            assert cars == [f"/ipfs/{cid_str(root)}?format=car&dag-scope=all&car-dups=n"]
+            assert b.bitswap.ledger(a.host.get_id()).blocks_received == 1  # the root only
+            n = same_dag(repo_at(tmp_path / "a"), repo_at(tmp_path / "b"), root)
+            assert report.blocks == n > 20
+    assert Exporter(repo_at(tmp_path / "b").blocks.get).read(root) == data
+
+
 async def test_lying_http_provider_is_refused_and_fetch_completes_over_bitswap(
         tmp_path: Path) -> None:
     data = os.urandom(SIZE)
