@@ -1,6 +1,6 @@
 """Node-to-node fetch through MCP, against the raw node-to-node figure of the same run.
 
-    python bench/mcp_fetch.py [--size-mib 1024]
+    python bench/mcp_fetch.py [--size-mib 1024] [--runs 1] [--profile DIR]
 
 A model folder (one large random weights file and a config) is stored with ``store_model``
 (nocopy, so raw leaves as for a model in the HF cache) by one ``ipfs-mcp serve`` process,
@@ -32,6 +32,7 @@ from typing import Any
 from _common import MIB, ROOT, mbps, random_file
 from mcp_stdio import StdioClient
 from p2p_fetch import SELF as P2P_FETCH
+from p2p_http_fetch import busiest, sampled
 
 INIT = {"protocolVersion": "2025-11-25", "capabilities": {},
         "clientInfo": {"name": "bench", "version": "0"}}
@@ -104,8 +105,8 @@ def raw_fetch(provider: Provider, work: Path, size: int) -> dict[str, float]:
     return result
 
 
-def through_mcp(provider: Provider, work: Path, size: int, args: dict[str, Any]
-                ) -> dict[str, float]:
+def through_mcp(provider: Provider, work: Path, size: int, args: dict[str, Any],
+                profile: Path | None = None) -> dict[str, Any]:
     work.mkdir(parents=True)
     env = {**os.environ, "HF_HOME": str(work / "hf"), "IPFS_MCP_ALLOW_ROOTS": str(work)}
     client = StdioClient(["--bootstrap", provider.addr, "--role", "leecher"], env)
@@ -114,11 +115,13 @@ def through_mcp(provider: Provider, work: Path, size: int, args: dict[str, Any]
         client.notify("notifications/initialized")
         wait_for(client, lambda n: n.get("connected_peers", 0) >= 1)
         before = proc_io(client.proc.pid).get("write_bytes", 0)
+        stop = sampled({"fetcher": client.proc.pid}, profile)
         cpu_before = proc_cpu_seconds(client.proc.pid)
         start = time.perf_counter()
         result = client.tool("fetch_cid", {"cid": provider.cid, **args})
         seconds = time.perf_counter() - start
         cpu = proc_cpu_seconds(client.proc.pid) - cpu_before
+        stop()
         written = proc_io(client.proc.pid).get("write_bytes", 0) - before
         rss = client.peak_rss_mib() or 0.0
     finally:
@@ -128,7 +131,7 @@ def through_mcp(provider: Provider, work: Path, size: int, args: dict[str, Any]
             "written_per_byte": written / size, "delivery": result.get("delivery", "")}
 
 
-def one_round(provider: Provider, work: Path, size: int) -> None:
+def one_round(provider: Provider, work: Path, size: int, profile: Path | None = None) -> None:
     raw = raw_fetch(provider, work / "raw", size)
     print(f"  raw node to node:           {raw['mbps']:7.1f} MiB/s, fetcher peak RSS "
           f"{raw['peak_rss_mib']:.0f} MiB, CPU {raw['cpu_seconds'] * (1 << 30) / size:.1f} s/GiB")
@@ -138,12 +141,18 @@ def one_round(provider: Provider, work: Path, size: int) -> None:
         home = work / label.replace(" ", "-")
         if "output_path" in args:
             args = {"output_path": str(home / args["output_path"])}
-        got = through_mcp(provider, home, size, args)
+        folder = None if profile is None else profile / label.replace(" ", "-")
+        got = through_mcp(provider, home, size, args, folder)
         print(f"  {label + ':':27} {got['mbps']:7.1f} MiB/s "
               f"({got['mbps'] / raw['mbps']:.2f} x raw; target >= 0.90), "
               f"server peak RSS {got['peak_rss_mib']:.0f} MiB, "
               f"CPU {got['cpu_per_gib']:.1f} s/GiB, "
-              f"{got['written_per_byte']:.2f} bytes written per model byte")
+              f"{got['written_per_byte']:.2f} bytes written per model byte, "
+              f"delivered {got['delivery'] or 'as the result does not say'}")
+        if folder is not None:
+            print("    py-spy, the fetching server, busiest by self samples:")
+            for line in busiest(folder / "fetcher.txt"):
+                print(f"      {line}")
 
 
 def main() -> None:
@@ -151,6 +160,8 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=1,
                         help="rounds of all three, each in fresh repos (report the range)")
+    parser.add_argument("--profile", type=Path,
+                        help="sample the fetching server with py-spy during each fetch_cid, here")
     opts = parser.parse_args()
     fsync = True
     size = opts.size_mib * MIB
@@ -162,7 +173,7 @@ def main() -> None:
         try:
             for run in range(1, opts.runs + 1):
                 print(f" run {run}:")
-                one_round(provider, work / f"run{run}", size)
+                one_round(provider, work / f"run{run}", size, opts.profile)
         finally:
             provider.close()
 
