@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ipfs_mcp.backends.errors import InvalidInput, IpfsMcpError
-from ipfs_mcp.tools import names as name_tools
 
 if TYPE_CHECKING:
+    from ipfs_mcp.tools import names as name_tools
+
     from .config import ServerSettings
     from .state import ServerState
 
@@ -137,6 +138,10 @@ def cmd_name(args: argparse.Namespace) -> int:
 
 
 def _needs_node(args: argparse.Namespace) -> bool:
+    # Imported when a name command runs (IPNS and DNSLink: a tenth of a second), not
+    # whenever the CLI builds its parser, so that ``add`` and the rest start without it.
+    from ipfs_mcp.tools import names as name_tools
+
     if args.name_cmd == "publish" or args.peer or args.bootstrap:
         return True
     _, label, _ = name_tools.split_name(args.name)
@@ -151,6 +156,8 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
 
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    from ipfs_mcp.tools import names as name_tools
+
     if not _needs_node(args):  # a domain: DNS alone
         from .config import ServerSettings
 
@@ -181,6 +188,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _publish(args: argparse.Namespace, state: ServerState) -> dict[str, Any]:
+    from ipfs_mcp.tools import names as name_tools
+
     async def confirm(replacing: name_tools.Replacing) -> bool:
         if args.allow_replace:
             print(f"replacing the network's newer record (sequence "

@@ -16,9 +16,11 @@ import sys
 from pathlib import Path
 
 # Stacks an add never uses: DNS resolution (DNSLink), HTTP clients (Kubo's RPC, trustless
-# gateways), the MCP SDK, py-libp2p and its trio loop, the HuggingFace hub client.
+# gateways), the MCP SDK, py-libp2p and its trio loop, the HuggingFace hub client, the name
+# commands (IPNS records, DNSLink).
 UNUSED_BY_ADD = ("dns.resolver", "dns.asyncresolver", "dns.nameserver", "httpx", "rich",
-                 "mcp", "libp2p", "trio", "huggingface_hub", "hypercorn")
+                 "mcp", "libp2p", "trio", "huggingface_hub", "hypercorn", "dns",
+                 "ipfs_mcp.tools.names", "ipfs_mcp.backends.core.ipns")
 
 _RUN = """
 import json, sys
