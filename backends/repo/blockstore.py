@@ -693,7 +693,8 @@ class ReceivingBatch:
             # ``has`` sees the block then, and the readers are woken again.
             self._store._offer(multihash, data)
             try:
-                self._writes.submit(multihash, data)
+                # On the receiver's writer thread, which placing a leaf needs anyway.
+                self._writes.write_here(multihash, data)
             except BaseException:
                 self._store._withdraw(multihash)
                 raise
@@ -747,13 +748,7 @@ class _WriteBatch:
                     return
                 self._queued.add(multihash)
         if ahead is not _NOT_AHEAD:  # hashed and written by hash_and_write: adopt it
-            done: Future[_Staged | None] = Future()
-            done.set_result(ahead)
-            with self._submitting:
-                self._writes.append(done)
-                self._bytes += len(data)
-                if self._bytes >= self._batch_bytes or len(self._writes) >= BATCH_BLOCKS:
-                    self._cut()
+            self._adopt(ahead, len(data))
             return
         with self._submitting:
             self._slots.acquire()
@@ -761,6 +756,31 @@ class _WriteBatch:
             future.add_done_callback(self._done)
             self._writes.append(future)
             self._bytes += len(data)
+            if self._bytes >= self._batch_bytes or len(self._writes) >= BATCH_BLOCKS:
+                self._cut()
+
+    def write_here(self, multihash: bytes, data: bytes) -> None:
+        """:meth:`submit`, but written on the calling thread, which is one of a receiver's
+        own writers (bounded by the receiver): one thread hand-off per block fewer.
+
+        Raises:
+            DiskFull, IpfsMcpError: this write, or an earlier write or sync, failed.
+        """
+        if self._errors:
+            raise self._errors[0]
+        with self._lock:
+            if multihash in self._queued:
+                return
+            self._queued.add(multihash)
+        self._adopt(self._write(multihash, data), len(data))
+
+    def _adopt(self, staged: _Staged | None, size: int) -> None:
+        """Add a block already written to its temp file to the open batch."""
+        done: Future[_Staged | None] = Future()
+        done.set_result(staged)
+        with self._submitting:
+            self._writes.append(done)
+            self._bytes += size
             if self._bytes >= self._batch_bytes or len(self._writes) >= BATCH_BLOCKS:
                 self._cut()
 
