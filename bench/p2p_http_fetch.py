@@ -1,8 +1,8 @@
 """Node to node over HTTP CAR streams: ours -> ours against Kubo 0.43 -> Kubo 0.43 over
 bitswap, in the same run.
 
-    python bench/p2p_http_fetch.py [--size-mib 256] [--runs 1] [--fsync] [--no-kubo]
-                                   [--profile DIR]
+    python bench/p2p_http_fetch.py [--size-mib 256] [--runs 1] [--fsync | --ours-durable]
+                                   [--no-kubo] [--profile DIR]
 
 One random file (Kubo's defaults: CIDv0, 256 KiB chunks) in the embedded repo of an
 ``ipfs-mcp serve`` process, with default settings: its P2P node serves its blocks over HTTP
@@ -15,7 +15,9 @@ sha256 is compared after the clock stops. Then two Kubo 0.43 daemons do the same
 bitswap (``bench/p2p_fetch.py``'s harness: one adds, the other ``pin add``s).
 
 fsync is off on both sides by default, as Kubo 0.43's flatfs runs (``sync: false``);
-``--fsync`` syncs every block the fetcher stores and sets flatfs ``sync: true``. Figures
+``--fsync`` syncs every block the fetcher stores and sets flatfs ``sync: true``;
+``--ours-durable`` compares each as shipped (our repo syncs in batches, Kubo's flatfs does
+not sync). Figures
 are printed; nothing is asserted. On a shared box, run it 2-3 times and report the range.
 
 With ``--profile DIR`` py-spy samples both processes (200 Hz, ``--threads --idle``) while
@@ -166,19 +168,26 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--fsync", action="store_true")
+    parser.add_argument("--ours-durable", action="store_true",
+                        help="ours as shipped (blocks synced in batches), Kubo as shipped "
+                             "(flatfs sync: false)")
     parser.add_argument("--no-kubo", action="store_true")
     parser.add_argument("--profile", type=Path, help="sample both processes with py-spy, here")
     args = parser.parse_args()
     size = args.size_mib * MIB
     rates: list[tuple[float, float | None]] = []
-    print(f"{args.size_mib} MiB file, fsync {'on' if args.fsync else 'off'} on both sides:")
+    ours_sync = args.fsync or args.ours_durable
+    print(f"{args.size_mib} MiB file, " + ("each as shipped: ours synced in batches, Kubo's "
+                                            "flatfs sync: false:" if args.ours_durable else
+                                            f"fsync {'on' if args.fsync else 'off'} on both "
+                                            "sides:"))
     for run in range(1, args.runs + 1):
         with random_file_in_repo(size) as (work, data, home, cid):
             server = start_serve(work, home, "--http", "127.0.0.1:0", "--log-level", "INFO",
                                  ready_marker="serving MCP at")
             try:
                 server.wait_ready(NODE_START)
-                us = fetch(provider_addr(server), cid, work / f"fetch-{run}", args.fsync,
+                us = fetch(provider_addr(server), cid, work / f"fetch-{run}", ours_sync,
                            server.proc.pid, args.profile and args.profile / f"run{run}")
             finally:
                 server.close()
