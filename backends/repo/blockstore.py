@@ -26,7 +26,11 @@ one per batch, which also commits the previous batch's renames, and one at the e
 the next batch is being written. The add commits its pin only after the last batch is
 durable, so a kill -9 at any moment loses nothing reported added and leaves no
 pin on a missing block; an interrupted batch leaves temp files (cleaned by GC once stale) and
-whole, unpinned blocks (garbage for GC), never a torn one.
+whole, unpinned blocks (garbage for GC), never a torn one. A batched block of 64 KiB or more
+goes to the disk with direct I/O where the file system takes it (:class:`~.atomic.DirectWrites`):
+no copy into the page cache and no writeback left for the batch's sync to wait on. Within an
+add, the batch's writers also hash each large leaf (:meth:`Blockstore.hash_ahead`), and a
+receive's own writer threads write its blocks.
 
 A receive (:meth:`Blockstore.receiving`: a CAR stream) pays the same way, once per batch,
 for blocks its caller has already hashed against their CIDs: it takes them only as
