@@ -367,9 +367,7 @@ class Blockstore:
     def _offer(self, multihash: bytes, data: bytes) -> None:
         """Keep ``data`` for the readers overlapping a transfer (:meth:`fresh_blocks`)
         before its block can be seen stored: a reader that finds the block stored must
-        find its bytes kept too, or it reads back what it was about to be handed. Only
-        blocks stored here are offered; a leaf placed into its receiver's file reads
-        nothing back."""
+        find its bytes kept too, or it reads back what it was about to be handed."""
         with self.arrivals:
             if self._fresh_readers:
                 self._keep_fresh(multihash, data)
@@ -692,16 +690,18 @@ class ReceivingBatch:
         if is_identity(cid):
             return
         multihash = bytes(cid.digest)
-        if not self._store._place(cid, multihash, data):
-            # Its bytes go to a reader now, before a commit can put its batch in place;
-            # ``has`` sees the block then, and the readers are woken again.
-            self._store._offer(multihash, data)
-            try:
+        # Its bytes go to a reader now, before it can be seen stored (placed into its
+        # receiver's file, or its batch committed); ``has`` sees it then, and the readers
+        # are woken again. A placed leaf too: the hub receiver reads the file it is placing
+        # (for the blob's sha256), and would otherwise read each leaf back from it.
+        self._store._offer(multihash, data)
+        try:
+            if not self._store._place(cid, multihash, data):
                 # On the receiver's writer thread, which placing a leaf needs anyway.
                 self._writes.write_here(multihash, data)
-            except BaseException:
-                self._store._withdraw(multihash)
-                raise
+        except BaseException:
+            self._store._withdraw(multihash)
+            raise
         self._store._arrived()
 
     def flush(self) -> None:

@@ -265,10 +265,17 @@ def _read_back(layout: FileLayout, fd: int, read: Callable[[CID], Iterable[bytes
         if total > layout.size:
             raise IntegrityError(f"{cid_str(layout.cid)} holds more than the {layout.size} "
                                  "bytes it declares")
-        buffer += piece
-        while slot is not None and len(buffer) >= slot.size:
-            data = bytes(buffer[:slot.size])
-            del buffer[:slot.size]
+        if buffer or slot is None or len(piece) != slot.size:
+            buffer += piece
+            piece = b""
+        while slot is not None:
+            if piece:  # a whole leaf, as the exporter yields them: taken without a copy
+                data, piece = piece, b""
+            elif len(buffer) >= slot.size:
+                data = bytes(buffer[:slot.size])
+                del buffer[:slot.size]
+            else:
+                break
             sha.update(data)
             if slot.offset not in resumed and slot.offset not in receiving.placed:
                 copied += _ensure(fd, slot, data)

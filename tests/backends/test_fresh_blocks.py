@@ -112,3 +112,32 @@ def test_everything_kept_is_dropped_when_the_last_reader_leaves(tmp_path: Path) 
     with store.fresh_blocks():
         with store.arrivals:
             assert store.take_fresh(second[0]) is None
+
+
+def test_a_leaf_placed_into_its_receivers_file_is_handed_over_too(tmp_path: Path) -> None:
+    """The hub receiver reads the very file it is placing leaves into (for the blob's
+    sha256): a placed leaf's bytes reach that reader from the put, not read back from the
+    file and hashed again."""
+    from ipfs_mcp.backends.core.cids import verify_block
+    from ipfs_mcp.backends.repo.filestore import Filestore
+
+    store = Blockstore(tmp_path / "repo", filestore=Filestore(tmp_path / "repo"))
+    assert store.placements is not None
+    cid, data = _block(4096)  # a raw leaf
+    target = tmp_path / "blob.incomplete"
+    fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
+    os.ftruncate(fd, len(data))
+    key = bytes(cid.digest)
+    receiving = store.placements.open(target, fd, {key: [0]}, {key: len(data)})
+    try:
+        with store.fresh_blocks():
+            with store.receiving() as batch:
+                batch.put_verified(verify_block(cid, data))
+            with store.arrivals:
+                assert store.take_fresh(cid) == data
+        assert receiving.placed == {0}  # placed into the file, not stored as a block
+        assert os.pread(fd, len(data), 0) == data
+        assert not store.path_of(key).exists()
+    finally:
+        store.placements.close(receiving)
+        os.close(fd)
