@@ -107,7 +107,7 @@ def test_every_operation(backend: KuboBackend, kubo: KuboDaemon, tmp_path: Path)
     # the node
     info = backend.id()
     assert info["ID"] == kubo.peer_id
-    assert info["ID"] in [p.peer_id for p in backend.find_providers(hello, timeout=3)]
+    assert info["ID"] in _providers_once_announced(backend, hello, info["ID"])
 
 
 OPTION_SETS = [
@@ -349,8 +349,20 @@ def test_id_peers_and_providers(backend: KuboBackend, kubo: KuboDaemon) -> None:
     assert kubo.dial_addr.removesuffix(f"/p2p/{kubo.peer_id}") in \
         [a.removesuffix(f"/p2p/{kubo.peer_id}") for a in info["Addresses"]]
     cid = backend.add_bytes(b"provided by the daemon itself\n")
-    providers = backend.find_providers(cid, timeout=3)
-    assert info["ID"] in [p.peer_id for p in providers]
+    assert info["ID"] in _providers_once_announced(backend, cid, info["ID"])
+
+
+def _providers_once_announced(backend: KuboBackend, cid: str, peer_id: str) -> list[str]:
+    """The peer ids ``find_providers`` names for ``cid``, asked again (at most ten times,
+    3 s each) until ``peer_id`` is among them: Kubo 0.43 records its own provider record
+    from a queue after ``add`` returns, so the first answer may come before it (seen once
+    in a loaded run). What is checked is our reading of the answer, not Kubo's queue."""
+    found: list[str] = []
+    for _ in range(10):
+        found = [p.peer_id for p in backend.find_providers(cid, timeout=3)]
+        if peer_id in found:
+            break
+    return found
 
 
 def test_both_transports_see_the_same_peers_and_providers_with_addresses(
