@@ -137,7 +137,7 @@ async def running_card(settings: ServerSettings, slot: NodeSlot, served: Served
                     running=True, gateway=served.gateway[0] if served.gateway else None,
                     mcp=served.mcp[0] if served.mcp else None, pid=os.getpid(),
                     reachability=node.peers.reachability.status if node else None,
-                    network=settings.network)
+                    network=settings.network, p2p=None if node else slot.status)
 
 
 def _peer_id(settings: ServerSettings) -> str:

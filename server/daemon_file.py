@@ -44,6 +44,9 @@ class NodeCard:
     metrics: str | None = None  # the node's numbers for Prometheus
     reachability: str | None = None  # AutoNAT's answer while it runs: public/private/unknown
     network: str = "local"  # the network preset it runs with (--network)
+    # Why a running daemon has no P2P node ("disabled (--no-p2p ...)", "failed to start:
+    # ..."); None while its node runs, or when the daemon is stopped.
+    p2p: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,12 +57,16 @@ class NodeCard:
                    role=str(raw.get("role", "")), running=bool(raw.get("running", True)),
                    gateway=raw.get("gateway"), mcp=raw.get("mcp"), pid=raw.get("pid"),
                    metrics=raw.get("metrics"), reachability=raw.get("reachability"),
-                   network=str(raw.get("network") or "local"))
+                   network=str(raw.get("network") or "local"), p2p=raw.get("p2p"))
 
     def lines(self) -> list[str]:
         """The card for people: one labelled line per fact."""
+        if self.running and self.p2p:
+            state = f"daemon running; P2P node {self.p2p}"
+        else:
+            state = "running" if self.running else "not running"
         out = [f"peer id:  {self.peer_id}",
-               f"role:     {self.role} ({'running' if self.running else 'not running'})",
+               f"role:     {self.role} ({state})",
                f"network:  {self.network}"]
         out += [f"address:  {addr}" for addr in self.addresses] or ["address:  (none)"]
         if self.reachability:

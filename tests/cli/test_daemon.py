@@ -90,6 +90,21 @@ async def test_daemon_says_where_it_is_and_stops_cleanly(tmp_path: Path,
     assert after["mcp"] is None and after["addresses"]
 
 
+async def test_a_daemon_without_its_p2p_node_says_so(tmp_path: Path) -> None:
+    proc, printed = await start_daemon(tmp_path, {"IPFS_MCP_P2P": "0"})
+    try:
+        card = json.loads((await ipfs_mcp(tmp_path, "id", "--json")).stdout)
+        assert card["running"] is True and card["addresses"] == []
+        assert card["p2p"].startswith("disabled")
+        text = (await ipfs_mcp(tmp_path, "id")).stdout.decode()
+        role = next(line for line in text.splitlines() if line.startswith("role:"))
+        assert "daemon running; P2P node disabled" in role, role
+        assert any(line.startswith("role:") and "P2P node disabled" in line
+                   for line in printed)
+    finally:
+        assert await stop(proc, signal.SIGTERM) == 0
+
+
 async def test_a_card_left_by_a_killed_daemon_is_not_believed(tmp_path: Path) -> None:
     proc, _ = await start_daemon(tmp_path)
     code = await stop(proc, signal.SIGKILL)
