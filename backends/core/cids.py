@@ -124,6 +124,13 @@ def mh_key(cid: CID) -> bytes:
     return bytes(cid.digest)
 
 
+def binary_mh_key(cid: bytes) -> bytes:
+    """:func:`mh_key` of a binary CID as the importer makes them, without decoding it: a
+    CIDv0 is the bare multihash (0x12 first), a CIDv1 is 0x01, a one-byte codec, the
+    multihash."""
+    return cid if cid[0] == 0x12 else cid[2:]
+
+
 @lru_cache(maxsize=16384)
 def cid_str(cid: CID) -> str:
     """Canonical text form: base58btc for v0, base32 for v1 (as Kubo prints them)."""

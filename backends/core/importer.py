@@ -33,7 +33,8 @@ Leaves are hashed on a small shared pool of threads (hashlib releases the GIL on
 over 2 KiB) while the reader runs a few chunks ahead, so reading, hashing and storing use
 both cores; every block still reaches the sink in order, from the calling thread.
 
-Memory is bounded: HASH_AHEAD_BYTES of chunks (or HASH_AHEAD chunks) plus the link lists of the nodes on the current path.
+Memory is bounded: HASH_AHEAD_BYTES of chunks (at least HASH_AHEAD chunks) plus the link
+lists of the nodes on the current path.
 Blocks go to a :class:`BlockSink` as they are made (or nowhere, to only compute CIDs).
 """
 
@@ -504,9 +505,10 @@ _HashedLeaf = tuple[bytes, bytes, int]
 
 class _Leaves:
     """A file's leaves, made from its chunks in order, with look-ahead for ``done()``
-    (boxo's ``DagBuilderHelper``): up to HASH_AHEAD_BYTES of chunks are read ahead and their blocks
-    hashed on the shared pool while the caller links the leaves before them. Only the
-    hashing leaves this thread: it alone holds no GIL."""
+    (boxo's ``DagBuilderHelper``): up to HASH_AHEAD_BYTES of chunks are read ahead and
+    their blocks hashed by ``hasher`` (the shared pool, or a sink that writes them in the
+    same step) while the caller links the leaves before them. Only the hashing leaves this
+    thread: it alone holds no GIL."""
 
     def __init__(self, chunks: Iterator[bytes], make_block: Callable[[bytes], bytes],
                  prefix: bytes, emit_leaf: Callable[[_HashedLeaf], Node],

@@ -280,7 +280,6 @@ class DirectWrites:
         return os.stat(path.parent).st_dev
 
 
-
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:

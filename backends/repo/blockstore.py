@@ -84,6 +84,7 @@ from multiformats import CID, multibase
 from ipfs_mcp.backends.core.cids import (
     BlockVerifier,
     VerifiedBlock,
+    binary_mh_key,
     cid_str,
     identity_data,
     is_identity,
@@ -431,8 +432,7 @@ class Blockstore:
 
     def put_block(self, cid: bytes, data: bytes) -> None:
         """``BlockSink`` for the importer, which hashed ``data`` itself a moment ago."""
-        # A binary CIDv0 is the bare multihash; a CIDv1 is 0x01, the codec, the multihash.
-        multihash = cid if cid[0] == 0x12 else cid[2:]
+        multihash = binary_mh_key(cid)
         batch = self._batch.get()
         if batch is None:
             self._write(multihash, data)
@@ -448,9 +448,10 @@ class Blockstore:
 
         In flight are at most ``2 * workers`` blocks, so memory stays bounded. The writers
         also hash an import's large leaves (:meth:`hash_ahead`), then wait for the disk
-        (direct writes), so four keep it busy on two cores (a 1 GiB add in process: 3.7-4.0 s
-        with two, 2.9-3.2 s with four, 3.2-3.6 s with six). A block that raises leaves the blocks of batches already closed (garbage until pinned) and
-        removes the temp files of the rest.
+        (direct writes), so four keep it busy on two cores (a 1 GiB add in process:
+        3.7-4.0 s with two, 2.9-3.2 s with four, 3.2-3.6 s with six). A block that raises
+        leaves the blocks of batches already closed (garbage until pinned) and removes the
+        temp files of the rest.
 
         Raises:
             DiskFull: the file system filled up; nothing partial is left.
@@ -801,8 +802,7 @@ class _WriteBatch:
 
     def _hash_and_write(self, prefix: bytes, block: bytes) -> bytes:
         digest = hashlib.sha256(block).digest()
-        cid = prefix + digest
-        multihash = cid if cid[0] == 0x12 else cid[2:]  # CIDv0 is the bare multihash
+        multihash = binary_mh_key(prefix + digest)
         with self._lock:
             if multihash in self._queued:  # the same block, hashed twice in a file
                 return digest

@@ -47,7 +47,7 @@ from typing import Literal
 
 from multiformats import CID
 
-from ipfs_mcp.backends.core.cids import cid_str, verify_block
+from ipfs_mcp.backends.core.cids import binary_mh_key, cid_str, verify_block
 from ipfs_mcp.backends.errors import BlockNotFound, IntegrityError, IpfsMcpError
 
 # Kubo's filestore statuses (filestore/util.go): ok, changed (bytes differ or the file is
@@ -203,8 +203,7 @@ class Filestore:
     def put_reference(self, cid: bytes, path: str, offset: int, size: int) -> None:
         """``ReferenceSink`` for the importer: the leaf ``cid`` (binary CIDv1 raw) is the
         ``size`` bytes of the file ``path`` (resolved, absolute) at ``offset``."""
-        multihash = cid if cid[0] == 0x12 else cid[2:]
-        row = (multihash, path, offset, size)
+        row = (binary_mh_key(cid), path, offset, size)
         pending = self._batch.get()
         if pending is None:
             self._write("INSERT OR REPLACE INTO refs VALUES (?, ?, ?, ?)", [row])
