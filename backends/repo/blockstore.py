@@ -777,7 +777,19 @@ class _WriteBatch:
             if multihash in self._queued:
                 return
             self._queued.add(multihash)
-        self._adopt(self._write(multihash, data), len(data))
+        self._adopt(self._write_queued(multihash, data), len(data))
+
+    def _write_queued(self, multihash: bytes, data: bytes) -> _Staged | None:
+        """:meth:`_write` of a block just marked queued, on the calling thread; its failure
+        goes to that caller. The block is then no longer taken as queued, so a later put of
+        it is written (or fails) again rather than skipped as if it had been written; the
+        blocks written before it are still committed when the batch closes."""
+        try:
+            return self._write(multihash, data)
+        except BaseException:
+            with self._lock:
+                self._queued.discard(multihash)
+            raise
 
     def _adopt(self, staged: _Staged | None, size: int) -> None:
         """Add a block already written to its temp file to the open batch."""
@@ -807,7 +819,7 @@ class _WriteBatch:
             if multihash in self._queued:  # the same block, hashed twice in a file
                 return digest
             self._queued.add(multihash)
-        staged = self._write(multihash, block)
+        staged = self._write_queued(multihash, block)
         with self._lock:
             self._ahead[multihash] = staged
         return digest

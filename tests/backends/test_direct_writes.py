@@ -129,3 +129,24 @@ def test_a_direct_write_that_fills_the_disk_leaves_no_file(small_disk: Path) -> 
     assert raised.value.errno == errno.ENOSPC
     assert list(small_disk.iterdir()) == []
     assert sync.direct is not None and sync.direct.written == 0
+
+
+def test_a_receive_write_that_fills_the_disk_is_never_taken_as_written(
+        small_disk: Path) -> None:
+    """A receive writes on its own threads: a block whose write failed is not taken as
+    queued, so putting it again fails again instead of passing as stored, and the blocks
+    written before it are kept (the next receive resumes from them)."""
+    from ipfs_mcp.backends.core.cids import cid_of_block, verify_block
+    from ipfs_mcp.backends.errors import DiskFull
+
+    store = Blockstore(small_disk / "repo", fsync=True)
+    small = os.urandom(64 * 1024)
+    large = os.urandom(8 << 20)  # more than the 4 MiB file system holds
+    with store.receiving() as batch:
+        batch.put_verified(verify_block(cid_of_block(small), small))
+        for _ in range(2):
+            with pytest.raises(DiskFull):
+                batch.put_verified(verify_block(cid_of_block(large), large))
+    assert store.get(cid_of_block(small)) == small
+    assert not store.has(cid_of_block(large))
+    assert list(store.tmp_dir.iterdir()) == []
