@@ -31,6 +31,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer import muxer_multistream
 from libp2p.stream_muxer.exceptions import MuxedConnUnavailable
 from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
@@ -47,7 +48,7 @@ from .discovery import announce_interface_addrs
 from .relay.circuit_dial import is_circuit, parse_circuit
 from .reuseport import install_port_reuse
 from .routing import KAD_PROTOCOL, kad_ids_for
-from .transport_tuning import BufferedTCPStream, apply_transport_tuning
+from .transport_tuning import BufferedTCPStream, apply_transport_tuning, grant_on_accept
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ def build_host(key_pair: KeyPair, config: NodeConfig,
         BackendUnavailable: the dial scope cannot be applied to this py-libp2p.
     """
     apply_transport_tuning()  # yamux frames and window updates for bulk transfers
+    _make_yamux_connections_of(FrameAtomicYamux)
     profile = config.profile
     muxers: dict[TProtocol, type] = {TProtocol(YAMUX_PROTOCOL_ID): FrameAtomicYamux}
     if config.enable_mplex:
@@ -194,10 +196,12 @@ class FrameAtomicYamux(Yamux):
     cancellation takes effect right after it. Waiting for the lock stays cancellable, so
     a cancelled task never starts a frame. A frame that cannot be written within
     :data:`FRAME_WRITE_TIMEOUT` (the peer stopped reading) closes the connection, which
-    cannot carry another frame anyway.
+    cannot carry another frame anyway. The ACK of a stream the peer opened grants it a
+    larger window (``transport_tuning.grant_on_accept``).
     """
 
     async def _write_frame(self, data: bytes) -> None:
+        data = grant_on_accept(self, data)
         async with self._write_lock:
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(FRAME_WRITE_TIMEOUT) as stuck:
@@ -212,6 +216,15 @@ class FrameAtomicYamux(Yamux):
                             log.debug("yamux: closing %s: %r", self.peer_id, exc)
                     raise MuxedConnUnavailable("the peer stopped reading")
         await trio.lowlevel.checkpoint()
+
+
+# -- py-libp2p 0.8.1: the muxer class ------------------------------------------------------
+# The upgrader builds every yamux connection from the class its own module names
+# (``muxer_multistream.Yamux``), whatever class ``muxer_opt`` maps the protocol to; so that
+# name is what picks ours. Read at each connection, set once per process (idempotent).
+
+def _make_yamux_connections_of(cls: type[Yamux]) -> None:
+    muxer_multistream.Yamux = cls  # type: ignore[misc]
 
 
 # -- py-libp2p 0.8.1: the LAN DHT id ------------------------------------------------------

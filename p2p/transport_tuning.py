@@ -11,12 +11,23 @@ stock peer:
   is smaller than the 64 KiB go-yamux sends and far below the 256 KiB initial window. The
   library has no argument for it; the module constant is read at each write, so it is set
   here, once.
-- **Window updates in batches.** By default the library sends one encrypted
-  WINDOW_UPDATE for every read that its hysteresis would defer ("release on read"),
-  about one per 64 KiB received: a fifth of the receiver's time in profiles. Its own knob,
-  the ``PY_YAMUX_RELEASE_ON_READ`` environment variable (read at each read), turns that
-  off; credit then goes back once half the window has been consumed, as go-yamux does.
-  A value the user set is left alone.
+- **Window updates as go-yamux sends them** (:class:`HalfWindowStream`). The library's
+  credit logic sends a WINDOW_UPDATE after almost every read: its "partial slack" branch
+  fires whenever anything at all has been consumed and less than half the window is due,
+  and grants that amount twice. A bulk receive read in 64-256 KiB pieces thus answered
+  each with an encrypted frame and a socket write (``send_window_update``: 10.7% of the
+  receiving event loop, Kubo -> ours). go-yamux's ``GrowTo`` grants only once half the
+  window has been read, and then grants all of it back; the stream class here does that,
+  with the library's own auto-tuning of the window size kept.
+- **A larger window for streams a peer opens** (:func:`grant_on_accept`). Kubo's bitswap
+  sends each response on a new stream, and a 256 KiB block with its framing and
+  multistream header is a little more than the 256 KiB a new yamux stream may carry, so
+  every block stalled on a round trip for one WINDOW_UPDATE. The ACK that accepts a
+  stream now carries :data:`INBOUND_GRANT` more (the ACK is a WINDOW_UPDATE frame and
+  may carry a delta, which go-yamux, rust-yamux and js-libp2p's yamux add to the send
+  window), so a whole block message fits. It adds no memory exposure: py-libp2p's yamux
+  does not enforce the receive window on what a peer sends (it logs the overrun), so a
+  peer could always buffer that much.
 
 And one adapter, :class:`BufferedTCPStream`: noise reads each message as a 2-byte length
 and then its body, each read one ``recv`` on the socket (about three system calls per 64
@@ -28,7 +39,7 @@ TCP connection before its security handshake (see ``host._buffer_tcp_reads``).
 
 from __future__ import annotations
 
-import os
+import struct
 from dataclasses import dataclass
 
 from libp2p.io.abc import ReadWriteCloser
@@ -38,9 +49,44 @@ from libp2p.stream_muxer.yamux import yamux as _yamux
 
 # One yamux frame, its 12-byte header included, per noise message.
 YAMUX_FRAME_SIZE = MAX_PLAINTEXT_LENGTH
-RELEASE_ON_READ_ENV = "PY_YAMUX_RELEASE_ON_READ"
+# A stream a peer opens may carry this much at first: the spec's 256 KiB and this grant.
+INBOUND_GRANT = 768 << 10
 # What one recv may take from the socket: four full noise messages.
 TCP_READ_SIZE = 1 << 18
+
+
+class HalfWindowStream(_yamux.YamuxStream):
+    """py-libp2p's yamux stream, granting window as go-yamux's ``GrowTo`` does: nothing
+    until half the target window has been read, then all of it back in one update."""
+
+    async def _auto_tune_and_send_window_update(self, *, bytes_read: int = 0) -> None:
+        # The window the peer may still fill, and what it filled that is not yet read.
+        buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+        delta = self.target_recv_window - (self.recv_window + buffered)
+        if delta <= 0 or delta < self.target_recv_window // 2:
+            return
+        # No await between reading the window and raising it: trio runs one task at a time.
+        self.recv_window += delta
+        delta += self._apply_autotune_epoch(buffered)  # the library's: doubles within 4 RTT
+        await self.send_window_update(delta)
+
+
+def grant_on_accept(conn: _yamux.Yamux, frame: bytes) -> bytes:
+    """``frame`` as the muxer is about to write it; the ACK of a stream the peer opened
+    carries :data:`INBOUND_GRANT` more window (the ACK is written before the muxer reads
+    the stream's next frame, so nothing it received is counted twice)."""
+    if len(frame) != _yamux.HEADER_SIZE or frame[1] != _yamux.TYPE_WINDOW_UPDATE:
+        return frame
+    version, kind, flags, stream_id, length = struct.unpack(_yamux.YAMUX_HEADER_FORMAT, frame)
+    if flags != _yamux.FLAG_ACK or length:
+        return frame
+    stream = conn.streams.get(stream_id)
+    if stream is None or stream.is_initiator:
+        return frame
+    stream.recv_window += INBOUND_GRANT
+    stream.target_recv_window += INBOUND_GRANT
+    return struct.pack(_yamux.YAMUX_HEADER_FORMAT, version, kind, flags, stream_id,
+                       INBOUND_GRANT)
 
 
 @dataclass(frozen=True)
@@ -48,18 +94,20 @@ class TransportTuning:
     """What the library will do now (read back from it, not from what we asked)."""
 
     yamux_frame_size: int  # bytes per DATA frame written, header included
-    release_on_read: bool  # one WINDOW_UPDATE per read instead of per half window
+    stream_class: type  # the class every new yamux stream is made of
 
 
 def current_tuning() -> TransportTuning:
     return TransportTuning(yamux_frame_size=_yamux.MAX_MESSAGE_SIZE,
-                           release_on_read=_yamux._yamux_release_on_read())
+                           stream_class=_yamux.YamuxStream)
 
 
 def apply_transport_tuning() -> TransportTuning:
-    """Set both knobs (idempotent) and return what the library now reports."""
+    """Set the frame size and the stream class (idempotent) and return what the library
+    now reports. The muxer makes its streams from the module's name ``YamuxStream`` when
+    it opens or accepts one, so setting that name is enough."""
     _yamux.MAX_MESSAGE_SIZE = YAMUX_FRAME_SIZE
-    os.environ.setdefault(RELEASE_ON_READ_ENV, "0")
+    _yamux.YamuxStream = HalfWindowStream  # type: ignore[misc]
     return current_tuning()
 
 

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 from functools import partial
 
 import pytest
 import trio
+from libp2p.abc import IHost
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.io.trio import TrioTCPStream
+from libp2p.peer.id import ID
 from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH
-from libp2p.stream_muxer.yamux.yamux import HEADER_SIZE
+from libp2p.stream_muxer.yamux.yamux import (
+    DEFAULT_WINDOW_SIZE,
+    HEADER_SIZE,
+    TYPE_WINDOW_UPDATE,
+    YAMUX_HEADER_FORMAT,
+)
 from multiaddr import Multiaddr
 
 from ipfs_mcp.p2p.host import build_host, peer_info_from_addr
 from ipfs_mcp.p2p.transport_tuning import (
-    RELEASE_ON_READ_ENV,
+    INBOUND_GRANT,
     YAMUX_FRAME_SIZE,
     BufferedTCPStream,
-    apply_transport_tuning,
+    HalfWindowStream,
     current_tuning,
 )
 
@@ -30,82 +38,129 @@ pytestmark = pytest.mark.anyio
 
 PROTOCOL = TProtocol("/test/bulk/1.0.0")
 SIZE = 4 << 20
-SMALL_READ = 16 << 10  # small reads: one WINDOW_UPDATE each unless updates are batched
+SMALL_READ = 16 << 10  # small reads: the library answered each with a WINDOW_UPDATE
 
 
-def test_building_a_host_applies_the_tuning(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(RELEASE_ON_READ_ENV, raising=False)
+def test_building_a_host_applies_the_tuning() -> None:
     build_host(create_new_key_pair(), FAST)
     tuning = current_tuning()
     assert tuning.yamux_frame_size == YAMUX_FRAME_SIZE == MAX_PLAINTEXT_LENGTH == 65519
-    assert tuning.release_on_read is False
+    assert tuning.stream_class is HalfWindowStream
 
 
-def test_a_value_the_user_set_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(RELEASE_ON_READ_ENV, "1")
-    assert apply_transport_tuning().release_on_read is True
+async def _connected(sender: IHost, receiver: IHost) -> ID:
+    info = peer_info_from_addr(f"{receiver.get_addrs()[0]}")
+    await sender.connect(info)
+    return info.peer_id
 
 
-async def test_frames_fit_one_noise_message_and_window_updates_are_batched(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(RELEASE_ON_READ_ENV, raising=False)
+def _observe_writes(stream: object) -> list[bytes]:
+    """What the stream's muxer hands to noise from now on, one frame a call (observed, not
+    replaced)."""
+    secured = stream.muxed_conn.secured_conn  # type: ignore[attr-defined]
+    written: list[bytes] = []
+    write = secured.write
+
+    async def observed_write(frame: bytes) -> None:
+        written.append(bytes(frame))
+        await write(frame)
+
+    secured.write = observed_write
+    return written
+
+
+def _window_updates(frames: list[bytes]) -> list[int]:
+    """The increments of the plain WINDOW_UPDATE frames among ``frames`` (no SYN or ACK)."""
+    out = []
+    for f in frames:
+        if len(f) == HEADER_SIZE and f[1] == TYPE_WINDOW_UPDATE:
+            _, _, flags, _, length = struct.unpack(YAMUX_HEADER_FORMAT, f)
+            if flags == 0:
+                out.append(length)
+    return out
+
+
+async def test_frames_fit_one_noise_message_and_window_updates_come_per_half_window() -> None:
     sender = build_host(create_new_key_pair(), FAST)
     receiver = build_host(create_new_key_pair(), FAST)
     data = os.urandom(SIZE)
     got = bytearray()
     done = trio.Event()
-    updates: dict[str, int] = {}
     reads = 0
     socket: list[BufferedTCPStream] = []
+    receiver_frames: list[bytes] = []
 
     async def handler(stream: object) -> None:
         nonlocal reads
+        frames = _observe_writes(stream)
         while len(got) < SIZE:
             reads += 1
             got.extend(await stream.read(SMALL_READ))  # type: ignore[attr-defined]
-        muxed = stream.muxed_stream  # type: ignore[attr-defined]
+        receiver_frames.extend(frames)
         # yamux -> secure session -> noise reader -> its packet reader -> the raw connection
         noise = stream.muxed_conn.secured_conn.conn  # type: ignore[attr-defined]
         socket.append(noise.read_writer.read_write_closer.stream)
-        # The library counts each WINDOW_UPDATE it sends, by the branch that sent it.
-        updates["per_read"] = muxed._window_update_bytes_read_only
         done.set()
 
     receiver.set_stream_handler(PROTOCOL, handler)
     listen = [Multiaddr("/ip4/127.0.0.1/tcp/0")]
     with trio.fail_after(30):
         async with receiver.run(listen), sender.run(listen):
-            addr = f"{receiver.get_addrs()[0]}"
-            info = peer_info_from_addr(addr)
-            await sender.connect(info)
-            stream = await sender.new_stream(info.peer_id, [PROTOCOL])
-            # Observe (not replace) what the sender's muxer hands to noise: one frame a call.
-            secured = stream.muxed_conn.secured_conn  # type: ignore[attr-defined]
-            written: list[int] = []
-            write = secured.write
-
-            async def observed_write(frame: bytes) -> None:
-                written.append(len(frame))
-                await write(frame)
-
-            secured.write = observed_write
+            peer = await _connected(sender, receiver)
+            stream = await sender.new_stream(peer, [PROTOCOL])
+            written = _observe_writes(stream)
             await stream.write(data)
             await done.wait()
             await stream.close()
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
-    data_frames = [n for n in written if n > HEADER_SIZE]
+    data_frames = [len(f) for f in written if len(f) > HEADER_SIZE]
     assert max(data_frames) == YAMUX_FRAME_SIZE  # one noise message, never two
     assert sum(n - HEADER_SIZE for n in data_frames) == SIZE
-    # At the library's default every small read that its hysteresis defers sends its own
-    # WINDOW_UPDATE (about one per read here); with the knob off that branch never runs.
+    # The library's own credit logic answered about every small read with a WINDOW_UPDATE
+    # (256 here); granted per half window, a 4 MiB stream takes a handful, each of at
+    # least half the spec's initial window.
     assert reads >= SIZE // SMALL_READ
-    assert updates["per_read"] == 0
+    updates = _window_updates(receiver_frames)
+    assert 0 < len(updates) <= SIZE // (DEFAULT_WINDOW_SIZE // 2)
+    assert min(updates) >= DEFAULT_WINDOW_SIZE // 2
     # Under noise the receiver's socket is read in large pieces: at the library's default
     # each noise message costs two recvs at least (its length, then its body).
     [buffered] = socket
     assert isinstance(buffered, BufferedTCPStream)
-    noise_messages = len(written)
-    assert 0 < buffered.recvs < 2 * noise_messages
+    assert 0 < buffered.recvs < 2 * len(written)
+
+
+async def test_a_stream_a_peer_opens_may_carry_a_whole_block_message_before_any_read() -> None:
+    """Kubo sends each bitswap block on a new stream, a little over the spec's 256 KiB
+    initial window: the ACK grants more, so the sender never waits for the reader. Here the
+    receiver reads nothing until the sender's write has returned: without the grant that
+    write waits for a WINDOW_UPDATE that never comes (and times out)."""
+    sender = build_host(create_new_key_pair(), FAST)
+    receiver = build_host(create_new_key_pair(), FAST)
+    size = DEFAULT_WINDOW_SIZE + INBOUND_GRANT - 4096
+    data = os.urandom(size)
+    written = trio.Event()
+    got = bytearray()
+    done = trio.Event()
+
+    async def handler(stream: object) -> None:
+        await written.wait()
+        while len(got) < size:
+            got.extend(await stream.read(1 << 20))  # type: ignore[attr-defined]
+        done.set()
+
+    receiver.set_stream_handler(PROTOCOL, handler)
+    listen = [Multiaddr("/ip4/127.0.0.1/tcp/0")]
+    with trio.fail_after(30):
+        async with receiver.run(listen), sender.run(listen):
+            peer = await _connected(sender, receiver)
+            stream = await sender.new_stream(peer, [PROTOCOL])
+            with trio.fail_after(4):  # under the library's 5 s wait for a window update
+                await stream.write(data)
+            written.set()
+            await done.wait()
+            await stream.close()
+    assert bytes(got) == data
 
 
 async def test_buffered_reads_hand_out_exactly_the_bytes_sent() -> None:
