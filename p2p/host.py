@@ -48,6 +48,7 @@ from .discovery import announce_interface_addrs
 from .relay.circuit_dial import is_circuit, parse_circuit
 from .reuseport import install_port_reuse
 from .routing import KAD_PROTOCOL, kad_ids_for
+from .stream_negotiation import answer_in_one_write
 from .transport_tuning import BufferedTCPStream, apply_transport_tuning, grant_on_accept
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ def build_host(key_pair: KeyPair, config: NodeConfig,
     _buffer_tcp_reads(host.get_network())
     _end_inbound_handlers_with_their_connection(host.get_network())
     _offer_both_kad_ids(host)
+    answer_in_one_write(host)  # multistream-select for the streams peers open
     if config.mdns and isinstance(host, BasicHost):
         announce_interface_addrs(host)
     return host

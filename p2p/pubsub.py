@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.pubsub import floodsub
+from libp2p.pubsub import pubsub as _pubsub_module
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
@@ -195,6 +197,29 @@ class _StoppablePubsub(Pubsub):
                     log.debug("pubsub: resetting a stream after stop: %r", reset_exc)
 
 
+# -- py-libp2p 0.8.1: which peers' first RPC (their hello) has been read -------------------
+# A peer counts as a pubsub peer (``Pubsub.peers``) once *our* stream to it is open, before
+# anything it sent has been read; so "greeted" by that count, a reader could list a peer's
+# topics before its hello (which carries them) arrived. The library checks each RPC it
+# reads with ``maybe_consume_signed_record`` and then applies its subscriptions with no
+# await in between, so the hook below, which notes the peer first, marks the moment after
+# which its subscriptions are known. The function is module-wide: each host's PubSub
+# registers itself here.
+_HELLO_LISTENERS: weakref.WeakKeyDictionary[IHost, Callable[[ID], None]] = (
+    weakref.WeakKeyDictionary())
+_check_record = _pubsub_module.maybe_consume_signed_record
+
+
+def _noting_the_sender(rpc: rpc_pb2.RPC, host: IHost, peer_id: ID) -> bool:
+    heard = _HELLO_LISTENERS.get(host)
+    if heard is not None:
+        heard(peer_id)
+    return bool(_check_record(rpc, host, peer_id))
+
+
+_pubsub_module.maybe_consume_signed_record = _noting_the_sender  # type: ignore[assignment]
+
+
 def check_topic(topic: str) -> str:
     """Raises: InvalidInput: empty, too long, or not printable text."""
     if not topic or len(topic) > MAX_TOPIC_LENGTH or not topic.isprintable():
@@ -224,6 +249,9 @@ class PubSub:
         self._pumps: dict[str, trio.CancelScope] = {}
         self._listeners: list[MessageListener] = []
         self._nursery: trio.Nursery | None = None
+        self.heard_from: set[str] = set()  # peers whose hello (first RPC) has been read
+        self._heard = trio.Event()
+        _HELLO_LISTENERS[host] = self._note_heard
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[PubSub]:
@@ -240,6 +268,17 @@ class PubSub:
             finally:
                 self._nursery = None
                 nursery.cancel_scope.cancel()
+
+    def _note_heard(self, peer: ID) -> None:
+        key = str(peer)
+        if key not in self.heard_from:
+            self.heard_from.add(key)
+            self._heard.set()
+            self._heard = trio.Event()
+
+    async def heard(self) -> None:
+        """Until another peer's hello has been read (see ``heard_from``)."""
+        await self._heard.wait()
 
     async def _greet(self, peer: ID) -> None:
         with trio.move_on_after(GREET_TIMEOUT):

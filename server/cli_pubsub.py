@@ -89,12 +89,14 @@ async def _run(args: argparse.Namespace) -> list[str]:
     data = _payload(args) if args.pubsub_cmd == "pub" else b""
     with anyio.fail_after(args.wait + 60):  # the node's start and the dials, then --wait
         async with lifespan_state(_settings(args)) as state:
-            await _connect(state, args.peer or [], args.bootstrap or [])
             node = await state.slot.wait()
             if node is None:
                 raise NodeNotRunning(f"pubsub needs the P2P node, which is "
                                      f"{state.slot.status}")
+            # Served before any peer is dialled: a peer opens pubsub with us as soon as it
+            # is connected, and a protocol not yet served is refused ("na") for good.
             pubsub = await node.start_pubsub()
+            await _connect(state, args.peer or [], args.bootstrap or [])
             return await _command(args, pubsub, data)
 
 
@@ -152,10 +154,11 @@ async def _until_subscribed(pubsub: PubSub, topic: str, wait: float) -> None:
 
 
 async def _greeted(pubsub: PubSub, wait: float) -> None:
-    """Until every connected peer has opened pubsub with us (or ``wait`` passes)."""
+    """Until every connected peer has opened pubsub with us and its hello (the topics it
+    subscribes to) has been read (or ``wait`` passes)."""
     with anyio.move_on_after(wait):
-        while {str(p) for p in pubsub.host.get_connected_peers()} - set(pubsub.peers()):
-            await _next_greeting(pubsub)
+        while {str(p) for p in pubsub.host.get_connected_peers()} - pubsub.heard_from:
+            await pubsub.heard()
 
 
 async def _next_greeting(pubsub: PubSub) -> None:
