@@ -687,7 +687,17 @@ class ReceivingBatch:
         if not isinstance(block, VerifiedBlock):
             raise TypeError("put_verified takes the VerifiedBlock that verify_block returns, "
                             f"not a {type(block).__name__}")
-        cid, data = block.cid, block.data
+        self.put_computed(block.cid, block.data)
+
+    def put_computed(self, cid: CID, data: bytes) -> None:
+        """``put_verified`` for a block whose CID the caller has just computed from these very
+        bytes (a bitswap receiver hashes each block to learn which CID it is), as
+        :meth:`Blockstore.put_computed`.
+
+        Raises:
+            DiskFull, IpfsMcpError: this write, or an earlier write or sync of this receive,
+                failed.
+        """
         if is_identity(cid):
             return
         multihash = bytes(cid.digest)

@@ -21,7 +21,8 @@ another's single block.
 
 Received blocks are hashed in a worker thread; the CID is *computed* from the bytes, so a
 block is trusted only if that CID is one we want. Anything else is discarded and its sender
-penalised; nothing unverified is ever handed to the blockstore.
+penalised; nothing unverified is ever handed to the blockstore. What is kept is stored in
+batches, durable together (:mod:`.receive_batches`): a fetch settles them before it returns.
 
 The client side is in :mod:`.session`; it uses :meth:`Bitswap.want_record`,
 :meth:`Bitswap.send_wants` and :meth:`Bitswap.cancel`.
@@ -29,6 +30,7 @@ The client side is in :mod:`.session`; it uses :meth:`Bitswap.want_record`,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -64,6 +66,7 @@ from .message import (
     encode_parts,
     frame_parts,
 )
+from .receive_batches import ReceiveBatch, ReceiveBatches
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +78,9 @@ class BlockStore(Protocol):
 
     def get(self, cid: CID) -> bytes: ...
 
-    def put(self, cid: CID, data: bytes) -> bool: ...
-
     def put_computed(self, cid: CID, data: bytes) -> bool: ...
+
+    def receiving(self) -> contextlib.AbstractContextManager[ReceiveBatch]: ...
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ class WantRecord:
     """One block we are waiting for, shared by every session that wants it."""
 
     __slots__ = ("cid", "asked", "haves", "dont_haves", "block", "source", "failure", "done",
-                 "_changed", "refs")
+                 "_changed", "refs", "batched")
 
     def __init__(self, cid: CID) -> None:
         self.cid = cid
@@ -194,6 +197,9 @@ class WantRecord:
         self.done = trio.Event()
         self._changed = trio.Event()
         self.refs = 0
+        # A DAG walk wants it: stored into the open receive batch, which the walk settles
+        # at its end; else stored (and synced) on its own, as a one-block fetch needs.
+        self.batched = False
 
     @property
     def changed(self) -> trio.Event:
@@ -231,6 +237,8 @@ class Bitswap:
         # target_message_size and each on its own worker thread: this bounds the memory a
         # fast sender can make us hold, and how many fsyncs overlap.
         self._block_slots = trio.Semaphore(16)
+        # Where they are stored: written with no sync each, durable in batches.
+        self.received = ReceiveBatches(store)
         self._turns = ServeTurns(self.config.serve_slots)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -249,6 +257,8 @@ class Bitswap:
                 await trio.sleep_forever()
             finally:
                 self._nursery = None
+                with trio.CancelScope(shield=True):
+                    await self._settle_quietly()
                 for proto in PROTOCOLS:
                     self.host.remove_stream_handler(TProtocol(proto))
                 self.host.get_network().remove_notifee(self._notifee)
@@ -507,6 +517,22 @@ class Bitswap:
             self._block_slots.release()
             self._notify()  # the ledger counts these blocks now
 
+    async def settle(self, since: int | None = None) -> None:
+        """Every block received so far is durable and in the store when this returns
+        (see :mod:`.receive_batches`).
+
+        Raises:
+            IpfsMcpError: a batch's commit failed (since ``since``, from
+                ``received.mark()``, when given).
+        """
+        await trio.to_thread.run_sync(self.received.settle, since)
+
+    async def _settle_quietly(self) -> None:
+        try:
+            await self.settle()
+        except IpfsMcpError as exc:  # the fetches that were running fail with it
+            log.warning("bitswap: storing received blocks failed: %s", exc)
+
     async def _on_blocks(self, peer: _Peer, payloads: list[Payload]) -> None:
         ok: list[Payload] = []
         for payload in payloads:
@@ -559,7 +585,10 @@ class Bitswap:
                 out.append((cid, False))
                 continue
             try:
-                self.store.put_computed(cid, payload.data)  # cid is the bytes' own hash
+                if rec.batched:  # cid is the bytes' own hash
+                    self.received.put(cid, payload.data)
+                else:
+                    self.store.put_computed(cid, payload.data)
             except IpfsMcpError as exc:  # DiskFull, or a receiver's file that failed
                 out.append((cid, exc))
                 continue

@@ -255,14 +255,25 @@ class Session:
             rec.notify()
 
     # -- one block ----------------------------------------------------------------------
-    async def get(self, cid: CID) -> bytes:  # noqa: C901 - the want loop: ask, stall, re-ask
-        """Fetch one block from the session's peers; it is verified and stored on return.
+    async def get(self, cid: CID, *, batched: bool = False) -> bytes:
+        """Fetch one block from the session's peers; it is verified and stored on return
+        (``batched``: into the engine's open receive batch, durable and seen by ``has`` at
+        the next ``engine.settle``, as a DAG walk does).
 
         Raises:
             BlockNotFound: every peer said DONT_HAVE, failed or timed out.
             IpfsMcpError: it arrived but could not be stored here (``DiskFull``).
         """
         rec = self.engine.want_record(cid)
+        rec.batched = rec.batched or batched
+        block = await self._get(rec)
+        if rec.batched and not batched:
+            # A walk wanted it too, so it went into the batch: stored before it is handed on.
+            await self.engine.settle()
+        return block
+
+    async def _get(self, rec: WantRecord) -> bytes:  # noqa: C901 - the want loop: ask, stall, re-ask
+        cid = rec.cid
         self._active.add(rec)
         asks: dict[str, float] = {}  # peer asked for this block, and when
         moved: set[str] = set()  # asked peers that stalled, so the want was re-issued
@@ -427,9 +438,11 @@ class Session:
             DagTooLarge: more than ``max_blocks`` blocks, or deeper, wider or with a larger
                 block than the bounds.
             IntegrityError: a verified block is not valid for its codec.
+            IpfsMcpError: storing what arrived failed (DiskFull, say).
         """
         started = time.monotonic()
         store = self.engine.store
+        failures = self.engine.received.mark()
         seen = {bytes(root.digest)}
         counts = {"blocks": 0, "fetched": 0}
         window = trio.Semaphore(self.engine.config.window)
@@ -454,7 +467,7 @@ class Session:
             async with window:
                 block = None if missing else await anyio.to_thread.run_sync(local, cid)
                 if block is None:
-                    block = await self.get(cid)
+                    block = await self.get(cid, batched=True)
                     counts["fetched"] += 1
                     if max_bytes is not None and self.bytes_fetched - start_bytes > max_bytes:
                         raise TooLarge(f"{cid_str(root)} is larger than the {max_bytes}-byte "
@@ -495,6 +508,8 @@ class Session:
                 nursery.start_soon(visit, root, 0, nursery)
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
+        # Durable and seen by ``has`` before the report (and so before any pin).
+        await self.engine.settle(since=failures)
         return FetchReport(
             root=cid_str(root), blocks=counts["blocks"], fetched=counts["fetched"],
             bytes_fetched=self.bytes_fetched - start_bytes,
