@@ -12,7 +12,8 @@ a share of the 17% that frame writes took.
 :class:`BufferedMultiselect` reads whole messages from the yamux stream's buffer and
 answers header and echo together when the dialer's proposal is already there. A dialer that
 waits for our header before it proposes (py-libp2p's own, or any non-lazy one) gets the
-header as soon as nothing more is buffered, so no dialer waits on us. The wire is the
+header as soon as its own has been read and nothing more is buffered, so no dialer waits on
+us (every dialer sends its header first, unasked). The wire is the
 spec's either way (github.com/multiformats/multistream-select): the same messages, in the
 same order, only fewer writes. Streams of other muxers go to the library's responder.
 """
@@ -60,9 +61,11 @@ class BufferedMultiselect(Multiselect):
 
     async def _answer(self, stream: object, muxed: YamuxStream
                       ) -> tuple[TProtocol | None, StreamHandlerFn | None]:
-        out = bytearray(encode_delim(MULTISELECT_PROTOCOL_ID.encode()))
-        if await _take(muxed, out, stream) != MULTISELECT_PROTOCOL_ID:
+        # Every dialer sends its header unasked (go-, js-, rust- and py-multistream alike),
+        # so ours can wait for it, and go out with the answer to a proposal sent with it.
+        if await _take(muxed, bytearray(), stream) != MULTISELECT_PROTOCOL_ID:
             raise MultiselectError("multiselect protocol ID mismatch")
+        out = bytearray(encode_delim(MULTISELECT_PROTOCOL_ID.encode()))
         for _ in range(MAX_COMMANDS):
             command = await _take(muxed, out, stream)
             if command == "ls":

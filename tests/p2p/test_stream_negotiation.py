@@ -34,13 +34,14 @@ def delim(text: str) -> bytes:
 
 class Pair:
     """A receiver serving PROTOCOL (its handler keeps what it reads) and a connected dialer;
-    ``frames`` are the DATA frames the receiver's muxer writes, one entry per frame."""
+    ``frames`` are the DATA frames the receiver's muxer writes, one (stream id, payload) per
+    frame."""
 
     def __init__(self) -> None:
         self.sender = build_host(create_new_key_pair(), FAST)
         self.receiver = build_host(create_new_key_pair(), FAST)
         self.payloads: list[bytes] = []
-        self.frames: list[bytes] = []
+        self.frames: list[tuple[int, bytes]] = []
         self.handled = trio.Event()
 
     async def handler(self, stream: object) -> None:
@@ -64,7 +65,8 @@ class Pair:
 
         async def observed(frame: bytes) -> None:
             if len(frame) > HEADER_SIZE and frame[1] == TYPE_DATA:
-                self.frames.append(bytes(frame[HEADER_SIZE:]))
+                sid = int.from_bytes(frame[4:8], "big")
+                self.frames.append((sid, bytes(frame[HEADER_SIZE:])))
             await write(frame)
 
         secured.write = observed
@@ -99,7 +101,9 @@ async def test_a_lazy_dialer_gets_header_and_echo_in_one_frame_and_its_message_i
             answer = await _read_exactly(stream, len(HEADER + delim(PROTOCOL)))
             await pair.handled.wait()
     assert answer == HEADER + delim(PROTOCOL)
-    assert pair.frames[0] == HEADER + delim(PROTOCOL)  # one frame; the library wrote two
+    # Our stream's first frame from the receiver (identify streams share the connection).
+    [first, *_] = [body for sid, body in pair.frames if sid == stream.stream_id]
+    assert first == HEADER + delim(PROTOCOL)  # one frame; the library wrote two
     assert pair.payloads == [payload]
 
 
@@ -130,7 +134,8 @@ async def test_a_dialer_that_waits_for_our_header_gets_it_first() -> None:
     HEADER + b"\x05/abc/",  # no newline at its end
     HEADER + b"\xff\xff\xff\x7f",  # an endless length
     HEADER + b"\x02\xff\n",  # not UTF-8
-], ids=["wrong-header", "no-newline", "huge-length", "not-utf8"])
+    HEADER + delim("/not/served/1.0.0") * 40,  # proposals without end
+], ids=["wrong-header", "no-newline", "huge-length", "not-utf8", "endless-proposals"])
 async def test_a_broken_dialer_loses_its_stream_and_the_host_serves_on(garbage: bytes) -> None:
     pair = Pair()
     listen = [Multiaddr("/ip4/127.0.0.1/tcp/0")]
