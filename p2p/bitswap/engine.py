@@ -396,10 +396,8 @@ class Bitswap:
             raise NetworkError("the bitswap engine is not running")
         peer = self._peer(peer_id)
         peer.failed = False if peer.connected else peer.failed
-        key = bytes(rec.cid.digest)
         rec.asked[str(peer_id)] = (trio.current_time(), want_type)
-        peer.out_wants[key] = WantEntry(rec.cid, want_type, send_dont_have=True,
-                                        priority=1 if want_type == WantType.HAVE else 2)
+        peer.out_wants[bytes(rec.cid.digest)] = _want_entry(rec, want_type)
         self._wake(peer)
 
     def cancel(self, rec: WantRecord, peers: Iterable[str]) -> None:
@@ -443,11 +441,28 @@ class Bitswap:
             self.protocol_errors += 1
             log.info("bitswap: dropping stream from %s: %s", peer_id, exc)
             await reset_quietly(stream)
+            self._ask_again(peer)
         except NET_ERRORS as exc:
             log.debug("bitswap: inbound stream from %s ended: %r", peer_id, exc)
             await reset_quietly(stream)
+            self._ask_again(peer)
         else:
             await close_quietly(stream)
+
+    def _ask_again(self, peer: _Peer) -> None:
+        """A stream from ``peer`` broke off, perhaps inside a message that carried blocks we
+        asked it for: it counts them sent (boxo drops a want once it has sent the block), so
+        its wants would go unanswered until they time out. Ask it again for every block we
+        still wait on from it (a block that did arrive comes twice, counted a duplicate)."""
+        if not peer.connected or peer.failed:
+            return
+        key = str(peer.id)
+        again = [(rec, rec.asked[key][1]) for rec in self._wants.values()
+                 if key in rec.asked and not rec.done.is_set()]
+        for rec, want_type in again:
+            peer.out_wants[bytes(rec.cid.digest)] = _want_entry(rec, want_type)
+        if again:
+            self._wake(peer)
 
     async def _on_message(self, peer: _Peer, msg: Message) -> None:
         if peer.failed and peer.connected:
@@ -764,6 +779,12 @@ class Bitswap:
         stream, peer.stream = peer.stream, None
         if stream is not None:
             await reset_quietly(stream)
+
+
+def _want_entry(rec: WantRecord, want_type: WantType) -> WantEntry:
+    """Our want for ``rec``: DONT_HAVE always requested; blocks before presences."""
+    return WantEntry(rec.cid, want_type, send_dont_have=True,
+                     priority=1 if want_type == WantType.HAVE else 2)
 
 
 def _moved_off_relay(host: IHost, peer: _Peer) -> bool:

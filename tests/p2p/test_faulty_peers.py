@@ -12,12 +12,28 @@ from pathlib import Path
 
 import pytest
 import trio
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.custom_types import TProtocol
+from multiaddr import Multiaddr
 
+from ipfs_mcp.backends.core.cids import cid_of_block
 from ipfs_mcp.backends.core.exporter import Exporter
-from ipfs_mcp.p2p.bitswap.message import WantType
+from ipfs_mcp.p2p._net import FrameReader, frame
+from ipfs_mcp.p2p.bitswap.message import (
+    MAX_MESSAGE_SIZE,
+    PROTOCOL_120,
+    PROTOCOLS,
+    Message,
+    WantType,
+    decode_message,
+    encode_message,
+)
+from ipfs_mcp.p2p.host import build_host
 from ipfs_mcp.p2p.reputation import NO_HISTORY_SCORE
 
 from .nodes import (
+    FAST,
+    PATIENT,
     CorruptingStore,
     GatedStore,
     WantLog,
@@ -152,3 +168,47 @@ async def test_peer_disconnecting_mid_transfer(tmp_path: Path) -> None:
             assert record.failures >= 1 and record.score < before
             assert quitter_id not in {str(p) for p in fetcher.connected_peers()}
     assert_clean_store(tmp_path / "f", root, data, 8)
+
+
+async def test_a_peer_whose_block_message_breaks_off_is_asked_again(tmp_path: Path) -> None:
+    """A deliberately faulty peer (a real host speaking bitswap) answers the first want for
+    the block with a message cut off half-way through, its stream then reset, as a stream
+    can break on the wire; asked again, it sends the block whole. The fetch, with that peer
+    alone and wants that never time out, completes: the broken stream sends the wants again
+    (before, they waited for a block the peer counted sent)."""
+    data = os.urandom(200_000)
+    cid = cid_of_block(data)
+    host = build_host(create_new_key_pair(), FAST)
+    wants: list[int] = []
+
+    async def answer(stream: object) -> None:
+        reader = FrameReader(stream, MAX_MESSAGE_SIZE)  # type: ignore[arg-type]
+        try:
+            while (body := await reader.next()) is not None:
+                asked = [w for w in decode_message(body).wants
+                         if not w.cancel and w.cid == cid and w.want_type == WantType.BLOCK]
+                if not asked:
+                    continue
+                wants.append(1)
+                peer = stream.muxed_conn.peer_id  # type: ignore[attr-defined]
+                out = await host.new_stream(peer, [TProtocol(PROTOCOL_120)])
+                whole = frame(encode_message(Message(blocks=[(cid, data)]), PROTOCOL_120))
+                if len(wants) == 1:
+                    await out.write(whole[:len(whole) // 2])
+                    await out.reset()
+                else:
+                    await out.write(whole)
+                    await out.close()
+        except Exception:  # the fetcher's stream ends however it ends
+            return
+
+    for proto in PROTOCOLS:
+        host.set_stream_handler(TProtocol(proto), answer)  # type: ignore[arg-type]
+    with trio.fail_after(60):
+        async with host.run([Multiaddr("/ip4/127.0.0.1/tcp/0")]), \
+                node_at(tmp_path / "f", PATIENT) as fetcher:
+            await fetcher.connect_peer(f"{host.get_addrs()[0]}/p2p/{host.get_id()}")
+            assert await fetcher.fetch_block(cid) == data
+            with trio.CancelScope(shield=True):
+                await host.close()
+    assert len(wants) == 2
