@@ -4,7 +4,10 @@
 
     P2PNode(host, blockstore, routing, config=..., pinner=...)
       ├── host        py-libp2p host: TCP, noise only, yamux       (host.build_host)
-      ├── bitswap     our engine, serving from / storing into the blockstore
+      │               (yamux windows as go-yamux grants them: transport_tuning;
+      │               multistream answered in one write: stream_negotiation)
+      ├── bitswap     our engine, serving from / storing into the blockstore (a DAG
+      │               walk's blocks durable in batches: bitswap.receive_batches)
       ├── routing     ContentRouting (KadContentRouting on the DHT)
       ├── reputation  ProviderReputation, shared with bitswap sessions
       │
