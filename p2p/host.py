@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import struct
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import multiaddr
 import trio
@@ -34,8 +36,13 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer import muxer_multistream
 from libp2p.stream_muxer.exceptions import MuxedConnUnavailable
 from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
+from libp2p.stream_muxer.yamux.yamux import (
+    GO_AWAY_PROTOCOL_ERROR,
+    TYPE_GO_AWAY,
+    YAMUX_HEADER_FORMAT,
+    Yamux,
+)
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from ipfs_mcp.backends.core.ip_scope import host_of_multiaddr
 from ipfs_mcp.backends.errors import InvalidInput
@@ -49,7 +56,12 @@ from .relay.circuit_dial import is_circuit, parse_circuit
 from .reuseport import install_port_reuse
 from .routing import KAD_PROTOCOL, kad_ids_for
 from .stream_negotiation import answer_in_one_write
-from .transport_tuning import BufferedTCPStream, apply_transport_tuning, grant_on_accept
+from .transport_tuning import (
+    BufferedTCPStream,
+    WindowedBuffers,
+    apply_transport_tuning,
+    grant_on_accept,
+)
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +211,28 @@ class FrameAtomicYamux(Yamux):
     a cancelled task never starts a frame. A frame that cannot be written within
     :data:`FRAME_WRITE_TIMEOUT` (the peer stopped reading) closes the connection, which
     cannot carry another frame anyway. The ACK of a stream the peer opened grants it a
-    larger window (``transport_tuning.grant_on_accept``).
+    larger window (``transport_tuning.grant_on_accept``), and a peer that sends past a
+    stream's window loses the connection (``transport_tuning.WindowedBuffers``).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stream_buffers = WindowedBuffers(self)  # the receive window, enforced
+
+    async def handle_incoming(self) -> None:
+        await super().handle_incoming()
+        violation = self.stream_buffers.violation
+        if violation is None or self.event_closed.is_set():
+            return
+        log.info("yamux: %s sent past a stream's receive window (%s); closing the connection",
+                 self.peer_id, violation)
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
+            try:  # what go-yamux sends too; the peer may have stopped reading
+                await self.secured_conn.write(struct.pack(
+                    YAMUX_HEADER_FORMAT, 0, TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR))
+            except NET_ERRORS as exc:
+                log.debug("yamux: GO_AWAY to %s: %r", self.peer_id, exc)
+            await self._cleanup_on_error()
 
     async def _write_frame(self, data: bytes) -> None:
         data = grant_on_accept(self, data)

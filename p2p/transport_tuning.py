@@ -25,9 +25,12 @@ stock peer:
   every block stalled on a round trip for one WINDOW_UPDATE. The ACK that accepts a
   stream now carries :data:`INBOUND_GRANT` more (the ACK is a WINDOW_UPDATE frame and
   may carry a delta, which go-yamux, rust-yamux and js-libp2p's yamux add to the send
-  window), so a whole block message fits. It adds no memory exposure: py-libp2p's yamux
-  does not enforce the receive window on what a peer sends (it logs the overrun), so a
-  peer could always buffer that much.
+  window), so a whole block message fits.
+- **The receive window enforced** (:class:`WindowedBuffers`). py-libp2p's yamux logs a
+  peer that sends past a stream's window and keeps the bytes, so a peer could make us
+  buffer without bound on any stream we read slowly (a bitswap stream waits while 16 of its
+  messages are being stored). Here a frame past the window is not buffered, and the
+  connection is closed with a protocol error, as go-yamux does (``ErrRecvWindowExceeded``).
 
 And one adapter, :class:`BufferedTCPStream`: noise reads each message as a 2-byte length
 and then its body, each read one ``recv`` on the socket (about three system calls per 64
@@ -87,6 +90,52 @@ def grant_on_accept(conn: _yamux.Yamux, frame: bytes) -> bytes:
     stream.target_recv_window += INBOUND_GRANT
     return struct.pack(_yamux.YAMUX_HEADER_FORMAT, version, kind, flags, stream_id,
                        INBOUND_GRANT)
+
+
+class WindowExceeded(Exception):
+    """A peer sent more on a stream than the window we granted it."""
+
+
+class _StreamBuffer(bytearray):
+    """One stream's buffer of received bytes that refuses a frame past the stream's window.
+
+    The muxer appends each frame with ``extend`` before it lowers ``recv_window`` by it, so
+    ``recv_window`` is then what the peer may still send."""
+
+    def __init__(self, buffers: WindowedBuffers, stream_id: int, data: bytes = b"") -> None:
+        super().__init__(data)
+        self._buffers = buffers
+        self._stream_id = stream_id
+
+    def extend(self, data: object) -> None:
+        stream = self._buffers.conn.streams.get(self._stream_id)
+        size = len(data)  # type: ignore[arg-type]
+        if stream is not None and size > stream.recv_window:
+            self._buffers.exceeded(self._stream_id, size, stream.recv_window)
+        super().extend(data)  # type: ignore[arg-type]
+
+
+class WindowedBuffers(dict[int, bytearray]):
+    """A yamux connection's ``stream_buffers``: each buffer made a :class:`_StreamBuffer`.
+    A frame past its stream's window raises :class:`WindowExceeded` (the muxer's frame loop
+    drops the frame and ends the stream) and stops the loop; the connection then closes
+    (``host.FrameAtomicYamux.handle_incoming``)."""
+
+    def __init__(self, conn: _yamux.Yamux) -> None:
+        super().__init__()
+        self.conn = conn
+        self.violation: str | None = None
+
+    def __setitem__(self, stream_id: int, buffer: bytearray) -> None:
+        if not isinstance(buffer, _StreamBuffer):
+            buffer = _StreamBuffer(self, stream_id, bytes(buffer))
+        super().__setitem__(stream_id, buffer)
+
+    def exceeded(self, stream_id: int, size: int, window: int) -> None:
+        self.violation = (f"a {size}-byte frame on stream {stream_id}, whose receive window "
+                          f"had {window} bytes left")
+        self.conn.event_shutting_down.set()  # the frame loop stops after this frame
+        raise WindowExceeded(self.violation)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,12 @@ from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH
 from libp2p.stream_muxer.yamux.yamux import (
     DEFAULT_WINDOW_SIZE,
     HEADER_SIZE,
+    TYPE_DATA,
     TYPE_WINDOW_UPDATE,
     YAMUX_HEADER_FORMAT,
+    Yamux,
 )
+from libp2p.utils import encode_delim
 from multiaddr import Multiaddr
 
 from ipfs_mcp.p2p.host import build_host, peer_info_from_addr
@@ -189,3 +192,55 @@ async def test_buffered_reads_hand_out_exactly_the_bytes_sent() -> None:
             nursery.cancel_scope.cancel()
     assert got == data
     assert client.recvs < i
+
+
+async def test_a_peer_that_sends_past_a_streams_window_loses_the_connection() -> None:
+    """A deliberately lying sender writes yamux DATA frames straight to the connection,
+    ignoring the window we granted, on a stream whose handler reads nothing. The receiver
+    buffers no more than the window and closes the connection (before, the library logged
+    the overrun and kept every byte); a well-behaved peer connects afterwards as before."""
+    sender = build_host(create_new_key_pair(), FAST)
+    receiver = build_host(create_new_key_pair(), FAST)
+    buffers: list[bytearray] = []
+    accepted = trio.Event()
+
+    async def never_reads(stream: object) -> None:
+        muxed = stream.muxed_stream  # type: ignore[attr-defined]
+        buffers.append(muxed.conn.stream_buffers[muxed.stream_id])
+        accepted.set()
+        await trio.sleep_forever()
+
+    receiver.set_stream_handler(PROTOCOL, never_reads)
+    listen = [Multiaddr("/ip4/127.0.0.1/tcp/0")]
+    window = DEFAULT_WINDOW_SIZE + INBOUND_GRANT
+    with trio.fail_after(30):
+        async with receiver.run(listen), sender.run(listen):
+            peer = await _connected(sender, receiver)
+            [conn] = sender.get_network().get_connections(peer)
+            muxed = conn.muxed_conn
+            assert isinstance(muxed, Yamux)
+            [theirs] = receiver.get_network().get_connections(sender.get_id())
+            stream = await muxed.open_stream()
+            await stream.write(encode_delim(b"/multistream/1.0.0") + encode_delim(PROTOCOL.encode()))
+            await accepted.wait()
+            chunk = os.urandom(60_000)
+            sent = 0
+            try:
+                while sent < 3 * window and not muxed.is_closed:
+                    await muxed._write_frame(struct.pack(
+                        YAMUX_HEADER_FORMAT, 0, TYPE_DATA, 0, stream.stream_id, len(chunk)) + chunk)
+                    sent += len(chunk)
+                await muxed.event_closed.wait()  # the receiver closed it
+            except Exception:  # a write on the connection the receiver closed
+                pass
+            [buffer] = buffers
+            assert len(buffer) <= window
+            await theirs.muxed_conn.event_closed.wait()  # type: ignore[attr-defined]
+            # The receiver serves on: a well-behaved peer's stream goes through.
+            honest = build_host(create_new_key_pair(), FAST)
+            async with honest.run(listen):
+                peer = await _connected(honest, receiver)
+                buffers.clear()
+                accepted = trio.Event()
+                await (await honest.new_stream(peer, [PROTOCOL])).write(b"hello")
+                await accepted.wait()
