@@ -184,6 +184,14 @@ class _StoppablePubsub(Pubsub):
     with an error. That stream is reset instead.
     """
 
+    # Told of each peer the library drops (its streams died, or it disconnected).
+    gone: Callable[[ID], None] | None = None
+
+    def _handle_dead_peer(self, peer_id: ID) -> None:
+        super()._handle_dead_peer(peer_id)
+        if self.gone is not None:
+            self.gone(peer_id)
+
     async def stream_handler(self, stream: INetStream) -> None:
         try:
             await super().stream_handler(stream)
@@ -249,9 +257,12 @@ class PubSub:
         self._pumps: dict[str, trio.CancelScope] = {}
         self._listeners: list[MessageListener] = []
         self._nursery: trio.Nursery | None = None
-        self.heard_from: set[str] = set()  # peers whose hello (first RPC) has been read
+        # Peers whose hello (first RPC) has been read, while they are pubsub peers: one that
+        # goes (and may come back, with a new hello) is forgotten, so this stays bounded.
+        self.heard_from: set[str] = set()
         self._heard = trio.Event()
         _HELLO_LISTENERS[host] = self._note_heard
+        self.pubsub.gone = self._forget_heard
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[PubSub]:
@@ -275,6 +286,9 @@ class PubSub:
             self.heard_from.add(key)
             self._heard.set()
             self._heard = trio.Event()
+
+    def _forget_heard(self, peer: ID) -> None:
+        self.heard_from.discard(str(peer))
 
     async def heard(self) -> None:
         """Until another peer's hello has been read (see ``heard_from``)."""

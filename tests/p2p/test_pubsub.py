@@ -198,3 +198,22 @@ async def test_bounds_topics_message_size_and_kept_messages(tmp_path: Path) -> N
             with pytest.raises(NotFound):
                 await ps(a).unsubscribe("second")
             await ps(a).subscribe("third")  # the freed place is usable
+
+
+async def test_a_peers_hello_counts_while_it_is_a_peer_and_is_forgotten_when_it_goes(
+        tmp_path: Path) -> None:
+    """``heard_from`` (what the CLI waits on before it lists topics) holds the peers whose
+    hello was read, and forgets one that goes: it stays bounded on a long-running node, and
+    a peer that comes back is counted again only once its new hello is read."""
+    with trio.fail_after(60):
+        async with pubsub_node(tmp_path / "a") as a:
+            await ps(a).subscribe(TOPIC)
+            async with pubsub_node(tmp_path / "b") as b:
+                await ps(b).subscribe(TOPIC)
+                await joined(a, b)
+                while b.peer_id not in ps(a).heard_from:
+                    await ps(a).heard()
+                gone = b.peer_id
+            while gone in ps(a).heard_from:  # a notices b's connection end
+                await trio.sleep(0.05)
+            assert ps(a).heard_from == set()
