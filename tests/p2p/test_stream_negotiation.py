@@ -5,10 +5,11 @@ so it can be the lazy dialer Kubo is, a waiting one, or a broken one."""
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
-from libp2p.abc import IHost
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.stream_muxer.exceptions import MuxedStreamEOF, MuxedStreamReset
@@ -82,24 +83,26 @@ async def _read_exactly(stream: YamuxStream, n: int) -> bytes:
     return bytes(got)
 
 
-async def _serving(pair: Pair) -> tuple[IHost, IHost]:
+@asynccontextmanager
+async def _stream_to_a_receiver(pair: Pair) -> AsyncIterator[YamuxStream]:
+    """Both hosts running on 127.0.0.1, the receiver serving PROTOCOL, and a raw yamux
+    stream the dialer opened to it (within :data:`DEADLINE`)."""
     pair.receiver.set_stream_handler(PROTOCOL, pair.handler)
-    return pair.receiver, pair.sender
+    listen = [Multiaddr("/ip4/127.0.0.1/tcp/0")]
+    with trio.fail_after(DEADLINE):
+        async with pair.receiver.run(listen), pair.sender.run(listen):
+            yield await pair.open()
 
 
 async def test_a_lazy_dialer_gets_header_and_echo_in_one_frame_and_its_message_intact() -> None:
     """Kubo's way: header, proposal and the first message in one write."""
     pair = Pair()
     payload = os.urandom(300_000)
-    listen = [Multiaddr("/ip4/127.0.0.1/tcp/0")]
-    with trio.fail_after(DEADLINE):
-        receiver, sender = await _serving(pair)
-        async with receiver.run(listen), sender.run(listen):
-            stream = await pair.open()
-            await stream.write(HEADER + delim(PROTOCOL) + payload)
-            await stream.close()
-            answer = await _read_exactly(stream, len(HEADER + delim(PROTOCOL)))
-            await pair.handled.wait()
+    async with _stream_to_a_receiver(pair) as stream:
+        await stream.write(HEADER + delim(PROTOCOL) + payload)
+        await stream.close()
+        answer = await _read_exactly(stream, len(HEADER + delim(PROTOCOL)))
+        await pair.handled.wait()
     assert answer == HEADER + delim(PROTOCOL)
     # Our stream's first frame from the receiver (identify streams share the connection).
     [first, *_] = [body for sid, body in pair.frames if sid == stream.stream_id]
@@ -110,22 +113,18 @@ async def test_a_lazy_dialer_gets_header_and_echo_in_one_frame_and_its_message_i
 async def test_a_dialer_that_waits_for_our_header_gets_it_first() -> None:
     """A dialer that proposes only after it has our header: we must not wait for it."""
     pair = Pair()
-    listen = [Multiaddr("/ip4/127.0.0.1/tcp/0")]
-    with trio.fail_after(DEADLINE):
-        receiver, sender = await _serving(pair)
-        async with receiver.run(listen), sender.run(listen):
-            stream = await pair.open()
-            await stream.write(HEADER)
-            assert await _read_exactly(stream, len(HEADER)) == HEADER
-            await stream.write(delim(OTHER))  # not served: "na", then the one that is
-            assert await _read_exactly(stream, len(delim("na"))) == delim("na")
-            await stream.write(delim("ls"))
-            listed = await stream.read(4096)
-            assert PROTOCOL.encode() in listed
-            await stream.write(delim(PROTOCOL) + b"after the echo")
-            assert await _read_exactly(stream, len(delim(PROTOCOL))) == delim(PROTOCOL)
-            await stream.close()
-            await pair.handled.wait()
+    async with _stream_to_a_receiver(pair) as stream:
+        await stream.write(HEADER)
+        assert await _read_exactly(stream, len(HEADER)) == HEADER
+        await stream.write(delim(OTHER))  # not served: "na", then the one that is
+        assert await _read_exactly(stream, len(delim("na"))) == delim("na")
+        await stream.write(delim("ls"))
+        listed = await stream.read(4096)
+        assert PROTOCOL.encode() in listed
+        await stream.write(delim(PROTOCOL) + b"after the echo")
+        assert await _read_exactly(stream, len(delim(PROTOCOL))) == delim(PROTOCOL)
+        await stream.close()
+        await pair.handled.wait()
     assert pair.payloads == [b"after the echo"]
 
 
@@ -138,19 +137,15 @@ async def test_a_dialer_that_waits_for_our_header_gets_it_first() -> None:
 ], ids=["wrong-header", "no-newline", "huge-length", "not-utf8", "endless-proposals"])
 async def test_a_broken_dialer_loses_its_stream_and_the_host_serves_on(garbage: bytes) -> None:
     pair = Pair()
-    listen = [Multiaddr("/ip4/127.0.0.1/tcp/0")]
-    with trio.fail_after(DEADLINE):
-        receiver, sender = await _serving(pair)
-        async with receiver.run(listen), sender.run(listen):
-            stream = await pair.open()
-            await stream.write(garbage)
-            with pytest.raises((MuxedStreamReset, MuxedStreamEOF)):
-                while await stream.read(4096):
-                    pass
-            assert stream.reset_received  # no protocol, no handler: reset, not closed
-            # The same connection still negotiates a good stream.
-            good = await sender.new_stream(receiver.get_id(), [PROTOCOL])
-            await good.write(b"still served")
-            await good.close()
-            await pair.handled.wait()
+    async with _stream_to_a_receiver(pair) as stream:
+        await stream.write(garbage)
+        with pytest.raises((MuxedStreamReset, MuxedStreamEOF)):
+            while await stream.read(4096):
+                pass
+        assert stream.reset_received  # no protocol, no handler: reset, not closed
+        # The same connection still negotiates a good stream.
+        good = await pair.sender.new_stream(pair.receiver.get_id(), [PROTOCOL])
+        await good.write(b"still served")
+        await good.close()
+        await pair.handled.wait()
     assert pair.payloads == [b"still served"]
